@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` (install, build, run the main job) and `make test`.
+SHELL := /bin/bash
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+.PHONY: deps build demo test bench clean
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	swift build
+
+# Until learn/enforce land, the main job is `cagent doctor`.
+demo: build
+	.build/debug/cagent doctor
+
+test: deps
+	scripts/test.sh
+
+bench: deps
+	swift build -c release
+	scripts/bench.sh
+
+clean:
+	rm -rf .build

@@ -1,0 +1,5 @@
+// Umbrella header for the C shim. Every symbol is prefixed cg_/CG_; each header says why it exists.
+#include "cg_fs.h"
+#include "cg_ns.h"
+#include "cg_caps.h"
+#include "cg_security.h"

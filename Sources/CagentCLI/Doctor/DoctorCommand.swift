@@ -1,0 +1,51 @@
+import ArgumentParser
+import CagentCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `cagent doctor`: can this machine run cagent, and did anything of cagent's stay behind?
+struct DoctorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doctor",
+        abstract: "Check what this machine supports and find (or --clean) leftover cagent state.",
+        discussion: "Exits non-zero when something cagent requires is missing.")
+
+    @OptionGroup var logging: LoggingOptions
+    @Flag(help: "Remove leftover cagent state that no live session holds.") var clean = false
+    @Flag(help: "Print JSON instead of a table.") var json = false
+
+    func run() async throws {
+        logging.bootstrap()
+        let environment = ProcessEnvironment.current
+        let user = InvokingUser.current(environment: environment)
+        let paths = CagentPaths.standard(user: user, environment: environment)
+        var checks = SystemChecks.all(environment: environment, paths: paths)
+
+        var cleaned: [String] = []
+        if geteuid() == 0 {
+            // Under the setup lock, so a session that is starting cannot lose objects it is creating.
+            let lock = try SetupLock(paths: paths)
+            let (leftovers, liveSessions) = Leftovers.scan(paths: paths)
+            if clean && !leftovers.isEmpty {
+                let (removed, failed) = Leftovers.clean(leftovers, paths: paths)
+                cleaned = removed
+                checks.append(failed.isEmpty
+                    ? DoctorCheck("leftovers", .ok, "removed \(removed.count): \(removed.joined(separator: ", ")); live sessions: \(liveSessions)")
+                    : DoctorCheck("leftovers", .fail, "could not remove: \(failed.joined(separator: "; "))",
+                                  remedy: "remove by hand, then run `cagent doctor` again"))
+            } else if leftovers.isEmpty {
+                checks.append(DoctorCheck("leftovers", .ok, "none; live sessions: \(liveSessions)"))
+            } else {
+                checks.append(DoctorCheck("leftovers", .warn,
+                                          leftovers.map(\.description).joined(separator: ", "),
+                                          remedy: "cagent doctor --clean"))
+            }
+            lock.release()
+        }
+
+        FileDescriptorStream.standardOutput.write(json ? DoctorRenderer.json(checks, cleaned: cleaned)
+                                                       : DoctorRenderer.table(checks))
+        if checks.contains(where: { $0.required && $0.status == .fail }) { throw CagentExit(status: 1) }
+    }
+}

@@ -1,0 +1,112 @@
+import CagentCore
+import CagentNetwork
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Kernel objects cagent creates, found on the machine, with whether a live session still holds them.
+///
+/// Naming (docs/architecture.md): session network namespaces `/run/netns/cagent-<id>`, host-side veths `cgs<id>`,
+/// the nftables table `inet cagent`, cgroups `cagent-<id>`, mounts under a path containing `cagent`. A live
+/// session lists what it holds in its lease (`kind name` lines); anything else is a leftover.
+struct Leftover: Equatable {
+    enum Kind: String { case netns, link, nftTable = "nft-table", cgroup, mount }
+    var kind: Kind
+    var name: String
+    var description: String { "\(kind.rawValue) \(name)" }
+}
+
+enum Leftovers {
+    static let netnsDirectory = "/run/netns"
+    static let cgroupRoots = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+
+    /// What is on the machine now, minus what live sessions hold.
+    static func scan(paths: CagentPaths) -> (leftovers: [Leftover], liveSessions: Int) {
+        let leases = SessionLease.all(paths: paths)
+        let live = leases.filter(\.live)
+        let held = Set(live.flatMap { $0.contents.split(separator: "\n").map(String.init) })
+        var found: [Leftover] = []
+        for name in FileSystem.list(netnsDirectory) where name.hasPrefix("cagent-") {
+            found.append(Leftover(kind: .netns, name: name))
+        }
+        for name in FileSystem.list("/sys/class/net") where name.hasPrefix("cgs") {
+            found.append(Leftover(kind: .link, name: name))
+        }
+        // The table is shared by all sessions; it is a leftover only when no session is alive.
+        if live.isEmpty, let chains = try? NetfilterInventory.chains(),
+           chains.contains(where: { $0.table == "cagent" && $0.familyName == "inet" }) {
+            found.append(Leftover(kind: .nftTable, name: "inet cagent"))
+        }
+        for root in cgroupRoots + v1Hierarchies() {
+            for name in FileSystem.list(root) where name.hasPrefix("cagent-") && FileSystem.isDirectory(root + "/" + name) {
+                found.append(Leftover(kind: .cgroup, name: root + "/" + name))
+            }
+        }
+        for point in mountPoints() where point.contains("cagent") && !point.hasPrefix(paths.runtime + "/netlab") {
+            found.append(Leftover(kind: .mount, name: point))
+        }
+        let leftovers = found.filter { !held.contains($0.description) }
+        return (leftovers, live.count)
+    }
+
+    /// Removes leftovers; returns what was removed and what could not be.
+    static func clean(_ leftovers: [Leftover], paths: CagentPaths) -> (removed: [String], failed: [String]) {
+        var removed: [String] = []
+        var failed: [String] = []
+        // Mounts first (a netns file is a mount), then namespaces, links, cgroups, and the table last so that
+        // interfaces are never left without the drop that closes them.
+        let order: [Leftover.Kind] = [.mount, .netns, .link, .cgroup, .nftTable]
+        for kind in order {
+            for item in leftovers where item.kind == kind {
+                do {
+                    try remove(item)
+                    removed.append(item.description)
+                } catch {
+                    failed.append("\(item.description): \(error)")
+                }
+            }
+        }
+        // Leases of dead sessions are done with once their objects are gone.
+        for lease in SessionLease.all(paths: paths) where !lease.live && failed.isEmpty {
+            unlink(lease.path)
+        }
+        return (removed, failed)
+    }
+
+    private static func remove(_ item: Leftover) throws {
+        switch item.kind {
+        case .mount:
+            if umount2(item.name, Int32(MNT_DETACH)) != 0 && errno != EINVAL && errno != ENOENT {
+                throw CagentError.system("umount \(item.name)", "cannot unmount")
+            }
+        case .netns:
+            let path = netnsDirectory + "/" + item.name
+            _ = umount2(path, Int32(MNT_DETACH))
+            if unlink(path) != 0 && errno != ENOENT { throw CagentError.system("netns \(item.name)", "cannot remove") }
+        case .link:
+            try NetlinkControl.deleteLink(named: item.name)
+        case .cgroup:
+            // cgroup.kill (v2) empties it first; v1 hierarchies: the processes died with the session.
+            if let fd = Optional(open(item.name + "/cgroup.kill", O_WRONLY | O_CLOEXEC)), fd >= 0 {
+                _ = write(fd, "1", 1); close(fd)
+                usleep(50_000)
+            }
+            if rmdir(item.name) != 0 && errno != ENOENT { throw CagentError.system("cgroup \(item.name)", "cannot remove") }
+        case .nftTable:
+            try NetlinkControl.deleteTable(named: "cagent")
+        }
+    }
+
+    private static func v1Hierarchies() -> [String] {
+        FileSystem.list("/sys/fs/cgroup").map { "/sys/fs/cgroup/" + $0 }
+            .filter { !$0.hasSuffix("/unified") && FileSystem.isDirectory($0) }
+    }
+
+    private static func mountPoints() -> [String] {
+        guard let text = FileSystem.readText("/proc/self/mountinfo") else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 4 ? String(fields[4]) : nil
+        }
+    }
+}

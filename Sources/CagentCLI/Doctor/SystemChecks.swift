@@ -1,0 +1,155 @@
+import CShim
+import CagentCapture
+import CagentCore
+import CagentNetwork
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The machine checks of `cagent doctor`. Each later piece of work appends its own checks here.
+enum SystemChecks {
+    static func all(environment: [String: String], paths: CagentPaths) -> [DoctorCheck] {
+        var checks: [DoctorCheck] = [privileges()]
+        checks += namespaces()
+        checks.append(nftables())
+        checks.append(foreignFirewall())
+        checks.append(seccompNotify())
+        checks.append(landlock())
+        checks.append(ebpf())
+        checks.append(DoctorCheck("libpcap", .ok, Capture.libraryVersion))
+        checks.append(tracee(environment: environment))
+        checks.append(stateDirectory(paths: paths))
+        return checks
+    }
+
+    static func privileges() -> DoctorCheck {
+        guard geteuid() == 0 else {
+            return DoctorCheck("privileges", .fail, "running as uid \(geteuid()), not root",
+                               remedy: "run cagent as root (sudo cagent ...); the agent itself never runs as root",
+                               required: true)
+        }
+        // Capabilities root lacks here (e.g. CAP_SYS_RESOURCE in some VMs) only mean limits can be lowered, not raised.
+        let last = cg_cap_last_cap()
+        var missing: [Int32] = []
+        if last >= 0 {
+            for cap in 0...last where cg_capbset_read(cap) == 0 { missing.append(cap) }
+        }
+        if missing.isEmpty { return DoctorCheck("privileges", .ok, "root with the full capability bounding set") }
+        let names = missing.map { CapabilityNames.name(of: $0) }.joined(separator: ", ")
+        return DoctorCheck("privileges", .info, "root; bounding set lacks \(names) (limits can only be lowered)")
+    }
+
+    static func namespaces() -> [DoctorCheck] {
+        let kinds: [(String, Int32)] = [
+            ("user", CG_CLONE_NEWUSER), ("mount", CG_CLONE_NEWNS), ("pid", CG_CLONE_NEWPID),
+            ("net", CG_CLONE_NEWNET), ("uts", CG_CLONE_NEWUTS), ("ipc", CG_CLONE_NEWIPC),
+            ("cgroup", CG_CLONE_NEWCGROUP),
+        ]
+        return kinds.map { name, flag in
+            let result = cg_probe_unshare(flag)
+            if result == 0 { return DoctorCheck("namespace \(name)", .ok, "unshare works") }
+            return DoctorCheck("namespace \(name)", .fail, "unshare failed: \(String(cString: strerror(result)))",
+                               remedy: name == "user"
+                                   ? "enable unprivileged/any user namespaces (sysctl user.max_user_namespaces > 0)"
+                                   : "run as root on a kernel with \(name) namespaces",
+                               required: true)
+        }
+    }
+
+    static func nftables() -> DoctorCheck {
+        do {
+            let chains = try NetfilterInventory.chains()
+            let tables = Set(chains.map { "\($0.familyName) \($0.table)" })
+            return DoctorCheck("nftables netlink", .ok, "libnftnl dump works (\(tables.count) tables with chains)")
+        } catch let error as CagentError {
+            return DoctorCheck("nftables netlink", .fail, error.message + (error.errno.map { " (errno \($0))" } ?? ""),
+                               remedy: error.hint ?? "a kernel with nf_tables and CAP_NET_ADMIN", required: true)
+        } catch {
+            return DoctorCheck("nftables netlink", .fail, "\(error)", required: true)
+        }
+    }
+
+    static func foreignFirewall() -> DoctorCheck {
+        guard let chains = try? NetfilterInventory.chains() else {
+            return DoctorCheck("other firewalls", .info, "not checked (nftables unreadable)")
+        }
+        let drops = NetfilterInventory.foreignForwardDrops(in: chains)
+        var legacy = ""
+        if let names = FileSystem.readText("/proc/net/ip_tables_names"), !names.isEmpty {
+            legacy = "; legacy iptables tables exist (\(names.split(separator: "\n").joined(separator: ","))): their FORWARD policy is not visible to cagent"
+        }
+        if drops.isEmpty {
+            return DoctorCheck("other firewalls", legacy.isEmpty ? .ok : .warn,
+                               "no other table drops forwarded traffic" + legacy,
+                               remedy: legacy.isEmpty ? nil : "check `iptables -S FORWARD`; a DROP policy there blocks sandboxes")
+        }
+        let names = drops.map { "\($0.familyName) \($0.table) chain \($0.name)" }.joined(separator: ", ")
+        return DoctorCheck("other firewalls", .warn,
+                           "forward policy drop in \(names): traffic cagent allows would still be dropped" + legacy,
+                           remedy: "allow the sandbox interfaces there, e.g. `iptables -I FORWARD -i cgs+ -j ACCEPT; iptables -I FORWARD -o cgs+ -j ACCEPT` (Docker: in DOCKER-USER)")
+    }
+
+    static func seccompNotify() -> DoctorCheck {
+        switch cg_seccomp_user_notif_available() {
+        case 1: return DoctorCheck("seccomp", .ok, "filters and user notification available")
+        case 0: return DoctorCheck("seccomp", .warn, "no user notification: the seccomp tracer is unavailable",
+                                   remedy: "Linux >= 5.0 for the seccomp learn-mode tracer")
+        default: return DoctorCheck("seccomp", .fail, "seccomp(2) unavailable: \(String(cString: strerror(errno)))",
+                                    remedy: "a kernel built with CONFIG_SECCOMP_FILTER", required: true)
+        }
+    }
+
+    static func landlock() -> DoctorCheck {
+        let abi = cg_landlock_abi_version()
+        if abi >= 1 { return DoctorCheck("landlock", .ok, "ABI \(abi)") }
+        return DoctorCheck("landlock", .warn, "not available (\(String(cString: strerror(errno)))): one layer fewer",
+                           remedy: "boot with lsm=...,landlock on a kernel >= 5.13")
+    }
+
+    static func ebpf() -> DoctorCheck {
+        let btf = FileSystem.exists("/sys/kernel/btf/vmlinux")
+        let tracepoints = ["/sys/kernel/tracing/events/syscalls", "/sys/kernel/debug/tracing/events/syscalls"]
+            .contains(where: FileSystem.isDirectory)
+        switch (btf, tracepoints) {
+        case (true, true): return DoctorCheck("ebpf tracing", .ok, "BTF and syscall tracepoints present")
+        case (false, true): return DoctorCheck("ebpf tracing", .warn, "syscall tracepoints but no BTF (/sys/kernel/btf/vmlinux)",
+                                               remedy: "a kernel with CONFIG_DEBUG_INFO_BTF; learn mode falls back to seccomp")
+        default: return DoctorCheck("ebpf tracing", .warn, "no syscall tracepoints (tracefs)",
+                                    remedy: "mount tracefs or use a kernel with CONFIG_FTRACE_SYSCALLS; learn mode falls back to seccomp")
+        }
+    }
+
+    static func tracee(environment: [String: String]) -> DoctorCheck {
+        if let path = FileSystem.which("tracee", path: environment["PATH"]) {
+            return DoctorCheck("tracee", .ok, "found at \(path)")
+        }
+        return DoctorCheck("tracee", .info, "not on PATH (optional: `cagent learn --tracer tracee`)")
+    }
+
+    static func stateDirectory(paths: CagentPaths) -> DoctorCheck {
+        do {
+            try makeDirectories(paths.runtime, mode: 0o700)
+            if access(paths.runtime, W_OK) != 0 {
+                return DoctorCheck("state", .fail, "\(paths.runtime) not writable", remedy: "run as root", required: true)
+            }
+            return DoctorCheck("state", .ok, "runtime \(paths.runtime), data \(paths.data)")
+        } catch {
+            return DoctorCheck("state", .fail, "\(error)", remedy: "run as root", required: true)
+        }
+    }
+}
+
+/// Capability numbers to names, for messages.
+enum CapabilityNames {
+    static let names = [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+        "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+        "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+        "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
+    ]
+    static func name(of cap: Int32) -> String { cap >= 0 && Int(cap) < names.count ? names[Int(cap)] : "cap\(cap)" }
+}

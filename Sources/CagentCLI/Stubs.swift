@@ -1,0 +1,52 @@
+import ArgumentParser
+import CagentCore
+
+// Commands planned in docs/architecture.md whose implementation lands with later work. Each lives in its
+// own file once built; until then it parses its arguments and says it is not built.
+
+struct LearnCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "learn", abstract: "Run an agent observed: egress logged but permitted, secrets hidden, everything recorded. (not built yet)")
+    @OptionGroup var logging: LoggingOptions
+    @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
+    func run() async throws { throw notBuiltYet("learn") }
+}
+
+struct EnforceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enforce", abstract: "Run an agent under a profile: allowlisted egress, the profile's filesystem view, no privileges. (not built yet)")
+    @OptionGroup var logging: LoggingOptions
+    @Option(help: "Profile file or bundled name.") var profile: String?
+    @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
+    func run() async throws { throw notBuiltYet("enforce") }
+}
+
+struct ProfileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile", abstract: "Lint, show, list, diff, trust and propose profiles. (not built yet)")
+    func run() async throws { throw notBuiltYet("profile") }
+}
+
+struct SessionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sessions", abstract: "List recorded sessions. (not built yet)")
+    func run() async throws { throw notBuiltYet("sessions") }
+}
+
+struct ReportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Show what a session did: domains, flows, files, processes, findings. (not built yet)")
+    func run() async throws { throw notBuiltYet("report") }
+}
+
+struct ImportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import", abstract: "Import a saved trace (Tracee JSON) into the store. (not built yet)")
+    func run() async throws { throw notBuiltYet("import") }
+}
+
+struct ExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export", abstract: "Export a profile as a CiliumNetworkPolicy or Kubernetes NetworkPolicy. (not built yet)")
+    func run() async throws { throw notBuiltYet("export") }
+}

@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Creates a directory and its parents (mode 0755 unless given). Existing directories are fine.
+public func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+    var current = ""
+    for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+        current += "/" + part
+        if mkdir(current, mode) != 0 && errno != EEXIST {
+            throw CagentError.system("mkdir \(current)", "cannot create directory")
+        }
+    }
+}
+
+/// The machine-wide setup lock: two cagents starting at once never pick the same names, addresses or nflog
+/// groups, because picking and claiming happen under this lock. flock(2) is released by the kernel when the
+/// holder dies, so a crash never leaves it held.
+public final class SetupLock {
+    private let fd: Int32
+
+    public init(paths: CagentPaths) throws {
+        try makeDirectories(paths.runtime, mode: 0o700)
+        fd = open(paths.lockFile, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd < 0 { throw CagentError.system("setup lock", "cannot open \(paths.lockFile)") }
+        while flock(fd, LOCK_EX) != 0 {
+            if errno != EINTR {
+                close(fd)
+                throw CagentError.system("setup lock", "cannot lock \(paths.lockFile)")
+            }
+        }
+    }
+
+    /// Releases the lock (also released when the process dies).
+    public func release() { close(fd) }
+    deinit { close(fd) }
+}
+
+/// A session's lease: a file under the runtime directory, flock-ed for the session's whole life. A lease whose
+/// lock can be taken belongs to a dead session, and `cagent doctor --clean` may remove what it names.
+public final class SessionLease: @unchecked Sendable {
+    public let sessionID: String
+    public let path: String
+    private var fd: Int32
+
+    /// Takes a lease for a new session; `contents` records the kernel objects the session will create, so a
+    /// later clean-up knows what to remove even if this process dies.
+    public init(paths: CagentPaths, sessionID: String, contents: String) throws {
+        try makeDirectories(paths.leases, mode: 0o700)
+        self.sessionID = sessionID
+        self.path = paths.leases + "/" + sessionID + ".lease"
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd < 0 { throw CagentError.system("session lease", "cannot create \(path)") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            throw CagentError.system("session lease", "cannot lock \(path)")
+        }
+        try update(contents: contents)
+    }
+
+    /// Rewrites the record of what this session holds.
+    public func update(contents: String) throws {
+        let bytes = Array(contents.utf8)
+        if ftruncate(fd, 0) != 0 || pwrite(fd, bytes, bytes.count, 0) != bytes.count {
+            throw CagentError.system("session lease", "cannot write \(path)")
+        }
+    }
+
+    /// Ends the lease after the session's objects are gone.
+    public func end() {
+        guard fd >= 0 else { return }
+        unlink(path)
+        close(fd)
+        fd = -1
+    }
+
+    deinit { end() }
+
+    /// A lease found on disk.
+    public struct Record: Sendable {
+        public var sessionID: String
+        public var path: String
+        public var contents: String
+        /// True when a live process holds the lease.
+        public var live: Bool
+    }
+
+    /// Every lease on disk, each with whether its session is still alive.
+    public static func all(paths: CagentPaths) -> [Record] {
+        guard let dir = opendir(paths.leases) else { return [] }
+        defer { closedir(dir) }
+        var records: [Record] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name.hasSuffix(".lease") else { continue }
+            let path = paths.leases + "/" + name
+            let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            let live = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK
+            var contents: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = read(fd, &buffer, buffer.count)
+                if count <= 0 { break }
+                contents += buffer[0..<count]
+            }
+            records.append(Record(sessionID: String(name.dropLast(6)), path: path,
+                                  contents: String(decoding: contents, as: UTF8.self), live: live))
+        }
+        return records
+    }
+}

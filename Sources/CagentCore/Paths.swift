@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The user cagent acts for, and where its files live.
+///
+/// cagent runs as root (it needs namespaces and netfilter) but works on behalf of the invoking user: under
+/// sudo that is `SUDO_UID`, otherwise the real uid. The agent never runs as root.
+public struct InvokingUser: Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var name: String
+    public var home: String
+
+    public init(uid: UInt32, gid: UInt32, name: String, home: String) {
+        self.uid = uid; self.gid = gid; self.name = name; self.home = home
+    }
+
+    /// SUDO_UID when run through sudo, else the real uid; looked up in the password database.
+    public static func current(environment: [String: String]) -> InvokingUser {
+        var uid = getuid()
+        if let sudo = environment["SUDO_UID"], let parsed = UInt32(sudo) { uid = parsed }
+        if let entry = getpwuid(uid) {
+            return InvokingUser(uid: uid, gid: entry.pointee.pw_gid,
+                                name: String(cString: entry.pointee.pw_name),
+                                home: String(cString: entry.pointee.pw_dir))
+        }
+        return InvokingUser(uid: uid, gid: uid, name: "uid\(uid)", home: "/nonexistent")
+    }
+}
+
+/// cagent's directories. State (shadow homes, the database) belongs to the invoking user; runtime state
+/// (the global lock, session leases) is machine-wide under /run.
+public struct CagentPaths: Sendable {
+    /// Machine-wide runtime directory: the setup lock and one lease file per live session.
+    public var runtime: String
+    /// Persistent per-user state: `$XDG_DATA_HOME/cagent` or `~/.local/share/cagent`.
+    public var data: String
+    /// Per-user configuration: `$XDG_CONFIG_HOME/cagent` or `~/.config/cagent`.
+    public var config: String
+
+    public init(runtime: String, data: String, config: String) {
+        self.runtime = runtime; self.data = data; self.config = config
+    }
+
+    public static func standard(user: InvokingUser, environment: [String: String]) -> CagentPaths {
+        // Under sudo, root's XDG variables are not the user's: use the user's home.
+        let underSudo = environment["SUDO_UID"] != nil
+        let dataHome = (!underSudo ? environment["XDG_DATA_HOME"] : nil) ?? user.home + "/.local/share"
+        let configHome = (!underSudo ? environment["XDG_CONFIG_HOME"] : nil) ?? user.home + "/.config"
+        let runtime = environment["CAGENT_RUNTIME_DIR"] ?? "/run/cagent"
+        return CagentPaths(runtime: runtime, data: dataHome + "/cagent", config: configHome + "/cagent")
+    }
+
+    public var leases: String { runtime + "/sessions" }
+    public var lockFile: String { runtime + "/setup.lock" }
+}

@@ -1,0 +1,2 @@
+/// The DNS gate: wire parser/builder and the sandbox's only resolver (DNS gate issue).
+public enum DNSModule {}

@@ -1,0 +1,2 @@
+// The hermetic test network (netlab): lands with the foundation issue.
+import CagentCore

@@ -1,0 +1,2 @@
+// Tests for this area land with its issue.
+import Testing

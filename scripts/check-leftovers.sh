@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Fails when kernel state of cagent or of its tests remains: network namespaces, interfaces, nft tables, mounts.
+set -u
+left=""
+ns=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(cagent|cg)' || true)
+[ -n "$ns" ] && left="$left namespaces: $(echo $ns)"
+links=$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^(cagent|cg)' || true)
+[ -n "$links" ] && left="$left interfaces: $(echo $links)"
+tables=$(nft list tables 2>/dev/null | grep -i cagent || true)
+[ -n "$tables" ] && left="$left nft: $(echo $tables)"
+mounts=$(awk '{print $5}' /proc/self/mountinfo | grep -iE 'cagent|/cgt-' || true)
+[ -n "$mounts" ] && left="$left mounts: $(echo $mounts)"
+if [ -n "$left" ]; then
+  echo "leftovers: FAILED:$left" >&2
+  exit 1
+fi
+echo "leftovers: none"

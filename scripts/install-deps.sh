@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what cagent, its tests and its demo need on Debian/Ubuntu. Idempotent: installs only what is missing.
+set -euo pipefail
+
+packages=(
+  # build: the C libraries cagent links
+  libpcap-dev libnftnl-dev libmnl-dev libsqlite3-dev libbpf-dev
+  # runtime: netfilter, interfaces, the Public Suffix List
+  nftables iproute2 publicsuffix
+  # tests: the simulated internet (DNS, HTTP, attacker sink) and probes run inside the sandbox
+  dnsmasq-base bind9-dnsutils tcpdump curl python3 socat strace gdb make gcc git procps psmisc
+  # benchmarks: the tools a user would pick instead
+  bubblewrap iperf3 hyperfine
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then echo "install-deps: run as root (sudo)" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1 && [ ! -x /opt/swift/usr/bin/swift ]; then
+  echo "install-deps: Swift 6 is required (expected on PATH or at /opt/swift)" >&2
+  exit 1
+fi
