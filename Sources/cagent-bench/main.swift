@@ -17,8 +17,14 @@ struct Options {
 }
 
 func fail(_ message: String) -> Never {
-    fputs("cagent-bench: \(message)\n", stderr)
+    let text = "cagent-bench: \(message)\n"
+    _ = text.withCString { write(2, $0, strlen($0)) }
     exit(2)
+}
+
+func number(_ text: String, _ flag: String) -> Int {
+    guard let value = Int(text), value >= 0 else { fail("\(flag) takes a number") }
+    return value
 }
 
 func parse(_ arguments: [String]) -> Options {
@@ -32,8 +38,8 @@ func parse(_ arguments: [String]) -> Options {
     while index < arguments.count {
         switch arguments[index] {
         case "--name": options.name = value()
-        case "--rounds": options.rounds = Int(value()) ?? fail("--rounds takes a number")
-        case "--warmup": options.warmup = Int(value()) ?? fail("--warmup takes a number")
+        case "--rounds": options.rounds = number(value(), "--rounds")
+        case "--warmup": options.warmup = number(value(), "--warmup")
         case "--subject": options.subject = value()
         case "--reference": options.reference = value()
         default: fail("unknown argument \(arguments[index])")
@@ -57,7 +63,8 @@ func timed(_ command: String) -> Double {
     posix_spawn_file_actions_init(&actions)
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    let argv = ["/bin/sh", "-c", command].map { strdup($0) } + [nil]
+    var argv: [UnsafeMutablePointer<CChar>?] = [String]([ "/bin/sh", "-c", command ]).map { strdup($0) }
+    argv.append(nil)
     defer { argv.forEach { free($0) } }
     let start = now()
     guard posix_spawn(&pid, "/bin/sh", &actions, nil, argv, environ) == 0 else { fail("cannot spawn /bin/sh") }
