@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "CagentSandbox", dependencies: ["CagentCore", "CagentProfile", "CShim"]),
         .target(name: "CagentNetwork", dependencies: ["CagentCore", "CShim", "CNftnl"]),
         .target(name: "CagentDNS", dependencies: ["CagentCore", "CShim"]),
-        .target(name: "CagentCapture", dependencies: ["CagentCore", "CPcap"]),
+        .target(name: "CagentCapture", dependencies: ["CagentCore", "CagentDNS", "CPcap"]),
         .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim"]),
         .target(name: "CagentCLI", dependencies: [
@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "ProfileTests", dependencies: ["CagentProfile"]),
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
-        .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "Netlab"]),
+        .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "Netlab"], exclude: ["Corpus"]),
         .testTarget(name: "StoreTests", dependencies: ["CagentStore", "CagentTrace"]),
     ],
     swiftLanguageModes: [.v6]
