@@ -25,7 +25,8 @@ public enum GateEvent: Sendable, Equatable {
 /// and only then releases the answer, with TTLs clamped to the pins' lifetime.
 public final class Gate: @unchecked Sendable {
     public struct Configuration: Sendable {
-        public var listen: IPAddress
+        /// The session's gateway addresses (IPv4, and IPv6 when the sandbox has it), all on one port.
+        public var listen: [IPAddress]
         /// 0 lets the kernel choose a free high port (the Firewall redirects port 53 to it).
         public var port: UInt16
         /// Network namespace (a /run/netns path) the gate thread enters before it opens any socket.
@@ -36,7 +37,7 @@ public final class Gate: @unchecked Sendable {
         public var maxTCPClients: Int
         public var tcpIdleSeconds: Double
 
-        public init(listen: IPAddress, port: UInt16 = 0, netnsPath: String? = nil, policy: GatePolicy,
+        public init(listen: [IPAddress], port: UInt16 = 0, netnsPath: String? = nil, policy: GatePolicy,
                     upstream: UpstreamConfig, clamp: GateAnswer.Clamp = .init(), maxTCPClients: Int = 64,
                     tcpIdleSeconds: Double = 10) {
             self.listen = listen; self.port = port; self.netnsPath = netnsPath; self.policy = policy
@@ -120,7 +121,7 @@ public final class Gate: @unchecked Sendable {
 /// The event loop's state; lives on the gate thread only.
 private struct Loop {
     enum Client: Hashable {
-        case udp(SocketAddress)
+        case udp(SocketAddress, socket: Int32)
         case tcp(fd: Int32, serial: Int)
     }
 
@@ -141,8 +142,8 @@ private struct Loop {
     }
 
     let gate: Gate
-    let udp: Int32
-    let tcp: Int32
+    let udpSockets: [Int32]
+    let tcpSockets: [Int32]
     let port: UInt16
     var pending: [Int32: Pending] = [:]
     var tcpClients: [Int32: TCPClient] = [:]
@@ -155,34 +156,36 @@ private struct Loop {
 
     init(gate: Gate) throws {
         self.gate = gate
-        let address = SocketAddress(address: gate.configuration.listen, port: gate.configuration.port)
-        udp = try Sockets.socket(address.family, Int32(SOCK_DGRAM.rawValue), stage: "dns gate: udp socket")
+        var udps: [Int32] = [], tcps: [Int32] = []
+        var port = gate.configuration.port
         do {
-            try Sockets.bind(udp, address, stage: "dns gate: udp bind")
-        }
-        let chosen = SocketAddress(address: address.address, port: Sockets.boundPort(udp))
-        do {
-            tcp = try Sockets.socket(address.family, Int32(SOCK_STREAM.rawValue), stage: "dns gate: tcp socket")
-            try Sockets.bind(tcp, chosen, stage: "dns gate: tcp bind")
+            guard !gate.configuration.listen.isEmpty else { throw CagentError(stage: "dns gate", "no listen address") }
+            for address in gate.configuration.listen {
+                // The first bind picks the port (when 0); every other socket takes the same one.
+                let udp = try Sockets.socket(SocketAddress(address: address, port: 0).family, Int32(SOCK_DGRAM.rawValue), stage: "dns gate: udp socket")
+                udps.append(udp)
+                try Sockets.bind(udp, SocketAddress(address: address, port: port), stage: "dns gate: udp bind")
+                port = Sockets.boundPort(udp)
+                var size: Int32 = 4 << 20
+                setsockopt(udp, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+                let tcp = try Sockets.socket(SocketAddress(address: address, port: 0).family, Int32(SOCK_STREAM.rawValue), stage: "dns gate: tcp socket")
+                tcps.append(tcp)
+                try Sockets.bind(tcp, SocketAddress(address: address, port: port), stage: "dns gate: tcp bind")
+                guard listen(tcp, 64) == 0 else { throw CagentError.system("dns gate: tcp listen", "listen \(address) port \(port)") }
+            }
         } catch {
-            Glibc.close(udp)
+            for fd in udps + tcps { Glibc.close(fd) }
             throw error
         }
-        guard listen(tcp, 64) == 0 else {
-            let error = CagentError.system("dns gate: tcp listen", "listen \(chosen)")
-            Glibc.close(udp); Glibc.close(tcp)
-            throw error
-        }
-        var size: Int32 = 4 << 20
-        setsockopt(udp, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        port = chosen.port
+        udpSockets = udps
+        tcpSockets = tcps
+        self.port = port
     }
 
     mutating func run() {
         while true {
-            var fds = [pollfd(fd: gate.wakeFD, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: udp, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: tcp, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: gate.wakeFD, events: Int16(POLLIN), revents: 0)]
+            for fd in udpSockets + tcpSockets { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             for fd in tcpClients.keys { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             for fd in pending.keys { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             let now = Sockets.now()
@@ -191,10 +194,10 @@ private struct Loop {
             let rc = poll(&fds, nfds_t(fds.count), Int32(wait.rounded(.up)))
             if rc < 0 && errno != EINTR { return }
             if fds[0].revents != 0 { return }
-            if fds[1].revents != 0 { readUDP() }
-            if fds[2].revents != 0 { acceptTCP() }
-            for entry in fds.dropFirst(3) where entry.revents != 0 {
-                if tcpClients[entry.fd] != nil { readTCP(entry.fd) }
+            for entry in fds.dropFirst() where entry.revents != 0 {
+                if udpSockets.contains(entry.fd) { readUDP(entry.fd) }
+                else if tcpSockets.contains(entry.fd) { acceptTCP(entry.fd) }
+                else if tcpClients[entry.fd] != nil { readTCP(entry.fd) }
                 else if pending[entry.fd] != nil { readUpstream(entry.fd) }
             }
             expire()
@@ -202,14 +205,14 @@ private struct Loop {
     }
 
     func close() {
-        Glibc.close(udp); Glibc.close(tcp)
+        for fd in udpSockets + tcpSockets { Glibc.close(fd) }
         for fd in tcpClients.keys { Glibc.close(fd) }
         for fd in pending.keys { Glibc.close(fd) }
     }
 
     // MARK: clients
 
-    mutating func readUDP() {
+    mutating func readUDP(_ udp: Int32) {
         // Drain what is queued, bounded so TCP and upstream replies are not starved.
         for _ in 0..<64 {
             var storage = sockaddr_storage()
@@ -221,11 +224,11 @@ private struct Loop {
             }
             if n < 0 { return }
             guard let from = SocketAddress(storage: storage) else { continue }
-            handle(Array(buffer[0..<n]), from: .udp(from))
+            handle(Array(buffer[0..<n]), from: .udp(from, socket: udp))
         }
     }
 
-    mutating func acceptTCP() {
+    mutating func acceptTCP(_ tcp: Int32) {
         while true {
             let fd = accept(tcp, nil, nil)
             if fd < 0 { return }
@@ -265,7 +268,7 @@ private struct Loop {
 
     mutating func send(_ reply: DNSMessage, to client: Client) {
         switch client {
-        case .udp(let address):
+        case .udp(let address, let udp):
             let bytes = GateAnswer.encode(reply, limit: 512)
             _ = address.withSockaddr { sockaddr, length in
                 bytes.withUnsafeBytes { sendto(udp, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT), sockaddr, length) }
