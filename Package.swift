@@ -44,6 +44,7 @@ let package = Package(
         .executableTarget(name: "cagent", dependencies: ["CagentCLI"]),
         .executableTarget(name: "cagent-init", dependencies: ["CShim"]),
         .executableTarget(name: "cagent-bench", dependencies: []),
+        .executableTarget(name: "cagent-dns-bench", dependencies: ["CagentDNS", "CagentCore", "CNftnl"]),
 
         // Test support: the hermetic test network every network test uses.
         .target(name: "Netlab", dependencies: ["CagentCore", "CShim"], path: "Tests/Netlab"),

@@ -14,3 +14,9 @@ if run doctor; then
   # The harness itself: cagent doctor against a shell doing nothing, to show the baseline cost of a cagent start.
   $bench --name "cagent --version vs /bin/true" --rounds 30 --subject "$cagent --version" --reference "/bin/true"
 fi
+
+if run dns; then
+  # The DNS gate beside dnsmasq (allowlist, cache off, --nftset) on the same query mix: q/s and latency.
+  swift build -c release --product cagent-dns-bench >/dev/null
+  scripts/bench-dns.sh 10
+fi
