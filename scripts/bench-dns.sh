@@ -35,7 +35,7 @@ for i in $(seq 0 999); do
   if (( i % 9 == 0 )); then echo "x$i.attacker.test A" >> "$dir/queries"; fi
 done
 
-daemon() { in_ns "$@" >/dev/null 2>&1 & pids+=($!); }
+daemon() { ip netns exec "$ns" "$@" >/dev/null 2>&1 & pids+=($!); }
 common=(--no-daemon --pid-file= --bind-interfaces --no-resolv --no-hosts --cache-size=0)
 daemon dnsmasq "${common[@]}" -C "$dir/upstream.conf" --listen-address=10.98.0.2
 daemon dnsmasq "${common[@]}" -C /dev/null --listen-address=10.98.0.1 --port=5300 --dns-forward-max=1000 \

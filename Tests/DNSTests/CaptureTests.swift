@@ -32,6 +32,14 @@ import Synchronization
         #expect(NflogFrame.parse(Self.frame(prefix: "x", packet: ip))?.port == 443)
     }
 
+    @Test func fuzzCorpusReplays() {
+        // Seeds and any former nflog fuzz findings: parsing must not trap.
+        let files = Corpus.files().filter { $0.contains("/nflog/") }
+        #expect(!files.isEmpty)
+        for path in files { _ = NflogFrame.parse(Corpus.read(path)) }
+        #expect(NflogFrame.parse(Corpus.read(Corpus.directory + "/nflog/tcp4.bin"))?.port == 443)
+    }
+
     @Test func survivesGarbage() {
         for length in 0..<40 {
             _ = NflogFrame.parse([UInt8](repeating: 0xFF, count: length))
