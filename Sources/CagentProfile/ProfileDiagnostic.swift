@@ -1,0 +1,56 @@
+import CagentCore
+
+/// A place in a profile file: what every error names, and what `show --resolved` cites as provenance.
+public struct SourceLocation: Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// The file as shown to the user (relative to the current directory when inside it).
+    public var file: String
+    /// 1-based line and column (columns count Unicode scalars, as libyaml does).
+    public var line: Int
+    public var column: Int
+
+    public init(file: String, line: Int, column: Int) {
+        self.file = file; self.line = line; self.column = column
+    }
+
+    public var description: String { "\(file):\(line):\(column)" }
+}
+
+/// One problem found in a profile: where, what was expected, and what to do.
+public struct ProfileDiagnostic: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Severity: String, Sendable { case error, warning }
+    public var location: SourceLocation
+    public var severity: Severity
+    /// Already escaped for a terminal: values from the file pass through `ProfileText.quote`.
+    public var message: String
+    public var hint: String?
+
+    public init(_ location: SourceLocation, _ message: String, hint: String? = nil, severity: Severity = .error) {
+        self.location = location; self.message = message; self.hint = hint; self.severity = severity
+    }
+
+    /// `file:line:column: error: message` (and the hint on the next line).
+    public var description: String {
+        var text = "\(TerminalEscape.escape(location.description)): \(severity.rawValue): \(message)"
+        if let hint { text += "\n  hint: \(hint)" }
+        return text
+    }
+}
+
+extension CagentError {
+    /// The error `resolve` throws: stage "profile", every error with its file:line:column.
+    public static func profile(_ diagnostics: [ProfileDiagnostic]) -> CagentError {
+        let errors = diagnostics.filter { $0.severity == .error }
+        let shown = errors.isEmpty ? diagnostics : errors
+        let lines = shown.map { "\(TerminalEscape.escape($0.location.description)): \($0.message)" }
+        let message = lines.count == 1 ? lines[0] : "\(lines.count) errors\n  " + lines.joined(separator: "\n  ")
+        return CagentError(stage: "profile", message, hint: shown.first?.hint)
+    }
+}
+
+/// Quoting of values that came from a file (maybe written by a hostile repository) for messages.
+enum ProfileText {
+    static func quote(_ text: String) -> String {
+        let limited = text.unicodeScalars.count > 120 ? String(String.UnicodeScalarView(text.unicodeScalars.prefix(117))) + "..." : text
+        return "'" + TerminalEscape.escape(limited) + "'"
+    }
+}
