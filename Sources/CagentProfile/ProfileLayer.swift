@@ -28,11 +28,13 @@ public enum LimitKey: String, Sendable, CaseIterable, Hashable {
 public struct Located<Value: Sendable & Equatable>: Sendable, Equatable {
     public var value: Value
     public var location: SourceLocation
-    /// The comment lines directly above the entry and the comment after it on its line, if any.
+    /// The comment lines directly above the entry (joined with newlines), if any.
     public var comment: String?
+    /// The comment after the entry on its line, if any.
+    public var remark: String?
 
-    public init(_ value: Value, at location: SourceLocation, comment: String? = nil) {
-        self.value = value; self.location = location; self.comment = comment
+    public init(_ value: Value, at location: SourceLocation, comment: String? = nil, remark: String? = nil) {
+        self.value = value; self.location = location; self.comment = comment; self.remark = remark
     }
 }
 
@@ -41,10 +43,12 @@ public struct ListEntry: Sendable, Equatable {
     public var value: String
     public var removes: Bool
     public var location: SourceLocation
+    /// The comment lines directly above the entry, and the comment after it on its line.
     public var comment: String?
+    public var remark: String?
 
-    public init(value: String, removes: Bool = false, location: SourceLocation, comment: String? = nil) {
-        self.value = value; self.removes = removes; self.location = location; self.comment = comment
+    public init(value: String, removes: Bool = false, location: SourceLocation, comment: String? = nil, remark: String? = nil) {
+        self.value = value; self.removes = removes; self.location = location; self.comment = comment; self.remark = remark
     }
 }
 

@@ -73,7 +73,7 @@ private struct Walker {
             case "agent":
                 if let name = string(value, expected: "an agent name, e.g. claude-code") {
                     if isName(name) {
-                        layer.agent = Located(name, at: location(value), comment: comments.around(value.mark))
+                        layer.agent = Located(name, at: location(value), comment: comments.above(value.mark), remark: comments.after(value.mark))
                     } else {
                         error(at: value, "\(ProfileText.quote(name)) is not an agent name",
                               hint: "lowercase letters, digits, '.', '_' and '-', e.g. claude-code")
@@ -81,7 +81,7 @@ private struct Walker {
                 }
             case "description":
                 if let text = string(value, expected: "a description (text)") {
-                    layer.description = Located(text, at: location(value), comment: comments.around(value.mark))
+                    layer.description = Located(text, at: location(value), comment: comments.above(value.mark), remark: comments.after(value.mark))
                 }
             case "extends":
                 extends(value)
@@ -211,7 +211,7 @@ private struct Walker {
             }
             seen[mark] = here
             layer.lists[key, default: []].append(ListEntry(value: canonical, removes: removes, location: here,
-                                                           comment: comments.around(item.mark)))
+                                                           comment: comments.above(item.mark), remark: comments.after(item.mark)))
         }
     }
 
@@ -246,7 +246,7 @@ private struct Walker {
             case .processes: number = UInt64(try ValueSyntax.count(raw, range: 1...4_194_304))
             case .openFiles: number = UInt64(try ValueSyntax.count(raw, range: 1...1_048_576))
             }
-            layer.limits[key] = Located(number, at: location(value), comment: comments.around(value.mark))
+            layer.limits[key] = Located(number, at: location(value), comment: comments.above(value.mark), remark: comments.after(value.mark))
         } catch {
             self.error(at: value, "\(key.rawValue): \(error.message)", hint: error.hint)
         }
@@ -285,8 +285,9 @@ private struct Walker {
     }
 
     func hasExplicitTag(_ scalar: Node.Scalar) -> Bool {
+        // libyaml marks untagged scalars implicit; Yams reports some of them as `!!str`.
         let name = scalar.tag.rawValue
-        return !name.isEmpty && name != "!"
+        return !name.isEmpty && name != "!" && name != Tag.Name.str.rawValue
     }
 
     /// Anchors and aliases would let one entry apply in several places out of sight; profiles are read by
@@ -379,22 +380,30 @@ struct CommentScanner {
         lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
     }
 
-    /// The comment lines directly above a block entry, then the comment after it on its line.
-    func around(_ mark: Mark?) -> String? {
+    /// The comment lines directly above a block entry ("- value", "key: value"), joined with newlines.
+    func above(_ mark: Mark?) -> String? {
+        guard let (line, _) = blockEntry(mark) else { return nil }
+        var leading: [String] = []
+        var index = line - 2
+        while index >= 0, let text = commentOnly(lines[index]) { leading.insert(text, at: 0); index -= 1 }
+        let joined = leading.joined(separator: "\n")
+        return leading.isEmpty ? nil : joined
+    }
+
+    /// The comment after a block entry on its line.
+    func after(_ mark: Mark?) -> String? {
+        guard let (line, start) = blockEntry(mark) else { return nil }
+        return trailing(lines[line - 1], from: start).flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The entry's line and 0-based start, when it is a block entry: in a flow list ("[a, b]  # note") one
+    /// comment covers the whole line and belongs to no single entry.
+    private func blockEntry(_ mark: Mark?) -> (Int, Int)? {
         guard let mark, mark.line >= 1, mark.line <= lines.count else { return nil }
         let line = lines[mark.line - 1]
         let start = min(max(mark.column - 1, 0), line.count)
-        // Only block entries ("- value", "key: value"): in a flow list one comment covers the whole line.
-        let before = line[..<start]
-        if before.contains(where: { $0 == "[" || $0 == "{" || $0 == "," }) { return nil }
-        var parts: [String] = []
-        var above = mark.line - 2
-        var leading: [String] = []
-        while above >= 0, let text = commentOnly(lines[above]) { leading.insert(text, at: 0); above -= 1 }
-        parts += leading
-        if let trailing = trailing(line, from: start) { parts.append(trailing) }
-        let joined = parts.filter { !$0.isEmpty }.joined(separator: "\n")
-        return joined.isEmpty ? nil : joined
+        if line[..<start].contains(where: { $0 == "[" || $0 == "{" || $0 == "," }) { return nil }
+        return (mark.line, start)
     }
 
     private func commentOnly(_ line: [Unicode.Scalar]) -> String? {

@@ -15,9 +15,9 @@ public enum ProfileRenderer {
             out.append("# extends (already merged above): " + comment(resolved.profile.extends.joined(separator: ", ")))
         }
         out.append("cagent: 1")
-        if let agent = resolved.agent { out.append("agent: " + scalar(agent.value) + provenance(agent.location, agent.comment)) }
+        if let agent = resolved.agent { out.append("agent: " + scalar(agent.value) + provenance(agent.location, agent.remark)) }
         if let text = resolved.description {
-            out.append("description: " + scalar(text.value) + provenance(text.location, text.comment))
+            out.append("description: " + scalar(text.value) + provenance(text.location, text.remark))
         }
         for section in ["network", "filesystem", "env"] {
             out.append("\(section):")
@@ -26,18 +26,16 @@ public enum ProfileRenderer {
                 if entries.isEmpty { out.append("  \(key.key): []"); continue }
                 out.append("  \(key.key):")
                 for entry in entries {
-                    let (leading, trailing) = split(entry.comment)
-                    for line in leading { out.append("    # " + line) }
-                    out.append("    - " + scalar(entry.value) + provenance(entry.location, trailing))
+                    for line in lines(entry.comment) { out.append("    # " + line) }
+                    out.append("    - " + scalar(entry.value) + provenance(entry.location, entry.remark))
                 }
             }
         }
         out.append("limits:")
         for key in LimitKey.allCases {
             if let value = resolved.limits[key] {
-                let (leading, trailing) = split(value.comment)
-                for line in leading { out.append("  # " + line) }
-                out.append("  \(key.key): \(format(key, value.value))" + provenance(value.location, trailing))
+                for line in lines(value.comment) { out.append("  # " + line) }
+                out.append("  \(key.key): \(format(key, value.value))" + provenance(value.location, value.remark))
             } else {
                 out.append("  # \(key.key): not set (cagent's built-in default)")
             }
@@ -56,12 +54,9 @@ public enum ProfileRenderer {
         return text
     }
 
-    /// Leading comment lines go above the entry; the last line, when it was on the entry's line, after it.
-    /// The scanner joins them in that order, so all but a trailing remark are "above".
-    private static func split(_ comment: String?) -> ([String], String?) {
-        guard let comment else { return ([], nil) }
-        let lines = comment.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        return (lines.map { self.comment($0) }, nil)
+    private static func lines(_ comment: String?) -> [String] {
+        guard let comment else { return [] }
+        return comment.split(separator: "\n", omittingEmptySubsequences: false).map { self.comment(String($0)) }
     }
 
     /// Comment text with anything that could move a terminal cursor or reorder text made visible.
