@@ -329,7 +329,9 @@ private struct Walker {
     }
 
     mutating func error(at node: Node?, _ message: String, hint: String? = nil) {
-        diagnostics.append(ProfileDiagnostic(location(node), message, hint: hint))
+        let diagnostic = ProfileDiagnostic(location(node), message, hint: hint)
+        // An alias is the anchored node itself (same place): report it once.
+        if !diagnostics.contains(diagnostic) { diagnostics.append(diagnostic) }
     }
 
     mutating func warning(at node: Node?, _ message: String) {

@@ -1,0 +1,120 @@
+import CagentCore
+import Testing
+@testable import CagentProfile
+
+/// Each broken profile gets one message naming the right file:line:column and what was expected.
+@Suite("Broken profiles")
+struct BrokenProfileTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var name: String
+        var text: String
+        var position: String
+        var message: String
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "typo-key", text: "cagent: 1\nnetwork:\n  domian: [example.com]\n",
+             position: "3:3", message: "unknown key 'domian' under 'network:'; did you mean 'domains'?"),
+        Case(name: "mid-wildcard", text: "cagent: 1\nnetwork:\n  domains:\n    - example.com\n    - \"foo.*.example.com\"\n",
+             position: "5:7", message: "'foo.*.example.com' in network.domains: a wildcard is allowed only as the whole leftmost label"),
+        Case(name: "bad-port", text: "cagent: 1\nnetwork:\n  endpoints: [\"github.com:70000/tcp\"]\n",
+             position: "3:15", message: "'github.com:70000/tcp' in network.endpoints: port '70000' is not a number from 1 to 65535"),
+        Case(name: "host-bits", text: "cagent: 1\nnetwork:\n  cidrs:\n    - 10.0.0.1/8\n",
+             position: "4:7", message: "'10.0.0.1/8' in network.cidrs: host bits are set after the /8 prefix"),
+        Case(name: "relative-path", text: "cagent: 1\nfilesystem:\n  read:\n    - /usr\n    - ../secrets\n",
+             position: "5:7", message: "'../secrets' in filesystem.read: a relative path"),
+        Case(name: "size-unit", text: "cagent: 1\nlimits:\n  memory: 2G\n",
+             position: "3:11", message: "limits.memory: unknown unit 'G'"),
+        Case(name: "no-version", text: "# a profile\nagent: tester\n",
+             position: "2:1", message: "missing 'cagent: 1' (the schema version)"),
+        Case(name: "yaml-syntax", text: "cagent: 1\nnetwork:\n  domains: [a.example, b.example\n",
+             position: "4:1", message: "invalid YAML: did not find expected ',' or ']'"),
+        Case(name: "dns-upstream", text: "cagent: 1\nnetwork:\n  domains: []\n  dns:\n    upstream: 192.0.2.53\n",
+             position: "4:3", message: "'network.dns' is not a profile key: the DNS upstream is host configuration"),
+        Case(name: "env-assignment", text: "cagent: 1\nenv:\n  pass: [\"TOKEN=abc\"]\n",
+             position: "3:10", message: "'TOKEN=abc' in env.pass: a profile names variables, it does not set them"),
+        Case(name: "unquoted-removal", text: "cagent: 1\nfilesystem:\n  hide:\n    - !~/.ssh\n",
+             position: "4:7", message: "YAML read '!~/.ssh' as a tag, not as text"),
+        Case(name: "version-2", text: "cagent: 2\n",
+             position: "1:9", message: "schema version '2' is not supported; this cagent reads version 1"),
+        Case(name: "list-not-scalar", text: "cagent: 1\nenv:\n  pass: HOME\n",
+             position: "3:9", message: "expected a list under 'pass:', found the text 'HOME'"),
+        Case(name: "endpoint-mapping", text: "cagent: 1\nnetwork:\n  endpoints:\n    - github.com: 22\n",
+             position: "4:7", message: "expected a string, found a mapping"),
+        Case(name: "misplaced-key", text: "cagent: 1\ndomains: [example.com]\n",
+             position: "2:1", message: "unknown key 'domains' at the top level; did you mean 'domains' under 'network:'?"),
+        Case(name: "duplicate-key", text: "cagent: 1\nlimits:\n  memory: 2GiB\n  memory: 4GiB\n",
+             position: "3:3", message: "key 'memory' appears more than once in the same mapping"),
+        Case(name: "anchor", text: "cagent: 1\nfilesystem:\n  read: &r [/usr]\n  write: *r\n",
+             position: "3:9", message: "anchors and aliases (&name, *name) are not used in profiles"),
+        Case(name: "missing-extends", text: "cagent: 1\nextends: [base, nosuch]\n",
+             position: "2:17", message: "no profile named 'nosuch'"),
+    ]
+
+    @Test("one message with the right file:line:column", arguments: cases)
+    func broken(_ item: Case) throws {
+        let sandbox = try ProfileSandbox()
+        try sandbox.write("bundled/base.yaml", "cagent: 1\n")
+        let path = try sandbox.write("broken/\(item.name).yaml", item.text)
+        let (resolved, diagnostics) = sandbox.resolver().resolveCollecting(path)
+        #expect(resolved == nil)
+        let errors = diagnostics.filter { $0.severity == .error }
+        #expect(errors.count == 1, "\(errors)")
+        let first = try #require(errors.first)
+        #expect(first.location.description == "broken/\(item.name).yaml:\(item.position)")
+        #expect(first.message.hasPrefix(item.message), "\(first.message)")
+
+        // The thrown error carries the same position and message, with stage "profile".
+        let thrown = #expect(throws: CagentError.self) { try sandbox.resolver().resolve(path) }
+        #expect(thrown?.stage == "profile")
+        #expect(thrown?.message.hasPrefix("broken/\(item.name).yaml:\(item.position): \(item.message)") == true,
+                "\(thrown?.message ?? "")")
+    }
+
+    @Test("the hint says what to write instead")
+    func hints() throws {
+        let sandbox = try ProfileSandbox()
+        let cases: [(String, String)] = [
+            ("cagent: 1\nnetwork:\n  cidrs: [10.0.0.1/8]\n", "did you mean '10.0.0.0/8'?"),
+            ("cagent: 1\nlimits:\n  memory: 2G\n", "did you mean '2GiB'? (units: KiB MiB GiB TiB, KB MB GB TB, B)"),
+            ("cagent: 1\nfilesystem:\n  hide:\n    - !~/.ssh\n", "to remove an inherited entry, quote it: \"!~/.ssh\""),
+            ("cagent: 1\nnetwork:\n  endpoints:\n    - github.com: 22\n", "write it without a space and quote it: \"github.com:22/tcp\""),
+            ("cagent: 1\nnetwork:\n  domains: [\"2001:db8::1\"]\n",
+             "ports go under network.endpoints as 'host:port/proto', addresses under network.cidrs"),
+        ]
+        for (index, (text, hint)) in cases.enumerated() {
+            let path = try sandbox.write("h\(index).yaml", text)
+            let (_, diagnostics) = sandbox.resolver().resolveCollecting(path)
+            #expect(diagnostics.first?.hint == hint, "\(diagnostics)")
+        }
+    }
+
+    @Test("every problem of a file is reported, not just the first")
+    func allProblems() throws {
+        let sandbox = try ProfileSandbox()
+        let path = try sandbox.write("many.yaml", """
+            cagent: 1
+            agnet: x
+            network:
+              domains: ["*", ok.example]
+              cidrs: [300.0.0.0/8]
+            limits:
+              processes: 0
+            """)
+        let (_, diagnostics) = sandbox.resolver().resolveCollecting(path)
+        #expect(diagnostics.map { "\($0.location.line):\($0.location.column)" } == ["2:1", "4:13", "5:11", "7:14"])
+        #expect(diagnostics[0].message == "unknown key 'agnet' at the top level; did you mean 'agent'?")
+    }
+
+    @Test("hostile text in a profile is escaped in messages")
+    func escaping() throws {
+        let sandbox = try ProfileSandbox()
+        let path = try sandbox.write("evil.yaml", "cagent: 1\nnetwork:\n  domains: [\"a\\u202Eb.example\"]\n  \"x\\e[2J\": 1\n")
+        let (_, diagnostics) = sandbox.resolver().resolveCollecting(path)
+        #expect(diagnostics.count == 2)
+        for diagnostic in diagnostics {
+            #expect(!diagnostic.description.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x202E })
+        }
+    }
+}
