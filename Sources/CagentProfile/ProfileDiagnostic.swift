@@ -12,7 +12,10 @@ public struct SourceLocation: Sendable, Equatable, Hashable, CustomStringConvert
         self.file = file; self.line = line; self.column = column
     }
 
-    public var description: String { "\(file):\(line):\(column)" }
+    /// A reference typed on the command line (no file to point into).
+    public static let commandLine = SourceLocation(file: "command line", line: 0, column: 0)
+
+    public var description: String { line == 0 ? file : "\(file):\(line):\(column)" }
 }
 
 /// One problem found in a profile: where, what was expected, and what to do.

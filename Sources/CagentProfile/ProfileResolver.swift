@@ -62,7 +62,7 @@ public struct ProfileResolver: Sendable {
     /// Everything found, for `lint`: the profile when it is usable, and every error and warning.
     public func resolveCollecting(_ reference: String) -> (resolved: ResolvedProfile?, diagnostics: [ProfileDiagnostic]) {
         var run = Run(resolver: self)
-        let commandLine = SourceLocation(file: "command line", line: 1, column: 1)
+        let commandLine = SourceLocation.commandLine
         guard let root = run.locate(reference, at: commandLine, relativeTo: currentDirectory, byUser: true) else {
             return (nil, run.diagnostics)
         }
@@ -74,13 +74,13 @@ public struct ProfileResolver: Sendable {
         return (resolved, resolved.warnings)
     }
 
-    /// Reads and checks a single file, without its `extends` (for `show` of one file, and `trust`).
+    /// Reads and checks a single file, without its `extends` (for `show` of one file, and `trust`). Reading
+    /// applies no policy, so an untrusted workspace file is read too; `source.origin` says where it lives.
     public func loadFile(_ reference: String) throws -> (source: ProfileSource, layer: ProfileLayer, warnings: [ProfileDiagnostic]) {
-        var run = Run(resolver: self)
-        var policy = self
-        policy.trustPolicy = .warn
-        run = Run(resolver: policy)
-        let commandLine = SourceLocation(file: "command line", line: 1, column: 1)
+        var reader = self
+        reader.trustPolicy = .warn
+        var run = Run(resolver: reader)
+        let commandLine = SourceLocation.commandLine
         guard let found = run.locate(reference, at: commandLine, relativeTo: currentDirectory, byUser: true),
               let source = run.read(found, at: commandLine) else { throw CagentError.profile(run.diagnostics) }
         let (layer, diagnostics) = ProfileParser.parse(text: source.text, file: source.display)
@@ -177,7 +177,7 @@ private struct Run {
         }
         let display = resolver.display(found.path)
         guard let text = String(validating: bytes, as: UTF8.self) else {
-            fail(SourceLocation(file: display, line: 1, column: 1), "not UTF-8 text", hint: "a profile is UTF-8 YAML")
+            fail(Self.firstInvalidUTF8(bytes, file: display), "not UTF-8 text", hint: "a profile is UTF-8 YAML")
             return nil
         }
         let hash = SHA256.hex(bytes)
@@ -209,7 +209,7 @@ private struct Run {
     /// Reads a file and, depth first, what it extends; appends each file to `order` after its bases.
     mutating func load(_ found: Found, stack: inout [Located<String>], at location: SourceLocation? = nil) {
         if done.contains(found.path) { return }
-        let here = location ?? SourceLocation(file: "command line", line: 1, column: 1)
+        let here = location ?? SourceLocation.commandLine
         if let start = stack.firstIndex(where: { $0.value == found.path }) {
             let chain = stack[start...].map { resolver.display($0.value) } + [resolver.display(found.path)]
             fail(here, "extends cycle: " + chain.map { TerminalEscape.escape($0) }.joined(separator: " -> "),
@@ -235,6 +235,17 @@ private struct Run {
         stack.removeLast()
         done.insert(found.path)
         order.append(Loaded(source: source, layer: layer))
+    }
+
+    /// Where the first byte that is not UTF-8 is.
+    static func firstInvalidUTF8(_ bytes: [UInt8], file: String) -> SourceLocation {
+        var line = 1, column = 1
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        while case .scalarValue(let scalar) = decoder.decode(&iterator) {
+            if scalar == "\n" { line += 1; column = 1 } else { column += 1 }
+        }
+        return SourceLocation(file: file, line: line, column: column)
     }
 
     mutating func fail(_ location: SourceLocation, _ message: String, hint: String? = nil) {

@@ -1,4 +1,5 @@
 import CagentCore
+import Foundation
 import Testing
 @testable import CagentProfile
 
@@ -116,5 +117,29 @@ struct BrokenProfileTests {
         for diagnostic in diagnostics {
             #expect(!diagnostic.description.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x202E })
         }
+    }
+}
+
+@Suite("Unreadable profiles")
+struct UnreadableProfileTests {
+    @Test("bytes that are not UTF-8 are reported where they are")
+    func notUTF8() throws {
+        let sandbox = try ProfileSandbox()
+        let path = sandbox.root + "/latin1.yaml"
+        let bytes: [UInt8] = Array("cagent: 1\ndescription: caf".utf8) + [0xE9, 0x0A]
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        let error = #expect(throws: CagentError.self) { try sandbox.resolver().resolve(path) }
+        #expect(error?.message == "latin1.yaml:2:17: not UTF-8 text")
+    }
+
+    @Test("an empty file and a file that is not a mapping")
+    func notAProfile() throws {
+        let sandbox = try ProfileSandbox()
+        let empty = try sandbox.write("empty.yaml", "# nothing here\n")
+        #expect(#expect(throws: CagentError.self) { try sandbox.resolver().resolve(empty) }?.message
+                == "empty.yaml:1:1: empty profile")
+        let list = try sandbox.write("list.yaml", "- cagent: 1\n")
+        #expect(#expect(throws: CagentError.self) { try sandbox.resolver().resolve(list) }?.message
+                == "list.yaml:1:1: expected a mapping of keys (cagent:, agent:, network:, ...), found a list")
     }
 }

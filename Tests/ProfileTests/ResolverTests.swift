@@ -172,7 +172,7 @@ struct ResolverTests {
         #expect(try sandbox.resolver().resolve("tool").source.origin == .user)
 
         let error = #expect(throws: CagentError.self) { try sandbox.resolver().resolve("nothing") }
-        #expect(error?.message == "command line:1:1: no profile named 'nothing'")
+        #expect(error?.message == "command line: no profile named 'nothing'")
         #expect(error?.hint?.contains("searched config/profiles, bundled, ws/.cagent") == true, "\(error?.hint ?? "")")
 
         let catalog = ProfileCatalog(resolver: sandbox.resolver()).entries()

@@ -14,7 +14,7 @@ struct TrustTests {
 
         let refused = #expect(throws: CagentError.self) { try sandbox.resolver().resolve("project") }
         #expect(refused?.stage == "profile")
-        #expect(refused?.message == "command line:1:1: 'ws/.cagent/project.yaml' is inside the workspace and not trusted: "
+        #expect(refused?.message == "command line: 'ws/.cagent/project.yaml' is inside the workspace and not trusted: "
                 + "a repository, or the agent, must not choose its own policy")
         #expect(refused?.hint == "review it, then run `cagent profile trust ws/.cagent/project.yaml`, or name it by path")
 
