@@ -31,6 +31,13 @@ private struct Walker {
             error(at: nil, "the file is larger than \(ProfileParser.maximumBytes >> 10) KiB; a profile is a page of text")
             return layer
         }
+        if let (line, column) = AnchorScanner.firstAnchorOrAlias(text) {
+            diagnostics.append(ProfileDiagnostic(SourceLocation(file: file, line: line, column: column),
+                                                 "anchors and aliases (&name, *name) are not used in profiles",
+                                                 hint: "write each entry where it applies (quote values that start with '*' or '&'); "
+                                                     + "use 'extends' to share entries between profiles"))
+            return layer
+        }
         let parser: Parser
         let root: Node?
         do {

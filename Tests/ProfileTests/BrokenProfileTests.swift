@@ -143,3 +143,34 @@ struct UnreadableProfileTests {
                 == "list.yaml:1:1: expected a mapping of keys (cagent:, agent:, network:, ...), found a list")
     }
 }
+
+@Suite("Anchors and aliases")
+struct AnchorTests {
+    @Test("an alias bomb is refused before it is composed")
+    func aliasBomb() throws {
+        var lines = ["cagent: 1", "a: &a [x, x, x, x, x, x, x, x, x, x]"]
+        var previous = "a"
+        for name in ["b", "c", "d", "e", "f", "g", "h", "i"] {
+            lines.append("\(name): &\(name) [" + Array(repeating: "*\(previous)", count: 10).joined(separator: ", ") + "]")
+            previous = name
+        }
+        lines.append("? *i\n: 1")
+        let (layer, diagnostics) = ProfileParser.parse(text: lines.joined(separator: "\n"), file: "bomb.yaml")
+        #expect(layer == nil)
+        #expect(diagnostics.map(\.location.description) == ["bomb.yaml:2:4"])
+    }
+
+    @Test("the scanner finds anchors where nodes start, and nothing in text, quotes, comments or block scalars")
+    func scanner() {
+        #expect(AnchorScanner.firstAnchorOrAlias("a: *b\n")! == (1, 4))
+        #expect(AnchorScanner.firstAnchorOrAlias("a:\n  - x\n  - *b\n")! == (3, 5))
+        #expect(AnchorScanner.firstAnchorOrAlias("a: [x, *b]\n")! == (1, 8))
+        #expect(AnchorScanner.firstAnchorOrAlias("a: !!str &x y\n")! == (1, 10))
+        #expect(AnchorScanner.firstAnchorOrAlias("? *k\n: v\n")! == (1, 3))
+        for clean in ["description: Build & test *fast*\n", "domains: [\"*.example.com\", '*.x.org']\n",
+                      "a: b # not *an alias\n", "description: |\n  * a bullet\n  & more\nnext: x\n",
+                      "read: [/a&b, /c*d]\n", "description: \"multi\n  *line\"\n", "a: 'it''s *'\n"] {
+            #expect(AnchorScanner.firstAnchorOrAlias(clean) == nil, "\(clean)")
+        }
+    }
+}
