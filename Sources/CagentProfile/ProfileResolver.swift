@@ -130,7 +130,10 @@ private struct Run {
     init(resolver: ProfileResolver) { self.resolver = resolver }
 
     /// Finds the file a reference names. `byUser`: named on the command line (rather than by `extends`).
-    mutating func locate(_ reference: String, at location: SourceLocation, relativeTo directory: String, byUser: Bool) -> Found? {
+    /// `from`: the file whose `extends` names it; a name never finds that file itself, so a user profile
+    /// `claude-code` can extend the bundled `claude-code`.
+    mutating func locate(_ reference: String, at location: SourceLocation, relativeTo directory: String, byUser: Bool,
+                         from: String? = nil) -> Found? {
         guard let parsed = ProfileReference(reference) else {
             fail(location, "\(ProfileText.quote(reference)) is neither a profile name nor a path to a .yaml file",
                  hint: "a name such as 'claude-code', or a path such as './profile.yaml'")
@@ -149,6 +152,7 @@ private struct Run {
             return Found(path: real, origin: resolver.origin(ofRealPath: real), byUser: byUser)
         case .name(let name):
             var searched: [String] = []
+            var foundItself = false
             for (dir, origin) in resolver.searchDirectories() {
                 // `extends` never reaches the workspace by name: a repository must not shadow a shared profile.
                 if origin == .workspace && !byUser { continue }
@@ -156,12 +160,17 @@ private struct Run {
                 for ext in [".yaml", ".yml"] {
                     let candidate = dir + "/" + name + ext
                     if FileSystem.exists(candidate), let real = ProfileDirectories.realPath(candidate) {
+                        if real == from { foundItself = true; continue }
                         let actual = resolver.origin(ofRealPath: real)
                         // A symlink from a trusted directory into the workspace does not launder the file.
                         let effective = actual == .workspace || origin == .workspace ? .workspace : origin
                         return Found(path: real, origin: effective, byUser: false)
                     }
                 }
+            }
+            if foundItself {
+                fail(location, "a profile cannot extend itself, and no other profile is named \(ProfileText.quote(name))")
+                return nil
             }
             fail(location, "no profile named \(ProfileText.quote(name))",
                  hint: "searched " + searched.joined(separator: ", ") + "; `cagent profile list` shows what exists")
@@ -228,7 +237,7 @@ private struct Run {
         stack.append(Located(found.path, at: here))
         let directory = ProfileDirectories.parent(found.path)
         for base in layer.extends {
-            if let next = locate(base.value, at: base.location, relativeTo: directory, byUser: false) {
+            if let next = locate(base.value, at: base.location, relativeTo: directory, byUser: false, from: found.path) {
                 load(next, stack: &stack, at: base.location)
             }
         }

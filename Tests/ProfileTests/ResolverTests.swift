@@ -158,7 +158,10 @@ struct ResolverTests {
 
         try sandbox.write("bundled/self.yaml", "cagent: 1\nextends: self\n")
         let selfError = #expect(throws: CagentError.self) { try sandbox.resolver().resolve("self") }
-        #expect(selfError?.message == "bundled/self.yaml:2:10: extends cycle: bundled/self.yaml -> bundled/self.yaml")
+        #expect(selfError?.message == "bundled/self.yaml:2:10: a profile cannot extend itself, and no other profile is named 'self'")
+        try sandbox.write("bundled/loop.yaml", "cagent: 1\nextends: ./loop.yaml\n")
+        let loopError = #expect(throws: CagentError.self) { try sandbox.resolver().resolve("loop") }
+        #expect(loopError?.message == "bundled/loop.yaml:2:10: extends cycle: bundled/loop.yaml -> bundled/loop.yaml")
     }
 
     @Test("look-up by name: the user's directory first, then bundled; unknown names list where they were searched")
@@ -174,6 +177,12 @@ struct ResolverTests {
         let error = #expect(throws: CagentError.self) { try sandbox.resolver().resolve("nothing") }
         #expect(error?.message == "command line: no profile named 'nothing'")
         #expect(error?.hint?.contains("searched config/profiles, bundled, ws/.cagent") == true, "\(error?.hint ?? "")")
+
+        // A user profile can extend the bundled profile of the same name.
+        try sandbox.write("config/profiles/tool.yaml", "cagent: 1\nextends: [tool]\nnetwork:\n  domains: [mine.example]\n")
+        let layered = try sandbox.resolver().resolve("tool")
+        #expect(layered.profile.agent == "bundled-tool")
+        #expect(layered.layers.map(\.display) == ["bundled/tool.yaml", "config/profiles/tool.yaml"])
 
         let catalog = ProfileCatalog(resolver: sandbox.resolver()).entries()
         #expect(catalog.map { "\($0.name):\($0.origin.rawValue):\($0.shadowed)" } == ["tool:user:false", "tool:bundled:true"])
