@@ -27,8 +27,11 @@ public struct ProfileDiagnostic: Error, Sendable, Equatable, CustomStringConvert
     public var message: String
     public var hint: String?
 
+    /// Message and hint are made safe for a terminal here, whatever they quote from the file.
     public init(_ location: SourceLocation, _ message: String, hint: String? = nil, severity: Severity = .error) {
-        self.location = location; self.message = message; self.hint = hint; self.severity = severity
+        self.location = location; self.severity = severity
+        self.message = ProfileText.sanitize(message)
+        self.hint = hint.map(ProfileText.sanitize)
     }
 
     /// `file:line:column: error: message` (and the hint on the next line).
@@ -52,6 +55,23 @@ extension CagentError {
 
 /// Quoting of values that came from a file (maybe written by a hostile repository) for messages.
 enum ProfileText {
+    /// Shows control, bidi and invisible characters as escapes; leaves everything else (backslashes included)
+    /// as it is, so text that was already escaped is not escaped twice.
+    static func sanitize(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            let value = scalar.value
+            let dangerous = value < 0x20 || value == 0x7F || (0x80..<0xA0).contains(value) || (0x200B...0x200F).contains(value)
+                || (0x202A...0x202E).contains(value) || (0x2060...0x2069).contains(value) || value == 0xFEFF || value == 0x061C
+            if dangerous && scalar != "\n" {
+                out += TerminalEscape.escape(String(Character(scalar)))
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
     static func quote(_ text: String) -> String {
         let limited = text.unicodeScalars.count > 120 ? String(String.UnicodeScalarView(text.unicodeScalars.prefix(117))) + "..." : text
         return "'" + TerminalEscape.escape(limited) + "'"
