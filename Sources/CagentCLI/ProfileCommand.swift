@@ -21,9 +21,7 @@ struct ProfileLookupOptions: ParsableArguments {
     func context(policy: ProfileResolver.TrustPolicy = .refuse) -> (resolver: ProfileResolver, user: InvokingUser) {
         let environment = ProcessEnvironment.current
         let user = InvokingUser.current(environment: environment)
-        let paths = CagentPaths.standard(user: user, environment: environment)
-        var resolver = ProfileResolver(paths: paths, workspace: workspace ?? ".", environment: environment)
-        resolver.home = user.home
+        var resolver = ProfileResolver.standard(workspace: workspace ?? ".", environment: environment)
         resolver.trustPolicy = policy
         return (resolver, user)
     }

@@ -36,8 +36,16 @@ public struct ProfileResolver: Sendable {
     /// Files are limited to this many levels of `extends`.
     public static let maximumDepth = 16
 
+    /// The resolver for the invoking user (under sudo: `SUDO_UID`'s config and home), as every command uses it.
+    public static func standard(workspace: String?, environment: [String: String] = ProcessEnvironment.current) -> ProfileResolver {
+        let user = InvokingUser.current(environment: environment)
+        let paths = CagentPaths.standard(user: user, environment: environment)
+        return ProfileResolver(paths: paths, workspace: workspace, environment: environment, home: user.home)
+    }
+
     public init(paths: CagentPaths, workspace: String?, bundledDirectories: [String]? = nil,
-                environment: [String: String] = ProcessEnvironment.current, currentDirectory: String? = nil) {
+                environment: [String: String] = ProcessEnvironment.current, currentDirectory: String? = nil,
+                home: String? = nil) {
         self.paths = paths
         self.workspace = workspace.map { ProfileDirectories.realPath($0) ?? $0 }
         self.bundledDirectories = (bundledDirectories ?? ProfileDirectories.bundled(environment: environment))
@@ -47,7 +55,7 @@ public struct ProfileResolver: Sendable {
         self.trustStore = TrustStore(paths: paths)
         let cwd = currentDirectory ?? ProfileDirectories.currentDirectory()
         self.currentDirectory = ProfileDirectories.realPath(cwd) ?? cwd
-        self.home = environment["HOME"]
+        self.home = home ?? environment["HOME"]
     }
 
     // MARK: Resolving
