@@ -1,0 +1,56 @@
+// cg_policy.h — apply the sandbox's process policy in its fixed order, then exec.
+// Why: cgroup placement, rlimits, Landlock and seccomp must all happen in the final single-threaded process
+// between fork and execve, where only async-signal-safe C may run. cagent-init calls cg_policy_apply as
+// its last step before execve; tests call cg_policy_spawn to run a real probe under the real policy.
+#ifndef CG_POLICY_H
+#define CG_POLICY_H
+#include <stdint.h>
+#include <sys/types.h>
+#include "cg_landlock.h"
+
+/// One resource limit; applied lower-only (never above the current hard limit: raising needs
+/// CAP_SYS_RESOURCE, which root may lack).
+struct cg_rlimit_setting {
+    int resource;      // RLIMIT_*
+    uint64_t soft;
+    uint64_t hard;
+};
+
+/// The policy, in the order it is applied. Any part may be empty (count 0 / NULL).
+struct cg_policy {
+    const char *const *cgroup_procs;   // cgroup.procs files to join (writes "0": the calling process)
+    unsigned cgroup_count;
+    const struct cg_rlimit_setting *rlimits;
+    unsigned rlimit_count;
+    const struct cg_landlock_ruleset *landlock;   // NULL: no Landlock layer (kernel without it)
+    const void *seccomp_filter;                   // struct sock_filter[], NULL: no filter
+    unsigned seccomp_count;
+};
+
+// Stages reported on failure.
+#define CG_POLICY_STAGE_NONE     0
+#define CG_POLICY_STAGE_CGROUP   1
+#define CG_POLICY_STAGE_RLIMIT   2
+#define CG_POLICY_STAGE_LANDLOCK 3
+#define CG_POLICY_STAGE_SECCOMP  4
+#define CG_POLICY_STAGE_SPAWN    5
+#define CG_POLICY_STAGE_EXEC     6
+
+/// Applies: join cgroups, lower rlimits, Landlock, seccomp (last: after it only execve needs to pass).
+/// Returns 0, or -errno with *stage set to a CG_POLICY_STAGE_*.
+int cg_policy_apply(const struct cg_policy *policy, int *stage);
+
+/// A name for a stage, for messages.
+const char *cg_policy_stage_name(int stage);
+
+// cg_policy_spawn flags.
+#define CG_SPAWN_NEWPID  1   // the child is pid 1 of a new pid namespace (raw clone, fork-like)
+#define CG_SPAWN_SETSID  2   // new session; stdin (a tty) becomes the controlling terminal
+
+/// Forks; the child resets signals, dup2s stdin/stdout/stderr from in/out/err, applies the policy and
+/// execve(path, argv, envp). Returns the child's pid once it has exec'd; or -errno with *stage set, when
+/// a step in the child (or the fork) failed (the child is then reaped already).
+pid_t cg_policy_spawn(const struct cg_policy *policy, const char *path, char *const argv[], char *const envp[],
+                      int in, int out, int err, int flags, int *stage);
+
+#endif
