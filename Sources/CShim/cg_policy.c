@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -83,7 +84,8 @@ pid_t cg_policy_spawn(const struct cg_policy *p, const char *path, char *const a
     int report[2];
     *stage = CG_POLICY_STAGE_SPAWN;
     if (pipe2(report, O_CLOEXEC) != 0) return -errno;
-    pid_t pid = (flags & CG_SPAWN_NEWPID) ? (pid_t)syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, 0, 0, 0, 0) : fork();
+    unsigned long clone_flags = ((flags & CG_SPAWN_NEWPID) ? CLONE_NEWPID : 0) | ((flags & CG_SPAWN_NEWNS) ? CLONE_NEWNS : 0);
+    pid_t pid = clone_flags ? (pid_t)syscall(SYS_clone, clone_flags | SIGCHLD, 0, 0, 0, 0) : fork();
     if (pid < 0) { int e = errno; close(report[0]); close(report[1]); return -e; }
     if (pid == 0) {
         // Child: async-signal-safe calls only.
@@ -97,6 +99,8 @@ pid_t cg_policy_spawn(const struct cg_policy *p, const char *path, char *const a
         if (flags & CG_SPAWN_SETSID) {
             if (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) != 0) child_fail(report[1], CG_POLICY_STAGE_SPAWN, errno);
         }
+        if ((flags & CG_SPAWN_NEWNS) && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+            child_fail(report[1], CG_POLICY_STAGE_SPAWN, errno);
         syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
         int st, rc = cg_policy_apply(p, &st);
         if (rc != 0) child_fail(report[1], st, -rc);

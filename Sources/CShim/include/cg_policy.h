@@ -46,6 +46,8 @@ const char *cg_policy_stage_name(int stage);
 // cg_policy_spawn flags.
 #define CG_SPAWN_NEWPID  1   // the child is pid 1 of a new pid namespace (raw clone, fork-like)
 #define CG_SPAWN_SETSID  2   // new session; stdin (a tty) becomes the controlling terminal
+#define CG_SPAWN_NEWNS   4   // a new mount namespace with every mount private (tests: a mount that
+                             // got through could not reach the host)
 
 /// Forks; the child resets signals, dup2s stdin/stdout/stderr from in/out/err, applies the policy and
 /// execve(path, argv, envp). Returns the child's pid once it has exec'd; or -errno with *stage set, when
