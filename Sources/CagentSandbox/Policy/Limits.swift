@@ -56,6 +56,10 @@ public struct CgroupLayout: Sendable, Equatable {
         /// This process's cgroup in it (from /proc/self/cgroup).
         public var ownPath: String
         public var isV2: Bool
+
+        public init(mountPoint: String, ownPath: String, isV2: Bool) {
+            self.mountPoint = mountPoint; self.ownPath = ownPath; self.isV2 = isV2
+        }
     }
 
     /// The hierarchy that carries the pids controller, the memory controller, and the cgroup2 tree (nil

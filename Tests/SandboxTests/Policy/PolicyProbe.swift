@@ -31,7 +31,7 @@ enum PolicyProbe {
         var template = Array("/tmp/cagent-probe-out-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw CagentError.system("probe", "mkstemp") }
-        let path = String(cString: template)
+        let path = PolicyProbe.string(template)
         defer { close(fd); unlink(path) }
         let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { close(devnull) }
@@ -54,7 +54,12 @@ enum PolicyProbe {
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw CagentError.system("probe", "mkdtemp")
         }
-        return String(cString: template)
+        return PolicyProbe.string(template)
+    }
+
+    /// A C string buffer (mkstemp/mkdtemp template) as a String.
+    static func string(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func removeTree(_ path: String) {
