@@ -189,6 +189,13 @@ public final class SessionCgroup: @unchecked Sendable {
     /// The cgroup.procs files the child writes "0" to (cg_policy.cgroup_procs), before anything else.
     public var procsFiles: [String] { directories.map { $0 + "/cgroup.procs" } }
 
+    /// Moves a process (the sandbox's init, right after clone and before it is released) into every
+    /// session cgroup. Its descendants inherit the placement. On a pure cgroup2 host, clone3 with
+    /// CLONE_INTO_CGROUP and a descriptor of `unifiedDirectory` does the same atomically.
+    public func add(pid: pid_t) throws {
+        for file in procsFiles { try Self.writeFile(file, "\(pid)") }
+    }
+
     /// Processes now in the session (pids cgroup).
     public func members() -> [pid_t] {
         guard let dir = pidsDirectory, let text = FileSystem.readText(dir + "/cgroup.procs") else { return [] }

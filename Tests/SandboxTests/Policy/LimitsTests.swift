@@ -136,6 +136,21 @@ struct LimitsProcessTests {
         #expect(cgroup.exhaustionReport().contains { $0.contains("memory limit") }, "\(cgroup.exhaustionReport())")
     }
 
+    @Test("the supervisor places a running process (the init) into the session; remove() kills what is left",
+          .enabled(if: Requirements.mayRun(root: true), "root: creates cgroups"))
+    func placeAndRemove() throws {
+        try Requirements.root()
+        let cgroup = try SessionCgroup(id: Self.uniqueID(), limits: .defaults)
+        let directories = cgroup.directories
+        let sleeper = try ProcessPolicy().spawn(["/bin/sleep", "30"], environment: [])
+        try cgroup.add(pid: sleeper)
+        #expect(cgroup.members() == [sleeper])
+        #expect(directories.allSatisfy { (FileSystem.readText($0 + "/cgroup.procs") ?? "").contains("\(sleeper)") })
+        cgroup.remove()
+        #expect(ProcessPolicy.wait(sleeper, timeout: 5) == .signaled(SIGKILL))
+        for dir in directories { #expect(!FileSystem.exists(dir), "cgroup \(dir) left behind") }
+    }
+
     @Test("open files are capped by RLIMIT_NOFILE (lowered, never raised)",
           .enabled(if: Requirements.mayRun(root: true, tools: ["python3"]), "forks probes"))
     func openFiles() throws {
