@@ -196,6 +196,12 @@ public final class SessionCgroup: @unchecked Sendable {
         for file in procsFiles { try Self.writeFile(file, "\(pid)") }
     }
 
+    /// Tasks (processes and threads) the pids controller counts now.
+    public func taskCount() -> Int {
+        guard let dir = pidsDirectory, let text = FileSystem.readText(dir + "/pids.current") else { return 0 }
+        return Int(text.split(separator: "\n").first ?? "") ?? 0
+    }
+
     /// Processes now in the session (pids cgroup).
     public func members() -> [pid_t] {
         guard let dir = pidsDirectory, let text = FileSystem.readText(dir + "/cgroup.procs") else { return [] }
