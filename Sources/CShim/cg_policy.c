@@ -71,6 +71,70 @@ const char *cg_policy_stage_name(int stage) {
     }
 }
 
+struct reader { const unsigned char *p, *end; int bad; };
+
+static void take(struct reader *r, void *out, unsigned long n) {
+    if (r->bad || (unsigned long)(r->end - r->p) < n) { r->bad = 1; memset(out, 0, n); return; }
+    memcpy(out, r->p, n);
+    r->p += n;
+}
+
+static uint32_t take_u32(struct reader *r) { uint32_t v; take(r, &v, 4); return v; }
+static uint64_t take_u64(struct reader *r) { uint64_t v; take(r, &v, 8); return v; }
+
+static const char *take_string(struct reader *r) {
+    if (r->bad) return NULL;
+    const unsigned char *nul = memchr(r->p, 0, (size_t)(r->end - r->p));
+    if (nul == NULL) { r->bad = 1; return NULL; }
+    const char *s = (const char *)r->p;
+    r->p = nul + 1;
+    return s;
+}
+
+int cg_policy_decode(const void *message, unsigned long length, struct cg_policy_storage *st) {
+    struct reader r = { message, (const unsigned char *)message + length, 0 };
+    memset(st, 0, sizeof *st);
+    char magic[4];
+    take(&r, magic, 4);
+    if (r.bad || memcmp(magic, "CGP1", 4) != 0) return -EINVAL;
+    uint32_t n = take_u32(&r);
+    if (n > CG_POLICY_MAX_CGROUPS) return -EINVAL;
+    for (uint32_t i = 0; i < n; i++) st->cgroup_procs[i] = take_string(&r);
+    st->policy.cgroup_procs = st->cgroup_procs;
+    st->policy.cgroup_count = n;
+    n = take_u32(&r);
+    if (n > CG_POLICY_MAX_RLIMITS) return -EINVAL;
+    for (uint32_t i = 0; i < n; i++) {
+        st->rlimits[i].resource = (int)take_u32(&r);
+        st->rlimits[i].soft = take_u64(&r);
+        st->rlimits[i].hard = take_u64(&r);
+    }
+    st->policy.rlimits = st->rlimits;
+    st->policy.rlimit_count = n;
+    uint32_t has_landlock = take_u32(&r);
+    if (has_landlock > 1) return -EINVAL;
+    if (has_landlock == 1) {
+        st->landlock.abi = take_u32(&r);
+        st->landlock.handled_fs = take_u64(&r);
+        st->landlock.scoped = take_u64(&r);
+        n = take_u32(&r);
+        if (n > CG_POLICY_MAX_RULES) return -EINVAL;
+        for (uint32_t i = 0; i < n; i++) {
+            st->access[i] = take_u64(&r);
+            st->paths[i] = take_string(&r);
+        }
+        st->landlock.count = n;
+        st->landlock.paths = st->paths;
+        st->landlock.access = st->access;
+        st->policy.landlock = &st->landlock;
+    }
+    n = take_u32(&r);
+    if (n > 4096 || (unsigned long)(r.end - r.p) != (unsigned long)n * 8 || r.bad) return -EINVAL;
+    st->policy.seccomp_filter = n ? r.p : NULL;
+    st->policy.seccomp_count = n;
+    return 0;
+}
+
 struct child_report { int stage; int err; };
 
 static void child_fail(int fd, int stage, int err) {

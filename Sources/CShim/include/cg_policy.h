@@ -36,6 +36,32 @@ struct cg_policy {
 #define CG_POLICY_STAGE_SPAWN    5
 #define CG_POLICY_STAGE_EXEC     6
 
+// The policy as one flat message, so the supervisor can send it to cagent-init over the plan pipe and the
+// init (no Foundation, no allocation) can apply it. Little-endian, no padding:
+//   "CGP1"
+//   u32 n, then n NUL-terminated cgroup.procs paths
+//   u32 n, then n x { i32 resource, u64 soft, u64 hard }
+//   u32 landlock (0 or 1); if 1: u32 abi, u64 handled_fs, u64 scoped, u32 n, then n x { u64 access, path NUL }
+//   u32 n, then n x 8 bytes of struct sock_filter
+// Written by ProcessPolicy.serialized() (PolicyExec.swift).
+#define CG_POLICY_MAX_CGROUPS 8
+#define CG_POLICY_MAX_RLIMITS 16
+#define CG_POLICY_MAX_RULES   256
+
+/// Where a decoded policy points: it refers into the message buffer, which must outlive it.
+struct cg_policy_storage {
+    struct cg_policy policy;
+    const char *cgroup_procs[CG_POLICY_MAX_CGROUPS];
+    struct cg_rlimit_setting rlimits[CG_POLICY_MAX_RLIMITS];
+    struct cg_landlock_ruleset landlock;
+    const char *paths[CG_POLICY_MAX_RULES];
+    uint64_t access[CG_POLICY_MAX_RULES];
+};
+
+/// Decodes a message; returns 0 and fills storage->policy, or -EINVAL for a malformed or oversized one.
+/// No allocation: safe between fork and exec.
+int cg_policy_decode(const void *message, unsigned long length, struct cg_policy_storage *storage);
+
 /// Applies: join cgroups, lower rlimits, Landlock, seccomp (last: after it only execve needs to pass).
 /// Returns 0, or -errno with *stage set to a CG_POLICY_STAGE_*.
 int cg_policy_apply(const struct cg_policy *policy, int *stage);

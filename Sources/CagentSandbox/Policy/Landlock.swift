@@ -112,21 +112,4 @@ public struct LandlockRuleset: Sendable, Equatable {
         let abi = cg_landlock_abi_version()
         return abi >= 1 ? Int(abi) : nil
     }
-
-    /// Runs `body` with the ruleset as the C struct `cg_policy_apply` takes. The pointers live only for
-    /// the duration of `body` (prepare before fork, use in the child, which gets a copy of the memory).
-    public func withCRuleset<R>(_ body: (UnsafePointer<cg_landlock_ruleset>) throws -> R) rethrows -> R {
-        let cPaths = rules.map { strdup($0.path) }
-        defer { cPaths.forEach { free($0) } }
-        let access = rules.map { $0.access.rawValue }
-        let constPaths: [UnsafePointer<CChar>?] = cPaths.map { UnsafePointer($0) }
-        return try constPaths.withUnsafeBufferPointer { paths in
-            try access.withUnsafeBufferPointer { masks in
-                var ruleset = cg_landlock_ruleset(abi: UInt32(abi), handled_fs: handled.rawValue,
-                                                  scoped: scoped.rawValue, count: UInt32(rules.count),
-                                                  paths: paths.baseAddress, access: masks.baseAddress)
-                return try withUnsafePointer(to: &ruleset) { try body($0) }
-            }
-        }
-    }
 }

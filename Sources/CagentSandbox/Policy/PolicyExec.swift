@@ -30,39 +30,62 @@ public struct ProcessPolicy: Sendable {
         public static let newMountNamespace = SpawnFlags(rawValue: CG_SPAWN_NEWNS)
     }
 
+    /// The policy as the flat message `cg_policy_decode` reads (format in cg_policy.h): what the supervisor
+    /// sends to cagent-init, which applies it with `cg_policy_decode` + `cg_policy_apply` before execve.
+    public func serialized() throws -> [UInt8] {
+        guard cgroupProcs.count <= Int(CG_POLICY_MAX_CGROUPS), rlimits.count <= Int(CG_POLICY_MAX_RLIMITS),
+              (landlock?.rules.count ?? 0) <= Int(CG_POLICY_MAX_RULES) else {
+            throw CagentError(stage: "policy: encode", "too many cgroups, rlimits or Landlock rules for cagent-init")
+        }
+        var out: [UInt8] = Array("CGP1".utf8)
+        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+        func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+        func string(_ s: String) throws {
+            guard !s.utf8.contains(0) else { throw CagentError(stage: "policy: encode", "a path contains NUL") }
+            out += Array(s.utf8); out.append(0)
+        }
+        u32(UInt32(cgroupProcs.count))
+        for path in cgroupProcs { try string(path) }
+        u32(UInt32(rlimits.count))
+        for limit in rlimits { u32(UInt32(bitPattern: limit.resource)); u64(limit.soft); u64(limit.hard) }
+        if let landlock {
+            u32(1); u32(UInt32(landlock.abi)); u64(landlock.handled.rawValue); u64(landlock.scoped.rawValue)
+            u32(UInt32(landlock.rules.count))
+            for rule in landlock.rules { u64(rule.access.rawValue); try string(rule.path) }
+        } else {
+            u32(0)
+        }
+        let filter = seccomp?.bytes ?? []
+        u32(UInt32(filter.count / 8))
+        out += filter
+        return out
+    }
+
     /// Forks, applies the policy in the child (C only after fork) and execs `argv[0]` (an absolute path).
+    /// The policy goes through `serialized()` and `cg_policy_decode`, the path cagent-init uses.
     /// Returns the pid once the exec succeeded; throws with the failing stage otherwise.
     public func spawn(_ argv: [String], environment: [String], stdin: Int32 = -1, stdout: Int32 = -1,
                       stderr: Int32 = -1, flags: SpawnFlags = []) throws -> pid_t {
         precondition(!argv.isEmpty && argv[0].hasPrefix("/"), "argv[0] must be an absolute path")
+        let message = try serialized()
         let cArgv = argv.map { strdup($0) }, cEnv = environment.map { strdup($0) }
-        let cProcs = cgroupProcs.map { strdup($0) }
-        defer { (cArgv + cEnv + cProcs).forEach { free($0) } }
+        defer { (cArgv + cEnv).forEach { free($0) } }
         let argvArray: [UnsafeMutablePointer<CChar>?] = cArgv + [nil]
         let envArray: [UnsafeMutablePointer<CChar>?] = cEnv + [nil]
-        let procsArray: [UnsafePointer<CChar>?] = cProcs.map { UnsafePointer($0) }
-        let filter = seccomp?.bytes ?? []
+        let storage = UnsafeMutablePointer<cg_policy_storage>.allocate(capacity: 1)
+        defer { storage.deallocate() }
         var stage: Int32 = 0
-        let result: pid_t = procsArray.withUnsafeBufferPointer { procs in
-            rlimits.withUnsafeBufferPointer { limits in
-                filter.withUnsafeBytes { filterBytes in
-                    func run(_ ruleset: UnsafePointer<cg_landlock_ruleset>?) -> pid_t {
-                        var policy = cg_policy(cgroup_procs: procs.baseAddress, cgroup_count: UInt32(procs.count),
-                                               rlimits: limits.baseAddress, rlimit_count: UInt32(limits.count),
-                                               landlock: ruleset,
-                                               seccomp_filter: filter.isEmpty ? nil : filterBytes.baseAddress,
-                                               seccomp_count: UInt32(filter.count / 8))
-                        return cg_policy_spawn(&policy, argv[0], argvArray, envArray, stdin, stdout, stderr,
-                                               flags.rawValue, &stage)
-                    }
-                    if let landlock { return landlock.withCRuleset { run($0) } }
-                    return run(nil)
-                }
+        let result: pid_t = message.withUnsafeBytes { bytes in
+            let decoded = cg_policy_decode(bytes.baseAddress, UInt(bytes.count), storage)
+            guard decoded == 0 else { stage = -1; return decoded }
+            return withUnsafePointer(to: &storage.pointee.policy) { policy in
+                cg_policy_spawn(policy, argv[0], argvArray, envArray, stdin, stdout, stderr, flags.rawValue, &stage)
             }
         }
         if result < 0 {
-            throw CagentError(stage: "policy: \(String(cString: cg_policy_stage_name(stage)))",
-                              "cannot start \(argv[0]) under the sandbox policy", errno: -result)
+            let where_ = stage < 0 ? "decode" : String(cString: cg_policy_stage_name(stage))
+            throw CagentError(stage: "policy: \(where_)", "cannot start \(argv[0]) under the sandbox policy",
+                              errno: -result)
         }
         return result
     }

@@ -84,6 +84,19 @@ struct SeccompTableTests {
 
     @Test("BPF answer equals the intended answer for every number 0..1100, every x32 number and foreign arches")
     func tableWalk() throws {
+        let mismatches = try Self.walk(bpf)
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(20))")
+    }
+
+    @Test("the walk catches a corrupted program (one allow turned into ENOSYS)")
+    func walkDetectsCorruption() throws {
+        var corrupted = program.instructions
+        let index = try #require(corrupted.lastIndex { $0.code == SockFilter.retK && $0.k == SeccompAction.allow.returnValue })
+        corrupted[index].k = SeccompAction.errno(ENOSYS).returnValue
+        #expect(try !Self.walk(BPFInterpreter(program: corrupted)).isEmpty)
+    }
+
+    static func walk(_ bpf: BPFInterpreter) throws -> [String] {
         var mismatches: [String] = []
         func check(_ arch: UInt32, _ nr: UInt32, _ args: [UInt64]) throws {
             let got = try bpf.action(arch: arch, nr: nr, args: args)
@@ -100,7 +113,7 @@ struct SeccompTableTests {
             try check(Self.archAArch64, nr, [])
         }
         for nr in [UInt32(0x3FFF_FFFF), 0x7FFF_FFFF, 0xFFFF_FFFF] { try check(SyscallTable.auditArch, nr, []) }
-        #expect(mismatches.isEmpty, "\(mismatches.prefix(20))")
+        return mismatches
     }
 
     /// The list, written out independently of SeccompPolicy.
