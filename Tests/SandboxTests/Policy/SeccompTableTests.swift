@@ -1,3 +1,4 @@
+import CagentCore
 import CagentSandbox
 import Testing
 #if canImport(Glibc)
@@ -183,5 +184,24 @@ struct SeccompTableTests {
         #expect(try bpf.action(nr: ptrace, args: [0x4206, 1]) == .errno(EPERM))       // PTRACE_SEIZE 1
         #expect(try bpf.action(nr: ptrace, args: [16, 2]) == .allow)
         #expect(try bpf.action(nr: ptrace, args: [0, 0]) == .allow)                   // PTRACE_TRACEME
+    }
+}
+
+@Suite("Seccomp policy: generated table")
+struct SyscallTableGenerationTests {
+    @Test("SyscallTable.swift is what scripts/gen-syscall-table.sh generates from the installed kernel headers",
+          .enabled(if: FileSystem.exists("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"), "needs linux-libc-dev"))
+    func tableIsCurrent() throws {
+        let parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
+        let root = parts.prefix(upTo: parts.lastIndex(of: "Tests")!).joined(separator: "/")
+        let out = try PolicyProbe.temporaryDirectory()
+        defer { PolicyProbe.removeTree(out) }
+        let run = try PolicyProbe.run(["/bin/bash", root + "/scripts/gen-syscall-table.sh",
+                                       "/usr/include/x86_64-linux-gnu/asm/unistd_64.h", out + "/SyscallTable.swift"],
+                                      policy: ProcessPolicy())
+        #expect(run.termination == .exited(0), "\(run.output)")
+        let generated = FileSystem.read(out + "/SyscallTable.swift")
+        let committed = FileSystem.read(root + "/Sources/CagentSandbox/Policy/SyscallTable.swift")
+        #expect(generated != nil && generated == committed, "regenerate with scripts/gen-syscall-table.sh")
     }
 }
