@@ -159,6 +159,21 @@ struct LimitsProcessTests {
         for dir in directories { #expect(!FileSystem.exists(dir), "cgroup \(dir) left behind") }
     }
 
+    @Test("the /tmp and /dev/shm mount options cap the tmpfs size (ENOSPC past the limit)",
+          .enabled(if: Requirements.mayRun(root: true, tools: ["mount", "dd"]), "root: mounts in a private namespace"))
+    func tmpfsSizes() throws {
+        try Requirements.root()
+        let limits = ResourceLimits(processes: 64, memoryBytes: 1 << 30, openFiles: 256, tmpBytes: 2 << 20, shmBytes: 1 << 20)
+        let dir = try PolicyProbe.temporaryDirectory()
+        defer { PolicyProbe.removeTree(dir) }
+        for (options, fits) in [(limits.tmpMountOptions, 2), (limits.shmMountOptions, 1)] {
+            let script = "mount -t tmpfs -o \(options) cagent-tmp \(dir) && dd if=/dev/zero of=\(dir)/fill bs=64k count=\(fits * 16 - 1) status=none && echo FITS && dd if=/dev/zero of=\(dir)/more bs=64k count=32 status=none"
+            let result = try PolicyProbe.run(["/bin/sh", "-c", script], policy: ProcessPolicy(), flags: .newMountNamespace)
+            #expect(result.output.contains("FITS"), "\(options): \(result.output)")
+            #expect(result.output.contains("No space left on device"), "\(options): \(result.output)")
+        }
+    }
+
     @Test("open files are capped by RLIMIT_NOFILE (lowered, never raised)",
           .enabled(if: Requirements.mayRun(root: true, tools: ["python3"]), "forks probes"))
     func openFiles() throws {
