@@ -30,6 +30,17 @@ public struct ProcessPolicy: Sendable {
         public static let newMountNamespace = SpawnFlags(rawValue: CG_SPAWN_NEWNS)
     }
 
+    /// The agent's policy for a sandbox: the compiled filter, the Landlock ruleset for the view narrowed to
+    /// the running kernel, and the limits' rlimits. Cgroup placement is left to the supervisor
+    /// (`SessionCgroup.add(pid:)` on the init). `notices` say what an older kernel loses; show them.
+    public static func forSandbox(limits: ResourceLimits, readOnly: [String], readWrite: [String],
+                                  devices: [LandlockRule] = LandlockRuleset.standardDevices,
+                                  kernelABI: Int? = LandlockRuleset.kernelABI()) throws -> (policy: ProcessPolicy, notices: [String]) {
+        let view = LandlockRuleset.forView(readOnly: readOnly, readWrite: readWrite, devices: devices)
+        let (landlock, notices) = view.adapted(toABI: kernelABI ?? 0)
+        return (ProcessPolicy(rlimits: limits.rlimits, landlock: landlock, seccomp: try SeccompCompiler.compile()), notices)
+    }
+
     /// The policy as the flat message `cg_policy_decode` reads (format in cg_policy.h): what the supervisor
     /// sends to cagent-init, which applies it with `cg_policy_decode` + `cg_policy_apply` before execve.
     public func serialized() throws -> [UInt8] {

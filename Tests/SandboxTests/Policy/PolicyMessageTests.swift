@@ -54,4 +54,14 @@ struct PolicyMessageTests {
         #expect(decode(bytes + [0]).0 == -EINVAL)
         #expect(decode(try ProcessPolicy().serialized()).0 == 0)
     }
+
+    @Test("forSandbox: filter, Landlock narrowed to the kernel with notices, rlimits; no cgroup paths")
+    func forSandbox() throws {
+        let (policy, notices) = try ProcessPolicy.forSandbox(limits: .defaults, readOnly: ["/usr"], readWrite: ["/ws"], kernelABI: 4)
+        #expect(policy.seccomp != nil && policy.cgroupProcs.isEmpty && policy.rlimits.count == 2)
+        #expect(policy.landlock?.abi == 4 && policy.landlock?.scoped == [])
+        #expect(!notices.isEmpty)
+        let (none, missing) = try ProcessPolicy.forSandbox(limits: .defaults, readOnly: [], readWrite: [], kernelABI: nil)
+        #expect(none.landlock == nil && missing.count == 1)
+    }
 }
