@@ -45,7 +45,7 @@ final class NetlinkSocket {
     }
 
     /// Sends a message or a batch and waits for `acks` acknowledgements; the first refusal throws.
-    func transact(_ message: [UInt8], acks: Int) throws {
+    func transact(_ message: [UInt8], acks: Int, meaning: [UInt32: String] = [:]) throws {
         try send(message)
         var received = 0
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
@@ -58,7 +58,8 @@ final class NetlinkSocket {
                     if current.pointee.nlmsg_type == UInt16(NLMSG_ERROR) {
                         let payload = mnl_nlmsg_get_payload(current)!.assumingMemoryBound(to: nlmsgerr.self)
                         if payload.pointee.error != 0 {
-                            throw CagentError(stage: stage, "the kernel refused the change", errno: -payload.pointee.error)
+                            let what = meaning[payload.pointee.msg.nlmsg_seq].map { ": `\($0)`" } ?? ""
+                            throw CagentError(stage: stage, "the kernel refused the change" + what, errno: -payload.pointee.error)
                         }
                         received += 1
                     }

@@ -131,7 +131,9 @@ public struct NftBatch: Sendable, Equatable {
 
     /// Encodes the batch as netlink messages between BATCH_BEGIN and BATCH_END; returns the bytes and the
     /// number of acknowledgements to wait for (one per message between).
-    func encode(firstSequence: UInt32) throws -> (bytes: [UInt8], acks: Int) {
+    func encode(firstSequence: UInt32) throws -> (bytes: [UInt8], acks: Int, meaning: [UInt32: String]) {
+        var meaning: [UInt32: String] = [:]
+        let lines = text.split(separator: "\n").map(String.init)
         var out: [UInt8] = []
         var sequence = firstSequence
         var scratch = [UInt8](repeating: 0, count: 1 << 17)
@@ -155,7 +157,8 @@ public struct NftBatch: Sendable, Equatable {
         }
 
         try append { base, seq in nftnl_batch_begin(base, seq) }
-        for operation in operations {
+        for (index, operation) in operations.enumerated() {
+            meaning[sequence] = index < lines.count ? lines[index] : nil
             switch operation {
             case .addTable, .deleteTable:
                 let table = nftnl_table_alloc()!
@@ -203,11 +206,17 @@ public struct NftBatch: Sendable, Equatable {
                 nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_TYPE.rawValue), spec.keyType)
                 nftnl_set_set_u32(set, UInt16(NFTNL_SET_KEY_LEN.rawValue), spec.keyLength)
                 if spec.verdictMap {
+                    // Set user data as nft writes it (key byte order: host), so that `nft list` prints the names.
+                    var userData: [UInt8] = [0, 4, 1, 0, 0, 0]
+                    userData.withUnsafeMutableBytes { raw in
+                        _ = nftnl_set_set_data(set, UInt16(NFTNL_SET_USERDATA.rawValue), raw.baseAddress, UInt32(raw.count))
+                    }
                     nftnl_set_set_u32(set, UInt16(NFTNL_SET_DATA_TYPE.rawValue), UInt32(bitPattern: Int32(truncatingIfNeeded: NFT_DATA_VERDICT.rawValue)))
                     nftnl_set_set_u32(set, UInt16(NFTNL_SET_DATA_LEN.rawValue), 0)
                 }
                 if spec.fields.count > 1 {
-                    var fields = spec.fields
+                    // libnftnl takes the field lengths as bytes (uint8_t field_len[]).
+                    var fields = spec.fields.map { UInt8($0) }
                     fields.withUnsafeMutableBytes { raw in
                         _ = nftnl_set_set_data(set, UInt16(NFTNL_SET_DESC_CONCAT.rawValue), raw.baseAddress, UInt32(raw.count))
                     }
@@ -260,7 +269,7 @@ public struct NftBatch: Sendable, Equatable {
             }
         }
         try append { base, seq in nftnl_batch_end(base, seq) }
-        return (out, acks)
+        return (out, acks, meaning)
     }
 
     private func makeSet(_ name: String) -> OpaquePointer {
@@ -365,12 +374,7 @@ public enum NftApplier {
         guard !batch.isEmpty else { return }
         let socket = try NetlinkSocket(NETLINK_NETFILTER, stage: stage)
         let first = socket.sequences(batch.operations.count + 1000)
-        let (bytes, acks) = try batch.encode(firstSequence: first)
-        do {
-            try socket.transact(bytes, acks: acks)
-        } catch var error as CagentError {
-            error.message += " (batch: \(batch.text.split(separator: "\n").prefix(3).joined(separator: "; "))...)"
-            throw error
-        }
+        let (bytes, acks, meaning) = try batch.encode(firstSequence: first)
+        try socket.transact(bytes, acks: acks, meaning: meaning)
     }
 }

@@ -71,7 +71,7 @@ public final class SessionFirewall: @unchecked Sendable {
     private func apply(_ batch: NftBatch) throws {
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
-        let (bytes, acks) = try batch.encode(firstSequence: socket.sequences(batch.operations.count + 64))
-        try socket.transact(bytes, acks: acks)
+        let (bytes, acks, meaning) = try batch.encode(firstSequence: socket.sequences(batch.operations.count + 64))
+        try socket.transact(bytes, acks: acks, meaning: meaning)
     }
 }
