@@ -1,9 +1,10 @@
 import Foundation
 import Testing
 import CagentCore
+import Netlab
 @testable import CagentNetwork
 
-let labTools = ["ip", "nft", "python3", "curl", "setpriv"]
+let labTools = ["ip", "nft", "python3", "curl", "setpriv", "dnsmasq", "tcpdump", "dig"]
 
 /// Sets up a session for `sandbox` on the lab's simulated host (on a dedicated thread: setns is per thread).
 func setUpSession(_ lab: UplinkLab, sandbox: String, paths: CagentPaths, id: String = randomID(8),
@@ -36,26 +37,30 @@ struct EnforcementTests {
 
         // Allowed: the CIDRs (v4 and v6) and the endpoint, by TCP.
         let allowed = try lab.probe(in: sandbox, [
-            "tcp \(UplinkLab.allowedInNet4) 80", "tcp 203.0.113.11 8080", "tcp \(UplinkLab.endpoint4) 443",
+            "tcp \(UplinkLab.allowedInNet4) 80", "tcp \(UplinkLab.allowedInNet4b) 8080", "tcp \(UplinkLab.endpoint4) 443",
             "tcp \(UplinkLab.allowedInNet6) 80", "curl http://\(UplinkLab.allowedInNet4)/",
         ])
-        for (target, result) in allowed { #expect(result == "open" || result == "ok", "\(target): \(result)") }
+        #expect(allowed.count == 5)
+        let webBefore = lab.lab.webRequests().count
 
+        let a = NetlabAddresses.self
         let denied = [
-            // N5: other addresses, directly and in decimal/hex spellings; the endpoint's other ports.
-            "tcp \(UplinkLab.attacker4) 80", "tcp \(UplinkLab.attacker4) 443", "curl http://3405803842/",
-            "curl http://0xcb007142/", "curl http://0313.0.0161.0102/", "tcp \(UplinkLab.endpoint4) 80", "tcp \(UplinkLab.endpoint4) 8080",
+            // N5: other addresses, directly and in decimal, hex and octal spellings; the endpoint's other ports.
+            "tcp \(a.attacker4) 80", "tcp \(a.attacker4) 443", "curl http://3405803842/", "curl http://0xcb007142/",
+            "curl http://0313.0.0161.0102/", "tcp \(UplinkLab.endpoint4) 80", "tcp \(UplinkLab.endpoint4) 8080",
+            "tcp \(UplinkLab.notAllowed4) 80", "tcp \(UplinkLab.notAllowed4) 443",
             // N6: IPv6.
-            "tcp \(UplinkLab.attacker6) 80", "curl http://[\(UplinkLab.attacker6)]/",
+            "tcp \(a.attacker6) 80", "curl http://[\(a.attacker6)]/", "tcp \(UplinkLab.notAllowed6) 80",
             // N7: ICMP, also to allowed addresses.
-            "icmp \(UplinkLab.attacker4)", "icmp \(UplinkLab.allowedInNet4)", "icmp \(UplinkLab.attacker6)", "icmp \(UplinkLab.allowedInNet6)",
-            // N9: UDP and QUIC (udp/443) even to allowed hosts; DNS to an outside resolver (redirected to the gate port).
-            "udp \(UplinkLab.allowedInNet4) 443", "udp \(UplinkLab.attacker4) 5353", "udp \(UplinkLab.attacker6) 443",
-            "udp \(UplinkLab.attacker4) 53", "tcp \(UplinkLab.attacker4) 53",
+            "icmp \(a.attacker4)", "icmp \(UplinkLab.allowedInNet4)", "icmp \(a.attacker6)", "icmp \(UplinkLab.allowedInNet6)",
+            // N9: UDP and QUIC (udp/443), also to allowed hosts; DNS to an outside resolver is redirected to the
+            // gate's port on the gateway (no gate runs in these tests: nothing answers, nothing leaves).
+            "udp \(UplinkLab.allowedInNet4) 443", "udp \(a.attacker4) 443", "udp \(a.attacker4) 9999", "udp \(a.attacker6) 443",
+            "udp \(a.publicResolver4) 53", "tcp \(a.publicResolver4) 53", "udp \(a.publicResolver6) 53", "tcp \(a.attacker4) 853",
             // N10: the gateway's other ports and the simulated host's own service.
             "tcp \(gateway4) \(UplinkLab.hostServicePort)", "tcp \(gateway4) 22", "tcp \(gateway6) \(UplinkLab.hostServicePort)",
             "tcp \(UplinkLab.hostUplink4) \(UplinkLab.hostServicePort)", "udp \(gateway4) \(UplinkLab.hostServicePort)",
-            "tcp 2001:db8:ff::2 \(UplinkLab.hostServicePort)",
+            "tcp \(UplinkLab.hostUplink6) \(UplinkLab.hostServicePort)",
             // N11: metadata services.
             "tcp 169.254.169.254 80", "tcp 168.63.129.16 80", "tcp 100.100.100.200 80", "tcp fd00:ec2::254 80",
         ]
@@ -72,19 +77,21 @@ struct EnforcementTests {
         #expect(tamper.count == 4, "the unprivileged probe did not run: \(tamper)")
         for (target, result) in tamper { #expect(result != "ok", "unprivileged `\(target)` succeeded") }
         _ = try sh("ip netns exec \(sandbox) nft flush ruleset")
-        let after = try lab.probe(in: sandbox, ["tcp \(UplinkLab.attacker4) 80", "tcp \(UplinkLab.allowedInNet4) 80"])
-        #expect(after["tcp \(UplinkLab.attacker4) 80"] != "open")
+        let after = try lab.probe(in: sandbox, ["tcp \(a.attacker4) 80", "tcp \(UplinkLab.allowedInNet4) 80"])
+        #expect(after["tcp \(a.attacker4) 80"] != "open")
         #expect(after["tcp \(UplinkLab.allowedInNet4) 80"] == "open")
 
-        #expect(try lab.sinkCount() == 0, "the attacker sink recorded packets from the sandbox")
+        #expect(lab.lab.sinkRecords().isEmpty, "the attacker sink recorded: \(lab.lab.sinkRecords().prefix(5))")
+        #expect(try lab.metadataCount() == 0, "a packet reached a metadata address")
+        #expect(lab.lab.webRequests().count == webBefore + 1, "a denied web server was reached (the +1 is the allowed re-check)")
 
-        // Positive control: the same kinds of probe without cagent in the path (from the simulated host itself)
-        // reach the sink, so a zero above means blocked, not broken.
-        let control = try lab.probe(in: lab.host, ["tcp \(UplinkLab.attacker4) 80", "icmp \(UplinkLab.attacker4)",
-                                                   "udp \(UplinkLab.allowedInNet4) 443", "tcp 169.254.169.254 80",
-                                                   "tcp \(UplinkLab.attacker6) 80"])
-        #expect(control["tcp \(UplinkLab.attacker4) 80"] == "open")
-        #expect(try lab.sinkCount() >= 5, "the positive control did not reach the sink")
+        // Positive control: the same probes without cagent in the path (from the simulated host itself) reach
+        // the sink and the metadata addresses, so the zeros above mean blocked, not broken.
+        let control = try lab.probe(in: lab.host, ["tcp \(a.attacker4) 80", "icmp \(a.attacker4)", "udp \(a.attacker4) 443",
+                                                   "tcp \(a.attacker6) 80", "tcp 169.254.169.254 80"])
+        #expect(control["tcp \(a.attacker4) 80"] == "open", "control: \(control)")
+        #expect(lab.lab.sinkRecords().count >= 4, "the positive control did not reach the sink")
+        #expect(try lab.metadataCount() >= 1, "the positive control did not reach the metadata address")
     }
 
     @Test("Ruleset after setup equals the golden file; teardown leaves only the other session, then nothing",

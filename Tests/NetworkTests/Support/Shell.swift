@@ -1,24 +1,18 @@
 import Foundation
 import CagentCore
 import CagentNetwork
+import Netlab
 
-/// Runs a shell command (test tooling only: `ip`, `nft`, probes); returns status and combined output.
+/// Runs a shell command (test tooling only: `ip`, `nft`); returns status and combined output. Output goes
+/// through files (Netlab.execute), never a pipe a background child could hold open.
 @discardableResult
-func sh(_ command: String, check: Bool = false) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", command]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let output = String(decoding: data, as: UTF8.self)
-    if check && process.terminationStatus != 0 {
-        throw CagentError(stage: "test command", "`\(command)` exited \(process.terminationStatus): \(output)")
+func sh(_ command: String, check: Bool = false, timeout: Double = 60) throws -> (status: Int32, output: String) {
+    let result = try Netlab.execute(["/bin/sh", "-c", command], timeout: timeout)
+    let output = result.stdout + result.stderr
+    if check && result.status != 0 {
+        throw CagentError(stage: "test command", "`\(command)` exited \(result.status): \(output)")
     }
-    return (process.terminationStatus, output)
+    return (result.status, output)
 }
 
 /// Starts a long-running command in the background (its output discarded); returns its pid.

@@ -1,29 +1,31 @@
 import Foundation
 import CagentCore
 import CagentNetwork
+import Netlab
 
-/// A small hermetic network for the uplink tests (until they move onto Tests/Netlab): a simulated host netns
-/// `cgt-<id>-host` whose only route leads into a simulated internet netns `cgt-<id>-inet`, servers there, and an
-/// attacker sink — nft counters in the internet netns on every packet from the host that is not one of the
-/// allowed flows. Sandboxes are netns `cgt-<id>-sN` created by the test. Everything is removed by `destroy()`.
+/// The netlab (Tests/Netlab) plus what the uplink tests add: sandbox namespaces `cgt-<lab>-sN` created by the
+/// test (standing in for the launcher's), a service listening on the simulated host, metadata addresses in the
+/// simulated internet with a packet counter (the netlab sink covers the attacker's addresses), and a probe
+/// script run inside a sandbox. `destroy()` removes the sandboxes and shuts the lab down.
 final class UplinkLab {
-    let id: String
-    let host: String
-    let inet: String
+    let lab: Netlab
     let script: String
     private(set) var sandboxes: [String] = []
-    private var pids: [Int32] = []
 
-    // The simulated internet.
-    static let allowedNet4 = "203.0.113.8/29"       // profile cidr: 203.0.113.10 is in it
-    static let allowedInNet4 = "203.0.113.10"
-    static let endpoint4 = "203.0.113.20"           // profile endpoint 203.0.113.20:443/tcp
-    static let allowedNet6 = "2001:db8:2::/120"
-    static let allowedInNet6 = "2001:db8:2::10"
-    static let attacker4 = "203.0.113.66"
-    static let attacker6 = "2001:db8:2:1::66"
+    // Profile entries against the netlab's internet.
+    static let allowedNet4 = "203.0.113.10/31"      // web1 (.10) and web2 (.11)
+    static let allowedInNet4 = NetlabAddresses.web1
+    static let allowedInNet4b = NetlabAddresses.web2
+    static let endpoint4 = NetlabAddresses.web3     // 203.0.113.12:443/tcp only
+    static let notAllowed4 = NetlabAddresses.web4   // a web server the profile does not name
+    static let allowedNet6 = "2001:db8:10::10/128"  // web1v6
+    static let allowedInNet6 = NetlabAddresses.web1v6
+    static let notAllowed6 = NetlabAddresses.web2v6
+    static let attacker4 = NetlabAddresses.attacker4
+    static let attacker6 = NetlabAddresses.attacker6
     static let metadata = ["169.254.169.254", "168.63.129.16", "100.100.100.200", "fd00:ec2::254"]
-    static let hostUplink4 = "198.51.100.2"
+    static let hostUplink4 = NetlabAddresses.host4
+    static let hostUplink6 = NetlabAddresses.host6
     static let hostServicePort = 2222
 
     static var profileEntries: [AllowEntry] {
@@ -31,82 +33,58 @@ final class UplinkLab {
          .endpoint(IPAddress(endpoint4)!, .tcp, 443)]
     }
 
-    init(ipv4: Bool = true, ipv6: Bool = true) throws {
-        id = randomID(5)
-        host = "cgt-\(id)-host"
-        inet = "cgt-\(id)-inet"
-        script = "/tmp/cgt-\(id)-lab.py"
-        do { try build(ipv4: ipv4, ipv6: ipv6) } catch { destroy(); throw error }
+    var host: String { lab.hostNamespace }
+    var inet: String { lab.internetNamespace }
+
+    init() throws {
+        lab = try Netlab()
+        script = lab.directory + "/uplink-probe.py"
+        do { try build() } catch { destroy(); throw error }
     }
 
-    private func build(ipv4: Bool, ipv6: Bool) throws {
+    private func build() throws {
         try Self.labScript.write(toFile: script, atomically: true, encoding: .utf8)
-        let h = "ip -n \(host)", i = "ip -n \(inet)"
-        var commands = [
-            "ip netns add \(host)", "ip netns add \(inet)",
-            "\(h) link set lo up", "\(i) link set lo up",
-            "ip link add cgtu-\(id) netns \(host) type veth peer name cgtu-i netns \(inet)",
-            "\(h) link set cgtu-\(id) up", "\(i) link set cgtu-i up",
-            "ip netns exec \(inet) sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv4.ip_forward=1",
-        ]
-        if ipv4 {
-            commands += ["\(h) addr add \(Self.hostUplink4)/24 dev cgtu-\(id)", "\(i) addr add 198.51.100.1/24 dev cgtu-i",
-                         "\(h) route add default via 198.51.100.1"]
-            for address in [Self.allowedInNet4, "203.0.113.11", Self.endpoint4, Self.attacker4, "169.254.169.254", "168.63.129.16", "100.100.100.200"] {
-                commands.append("\(i) addr add \(address)/32 dev lo")
-            }
+        chmod(script, 0o755)
+        chmod(lab.directory, 0o755)
+        for address in Self.metadata {
+            try sh("ip -n \(inet) addr add \(address)/\(address.contains(":") ? 128 : 32) dev lo" + (address.contains(":") ? " nodad" : ""), check: true)
         }
-        if ipv6 {
-            commands += ["\(h) addr add 2001:db8:ff::2/64 dev cgtu-\(id) nodad", "\(i) addr add 2001:db8:ff::1/64 dev cgtu-i nodad",
-                         "\(h) -6 route add default via 2001:db8:ff::1"]
-            for address in [Self.allowedInNet6, Self.attacker6, "fd00:ec2::254"] {
-                commands.append("\(i) addr add \(address)/128 dev lo nodad")
-            }
-        }
-        // The attacker sink: counts every packet from the host uplink except the profile's allowed flows.
-        commands.append("""
+        // Metadata sink: counts every packet reaching the metadata addresses.
+        try sh("""
             ip netns exec \(inet) nft -f - <<'EOF'
-            table inet cgtsink {
+            table inet cgtmeta {
               chain pre {
                 type filter hook prerouting priority -300; policy accept;
-                iifname != "cgtu-i" return
-                icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, mld2-listener-report, mld-listener-report } return
-                ip daddr \(Self.allowedNet4) meta l4proto tcp return
-                ip daddr \(Self.endpoint4) tcp dport 443 return
-                ip6 daddr \(Self.allowedNet6) meta l4proto tcp return
-                ip6 saddr fe80::/10 return
-                counter
+                ip daddr { \(Self.metadata.filter { !$0.contains(":") }.joined(separator: ", ")) } counter
+                ip6 daddr fd00:ec2::254 counter
               }
             }
             EOF
-            """)
-        for command in commands { try sh(command, check: true) }
-        // Servers in the internet (tcp 80/443/8080, udp 443/5353) and a service on the simulated host.
-        pids.append(try spawnBackground("ip netns exec \(inet) /usr/bin/python3 \(script) serve 80,443,8080 443,5353,53"))
-        pids.append(try spawnBackground("ip netns exec \(host) /usr/bin/python3 \(script) serve \(Self.hostServicePort) \(Self.hostServicePort)"))
-        usleep(300_000)
+            """, check: true)
+        try lab.spawn(in: .host, ["/usr/bin/python3", script, "serve", "\(Self.hostServicePort)", "\(Self.hostServicePort)", "host"],
+                      readyOnStdout: "ready")
     }
 
     func newSandbox() throws -> String {
-        let name = "cgt-\(id)-s\(sandboxes.count)"
+        let name = "\(host.dropLast(5))-s\(sandboxes.count)"
         try sh("ip netns add \(name)", check: true)
         sandboxes.append(name)
         return name
     }
 
-    /// Packets the attacker sink has seen.
-    func sinkCount() throws -> Int {
-        let output = try sh("ip netns exec \(inet) nft list table inet cgtsink", check: true).output
-        guard let range = output.range(of: "counter packets ") else { return -1 }
-        return Int(output[range.upperBound...].prefix(while: \.isNumber)) ?? -1
+    /// Packets that reached the metadata addresses.
+    func metadataCount() throws -> Int {
+        let output = try sh("ip netns exec \(inet) nft list table inet cgtmeta", check: true).output
+        return output.components(separatedBy: "counter packets ").dropFirst()
+            .reduce(0) { $0 + (Int($1.prefix(while: \.isNumber)) ?? 0) }
     }
 
-    /// Runs probes in a namespace; each target is `tcp ADDR PORT`, `udp ADDR PORT`, `icmp ADDR`, or
-    /// `curl URL`. Returns one result per target: "open", "reply", "ok" mean something came back.
+    /// Runs probes in a namespace; each target is `tcp ADDR PORT`, `udp ADDR PORT`, `icmp ADDR`, `curl URL` or
+    /// `cmd SHELL`. Returns one result per target: "open", "reply", "ok" mean something came back.
     func probe(in namespace: String, _ targets: [String], asUser: Bool = false) throws -> [String: String] {
-        let prefix = asUser ? "setpriv --reuid 1000 --regid 1000 --clear-groups --inh-caps=-all --bounding-set=-all " : ""
-        let args = targets.map { "'\($0)'" }.joined(separator: " ")
-        let output = try sh("ip netns exec \(namespace) \(prefix)/usr/bin/python3 \(script) probe \(args)").output
+        let prefix = asUser ? ["setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"] : []
+        let output = try Netlab.execute(["ip", "netns", "exec", namespace] + prefix + ["/usr/bin/python3", script, "probe"] + targets,
+                                        timeout: 30).stdout
         var results: [String: String] = [:]
         for line in output.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)
@@ -120,9 +98,8 @@ final class UplinkLab {
     }
 
     func destroy() {
-        for pid in pids { kill(pid, SIGKILL) }
-        for name in sandboxes + [host, inet] { _ = try? sh("ip netns del \(name)") }
-        unlink(script)
+        for name in sandboxes { _ = try? sh("ip netns del \(name)") }
+        lab.shutdown()
     }
 
     static let labScript = #"""
@@ -148,6 +125,7 @@ def serve(tcp_ports, udp_ports):
             s.sendto(b"ok", peer)
     for p in tcp_ports: threading.Thread(target=tcp, args=(p,), daemon=True).start()
     for p in udp_ports: threading.Thread(target=udp, args=(p,), daemon=True).start()
+    print("ready", flush=True)
     while True: time.sleep(3600)
 
 def probe(target):
@@ -157,8 +135,11 @@ def probe(target):
             addr, port = rest.rsplit(" ", 1)
             fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
             s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1.5)
-            s.connect((addr, int(port))); data = s.recv(64); s.close()
-            return "open" if data else "empty"
+            s.connect((addr, int(port)))
+            try: s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            except OSError: pass
+            s.close()
+            return "open"
         if kind == "udp":
             addr, port = rest.rsplit(" ", 1)
             fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
