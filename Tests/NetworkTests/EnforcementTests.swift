@@ -30,6 +30,7 @@ struct EnforcementTests {
         let lab = try UplinkLab()
         defer { lab.destroy() }
         let paths = try testPaths()
+        defer { _ = try? sh("rm -rf '\(paths.runtime)'") }
         let sandbox = try lab.newSandbox()
         let session = try setUpSession(lab, sandbox: sandbox, paths: paths)
         defer { try? tearDown(session) }
@@ -101,6 +102,7 @@ struct EnforcementTests {
         let lab = try UplinkLab()
         defer { lab.destroy() }
         let paths = try testPaths()
+        defer { _ = try? sh("rm -rf '\(paths.runtime)'") }
         let first = try setUpSession(lab, sandbox: try lab.newSandbox(), paths: paths, id: "golden1")
         var firstDone = false
         defer { if !firstDone { try? tearDown(first) } }
