@@ -23,6 +23,24 @@ public enum AllowEntry: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Parses one literal entry: a CIDR or address (`203.0.113.0/24`, `2001:db8::1`) or an endpoint
+    /// (`203.0.113.5:443/tcp`, `[2001:db8::5]:22/tcp`; the protocol defaults to tcp).
+    public static func parse(_ text: String) throws -> AllowEntry {
+        if let network = IPNetwork(text) { return .network(network) }
+        var rest = Substring(text)
+        var proto = AllowProto.tcp
+        if let slash = rest.lastIndex(of: "/"), let parsed = AllowProto(rawValue: rest[rest.index(after: slash)...].lowercased()) {
+            proto = parsed
+            rest = rest[..<slash]
+        }
+        if let colon = rest.lastIndex(of: ":"), let port = UInt16(rest[rest.index(after: colon)...]), port > 0,
+           let address = IPAddress(String(rest[..<colon])) {
+            return .endpoint(address, proto, port)
+        }
+        throw CagentError(stage: "network entry", "\(text) is neither an address, a CIDR block nor ADDRESS:PORT/PROTO",
+                          hint: "names belong in the profile's domains; here only literal addresses")
+    }
+
     /// Parses the profile's literal entries: `cidrs` (`10.0.0.0/8`, `2001:db8::1`) and endpoints whose host is a
     /// literal address. Endpoints naming a host by name are returned in `named` for the DNS gate (part 2).
     public static func parse(cidrs: [String], endpoints: [(host: String, port: UInt16, proto: String)]) throws
