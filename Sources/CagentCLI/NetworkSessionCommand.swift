@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// `cagent _network-session`: sets up one session's uplink and firewall for a network namespace that already
-/// exists, prints `ready <interface> <sandbox-address>`, and tears it down on SIGTERM/SIGINT/SIGHUP. Hidden: it
+/// exists, prints `ready <interface> <sandbox-address> nflog <group> setup_us <setup time>`, and tears it down on SIGTERM/SIGINT/SIGHUP. Hidden: it
 /// is the network part alone, for the crash tests (SIGKILL at each setup step) and for diagnosing a host.
 struct NetworkSessionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,12 +39,16 @@ struct NetworkSessionCommand: ParsableCommand {
         for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
+        var start = timespec(), end = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &start)
         let session = try NetworkSession.setUp(
             sessionID: id, sandbox: NetworkNamespace(path: sandboxNetns), entries: entries, paths: paths,
             host: try hostNetns.map { try NetworkNamespace(path: $0) }, crashAfter: crash)
+        clock_gettime(CLOCK_MONOTONIC, &end)
+        let microseconds = (Int(end.tv_sec) - Int(start.tv_sec)) * 1_000_000 + (Int(end.tv_nsec) - Int(start.tv_nsec)) / 1000
         for warning in session.warnings { FileDescriptorStream.standardError.write("cagent: warning: \(TerminalEscape.escape(warning))\n") }
         let address = session.addresses.sandbox4?.description ?? session.addresses.sandbox6?.description ?? "-"
-        FileDescriptorStream.standardOutput.write("ready \(session.interface) \(address) nflog \(session.nflogGroup)\n")
+        FileDescriptorStream.standardOutput.write("ready \(session.interface) \(address) nflog \(session.nflogGroup) setup_us \(microseconds)\n")
         var received: Int32 = 0
         sigwait(&signals, &received)
         try session.tearDown()
