@@ -137,6 +137,29 @@ struct LifecycleTests {
         #expect(try lab.nftRuleset().contains("ip6 daddr . meta l4proto . th dport"))
     }
 
+    @Test("IPv6-only host: the sandbox gets IPv6 only, IPv4 stays filtered",
+          .enabled(if: Requirements.mayRun(root: true, tools: labTools), "needs root, ip, nft, python3, netlab tools"))
+    func ipv6Only() throws {
+        try Requirements.root()
+        let lab = try UplinkLab()
+        defer { lab.destroy() }
+        let paths = try testPaths()
+        defer { _ = try? sh("rm -rf '\(paths.runtime)'") }
+        try sh("ip -n \(lab.host) route del default", check: true)
+        let sandbox = try lab.newSandbox()
+        let session = try setUpSession(lab, sandbox: sandbox, paths: paths)
+        defer { try? tearDown(session) }
+        #expect(session.addresses.network4 == nil)
+        #expect(session.addresses.network6 != nil)
+        #expect(session.warnings.contains { $0.contains("no IPv4 default route") })
+        let probe = try lab.probe(in: sandbox, ["tcp \(UplinkLab.allowedInNet6) 80", "tcp \(UplinkLab.allowedInNet4) 80",
+                                                "tcp \(UplinkLab.attacker6) 80"])
+        #expect(probe["tcp \(UplinkLab.allowedInNet6) 80"] == "open")
+        #expect(probe["tcp \(UplinkLab.allowedInNet4) 80"] != "open")
+        #expect(probe["tcp \(UplinkLab.attacker6) 80"] != "open")
+        #expect(lab.lab.sinkRecords().isEmpty)
+    }
+
     @Test("Another firewall's forward drop is reported at start with a fix that works",
           .enabled(if: Requirements.mayRun(root: true, tools: labTools), "needs root, ip, nft, python3, netlab tools"))
     func foreignFirewall() throws {
