@@ -77,8 +77,8 @@ public enum ForeignFirewall {
         return NetfilterInventory.foreignForwardDrops(in: chains).map { chain in
             let table = "\(chain.familyName) \(chain.table)"
             return "the \(table) table's chain \(chain.name) drops forwarded traffic by default: the sandbox would have no network. "
-                + "Fix: `nft insert rule \(table) \(chain.name) iifname \"cgs*\" accept` and "
-                + "`nft insert rule \(table) \(chain.name) oifname \"cgs*\" ct state established,related accept` "
+                + "Fix: `nft 'insert rule \(table) \(chain.name) iifname \"cgs*\" accept'` and "
+                + "`nft 'insert rule \(table) \(chain.name) oifname \"cgs*\" ct state established,related accept'` "
                 + "(Docker: `iptables -I DOCKER-USER -i cgs+ -j ACCEPT; iptables -I DOCKER-USER -o cgs+ -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`; "
                 + "ufw: `ufw route allow in on cgs+`). cagent's own table still decides what a sandbox may reach."
         }

@@ -180,7 +180,8 @@ struct LifecycleTests {
         let commands = (warning ?? "").components(separatedBy: "`").enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
             .filter { $0.hasPrefix("nft ") }
         #expect(commands.count == 2)
-        for command in commands { try sh("ip netns exec \(lab.host) \(command.replacingOccurrences(of: "\"", with: "\\\""))", check: true) }
+        // Copied as a user would paste them into a shell.
+        for command in commands { try sh("ip netns exec \(lab.host) \(command)", check: true) }
         #expect(try lab.probe(in: sandbox, ["tcp \(UplinkLab.allowedInNet4) 80"])["tcp \(UplinkLab.allowedInNet4) 80"] == "open")
         #expect(try lab.probe(in: sandbox, ["tcp \(UplinkLab.attacker4) 80"])["tcp \(UplinkLab.attacker4) 80"] != "open")
         #expect(lab.lab.sinkRecords().isEmpty)
