@@ -84,8 +84,15 @@ struct LifecycleTests {
         #expect(pinned["tcp \(web4) 443"] != "open")
         #expect(pinned["udp \(web4) 80"] != "reply")
 
-        // A second pin with a longer timeout outlives the first one's.
+        // A second pin with a longer timeout outlives the first one's; a later, shorter one does not cut it.
         try session.firewall.allow(web2v6, proto: .tcp, port: 80, timeout: 60)
+        try session.firewall.allow(web2v6, proto: .tcp, port: 80, timeout: 1)
+        // The gate's call: a domain's address pinned for tcp/443 and tcp/80.
+        try session.firewall.pin(IPAddress(UplinkLab.endpoint4)!, ttl: 60)
+        let web = try lab.probe(in: sandbox, ["tcp \(UplinkLab.endpoint4) 443", "tcp \(UplinkLab.endpoint4) 80", "tcp \(UplinkLab.endpoint4) 8080"])
+        #expect(web["tcp \(UplinkLab.endpoint4) 443"] == "open")
+        #expect(web["tcp \(UplinkLab.endpoint4) 80"] == "open")
+        #expect(web["tcp \(UplinkLab.endpoint4) 8080"] != "open")
         sleep(3)
         let expired = try lab.probe(in: sandbox, ["tcp \(web4) 80", "tcp \(web2v6) 80"])
         #expect(expired["tcp \(web4) 80"] != "open", "the pin outlived its timeout")
