@@ -170,6 +170,19 @@ def probe(target):
         if kind == "curl":
             r = subprocess.run(["curl", "-s", "-g", "--connect-timeout", "1.5", "-m", "3", rest], capture_output=True)
             return "ok" if r.returncode == 0 and b"ok" in r.stdout else "fail%d" % r.returncode
+        if kind == "ra":
+            # A router advertisement with one SLAAC prefix, sent to all nodes on an interface.
+            iface, prefix = rest.split(" ")
+            addr = socket.inet_pton(socket.AF_INET6, prefix)
+            ra = bytes([134, 0, 0, 0, 64, 0]) + (1800).to_bytes(2, "big") + bytes(8)
+            pio = bytes([3, 4, 64, 0xc0]) + (86400).to_bytes(4, "big") + (14400).to_bytes(4, "big") + bytes(4) + addr
+            s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+            index = socket.if_nametoindex(iface)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+            s.sendto(ra + pio, ("ff02::1", 0, 0, index))
+            return "ok"
         if kind == "cmd":
             r = subprocess.run(rest, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return "ok" if r.returncode == 0 else "fail%d" % r.returncode
