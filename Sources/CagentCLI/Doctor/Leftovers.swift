@@ -58,6 +58,12 @@ enum Leftovers {
     static func clean(_ leftovers: [Leftover], paths: CagentPaths) -> (removed: [String], failed: [String]) {
         var removed: [String] = []
         var failed: [String] = []
+        // Under the setup lock, and only what is still a leftover now: a session that started since the scan
+        // keeps its objects (and the table).
+        let lock = try? SetupLock(paths: paths)
+        defer { lock?.release() }
+        let current = Set(scan(paths: paths).leftovers.map(\.description))
+        let leftovers = leftovers.filter { current.contains($0.description) }
         // Mounts first (a netns file is a mount), then namespaces, links, cgroups, and the table last so that
         // interfaces are never left without the drop that closes them.
         let order: [Leftover.Kind] = [.mount, .netns, .link, .cgroup, .nftChain, .nftTable]
