@@ -40,3 +40,9 @@ if run seccomp; then
     --subject "bwrap --dev-bind / / --seccomp 9 9<$filter -- $cc" --reference "bwrap --dev-bind / / -- $cc"
   rm -rf "$src"
 fi
+
+if run network; then
+  # TCP throughput through a sandbox's uplink (veth + cagent's host-side nftables + masquerade) beside a plain
+  # routed veth pair (iperf3), and the network part's setup time. Namespaces only (cgt-bn*).
+  CAGENT=$cagent scripts/bench-network.sh
+fi
