@@ -3,3 +3,6 @@
 #include "cg_ns.h"
 #include "cg_caps.h"
 #include "cg_security.h"
+#include "cg_seccomp.h"
+#include "cg_landlock.h"
+#include "cg_policy.h"
