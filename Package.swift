@@ -29,8 +29,8 @@ let package = Package(
         .target(name: "CagentProfile", dependencies: ["CagentCore", "Yams"]),
         .target(name: "CagentSandbox", dependencies: ["CagentCore", "CagentProfile", "CShim"]),
         .target(name: "CagentNetwork", dependencies: ["CagentCore", "CShim", "CNftnl"]),
-        .target(name: "CagentDNS", dependencies: ["CagentCore", "CShim"]),
-        .target(name: "CagentCapture", dependencies: ["CagentCore", "CagentDNS", "CPcap"]),
+        .target(name: "CagentDNS", dependencies: ["CagentCore", "CagentNetwork", "CShim"]),
+        .target(name: "CagentCapture", dependencies: ["CagentCore", "CagentNetwork", "CagentDNS", "CPcap"]),
         .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim"]),
         .target(name: "CagentCLI", dependencies: [
@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(name: "cagent", dependencies: ["CagentCLI"]),
         .executableTarget(name: "cagent-init", dependencies: ["CShim"]),
         .executableTarget(name: "cagent-bench", dependencies: []),
-        .executableTarget(name: "cagent-dns-bench", dependencies: ["CagentDNS", "CagentCore", "CNftnl"]),
+        .executableTarget(name: "cagent-dns-bench", dependencies: ["CagentDNS", "CagentNetwork", "CagentCore", "CNftnl"]),
 
         // Test support: the hermetic test network every network test uses.
         .target(name: "Netlab", dependencies: ["CagentCore", "CShim"], path: "Tests/Netlab"),
@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "ProfileTests", dependencies: ["CagentProfile"]),
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
-        .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "Netlab"], exclude: ["Corpus"]),
+        .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"], exclude: ["Corpus"]),
         .testTarget(name: "StoreTests", dependencies: ["CagentStore", "CagentTrace"]),
     ],
     swiftLanguageModes: [.v6]

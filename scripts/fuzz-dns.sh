@@ -8,18 +8,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH
 out=.build/fuzz
-sources=(Sources/CagentDNS/DNSWire.swift Sources/CagentDNS/IPAddress.swift Sources/CagentDNS/DomainPattern.swift
+sources=(Sources/CagentNetwork/IPAddress.swift Sources/CagentDNS/DNSWire.swift Sources/CagentDNS/AddressClass.swift Sources/CagentDNS/DomainPattern.swift
          Sources/CagentDNS/GatePolicy.swift Sources/CagentDNS/GateAnswer.swift)
 
 build() {
   mkdir -p "$out"
   for target in wire answer; do
     entry=Fuzz/$(tr '[:lower:]' '[:upper:]' <<<"${target:0:1}")${target:1}Fuzz.swift
-    swiftc -sanitize=fuzzer,address -parse-as-library -g -O -module-name CagentDNSFuzz \
+    swiftc -sanitize=fuzzer,address -parse-as-library -g -O -module-name CagentDNSFuzz -D CAGENT_FUZZ \
       "${sources[@]}" "$entry" -o "$out/$target"
   done
   swiftc -sanitize=fuzzer,address -parse-as-library -g -O -module-name CagentNflogFuzz -D CAGENT_FUZZ \
-    Sources/CagentDNS/IPAddress.swift Sources/CagentCapture/NflogFrame.swift Fuzz/NflogFuzz.swift -o "$out/nflog"
+    Sources/CagentNetwork/IPAddress.swift Sources/CagentDNS/AddressClass.swift Sources/CagentCapture/NflogFrame.swift Fuzz/NflogFuzz.swift -o "$out/nflog"
 }
 
 case "${1:-}" in

@@ -4,6 +4,7 @@ import Glibc
 import Synchronization
 import CagentCore
 import CagentDNS
+import CagentNetwork
 
 /// Turns gate events and denied packets into one escaped line per new (verdict, name or address, port,
 /// proto), rate-limited so a flood cannot bury the terminal, and keeps the counts and the full list for

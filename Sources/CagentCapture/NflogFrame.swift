@@ -1,5 +1,5 @@
 #if !CAGENT_FUZZ
-import CagentDNS
+import CagentNetwork
 #endif
 
 /// One packet the firewall denied, as read from its NFLOG record.

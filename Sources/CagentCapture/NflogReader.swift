@@ -6,6 +6,7 @@ import CPcap
 import CShim
 import CagentCore
 import CagentDNS
+import CagentNetwork
 
 /// Reads `nflog:GROUP` through libpcap on a dedicated thread. The thread enters the session's network
 /// namespace (when given) before pcap_activate, since an nflog group belongs to a netns; non-blocking

@@ -1,4 +1,5 @@
 import Synchronization
+import CagentNetwork
 
 /// Where the gate puts the addresses it is about to hand out: the session's allow set in the host's
 /// nftables table (the Firewall implements this at merge). Both calls return only once the kernel holds

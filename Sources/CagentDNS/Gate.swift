@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import CagentCore
 import CShim
+import CagentNetwork
 
 /// What the gate did with one query; the denial reporter turns these into lines and counts.
 public enum GateEvent: Sendable, Equatable {

@@ -1,3 +1,7 @@
+#if !CAGENT_FUZZ
+import CagentNetwork
+#endif
+
 /// Pure steps of answering: reading an upstream response for the question we asked (the CNAME chain
 /// and the addresses on it, nothing from authority or additional), the TTL clamp, and the messages the
 /// client gets. Fuzzed together with the wire code.

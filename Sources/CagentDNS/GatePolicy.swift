@@ -1,3 +1,7 @@
+#if !CAGENT_FUZZ
+import CagentNetwork
+#endif
+
 /// What the gate does with one client query: a pure function of the message and the session's policy,
 /// so every rule is unit-tested without a socket.
 public struct GatePolicy: Sendable {
@@ -5,9 +9,9 @@ public struct GatePolicy: Sendable {
     /// False when the sandbox has no IPv6: AAAA on an allowed name gets NODATA.
     public var ipv6: Bool
     /// Special-use blocks (private, loopback, ...) the profile explicitly allows as answers.
-    public var allowedSpecial: [IPBlock]
+    public var allowedSpecial: [IPNetwork]
 
-    public init(patterns: [DomainPattern], ipv6: Bool, allowedSpecial: [IPBlock] = []) {
+    public init(patterns: [DomainPattern], ipv6: Bool, allowedSpecial: [IPNetwork] = []) {
         self.patterns = patterns; self.ipv6 = ipv6; self.allowedSpecial = allowedSpecial
     }
 
@@ -18,9 +22,9 @@ public struct GatePolicy: Sendable {
             guard let pattern = DomainPattern(text) else { throw GatePolicyError(text: text, what: "domain pattern") }
             patterns.append(pattern)
         }
-        var blocks: [IPBlock] = []
+        var blocks: [IPNetwork] = []
         for text in allowedSpecial {
-            guard let block = IPBlock(text) else { throw GatePolicyError(text: text, what: "address block") }
+            guard let block = IPNetwork(text) else { throw GatePolicyError(text: text, what: "address block") }
             blocks.append(block)
         }
         self.init(patterns: patterns, ipv6: ipv6, allowedSpecial: blocks)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CagentCore
+import CagentNetwork
 
 /// An address and port, converted to and from the kernel's sockaddr structures.
 public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {

@@ -1,3 +1,5 @@
+import CagentNetwork
+
 /// Where the gate sends its fresh queries: the host's resolver configuration (/etc/resolv.conf, which
 /// may name systemd-resolved's stub 127.0.0.53: the gate runs on the host, so the stub is reachable), or
 /// cagent's own configuration. Never a profile key: a shared profile must not choose whose answers

@@ -11,6 +11,7 @@ import Glibc
 import CNftnl
 import CagentCore
 import CagentDNS
+import CagentNetwork
 
 /// Adds addresses to `inet TABLE SET` with a timeout: one netlink batch per pin, ACK awaited before the
 /// gate releases the answer. (The product's pinner is the Firewall's; this one exists for the benchmark.)

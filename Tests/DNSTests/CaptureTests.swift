@@ -1,4 +1,5 @@
 import Testing
+import CagentNetwork
 import Synchronization
 @testable import CagentCapture
 @testable import CagentDNS

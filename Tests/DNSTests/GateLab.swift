@@ -1,3 +1,4 @@
+import CagentNetwork
 import Foundation
 import Synchronization
 import CagentCore

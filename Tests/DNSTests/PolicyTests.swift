@@ -1,4 +1,5 @@
 import Testing
+import CagentNetwork
 @testable import CagentDNS
 
 @Suite struct DomainPatternTests {
@@ -79,7 +80,7 @@ import Testing
         }
         #expect(policy.refusal(for: IPAddress("203.0.113.9")!) == nil)
         #expect(policy.refusal(for: IPAddress("2001:db8::1")!) == nil)
-        let lan = GatePolicy(patterns: [], ipv6: false, allowedSpecial: [IPBlock("10.0.0.0/8")!])
+        let lan = GatePolicy(patterns: [], ipv6: false, allowedSpecial: [IPNetwork("10.0.0.0/8")!])
         #expect(lan.refusal(for: IPAddress("10.9.8.7")!) == nil)
         #expect(lan.refusal(for: IPAddress("127.0.0.1")!) == "loopback")
         #expect(policy.refusal(for: IPAddress("169.254.169.254")!) == "cloud metadata")
