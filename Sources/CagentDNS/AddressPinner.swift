@@ -5,12 +5,12 @@ import CagentNetwork
 /// nftables table (the Firewall implements this at merge). Both calls return only once the kernel holds
 /// the element, because the gate releases the answer right after: a client must never race its pin.
 public protocol AddressPinner: Sendable {
-    /// Adds `address` to the session's allow set with timeout `ttl` seconds, or, when it is already
-    /// there, sets its timeout to max(remaining, ttl).
-    func pin(_ address: IPAddress, ttl: UInt32) throws
-    /// Re-arms an element the gate believes is still live (it pinned it earlier and the pin has not run
-    /// out by the gate's clock) to max(remaining, ttl). If the element expired meanwhile, it is re-added.
-    func refresh(_ address: IPAddress, ttl: UInt32) throws
+    /// Adds `address . proto . port` for each of `ports` to the session's allow set with timeout `ttl`
+    /// seconds, or, when an element is already there, sets its timeout to max(remaining, ttl).
+    func pin(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws
+    /// Re-arms elements the gate believes are still live (it pinned them earlier and the pin has not run
+    /// out by the gate's clock) to max(remaining, ttl). If an element expired meanwhile, it is re-added.
+    func refresh(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws
 }
 
 /// Address -> the name the gate resolved it for, so a denial can say which name an address belonged to.
@@ -36,6 +36,7 @@ public final class AddressBook: Sendable {
 public final class RecordingPinner: AddressPinner {
     public struct Call: Equatable, Sendable {
         public var address: IPAddress
+        public var ports: [PinPort]
         public var ttl: UInt32
         public var refresh: Bool
     }
@@ -44,14 +45,14 @@ public final class RecordingPinner: AddressPinner {
 
     public init() {}
 
-    public func pin(_ address: IPAddress, ttl: UInt32) throws {
+    public func pin(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
         if failing.withLock({ $0 }) { throw PinFailure() }
-        log.withLock { $0.append(Call(address: address, ttl: ttl, refresh: false)) }
+        log.withLock { $0.append(Call(address: address, ports: ports, ttl: ttl, refresh: false)) }
     }
 
-    public func refresh(_ address: IPAddress, ttl: UInt32) throws {
+    public func refresh(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
         if failing.withLock({ $0 }) { throw PinFailure() }
-        log.withLock { $0.append(Call(address: address, ttl: ttl, refresh: true)) }
+        log.withLock { $0.append(Call(address: address, ports: ports, ttl: ttl, refresh: true)) }
     }
 
     /// Makes every later call throw (to test that the gate fails closed).

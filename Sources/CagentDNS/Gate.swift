@@ -131,6 +131,7 @@ private struct Loop {
         var query: DNSMessage
         var question: DNSQuestion
         var chain: [DNSRecord]
+        var ports: [PinPort]
         var id: UInt16
         var attempt: Int
         var deadline: Double
@@ -149,8 +150,10 @@ private struct Loop {
     var pending: [Int32: Pending] = [:]
     var tcpClients: [Int32: TCPClient] = [:]
     var serial = 0
-    /// When this session's pin of each address runs out, by the gate's clock: pin vs refresh.
-    var pinnedUntil: [IPAddress: Double] = [:]
+    /// When this session's pin of each address (on a set of ports) runs out, by the gate's clock: pin vs refresh.
+    var pinnedUntil: [PinKey: Double] = [:]
+
+    struct PinKey: Hashable { var address: IPAddress; var ports: [PinPort] }
     var buffer = [UInt8](repeating: 0, count: 65536)
 
     var configuration: Gate.Configuration { gate.configuration }
@@ -306,8 +309,8 @@ private struct Loop {
         case .noData:
             send(GateAnswer.reply(to: query, rcode: DNSRcode.noError), to: client)
             gate.emit(.noData(name: query.questions[0].name, type: query.questions[0].type))
-        case .resolve(let question):
-            ask(Pending(client: client, query: query, question: question, chain: [], id: 0, attempt: 0, deadline: 0))
+        case .resolve(let question, let ports):
+            ask(Pending(client: client, query: query, question: question, chain: [], ports: ports, id: 0, attempt: 0, deadline: 0))
         }
     }
 
@@ -417,7 +420,7 @@ private struct Loop {
         if walk.addresses.isEmpty, !walk.chain.isEmpty, chain.count < GateAnswer.maxChain {
             // The chain leaves the upstream's answer unresolved: ask for its end, fresh again.
             ask(Pending(client: entry.client, query: entry.query, question: DNSQuestion(name: walk.finalName.lowercased(), type: type),
-                        chain: chain, id: 0, attempt: 0, deadline: 0))
+                        chain: chain, ports: entry.ports, id: 0, attempt: 0, deadline: 0))
             return
         }
         if chain.count > GateAnswer.maxChain { chain = Array(chain.prefix(GateAnswer.maxChain)) }
@@ -434,11 +437,12 @@ private struct Loop {
         let now = Sockets.now()
         for (address, ttl) in walk.addresses {
             let pinTTL = configuration.clamp.pin(ttl)
+            let key = PinKey(address: address, ports: entry.ports)
             do {
-                if let until = pinnedUntil[address], until > now + 1 {
-                    try gate.pinner.refresh(address, ttl: pinTTL)
+                if let until = pinnedUntil[key], until > now + 1 {
+                    try gate.pinner.refresh(address, ports: entry.ports, ttl: pinTTL)
                 } else {
-                    try gate.pinner.pin(address, ttl: pinTTL)
+                    try gate.pinner.pin(address, ports: entry.ports, ttl: pinTTL)
                 }
             } catch {
                 // Fail closed: an address that is not pinned is never handed out.
@@ -446,7 +450,8 @@ private struct Loop {
                 gate.emit(.failed(name: name, reason: "pinning \(address) failed: \(error)"))
                 return
             }
-            pinnedUntil[address] = max(pinnedUntil[address] ?? 0, now + Double(pinTTL))
+            if pinnedUntil.count > 65536 { pinnedUntil = pinnedUntil.filter { $0.value > now } }
+            pinnedUntil[key] = max(pinnedUntil[key] ?? 0, now + Double(pinTTL))
             gate.book.record(address, for: name)
             answers.append(DNSRecord(name: walk.finalName, type: type, ttl: configuration.clamp.client(ttl),
                                      data: address.isV4 ? .a(address.bytes) : .aaaa(address.bytes)))

@@ -13,7 +13,7 @@ import CagentCore
 import CagentDNS
 import CagentNetwork
 
-/// Adds addresses to `inet TABLE SET` with a timeout: one netlink batch per pin, ACK awaited before the
+/// Adds addresses (the set is keyed by address only, like dnsmasq's) to `inet TABLE SET` with a timeout: one netlink batch per pin, ACK awaited before the
 /// gate releases the answer. (The product's pinner is the Firewall's; this one exists for the benchmark.)
 final class NetlinkSetPinner: AddressPinner, @unchecked Sendable {
     let table: String
@@ -24,7 +24,7 @@ final class NetlinkSetPinner: AddressPinner, @unchecked Sendable {
 
     init(table: String, set: String) { self.table = table; self.set = set }
 
-    func pin(_ address: IPAddress, ttl: UInt32) throws {
+    func pin(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
         guard address.isV4 else { return }   // the benchmark's set is ipv4_addr
         if socket == nil {
             // Opened lazily on the gate thread, so the socket lives in the gate's network namespace.
@@ -71,7 +71,7 @@ final class NetlinkSetPinner: AddressPinner, @unchecked Sendable {
         }
     }
 
-    func refresh(_ address: IPAddress, ttl: UInt32) throws { try pin(address, ttl: ttl) }
+    func refresh(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws { try pin(address, ports: ports, ttl: ttl) }
 }
 
 func say(_ text: String) {

@@ -144,13 +144,13 @@ final class GateLab: @unchecked Sendable {
     }
 
     /// Starts the gate in the host namespace and the firewall that sends port 53 to it.
-    func startGate(domains: [String], ipv6: Bool = true, clamp: GateAnswer.Clamp = .init(floor: 30, cap: 300),
+    func startGate(domains: [String], endpoints: [(host: String, port: PinPort)] = [], ipv6: Bool = true, clamp: GateAnswer.Clamp = .init(floor: 30, cap: 300),
                    pinner: (any AddressPinner)? = nil) throws -> Gate {
         let book = AddressBook()
         let lines = self.lines
         reporter = DenialReporter(book: book, linesPerSecond: 1000, burst: 1000) { line in lines.add(line) }
         let reporter = self.reporter!
-        let policy = try GatePolicy(domains: domains, ipv6: ipv6)
+        let policy = try GatePolicy(domains: domains, endpoints: endpoints, ipv6: ipv6)
         let configuration = Gate.Configuration(listen: [IPAddress("10.99.0.1")!, IPAddress("fd99::1")!], netnsPath: "/run/netns/\(host)",
                                                policy: policy, upstream: try UpstreamConfig(override: ["203.0.113.53"], timeoutMilliseconds: 1000),
                                                clamp: clamp)
@@ -218,18 +218,19 @@ final class GateLab: @unchecked Sendable {
 }
 
 /// A pinner for these tests: the `nft` tool adding to the host namespace's sets (the product uses the
-/// Firewall's netlink batches). `add element` does not shorten an existing timeout; good enough here.
+/// Firewall's `SessionFirewall`, keyed `address . proto . port`). Sets here are keyed by address only, and
+/// `add element` does not shorten an existing timeout; good enough for these tests.
 final class NftSetPinner: AddressPinner {
     let namespace: String
     init(namespace: String) { self.namespace = namespace }
 
-    func pin(_ address: IPAddress, ttl: UInt32) throws {
+    func pin(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
         let set = address.isV4 ? "allow4" : "allow6"
         let result = sh("ip netns exec \(namespace) nft add element inet cgt \(set) '{ \(address) timeout \(ttl)s }'")
         guard result.status == 0 else { throw CagentError(stage: "pin", result.output) }
     }
 
-    func refresh(_ address: IPAddress, ttl: UInt32) throws { try pin(address, ttl: ttl) }
+    func refresh(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws { try pin(address, ports: ports, ttl: ttl) }
 }
 
 final class LineLog: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CagentNetwork
 import CagentCore
 @testable import CagentDNS
 
@@ -171,6 +172,26 @@ import CagentCore
             #expect(dig(lab, "-6 +short AAAA v6.allowed.test @fd99::1").contains("2001:db8::80"))
             #expect(lab.setElements("allow6").contains("2001:db8::80"))
             #expect(lab.inSandbox("curl -s -m 3 -6 http://v6.allowed.test/").output.contains("hello"))
+        }
+    }
+
+    @Test(.enabled(if: ready, "needs root, ip, nft, dnsmasq, dig, busybox, curl, getent"))
+    func pinsCarryTheEntrysPortsAndTheClampedTTL() throws {
+        try withLab { lab in
+            let pinner = RecordingPinner()
+            try lab.startGate(domains: ["www.allowed.test"], endpoints: [(host: "cdn-alias.allowed.test", port: PinPort(.tcp, 22))],
+                              clamp: .init(floor: 30, cap: 300), pinner: pinner)
+            let answer = dig(lab, "+noall +answer www.allowed.test")
+            #expect(answer.contains("203.0.113.80"))
+            // The upstream's TTL is 1 s: the pin lives 30 s (the floor), the client may cache 1 s only.
+            #expect(answer.contains("\t1\tIN\tA"), "\(answer)")
+            _ = dig(lab, "cdn-alias.allowed.test")
+            #expect(pinner.calls == [
+                RecordingPinner.Call(address: IPAddress("203.0.113.80")!, ports: PinPort.webDefaults, ttl: 30, refresh: false),
+                RecordingPinner.Call(address: IPAddress("203.0.113.81")!, ports: [PinPort(.tcp, 22)], ttl: 30, refresh: false),
+            ])
+            _ = dig(lab, "www.allowed.test")
+            #expect(pinner.calls.last == RecordingPinner.Call(address: IPAddress("203.0.113.80")!, ports: PinPort.webDefaults, ttl: 30, refresh: true))
         }
     }
 

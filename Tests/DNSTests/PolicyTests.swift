@@ -41,7 +41,7 @@ import CagentNetwork
     }
 
     @Test func allowedAResolvesWithALowercasedFreshQuestion() {
-        #expect(policy.decide(query(DNSName("WwW.AlLoWeD.TeSt")!)) == .resolve(DNSQuestion(name: DNSName("www.allowed.test")!, type: DNSType.a)))
+        #expect(policy.decide(query(DNSName("WwW.AlLoWeD.TeSt")!)) == .resolve(DNSQuestion(name: DNSName("www.allowed.test")!, type: DNSType.a), ports: PinPort.webDefaults))
     }
 
     @Test func otherTypesAndAAAAWithoutIPv6AreNoData() {
@@ -50,7 +50,7 @@ import CagentNetwork
         }
         var withV6 = policy
         withV6.ipv6 = true
-        #expect(withV6.decide(query(DNSName("a.allowed.test")!, type: DNSType.aaaa)) == .resolve(DNSQuestion(name: DNSName("a.allowed.test")!, type: DNSType.aaaa)))
+        #expect(withV6.decide(query(DNSName("a.allowed.test")!, type: DNSType.aaaa)) == .resolve(DNSQuestion(name: DNSName("a.allowed.test")!, type: DNSType.aaaa), ports: PinPort.webDefaults))
     }
 
     @Test func unknownNamesAreNotAllowedWhateverTheType() {
@@ -71,6 +71,15 @@ import CagentNetwork
         var response = query(DNSName("a.allowed.test")!)
         response.flags |= 0x8000
         #expect(policy.decide(response) == .drop)
+    }
+
+    @Test func endpointsByNameOpenTheirOwnPortOnly() throws {
+        let policy = try GatePolicy(domains: ["**.allowed.test"], endpoints: [(host: "github.test", port: PinPort(.tcp, 22)),
+                                                                              (host: "api.allowed.test", port: PinPort(.tcp, 8443))], ipv6: false)
+        #expect(policy.ports(for: DNSName("github.test")!) == [PinPort(.tcp, 22)])
+        #expect(policy.ports(for: DNSName("API.allowed.test")!) == PinPort.webDefaults + [PinPort(.tcp, 8443)])
+        #expect(policy.ports(for: DNSName("x.github.test")!).isEmpty)
+        #expect(throws: GatePolicyError.self) { try GatePolicy(domains: ["a..test"], ipv6: false) }
     }
 
     @Test func specialUseAnswersAreRefusedUnlessAllowed() {
