@@ -161,6 +161,12 @@ final class GateLab: @unchecked Sendable {
         throw CagentError(stage: "gate lab", "dnsmasq/httpd did not come up")
     }
 
+    /// A server at 203.0.113.80:7000 that answers "late" three seconds after a connection opens.
+    func startSlowServer() throws {
+        try spawn("ip netns exec \(internet) socat TCP-LISTEN:7000,bind=203.0.113.80,reuseaddr,fork SYSTEM:'sleep 3; echo late'")
+        for _ in 0..<30 where !sh("ip netns exec \(internet) ss -ltn").output.contains(":7000 ") { usleep(100_000) }
+    }
+
     /// Starts the gate in the host namespace and the firewall that sends port 53 to it.
     func startGate(domains: [String], endpoints: [(host: String, port: PinPort)] = [], ipv6: Bool = true, clamp: GateAnswer.Clamp = .init(floor: 30, cap: 300),
                    pinner: (any AddressPinner)? = nil) throws -> Gate {
