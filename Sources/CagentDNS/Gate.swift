@@ -143,6 +143,8 @@ private struct Loop {
         var lastActivity: Double
     }
 
+    static let maxInFlight = 1024
+
     let gate: Gate
     let udpSockets: [Int32]
     let tcpSockets: [Int32]
@@ -319,6 +321,11 @@ private struct Loop {
     /// Sends a fresh query for `entry.question` from a new socket (a new random source port each time).
     mutating func ask(_ entry: Pending) {
         var entry = entry
+        // Bounded: a flood of allowed names cannot exhaust the host's file descriptors.
+        guard pending.count < Loop.maxInFlight else {
+            fail(entry, reason: "too many queries in flight")
+            return
+        }
         let servers = configuration.upstream.servers
         while entry.attempt < servers.count * 2 {
             let server = servers[entry.attempt % servers.count]
