@@ -161,6 +161,35 @@ final class GateLab: @unchecked Sendable {
         throw CagentError(stage: "gate lab", "dnsmasq/httpd did not come up")
     }
 
+    /// An upstream at 203.0.113.54 that answers every UDP query with TC set and no records, and over
+    /// TCP with `name A 203.0.113.81` (TTL 60): the gate must retry over TCP.
+    func startTruncatingUpstream() throws {
+        let script = #"""
+        import socket, struct, threading
+        def answer(q, tc):
+            qid, = struct.unpack('>H', q[:2]); end = 12
+            while q[end] != 0: end += q[end] + 1
+            question = q[12:end + 5]
+            if tc: return struct.pack('>HHHHHH', qid, 0x8380, 1, 0, 0, 0) + question
+            rr = b'\xc0\x0c' + struct.pack('>HHIH', 1, 1, 60, 4) + bytes([203, 0, 113, 81])
+            return struct.pack('>HHHHHH', qid, 0x8180, 1, 1, 0, 0) + question + rr
+        def udp():
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('203.0.113.54', 53))
+            while True:
+                q, a = s.recvfrom(512); s.sendto(answer(q, True), a)
+        threading.Thread(target=udp, daemon=True).start()
+        t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(('203.0.113.54', 53)); t.listen(8)
+        print('ready', flush=True)
+        while True:
+            c, _ = t.accept(); n, = struct.unpack('>H', c.recv(2)); q = c.recv(n); r = answer(q, False)
+            c.sendall(struct.pack('>H', len(r)) + r); c.close()
+        """#
+        try script.write(toFile: "\(dir)/truncating.py", atomically: true, encoding: .utf8)
+        try run("ip -n \(internet) addr add 203.0.113.54/32 dev cgti0")
+        try spawn("ip netns exec \(internet) python3 \(dir)/truncating.py")
+        for _ in 0..<50 where !sh("ip netns exec \(internet) ss -ltn").output.contains("203.0.113.54:53 ") { usleep(100_000) }
+    }
+
     /// A server at 203.0.113.80:7000 that answers "late" three seconds after a connection opens.
     func startSlowServer() throws {
         try spawn("ip netns exec \(internet) socat TCP-LISTEN:7000,bind=203.0.113.80,reuseaddr,fork SYSTEM:'sleep 3; echo late'")
@@ -168,7 +197,8 @@ final class GateLab: @unchecked Sendable {
     }
 
     /// Starts the gate in the host namespace and the firewall that sends port 53 to it.
-    func startGate(domains: [String], endpoints: [(host: String, port: PinPort)] = [], ipv6: Bool = true, clamp: GateAnswer.Clamp = .init(floor: 30, cap: 300),
+    func startGate(domains: [String], endpoints: [(host: String, port: PinPort)] = [], ipv6: Bool = true,
+                   upstream: String = "203.0.113.53", clamp: GateAnswer.Clamp = .init(floor: 30, cap: 300),
                    pinner: (any AddressPinner)? = nil) throws -> Gate {
         let book = AddressBook()
         let lines = self.lines
@@ -176,7 +206,7 @@ final class GateLab: @unchecked Sendable {
         let reporter = self.reporter!
         let policy = try GatePolicy(domains: domains, endpoints: endpoints, ipv6: ipv6)
         let configuration = Gate.Configuration(listen: [IPAddress("10.99.0.1")!, IPAddress("fd99::1")!], netnsPath: "/run/netns/\(host)",
-                                               policy: policy, upstream: try UpstreamConfig(override: ["203.0.113.53"], timeoutMilliseconds: 1000),
+                                               policy: policy, upstream: try UpstreamConfig(override: [upstream], timeoutMilliseconds: 1000),
                                                clamp: clamp)
         let gate = Gate(configuration: configuration, pinner: pinner ?? NftSetPinner(namespace: host), book: book) { reporter.record($0) }
         let port = try gate.start()

@@ -225,6 +225,16 @@ import CagentCore
     }
 
     @Test(.enabled(if: ready, "needs root, ip, nft, dnsmasq, dig, busybox, curl, getent, socat"))
+    func aTruncatedUpstreamAnswerIsFetchedOverTCP() throws {
+        try withLab { lab in
+            try lab.startTruncatingUpstream()
+            try lab.startGate(domains: ["www.allowed.test"], upstream: "203.0.113.54")
+            #expect(dig(lab, "+short www.allowed.test").contains("203.0.113.81"))
+            #expect(lab.setElements("allow4").contains("203.0.113.81"))
+        }
+    }
+
+    @Test(.enabled(if: ready, "needs root, ip, nft, dnsmasq, dig, busybox, curl, getent, socat"))
     func aFailedPinReleasesNothing() throws {
         try withLab { lab in
             let pinner = RecordingPinner()
