@@ -75,6 +75,12 @@ public enum Firewall {
     public static let interfacePrefix = "cgs"
     public static let denyPrefix = "cagent-deny "
     public static let hostDenyPrefix = "cagent-deny-host "
+    /// Learn mode: the prefix of the log line every new outgoing flow gets before it is accepted.
+    public static let flowPrefix = "cagent-flow "
+
+    /// Enforce: only the profile's entries and the gate's pins leave. Learn: every new flow leaves and is logged,
+    /// except the never-reachable addresses and `learnUnreachable` (LAN), which stay dropped.
+    public enum Mode: String, Sendable, Equatable { case enforce, learn }
 
     static let preMap = "sessions_pre"
     static let inputMap = "sessions_in"
@@ -83,6 +89,15 @@ public enum Firewall {
     /// Addresses no session reaches, whatever the profile says: link-local and cloud metadata services.
     public static let neverReachable: [IPNetwork] = ["169.254.0.0/16", "168.63.129.16/32", "100.100.100.200/32",
                                                      "fe80::/10", "fd00:ec2::254/128"].map { IPNetwork($0)! }
+
+    /// What learn mode keeps dropped besides `neverReachable`: the LAN (RFC 1918, ULA), CGNAT 100.64.0.0/10 (carrier
+    /// and Tailscale-style overlays, and cagent's own session pool, so one learning sandbox never reaches another),
+    /// loopback-looking and unspecified blocks, and multicast. The host's own addresses never reach the forward chain
+    /// (they are local deliveries, in the input chain, closed in both modes).
+    public static let learnUnreachable: [IPNetwork] = [
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4",
+        "240.0.0.0/4", "::/128", "::1/128", "::ffff:0:0/96", "fc00::/7", "ff00::/8",
+    ].map { IPNetwork($0)! }
 
     // MARK: permanent part
 
@@ -134,11 +149,15 @@ public enum Firewall {
         public var gatePort: UInt16
         public var nflogGroup: UInt16
         public var entries: [AllowEntry]
+        public var mode: Mode
+        /// Learn mode: more blocks to keep dropped (the session pool when it is configured outside CGNAT/ULA).
+        public var unreachable: [IPNetwork]
 
         public init(interface: String, gateway4: IPAddress?, gateway6: IPAddress?, gatePort: UInt16,
-                    nflogGroup: UInt16, entries: [AllowEntry]) {
+                    nflogGroup: UInt16, entries: [AllowEntry], mode: Mode = .enforce, unreachable: [IPNetwork] = []) {
             self.interface = interface; self.gateway4 = gateway4; self.gateway6 = gateway6
             self.gatePort = gatePort; self.nflogGroup = nflogGroup; self.entries = entries
+            self.mode = mode; self.unreachable = unreachable
         }
     }
 
@@ -257,6 +276,24 @@ public enum Firewall {
         rules.append((Match.established() + Statement.verdict(.accept)).rule(in: chains.forward))
         for network in neverReachable {
             rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: chains.forward))
+        }
+        if spec.mode == .learn {
+            // Learn: the LAN stays dropped like metadata; every other new flow is logged (for the flow
+            // observations) and accepted. Echo is a flow like any other here: it is logged, so it is seen.
+            var extra: [IPNetwork] = []
+            for network in learnUnreachable + spec.unreachable where !(neverReachable + extra).contains(where: { $0.contains(network) }) {
+                extra.append(network)
+            }
+            for network in extra {
+                rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: chains.forward))
+            }
+            rules.append((Match.ctStateNew() + Statement.log(group: spec.nflogGroup, prefix: flowPrefix) + Statement.verdict(.accept))
+                .rule(in: chains.forward))
+            // Invalid or untracked: not a flow anyone needs.
+            rules.append((log + Statement.verdict(.drop)).rule(in: chains.forward))
+            batch.operations += rules.map { .addRule($0) }
+            for (map, element) in mapElements(spec.interface) { batch.operations.append(.addElements(set: map, [element])) }
+            return batch
         }
         rules.append((Match.icmpType(.v4, 8, name: "echo-request") + log + Statement.verdict(.drop)).rule(in: chains.forward))
         rules.append((Match.icmpType(.v6, 128, name: "echo-request") + log + Statement.verdict(.drop)).rule(in: chains.forward))

@@ -38,6 +38,8 @@ public final class NetworkSession: @unchecked Sendable {
     public let addresses: SessionAddresses
     public let nflogGroup: UInt16
     public let gatePort: UInt16
+    /// Enforce (the profile decides) or learn (every new flow leaves and is logged with `Firewall.flowPrefix`).
+    public let mode: Firewall.Mode
     public let firewall: SessionFirewall
     /// Things the user should know (another firewall in the way, no IPv6 uplink, ...).
     public let warnings: [String]
@@ -49,10 +51,10 @@ public final class NetworkSession: @unchecked Sendable {
     private var lease: SessionLease?
 
     private init(sessionID: String, interface: String, addresses: SessionAddresses, nflogGroup: UInt16, gatePort: UInt16,
-                 firewall: SessionFirewall, warnings: [String], hostChanges: [String], paths: CagentPaths,
+                 mode: Firewall.Mode, firewall: SessionFirewall, warnings: [String], hostChanges: [String], paths: CagentPaths,
                  host: NetworkNamespace?, lease: SessionLease) {
         self.sessionID = sessionID; self.interface = interface; self.addresses = addresses
-        self.nflogGroup = nflogGroup; self.gatePort = gatePort; self.firewall = firewall
+        self.nflogGroup = nflogGroup; self.gatePort = gatePort; self.mode = mode; self.firewall = firewall
         self.warnings = warnings; self.hostChanges = hostChanges; self.paths = paths; self.host = host; self.lease = lease
     }
 
@@ -61,9 +63,11 @@ public final class NetworkSession: @unchecked Sendable {
 
     /// Sets up the network of a sandbox whose network namespace is `sandbox` (open it with
     /// `NetworkNamespace(pid:)` from the launcher's pid). `host` is where cagent's side lives: nil for the
-    /// calling thread's namespace (the real host), a netlab host namespace in tests.
+    /// calling thread's namespace (the real host), a netlab host namespace in tests. `mode: .learn` (cagent learn)
+    /// accepts and logs every new flow except metadata and the LAN; `entries` are then irrelevant.
     public static func setUp(sessionID: String, sandbox: NetworkNamespace, entries: [AllowEntry], paths: CagentPaths,
                              config: NetworkConfig = NetworkConfig(), host: NetworkNamespace? = nil,
+                             mode: Firewall.Mode = .enforce,
                              crashAfter: Step? = nil) throws -> NetworkSession {
         guard !sessionID.isEmpty, sessionID.utf8.count <= 12,
               sessionID.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7a) }) else {
@@ -114,7 +118,8 @@ public final class NetworkSession: @unchecked Sendable {
             do {
                 // The session's chains before its interface: the permanent drop covers the interface anyway.
                 let spec = Firewall.SessionSpec(interface: interface, gateway4: addresses.gateway4, gateway6: addresses.gateway6,
-                                                gatePort: gatePort, nflogGroup: group, entries: entries)
+                                                gatePort: gatePort, nflogGroup: group, entries: entries, mode: mode,
+                                                unreachable: [config.pool.pool4, config.pool.pool6])
                 var batch = Firewall.sessionBatch(spec)
                 if try !Firewall.tableExists() {
                     var permanent = Firewall.permanentBatch()
@@ -153,7 +158,7 @@ public final class NetworkSession: @unchecked Sendable {
 
                 let firewall = try SessionFirewall(interface: interface, nflogGroup: group, namespace: nil)
                 return NetworkSession(sessionID: sessionID, interface: interface, addresses: addresses, nflogGroup: group,
-                                      gatePort: gatePort, firewall: firewall, warnings: warnings, hostChanges: changes,
+                                      gatePort: gatePort, mode: mode, firewall: firewall, warnings: warnings, hostChanges: changes,
                                       paths: paths, host: host, lease: lease)
             } catch {
                 if linkCreated { try? Rtnetlink(stage: "undo").deleteLink(interface) }

@@ -104,6 +104,15 @@ enum Match {
         ])
     }
 
+    static func ctStateNew() -> RulePart {
+        // ct state bit new is 8.
+        RulePart(text: "ct state new", expressions: [
+            .ct(key: NFT_CT_STATE.rawValue, dreg: Reg.r1),
+            .bitwise(sreg: Reg.r1, dreg: Reg.r1, mask: [0x08, 0, 0, 0], xor: [0, 0, 0, 0]),
+            .cmp(sreg: Reg.r1, op: neq, data: [0, 0, 0, 0]),
+        ])
+    }
+
     /// `icmp type T` or `icmpv6 type T`.
     static func icmpType(_ family: IPAddress.Family, _ type: UInt8, name: String) -> RulePart {
         let proto = family == .v4 ? L4.icmp : L4.icmpv6

@@ -79,6 +79,26 @@ struct BatchTests {
         try expectGolden(Firewall.removeSessionBatch(interface: "cgstest").text, "batch-remove-session.txt")
     }
 
+    @Test("Learn mode: the session's part equals the golden batch (LAN and metadata dropped, new flows logged)")
+    func learnGolden() throws {
+        var spec = Self.spec
+        spec.mode = .learn
+        spec.unreachable = [AddressPool.standard.pool4, AddressPool.standard.pool6]
+        let text = Firewall.sessionBatch(spec).text
+        try expectGolden(text, "batch-learn-session.txt")
+        // The flow log comes after every drop, and nothing of the allow sets is consulted.
+        let lines = text.split(separator: "\n").map(String.init)
+        let flow = try #require(lines.firstIndex { $0.contains("log prefix \"cagent-flow \"") })
+        for network in ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fd00:ec2::254"] {
+            let index = try #require(lines.firstIndex { $0.contains("daddr \(network) ") }, "\(network) not dropped")
+            #expect(index < flow && lines[index].hasSuffix("drop"))
+        }
+        // The session pool lies inside CGNAT and ULA: no redundant rule for it.
+        #expect(!text.contains("100.72.0.0/16") && !text.contains("fd63:6167:656e::/48"))
+        #expect(!text.contains("@cgstest_allow4"))
+        #expect(Firewall.removeSessionBatch(interface: "cgstest").text == Firewall.removeSessionBatch(interface: "cgstest").text)
+    }
+
     @Test("The session chain exists before anything sends traffic into it: map entries come last")
     func ordering() {
         let operations = Firewall.sessionBatch(Self.spec).operations
