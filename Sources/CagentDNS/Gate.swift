@@ -51,6 +51,8 @@ public final class Gate: @unchecked Sendable {
     let pinner: any AddressPinner
     public let book: AddressBook
     let emit: @Sendable (GateEvent) -> Void
+    /// Learn mode: every exchange with the upstream, as an observation.
+    let observer: (any GateObserver)?
 
     private var thread: Thread?
     private let started = DispatchSemaphore(value: 0)
@@ -60,8 +62,9 @@ public final class Gate: @unchecked Sendable {
     public private(set) var port: UInt16 = 0
 
     public init(configuration: Configuration, pinner: any AddressPinner, book: AddressBook = AddressBook(),
-                events: @escaping @Sendable (GateEvent) -> Void = { _ in }) {
-        self.configuration = configuration; self.pinner = pinner; self.book = book; self.emit = events
+                observer: (any GateObserver)? = nil, events: @escaping @Sendable (GateEvent) -> Void = { _ in }) {
+        self.configuration = configuration; self.pinner = pinner; self.book = book; self.observer = observer
+        self.emit = events
     }
 
     /// Starts the gate thread; returns the bound port once both sockets listen, or throws what failed.
@@ -410,6 +413,20 @@ private struct Loop {
     mutating func fail(_ entry: Pending, reason: String) {
         send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.servFail), to: entry.client)
         gate.emit(.failed(name: entry.query.questions[0].name, reason: reason))
+        observe(entry, rcode: DNSRcode.servFail, answers: entry.chain, note: reason)
+    }
+
+    /// Learn mode: the exchange as the upstream answered it (chain and records, original TTLs).
+    func observe(_ entry: Pending, rcode: UInt8, answers: [DNSRecord], note: String? = nil) {
+        guard let observer = gate.observer else { return }
+        let servers = configuration.upstream.servers
+        let server = servers.isEmpty ? nil : servers[entry.attempt % servers.count]
+        let question = entry.query.questions[0]
+        observer.observe(DNSObservation(
+            source: .gate, time: Sockets.wallClock(), isResponse: true,
+            transport: { if case .tcp = entry.client { return "tcp" } else { return "udp" } }(),
+            resolver: server?.address, resolverPort: server?.port, name: question.name.lowercased().display,
+            type: question.type, rcode: rcode, answers: answers.map(DNSObservation.answer), note: note))
     }
 
     /// Turns an upstream answer into pins and the client's reply: the chain so far plus this walk.
@@ -422,21 +439,27 @@ private struct Loop {
             send(GateAnswer.reply(to: entry.query, rcode: rcode, answers: clampChain(chain)), to: entry.client)
             if rcode == DNSRcode.nxDomain { gate.emit(.resolved(name: name, type: type, addresses: [])) }
             else { gate.emit(.failed(name: name, reason: "upstream rcode \(walk.rcode)")) }
+            observe(entry, rcode: walk.rcode, answers: chain)
             return
         }
-        if walk.addresses.isEmpty, !walk.chain.isEmpty, chain.count < GateAnswer.maxChain {
+        if walk.addresses.isEmpty, walk.others.isEmpty, !walk.chain.isEmpty, chain.count < GateAnswer.maxChain {
             // The chain leaves the upstream's answer unresolved: ask for its end, fresh again.
             ask(Pending(client: entry.client, query: entry.query, question: DNSQuestion(name: walk.finalName.lowercased(), type: type),
                         chain: chain, ports: entry.ports, id: 0, attempt: 0, deadline: 0))
             return
         }
         if chain.count > GateAnswer.maxChain { chain = Array(chain.prefix(GateAnswer.maxChain)) }
+        let upstreamRecords = chain + walk.addresses.map { address, ttl in
+            DNSRecord(name: walk.finalName, type: type, ttl: ttl, data: address.isV4 ? .a(address.bytes) : .aaaa(address.bytes))
+        } + walk.others
         // Rebinding: an allowed name must not hand out loopback, private, link-local or metadata addresses.
+        // Learn mode too: the forward chain drops them anyway, and the observation keeps what was answered.
         for (address, _) in walk.addresses {
             if let why = configuration.policy.refusal(for: address) {
                 gate.book.record(address, for: name)
                 send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.refused), to: entry.client)
                 gate.emit(.refused(name: name, reason: "answer \(address) is \(why)"))
+                observe(entry, rcode: walk.rcode, answers: upstreamRecords, note: "answer \(address) is \(why)")
                 return
             }
         }
@@ -445,25 +468,34 @@ private struct Loop {
         for (address, ttl) in walk.addresses {
             let pinTTL = configuration.clamp.pin(ttl)
             let key = PinKey(address: address, ports: entry.ports)
-            do {
-                if let until = pinnedUntil[key], until > now + 1 {
-                    try gate.pinner.refresh(address, ports: entry.ports, ttl: pinTTL)
-                } else {
-                    try gate.pinner.pin(address, ports: entry.ports, ttl: pinTTL)
+            // Learn mode pins nothing (no ports): the forward chain accepts every new flow.
+            if !entry.ports.isEmpty {
+                do {
+                    if let until = pinnedUntil[key], until > now + 1 {
+                        try gate.pinner.refresh(address, ports: entry.ports, ttl: pinTTL)
+                    } else {
+                        try gate.pinner.pin(address, ports: entry.ports, ttl: pinTTL)
+                    }
+                } catch {
+                    // Fail closed: an address that is not pinned is never handed out.
+                    send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.servFail), to: entry.client)
+                    gate.emit(.failed(name: name, reason: "pinning \(address) failed: \(error)"))
+                    return
                 }
-            } catch {
-                // Fail closed: an address that is not pinned is never handed out.
-                send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.servFail), to: entry.client)
-                gate.emit(.failed(name: name, reason: "pinning \(address) failed: \(error)"))
-                return
+                if pinnedUntil.count > 65536 { pinnedUntil = pinnedUntil.filter { $0.value > now } }
+                pinnedUntil[key] = max(pinnedUntil[key] ?? 0, now + Double(pinTTL))
             }
-            if pinnedUntil.count > 65536 { pinnedUntil = pinnedUntil.filter { $0.value > now } }
-            pinnedUntil[key] = max(pinnedUntil[key] ?? 0, now + Double(pinTTL))
             gate.book.record(address, for: name)
             answers.append(DNSRecord(name: walk.finalName, type: type, ttl: configuration.clamp.client(ttl),
                                      data: address.isV4 ? .a(address.bytes) : .aaaa(address.bytes)))
         }
+        for record in walk.others {
+            var record = record
+            record.ttl = configuration.clamp.client(record.ttl)
+            answers.append(record)
+        }
         send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.noError, answers: answers), to: entry.client)
+        observe(entry, rcode: DNSRcode.noError, answers: upstreamRecords)
         gate.emit(.resolved(name: name, type: type, addresses: walk.addresses.map(\.address)))
     }
 

@@ -15,10 +15,14 @@ public enum GateAnswer {
         public var finalName: DNSName
         /// A/AAAA records (of the asked type) owned by the final name, with their TTLs.
         public var addresses: [(address: IPAddress, ttl: UInt32)]
+        /// Records of the asked type owned by the final name when that type is not A/AAAA (learn mode forwards
+        /// every type; enforce mode only asks A/AAAA, so this stays empty there).
+        public var others: [DNSRecord] = []
 
         public static func == (l: Walk, r: Walk) -> Bool {
             l.rcode == r.rcode && l.chain == r.chain && l.finalName == r.finalName
                 && l.addresses.map(\.address) == r.addresses.map(\.address) && l.addresses.map(\.ttl) == r.addresses.map(\.ttl)
+                && l.others == r.others
         }
     }
 
@@ -47,15 +51,18 @@ public enum GateAnswer {
             break
         }
         var addresses: [(IPAddress, UInt32)] = []
+        var others: [DNSRecord] = []
         for record in response.answers where record.type == question.type && record.klass == DNSType.classIN
             && record.name.equalsIgnoringCase(current) {
             switch record.data {
             case .a(let bytes), .aaaa(let bytes):
                 if let address = IPAddress(bytes: bytes) { addresses.append((address, record.ttl)) }
+            case .other where question.type != DNSType.a && question.type != DNSType.aaaa:
+                others.append(record)
             default: continue
             }
         }
-        return Walk(rcode: response.rcode, chain: chain, finalName: current, addresses: addresses)
+        return Walk(rcode: response.rcode, chain: chain, finalName: current, addresses: addresses, others: others)
     }
 
     /// How long a pin lives and what TTL the client may cache.

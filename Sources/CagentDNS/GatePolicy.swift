@@ -21,10 +21,16 @@ public struct GatePolicy: Sendable {
     public var ipv6: Bool
     /// Special-use blocks (private, loopback, ...) the profile explicitly allows as answers.
     public var allowedSpecial: [IPNetwork]
+    /// Learn mode: every well-formed question of class IN is forwarded (fresh, one question, any type but zone
+    /// transfers), nothing is pinned, the exchange is observed. Malformed queries are still refused.
+    public var observe: Bool
 
-    public init(rules: [Rule], ipv6: Bool, allowedSpecial: [IPNetwork] = []) {
-        self.rules = rules; self.ipv6 = ipv6; self.allowedSpecial = allowedSpecial
+    public init(rules: [Rule], ipv6: Bool, allowedSpecial: [IPNetwork] = [], observe: Bool = false) {
+        self.rules = rules; self.ipv6 = ipv6; self.allowedSpecial = allowedSpecial; self.observe = observe
     }
+
+    /// The learn-mode policy: no rules, every name forwarded and observed.
+    public static func observing(ipv6: Bool) -> GatePolicy { GatePolicy(rules: [], ipv6: ipv6, observe: true) }
 
     public init(patterns: [DomainPattern], ipv6: Bool, allowedSpecial: [IPNetwork] = []) {
         self.init(rules: patterns.map { Rule(pattern: $0) }, ipv6: ipv6, allowedSpecial: allowedSpecial)
@@ -91,6 +97,13 @@ public struct GatePolicy: Sendable {
             return .refuse(rcode: DNSRcode.refused, reason: "NUL or dot inside a label")
         }
         guard question.klass == DNSType.classIN else { return .refuse(rcode: DNSRcode.refused, reason: "class \(question.klass)") }
+        if observe {
+            // Zone transfers and OPT as a question type make no sense from a sandbox: refused, like malformed input.
+            guard ![DNSType.opt, 251, 252].contains(question.type) else {
+                return .refuse(rcode: DNSRcode.refused, reason: "type \(DNSType.name(question.type))")
+            }
+            return .resolve(DNSQuestion(name: question.name.lowercased(), type: question.type), ports: [])
+        }
         let ports = ports(for: question.name)
         guard !ports.isEmpty else { return .notAllowed }
         switch question.type {

@@ -79,6 +79,13 @@ enum Sockets {
         return SocketAddress(storage: storage)?.port ?? 0
     }
 
+    /// Seconds since the epoch (for observations; `now()` is monotonic, for timeouts).
+    static func wallClock() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
     static func now() -> Double {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
