@@ -1,0 +1,220 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import CPcap
+import CShim
+import CagentCore
+import CagentDNS
+import CagentNetwork
+
+/// Learn mode's capture on the session's host-side veth (`cgs<id>`): every DNS message the sandbox sends or
+/// receives, over UDP and TCP, to any resolver, and the first data segment of each TLS connection (its
+/// ClientHello's SNI). The host side sees packets before the prerouting redirect, so a query sent to another
+/// resolver keeps its original destination: that is how DNS that tried to bypass the gate is seen.
+///
+/// Buffered capture (immediate mode off, snaplen 2048, 100 ms timeout; kernel-notes §4: immediate mode with a
+/// large snaplen drops packets), non-blocking and driven by poll on a dedicated thread, which enters
+/// `netnsPath` first when given (tests: the netlab's simulated host; the product: nil, the host itself).
+public final class DNSCapture: @unchecked Sendable {
+    public static let filter = "udp port 53 or tcp port 53 or (tcp dst port 443 and tcp[tcpflags] & tcp-push != 0)"
+        + " or (ip6 and tcp dst port 443)"
+
+    public let interface: String
+    let netnsPath: String?
+    let onEvent: @Sendable (CaptureEvent) -> Void
+    private var thread: Thread?
+    private var wakePipe: [Int32] = [-1, -1]
+    private let started = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private var startError: CagentError?
+    private var state = StreamState()
+    /// Packets the kernel handed to the capture and dropped for lack of buffer, read at stop.
+    public private(set) var received: UInt32 = 0
+    public private(set) var dropped: UInt32 = 0
+
+    public init(interface: String, netnsPath: String? = nil, onEvent: @escaping @Sendable (CaptureEvent) -> Void) {
+        self.interface = interface; self.netnsPath = netnsPath; self.onEvent = onEvent
+    }
+
+    /// Opens the capture and starts the thread; throws when the interface cannot be captured.
+    public func start() throws {
+        guard pipe(&wakePipe) == 0 else { throw CagentError.system("dns capture", "pipe") }
+        let thread = Thread { [self] in
+            let handle: OpaquePointer
+            do {
+                handle = try open()
+            } catch {
+                startError = error as? CagentError ?? CagentError(stage: "dns capture", "\(error)")
+                started.signal(); finished.signal()
+                return
+            }
+            started.signal()
+            loop(handle)
+            var stats = pcap_stat()
+            if pcap_stats(handle, &stats) == 0 { received = stats.ps_recv; dropped = stats.ps_drop }
+            pcap_close(handle)
+            finished.signal()
+        }
+        thread.name = "cagent-dns-capture"
+        self.thread = thread
+        thread.start()
+        started.wait()
+        if let startError {
+            Glibc.close(wakePipe[0]); Glibc.close(wakePipe[1])
+            self.thread = nil
+            throw startError
+        }
+    }
+
+    /// Drains what is already buffered, then stops the thread.
+    public func stop() {
+        guard thread != nil else { return }
+        var byte: UInt8 = 1
+        _ = write(wakePipe[1], &byte, 1)
+        finished.wait()
+        thread = nil
+        Glibc.close(wakePipe[0]); Glibc.close(wakePipe[1])
+    }
+
+    deinit { stop() }
+
+    private func open() throws -> OpaquePointer {
+        if let netnsPath {
+            let fd = Glibc.open(netnsPath, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw CagentError.system("dns capture: enter netns", "open \(netnsPath)") }
+            defer { Glibc.close(fd) }
+            guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else { throw CagentError.system("dns capture: enter netns", "setns \(netnsPath)") }
+        }
+        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        guard let handle = pcap_create(interface, &errorBuffer) else {
+            throw CagentError(stage: "dns capture", "pcap_create \(interface): \(text(errorBuffer))")
+        }
+        func fail(_ what: String) -> CagentError {
+            let message = String(cString: pcap_geterr(handle))
+            pcap_close(handle)
+            return CagentError(stage: "dns capture", "\(what) on \(interface): \(message)",
+                               hint: "capturing needs CAP_NET_RAW on the host and the session's interface up")
+        }
+        pcap_set_snaplen(handle, 2048)
+        pcap_set_promisc(handle, 0)
+        pcap_set_immediate_mode(handle, 0)
+        pcap_set_timeout(handle, 100)
+        pcap_set_buffer_size(handle, 4 << 20)
+        guard pcap_activate(handle) >= 0 else { throw fail("pcap_activate") }
+        guard pcap_datalink(handle) == DLT_EN10MB else {
+            pcap_close(handle)
+            throw CagentError(stage: "dns capture", "\(interface) is not an Ethernet-like interface")
+        }
+        var program = bpf_program()
+        guard pcap_compile(handle, &program, Self.filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else { throw fail("pcap_compile") }
+        defer { pcap_freecode(&program) }
+        guard pcap_setfilter(handle, &program) == 0 else { throw fail("pcap_setfilter") }
+        guard pcap_setnonblock(handle, 1, &errorBuffer) == 0 else {
+            pcap_close(handle)
+            throw CagentError(stage: "dns capture", "pcap_setnonblock: \(text(errorBuffer))")
+        }
+        return handle
+    }
+
+    private func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private func loop(_ handle: OpaquePointer) {
+        let fd = pcap_get_selectable_fd(handle)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        let callback: pcap_handler = { user, header, bytes in
+            guard let user, let header, let bytes else { return }
+            let capture = Unmanaged<DNSCapture>.fromOpaque(UnsafeRawPointer(user)).takeUnretainedValue()
+            let frame = Array(UnsafeBufferPointer(start: bytes, count: Int(header.pointee.caplen)))
+            let time = Double(header.pointee.ts.tv_sec) + Double(header.pointee.ts.tv_usec) / 1e6
+            for event in capture.state.handle(frame: frame, time: time) { capture.onEvent(event) }
+        }
+        while true {
+            var fds = [pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            let rc = poll(&fds, 2, 100)
+            if rc < 0 && errno != EINTR { return }
+            // Always dispatch (also on timeout): buffered blocks may be ready without a poll wake-up.
+            while pcap_dispatch(handle, 64, callback, context.assumingMemoryBound(to: UInt8.self)) > 0 {}
+            if fds[0].revents != 0 { return }
+        }
+    }
+}
+
+/// The capture's per-stream state, a pure function of the frames: DNS over UDP, DNS over TCP (2-byte length
+/// prefixed messages, reassembled per direction best-effort: in-order segments appended, a gap restarts the
+/// stream), and the first data segment of each TLS connection. Bounded: at most `maxStreams` TCP streams of
+/// at most 64 KiB + 2 each; beyond that the oldest state is forgotten.
+public struct StreamState {
+    struct Key: Hashable {
+        var source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16
+    }
+    struct Stream { var next: UInt32; var buffer: [UInt8] }
+
+    static let maxStreams = 1024
+    var streams: [Key: Stream] = [:]
+    var helloSeen: Set<Key> = []
+
+    public init() {}
+
+    public mutating func handle(frame: [UInt8], time: Double) -> [CaptureEvent] {
+        guard let segment = PacketDecoder.ethernet(frame) else { return [] }
+        return handle(segment, time: time)
+    }
+
+    public mutating func handle(_ s: Segment, time: Double) -> [CaptureEvent] {
+        let key = Key(source: s.source, destination: s.destination, sourcePort: s.sourcePort, destinationPort: s.destinationPort)
+        if s.proto == 17 {
+            guard s.sourcePort == 53 || s.destinationPort == 53, let event = dns(s.payload, s, transport: "udp", time: time) else { return [] }
+            return [.dns(event)]
+        }
+        guard s.proto == 6 else { return [] }
+        if s.destinationPort == 443 && s.sourcePort != 53 {
+            if s.flags & 0x05 != 0 { helloSeen.remove(key); return [] }          // FIN/RST: the next connection may reuse the ports
+            guard !s.payload.isEmpty, !helloSeen.contains(key) else { return [] }
+            if helloSeen.count >= Self.maxStreams { helloSeen.removeAll() }
+            helloSeen.insert(key)
+            guard let name = TLSClientHello.serverName(s.payload) else { return [] }
+            return [.tls(TLSObservation(time: time, client: s.source, destination: s.destination, port: s.destinationPort, serverName: name))]
+        }
+        guard s.sourcePort == 53 || s.destinationPort == 53 else { return [] }
+        if s.flags & 0x07 != 0 && s.payload.isEmpty {                          // SYN/FIN/RST without data
+            streams[key] = nil
+            if s.flags & 0x02 != 0 { streams[key] = Stream(next: s.sequence &+ 1, buffer: []) }
+            return []
+        }
+        guard !s.payload.isEmpty else { return [] }
+        var stream = streams[key] ?? Stream(next: s.sequence, buffer: [])
+        if s.sequence == stream.next {
+            stream.buffer += s.payload
+        } else if Int32(bitPattern: s.sequence &- stream.next) < 0 {
+            return []                                                            // a retransmission
+        } else {
+            stream.buffer = s.payload                                            // a gap: resynchronise here
+        }
+        stream.next = s.sequence &+ UInt32(s.payload.count)
+        var events: [CaptureEvent] = []
+        while stream.buffer.count >= 2 {
+            let length = Int(stream.buffer[0]) << 8 | Int(stream.buffer[1])
+            guard stream.buffer.count >= 2 + length else { break }
+            if let event = dns(Array(stream.buffer[2..<(2 + length)]), s, transport: "tcp", time: time) { events.append(.dns(event)) }
+            stream.buffer.removeFirst(2 + length)
+        }
+        if streams.count >= Self.maxStreams && streams[key] == nil { streams.removeAll() }
+        streams[key] = s.flags & 0x05 != 0 ? nil : stream
+        return events
+    }
+
+    func dns(_ bytes: [UInt8], _ s: Segment, transport: String, time: Double) -> DNSObservation? {
+        guard let message = try? DNSWire.parse(bytes), let question = message.questions.first else { return nil }
+        let response = message.isResponse
+        return DNSObservation(source: .pcap, time: time, isResponse: response, transport: transport,
+                              client: response ? s.destination : s.source,
+                              resolver: response ? s.source : s.destination,
+                              resolverPort: response ? s.sourcePort : s.destinationPort,
+                              name: question.name.lowercased().display, type: question.type,
+                              rcode: response ? message.rcode : nil,
+                              answers: response ? message.answers.map(DNSObservation.answer) : [])
+    }
+}
