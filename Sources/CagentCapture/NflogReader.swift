@@ -78,7 +78,11 @@ public final class NflogReader: @unchecked Sendable {
         guard let handle = pcap_create("nflog:\(group)", &errorBuffer) else {
             throw CagentError(stage: "nflog", "pcap_create nflog:\(group): \(text(errorBuffer))")
         }
-        pcap_set_snaplen(handle, 512)
+        // libpcap sizes its nflog receive buffer from the snaplen (snaplen + 128 bytes). The kernel batches
+        // records (up to a page, or one second) unless the rule sets a queue threshold, and a batch cut short by
+        // a small buffer made libpcap hand out a record running past its buffer (seen in learn mode, where
+        // every new flow is logged). 65535 holds any batch and any single record.
+        pcap_set_snaplen(handle, 65535)
         pcap_set_timeout(handle, 100)
         pcap_set_buffer_size(handle, 2 << 20)
         let rc = pcap_activate(handle)
@@ -105,7 +109,7 @@ public final class NflogReader: @unchecked Sendable {
         let callback: pcap_handler = { user, header, bytes in
             guard let user, let header, let bytes else { return }
             let reader = Unmanaged<NflogReader>.fromOpaque(UnsafeRawPointer(user)).takeUnretainedValue()
-            let frame = Array(UnsafeBufferPointer(start: bytes, count: Int(header.pointee.caplen)))
+            let frame = Array(UnsafeBufferPointer(start: bytes, count: Int(min(header.pointee.caplen, 65535 + 256))))
             if let packet = NflogFrame.parse(frame) { reader.onPacket(packet) }
         }
         while true {

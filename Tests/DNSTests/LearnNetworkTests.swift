@@ -1,0 +1,195 @@
+import Foundation
+import Synchronization
+import Testing
+import CagentCore
+import CagentCapture
+import CagentNetwork
+import Netlab
+@testable import CagentDNS
+
+/// Collects what a learn session observes (gate, capture, flow log), from their threads.
+final class LearnCollector: GateObserver, @unchecked Sendable {
+    let gateSeen = Mutex<[DNSObservation]>([])
+    let captured = Mutex<[CaptureEvent]>([])
+    let flows = Mutex<[FlowObservation]>([])
+    func observe(_ observation: DNSObservation) { gateSeen.withLock { $0.append(observation) } }
+    func capture(_ event: CaptureEvent) { captured.withLock { $0.append(event) } }
+    func flow(_ flow: FlowObservation) { flows.withLock { $0.append(flow) } }
+
+    var pcapDNS: [DNSObservation] { captured.withLock { $0 }.compactMap { if case .dns(let o) = $0 { o } else { nil } } }
+    var hellos: [TLSObservation] { captured.withLock { $0 }.compactMap { if case .tls(let o) = $0 { o } else { nil } } }
+}
+
+/// Learn mode end to end on the netlab: NetworkSession(mode: .learn) on the simulated host, the gate with the
+/// observing policy, the flow log on the session's nflog group and the capture on its veth, driven from a
+/// sandbox namespace standing in for the launcher's.
+@Suite(.serialized) struct LearnNetworkTests {
+    static let tools = ["ip", "nft", "dnsmasq", "dig", "curl", "python3", "tcpdump"]
+    static let ready = Requirements.mayRun(root: true, tools: tools)
+
+    static let lanAddress = "10.203.0.10"       // a LAN server: a /32 on the internet's loopback
+    static let metadata = "169.254.169.254"
+    static let servicePort = 8081               // listened on by the LAN and metadata stand-ins
+    static let hostServicePort = 2222           // a service on the simulated host, all addresses
+
+    @Test("Learn: names (with a CNAME chain), a bare IP, a bypassing query and an SNI are observed; metadata, LAN and host stay unreachable",
+          .enabled(if: ready, "needs root, ip, nft, dnsmasq, dig, curl, python3, tcpdump"))
+    func learnObservesAndStillBlocksTheLAN() throws {
+        try Requirements.root()
+        let lab = try Netlab()
+        defer { lab.shutdown() }
+        let hostPath = "/run/netns/\(lab.hostNamespace)"
+        let sandbox = "cgt-\(lab.id)-ls"
+        let dir = "/tmp/cgt-learn-\(lab.id)"
+        #expect(sh("ip netns add \(sandbox)").status == 0)
+        defer {
+            sh("ip netns del \(sandbox)")
+            sh("rm -rf /etc/netns/\(sandbox) \(dir)")
+        }
+        let paths = CagentPaths(runtime: dir + "/run", data: dir + "/data", config: dir + "/config")
+        #expect(sh("mkdir -p \(paths.runtime) \(paths.data) \(paths.config)").status == 0)
+
+        // LAN and metadata stand-ins in the internet (with a packet counter), a service on the simulated host.
+        for address in [Self.lanAddress, Self.metadata] {
+            #expect(sh("ip -n \(lab.internetNamespace) addr add \(address)/32 dev lo").status == 0)
+        }
+        #expect(sh("""
+            ip netns exec \(lab.internetNamespace) nft -f - <<'EOF'
+            table inet cgtlearn {
+              chain pre { type filter hook prerouting priority -300; policy accept;
+                ip daddr { \(Self.lanAddress), \(Self.metadata) } counter
+              }
+            }
+            EOF
+            """).status == 0)
+        let listener = "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            + "s.bind(('0.0.0.0', int(__import__('sys').argv[1]))); s.listen(16); print('ready', flush=True)\n"
+            + "while True:\n  c,_=s.accept(); c.close()\n"
+        try listener.write(toFile: lab.directory + "/listen.py", atomically: true, encoding: .utf8)
+        try lab.spawn(in: .internet, ["python3", lab.directory + "/listen.py", "\(Self.servicePort)"], readyOnStdout: "ready")
+        try lab.spawn(in: .host, ["python3", lab.directory + "/listen.py", "\(Self.hostServicePort)"], readyOnStdout: "ready")
+
+        // The session, in learn mode.
+        let session = try NamespaceThread.run(netnsPath: hostPath) {
+            try NetworkSession.setUp(sessionID: "l" + String(lab.id.prefix(11)).lowercased(),
+                                     sandbox: NetworkNamespace(path: "/run/netns/\(sandbox)"), entries: [], paths: paths, mode: .learn)
+        }
+        defer { _ = try? NamespaceThread.run(netnsPath: hostPath) { try session.tearDown() } }
+        #expect(session.mode == .learn)
+        let gateway4 = session.addresses.gateway4!.description
+        #expect(sh("mkdir -p /etc/netns/\(sandbox)").status == 0)
+        try "nameserver \(gateway4)\n".write(toFile: "/etc/netns/\(sandbox)/resolv.conf", atomically: true, encoding: .utf8)
+
+        let collector = LearnCollector()
+        let gate = Gate(configuration: .init(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
+                                             port: session.gatePort, netnsPath: hostPath,
+                                             policy: .observing(ipv6: session.addresses.gateway6 != nil),
+                                             upstream: try UpstreamConfig(override: [NetlabAddresses.dns4], timeoutMilliseconds: 1000)),
+                        pinner: session.firewall, observer: collector)
+        try gate.start()
+        defer { gate.stop() }
+        let flowLog = FlowLog.reader(group: session.nflogGroup, netnsPath: hostPath) { collector.flow($0) }
+        try flowLog.start()
+        defer { flowLog.stop() }
+        let capture = DNSCapture(interface: session.interface, netnsPath: hostPath) { collector.capture($0) }
+        try capture.start()
+        defer { capture.stop() }
+
+        func inSandbox(_ command: String) -> (status: Int32, output: String) { sh("ip netns exec \(sandbox) \(command)") }
+        // Three names through the gate (one a CNAME chain), each connected to.
+        for name in ["www.allowed.test", "assets.allowed.test", "api.allowed.test"] {
+            let answer = inSandbox("dig +short +time=2 +tries=1 \(name)").output
+            #expect(!answer.isEmpty, "\(name): \(answer)")
+            let fetched = inSandbox("curl -4 -s -m 3 http://\(name)/")
+            #expect(fetched.status == 0, "\(name): \(fetched.output)")
+        }
+        // A bare IP, a query straight to another resolver, TLS ClientHellos (one to an address no answer named).
+        #expect(inSandbox("curl -s -m 3 http://\(NetlabAddresses.web4)/").status == 0)
+        let bypass = inSandbox("dig +time=2 +tries=1 @\(NetlabAddresses.publicResolver4) x.allowed.test")
+        // x.allowed.test is an empty non-terminal upstream (deep.x.allowed.test exists): NOERROR, no data.
+        #expect(bypass.output.contains("status: NOERROR") && bypass.output.contains("SERVER: \(NetlabAddresses.publicResolver4)"), "\(bypass.output)")
+        let hello = "import socket,ssl,sys\nc=ssl.create_default_context()\ns=socket.create_connection((sys.argv[1],443),timeout=3)\n"
+            + "try: c.wrap_socket(s, server_hostname=sys.argv[2])\nexcept Exception as e: print(type(e).__name__)\n"
+        try hello.write(toFile: lab.directory + "/hello.py", atomically: true, encoding: .utf8)
+        #expect(inSandbox("python3 \(lab.directory)/hello.py \(NetlabAddresses.web2) api.allowed.test").status == 0)
+        #expect(inSandbox("python3 \(lab.directory)/hello.py \(NetlabAddresses.attacker4) sni-only.test").status == 0)
+
+        // Still unreachable in learn mode: metadata, the LAN, the host's own addresses (uplink and gateway).
+        let probe = "python3 -c \"import socket,sys; s=socket.socket(); s.settimeout(2); s.connect((sys.argv[1], int(sys.argv[2]))); print('open')\""
+        for (address, port) in [(Self.metadata, Self.servicePort), (Self.lanAddress, Self.servicePort),
+                                (NetlabAddresses.host4, Self.hostServicePort), (gateway4, Self.hostServicePort)] {
+            let result = inSandbox("\(probe) \(address) \(port)")
+            #expect(result.status != 0 && !result.output.contains("open"), "\(address):\(port) reachable from learn mode")
+        }
+        #expect(packetsAtLANAndMetadata(lab) == 0, "a packet reached the LAN or metadata stand-in")
+
+        usleep(1_500_000)   // the flow log's records come in batches of up to 1 s; the capture's in 100 ms blocks
+        capture.stop()
+        flowLog.stop()
+        gate.stop()
+
+        // Gate: every name with its answers, the CNAME chain as answers, the bypassing query forwarded too.
+        let gateSeen = collector.gateSeen.withLock { $0 }
+        func gateAnswer(_ name: String) -> DNSObservation? { gateSeen.first { $0.name == name && $0.type == DNSType.a } }
+        #expect(gateAnswer("www.allowed.test")?.answers.compactMap(\.address).map(\.description) == [NetlabAddresses.web1])
+        #expect(gateAnswer("api.allowed.test")?.answers.compactMap(\.address).map(\.description) == [NetlabAddresses.web2])
+        let assets = try #require(gateAnswer("assets.allowed.test"), "\(gateSeen)")
+        #expect(assets.answers.map(\.value) == ["edge.cdn.test", "node7.edge.cdn.test", NetlabAddresses.web3], "\(assets.answers)")
+        #expect(assets.answers.first?.ttl == 5 && assets.rcode == 0 && assets.source == .gate)
+        #expect(assets.resolver?.description == NetlabAddresses.dns4)
+        #expect(gateSeen.contains { $0.name == "x.allowed.test" && $0.rcode == DNSRcode.noError && $0.answers.isEmpty })
+
+        // Capture: the query to the other resolver, with its original destination, and its answer from there.
+        let pcap = collector.pcapDNS
+        #expect(pcap.contains { !$0.isResponse && $0.name == "x.allowed.test" && $0.resolver?.description == NetlabAddresses.publicResolver4 },
+                "\(pcap.map { "\($0.name) \($0.resolver.map(\.description) ?? "-")" })")
+        #expect(pcap.contains { $0.isResponse && $0.name == "x.allowed.test" && $0.resolver?.description == NetlabAddresses.publicResolver4 && $0.rcode == 0 })
+        #expect(pcap.contains { !$0.isResponse && $0.name == "www.allowed.test" && $0.resolver?.description == gateway4 })
+        #expect(pcap.contains { $0.isResponse && $0.name == "assets.allowed.test" && $0.answers.count == 3 })
+        // The bypassing query went to the gate, not out: the public resolver (an attacker sink) saw nothing.
+        #expect(lab.sinkRecords().filter { $0.contains(NetlabAddresses.publicResolver4) }.isEmpty)
+
+        // SNI.
+        let hellos = collector.hellos
+        #expect(hellos.contains { $0.serverName == "api.allowed.test" && $0.destination.description == NetlabAddresses.web2 && $0.port == 443 },
+                "\(hellos)")
+
+        // Flows: attributed through DNS answers, SNI, or direct-IP findings; the blocked ones dropped.
+        var attributor = FlowAttributor()
+        for observation in gateSeen { attributor.add(observation) }
+        for event in collector.captured.withLock({ $0 }) { attributor.add(event) }
+        for flow in collector.flows.withLock({ $0 }) { attributor.add(flow) }
+        let findings = attributor.findings()
+        func finding(_ address: String, _ port: UInt16) -> FlowAttributor.Finding? {
+            findings.first { $0.flow.destination.description == address && $0.flow.port == port && $0.flow.verdict == .accepted }
+        }
+        let summary = findings.map { "\($0.flow.destination):\($0.flow.port ?? 0) \($0.flow.verdict) \($0.basis) \($0.name ?? "-")" }
+        #expect(finding(NetlabAddresses.web1, 80)?.name == "www.allowed.test", "\(summary)")
+        #expect(finding(NetlabAddresses.web3, 80)?.name == "assets.allowed.test", "\(summary)")
+        #expect(finding(NetlabAddresses.web3, 80)?.chain == ["edge.cdn.test", "node7.edge.cdn.test"])
+        #expect(finding(NetlabAddresses.web2, 443)?.basis == .dns)
+        #expect(finding(NetlabAddresses.web2, 443)?.serverName == "api.allowed.test")
+        #expect(finding(NetlabAddresses.web4, 80)?.basis == .directIP, "\(summary)")
+        #expect(finding(NetlabAddresses.attacker4, 443)?.basis == .sni)
+        #expect(finding(NetlabAddresses.attacker4, 443)?.name == "sni-only.test")
+        for address in [Self.metadata, Self.lanAddress] {
+            #expect(findings.contains { $0.flow.destination.description == address && $0.flow.verdict == .dropped }, "\(summary)")
+            #expect(!findings.contains { $0.flow.destination.description == address && $0.flow.verdict == .accepted })
+        }
+        #expect(capture.dropped == 0)
+
+        // Positive control: from the simulated host (no cagent in the path) the same three are reachable.
+        for (address, port) in [(Self.metadata, Self.servicePort), (Self.lanAddress, Self.servicePort),
+                                (NetlabAddresses.host4, Self.hostServicePort)] {
+            let result = sh("ip netns exec \(lab.hostNamespace) \(probe) \(address) \(port)")
+            #expect(result.output.contains("open"), "control: \(address):\(port) \(result.output)")
+        }
+        #expect(packetsAtLANAndMetadata(lab) >= 2, "the positive control did not reach the LAN and metadata stand-ins")
+    }
+
+    func packetsAtLANAndMetadata(_ lab: Netlab) -> Int {
+        sh("ip netns exec \(lab.internetNamespace) nft list table inet cgtlearn").output
+            .components(separatedBy: "counter packets ").dropFirst()
+            .reduce(0) { $0 + (Int($1.prefix(while: \.isNumber)) ?? 0) }
+    }
+}
