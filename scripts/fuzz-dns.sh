@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the DNS wire parser/builder and the gate's answer walk with libFuzzer (Swift's -sanitize=fuzzer).
-#   scripts/fuzz-dns.sh build            build .build/fuzz/{wire,answer,nflog}
+#   scripts/fuzz-dns.sh build            build .build/fuzz/{wire,answer,nflog,tls}
 #   scripts/fuzz-dns.sh run TARGET SECS  fuzz one target for SECS seconds (findings land in .build/fuzz/findings/)
 # The seed corpus is Tests/DNSTests/Corpus/TARGET; new inputs go to .build/fuzz/corpus/TARGET so the
 # checked-in seeds stay small. Every finding becomes a regression test in Tests/DNSTests/FuzzRegressionTests.swift.
@@ -20,6 +20,8 @@ build() {
   done
   swiftc -sanitize=fuzzer,address -parse-as-library -g -O -module-name CagentNflogFuzz -D CAGENT_FUZZ \
     Sources/CagentNetwork/IPAddress.swift Sources/CagentDNS/AddressClass.swift Sources/CagentCapture/NflogFrame.swift Fuzz/NflogFuzz.swift -o "$out/nflog"
+  swiftc -sanitize=fuzzer,address -parse-as-library -g -O -module-name CagentTLSFuzz -D CAGENT_FUZZ \
+    Sources/CagentNetwork/IPAddress.swift Sources/CagentCapture/TLSClientHello.swift Sources/CagentCapture/PacketDecoder.swift Fuzz/TlsFuzz.swift -o "$out/tls"
 }
 
 case "${1:-}" in
@@ -30,5 +32,5 @@ case "${1:-}" in
     "$out/$target" -max_total_time="$secs" -max_len=4096 -print_final_stats=1 \
       -artifact_prefix="$out/findings/$target/" "$out/corpus/$target" "Tests/DNSTests/Corpus/$target"
     ;;
-  *) echo "usage: $0 build | run wire|answer|nflog [seconds]" >&2; exit 2 ;;
+  *) echo "usage: $0 build | run wire|answer|nflog|tls [seconds]" >&2; exit 2 ;;
 esac

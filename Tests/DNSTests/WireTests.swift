@@ -91,7 +91,7 @@ enum Corpus {
     }
 
     static func files() -> [String] {
-        ["wire", "answer", "nflog"].flatMap { sub in
+        ["wire", "answer", "nflog", "tls"].flatMap { sub in
             (try? listing(directory + "/" + sub)) ?? []
         }
     }
