@@ -8,10 +8,10 @@ let labTools = ["ip", "nft", "python3", "curl", "setpriv", "dnsmasq", "tcpdump",
 
 /// Sets up a session for `sandbox` on the lab's simulated host (on a dedicated thread: setns is per thread).
 func setUpSession(_ lab: UplinkLab, sandbox: String, paths: CagentPaths, id: String = randomID(8),
-                  entries: [AllowEntry] = UplinkLab.profileEntries) throws -> NetworkSession {
+                  entries: [AllowEntry] = UplinkLab.profileEntries, mode: Firewall.Mode = .enforce) throws -> NetworkSession {
     try onDedicatedThread {
         try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(path: "/run/netns/\(sandbox)"),
-                                 entries: entries, paths: paths, host: NetworkNamespace(path: "/run/netns/\(lab.host)"))
+                                 entries: entries, paths: paths, host: NetworkNamespace(path: "/run/netns/\(lab.host)"), mode: mode)
     }
 }
 
