@@ -176,7 +176,7 @@ public struct StreamState {
             if helloSeen.count >= Self.maxStreams { helloSeen.removeAll() }
             helloSeen.insert(key)
             guard let name = TLSClientHello.serverName(s.payload) else { return [] }
-            return [.tls(TLSObservation(time: time, client: s.source, destination: s.destination, port: s.destinationPort, serverName: name))]
+            return [.tls(ServerNameSeen(time: time, client: s.source, destination: s.destination, port: s.destinationPort, serverName: name))]
         }
         guard s.sourcePort == 53 || s.destinationPort == 53 else { return [] }
         if s.flags & 0x07 != 0 && s.payload.isEmpty {                          // SYN/FIN/RST without data
@@ -206,15 +206,15 @@ public struct StreamState {
         return events
     }
 
-    func dns(_ bytes: [UInt8], _ s: Segment, transport: String, time: Double) -> DNSObservation? {
+    func dns(_ bytes: [UInt8], _ s: Segment, transport: String, time: Double) -> DNSMessageSeen? {
         guard let message = try? DNSWire.parse(bytes), let question = message.questions.first else { return nil }
         let response = message.isResponse
-        return DNSObservation(source: .pcap, time: time, isResponse: response, transport: transport,
+        return DNSMessageSeen(source: .pcap, time: time, isResponse: response, transport: transport,
                               client: response ? s.destination : s.source,
                               resolver: response ? s.source : s.destination,
                               resolverPort: response ? s.sourcePort : s.destinationPort,
                               name: question.name.lowercased().display, type: question.type,
                               rcode: response ? message.rcode : nil,
-                              answers: response ? message.answers.map(DNSObservation.answer) : [])
+                              answers: response ? message.answers.map(DNSMessageSeen.answer) : [])
     }
 }

@@ -13,7 +13,7 @@ public struct FlowAttributor: Sendable {
     public enum Basis: String, Sendable { case dns, sni, directIP = "direct-ip" }
 
     public struct Finding: Sendable, Equatable {
-        public var flow: FlowObservation
+        public var flow: FlowSeen
         public var basis: Basis
         /// The name asked (dns) or announced (sni); nil for a direct-IP finding.
         public var name: String?
@@ -26,12 +26,12 @@ public struct FlowAttributor: Sendable {
     struct Named { var name: String; var chain: [String]; var time: Double }
     var byAddress: [IPAddress: Named] = [:]
     var bySNI: [IPAddress: [UInt16: (name: String, time: Double)]] = [:]
-    var flows: [FlowObservation] = []
+    var flows: [FlowSeen] = []
 
     public init() {}
 
     /// A DNS answer (from the gate or the capture): each address in it now belongs to the question's name.
-    public mutating func add(_ observation: DNSObservation) {
+    public mutating func add(_ observation: DNSMessageSeen) {
         guard observation.isResponse, observation.rcode == 0 else { return }
         let chain = observation.answers.filter { $0.type == DNSType.cname }.map(\.value)
         for answer in observation.answers {
@@ -41,12 +41,12 @@ public struct FlowAttributor: Sendable {
         }
     }
 
-    public mutating func add(_ hello: TLSObservation) {
+    public mutating func add(_ hello: ServerNameSeen) {
         if let known = bySNI[hello.destination]?[hello.port], known.time > hello.time { return }
         bySNI[hello.destination, default: [:]][hello.port] = (hello.serverName, hello.time)
     }
 
-    public mutating func add(_ flow: FlowObservation) { flows.append(flow) }
+    public mutating func add(_ flow: FlowSeen) { flows.append(flow) }
 
     public mutating func add(_ event: CaptureEvent) {
         switch event {
@@ -57,7 +57,7 @@ public struct FlowAttributor: Sendable {
 
     /// One finding per distinct (protocol, address, port, verdict), in the order first seen.
     public func findings() -> [Finding] {
-        var seen = Set<FlowObservation>()
+        var seen = Set<FlowSeen>()
         var out: [Finding] = []
         for flow in flows {
             var key = flow
@@ -68,7 +68,7 @@ public struct FlowAttributor: Sendable {
         return out
     }
 
-    public func attribute(_ flow: FlowObservation) -> Finding {
+    public func attribute(_ flow: FlowSeen) -> Finding {
         let sni = flow.port.flatMap { bySNI[flow.destination]?[$0]?.name }
         if let named = byAddress[flow.destination] {
             return Finding(flow: flow, basis: .dns, name: named.name, chain: named.chain, serverName: sni)

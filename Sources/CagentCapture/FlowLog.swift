@@ -12,18 +12,18 @@ public enum FlowLog {
     public static let denyPrefixes = [Array(Firewall.denyPrefix.utf8), Array(Firewall.hostDenyPrefix.utf8)]
 
     /// The flow observation for one nflog record, or nil for a record of another prefix.
-    public static func observation(_ packet: DeniedPacket, time: Double = FlowLog.now()) -> FlowObservation? {
-        let verdict: FlowObservation.Verdict
+    public static func observation(_ packet: DeniedPacket, time: Double = FlowLog.now()) -> FlowSeen? {
+        let verdict: FlowSeen.Verdict
         if packet.prefix == flowPrefix { verdict = .accepted }
         else if denyPrefixes.contains(packet.prefix) { verdict = .dropped }
         else { return nil }
-        return FlowObservation(time: time, proto: packet.proto, destination: packet.destination, port: packet.port, verdict: verdict)
+        return FlowSeen(time: time, proto: packet.proto, destination: packet.destination, port: packet.port, verdict: verdict)
     }
 
     /// A reader of the session's group (in the namespace holding cagent's table: nil for the host) that turns each
     /// record into a flow observation.
     public static func reader(group: UInt16, netnsPath: String? = nil,
-                              onFlow: @escaping @Sendable (FlowObservation) -> Void) -> NflogReader {
+                              onFlow: @escaping @Sendable (FlowSeen) -> Void) -> NflogReader {
         NflogReader(group: group, netnsPath: netnsPath) { packet in
             if let flow = observation(packet) { onFlow(flow) }
         }

@@ -422,11 +422,11 @@ private struct Loop {
         let servers = configuration.upstream.servers
         let server = servers.isEmpty ? nil : servers[entry.attempt % servers.count]
         let question = entry.query.questions[0]
-        observer.observe(DNSObservation(
+        observer.observe(DNSMessageSeen(
             source: .gate, time: Sockets.wallClock(), isResponse: true,
             transport: { if case .tcp = entry.client { return "tcp" } else { return "udp" } }(),
             resolver: server?.address, resolverPort: server?.port, name: question.name.lowercased().display,
-            type: question.type, rcode: rcode, answers: answers.map(DNSObservation.answer), note: note))
+            type: question.type, rcode: rcode, answers: answers.map(DNSMessageSeen.answer), note: note))
     }
 
     /// Turns an upstream answer into pins and the client's reply: the chain so far plus this walk.

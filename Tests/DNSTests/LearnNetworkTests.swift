@@ -9,15 +9,15 @@ import Netlab
 
 /// Collects what a learn session observes (gate, capture, flow log), from their threads.
 final class LearnCollector: GateObserver, @unchecked Sendable {
-    let gateSeen = Mutex<[DNSObservation]>([])
+    let gateSeen = Mutex<[DNSMessageSeen]>([])
     let captured = Mutex<[CaptureEvent]>([])
-    let flows = Mutex<[FlowObservation]>([])
-    func observe(_ observation: DNSObservation) { gateSeen.withLock { $0.append(observation) } }
+    let flows = Mutex<[FlowSeen]>([])
+    func observe(_ observation: DNSMessageSeen) { gateSeen.withLock { $0.append(observation) } }
     func capture(_ event: CaptureEvent) { captured.withLock { $0.append(event) } }
-    func flow(_ flow: FlowObservation) { flows.withLock { $0.append(flow) } }
+    func flow(_ flow: FlowSeen) { flows.withLock { $0.append(flow) } }
 
-    var pcapDNS: [DNSObservation] { captured.withLock { $0 }.compactMap { if case .dns(let o) = $0 { o } else { nil } } }
-    var hellos: [TLSObservation] { captured.withLock { $0 }.compactMap { if case .tls(let o) = $0 { o } else { nil } } }
+    var pcapDNS: [DNSMessageSeen] { captured.withLock { $0 }.compactMap { if case .dns(let o) = $0 { o } else { nil } } }
+    var hellos: [ServerNameSeen] { captured.withLock { $0 }.compactMap { if case .tls(let o) = $0 { o } else { nil } } }
 }
 
 /// Learn mode end to end on the netlab: NetworkSession(mode: .learn) on the simulated host, the gate with the
@@ -133,7 +133,7 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
 
         // Gate: every name with its answers, the CNAME chain as answers, the bypassing query forwarded too.
         let gateSeen = collector.gateSeen.withLock { $0 }
-        func gateAnswer(_ name: String) -> DNSObservation? { gateSeen.first { $0.name == name && $0.type == DNSType.a } }
+        func gateAnswer(_ name: String) -> DNSMessageSeen? { gateSeen.first { $0.name == name && $0.type == DNSType.a } }
         #expect(gateAnswer("www.allowed.test")?.answers.compactMap(\.address).map(\.description) == [NetlabAddresses.web1])
         #expect(gateAnswer("api.allowed.test")?.answers.compactMap(\.address).map(\.description) == [NetlabAddresses.web2])
         let assets = try #require(gateAnswer("assets.allowed.test"), "\(gateSeen)")

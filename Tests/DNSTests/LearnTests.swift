@@ -106,7 +106,7 @@ import CagentNetwork
         let hello = Corpus.read(Corpus.directory + "/tls/hello13.bin")
         let web = IPAddress("203.0.113.11")!
         let events = state.handle(Self.tcp(hello, seq: 1, dport: 443, to: web), time: 1)
-        #expect(events == [.tls(TLSObservation(time: 1, client: Self.sandbox, destination: web, port: 443, serverName: "api.allowed.test"))])
+        #expect(events == [.tls(ServerNameSeen(time: 1, client: Self.sandbox, destination: web, port: 443, serverName: "api.allowed.test"))])
         #expect(state.handle(Self.tcp(hello, seq: 600, dport: 443, to: web), time: 2).isEmpty)
         _ = state.handle(Self.tcp([], seq: 700, flags: 0x11, dport: 443, to: web), time: 3)           // FIN: next connection
         #expect(state.handle(Self.tcp(hello, seq: 1, dport: 443, to: web), time: 4).count == 1)
@@ -132,13 +132,13 @@ import CagentNetwork
         #expect(FlowLog.observation(DeniedPacket(proto: 6, destination: address, port: 80, prefix: Array("other".utf8)), time: 1) == nil)
     }
 
-    static func answer(_ name: String, _ records: [(String, UInt16, String)], time: Double) -> DNSObservation {
-        DNSObservation(source: .gate, time: time, isResponse: true, transport: "udp", resolver: nil, name: name, type: DNSType.a,
-                       rcode: 0, answers: records.map { DNSObservation.Answer(name: $0.0, type: $0.1, ttl: 5, value: $0.2) })
+    static func answer(_ name: String, _ records: [(String, UInt16, String)], time: Double) -> DNSMessageSeen {
+        DNSMessageSeen(source: .gate, time: time, isResponse: true, transport: "udp", resolver: nil, name: name, type: DNSType.a,
+                       rcode: 0, answers: records.map { DNSMessageSeen.Answer(name: $0.0, type: $0.1, ttl: 5, value: $0.2) })
     }
 
-    static func flow(_ address: String, _ port: UInt16, time: Double = 10) -> FlowObservation {
-        FlowObservation(time: time, proto: 6, destination: IPAddress(address)!, port: port, verdict: .accepted)
+    static func flow(_ address: String, _ port: UInt16, time: Double = 10) -> FlowSeen {
+        FlowSeen(time: time, proto: 6, destination: IPAddress(address)!, port: port, verdict: .accepted)
     }
 
     @Test func flowsAreNamedByAnswersThenSNIElseDirectIP() {
@@ -149,7 +149,7 @@ import CagentNetwork
         attributor.add(Self.answer("old.test", [("old.test", DNSType.a, "203.0.113.10")], time: 1))
         attributor.add(Self.answer("new.test", [("new.test", DNSType.a, "203.0.113.10")], time: 2))
         attributor.add(Self.answer("older.test", [("older.test", DNSType.a, "203.0.113.10")], time: 0))    // arrives late, older
-        attributor.add(TLSObservation(time: 3, client: Self.sandbox, destination: IPAddress("203.0.113.66")!, port: 443, serverName: "sni.test"))
+        attributor.add(ServerNameSeen(time: 3, client: Self.sandbox, destination: IPAddress("203.0.113.66")!, port: 443, serverName: "sni.test"))
         for flow in [Self.flow("203.0.113.12", 443), Self.flow("203.0.113.10", 80), Self.flow("203.0.113.66", 443),
                      Self.flow("203.0.113.13", 80), Self.flow("203.0.113.13", 80, time: 11)] {
             attributor.add(flow)

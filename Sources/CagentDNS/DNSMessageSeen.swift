@@ -2,10 +2,10 @@
 import CagentNetwork
 #endif
 
-/// One DNS exchange seen in learn mode, in plain values (the store's `DNSObservation` event maps onto it 1:1).
+/// One DNS exchange seen in learn mode, in plain values (the store's `DNSObservation` event maps onto it field by field).
 /// `source` says who saw it: the gate (it forwarded the question itself) or the packet capture on the
 /// session's veth (any DNS the sandbox sent, to any resolver, before the redirect to the gate).
-public struct DNSObservation: Sendable, Equatable {
+public struct DNSMessageSeen: Sendable, Equatable {
     public enum Source: String, Sendable { case gate, pcap }
 
     /// One answer record: an address (A/AAAA), a CNAME target, or the record's type for anything else.
@@ -67,5 +67,20 @@ public struct DNSObservation: Sendable, Equatable {
 
 /// Receives the gate's observations (learn mode). Called on the gate thread: return quickly.
 public protocol GateObserver: Sendable {
-    func observe(_ observation: DNSObservation)
+    func observe(_ observation: DNSMessageSeen)
+}
+
+extension DNSRcode {
+    /// The mnemonic the store and reports use: "NOERROR", "NXDOMAIN", ..., "RCODE12".
+    public static func name(_ rcode: UInt8) -> String {
+        switch rcode {
+        case noError: return "NOERROR"
+        case formErr: return "FORMERR"
+        case servFail: return "SERVFAIL"
+        case nxDomain: return "NXDOMAIN"
+        case notImp: return "NOTIMP"
+        case refused: return "REFUSED"
+        default: return "RCODE\(rcode)"
+        }
+    }
 }

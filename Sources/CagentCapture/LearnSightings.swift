@@ -3,7 +3,7 @@ import CagentNetwork
 
 /// A new outgoing flow of a learn-mode session, from the firewall's log (`cagent-flow `: accepted) or a learn-mode
 /// drop (`cagent-deny `: metadata, LAN).
-public struct FlowObservation: Sendable, Equatable, Hashable {
+public struct FlowSeen: Sendable, Equatable, Hashable {
     public enum Verdict: String, Sendable { case accepted, dropped }
     public var time: Double
     /// IP protocol number: 6 tcp, 17 udp, 1 icmp, 58 icmpv6.
@@ -21,7 +21,7 @@ public struct FlowObservation: Sendable, Equatable, Hashable {
 }
 
 /// The server name a TLS client announced (ClientHello SNI), read on the session's veth.
-public struct TLSObservation: Sendable, Equatable {
+public struct ServerNameSeen: Sendable, Equatable {
     public var time: Double
     public var client: IPAddress
     public var destination: IPAddress
@@ -36,6 +36,6 @@ public struct TLSObservation: Sendable, Equatable {
 
 /// What `DNSCapture` reports.
 public enum CaptureEvent: Sendable, Equatable {
-    case dns(DNSObservation)
-    case tls(TLSObservation)
+    case dns(DNSMessageSeen)
+    case tls(ServerNameSeen)
 }
