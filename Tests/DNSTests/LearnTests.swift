@@ -37,6 +37,7 @@ import CagentNetwork
         // A/AAAA questions never carry other records.
         let a = DNSQuestion(name: DNSName("t.test")!, type: DNSType.a)
         #expect(GateAnswer.walk(DNSMessage(id: 9, flags: 0x8180, questions: [a], answers: response.answers), id: 9, question: a)?.others.isEmpty == true)
+        #expect(GateAnswer.mayHoldCompressedNames(DNSType.mx) && GateAnswer.mayHoldCompressedNames(12) && !GateAnswer.mayHoldCompressedNames(DNSType.txt))
     }
 
     @Test func clientHelloServerName() throws {
