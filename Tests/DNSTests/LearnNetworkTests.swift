@@ -198,6 +198,42 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         #expect(packetsAtLANAndMetadata(lab) >= 2, "the positive control did not reach the LAN and metadata stand-ins")
     }
 
+    @Test("Learn capture: a burst of 3,000 queries to another resolver is captured whole (buffered mode, no drops)",
+          .enabled(if: ready, "needs root, ip, nft, dnsmasq, dig, curl, python3, tcpdump"))
+    func aBurstIsCapturedWithoutDrops() throws {
+        try Requirements.root()
+        let lab = try Netlab()
+        defer { lab.shutdown() }
+        let hostPath = "/run/netns/\(lab.hostNamespace)"
+        let sandbox = "cgt-\(lab.id)-lb"
+        let dir = "/tmp/cgt-learn-\(lab.id)"
+        #expect(sh("ip netns add \(sandbox)").status == 0)
+        defer { sh("ip netns del \(sandbox)"); sh("rm -rf \(dir)") }
+        let paths = CagentPaths(runtime: dir + "/run", data: dir + "/data", config: dir + "/config")
+        #expect(sh("mkdir -p \(paths.runtime) \(paths.data) \(paths.config)").status == 0)
+        let session = try NamespaceThread.run(netnsPath: hostPath) {
+            try NetworkSession.setUp(sessionID: "b" + String(lab.id.prefix(11)).lowercased(),
+                                     sandbox: NetworkNamespace(path: "/run/netns/\(sandbox)"), entries: [], paths: paths, mode: .learn)
+        }
+        defer { _ = try? NamespaceThread.run(netnsPath: hostPath) { try session.tearDown() } }
+        let count = Mutex(0)
+        let capture = DNSCapture(interface: session.interface, netnsPath: hostPath) { event in
+            if case .dns(let seen) = event, !seen.isResponse, seen.name.hasSuffix(".burst.test") { count.withLock { $0 += 1 } }
+        }
+        try capture.start()
+        defer { capture.stop() }
+        // No gate runs: the redirected queries find no listener, which does not matter to the capture.
+        let burst = "import socket,struct\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            + "for i in range(3000):\n  q=struct.pack('>HHHHHH',i,0x100,1,0,0,0)+bytes([len('q%d'%i)])+b'q%d'%i+b'\\x05burst\\x04test\\x00'+struct.pack('>HH',1,1)\n"
+            + "  s.sendto(q,('\(NetlabAddresses.publicResolver4)',53))\n"
+        try burst.write(toFile: dir + "/burst.py", atomically: true, encoding: .utf8)
+        #expect(sh("ip netns exec \(sandbox) python3 \(dir)/burst.py").status == 0)
+        usleep(500_000)
+        capture.stop()
+        #expect(count.withLock { $0 } == 3000, "captured \(count.withLock { $0 }) of 3000 (kernel: \(capture.received) received, \(capture.dropped) dropped)")
+        #expect(capture.dropped == 0)
+    }
+
     func packetsAtLANAndMetadata(_ lab: Netlab) -> Int {
         sh("ip netns exec \(lab.internetNamespace) nft list table inet cgtlearn").output
             .components(separatedBy: "counter packets ").dropFirst()
