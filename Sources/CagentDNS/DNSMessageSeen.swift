@@ -84,3 +84,12 @@ extension DNSRcode {
         }
     }
 }
+
+extension DNSMessageSeen {
+    /// True for a message the capture saw going to, or coming from, a resolver other than the session's gate
+    /// addresses: DNS that tried to bypass the gate (it was redirected to the gate all the same).
+    public func bypassedGate(gateways: [IPAddress]) -> Bool {
+        guard source == .pcap, let resolver else { return false }
+        return !gateways.contains(resolver)
+    }
+}

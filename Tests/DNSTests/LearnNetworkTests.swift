@@ -151,6 +151,8 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
                 "\(pcap.map { "\($0.name) \($0.resolver.map(\.description) ?? "-")" })")
         #expect(pcap.contains { $0.isResponse && $0.name == "x.allowed.test" && $0.resolver?.description == NetlabAddresses.publicResolver4 && $0.rcode == 0 })
         #expect(pcap.contains { !$0.isResponse && $0.name == "www.allowed.test" && $0.resolver?.description == gateway4 })
+        let gateways = [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 }
+        #expect(Set(pcap.filter { $0.bypassedGate(gateways: gateways) }.map(\.name)) == ["x.allowed.test", "txt.attacker.test"])
         #expect(pcap.contains { $0.isResponse && $0.name == "assets.allowed.test" && $0.answers.count == 3 })
         #expect(pcap.contains { !$0.isResponse && $0.transport == "tcp" && $0.name == "txt.attacker.test" && $0.type == DNSType.txt
                                 && $0.resolver?.description == NetlabAddresses.publicResolver4 })
