@@ -17,8 +17,12 @@ import CagentNetwork
 /// large snaplen drops packets), non-blocking and driven by poll on a dedicated thread, which enters
 /// `netnsPath` first when given (tests: the netlab's simulated host; the product: nil, the host itself).
 public final class DNSCapture: @unchecked Sendable {
-    public static let filter = "udp port 53 or tcp port 53 or (tcp dst port 443 and tcp[tcpflags] & tcp-push != 0)"
-        + " or (ip6 and tcp dst port 443)"
+    /// DNS both ways; to port 443, the segments that may hold a ClientHello: one starting with a TLS handshake
+    /// record (0x16), or ending a write (PSH: the rest of a hello split over segments, as post-quantum key shares
+    /// make it). The IPv6 offsets assume no extension header (what a sandbox sends).
+    public static let filter = "udp port 53 or tcp port 53"
+        + " or (tcp dst port 443 and (tcp[tcpflags] & tcp-push != 0 or tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16))"
+        + " or (ip6 and tcp dst port 443 and (ip6[53] & 8 != 0 or ip6[(40 + ((ip6[52] & 0xf0) >> 2)):1] = 0x16))"
 
     public let interface: String
     let netnsPath: String?
@@ -144,8 +148,9 @@ public final class DNSCapture: @unchecked Sendable {
 
 /// The capture's per-stream state, a pure function of the frames: DNS over UDP, DNS over TCP (2-byte length
 /// prefixed messages, reassembled per direction best-effort: in-order segments appended, a gap restarts the
-/// stream), and the first data segment of each TLS connection. Bounded: at most `maxStreams` TCP streams of
-/// at most 64 KiB + 2 each; beyond that the oldest state is forgotten.
+/// stream), and the ClientHello opening each TLS connection (over several segments when it is split). Bounded:
+/// at most `maxStreams` streams of each kind (DNS: 64 KiB + 2, hellos: 16 KiB); beyond that the state is
+/// forgotten.
 public struct StreamState {
     struct Key: Hashable {
         var source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16
@@ -155,6 +160,7 @@ public struct StreamState {
     static let maxStreams = 1024
     var streams: [Key: Stream] = [:]
     var helloSeen: Set<Key> = []
+    var hellos: [Key: Stream] = [:]
 
     public init() {}
 
@@ -170,14 +176,7 @@ public struct StreamState {
             return [.dns(event)]
         }
         guard s.proto == 6 else { return [] }
-        if s.destinationPort == 443 && s.sourcePort != 53 {
-            if s.flags & 0x05 != 0 { helloSeen.remove(key); return [] }          // FIN/RST: the next connection may reuse the ports
-            guard !s.payload.isEmpty, !helloSeen.contains(key) else { return [] }
-            if helloSeen.count >= Self.maxStreams { helloSeen.removeAll() }
-            helloSeen.insert(key)
-            guard let name = TLSClientHello.serverName(s.payload) else { return [] }
-            return [.tls(ServerNameSeen(time: time, client: s.source, destination: s.destination, port: s.destinationPort, serverName: name))]
-        }
+        if s.destinationPort == 443 && s.sourcePort != 53 { return hello(s, key: key, time: time) }
         guard s.sourcePort == 53 || s.destinationPort == 53 else { return [] }
         if s.flags & 0x07 != 0 && s.payload.isEmpty {                          // SYN/FIN/RST without data
             streams[key] = nil
@@ -204,6 +203,44 @@ public struct StreamState {
         if streams.count >= Self.maxStreams && streams[key] == nil { streams.removeAll() }
         streams[key] = s.flags & 0x05 != 0 ? nil : stream
         return events
+    }
+
+    /// The ClientHello at the start of a TLS connection, reassembled over in-order segments up to the end of its
+    /// record (at most 16 KiB); one per connection.
+    mutating func hello(_ s: Segment, key: Key, time: Double) -> [CaptureEvent] {
+        if s.flags & 0x05 != 0 {                                                 // FIN/RST: the ports may be reused
+            helloSeen.remove(key); hellos[key] = nil
+            return []
+        }
+        guard !s.payload.isEmpty, !helloSeen.contains(key) else { return [] }
+        var pending: Stream
+        if let started = hellos[key] {
+            guard s.sequence == started.next else {
+                if Int32(bitPattern: s.sequence &- started.next) < 0 { return [] }  // a retransmission
+                finishHello(key)                                                  // a gap: give up on this one
+                return []
+            }
+            pending = Stream(next: started.next &+ UInt32(s.payload.count), buffer: started.buffer + s.payload)
+        } else {
+            guard s.payload.first == 0x16 else { finishHello(key); return [] }   // not TLS (or joined mid-stream)
+            pending = Stream(next: s.sequence &+ UInt32(s.payload.count), buffer: s.payload)
+        }
+        let name = TLSClientHello.serverName(pending.buffer)
+        let recordEnd = pending.buffer.count >= 5 ? 5 + (Int(pending.buffer[3]) << 8 | Int(pending.buffer[4])) : Int.max
+        guard name != nil || pending.buffer.count >= min(recordEnd, 16 * 1024) else {
+            if hellos.count >= Self.maxStreams && hellos[key] == nil { hellos.removeAll() }
+            hellos[key] = pending
+            return []
+        }
+        finishHello(key)
+        guard let name else { return [] }
+        return [.tls(ServerNameSeen(time: time, client: s.source, destination: s.destination, port: s.destinationPort, serverName: name))]
+    }
+
+    mutating func finishHello(_ key: Key) {
+        hellos[key] = nil
+        if helloSeen.count >= Self.maxStreams { helloSeen.removeAll() }
+        helloSeen.insert(key)
     }
 
     func dns(_ bytes: [UInt8], _ s: Segment, transport: String, time: Double) -> DNSMessageSeen? {

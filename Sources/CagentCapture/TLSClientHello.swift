@@ -1,6 +1,6 @@
 /// Reads the server name (SNI, RFC 6066) from the start of a TLS ClientHello: the first bytes a client sends
 /// on a TLS connection. Pure and bounds-checked (fuzzed: `scripts/fuzz-dns.sh run tls`); a hello cut off by
-/// the capture or split across segments yields nil rather than a guess.
+/// the capture or split across segments yields the name when its extension is whole, else nil, never a guess.
 public enum TLSClientHello {
     /// The host_name entry of the server_name extension, in lower case; bytes outside `[a-z0-9.-_]` are shown as
     /// `\DDD`, so a hostile name cannot pass for another or reach a terminal raw. Nil when `bytes` does not start
@@ -17,7 +17,10 @@ public enum TLSClientHello {
               let sessionID = hello.u8(), hello.skip(Int(sessionID)),
               let suites = hello.u16(), hello.skip(Int(suites)),
               let compression = hello.u8(), hello.skip(Int(compression)),
-              let extensionsLength = hello.u16(), let extensionBytes = hello.take(Int(extensionsLength)) else { return nil }
+              let extensionsLength = hello.u16() else { return nil }
+        // A hello cut short (capture length, a later segment not yet seen) still yields the extensions it holds
+        // whole; the server_name one usually comes early.
+        let extensionBytes = hello.take(Int(extensionsLength)) ?? hello.rest()
         var extensions = Reader(bytes: extensionBytes)
         while let type = extensions.u16(), let length = extensions.u16(), let body = extensions.take(Int(length)) {
             guard type == 0 else { continue }

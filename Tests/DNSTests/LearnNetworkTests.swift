@@ -120,6 +120,25 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         #expect(inSandbox("python3 \(lab.directory)/hello.py \(NetlabAddresses.web2) api.allowed.test").status == 0)
         #expect(inSandbox("python3 \(lab.directory)/hello.py \(NetlabAddresses.attacker4) sni-only.test").status == 0)
 
+        // A ClientHello larger than one segment (as post-quantum key shares make them), in one write.
+        let bigHello = #"""
+        import socket, ssl, sys
+        i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+        t = ctx.wrap_bio(i, o, server_hostname=sys.argv[2])
+        try: t.do_handshake()
+        except ssl.SSLWantReadError: pass
+        h = bytearray(o.read())
+        at = 5 + 4 + 2 + 32; at += 1 + h[at]; at += 2 + int.from_bytes(h[at:at+2], "big"); at += 1 + h[at]
+        ext = int.from_bytes(h[at:at+2], "big"); pad = 2500
+        h[at:at+2] = (ext + 4 + pad).to_bytes(2, "big")
+        h += bytes([0, 21]) + pad.to_bytes(2, "big") + bytes(pad)
+        h[3:5] = (len(h) - 5).to_bytes(2, "big"); h[6:9] = (len(h) - 9).to_bytes(3, "big")
+        s = socket.create_connection((sys.argv[1], 443), timeout=3); s.sendall(bytes(h)); s.close()
+        """#
+        try bigHello.write(toFile: lab.directory + "/bighello.py", atomically: true, encoding: .utf8)
+        #expect(inSandbox("python3 \(lab.directory)/bighello.py \(NetlabAddresses.web4) split-hello.test").status == 0)
+
         // Still unreachable in learn mode: metadata, the LAN, the host's own addresses (uplink and gateway).
         let probe = "python3 -c \"import socket,sys; s=socket.socket(); s.settimeout(2); s.connect((sys.argv[1], int(sys.argv[2]))); print('open')\""
         for (address, port) in [(Self.metadata, Self.servicePort), (Self.lanAddress, Self.servicePort),
@@ -183,6 +202,8 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         #expect(finding(NetlabAddresses.web2, 443)?.basis == .dns)
         #expect(finding(NetlabAddresses.web2, 443)?.serverName == "api.allowed.test")
         #expect(finding(NetlabAddresses.web4, 80)?.basis == .directIP, "\(summary)")
+        #expect(hellos.contains { $0.serverName == "split-hello.test" && $0.destination.description == NetlabAddresses.web4 }, "\(hellos)")
+        #expect(finding(NetlabAddresses.web4, 443)?.basis == .sni && finding(NetlabAddresses.web4, 443)?.name == "split-hello.test")
         #expect(finding(NetlabAddresses.attacker4, 443)?.basis == .sni)
         #expect(finding(NetlabAddresses.attacker4, 443)?.name == "sni-only.test")
         for address in [Self.metadata, Self.lanAddress] {

@@ -102,6 +102,42 @@ import CagentNetwork
         #expect(state.streams.count <= StreamState.maxStreams)
     }
 
+    /// A ClientHello grown past one segment, as post-quantum key shares make it: `padding` bytes of a padding
+    /// extension (21) appended after the server_name one.
+    static func bigHello(_ hello: [UInt8], padding: Int) -> [UInt8] {
+        var out = hello
+        var offset = 5 + 4 + 2 + 32
+        offset += 1 + Int(out[offset])
+        offset += 2 + (Int(out[offset]) << 8 | Int(out[offset + 1]))
+        offset += 1 + Int(out[offset])
+        let extensions = Int(out[offset]) << 8 | Int(out[offset + 1])
+        out += [0, 21, UInt8(padding >> 8), UInt8(padding & 0xff)] + [UInt8](repeating: 0, count: padding)
+        func put16(_ at: Int, _ value: Int) { out[at] = UInt8(value >> 8); out[at + 1] = UInt8(value & 0xff) }
+        put16(offset, extensions + 4 + padding)
+        put16(3, out.count - 5)
+        out[6] = 0; put16(7, out.count - 9)
+        return out
+    }
+
+    @Test func aClientHelloSplitOverSegmentsIsReassembled() throws {
+        // The name moved to the end: it is only whole once the second segment arrived.
+        let original = Corpus.read(Corpus.directory + "/tls/hello13.bin")
+        let big = Self.bigHello(original, padding: 2000)
+        #expect(TLSClientHello.serverName(big) == "api.allowed.test")
+        let web = IPAddress("203.0.113.11")!
+        var state = StreamState()
+        // Cut inside the padding (after the name): found at once. Cut before the name: after the second segment.
+        #expect(state.handle(Self.tcp(Array(big.prefix(1400)), seq: 1, dport: 443, to: web), time: 1).count == 1)
+        var early = StreamState()
+        #expect(early.handle(Self.tcp(Array(big.prefix(100)), seq: 1, dport: 443, to: web), time: 1).isEmpty)
+        #expect(early.handle(Self.tcp(Array(big.dropFirst(100)), seq: 101, dport: 443, to: web), time: 2).count == 1)
+        // A gap gives up on the connection, never guesses.
+        var gap = StreamState()
+        #expect(gap.handle(Self.tcp(Array(big.prefix(100)), seq: 1, dport: 443, to: web), time: 1).isEmpty)
+        #expect(gap.handle(Self.tcp(Array(big.dropFirst(200)), seq: 201, dport: 443, to: web), time: 2).isEmpty)
+        #expect(gap.hellos.isEmpty)
+    }
+
     @Test func firstTLSDataSegmentGivesTheSNIOncePerConnection() {
         var state = StreamState()
         let hello = Corpus.read(Corpus.directory + "/tls/hello13.bin")
