@@ -12,15 +12,6 @@ struct LearnCommand: AsyncParsableCommand {
     func run() async throws { throw notBuiltYet("learn") }
 }
 
-struct EnforceCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "enforce", abstract: "Run an agent under a profile: allowlisted egress, the profile's filesystem view, no privileges. (not built yet)")
-    @OptionGroup var logging: LoggingOptions
-    @Option(help: "Profile file or bundled name.") var profile: String?
-    @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
-    func run() async throws { throw notBuiltYet("enforce") }
-}
-
 struct ProfileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "profile", abstract: "Lint, show, list, diff, trust and propose profiles. (not built yet)")

@@ -3,3 +3,5 @@
 #include "cg_ns.h"
 #include "cg_caps.h"
 #include "cg_security.h"
+#include "cg_spawn.h"
+#include "cg_pty.h"
