@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "cg_pty.h"
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -65,4 +67,15 @@ void cg_signal_pipe_remove(const int *signals, int count) {
 
 int cg_pipe(int fds[2], int nonblocking) {
     return pipe2(fds, O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0));
+}
+
+int cg_open_pty(int *master, int *slave, char *name, size_t length) {
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, length) != 0) { close(m); return -1; }
+    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) { close(m); return -1; }
+    *master = m;
+    *slave = s;
+    return 0;
 }

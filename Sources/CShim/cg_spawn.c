@@ -69,10 +69,12 @@ static __attribute__((noreturn)) void child(const struct cg_spawn_request *r, in
     // otherwise linger), and the full capability set of the new user namespace carried across exec as
     // ambient capabilities: cagent-init needs them for its setup and drops them all once it is done.
     if (r->fail_at == 1) { errno = ECANCELED; child_fail(control, "child-credentials", "failure injected by the test hook"); }
-    if (setgroups(0, NULL) < 0) child_fail(control, "child-credentials", "setgroups([])");
+    // Raw system calls: glibc's setgroups/setres[ug]id broadcast the change to every thread the parent
+    // had (its setxid protocol), threads that do not exist in this child; that can hang.
+    if (syscall(SYS_setgroups, 0, NULL) < 0) child_fail(control, "child-credentials", "setgroups([])");
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) child_fail(control, "child-credentials", "PR_SET_KEEPCAPS");
-    if (setresgid(r->gid, r->gid, r->gid) < 0) child_fail(control, "child-credentials", "setresgid");
-    if (setresuid(r->uid, r->uid, r->uid) < 0) child_fail(control, "child-credentials", "setresuid");
+    if (syscall(SYS_setresgid, r->gid, r->gid, r->gid) < 0) child_fail(control, "child-credentials", "setresgid");
+    if (syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0) child_fail(control, "child-credentials", "setresuid");
     struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
     struct __user_cap_data_struct data[2];
     if (syscall(SYS_capget, &header, data) < 0) child_fail(control, "child-credentials", "capget");

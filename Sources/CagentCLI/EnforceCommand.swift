@@ -58,7 +58,14 @@ struct EnforceCommand: ParsableCommand {
         plan.failAtStage = failAtStage
 
         let before = RiskyChanges.snapshot(workspace: plan.workspace)
-        let status = try Launcher().run(plan)
+        let status: Int32
+        do {
+            status = try Launcher().run(plan)
+        } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
+            // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).
+            FileDescriptorStream.standardError.write("cagent: \(error)\n")
+            throw CagentExit(status: 125)
+        }
         let after = RiskyChanges.snapshot(workspace: plan.workspace)
         let changes = RiskyChanges.compare(before: before, after: after)
         if !changes.isEmpty {

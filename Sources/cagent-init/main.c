@@ -196,8 +196,9 @@ static void exec_agent(const struct settings *s) {
 }
 
 /// In the forked agent process: terminal, identity, privileges, filter, exec. Never returns.
-static void become_agent(const struct settings *s, int slave, int exec_report) {
+static void become_agent(const struct settings *s, int slave, int exec_report, int release) {
     report_fd = exec_report;
+    close(INIT_CONTROL_FD);   // the agent must not talk to cagent: it could fake "stopped" or errors
     stage("agent-session");
     if (s->tty) {
         // A process group of its own inside cagent-init's session, in the foreground of the sandbox's pty:
@@ -228,6 +229,13 @@ static void become_agent(const struct settings *s, int slave, int exec_report) {
     sigset_t none;
     sigemptyset(&none);
     for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+    // Wait until pid 1 has finished its own setup (and dropped its privileges): if that fails, the
+    // agent must not have run a single instruction of its own.
+    char go;
+    ssize_t got;
+    do { got = read(release, &go, 1); } while (got < 0 && errno == EINTR);
+    if (got != 1) _exit(125);
+    close(release);
     stage("exec-agent");
     sigprocmask(SIG_SETMASK, &none, NULL);
     exec_agent(s);
@@ -367,9 +375,11 @@ int main(int argc, char **argv) {
         if (ioctl(slave, TIOCSCTTY, 0) < 0) fail("cannot make the pty cagent-init's controlling terminal");
         if (control_send("T", 1, master) < 0) fail("cannot pass the pty to cagent");
         close(master);
-        if (dup3(slave, 5, O_CLOEXEC) < 0) fail("dup3");
-        if (slave != 5) close(slave);
-        slave = 5;
+        if (slave != 5) {
+            if (dup3(slave, 5, O_CLOEXEC) < 0) fail("dup3");
+            close(slave);
+            slave = 5;
+        }
     }
 
     // Nothing inherited by accident: only 0-2, the control socket and the pty survive.
@@ -389,21 +399,25 @@ int main(int argc, char **argv) {
     if (signals < 0) fail("signalfd");
 
     stage("fork-agent");
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) < 0) fail("pipe2");
+    int report[2], release[2];
+    if (pipe2(report, O_CLOEXEC) < 0 || pipe2(release, O_CLOEXEC) < 0) fail("pipe2");
     pid_t agent = fork();
     if (agent < 0) fail("fork");
     if (agent == 0) {
         close(report[0]);
+        close(release[1]);
         close(signals);
-        become_agent(&s, slave, report[1]);
+        become_agent(&s, slave, report[1], release[0]);
     }
     close(report[1]);
+    close(release[0]);
     if (s.tty) setpgid(agent, agent);
 
     // Setup is done: pid 1 keeps no privilege it could lend to the agent.
     stage("init-privileges");
     drop_all_capabilities();
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("PR_SET_NO_NEW_PRIVS");
+    if (write(release[1], "g", 1) != 1) fail("cannot release the agent");
+    close(release[1]);
     supervise(agent, signals, report[0], s.tty);
 }

@@ -43,6 +43,8 @@ static int sys_openat2(int dfd, const char *path, int flags, uint64_t resolve) {
     return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
 }
 
+// Never O_NOFOLLOW together with these: O_PATH|O_NOFOLLOW would hand back a trailing symlink itself
+// (and a mount could land on it); without it, any symlink anywhere in the path fails with ELOOP.
 #define NO_LINKS (RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH)
 
 static const char *relative(const char *path) {
@@ -70,7 +72,7 @@ static int new_fs(const char *type, const char *const *options, uint64_t attribu
 /// New directories and files belong to cagent-init's uid, which is the agent user's.
 static int open_target(const char *path, int directory) {
     const char *rel = relative(path);
-    int fd = sys_openat2(new_root, rel, O_PATH | O_CLOEXEC | O_NOFOLLOW, NO_LINKS);
+    int fd = sys_openat2(new_root, rel, O_PATH | O_CLOEXEC, NO_LINKS);
     if (fd >= 0 || errno != ENOENT) {
         if (fd < 0) fail(errno == ELOOP || errno == EXDEV
                          ? "a symlink on a mount target's path: refusing to follow it (H11)"
@@ -88,7 +90,7 @@ static int open_target(const char *path, int directory) {
         int last = slash == NULL;
         if (slash) *slash = '\0';
         if (*cursor) {
-            int next = sys_openat2(parent, cursor, O_PATH | O_CLOEXEC | O_NOFOLLOW, NO_LINKS);
+            int next = sys_openat2(parent, cursor, O_PATH | O_CLOEXEC, NO_LINKS);
             if (next < 0 && errno == ENOENT) {
                 if (!last || directory) {
                     if (mkdirat(parent, cursor, 0755) < 0 && errno != EEXIST) fail("cannot create a mount point");
@@ -97,7 +99,7 @@ static int open_target(const char *path, int directory) {
                     if (file < 0) fail("cannot create a mount point file");
                     close(file);
                 }
-                next = sys_openat2(parent, cursor, O_PATH | O_CLOEXEC | O_NOFOLLOW, NO_LINKS);
+                next = sys_openat2(parent, cursor, O_PATH | O_CLOEXEC, NO_LINKS);
             }
             if (next < 0) fail(errno == ELOOP || errno == EXDEV
                                ? "a symlink on a mount target's path: refusing to follow it (H11)"
@@ -133,7 +135,7 @@ static void attach(int tree, const char *target_path, int directory) {
 
 /// Host path (through /oldroot) without following symlinks; -1 with ENOENT when absent.
 static int open_source(const char *path) {
-    int fd = sys_openat2(old_root, relative(path), O_PATH | O_CLOEXEC | O_NOFOLLOW, NO_LINKS);
+    int fd = sys_openat2(old_root, relative(path), O_PATH | O_CLOEXEC, NO_LINKS);
     if (fd < 0 && errno != ENOENT)
         fail(errno == ELOOP || errno == EXDEV ? "a symlink in a bind source's path: refusing to follow it"
                                               : "cannot open a bind source");
@@ -175,7 +177,7 @@ static void op_bind(const struct plan_record *r) {
 /// hide DST: cover an existing path with an empty read-only directory or file; nothing to do when absent.
 static void op_hide(const struct plan_record *r) {
     if (r->argc < 1) { errno = EINVAL; fail("hide needs DST"); }
-    int target = sys_openat2(new_root, relative(r->argv[0]), O_PATH | O_CLOEXEC | O_NOFOLLOW, NO_LINKS);
+    int target = sys_openat2(new_root, relative(r->argv[0]), O_PATH | O_CLOEXEC, NO_LINKS);
     if (target < 0) {
         if (errno == ENOENT) return;
         fail(errno == ELOOP || errno == EXDEV ? "a symlink on a hidden path: refusing to follow it (H11)"

@@ -22,4 +22,8 @@ void cg_signal_pipe_remove(const int *signals, int count);
 
 /// pipe2(2) with O_CLOEXEC (and O_NONBLOCK on both ends when asked): needs _GNU_SOURCE, so Swift lacks it.
 int cg_pipe(int fds[2], int nonblocking);
+/// A new pty pair from the host's devpts (tests use it as "the user's terminal"); both fds CLOEXEC.
+/// Returns 0, or -1 with errno. `name` receives the slave's path.
+int cg_open_pty(int *master, int *slave, char *name, size_t length);
+
 #endif
