@@ -80,7 +80,8 @@ final class SandboxFixture {
 
     /// Runs a plan in a real sandbox with stdin from /dev/null and the output captured; a watchdog kills
     /// the sandbox after `timeout` seconds so that a broken test fails instead of hanging.
-    func run(_ plan: SandboxPlan, timeout: Double = 60, streams: StandardStreams? = nil) throws -> Outcome {
+    func run(_ plan: SandboxPlan, timeout: Double = 60, streams: StandardStreams? = nil,
+             started: ((Int32) -> Void)? = nil) throws -> Outcome {
         let outPath = root + "/.out-\(UUID().uuidString)", errPath = root + "/.err-\(UUID().uuidString)"
         let out = open(outPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         let err = open(errPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -91,6 +92,7 @@ final class SandboxFixture {
                                 forwardSignals: false)
         let watchdog = Watchdog(seconds: timeout)
         launcher.beforeRelease = { pid in watchdog.arm(pid) }
+        launcher.onStarted = started
         defer { watchdog.disarm() }
         let status = try launcher.run(plan)
         return Outcome(status: status, output: read(outPath) ?? "", error: read(errPath) ?? "")

@@ -243,6 +243,27 @@ import Testing
                 "the user's terminal was not restored")
     }
 
+    /// Ctrl-C on the user's terminal reaches the agent through the sandbox's pty (raw relay, ISIG there).
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
+    func ctrlCInterruptsTheAgentOnItsPty() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let (master, slave, _) = try openTerminal()
+        defer { close(master); close(slave) }
+        let plan = try world.plan(["/bin/sh", "-c", "echo ready; exec sleep 30"], terminal: .init(rows: 24, columns: 80))
+        let start = Date()
+        let result = try world.run(plan, streams: StandardStreams(input: slave, output: slave, error: slave), started: { _ in
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: 0.3)
+                var ctrlC: UInt8 = 3
+                _ = write(master, &ctrlC, 1)
+            }
+        })
+        #expect(result.status == 130, "SIGINT -> 128+2")
+        #expect(Date().timeIntervalSince(start) < 10)
+        #expect(drain(master).contains("ready"))
+    }
+
     /// H16: only 0-2 are open in the agent, its cwd is the workspace, its root the sandbox's.
     @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
     func h16OnlyStandardDescriptorsAndCwdInside() throws {
