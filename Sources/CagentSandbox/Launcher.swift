@@ -187,6 +187,7 @@ final class Session {
     var master: Int32 = -1
     var terminal: Terminal?
     var setupError: String?
+    var suspended = false
 
     init(pid: Int32, control: Int32, streams: StandardStreams, tty: Bool, ourEnds: [Int32], forwardSignals: Bool,
          onStarted: ((Int32) -> Void)?) {
@@ -290,15 +291,14 @@ final class Session {
         return true
     }
 
-    /// The agent stopped (Ctrl-Z): stop cagent too, like any job, with the user's terminal restored;
-    /// `fg` continues here, and the agent with it.
+    /// The agent stopped (Ctrl-Z): stop cagent too, like any job, with the user's terminal restored.
+    /// `fg` (SIGCONT) continues cagent; `handleSignals` then re-enters raw mode and continues the agent.
+    /// raise() targets this thread, so it stops here and cannot run on and wake the agent too early.
     private func suspend() {
         guard forwardSignals else { return }
         terminal?.restore()
-        kill(getpid(), SIGSTOP)
-        terminal?.makeRaw()
-        if master >= 0 { terminal?.copySize(to: master) }
-        kill(pid, SIGCONT)
+        suspended = true
+        raise(SIGSTOP)
     }
 
     private func handleSignals(_ fd: Int32) {
@@ -309,6 +309,13 @@ final class Session {
             let sig = Int32(byte)
             if sig == SIGWINCH {
                 if master >= 0 { terminal?.copySize(to: master) }
+            } else if sig == SIGCONT {
+                if suspended {
+                    suspended = false
+                    terminal?.makeRaw()
+                    if master >= 0 { terminal?.copySize(to: master) }
+                }
+                kill(pid, SIGCONT)
             } else {
                 kill(pid, sig)   // cagent-init forwards it to the agent's process group
             }
