@@ -23,7 +23,9 @@ if run enforce; then
   uid=${BENCH_UID:-${SUDO_UID:-1000}}
   scratch=$(mktemp -d /tmp/cgbench-XXXXXX); chmod 755 "$scratch"
   mkdir -p "$scratch/ws" "$scratch/home"; chown "$uid:$uid" "$scratch/ws" "$scratch/home"
-  trap 'rm -rf "$scratch"' EXIT
+  # The shadow home is created under the user's home (~/.local/share/cagent); remove it if this run made it.
+  state="$(getent passwd "$uid" | cut -d: -f6)/.local/share/cagent"
+  if [ -e "$state" ]; then trap 'rm -rf "$scratch"' EXIT; else trap 'rm -rf "$scratch" "$state"' EXIT; fi
   bwrap_cmd="bwrap --unshare-all --uid $uid --gid $uid --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib \
 --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --tmpfs /etc --ro-bind /etc/ld.so.cache /etc/ld.so.cache \
 --ro-bind /etc/nsswitch.conf /etc/nsswitch.conf --proc /proc --dev /dev --tmpfs /tmp --bind $scratch/home $scratch/home \
