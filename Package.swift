@@ -42,7 +42,10 @@ let package = Package(
 
         // Executables: a tiny @main, the in-sandbox init (synchronous, no Foundation), the benchmark harness.
         .executableTarget(name: "cagent", dependencies: ["CagentCLI"]),
-        .executableTarget(name: "cagent-init", dependencies: ["CShim"]),
+        // cagent-init is C; linked statically so that no dynamic loading (SwiftPM would add libswiftCore) slows
+        // every sandbox start (~2 ms, docs/benchmarks.md "Sandbox start").
+        .executableTarget(name: "cagent-init", dependencies: ["CShim"],
+                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .executableTarget(name: "cagent-bench", dependencies: []),
 
         // Test support: the hermetic test network every network test uses.

@@ -268,7 +268,8 @@ static __attribute__((noreturn)) void supervise(pid_t agent, int signals, int ex
         }
         if (fds[1].revents & (POLLHUP | POLLERR | POLLIN)) {
             char byte;
-            if (recv(INIT_CONTROL_FD, &byte, 1, MSG_DONTWAIT) <= 0 && errno != EAGAIN) {
+            ssize_t n = recv(INIT_CONTROL_FD, &byte, 1, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
                 // cagent is gone: the sandbox must not outlive it. Exiting pid 1 kills every process in it.
                 _exit(137);
             }
