@@ -347,6 +347,29 @@ import Testing
         #expect(changed.isEmpty, "changed outside the writable view: \(changed)")
     }
 
+    /// A workspace inside the home (the common case) lands on top of the shadow home; the rest of the real
+    /// home stays invisible.
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
+    func workspaceInsideTheHome() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let project = world.home + "/src/project"
+        try world.write(project + "/main.c", "int main(void) { return 0; }\n")
+        let request = EnforceRequest(profile: Profile(agent: "test"), workspace: project, user: world.user, paths: world.paths,
+                                     command: ["/bin/sh", "-c", "pwd; cat main.c; ls -A ~; cat ~/.ssh/id_rsa 2>&1; echo x > made-inside"],
+                                     environment: ProcessEnvironment.current)
+        let result = try world.run(try EnforcePlanner.plan(request))
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output.hasPrefix(project + "\nint main"), "\(result.output)")
+        #expect(!result.output.contains(SandboxFixture.secretText))
+        #expect(!result.output.contains(".gitconfig"), "the real home's files must not appear: \(result.output)")
+        #expect(FileSystem.exists(project + "/made-inside"))
+        #expect(throws: CagentError.self) {
+            _ = try EnforcePlanner.plan(EnforceRequest(profile: Profile(), workspace: world.home, user: world.user,
+                                                       paths: world.paths, command: ["/bin/true"], environment: [:]))
+        }
+    }
+
     /// The agent's exit status becomes the launcher's, 128+N for signal N.
     @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
     func exitStatusIsTheAgents() throws {
