@@ -36,6 +36,9 @@ if run enforce; then
   # What dominates: the bare start of the cagent binary (Swift runtime, Foundation, ArgumentParser) ...
   $bench --name "cagent process start (cagent --version) vs bwrap" --rounds 40 --warmup 3 \
     --subject "$cagent --version" --reference "$bwrap_cmd </dev/null"
-  # ... and the sandbox setup alone (clone, cagent-init, mounts, agent exec) without the Swift start:
-  # cagent-bench's own launcher would be needed for that; see docs/benchmarks.md for the strace timeline.
+  # ... and the sandbox alone: the same plan replayed from C through cg_spawn_init and cagent-init.
+  (cd "$scratch/ws" && $cagent enforce --profile default --user "$uid" --dump-plan "$scratch/plan" -- /bin/true)
+  cc -O2 -I Sources/CShim/include -o "$scratch/probe" scripts/sandbox-start-probe.c Sources/CShim/cg_spawn.c
+  $bench --name "sandbox alone (plan replayed from C) vs bwrap" --rounds 40 --warmup 3 \
+    --subject "$scratch/probe $scratch/plan $uid $uid $PWD/.build/release/cagent-init" --reference "$bwrap_cmd </dev/null"
 fi

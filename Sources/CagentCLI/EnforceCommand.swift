@@ -28,6 +28,8 @@ struct EnforceCommand: ParsableCommand {
     @Flag(help: "After the session, put back risky changes the agent made (git config keys, hooks, .envrc, ...).")
     var revertRisky = false
     @Option(help: .hidden) var failAtStage: String?
+    /// Benchmarks: write the serialized plan to a file and exit (scripts/sandbox-start-probe.c replays it).
+    @Option(help: .hidden) var dumpPlan: String?
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
     func run() throws {
@@ -56,6 +58,15 @@ struct EnforceCommand: ParsableCommand {
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try EnforcePlanner.plan(request)
         plan.failAtStage = failAtStage
+        if let dumpPlan {
+            let bytes = try plan.serialized()
+            let fd = open(dumpPlan, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0, bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+                throw CagentError.system("dump-plan", "cannot write \(dumpPlan)")
+            }
+            close(fd)
+            return
+        }
 
         let before = RiskyChanges.snapshot(workspace: plan.workspace)
         let status: Int32
