@@ -370,6 +370,32 @@ import Testing
         }
     }
 
+    /// The network hook: `beforeRelease` sees the sandbox's namespaces before anything inside ran; when it
+    /// throws, the agent never starts and nothing is left.
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
+    func beforeReleaseRunsFirstAndCanAbort() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let plan = try world.plan(["/bin/sh", "-c", "touch \(world.workspace)/ran"])
+        let launcher = Launcher(initPath: Products.initPath, streams: .inherited, forwardSignals: false)
+        var seen: (own: String?, sandbox: String?, ranEarly: Bool) = (nil, nil, false)
+        launcher.beforeRelease = { pid in
+            seen.own = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
+            seen.sandbox = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")
+            Thread.sleep(forTimeInterval: 0.2)
+            seen.ranEarly = FileSystem.exists(world.workspace + "/ran")
+        }
+        #expect(try launcher.run(plan) == 0)
+        #expect(seen.sandbox != nil && seen.sandbox != seen.own, "a network namespace of its own: \(seen)")
+        #expect(!seen.ranEarly, "the agent ran before the release")
+        #expect(FileSystem.exists(world.workspace + "/ran"))
+        unlink(world.workspace + "/ran")
+        launcher.beforeRelease = { _ in throw CagentError(stage: "network", "veth setup failed (test)") }
+        #expect(throws: CagentError.self) { try launcher.run(plan) }
+        #expect(!FileSystem.exists(world.workspace + "/ran"))
+        #expect(processes(mentioning: plan.sessionID).isEmpty)
+    }
+
     /// The agent's exit status becomes the launcher's, 128+N for signal N.
     @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
     func exitStatusIsTheAgents() throws {
