@@ -83,6 +83,16 @@ import Testing
         #expect(result.output.contains("HOME=\(world.home)"))
         #expect(!result.output.contains(canary), "canary leaked")
         #expect(!result.output.contains("SSH_AUTH_SOCK"), "H9: SSH_AUTH_SOCK passed")
+        // Exactly what the profile passes, plus the fixed names.
+        let passed = try world.sh("env | sort", profile: Profile(agent: "test", env: .init(pass: ["CAGENT_TEST_PASSED"])),
+                                  environment: ["CAGENT_TEST_PASSED": "yes", "CAGENT_TEST_CANARY": canary, "LC_TIME": "C",
+                                                "TERM": "xterm", "PATH": "/usr/bin:/bin", "AWS_SECRET_ACCESS_KEY": canary])
+        let names = Set(passed.output.split(separator: "\n").compactMap { $0.split(separator: "=").first.map(String.init) })
+        #expect(names == ["CAGENT_TEST_PASSED", "LC_TIME", "TERM", "PATH", "HOME", "PWD", "SHLVL", "_"]
+                 || names.isSubset(of: ["CAGENT_TEST_PASSED", "LC_TIME", "TERM", "PATH", "HOME", "PWD", "SHLVL", "_", "OLDPWD"]),
+                "\(names)")
+        #expect(names.contains("CAGENT_TEST_PASSED") && names.contains("LC_TIME"))
+        #expect(!passed.output.contains(canary))
     }
 
     /// H4: no privilege to gain: setuid binaries do not elevate, every mount is nosuid.
