@@ -345,7 +345,10 @@ import Testing
         let find = Process()
         find.executableURL = URL(fileURLWithPath: "/usr/bin/find")
         for target in targets { #expect(!FileSystem.exists(target + "/cagent-write-probe"), "\(target)") }
-        find.arguments = ["/etc", "/usr", "/opt", "/var/lib", world.root, "-xdev", "-newer", marker,
+        // Every host tree the view shows (other helpers' tests write elsewhere in /etc meanwhile: only the
+        // bound /etc entries are checked).
+        let etc = EnforcePlanner.etcEntries.map { "/etc/" + $0 }.filter { FileSystem.exists($0) }
+        find.arguments = etc + ["/usr", world.root, "-xdev", "-newer", marker,
                           "-not", "-path", world.workspace + "*", "-not", "-path", writable + "*",
                           "-not", "-path", world.state + "*", "-not", "-path", world.root + "/.*"]
         let pipe = Pipe()
