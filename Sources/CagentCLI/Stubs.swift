@@ -12,12 +12,6 @@ struct LearnCommand: AsyncParsableCommand {
     func run() async throws { throw notBuiltYet("learn") }
 }
 
-struct ProfileCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "profile", abstract: "Lint, show, list, diff, trust and propose profiles. (not built yet)")
-    func run() async throws { throw notBuiltYet("profile") }
-}
-
 struct SessionsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sessions", abstract: "List recorded sessions. (not built yet)")

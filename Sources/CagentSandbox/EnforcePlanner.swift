@@ -89,8 +89,8 @@ public enum EnforcePlanner {
         }
 
         // 2. /etc on a tmpfs, filled from the host's files the agent needs (symlinks recreated as links: many
-        //    are, e.g. localtime, resolv.conf) plus generated identity and name files; read-only afterwards,
-        //    so the agent can change none of them.
+        //    are, e.g. localtime, resolv.conf) plus generated identity and name files; sealed read-only at
+        //    the very end (step 9), after profile entries that land in it (`/etc/default/locale`).
         add(.tmpfs(target: "/etc", mode: "0755", sizeBytes: 1 << 20), "/etc is built, never the host's")
         for name in etcEntries {
             let path = "/etc/" + name
@@ -105,7 +105,6 @@ public enum EnforcePlanner {
         for (name, contents) in generatedEtc(request: request, user: user, home: home) {
             add(.file(path: "/etc/" + name, mode: "0644", contents: contents), "generated: only the sandbox's users and names")
         }
-        add(.readOnly("/etc"), "populated: now read-only")
 
         // 3. Kernel interfaces before any host tree: /proc is this pid namespace's own (host processes
         //    invisible), /dev only harmless nodes and the sandbox's own devpts, /tmp private and bounded.
@@ -121,7 +120,6 @@ public enum EnforcePlanner {
             add(.symlink(target: target, path: "/dev/" + name), "standard /dev link")
         }
         add(.tmpfs(target: "/dev/shm", mode: "1777", sizeBytes: request.shmBytes), "private shared memory")
-        add(.readOnly("/dev"), "populated: now read-only")
         add(.tmpfs(target: "/tmp", mode: "1777", sizeBytes: request.tmpBytes), "private /tmp with a size bound")
 
         // 4. The shadow home at the user's home path (the real home never appears), before the workspace:
@@ -157,6 +155,11 @@ public enum EnforcePlanner {
             add(.bind(source: workspace + "/.git/hooks", target: workspace + "/.git/hooks", mode: .readOnly, optional: true),
                 ".git/hooks read-only (H13)")
         }
+
+        // 9. Seal the tmpfs trees we populated: last, because any bind above may have needed a mount point
+        //    in them. (The root itself is sealed by cagent-init after the pivot.)
+        add(.readOnly("/etc"), "populated: now read-only")
+        add(.readOnly("/dev"), "populated: now read-only")
 
         return SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
                            workingDirectory: workspace, command: request.command,

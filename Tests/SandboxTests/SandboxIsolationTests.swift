@@ -409,6 +409,25 @@ import Testing
         #expect(processes(mentioning: plan.sessionID).isEmpty)
     }
 
+    /// Every bundled profile (resolved with its `extends`) starts a sandbox: their paths (e.g.
+    /// `/etc/default/locale`) must fit the constructed view.
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
+    func bundledProfilesStart() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let resolver = ProfileResolver(paths: world.paths, workspace: world.workspace,
+                                       bundledDirectories: [repository + "/profiles"], home: world.home)
+        let names = FileSystem.list(repository + "/profiles").filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }
+        #expect(names.contains("base"))
+        for name in names {
+            let profile = try resolver.resolve(name).profile
+            let result = try world.sh("echo started; cat \(world.home)/.ssh/id_rsa 2>/dev/null", profile: profile)
+            #expect(result.status != 125 && result.output.hasPrefix("started\n"), "\(name): \(result.error)")
+            #expect(!result.output.contains(SandboxFixture.secretText), "\(name)")
+        }
+    }
+
     /// The agent's exit status becomes the launcher's, 128+N for signal N.
     @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
     func exitStatusIsTheAgents() throws {

@@ -5,3 +5,6 @@
 #include "cg_security.h"
 #include "cg_spawn.h"
 #include "cg_pty.h"
+#include "cg_seccomp.h"
+#include "cg_landlock.h"
+#include "cg_policy.h"
