@@ -58,6 +58,7 @@ struct EnforceCommand: ParsableCommand {
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try EnforcePlanner.plan(request)
         plan.failAtStage = failAtStage
+        for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
         if let dumpPlan {
             let bytes = try plan.serialized()
             let fd = open(dumpPlan, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

@@ -21,6 +21,8 @@ public struct EnforceRequest: Sendable {
     public var nameservers: [String]
     public var tmpBytes: UInt64
     public var shmBytes: UInt64
+    /// Apply the process policy (seccomp, Landlock, rlimits) to the agent; off only to test the layers apart.
+    public var processPolicy = true
 
     public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
                 environment: [String: String], terminal: SandboxPlan.TerminalSize? = nil,
@@ -161,10 +163,27 @@ public enum EnforcePlanner {
         add(.readOnly("/etc"), "populated: now read-only")
         add(.readOnly("/dev"), "populated: now read-only")
 
-        return SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
-                           workingDirectory: workspace, command: request.command,
-                           environment: environment(request: request, home: home), steps: steps,
-                           terminal: request.terminal, workspace: workspace, shadowHome: shadowHome)
+        var plan = SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
+                               workingDirectory: workspace, command: request.command,
+                               environment: environment(request: request, home: home), steps: steps,
+                               terminal: request.terminal, workspace: workspace, shadowHome: shadowHome)
+
+        // The process policy (Policy/): seccomp filter, Landlock over the view (read everywhere the mounts
+        // show, write only where they allow it), rlimits. Applied by cagent-init last, before exec.
+        if request.processPolicy {
+            let writable = steps.compactMap { step -> String? in
+                switch step.operation {
+                case let .bind(_, target, .readWrite, _): return target
+                case let .tmpfs(target, _, _, false) where target == "/tmp" || target == "/dev/shm": return target
+                default: return nil
+                }
+            }
+            let (policy, notices) = try ProcessPolicy.forSandbox(limits: ResourceLimits(profile: request.profile.limits),
+                                                                 readOnly: ["/"], readWrite: writable)
+            plan.policy = try policy.serialized()
+            plan.policyNotices = notices
+        }
+        return plan
     }
 
     /// The agent's environment: the profile's env.pass, TERM, LANG, LC_*, TZ, PATH, and HOME.

@@ -73,8 +73,14 @@ public struct SandboxPlan: Sendable, Equatable {
     public var steps: [Step]
     /// Non-nil: the agent gets a pty from the sandbox's devpts (cagent relays it); nil: plain pipes.
     public var terminal: TerminalSize?
-    /// A seccomp program (bytes of struct sock_filter[]) installed as the last step before exec.
+    /// A seccomp program (bytes of struct sock_filter[]) installed as the last step before exec (a bare
+    /// filter; `policy` is the complete form).
     public var seccompProgram: [UInt8]?
+    /// The agent's process policy (rlimits, Landlock, seccomp) as the CGP1 message of cg_policy.h
+    /// (`ProcessPolicy.serialized()`): cagent-init applies it with cg_policy_apply right before exec.
+    public var policy: [UInt8]?
+    /// What the running kernel's Landlock ABI loses, to show the user.
+    public var policyNotices: [String] = []
     /// Test hook: the setup stage to fail on purpose ("bind /usr", "pivot-root", "child-credentials", ...).
     public var failAtStage: String?
     /// Host paths of the workspace and shadow home: the trees the agent controls (for reports).
@@ -105,16 +111,19 @@ public struct SandboxPlan: Sendable, Equatable {
             ["tty", terminal == nil ? "0" : "1", String(terminal?.rows ?? 0), String(terminal?.columns ?? 0)],
         ]
         if let failAtStage, Self.childStages[failAtStage] == nil { records.append(["fail", failAtStage]) }
+        func hex(_ bytes: [UInt8]) -> String {
+            bytes.map { byte -> String in
+                let digits = String(byte, radix: 16)
+                return digits.count == 1 ? "0" + digits : digits
+            }.joined()
+        }
         if let seccompProgram {
             guard seccompProgram.count % 8 == 0, !seccompProgram.isEmpty else {
                 throw CagentError(stage: "plan", "the seccomp program is not a whole number of sock_filter entries")
             }
-            let hex = seccompProgram.map { byte -> String in
-                let digits = String(byte, radix: 16)
-                return digits.count == 1 ? "0" + digits : digits
-            }.joined()
-            records.append(["seccomp", hex])
+            records.append(["seccomp", hex(seccompProgram)])
         }
+        if let policy, !policy.isEmpty { records.append(["policy", hex(policy)]) }
         records += steps.map { $0.operation.tokens }
         var bytes: [UInt8] = []
         for record in records {

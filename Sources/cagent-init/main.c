@@ -30,6 +30,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include "cg_policy.h"
 
 // ---- stages and failure reporting ----------------------------------------------------------------------
 
@@ -88,7 +89,10 @@ struct settings {
     const char **argv; const char **env;
     int tty; unsigned short rows, cols;
     const unsigned char *seccomp; size_t seccomp_length;
+    const struct cg_policy *policy;   // decoded from the plan's `policy` record (cg_policy.h)
 };
+
+static struct cg_policy_storage policy_storage;
 
 static int is_mount_op(const char *op) {
     static const char *ops[] = { "bind", "hide", "tmpfs", "proc", "devpts", "dir", "file", "symlink", "readonly", NULL };
@@ -131,6 +135,15 @@ static void read_settings(const struct plan *plan, struct settings *s) {
         else if (strcmp(r->op, "seccomp") == 0 && r->argc == 1) {
             s->seccomp = hex_decode(r->argv[0], &s->seccomp_length);
             if (!s->seccomp || s->seccomp_length % sizeof(struct sock_filter)) { errno = EINVAL; fail("malformed seccomp program"); }
+        }
+        else if (strcmp(r->op, "policy") == 0 && r->argc == 1) {
+            size_t length;
+            unsigned char *message = hex_decode(r->argv[0], &length);
+            if (!message || cg_policy_decode(message, length, &policy_storage) != 0) {
+                errno = EINVAL;
+                fail("malformed process policy");
+            }
+            s->policy = &policy_storage.policy;   // points into `message`, kept for the process's life
         }
         else { errno = EINVAL; fail("unknown or malformed record in the plan"); }
     }
@@ -224,6 +237,20 @@ static void become_agent(const struct settings *s, int slave, int exec_report, i
 
     stage("seccomp");
     install_seccomp(s);
+
+    // The process policy last: rlimits, Landlock over the view (paths resolve inside the new root), seccomp.
+    stage("policy");
+    if (s->policy) {
+        int failed_stage = 0;
+        int rc = cg_policy_apply(s->policy, &failed_stage);
+        if (rc < 0) {
+            errno = -rc;
+            char name[128];
+            snprintf(name, sizeof name, "policy %s", cg_policy_stage_name(failed_stage));
+            stage(name);
+            fail("the process policy could not be applied");
+        }
+    }
 
     // Default signal state for the agent; the mask was fully blocked for cagent-init's signalfd.
     sigset_t none;
