@@ -45,6 +45,8 @@ if run network; then
   # TCP throughput through a sandbox's uplink (veth + cagent's host-side nftables + masquerade) beside a plain
   # routed veth pair (iperf3), and the network part's setup time. Namespaces only (cgt-bn*).
   CAGENT=$cagent scripts/bench-network.sh
+fi
+
 if run enforce; then
   # Sandbox start: `cagent enforce -- /bin/true`, start to exit, beside bwrap with the same namespaces (user,
   # mount, pid, net, uts, ipc, cgroup) and an equivalent view (ro /usr, merged-/usr links, /etc on tmpfs,
