@@ -30,6 +30,8 @@ struct EnforceCommand: ParsableCommand {
     @Option(help: .hidden) var failAtStage: String?
     /// Benchmarks: write the serialized plan to a file and exit (scripts/sandbox-start-probe.c replays it).
     @Option(help: .hidden) var dumpPlan: String?
+    /// Tests and benchmarks: keep cagent's state (the shadow home) here instead of in the user's home.
+    @Option(help: .hidden) var stateDir: String?
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
     func run() throws {
@@ -52,7 +54,8 @@ struct EnforceCommand: ParsableCommand {
         // Another user's state lives in that user's home, whatever cagent's own XDG variables say.
         var pathEnvironment = environment
         if user != nil { pathEnvironment["SUDO_UID"] = String(invoking.uid) }
-        let paths = CagentPaths.standard(user: invoking, environment: pathEnvironment)
+        var paths = CagentPaths.standard(user: invoking, environment: pathEnvironment)
+        if let stateDir { paths.data = stateDir }
         var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
                                      command: command, environment: environment)
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }

@@ -9,9 +9,8 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Products.cagent)
         process.arguments = ["enforce", "--profile", "default", "--user", String(SandboxFixture.agentUID),
-                             "--workspace", world.workspace] + arguments
+                             "--workspace", world.workspace, "--state-dir", world.state] + arguments
         var environment = ProcessInfo.processInfo.environment
-        environment["XDG_DATA_HOME"] = world.state   // ignored for --user; the home below decides
         environment["HOME"] = world.home
         process.environment = environment
         process.standardInput = FileHandle.nullDevice
