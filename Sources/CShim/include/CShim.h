@@ -3,3 +3,4 @@
 #include "cg_ns.h"
 #include "cg_caps.h"
 #include "cg_security.h"
+#include "cg_gzip.h"
