@@ -382,7 +382,9 @@ public enum TraceeParser {
         }
         guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
               let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61,
+              // Int64 nanoseconds span 1677..2262; outside it the arithmetic below would overflow (a fuzz find).
+              (1678...2261).contains(year) else { return nil }
         var nanos: Int64 = 0
         if bytes.count > 21, bytes[19] == UInt8(ascii: ".") {
             let digits = bytes[20..<(bytes.count - 1)]
