@@ -262,6 +262,8 @@ struct DNSAggregate {
     var firstSeen: Nanoseconds
     var lastSeen: Nanoseconds
     var answers: [AnswerKey: AnswerAggregate] = [:]
+    /// Answers in the order first seen (a CNAME chain reads top to bottom).
+    var answerOrder: [AnswerKey] = []
 
     init(time: Nanoseconds) { firstSeen = time; lastSeen = time }
 
@@ -277,6 +279,7 @@ struct DNSAggregate {
                 answers[key] = existing
             } else {
                 answers[key] = AnswerAggregate(ttl: Int64(answer.ttl), count: 1, firstSeen: dns.time, lastSeen: dns.time)
+                answerOrder.append(key)
             }
         }
     }

@@ -76,7 +76,7 @@ public final class Store: Sendable {
         try pool.write { db in
             try db.execute(sql: """
                 INSERT INTO sessions (id, kind, source, command, gate, started_at) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [session.id, session.kind, session.source, Self.joined(session.command),
+                """, arguments: [session.id, session.kind, session.source, Data(Self.joined(session.command).bytes),
                                  session.gate, session.startedAt])
         }
     }
@@ -101,7 +101,8 @@ public final class Store: Sendable {
         return stamp + "-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
     }
 
-    /// argv as NUL-separated bytes (lossless: an argument cannot contain NUL).
+    /// argv as NUL-separated bytes (lossless: an argument cannot contain NUL). Always bound as a BLOB:
+    /// SQLite's text accessors stop at the first NUL.
     static func joined(_ argv: [RawText]) -> RawText {
         var bytes: [UInt8] = []
         for (index, argument) in argv.enumerated() {
@@ -141,7 +142,7 @@ public final class Store: Sendable {
                     """)
                 for (key, value) in batch.processes {
                     try statement.execute(arguments: [
-                        session, key.executable, Self.joined(key.argv), key.parentExecutable, value.program,
+                        session, key.executable, Data(Self.joined(key.argv).bytes), key.parentExecutable, value.program,
                         value.count, value.firstSeen, value.lastSeen, value.lastPID, value.lastPPID, value.lastExit,
                         value.lastEnd,
                     ])
@@ -170,7 +171,8 @@ public final class Store: Sendable {
                         session, key.name, key.type, key.resolver, key.source.rawValue, key.program,
                         value.queries, value.responses, value.rcode, value.firstSeen, value.lastSeen,
                     ]) else { continue }
-                    for (answerKey, answerValue) in value.answers {
+                    for answerKey in value.answerOrder {
+                        guard let answerValue = value.answers[answerKey] else { continue }
                         try answer.execute(arguments: [
                             id, answerKey.name, answerKey.type, answerKey.data, answerValue.ttl, answerValue.count,
                             answerValue.firstSeen, answerValue.lastSeen,

@@ -78,7 +78,14 @@ public struct TraceeImporter {
                 throw CagentError(stage: "import", "\(path): \(String(cString: cg_gz_error(handle))) after line \(number)",
                                   hint: "the file is truncated or not gzip/JSON lines; lines before it were imported")
             }
-            if count == 0 { break }
+            if count == 0 {
+                if cg_gz_truncated(handle) != 0 {
+                    if !carry.isEmpty { number += 1; try body(number, carry[...], false) }
+                    throw CagentError(stage: "import", "\(path): compressed data ends early, after line \(number)",
+                                      hint: "the file is truncated; the lines before it were imported")
+                }
+                break
+            }
             var start = 0
             let chunk = buffer[0..<Int(count)]
             while let newline = chunk[start...].firstIndex(of: 0x0A) {

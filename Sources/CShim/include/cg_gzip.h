@@ -22,6 +22,13 @@ static inline const char *cg_gz_error(cg_gz_handle file) {
     const char *message = gzerror((gzFile)file, &code);
     return message ? message : "unknown zlib error";
 }
+/// After the last read: 1 when the compressed stream ended early (zlib reports Z_BUF_ERROR then, and
+/// gzread returns 0 as at a normal end).
+static inline int cg_gz_truncated(cg_gz_handle file) {
+    int code = 0;
+    (void)gzerror((gzFile)file, &code);
+    return code == Z_BUF_ERROR;
+}
 static inline int cg_gz_close(cg_gz_handle file) { return gzclose((gzFile)file); }
 
 #endif
