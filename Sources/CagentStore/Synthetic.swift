@@ -36,6 +36,10 @@ public struct SyntheticSession: Sequence, Sendable {
             return state &* 0x2545_F491_4F6C_DD1D
         }
 
+        func owner(_ key: Int) -> (RawText, Int32) {
+            (programs[key % programs.count], Int32(1000 + key % 50))
+        }
+
         public mutating func next() -> ObservedEvent? {
             guard index < session.events else { return nil }
             defer { index += 1 }
@@ -43,10 +47,10 @@ public struct SyntheticSession: Sequence, Sendable {
             let roll = Int(next64() % 100)
             // Each kind gets its share of the distinct keys; a key is picked uniformly among them.
             let keys = session.distinctKeys
-            let program = programs[Int(next64() % UInt64(programs.count))]
-            let pid = Int32(1000 + next64() % 50)
+            // Program and pid follow from the key, so that K distinct keys make exactly K rows.
             if roll < SyntheticSession.mix.files {
                 let key = Int(next64() % UInt64(Swift.max(1, keys * 70 / 100)))
+                let (program, pid) = owner(key)
                 let directory = directories[key % directories.count]
                 let operation: FileOperation = key % 11 == 0 ? .write : (key % 17 == 0 ? .create : .read)
                 let result: Int32 = key % 13 == 0 ? 2 : 0
@@ -56,6 +60,7 @@ public struct SyntheticSession: Sequence, Sendable {
             }
             if roll < SyntheticSession.mix.files + SyntheticSession.mix.dns {
                 let key = Int(next64() % UInt64(Swift.max(1, keys * 15 / 100)))
+                let (program, pid) = owner(key)
                 let name = RawText("host\(key).example\(key % 7).\(tlds[key % tlds.count])")
                 let response = next64() % 2 == 0
                 let address = "198.51.\((key / 250) % 256).\(key % 250 + 1)"
@@ -66,12 +71,16 @@ public struct SyntheticSession: Sequence, Sendable {
             }
             if roll < SyntheticSession.mix.files + SyntheticSession.mix.dns + SyntheticSession.mix.flows {
                 let key = Int(next64() % UInt64(Swift.max(1, keys * 10 / 100)))
+                let (program, pid) = owner(key)
                 return .flow(FlowObservation(time: time, pid: pid, program: program, proto: "tcp",
                                              address: "198.51.\((key / 250) % 256).\(key % 250 + 1)", port: 443,
                                              verdict: .observed, bytesOut: 512, bytesIn: 4096, packets: 8))
             }
             let key = Int(next64() % UInt64(Swift.max(1, keys * 5 / 100)))
-            return .exec(ProcessExec(time: time, pid: pid + 100, ppid: pid, executable: RawText("/usr/bin/tool\(key % 40)"),
+            let (program, _) = owner(key)
+            // The parent (pid 1) never execs here, so the parent executable stays unknown and the key is the argv.
+            return .exec(ProcessExec(time: time, pid: Int32(100_000 + key % 30_000), ppid: 1,
+                                     executable: RawText("/usr/bin/tool\(key % 40)"),
                                      argv: [RawText("tool\(key % 40)"), RawText("--job=\(key)")], program: program))
         }
     }
