@@ -161,10 +161,7 @@ public final class Recorder: @unchecked Sendable {
             addFinding(.dohEndpoint, subject: endpoint, time: flow.time,
                        detail: "connection to a DNS-over-HTTPS/TLS endpoint", example: name ?? RawText(endpoint))
         }
-        if name == nil, !FindingRules.isLoopbackOrUnspecified(flow.address), flow.address != rules.gateAddress {
-            addFinding(.directIP, subject: endpoint + "/" + flow.proto, time: flow.time,
-                       detail: "\(flow.proto) to an address no DNS answer named", example: flow.program)
-        }
+        // Direct-IP findings are derived when the report is read: an answer recorded later may still name it.
     }
 
     private func mergeFile(_ file: FileAccess) {

@@ -124,17 +124,26 @@ public struct SessionReport: Sendable {
 extension Store {
     public func sessions() throws -> [SessionSummary] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT s.*,
-                  (SELECT count(DISTINCT name) FROM dns WHERE session_id = s.id) AS n_domains,
-                  (SELECT count(*) FROM flows WHERE session_id = s.id) AS n_flows,
-                  (SELECT count(*) FROM files WHERE session_id = s.id) AS n_files,
-                  (SELECT count(*) FROM processes WHERE session_id = s.id) AS n_processes,
-                  (SELECT count(*) FROM findings WHERE session_id = s.id) AS n_findings
-                FROM sessions s ORDER BY s.started_at, s.id
-                """).map(Self.summary)
+            try Row.fetchAll(db, sql: Self.summarySQL + " ORDER BY s.started_at, s.id").map(Self.summary)
         }
     }
+
+    /// Per-session counts; findings include the direct-IP flows the report derives (unnamed flows whose
+    /// address no answer of the session gave, loopback and the gate excepted).
+    static let summarySQL = """
+        SELECT s.*,
+          (SELECT count(DISTINCT name) FROM dns WHERE session_id = s.id) AS n_domains,
+          (SELECT count(*) FROM flows WHERE session_id = s.id) AS n_flows,
+          (SELECT count(*) FROM files WHERE session_id = s.id) AS n_files,
+          (SELECT count(*) FROM processes WHERE session_id = s.id) AS n_processes,
+          (SELECT count(*) FROM findings WHERE session_id = s.id)
+            + (SELECT count(*) FROM flows f WHERE f.session_id = s.id AND f.name IS NULL
+                 AND f.address NOT LIKE '127.%' AND f.address NOT IN ('::1', '0.0.0.0', '::')
+                 AND f.address IS NOT s.gate
+                 AND f.address NOT IN (SELECT a.data FROM dns_answers a JOIN dns d ON d.id = a.dns_id
+                                       WHERE d.session_id = s.id AND a.type IN ('A', 'AAAA'))) AS n_findings
+        FROM sessions s
+        """
 
     static func summary(_ row: Row) -> SessionSummary {
         SessionSummary(
@@ -154,15 +163,8 @@ extension Store {
 
     public func report(session id: String, rules: FindingRules) throws -> SessionReport? {
         try pool.read { db -> SessionReport? in
-            guard let summaryRow = try Row.fetchOne(db, sql: """
-                SELECT s.*,
-                  (SELECT count(DISTINCT name) FROM dns WHERE session_id = s.id) AS n_domains,
-                  (SELECT count(*) FROM flows WHERE session_id = s.id) AS n_flows,
-                  (SELECT count(*) FROM files WHERE session_id = s.id) AS n_files,
-                  (SELECT count(*) FROM processes WHERE session_id = s.id) AS n_processes,
-                  (SELECT count(*) FROM findings WHERE session_id = s.id) AS n_findings
-                FROM sessions s WHERE s.id = ?
-                """, arguments: [id]) else { return nil }
+            guard let summaryRow = try Row.fetchOne(db, sql: Self.summarySQL + " WHERE s.id = ?", arguments: [id])
+            else { return nil }
             let session = Self.summary(summaryRow)
 
             let findings = try Row.fetchAll(db, sql: "SELECT * FROM findings WHERE session_id = ?", arguments: [id])
@@ -172,15 +174,34 @@ extension Store {
                                                  example: row["example"], count: row["count"],
                                                  firstSeen: row["first_seen"], lastSeen: row["last_seen"])
                 }
-                .sorted { ($0.kind.rank, -$0.count, $0.subject) < ($1.kind.rank, -$1.count, $1.subject) }
 
-            let flows = try Row.fetchAll(db, sql: "SELECT * FROM flows WHERE session_id = ? ORDER BY first_seen",
+
+            // Addresses the session's DNS answers gave, to name flows recorded before their answer.
+            var addressNames: [String: RawText] = [:]
+            for row in try Row.fetchAll(db, sql: """
+                SELECT a.data, d.name FROM dns_answers a JOIN dns d ON d.id = a.dns_id
+                WHERE d.session_id = ? AND a.type IN ('A', 'AAAA')
+                """, arguments: [id]) {
+                if let address = (row["data"] as RawText?)?.lossyString, addressNames[address] == nil {
+                    addressNames[address] = row["name"]
+                }
+            }
+            var flows = try Row.fetchAll(db, sql: "SELECT * FROM flows WHERE session_id = ? ORDER BY first_seen",
                                          arguments: [id]).map { row in
                 SessionReport.Flow(proto: row["proto"], address: row["address"], port: row["port"], verdict: row["verdict"],
                                    program: row["program"], result: row["result"], name: row["name"],
                                    nameSource: row["name_source"], connections: row["connections"],
                                    bytesOut: row["bytes_out"], bytesIn: row["bytes_in"],
                                    firstSeen: row["first_seen"], lastSeen: row["last_seen"])
+            }
+            for index in flows.indices where flows[index].name == nil {
+                if let name = addressNames[flows[index].address] {
+                    flows[index].name = name
+                    flows[index].nameSource = "dns"
+                }
+            }
+            let directIP = flows.filter {
+                $0.name == nil && !FindingRules.isLoopbackOrUnspecified($0.address) && $0.address != session.gate
             }
             var connectionsByName: [RawText: Int64] = [:]
             for flow in flows { if let name = flow.name { connectionsByName[name, default: 0] += flow.connections } }
@@ -253,9 +274,18 @@ extension Store {
                                       lastExit: row["last_exit"], children: [])
             }
 
+            var allFindings = findings
+            for flow in directIP {
+                let endpoint = flow.address.contains(":") ? "[\(flow.address)]:\(flow.port)" : "\(flow.address):\(flow.port)"
+                allFindings.append(SessionReport.Finding(
+                    kind: .directIP, subject: RawText(endpoint + "/" + flow.proto),
+                    detail: "\(flow.proto) to an address no DNS answer or SNI named", example: flow.program,
+                    count: flow.connections, firstSeen: flow.firstSeen, lastSeen: flow.lastSeen))
+            }
+            allFindings.sort { ($0.kind.rank, -$0.count, $0.subject) < ($1.kind.rank, -$1.count, $1.subject) }
             return SessionReport(
-                session: session, findings: findings, domains: order.compactMap { domains[$0] },
-                directIPFlows: flows.filter { $0.name == nil }, flows: flows, gateBypass: bypass,
+                session: session, findings: allFindings, domains: order.compactMap { domains[$0] },
+                directIPFlows: directIP, flows: flows, gateBypass: bypass,
                 fileGroups: fileGroups, secrets: secrets, processTree: Self.tree(processes))
         }
     }

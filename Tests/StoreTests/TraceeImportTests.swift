@@ -85,7 +85,9 @@ import Testing
         #expect(flows[0].s("address") == "203.0.113.9" && flows[0].i("port") == 443 && flows[0].s("proto") == "tcp")
         #expect(flows[1].s("address") == "2001:db8::1" && flows[1].i("port") == 8443)
         // Neither address was named by DNS: both are direct-IP findings.
-        #expect(try store.count("SELECT count(*) FROM findings WHERE kind = 'direct-ip'") == 2)
+        let report = try #require(try store.report(session: "t", rules: testRules))
+        #expect(report.directIPFlows.count == 2)
+        #expect(report.findings.filter { $0.kind == .directIP }.count == 2)
     }
 
     @Test func v1beta1ShapeImports() throws {
@@ -103,6 +105,7 @@ import Testing
         // The connect happened after the DNS answer (by time it comes first in the file, but the answer is
         // recorded before: the flow takes the name when the answer was seen earlier in the stream).
         #expect(report.flows.count == 1)
+        #expect(report.flows.first?.name == RawText("github.com") && report.directIPFlows.isEmpty)
         #expect(report.domains.contains { $0.name == RawText("github.com") && $0.answers.first?.data == RawText("140.82.121.4") })
         #expect(report.findings.contains { $0.kind == .secretAccess && $0.subject == RawText("~/.ssh") })
         #expect(report.findings.contains { $0.kind == .dnsExfiltration && $0.subject == RawText("x.attacker.test") })
