@@ -56,7 +56,7 @@ public struct SyntheticSession: Sequence, Sendable {
                 let result: Int32 = key % 13 == 0 ? 2 : 0
                 return .file(FileAccess(time: time, pid: pid, program: program,
                                         path: RawText("\(directory)/file-\(key).js"), operation: operation,
-                                        result: result, flags: operation == .read ? 0o100000 : 0o101101))
+                                        result: result, flags: operation == .read ? 0o100000 : (operation == .create ? 0o101101 : 0o100001)))
             }
             if roll < SyntheticSession.mix.files + SyntheticSession.mix.dns {
                 let key = Int(next64() % UInt64(Swift.max(1, keys * 15 / 100)))
