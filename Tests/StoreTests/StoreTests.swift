@@ -1,3 +1,4 @@
+import CagentCore
 import CagentStore
 import Foundation
 import GRDB
@@ -173,4 +174,27 @@ enum Hostile {
         labels.append(String(repeating: "d", count: 253 - used))
         return RawText(labels.joined(separator: "."))
     }()
+}
+
+@Suite struct StoreOwnershipTests {
+    /// Under sudo the database belongs to the real user: root creates it, then hands it (and the directories
+    /// it made, and SQLite's -wal/-shm) to that user.
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root to chown"))
+    func rootCreatesTheFileForTheInvokingUser() throws {
+        try Requirements.root()
+        let scratch = try Scratch()
+        let user = InvokingUser(uid: 54321, gid: 54322, name: "cgtest", home: scratch.path)
+        let path = scratch.file("data/cagent/cagent.db")
+        let store = try Store(path: path, owner: user)
+        let recorder = try Recorder(store: store, session: SessionInfo(id: "o", kind: "test"), rules: testRules)
+        recorder.record(.file(FileAccess(time: 1, path: RawText("/x"), operation: .read)))
+        try recorder.flush()
+        var info = stat()
+        for file in [path, path + "-wal", scratch.file("data/cagent"), scratch.file("data")] {
+            #expect(stat(file, &info) == 0, "\(file) missing")
+            #expect(info.st_uid == 54321 && info.st_gid == 54322, "\(file) owned by \(info.st_uid):\(info.st_gid)")
+        }
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+        try recorder.close()
+    }
 }
