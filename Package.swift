@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
         .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "Netlab"]),
-        .testTarget(name: "StoreTests", dependencies: ["CagentStore", "CagentTrace"]),
+        .testTarget(name: "StoreTests", dependencies: ["CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )
