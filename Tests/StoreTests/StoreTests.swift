@@ -198,3 +198,25 @@ enum Hostile {
         try recorder.close()
     }
 }
+
+@Suite struct RecorderConcurrencyTests {
+    /// Several sources recording into one session at once lose nothing.
+    @Test func concurrentSourcesAreAllCounted() throws {
+        let scratch = try Scratch()
+        let store = try Store(path: scratch.file("t.db"))
+        let recorder = try Recorder(store: store, session: SessionInfo(id: "c", kind: "test"), rules: testRules,
+                                    batchEvents: 3_000)
+        DispatchQueue.concurrentPerform(iterations: 4) { worker in
+            for event in SyntheticSession(events: 10_000, distinctKeys: 500, seed: UInt64(worker + 1)) {
+                recorder.record(event)
+            }
+        }
+        try recorder.close()
+        #expect(try store.count("SELECT events FROM sessions WHERE id = 'c'") == 40_000)
+        let counted = try store.count("""
+            SELECT (SELECT sum(count) FROM files) + (SELECT sum(queries + responses) FROM dns)
+                 + (SELECT sum(connections) FROM flows) + (SELECT sum(count) FROM processes)
+            """)
+        #expect(counted == 40_000)
+    }
+}
