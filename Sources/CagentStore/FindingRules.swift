@@ -45,10 +45,13 @@ public struct FindingRules: Sendable {
 
     private var compiled: [SecretPattern]
 
-    /// The pattern a path matches, or nil.
+    /// The pattern a path matches, or nil. Called for every file event, so the common case (no pattern's
+    /// first component occurs in the path at all) is a substring scan without allocation.
     public func secret(_ path: RawText) -> String? {
-        let components = path.bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
-        for pattern in compiled where pattern.matches(absolute: path.bytes.first == UInt8(ascii: "/"), components) {
+        let bytes = path.bytes
+        guard compiled.contains(where: { $0.mayMatch(bytes) }) else { return nil }
+        let components = bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
+        for pattern in compiled where pattern.matches(absolute: bytes.first == UInt8(ascii: "/"), components) {
             return pattern.source
         }
         return nil
@@ -136,6 +139,27 @@ struct SecretPattern: Sendable {
         var text = Substring(source)
         if text.hasPrefix("~/") { absolute = false; text = text.dropFirst(2) } else { absolute = text.hasPrefix("/") }
         components = text.split(separator: "/").map { Array($0.utf8) }
+    }
+
+    /// False when the pattern's first component does not occur anywhere in the path (so it cannot match).
+    func mayMatch(_ path: [UInt8]) -> Bool {
+        guard let first = components.first, !first.isEmpty, path.count >= first.count else { return false }
+        return path.withUnsafeBufferPointer { haystack in
+            first.withUnsafeBufferPointer { needle in
+                let lead = needle[0]
+                var index = 0
+                let last = haystack.count - needle.count
+                while index <= last {
+                    if haystack[index] == lead {
+                        var offset = 1
+                        while offset < needle.count && haystack[index + offset] == needle[offset] { offset += 1 }
+                        if offset == needle.count { return true }
+                    }
+                    index += 1
+                }
+                return false
+            }
+        }
     }
 
     func matches(absolute pathIsAbsolute: Bool, _ path: [ArraySlice<UInt8>]) -> Bool {

@@ -181,14 +181,19 @@ public enum OpenFlags {
         ("O_PATH", 0o10000000), ("O_TMPFILE", 0o20200000),
     ]
 
+    static let byName: [String: Int32] = Dictionary(known.map { ($0.0, $0.1) } + [("O_RDONLY", 0)],
+                                                    uniquingKeysWith: { first, _ in first })
+
     /// Parses "O_RDONLY|O_LARGEFILE" (unknown names are ignored); nil when nothing is recognisable.
     public static func parse(_ text: String) -> Int32? {
         var value: Int32 = 0
         var recognised = false
-        for part in text.split(separator: "|") {
-            let name = part.trimmingSpaces
-            if name == "O_RDONLY" { recognised = true; continue }
-            if let entry = known.first(where: { $0.0 == name }) { value |= entry.1; recognised = true }
+        for part in text.utf8.split(separator: UInt8(ascii: "|")) {
+            // Names are ASCII; spaces around them are tolerated.
+            let name = part.drop(while: { $0 == 0x20 }).reversed().drop(while: { $0 == 0x20 })
+            guard let flag = byName[String(decoding: name.reversed(), as: UTF8.self)] else { continue }
+            value |= flag
+            recognised = true
         }
         return recognised ? value : nil
     }
@@ -209,11 +214,5 @@ public enum OpenFlags {
         if flags & 0o100 != 0 || flags & 0o20200000 == 0o20200000 { return .create }
         if flags & 3 != 0 || flags & 0o1000 != 0 { return .write }
         return .read
-    }
-}
-
-extension Substring {
-    var trimmingSpaces: String {
-        String(self.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
     }
 }
