@@ -15,13 +15,44 @@ if run doctor; then
   $bench --name "cagent --version vs /bin/true" --rounds 30 --subject "$cagent --version" --reference "/bin/true"
 fi
 
+if run profile; then
+  # Profile loading: resolve claude-code (three files, extends, every value checked) against PyYAML merely
+  # loading the same three files without any checks, the least a Python-based tool would do.
+  $bench --name "cagent profile lint claude-code vs PyYAML load of its 3 files" --rounds 30 \
+    --subject "CAGENT_PROFILES_DIR=$PWD/profiles $cagent profile lint claude-code >/dev/null" \
+    --reference "python3 -c 'import yaml,sys; [yaml.safe_load(open(f)) for f in sys.argv[1:]]' profiles/base.yaml profiles/github.yaml profiles/claude-code.yaml"
+fi
+
+if run seccomp; then
+  # The sandbox's seccomp filter (175 BPF instructions, binary search on the syscall number) on a
+  # syscall-bound workload and on a compile, each under bwrap with and without the filter (bwrap --seccomp
+  # installs exactly the bytes `cagent policy seccomp --bpf` writes).
+  filter=$(mktemp /tmp/cagent-filter-XXXXXX)
+  trap 'rm -f "$filter"' EXIT
+  $cagent policy seccomp --bpf "$filter" >/dev/null
+  src=$(mktemp -d /tmp/cagent-bench-cc-XXXXXX)
+  printf '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n' > "$src/hello.c"
+  dd="dd if=/dev/zero of=/dev/null bs=1 count=200000 status=none"
+  $bench --name "seccomp: dd bs=1, 400k read+write syscalls" --rounds 20 \
+    --subject "bwrap --dev-bind / / --seccomp 9 9<$filter -- $dd" --reference "bwrap --dev-bind / / -- $dd"
+  cc="cc -O2 -o $src/hello $src/hello.c"
+  $bench --name "seccomp: cc -O2 hello.c" --rounds 20 \
+    --subject "bwrap --dev-bind / / --seccomp 9 9<$filter -- $cc" --reference "bwrap --dev-bind / / -- $cc"
+  rm -rf "$src"
+fi
+
+if run network; then
+  # TCP throughput through a sandbox's uplink (veth + cagent's host-side nftables + masquerade) beside a plain
+  # routed veth pair (iperf3), and the network part's setup time. Namespaces only (cgt-bn*).
+  CAGENT=$cagent scripts/bench-network.sh
+fi
+
 if run store; then
   # The store: 1M synthetic events (file 70%, DNS 15%, flows 10%, exec 5%) with 10k distinct keys, recorded
   # through the Recorder into a fresh database, against the sqlite3 CLI bulk-loading the same events as raw
   # CSV rows (one row per event, no aggregation, no index). Then the Tracee importer on the same events as
   # Tracee JSON lines against jq reducing them to counts per distinct key.
   work=$(mktemp -d /tmp/cagent-bench-store.XXXXXX)
-  trap 'rm -rf "$work"' EXIT
   $cagent synthetic --events 1000000 --keys 10000 --format csv --output "$work/events.csv"
   $cagent synthetic --events 1000000 --keys 10000 --format tracee --output "$work/events.jsonl"
   $bench --name "store: record 1M events, 10k keys vs sqlite3 .import of the raw CSV" --rounds 5 --warmup 1 \
@@ -32,4 +63,5 @@ if run store; then
     --subject "rm -f $work/i.db*; $cagent import tracee $work/events.jsonl --db $work/i.db" \
     --reference "jq -r '[.eventName, .processName, (.args[] | select(.name==\"pathname\" or .name==\"dns_questions\" or .name==\"remote_addr\") | .value | tostring)] | @tsv' $work/events.jsonl | sort | uniq -c > /dev/null"
   echo "  database bytes after import: $(stat -c %s "$work/i.db")  raw JSON lines: $(stat -c %s "$work/events.jsonl")"
+  rm -rf "$work"
 fi

@@ -37,5 +37,6 @@ if [ -n "$capture_pid" ]; then
 fi
 rm -f "$capture_file"
 
+scripts/netlab-clean.sh
 if ! scripts/check-leftovers.sh; then status=1; fi
 exit $status

@@ -21,12 +21,6 @@ struct EnforceCommand: AsyncParsableCommand {
     func run() async throws { throw notBuiltYet("enforce") }
 }
 
-struct ProfileCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "profile", abstract: "Lint, show, list, diff, trust and propose profiles. (not built yet)")
-    func run() async throws { throw notBuiltYet("profile") }
-}
-
 struct ExportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export", abstract: "Export a profile as a CiliumNetworkPolicy or Kubernetes NetworkPolicy. (not built yet)")

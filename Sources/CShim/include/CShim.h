@@ -3,4 +3,7 @@
 #include "cg_ns.h"
 #include "cg_caps.h"
 #include "cg_security.h"
+#include "cg_seccomp.h"
+#include "cg_landlock.h"
+#include "cg_policy.h"
 #include "cg_gzip.h"

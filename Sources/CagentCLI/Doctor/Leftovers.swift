@@ -10,7 +10,7 @@ import Glibc
 /// the nftables table `inet cagent`, cgroups `cagent-<id>`, mounts under a path containing `cagent`. A live
 /// session lists what it holds in its lease (`kind name` lines); anything else is a leftover.
 struct Leftover: Equatable {
-    enum Kind: String { case netns, link, nftTable = "nft-table", cgroup, mount }
+    enum Kind: String { case netns, link, nftChain = "nft-chain", nftTable = "nft-table", cgroup, mount }
     var kind: Kind
     var name: String
     var description: String { "\(kind.rawValue) \(name)" }
@@ -32,10 +32,15 @@ enum Leftovers {
         for name in FileSystem.list("/sys/class/net") where name.hasPrefix("cgs") {
             found.append(Leftover(kind: .link, name: name))
         }
-        // The table is shared by all sessions; it is a leftover only when no session is alive.
+        // The table is shared by all sessions; it is a leftover only when no session is alive. While some are,
+        // the chains of dead sessions are (CagentNetwork.Firewall removes one session's part atomically).
         if live.isEmpty, let chains = try? NetfilterInventory.chains(),
-           chains.contains(where: { $0.table == "cagent" && $0.familyName == "inet" }) {
+           chains.contains(where: { $0.table == Firewall.table && $0.familyName == "inet" }) {
             found.append(Leftover(kind: .nftTable, name: "inet cagent"))
+        } else if !live.isEmpty {
+            for interface in NetworkLeftovers.deadSessionChains(paths: paths) {
+                found.append(Leftover(kind: .nftChain, name: interface))
+            }
         }
         for root in cgroupRoots + v1Hierarchies() {
             for name in FileSystem.list(root) where name.hasPrefix("cagent-") && FileSystem.isDirectory(root + "/" + name) {
@@ -53,9 +58,15 @@ enum Leftovers {
     static func clean(_ leftovers: [Leftover], paths: CagentPaths) -> (removed: [String], failed: [String]) {
         var removed: [String] = []
         var failed: [String] = []
+        // Under the setup lock, and only what is still a leftover now: a session that started since the scan
+        // keeps its objects (and the table).
+        let lock = try? SetupLock(paths: paths)
+        defer { lock?.release() }
+        let current = Set(scan(paths: paths).leftovers.map(\.description))
+        let leftovers = leftovers.filter { current.contains($0.description) }
         // Mounts first (a netns file is a mount), then namespaces, links, cgroups, and the table last so that
         // interfaces are never left without the drop that closes them.
-        let order: [Leftover.Kind] = [.mount, .netns, .link, .cgroup, .nftTable]
+        let order: [Leftover.Kind] = [.mount, .netns, .link, .cgroup, .nftChain, .nftTable]
         for kind in order {
             for item in leftovers where item.kind == kind {
                 do {
@@ -92,8 +103,10 @@ enum Leftovers {
                 usleep(50_000)
             }
             if rmdir(item.name) != 0 && errno != ENOENT { throw CagentError.system("cgroup \(item.name)", "cannot remove") }
+        case .nftChain:
+            try NetworkLeftovers.removeSession(interface: item.name)
         case .nftTable:
-            try NetlinkControl.deleteTable(named: "cagent")
+            try NetlinkControl.deleteTable(named: Firewall.table)
         }
     }
 

@@ -2,6 +2,7 @@ import CShim
 import CagentCapture
 import CagentCore
 import CagentNetwork
+import CagentSandbox
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,7 +15,9 @@ enum SystemChecks {
         checks.append(nftables())
         checks.append(foreignFirewall())
         checks.append(seccompNotify())
+        checks.append(seccompFilter())
         checks.append(landlock())
+        checks.append(cgroups())
         checks.append(ebpf())
         checks.append(DoctorCheck("libpcap", .ok, Capture.libraryVersion))
         checks.append(tracee(environment: environment))
@@ -99,11 +102,46 @@ enum SystemChecks {
         }
     }
 
+    /// The sandbox's allowlist filter: it compiles, and the kernel has every action it returns.
+    static func seccompFilter() -> DoctorCheck {
+        do {
+            let program = try SeccompCompiler.compile()
+            let decided = SeccompPolicy.rules.count
+            return DoctorCheck("seccomp filter", .ok,
+                               "x86_64 allowlist: \(decided) of \(SyscallTable.entries.count) syscalls decided (up to #\(SyscallTable.highest)), \(program.instructions.count) BPF instructions; unknown -> ENOSYS, x32 -> EPERM, other arches -> kill")
+        } catch {
+            return DoctorCheck("seccomp filter", .fail, "\(error)", required: true)
+        }
+    }
+
     static func landlock() -> DoctorCheck {
         let abi = cg_landlock_abi_version()
-        if abi >= 1 { return DoctorCheck("landlock", .ok, "ABI \(abi)") }
+        if abi >= 1 {
+            let (_, notices) = LandlockRuleset.forView(readOnly: [], readWrite: []).adapted(toABI: Int(abi))
+            if notices.isEmpty {
+                return DoctorCheck("landlock", .ok, "ABI \(abi): filesystem rights incl. device ioctls, signal and abstract-socket scoping")
+            }
+            return DoctorCheck("landlock", .warn, "ABI \(abi), degraded: " + notices.joined(separator: "; "),
+                               remedy: "a newer kernel (ABI 6, Linux 6.12+) for the full Landlock layer")
+        }
         return DoctorCheck("landlock", .warn, "not available (\(String(cString: strerror(errno)))): one layer fewer",
                            remedy: "boot with lsm=...,landlock on a kernel >= 5.13")
+    }
+
+    /// Where the pids and memory controllers are (cgroup v1, cgroup2, or a hybrid of both).
+    static func cgroups() -> DoctorCheck {
+        let layout = CgroupLayout.detect()
+        var missing: [String] = []
+        if layout.pids == nil { missing.append("pids") }
+        if layout.memory == nil { missing.append("memory") }
+        if !missing.isEmpty {
+            return DoctorCheck("cgroups", .fail, "no \(missing.joined(separator: "/")) controller; \(layout.summary)",
+                               remedy: "a kernel with the pids and memory controllers (CONFIG_CGROUP_PIDS, CONFIG_MEMCG) mounted as cgroup v1 or cgroup2",
+                               required: true)
+        }
+        let d = ResourceLimits.defaults
+        return DoctorCheck("cgroups", .ok, layout.summary
+                           + "; default limits: \(d.processes) processes, \(d.memoryBytes >> 20) MiB, \(d.openFiles) open files")
     }
 
     static func ebpf() -> DoctorCheck {

@@ -1,0 +1,51 @@
+import ArgumentParser
+import CagentCore
+import CagentSandbox
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `cagent policy`: show the process policy every sandbox gets, for review.
+struct PolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy", abstract: "Show the sandbox's seccomp policy for review.",
+        subcommands: [SeccompPolicyCommand.self], defaultSubcommand: SeccompPolicyCommand.self)
+}
+
+/// `cagent policy seccomp`: every x86_64 syscall with the answer the compiled filter gives it.
+struct SeccompPolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seccomp",
+        abstract: "List every x86_64 syscall with the filter's answer, or write the compiled filter.",
+        discussion: "The answers are read from the compiled BPF program's reference, not typed by hand. --bpf writes the raw struct sock_filter array (as bwrap --seccomp reads it).")
+
+    @Option(help: "Write the compiled filter (struct sock_filter[]) to this file.") var bpf: String?
+
+    func run() throws {
+        let program = try SeccompCompiler.compile()
+        if let bpf {
+            let fd = open(bpf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw CagentError.system("policy seccomp", "cannot open \(bpf)") }
+            defer { close(fd) }
+            let bytes = program.bytes
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard written == bytes.count else { throw CagentError.system("policy seccomp", "cannot write \(bpf)") }
+            print("wrote \(program.instructions.count) instructions to \(bpf)")
+            return
+        }
+        var category: [String: String] = [:]
+        for (cat, _, names) in SeccompPolicy.byCategory { for name in names { category[name] = cat.rawValue } }
+        for entry in SyscallTable.entries {
+            let rule = SeccompPolicy.rules[entry.name]
+            let answer: String
+            switch rule {
+            case .allow?: answer = "allow"
+            case .allowUnless(let check)?: answer = "allow unless \(check.rawValue) (then EPERM)"
+            case .deny(let code)?: answer = SeccompAction.errno(code).description
+            case nil: answer = SeccompPolicy.unknownAction.description
+            }
+            print("\(entry.number)\t\(entry.name)\t\(answer)\t\(category[entry.name] ?? "not named")")
+        }
+        print("other numbers\t\(SeccompPolicy.unknownAction)\nx32 (nr >= 0x40000000)\t\(SeccompPolicy.x32Action)\nother arch (int 0x80, ...)\t\(SeccompPolicy.foreignArchAction)")
+    }
+}

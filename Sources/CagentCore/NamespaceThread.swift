@@ -1,0 +1,39 @@
+import CShim
+import CagentCore
+import Foundation
+
+/// Runs a closure on a fresh thread that has joined a network namespace. setns(2) changes only the calling
+/// thread, and Swift Testing runs tests in parallel on shared threads: namespace work therefore gets a
+/// thread of its own that ends with the work, so no other code ever runs in the wrong namespace.
+public enum NamespaceThread {
+    /// Joins the network namespace of a process, e.g. a sandbox's init.
+    public static func run<T: Sendable>(pid: Int32, _ body: @escaping @Sendable () throws -> T) throws -> T {
+        try run(netnsPath: "/proc/\(pid)/ns/net", body)
+    }
+
+    public static func run<T: Sendable>(netnsPath: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            defer { done.signal() }
+            let fd = open(netnsPath, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                box.result = .failure(CagentError.system("setns \(netnsPath)", "cannot open the namespace"))
+                return
+            }
+            defer { close(fd) }
+            guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else {
+                box.result = .failure(CagentError.system("setns \(netnsPath)", "cannot join the namespace"))
+                return
+            }
+            box.result = Result { try body() }
+        }
+        thread.start()
+        done.wait()
+        return try box.result!.get()
+    }
+}
+
+private final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, Error>?
+}

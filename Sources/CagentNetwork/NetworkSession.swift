@@ -1,0 +1,276 @@
+import CNftnl
+import CagentCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Network configuration that is host policy, never profile content.
+public struct NetworkConfig: Sendable {
+    public var pool: AddressPool = .standard
+    /// nflog groups are allocated from here upwards (one per session).
+    public var nflogBase: UInt16 = 40000
+    /// The DNS gate listens on the gateway addresses at `gatePortBase + slot`.
+    public var gatePortBase: UInt16 = 15353
+    /// The sandbox-side interface name.
+    public var sandboxInterface = "eth0"
+
+    public init() {}
+}
+
+/// One session's uplink and host-side firewall, from setup to teardown.
+///
+/// Setup, under the machine-wide SetupLock: a lease recording what the session will create, the session's
+/// chains (the table's permanent part first if absent), then the veth — the chain exists before the interface
+/// does — addresses, forwarding, and the sandbox side. Any failure undoes what was done and throws: the agent
+/// does not run. Teardown runs on every exit path (call `tearDown()`; a dead cagent's objects are removed by
+/// the next setup's clean-up or `cagent doctor --clean`).
+///
+/// Threads: setns is per thread. Call `setUp`/`tearDown` on a thread you own, never across an `await`.
+/// `firewall` can be used from any thread.
+public final class NetworkSession: @unchecked Sendable {
+    /// Steps of setup, for crash tests (`crashAfter` raises SIGKILL right after the step).
+    public enum Step: String, Sendable, CaseIterable {
+        case leased, firewall, link, hostAddressed, sandboxConfigured
+    }
+
+    public let sessionID: String
+    public let interface: String
+    public let addresses: SessionAddresses
+    public let nflogGroup: UInt16
+    public let gatePort: UInt16
+    public let firewall: SessionFirewall
+    /// Things the user should know (another firewall in the way, no IPv6 uplink, ...).
+    public let warnings: [String]
+    /// Pre-existing host settings cagent changed (also in `<runtime>/host-changes.log`).
+    public let hostChanges: [String]
+
+    private let paths: CagentPaths
+    private let host: NetworkNamespace?
+    private var lease: SessionLease?
+
+    private init(sessionID: String, interface: String, addresses: SessionAddresses, nflogGroup: UInt16, gatePort: UInt16,
+                 firewall: SessionFirewall, warnings: [String], hostChanges: [String], paths: CagentPaths,
+                 host: NetworkNamespace?, lease: SessionLease) {
+        self.sessionID = sessionID; self.interface = interface; self.addresses = addresses
+        self.nflogGroup = nflogGroup; self.gatePort = gatePort; self.firewall = firewall
+        self.warnings = warnings; self.hostChanges = hostChanges; self.paths = paths; self.host = host; self.lease = lease
+    }
+
+    /// Lease file name for a session's network part.
+    static func leaseID(_ sessionID: String) -> String { "net-" + sessionID }
+
+    /// Sets up the network of a sandbox whose network namespace is `sandbox` (open it with
+    /// `NetworkNamespace(pid:)` from the launcher's pid). `host` is where cagent's side lives: nil for the
+    /// calling thread's namespace (the real host), a netlab host namespace in tests.
+    public static func setUp(sessionID: String, sandbox: NetworkNamespace, entries: [AllowEntry], paths: CagentPaths,
+                             config: NetworkConfig = NetworkConfig(), host: NetworkNamespace? = nil,
+                             crashAfter: Step? = nil) throws -> NetworkSession {
+        guard !sessionID.isEmpty, sessionID.utf8.count <= 12,
+              sessionID.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7a) }) else {
+            throw CagentError(stage: "network setup", "session id \(sessionID) must be 1-12 characters of [a-z0-9]")
+        }
+        let interface = Firewall.interfacePrefix + sessionID
+        func checkpoint(_ step: Step) { if crashAfter == step { kill(getpid(), SIGKILL) } }
+
+        return try inNamespace(host) {
+            let lock = try SetupLock(paths: paths)
+            defer { lock.release() }
+            var warnings: [String] = []
+            let live = SessionLease.all(paths: paths).filter(\.live)
+            let heldLines = live.flatMap { $0.contents.split(separator: "\n") }
+            let takenSlots = Set(heldLines.compactMap { $0.hasPrefix("slot ") ? Int($0.dropFirst(5)) : nil })
+            let takenGroups = Set(heldLines.compactMap { $0.hasPrefix("nflog ") ? UInt16($0.dropFirst(6)) : nil })
+            if heldLines.contains("link \(interface)") {
+                throw CagentError(stage: "network setup", "session \(sessionID) already has a network")
+            }
+
+            // Dead sessions' leftovers first, so their names and addresses are free again.
+            _ = try? NetworkLeftovers.cleanLocked(paths: paths)
+
+            let routing = try Rtnetlink(stage: "read host routes")
+            let routes4 = try routing.routes(family: .v4), routes6 = try routing.routes(family: .v6)
+            let uplinks4 = Set(routes4.filter(\.isDefault).compactMap { $0.outputInterface.flatMap(interfaceName) }).sorted()
+            let uplinks6 = Set(routes6.filter(\.isDefault).compactMap { $0.outputInterface.flatMap(interfaceName) }).sorted()
+            var useV4 = !uplinks4.isEmpty, useV6 = !uplinks6.isEmpty
+            if !useV4 && !useV6 {
+                useV4 = true; useV6 = true
+                warnings.append("the host has no default route: the sandbox's traffic can only reach networks the host routes")
+            } else if !useV6 {
+                warnings.append("the host has no IPv6 default route: the sandbox gets IPv4 only (IPv6 stays filtered)")
+            } else if !useV4 {
+                warnings.append("the host has no IPv4 default route: the sandbox gets IPv6 only (IPv4 stays filtered)")
+            }
+            let slot = try config.pool.firstFree(taken: takenSlots, occupied: (routes4 + routes6).map(\.destination))
+            let addresses = config.pool.addresses(slot: slot, ipv4: useV4, ipv6: useV6)
+            let group = try allocateGroup(base: config.nflogBase, taken: takenGroups)
+            let gatePort = config.gatePortBase &+ UInt16(truncatingIfNeeded: slot)
+
+            let lease = try SessionLease(paths: paths, sessionID: leaseID(sessionID), contents:
+                "link \(interface)\nnft-chain \(interface)\nslot \(slot)\nnflog \(group)\n")
+            checkpoint(.leased)
+
+            var linkCreated = false
+            var firewallInstalled = false
+            do {
+                // The session's chains before its interface: the permanent drop covers the interface anyway.
+                let spec = Firewall.SessionSpec(interface: interface, gateway4: addresses.gateway4, gateway6: addresses.gateway6,
+                                                gatePort: gatePort, nflogGroup: group, entries: entries)
+                var batch = Firewall.sessionBatch(spec)
+                if try !Firewall.tableExists() {
+                    var permanent = Firewall.permanentBatch()
+                    permanent.operations += batch.operations
+                    batch = permanent
+                }
+                try NftApplier.apply(batch, stage: "install the firewall of \(interface)")
+                firewallInstalled = true
+                checkpoint(.firewall)
+                warnings += ForeignFirewall.warnings()
+
+                let link = try Rtnetlink(stage: "create the uplink \(interface)")
+                try link.createVeth(hostName: interface, peerName: config.sandboxInterface, peerNetns: sandbox.fd)
+                linkCreated = true
+                checkpoint(.link)
+                let index = try interfaceIndex(interface)
+                if let gateway = addresses.gateway4 { try link.addAddress(gateway, prefixLength: config.pool.prefix4, interface: index) }
+                if let gateway = addresses.gateway6 { try link.addAddress(gateway, prefixLength: config.pool.prefix6, interface: index) }
+                try link.setUp(interface)
+                let changes = try HostForwarding.enable(session: interface, uplinks4: useV4 ? uplinks4 : [],
+                                                        uplinks6: useV6 ? uplinks6 : [])
+                HostForwarding.record(changes, session: sessionID, paths: paths)
+                checkpoint(.hostAddressed)
+
+                try sandbox.run {
+                    let inside = try Rtnetlink(stage: "configure the sandbox side of \(interface)")
+                    try inside.setUp("lo")
+                    let index = try interfaceIndex(config.sandboxInterface)
+                    if let address = addresses.sandbox4 { try inside.addAddress(address, prefixLength: config.pool.prefix4, interface: index) }
+                    if let address = addresses.sandbox6 { try inside.addAddress(address, prefixLength: config.pool.prefix6, interface: index) }
+                    try inside.setUp(config.sandboxInterface)
+                    if let gateway = addresses.gateway4 { try inside.addDefaultRoute(via: gateway, interface: index) }
+                    if let gateway = addresses.gateway6 { try inside.addDefaultRoute(via: gateway, interface: index) }
+                }
+                checkpoint(.sandboxConfigured)
+
+                let firewall = try SessionFirewall(interface: interface, nflogGroup: group, namespace: nil)
+                return NetworkSession(sessionID: sessionID, interface: interface, addresses: addresses, nflogGroup: group,
+                                      gatePort: gatePort, firewall: firewall, warnings: warnings, hostChanges: changes,
+                                      paths: paths, host: host, lease: lease)
+            } catch {
+                if linkCreated { try? Rtnetlink(stage: "undo").deleteLink(interface) }
+                if firewallInstalled { try? removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) }
+                lease.end()
+                throw error
+            }
+        }
+    }
+
+    /// Removes the link, the session's chains (or the whole table when no other session is alive), and the lease.
+    public func tearDown() throws {
+        guard let lease else { return }
+        try inNamespace(host) {
+            let lock = try SetupLock(paths: paths)
+            defer { lock.release() }
+            var failure: Error?
+            do {
+                try Rtnetlink(stage: "remove the uplink \(interface)").deleteLink(interface)
+            } catch let error as CagentError where error.errno == ENODEV {
+                // Gone with the sandbox's namespace already.
+            } catch { failure = error }
+            do { try NetworkSession.removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) } catch { failure = failure ?? error }
+            if let failure { throw failure }
+            lease.end()
+            self.lease = nil
+        }
+    }
+
+    /// Removes one session's part, or the whole table when no other live session has a network.
+    static func removeFirewall(interface: String, paths: CagentPaths, ownLease: String) throws {
+        let others = SessionLease.all(paths: paths).filter { $0.live && $0.sessionID != ownLease && $0.contents.contains("\nslot ") }
+        if others.isEmpty {
+            try NetlinkControl.deleteTable(named: Firewall.table)
+        } else {
+            try NftApplier.apply(Firewall.removeSessionBatch(interface: interface), stage: "remove the firewall of \(interface)")
+        }
+    }
+
+    /// The first nflog group at or above `base` that no live session holds and no process listens on here.
+    static func allocateGroup(base: UInt16, taken: Set<UInt16>) throws -> UInt16 {
+        // /proc/net/netfilter/nfnetlink_log: one line per bound group, the group number first.
+        let bound = Set((FileSystem.readText("/proc/thread-self/net/netfilter/nfnetlink_log") ?? "")
+            .split(separator: "\n").compactMap { UInt16($0.split(separator: " ").first ?? "") })
+        var group = base
+        while taken.contains(group) || bound.contains(group) {
+            if group == UInt16.max { throw CagentError(stage: "nflog group", "no free nflog group above \(base)") }
+            group += 1
+        }
+        return group
+    }
+}
+
+/// Removes what dead sessions left in the current namespace: their links and chains, or the whole table when no
+/// live session has a network. Used by setup (under its lock) and by `cagent doctor --clean`.
+public enum NetworkLeftovers {
+    /// Interfaces of dead sessions that still have chains in the table.
+    public static func deadSessionChains(paths: CagentPaths) -> [String] {
+        guard let chains = try? NetfilterInventory.chains() else { return [] }
+        let held = heldInterfaces(paths: paths)
+        return Firewall.sessionInterfaces(in: chains).filter { !held.contains($0) }
+    }
+
+    static func heldInterfaces(paths: CagentPaths) -> Set<String> {
+        Set(SessionLease.all(paths: paths).filter(\.live).flatMap { $0.contents.split(separator: "\n") }
+            .compactMap { $0.hasPrefix("link ") ? String($0.dropFirst(5)) : nil })
+    }
+
+    /// Removes one dead session's chains and sets.
+    public static func removeSession(interface: String) throws {
+        try NftApplier.apply(Firewall.removeSessionBatch(interface: interface), stage: "remove the chains of \(interface)")
+    }
+
+    /// Takes the setup lock and cleans; returns what was removed.
+    public static func clean(paths: CagentPaths, namespace: NetworkNamespace? = nil) throws -> [String] {
+        try inNamespace(namespace) {
+            let lock = try SetupLock(paths: paths)
+            defer { lock.release() }
+            return try cleanLocked(paths: paths)
+        }
+    }
+
+    static func cleanLocked(paths: CagentPaths) throws -> [String] {
+        var removed: [String] = []
+        let held = heldInterfaces(paths: paths)
+        let routing = try Rtnetlink(stage: "remove leftover links")
+        for name in linkNames() where name.hasPrefix(Firewall.interfacePrefix) && !held.contains(name) {
+            try? routing.deleteLink(name)
+            removed.append("link \(name)")
+        }
+        if try Firewall.tableExists() {
+            if held.isEmpty {
+                try NetlinkControl.deleteTable(named: Firewall.table)
+                removed.append("nft-table inet \(Firewall.table)")
+            } else {
+                for interface in deadSessionChains(paths: paths) {
+                    try removeSession(interface: interface)
+                    removed.append("nft-chain \(interface)")
+                }
+            }
+        }
+        for lease in SessionLease.all(paths: paths) where !lease.live && lease.sessionID.hasPrefix("net-") {
+            unlink(lease.path)
+        }
+        return removed
+    }
+
+    /// Interface names in the calling thread's namespace (if_nameindex uses a socket made there).
+    static func linkNames() -> [String] {
+        guard let list = if_nameindex() else { return [] }
+        defer { if_freenameindex(list) }
+        var names: [String] = []
+        var entry = list
+        while entry.pointee.if_index != 0 {
+            names.append(String(cString: entry.pointee.if_name))
+            entry += 1
+        }
+        return names
+    }
+}

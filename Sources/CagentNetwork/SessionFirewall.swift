@@ -1,0 +1,112 @@
+import CNftnl
+import CagentCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One session's allow sets, for the DNS gate (part 2) and for static entries: each call is one atomic batch
+/// on a netlink socket bound in the host's namespace when the session was set up, so callers need no setns.
+/// Thread-safe.
+///
+/// Domain entries without a port: the gate pins each answer for tcp/443 and tcp/80 (`Ports.webDefaults`);
+/// endpoints name their own port. Nothing here opens "any port" for a name: the profile decides.
+public final class SessionFirewall: @unchecked Sendable {
+    public enum Ports {
+        /// What a `domains:` entry opens for each address its name resolves to.
+        public static let webDefaults: [(AllowProto, UInt16)] = [(.tcp, 443), (.tcp, 80)]
+    }
+
+    public let interface: String
+    public let nflogGroup: UInt16
+    private let socket: NetlinkSocket
+    private var lock = pthread_mutex_t()        // deadlines
+    private var socketLock = pthread_mutex_t()  // the netlink socket
+
+    init(interface: String, nflogGroup: UInt16, namespace: NetworkNamespace?) throws {
+        self.interface = interface
+        self.nflogGroup = nflogGroup
+        socket = try inNamespace(namespace) { try NetlinkSocket(NETLINK_NETFILTER, stage: "session firewall \(interface)") }
+        pthread_mutex_init(&lock, nil)
+        pthread_mutex_init(&socketLock, nil)
+    }
+
+    deinit { pthread_mutex_destroy(&lock); pthread_mutex_destroy(&socketLock) }
+
+    /// Allows `address` on `proto`/`port` for `timeout` seconds (nil: for the session's life). When the entry
+    /// exists already, its timeout becomes max(remaining, timeout): a short TTL never cuts a longer pin.
+    public func allow(_ address: IPAddress, proto: AllowProto, port: UInt16, timeout: UInt32?) throws {
+        try allow([(address, proto, port)], timeout: timeout)
+    }
+
+    /// The gate's call: pins `address` on each of `ports` (a domain entry: `Ports.webDefaults`) for `ttl`
+    /// seconds, returning once the kernel holds the elements.
+    public func pin(_ address: IPAddress, ports: [(AllowProto, UInt16)] = Ports.webDefaults, ttl: UInt32) throws {
+        try allow(ports.map { (address, $0.0, $0.1) }, timeout: ttl)
+    }
+
+    /// Many entries in one batch (a DNS answer with several addresses).
+    public func allow(_ entries: [(IPAddress, AllowProto, UInt16)], timeout: UInt32?) throws {
+        let sets = Firewall.setNames(interface)
+        var batch = NftBatch(table: Firewall.table)
+        let now = SessionFirewall.monotonicSeconds()
+        pthread_mutex_lock(&lock)
+        if deadlines.count > 4096 { deadlines = deadlines.filter { $0.value > now } }   // expired pins are gone
+        var elements: [IPAddress.Family: [NftElement]] = [:]
+        for (address, proto, port) in entries {
+            let key = Firewall.key(address, proto.number, port)
+            var milliseconds: UInt64?
+            if let timeout {
+                // The kernel sets the timeout of a re-added element to the new value: keep the later deadline.
+                let deadline = max(now + Double(max(timeout, 1)), deadlines[key] ?? 0)
+                if deadlines[key] != .infinity { deadlines[key] = deadline }
+                milliseconds = deadlines[key] == .infinity ? nil : UInt64(((deadline - now) * 1000).rounded(.up))
+            } else {
+                deadlines[key] = .infinity
+            }
+            elements[address.family, default: []].append(Firewall.element(address, proto, port, timeout: milliseconds))
+        }
+        pthread_mutex_unlock(&lock)
+        for family in [IPAddress.Family.v4, .v6] {
+            guard let list = elements[family], !list.isEmpty else { continue }
+            batch.operations.append(.addElements(set: family == .v4 ? sets.allow4 : sets.allow6, list))
+        }
+        try apply(batch)
+    }
+
+    /// When each element this session added runs out (monotonic seconds; infinity: never).
+    private var deadlines: [[UInt8]: Double] = [:]
+
+    static func monotonicSeconds() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    /// Allows one of the profile's entries (a block or an endpoint) for the session's life.
+    public func allow(_ entry: AllowEntry) throws {
+        let spec = Firewall.SessionSpec(interface: interface, gateway4: nil, gateway6: nil, gatePort: 0,
+                                        nflogGroup: nflogGroup, entries: [entry])
+        var batch = NftBatch(table: Firewall.table)
+        for (set, elements) in Firewall.staticElements(spec) { batch.operations.append(.addElements(set: set, elements)) }
+        try apply(batch)
+    }
+
+    /// Withdraws an address entry (e.g. when the gate learns a pin is wrong).
+    public func revoke(_ address: IPAddress, proto: AllowProto, port: UInt16) throws {
+        let sets = Firewall.setNames(interface)
+        var batch = NftBatch(table: Firewall.table)
+        batch.operations.append(.deleteElements(set: address.family == .v4 ? sets.allow4 : sets.allow6,
+                                                [Firewall.element(address, proto, port, timeout: nil)]))
+        try apply(batch)
+        pthread_mutex_lock(&lock)
+        deadlines[Firewall.key(address, proto.number, port)] = nil
+        pthread_mutex_unlock(&lock)
+    }
+
+    private func apply(_ batch: NftBatch) throws {
+        pthread_mutex_lock(&socketLock)
+        defer { pthread_mutex_unlock(&socketLock) }
+        let (bytes, acks, meaning) = try batch.encode(firstSequence: socket.sequences(batch.operations.count + 64))
+        try socket.transact(bytes, acks: acks, meaning: meaning)
+    }
+}

@@ -1,0 +1,283 @@
+import CShim
+import CagentCore
+import CagentProfile
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The sandbox's resource limits: the profile's `limits` over built-in defaults.
+public struct ResourceLimits: Sendable, Equatable {
+    /// Processes and threads in the session's cgroup (pids controller). A fork bomb stops here.
+    public var processes: Int
+    /// Memory of the whole session (memory controller; swap included where the kernel accounts it).
+    public var memoryBytes: UInt64
+    /// RLIMIT_NOFILE, lowered only.
+    public var openFiles: Int
+    /// Size of the sandbox's /tmp and /dev/shm tmpfs mounts (tmpfs pages count against memory too).
+    public var tmpBytes: UInt64
+    public var shmBytes: UInt64
+
+    public static let defaults = ResourceLimits(processes: 1024, memoryBytes: 4 << 30, openFiles: 4096,
+                                                tmpBytes: 1 << 30, shmBytes: 64 << 20)
+
+    public init(processes: Int, memoryBytes: UInt64, openFiles: Int, tmpBytes: UInt64, shmBytes: UInt64) {
+        self.processes = processes; self.memoryBytes = memoryBytes; self.openFiles = openFiles
+        self.tmpBytes = tmpBytes; self.shmBytes = shmBytes
+    }
+
+    public init(profile: Limits) {
+        let d = Self.defaults
+        self.init(processes: profile.processes ?? d.processes, memoryBytes: profile.memoryBytes ?? d.memoryBytes,
+                  openFiles: profile.openFiles ?? d.openFiles, tmpBytes: profile.tmpBytes ?? d.tmpBytes,
+                  shmBytes: profile.shmBytes ?? d.shmBytes)
+    }
+
+    /// Mount options for the sandbox's /tmp and /dev/shm.
+    public var tmpMountOptions: String { "mode=1777,size=\(tmpBytes),nosuid,nodev" }
+    public var shmMountOptions: String { "mode=1777,size=\(shmBytes),nosuid,nodev" }
+
+    /// rlimits applied in the child, lower-only (raising needs CAP_SYS_RESOURCE, which root may lack).
+    /// RLIMIT_NPROC is deliberately absent: it counts every process of the uid on the host, and the agent's
+    /// uid is the workspace owner's; the pids cgroup counts the session alone. Core dumps are off (they
+    /// would write the agent's memory, secrets included, into the workspace).
+    public var rlimits: [cg_rlimit_setting] {
+        [
+            cg_rlimit_setting(resource: Int32(RLIMIT_NOFILE.rawValue), soft: UInt64(openFiles), hard: UInt64(openFiles)),
+            cg_rlimit_setting(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0),
+        ]
+    }
+}
+
+/// Where the cgroup controllers live: cgroup v1 hierarchies, the cgroup2 (unified) tree, or both (hybrid).
+public struct CgroupLayout: Sendable, Equatable {
+    public struct Hierarchy: Sendable, Equatable {
+        /// Mount point, e.g. /sys/fs/cgroup/pids or /sys/fs/cgroup/unified.
+        public var mountPoint: String
+        /// This process's cgroup in it (from /proc/self/cgroup).
+        public var ownPath: String
+        public var isV2: Bool
+
+        public init(mountPoint: String, ownPath: String, isV2: Bool) {
+            self.mountPoint = mountPoint; self.ownPath = ownPath; self.isV2 = isV2
+        }
+    }
+
+    /// The hierarchy that carries the pids controller, the memory controller, and the cgroup2 tree (nil
+    /// when absent). On a pure v2 host all three are the same.
+    public var pids: Hierarchy?
+    public var memory: Hierarchy?
+    public var unified: Hierarchy?
+
+    /// Reads /proc/self/mounts and /proc/self/cgroup.
+    public static func detect() -> CgroupLayout {
+        parse(mounts: FileSystem.readText("/proc/self/mounts") ?? "",
+              cgroups: FileSystem.readText("/proc/self/cgroup") ?? "",
+              v2Controllers: { FileSystem.readText($0 + "/cgroup.controllers") ?? "" })
+    }
+
+    /// Pure parser (testable with any text): v1 controllers win where both exist, because a controller
+    /// bound to a v1 hierarchy is absent from cgroup2.
+    public static func parse(mounts: String, cgroups: String, v2Controllers: (String) -> String) -> CgroupLayout {
+        var v1: [String: String] = [:]   // controller -> mount point
+        var v2Mount: String?
+        for line in mounts.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count >= 4 else { continue }
+            if f[2] == "cgroup2" { v2Mount = v2Mount ?? String(f[1]) }
+            if f[2] == "cgroup" {
+                for option in f[3].split(separator: ",") where option == "pids" || option == "memory" {
+                    v1[String(option)] = String(f[1])
+                }
+            }
+        }
+        var v1Paths: [String: String] = [:]
+        var v2Path = "/"
+        for line in cgroups.split(separator: "\n", omittingEmptySubsequences: true) {
+            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard f.count == 3 else { continue }
+            if f[0] == "0" && f[1].isEmpty { v2Path = String(f[2]); continue }
+            for controller in f[1].split(separator: ",") { v1Paths[String(controller)] = String(f[2]) }
+        }
+        var layout = CgroupLayout()
+        if let mount = v2Mount { layout.unified = Hierarchy(mountPoint: mount, ownPath: v2Path, isV2: true) }
+        let v2Has = Set((v2Mount.map { v2Controllers($0) } ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
+        for controller in ["pids", "memory"] {
+            let hierarchy: Hierarchy?
+            if let mount = v1[controller] {
+                hierarchy = Hierarchy(mountPoint: mount, ownPath: v1Paths[controller] ?? "/", isV2: false)
+            } else if v2Has.contains(controller) {
+                hierarchy = layout.unified
+            } else {
+                hierarchy = nil
+            }
+            if controller == "pids" { layout.pids = hierarchy } else { layout.memory = hierarchy }
+        }
+        return layout
+    }
+
+    public var summary: String {
+        func describe(_ h: Hierarchy?) -> String {
+            guard let h else { return "absent" }
+            return (h.isV2 ? "cgroup2 " : "cgroup v1 ") + h.mountPoint
+        }
+        return "pids: \(describe(pids)); memory: \(describe(memory)); cgroup2: \(unified?.mountPoint ?? "not mounted")"
+    }
+}
+
+/// The session's cgroups, one `cagent-<id>` directory per hierarchy used, created under cagent's own
+/// cgroup (nested, so whatever limits cagent itself runs under still apply). Removed by `remove()`, which
+/// kills anything left inside first.
+public final class SessionCgroup: @unchecked Sendable {
+    public let name: String
+    /// Directories created, in creation order.
+    public private(set) var directories: [String] = []
+    public let pidsDirectory: String?
+    public let memoryDirectory: String?
+    public let unifiedDirectory: String?
+    public let limits: ResourceLimits
+
+    /// Creates the cgroups and writes the limits. Fails closed: when the pids or memory controller is
+    /// missing or a limit cannot be written, nothing is left behind and the error says which.
+    public init(id: String, limits: ResourceLimits, layout: CgroupLayout = .detect()) throws {
+        let name = "cagent-\(id)"
+        self.name = name
+        self.limits = limits
+        func dir(_ h: CgroupLayout.Hierarchy) -> String {
+            (h.mountPoint + (h.ownPath == "/" ? "" : h.ownPath) + "/" + name)
+        }
+        guard let pids = layout.pids else {
+            throw CagentError(stage: "cgroup", "no pids controller (neither cgroup v1 nor cgroup2)",
+                              hint: "a kernel with CONFIG_CGROUP_PIDS; without it a fork bomb is not contained")
+        }
+        guard let memory = layout.memory else {
+            throw CagentError(stage: "cgroup", "no memory controller (neither cgroup v1 nor cgroup2)",
+                              hint: "a kernel with CONFIG_MEMCG (boot without cgroup_disable=memory)")
+        }
+        pidsDirectory = dir(pids)
+        memoryDirectory = dir(memory)
+        unifiedDirectory = layout.unified.map { dir($0) }
+        do {
+            for h in [pids, memory] where h.isV2 {
+                try Self.enableControllers(parent: h.mountPoint + (h.ownPath == "/" ? "" : h.ownPath))
+            }
+            for path in [pidsDirectory, memoryDirectory, unifiedDirectory].compactMap({ $0 })
+            where !directories.contains(path) {
+                if mkdir(path, 0o755) != 0 {
+                    throw CagentError.system("cgroup: mkdir \(path)", "cannot create the session cgroup")
+                }
+                directories.append(path)
+            }
+            try write(pidsDirectory!, "pids.max", "\(limits.processes)")
+            if memory.isV2 {
+                try write(memoryDirectory!, "memory.max", "\(limits.memoryBytes)")
+                if FileSystem.exists(memoryDirectory! + "/memory.swap.max") {
+                    try write(memoryDirectory!, "memory.swap.max", "0")
+                }
+            } else {
+                try write(memoryDirectory!, "memory.limit_in_bytes", "\(limits.memoryBytes)")
+                // memsw = memory + swap; equal limits mean no swap. Absent when swap accounting is off.
+                if FileSystem.exists(memoryDirectory! + "/memory.memsw.limit_in_bytes") {
+                    try write(memoryDirectory!, "memory.memsw.limit_in_bytes", "\(limits.memoryBytes)")
+                }
+            }
+        } catch {
+            remove()
+            throw error
+        }
+    }
+
+    /// The cgroup.procs files the child writes "0" to (cg_policy.cgroup_procs), before anything else.
+    public var procsFiles: [String] { directories.map { $0 + "/cgroup.procs" } }
+
+    /// Moves a process (the sandbox's init, right after clone and before it is released) into every
+    /// session cgroup. Its descendants inherit the placement. On a pure cgroup2 host, clone3 with
+    /// CLONE_INTO_CGROUP and a descriptor of `unifiedDirectory` does the same atomically.
+    public func add(pid: pid_t) throws {
+        for file in procsFiles { try Self.writeFile(file, "\(pid)") }
+    }
+
+    /// Tasks (processes and threads) the pids controller counts now.
+    public func taskCount() -> Int {
+        guard let dir = pidsDirectory, let text = FileSystem.readText(dir + "/pids.current") else { return 0 }
+        return Int(text.split(separator: "\n").first ?? "") ?? 0
+    }
+
+    /// Processes now in the session (pids cgroup).
+    public func members() -> [pid_t] {
+        guard let dir = pidsDirectory, let text = FileSystem.readText(dir + "/cgroup.procs") else { return [] }
+        return text.split(separator: "\n").compactMap { pid_t(String($0)) }
+    }
+
+    /// What the limits stopped, in words the user sees at the end of a session.
+    public func exhaustionReport() -> [String] {
+        var report: [String] = []
+        if let dir = pidsDirectory, let events = FileSystem.readText(dir + "/pids.events"),
+           let hits = Self.counter("max", in: events), hits > 0 {
+            report.append("process limit (\(limits.processes)) reached: \(hits) fork/clone calls failed with EAGAIN")
+        }
+        if let dir = memoryDirectory {
+            let file = FileSystem.exists(dir + "/memory.events") ? "/memory.events" : "/memory.oom_control"
+            if let events = FileSystem.readText(dir + file), let kills = Self.counter("oom_kill", in: events), kills > 0 {
+                report.append("memory limit (\(limits.memoryBytes >> 20) MiB) reached: \(kills) process(es) killed by the OOM killer")
+            }
+        }
+        return report
+    }
+
+    /// Kills whatever is left and removes every directory; safe to call twice.
+    public func remove() {
+        // Stop further forks first, so the kill loop converges even on a fork bomb.
+        if let dir = pidsDirectory, directories.contains(dir) { try? write(dir, "pids.max", "0") }
+        for dir in directories.reversed() {
+            for _ in 0..<200 {
+                if FileSystem.exists(dir + "/cgroup.kill") { try? write(dir, "cgroup.kill", "1") }
+                let pids = (FileSystem.readText(dir + "/cgroup.procs") ?? "").split(separator: "\n").compactMap { pid_t(String($0)) }
+                if pids.isEmpty { break }
+                for pid in pids { kill(pid, SIGKILL) }
+                usleep(5_000)
+            }
+            for _ in 0..<200 {
+                if rmdir(dir) == 0 || errno == ENOENT { break }
+                usleep(5_000)
+            }
+        }
+        directories.removeAll()
+    }
+
+    deinit { remove() }
+
+    static func counter(_ key: String, in text: String) -> Int? {
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count == 2, f[0] == key { return Int(f[1]) }
+        }
+        return nil
+    }
+
+    private static func enableControllers(parent: String) throws {
+        let wanted = ["pids", "memory"]
+        let enabled = (FileSystem.readText(parent + "/cgroup.subtree_control") ?? "")
+            .split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+        for controller in wanted where !enabled.contains(controller) {
+            do {
+                try writeFile(parent + "/cgroup.subtree_control", "+\(controller)")
+            } catch var error as CagentError {
+                error.hint = "cgroup2 allows controllers only in cgroups without processes: run cagent in its own cgroup (systemd-run --scope, or a delegated slice)"
+                throw error
+            }
+        }
+    }
+
+    private func write(_ dir: String, _ file: String, _ value: String) throws {
+        try Self.writeFile(dir + "/" + file, value)
+    }
+
+    static func writeFile(_ path: String, _ value: String) throws {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CagentError.system("cgroup: open \(path)", "cannot write \(value)") }
+        defer { close(fd) }
+        let bytes = Array(value.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { throw CagentError.system("cgroup: write \(path)", "cannot write \(value)") }
+    }
+}

@@ -1,0 +1,80 @@
+import CagentCore
+import Foundation
+
+/// Child processes for the test network, on posix_spawn and waitpid. (Foundation's Process reaps its children
+/// on a background queue; with many tests starting processes at once it left children unreaped and tests
+/// waiting forever, so the lab owns its children outright.)
+public struct SpawnedProcess: Sendable {
+    public let pid: pid_t
+
+    /// Starts `arguments` (arguments[0] looked up on PATH) in its own process group, with stdout/stderr sent
+    /// to the given files (or /dev/null) and stdin from /dev/null.
+    public static func start(_ arguments: [String], stdout: String? = nil, stderr: String? = nil) throws -> SpawnedProcess {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Own process group: killing the group stops whatever the command started too.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+        argv.append(nil)
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, environ)
+        guard result == 0 else {
+            throw CagentError(stage: "spawn \(arguments[0])", "posix_spawnp failed", errno: result)
+        }
+        return SpawnedProcess(pid: pid)
+    }
+
+    /// Waits up to `timeout` seconds; kills the process group when it is still running then. Returns the
+    /// exit status (128+N for a signal).
+    @discardableResult
+    public func wait(timeout: Double) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        while true {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid { return SpawnedProcess.decode(status) }
+            if result < 0 && errno != EINTR { return -1 }
+            if Date() >= deadline {
+                kill(-pid, SIGKILL)
+                kill(pid, SIGKILL)
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                return SpawnedProcess.decode(status)
+            }
+            usleep(2_000)
+        }
+    }
+
+    /// Stops the process group: SIGTERM, a short grace period, then SIGKILL; always reaps.
+    public func stop() {
+        kill(-pid, SIGTERM)
+        kill(pid, SIGTERM)
+        wait(timeout: 1)
+    }
+
+    public var isRunning: Bool {
+        var status: Int32 = 0
+        return waitpid(pid, &status, WNOHANG) == 0
+    }
+
+    static func decode(_ status: Int32) -> Int32 {
+        let signal = status & 0x7F
+        return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+    }
+}
