@@ -37,7 +37,7 @@ public final class Recorder: @unchecked Sendable {
         self.rules = rules
         self.batchEvents = max(1, batchEvents)
         self.onCommit = onCommit
-        if try !store.sessionExists(session.id) { try store.createSession(session) }
+        try store.createSession(session)
     }
 
     public func record(_ event: ObservedEvent) {

@@ -72,10 +72,11 @@ public final class Store: Sendable {
 
     // MARK: sessions
 
+    /// Creates the session row; an existing id is kept as it is (two sources may open the same session).
     public func createSession(_ session: SessionInfo) throws {
         try pool.write { db in
             try db.execute(sql: """
-                INSERT INTO sessions (id, kind, source, command, gate, started_at) VALUES (?, ?, ?, ?, ?, ?)
+                INSERT OR IGNORE INTO sessions (id, kind, source, command, gate, started_at) VALUES (?, ?, ?, ?, ?, ?)
                 """, arguments: [session.id, session.kind, session.source, Data(Self.joined(session.command).bytes),
                                  session.gate, session.startedAt])
         }
