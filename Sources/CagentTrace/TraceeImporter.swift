@@ -1,6 +1,7 @@
 import CShim
 import CagentCore
 import CagentStore
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,15 +42,58 @@ public struct TraceeImporter {
         defer { _ = cg_gz_close(handle) }
 
         var summary = Summary()
-        try readLines(handle, path: path) { number, line, tooLong in
-            summary.lines = number
-            if tooLong {
-                note(&summary, number, "line longer than \(Self.maxLineBytes) bytes")
-                return
+        var chunk: [PendingLine] = []
+        chunk.reserveCapacity(Self.chunkLines)
+        do {
+            try readLines(handle, path: path) { number, line, tooLong in
+                chunk.append(PendingLine(number: number, bytes: tooLong ? [] : Array(line), tooLong: tooLong))
+                if chunk.count == Self.chunkLines {
+                    process(chunk, into: recorder, &summary)
+                    chunk.removeAll(keepingCapacity: true)
+                }
             }
-            switch TraceeParser.parse(line: line) {
+        } catch {
+            process(chunk, into: recorder, &summary)  // everything before the failure is kept
+            throw error
+        }
+        process(chunk, into: recorder, &summary)
+        return summary
+    }
+
+    struct PendingLine: Sendable {
+        var number: Int
+        var bytes: [UInt8]
+        var tooLong: Bool
+    }
+
+    /// Lines are parsed in chunks on all cores (JSON parsing is most of an import's work), then recorded
+    /// in file order.
+    static let chunkLines = 4096
+    static let workers = max(1, min(8, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    private func process(_ chunk: [PendingLine], into recorder: Recorder, _ summary: inout Summary) {
+        guard !chunk.isEmpty else { return }
+        var parsed = [TraceeLine](repeating: .blank, count: chunk.count)
+        parsed.withUnsafeMutableBufferPointer { buffer in
+            nonisolated(unsafe) let results = buffer
+            let workers = Self.workers
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                var index = worker
+                while index < chunk.count {
+                    if !chunk[index].tooLong { results[index] = TraceeParser.parse(line: chunk[index].bytes) }
+                    index += workers
+                }
+            }
+        }
+        for (line, result) in zip(chunk, parsed) {
+            summary.lines = line.number
+            if line.tooLong {
+                note(&summary, line.number, "line longer than \(Self.maxLineBytes) bytes")
+                continue
+            }
+            switch result {
             case .blank: break
-            case .malformed(let reason): note(&summary, number, reason)
+            case .malformed(let reason): note(&summary, line.number, reason)
             case .unknown(let name): summary.unknown[name, default: 0] += 1
             case .events(_, let events):
                 summary.mapped += 1
@@ -57,7 +101,6 @@ public struct TraceeImporter {
                 for event in events { recorder.record(event) }
             }
         }
-        return summary
     }
 
     private func note(_ summary: inout Summary, _ line: Int, _ reason: String) {
