@@ -72,3 +72,22 @@ if run enforce; then
   $bench --name "sandbox alone (plan replayed from C) vs bwrap" --rounds 40 --warmup 3 \
     --subject "$scratch/probe $scratch/plan $uid $uid $PWD/.build/release/cagent-init" --reference "$bwrap_cmd </dev/null"
 fi
+
+if run store; then
+  # The store: 1M synthetic events (file 70%, DNS 15%, flows 10%, exec 5%) with 10k distinct keys, recorded
+  # through the Recorder into a fresh database, against the sqlite3 CLI bulk-loading the same events as raw
+  # CSV rows (one row per event, no aggregation, no index). Then the Tracee importer on the same events as
+  # Tracee JSON lines against jq reducing them to counts per distinct key.
+  work=$(mktemp -d /tmp/cagent-bench-store.XXXXXX)
+  $cagent synthetic --events 1000000 --keys 10000 --format csv --output "$work/events.csv"
+  $cagent synthetic --events 1000000 --keys 10000 --format tracee --output "$work/events.jsonl"
+  $bench --name "store: record 1M events, 10k keys vs sqlite3 .import of the raw CSV" --rounds 5 --warmup 1 \
+    --subject "rm -f $work/s.db*; $cagent synthetic --events 1000000 --keys 10000 --db $work/s.db" \
+    --reference "rm -f $work/r.db; sqlite3 $work/r.db '.mode csv' 'CREATE TABLE events(kind,time,pid,program,key,detail,result);' '.import $work/events.csv events'"
+  echo "  database bytes (1M events, 10k keys): cagent $(stat -c %s "$work/s.db")  raw sqlite3 $(stat -c %s "$work/r.db")"
+  $bench --name "store: import 1M Tracee JSON lines vs jq counting per key" --rounds 3 --warmup 1 \
+    --subject "rm -f $work/i.db*; $cagent import tracee $work/events.jsonl --db $work/i.db" \
+    --reference "jq -r '[.eventName, .processName, (.args[] | select(.name==\"pathname\" or .name==\"dns_questions\" or .name==\"remote_addr\") | .value | tostring)] | @tsv' $work/events.jsonl | sort | uniq -c > /dev/null"
+  echo "  database bytes after import: $(stat -c %s "$work/i.db")  raw JSON lines: $(stat -c %s "$work/events.jsonl")"
+  rm -rf "$work"
+fi
