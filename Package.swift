@@ -32,7 +32,8 @@ let package = Package(
         .target(name: "CagentDNS", dependencies: ["CagentCore", "CagentNetwork", "CShim"]),
         .target(name: "CagentCapture", dependencies: ["CagentCore", "CagentNetwork", "CagentDNS", "CPcap"]),
         .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim"]),
+        .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim"],
+                linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
         .target(name: "CagentCLI", dependencies: [
             "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
             "CagentCapture", "CagentStore", "CagentTrace", "CShim", "CPcap", "CNftnl",
@@ -42,7 +43,10 @@ let package = Package(
 
         // Executables: a tiny @main, the in-sandbox init (synchronous, no Foundation), the benchmark harness.
         .executableTarget(name: "cagent", dependencies: ["CagentCLI"]),
-        .executableTarget(name: "cagent-init", dependencies: ["CShim"]),
+        // cagent-init is C; linked statically so that no dynamic loading (SwiftPM would add libswiftCore) slows
+        // every sandbox start (~2 ms, docs/benchmarks.md "Sandbox start").
+        .executableTarget(name: "cagent-init", dependencies: ["CShim"],
+                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .executableTarget(name: "cagent-bench", dependencies: []),
         .executableTarget(name: "cagent-dns-bench", dependencies: ["CagentDNS", "CagentNetwork", "CagentCore", "CNftnl"]),
 
@@ -55,7 +59,7 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
         .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"], exclude: ["Corpus"]),
-        .testTarget(name: "StoreTests", dependencies: ["CagentStore", "CagentTrace"]),
+        .testTarget(name: "StoreTests", dependencies: ["CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

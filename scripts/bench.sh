@@ -47,6 +47,51 @@ if run network; then
   CAGENT=$cagent scripts/bench-network.sh
 fi
 
+if run enforce; then
+  # Sandbox start: `cagent enforce -- /bin/true`, start to exit, beside bwrap with the same namespaces (user,
+  # mount, pid, net, uts, ipc, cgroup) and an equivalent view (ro /usr, merged-/usr links, /etc on tmpfs,
+  # /proc, minimal /dev, /tmp tmpfs, workspace and home read-write, new session, die-with-parent).
+  # The agent user is BENCH_UID (default: SUDO_UID, else 1000).
+  uid=${BENCH_UID:-${SUDO_UID:-1000}}
+  scratch=$(mktemp -d /tmp/cgbench-XXXXXX); chmod 755 "$scratch"
+  mkdir -p "$scratch/ws" "$scratch/home"; chown "$uid:$uid" "$scratch/ws" "$scratch/home"
+  trap 'rm -rf "$scratch"' EXIT   # the shadow home lives in $scratch/state (--state-dir), not in a real home
+  bwrap_cmd="bwrap --unshare-all --uid $uid --gid $uid --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib \
+--symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --tmpfs /etc --ro-bind /etc/ld.so.cache /etc/ld.so.cache \
+--ro-bind /etc/nsswitch.conf /etc/nsswitch.conf --proc /proc --dev /dev --tmpfs /tmp --bind $scratch/home $scratch/home \
+--bind $scratch/ws $scratch/ws --chdir $scratch/ws --new-session --die-with-parent /bin/true"
+  $bench --name "sandbox start: cagent enforce -- /bin/true vs bwrap" --rounds 40 --warmup 3 \
+    --subject "cd $scratch/ws && $cagent enforce --profile default --user $uid --state-dir $scratch/state -- /bin/true </dev/null" \
+    --reference "$bwrap_cmd </dev/null"
+  # What dominates: the bare start of the cagent binary (Swift runtime, Foundation, ArgumentParser) ...
+  $bench --name "cagent process start (cagent --version) vs bwrap" --rounds 40 --warmup 3 \
+    --subject "$cagent --version" --reference "$bwrap_cmd </dev/null"
+  # ... and the sandbox alone: the same plan replayed from C through cg_spawn_init and cagent-init.
+  (cd "$scratch/ws" && $cagent enforce --profile default --user "$uid" --state-dir "$scratch/state" --dump-plan "$scratch/plan" -- /bin/true)
+  cc -O2 -I Sources/CShim/include -o "$scratch/probe" scripts/sandbox-start-probe.c Sources/CShim/cg_spawn.c
+  $bench --name "sandbox alone (plan replayed from C) vs bwrap" --rounds 40 --warmup 3 \
+    --subject "$scratch/probe $scratch/plan $uid $uid $PWD/.build/release/cagent-init" --reference "$bwrap_cmd </dev/null"
+fi
+
+if run store; then
+  # The store: 1M synthetic events (file 70%, DNS 15%, flows 10%, exec 5%) with 10k distinct keys, recorded
+  # through the Recorder into a fresh database, against the sqlite3 CLI bulk-loading the same events as raw
+  # CSV rows (one row per event, no aggregation, no index). Then the Tracee importer on the same events as
+  # Tracee JSON lines against jq reducing them to counts per distinct key.
+  work=$(mktemp -d /tmp/cagent-bench-store.XXXXXX)
+  $cagent synthetic --events 1000000 --keys 10000 --format csv --output "$work/events.csv"
+  $cagent synthetic --events 1000000 --keys 10000 --format tracee --output "$work/events.jsonl"
+  $bench --name "store: record 1M events, 10k keys vs sqlite3 .import of the raw CSV" --rounds 5 --warmup 1 \
+    --subject "rm -f $work/s.db*; $cagent synthetic --events 1000000 --keys 10000 --db $work/s.db" \
+    --reference "rm -f $work/r.db; sqlite3 $work/r.db '.mode csv' 'CREATE TABLE events(kind,time,pid,program,key,detail,result);' '.import $work/events.csv events'"
+  echo "  database bytes (1M events, 10k keys): cagent $(stat -c %s "$work/s.db")  raw sqlite3 $(stat -c %s "$work/r.db")"
+  $bench --name "store: import 1M Tracee JSON lines vs jq counting per key" --rounds 3 --warmup 1 \
+    --subject "rm -f $work/i.db*; $cagent import tracee $work/events.jsonl --db $work/i.db" \
+    --reference "jq -r '[.eventName, .processName, (.args[] | select(.name==\"pathname\" or .name==\"dns_questions\" or .name==\"remote_addr\") | .value | tostring)] | @tsv' $work/events.jsonl | sort | uniq -c > /dev/null"
+  echo "  database bytes after import: $(stat -c %s "$work/i.db")  raw JSON lines: $(stat -c %s "$work/events.jsonl")"
+  rm -rf "$work"
+fi
+
 if run dns; then
   # The DNS gate beside dnsmasq (allowlist, cache off, --nftset) on the same query mix: q/s and latency.
   swift build -c release --product cagent-dns-bench >/dev/null

@@ -4,13 +4,13 @@ set -euo pipefail
 
 packages=(
   # build: the C libraries cagent links
-  libpcap-dev libnftnl-dev libmnl-dev libsqlite3-dev libbpf-dev
+  libpcap-dev libnftnl-dev libmnl-dev libsqlite3-dev libbpf-dev zlib1g-dev
   # runtime: netfilter, interfaces, the Public Suffix List
   nftables iproute2 publicsuffix
   # tests: the simulated internet (DNS, HTTP, attacker sink) and probes run inside the sandbox
   dnsmasq-base bind9-dnsutils busybox-static iputils-ping tcpdump curl python3 socat strace gdb make gcc git procps psmisc openssh-client
   # benchmarks: the tools a user would pick instead
-  bubblewrap iperf3 hyperfine dnsperf
+  bubblewrap iperf3 hyperfine sqlite3 jq dnsperf
 )
 
 missing=()

@@ -12,33 +12,6 @@ struct LearnCommand: AsyncParsableCommand {
     func run() async throws { throw notBuiltYet("learn") }
 }
 
-struct EnforceCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "enforce", abstract: "Run an agent under a profile: allowlisted egress, the profile's filesystem view, no privileges. (not built yet)")
-    @OptionGroup var logging: LoggingOptions
-    @Option(help: "Profile file or bundled name.") var profile: String?
-    @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
-    func run() async throws { throw notBuiltYet("enforce") }
-}
-
-struct SessionsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sessions", abstract: "List recorded sessions. (not built yet)")
-    func run() async throws { throw notBuiltYet("sessions") }
-}
-
-struct ReportCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "report", abstract: "Show what a session did: domains, flows, files, processes, findings. (not built yet)")
-    func run() async throws { throw notBuiltYet("report") }
-}
-
-struct ImportCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "import", abstract: "Import a saved trace (Tracee JSON) into the store. (not built yet)")
-    func run() async throws { throw notBuiltYet("import") }
-}
-
 struct ExportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export", abstract: "Export a profile as a CiliumNetworkPolicy or Kubernetes NetworkPolicy. (not built yet)")

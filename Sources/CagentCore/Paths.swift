@@ -46,8 +46,13 @@ public struct CagentPaths: Sendable {
     public static func standard(user: InvokingUser, environment: [String: String]) -> CagentPaths {
         // Under sudo, root's XDG variables are not the user's: use the user's home.
         let underSudo = environment["SUDO_UID"] != nil
-        let dataHome = (!underSudo ? environment["XDG_DATA_HOME"] : nil) ?? user.home + "/.local/share"
-        let configHome = (!underSudo ? environment["XDG_CONFIG_HOME"] : nil) ?? user.home + "/.config"
+        // The XDG spec: an empty or relative value counts as unset.
+        func xdg(_ name: String) -> String? {
+            guard !underSudo, let value = environment[name], value.hasPrefix("/") else { return nil }
+            return value
+        }
+        let dataHome = xdg("XDG_DATA_HOME") ?? user.home + "/.local/share"
+        let configHome = xdg("XDG_CONFIG_HOME") ?? user.home + "/.config"
         let runtime = environment["CAGENT_RUNTIME_DIR"] ?? "/run/cagent"
         return CagentPaths(runtime: runtime, data: dataHome + "/cagent", config: configHome + "/cagent")
     }

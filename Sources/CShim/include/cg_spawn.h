@@ -1,0 +1,42 @@
+// cg_spawn.h — clone a sandbox's pid 1 and exec cagent-init.
+// Why: the Swift supervisor is multithreaded, so the code between clone and exec must be C and
+// async-signal-safe (design.md §2 "Process model"). This does only that: namespaces, the id maps, the
+// identity cagent-init runs under, the file descriptors it gets, and exec with an empty environment.
+#ifndef CG_SPAWN_H
+#define CG_SPAWN_H
+#include <sys/types.h>
+
+struct cg_spawn_request {
+    /// Absolute path of cagent-init, opened by the parent (exec goes through this fd: no path race).
+    const char *init_path;
+    /// argv for cagent-init (NULL-terminated); argv[1] is the session id so `ps` says which sandbox it is.
+    char *const *argv;
+    /// The child's stdin/stdout/stderr, the plan pipe's read end and the control socket's child end.
+    int stdio[3];
+    int plan_fd;
+    int control_fd;
+    /// The agent user: mapped 1:1 (so workspace files keep their owner) and the only id in the maps.
+    uid_t uid;
+    gid_t gid;
+    /// CLONE_NEW* flags; CLONE_NEWUSER is always added.
+    int namespaces;
+    /// Test hook: 1 fails the child at "child-credentials", 2 at "exec-init" (0 in normal runs).
+    int fail_at;
+};
+
+struct cg_spawn_result {
+    pid_t pid;
+    /// Held open by the parent for the sandbox's lifetime: its hang-up tells the child cagent died.
+    int lifeline_fd;
+    /// errno of the parent-side step that failed (0 when none), and that step's name.
+    int error;
+    const char *error_stage;
+};
+
+/// Clones and starts cagent-init. Returns 0, or -1 with result->error/error_stage set (the child, if it
+/// was created, is killed and reaped: nothing is left behind).
+int cg_spawn_init(const struct cg_spawn_request *request, struct cg_spawn_result *result);
+
+extern const int CG_SPAWN_NAMESPACES;   // mount, pid, net, uts, ipc, cgroup
+
+#endif

@@ -1,0 +1,100 @@
+import ArgumentParser
+import CagentCore
+import CagentProfile
+import CagentSandbox
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `cagent enforce`: run an agent in the sandbox the profile describes. Synchronous on purpose: the
+/// launcher runs on the main thread, which lives as long as the sandbox (the parent-death signal follows
+/// the thread that cloned cagent-init).
+struct EnforceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enforce",
+        abstract: "Run an agent under a profile: the profile's filesystem view, no privileges, its own terminal.",
+        discussion: """
+        The agent's exit status becomes cagent's (128+N when it died of signal N); 125 means the sandbox could
+        not be set up and the agent never ran. Ctrl-C interrupts the agent; Ctrl-Z suspends agent and cagent
+        together (`fg` resumes both). See docs/cli.md.
+        """)
+
+    @OptionGroup var logging: LoggingOptions
+    @Option(help: "Profile file or bundled name.") var profile: String
+    @Option(help: "The workspace, bound read-write at its real path (default: the current directory).")
+    var workspace: String?
+    @Option(help: "The agent's user id (default: SUDO_UID under sudo, else the invoking user; never 0).")
+    var user: UInt32?
+    @Flag(help: "After the session, put back risky changes the agent made (git config keys, hooks, .envrc, ...).")
+    var revertRisky = false
+    @Option(help: .hidden) var failAtStage: String?
+    /// Benchmarks: write the serialized plan to a file and exit (scripts/sandbox-start-probe.c replays it).
+    @Option(help: .hidden) var dumpPlan: String?
+    /// Tests and benchmarks: keep cagent's state (the shadow home) here instead of in the user's home.
+    @Option(help: .hidden) var stateDir: String?
+    @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
+
+    func run() throws {
+        logging.bootstrap()
+        let environment = ProcessEnvironment.current
+        var invoking = InvokingUser.current(environment: environment)
+        if let user {
+            guard let entry = getpwuid(user) else {
+                throw CagentError(stage: "user", "no user with uid \(user)", hint: "pass the uid of an existing user")
+            }
+            invoking = InvokingUser(uid: user, gid: entry.pointee.pw_gid, name: String(cString: entry.pointee.pw_name),
+                                    home: String(cString: entry.pointee.pw_dir))
+        }
+        if invoking.uid == 0 {
+            throw CagentError(stage: "user", "the agent never runs as root",
+                              hint: "run cagent through sudo from your own account, or pass --user UID")
+        }
+        let workspacePath = workspace ?? currentDirectory()
+        let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath)
+        // Another user's state lives in that user's home, whatever cagent's own XDG variables say.
+        var pathEnvironment = environment
+        if user != nil { pathEnvironment["SUDO_UID"] = String(invoking.uid) }
+        var paths = CagentPaths.standard(user: invoking, environment: pathEnvironment)
+        if let stateDir { paths.data = stateDir }
+        var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
+                                     command: command, environment: environment)
+        request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
+        var plan = try EnforcePlanner.plan(request)
+        plan.failAtStage = failAtStage
+        for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
+        if let dumpPlan {
+            let bytes = try plan.serialized()
+            let fd = open(dumpPlan, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0, bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+                throw CagentError.system("dump-plan", "cannot write \(dumpPlan)")
+            }
+            close(fd)
+            return
+        }
+
+        let before = RiskyChanges.snapshot(workspace: plan.workspace)
+        let status: Int32
+        do {
+            status = try Launcher().run(plan)
+        } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
+            // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).
+            FileDescriptorStream.standardError.write("cagent: \(error)\n")
+            throw CagentExit(status: 125)
+        }
+        let after = RiskyChanges.snapshot(workspace: plan.workspace)
+        let changes = RiskyChanges.compare(before: before, after: after)
+        if !changes.isEmpty {
+            FileDescriptorStream.standardError.write(RiskyChanges.report(changes, reverted: revertRisky))
+            if revertRisky {
+                try RiskyChanges.revert(changes, workspace: plan.workspace, before: before, owner: invoking)
+            }
+        }
+        throw CagentExit(status: status)
+    }
+
+    private func currentDirectory() -> String {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        guard getcwd(&buffer, 4096) != nil else { return "." }
+        return String(cString: buffer)
+    }
+}

@@ -1,0 +1,317 @@
+import CagentCore
+import CagentProfile
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `cagent enforce` was asked to run, before any decision is made.
+public struct EnforceRequest: Sendable {
+    public var profile: Profile
+    /// The workspace as given (resolved to its real path by the planner).
+    public var workspace: String
+    public var user: InvokingUser
+    public var paths: CagentPaths
+    public var command: [String]
+    /// cagent's own environment: only the allowlisted names reach the agent.
+    public var environment: [String: String]
+    public var terminal: SandboxPlan.TerminalSize?
+    public var sessionID: String
+    public var hostname: String
+    /// The sandbox's resolvers (the network layer's DNS gate); empty: a resolv.conf saying there is none.
+    public var nameservers: [String]
+    public var tmpBytes: UInt64
+    public var shmBytes: UInt64
+    /// Apply the process policy (seccomp, Landlock, rlimits) to the agent; off only to test the layers apart.
+    public var processPolicy = true
+
+    public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
+                environment: [String: String], terminal: SandboxPlan.TerminalSize? = nil,
+                sessionID: String = EnforcePlanner.newSessionID(), hostname: String = "cagent",
+                nameservers: [String] = []) {
+        self.profile = profile; self.workspace = workspace; self.user = user; self.paths = paths
+        self.command = command; self.environment = environment; self.terminal = terminal
+        self.sessionID = sessionID; self.hostname = hostname; self.nameservers = nameservers
+        self.tmpBytes = profile.limits.tmpBytes ?? (1 << 30)
+        self.shmBytes = profile.limits.shmBytes ?? (64 << 20)
+    }
+}
+
+/// Profile + request -> SandboxPlan for enforce mode. The filesystem view is one sequence below; each
+/// step carries the reason for its place in the order (docs/architecture.md repeats them).
+public enum EnforcePlanner {
+    /// System directories bound read-only (or recreated as the same symlink on merged-/usr systems).
+    public static let systemDirectories = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+
+    /// Host files under /etc that programs need; nothing with credentials (no shadow, no pip.conf/npmrc).
+    public static let etcEntries = [
+        "alternatives", "ca-certificates", "ca-certificates.conf", "ssl", "pki", "ld.so.cache", "ld.so.conf",
+        "ld.so.conf.d", "nsswitch.conf", "localtime", "timezone", "protocols", "services", "networks",
+        "gai.conf", "host.conf", "mime.types", "inputrc", "bash.bashrc", "profile", "profile.d", "shells",
+        "gitconfig", "terminfo", "os-release", "debian_version", "lsb-release", "locale.alias", "locale.conf",
+        "manpath.config", "python3", "python3.11", "magic", "magic.mime", "vim", "wgetrc", "xdg",
+    ]
+
+    /// Variables that always pass (besides the profile's env.pass, LC_* and HOME).
+    public static let alwaysPassed = ["TERM", "LANG", "TZ", "PATH"]
+
+    public static func newSessionID() -> String {
+        let bytes = (0..<6).map { _ in UInt8.random(in: 0...255) }
+        return bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    }
+
+    public static func plan(_ request: EnforceRequest) throws -> SandboxPlan {
+        let user = request.user
+        guard user.uid != 0 else {
+            throw CagentError(stage: "user", "the agent never runs as root",
+                              hint: "run through sudo (SUDO_UID names the user) or pass --user UID")
+        }
+        guard !request.command.isEmpty else {
+            throw CagentError(stage: "command", "no agent command given", hint: "cagent enforce --profile P -- CMD [ARGS...]")
+        }
+        let workspace = try realPath(request.workspace, what: "workspace")
+        let home = try cleanPath(user.home, what: "home")
+        if workspace == "/" || isWithin(home, workspace) {
+            throw CagentError(stage: "workspace", "the workspace \(TerminalEscape.escape(workspace)) would expose the whole home directory",
+                              hint: "run cagent from a project directory, not from your home or /")
+        }
+        let shadowHome = try ShadowHome.prepare(paths: request.paths, user: user, agent: request.profile.agent)
+        var steps: [SandboxPlan.Step] = []
+        func add(_ operation: SandboxPlan.Operation, _ reason: String) { steps.append(.init(operation, reason)) }
+
+        // 1. System directories read-only. First, because everything after (the /etc symlinks, the agent's
+        //    interpreter and libraries) points into them; merged-/usr links are recreated, not followed.
+        for directory in systemDirectories {
+            var info = stat()
+            guard lstat(directory, &info) == 0 else { continue }
+            if (info.st_mode & S_IFMT) == S_IFLNK, let target = readLink(directory) {
+                add(.symlink(target: target, path: directory), "same link as the host: \(directory) -> \(target)")
+            } else if (info.st_mode & S_IFMT) == S_IFDIR {
+                add(.bind(source: directory, target: directory, mode: .readOnly), "system directory, read-only")
+            }
+        }
+
+        // 2. /etc on a tmpfs, filled from the host's files the agent needs (symlinks recreated as links: many
+        //    are, e.g. localtime, resolv.conf) plus generated identity and name files; sealed read-only at
+        //    the very end (step 9), after profile entries that land in it (`/etc/default/locale`).
+        add(.tmpfs(target: "/etc", mode: "0755", sizeBytes: 1 << 20), "/etc is built, never the host's")
+        for name in etcEntries {
+            let path = "/etc/" + name
+            var info = stat()
+            guard lstat(path, &info) == 0 else { continue }
+            if (info.st_mode & S_IFMT) == S_IFLNK, let target = readLink(path) {
+                add(.symlink(target: target, path: path), "host symlink, recreated")
+            } else {
+                add(.bind(source: path, target: path, mode: .readOnly, optional: true), "host file the agent needs")
+            }
+        }
+        for (name, contents) in generatedEtc(request: request, user: user, home: home) {
+            add(.file(path: "/etc/" + name, mode: "0644", contents: contents), "generated: only the sandbox's users and names")
+        }
+
+        // 3. Kernel interfaces before any host tree: /proc is this pid namespace's own (host processes
+        //    invisible), /dev only harmless nodes and the sandbox's own devpts, /tmp private and bounded.
+        //    They come before the workspace so that a workspace under /tmp lands on top of the new /tmp.
+        add(.proc("/proc"), "fresh /proc of the sandbox's pid namespace")
+        add(.tmpfs(target: "/dev", mode: "0755", sizeBytes: 64 << 10), "minimal /dev")
+        for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+            add(.bind(source: "/dev/" + node, target: "/dev/" + node, mode: .device), "harmless device node")
+        }
+        add(.devpts("/dev/pts"), "the sandbox's own devpts: no path to the user's terminal")
+        add(.symlink(target: "pts/ptmx", path: "/dev/ptmx"), "ptmx of the sandbox's devpts")
+        for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+            add(.symlink(target: target, path: "/dev/" + name), "standard /dev link")
+        }
+        add(.tmpfs(target: "/dev/shm", mode: "1777", sizeBytes: request.shmBytes), "private shared memory")
+        add(.tmpfs(target: "/tmp", mode: "1777", sizeBytes: request.tmpBytes), "private /tmp with a size bound")
+
+        // 4. The shadow home at the user's home path (the real home never appears), before the workspace:
+        //    a workspace inside the home must land on top of it, not under it.
+        add(.bind(source: shadowHome, target: home, mode: .readWrite), "persistent shadow home (agent config and cache)")
+
+        // 5. The workspace, read-write at its real path (agents record absolute paths).
+        add(.bind(source: workspace, target: workspace, mode: .readWrite), "the workspace")
+
+        // 6. The profile's lists, after home and workspace because they may land inside either
+        //    (`~/.gitconfig` lands in the shadow home).
+        for entry in request.profile.filesystem.read {
+            if let (source, target) = try hostEntry(entry, home: home) {
+                add(.bind(source: source, target: target, mode: .readOnly, optional: true), "profile read: \(entry)")
+            }
+        }
+        for entry in request.profile.filesystem.write {
+            if let (source, target) = try hostEntry(entry, home: home) {
+                add(.bind(source: source, target: target, mode: .readWrite, optional: true), "profile write: \(entry)")
+            }
+        }
+
+        // 7. The hide list after every bind, because it covers what those binds exposed.
+        var hidden: [String] = []
+        for entry in DefaultHidden.home + request.profile.filesystem.hide {
+            let path = try viewPath(entry, home: home)
+            if !hidden.contains(path) { hidden.append(path); add(.hide(path), "hidden: \(entry)") }
+        }
+
+        // 8. Git hooks read-only, last in the workspace: hooks run on the host when the user next commits.
+        var gitInfo = stat()
+        if lstat(workspace + "/.git", &gitInfo) == 0 && (gitInfo.st_mode & S_IFMT) == S_IFDIR {
+            add(.bind(source: workspace + "/.git/hooks", target: workspace + "/.git/hooks", mode: .readOnly, optional: true),
+                ".git/hooks read-only (H13)")
+        }
+
+        // 9. Seal the tmpfs trees we populated: last, because any bind above may have needed a mount point
+        //    in them. (The root itself is sealed by cagent-init after the pivot.)
+        add(.readOnly("/etc"), "populated: now read-only")
+        add(.readOnly("/dev"), "populated: now read-only")
+
+        var plan = SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
+                               workingDirectory: workspace, command: request.command,
+                               environment: environment(request: request, home: home), steps: steps,
+                               terminal: request.terminal, workspace: workspace, shadowHome: shadowHome)
+
+        // The process policy (Policy/): seccomp filter, Landlock over the view (read everywhere the mounts
+        // show, write only where they allow it), rlimits. Applied by cagent-init last, before exec.
+        if request.processPolicy {
+            let writable = steps.compactMap { step -> String? in
+                switch step.operation {
+                case let .bind(_, target, .readWrite, _): return target
+                case let .tmpfs(target, _, _, false) where target == "/tmp" || target == "/dev/shm": return target
+                default: return nil
+                }
+            }
+            let (policy, notices) = try ProcessPolicy.forSandbox(limits: ResourceLimits(profile: request.profile.limits),
+                                                                 readOnly: ["/"], readWrite: writable)
+            plan.policy = try policy.serialized()
+            plan.policyNotices = notices
+        }
+        return plan
+    }
+
+    /// The agent's environment: the profile's env.pass, TERM, LANG, LC_*, TZ, PATH, and HOME.
+    static func environment(request: EnforceRequest, home: String) -> [String] {
+        let names = Set(request.profile.env.pass + alwaysPassed).subtracting(["HOME"])
+        var result: [String] = []
+        for (name, value) in request.environment.sorted(by: { $0.key < $1.key }) where !value.isEmpty {
+            if names.contains(name) || name.hasPrefix("LC_") { result.append("\(name)=\(value)") }
+        }
+        if request.environment["PATH"] == nil { result.append("PATH=/usr/local/bin:/usr/bin:/bin") }
+        result.append("HOME=\(home)")
+        return result
+    }
+
+    static func generatedEtc(request: EnforceRequest, user: InvokingUser, home: String) -> [(String, String)] {
+        let shells: [String] = ["/bin/bash", "/bin/sh"]
+        let shell = shells.first { access($0, X_OK) == 0 } ?? "/bin/sh"
+        let userName = sanitizedName(user.name)
+        var groupName = userName
+        if let group = getgrgid(user.gid), let name = group.pointee.gr_name { groupName = sanitizedName(String(cString: name)) }
+        let passwd = """
+        root:x:0:0:root:/root:/usr/sbin/nologin
+        \(userName):x:\(user.uid):\(user.gid):\(userName):\(home):\(shell)
+        nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+
+        """
+        let group = """
+        root:x:0:
+        \(groupName):x:\(user.gid):
+        nogroup:x:65534:
+
+        """
+        let hosts = """
+        127.0.0.1\tlocalhost
+        ::1\tlocalhost ip6-localhost ip6-loopback
+        127.0.1.1\t\(request.hostname)
+
+        """
+        let resolv = request.nameservers.isEmpty
+            ? "# cagent: no resolver in this sandbox\n"
+            : request.nameservers.map { "nameserver \($0)\n" }.joined() + "options edns0\n"
+        return [("passwd", passwd), ("group", group), ("hosts", hosts), ("hostname", request.hostname + "\n"),
+                ("resolv.conf", resolv)]
+    }
+
+    static func sanitizedName(_ name: String) -> String {
+        let cleaned = String(name.unicodeScalars.map { scalar -> Character in
+            let ok = (scalar.value >= 0x30 && scalar.value <= 0x39) || (scalar.value >= 0x41 && scalar.value <= 0x5a)
+                || (scalar.value >= 0x61 && scalar.value <= 0x7a) || scalar == "-" || scalar == "_" || scalar == "."
+            return ok ? Character(scalar) : "_"
+        })
+        return cleaned.isEmpty ? "agent" : cleaned
+    }
+
+    /// A profile path (`~/x` or absolute) as it appears in the view.
+    static func viewPath(_ entry: String, home: String) throws -> String {
+        if entry == "~" { return home }
+        if entry.hasPrefix("~/") { return try cleanPath(home + "/" + entry.dropFirst(2), what: "profile path") }
+        return try cleanPath(entry, what: "profile path")
+    }
+
+    /// Source (host real path) and target (view path) of a read/write entry; nil when it does not exist.
+    static func hostEntry(_ entry: String, home: String) throws -> (String, String)? {
+        let target = try viewPath(entry, home: home)
+        // `~/x` names the real home's x (the view's home path is the real home's path), shown at ~/x.
+        guard let source = try? realPath(target, what: "profile path") else { return nil }
+        return (source, entry.hasPrefix("~") ? target : source)
+    }
+
+    static func isWithin(_ path: String, _ directory: String) -> Bool {
+        path == directory || directory == "/" || path.hasPrefix(directory + "/")
+    }
+
+    /// An absolute path without empty or "." components; ".." is refused (paths are resolved beneath roots).
+    static func cleanPath(_ path: String, what: String) throws -> String {
+        guard path.hasPrefix("/") else {
+            throw CagentError(stage: what, "not an absolute path: \(TerminalEscape.escape(path))")
+        }
+        var parts: [Substring] = []
+        for part in path.split(separator: "/") where part != "." {
+            if part == ".." { throw CagentError(stage: what, "'..' in \(TerminalEscape.escape(path))") }
+            parts.append(part)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    static func realPath(_ path: String, what: String) throws -> String {
+        guard let resolved = realpath(path, nil) else {
+            throw CagentError.system(what, "cannot resolve \(TerminalEscape.escape(path))")
+        }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    static func readLink(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        let count = readlink(path, &buffer, 4096)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// The agent's persistent home under cagent's state directory: `<data>/homes/<agent>`, owned by the user.
+/// Its config and cache survive between runs; the user's real home never appears in the sandbox.
+public enum ShadowHome {
+    public static func path(paths: CagentPaths, agent: String?) -> String {
+        paths.data + "/homes/" + EnforcePlanner.sanitizedName(agent ?? "default")
+    }
+
+    /// Creates what is missing (owned by the user) and returns the shadow home's path. Refuses a shadow
+    /// home that is a symlink: the agent may have written into it, never above it.
+    public static func prepare(paths: CagentPaths, user: InvokingUser, agent: String?) throws -> String {
+        let target = path(paths: paths, agent: agent)
+        var built = ""
+        for part in target.split(separator: "/") {
+            built += "/" + part
+            var info = stat()
+            if lstat(built, &info) == 0 { continue }
+            guard mkdir(built, 0o700) == 0 || errno == EEXIST else {
+                throw CagentError.system("shadow home", "cannot create \(TerminalEscape.escape(built))")
+            }
+            _ = chown(built, user.uid, user.gid)
+        }
+        var info = stat()
+        guard lstat(target, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw CagentError(stage: "shadow home", "\(TerminalEscape.escape(target)) is not a directory (a symlink?)",
+                              hint: "remove it; cagent recreates it")
+        }
+        return target
+    }
+}

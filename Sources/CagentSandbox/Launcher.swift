@@ -1,0 +1,343 @@
+import CShim
+import CagentCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The streams the agent's input and output are relayed from and to (the user's 0, 1, 2 by default).
+public struct StandardStreams: Sendable {
+    public var input: Int32
+    public var output: Int32
+    public var error: Int32
+    public init(input: Int32, output: Int32, error: Int32) { self.input = input; self.output = output; self.error = error }
+    public static let inherited = StandardStreams(input: 0, output: 1, error: 2)
+}
+
+/// Starts a sandbox from a plan and stays with it until it ends: clone in C (cg_spawn_init) -> exec
+/// cagent-init -> [beforeRelease hook] -> plan -> relay the agent's terminal or pipes -> exit status.
+///
+/// Hooks for later work (docs/architecture.md, "Sandbox"):
+/// - `beforeRelease(pid)`: runs after clone, with every namespace created and cagent-init waiting for its
+///   plan, before anything inside runs. The network layer configures the veth into `/proc/PID/ns/net` here;
+///   sending the plan afterwards is the "network ready" release.
+/// - `SandboxPlan.seccompProgram`: installed by cagent-init as the last step before exec.
+/// - learn mode: the same launcher with a different plan (SandboxPlan.steps).
+public final class Launcher {
+    public var initPath: String
+    public var streams: StandardStreams
+    /// Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP/SIGCONT/SIGUSR1/2 and follow window size changes
+    /// (the CLI); in-process tests leave it off (signal handlers are process-wide).
+    public var forwardSignals: Bool
+    public var beforeRelease: ((Int32) throws -> Void)?
+    /// Called when the agent has been exec'd (tests and the network layer's bookkeeping).
+    public var onStarted: ((Int32) -> Void)?
+
+    public init(initPath: String = Launcher.defaultInitPath(), streams: StandardStreams = .inherited,
+                forwardSignals: Bool = true) {
+        self.initPath = initPath
+        self.streams = streams
+        self.forwardSignals = forwardSignals
+    }
+
+    /// cagent-init next to the running executable (`CAGENT_INIT` overrides, for tests of other builds).
+    public static func defaultInitPath() -> String {
+        if let explicit = ProcessEnvironment.current["CAGENT_INIT"], !explicit.isEmpty { return explicit }
+        var buffer = [CChar](repeating: 0, count: 4097)
+        let count = readlink("/proc/self/exe", &buffer, 4096)
+        guard count > 0 else { return "/usr/local/libexec/cagent-init" }
+        let exe = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let directory = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return directory + "/cagent-init"
+    }
+
+    static let relayedSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGCONT, SIGUSR1, SIGUSR2, SIGWINCH]
+
+    /// Runs the plan; returns the agent's exit status (128+N when killed by signal N). Throws when setup
+    /// failed (the agent never ran), naming the stage.
+    public func run(_ plan: SandboxPlan) throws -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        let bytes = try plan.serialized()
+        let tty = plan.terminal != nil
+
+        var control: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &control) == 0 else {
+            throw CagentError.system("launch", "socketpair")
+        }
+        var planPipe: [Int32] = [-1, -1]
+        guard cg_pipe(&planPipe, 0) == 0 else { throw CagentError.system("launch", "pipe2") }
+        var childEnds: [Int32] = []
+        var ourEnds: [Int32] = []   // parent side of the agent's stdin, stdout, stderr pipes (pipe mode)
+        if tty {
+            let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+            childEnds = [null, null, null]
+        } else {
+            for index in 0..<3 {
+                var fds: [Int32] = [-1, -1]
+                guard cg_pipe(&fds, 0) == 0 else { throw CagentError.system("launch", "pipe2") }
+                childEnds.append(index == 0 ? fds[0] : fds[1])
+                ourEnds.append(index == 0 ? fds[1] : fds[0])
+            }
+        }
+
+        var request = cg_spawn_request()
+        request.stdio = (childEnds[0], childEnds[1], childEnds[2])
+        request.plan_fd = planPipe[0]
+        request.control_fd = control[1]
+        request.uid = plan.uid
+        request.gid = plan.gid
+        request.namespaces = CG_SPAWN_NAMESPACES
+        request.fail_at = plan.failAtStage.flatMap { SandboxPlan.childStages[$0] } ?? 0
+        var result = cg_spawn_result()
+        let arguments = ["cagent-init", plan.sessionID]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let spawned = initPath.withCString { path -> Int32 in
+            request.init_path = path
+            return argv.withUnsafeBufferPointer { pointer in
+                request.argv = UnsafePointer(pointer.baseAddress)
+                return cg_spawn_init(&request, &result)
+            }
+        }
+        for fd in Set(childEnds) + [planPipe[0], control[1]] { close(fd) }
+        guard spawned == 0 else {
+            ourEnds.forEach { close($0) }
+            close(planPipe[1]); close(control[0])
+            let stage = result.error_stage.map { String(cString: $0) } ?? "launch"
+            throw CagentError(stage: stage, "cannot start the sandbox", errno: result.error,
+                              hint: stage == "find-init" ? "cagent-init must sit next to cagent (\(initPath))"
+                                  : "user namespaces must be available: see `cagent doctor`")
+        }
+        let pid = result.pid
+        var reaped = false
+        defer {
+            if !reaped { kill(pid, SIGKILL); var status: Int32 = 0; while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
+            close(result.lifeline_fd)
+            close(control[0])
+            ourEnds.forEach { close($0) }
+        }
+
+        do { try beforeRelease?(pid) } catch { close(planPipe[1]); throw error }
+        // The plan is the release: cagent-init runs nothing before it has read all of it.
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(planPipe[1], $0.baseAddress, $0.count) }
+            if written < 0 { if errno == EINTR { continue } else { break } }   // init died: its report says why
+            offset += written
+        }
+        close(planPipe[1])
+
+        let session = Session(pid: pid, control: control[0], streams: streams, tty: tty, ourEnds: ourEnds,
+                              forwardSignals: forwardSignals, onStarted: onStarted)
+        let setupError = session.relay()
+
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        reaped = true
+        if let setupError { throw Self.setupError(setupError) }
+        let signalNumber = status & 0x7f
+        if signalNumber == 0 { return (status >> 8) & 0xff }
+        if signalNumber == 0x7f { return 128 + ((status >> 8) & 0xff) }
+        return 128 + signalNumber
+    }
+
+    /// "stage X failed: <errno> (<hint>)" from cagent-init -> CagentError(stage: X, ...).
+    static func setupError(_ message: String) -> CagentError {
+        let text = TerminalEscape.escape(message)
+        let marker = " failed: "
+        if text.hasPrefix("stage ") {
+            let body = text.dropFirst(6)
+            var index = body.startIndex
+            while index < body.endIndex {
+                if body[index...].hasPrefix(marker) {
+                    return CagentError(stage: "sandbox setup: \(body[..<index])",
+                                       String(body[body.index(index, offsetBy: marker.count)...]),
+                                       hint: "the agent did not start; nothing was left behind")
+                }
+                index = body.index(after: index)
+            }
+        }
+        return CagentError(stage: "sandbox setup", text, hint: "the agent did not start; nothing was left behind")
+    }
+}
+
+/// One copy direction with a small buffer: read when empty, write when full (never blocks the loop on
+/// fds we own; the user's own fds are left in their blocking mode so their shell sees no change).
+final class Pump {
+    let source: Int32
+    let destination: Int32
+    var buffer: [UInt8] = []
+    var sourceDone = false
+    let closesDestination: Bool
+    init(_ source: Int32, _ destination: Int32, closesDestination: Bool) {
+        self.source = source; self.destination = destination; self.closesDestination = closesDestination
+    }
+    var finished: Bool { sourceDone && buffer.isEmpty }
+}
+
+/// The supervisor's loop for one sandbox: control messages from cagent-init, the agent's streams, and
+/// the user's signals.
+final class Session {
+    let pid: Int32
+    let control: Int32
+    let streams: StandardStreams
+    let tty: Bool
+    let forwardSignals: Bool
+    let onStarted: ((Int32) -> Void)?
+    var pumps: [Pump] = []
+    var master: Int32 = -1
+    var terminal: Terminal?
+    var setupError: String?
+    var suspended = false
+
+    init(pid: Int32, control: Int32, streams: StandardStreams, tty: Bool, ourEnds: [Int32], forwardSignals: Bool,
+         onStarted: ((Int32) -> Void)?) {
+        self.pid = pid; self.control = control; self.streams = streams; self.tty = tty
+        self.forwardSignals = forwardSignals; self.onStarted = onStarted
+        if !tty {
+            for fd in ourEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+            pumps = [Pump(streams.input, ourEnds[0], closesDestination: true),
+                     Pump(ourEnds[1], streams.output, closesDestination: false),
+                     Pump(ourEnds[2], streams.error, closesDestination: false)]
+        }
+    }
+
+    /// Relays until cagent-init has exited and the agent's output is drained; returns a setup error.
+    func relay() -> String? {
+        var signalPipe: [Int32] = [-1, -1]
+        if forwardSignals, cg_pipe(&signalPipe, 1) == 0 {
+            _ = Launcher.relayedSignals.withUnsafeBufferPointer {
+                cg_signal_pipe_install(signalPipe[1], $0.baseAddress, Int32($0.count))
+            }
+        }
+        defer {
+            if signalPipe[0] >= 0 {
+                Launcher.relayedSignals.withUnsafeBufferPointer { cg_signal_pipe_remove($0.baseAddress, Int32($0.count)) }
+                close(signalPipe[0]); close(signalPipe[1])
+            }
+            terminal?.restore()
+            if master >= 0 { close(master) }
+        }
+
+        var controlOpen = true
+        var idleSince: Double? = nil
+        while true {
+            if !controlOpen {
+                // cagent-init is gone: input can no longer be delivered; drain what the agent wrote.
+                for pump in pumps where pump.source == streams.input { pump.sourceDone = true; pump.buffer = [] }
+                if pumps.allSatisfy({ $0.finished }) { break }
+            }
+            var fds: [pollfd] = []
+            var owners: [(Pump?, Int)] = []   // pump and role: 0 control, 1 signals, 2 read, 3 write
+            if controlOpen { fds.append(pollfd(fd: control, events: Int16(POLLIN), revents: 0)); owners.append((nil, 0)) }
+            if signalPipe[0] >= 0 { fds.append(pollfd(fd: signalPipe[0], events: Int16(POLLIN), revents: 0)); owners.append((nil, 1)) }
+            for pump in pumps where !pump.finished {
+                if pump.buffer.isEmpty { fds.append(pollfd(fd: pump.source, events: Int16(POLLIN), revents: 0)); owners.append((pump, 2)) }
+                else { fds.append(pollfd(fd: pump.destination, events: Int16(POLLOUT), revents: 0)); owners.append((pump, 3)) }
+            }
+            let ready = poll(&fds, nfds_t(fds.count), controlOpen ? -1 : 1000)
+            if ready < 0 { if errno == EINTR { continue }; break }
+            if ready == 0 {
+                // Output still open a while after init exited (cannot normally happen: the pid namespace
+                // is gone): stop waiting after a few seconds.
+                let now = monotonicSeconds()
+                if idleSince == nil { idleSince = now } else if now - idleSince! > 5 { break }
+                continue
+            }
+            idleSince = nil
+            for (index, entry) in fds.enumerated() where entry.revents != 0 {
+                let (pump, role) = owners[index]
+                switch role {
+                case 0: controlOpen = handleControl()
+                case 1: handleSignals(signalPipe[0])
+                case 2: pump.map(fill)
+                default: pump.map(drain)
+                }
+            }
+        }
+        return setupError
+    }
+
+    private func monotonicSeconds() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    /// One message from cagent-init. Returns false at EOF (cagent-init exited).
+    private func handleControl() -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var passed: Int32 = -1
+        let count = cg_recv_with_fd(control, &buffer, buffer.count, &passed)
+        if count <= 0 { return count < 0 && errno == EINTR }
+        let message = Array(buffer[0..<count])
+        switch message.first {
+        case UInt8(ascii: "E"):
+            setupError = String(decoding: message.dropFirst(), as: UTF8.self)
+        case UInt8(ascii: "T") where passed >= 0:
+            master = passed
+            _ = fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK)
+            pumps = [Pump(streams.input, master, closesDestination: false),
+                     Pump(master, streams.output, closesDestination: false)]
+            terminal = Terminal(fd: streams.input)
+            terminal?.copySize(to: master)
+            terminal?.makeRaw()
+        case UInt8(ascii: "R"):
+            onStarted?(pid)
+        case UInt8(ascii: "Z"):
+            suspend()
+        default:
+            if passed >= 0 { close(passed) }
+        }
+        return true
+    }
+
+    /// The agent stopped (Ctrl-Z): stop cagent too, like any job, with the user's terminal restored.
+    /// `fg` (SIGCONT) continues cagent; `handleSignals` then re-enters raw mode and continues the agent.
+    /// raise() targets this thread, so it stops here and cannot run on and wake the agent too early.
+    private func suspend() {
+        guard forwardSignals else { return }
+        terminal?.restore()
+        suspended = true
+        raise(SIGSTOP)
+    }
+
+    private func handleSignals(_ fd: Int32) {
+        var bytes = [UInt8](repeating: 0, count: 64)
+        let count = read(fd, &bytes, bytes.count)
+        guard count > 0 else { return }
+        for byte in bytes[0..<count] {
+            let sig = Int32(byte)
+            if sig == SIGWINCH {
+                if master >= 0 { terminal?.copySize(to: master) }
+            } else if sig == SIGCONT {
+                if suspended {
+                    suspended = false
+                    terminal?.makeRaw()
+                    if master >= 0 { terminal?.copySize(to: master) }
+                }
+                kill(pid, SIGCONT)
+            } else {
+                kill(pid, sig)   // cagent-init forwards it to the agent's process group
+            }
+        }
+    }
+
+    private func fill(_ pump: Pump) {
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        let count = read(pump.source, &chunk, chunk.count)
+        if count > 0 { pump.buffer = Array(chunk[0..<count]); return }
+        if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
+        // EOF, or EIO on a pty master once every slave is closed.
+        pump.sourceDone = true
+        if pump.closesDestination { close(pump.destination) }
+    }
+
+    private func drain(_ pump: Pump) {
+        let written = pump.buffer.withUnsafeBytes { write(pump.destination, $0.baseAddress, $0.count) }
+        if written > 0 { pump.buffer.removeFirst(written); return }
+        if written < 0 && (errno == EAGAIN || errno == EINTR) { return }
+        pump.buffer = []   // the reader is gone: drop the data
+        pump.sourceDone = true
+        if pump.closesDestination { close(pump.destination) }
+    }
+}

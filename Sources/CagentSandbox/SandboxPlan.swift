@@ -1,0 +1,144 @@
+import CagentCore
+
+/// Everything cagent-init will do, decided host-side: the sandbox's identity, the agent's command and
+/// environment, and the filesystem view as an ordered list of mount operations (each with the reason it
+/// sits where it does). cagent-init executes it in order and decides nothing itself.
+///
+/// Wire format (read by Sources/cagent-init/plan.c without Foundation): each record is an operation name
+/// followed by its arguments, every token NUL-terminated, and an empty token ending the record.
+public struct SandboxPlan: Sendable, Equatable {
+    public enum BindMode: String, Sendable { case readOnly = "ro", readWrite = "rw", device = "dev" }
+
+    public enum Operation: Sendable, Equatable {
+        /// A recursive bind of a host path; `optional` skips it when the source is absent.
+        case bind(source: String, target: String, mode: BindMode, optional: Bool = false)
+        /// Cover an existing path with an empty read-only directory or file (absent: nothing to do).
+        case hide(String)
+        case tmpfs(target: String, mode: String, sizeBytes: UInt64, readOnly: Bool = false)
+        case proc(String)
+        case devpts(String)
+        case directory(String)
+        case file(path: String, mode: String, contents: String)
+        case symlink(target: String, path: String)
+        /// Make the mount at a path read-only once it has been populated.
+        case readOnly(String)
+
+        var tokens: [String] {
+            switch self {
+            case let .bind(source, target, mode, optional):
+                return ["bind", source, target, mode.rawValue] + (optional ? ["optional"] : [])
+            case let .hide(path): return ["hide", path]
+            case let .tmpfs(target, mode, size, readOnly): return ["tmpfs", target, mode, String(size), readOnly ? "ro" : "rw"]
+            case let .proc(path): return ["proc", path]
+            case let .devpts(path): return ["devpts", path]
+            case let .directory(path): return ["dir", path]
+            case let .file(path, mode, contents): return ["file", path, mode, contents]
+            case let .symlink(target, path): return ["symlink", target, path]
+            case let .readOnly(path): return ["readonly", path]
+            }
+        }
+
+        /// The stage name cagent-init reports for this operation ("bind /usr").
+        public var stageName: String {
+            let t = tokens
+            switch self {
+            case .bind, .symlink: return "\(t[0]) \(t[2])"
+            default: return "\(t[0]) \(t[1])"
+            }
+        }
+    }
+
+    /// One step of the filesystem view and why it sits where it does in the order.
+    public struct Step: Sendable, Equatable {
+        public var operation: Operation
+        public var reason: String
+        public init(_ operation: Operation, _ reason: String) { self.operation = operation; self.reason = reason }
+    }
+
+    public struct TerminalSize: Sendable, Equatable {
+        public var rows: UInt16
+        public var columns: UInt16
+        public init(rows: UInt16, columns: UInt16) { self.rows = rows; self.columns = columns }
+    }
+
+    public var sessionID: String
+    public var hostname: String
+    public var uid: UInt32
+    public var gid: UInt32
+    /// The agent's working directory inside the view (the workspace).
+    public var workingDirectory: String
+    public var command: [String]
+    /// `NAME=value` entries: the agent's whole environment.
+    public var environment: [String]
+    public var steps: [Step]
+    /// Non-nil: the agent gets a pty from the sandbox's devpts (cagent relays it); nil: plain pipes.
+    public var terminal: TerminalSize?
+    /// A seccomp program (bytes of struct sock_filter[]) installed as the last step before exec (a bare
+    /// filter; `policy` is the complete form).
+    public var seccompProgram: [UInt8]?
+    /// The agent's process policy (rlimits, Landlock, seccomp) as the CGP1 message of cg_policy.h
+    /// (`ProcessPolicy.serialized()`): cagent-init applies it with cg_policy_apply right before exec.
+    public var policy: [UInt8]?
+    /// What the running kernel's Landlock ABI loses, to show the user.
+    public var policyNotices: [String] = []
+    /// Test hook: the setup stage to fail on purpose ("bind /usr", "pivot-root", "child-credentials", ...).
+    public var failAtStage: String?
+    /// Host paths of the workspace and shadow home: the trees the agent controls (for reports).
+    public var workspace: String
+    public var shadowHome: String?
+
+    public init(sessionID: String, hostname: String, uid: UInt32, gid: UInt32, workingDirectory: String,
+                command: [String], environment: [String], steps: [Step], terminal: TerminalSize? = nil,
+                seccompProgram: [UInt8]? = nil, failAtStage: String? = nil, workspace: String, shadowHome: String? = nil) {
+        self.sessionID = sessionID; self.hostname = hostname; self.uid = uid; self.gid = gid
+        self.workingDirectory = workingDirectory; self.command = command; self.environment = environment
+        self.steps = steps; self.terminal = terminal; self.seccompProgram = seccompProgram
+        self.failAtStage = failAtStage; self.workspace = workspace; self.shadowHome = shadowHome
+    }
+
+    /// Stages that fail in the launcher's C child (before cagent-init runs), by their test-hook code.
+    static let childStages = ["child-credentials": Int32(1), "exec-init": Int32(2)]
+
+    /// The plan in cagent-init's wire format. Throws when a value cannot be represented (a NUL byte).
+    public func serialized() throws -> [UInt8] {
+        var records: [[String]] = [
+            ["session", sessionID],
+            ["hostname", hostname],
+            ["user", String(uid), String(gid)],
+            ["cwd", workingDirectory],
+            ["argv"] + command,
+            ["env"] + environment,
+            ["tty", terminal == nil ? "0" : "1", String(terminal?.rows ?? 0), String(terminal?.columns ?? 0)],
+        ]
+        if let failAtStage, Self.childStages[failAtStage] == nil { records.append(["fail", failAtStage]) }
+        func hex(_ bytes: [UInt8]) -> String {
+            bytes.map { byte -> String in
+                let digits = String(byte, radix: 16)
+                return digits.count == 1 ? "0" + digits : digits
+            }.joined()
+        }
+        if let seccompProgram {
+            guard seccompProgram.count % 8 == 0, !seccompProgram.isEmpty else {
+                throw CagentError(stage: "plan", "the seccomp program is not a whole number of sock_filter entries")
+            }
+            records.append(["seccomp", hex(seccompProgram)])
+        }
+        if let policy, !policy.isEmpty { records.append(["policy", hex(policy)]) }
+        records += steps.map { $0.operation.tokens }
+        var bytes: [UInt8] = []
+        for record in records {
+            for token in record {
+                if token.utf8.contains(0) {
+                    throw CagentError(stage: "plan", "a value contains a NUL byte: \(TerminalEscape.escape(token))")
+                }
+                if token.isEmpty {   // an empty token would end the record early
+                    throw CagentError(stage: "plan", "an empty value in \(record.first ?? "?")")
+                }
+                bytes += token.utf8
+                bytes.append(0)
+            }
+            bytes.append(0)
+        }
+        return bytes
+    }
+}

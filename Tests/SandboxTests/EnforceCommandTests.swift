@@ -1,0 +1,52 @@
+import CagentCore
+@testable import CagentSandbox
+import Foundation
+import Testing
+
+/// The `cagent` binary end to end: exit status, fail-closed status 125, and "the sandbox dies with cagent".
+@Suite(.serialized) struct EnforceCommandTests {
+    func cagent(_ arguments: [String], world: SandboxFixture) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Products.cagent)
+        process.arguments = ["enforce", "--profile", "default", "--user", String(SandboxFixture.agentUID),
+                             "--workspace", world.workspace, "--state-dir", world.state] + arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["HOME"] = world.home
+        process.environment = environment
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real sandboxes"))
+    func exitStatusAndSetupFailure() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let ok = try cagent(["--", "/bin/sh", "-c", "exit 3"], world: world)
+        ok.waitUntilExit()
+        #expect(ok.terminationStatus == 3)
+        let failed = try cagent(["--fail-at-stage", "pivot-root", "--", "/bin/true"], world: world)
+        failed.waitUntilExit()
+        #expect(failed.terminationStatus == 125)
+    }
+
+    /// H17: kill -9 of cagent takes the whole sandbox down (parent-death signal and control-socket EOF).
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real sandboxes"))
+    func h17SandboxDiesWithCagent() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let marker = "900.\(Int.random(in: 100000...999999))"
+        let process = try cagent(["--", "/bin/sh", "-c", "sleep \(marker) & sleep \(marker)"], world: world)
+        var waited = 0.0
+        // cagent, the shell and two sleeps mention the marker.
+        while processes(mentioning: "sleep \(marker)").count < 4 && waited < 10 { Thread.sleep(forTimeInterval: 0.05); waited += 0.05 }
+        #expect(processes(mentioning: "sleep \(marker)").count == 4, "positive control: the agent runs")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        waited = 0
+        while !processes(mentioning: "sleep \(marker)").isEmpty && waited < 5 { Thread.sleep(forTimeInterval: 0.05); waited += 0.05 }
+        #expect(processes(mentioning: "sleep \(marker)").isEmpty, "the sandbox outlived cagent")
+    }
+}

@@ -1,0 +1,96 @@
+import CagentStore
+import CagentTrace
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A scratch directory per test, removed at the end.
+final class Scratch {
+    let path: String
+
+    init() throws {
+        var template = Array((NSTemporaryDirectory() + "cagent-store-test-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
+        path = String(cString: made)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func file(_ name: String) -> String { path + "/" + name }
+}
+
+enum Fixtures {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+    static func tracee(_ name: String) -> String { directory + "/tracee/" + name }
+
+    /// The cagent executable built beside the tests (`swift build --build-tests` builds it).
+    static var cagent: String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [beside.appendingPathComponent("cagent").path,
+                          beside.deletingLastPathComponent().appendingPathComponent("cagent").path,
+                          root.appendingPathComponent(".build/debug/cagent").path]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return root.appendingPathComponent(".build/debug/cagent").path
+    }
+}
+
+struct CommandResult {
+    var status: Int32
+    var stdout: Data
+    var stderr: Data
+    var out: String { String(decoding: stdout, as: UTF8.self) }
+    var err: String { String(decoding: stderr, as: UTF8.self) }
+}
+
+/// Runs the cagent executable (posix_spawn through Foundation.Process) and collects its output.
+func runCagent(_ arguments: [String]) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: Fixtures.cagent)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes to the end before waiting, so a large report cannot block the child.
+    let collected = Collected()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { collected.set(err.fileHandleForReading.readDataToEndOfFile()); group.leave() }
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    let stderr = collected.get()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+}
+
+extension Store {
+    func count(_ sql: String, _ arguments: StatementArguments = []) throws -> Int64 {
+        try read { db in try Int64.fetchOne(db, sql: sql, arguments: arguments) ?? 0 }
+    }
+}
+
+let testRules = FindingRules(secretPaths: ["~/.ssh", "~/.aws", "~/.config/gh", "/etc/shadow"])
+
+/// Imports fixture files into one session of a store; returns the summaries.
+func importTracee(_ paths: [String], into store: Store, session: String = "t", gate: String? = nil)
+    throws -> [TraceeImporter.Summary] {
+    var rules = testRules
+    rules.gateAddress = gate
+    let recorder = try Recorder(store: store, session: SessionInfo(id: session, kind: "import", gate: gate), rules: rules)
+    let summaries = try paths.map { try TraceeImporter().importFile($0, into: recorder) }
+    try recorder.close()
+    return summaries
+}
+
+final class Collected: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
+    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
+}
