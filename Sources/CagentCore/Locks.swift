@@ -17,7 +17,7 @@ public func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
 /// groups, because picking and claiming happen under this lock. flock(2) is released by the kernel when the
 /// holder dies, so a crash never leaves it held.
 public final class SetupLock {
-    private let fd: Int32
+    private var fd: Int32
 
     public init(paths: CagentPaths) throws {
         try makeDirectories(paths.runtime, mode: 0o700)
@@ -31,9 +31,15 @@ public final class SetupLock {
         }
     }
 
-    /// Releases the lock (also released when the process dies).
-    public func release() { close(fd) }
-    deinit { close(fd) }
+    /// Releases the lock (also released when the process dies). Once only: closing the number again in deinit
+    /// would close whatever another thread opened under it meanwhile (a lease, another SetupLock), dropping
+    /// that lock — ten concurrent setups then shared slots or failed to lock a fresh lease.
+    public func release() {
+        guard fd >= 0 else { return }
+        close(fd)
+        fd = -1
+    }
+    deinit { release() }
 }
 
 /// A session's lease: a file under the runtime directory, flock-ed for the session's whole life. A lease whose
