@@ -54,11 +54,11 @@ let package = Package(
 
         .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentCLI"]),
         .testTarget(name: "NetlabTests", dependencies: ["Netlab", "CagentCore"]),
-        .testTarget(name: "ProfileTests", dependencies: ["CagentProfile"]),
+        .testTarget(name: "ProfileTests", dependencies: ["CagentProfile", "Netlab"]),
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
         .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "Netlab"]),
-        .testTarget(name: "StoreTests", dependencies: ["CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
+        .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )
