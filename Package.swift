@@ -29,8 +29,8 @@ let package = Package(
         .target(name: "CagentProfile", dependencies: ["CagentCore", "Yams"]),
         .target(name: "CagentSandbox", dependencies: ["CagentCore", "CagentProfile", "CShim"]),
         .target(name: "CagentNetwork", dependencies: ["CagentCore", "CShim", "CNftnl"]),
-        .target(name: "CagentDNS", dependencies: ["CagentCore", "CShim"]),
-        .target(name: "CagentCapture", dependencies: ["CagentCore", "CPcap"]),
+        .target(name: "CagentDNS", dependencies: ["CagentCore", "CagentNetwork", "CShim"]),
+        .target(name: "CagentCapture", dependencies: ["CagentCore", "CagentNetwork", "CagentDNS", "CPcap"]),
         .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim"],
                 linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
@@ -48,6 +48,7 @@ let package = Package(
         .executableTarget(name: "cagent-init", dependencies: ["CShim"],
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .executableTarget(name: "cagent-bench", dependencies: []),
+        .executableTarget(name: "cagent-dns-bench", dependencies: ["CagentDNS", "CagentNetwork", "CagentCore", "CNftnl"]),
 
         // Test support: the hermetic test network every network test uses.
         .target(name: "Netlab", dependencies: ["CagentCore", "CShim"], path: "Tests/Netlab"),
@@ -57,7 +58,7 @@ let package = Package(
         .testTarget(name: "ProfileTests", dependencies: ["CagentProfile", "Netlab"]),
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
-        .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "Netlab"]),
+        .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"], exclude: ["Corpus"]),
         .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -91,3 +91,9 @@ if run store; then
   echo "  database bytes after import: $(stat -c %s "$work/i.db")  raw JSON lines: $(stat -c %s "$work/events.jsonl")"
   rm -rf "$work"
 fi
+
+if run dns; then
+  # The DNS gate beside dnsmasq (allowlist, cache off, --nftset) on the same query mix: q/s and latency.
+  swift build -c release --product cagent-dns-bench >/dev/null
+  scripts/bench-dns.sh 10
+fi

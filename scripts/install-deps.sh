@@ -8,9 +8,9 @@ packages=(
   # runtime: netfilter, interfaces, the Public Suffix List
   nftables iproute2 publicsuffix
   # tests: the simulated internet (DNS, HTTP, attacker sink) and probes run inside the sandbox
-  dnsmasq-base bind9-dnsutils iputils-ping tcpdump curl python3 socat strace gdb make gcc git procps psmisc openssh-client
+  dnsmasq-base bind9-dnsutils busybox-static iputils-ping tcpdump curl python3 socat strace gdb make gcc git procps psmisc openssh-client
   # benchmarks: the tools a user would pick instead
-  bubblewrap iperf3 hyperfine sqlite3 jq
+  bubblewrap iperf3 hyperfine sqlite3 jq dnsperf
 )
 
 missing=()

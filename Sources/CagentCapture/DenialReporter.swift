@@ -1,0 +1,169 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import CagentCore
+import CagentDNS
+import CagentNetwork
+
+/// Turns gate events and denied packets into one escaped line per new (verdict, name or address, port,
+/// proto), rate-limited so a flood cannot bury the terminal, and keeps the counts and the full list for
+/// the end of the session.
+public final class DenialReporter: Sendable {
+    public enum Verdict: String, Sendable { case blocked, refused, allowed }
+
+    /// One distinct finding and how often it happened.
+    public struct Entry: Sendable, Equatable {
+        public var verdict: Verdict
+        /// The name (escaped display form) or, for blocked packets, the address.
+        public var subject: String
+        public var name: String?
+        public var port: UInt16?
+        public var proto: String
+        public var reason: String?
+        public var count: Int
+    }
+
+    public struct Summary: Sendable, Equatable {
+        public var allowed: Int
+        public var refused: Int
+        public var blocked: Int
+        public var suppressedLines: Int
+    }
+
+    struct Key: Hashable { var verdict: Verdict; var subject: String; var port: UInt16?; var proto: String }
+
+    struct State {
+        var entries: [Key: Entry] = [:]
+        var order: [Key] = []
+        var allowed = 0, refused = 0, blocked = 0
+        var tokens: Double
+        var lastRefill: Double
+        var suppressed = 0
+        var suppressedSinceLine = 0
+    }
+
+    private let book: AddressBook?
+    private let output: @Sendable (String) -> Void
+    private let linesPerSecond: Double
+    private let burst: Double
+    private let clock: @Sendable () -> Double
+    private let state: Mutex<State>
+
+    /// `output` gets whole lines without the newline. `book` maps addresses back to names.
+    public init(book: AddressBook?, linesPerSecond: Double = 5, burst: Double = 20,
+                clock: @escaping @Sendable () -> Double = DenialReporter.monotonic,
+                output: @escaping @Sendable (String) -> Void) {
+        self.book = book; self.output = output; self.linesPerSecond = linesPerSecond; self.burst = burst
+        self.clock = clock
+        self.state = Mutex(State(tokens: burst, lastRefill: clock()))
+    }
+
+    public static let monotonic: @Sendable () -> Double = {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    static func show(_ name: DNSName) -> String { TerminalEscape.escape(name.display) }
+
+    public func record(_ event: GateEvent) {
+        switch event {
+        case .resolved(let name, _, _):
+            note(Key(verdict: .allowed, subject: DenialReporter.show(name).lowercased(), port: 53, proto: "dns"),
+                 name: nil, reason: nil, line: nil)
+        case .notAllowed(let name, _):
+            let shown = DenialReporter.show(name)
+            note(Key(verdict: .refused, subject: shown.lowercased(), port: 53, proto: "dns"), name: shown, reason: "not in profile",
+                 line: "cagent: refused DNS \(shown) (not in profile)")
+        case .noData(let name, let type):
+            guard type != DNSType.aaaa else { return }   // AAAA without IPv6 is routine, not a denial
+            let shown = DenialReporter.show(name)
+            let typeName = DNSType.name(type)
+            note(Key(verdict: .refused, subject: shown.lowercased() + " " + typeName, port: 53, proto: "dns"), name: shown,
+                 reason: "\(typeName) not forwarded", line: "cagent: refused DNS \(shown) \(typeName) (only A/AAAA are forwarded)")
+        case .refused(let name, let reason):
+            let shown = name.map(DenialReporter.show) ?? "(unreadable query)"
+            let why = TerminalEscape.escape(reason)
+            note(Key(verdict: .refused, subject: shown.lowercased() + " " + why, port: 53, proto: "dns"), name: shown, reason: why,
+                 line: "cagent: refused DNS \(shown) (\(why))")
+        case .failed(let name, let reason):
+            let shown = DenialReporter.show(name)
+            let why = TerminalEscape.escape(reason)
+            note(Key(verdict: .refused, subject: shown.lowercased() + " failed", port: 53, proto: "dns"), name: shown, reason: why,
+                 line: "cagent: DNS failed for \(shown) (\(why))")
+        }
+    }
+
+    public func record(_ packet: DeniedPacket) {
+        let address = packet.destination
+        let shownAddress = address.isV4 ? "\(address)" : "[\(address)]"
+        let target = packet.port.map { "\(shownAddress):\($0)" } ?? "\(address)"
+        let name = book?.name(for: address).map(DenialReporter.show)
+        let line = "cagent: blocked \(packet.protoName) \(target)" + (name.map { " (\($0))" } ?? "")
+        note(Key(verdict: .blocked, subject: "\(address)", port: packet.port, proto: packet.protoName), name: name, reason: nil, line: line)
+    }
+
+    private func note(_ key: Key, name: String?, reason: String?, line: String?) {
+        let text: String? = state.withLock { state in
+            switch key.verdict {
+            case .allowed: state.allowed += 1
+            case .refused: state.refused += 1
+            case .blocked: state.blocked += 1
+            }
+            if var entry = state.entries[key] {
+                entry.count += 1
+                state.entries[key] = entry
+                return nil
+            }
+            state.entries[key] = Entry(verdict: key.verdict, subject: key.subject, name: name, port: key.port,
+                                       proto: key.proto, reason: reason, count: 1)
+            state.order.append(key)
+            guard let line else { return nil }
+            let now = clock()
+            state.tokens = min(burst, state.tokens + (now - state.lastRefill) * linesPerSecond)
+            state.lastRefill = now
+            guard state.tokens >= 1 else {
+                state.suppressed += 1; state.suppressedSinceLine += 1
+                return nil
+            }
+            state.tokens -= 1
+            var text = line
+            if state.suppressedSinceLine > 0 {
+                text = "cagent: (\(state.suppressedSinceLine) more not shown, see the list at exit)\n" + line
+                state.suppressedSinceLine = 0
+            }
+            return text
+        }
+        if let text { for part in text.split(separator: "\n") { output(String(part)) } }
+    }
+
+    public var summary: Summary {
+        state.withLock { Summary(allowed: $0.allowed, refused: $0.refused, blocked: $0.blocked, suppressedLines: $0.suppressed) }
+    }
+
+    /// Distinct findings in first-seen order.
+    public var entries: [Entry] { state.withLock { s in s.order.compactMap { s.entries[$0] } } }
+
+    /// The exit line: counts and where the full list is.
+    public func summaryLine(listPath: String?) -> String {
+        let s = summary
+        var line = "cagent: \(s.allowed) allowed, \(s.refused) refused, \(s.blocked) blocked"
+        if let listPath { line += " (full list: \(TerminalEscape.escape(listPath)))" }
+        return line
+    }
+
+    /// The full list as JSON (`--json`): counts and every distinct entry.
+    public func json() -> String {
+        let s = summary
+        let items = entries.map { e in
+            var fields = ["\"verdict\":\(JSONText.quote(e.verdict.rawValue))", "\"subject\":\(JSONText.quote(e.subject))",
+                          "\"proto\":\(JSONText.quote(e.proto))", "\"count\":\(e.count)"]
+            if let name = e.name { fields.append("\"name\":\(JSONText.quote(name))") }
+            if let port = e.port { fields.append("\"port\":\(port)") }
+            if let reason = e.reason { fields.append("\"reason\":\(JSONText.quote(reason))") }
+            return "{" + fields.joined(separator: ",") + "}"
+        }
+        return "{\"allowed\":\(s.allowed),\"refused\":\(s.refused),\"blocked\":\(s.blocked),\"entries\":[" + items.joined(separator: ",") + "]}"
+    }
+}

@@ -1,2 +1,0 @@
-/// The DNS gate: wire parser/builder and the sandbox's only resolver (DNS gate issue).
-public enum DNSModule {}

@@ -1,0 +1,477 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import CagentCore
+import CShim
+import CagentNetwork
+
+/// What the gate did with one query; the denial reporter turns these into lines and counts.
+public enum GateEvent: Sendable, Equatable {
+    /// Resolved upstream; `addresses` were pinned before the answer went out (empty for NXDOMAIN/NODATA).
+    case resolved(name: DNSName, type: UInt16, addresses: [IPAddress])
+    /// Allowed name, type not forwarded (or AAAA without IPv6): answered NODATA locally.
+    case noData(name: DNSName, type: UInt16)
+    /// Name not in the profile: NXDOMAIN, nothing forwarded.
+    case notAllowed(name: DNSName, type: UInt16)
+    /// Refused: malformed or odd query, or an answer pointing somewhere the profile does not allow.
+    case refused(name: DNSName?, reason: String)
+    /// Upstream timeout/error or a pin failure: SERVFAIL, nothing released.
+    case failed(name: DNSName, reason: String)
+}
+
+/// The session's only resolver: UDP and TCP on the gateway address, one dedicated thread with poll(2).
+/// For an allowed A/AAAA question it sends a fresh query upstream (own ID, lowercased name, random source
+/// port), follows the CNAME chain, refuses special-use answers, pins every address through the pinner,
+/// and only then releases the answer, with TTLs clamped to the pins' lifetime.
+public final class Gate: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// The session's gateway addresses (IPv4, and IPv6 when the sandbox has it), all on one port.
+        public var listen: [IPAddress]
+        /// 0 lets the kernel choose a free high port (the Firewall redirects port 53 to it).
+        public var port: UInt16
+        /// Network namespace (a /run/netns path) the gate thread enters before it opens any socket.
+        public var netnsPath: String?
+        public var policy: GatePolicy
+        public var upstream: UpstreamConfig
+        public var clamp: GateAnswer.Clamp
+        public var maxTCPClients: Int
+        public var tcpIdleSeconds: Double
+
+        public init(listen: [IPAddress], port: UInt16 = 0, netnsPath: String? = nil, policy: GatePolicy,
+                    upstream: UpstreamConfig, clamp: GateAnswer.Clamp = .init(), maxTCPClients: Int = 64,
+                    tcpIdleSeconds: Double = 10) {
+            self.listen = listen; self.port = port; self.netnsPath = netnsPath; self.policy = policy
+            self.upstream = upstream; self.clamp = clamp; self.maxTCPClients = maxTCPClients
+            self.tcpIdleSeconds = tcpIdleSeconds
+        }
+    }
+
+    let configuration: Configuration
+    let pinner: any AddressPinner
+    public let book: AddressBook
+    let emit: @Sendable (GateEvent) -> Void
+
+    private var thread: Thread?
+    private let started = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private var startError: (any Error)?
+    private var wakePipe: [Int32] = [-1, -1]
+    public private(set) var port: UInt16 = 0
+
+    public init(configuration: Configuration, pinner: any AddressPinner, book: AddressBook = AddressBook(),
+                events: @escaping @Sendable (GateEvent) -> Void = { _ in }) {
+        self.configuration = configuration; self.pinner = pinner; self.book = book; self.emit = events
+    }
+
+    /// Starts the gate thread; returns the bound port once both sockets listen, or throws what failed.
+    @discardableResult
+    public func start() throws -> UInt16 {
+        guard pipe(&wakePipe) == 0 else { throw CagentError.system("dns gate", "pipe") }
+        for fd in wakePipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
+        let thread = Thread { [self] in
+            var loop: Loop
+            do {
+                if let path = configuration.netnsPath { try Gate.enterNetns(path) }
+                loop = try Loop(gate: self)
+            } catch {
+                startError = error
+                started.signal()
+                finished.signal()
+                return
+            }
+            port = loop.port
+            started.signal()
+            loop.run()
+            loop.close()
+            finished.signal()
+        }
+        thread.name = "cagent-dns-gate"
+        self.thread = thread
+        thread.start()
+        started.wait()
+        if let startError {
+            Glibc.close(wakePipe[0]); Glibc.close(wakePipe[1])
+            throw startError
+        }
+        return port
+    }
+
+    /// Stops the thread and closes every socket; pending queries are dropped (clients retry or fail).
+    public func stop() {
+        guard thread != nil else { return }
+        var byte: UInt8 = 1
+        _ = write(wakePipe[1], &byte, 1)
+        finished.wait()
+        thread = nil
+        Glibc.close(wakePipe[0]); Glibc.close(wakePipe[1])
+    }
+
+    deinit { stop() }
+
+    var wakeFD: Int32 { wakePipe[0] }
+
+    static func enterNetns(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CagentError.system("dns gate: enter netns", "open \(path)") }
+        defer { Glibc.close(fd) }
+        guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else { throw CagentError.system("dns gate: enter netns", "setns \(path)") }
+    }
+}
+
+/// The event loop's state; lives on the gate thread only.
+private struct Loop {
+    enum Client: Hashable {
+        case udp(SocketAddress, socket: Int32)
+        case tcp(fd: Int32, serial: Int)
+    }
+
+    struct Pending {
+        var client: Client
+        var query: DNSMessage
+        var question: DNSQuestion
+        var chain: [DNSRecord]
+        var ports: [PinPort]
+        var id: UInt16
+        var attempt: Int
+        var deadline: Double
+    }
+
+    struct TCPClient {
+        var serial: Int
+        var buffer: [UInt8]
+        var lastActivity: Double
+    }
+
+    static let maxInFlight = 1024
+
+    let gate: Gate
+    let udpSockets: [Int32]
+    let tcpSockets: [Int32]
+    let port: UInt16
+    var pending: [Int32: Pending] = [:]
+    var tcpClients: [Int32: TCPClient] = [:]
+    var serial = 0
+    /// When this session's pin of each address (on a set of ports) runs out, by the gate's clock: pin vs refresh.
+    var pinnedUntil: [PinKey: Double] = [:]
+
+    struct PinKey: Hashable { var address: IPAddress; var ports: [PinPort] }
+    var buffer = [UInt8](repeating: 0, count: 65536)
+
+    var configuration: Gate.Configuration { gate.configuration }
+
+    init(gate: Gate) throws {
+        self.gate = gate
+        var udps: [Int32] = [], tcps: [Int32] = []
+        var port = gate.configuration.port
+        do {
+            guard !gate.configuration.listen.isEmpty else { throw CagentError(stage: "dns gate", "no listen address") }
+            for address in gate.configuration.listen {
+                // The first bind picks the port (when 0); every other socket takes the same one.
+                let udp = try Sockets.socket(SocketAddress(address: address, port: 0).family, Int32(SOCK_DGRAM.rawValue), stage: "dns gate: udp socket")
+                udps.append(udp)
+                try Sockets.bind(udp, SocketAddress(address: address, port: port), stage: "dns gate: udp bind")
+                port = Sockets.boundPort(udp)
+                var size: Int32 = 4 << 20
+                setsockopt(udp, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+                let tcp = try Sockets.socket(SocketAddress(address: address, port: 0).family, Int32(SOCK_STREAM.rawValue), stage: "dns gate: tcp socket")
+                tcps.append(tcp)
+                try Sockets.bind(tcp, SocketAddress(address: address, port: port), stage: "dns gate: tcp bind")
+                guard listen(tcp, 64) == 0 else { throw CagentError.system("dns gate: tcp listen", "listen \(address) port \(port)") }
+            }
+        } catch {
+            for fd in udps + tcps { Glibc.close(fd) }
+            throw error
+        }
+        udpSockets = udps
+        tcpSockets = tcps
+        self.port = port
+    }
+
+    mutating func run() {
+        while true {
+            var fds = [pollfd(fd: gate.wakeFD, events: Int16(POLLIN), revents: 0)]
+            for fd in udpSockets + tcpSockets { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            for fd in tcpClients.keys { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            for fd in pending.keys { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            let now = Sockets.now()
+            var wait = 1000.0
+            for entry in pending.values { wait = min(wait, max(0, (entry.deadline - now) * 1000)) }
+            let rc = poll(&fds, nfds_t(fds.count), Int32(wait.rounded(.up)))
+            if rc < 0 && errno != EINTR { return }
+            if fds[0].revents != 0 { return }
+            for entry in fds.dropFirst() where entry.revents != 0 {
+                if udpSockets.contains(entry.fd) { readUDP(entry.fd) }
+                else if tcpSockets.contains(entry.fd) { acceptTCP(entry.fd) }
+                else if tcpClients[entry.fd] != nil { readTCP(entry.fd) }
+                else if pending[entry.fd] != nil { readUpstream(entry.fd) }
+            }
+            expire()
+        }
+    }
+
+    func close() {
+        for fd in udpSockets + tcpSockets { Glibc.close(fd) }
+        for fd in tcpClients.keys { Glibc.close(fd) }
+        for fd in pending.keys { Glibc.close(fd) }
+    }
+
+    // MARK: clients
+
+    mutating func readUDP(_ udp: Int32) {
+        // Drain what is queued, bounded so TCP and upstream replies are not starved.
+        for _ in 0..<64 {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let n = buffer.withUnsafeMutableBytes { raw in
+                withUnsafeMutablePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(udp, raw.baseAddress, 512 * 8, 0, $0, &length) }
+                }
+            }
+            if n < 0 { return }
+            guard let from = SocketAddress(storage: storage) else { continue }
+            handle(Array(buffer[0..<n]), from: .udp(from, socket: udp))
+        }
+    }
+
+    mutating func acceptTCP(_ tcp: Int32) {
+        while true {
+            let fd = accept(tcp, nil, nil)
+            if fd < 0 { return }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+            if tcpClients.count >= configuration.maxTCPClients {
+                // Too many open streams: drop the idlest to make room (a client cannot hold the gate).
+                if let oldest = tcpClients.min(by: { $0.value.lastActivity < $1.value.lastActivity })?.key { dropTCP(oldest) }
+            }
+            serial += 1
+            tcpClients[fd] = TCPClient(serial: serial, buffer: [], lastActivity: Sockets.now())
+        }
+    }
+
+    mutating func readTCP(_ fd: Int32) {
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { dropTCP(fd); return }
+        if n < 0 { return }
+        guard var client = tcpClients[fd] else { return }
+        client.buffer += buffer[0..<n]
+        client.lastActivity = Sockets.now()
+        var messages: [[UInt8]] = []
+        while client.buffer.count >= 2 {
+            let length = Int(client.buffer[0]) << 8 | Int(client.buffer[1])
+            guard client.buffer.count >= 2 + length else { break }
+            messages.append(Array(client.buffer[2..<(2 + length)]))
+            client.buffer.removeFirst(2 + length)
+        }
+        tcpClients[fd] = client
+        for message in messages { handle(message, from: .tcp(fd: fd, serial: client.serial)) }
+    }
+
+    mutating func dropTCP(_ fd: Int32) {
+        tcpClients[fd] = nil
+        Glibc.close(fd)
+    }
+
+    mutating func send(_ reply: DNSMessage, to client: Client) {
+        switch client {
+        case .udp(let address, let udp):
+            let bytes = GateAnswer.encode(reply, limit: 512)
+            _ = address.withSockaddr { sockaddr, length in
+                bytes.withUnsafeBytes { sendto(udp, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT), sockaddr, length) }
+            }
+        case .tcp(let fd, let serial):
+            guard tcpClients[fd]?.serial == serial else { return }   // the stream went away meanwhile
+            let bytes = GateAnswer.encode(reply, limit: 65535)
+            let framed = [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xFF)] + bytes
+            if !Sockets.writeAll(fd, framed, milliseconds: 1000) { dropTCP(fd) }
+        }
+    }
+
+    mutating func handle(_ bytes: [UInt8], from client: Client) {
+        let query: DNSMessage
+        do {
+            query = try DNSWire.parse(bytes)
+        } catch {
+            // Not DNS we can read: FORMERR with the ID if there is a header to answer, else silence.
+            guard bytes.count >= 12, bytes[2] & 0x80 == 0 else { return }
+            let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+            send(GateAnswer.reply(to: DNSMessage(id: id, flags: 0), rcode: DNSRcode.formErr), to: client)
+            gate.emit(.refused(name: nil, reason: "malformed query"))
+            return
+        }
+        switch configuration.policy.decide(query) {
+        case .drop:
+            return
+        case .refuse(let rcode, let reason):
+            send(GateAnswer.reply(to: query, rcode: rcode), to: client)
+            gate.emit(.refused(name: query.questions.first?.name, reason: reason))
+        case .notAllowed:
+            send(GateAnswer.reply(to: query, rcode: DNSRcode.nxDomain), to: client)
+            gate.emit(.notAllowed(name: query.questions[0].name, type: query.questions[0].type))
+        case .noData:
+            send(GateAnswer.reply(to: query, rcode: DNSRcode.noError), to: client)
+            gate.emit(.noData(name: query.questions[0].name, type: query.questions[0].type))
+        case .resolve(let question, let ports):
+            ask(Pending(client: client, query: query, question: question, chain: [], ports: ports, id: 0, attempt: 0, deadline: 0))
+        }
+    }
+
+    // MARK: upstream
+
+    /// Sends a fresh query for `entry.question` from a new socket (a new random source port each time).
+    mutating func ask(_ entry: Pending) {
+        var entry = entry
+        // Bounded: a flood of allowed names cannot exhaust the host's file descriptors.
+        guard pending.count < Loop.maxInFlight else {
+            fail(entry, reason: "too many queries in flight")
+            return
+        }
+        let servers = configuration.upstream.servers
+        while entry.attempt < servers.count * 2 {
+            let server = servers[entry.attempt % servers.count]
+            entry.id = UInt16.random(in: 0...UInt16.max)
+            entry.deadline = Sockets.now() + Double(configuration.upstream.timeoutMilliseconds) / 1000
+            let target = SocketAddress(address: server.address, port: server.port)
+            guard let bytes = try? DNSWire.build(GateAnswer.upstreamQuery(entry.question, id: entry.id)),
+                  let fd = try? Sockets.socket(target.family, Int32(SOCK_DGRAM.rawValue), stage: "dns gate: upstream") else {
+                break
+            }
+            let connected = target.withSockaddr { connect(fd, $0, $1) } == 0
+            let sent = connected && bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) } == bytes.count
+            if sent {
+                pending[fd] = entry
+                return
+            }
+            Glibc.close(fd)
+            entry.attempt += 1
+        }
+        fail(entry, reason: "no upstream resolver answered")
+    }
+
+    mutating func readUpstream(_ fd: Int32) {
+        guard let entry = pending[fd] else { return }
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n < 0 {
+            if errno == EAGAIN || errno == EINTR { return }
+            // ICMP unreachable and the like: try the next server now instead of waiting out the timeout.
+            retry(fd, entry)
+            return
+        }
+        guard let response = try? DNSWire.parse(Array(buffer[0..<n])),
+              var walk = GateAnswer.walk(response, id: entry.id, question: entry.question) else {
+            return   // not the answer to our question (spoofed, stale): keep waiting until the deadline
+        }
+        if response.truncated {
+            let server = configuration.upstream.servers[entry.attempt % configuration.upstream.servers.count]
+            guard let full = tcpQuery(entry.question, server: server),
+                  let fullWalk = GateAnswer.walk(full, id: full.id, question: entry.question) else {
+                retry(fd, entry)
+                return
+            }
+            walk = fullWalk
+        }
+        pending[fd] = nil
+        Glibc.close(fd)
+        finish(entry, walk)
+    }
+
+    mutating func retry(_ fd: Int32, _ entry: Pending) {
+        pending[fd] = nil
+        Glibc.close(fd)
+        var next = entry
+        next.attempt += 1
+        ask(next)
+    }
+
+    mutating func expire() {
+        let now = Sockets.now()
+        for (fd, entry) in pending where entry.deadline <= now { retry(fd, entry) }
+        for (fd, client) in tcpClients where now - client.lastActivity > configuration.tcpIdleSeconds { dropTCP(fd) }
+    }
+
+    /// A blocking TCP exchange for a truncated UDP answer (rare: A/AAAA answers are small).
+    func tcpQuery(_ question: DNSQuestion, server: UpstreamConfig.Server) -> DNSMessage? {
+        let target = SocketAddress(address: server.address, port: server.port)
+        guard let fd = try? Sockets.socket(target.family, Int32(SOCK_STREAM.rawValue), stage: "dns gate: upstream tcp") else { return nil }
+        defer { Glibc.close(fd) }
+        let timeout = configuration.upstream.timeoutMilliseconds
+        let rc = target.withSockaddr { connect(fd, $0, $1) }
+        guard rc == 0 || errno == EINPROGRESS, Sockets.wait(fd, Int16(POLLOUT), milliseconds: timeout) else { return nil }
+        let id = UInt16.random(in: 0...UInt16.max)
+        guard let bytes = try? DNSWire.build(GateAnswer.upstreamQuery(question, id: id)),
+              Sockets.writeAll(fd, [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xFF)] + bytes, milliseconds: timeout) else { return nil }
+        let deadline = Sockets.now() + Double(timeout) / 1000
+        guard let header = Sockets.readExactly(fd, 2, deadline: deadline),
+              let body = Sockets.readExactly(fd, Int(header[0]) << 8 | Int(header[1]), deadline: deadline),
+              let message = try? DNSWire.parse(body), message.id == id else { return nil }
+        return message
+    }
+
+    mutating func fail(_ entry: Pending, reason: String) {
+        send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.servFail), to: entry.client)
+        gate.emit(.failed(name: entry.query.questions[0].name, reason: reason))
+    }
+
+    /// Turns an upstream answer into pins and the client's reply: the chain so far plus this walk.
+    mutating func finish(_ entry: Pending, _ walk: GateAnswer.Walk) {
+        let name = entry.query.questions[0].name
+        let type = entry.question.type
+        var chain = entry.chain + walk.chain
+        guard walk.rcode == DNSRcode.noError else {
+            let rcode = walk.rcode == DNSRcode.nxDomain ? DNSRcode.nxDomain : DNSRcode.servFail
+            send(GateAnswer.reply(to: entry.query, rcode: rcode, answers: clampChain(chain)), to: entry.client)
+            if rcode == DNSRcode.nxDomain { gate.emit(.resolved(name: name, type: type, addresses: [])) }
+            else { gate.emit(.failed(name: name, reason: "upstream rcode \(walk.rcode)")) }
+            return
+        }
+        if walk.addresses.isEmpty, !walk.chain.isEmpty, chain.count < GateAnswer.maxChain {
+            // The chain leaves the upstream's answer unresolved: ask for its end, fresh again.
+            ask(Pending(client: entry.client, query: entry.query, question: DNSQuestion(name: walk.finalName.lowercased(), type: type),
+                        chain: chain, ports: entry.ports, id: 0, attempt: 0, deadline: 0))
+            return
+        }
+        if chain.count > GateAnswer.maxChain { chain = Array(chain.prefix(GateAnswer.maxChain)) }
+        // Rebinding: an allowed name must not hand out loopback, private, link-local or metadata addresses.
+        for (address, _) in walk.addresses {
+            if let why = configuration.policy.refusal(for: address) {
+                gate.book.record(address, for: name)
+                send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.refused), to: entry.client)
+                gate.emit(.refused(name: name, reason: "answer \(address) is \(why)"))
+                return
+            }
+        }
+        var answers = clampChain(chain)
+        let now = Sockets.now()
+        for (address, ttl) in walk.addresses {
+            let pinTTL = configuration.clamp.pin(ttl)
+            let key = PinKey(address: address, ports: entry.ports)
+            do {
+                if let until = pinnedUntil[key], until > now + 1 {
+                    try gate.pinner.refresh(address, ports: entry.ports, ttl: pinTTL)
+                } else {
+                    try gate.pinner.pin(address, ports: entry.ports, ttl: pinTTL)
+                }
+            } catch {
+                // Fail closed: an address that is not pinned is never handed out.
+                send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.servFail), to: entry.client)
+                gate.emit(.failed(name: name, reason: "pinning \(address) failed: \(error)"))
+                return
+            }
+            if pinnedUntil.count > 65536 { pinnedUntil = pinnedUntil.filter { $0.value > now } }
+            pinnedUntil[key] = max(pinnedUntil[key] ?? 0, now + Double(pinTTL))
+            gate.book.record(address, for: name)
+            answers.append(DNSRecord(name: walk.finalName, type: type, ttl: configuration.clamp.client(ttl),
+                                     data: address.isV4 ? .a(address.bytes) : .aaaa(address.bytes)))
+        }
+        send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.noError, answers: answers), to: entry.client)
+        gate.emit(.resolved(name: name, type: type, addresses: walk.addresses.map(\.address)))
+    }
+
+    func clampChain(_ chain: [DNSRecord]) -> [DNSRecord] {
+        chain.map { record in
+            var record = record
+            record.ttl = configuration.clamp.client(record.ttl)
+            return record
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import Testing
+import CagentNetwork
+import Synchronization
+@testable import CagentCapture
+@testable import CagentDNS
+
+@Suite struct NflogFrameTests {
+    /// An nflog frame as libpcap delivers it: header, a prefix TLV, a payload TLV (host byte order).
+    static func frame(prefix: String, packet: [UInt8]) -> [UInt8] {
+        func tlv(_ type: UInt16, _ value: [UInt8]) -> [UInt8] {
+            let length = UInt16(4 + value.count)
+            var out = [UInt8(length & 0xFF), UInt8(length >> 8), UInt8(type & 0xFF), UInt8(type >> 8)] + value
+            while out.count % 4 != 0 { out.append(0) }
+            return out
+        }
+        return [2, 0, 0, 5] + tlv(10, Array(prefix.utf8) + [0]) + tlv(9, packet)
+    }
+
+    static func tcpSYN(to address: [UInt8], port: UInt16) -> [UInt8] {
+        var ip: [UInt8] = [0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2] + address
+        ip += [0xC3, 0x50, UInt8(port >> 8), UInt8(port & 0xFF)] + [UInt8](repeating: 0, count: 16)
+        return ip
+    }
+
+    @Test func decodesATCPDenial() {
+        let packet = NflogFrame.parse(Self.frame(prefix: "cagent-deny ", packet: Self.tcpSYN(to: [203, 0, 113, 9], port: 443)))
+        #expect(packet == DeniedPacket(proto: 6, destination: IPAddress("203.0.113.9")!, port: 443, prefix: Array("cagent-deny ".utf8)))
+    }
+
+    @Test func decodesIPv6UDP() {
+        var ip: [UInt8] = [0x60, 0, 0, 0, 0, 8, 17, 64] + IPAddress("2001:db8::2")!.bytes + IPAddress("2001:db8::9")!.bytes
+        ip += [0x30, 0x39, 0x01, 0xBB, 0, 8, 0, 0]
+        #expect(NflogFrame.parse(Self.frame(prefix: "x", packet: ip))?.port == 443)
+    }
+
+    @Test func fuzzCorpusReplays() {
+        // Seeds and any former nflog fuzz findings: parsing must not trap.
+        let files = Corpus.files().filter { $0.contains("/nflog/") }
+        #expect(!files.isEmpty)
+        for path in files { _ = NflogFrame.parse(Corpus.read(path)) }
+        #expect(NflogFrame.parse(Corpus.read(Corpus.directory + "/nflog/tcp4.bin"))?.port == 443)
+    }
+
+    @Test func survivesGarbage() {
+        for length in 0..<40 {
+            _ = NflogFrame.parse([UInt8](repeating: 0xFF, count: length))
+            _ = NflogFrame.parse([2, 0, 0, 5] + [UInt8](repeating: 0x01, count: length))
+        }
+        #expect(NflogFrame.parse([2, 0, 0, 5, 0xFF, 0xFF, 9, 0]) == nil)
+    }
+}
+
+@Suite struct DenialReporterTests {
+    final class Lines: Sendable {
+        let lines = Mutex<[String]>([])
+        func add(_ line: String) { lines.withLock { $0.append(line) } }
+        var all: [String] { lines.withLock { $0 } }
+    }
+
+    @Test func oneLinePerDistinctDenialWithTheName() {
+        let book = AddressBook()
+        book.record(IPAddress("203.0.113.9")!, for: DNSName("api.evil.test")!)
+        let lines = Lines()
+        let reporter = DenialReporter(book: book) { lines.add($0) }
+        let syn = DeniedPacket(proto: 6, destination: IPAddress("203.0.113.9")!, port: 443)
+        reporter.record(syn); reporter.record(syn)                       // a retransmitted SYN
+        reporter.record(GateEvent.notAllowed(name: DNSName("x.attacker.test")!, type: 1))
+        reporter.record(GateEvent.notAllowed(name: DNSName("X.Attacker.TEST")!, type: 28))
+        reporter.record(GateEvent.resolved(name: DNSName("a.allowed.test")!, type: 1, addresses: []))
+        #expect(lines.all == ["cagent: blocked tcp 203.0.113.9:443 (api.evil.test)",
+                              "cagent: refused DNS x.attacker.test (not in profile)"])
+        #expect(reporter.summary == .init(allowed: 1, refused: 2, blocked: 2, suppressedLines: 0))
+        #expect(reporter.summaryLine(listPath: "/tmp/s/denials.json") == "cagent: 1 allowed, 2 refused, 2 blocked (full list: /tmp/s/denials.json)")
+        #expect(reporter.json().contains("\"subject\":\"203.0.113.9\""))
+    }
+
+    @Test func hostileNamesCannotDriveTheTerminal() {
+        let lines = Lines()
+        let reporter = DenialReporter(book: nil) { lines.add($0) }
+        let evil = DNSName(labels: [[0x1B] + Array("]0;pwned".utf8) + [0x07], [0xE2, 0x80, 0xAE] + Array("txt".utf8), Array("test".utf8)])
+        reporter.record(GateEvent.notAllowed(name: evil, type: 1))
+        let line = lines.all[0]
+        #expect(!line.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0.value == 0x202E })
+    }
+
+    @Test func rateLimitsAndSaysHowManyWereHidden() {
+        let lines = Lines()
+        let now = Mutex<Double>(0)
+        let reporter = DenialReporter(book: nil, linesPerSecond: 1, burst: 3, clock: { now.withLock { $0 } }) { lines.add($0) }
+        for i in 0..<10 { reporter.record(DeniedPacket(proto: 17, destination: IPAddress("203.0.113.\(i)")!, port: 53)) }
+        #expect(lines.all.count == 3)
+        now.withLock { $0 = 5 }
+        reporter.record(DeniedPacket(proto: 17, destination: IPAddress("203.0.113.99")!, port: 53))
+        #expect(lines.all.count == 5)
+        #expect(lines.all[3] == "cagent: (7 more not shown, see the list at exit)")
+        #expect(reporter.summary.blocked == 11)
+    }
+}

@@ -1,2 +1,0 @@
-// Tests for this area land with its issue.
-import Testing
