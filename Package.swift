@@ -32,7 +32,8 @@ let package = Package(
         .target(name: "CagentDNS", dependencies: ["CagentCore", "CShim"]),
         .target(name: "CagentCapture", dependencies: ["CagentCore", "CPcap"]),
         .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim"]),
+        .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim"],
+                linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
         .target(name: "CagentCLI", dependencies: [
             "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
             "CagentCapture", "CagentStore", "CagentTrace", "CShim", "CPcap", "CNftnl",

@@ -21,24 +21,6 @@ struct EnforceCommand: AsyncParsableCommand {
     func run() async throws { throw notBuiltYet("enforce") }
 }
 
-struct SessionsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sessions", abstract: "List recorded sessions. (not built yet)")
-    func run() async throws { throw notBuiltYet("sessions") }
-}
-
-struct ReportCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "report", abstract: "Show what a session did: domains, flows, files, processes, findings. (not built yet)")
-    func run() async throws { throw notBuiltYet("report") }
-}
-
-struct ImportCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "import", abstract: "Import a saved trace (Tracee JSON) into the store. (not built yet)")
-    func run() async throws { throw notBuiltYet("import") }
-}
-
 struct ExportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export", abstract: "Export a profile as a CiliumNetworkPolicy or Kubernetes NetworkPolicy. (not built yet)")

@@ -1,2 +1,402 @@
-/// The record: sessions, DNS, flows, files, processes, findings in SQLite (store issue).
-public enum StoreModule {}
+import CagentCore
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The record: one SQLite file (WAL) holding every session cagent observed, aggregated so that it grows
+/// with the number of distinct things seen, not with the number of events. Schema: docs/store.md.
+public final class Store: Sendable {
+    public let path: String
+    let pool: DatabasePool
+
+    /// The default database: `<data dir>/cagent.db` (XDG data home of the invoking user).
+    public static func defaultPath(paths: CagentPaths) -> String { paths.data + "/cagent.db" }
+
+    /// Opens (creating when `create`) the database at `path`. A new file and any directory created for it
+    /// belong to `owner` (the real user under sudo), mode 0600 / 0700.
+    public init(path: String, create: Bool = true, owner: InvokingUser? = nil) throws {
+        self.path = path
+        if !FileSystem.exists(path) {
+            guard create else {
+                throw CagentError(stage: "store", "no database at \(path)",
+                                  hint: "record a session first (cagent learn, cagent import tracee FILE) or pass --db")
+            }
+            try Store.createFile(path, owner: owner)
+        }
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.label = "cagent.store"
+        config.prepareDatabase { db in
+            // WAL + NORMAL: a committed batch survives a crash of cagent; only power loss may drop the last one.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try Schema.migrator.migrate(pool)
+        } catch let error as DatabaseError {
+            throw CagentError(stage: "store", "cannot open \(path): \(error.message ?? "\(error)")",
+                              hint: "is it a cagent database? move it away to start a new one")
+        }
+    }
+
+    /// Creates parent directories (0700) and the file (0600) without following a symlink at the last
+    /// component, and hands them to the invoking user when run as root.
+    static func createFile(_ path: String, owner: InvokingUser?) throws {
+        var directories: [String] = []
+        var parent = (path as NSString).deletingLastPathComponent
+        while !parent.isEmpty && parent != "/" && !FileSystem.exists(parent) {
+            directories.append(parent)
+            parent = (parent as NSString).deletingLastPathComponent
+        }
+        for directory in directories.reversed() {
+            if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+                throw CagentError.system("store", "cannot create directory \(directory)")
+            }
+            if let owner, geteuid() == 0 { _ = chown(directory, owner.uid, owner.gid) }
+        }
+        let fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd < 0 {
+            if errno == EEXIST { return }
+            throw CagentError.system("store", "cannot create \(path)", hint: "pass --db with a writable path")
+        }
+        defer { close(fd) }
+        if let owner, geteuid() == 0, owner.uid != 0 {
+            // SQLite gives its -wal and -shm files the owner and mode of the database file.
+            if fchown(fd, owner.uid, owner.gid) != 0 {
+                throw CagentError.system("store", "cannot hand \(path) to uid \(owner.uid)")
+            }
+        }
+    }
+
+    // MARK: sessions
+
+    public func createSession(_ session: SessionInfo) throws {
+        try pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO sessions (id, kind, source, command, gate, started_at) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [session.id, session.kind, session.source, Self.joined(session.command),
+                                 session.gate, session.startedAt])
+        }
+    }
+
+    public func endSession(_ id: String, at time: Nanoseconds) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE sessions SET ended_at = ? WHERE id = ?", arguments: [time, id])
+        }
+    }
+
+    public func sessionExists(_ id: String) throws -> Bool {
+        try pool.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM sessions WHERE id = ?", arguments: [id]) ?? false }
+    }
+
+    /// A fresh, sortable session id: UTC time plus random bits.
+    public static func newSessionID(now: Nanoseconds = Clock.now()) -> String {
+        var t = time_t(now / 1_000_000_000)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        let stamp = String(format: "%04d%02d%02d-%02d%02d%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+                           Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
+        return stamp + "-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
+    }
+
+    /// argv as NUL-separated bytes (lossless: an argument cannot contain NUL).
+    static func joined(_ argv: [RawText]) -> RawText {
+        var bytes: [UInt8] = []
+        for (index, argument) in argv.enumerated() {
+            if index > 0 { bytes.append(0) }
+            bytes += argument.bytes
+        }
+        return RawText(bytes: bytes)
+    }
+
+    static func split(_ joined: RawText) -> [RawText] {
+        if joined.isEmpty { return [] }
+        return joined.bytes.split(separator: 0, omittingEmptySubsequences: false).map { RawText(bytes: Array($0)) }
+    }
+
+    // MARK: writing a batch
+
+    /// Writes one aggregated batch in one transaction. Called by the Recorder's writer thread.
+    func write(_ batch: Batch, session: String) throws {
+        try pool.write { db in
+            try db.execute(sql: """
+                UPDATE sessions SET events = events + ?, first_event = min(coalesce(first_event, ?), ?),
+                  last_event = max(coalesce(last_event, ?), ?) WHERE id = ?
+                """, arguments: [batch.events, batch.firstTime, batch.firstTime, batch.lastTime, batch.lastTime, session])
+            if !batch.processes.isEmpty {
+                let statement = try db.cachedStatement(sql: """
+                    INSERT INTO processes (session_id, executable, argv, parent_executable, program, count, first_seen,
+                      last_seen, last_pid, last_ppid, last_exit, last_end)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (session_id, executable, argv, parent_executable) DO UPDATE SET
+                      count = count + excluded.count,
+                      program = CASE WHEN excluded.program = '' THEN program ELSE excluded.program END,
+                      first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen),
+                      last_pid = CASE WHEN excluded.last_pid = 0 THEN last_pid ELSE excluded.last_pid END,
+                      last_ppid = CASE WHEN excluded.last_pid = 0 THEN last_ppid ELSE excluded.last_ppid END,
+                      last_exit = coalesce(excluded.last_exit, last_exit),
+                      last_end = max(coalesce(last_end, excluded.last_end), coalesce(excluded.last_end, last_end))
+                    """)
+                for (key, value) in batch.processes {
+                    try statement.execute(arguments: [
+                        session, key.executable, Self.joined(key.argv), key.parentExecutable, value.program,
+                        value.count, value.firstSeen, value.lastSeen, value.lastPID, value.lastPPID, value.lastExit,
+                        value.lastEnd,
+                    ])
+                }
+            }
+            if !batch.dns.isEmpty {
+                let statement = try db.cachedStatement(sql: """
+                    INSERT INTO dns (session_id, name, type, resolver, source, program, queries, responses, rcode,
+                      first_seen, last_seen)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (session_id, name, type, resolver, source, program) DO UPDATE SET
+                      queries = queries + excluded.queries, responses = responses + excluded.responses,
+                      rcode = CASE WHEN excluded.rcode = '' THEN rcode ELSE excluded.rcode END,
+                      first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
+                    RETURNING id
+                    """)
+                let answer = try db.cachedStatement(sql: """
+                    INSERT INTO dns_answers (dns_id, name, type, data, ttl, count, first_seen, last_seen)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (dns_id, name, type, data) DO UPDATE SET
+                      ttl = excluded.ttl, count = count + excluded.count,
+                      first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
+                    """)
+                for (key, value) in batch.dns {
+                    guard let id = try Int64.fetchOne(statement, arguments: [
+                        session, key.name, key.type, key.resolver, key.source.rawValue, key.program,
+                        value.queries, value.responses, value.rcode, value.firstSeen, value.lastSeen,
+                    ]) else { continue }
+                    for (answerKey, answerValue) in value.answers {
+                        try answer.execute(arguments: [
+                            id, answerKey.name, answerKey.type, answerKey.data, answerValue.ttl, answerValue.count,
+                            answerValue.firstSeen, answerValue.lastSeen,
+                        ])
+                    }
+                }
+            }
+            if !batch.flows.isEmpty {
+                let statement = try db.cachedStatement(sql: """
+                    INSERT INTO flows (session_id, proto, address, port, verdict, program, result, name, name_source,
+                      connections, bytes_out, bytes_in, packets, first_seen, last_seen)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (session_id, proto, address, port, verdict, program, result) DO UPDATE SET
+                      name = coalesce(excluded.name, name), name_source = coalesce(excluded.name_source, name_source),
+                      connections = connections + excluded.connections, bytes_out = bytes_out + excluded.bytes_out,
+                      bytes_in = bytes_in + excluded.bytes_in, packets = packets + excluded.packets,
+                      first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
+                    """)
+                for (key, value) in batch.flows {
+                    try statement.execute(arguments: [
+                        session, key.proto, key.address, Int64(key.port), key.verdict.rawValue, key.program,
+                        key.result, value.name, value.nameSource, value.count, value.bytesOut, value.bytesIn,
+                        value.packets, value.firstSeen, value.lastSeen,
+                    ])
+                }
+            }
+            if !batch.files.isEmpty {
+                let statement = try db.cachedStatement(sql: """
+                    INSERT INTO files (session_id, path, operation, result, program, flags, count, first_seen, last_seen)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (session_id, path, operation, result, program) DO UPDATE SET
+                      flags = CASE WHEN excluded.flags IS NULL THEN flags ELSE coalesce(flags, 0) | excluded.flags END,
+                      count = count + excluded.count,
+                      first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
+                    """)
+                for (key, value) in batch.files {
+                    try statement.execute(arguments: [
+                        session, key.path, key.operation.rawValue, key.result, key.program, value.flags,
+                        value.count, value.firstSeen, value.lastSeen,
+                    ])
+                }
+            }
+            if !batch.findings.isEmpty {
+                let statement = try db.cachedStatement(sql: """
+                    INSERT INTO findings (session_id, kind, subject, detail, example, count, first_seen, last_seen)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (session_id, kind, subject) DO UPDATE SET
+                      count = count + excluded.count,
+                      first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
+                    """)
+                for (key, value) in batch.findings {
+                    try statement.execute(arguments: [
+                        session, key.kind.rawValue, key.subject, value.detail, value.example, value.count,
+                        value.firstSeen, value.lastSeen,
+                    ])
+                }
+            }
+        }
+    }
+
+    /// Runs a read-only block (for reports and tests).
+    public func read<T>(_ block: (Database) throws -> T) throws -> T {
+        try pool.read(block)
+    }
+
+    /// Checkpoints the WAL into the main file (smaller files at rest; used before measuring size).
+    public func checkpoint() throws {
+        try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+    }
+}
+
+/// A session's identity and where it came from.
+public struct SessionInfo: Sendable {
+    public var id: String
+    /// "learn", "enforce", "import", "synthetic".
+    public var kind: String
+    /// What fed it, e.g. "tracee:/path/trace.json".
+    public var source: String
+    /// The agent's command line.
+    public var command: [RawText]
+    /// The DNS gate's address, when the session had one.
+    public var gate: String?
+    public var startedAt: Nanoseconds
+
+    public init(id: String, kind: String, source: String = "", command: [RawText] = [], gate: String? = nil,
+                startedAt: Nanoseconds = Clock.now()) {
+        self.id = id; self.kind = kind; self.source = source; self.command = command; self.gate = gate
+        self.startedAt = startedAt
+    }
+}
+
+public enum Clock {
+    public static func now() -> Nanoseconds {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+}
+
+/// Sandbox text goes to SQLite as TEXT when it is valid UTF-8 (readable with any SQLite tool) and as a
+/// BLOB otherwise, so that every byte is kept. Always bound as a parameter, never spliced into SQL.
+extension RawText: DatabaseValueConvertible {
+    public var databaseValue: DatabaseValue {
+        if let text = validString { return text.databaseValue }
+        return Data(bytes).databaseValue
+    }
+
+    public static func fromDatabaseValue(_ value: DatabaseValue) -> RawText? {
+        switch value.storage {
+        case .string(let text): return RawText(text)
+        case .blob(let data): return RawText(bytes: [UInt8](data))
+        case .null: return nil
+        case .int64(let number): return RawText(String(number))
+        case .double(let number): return RawText(String(number))
+        }
+    }
+}
+
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            // Sandbox-derived columns (names, paths, argv, programs) hold TEXT or, for invalid UTF-8, BLOB.
+            // Key columns are NOT NULL: SQLite treats NULLs as distinct in a UNIQUE index.
+            try db.execute(sql: """
+                CREATE TABLE sessions (
+                  id TEXT PRIMARY KEY,
+                  kind TEXT NOT NULL,
+                  source TEXT NOT NULL DEFAULT '',
+                  command BLOB,
+                  gate TEXT,
+                  started_at INTEGER NOT NULL,
+                  ended_at INTEGER,
+                  events INTEGER NOT NULL DEFAULT 0,
+                  first_event INTEGER,
+                  last_event INTEGER
+                );
+                CREATE TABLE processes (
+                  id INTEGER PRIMARY KEY,
+                  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                  executable TEXT NOT NULL,
+                  argv BLOB NOT NULL,
+                  parent_executable TEXT NOT NULL,
+                  program TEXT NOT NULL DEFAULT '',
+                  count INTEGER NOT NULL,
+                  first_seen INTEGER NOT NULL,
+                  last_seen INTEGER NOT NULL,
+                  last_pid INTEGER NOT NULL DEFAULT 0,
+                  last_ppid INTEGER NOT NULL DEFAULT 0,
+                  last_exit INTEGER,
+                  last_end INTEGER,
+                  UNIQUE (session_id, executable, argv, parent_executable)
+                );
+                CREATE TABLE dns (
+                  id INTEGER PRIMARY KEY,
+                  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                  name TEXT NOT NULL,
+                  type TEXT NOT NULL,
+                  resolver TEXT NOT NULL,
+                  source TEXT NOT NULL,
+                  program TEXT NOT NULL,
+                  queries INTEGER NOT NULL,
+                  responses INTEGER NOT NULL,
+                  rcode TEXT NOT NULL DEFAULT '',
+                  first_seen INTEGER NOT NULL,
+                  last_seen INTEGER NOT NULL,
+                  UNIQUE (session_id, name, type, resolver, source, program)
+                );
+                CREATE TABLE dns_answers (
+                  id INTEGER PRIMARY KEY,
+                  dns_id INTEGER NOT NULL REFERENCES dns(id) ON DELETE CASCADE,
+                  name TEXT NOT NULL,
+                  type TEXT NOT NULL,
+                  data TEXT NOT NULL,
+                  ttl INTEGER NOT NULL,
+                  count INTEGER NOT NULL,
+                  first_seen INTEGER NOT NULL,
+                  last_seen INTEGER NOT NULL,
+                  UNIQUE (dns_id, name, type, data)
+                );
+                CREATE TABLE flows (
+                  id INTEGER PRIMARY KEY,
+                  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                  proto TEXT NOT NULL,
+                  address TEXT NOT NULL,
+                  port INTEGER NOT NULL,
+                  verdict TEXT NOT NULL,
+                  program TEXT NOT NULL,
+                  result INTEGER NOT NULL,
+                  name TEXT,
+                  name_source TEXT,
+                  connections INTEGER NOT NULL,
+                  bytes_out INTEGER NOT NULL,
+                  bytes_in INTEGER NOT NULL,
+                  packets INTEGER NOT NULL,
+                  first_seen INTEGER NOT NULL,
+                  last_seen INTEGER NOT NULL,
+                  UNIQUE (session_id, proto, address, port, verdict, program, result)
+                );
+                CREATE TABLE files (
+                  id INTEGER PRIMARY KEY,
+                  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                  path TEXT NOT NULL,
+                  operation TEXT NOT NULL,
+                  result INTEGER NOT NULL,
+                  program TEXT NOT NULL,
+                  flags INTEGER,
+                  count INTEGER NOT NULL,
+                  first_seen INTEGER NOT NULL,
+                  last_seen INTEGER NOT NULL,
+                  UNIQUE (session_id, path, operation, result, program)
+                );
+                CREATE TABLE findings (
+                  id INTEGER PRIMARY KEY,
+                  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                  kind TEXT NOT NULL,
+                  subject TEXT NOT NULL,
+                  detail TEXT NOT NULL,
+                  example TEXT NOT NULL,
+                  count INTEGER NOT NULL,
+                  first_seen INTEGER NOT NULL,
+                  last_seen INTEGER NOT NULL,
+                  UNIQUE (session_id, kind, subject)
+                );
+                """)
+        }
+        return migrator
+    }
+}

@@ -6,3 +6,4 @@
 #include "cg_seccomp.h"
 #include "cg_landlock.h"
 #include "cg_policy.h"
+#include "cg_gzip.h"

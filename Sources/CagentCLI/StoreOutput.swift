@@ -1,0 +1,140 @@
+import ArgumentParser
+import CagentCore
+import CagentProfile
+import CagentStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--db`, shared by every command that reads or writes the store.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: "The database (default: cagent.db in the invoking user's data directory).")
+    var db: String?
+
+    /// Opens the store; read-only commands pass `create: false` and get a clear error when it is missing.
+    func open(create: Bool) throws -> Store {
+        let environment = ProcessEnvironment.current
+        let user = InvokingUser.current(environment: environment)
+        let path = db ?? Store.defaultPath(paths: CagentPaths.standard(user: user, environment: environment))
+        return try Store(path: path, create: create, owner: user)
+    }
+
+    /// The secrets a finding is raised for: the built-in hide list plus system secret files.
+    static var findingRules: FindingRules {
+        FindingRules(secretPaths: DefaultHidden.home + FindingRules.systemSecrets)
+    }
+}
+
+/// Text from a sandbox, made safe for a terminal.
+enum Safe {
+    static func text(_ raw: RawText) -> String { TerminalEscape.escape(bytes: raw.bytes) }
+    static func text(_ string: String) -> String { TerminalEscape.escape(string) }
+    static func text(_ raw: RawText?) -> String { raw.map(text) ?? "-" }
+
+    static func argv(_ argv: [RawText]) -> String {
+        argv.map { argument in
+            let shown = text(argument)
+            let plain = !shown.isEmpty && shown.unicodeScalars.allSatisfy {
+                $0.properties.isAlphabetic || $0.properties.numericType != nil || "-_./=:,+@%".unicodeScalars.contains($0)
+            }
+            return plain ? shown : "'" + shown.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        }.joined(separator: " ")
+    }
+
+    /// "2026-11-29 02:35:12" (UTC).
+    static func time(_ nanoseconds: Nanoseconds?) -> String {
+        guard let nanoseconds else { return "-" }
+        var seconds = time_t(nanoseconds / 1_000_000_000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+    }
+}
+
+/// A small JSON builder for `--json`: sandbox strings are exact when they are valid UTF-8, with every
+/// control, C1, bidi and invisible format character written as a \u escape (so the JSON text is safe on a
+/// terminal and decodes back to the same string); invalid UTF-8 is written in TerminalEscape's `\xNN` form.
+indirect enum JSON {
+    case string(String)
+    case raw(RawText)
+    case int(Int64)
+    case bool(Bool)
+    case null
+    case array([JSON])
+    case object([(String, JSON)])
+
+    static func optional(_ value: Int64?) -> JSON { value.map { .int($0) } ?? .null }
+    static func optional(_ value: String?) -> JSON { value.map { .string($0) } ?? .null }
+    static func optional(_ value: RawText?) -> JSON { value.map { .raw($0) } ?? .null }
+
+    var text: String {
+        var out = ""
+        write(into: &out)
+        return out
+    }
+
+    func write(into out: inout String) {
+        switch self {
+        case .string(let value): JSON.quote(value, into: &out)
+        case .raw(let value):
+            if let valid = value.validString { JSON.quote(valid, into: &out) }
+            else { JSON.quote(TerminalEscape.escape(bytes: value.bytes), into: &out) }
+        case .int(let value): out += String(value)
+        case .bool(let value): out += value ? "true" : "false"
+        case .null: out += "null"
+        case .array(let values):
+            out += "["
+            for (index, value) in values.enumerated() {
+                if index > 0 { out += "," }
+                value.write(into: &out)
+            }
+            out += "]"
+        case .object(let fields):
+            out += "{"
+            for (index, field) in fields.enumerated() {
+                if index > 0 { out += "," }
+                JSON.quote(field.0, into: &out)
+                out += ":"
+                field.1.write(into: &out)
+            }
+            out += "}"
+        }
+    }
+
+    static func quote(_ text: String, into out: inout String) {
+        out += "\""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x22: out += "\\\""
+            case 0x5C: out += "\\\\"
+            case 0x0A: out += "\\n"
+            case 0x0D: out += "\\r"
+            case 0x09: out += "\\t"
+            case 0x00..<0x20, 0x7F..<0xA0, 0x061C, 0x200B...0x200F, 0x2028...0x202E, 0x2060...0x2069, 0xFEFF:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default:
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+}
+
+/// Output goes through one writer so that nothing from a sandbox reaches the terminal unescaped.
+struct Output {
+    private var buffer = ""
+
+    mutating func line(_ text: String = "") {
+        buffer += text
+        buffer += "\n"
+        if buffer.utf8.count > 1 << 16 { flush() }
+    }
+
+    mutating func flush() {
+        FileDescriptorStream.standardOutput.write(buffer)
+        buffer = ""
+    }
+}

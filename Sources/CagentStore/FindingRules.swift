@@ -1,0 +1,157 @@
+// What makes an event worth a finding. Pure logic, applied by the Recorder as events arrive.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum FindingKind: String, Sendable, Hashable, CaseIterable {
+    /// A file the hide list covers was opened, listed, written or looked up (failures included).
+    case secretAccess = "secret-access"
+    /// A DNS message to or from a resolver other than the session's gate.
+    case dnsBypass = "dns-bypass"
+    /// A flow to an address no DNS answer or SNI of the session named.
+    case directIP = "direct-ip"
+    /// A DNS-over-HTTPS/TLS provider was looked up or connected to.
+    case dohEndpoint = "doh-endpoint"
+    /// Long or high-entropy labels, the shape of data smuggled out in DNS names.
+    case dnsExfiltration = "dns-exfiltration"
+
+    /// Report order: the most serious first.
+    public var rank: Int {
+        switch self {
+        case .secretAccess: 0
+        case .dnsExfiltration: 1
+        case .dnsBypass: 2
+        case .dohEndpoint: 3
+        case .directIP: 4
+        }
+    }
+}
+
+public struct FindingRules: Sendable {
+    /// Secret paths: `~/x` entries match a `x` component sequence under any directory (the agent's home
+    /// may be a shadow home), absolute entries match that path and everything below it.
+    public var secretPaths: [String]
+    /// The gate's address for this session, if there was a gate; DNS with any other resolver is a bypass.
+    public var gateAddress: String?
+
+    /// Default set used when a caller does not pass the profile's hide list: /etc/shadow and friends.
+    public static let systemSecrets = ["/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/root/.ssh"]
+
+    public init(secretPaths: [String], gateAddress: String? = nil) {
+        self.secretPaths = secretPaths
+        self.gateAddress = gateAddress
+        compiled = secretPaths.map(SecretPattern.init)
+    }
+
+    private var compiled: [SecretPattern]
+
+    /// The pattern a path matches, or nil.
+    public func secret(_ path: RawText) -> String? {
+        let components = path.bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
+        for pattern in compiled where pattern.matches(absolute: path.bytes.first == UInt8(ascii: "/"), components) {
+            return pattern.source
+        }
+        return nil
+    }
+
+    /// Known DNS-over-HTTPS / DNS-over-TLS endpoints (names and anycast addresses).
+    public static let dohNames: Set<String> = [
+        "dns.google", "dns.google.com", "cloudflare-dns.com", "mozilla.cloudflare-dns.com", "one.one.one.one",
+        "1dot1dot1dot1.cloudflare-dns.com", "security.cloudflare-dns.com", "family.cloudflare-dns.com",
+        "dns.quad9.net", "dns9.quad9.net", "dns10.quad9.net", "dns11.quad9.net", "doh.opendns.com",
+        "dns.nextdns.io", "doh.cleanbrowsing.org", "dns.adguard.com", "dns.adguard-dns.com", "doh.mullvad.net",
+        "dns.controld.com", "doh.dns.sb", "dns.alidns.com", "doh.pub", "dns.twnic.tw", "doh.libredns.gr",
+    ]
+    public static let dohAddresses: Set<String> = [
+        "1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.9", "149.112.112.112", "208.67.222.222",
+        "208.67.220.220", "94.140.14.14", "94.140.15.15", "2606:4700:4700::1111", "2606:4700:4700::1001",
+        "2001:4860:4860::8888", "2001:4860:4860::8844", "2620:fe::fe", "2620:fe::9",
+    ]
+
+    public func isDoHName(_ name: RawText) -> Bool {
+        Self.dohNames.contains(Self.normalizedName(name))
+    }
+
+    /// DoH runs on 443, DoT on 853.
+    public func isDoHFlow(address: String, port: UInt16) -> Bool {
+        (port == 443 || port == 853) && Self.dohAddresses.contains(address.lowercased())
+    }
+
+    /// Lower-cased, without a trailing dot.
+    public static func normalizedName(_ name: RawText) -> String {
+        var text = name.lossyString.lowercased()
+        if text.hasSuffix(".") { text.removeLast() }
+        return text
+    }
+
+    /// For a name that looks like DNS exfiltration, the parent domain under which the suspicious labels
+    /// sit (the finding's subject, so a flood of unique names stays one finding); else nil.
+    public static func exfiltrationParent(_ name: RawText) -> String? {
+        let text = normalizedName(name)
+        if text.hasSuffix(".arpa") { return nil }
+        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard labels.count >= 2 else { return nil }
+        var lastSuspicious = -1
+        // The last two labels are the registrable part; only labels below it carry data.
+        for (index, label) in labels.dropLast(2).enumerated() where looksEncoded(label) { lastSuspicious = index }
+        if lastSuspicious < 0 && text.utf8.count <= 180 { return nil }
+        let parent = labels[(lastSuspicious + 1)...].joined(separator: ".")
+        return parent.isEmpty ? text : parent
+    }
+
+    /// A label of 40+ characters, or of 16+ characters with a base32/base64/hex-like high entropy.
+    static func looksEncoded(_ label: Substring) -> Bool {
+        let count = label.utf8.count
+        if count >= 40 { return true }
+        guard count >= 16 else { return false }
+        var histogram: [UInt8: Int] = [:]
+        var digits = 0
+        for byte in label.utf8 {
+            histogram[byte, default: 0] += 1
+            if byte >= 0x30 && byte <= 0x39 { digits += 1 }
+        }
+        var entropy = 0.0
+        for (_, n) in histogram {
+            let p = Double(n) / Double(count)
+            entropy -= p * log2(p)
+        }
+        // English-ish words stay under ~3.3 bits per character at this length; encoded data is above ~3.6,
+        // and a mix of many digits with letters is rare in real host names.
+        return entropy >= 3.6 || (entropy >= 3.2 && digits * 4 >= count && digits < count)
+    }
+
+    public static func isLoopbackOrUnspecified(_ address: String) -> Bool {
+        address.hasPrefix("127.") || address == "::1" || address == "0.0.0.0" || address == "::"
+            || address.hasPrefix("::ffff:127.")
+    }
+}
+
+struct SecretPattern: Sendable {
+    let source: String
+    let absolute: Bool
+    let components: [[UInt8]]
+
+    init(_ source: String) {
+        self.source = source
+        var text = Substring(source)
+        if text.hasPrefix("~/") { absolute = false; text = text.dropFirst(2) } else { absolute = text.hasPrefix("/") }
+        components = text.split(separator: "/").map { Array($0.utf8) }
+    }
+
+    func matches(absolute pathIsAbsolute: Bool, _ path: [ArraySlice<UInt8>]) -> Bool {
+        guard !components.isEmpty, path.count >= components.count else { return false }
+        if absolute {
+            guard pathIsAbsolute else { return false }
+            return zip(components, path).allSatisfy { $0.elementsEqual($1) }
+        }
+        // Home-relative: the sequence may start at any component (…/home/u/.ssh/…, /root/.ssh, a shadow home).
+        for start in 0...(path.count - components.count) {
+            var equal = true
+            for (offset, component) in components.enumerated() where !component.elementsEqual(path[start + offset]) {
+                equal = false; break
+            }
+            if equal { return true }
+        }
+        return false
+    }
+}

@@ -1,0 +1,219 @@
+// The event model every source feeds (the DNS gate, pcap, the tracers, the Tracee importer). It has no
+// dependency on the database, so that parsers (and their fuzz harness) can be built without GRDB.
+
+/// Text that came from a sandbox: a path, argv element, domain or program name. Linux gives bytes, not
+/// Unicode, so it is kept as bytes (stored intact, invalid UTF-8 included) and only escaped when printed.
+public struct RawText: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var bytes: [UInt8]
+
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+    public init(_ text: String) { self.bytes = Array(text.utf8) }
+    public init<S: StringProtocol>(_ text: S) { self.bytes = Array(text.utf8) }
+
+    public var isEmpty: Bool { bytes.isEmpty }
+
+    /// The text when it is valid UTF-8, else nil.
+    public var validString: String? { String(validating: bytes, as: UTF8.self) }
+
+    /// Always a string; invalid bytes become U+FFFD. For matching and hashing, never for display.
+    public var lossyString: String { String(decoding: bytes, as: UTF8.self) }
+
+    public var description: String { lossyString }
+
+    public static func < (lhs: RawText, rhs: RawText) -> Bool { lhs.bytes.lexicographicallyPrecedes(rhs.bytes) }
+}
+
+/// One thing a source saw. Sources build these and hand them to a `Recorder`; nothing else is needed to
+/// feed the store.
+public enum ObservedEvent: Sendable {
+    case exec(ProcessExec)
+    case exit(ProcessExit)
+    case dns(DNSObservation)
+    case flow(FlowObservation)
+    case file(FileAccess)
+}
+
+/// Nanoseconds since the Unix epoch.
+public typealias Nanoseconds = Int64
+
+/// A program started (execve succeeded).
+public struct ProcessExec: Sendable, Hashable {
+    public var time: Nanoseconds
+    public var pid: Int32
+    public var ppid: Int32
+    /// The executable's path.
+    public var executable: RawText
+    public var argv: [RawText]
+    /// The kernel's short name (comm) of the new program.
+    public var program: RawText
+
+    public init(time: Nanoseconds, pid: Int32, ppid: Int32, executable: RawText, argv: [RawText], program: RawText) {
+        self.time = time; self.pid = pid; self.ppid = ppid; self.executable = executable; self.argv = argv
+        self.program = program
+    }
+}
+
+/// A process ended.
+public struct ProcessExit: Sendable, Hashable {
+    public var time: Nanoseconds
+    public var pid: Int32
+    public var exitCode: Int32?
+
+    public init(time: Nanoseconds, pid: Int32, exitCode: Int32?) {
+        self.time = time; self.pid = pid; self.exitCode = exitCode
+    }
+}
+
+/// Who saw a DNS message.
+public enum DNSSource: String, Sendable, Hashable, CaseIterable {
+    /// cagent's DNS gate (the sanctioned resolver).
+    case gate
+    /// libpcap on the sandbox's interface.
+    case pcap
+    /// Tracee's DNS events.
+    case tracee
+}
+
+public struct DNSAnswer: Sendable, Hashable {
+    /// The owner name of the record (for a CNAME chain, each link's own name).
+    public var name: RawText
+    /// Record type, e.g. "A", "AAAA", "CNAME".
+    public var type: String
+    /// The record's data as text: an address, a target name, a TXT string.
+    public var data: RawText
+    public var ttl: UInt32
+
+    public init(name: RawText, type: String, data: RawText, ttl: UInt32) {
+        self.name = name; self.type = type; self.data = data; self.ttl = ttl
+    }
+}
+
+/// A DNS question, and for a response its code and answers.
+public struct DNSObservation: Sendable, Hashable {
+    public var time: Nanoseconds
+    public var pid: Int32
+    public var program: RawText
+    public var question: RawText
+    /// Query type, e.g. "A", "AAAA", "TXT", "TYPE65".
+    public var type: String
+    /// True for a response (it carries `rcode` and `answers`).
+    public var isResponse: Bool
+    /// Response code, e.g. "NOERROR", "NXDOMAIN"; empty for a query or when unknown.
+    public var rcode: String
+    public var answers: [DNSAnswer]
+    /// The resolver's address (the peer the question went to or the answer came from).
+    public var resolver: String
+    public var source: DNSSource
+
+    public init(time: Nanoseconds, pid: Int32 = 0, program: RawText = RawText(""), question: RawText, type: String,
+                isResponse: Bool, rcode: String = "", answers: [DNSAnswer] = [], resolver: String, source: DNSSource) {
+        self.time = time; self.pid = pid; self.program = program; self.question = question; self.type = type
+        self.isResponse = isResponse; self.rcode = rcode; self.answers = answers; self.resolver = resolver
+        self.source = source
+    }
+}
+
+public enum FlowVerdict: String, Sendable, Hashable, CaseIterable {
+    /// Seen, not judged (learn mode, a tracer, an import).
+    case observed
+    case allowed
+    case blocked
+}
+
+/// A connection or datagram flow to a remote endpoint.
+public struct FlowObservation: Sendable, Hashable {
+    public var time: Nanoseconds
+    public var pid: Int32
+    public var program: RawText
+    /// "tcp", "udp", "icmp", ...
+    public var proto: String
+    public var address: String
+    public var port: UInt16
+    /// A name the source knows for the destination (TLS SNI, the gate's pin); nil to look it up in the
+    /// session's DNS answers.
+    public var name: RawText?
+    public var verdict: FlowVerdict
+    public var bytesOut: Int64
+    public var bytesIn: Int64
+    public var packets: Int64
+    /// Result of the connect (0 or an errno).
+    public var result: Int32
+
+    public init(time: Nanoseconds, pid: Int32 = 0, program: RawText = RawText(""), proto: String, address: String,
+                port: UInt16, name: RawText? = nil, verdict: FlowVerdict = .observed, bytesOut: Int64 = 0,
+                bytesIn: Int64 = 0, packets: Int64 = 0, result: Int32 = 0) {
+        self.time = time; self.pid = pid; self.program = program; self.proto = proto; self.address = address
+        self.port = port; self.name = name; self.verdict = verdict; self.bytesOut = bytesOut
+        self.bytesIn = bytesIn; self.packets = packets; self.result = result
+    }
+}
+
+public enum FileOperation: String, Sendable, Hashable, CaseIterable {
+    case read, write, create, exec, delete, rename, mkdir
+}
+
+/// A file-system access, successful or not.
+public struct FileAccess: Sendable, Hashable {
+    public var time: Nanoseconds
+    public var pid: Int32
+    public var program: RawText
+    public var path: RawText
+    public var operation: FileOperation
+    /// 0 on success, else the errno (ENOENT, EACCES, ...).
+    public var result: Int32
+    /// open(2) flags when known.
+    public var flags: Int32?
+
+    public init(time: Nanoseconds, pid: Int32 = 0, program: RawText = RawText(""), path: RawText,
+                operation: FileOperation, result: Int32 = 0, flags: Int32? = nil) {
+        self.time = time; self.pid = pid; self.program = program; self.path = path; self.operation = operation
+        self.result = result; self.flags = flags
+    }
+}
+
+/// open(2) flags (x86_64/aarch64 generic values) to and from their names, and the operation they imply.
+public enum OpenFlags {
+    public static let known: [(String, Int32)] = [
+        ("O_WRONLY", 0o1), ("O_RDWR", 0o2), ("O_CREAT", 0o100), ("O_EXCL", 0o200), ("O_NOCTTY", 0o400),
+        ("O_TRUNC", 0o1000), ("O_APPEND", 0o2000), ("O_NONBLOCK", 0o4000), ("O_DSYNC", 0o10000),
+        ("O_ASYNC", 0o20000), ("O_DIRECT", 0o40000), ("O_LARGEFILE", 0o100000), ("O_DIRECTORY", 0o200000),
+        ("O_NOFOLLOW", 0o400000), ("O_NOATIME", 0o1000000), ("O_CLOEXEC", 0o2000000), ("O_SYNC", 0o4010000),
+        ("O_PATH", 0o10000000), ("O_TMPFILE", 0o20200000),
+    ]
+
+    /// Parses "O_RDONLY|O_LARGEFILE" (unknown names are ignored); nil when nothing is recognisable.
+    public static func parse(_ text: String) -> Int32? {
+        var value: Int32 = 0
+        var recognised = false
+        for part in text.split(separator: "|") {
+            let name = part.trimmingSpaces
+            if name == "O_RDONLY" { recognised = true; continue }
+            if let entry = known.first(where: { $0.0 == name }) { value |= entry.1; recognised = true }
+        }
+        return recognised ? value : nil
+    }
+
+    public static func names(_ flags: Int32) -> String {
+        var parts: [String] = [(flags & 3) == 0 ? "O_RDONLY" : ""]
+        var rest = flags & ~3
+        for (name, bit) in known where bit > 2 && (flags & bit) == bit && (rest & bit) != 0 {
+            parts.append(name); rest &= ~bit
+        }
+        if (flags & 3) == 1 { parts[0] = "O_WRONLY" } else if (flags & 3) == 2 { parts[0] = "O_RDWR" }
+        if rest != 0 { parts.append("0o" + String(rest, radix: 8)) }
+        return parts.filter { !$0.isEmpty }.joined(separator: "|")
+    }
+
+    /// What an open with these flags does: create, write, or read.
+    public static func operation(_ flags: Int32) -> FileOperation {
+        if flags & 0o100 != 0 || flags & 0o20200000 == 0o20200000 { return .create }
+        if flags & 3 != 0 || flags & 0o1000 != 0 { return .write }
+        return .read
+    }
+}
+
+extension Substring {
+    var trimmingSpaces: String {
+        String(self.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}

@@ -1,0 +1,373 @@
+import CagentCore
+import Foundation
+
+/// The one way events enter the store, whatever saw them. `record` only merges the event into an
+/// in-memory batch keyed like the tables (so a repeated event costs a hash lookup); a writer thread commits
+/// full batches in one transaction each, off the caller's path. `close()` flushes and ends the session.
+///
+/// Thread-safe: several sources may record into the same session.
+public final class Recorder: @unchecked Sendable {
+    public let store: Store
+    public let session: SessionInfo
+    public let rules: FindingRules
+    /// Events per batch before it is handed to the writer.
+    public let batchEvents: Int
+
+    private let lock = NSLock()
+    private var pending = Batch()
+    /// pid -> what it runs, for parents of later execs and for exits.
+    private var processes: [Int32: ProcessKey] = [:]
+    /// Address -> the question name whose answer gave it (the name a profile would allow).
+    private var addressNames: [String: RawText] = [:]
+
+    private let writer = DispatchQueue(label: "cagent.recorder.writer")
+    /// At most two batches in flight: the producer slows down instead of growing memory without bound.
+    private let inFlight = DispatchSemaphore(value: 2)
+    private var writeError: Error?
+    private var committedEvents = 0
+    private var closed = false
+    private let onCommit: (@Sendable (Int) -> Void)?
+
+    /// Creates the session row (unless it exists: importing into a session appends) and a recorder for it.
+    /// `onCommit` receives the total number of events committed so far, after each commit.
+    public init(store: Store, session: SessionInfo, rules: FindingRules, batchEvents: Int = 50_000,
+                onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+        self.store = store
+        self.session = session
+        self.rules = rules
+        self.batchEvents = max(1, batchEvents)
+        self.onCommit = onCommit
+        if try !store.sessionExists(session.id) { try store.createSession(session) }
+    }
+
+    public func record(_ event: ObservedEvent) {
+        lock.lock()
+        merge(event)
+        let full = pending.events >= batchEvents
+        let batch: Batch? = full ? takePending() : nil
+        lock.unlock()
+        if let batch { submit(batch) }
+    }
+
+    public func record<S: Sequence>(contentsOf events: S) where S.Element == ObservedEvent {
+        for event in events { record(event) }
+    }
+
+    /// Commits everything recorded so far and waits for it. Throws the first write error, if any.
+    public func flush() throws {
+        lock.lock()
+        let batch = pending.events > 0 || !pending.isEmpty ? takePending() : nil
+        lock.unlock()
+        if let batch { submit(batch) }
+        writer.sync {}
+        if let error = lock.withLock({ writeError }) { throw error }
+    }
+
+    /// Flushes and records the session's end.
+    public func close(endedAt: Nanoseconds = Clock.now()) throws {
+        try flush()
+        lock.withLock { closed = true }
+        try store.endSession(session.id, at: endedAt)
+    }
+
+    public var committed: Int { lock.withLock { committedEvents } }
+
+    private func takePending() -> Batch {
+        let batch = pending
+        pending = Batch()
+        return batch
+    }
+
+    private func submit(_ batch: Batch) {
+        inFlight.wait()
+        writer.async { [self] in
+            defer { inFlight.signal() }
+            if lock.withLock({ writeError }) != nil { return }
+            do {
+                try store.write(batch, session: session.id)
+                let total = lock.withLock { committedEvents += batch.events; return committedEvents }
+                onCommit?(total)
+            } catch {
+                lock.withLock { writeError = error }
+            }
+        }
+    }
+
+    // MARK: merging (called with the lock held)
+
+    private func merge(_ event: ObservedEvent) {
+        pending.events += 1
+        switch event {
+        case .exec(let exec): mergeExec(exec)
+        case .exit(let exit): mergeExit(exit)
+        case .dns(let dns): mergeDNS(dns)
+        case .flow(let flow): mergeFlow(flow)
+        case .file(let file): mergeFile(file)
+        }
+    }
+
+    private func mergeExec(_ exec: ProcessExec) {
+        pending.see(exec.time)
+        let parent = processes[exec.ppid]?.executable ?? RawText("")
+        let key = ProcessKey(executable: exec.executable, argv: exec.argv, parentExecutable: parent)
+        if processes.count > 200_000 { processes.removeAll(keepingCapacity: true) }
+        processes[exec.pid] = key
+        pending.processes[key, default: ProcessAggregate(time: exec.time)].add(exec)
+        secretCheck(exec.executable, time: exec.time, operation: .exec, program: exec.program, result: 0)
+    }
+
+    private func mergeExit(_ exit: ProcessExit) {
+        pending.see(exit.time)
+        guard let key = processes.removeValue(forKey: exit.pid) else { return }
+        var aggregate = pending.processes[key] ?? ProcessAggregate(time: exit.time, count: 0)
+        aggregate.lastEnd = max(aggregate.lastEnd ?? exit.time, exit.time)
+        if let code = exit.exitCode { aggregate.lastExit = code }
+        pending.processes[key] = aggregate
+    }
+
+    private func mergeDNS(_ dns: DNSObservation) {
+        pending.see(dns.time)
+        let key = DNSKey(name: dns.question, type: dns.type, resolver: dns.resolver, source: dns.source, program: dns.program)
+        pending.dns[key, default: DNSAggregate(time: dns.time)].add(dns)
+        for answer in dns.answers where answer.type == "A" || answer.type == "AAAA" {
+            if addressNames.count > 500_000 { addressNames.removeAll(keepingCapacity: true) }
+            addressNames[answer.data.lossyString] = dns.question
+        }
+        let name = FindingRules.normalizedName(dns.question)
+        if let gate = rules.gateAddress, dns.source != .gate, dns.resolver != gate {
+            addFinding(.dnsBypass, subject: dns.resolver, time: dns.time,
+                       detail: "DNS to resolver \(dns.resolver) instead of the gate \(gate)", example: dns.question)
+        }
+        if rules.isDoHName(dns.question) {
+            addFinding(.dohEndpoint, subject: name, time: dns.time, detail: "DNS-over-HTTPS provider looked up",
+                       example: dns.question)
+        }
+        if let parent = FindingRules.exfiltrationParent(dns.question) {
+            addFinding(.dnsExfiltration, subject: parent, time: dns.time,
+                       detail: "long or high-entropy labels under \(parent)", example: dns.question)
+        }
+    }
+
+    private func mergeFlow(_ flow: FlowObservation) {
+        pending.see(flow.time)
+        var name = flow.name
+        var nameSource: String? = flow.name == nil ? nil : "sni"
+        if name == nil, let known = addressNames[flow.address] { name = known; nameSource = "dns" }
+        let key = FlowKey(proto: flow.proto, address: flow.address, port: flow.port, verdict: flow.verdict,
+                          program: flow.program, result: flow.result)
+        pending.flows[key, default: FlowAggregate(time: flow.time)].add(flow, name: name, nameSource: nameSource)
+        let endpoint = flow.address.contains(":") ? "[\(flow.address)]:\(flow.port)" : "\(flow.address):\(flow.port)"
+        if rules.isDoHFlow(address: flow.address, port: flow.port) || name.map(rules.isDoHName) == true {
+            addFinding(.dohEndpoint, subject: endpoint, time: flow.time,
+                       detail: "connection to a DNS-over-HTTPS/TLS endpoint", example: name ?? RawText(endpoint))
+        }
+        if name == nil, !FindingRules.isLoopbackOrUnspecified(flow.address), flow.address != rules.gateAddress {
+            addFinding(.directIP, subject: endpoint + "/" + flow.proto, time: flow.time,
+                       detail: "\(flow.proto) to an address no DNS answer named", example: flow.program)
+        }
+    }
+
+    private func mergeFile(_ file: FileAccess) {
+        pending.see(file.time)
+        let key = FileKey(path: file.path, operation: file.operation, result: file.result, program: file.program)
+        pending.files[key, default: FileAggregate(time: file.time)].add(file)
+        secretCheck(file.path, time: file.time, operation: file.operation, program: file.program, result: file.result)
+    }
+
+    private func secretCheck(_ path: RawText, time: Nanoseconds, operation: FileOperation, program: RawText, result: Int32) {
+        guard let pattern = rules.secret(path) else { return }
+        let outcome = result == 0 ? "succeeded" : "failed (\(Errno.name(result)))"
+        addFinding(.secretAccess, subject: pattern, time: time,
+                   detail: "\(operation.rawValue) of a hidden path \(outcome)", example: path)
+    }
+
+    private func addFinding(_ kind: FindingKind, subject: String, time: Nanoseconds, detail: String, example: RawText) {
+        let key = FindingKey(kind: kind, subject: RawText(subject))
+        pending.findings[key, default: FindingAggregate(time: time, detail: detail, example: example)].add(time)
+    }
+}
+
+// MARK: batch shapes (one dictionary per table, keyed like its UNIQUE constraint)
+
+struct Batch {
+    var events = 0
+    var firstTime: Nanoseconds = .max
+    var lastTime: Nanoseconds = .min
+    var processes: [ProcessKey: ProcessAggregate] = [:]
+    var dns: [DNSKey: DNSAggregate] = [:]
+    var flows: [FlowKey: FlowAggregate] = [:]
+    var files: [FileKey: FileAggregate] = [:]
+    var findings: [FindingKey: FindingAggregate] = [:]
+
+    var isEmpty: Bool {
+        processes.isEmpty && dns.isEmpty && flows.isEmpty && files.isEmpty && findings.isEmpty
+    }
+
+    mutating func see(_ time: Nanoseconds) {
+        if time < firstTime { firstTime = time }
+        if time > lastTime { lastTime = time }
+    }
+}
+
+struct ProcessKey: Hashable {
+    var executable: RawText
+    var argv: [RawText]
+    var parentExecutable: RawText
+}
+
+struct ProcessAggregate {
+    var count: Int64
+    var firstSeen: Nanoseconds
+    var lastSeen: Nanoseconds
+    var program = RawText("")
+    var lastPID: Int32 = 0
+    var lastPPID: Int32 = 0
+    var lastExit: Int32?
+    var lastEnd: Nanoseconds?
+
+    init(time: Nanoseconds, count: Int64 = 0) { self.count = count; firstSeen = time; lastSeen = time }
+
+    mutating func add(_ exec: ProcessExec) {
+        count += 1
+        firstSeen = min(firstSeen, exec.time); lastSeen = max(lastSeen, exec.time)
+        program = exec.program; lastPID = exec.pid; lastPPID = exec.ppid
+    }
+}
+
+struct DNSKey: Hashable {
+    var name: RawText
+    var type: String
+    var resolver: String
+    var source: DNSSource
+    var program: RawText
+}
+
+struct AnswerKey: Hashable {
+    var name: RawText
+    var type: String
+    var data: RawText
+}
+
+struct AnswerAggregate {
+    var ttl: Int64
+    var count: Int64
+    var firstSeen: Nanoseconds
+    var lastSeen: Nanoseconds
+}
+
+struct DNSAggregate {
+    var queries: Int64 = 0
+    var responses: Int64 = 0
+    var rcode = ""
+    var firstSeen: Nanoseconds
+    var lastSeen: Nanoseconds
+    var answers: [AnswerKey: AnswerAggregate] = [:]
+
+    init(time: Nanoseconds) { firstSeen = time; lastSeen = time }
+
+    mutating func add(_ dns: DNSObservation) {
+        if dns.isResponse { responses += 1 } else { queries += 1 }
+        if !dns.rcode.isEmpty { rcode = dns.rcode }
+        firstSeen = min(firstSeen, dns.time); lastSeen = max(lastSeen, dns.time)
+        for answer in dns.answers {
+            let key = AnswerKey(name: answer.name, type: answer.type, data: answer.data)
+            if var existing = answers[key] {
+                existing.ttl = Int64(answer.ttl); existing.count += 1
+                existing.firstSeen = min(existing.firstSeen, dns.time); existing.lastSeen = max(existing.lastSeen, dns.time)
+                answers[key] = existing
+            } else {
+                answers[key] = AnswerAggregate(ttl: Int64(answer.ttl), count: 1, firstSeen: dns.time, lastSeen: dns.time)
+            }
+        }
+    }
+}
+
+struct FlowKey: Hashable {
+    var proto: String
+    var address: String
+    var port: UInt16
+    var verdict: FlowVerdict
+    var program: RawText
+    var result: Int32
+}
+
+struct FlowAggregate {
+    var count: Int64 = 0
+    var bytesOut: Int64 = 0
+    var bytesIn: Int64 = 0
+    var packets: Int64 = 0
+    var name: RawText?
+    var nameSource: String?
+    var firstSeen: Nanoseconds
+    var lastSeen: Nanoseconds
+
+    init(time: Nanoseconds) { firstSeen = time; lastSeen = time }
+
+    mutating func add(_ flow: FlowObservation, name: RawText?, nameSource: String?) {
+        count += 1
+        bytesOut &+= flow.bytesOut; bytesIn &+= flow.bytesIn; packets &+= flow.packets
+        if let name { self.name = name; self.nameSource = nameSource }
+        firstSeen = min(firstSeen, flow.time); lastSeen = max(lastSeen, flow.time)
+    }
+}
+
+struct FileKey: Hashable {
+    var path: RawText
+    var operation: FileOperation
+    var result: Int32
+    var program: RawText
+}
+
+struct FileAggregate {
+    var count: Int64 = 0
+    var flags: Int32?
+    var firstSeen: Nanoseconds
+    var lastSeen: Nanoseconds
+
+    init(time: Nanoseconds) { firstSeen = time; lastSeen = time }
+
+    mutating func add(_ file: FileAccess) {
+        count += 1
+        if let new = file.flags { flags = (flags ?? 0) | new }
+        firstSeen = min(firstSeen, file.time); lastSeen = max(lastSeen, file.time)
+    }
+}
+
+struct FindingKey: Hashable {
+    var kind: FindingKind
+    var subject: RawText
+}
+
+struct FindingAggregate {
+    var count: Int64 = 0
+    var detail: String
+    var example: RawText
+    var firstSeen: Nanoseconds
+    var lastSeen: Nanoseconds
+
+    init(time: Nanoseconds, detail: String, example: RawText) {
+        self.detail = detail; self.example = example; firstSeen = time; lastSeen = time
+    }
+
+    mutating func add(_ time: Nanoseconds) {
+        count += 1
+        firstSeen = min(firstSeen, time); lastSeen = max(lastSeen, time)
+    }
+}
+
+/// errno values and names for the results shown in reports.
+public enum Errno {
+    static let names: [Int32: String] = [
+        1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 6: "ENXIO", 7: "E2BIG", 8: "ENOEXEC", 9: "EBADF",
+        11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 18: "EXDEV",
+        19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 23: "ENFILE", 24: "EMFILE", 26: "ETXTBSY",
+        27: "EFBIG", 28: "ENOSPC", 30: "EROFS", 31: "EMLINK", 36: "ENAMETOOLONG", 38: "ENOSYS", 39: "ENOTEMPTY",
+        40: "ELOOP", 95: "EOPNOTSUPP", 97: "EAFNOSUPPORT", 98: "EADDRINUSE", 99: "EADDRNOTAVAIL",
+        101: "ENETUNREACH", 110: "ETIMEDOUT", 111: "ECONNREFUSED", 113: "EHOSTUNREACH", 115: "EINPROGRESS",
+    ]
+
+    public static func name(_ value: Int32) -> String {
+        if value == 0 { return "ok" }
+        return names[value] ?? "errno \(value)"
+    }
+}

@@ -1,0 +1,302 @@
+import GRDB
+
+/// What `cagent sessions` lists.
+public struct SessionSummary: Sendable {
+    public var id: String
+    public var kind: String
+    public var source: String
+    public var command: [RawText]
+    public var gate: String?
+    public var startedAt: Nanoseconds
+    public var endedAt: Nanoseconds?
+    public var events: Int64
+    public var domains: Int64
+    public var flows: Int64
+    public var files: Int64
+    public var processes: Int64
+    public var findings: Int64
+}
+
+/// What `cagent report` shows, read from the store in one snapshot.
+public struct SessionReport: Sendable {
+    public struct Finding: Sendable {
+        public var kind: FindingKind
+        public var subject: RawText
+        public var detail: String
+        public var example: RawText
+        public var count: Int64
+        public var firstSeen: Nanoseconds
+        public var lastSeen: Nanoseconds
+    }
+
+    public struct Answer: Sendable, Hashable {
+        public var name: RawText
+        public var type: String
+        public var data: RawText
+        public var ttl: Int64
+    }
+
+    /// One question name, all its types, resolvers and programs together.
+    public struct Domain: Sendable {
+        public var name: RawText
+        public var types: [String]
+        public var queries: Int64
+        public var responses: Int64
+        public var rcodes: [String]
+        public var programs: [RawText]
+        public var resolvers: [String]
+        public var sources: [String]
+        public var answers: [Answer]
+        public var firstSeen: Nanoseconds
+        public var lastSeen: Nanoseconds
+        /// Flows went to one of its addresses.
+        public var connections: Int64
+    }
+
+    public struct DNSRow: Sendable {
+        public var name: RawText
+        public var type: String
+        public var resolver: String
+        public var source: String
+        public var program: RawText
+        public var count: Int64
+        public var firstSeen: Nanoseconds
+        public var lastSeen: Nanoseconds
+    }
+
+    public struct Flow: Sendable {
+        public var proto: String
+        public var address: String
+        public var port: Int64
+        public var verdict: String
+        public var program: RawText
+        public var result: Int64
+        public var name: RawText?
+        public var nameSource: String?
+        public var connections: Int64
+        public var bytesOut: Int64
+        public var bytesIn: Int64
+        public var firstSeen: Nanoseconds
+        public var lastSeen: Nanoseconds
+    }
+
+    public struct File: Sendable {
+        public var path: RawText
+        public var operation: String
+        public var result: Int64
+        public var program: RawText
+        public var flags: Int64?
+        public var count: Int64
+        public var firstSeen: Nanoseconds
+        public var lastSeen: Nanoseconds
+    }
+
+    public struct FileGroup: Sendable {
+        public var directory: RawText
+        public var operation: String
+        public var files: [File]
+        public var count: Int64 { files.reduce(0) { $0 + $1.count } }
+    }
+
+    public struct Process: Sendable {
+        public var executable: RawText
+        public var argv: [RawText]
+        public var parentExecutable: RawText
+        public var program: RawText
+        public var count: Int64
+        public var firstSeen: Nanoseconds
+        public var lastSeen: Nanoseconds
+        public var lastExit: Int64?
+        public var children: [Process]
+    }
+
+    public var session: SessionSummary
+    public var findings: [Finding]
+    public var domains: [Domain]
+    public var directIPFlows: [Flow]
+    public var flows: [Flow]
+    public var gateBypass: [DNSRow]
+    public var fileGroups: [FileGroup]
+    public var secrets: [File]
+    public var processTree: [Process]
+}
+
+extension Store {
+    public func sessions() throws -> [SessionSummary] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT s.*,
+                  (SELECT count(DISTINCT name) FROM dns WHERE session_id = s.id) AS n_domains,
+                  (SELECT count(*) FROM flows WHERE session_id = s.id) AS n_flows,
+                  (SELECT count(*) FROM files WHERE session_id = s.id) AS n_files,
+                  (SELECT count(*) FROM processes WHERE session_id = s.id) AS n_processes,
+                  (SELECT count(*) FROM findings WHERE session_id = s.id) AS n_findings
+                FROM sessions s ORDER BY s.started_at, s.id
+                """).map(Self.summary)
+        }
+    }
+
+    static func summary(_ row: Row) -> SessionSummary {
+        SessionSummary(
+            id: row["id"], kind: row["kind"], source: row["source"],
+            command: Store.split((row["command"] as RawText?) ?? RawText("")), gate: row["gate"],
+            startedAt: row["started_at"], endedAt: row["ended_at"], events: row["events"],
+            domains: row["n_domains"] ?? 0, flows: row["n_flows"] ?? 0, files: row["n_files"] ?? 0,
+            processes: row["n_processes"] ?? 0, findings: row["n_findings"] ?? 0)
+    }
+
+    /// The id of the most recent session, or nil when the store is empty.
+    public func latestSessionID() throws -> String? {
+        try pool.read { db in
+            try String.fetchOne(db, sql: "SELECT id FROM sessions ORDER BY started_at DESC, rowid DESC LIMIT 1")
+        }
+    }
+
+    public func report(session id: String, rules: FindingRules) throws -> SessionReport? {
+        try pool.read { db -> SessionReport? in
+            guard let summaryRow = try Row.fetchOne(db, sql: """
+                SELECT s.*,
+                  (SELECT count(DISTINCT name) FROM dns WHERE session_id = s.id) AS n_domains,
+                  (SELECT count(*) FROM flows WHERE session_id = s.id) AS n_flows,
+                  (SELECT count(*) FROM files WHERE session_id = s.id) AS n_files,
+                  (SELECT count(*) FROM processes WHERE session_id = s.id) AS n_processes,
+                  (SELECT count(*) FROM findings WHERE session_id = s.id) AS n_findings
+                FROM sessions s WHERE s.id = ?
+                """, arguments: [id]) else { return nil }
+            let session = Self.summary(summaryRow)
+
+            let findings = try Row.fetchAll(db, sql: "SELECT * FROM findings WHERE session_id = ?", arguments: [id])
+                .compactMap { row -> SessionReport.Finding? in
+                    guard let kind = FindingKind(rawValue: row["kind"]) else { return nil }
+                    return SessionReport.Finding(kind: kind, subject: row["subject"], detail: row["detail"],
+                                                 example: row["example"], count: row["count"],
+                                                 firstSeen: row["first_seen"], lastSeen: row["last_seen"])
+                }
+                .sorted { ($0.kind.rank, -$0.count, $0.subject) < ($1.kind.rank, -$1.count, $1.subject) }
+
+            let flows = try Row.fetchAll(db, sql: "SELECT * FROM flows WHERE session_id = ? ORDER BY first_seen",
+                                         arguments: [id]).map { row in
+                SessionReport.Flow(proto: row["proto"], address: row["address"], port: row["port"], verdict: row["verdict"],
+                                   program: row["program"], result: row["result"], name: row["name"],
+                                   nameSource: row["name_source"], connections: row["connections"],
+                                   bytesOut: row["bytes_out"], bytesIn: row["bytes_in"],
+                                   firstSeen: row["first_seen"], lastSeen: row["last_seen"])
+            }
+            var connectionsByName: [RawText: Int64] = [:]
+            for flow in flows { if let name = flow.name { connectionsByName[name, default: 0] += flow.connections } }
+
+            // Domains: one entry per question name.
+            var answersByDNS: [Int64: [SessionReport.Answer]] = [:]
+            for row in try Row.fetchAll(db, sql: """
+                SELECT a.dns_id, a.name, a.type, a.data, a.ttl FROM dns_answers a JOIN dns d ON d.id = a.dns_id
+                WHERE d.session_id = ? ORDER BY a.id
+                """, arguments: [id]) {
+                answersByDNS[row["dns_id"], default: []].append(
+                    SessionReport.Answer(name: row["name"], type: row["type"], data: row["data"], ttl: row["ttl"]))
+            }
+            var domains: [RawText: SessionReport.Domain] = [:]
+            var order: [RawText] = []
+            var bypass: [SessionReport.DNSRow] = []
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM dns WHERE session_id = ? ORDER BY first_seen, id",
+                                        arguments: [id]) {
+                let name: RawText = row["name"]
+                let type: String = row["type"]
+                let program: RawText = row["program"]
+                let resolver: String = row["resolver"]
+                let source: String = row["source"]
+                let rcode: String = row["rcode"]
+                let queries: Int64 = row["queries"]
+                let responses: Int64 = row["responses"]
+                let first: Nanoseconds = row["first_seen"]
+                let last: Nanoseconds = row["last_seen"]
+                var domain = domains[name] ?? {
+                    order.append(name)
+                    return SessionReport.Domain(name: name, types: [], queries: 0, responses: 0, rcodes: [], programs: [],
+                                                resolvers: [], sources: [], answers: [], firstSeen: first, lastSeen: last,
+                                                connections: connectionsByName[name] ?? 0)
+                }()
+                if !domain.types.contains(type) { domain.types.append(type) }
+                if !rcode.isEmpty && !domain.rcodes.contains(rcode) { domain.rcodes.append(rcode) }
+                if !program.isEmpty && !domain.programs.contains(program) { domain.programs.append(program) }
+                if !domain.resolvers.contains(resolver) { domain.resolvers.append(resolver) }
+                if !domain.sources.contains(source) { domain.sources.append(source) }
+                domain.queries += queries; domain.responses += responses
+                domain.firstSeen = min(domain.firstSeen, first); domain.lastSeen = max(domain.lastSeen, last)
+                for answer in answersByDNS[row["id"]] ?? [] where !domain.answers.contains(answer) {
+                    domain.answers.append(answer)
+                }
+                domains[name] = domain
+                if let gate = session.gate, source != DNSSource.gate.rawValue, resolver != gate {
+                    bypass.append(SessionReport.DNSRow(name: name, type: type, resolver: resolver, source: source,
+                                                       program: program, count: queries + responses,
+                                                       firstSeen: first, lastSeen: last))
+                }
+            }
+
+            let files = try Row.fetchAll(db, sql: "SELECT * FROM files WHERE session_id = ? ORDER BY path, operation",
+                                         arguments: [id]).map { row in
+                SessionReport.File(path: row["path"], operation: row["operation"], result: row["result"],
+                                   program: row["program"], flags: row["flags"], count: row["count"],
+                                   firstSeen: row["first_seen"], lastSeen: row["last_seen"])
+            }
+            var groups: [GroupKey: [SessionReport.File]] = [:]
+            for file in files { groups[GroupKey(directory: Self.directory(file.path), operation: file.operation), default: []].append(file) }
+            let fileGroups = groups.map { SessionReport.FileGroup(directory: $0.key.directory, operation: $0.key.operation, files: $0.value) }
+                .sorted { ($0.directory, $0.operation) < ($1.directory, $1.operation) }
+            let secrets = files.filter { rules.secret($0.path) != nil }
+
+            let processes = try Row.fetchAll(db, sql: "SELECT * FROM processes WHERE session_id = ? ORDER BY first_seen, id",
+                                             arguments: [id]).map { row in
+                SessionReport.Process(executable: row["executable"], argv: Store.split(row["argv"]),
+                                      parentExecutable: row["parent_executable"], program: row["program"],
+                                      count: row["count"], firstSeen: row["first_seen"], lastSeen: row["last_seen"],
+                                      lastExit: row["last_exit"], children: [])
+            }
+
+            return SessionReport(
+                session: session, findings: findings, domains: order.compactMap { domains[$0] },
+                directIPFlows: flows.filter { $0.name == nil }, flows: flows, gateBypass: bypass,
+                fileGroups: fileGroups, secrets: secrets, processTree: Self.tree(processes))
+        }
+    }
+
+    private struct GroupKey: Hashable {
+        var directory: RawText
+        var operation: String
+    }
+
+    static func directory(_ path: RawText) -> RawText {
+        guard let slash = path.bytes.lastIndex(of: UInt8(ascii: "/")) else { return RawText(".") }
+        return slash == 0 ? RawText("/") : RawText(bytes: Array(path.bytes[..<slash]))
+    }
+
+    /// Programs arranged under the program that started them (by executable; a program whose parent was
+    /// not seen is a root). Each executable appears under each parent at most once per distinct argv.
+    static func tree(_ processes: [SessionReport.Process]) -> [SessionReport.Process] {
+        var byParent: [RawText: [SessionReport.Process]] = [:]
+        let executables = Set(processes.map(\.executable))
+        var roots: [SessionReport.Process] = []
+        for process in processes {
+            if process.parentExecutable.isEmpty || !executables.contains(process.parentExecutable) {
+                roots.append(process)
+            } else {
+                byParent[process.parentExecutable, default: []].append(process)
+            }
+        }
+        var expanded: Set<RawText> = []
+        func build(_ node: SessionReport.Process, depth: Int) -> SessionReport.Process {
+            var node = node
+            // Each executable's children are attached once (a shell running shells would otherwise recurse).
+            guard depth < 32, !expanded.contains(node.executable) else { return node }
+            expanded.insert(node.executable)
+            node.children = (byParent[node.executable] ?? []).map { build($0, depth: depth + 1) }
+            return node
+        }
+        var result = roots.map { build($0, depth: 0) }
+        // Cycles with no root (a parent seen only as a child of its own children): show them flat.
+        for (parent, children) in byParent where !expanded.contains(parent) {
+            for child in children where !expanded.contains(child.executable) { result.append(build(child, depth: 0)) }
+        }
+        return result
+    }
+}

@@ -1,0 +1,78 @@
+/// Synthetic sessions for benchmarks and tests: `events` events drawn from `distinctKeys` distinct
+/// things, in a realistic mix (mostly file accesses, then DNS, flows and execs), deterministic for a seed.
+public struct SyntheticSession: Sequence, Sendable {
+    public var events: Int
+    public var distinctKeys: Int
+    public var seed: UInt64
+    public var startTime: Nanoseconds
+
+    public init(events: Int, distinctKeys: Int, seed: UInt64 = 42, startTime: Nanoseconds = 1_764_374_400_000_000_000) {
+        self.events = Swift.max(0, events); self.distinctKeys = Swift.max(1, distinctKeys); self.seed = seed
+        self.startTime = startTime
+    }
+
+    /// The mix, in percent: files 70, DNS 15, flows 10, exec 5 (an agent mostly reads files).
+    public static let mix = (files: 70, dns: 15, flows: 10, exec: 5)
+
+    public func makeIterator() -> Iterator { Iterator(session: self) }
+
+    public struct Iterator: IteratorProtocol {
+        let session: SyntheticSession
+        var index = 0
+        var state: UInt64
+        let programs: [RawText] = ["node", "git", "bash", "python3", "npm", "curl", "rg", "cat"].map { RawText($0) }
+        let directories = ["/usr/lib/node_modules/pkg", "/home/agent/work/src", "/home/agent/work/tests", "/etc",
+                           "/usr/share/zoneinfo", "/tmp/build", "/home/agent/.cache/npm", "/proc/self"]
+        let tlds = ["com", "org", "io", "dev", "net"]
+
+        init(session: SyntheticSession) {
+            self.session = session
+            state = session.seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        }
+
+        mutating func next64() -> UInt64 {
+            // xorshift64*: fast, deterministic, good enough for picking keys.
+            state ^= state >> 12; state ^= state << 25; state ^= state >> 27
+            return state &* 0x2545_F491_4F6C_DD1D
+        }
+
+        public mutating func next() -> ObservedEvent? {
+            guard index < session.events else { return nil }
+            defer { index += 1 }
+            let time = session.startTime + Nanoseconds(index) * 1_000
+            let roll = Int(next64() % 100)
+            // Each kind gets its share of the distinct keys; a key is picked uniformly among them.
+            let keys = session.distinctKeys
+            let program = programs[Int(next64() % UInt64(programs.count))]
+            let pid = Int32(1000 + next64() % 50)
+            if roll < SyntheticSession.mix.files {
+                let key = Int(next64() % UInt64(Swift.max(1, keys * 70 / 100)))
+                let directory = directories[key % directories.count]
+                let operation: FileOperation = key % 11 == 0 ? .write : (key % 17 == 0 ? .create : .read)
+                let result: Int32 = key % 13 == 0 ? 2 : 0
+                return .file(FileAccess(time: time, pid: pid, program: program,
+                                        path: RawText("\(directory)/file-\(key).js"), operation: operation,
+                                        result: result, flags: operation == .read ? 0o100000 : 0o101101))
+            }
+            if roll < SyntheticSession.mix.files + SyntheticSession.mix.dns {
+                let key = Int(next64() % UInt64(Swift.max(1, keys * 15 / 100)))
+                let name = RawText("host\(key).example\(key % 7).\(tlds[key % tlds.count])")
+                let response = next64() % 2 == 0
+                let address = "198.51.\((key / 250) % 256).\(key % 250 + 1)"
+                return .dns(DNSObservation(time: time, pid: pid, program: program, question: name, type: "A",
+                                           isResponse: response, rcode: response ? "NOERROR" : "",
+                                           answers: response ? [DNSAnswer(name: name, type: "A", data: RawText(address), ttl: 300)] : [],
+                                           resolver: "10.0.0.1", source: .gate))
+            }
+            if roll < SyntheticSession.mix.files + SyntheticSession.mix.dns + SyntheticSession.mix.flows {
+                let key = Int(next64() % UInt64(Swift.max(1, keys * 10 / 100)))
+                return .flow(FlowObservation(time: time, pid: pid, program: program, proto: "tcp",
+                                             address: "198.51.\((key / 250) % 256).\(key % 250 + 1)", port: 443,
+                                             verdict: .observed, bytesOut: 512, bytesIn: 4096, packets: 8))
+            }
+            let key = Int(next64() % UInt64(Swift.max(1, keys * 5 / 100)))
+            return .exec(ProcessExec(time: time, pid: pid + 100, ppid: pid, executable: RawText("/usr/bin/tool\(key % 40)"),
+                                     argv: [RawText("tool\(key % 40)"), RawText("--job=\(key)")], program: program))
+        }
+    }
+}
