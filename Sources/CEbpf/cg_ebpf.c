@@ -1,0 +1,94 @@
+#include "cg_ebpf.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "cagent_trace.skel.h"
+
+struct cg_ebpf_tracer {
+    struct cagent_trace *skel;
+    struct ring_buffer *ring;
+    cg_ebpf_callback callback;
+    void *context;
+    int cpus;
+};
+
+// libbpf's messages: kept (the last warning) for the error a failed open reports, never printed.
+static _Thread_local char last_message[512];
+
+static int keep_message(enum libbpf_print_level level, const char *format, va_list args) {
+    if (level == LIBBPF_DEBUG) return 0;
+    vsnprintf(last_message, sizeof(last_message), format, args);
+    size_t n = strlen(last_message);
+    while (n > 0 && last_message[n - 1] == '\n') last_message[--n] = 0;
+    return 0;
+}
+
+static int deliver(void *context, void *data, size_t size) {
+    cg_ebpf_tracer *tracer = context;
+    if (size >= sizeof(struct cg_trace_record)) tracer->callback(tracer->context, data);
+    return 0;
+}
+
+static cg_ebpf_tracer *fail(cg_ebpf_tracer *tracer, int err, const char *what, char *error, size_t error_len) {
+    if (error && error_len)
+        snprintf(error, error_len, "%s: %s%s%s", what, strerror(err), last_message[0] ? "; libbpf: " : "", last_message);
+    cg_ebpf_close(tracer);
+    errno = err;
+    return NULL;
+}
+
+cg_ebpf_tracer *cg_ebpf_open(int cgroup_fd, cg_ebpf_callback callback, void *context, char *error, size_t error_len) {
+    last_message[0] = 0;
+    libbpf_set_print(keep_message);
+    cg_ebpf_tracer *tracer = calloc(1, sizeof(*tracer));
+    if (!tracer) return fail(NULL, ENOMEM, "allocate", error, error_len);
+    tracer->callback = callback;
+    tracer->context = context;
+    tracer->cpus = libbpf_num_possible_cpus();
+    if (tracer->cpus <= 0) return fail(tracer, EINVAL, "count CPUs", error, error_len);
+    tracer->skel = cagent_trace__open_and_load();
+    if (!tracer->skel) return fail(tracer, errno ? errno : EINVAL, "load the BPF programs", error, error_len);
+    uint32_t zero = 0;
+    if (bpf_map_update_elem(bpf_map__fd(tracer->skel->maps.scope), &zero, &cgroup_fd, BPF_ANY) != 0)
+        return fail(tracer, errno, "scope the tracer to the cgroup", error, error_len);
+    if (cagent_trace__attach(tracer->skel) != 0)
+        return fail(tracer, errno ? errno : EINVAL, "attach the raw tracepoints", error, error_len);
+    tracer->ring = ring_buffer__new(bpf_map__fd(tracer->skel->maps.events), deliver, tracer, NULL);
+    if (!tracer->ring) return fail(tracer, errno ? errno : EINVAL, "open the ring buffer", error, error_len);
+    return tracer;
+}
+
+int cg_ebpf_poll(cg_ebpf_tracer *tracer, int timeout_ms) {
+    int n = ring_buffer__poll(tracer->ring, timeout_ms);
+    return n == -EINTR ? 0 : n;
+}
+
+int cg_ebpf_fd(cg_ebpf_tracer *tracer) { return ring_buffer__epoll_fd(tracer->ring); }
+
+void cg_ebpf_stats(cg_ebpf_tracer *tracer, uint64_t *out) {
+    uint64_t values[tracer->cpus];
+    int fd = bpf_map__fd(tracer->skel->maps.stats);
+    for (uint32_t i = 0; i < CG_STAT_COUNT; i++) {
+        out[i] = 0;
+        if (bpf_map_lookup_elem(fd, &i, values) != 0) continue;
+        for (int cpu = 0; cpu < tracer->cpus; cpu++) out[i] += values[cpu];
+    }
+}
+
+uint64_t cg_ebpf_seen_count(cg_ebpf_tracer *tracer, const struct cg_trace_key *key) {
+    uint64_t value = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(tracer->skel->maps.seen), key, &value) != 0) return 0;
+    return value;
+}
+
+void cg_ebpf_close(cg_ebpf_tracer *tracer) {
+    if (!tracer) return;
+    if (tracer->ring) ring_buffer__free(tracer->ring);
+    if (tracer->skel) cagent_trace__destroy(tracer->skel);
+    free(tracer);
+}
