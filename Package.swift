@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
         .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "Netlab"]),
         .testTarget(name: "StoreTests", dependencies: ["CagentStore", "CagentTrace"]),
-        .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentStore", "CagentCore", "CShim"]),
+        .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentStore", "CagentCore", "CShim"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

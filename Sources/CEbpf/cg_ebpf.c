@@ -63,6 +63,20 @@ cg_ebpf_tracer *cg_ebpf_open(int cgroup_fd, cg_ebpf_callback callback, void *con
     return tracer;
 }
 
+int cg_ebpf_probe(char *error, size_t error_len) {
+    last_message[0] = 0;
+    libbpf_set_print(keep_message);
+    struct cagent_trace *skel = cagent_trace__open_and_load();
+    if (!skel) {
+        int err = errno ? errno : EINVAL;
+        if (error && error_len)
+            snprintf(error, error_len, "%s%s%s", strerror(err), last_message[0] ? "; libbpf: " : "", last_message);
+        return -err;
+    }
+    cagent_trace__destroy(skel);
+    return 0;
+}
+
 int cg_ebpf_poll(cg_ebpf_tracer *tracer, int timeout_ms) {
     int n = ring_buffer__poll(tracer->ring, timeout_ms);
     return n == -EINTR ? 0 : n;

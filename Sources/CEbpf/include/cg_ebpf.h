@@ -17,6 +17,10 @@ typedef void (*cg_ebpf_callback)(void *context, const struct cg_trace_record *re
 /// them. On failure returns NULL, sets errno and writes libbpf's last message (if any) into `error`.
 cg_ebpf_tracer *cg_ebpf_open(int cgroup_fd, cg_ebpf_callback callback, void *context, char *error, size_t error_len);
 
+/// Loads the programs into the kernel and unloads them, attaching nothing: 0 when this kernel and these
+/// privileges allow the tracer, else -errno with libbpf's last message in `error`.
+int cg_ebpf_probe(char *error, size_t error_len);
+
 /// Delivers pending records; waits up to timeout_ms for the first. Returns records delivered or -errno.
 int cg_ebpf_poll(cg_ebpf_tracer *tracer, int timeout_ms);
 
