@@ -33,7 +33,7 @@ public struct TracerSelection: Sendable {
         case .auto:
             let ebpf = probeEbpf()
             if ebpf == nil {
-                return TracerSelection(backend: .ebpf, reason: "eBPF: raw syscall tracepoints, ring buffer and cgroup scope load here (in-kernel dedup, real results)")
+                return TracerSelection(backend: .ebpf, reason: "raw syscall tracepoints, ring buffer and cgroup scope load here (in-kernel dedup, real results)")
             }
             let seccomp = probeSeccomp()
             if seccomp == nil {
