@@ -1,5 +1,6 @@
 #include "cg_ebpf.h"
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@ struct cg_ebpf_tracer {
     cg_ebpf_callback callback;
     void *context;
     int cpus;
+    struct cg_trace_record full;
 };
 
 // libbpf's messages: kept (the last warning) for the error a failed open reports, never printed.
@@ -30,7 +32,14 @@ static int keep_message(enum libbpf_print_level level, const char *format, va_li
 
 static int deliver(void *context, void *data, size_t size) {
     cg_ebpf_tracer *tracer = context;
-    if (size >= sizeof(struct cg_trace_record)) tracer->callback(tracer->context, data);
+    if (size >= sizeof(struct cg_trace_record)) {
+        tracer->callback(tracer->context, data);
+    } else if (size >= offsetof(struct cg_trace_record, path)) {
+        // A short record (only the bytes in use were sent): complete it with zeros.
+        memset(&tracer->full, 0, sizeof(tracer->full));
+        memcpy(&tracer->full, data, size);
+        tracer->callback(tracer->context, &tracer->full);
+    }
     return 0;
 }
 
@@ -78,8 +87,12 @@ int cg_ebpf_probe(char *error, size_t error_len) {
 }
 
 int cg_ebpf_poll(cg_ebpf_tracer *tracer, int timeout_ms) {
+    // Records are sent without a wake-up (see send() in the BPF program): wait, then drain regardless.
     int n = ring_buffer__poll(tracer->ring, timeout_ms);
-    return n == -EINTR ? 0 : n;
+    if (n < 0 && n != -EINTR) return n;
+    int more = ring_buffer__consume(tracer->ring);
+    if (more < 0) return more;
+    return (n > 0 ? n : 0) + more;
 }
 
 int cg_ebpf_fd(cg_ebpf_tracer *tracer) { return ring_buffer__epoll_fd(tracer->ring); }

@@ -58,7 +58,7 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
 
     private func run() {
         while !lock.withLock({ stopping }) {
-            _ = cg_ebpf_poll(handle, 50)
+            _ = cg_ebpf_poll(handle, 20)
         }
         while cg_ebpf_poll(handle, 0) > 0 {}  // drain
         done.signal()
@@ -159,10 +159,17 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         }
     }
 
+    nonisolated(unsafe) private static let offsets: [PartialKeyPath<cg_trace_record>: Int] = [
+        \cg_trace_record.comm: MemoryLayout<cg_trace_record>.offset(of: \cg_trace_record.comm)!,
+        \cg_trace_record.path: MemoryLayout<cg_trace_record>.offset(of: \cg_trace_record.path)!,
+        \cg_trace_record.data2: MemoryLayout<cg_trace_record>.offset(of: \cg_trace_record.data2)!,
+        \cg_trace_record.addr: MemoryLayout<cg_trace_record>.offset(of: \cg_trace_record.addr)!,
+    ]
+
     /// Bytes of a fixed-size char array field of the record.
     private static func bytes<T>(_ record: UnsafePointer<cg_trace_record>, _ field: KeyPath<cg_trace_record, T>,
                                  count: Int = Int.max, stopAtNul: Bool = false) -> [UInt8] {
-        guard let offset = MemoryLayout<cg_trace_record>.offset(of: field) else { return [] }
+        guard let offset = Self.offsets[field] ?? MemoryLayout<cg_trace_record>.offset(of: field) else { return [] }
         let capacity = MemoryLayout<T>.size
         let raw = UnsafeRawPointer(record).advanced(by: offset).assumingMemoryBound(to: UInt8.self)
         var n = min(count, capacity)

@@ -61,6 +61,7 @@ final class PathResolver {
     }
 
     static func normalise(_ path: [UInt8]) -> [UInt8] {
+        if isNormal(path) { return path }
         var parts: [ArraySlice<UInt8>] = []
         for part in path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true) {
             if part.count == 1 && part.first == UInt8(ascii: ".") { continue }
@@ -70,5 +71,25 @@ final class PathResolver {
         var out: [UInt8] = []
         for part in parts { out.append(UInt8(ascii: "/")); out += part }
         return out.isEmpty ? [UInt8(ascii: "/")] : out
+    }
+
+    /// Already normal: absolute, no empty, "." or ".." component, no trailing slash (the common case, cheap).
+    static func isNormal(_ path: [UInt8]) -> Bool {
+        guard path.first == UInt8(ascii: "/") else { return false }
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        var previousSlash = true, dots = 0
+        for byte in path.dropFirst() {
+            if byte == slash {
+                if previousSlash || (dots > 0 && dots <= 2) { return false }
+                previousSlash = true; dots = 0
+            } else if byte == dot {
+                if previousSlash || dots > 0 { dots += 1 }
+                previousSlash = false
+            } else {
+                dots = 0; previousSlash = false
+                dots = -100  // a component with other bytes: its dots do not matter
+            }
+        }
+        return !(path.count > 1 && previousSlash) && !(dots > 0 && dots <= 2)
     }
 }

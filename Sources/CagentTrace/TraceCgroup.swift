@@ -46,10 +46,10 @@ public final class TraceCgroup: @unchecked Sendable {
         removed = true
         close(fd)
         guard owned else { return }
-        for _ in 0..<200 {  // the last task leaves the cgroup a moment after it is reaped
+        for _ in 0..<1000 {  // the last task leaves the cgroup a moment after it is reaped
             if rmdir(path) == 0 || errno == ENOENT { return }
             if errno != EBUSY { break }
-            usleep(5_000)
+            usleep(1_000)
         }
         throw CagentError(stage: "trace cgroup", "cannot remove \(path)", errno: errno)
     }

@@ -20,8 +20,8 @@ public struct TracerSelection: Sendable {
     public static func select(_ choice: TracerChoice, path: String?) -> TracerSelection {
         switch choice {
         case .ebpf:
-            let probe = probeEbpf()
-            return TracerSelection(backend: probe == nil ? .ebpf : nil, reason: probe ?? "eBPF programs load")
+            // Asked for: not probed (loading is what the tracer does next, and it reports its own error).
+            return TracerSelection(backend: .ebpf, reason: "asked for")
         case .seccomp:
             let probe = probeSeccomp()
             return TracerSelection(backend: probe == nil ? .seccomp : nil, reason: probe ?? "seccomp user notification available")

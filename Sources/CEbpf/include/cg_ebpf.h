@@ -21,7 +21,7 @@ cg_ebpf_tracer *cg_ebpf_open(int cgroup_fd, cg_ebpf_callback callback, void *con
 /// privileges allow the tracer, else -errno with libbpf's last message in `error`.
 int cg_ebpf_probe(char *error, size_t error_len);
 
-/// Delivers pending records; waits up to timeout_ms for the first. Returns records delivered or -errno.
+/// Waits up to timeout_ms (less when 1 MiB is pending), then delivers every pending record. Returns records delivered or -errno.
 int cg_ebpf_poll(cg_ebpf_tracer *tracer, int timeout_ms);
 
 /// The ring buffer's epoll fd (readable when records are pending).
