@@ -113,6 +113,25 @@ uint64_t cg_ebpf_seen_count(cg_ebpf_tracer *tracer, const struct cg_trace_key *k
     return value;
 }
 
+long cg_ebpf_dump_seen(cg_ebpf_tracer *tracer, struct cg_trace_key *keys, uint64_t *counts, size_t max) {
+    int fd = bpf_map__fd(tracer->skel->maps.seen);
+    size_t have = 0;
+    uint64_t batch = 0;
+    void *in = NULL;
+    while (have < max) {
+        __u32 n = (__u32)(max - have > 4096 ? 4096 : max - have);
+        int rc = bpf_map_lookup_batch(fd, in, &batch, keys + have, counts + have, &n, NULL);
+        int err = rc ? errno : 0;
+        have += n;
+        in = &batch;
+        if (rc) {
+            if (err == ENOENT) break;  // the whole map was read
+            return -err;
+        }
+    }
+    return (long)have;
+}
+
 void cg_ebpf_close(cg_ebpf_tracer *tracer) {
     if (!tracer) return;
     if (tracer->ring) ring_buffer__free(tracer->ring);

@@ -78,10 +78,19 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         result.duplicates = stats[CG_STAT_DUPLICATE]
         result.lost = stats[CG_STAT_LOST]
         result.unreadable = stats[CG_STAT_UNREADABLE]
+        // Every key's count in one batched read of the map.
+        let capacity = max(keys.count, 1) * 2 + 1024
+        var dumpedKeys = [cg_trace_key](repeating: cg_trace_key(), count: capacity)
+        var dumpedCounts = [UInt64](repeating: 0, count: capacity)
+        let dumped = cg_ebpf_dump_seen(handle, &dumpedKeys, &dumpedCounts, capacity)
+        var countOf: [TraceKey: UInt64] = [:]
+        if dumped > 0 {
+            countOf.reserveCapacity(dumped)
+            for i in 0..<dumped { countOf[TraceKey(dumpedKeys[i])] = dumpedCounts[i] }
+        }
         for (key, operation, path, code) in keys {
-            var key = key
-            let count = cg_ebpf_seen_count(handle, &key)
-            result.counts.append(PathCount(operation: operation, path: path, result: code, count: max(count, 1)))
+            result.counts.append(PathCount(operation: operation, path: path, result: code,
+                                           count: max(countOf[TraceKey(key)] ?? 1, 1)))
         }
         cg_ebpf_close(handle)
         contextBox.deallocate()
@@ -194,6 +203,12 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
             return nil
         }
         return (String(cString: text), port)
+    }
+
+    /// cg_trace_key as a dictionary key.
+    private struct TraceKey: Hashable {
+        var hash: UInt64, ret: Int32, op: UInt32, tgid: UInt32, dirfd: Int32
+        init(_ k: cg_trace_key) { hash = k.path_hash; ret = k.ret; op = k.op; tgid = k.tgid; dirfd = k.dirfd }
     }
 
     /// A wait status as an exit code: the code for a normal exit, 128 + signal for a signal.

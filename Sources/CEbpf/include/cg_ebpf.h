@@ -33,6 +33,10 @@ void cg_ebpf_stats(cg_ebpf_tracer *tracer, uint64_t *out);
 /// How often the kernel saw `key` (first sight included); 0 when unknown (or evicted).
 uint64_t cg_ebpf_seen_count(cg_ebpf_tracer *tracer, const struct cg_trace_key *key);
 
+/// Copies up to `max` (key, count) pairs of the dedup map into keys/counts (batched: a few syscalls for
+/// the whole map). Returns how many were copied, or -errno.
+long cg_ebpf_dump_seen(cg_ebpf_tracer *tracer, struct cg_trace_key *keys, uint64_t *counts, size_t max);
+
 /// Detaches and frees everything (no BPF object outlives this call).
 void cg_ebpf_close(cg_ebpf_tracer *tracer);
 
