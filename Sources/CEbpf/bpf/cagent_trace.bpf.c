@@ -233,8 +233,10 @@ int cg_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
     if ((nr == NR_execve || nr == NR_execveat) && ret == 0) return 0;  // success: sched_process_exec reports it
     struct cg_trace_record *r = begin(CG_TRACE_FILE);
     if (!r) return 0;
-    unsigned long di = BPF_CORE_READ(regs, di), si = BPF_CORE_READ(regs, si), dx = BPF_CORE_READ(regs, dx);
-    unsigned long r10 = BPF_CORE_READ(regs, r10);
+    // One read of the saved registers (the x86_64 pt_regs layout is ABI) instead of one per argument.
+    struct pt_regs saved;
+    if (bpf_probe_read_kernel(&saved, sizeof(saved), regs) != 0) return 0;
+    unsigned long di = saved.di, si = saved.si, dx = saved.dx, r10 = saved.r10;
     if (nr == NR_connect || nr == NR_bind) {
         r->kind = CG_TRACE_NET;
         net_event(r, nr == NR_connect ? CG_OP_CONNECT : CG_OP_BIND, ret, (int)di, (void *)si, dx);
