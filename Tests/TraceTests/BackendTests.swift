@@ -33,6 +33,8 @@ struct BackendTests {
         #expect(c.flows.contains { $0.address == "127.0.0.1" && $0.port == w.port && $0.proto == "tcp" && $0.result == 0 },
                 "\(backend): connect 127.0.0.1:\(w.port); got \(c.flows.map { "\($0.proto) \($0.address):\($0.port) \($0.result)" })",
                 sourceLocation: sourceLocation)
+        #expect(c.binds.contains { $0.proto == "udp" && $0.address == "127.0.0.1" && $0.port == 0 && $0.result == 0 },
+                "\(backend): UDP bind; got \(c.binds)", sourceLocation: sourceLocation)
         let dedup = c.files("\(d)/dedup.txt").filter { $0.operation == .read && $0.result == 0 }
         #expect(dedup.count == 1, "\(backend): five reads of one path cross once, got \(dedup.count)",
                 sourceLocation: sourceLocation)
@@ -87,6 +89,33 @@ struct BackendTests {
         let counted = summary.counts.first { $0.path == RawText("\(w.directory)/dedup.txt") && $0.operation == .read && $0.result == 0 }
         #expect(counted?.count == 5, "\(String(describing: counted))")
         #expect(tracer.syncWakeUp, "this kernel (6.18) has SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP")
+    }
+
+    @Test("eBPF into a Recorder: the session's report shows the files, the ENOENT and the process tree",
+          .enabled(if: Requirements.mayRun(root: true, tools: ["python3"]), "loads BPF programs and creates a cgroup"))
+    func ebpfIntoStore() throws {
+        try Requirements.root()
+        let w = try Workload()
+        let store = try Store(path: w.directory + "/store.sqlite")
+        let session = SessionInfo(id: Store.newSessionID(), kind: "learn", source: "ebpf")
+        let rules = FindingRules(secretPaths: [])
+        let recorder = try Recorder(store: store, session: session, rules: rules)
+        let cgroup = try TraceCgroup()
+        defer { try? cgroup.remove() }
+        let tracer = try EbpfTracer(cgroup: cgroup, sink: .recording(into: recorder))
+        let process = try TracedProcess(argv: w.argv, environment: w.environment, workingDirectory: w.directory,
+                                        cgroup: cgroup)
+        #expect(process.wait() == 3)
+        _ = try tracer.stop()
+        try recorder.close()
+        let report = try #require(try store.report(session: session.id, rules: rules))
+        let files = report.fileGroups.flatMap(\.files)
+        #expect(files.contains { $0.path == RawText("\(w.directory)/missing.txt") && $0.result == Int64(ENOENT) })
+        #expect(files.contains { $0.path == RawText("\(w.directory)/sub") && $0.operation == "mkdir" })
+        func all(_ nodes: [SessionReport.Process]) -> [SessionReport.Process] { nodes + nodes.flatMap { all($0.children) } }
+        #expect(all(report.processTree).contains { $0.executable == RawText("/bin/echo") && $0.parentExecutable == RawText("/bin/sh") },
+                "\(all(report.processTree).map { ($0.executable.lossyString, $0.parentExecutable.lossyString) })")
+        #expect(report.flows.contains { $0.address == "127.0.0.1" && $0.port == Int64(w.port) })
     }
 
     @Test("seccomp notify: the stream ends when the tree exits (no ENOENT busy loop)",

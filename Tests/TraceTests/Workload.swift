@@ -68,7 +68,7 @@ final class Workload {
         rm sub/moved.txt
         /bin/echo first "second arg" > /dev/null
         for i in 1 2 3 4 5; do /bin/cat \(directory)/dedup.txt; done > /dev/null
-        python3 -c 'import socket; socket.create_connection(("127.0.0.1", \(port))).close()'
+        python3 -c 'import socket; u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); socket.create_connection(("127.0.0.1", \(port))).close()'
         exit 3
         """
     }
