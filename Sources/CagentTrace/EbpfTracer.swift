@@ -144,6 +144,8 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
             }
             let resolved = resolver.resolveOrKeep(pid: pid, dirfd: record.dirfd, path: path)
             let flags = Int32(bitPattern: record.flags)
+            let directoryOpen = record.op == UInt32(CG_OP_OPEN) && record.ret >= 0 && flags & (O_DIRECTORY | Self.oPath) != 0
+            if directoryOpen { resolver.openedDirectory(pid: pid, fd: record.ret, path: resolved.bytes) }
             let operation: FileOperation
             switch record.op {
             case UInt32(CG_OP_OPEN): operation = OpenFlags.operation(flags)
@@ -153,7 +155,7 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
             case UInt32(CG_OP_MKDIR): operation = .mkdir
             default: operation = .read
             }
-            keys.append((record.key, operation, resolved, result))
+            if !directoryOpen { keys.append((record.key, operation, resolved, result)) }  // always sent, not counted
             let openFlags: Int32? = record.op == UInt32(CG_OP_OPEN) ? flags : nil
             sink.events(.file(FileAccess(time: time, pid: pid, program: program, path: resolved,
                                          operation: operation, result: result, flags: openFlags)))
@@ -204,6 +206,8 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         }
         return (String(cString: text), port)
     }
+
+    private static let oPath: Int32 = 0o10000000
 
     /// cg_trace_key as a dictionary key.
     private struct TraceKey: Hashable {

@@ -13,6 +13,8 @@ import Glibc
 final class PathResolver {
     static let atFdcwd: Int32 = -100
     private var cwds: [Int32: [UInt8]] = [:]
+    /// Directory fds seen opened (eBPF), per process: the fallback when /proc/PID/fd is gone.
+    private var directories: [Int32: [Int32: [UInt8]]] = [:]
 
     /// Where `procRoot` is mounted (tests and a sandbox launcher may pass another proc).
     let procRoot: String
@@ -21,13 +23,20 @@ final class PathResolver {
 
     func forked(child: Int32, parent: Int32) {
         if let cwd = cwd(of: parent) { cwds[child] = cwd }
+        if let fds = directories[parent] { directories[child] = fds }
+    }
+
+    /// A directory `path` (absolute) was opened as `fd`: remembered for later dirfd-relative paths.
+    func openedDirectory(pid: Int32, fd: Int32, path: [UInt8]) {
+        guard path.first == UInt8(ascii: "/") else { return }
+        directories[pid, default: [:]][fd] = path
     }
 
     func changedDirectory(pid: Int32, to path: [UInt8], dirfd: Int32 = atFdcwd) {
         if let absolute = resolve(pid: pid, dirfd: dirfd, path: path) { cwds[pid] = absolute }
     }
 
-    func exited(pid: Int32) { cwds[pid] = nil }
+    func exited(pid: Int32) { cwds[pid] = nil; directories[pid] = nil }
 
     /// Seeds a process's working directory (the tracer's root process, known to whoever spawned it).
     func setWorkingDirectory(pid: Int32, _ path: String) { cwds[pid] = Self.normalise(Array(path.utf8)) }
@@ -36,7 +45,8 @@ final class PathResolver {
     func resolve(pid: Int32, dirfd: Int32, path: [UInt8]) -> [UInt8]? {
         if path.first == UInt8(ascii: "/") { return Self.normalise(path) }
         let base: [UInt8]?
-        if dirfd == Self.atFdcwd { base = cwd(of: pid) } else { base = link("\(procRoot)/\(pid)/fd/\(dirfd)") }
+        if dirfd == Self.atFdcwd { base = cwd(of: pid) }
+        else { base = link("\(procRoot)/\(pid)/fd/\(dirfd)") ?? directories[pid]?[dirfd] }
         guard let base, base.first == UInt8(ascii: "/") else { return nil }
         return Self.normalise(base + [UInt8(ascii: "/")] + path)
     }

@@ -26,6 +26,7 @@ struct BackendTests {
         has("\(d)/sub/moved.txt", .rename, 0, "rename target")
         has("\(d)/sub/moved.txt", .delete, 0, "unlink")
         has("/bin/echo", .exec, 0, "exec")
+        has("\(d)/dirfd.txt", .read, 0, "a dirfd-relative stat resolved through the directory fd")
         let echo = c.execs.first { $0.executable == RawText("/bin/echo") }
         #expect(echo?.argv == [RawText("/bin/echo"), RawText("first"), RawText("second arg")],
                 "\(backend): argv \(echo.map { $0.argv.map(\.lossyString) } ?? [])", sourceLocation: sourceLocation)

@@ -40,6 +40,7 @@ final class Workload {
         directory = String(cString: made)
         try "hello\n".write(toFile: directory + "/data.txt", atomically: false, encoding: .utf8)
         try "again\n".write(toFile: directory + "/dedup.txt", atomically: false, encoding: .utf8)
+        try "fd\n".write(toFile: directory + "/dirfd.txt", atomically: false, encoding: .utf8)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         listener = fd
         var address = sockaddr_in()
@@ -68,6 +69,7 @@ final class Workload {
         rm sub/moved.txt
         /bin/echo first "second arg" > /dev/null
         for i in 1 2 3 4 5; do /bin/cat \(directory)/dedup.txt; done > /dev/null
+        python3 -c 'import os; fd = os.open("sub", os.O_RDONLY | os.O_DIRECTORY); os.stat("../dirfd.txt", dir_fd=fd)'
         python3 -c 'import socket; u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); socket.create_connection(("127.0.0.1", \(port))).close()'
         exit 3
         """

@@ -17,6 +17,8 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define AT_FDCWD (-100)
+#define O_DIRECTORY 0200000
+#define O_PATH 010000000
 
 struct {
     __uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
@@ -180,7 +182,9 @@ static __always_inline void file_event(struct cg_trace_record *r, __u32 op, long
     r->key.op = op;
     r->key.tgid = relative ? r->pid : 0;
     r->key.dirfd = relative ? dirfd : 0;
-    if (op == CG_OP_CHDIR) send(r);
+    // chdir, and a directory opened for use as a dirfd, are always sent: user space follows working
+    // directories and directory fds with them (the process may be gone before /proc can be asked).
+    if (op == CG_OP_CHDIR || (op == CG_OP_OPEN && ret >= 0 && (flags & (O_DIRECTORY | O_PATH)))) send(r);
     else send_once(r);
 }
 
