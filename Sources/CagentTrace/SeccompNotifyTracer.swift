@@ -195,7 +195,7 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
             var element: UInt64 = 0
             guard cg_notify_read(pid, pointer, &element, 8) == 8, element != 0, let text = read(pid, element) else { break }
             args.append(RawText(bytes: text))
-            pointer += 8
+            pointer &+= 8
         }
         let status = FileSystem.readText("/proc/\(pid)/status") ?? ""
         let ppid = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") })
@@ -220,7 +220,7 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
 
     private func socket(_ pid: Int32, _ time: Nanoseconds, _ note: cg_notification) {
         var raw = [UInt8](repeating: 0, count: 28)
-        let length = min(Int(note.args.2), 28)
+        let length = Int(min(note.args.2 & 0xffff_ffff, 28))  // socklen_t from a hostile register
         guard length >= 8, cg_notify_read(pid, note.args.1, &raw, length) == length else { return }
         let family = Int32(UInt16(raw[0]) | UInt16(raw[1]) << 8)
         let port = UInt16(raw[2]) << 8 | UInt16(raw[3])
