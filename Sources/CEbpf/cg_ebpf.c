@@ -1,11 +1,17 @@
+#define _GNU_SOURCE
 #include "cg_ebpf.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "cagent_trace.skel.h"
@@ -16,6 +22,8 @@ struct cg_ebpf_tracer {
     cg_ebpf_callback callback;
     void *context;
     int cpus;
+    int epoll;   /* our own: libbpf's ring epoll fd + `wake` */
+    int wake;    /* eventfd: cg_ebpf_wake() ends a wait at once */
     struct cg_trace_record full;
 };
 
@@ -28,6 +36,46 @@ static int keep_message(enum libbpf_print_level level, const char *format, va_li
     size_t n = strlen(last_message);
     while (n > 0 && last_message[n - 1] == '\n') last_message[--n] = 0;
     return 0;
+}
+
+// The kernel's BTF for CO-RE, copied into a memfd with one mmap: libbpf 1.1 reads /sys/kernel/btf/vmlinux
+// 4 KiB per read(2) (about 1,350 syscalls, ~25 ms here), a memfd in one. -1 when the kernel cannot mmap
+// it (before 6.16): libbpf then reads the sysfs file itself.
+static int vmlinux_btf_copy(void) {
+    int fd = open("/sys/kernel/btf/vmlinux", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    void *data = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && st.st_size > 0) data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (data == MAP_FAILED) return -1;
+    int copy = memfd_create("cagent-vmlinux-btf", MFD_CLOEXEC);
+    size_t done = 0;
+    while (copy >= 0 && done < (size_t)st.st_size) {
+        ssize_t n = write(copy, (char *)data + done, (size_t)st.st_size - done);
+        if (n <= 0) { close(copy); copy = -1; break; }
+        done += (size_t)n;
+    }
+    munmap(data, (size_t)st.st_size);
+    return copy;
+}
+
+// Opens and loads the skeleton (CO-RE against the kernel's BTF).
+static struct cagent_trace *open_and_load(void) {
+    int btf = vmlinux_btf_copy();
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", btf);
+    LIBBPF_OPTS(bpf_object_open_opts, opts, .btf_custom_path = btf >= 0 ? path : NULL);
+    struct cagent_trace *skel = cagent_trace__open_opts(&opts);
+    int err = 0;
+    if (skel && cagent_trace__load(skel) != 0) {
+        err = errno;
+        cagent_trace__destroy(skel);
+        skel = NULL;
+    }
+    if (btf >= 0) close(btf);
+    if (err) errno = err;
+    return skel;
 }
 
 static int deliver(void *context, void *data, size_t size) {
@@ -58,9 +106,11 @@ cg_ebpf_tracer *cg_ebpf_open(int cgroup_fd, cg_ebpf_callback callback, void *con
     if (!tracer) return fail(NULL, ENOMEM, "allocate", error, error_len);
     tracer->callback = callback;
     tracer->context = context;
+    tracer->epoll = -1;
+    tracer->wake = -1;
     tracer->cpus = libbpf_num_possible_cpus();
     if (tracer->cpus <= 0) return fail(tracer, EINVAL, "count CPUs", error, error_len);
-    tracer->skel = cagent_trace__open_and_load();
+    tracer->skel = open_and_load();
     if (!tracer->skel) return fail(tracer, errno ? errno : EINVAL, "load the BPF programs", error, error_len);
     uint32_t zero = 0;
     if (bpf_map_update_elem(bpf_map__fd(tracer->skel->maps.scope), &zero, &cgroup_fd, BPF_ANY) != 0)
@@ -69,13 +119,20 @@ cg_ebpf_tracer *cg_ebpf_open(int cgroup_fd, cg_ebpf_callback callback, void *con
         return fail(tracer, errno ? errno : EINVAL, "attach the raw tracepoints", error, error_len);
     tracer->ring = ring_buffer__new(bpf_map__fd(tracer->skel->maps.events), deliver, tracer, NULL);
     if (!tracer->ring) return fail(tracer, errno ? errno : EINVAL, "open the ring buffer", error, error_len);
+    tracer->epoll = epoll_create1(EPOLL_CLOEXEC);
+    tracer->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (tracer->epoll < 0 || tracer->wake < 0) return fail(tracer, errno, "create the wake-up fds", error, error_len);
+    struct epoll_event ring = { .events = EPOLLIN, .data.u32 = 0 }, wake = { .events = EPOLLIN, .data.u32 = 1 };
+    if (epoll_ctl(tracer->epoll, EPOLL_CTL_ADD, ring_buffer__epoll_fd(tracer->ring), &ring) != 0 ||
+        epoll_ctl(tracer->epoll, EPOLL_CTL_ADD, tracer->wake, &wake) != 0)
+        return fail(tracer, errno, "watch the ring buffer", error, error_len);
     return tracer;
 }
 
 int cg_ebpf_probe(char *error, size_t error_len) {
     last_message[0] = 0;
     libbpf_set_print(keep_message);
-    struct cagent_trace *skel = cagent_trace__open_and_load();
+    struct cagent_trace *skel = open_and_load();
     if (!skel) {
         int err = errno ? errno : EINVAL;
         if (error && error_len)
@@ -88,14 +145,25 @@ int cg_ebpf_probe(char *error, size_t error_len) {
 
 int cg_ebpf_poll(cg_ebpf_tracer *tracer, int timeout_ms) {
     // Records are sent without a wake-up (see send() in the BPF program): wait, then drain regardless.
-    int n = ring_buffer__poll(tracer->ring, timeout_ms);
-    if (n < 0 && n != -EINTR) return n;
-    int more = ring_buffer__consume(tracer->ring);
-    if (more < 0) return more;
-    return (n > 0 ? n : 0) + more;
+    struct epoll_event events[2];
+    int n = epoll_wait(tracer->epoll, events, 2, timeout_ms);
+    if (n < 0 && errno != EINTR) return -errno;
+    for (int i = 0; i < n; i++) {
+        if (events[i].data.u32 == 1) {
+            uint64_t value;
+            while (read(tracer->wake, &value, sizeof(value)) > 0) {}
+        }
+    }
+    int delivered = ring_buffer__consume(tracer->ring);
+    return delivered;
 }
 
-int cg_ebpf_fd(cg_ebpf_tracer *tracer) { return ring_buffer__epoll_fd(tracer->ring); }
+void cg_ebpf_wake(cg_ebpf_tracer *tracer) {
+    uint64_t one = 1;
+    if (write(tracer->wake, &one, sizeof(one)) < 0) { /* already pending */ }
+}
+
+int cg_ebpf_fd(cg_ebpf_tracer *tracer) { return tracer->epoll; }
 
 void cg_ebpf_stats(cg_ebpf_tracer *tracer, uint64_t *out) {
     uint64_t values[tracer->cpus];
@@ -134,6 +202,8 @@ long cg_ebpf_dump_seen(cg_ebpf_tracer *tracer, struct cg_trace_key *keys, uint64
 
 void cg_ebpf_close(cg_ebpf_tracer *tracer) {
     if (!tracer) return;
+    if (tracer->epoll >= 0) close(tracer->epoll);
+    if (tracer->wake >= 0) close(tracer->wake);
     if (tracer->ring) ring_buffer__free(tracer->ring);
     if (tracer->skel) cagent_trace__destroy(tracer->skel);
     free(tracer);

@@ -69,6 +69,7 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         if let summary { lock.unlock(); return summary }
         stopping = true
         lock.unlock()
+        cg_ebpf_wake(handle)
         done.wait()
         var result = TraceSummary(backend: .ebpf)
         var stats = [UInt64](repeating: 0, count: CG_STAT_COUNT)

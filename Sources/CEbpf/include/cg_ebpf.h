@@ -24,7 +24,10 @@ int cg_ebpf_probe(char *error, size_t error_len);
 /// Waits up to timeout_ms (less when 1 MiB is pending), then delivers every pending record. Returns records delivered or -errno.
 int cg_ebpf_poll(cg_ebpf_tracer *tracer, int timeout_ms);
 
-/// The ring buffer's epoll fd (readable when records are pending).
+/// Ends a cg_ebpf_poll wait at once (from another thread): for a prompt stop.
+void cg_ebpf_wake(cg_ebpf_tracer *tracer);
+
+/// An epoll fd that is readable when records are pending (or after cg_ebpf_wake).
 int cg_ebpf_fd(cg_ebpf_tracer *tracer);
 
 /// The counters (CG_STAT_*) summed over CPUs. `out` has room for CG_STAT_COUNT values.
