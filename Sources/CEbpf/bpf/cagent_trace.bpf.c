@@ -75,8 +75,7 @@ static long hash_word(__u32 w, void *data) {
     struct hash_state *st = data;
     __u32 at = w * 8;
     if (at >= st->len || at > CG_TRACE_PATH_MAX - 8) return 1;
-    __u64 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), st->buf + at);
+    __u64 v = *(const __u64 *)(st->buf + at);  // st->buf: the per-CPU record (a map value), bounds checked above
     __u32 rest = st->len - at;
     if (rest < 8) v &= (1ULL << (rest * 8)) - 1;
     st->h = (st->h ^ v) * 0x100000001b3ULL;
@@ -118,7 +117,6 @@ static __always_inline struct cg_trace_record *begin(__u32 kind) {
     r->kind = kind;
     r->pid = id >> 32;
     r->tid = (__u32)id;
-    r->time_ns = bpf_ktime_get_ns();
     r->truncated = 0;
     r->len1 = 0;
     r->len2 = 0;
@@ -127,13 +125,14 @@ static __always_inline struct cg_trace_record *begin(__u32 kind) {
     r->dirfd2 = AT_FDCWD;
     r->sock_type = 0;
     r->ppid = 0;
-    bpf_get_current_comm(r->comm, sizeof(r->comm));
     return r;
 }
 
 // Sends only the bytes in use. No wake-up per record (a cross-CPU wake-up costs tens of microseconds in a
 // VM): user space drains every 50 ms, and is woken early once 1 MiB is waiting.
 static __always_inline void send(struct cg_trace_record *r) {
+    r->time_ns = bpf_ktime_get_ns();  // here, not per syscall: duplicates need neither time nor name
+    bpf_get_current_comm(r->comm, sizeof(r->comm));
     __u64 size = sizeof(*r);
     if (r->kind == CG_TRACE_FILE && r->len2 == 0) size = __builtin_offsetof(struct cg_trace_record, path) + (r->len1 & (CG_TRACE_PATH_MAX - 1)) + 1;
     else if (r->kind == CG_TRACE_EXIT || r->kind == CG_TRACE_FORK || r->kind == CG_TRACE_NET) size = __builtin_offsetof(struct cg_trace_record, path);
