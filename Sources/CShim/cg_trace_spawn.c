@@ -16,6 +16,8 @@
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 
+int cg_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno; }
+
 int cg_send_fd(int sock, int fd) {
     char data = 'F';
     struct iovec iov = { &data, 1 };

@@ -1,6 +1,10 @@
+import CShim
 import CagentCore
 import CagentStore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The Tracee backend: runs `tracee` (when on PATH) scoped to the session and feeds its JSON lines to
 /// TraceeParser, as the importer does for a saved trace. Tracee needs kprobes/fentry, which some kernels
@@ -34,35 +38,56 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
             + ["--events", events.joined(separator: ",")]
     }
 
-    private let process = Process()
+    private let pid: pid_t
+    private let output: Int32
     private let sink: TraceSink
     private let lock = NSLock()
     private var summary = TraceSummary(backend: .tracee)
     private var final: TraceSummary?
+    private var exitStatus: Int32?
     private let done = DispatchSemaphore(value: 0)
+    private var malformedLines: [(line: Int, reason: String)] = []
     /// Lines that were not a Tracee event (malformed), with their number; at most 100 kept.
-    public private(set) var malformed: [(line: Int, reason: String)] = []
+    public var malformed: [(line: Int, reason: String)] { lock.withLock { malformedLines } }
 
-    /// Starts `executable` (the `tracee` found on PATH) with the scope's arguments.
+    /// Starts `executable` (the `tracee` found on PATH) with the scope's arguments. Plain posix_spawn and a
+    /// close-on-exec pipe: no descriptor of it leaks into a process started meanwhile by another thread.
     public init(executable: String, scope: Scope, sink: TraceSink) throws {
         self.sink = sink
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = Self.arguments(scope: scope)
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch {
-            throw CagentError(stage: "tracee", "cannot start \(executable): \(error)",
+        var fds: [Int32] = [-1, -1]
+        guard cg_pipe_cloexec(&fds) == 0 else { throw CagentError.system("tracee", "cannot create a pipe") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)  // dup2 clears close-on-exec on stdout
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv = [executable] + Self.arguments(scope: scope)
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var child: pid_t = 0
+        var rc = posix_spawn(&child, executable, &actions, nil, &cArgs, environ)
+        // ETXTBSY: the file is still open for writing somewhere (just installed, or its descriptor inherited
+        // by a child another thread is starting): it clears within moments.
+        for _ in 0..<50 where rc == ETXTBSY {
+            usleep(10_000)
+            rc = posix_spawn(&child, executable, &actions, nil, &cArgs, environ)
+        }
+        close(fds[1])
+        guard rc == 0 else {
+            close(fds[0])
+            throw CagentError(stage: "tracee", "cannot start \(executable)", errno: rc,
                               hint: "`cagent doctor` shows whether tracee is usable; `--tracer ebpf` or `seccomp` instead")
         }
-        let handle = output.fileHandleForReading
-        let thread = Thread { [self] in read(handle) }
+        pid = child
+        output = fds[0]
+        let thread = Thread { [self] in read() }
         thread.name = "cagent-tracee"
         thread.start()
     }
 
-    private func read(_ handle: FileHandle) {
+    private func read() {
         var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
         var number = 0
         func line(_ bytes: ArraySlice<UInt8>) {
             number += 1
@@ -74,7 +99,7 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
             case .unknown: summary.unreadable += 1
             case .malformed(let reason):
                 summary.unreadable += 1
-                if malformed.count < 100 { malformed.append((number, reason)) }
+                if malformedLines.count < 100 { malformedLines.append((number, reason)) }
             case .events(_, let events):
                 summary.syscalls += 1
                 summary.delivered += UInt64(events.count)
@@ -82,26 +107,38 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
             }
         }
         while true {
-            let chunk = handle.availableData
-            if chunk.isEmpty { break }
-            buffer += chunk
-            while let newline = buffer.firstIndex(of: 10) {
-                line(buffer[..<newline])
-                buffer.removeSubrange(...newline)
+            let n = Glibc.read(output, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            buffer += chunk[0..<n]
+            var start = 0
+            while let newline = buffer[start...].firstIndex(of: 10) {
+                line(buffer[start..<newline])
+                start = newline + 1
             }
+            buffer.removeFirst(start)
             if buffer.count > TraceeImporter.maxLineBytes { buffer.removeAll() }  // hostile: drop an endless line
         }
         if !buffer.isEmpty { line(buffer[...]) }
+        close(output)
         done.signal()
     }
 
-    /// Asks Tracee to finish (SIGINT), waits for it and for the last line.
+    private func reap() {
+        if lock.withLock({ exitStatus != nil }) { return }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        lock.withLock { exitStatus = status }
+    }
+
+    /// Asks Tracee to finish (SIGINT), waits for it and for its last line.
     public func stop() throws -> TraceSummary {
         lock.lock()
         if let final { lock.unlock(); return final }
+        let running = exitStatus == nil
         lock.unlock()
-        if process.isRunning { process.interrupt() }
-        process.waitUntilExit()
+        if running { kill(pid, SIGINT) }
+        reap()
         done.wait()
         return lock.withLock {
             final = summary
@@ -110,7 +147,7 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
     }
 
     /// Waits for Tracee to end by itself (a stand-in that replays a file).
-    public func waitForEnd() { process.waitUntilExit() }
+    public func waitForEnd() { reap() }
 
     deinit { _ = try? stop() }
 }

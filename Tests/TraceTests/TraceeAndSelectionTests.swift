@@ -21,8 +21,11 @@ struct TraceeAndSelectionTests {
         cat \(Self.fixtures)/*.jsonl
         echo '{"eventName": not json'
         """
-        try script.write(toFile: directory + "/tracee", atomically: false, encoding: .utf8)
-        chmod(directory + "/tracee", 0o755)
+        // Close-on-exec, so a child another test starts meanwhile does not keep it open for writing (ETXTBSY).
+        let fd = open(directory + "/tracee", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+        guard fd >= 0 else { throw CagentError.system("test", "cannot write the stand-in") }
+        _ = Array(script.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
         return directory
     }
 

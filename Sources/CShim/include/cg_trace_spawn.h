@@ -17,6 +17,9 @@
 pid_t cg_trace_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, int cgroup_fd,
                      int notify, int *listener, int *exec_error, int *pidfd);
 
+/// pipe2(fds, O_CLOEXEC) (Swift cannot see pipe2 without _GNU_SOURCE). Returns 0 or -errno.
+int cg_pipe_cloexec(int fds[2]);
+
 /// Sends `fd` over the unix socket `sock` (SCM_RIGHTS). Returns 0 or -errno. Async-signal-safe.
 int cg_send_fd(int sock, int fd);
 
