@@ -205,7 +205,7 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         default:
             return nil
         }
-        return (String(cString: text), port)
+        return (String(decoding: text.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self), port)
     }
 
     private static let oPath: Int32 = 0o10000000
