@@ -19,6 +19,7 @@ let package = Package(
     targets: [
         // C: the syscalls and macros Swift cannot reach (one header per concern), and system libraries.
         .target(name: "CShim"),
+        .target(name: "CEbpf", exclude: ["bpf"], linkerSettings: [.linkedLibrary("bpf")]),  // learn mode's eBPF tracer: docs/tracing.md
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .systemLibrary(name: "CNftnl", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev", "libmnl-dev"])]),
 
@@ -32,7 +33,7 @@ let package = Package(
         .target(name: "CagentDNS", dependencies: ["CagentCore", "CagentNetwork", "CShim"]),
         .target(name: "CagentCapture", dependencies: ["CagentCore", "CagentNetwork", "CagentDNS", "CPcap"]),
         .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim"],
+        .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim", "CEbpf"],
                 linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
         .target(name: "CagentCLI", dependencies: [
             "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
@@ -55,11 +56,12 @@ let package = Package(
 
         .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentCLI"]),
         .testTarget(name: "NetlabTests", dependencies: ["Netlab", "CagentCore"]),
-        .testTarget(name: "ProfileTests", dependencies: ["CagentProfile"]),
+        .testTarget(name: "ProfileTests", dependencies: ["CagentProfile", "Netlab"]),
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
         .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"], exclude: ["Corpus"]),
-        .testTarget(name: "StoreTests", dependencies: ["CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
+        .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
+        .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentStore", "CagentCore", "CShim", "Netlab"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,6 +5,8 @@ set -euo pipefail
 packages=(
   # build: the C libraries cagent links
   libpcap-dev libnftnl-dev libmnl-dev libsqlite3-dev libbpf-dev zlib1g-dev
+  # build: the eBPF tracer's skeleton (scripts/gen-bpf-skeleton.sh; clang is the Swift toolchain's)
+  bpftool
   # runtime: netfilter, interfaces, the Public Suffix List
   nftables iproute2 publicsuffix
   # tests: the simulated internet (DNS, HTTP, attacker sink) and probes run inside the sandbox

@@ -19,9 +19,14 @@ elif [ "${CI:-}" = true ]; then
   exit 1
 fi
 
+# The committed eBPF skeleton must be what its source builds to (docs/tracing.md).
+skeleton_status=0
+scripts/gen-bpf-skeleton.sh --check || skeleton_status=1
+
 swift build --build-tests 2>&1 | grep -Ev '^(\[[0-9]+/[0-9]+\] |Building|Build complete|warning: .*Source files)' || true
 swift test --skip-build "$@"
 status=$?
+if [ "$skeleton_status" != 0 ]; then status=1; fi
 
 if [ -n "$capture_pid" ]; then
   sleep 0.5

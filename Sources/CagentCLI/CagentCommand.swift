@@ -20,7 +20,7 @@ public struct CagentCommand: AsyncParsableCommand {
         subcommands: [
             LearnCommand.self, EnforceCommand.self, ProfileCommand.self,
             SessionsCommand.self, ReportCommand.self, ImportCommand.self, ExportCommand.self,
-            DoctorCommand.self, PolicyCommand.self, NetworkSessionCommand.self, SyntheticCommand.self,
+            DoctorCommand.self, PolicyCommand.self, NetworkSessionCommand.self, SyntheticCommand.self, TraceCommand.self,
         ]
     )
 

@@ -109,11 +109,12 @@ public final class Launcher {
         }
         let pid = result.pid
         var reaped = false
+        var closedBySession: Set<Int32> = []
         defer {
             if !reaped { kill(pid, SIGKILL); var status: Int32 = 0; while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
             close(result.lifeline_fd)
             close(control[0])
-            ourEnds.forEach { close($0) }
+            ourEnds.filter { !closedBySession.contains($0) }.forEach { close($0) }
         }
 
         do { try beforeRelease?(pid) } catch { close(planPipe[1]); throw error }
@@ -129,6 +130,7 @@ public final class Launcher {
         let session = Session(pid: pid, control: control[0], streams: streams, tty: tty, ourEnds: ourEnds,
                               forwardSignals: forwardSignals, onStarted: onStarted)
         let setupError = session.relay()
+        closedBySession = Set(session.pumps.filter(\.destinationClosed).map(\.destination))
 
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -172,6 +174,15 @@ final class Pump {
         self.source = source; self.destination = destination; self.closesDestination = closesDestination
     }
     var finished: Bool { sourceDone && buffer.isEmpty }
+    /// True once this pump closed its destination (the agent's stdin pipe), so nobody closes it twice: in a
+    /// multithreaded process a second close() can hit an unrelated fd that reused the number.
+    private(set) var destinationClosed = false
+
+    func closeDestination() {
+        guard closesDestination, !destinationClosed else { return }
+        close(destination)
+        destinationClosed = true
+    }
 }
 
 /// The supervisor's loop for one sandbox: control messages from cagent-init, the agent's streams, and
@@ -329,7 +340,7 @@ final class Session {
         if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
         // EOF, or EIO on a pty master once every slave is closed.
         pump.sourceDone = true
-        if pump.closesDestination { close(pump.destination) }
+        pump.closeDestination()
     }
 
     private func drain(_ pump: Pump) {
@@ -338,6 +349,6 @@ final class Session {
         if written < 0 && (errno == EAGAIN || errno == EINTR) { return }
         pump.buffer = []   // the reader is gone: drop the data
         pump.sourceDone = true
-        if pump.closesDestination { close(pump.destination) }
+        pump.closeDestination()
     }
 }

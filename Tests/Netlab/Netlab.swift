@@ -318,11 +318,15 @@ public final class Netlab: @unchecked Sendable {
     }
 
     /// Runs a program and collects its output, killing it after `timeout` seconds.
-    public static func execute(_ arguments: [String], timeout: Double) throws -> Output {
+    public static func execute(_ arguments: [String], timeout: Double, environment: [String: String]? = nil,
+                               directory: String? = nil) throws -> Output {
         let base = "/tmp/cgt-exec-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         defer { unlink(base + ".out"); unlink(base + ".err") }
         // Files rather than pipes: a child that fills a pipe while we wait would block forever.
-        let process = try SpawnedProcess.start(arguments, stdout: base + ".out", stderr: base + ".err")
+        // A working directory through the shell: posix_spawn's chdir action is a GNU extension Swift cannot see.
+        let argv = directory.map { ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0] + arguments } ?? arguments
+        let process = try SpawnedProcess.start(argv, stdout: base + ".out", stderr: base + ".err",
+                                               environment: environment)
         let status = process.wait(timeout: timeout)
         return Output(status: status, stdout: FileSystem.readText(base + ".out") ?? "",
                       stderr: FileSystem.readText(base + ".err") ?? "")

@@ -9,7 +9,8 @@ public struct SpawnedProcess: Sendable {
 
     /// Starts `arguments` (arguments[0] looked up on PATH) in its own process group, with stdout/stderr sent
     /// to the given files (or /dev/null) and stdin from /dev/null.
-    public static func start(_ arguments: [String], stdout: String? = nil, stderr: String? = nil) throws -> SpawnedProcess {
+    public static func start(_ arguments: [String], stdout: String? = nil, stderr: String? = nil,
+                             environment: [String: String]? = nil) throws -> SpawnedProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -33,8 +34,13 @@ public struct SpawnedProcess: Sendable {
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         argv.append(nil)
         defer { argv.forEach { free($0) } }
+        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } } ?? []
+        envp.append(nil)
+        defer { envp.forEach { free($0) } }
         var pid: pid_t = 0
-        let result = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, environ)
+        let result = environment == nil
+            ? posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, environ)
+            : posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
         guard result == 0 else {
             throw CagentError(stage: "spawn \(arguments[0])", "posix_spawnp failed", errno: result)
         }
@@ -76,5 +82,34 @@ public struct SpawnedProcess: Sendable {
     static func decode(_ status: Int32) -> Int32 {
         let signal = status & 0x7F
         return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+    }
+}
+
+/// A stand-in for Foundation's Process in tests, on `SpawnedProcess`. Foundation's Process (with Pipe and
+/// FileHandle.nullDevice) closes descriptors from background queues; with tests running in parallel in one
+/// process that closed other tests' sockets (EBADF from netlink). Output goes to files, never pipes.
+public final class TestProcess: @unchecked Sendable {
+    public var executableURL: URL?
+    public var arguments: [String] = []
+    public var environment: [String: String]?
+    /// Where standard output / error go (default /dev/null).
+    public var outputPath: String?
+    public var errorPath: String?
+    public private(set) var processIdentifier: Int32 = 0
+    public private(set) var terminationStatus: Int32 = -1
+    private var spawned: SpawnedProcess?
+
+    public init() {}
+
+    public func run() throws {
+        guard let executableURL else { throw CagentError(stage: "test process", "no executable") }
+        spawned = try SpawnedProcess.start([executableURL.path] + arguments, stdout: outputPath, stderr: errorPath,
+                                           environment: environment)
+        processIdentifier = spawned!.pid
+    }
+
+    public func waitUntilExit(timeout: Double = 300) {
+        guard let spawned, terminationStatus < 0 else { return }
+        terminationStatus = spawned.wait(timeout: timeout)
     }
 }

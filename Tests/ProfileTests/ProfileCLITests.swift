@@ -1,3 +1,4 @@
+import Netlab
 import CagentCore
 import Foundation
 import Testing
@@ -17,22 +18,12 @@ struct ProfileCLITests {
     struct Result { var status: Int32; var output: String; var errors: String }
 
     static func run(_ arguments: [String], in sandbox: ProfileSandbox, directory: String) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.environment = ["PATH": "/usr/bin:/bin", "HOME": sandbox.root + "/home",
-                               "XDG_CONFIG_HOME": sandbox.root + "/xdg-config", "XDG_DATA_HOME": sandbox.root + "/xdg-data",
-                               "CAGENT_PROFILES_DIR": repositoryProfiles()]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self),
-                      errors: String(decoding: errors, as: UTF8.self))
+        let environment = ["PATH": "/usr/bin:/bin", "HOME": sandbox.root + "/home",
+                           "XDG_CONFIG_HOME": sandbox.root + "/xdg-config", "XDG_DATA_HOME": sandbox.root + "/xdg-data",
+                           "CAGENT_PROFILES_DIR": repositoryProfiles()]
+        let result = try Netlab.execute([executable] + arguments, timeout: 120, environment: environment,
+                                        directory: directory)
+        return Result(status: result.status, output: result.stdout, errors: result.stderr)
     }
 
     @Test("lint, show --resolved, trust, diff and list on a workspace profile",

@@ -1,21 +1,19 @@
 import CagentCore
 @testable import CagentSandbox
 import Foundation
+import Netlab
 import Testing
 
 /// The `cagent` binary end to end: exit status, fail-closed status 125, and "the sandbox dies with cagent".
 @Suite(.serialized) struct EnforceCommandTests {
-    func cagent(_ arguments: [String], world: SandboxFixture) throws -> Process {
-        let process = Process()
+    func cagent(_ arguments: [String], world: SandboxFixture) throws -> TestProcess {
+        let process = TestProcess()
         process.executableURL = URL(fileURLWithPath: Products.cagent)
         process.arguments = ["enforce", "--profile", "default", "--user", String(SandboxFixture.agentUID),
                              "--workspace", world.workspace, "--state-dir", world.state] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["HOME"] = world.home
         process.environment = environment
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
         try process.run()
         return process
     }

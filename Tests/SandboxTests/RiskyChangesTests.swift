@@ -2,6 +2,7 @@ import CagentCore
 import CagentProfile
 @testable import CagentSandbox
 import Foundation
+import Netlab
 import Testing
 
 /// Pure logic of the git config reader/editor (no root needed).
@@ -60,12 +61,12 @@ import Testing
     func h13RiskyChangesAreReportedAndReverted() throws {
         try Requirements.root()
         let world = try SandboxFixture(); defer { world.remove() }
-        let initRepo = Process()
+        let initRepo = TestProcess()
         initRepo.executableURL = URL(fileURLWithPath: "/usr/bin/git")
         initRepo.arguments = ["init", "-q", world.workspace]
         try initRepo.run(); initRepo.waitUntilExit()
         try world.write(world.workspace + "/.git/config", "[core]\n\trepositoryformatversion = 0\n\tbare = false\n[remote \"origin\"]\n\turl = https://example.test/r.git\n")
-        let chown = Process()
+        let chown = TestProcess()
         chown.executableURL = URL(fileURLWithPath: "/bin/chown")
         chown.arguments = ["-R", "\(SandboxFixture.agentUID):\(SandboxFixture.agentUID)", world.workspace]
         try chown.run(); chown.waitUntilExit()

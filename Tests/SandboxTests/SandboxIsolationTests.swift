@@ -3,6 +3,7 @@ import CagentCore
 import CagentProfile
 @testable import CagentSandbox
 import Foundation
+import Netlab
 import Testing
 
 /// Real sandboxes (run as root): each test builds a fake home and workspace, runs a probe inside, and
@@ -344,7 +345,7 @@ import Testing
             #expect(stat(path, &info) == 0 && info.st_uid == SandboxFixture.agentUID, "\(path)")
         }
         // Nothing else changed on the host: find -newer over every tree the agent tried.
-        let find = Process()
+        let find = TestProcess()
         find.executableURL = URL(fileURLWithPath: "/usr/bin/find")
         for target in targets { #expect(!FileSystem.exists(target + "/cagent-write-probe"), "\(target)") }
         // Every host tree the view shows (other helpers' tests write elsewhere in /etc meanwhile: only the
@@ -353,11 +354,10 @@ import Testing
         find.arguments = etc + ["/usr", world.root, "-xdev", "-newer", marker,
                           "-not", "-path", world.workspace + "*", "-not", "-path", writable + "*",
                           "-not", "-path", world.state + "*", "-not", "-path", world.root + "/.*"]
-        let pipe = Pipe()
-        find.standardOutput = pipe
-        find.standardError = FileHandle.nullDevice
+        let findOutput = world.root + "/.find-output"
+        find.outputPath = findOutput
         try find.run(); find.waitUntilExit()
-        let changed = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let changed = (FileSystem.readText(findOutput) ?? "")
             .split(separator: "\n").filter { $0 != Substring(world.root) }
         #expect(changed.isEmpty, "changed outside the writable view: \(changed)")
     }
@@ -483,7 +483,7 @@ import Testing
 
     /// TIOCSTI of "X" into a terminal by path, from a host process (root may inject anywhere).
     func inject(into path: String) throws -> Int32 {
-        let process = Process()
+        let process = TestProcess()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = ["-c", "import os, fcntl, termios; fd = os.open('\(path)', os.O_RDWR | os.O_NOCTTY); fcntl.ioctl(fd, termios.TIOCSTI, b'X')"]
         try process.run(); process.waitUntilExit()

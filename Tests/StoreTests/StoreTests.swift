@@ -1,3 +1,4 @@
+import Netlab
 import CagentCore
 import CagentStore
 import Foundation
@@ -116,28 +117,23 @@ import Glibc
         let scratch = try Scratch()
         let db = scratch.file("crash.db")
         let batch = 20_000
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Fixtures.cagent)
-        process.arguments = ["synthetic", "--db", db, "--session", "crash", "--events", "50000000", "--keys", "20000",
-                             "--batch", String(batch), "--progress"]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
+        let progress = scratch.file("progress.txt")
+        let process = try SpawnedProcess.start([Fixtures.cagent, "synthetic", "--db", db, "--session", "crash",
+                                                "--events", "50000000", "--keys", "20000", "--batch", String(batch),
+                                                "--progress"], stdout: progress)
         var reported = 0
-        var text = ""
-        let handle = out.fileHandleForReading
-        while reported < 3 * batch {
-            let data = handle.availableData
-            if data.isEmpty { break }
-            text += String(decoding: data, as: UTF8.self)
+        let deadline = Date().addingTimeInterval(120)
+        while reported < 3 * batch && process.isRunning && Date() < deadline {
+            let text = FileSystem.readText(progress) ?? ""
             for line in text.split(separator: "\n") where line.hasPrefix("committed ") {
                 reported = max(reported, Int(line.dropFirst("committed ".count)) ?? 0)
             }
+            usleep(2_000)
         }
         usleep(UInt32(delayMs * 1000))
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .uncaughtSignal, "the writer ended before the kill")
+        kill(process.pid, SIGKILL)
+        let status = process.wait(timeout: 30)
+        #expect(status == 128 + SIGKILL, "the writer ended before the kill")
         #expect(reported >= 3 * batch, "the writer reported \(reported) events before the kill")
 
         let store = try Store(path: db, create: false)

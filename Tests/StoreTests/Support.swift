@@ -1,3 +1,5 @@
+import CagentCore
+import Netlab
 import CagentStore
 import CagentTrace
 import Foundation
@@ -48,25 +50,15 @@ struct CommandResult {
     var err: String { String(decoding: stderr, as: UTF8.self) }
 }
 
-/// Runs the cagent executable (posix_spawn through Foundation.Process) and collects its output.
+/// Runs the cagent executable (posix_spawn, output through files: see Netlab's TestProcess) and collects
+/// its output byte for byte.
 func runCagent(_ arguments: [String]) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: Fixtures.cagent)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    // Read both pipes to the end before waiting, so a large report cannot block the child.
-    let collected = Collected()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async { collected.set(err.fileHandleForReading.readDataToEndOfFile()); group.leave() }
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    let stderr = collected.get()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+    let base = NSTemporaryDirectory() + "cgt-store-\(UUID().uuidString)"
+    defer { unlink(base + ".out"); unlink(base + ".err") }
+    let process = try SpawnedProcess.start([Fixtures.cagent] + arguments, stdout: base + ".out", stderr: base + ".err")
+    let status = process.wait(timeout: 600)
+    return CommandResult(status: status, stdout: Data(FileSystem.read(base + ".out") ?? []),
+                         stderr: Data(FileSystem.read(base + ".err") ?? []))
 }
 
 extension Store {
@@ -86,11 +78,4 @@ func importTracee(_ paths: [String], into store: Store, session: String = "t", g
     let summaries = try paths.map { try TraceeImporter().importFile($0, into: recorder) }
     try recorder.close()
     return summaries
-}
-
-final class Collected: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-    func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
-    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
 }

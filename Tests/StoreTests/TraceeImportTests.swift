@@ -1,3 +1,4 @@
+import Netlab
 import CagentStore
 @testable import CagentTrace
 import Foundation
@@ -131,11 +132,8 @@ import Testing
         let scratch = try Scratch()
         let plain = Fixtures.tracee("constructed-v1beta1.jsonl")
         let gzipped = scratch.file("trace.jsonl.gz")
-        let gzip = Process()
-        gzip.executableURL = URL(fileURLWithPath: "/bin/sh")
-        gzip.arguments = ["-c", "gzip -c < '\(plain)' > '\(gzipped)'"]
-        try gzip.run(); gzip.waitUntilExit()
-        #expect(gzip.terminationStatus == 0)
+        let gzip = try Netlab.execute(["/bin/sh", "-c", "gzip -c < '\(plain)' > '\(gzipped)'"], timeout: 60)
+        #expect(gzip.status == 0)
         let a = try importTracee([plain], into: Store(path: scratch.file("a.db")))[0]
         let b = try importTracee([gzipped], into: Store(path: scratch.file("b.db")))[0]
         #expect(a.events == b.events && a.lines == b.lines && b.malformedCount == 0)
@@ -144,11 +142,8 @@ import Testing
     @Test func truncatedGzipKeepsWhatWasRead() throws {
         let scratch = try Scratch()
         let gzipped = scratch.file("trace.gz")
-        let shell = Process()
-        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
         // Many lines, then cut the compressed stream in the middle.
-        shell.arguments = ["-c", "for i in $(seq 2000); do cat '\(Fixtures.tracee("legacy-security_file_open.jsonl"))'; done | gzip -c | head -c 3000 > '\(gzipped)'"]
-        try shell.run(); shell.waitUntilExit()
+        try Netlab.execute(["/bin/sh", "-c", "for i in $(seq 2000); do cat '\(Fixtures.tracee("legacy-security_file_open.jsonl"))'; done | gzip -c | head -c 3000 > '\(gzipped)'"], timeout: 60)
         let store = try Store(path: scratch.file("t.db"))
         let recorder = try Recorder(store: store, session: SessionInfo(id: "t", kind: "import"), rules: testRules)
         #expect(throws: (any Error).self) { _ = try TraceeImporter().importFile(gzipped, into: recorder) }

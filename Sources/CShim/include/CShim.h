@@ -9,3 +9,5 @@
 #include "cg_landlock.h"
 #include "cg_policy.h"
 #include "cg_gzip.h"
+#include "cg_seccomp_notify.h"
+#include "cg_trace_spawn.h"

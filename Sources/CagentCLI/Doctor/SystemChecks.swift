@@ -3,6 +3,7 @@ import CagentCapture
 import CagentCore
 import CagentNetwork
 import CagentSandbox
+import CagentTrace
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +22,7 @@ enum SystemChecks {
         checks.append(ebpf())
         checks.append(DoctorCheck("libpcap", .ok, Capture.libraryVersion))
         checks.append(tracee(environment: environment))
+        checks.append(learnTracer(environment: environment))
         checks.append(stateDirectory(paths: paths))
         return checks
     }
@@ -144,16 +146,29 @@ enum SystemChecks {
                            + "; default limits: \(d.processes) processes, \(d.memoryBytes >> 20) MiB, \(d.openFiles) open files")
     }
 
+    /// The eBPF tracer uses raw tracepoints (no tracefs needed); tracefs is reported for other tools.
     static func ebpf() -> DoctorCheck {
         let btf = FileSystem.exists("/sys/kernel/btf/vmlinux")
-        let tracepoints = ["/sys/kernel/tracing/events/syscalls", "/sys/kernel/debug/tracing/events/syscalls"]
-            .contains(where: FileSystem.isDirectory)
-        switch (btf, tracepoints) {
-        case (true, true): return DoctorCheck("ebpf tracing", .ok, "BTF and syscall tracepoints present")
-        case (false, true): return DoctorCheck("ebpf tracing", .warn, "syscall tracepoints but no BTF (/sys/kernel/btf/vmlinux)",
-                                               remedy: "a kernel with CONFIG_DEBUG_INFO_BTF; learn mode falls back to seccomp")
-        default: return DoctorCheck("ebpf tracing", .warn, "no syscall tracepoints (tracefs)",
-                                    remedy: "mount tracefs or use a kernel with CONFIG_FTRACE_SYSCALLS; learn mode falls back to seccomp")
+        let tracefs = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"].contains(where: FileSystem.isDirectory)
+        let tracefsNote = tracefs ? "tracefs mounted"
+            : "tracefs not mounted (cagent's raw tracepoints do not need it; bpftrace and Tracee do: `mount -t tracefs nodev /sys/kernel/tracing`)"
+        guard btf else {
+            return DoctorCheck("ebpf tracing", .warn, "no BTF (/sys/kernel/btf/vmlinux): the CO-RE tracer cannot relocate; \(tracefsNote)",
+                               remedy: "a kernel with CONFIG_DEBUG_INFO_BTF; learn mode falls back to seccomp")
+        }
+        return DoctorCheck("ebpf tracing", .ok, "BTF present; \(tracefsNote)")
+    }
+
+    /// Which backend `cagent learn --tracer auto` picks here, and why.
+    static func learnTracer(environment: [String: String]) -> DoctorCheck {
+        let auto = TracerSelection.select(.auto, path: environment["PATH"])
+        let tracee = FileSystem.which("tracee", path: environment["PATH"]).map { "; tracee at \($0) with --tracer tracee" } ?? ""
+        switch auto.backend {
+        case .ebpf?: return DoctorCheck("learn tracer", .ok, "auto picks ebpf: \(auto.reason)\(tracee)")
+        case .seccomp?: return DoctorCheck("learn tracer", .warn, "auto picks seccomp: \(auto.reason)\(tracee)",
+                                           remedy: "allow BPF (root with CAP_BPF and CAP_PERFMON, unprivileged BPF not needed) for exact results at lower cost")
+        case .tracee?, nil: return DoctorCheck("learn tracer", .fail, auto.reason,
+                                               remedy: "learn mode needs eBPF or seccomp user notification")
         }
     }
 

@@ -17,12 +17,9 @@ func sh(_ command: String, check: Bool = false, timeout: Double = 60) throws -> 
 
 /// Starts a long-running command in the background (its output discarded); returns its pid.
 func spawnBackground(_ command: String) throws -> Int32 {
-    let process = Process()
+    let process = TestProcess()
     process.executableURL = URL(fileURLWithPath: "/bin/sh")
     process.arguments = ["-c", "exec " + command]
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
     try process.run()
     return process.processIdentifier
 }

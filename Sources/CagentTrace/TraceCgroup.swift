@@ -1,0 +1,68 @@
+import CagentCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A cgroup2 directory a traced tree runs in. The eBPF tracer follows every task under it; the spawn
+/// helper starts the tree there with CLONE_INTO_CGROUP (`fd` is what clone3 needs). The sandbox launcher
+/// may use its own session cgroup instead: `TraceCgroup(existing:)`.
+public final class TraceCgroup: @unchecked Sendable {
+    public let path: String
+    /// An O_DIRECTORY fd on the cgroup directory (for clone3's cgroup field and the BPF scope map).
+    public let fd: Int32
+    private let owned: Bool
+    private var removed = false
+
+    /// Creates `<cgroup2 mount>/cagent-trace-<unique>`.
+    public convenience init() throws {
+        guard let root = Self.cgroup2Mount() else {
+            throw CagentError(stage: "trace cgroup", "no cgroup2 hierarchy is mounted",
+                              hint: "mount cgroup2 (this host: /sys/fs/cgroup/unified) for the eBPF tracer's scope")
+        }
+        let random = UInt64.random(in: 0...UInt64.max)
+        let path = "\(root)/cagent-trace-\(getpid())-\(String(random & 0xffffff, radix: 16))"
+        guard mkdir(path, 0o755) == 0 else {
+            throw CagentError(stage: "trace cgroup", "cannot create \(path)", errno: errno)
+        }
+        try self.init(path: path, owned: true)
+    }
+
+    /// Uses an existing cgroup2 directory (not removed by `remove()`).
+    public convenience init(existing path: String) throws { try self.init(path: path, owned: false) }
+
+    private init(path: String, owned: Bool) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            if owned { rmdir(path) }
+            throw CagentError(stage: "trace cgroup", "cannot open \(path)", errno: code)
+        }
+        self.path = path; self.fd = fd; self.owned = owned
+    }
+
+    /// Closes the fd and, for a cgroup this object created, removes it (after the tree has exited).
+    public func remove() throws {
+        guard !removed else { return }
+        removed = true
+        close(fd)
+        guard owned else { return }
+        for _ in 0..<1000 {  // the last task leaves the cgroup a moment after it is reaped
+            if rmdir(path) == 0 || errno == ENOENT { return }
+            if errno != EBUSY { break }
+            usleep(1_000)
+        }
+        throw CagentError(stage: "trace cgroup", "cannot remove \(path)", errno: errno)
+    }
+
+    deinit { try? remove() }
+
+    /// The cgroup2 mount point (`/sys/fs/cgroup` on a pure v2 host, `/sys/fs/cgroup/unified` on a hybrid).
+    public static func cgroup2Mount() -> String? {
+        guard let mounts = FileSystem.readText("/proc/self/mounts") else { return nil }
+        for line in mounts.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 3 && fields[2] == "cgroup2" { return String(fields[1]) }
+        }
+        return nil
+    }
+}

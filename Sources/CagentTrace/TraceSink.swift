@@ -1,0 +1,90 @@
+import CagentStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Learn mode's tracing backends (docs/tracing.md).
+public enum TracerBackend: String, Sendable, CaseIterable {
+    /// Raw syscall tracepoints scoped to the session's cgroup, deduplicated in the kernel.
+    case ebpf
+    /// seccomp user notification: records and always continues; results inferred from the sandbox's view.
+    case seccomp
+    /// An external `tracee` process scoped to the session, its JSON lines fed to the importer.
+    case tracee
+}
+
+/// A socket bind the tree made. The store has no bind event yet, so binds travel separately.
+public struct BindObservation: Sendable, Hashable {
+    public var time: Nanoseconds
+    public var pid: Int32
+    public var program: RawText
+    public var proto: String
+    public var address: String
+    public var port: UInt16
+    public var result: Int32
+}
+
+/// Where a tracer delivers what it sees. `events` usually is `recorder.record`; called from the tracer's
+/// own thread, one event at a time.
+public struct TraceSink: Sendable {
+    public var events: @Sendable (ObservedEvent) -> Void
+    public var binds: @Sendable (BindObservation) -> Void
+
+    public init(events: @escaping @Sendable (ObservedEvent) -> Void,
+                binds: @escaping @Sendable (BindObservation) -> Void = { _ in }) {
+        self.events = events; self.binds = binds
+    }
+
+    public static func recording(into recorder: Recorder) -> TraceSink {
+        TraceSink(events: { recorder.record($0) })
+    }
+}
+
+/// What a tracer counted over a session.
+public struct TraceSummary: Sendable, Hashable {
+    public var backend: TracerBackend
+    /// Traced syscalls of the tree.
+    public var syscalls: UInt64 = 0
+    /// Records that crossed to user space (eBPF) or notifications handled (seccomp).
+    public var delivered: UInt64 = 0
+    /// Repeats of an (operation, path, result) already seen: only counted.
+    public var duplicates: UInt64 = 0
+    /// Records lost (eBPF ring buffer full).
+    public var lost: UInt64 = 0
+    /// Paths or addresses that could not be read from the process.
+    public var unreadable: UInt64 = 0
+    /// How often each deduplicated (operation, path, result) was seen, first sight included.
+    public var counts: [PathCount] = []
+
+    public init(backend: TracerBackend) { self.backend = backend }
+}
+
+public struct PathCount: Sendable, Hashable {
+    public var operation: FileOperation
+    public var path: RawText
+    public var result: Int32
+    public var count: UInt64
+}
+
+/// A running tracer. `stop()` delivers what is still pending, releases every kernel object and returns the
+/// counters; it is idempotent.
+public protocol LearnTracer: AnyObject, Sendable {
+    var backend: TracerBackend { get }
+    func stop() throws -> TraceSummary
+}
+
+enum TraceClock {
+    /// Wall-clock nanoseconds now.
+    static func realtime() -> Nanoseconds {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return Nanoseconds(t.tv_sec) * 1_000_000_000 + Nanoseconds(t.tv_nsec)
+    }
+
+    /// Realtime minus monotonic: adds to a bpf_ktime_get_ns() value to give wall-clock time.
+    static func monotonicOffset() -> Nanoseconds {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return realtime() - (Nanoseconds(t.tv_sec) * 1_000_000_000 + Nanoseconds(t.tv_nsec))
+    }
+}

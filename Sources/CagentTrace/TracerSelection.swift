@@ -1,0 +1,57 @@
+import CEbpf
+import CShim
+import CagentCore
+
+/// Which tracer `cagent learn --tracer auto` uses, and why (also printed by `cagent doctor`).
+/// auto: eBPF when its programs load here (the cheapest and the only one that sees results); else seccomp
+/// user notification (works without BPF; results inferred). Tracee is used only when asked for
+/// (`--tracer tracee`): it needs kprobes or fentry and a separate install.
+public enum TracerChoice: String, Sendable, CaseIterable {
+    case auto, ebpf, seccomp, tracee
+}
+
+public struct TracerSelection: Sendable {
+    /// nil: nothing usable (learn mode cannot trace; the reason says why).
+    public var backend: TracerBackend?
+    public var reason: String
+    /// Set for the Tracee backend: the executable found on PATH.
+    public var traceePath: String?
+
+    public static func select(_ choice: TracerChoice, path: String?) -> TracerSelection {
+        switch choice {
+        case .ebpf:
+            // Asked for: not probed (loading is what the tracer does next, and it reports its own error).
+            return TracerSelection(backend: .ebpf, reason: "asked for")
+        case .seccomp:
+            let probe = probeSeccomp()
+            return TracerSelection(backend: probe == nil ? .seccomp : nil, reason: probe ?? "seccomp user notification available")
+        case .tracee:
+            guard let found = FileSystem.which("tracee", path: path) else {
+                return TracerSelection(backend: nil, reason: "tracee is not on PATH")
+            }
+            return TracerSelection(backend: .tracee, reason: "tracee found at \(found)", traceePath: found)
+        case .auto:
+            let ebpf = probeEbpf()
+            if ebpf == nil {
+                return TracerSelection(backend: .ebpf, reason: "raw syscall tracepoints, ring buffer and cgroup scope load here (in-kernel dedup, real results)")
+            }
+            let seccomp = probeSeccomp()
+            if seccomp == nil {
+                return TracerSelection(backend: .seccomp, reason: "seccomp notify, because eBPF is not allowed (\(ebpf!)); results are inferred")
+            }
+            return TracerSelection(backend: nil, reason: "no tracer: eBPF \(ebpf!); seccomp \(seccomp!)")
+        }
+    }
+
+    /// nil when the eBPF tracer's programs load, else why not.
+    public static func probeEbpf() -> String? {
+        var message = [CChar](repeating: 0, count: 600)
+        if cg_ebpf_probe(&message, message.count) == 0 { return nil }
+        return "cannot load: " + String(decoding: message.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// nil when seccomp user notification is available, else why not.
+    public static func probeSeccomp() -> String? {
+        cg_seccomp_user_notif_available() == 1 ? nil : "no seccomp user notification (Linux >= 5.0 with CONFIG_SECCOMP_FILTER)"
+    }
+}
