@@ -25,8 +25,9 @@ public final class SetupLock {
         if fd < 0 { throw CagentError.system("setup lock", "cannot open \(paths.lockFile)") }
         while flock(fd, LOCK_EX) != 0 {
             if errno != EINTR {
-                close(fd)
-                throw CagentError.system("setup lock", "cannot lock \(paths.lockFile)")
+                let failure = CagentError.system("setup lock", "cannot lock \(paths.lockFile)")
+                release()   // deinit runs for a class whose init throws once every property is set
+                throw failure
             }
         }
     }
@@ -58,8 +59,9 @@ public final class SessionLease: @unchecked Sendable {
         fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd < 0 { throw CagentError.system("session lease", "cannot create \(path)") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            close(fd)
-            throw CagentError.system("session lease", "cannot lock \(path)")
+            let failure = CagentError.system("session lease", "cannot lock \(path)")
+            end()   // once: deinit runs after a throw here too, and end() is idempotent
+            throw failure
         }
         try update(contents: contents)
     }
