@@ -229,8 +229,9 @@ final class LearnLiveView: @unchecked Sendable {
     func file(_ access: FileAccess) {
         let bytes = access.path.bytes
         guard bytes.first == UInt8(ascii: "/") else { return }
-        let top = bytes.dropFirst().split(separator: UInt8(ascii: "/"), maxSplits: 1, omittingEmptySubsequences: true).first
-        guard let top else { return }
+        // A top-level *directory*: the path goes below it (a missing `/x` is a file lookup, not a directory).
+        let parts = bytes.dropFirst().split(separator: UInt8(ascii: "/"), maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, let top = parts.first else { return }
         let name = "/" + String(decoding: top, as: UTF8.self)
         if seen.with({ $0.directories.insert(name).inserted }) { line("directory \(name)") }
     }

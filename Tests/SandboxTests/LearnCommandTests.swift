@@ -1,0 +1,129 @@
+import CShim
+import CagentCore
+import Foundation
+import Netlab
+import Testing
+
+/// `cagent learn` end to end: the real binary inside the netlab's simulated host, a scripted agent with
+/// known behaviour, then `cagent report --json` must hold each fact. Once per tracer backend.
+@Suite("cagent learn", .serialized)
+struct LearnCommandTests {
+    static let tools = ["ip", "nft", "dnsmasq", "dig", "curl"]
+
+    /// What the agent does (each line is a fact the report must show).
+    static func agentScript(fixture: SandboxFixture) -> String {
+        """
+        #!/bin/sh
+        cd "\(fixture.workspace)"
+        out="\(fixture.workspace)/results.txt"
+        cat README > /dev/null
+        cat "$HOME/.config/tool/config" > /dev/null
+        cat /nonexistent-cagent-learn-file 2>/dev/null
+        cat "$HOME/.ssh/id_rsa" > /dev/null 2>&1 && echo "secret=read" >> "$out" || echo "secret=hidden" >> "$out"
+        echo scratch > "$HOME/written-by-agent" && echo "homewrite=ok" >> "$out"
+        echo x > /opt/cagent-learn-x 2>/dev/null && echo "optwrite=ok" >> "$out" || echo "optwrite=refused" >> "$out"
+        for name in www.allowed.test api.allowed.test assets.allowed.test; do
+          curl -s -o /dev/null -m 5 "http://$name/" && echo "web=$name" >> "$out"
+        done
+        curl -s -o /dev/null -m 5 http://203.0.113.13/ && echo "web=203.0.113.13" >> "$out"
+        dig +short +time=2 +tries=1 @198.51.100.8 x.allowed.test > /dev/null
+        sh -c 'echo child > /dev/null'
+        curl -s -o /dev/null -m 2 http://169.254.169.254/ && echo "metadata=reached" >> "$out"
+        curl -s -o /dev/null -m 2 http://\(NetlabAddresses.host4)/ && echo "host=reached" >> "$out"
+        curl -s -o /dev/null -m 2 http://10.9.8.7/ && echo "lan=reached" >> "$out"
+        for s in /run/user /run/dbus/system_bus_socket /run/systemd/resolve "$SSH_AUTH_SOCK"; do
+          [ -n "$s" ] && [ -e "$s" ] && echo "socket=$s" >> "$out"
+        done
+        env | grep -q LEARN_TEST_TOKEN && echo "env=token" >> "$out"
+        env | grep -q LEARN_PASSED_TOKEN && echo "env=passed" >> "$out"
+        echo done >> "$out"
+        exit 0
+        """
+    }
+
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, the netlab tools and eBPF"))
+    func ebpf() throws { try learn(tracer: "ebpf") }
+
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root and the netlab tools"))
+    func seccomp() throws { try learn(tracer: "seccomp") }
+
+    func learn(tracer: String) throws {
+        try Requirements.root()
+        for tool in Self.tools { try Requirements.tool(tool) }
+        let fixture = try SandboxFixture()
+        defer { fixture.remove() }
+        let lab = try Netlab()
+        defer { lab.shutdown() }
+        try fixture.write(fixture.home + "/.config/tool/config", "setting = 1\n")
+        try fixture.write(fixture.workspace + "/agent.sh", Self.agentScript(fixture: fixture))
+        let database = fixture.root + "/learn.db"
+        let marker = fixture.root + "/marker"
+        try fixture.write(marker, "")
+        sleep(1)   // find -newer has one-second granularity on some filesystems
+
+        // `ip netns exec` mounts a fresh /sys without the cgroup2 hierarchy: mount it there (in ip's private
+        // mount namespace, gone with it) for the eBPF tracer's scope, as a host's /sys/fs/cgroup would be.
+        let cgroupMount = "mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null; exec \"$@\""
+        let run = try lab.run(in: .host, ["/bin/sh", "-c", cgroupMount, "sh", "env", "LEARN_TEST_TOKEN=hush", "LEARN_PASSED_TOKEN=ok",
+                                          Products.cagent, "learn", "--user", String(SandboxFixture.agentUID),
+                                          "--home", fixture.home, "--state-dir", fixture.state, "--db", database,
+                                          "--workspace", fixture.workspace, "--tracer", tracer, "--env", "LEARN_PASSED_TOKEN",
+                                          "--", "/bin/sh", fixture.workspace + "/agent.sh"], timeout: 120)
+        let results = fixture.read(fixture.workspace + "/results.txt") ?? ""
+        #expect(run.status == 0, "cagent learn failed: \(run.stderr)")
+        #expect(results.contains("done"), "the agent did not finish: \(results)\n\(run.stderr)")
+        // The live view: DNS open notice, domains, the direct IP, the secret attempt, the session id.
+        #expect(run.stderr.contains("DNS is open while learning"))
+        for line in ["domain www.allowed.test", "domain assets.allowed.test", "direct-ip tcp 203.0.113.13:80", "secret ~/.ssh"] {
+            #expect(run.stderr.contains(line), "live view lacks \(line): \(run.stderr)")
+        }
+        // What the agent saw.
+        #expect(results.contains("secret=hidden"))
+        #expect(results.contains("homewrite=ok"))
+        #expect(results.contains("optwrite=refused"))
+        for name in ["www.allowed.test", "api.allowed.test", "assets.allowed.test", "203.0.113.13"] {
+            #expect(results.contains("web=\(name)"), "\(name) unreachable while learning: \(results)")
+        }
+        #expect(!results.contains("metadata=reached") && !results.contains("host=reached") && !results.contains("lan=reached"))
+        #expect(!results.contains("socket="), "host sockets visible: \(results)")
+        #expect(!results.contains("env=token") && results.contains("env=passed"))
+
+        // The host outside the workspace is unchanged: nothing newer than the marker in the fake home, no
+        // /opt file; the home write went to the (removed) scratch layer.
+        let changed = try Netlab.execute(["find", fixture.home, "-newer", marker], timeout: 10).stdout
+        #expect(changed.isEmpty, "host home changed: \(changed)")
+        #expect(!FileSystem.exists("/opt/cagent-learn-x"))
+        #expect(!FileSystem.exists(fixture.home + "/written-by-agent"))
+        #expect(FileSystem.list(fixture.state + "/scratch").isEmpty, "scratch layer not removed")
+
+        // The record.
+        let report = try Netlab.execute([Products.cagent, "report", "--db", database, "--json", "--limit", "0"], timeout: 30)
+        #expect(report.status == 0, "\(report.stderr)")
+        let json = report.stdout
+        // Explicit noise list: facts we require; anything else in the report (the shell's own reads of
+        // /usr, /etc, ld.so, locale files, curl's CA bundle) is accepted as noise.
+        let facts = [
+            "\"kind\":\"learn\"",
+            "www.allowed.test", "api.allowed.test", "assets.allowed.test", "edge.cdn.test",   // names, the CNAME chain
+            "203.0.113.13",                                                                    // the bare IP
+            "198.51.100.8",                                                                    // the bypassing query
+            "dns-bypass", "direct-ip", "secret-access",                                        // findings
+            fixture.workspace + "/README",                                                     // workspace read
+            "/.config/tool/config",                                                            // config read
+            "/nonexistent-cagent-learn-file",                                                  // missing file
+            "/.ssh/id_rsa",                                                                    // hidden secret
+            "/opt/cagent-learn-x",                                                             // write outside
+            "/written-by-agent",                                                               // scratch write
+            "169.254.169.254",                                                                 // metadata, blocked
+        ]
+        for fact in facts {
+            #expect(json.replacingOccurrences(of: " ", with: "").contains(fact.replacingOccurrences(of: " ", with: "")),
+                    "report lacks \(fact)")
+        }
+        #expect(json.contains("\"blocked\""))
+        #expect(json.contains("/bin/sh") || json.contains("/usr/bin/sh") || json.contains("dash"))   // the child process
+        if ProcessEnvironment.current["CAGENT_LEARN_DEBUG"] != nil {
+            print("learn stderr:\n\(run.stderr)\nresults:\n\(results)\nreport:\n\(json.prefix(20000))")
+        }
+    }
+}
