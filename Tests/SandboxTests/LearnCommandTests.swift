@@ -1,5 +1,7 @@
 import CShim
 import CagentCore
+import CagentProfile
+@testable import CagentSandbox
 import Foundation
 import Netlab
 import Testing
@@ -46,6 +48,34 @@ struct LearnCommandTests {
 
     @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root and the netlab tools"))
     func seccomp() throws { try learn(tracer: "seccomp") }
+
+    @Test func planShowsTheHostReadOnlyAndHidesSecrets() throws {
+        let fixture = try SandboxFixture()
+        defer { fixture.remove() }
+        var request = LearnRequest(profile: Profile(agent: "t", filesystem: .init(hide: ["~/.config/tool"])),
+                                   workspace: fixture.workspace, user: fixture.user, paths: fixture.paths,
+                                   command: ["true"], environment: ["PATH": "/usr/bin", "GITHUB_TOKEN": "x", "AWS_SECRET_ACCESS_KEY": "y",
+                                                                    "SSH_AUTH_SOCK": "/run/user/1000/ssh", "EDITOR": "vi", "NPM_TOKEN": "z"],
+                                   sessionID: "abc123")
+        request.passedCredentials = ["NPM_TOKEN"]
+        let plan = try LearnPlanner.plan(request)
+        let operations = plan.steps.map(\.operation)
+        #expect(operations.contains(.bind(source: "/usr", target: "/usr", mode: .readOnly, optional: true)))
+        #expect(!operations.contains { if case .bind(_, "/etc/shadow", _, _) = $0 { return true }; return false })
+        #expect(operations.contains(.tmpfs(target: "/run", mode: "0755", sizeBytes: 1 << 20)))
+        #expect(operations.contains(.hide(fixture.home + "/.ssh")))
+        #expect(operations.contains(.hide(fixture.home + "/.config/tool")))
+        #expect(operations.contains { if case .overlay(fixture.home, _, _, fixture.home) = $0 { return true }; return false })
+        #expect(operations.contains(.bind(source: fixture.workspace, target: fixture.workspace, mode: .readWrite)))
+        #expect(plan.environment.contains("EDITOR=vi") && plan.environment.contains("NPM_TOKEN=z"))
+        #expect(!plan.environment.contains { $0.hasPrefix("GITHUB_TOKEN=") || $0.hasPrefix("AWS_SECRET") || $0.hasPrefix("SSH_AUTH_SOCK=") })
+        #expect(plan.policy == nil)
+        // The workspace comes after the home overlay, the hides after both.
+        let overlayIndex = operations.firstIndex { if case .overlay = $0 { return true }; return false }!
+        let workspaceIndex = operations.firstIndex(of: .bind(source: fixture.workspace, target: fixture.workspace, mode: .readWrite))!
+        let hideIndex = operations.firstIndex(of: .hide(fixture.home + "/.ssh"))!
+        #expect(overlayIndex < workspaceIndex && workspaceIndex < hideIndex)
+    }
 
     func learn(tracer: String) throws {
         try Requirements.root()
@@ -95,6 +125,12 @@ struct LearnCommandTests {
         #expect(!FileSystem.exists("/opt/cagent-learn-x"))
         #expect(!FileSystem.exists(fixture.home + "/written-by-agent"))
         #expect(FileSystem.list(fixture.state + "/scratch").isEmpty, "scratch layer not removed")
+
+        // Every exit path tears the network down: no session interface or chain left in the simulated host.
+        let links = try lab.run(in: .host, ["ip", "-o", "link"]).stdout
+        #expect(!links.contains("cgs"), "session interface left behind: \(links)")
+        let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"]).stdout
+        #expect(!ruleset.contains("cgs"), "session chains left behind")
 
         // The record.
         let report = try Netlab.execute([Products.cagent, "report", "--db", database, "--json", "--limit", "0"], timeout: 30)
