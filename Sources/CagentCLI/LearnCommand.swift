@@ -64,10 +64,6 @@ struct LearnCommand: ParsableCommand {
         guard let backend = selection.backend else {
             throw CagentError(stage: "tracer", "no usable tracer: \(selection.reason)", hint: "`cagent doctor` explains")
         }
-        guard backend != .tracee else {
-            throw CagentError(stage: "tracer", "cagent learn does not drive Tracee yet",
-                              hint: "run Tracee yourself and `cagent import tracee`, or use --tracer ebpf|seccomp")
-        }
         let workspacePath = workspace ?? currentDirectory()
         let profile = try agent.map { try loadProfileForEnforce(nameOrPath: $0, workspace: workspacePath) } ?? Profile(agent: "learn")
         var pathEnvironment = environment
@@ -95,6 +91,7 @@ struct LearnCommand: ParsableCommand {
         let observation = LearnObservation(sessionID: sessionID, paths: paths, upstream: upstream, store: store,
                                            command: command, rules: LearnPlanner.hiddenEntries(profile) + FindingRules.systemSecrets,
                                            backend: backend, workspace: plan.workspace, live: live)
+        observation.traceePath = selection.traceePath
         defer { observation.stop() }
 
         let launcher = Launcher()

@@ -40,6 +40,8 @@ final class LearnObservation: @unchecked Sendable {
     let backend: TracerBackend
     let workspace: String
     let live: LearnLiveView
+    /// `--tracer tracee`: the executable found on PATH.
+    var traceePath: String?
 
     private(set) var session: NetworkSession?
     private(set) var recorder: Recorder?
@@ -106,6 +108,11 @@ final class LearnObservation: @unchecked Sendable {
             try capture.start()
             self.capture = capture
 
+            if backend == .tracee, let traceePath {
+                // Tracee follows the tree from the init's pid; the init is held (no plan yet) until Tracee runs.
+                let tracer = try TraceeRunner(executable: traceePath, scope: .tree(pid), sink: sink(dropping: pid))
+                self.tracer.with { $0 = tracer }
+            }
             if backend == .ebpf {
                 // The init pid joins the traced cgroup before the plan releases it: nothing in the sandbox has run
                 // yet, so this is equivalent to CLONE_INTO_CGROUP.

@@ -49,6 +49,33 @@ struct LearnCommandTests {
     @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root and the netlab tools"))
     func seccomp() throws { try learn(tracer: "seccomp") }
 
+    /// `--tracer tracee` with a stand-in `tracee` on PATH (Tracee cannot run on this kernel) that records its
+    /// arguments and replays Tracee's real samples: the runner is scoped to the sandbox's init and its events
+    /// land in the learn session.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["ip", "nft"]), "needs root"))
+    func traceeStandIn() throws {
+        try Requirements.root()
+        let fixture = try SandboxFixture()
+        defer { fixture.remove() }
+        let lab = try Netlab(services: [.dns])
+        defer { lab.shutdown() }
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TraceTests/Fixtures").path
+        let bin = fixture.root + "/bin"
+        try fixture.write(bin + "/tracee", "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\ncat \(fixtures)/*.jsonl\nsleep 1\n")
+        chmod(bin + "/tracee", 0o755)
+        let database = fixture.root + "/learn.db"
+        let run = try lab.run(in: .host, ["env", "PATH=\(bin):/usr/sbin:/usr/bin:/sbin:/bin", Products.cagent, "learn", "--quiet",
+                                          "--user", String(SandboxFixture.agentUID), "--home", fixture.home,
+                                          "--state-dir", fixture.state, "--db", database, "--workspace", fixture.workspace,
+                                          "--tracer", "tracee", "--", "/bin/true"], timeout: 60)
+        #expect(run.status == 0, "\(run.stderr)")
+        let args = fixture.read(bin + "/args") ?? ""
+        #expect(args.contains("--scope tree=") && args.contains("--output json"), "\(args)")
+        let report = try Netlab.execute([Products.cagent, "report", "--db", database, "--json", "--limit", "0"], timeout: 30)
+        #expect(report.stdout.contains("\"source\":\"cagent learn (tracee)\"") && report.stdout.contains("/proc/meminfo"), "\(report.stdout.prefix(2000))")
+    }
+
     @Test func planShowsTheHostReadOnlyAndHidesSecrets() throws {
         let fixture = try SandboxFixture()
         defer { fixture.remove() }
