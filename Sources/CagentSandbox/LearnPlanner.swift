@@ -153,6 +153,15 @@ public enum LearnPlanner {
             add(.directory(home), "the home does not exist on the host")
         }
 
+        // 5b. Other host directories the user could write (owned by the user, at the top level or one below,
+        //     e.g. /opt/tool): the same overlay, so the agent's writes there land in scratch too.
+        for (index, directory) in userWritableDirectories(user: user, home: home, workspace: workspace).enumerated() {
+            let layer = request.scratch + "/dir\(index)"
+            try prepareLayer(layer, user: user, modeOf: directory)
+            add(.overlay(lower: directory, upper: layer + "/upper", work: layer + "/work", target: directory),
+                "a directory the user may write: writes to the scratch layer")
+        }
+
         // 6. The workspace, read-write at its real path.
         add(.bind(source: workspace, target: workspace, mode: .readWrite), "the workspace")
 
@@ -215,6 +224,43 @@ public enum LearnPlanner {
                 throw CagentError(stage: "scratch", "\(TerminalEscape.escape(path)) is not a directory (a symlink?)")
             }
         }
+    }
+
+    /// Directories at depth 1 or 2 of the bound host tree owned by the user and writable by them (the agent
+    /// runs with the user's uid and no capability: elsewhere it could not write anyway). Not the home's tree,
+    /// the workspace or its parents' siblings below it, nothing with a character overlayfs options cannot carry.
+    static func userWritableDirectories(user: InvokingUser, home: String, workspace: String) -> [String] {
+        let homeTop = home.split(separator: "/").first.map(String.init)
+        var found: [String] = []
+        func consider(_ path: String) -> Bool {
+            var info = stat()
+            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
+            guard info.st_uid == user.uid, info.st_mode & S_IWUSR != 0 else { return false }
+            guard path != workspace, !EnforcePlanner.isWithin(path, workspace), !EnforcePlanner.isWithin(path, home),
+                  !EnforcePlanner.isWithin(home, path), !path.contains(","), !path.contains(":"), !path.contains("\\") else { return true }
+            found.append(path)
+            return true
+        }
+        for name in topLevelEntries().sorted() where !skippedTopLevel.contains(name) && name != homeTop {
+            let top = "/" + name
+            var info = stat()
+            guard lstat(top, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { continue }
+            if consider(top) { continue }
+            for child in directoryEntries(top).sorted() { _ = consider(top + "/" + child) }
+        }
+        return found
+    }
+
+    /// `<layer>/{upper,work}` owned by the user; the upper directory takes the lower one's mode (the overlay's
+    /// root shows the upper directory's attributes).
+    static func prepareLayer(_ layer: String, user: InvokingUser, modeOf lower: String) throws {
+        var lowerInfo = stat()
+        guard lstat(lower, &lowerInfo) == 0 else { throw CagentError.system("scratch", "cannot stat \(TerminalEscape.escape(lower))") }
+        for path in [layer, layer + "/upper", layer + "/work"] {
+            guard mkdir(path, 0o700) == 0 else { throw CagentError.system("scratch", "cannot create \(TerminalEscape.escape(path))") }
+            _ = chown(path, user.uid, user.gid)
+        }
+        _ = chmod(layer + "/upper", lowerInfo.st_mode & 0o7777)
     }
 
     static func topLevelEntries() -> [String] { directoryEntries("/") }

@@ -8,6 +8,11 @@ import Testing
 
 /// `cagent learn` end to end: the real binary inside the netlab's simulated host, a scripted agent with
 /// known behaviour, then `cagent report --json` must hold each fact. Once per tracer backend.
+extension SandboxFixture {
+    /// A user-owned directory under /opt, unique to this fixture.
+    var userOpt: String { "/opt/cagent-learn-test-" + (root.split(separator: "-").last.map(String.init) ?? "x") }
+}
+
 @Suite("cagent learn", .serialized)
 struct LearnCommandTests {
     static let tools = ["ip", "nft", "dnsmasq", "dig", "curl"]
@@ -24,6 +29,7 @@ struct LearnCommandTests {
         cat "$HOME/.ssh/id_rsa" > /dev/null 2>&1 && echo "secret=read" >> "$out" || echo "secret=hidden" >> "$out"
         echo scratch > "$HOME/written-by-agent" && echo "homewrite=ok" >> "$out"
         echo x > /opt/cagent-learn-x 2>/dev/null && echo "optwrite=ok" >> "$out" || echo "optwrite=refused" >> "$out"
+        echo x > "\(fixture.userOpt)/x" && echo "useroptwrite=ok" >> "$out"
         for name in www.allowed.test api.allowed.test assets.allowed.test; do
           curl -s -o /dev/null -m 5 "http://$name/" && echo "web=$name" >> "$out"
         done
@@ -112,6 +118,11 @@ struct LearnCommandTests {
         let lab = try Netlab()
         defer { lab.shutdown() }
         try fixture.write(fixture.home + "/.config/tool/config", "setting = 1\n")
+        // A host directory the agent user owns outside home and workspace (/opt/cagent-learn-test-*): its
+        // writes must land in the scratch layer too. Removed with the fixture's other traces.
+        try fixture.makeDirectory(fixture.userOpt)
+        try fixture.write(fixture.userOpt + "/existing", "host\n")
+        defer { try? FileManager.default.removeItem(atPath: fixture.userOpt) }
         try fixture.write(fixture.workspace + "/agent.sh", Self.agentScript(fixture: fixture))
         let database = fixture.root + "/learn.db"
         let marker = fixture.root + "/marker"
@@ -138,6 +149,8 @@ struct LearnCommandTests {
         #expect(results.contains("secret=hidden"))
         #expect(results.contains("homewrite=ok"))
         #expect(results.contains("optwrite=refused"))
+        #expect(results.contains("useroptwrite=ok"), "a user-owned host directory was not writable: \(results)")
+        #expect(!FileSystem.exists(fixture.userOpt + "/x"), "the write reached the host")
         for name in ["www.allowed.test", "api.allowed.test", "assets.allowed.test", "203.0.113.13"] {
             #expect(results.contains("web=\(name)"), "\(name) unreachable while learning: \(results)")
         }
@@ -147,7 +160,7 @@ struct LearnCommandTests {
 
         // The host outside the workspace is unchanged: nothing newer than the marker in the fake home, no
         // /opt file; the home write went to the (removed) scratch layer.
-        let changed = try Netlab.execute(["find", fixture.home, "-newer", marker], timeout: 10).stdout
+        let changed = try Netlab.execute(["find", fixture.home, fixture.userOpt, "-newer", marker], timeout: 10).stdout
         #expect(changed.isEmpty, "host home changed: \(changed)")
         #expect(!FileSystem.exists("/opt/cagent-learn-x"))
         #expect(!FileSystem.exists(fixture.home + "/written-by-agent"))
@@ -177,6 +190,7 @@ struct LearnCommandTests {
             "/.ssh/id_rsa",                                                                    // hidden secret
             "/opt/cagent-learn-x",                                                             // write outside
             "/written-by-agent",                                                               // scratch write
+            fixture.userOpt + "/x",                                                            // scratch write outside home
             "169.254.169.254",                                                                 // metadata, blocked
         ]
         for fact in facts {
