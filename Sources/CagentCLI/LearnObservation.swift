@@ -89,7 +89,7 @@ final class LearnObservation: @unchecked Sendable {
                             observer: LearnGateObserver { seen in
                                 recorder.record(seen.observedEvent)
                                 attributor.with { $0.add(seen) }
-                                if !seen.isResponse || seen.answers.isEmpty || true { live.domain(seen.name) }
+                                live.domain(seen.name)
                             })
             try gate.start()
             self.gate = gate
