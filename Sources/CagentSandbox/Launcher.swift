@@ -31,6 +31,12 @@ public final class Launcher {
     public var beforeRelease: ((Int32) throws -> Void)?
     /// Called when the agent has been exec'd (tests and the network layer's bookkeeping).
     public var onStarted: ((Int32) -> Void)?
+    /// Learn mode: the seccomp tracer's listener fd (`SandboxPlan.traceNotify`), passed by the agent child
+    /// before its exec; the callee owns it and must start servicing it at once (the exec is traced).
+    public var onListener: ((Int32) -> Void)?
+    /// Runs after `beforeRelease`, before the plan is sent: for plan parts known only then (learn mode's
+    /// resolver address, which the network setup allocates).
+    public var finalizePlan: ((SandboxPlan) throws -> SandboxPlan)?
 
     public init(initPath: String = Launcher.defaultInitPath(), streams: StandardStreams = .inherited,
                 forwardSignals: Bool = true) {
@@ -56,7 +62,7 @@ public final class Launcher {
     /// failed (the agent never ran), naming the stage.
     public func run(_ plan: SandboxPlan) throws -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        let bytes = try plan.serialized()
+        var bytes = try plan.serialized()
         let tty = plan.terminal != nil
 
         var control: [Int32] = [-1, -1]
@@ -117,7 +123,10 @@ public final class Launcher {
             ourEnds.filter { !closedBySession.contains($0) }.forEach { close($0) }
         }
 
-        do { try beforeRelease?(pid) } catch { close(planPipe[1]); throw error }
+        do {
+            try beforeRelease?(pid)
+            if let finalizePlan { bytes = try finalizePlan(plan).serialized() }
+        } catch { close(planPipe[1]); throw error }
         // The plan is the release: cagent-init runs nothing before it has read all of it.
         var offset = 0
         while offset < bytes.count {
@@ -128,7 +137,7 @@ public final class Launcher {
         close(planPipe[1])
 
         let session = Session(pid: pid, control: control[0], streams: streams, tty: tty, ourEnds: ourEnds,
-                              forwardSignals: forwardSignals, onStarted: onStarted)
+                              forwardSignals: forwardSignals, onStarted: onStarted, onListener: onListener)
         let setupError = session.relay()
         closedBySession = Set(session.pumps.filter(\.destinationClosed).map(\.destination))
 
@@ -194,6 +203,7 @@ final class Session {
     let tty: Bool
     let forwardSignals: Bool
     let onStarted: ((Int32) -> Void)?
+    let onListener: ((Int32) -> Void)?
     var pumps: [Pump] = []
     var master: Int32 = -1
     var terminal: Terminal?
@@ -201,9 +211,9 @@ final class Session {
     var suspended = false
 
     init(pid: Int32, control: Int32, streams: StandardStreams, tty: Bool, ourEnds: [Int32], forwardSignals: Bool,
-         onStarted: ((Int32) -> Void)?) {
+         onStarted: ((Int32) -> Void)?, onListener: ((Int32) -> Void)? = nil) {
         self.pid = pid; self.control = control; self.streams = streams; self.tty = tty
-        self.forwardSignals = forwardSignals; self.onStarted = onStarted
+        self.forwardSignals = forwardSignals; self.onStarted = onStarted; self.onListener = onListener
         if !tty {
             for fd in ourEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
             pumps = [Pump(streams.input, ourEnds[0], closesDestination: true),
@@ -294,6 +304,8 @@ final class Session {
             terminal?.makeRaw()
         case UInt8(ascii: "R"):
             onStarted?(pid)
+        case UInt8(ascii: "N") where passed >= 0:
+            if let onListener { onListener(passed) } else { close(passed) }
         case UInt8(ascii: "Z"):
             suspend()
         default:
