@@ -461,7 +461,9 @@ int main(int argc, char **argv) {
     stage("init-privileges");
     drop_all_capabilities();
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("PR_SET_NO_NEW_PRIVS");
-    if (write(release[1], "g", 1) != 1) fail("cannot release the agent");
+    // EPIPE: the agent child already failed one of its own stages and exited; its report (read by
+    // supervise) names that stage, which is the failure the user must see, not this write.
+    if (write(release[1], "g", 1) != 1 && errno != EPIPE) fail("cannot release the agent");
     close(release[1]);
     supervise(agent, signals, report[0], s.tty);
 }
