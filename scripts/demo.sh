@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo of `make demo`: what this machine supports, then a short agent session under `cagent enforce`.
+# The demo of `make demo`: what this machine supports, a short agent session under `cagent enforce`, then
+# one under `cagent learn` and its report. The demo agents make no network connections.
 # Runs as root; the agent runs as the invoking user under sudo, else as `nobody`. Everything it creates lives
 # under /tmp/cagent-demo and is removed at the end.
 set -euo pipefail
@@ -40,3 +41,12 @@ cd "$demo/ws"
 echo "agent exit status: $?"
 echo
 echo "on the host: $(ls -l "$demo/ws/notes.txt")"
+
+echo
+echo "== cagent learn: watch an 'agent' and record what it needed"
+"$cagent" learn --user "$agent_uid" --db "$demo/learn.db" --state-dir "$demo/state" -- /bin/sh -c '
+  cat notes.txt >/dev/null; cat ~/.ssh/id_rsa 2>/dev/null; ls /usr/share/doc >/dev/null
+  python3 -c "import json" ; echo done > learned.txt'
+echo
+echo "== cagent report (the session just recorded, first lines)"
+"$cagent" report --db "$demo/learn.db" | head -n 30
