@@ -151,7 +151,9 @@ for root in sys.argv[1:]:
                 pass
 PY
   in_ns="ip netns exec $ns sh -c 'mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null; exec \"\$@\"' sh"
-  w="/usr/bin/python3 $scratch/ws/walk.py /usr/include"
+  # LEARN_TREE: the tree walked (default /usr/include, ~8k files; /usr/share, ~43k files and 650 MB, is the
+  # "large source tree" of the learn issue's target).
+  w="/usr/bin/python3 $scratch/ws/walk.py ${LEARN_TREE:-/usr/include}"
   learn="$cagent learn --quiet --user $uid --home $scratch/home --state-dir $scratch/state --db $scratch/learn.db --workspace $scratch/ws"
   $w  # warm the page cache
   $bench --name "learn: file-heavy walk, cagent learn (eBPF)" --rounds 10 --subject "$in_ns $learn --tracer ebpf -- $w 2>/dev/null" --reference "$in_ns $w"
