@@ -1,5 +1,6 @@
 import ArgumentParser
 import CagentCore
+import CagentNetwork
 import CagentProfile
 import CagentSandbox
 #if canImport(Glibc)
@@ -27,6 +28,12 @@ struct EnforceCommand: ParsableCommand {
     var user: UInt32?
     @Flag(help: "After the session, put back risky changes the agent made (git config keys, hooks, .envrc, ...).")
     var revertRisky = false
+    @Flag(help: "No network at all: the sandbox's namespace has only loopback (no uplink, no DNS gate).")
+    var offline = false
+    @Flag(help: "At exit, print the network summary as JSON (counts and every distinct entry) instead of the line.")
+    var json = false
+    /// The gate's upstream resolvers instead of the host's /etc/resolv.conf (ADDRESS or ADDRESS:PORT).
+    @Option(help: .hidden) var upstreamDns: [String] = []
     @Option(help: .hidden) var failAtStage: String?
     /// Benchmarks: write the serialized plan to a file and exit (scripts/sandbox-start-probe.c replays it).
     @Option(help: .hidden) var dumpPlan: String?
@@ -60,7 +67,8 @@ struct EnforceCommand: ParsableCommand {
                                      command: command, environment: environment)
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try EnforcePlanner.plan(request)
-        plan.failAtStage = failAtStage
+        let hostStages = EnforceNetwork.stages + ["cgroup"]
+        plan.failAtStage = failAtStage.flatMap { hostStages.contains($0) ? nil : $0 }
         for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
         if let dumpPlan {
             let bytes = try plan.serialized()
@@ -72,14 +80,58 @@ struct EnforceCommand: ParsableCommand {
             return
         }
 
-        let before = RiskyChanges.snapshot(workspace: plan.workspace)
-        let status: Int32
+        // Session resources, all created before the sandbox and torn down on every path out of here.
+        let network = offline ? nil : try EnforceNetwork(
+            profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
+            output: { FileDescriptorStream.standardError.write($0 + "\n") })
+        network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
+        let cgroup: SessionCgroup
         do {
-            status = try Launcher().run(plan)
-        } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
-            // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).
-            FileDescriptorStream.standardError.write("cagent: \(error)\n")
+            cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits))
+        } catch let error as CagentError {
+            FileDescriptorStream.standardError.write("cagent: \(CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno, hint: error.hint))\n")
             throw CagentExit(status: 125)
+        }
+
+        let before = RiskyChanges.snapshot(workspace: plan.workspace)
+        var status: Int32 = 125
+        var failure: CagentError?
+        let launcher = Launcher()
+        let failCgroup = failAtStage == "cgroup"
+        launcher.beforeRelease = { pid in
+            // The init is frozen waiting for its plan: nothing inside runs before all of this is in place.
+            do {
+                try cgroup.add(pid: pid)
+                if failCgroup { throw CagentError(stage: "cgroup", "failing as asked (--fail-at-stage)") }
+                try network?.start(pid: pid)
+            } catch let error as CagentError {
+                throw CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno,
+                                  hint: error.hint ?? "the agent did not start")
+            }
+        }
+        launcher.amendPlan = { plan in
+            // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
+            if let network { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: network.nameservers)) }
+        }
+        do {
+            status = try launcher.run(plan)
+        } catch let error as CagentError {
+            failure = error
+        }
+        // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
+        let teardownError = network?.stop()
+        for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
+        cgroup.remove()
+        if let network, failure == nil {
+            let list = network.writeList(owner: invoking)
+            FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: list)) + "\n")
+        }
+        if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
+        if let failure {
+            // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).
+            FileDescriptorStream.standardError.write("cagent: \(failure)\n")
+            if failure.stage.hasPrefix("sandbox setup") { throw CagentExit(status: 125) }
+            throw failure
         }
         let after = RiskyChanges.snapshot(workspace: plan.workspace)
         let changes = RiskyChanges.compare(before: before, after: after)

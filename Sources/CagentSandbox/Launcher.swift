@@ -29,6 +29,9 @@ public final class Launcher {
     /// (the CLI); in-process tests leave it off (signal handlers are process-wide).
     public var forwardSignals: Bool
     public var beforeRelease: ((Int32) throws -> Void)?
+    /// Runs right after `beforeRelease`, before the plan is serialized and sent: decisions that need what
+    /// `beforeRelease` set up (the network's resolver addresses go into the sandbox's /etc/resolv.conf).
+    public var amendPlan: ((inout SandboxPlan) throws -> Void)?
     /// Called when the agent has been exec'd (tests and the network layer's bookkeeping).
     public var onStarted: ((Int32) -> Void)?
 
@@ -56,7 +59,7 @@ public final class Launcher {
     /// failed (the agent never ran), naming the stage.
     public func run(_ plan: SandboxPlan) throws -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        let bytes = try plan.serialized()
+        var bytes = try plan.serialized()   // early: a plan that cannot be serialized starts nothing
         let tty = plan.terminal != nil
 
         var control: [Int32] = [-1, -1]
@@ -117,7 +120,14 @@ public final class Launcher {
             ourEnds.filter { !closedBySession.contains($0) }.forEach { close($0) }
         }
 
-        do { try beforeRelease?(pid) } catch { close(planPipe[1]); throw error }
+        do {
+            try beforeRelease?(pid)
+            if let amendPlan {
+                var amended = plan
+                try amendPlan(&amended)
+                bytes = try amended.serialized()
+            }
+        } catch { close(planPipe[1]); throw error }
         // The plan is the release: cagent-init runs nothing before it has read all of it.
         var offset = 0
         while offset < bytes.count {
