@@ -129,9 +129,9 @@ struct EnforceCommand: ParsableCommand {
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
         if let failure {
             // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).
+            // The launcher throws only before the agent runs (clone, beforeRelease, cagent-init's stages).
             FileDescriptorStream.standardError.write("cagent: \(failure)\n")
-            if failure.stage.hasPrefix("sandbox setup") { throw CagentExit(status: 125) }
-            throw failure
+            throw CagentExit(status: 125)
         }
         let after = RiskyChanges.snapshot(workspace: plan.workspace)
         let changes = RiskyChanges.compare(before: before, after: after)

