@@ -80,10 +80,12 @@ struct EnforceCommand: ParsableCommand {
             return
         }
 
+        // Live lines go through the launcher's relay loop while the agent runs (never mid-line), directly otherwise.
+        let notices = NoticeChannel()
         // Session resources, all created before the sandbox and torn down on every path out of here.
         let network = offline ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
-            output: { FileDescriptorStream.standardError.write($0 + "\n") })
+            output: { notices.write(line: $0) })
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
         let cgroup: SessionCgroup
         do {
@@ -97,6 +99,7 @@ struct EnforceCommand: ParsableCommand {
         var status: Int32 = 125
         var failure: CagentError?
         let launcher = Launcher()
+        launcher.notices = notices
         let failCgroup = failAtStage == "cgroup"
         launcher.beforeRelease = { pid in
             // The init is frozen waiting for its plan: nothing inside runs before all of this is in place.

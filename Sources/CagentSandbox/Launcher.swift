@@ -34,6 +34,9 @@ public final class Launcher {
     public var amendPlan: ((inout SandboxPlan) throws -> Void)?
     /// Called when the agent has been exec'd (tests and the network layer's bookkeeping).
     public var onStarted: ((Int32) -> Void)?
+    /// cagent's own lines during the session (live denials): printed by the relay loop between the agent's
+    /// lines (see NoticeChannel).
+    public var notices: NoticeChannel?
 
     public init(initPath: String = Launcher.defaultInitPath(), streams: StandardStreams = .inherited,
                 forwardSignals: Bool = true) {
@@ -139,7 +142,16 @@ public final class Launcher {
 
         let session = Session(pid: pid, control: control[0], streams: streams, tty: tty, ourEnds: ourEnds,
                               forwardSignals: forwardSignals, onStarted: onStarted)
+        session.noticeFD = notices?.beginRelay() ?? -1
         let setupError = session.relay()
+        if let notices {
+            // The terminal is restored: what is still queued goes out as plain lines (after a cut-off agent line).
+            var rest = notices.endRelay()
+            if !rest.isEmpty {
+                if session.agentMidLine { rest.insert(0x0a, at: 0) }
+                _ = rest.withUnsafeBytes { write(streams.error, $0.baseAddress, $0.count) }
+            }
+        }
         closedBySession = Set(session.pumps.filter(\.destinationClosed).map(\.destination))
 
         var status: Int32 = 0
@@ -209,6 +221,11 @@ final class Session {
     var terminal: Terminal?
     var setupError: String?
     var suspended = false
+    /// cagent's own lines (NoticeChannel's pipe), and whether the agent's output last stopped mid-line.
+    var noticeFD: Int32 = -1
+    var pendingNotices: [UInt8] = []
+    var pendingSince: Double?
+    var agentMidLine = false
 
     init(pid: Int32, control: Int32, streams: StandardStreams, tty: Bool, ourEnds: [Int32], forwardSignals: Bool,
          onStarted: ((Int32) -> Void)?) {
@@ -255,8 +272,10 @@ final class Session {
                 if pump.buffer.isEmpty { fds.append(pollfd(fd: pump.source, events: Int16(POLLIN), revents: 0)); owners.append((pump, 2)) }
                 else { fds.append(pollfd(fd: pump.destination, events: Int16(POLLOUT), revents: 0)); owners.append((pump, 3)) }
             }
-            let ready = poll(&fds, nfds_t(fds.count), controlOpen ? -1 : 1000)
+            if noticeFD >= 0 { fds.append(pollfd(fd: noticeFD, events: Int16(POLLIN), revents: 0)); owners.append((nil, 4)) }
+            let ready = poll(&fds, nfds_t(fds.count), !pendingNotices.isEmpty ? 200 : controlOpen ? -1 : 1000)
             if ready < 0 { if errno == EINTR { continue }; break }
+            if !pendingNotices.isEmpty { flushNotices() }
             if ready == 0 {
                 // Output still open a while after init exited (cannot normally happen: the pid namespace
                 // is gone): stop waiting after a few seconds.
@@ -271,6 +290,7 @@ final class Session {
                 case 0: controlOpen = handleControl()
                 case 1: handleSignals(signalPipe[0])
                 case 2: pump.map(fill)
+                case 4: readNotices()
                 default: pump.map(drain)
                 }
             }
@@ -353,9 +373,47 @@ final class Session {
         pump.closeDestination()
     }
 
+    private func readNotices() {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        let count = read(noticeFD, &chunk, chunk.count)
+        guard count > 0 else { return }
+        if pendingNotices.isEmpty { pendingSince = monotonicSeconds() }
+        pendingNotices += chunk[0..<count]
+        flushNotices()
+    }
+
+    /// Prints the complete lines queued when the agent's output is at a line start, or after half a second
+    /// anyway (a prompt without newline must not hold them back forever), then on a line of their own.
+    private func flushNotices() {
+        guard let end = pendingNotices.lastIndex(of: 0x0a) else { return }
+        if agentMidLine, let since = pendingSince, monotonicSeconds() - since < 0.5 { return }
+        let raw = terminal != nil && !suspended
+        var text: [UInt8] = agentMidLine ? (raw ? [0x0d, 0x0a] : [0x0a]) : []
+        for byte in pendingNotices[...end] {
+            if byte == 0x0a && raw { text.append(0x0d) }
+            text.append(byte)
+        }
+        pendingNotices.removeFirst(end + 1)
+        pendingSince = pendingNotices.isEmpty ? nil : monotonicSeconds()
+        agentMidLine = false
+        var offset = 0
+        while offset < text.count {
+            let written = text[offset...].withUnsafeBytes { write(streams.error, $0.baseAddress, $0.count) }
+            if written < 0 { if errno == EINTR || errno == EAGAIN { continue } else { return } }
+            offset += written
+        }
+    }
+
     private func drain(_ pump: Pump) {
         let written = pump.buffer.withUnsafeBytes { write(pump.destination, $0.baseAddress, $0.count) }
-        if written > 0 { pump.buffer.removeFirst(written); return }
+        if written > 0 && (pump.destination == streams.output || pump.destination == streams.error) {
+            agentMidLine = pump.buffer[written - 1] != 0x0a
+        }
+        if written > 0 {
+            pump.buffer.removeFirst(written)
+            if !agentMidLine && !pendingNotices.isEmpty { flushNotices() }
+            return
+        }
         if written < 0 && (errno == EAGAIN || errno == EINTR) { return }
         pump.buffer = []   // the reader is gone: drop the data
         pump.sourceDone = true
