@@ -225,7 +225,19 @@ final class Session {
     var noticeFD: Int32 = -1
     var pendingNotices: [UInt8] = []
     var pendingSince: Double?
-    var agentMidLine = false
+    /// Per destination (the user's stdout, stderr): did the agent's last write there end mid-line?
+    var midLine: [Int32: Bool] = [:]
+    /// Whether the agent's stdout lands where cagent's lines do (a terminal, or the same file as stderr).
+    lazy var outputSharesError: Bool = {
+        if tty { return true }
+        var a = stat(), b = stat()
+        guard fstat(streams.output, &a) == 0, fstat(streams.error, &b) == 0 else { return false }
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino
+    }()
+    /// True when printing a line now would land inside one of the agent's.
+    var agentMidLine: Bool {
+        (midLine[streams.error] ?? false) || (outputSharesError && (midLine[streams.output] ?? false))
+    }
 
     init(pid: Int32, control: Int32, streams: StandardStreams, tty: Bool, ourEnds: [Int32], forwardSignals: Bool,
          onStarted: ((Int32) -> Void)?) {
@@ -395,7 +407,7 @@ final class Session {
         }
         pendingNotices.removeFirst(end + 1)
         pendingSince = pendingNotices.isEmpty ? nil : monotonicSeconds()
-        agentMidLine = false
+        midLine = [:]
         var offset = 0
         while offset < text.count {
             let written = text[offset...].withUnsafeBytes { write(streams.error, $0.baseAddress, $0.count) }
@@ -407,7 +419,7 @@ final class Session {
     private func drain(_ pump: Pump) {
         let written = pump.buffer.withUnsafeBytes { write(pump.destination, $0.baseAddress, $0.count) }
         if written > 0 && (pump.destination == streams.output || pump.destination == streams.error) {
-            agentMidLine = pump.buffer[written - 1] != 0x0a
+            midLine[pump.destination] = pump.buffer[written - 1] != 0x0a
         }
         if written > 0 {
             pump.buffer.removeFirst(written)

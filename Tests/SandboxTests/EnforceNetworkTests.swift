@@ -103,8 +103,10 @@ import Testing
         #expect(lab.sinkRecords().filter { $0.contains("203.0.113.66") || $0.contains("198.51.100.8") || $0.contains("2001:db8:66::66") }.isEmpty,
                 "the sink saw the sandbox: \(lab.sinkRecords())")
         #expect(lab.dnsQueries(containing: "attacker.test").isEmpty, "the DNS server saw \(lab.dnsQueries(containing: "attacker.test"))")
-        // (4) one readable line per denial.
+        // (4) one readable line per denial, never inside one of the agent's own lines (curl's error here).
         let lines = err.split(separator: "\n").map(String.init)
+        #expect(lines.allSatisfy { !$0.contains("cagent: ") || $0.hasPrefix("cagent: ") }, "a line inside another: \(err)")
+        #expect(lines.contains { $0.hasPrefix("curl: (7) Failed to connect to 203.0.113.66 port 80") }, "\(err)")
         #expect(lines.filter { $0.hasPrefix("cagent: blocked tcp 203.0.113.66") } == ["cagent: blocked tcp 203.0.113.66:80"],
                 "stderr: \(err)")
         #expect(lines.filter { $0.hasPrefix("cagent: refused DNS x.attacker.test") } == ["cagent: refused DNS x.attacker.test (not in profile)"],
