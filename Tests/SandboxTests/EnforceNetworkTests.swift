@@ -135,6 +135,21 @@ import Testing
         #expect(!lab.dnsQueries(containing: "x.attacker.test").isEmpty, "control: the DNS log records the query")
     }
 
+    /// `--json`: the summary at exit is the JSON object (the same as the list file) instead of the line.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, namespaces and the netlab's tools"))
+    func jsonSummary() throws {
+        try Requirements.root()
+        let lab = try Netlab(services: [.dns]); defer { lab.shutdown() }
+        let world = try SandboxFixture(); defer { world.remove() }
+        let run = try enforce(lab, world, ["--json"], script: "getent hosts nothing.attacker.test; exit 0")
+        #expect(run.output.status == 0, "\(run.output.stderr)")
+        let last = run.output.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.hasPrefix("{\"allowed\":0,\"refused\":"), "\(run.output.stderr)")
+        #expect(last.contains("\"subject\":\"nothing.attacker.test\""), "\(last)")
+        #expect(!run.output.stderr.contains("(full list: "), "\(run.output.stderr)")
+        try expectNothingLeft(lab, world, sessionID: run.sessionID)
+    }
+
     /// Fail closed: a failure after the uplink and the gate are up stops the agent from ever running, with
     /// status 125 and the stage named, and leaves nothing behind.
     @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, namespaces and the netlab's tools"),
