@@ -107,7 +107,8 @@ struct EnforceCommand: ParsableCommand {
                 try cgroup.add(pid: pid)
                 if failCgroup { throw CagentError(stage: "cgroup", "failing as asked (--fail-at-stage)") }
                 try network?.start(pid: pid)
-            } catch let error as CagentError {
+            } catch {
+                let error = error as? CagentError ?? CagentError(stage: "network", "\(error)")
                 throw CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno,
                                   hint: error.hint ?? "the agent did not start")
             }
@@ -118,8 +119,8 @@ struct EnforceCommand: ParsableCommand {
         }
         do {
             status = try launcher.run(plan)
-        } catch let error as CagentError {
-            failure = error
+        } catch {
+            failure = error as? CagentError ?? CagentError(stage: "sandbox setup", "\(error)")
         }
         // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
         let teardownError = network?.stop()

@@ -75,7 +75,9 @@ final class EnforceNetwork: @unchecked Sendable {
                 FileDescriptorStream.standardError.write("cagent: warning: \(TerminalEscape.escape(warning))\n")
             }
             let reporter = reporter
-            let policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: session.addresses.gateway6 != nil)
+            let policy: GatePolicy
+            do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: session.addresses.gateway6 != nil) }
+            catch { throw CagentError(stage: "dns gate", "\(error)") }
             let gate = Gate(configuration: .init(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
                                                  port: session.gatePort, policy: policy, upstream: upstream),
                             pinner: session.firewall, book: book) { reporter.record($0) }
