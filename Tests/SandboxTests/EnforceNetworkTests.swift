@@ -135,6 +135,31 @@ import Testing
         #expect(!lab.dnsQueries(containing: "x.attacker.test").isEmpty, "control: the DNS log records the query")
     }
 
+    /// With a terminal (the agent on its own pty, the user's terminal in raw mode): a denial line is printed on
+    /// a line of its own and ends with "\r\n" (a bare "\n" in raw mode would not return the cursor).
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools + ["script"]), "needs root, namespaces, the netlab's tools and script"))
+    func denialLinesOnATerminal() throws {
+        try Requirements.root()
+        let lab = try Netlab(services: [.dns, .sink]); defer { lab.shutdown() }
+        let world = try SandboxFixture(); defer { world.remove() }
+        let profile = world.root + "/nettest.yaml"
+        try Self.profileText.write(toFile: profile, atomically: true, encoding: .utf8)
+        var environment = ProcessInfo.processInfo.environment
+        environment["HOME"] = world.home
+        environment["CAGENT_RUNTIME_DIR"] = world.root + "/run"
+        let command = "nsenter --net=/run/netns/\(lab.hostNamespace) \(Products.cagent) enforce --profile \(profile) "
+            + "--user \(SandboxFixture.agentUID) --workspace \(world.workspace) --state-dir \(world.state) "
+            + "--upstream-dns \(NetlabAddresses.dns4) -- /bin/sh -c 'printf partial; curl -sS -m 5 http://203.0.113.66/; sleep 0.3'"
+        let output = try Netlab.execute(["script", "-qfec", command, "/dev/null"], timeout: 60, environment: environment)
+        let text = output.stdout
+        #expect(text.contains("cagent: blocked tcp 203.0.113.66:80\r\n"), "\(text.debugDescription)")
+        if let range = text.range(of: "cagent: blocked") {
+            #expect(text[..<range.lowerBound].utf8.last.map { $0 == 0x0a } ?? true,
+                    "on a line of its own: \(text.debugDescription)")
+        }
+        try expectNothingLeft(lab, world, sessionID: nil)
+    }
+
     /// `--json`: the summary at exit is the JSON object (the same as the list file) instead of the line.
     @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, namespaces and the netlab's tools"))
     func jsonSummary() throws {
