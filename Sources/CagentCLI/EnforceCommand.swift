@@ -80,6 +80,9 @@ struct EnforceCommand: ParsableCommand {
             return
         }
 
+        // From here to the end, Ctrl-C and kill -TERM cannot cut setup or teardown short: caught and noted
+        // outside the relay loop (during setup they abort the start, below), forwarded to the agent inside it.
+        Launcher.holdTerminatingSignals()
         // Live lines go through the launcher's relay loop while the agent runs (never mid-line), directly otherwise.
         let notices = NoticeChannel()
         // Session resources, all created before the sandbox and torn down on every path out of here.
@@ -114,6 +117,10 @@ struct EnforceCommand: ParsableCommand {
             }
         }
         launcher.amendPlan = { plan in
+            if let signal = Launcher.takeHeldSignal() {
+                throw CagentError(stage: "sandbox setup: interrupted", "signal \(signal) arrived during setup",
+                                  hint: "the agent did not start")
+            }
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
             if let network { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: network.nameservers)) }
         }

@@ -58,6 +58,26 @@ public final class Launcher {
 
     static let relayedSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGCONT, SIGUSR1, SIGUSR2, SIGWINCH]
 
+    /// The signals that would end cagent. A caller with host-side setup and teardown around `run` (the
+    /// network, the cgroup) calls `holdTerminatingSignals()` first: outside the relay loop they are then
+    /// caught and noted (a handler, not a blocked mask: any thread may take a process signal), so Ctrl-C
+    /// during setup or teardown cannot skip the teardown; during the relay loop they go to the agent.
+    public static let terminatingSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+    nonisolated(unsafe) static var heldPipe: [Int32] = [-1, -1]
+
+    public static func holdTerminatingSignals() {
+        if heldPipe[0] < 0 { guard cg_pipe(&heldPipe, 1) == 0 else { return } }
+        _ = terminatingSignals.withUnsafeBufferPointer { cg_signal_pipe_install(heldPipe[1], $0.baseAddress, Int32($0.count)) }
+    }
+
+    /// The first terminating signal caught while held (since the last call), if any.
+    public static func takeHeldSignal() -> Int32? {
+        guard heldPipe[0] >= 0 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 64)
+        let count = read(heldPipe[0], &bytes, bytes.count)
+        return count > 0 ? Int32(bytes[0]) : nil
+    }
+
     /// Runs the plan; returns the agent's exit status (128+N when killed by signal N). Throws when setup
     /// failed (the agent never ran), naming the stage.
     public func run(_ plan: SandboxPlan) throws -> Int32 {
@@ -262,6 +282,8 @@ final class Session {
         defer {
             if signalPipe[0] >= 0 {
                 Launcher.relayedSignals.withUnsafeBufferPointer { cg_signal_pipe_remove($0.baseAddress, Int32($0.count)) }
+                // Held again from here when the caller asked: its teardown must not be cut short.
+                if Launcher.heldPipe[0] >= 0 { Launcher.holdTerminatingSignals() }
                 close(signalPipe[0]); close(signalPipe[1])
             }
             terminal?.restore()

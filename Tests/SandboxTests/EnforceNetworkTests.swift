@@ -160,6 +160,33 @@ import Testing
         try expectNothingLeft(lab, world, sessionID: nil)
     }
 
+    /// kill -TERM of cagent while the agent runs: forwarded to the agent (status 143), and the teardown runs.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, namespaces and the netlab's tools"))
+    func terminatedSessionTearsDown() throws {
+        try Requirements.root()
+        let lab = try Netlab(services: [.dns]); defer { lab.shutdown() }
+        let world = try SandboxFixture(); defer { world.remove() }
+        let profile = world.root + "/nettest.yaml"
+        try Self.profileText.write(toFile: profile, atomically: true, encoding: .utf8)
+        var environment = ProcessInfo.processInfo.environment
+        environment["HOME"] = world.home
+        environment["CAGENT_RUNTIME_DIR"] = world.root + "/run"
+        let process = try SpawnedProcess.start(
+            ["nsenter", "--net=/run/netns/\(lab.hostNamespace)", Products.cagent, "enforce", "--profile", profile,
+             "--user", String(SandboxFixture.agentUID), "--workspace", world.workspace, "--state-dir", world.state,
+             "--upstream-dns", NetlabAddresses.dns4, "--", "/bin/sh", "-c", "exec sleep 60"],
+            stdout: world.root + "/term.out", stderr: world.root + "/term.err", environment: environment)
+        var waited = 0.0
+        while waited < 20, !((try? lab.run(in: .host, ["ip", "-o", "link"]).stdout.contains("cgs")) ?? false) {
+            usleep(50_000); waited += 0.05
+        }
+        usleep(300_000)   // the agent has been released
+        kill(process.pid, SIGTERM)
+        let status = process.wait(timeout: 30)
+        #expect(status == 143, "\(FileSystem.readText(world.root + "/term.err") ?? "")")
+        try expectNothingLeft(lab, world, sessionID: nil)
+    }
+
     /// `--json`: the summary at exit is the JSON object (the same as the list file) instead of the line.
     @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, namespaces and the netlab's tools"))
     func jsonSummary() throws {
