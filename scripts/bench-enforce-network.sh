@@ -5,9 +5,9 @@
 set -e
 ns=cgtmeas$$
 scratch=$(mktemp -d /tmp/cgbench-XXXXXX); chmod 755 $scratch; mkdir -p $scratch/ws $scratch/home; chown 1000:1000 $scratch/ws $scratch/home
+trap "ip netns del $ns 2>/dev/null; rm -rf $scratch" EXIT
 ip netns add $ns; ip -n $ns link set lo up; ip -n $ns link add cgtdummy type veth peer name cgtdummy2; ip -n $ns addr add 198.18.99.1/24 dev cgtdummy
 ip -n $ns link set cgtdummy up; ip -n $ns link set cgtdummy2 up; ip -n $ns route add default via 198.18.99.2
-trap "ip netns del $ns; rm -rf $scratch" EXIT
 cagent=$PWD/.build/debug/cagent
 run() { cd $scratch/ws; s=$(date +%s%N); HOME=$scratch/home CAGENT_RUNTIME_DIR=$scratch/run nsenter --net=/run/netns/$ns $cagent enforce "$@" --profile default --user 1000 --state-dir $scratch/state -- /bin/true </dev/null 2>/dev/null; e=$(date +%s%N); echo $(( (e-s)/1000000 )); }
 for mode in net offline; do
