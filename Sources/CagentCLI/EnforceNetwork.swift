@@ -1,3 +1,4 @@
+import CShim
 import CagentCapture
 import CagentCore
 import CagentDNS
@@ -117,20 +118,21 @@ final class EnforceNetwork: @unchecked Sendable {
     }
 
     /// Writes the full list (counts and every distinct entry) as JSON, readable by the user only; returns its path.
+    /// Root writes in the user's state directory: no symlink anywhere on the path is followed (none is
+    /// expected; if one is there, nothing is written and the summary line names no list).
     func writeList(owner: InvokingUser) -> String? {
-        let directory = paths.data + "/sessions"
-        var built = ""
-        for part in directory.split(separator: "/") {
-            built += "/" + part
-            if mkdir(built, 0o700) == 0 { chown(built, owner.uid, owner.gid) }
-        }
-        let path = directory + "/\(sessionID)-network.json"
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let resolve = CG_RESOLVE_NO_SYMLINKS | CG_RESOLVE_NO_MAGICLINKS
+        let data = cg_openat2(AT_FDCWD, paths.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, resolve)
+        guard data >= 0 else { return nil }
+        defer { close(data) }
+        if mkdirat(data, "sessions", 0o700) == 0 { fchownat(data, "sessions", owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }
+        let name = "sessions/\(sessionID)-network.json"
+        let fd = cg_openat2(data, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600, resolve | CG_RESOLVE_BENEATH)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         let bytes = Array((reporter.json() + "\n").utf8)
         guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else { return nil }
         fchown(fd, owner.uid, owner.gid)
-        return path
+        return paths.data + "/" + name
     }
 }
