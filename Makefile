@@ -9,9 +9,9 @@ deps:
 build: deps
 	swift build
 
-# Until learn/enforce land, the main job is `cagent doctor`.
+# The main job: doctor, then an agent session under enforce (scripts/demo.sh).
 demo: build
-	.build/debug/cagent doctor
+	scripts/demo.sh
 
 test: deps
 	scripts/test.sh

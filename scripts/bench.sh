@@ -136,3 +136,36 @@ PY
   $bench --name "tracing: file-heavy walk x3, eBPF tracer" --rounds 10 --subject "$cagent trace --tracer ebpf -- $w3" --reference "$w3"
   rm -f "$walk"
 fi
+
+if run learn; then
+  # `cagent learn` on the file-heavy walk of the `tracing` block, plain vs learn with each backend. Everything
+  # runs in a throwaway network namespace (cgt-bl*: the learn session's veth, nft chains and gate live there,
+  # no packet reaches a real interface) with cgroup2 mounted at /sys/fs/cgroup in ip's private mount
+  # namespace (the eBPF tracer's scope). The subject includes the whole learn session: the view, the
+  # network setup and teardown, the tracer's load, the store. Agent user: BENCH_UID (default SUDO_UID, else 1000).
+  uid=${BENCH_UID:-${SUDO_UID:-1000}}
+  ns=cgt-bl$$
+  scratch=$(mktemp -d /tmp/cgbench-learn-XXXXXX); chmod 755 "$scratch"
+  mkdir -p "$scratch/ws" "$scratch/home"; chown "$uid:$uid" "$scratch/ws" "$scratch/home"
+  ip netns add "$ns"
+  trap 'ip netns del "$ns" 2>/dev/null; rm -rf "$scratch"' EXIT
+  cat > "$scratch/ws/walk.py" <<'PY'
+import os, sys
+for root in sys.argv[1:]:
+    for d, _, fs in os.walk(root):
+        for f in fs:
+            p = os.path.join(d, f)
+            try:
+                os.stat(p); os.lstat(p)
+                with open(p, "rb") as h: h.read()
+            except OSError:
+                pass
+PY
+  in_ns="ip netns exec $ns sh -c 'mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null; exec \"\$@\"' sh"
+  w="/usr/bin/python3 $scratch/ws/walk.py /usr/include"
+  learn="$cagent learn --quiet --user $uid --home $scratch/home --state-dir $scratch/state --db $scratch/learn.db --workspace $scratch/ws"
+  $w  # warm the page cache
+  $bench --name "learn: file-heavy walk, cagent learn (eBPF)" --rounds 10 --subject "$in_ns $learn --tracer ebpf -- $w 2>/dev/null" --reference "$in_ns $w"
+  $bench --name "learn: file-heavy walk, cagent learn (seccomp)" --rounds 10 --subject "$in_ns $learn --tracer seccomp -- $w 2>/dev/null" --reference "$in_ns $w"
+  $bench --name "learn: /bin/true, cagent learn (eBPF): the session's fixed cost" --rounds 10 --subject "$in_ns $learn --tracer ebpf -- /bin/true 2>/dev/null" --reference "$in_ns /bin/true"
+fi

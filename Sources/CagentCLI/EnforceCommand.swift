@@ -116,13 +116,15 @@ struct EnforceCommand: ParsableCommand {
                                   hint: error.hint ?? "the agent did not start")
             }
         }
-        launcher.amendPlan = { plan in
+        launcher.finalizePlan = { plan in
             if let signal = Launcher.takeHeldSignal() {
                 throw CagentError(stage: "sandbox setup: interrupted", "signal \(signal) arrived during setup",
                                   hint: "the agent did not start")
             }
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
+            var plan = plan
             if let network { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: network.nameservers)) }
+            return plan
         }
         do {
             status = try launcher.run(plan)

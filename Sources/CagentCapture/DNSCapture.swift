@@ -84,45 +84,9 @@ public final class DNSCapture: @unchecked Sendable {
     deinit { stop() }
 
     private func open() throws -> OpaquePointer {
-        if let netnsPath {
-            let fd = Glibc.open(netnsPath, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw CagentError.system("dns capture: enter netns", "open \(netnsPath)") }
-            defer { Glibc.close(fd) }
-            guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else { throw CagentError.system("dns capture: enter netns", "setns \(netnsPath)") }
-        }
-        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
-        guard let handle = pcap_create(interface, &errorBuffer) else {
-            throw CagentError(stage: "dns capture", "pcap_create \(interface): \(text(errorBuffer))")
-        }
-        func fail(_ what: String) -> CagentError {
-            let message = String(cString: pcap_geterr(handle))
-            pcap_close(handle)
-            return CagentError(stage: "dns capture", "\(what) on \(interface): \(message)",
-                               hint: "capturing needs CAP_NET_RAW on the host and the session's interface up")
-        }
-        pcap_set_snaplen(handle, 2048)
-        pcap_set_promisc(handle, 0)
-        pcap_set_immediate_mode(handle, 0)
-        pcap_set_timeout(handle, 100)
-        pcap_set_buffer_size(handle, 4 << 20)
-        guard pcap_activate(handle) >= 0 else { throw fail("pcap_activate") }
-        guard pcap_datalink(handle) == DLT_EN10MB else {
-            pcap_close(handle)
-            throw CagentError(stage: "dns capture", "\(interface) is not an Ethernet-like interface")
-        }
-        var program = bpf_program()
-        guard pcap_compile(handle, &program, Self.filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else { throw fail("pcap_compile") }
-        defer { pcap_freecode(&program) }
-        guard pcap_setfilter(handle, &program) == 0 else { throw fail("pcap_setfilter") }
-        guard pcap_setnonblock(handle, 1, &errorBuffer) == 0 else {
-            pcap_close(handle)
-            throw CagentError(stage: "dns capture", "pcap_setnonblock: \(text(errorBuffer))")
-        }
-        return handle
-    }
-
-    private func text(_ buffer: [CChar]) -> String {
-        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        try PcapSource(device: interface, snaplen: 2048, bufferSize: 4 << 20, filter: Self.filter, stage: "dns capture",
+                       activationHint: "capturing needs CAP_NET_RAW on the host and the session's interface up")
+            .open(netnsPath: netnsPath)
     }
 
     private func loop(_ handle: OpaquePointer) {

@@ -68,39 +68,13 @@ public final class NflogReader: @unchecked Sendable {
     deinit { stop() }
 
     private func open() throws -> OpaquePointer {
-        if let netnsPath {
-            let fd = Glibc.open(netnsPath, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw CagentError.system("nflog: enter netns", "open \(netnsPath)") }
-            defer { Glibc.close(fd) }
-            guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else { throw CagentError.system("nflog: enter netns", "setns \(netnsPath)") }
-        }
-        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
-        guard let handle = pcap_create("nflog:\(group)", &errorBuffer) else {
-            throw CagentError(stage: "nflog", "pcap_create nflog:\(group): \(text(errorBuffer))")
-        }
         // libpcap sizes its nflog receive buffer from the snaplen (snaplen + 128 bytes). The kernel batches
         // records (up to a page, or one second) unless the rule sets a queue threshold, and a batch cut short by
         // a small buffer made libpcap hand out a record running past its buffer (seen in learn mode, where
         // every new flow is logged). 65535 holds any batch and any single record.
-        pcap_set_snaplen(handle, 65535)
-        pcap_set_timeout(handle, 100)
-        pcap_set_buffer_size(handle, 2 << 20)
-        let rc = pcap_activate(handle)
-        if rc < 0 {
-            let message = String(cString: pcap_geterr(handle))
-            pcap_close(handle)
-            throw CagentError(stage: "nflog", "pcap_activate nflog:\(group): \(message)",
-                              hint: "only one reader per nflog group and netns; is another cagent or tcpdump reading it?")
-        }
-        guard pcap_setnonblock(handle, 1, &errorBuffer) == 0 else {
-            pcap_close(handle)
-            throw CagentError(stage: "nflog", "pcap_setnonblock: \(text(errorBuffer))")
-        }
-        return handle
-    }
-
-    private func text(_ buffer: [CChar]) -> String {
-        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        try PcapSource(device: "nflog:\(group)", snaplen: 65535, bufferSize: 2 << 20, filter: nil, stage: "nflog",
+                       activationHint: "only one reader per nflog group and netns; is another cagent or tcpdump reading it?")
+            .open(netnsPath: netnsPath)
     }
 
     private func loop(_ handle: OpaquePointer) {

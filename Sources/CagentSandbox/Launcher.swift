@@ -29,14 +29,17 @@ public final class Launcher {
     /// (the CLI); in-process tests leave it off (signal handlers are process-wide).
     public var forwardSignals: Bool
     public var beforeRelease: ((Int32) throws -> Void)?
-    /// Runs right after `beforeRelease`, before the plan is serialized and sent: decisions that need what
-    /// `beforeRelease` set up (the network's resolver addresses go into the sandbox's /etc/resolv.conf).
-    public var amendPlan: ((inout SandboxPlan) throws -> Void)?
     /// Called when the agent has been exec'd (tests and the network layer's bookkeeping).
     public var onStarted: ((Int32) -> Void)?
     /// cagent's own lines during the session (live denials): printed by the relay loop between the agent's
     /// lines (see NoticeChannel).
     public var notices: NoticeChannel?
+    /// Learn mode: the seccomp tracer's listener fd (`SandboxPlan.traceNotify`), passed by the agent child
+    /// before its exec; the callee owns it and must start servicing it at once (the exec is traced).
+    public var onListener: ((Int32) -> Void)?
+    /// Runs after `beforeRelease`, before the plan is sent: for plan parts known only then (learn mode's
+    /// resolver address, which the network setup allocates).
+    public var finalizePlan: ((SandboxPlan) throws -> SandboxPlan)?
 
     public init(initPath: String = Launcher.defaultInitPath(), streams: StandardStreams = .inherited,
                 forwardSignals: Bool = true) {
@@ -145,11 +148,7 @@ public final class Launcher {
 
         do {
             try beforeRelease?(pid)
-            if let amendPlan {
-                var amended = plan
-                try amendPlan(&amended)
-                bytes = try amended.serialized()
-            }
+            if let finalizePlan { bytes = try finalizePlan(plan).serialized() }
         } catch { close(planPipe[1]); throw error }
         // The plan is the release: cagent-init runs nothing before it has read all of it.
         var offset = 0
@@ -161,7 +160,7 @@ public final class Launcher {
         close(planPipe[1])
 
         let session = Session(pid: pid, control: control[0], streams: streams, tty: tty, ourEnds: ourEnds,
-                              forwardSignals: forwardSignals, onStarted: onStarted)
+                              forwardSignals: forwardSignals, onStarted: onStarted, onListener: onListener)
         session.noticeFD = notices?.beginRelay() ?? -1
         let setupError = session.relay()
         if let notices {
@@ -236,6 +235,7 @@ final class Session {
     let tty: Bool
     let forwardSignals: Bool
     let onStarted: ((Int32) -> Void)?
+    let onListener: ((Int32) -> Void)?
     var pumps: [Pump] = []
     var master: Int32 = -1
     var terminal: Terminal?
@@ -260,9 +260,9 @@ final class Session {
     }
 
     init(pid: Int32, control: Int32, streams: StandardStreams, tty: Bool, ourEnds: [Int32], forwardSignals: Bool,
-         onStarted: ((Int32) -> Void)?) {
+         onStarted: ((Int32) -> Void)?, onListener: ((Int32) -> Void)? = nil) {
         self.pid = pid; self.control = control; self.streams = streams; self.tty = tty
-        self.forwardSignals = forwardSignals; self.onStarted = onStarted
+        self.forwardSignals = forwardSignals; self.onStarted = onStarted; self.onListener = onListener
         if !tty {
             for fd in ourEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
             pumps = [Pump(streams.input, ourEnds[0], closesDestination: true),
@@ -358,6 +358,8 @@ final class Session {
             terminal?.makeRaw()
         case UInt8(ascii: "R"):
             onStarted?(pid)
+        case UInt8(ascii: "N") where passed >= 0:
+            if let onListener { onListener(passed) } else { close(passed) }
         case UInt8(ascii: "Z"):
             suspend()
         default:

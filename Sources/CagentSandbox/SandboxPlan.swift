@@ -22,6 +22,8 @@ public struct SandboxPlan: Sendable, Equatable {
         case symlink(target: String, path: String)
         /// Make the mount at a path read-only once it has been populated.
         case readOnly(String)
+        /// Learn mode's scratch layer: host `lower` visible at `target`, writes to `upper` (host paths).
+        case overlay(lower: String, upper: String, work: String, target: String)
 
         var tokens: [String] {
             switch self {
@@ -35,6 +37,7 @@ public struct SandboxPlan: Sendable, Equatable {
             case let .file(path, mode, contents): return ["file", path, mode, contents]
             case let .symlink(target, path): return ["symlink", target, path]
             case let .readOnly(path): return ["readonly", path]
+            case let .overlay(lower, upper, work, target): return ["overlay", lower, upper, work, target]
             }
         }
 
@@ -43,6 +46,7 @@ public struct SandboxPlan: Sendable, Equatable {
             let t = tokens
             switch self {
             case .bind, .symlink: return "\(t[0]) \(t[2])"
+            case .overlay: return "\(t[0]) \(t[4])"
             default: return "\(t[0]) \(t[1])"
             }
         }
@@ -81,6 +85,9 @@ public struct SandboxPlan: Sendable, Equatable {
     public var policy: [UInt8]?
     /// What the running kernel's Landlock ABI loses, to show the user.
     public var policyNotices: [String] = []
+    /// Learn mode's seccomp tracer: the agent child installs the listener filter before exec and passes its
+    /// fd to cagent over the control socket (`Launcher.onListener`).
+    public var traceNotify = false
     /// Test hook: the setup stage to fail on purpose ("bind /usr", "pivot-root", "child-credentials", ...).
     public var failAtStage: String?
     /// Host paths of the workspace and shadow home: the trees the agent controls (for reports).
@@ -111,6 +118,7 @@ public struct SandboxPlan: Sendable, Equatable {
             ["tty", terminal == nil ? "0" : "1", String(terminal?.rows ?? 0), String(terminal?.columns ?? 0)],
         ]
         if let failAtStage, Self.childStages[failAtStage] == nil { records.append(["fail", failAtStage]) }
+        if traceNotify { records.append(["notify", "1"]) }
         func hex(_ bytes: [UInt8]) -> String {
             bytes.map { byte -> String in
                 let digits = String(byte, radix: 16)

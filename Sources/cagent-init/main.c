@@ -31,6 +31,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include "cg_policy.h"
+#include "cg_seccomp_notify.h"
 
 // ---- stages and failure reporting ----------------------------------------------------------------------
 
@@ -88,6 +89,7 @@ struct settings {
     uid_t uid; gid_t gid;
     const char **argv; const char **env;
     int tty; unsigned short rows, cols;
+    int notify;   // learn mode's seccomp tracer: install the listener filter, pass it to cagent
     const unsigned char *seccomp; size_t seccomp_length;
     const struct cg_policy *policy;   // decoded from the plan's `policy` record (cg_policy.h)
 };
@@ -95,7 +97,7 @@ struct settings {
 static struct cg_policy_storage policy_storage;
 
 static int is_mount_op(const char *op) {
-    static const char *ops[] = { "bind", "hide", "tmpfs", "proc", "devpts", "dir", "file", "symlink", "readonly", NULL };
+    static const char *ops[] = { "bind", "hide", "tmpfs", "proc", "devpts", "dir", "file", "symlink", "readonly", "overlay", NULL };
     for (int i = 0; ops[i]; i++) if (strcmp(op, ops[i]) == 0) return 1;
     return 0;
 }
@@ -132,6 +134,7 @@ static void read_settings(const struct plan *plan, struct settings *s) {
             s->rows = (unsigned short)atoi(r->argv[1]); s->cols = (unsigned short)atoi(r->argv[2]);
         }
         else if (strcmp(r->op, "fail") == 0 && r->argc == 1) set_fail_stage(r->argv[0]);
+        else if (strcmp(r->op, "notify") == 0) s->notify = 1;
         else if (strcmp(r->op, "seccomp") == 0 && r->argc == 1) {
             s->seccomp = hex_decode(r->argv[0], &s->seccomp_length);
             if (!s->seccomp || s->seccomp_length % sizeof(struct sock_filter)) { errno = EINVAL; fail("malformed seccomp program"); }
@@ -211,7 +214,9 @@ static void exec_agent(const struct settings *s) {
 /// In the forked agent process: terminal, identity, privileges, filter, exec. Never returns.
 static void become_agent(const struct settings *s, int slave, int exec_report, int release) {
     report_fd = exec_report;
-    close(INIT_CONTROL_FD);   // the agent must not talk to cagent: it could fake "stopped" or errors
+    // The agent must not talk to cagent: it could fake "stopped" or errors. (With the seccomp tracer the
+    // socket stays until the listener has been passed, a few steps below, and is closed before exec.)
+    if (!s->notify) close(INIT_CONTROL_FD);
     stage("agent-session");
     if (s->tty) {
         // A process group of its own inside cagent-init's session, in the foreground of the sandbox's pty:
@@ -234,6 +239,17 @@ static void become_agent(const struct settings *s, int slave, int exec_report, i
 
     stage("no-new-privs");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("PR_SET_NO_NEW_PRIVS");
+
+    // Learn mode's seccomp tracer: the listener filter first (before any allowlist filter, whose ERRNO
+    // would outrank USER_NOTIF), its fd to cagent, which services it before the exec below (traced too).
+    if (s->notify) {
+        stage("trace-notify");
+        int listener = cg_notify_install();
+        if (listener < 0) { errno = -listener; fail("cannot install the seccomp tracer's filter"); }
+        if (control_send("N", 1, listener) < 0) fail("cannot pass the tracer's listener to cagent");
+        close(listener);
+        close(INIT_CONTROL_FD);
+    }
 
     stage("seccomp");
     install_seccomp(s);
@@ -445,7 +461,9 @@ int main(int argc, char **argv) {
     stage("init-privileges");
     drop_all_capabilities();
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("PR_SET_NO_NEW_PRIVS");
-    if (write(release[1], "g", 1) != 1) fail("cannot release the agent");
+    // EPIPE: the agent child already failed one of its own stages and exited; its report (read by
+    // supervise) names that stage, which is the failure the user must see, not this write.
+    if (write(release[1], "g", 1) != 1 && errno != EPIPE) fail("cannot release the agent");
     close(release[1]);
     supervise(agent, signals, report[0], s.tty);
 }

@@ -262,6 +262,29 @@ static void op_symlink(const struct plan_record *r) {
 }
 
 /// readonly DST: make the mount at DST read-only (after it was populated: /etc, /dev).
+/// overlay LOWER UPPER WORK DST: learn mode's scratch layer. LOWER (a host tree) shows through, writes go to
+/// UPPER (the session's scratch directory, owned by the user). Paths are the host's, reached through
+/// /oldroot; `userxattr` because trusted.* xattrs are not available in a user namespace.
+static void op_overlay(const struct plan_record *r) {
+    if (r->argc < 4) { errno = EINVAL; fail("overlay needs LOWER UPPER WORK DST"); }
+    char options[3][4200];
+    const char *keys[] = { "lowerdir", "upperdir", "workdir" };
+    for (int i = 0; i < 3; i++) {
+        if (strpbrk(r->argv[i], ",:\\") || r->argv[i][0] != '/') { errno = EINVAL; fail("an overlay path with , : or \\"); }
+        snprintf(options[i], sizeof options[i], "/oldroot%s", r->argv[i]);
+    }
+    int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+    if (fs < 0) fail("the kernel refused an overlay in the sandbox's user namespace");
+    if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) < 0) fail("overlay option userxattr refused");
+    for (int i = 0; i < 3; i++)
+        if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, keys[i], options[i], 0) < 0) fail("an overlay directory was refused");
+    if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) fail("overlay creation failed");
+    int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    if (mnt < 0) fail("fsmount of the overlay failed");
+    close(fs);
+    attach(mnt, r->argv[3], 1);
+}
+
 static void op_readonly(const struct plan_record *r) {
     int fd = open_target(r->argv[0], 1);
     if (sys_mount_setattr(fd, 0, MOUNT_ATTR_RDONLY, 0) < 0) fail("cannot make the mount read-only");
@@ -271,9 +294,10 @@ static void op_readonly(const struct plan_record *r) {
 void mounts_apply(const struct plan_record *r) {
     // Stage name: the operation and its target ("bind /usr", "hide /home/u/.ssh").
     int two_paths = strcmp(r->op, "bind") == 0 || strcmp(r->op, "symlink") == 0;
-    if (r->argc < (two_paths ? 2 : 1)) { errno = EINVAL; stage(r->op); fail("an operation without a target"); }
+    int target_index = strcmp(r->op, "overlay") == 0 ? 3 : two_paths ? 1 : 0;
+    if (r->argc < target_index + 1) { errno = EINVAL; stage(r->op); fail("an operation without a target"); }
     char name[512];
-    snprintf(name, sizeof name, "%s %s", r->op, r->argv[two_paths ? 1 : 0]);
+    snprintf(name, sizeof name, "%s %s", r->op, r->argv[target_index]);
     stage(name);
     if (strcmp(r->op, "bind") == 0) op_bind(r);
     else if (strcmp(r->op, "hide") == 0) op_hide(r);
@@ -284,6 +308,7 @@ void mounts_apply(const struct plan_record *r) {
     else if (strcmp(r->op, "file") == 0) op_file(r);
     else if (strcmp(r->op, "symlink") == 0) op_symlink(r);
     else if (strcmp(r->op, "readonly") == 0) op_readonly(r);
+    else if (strcmp(r->op, "overlay") == 0) op_overlay(r);
     else { errno = EINVAL; fail("unknown operation in the plan"); }
 }
 

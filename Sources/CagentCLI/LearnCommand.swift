@@ -1,0 +1,155 @@
+import ArgumentParser
+import CagentCapture
+import CagentCore
+import CagentDNS
+import CagentNetwork
+import CagentProfile
+import CagentSandbox
+import CagentStore
+import CagentTrace
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `cagent learn`: runs an agent observed. The filesystem is the host's, read-only, with secrets hidden and
+/// writes outside the workspace going to a scratch layer (LearnPlanner); the network is the session's
+/// uplink with the gate forwarding every name and every new flow logged (metadata, the host and the LAN
+/// stay dropped); the process tree is traced (eBPF or seccomp). Everything goes into the store as one
+/// session of kind "learn" for `cagent report`. Synchronous, like enforce: the launcher owns the main thread.
+struct LearnCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "learn",
+        abstract: "Run an agent observed: egress logged but permitted, secrets hidden, everything recorded.",
+        discussion: """
+        DNS is open while learning: every name resolves and every connection (except metadata, the host and \
+        the LAN) goes out. The session is recorded for `cagent report`. See docs/cli.md.
+        """)
+
+    @OptionGroup var logging: LoggingOptions
+    @Option(help: "The agent's profile (its hide and write lists apply; bundled name or file).") var agent: String?
+    @Option(help: "The workspace, read-write at its real path (default: the current directory).") var workspace: String?
+    @Option(help: "auto, ebpf, seccomp or tracee.") var tracer: String = "auto"
+    @Option(help: "The database (default: cagent.db in the invoking user's data directory).") var db: String?
+    @Option(name: .customLong("env"), help: "Pass this credential-looking variable to the agent (repeatable).")
+    var passedEnvironment: [String] = []
+    @Flag(help: "Keep the scratch layer (writes outside the workspace) after the session.") var keepScratch = false
+    @Flag(help: "No live lines, only the summary.") var quiet = false
+    @Option(help: "The agent's user id (default: SUDO_UID under sudo, else the invoking user; never 0).") var user: UInt32?
+    /// Tests: cagent's state (scratch layers) here instead of the user's data directory.
+    @Option(help: .hidden) var stateDir: String?
+    /// Tests: the agent's home (default: the user's from the password database).
+    @Option(help: .hidden) var home: String?
+    @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
+
+    func run() throws {
+        logging.bootstrap()
+        guard let choice = TracerChoice(rawValue: tracer) else {
+            throw ValidationError("--tracer must be one of \(TracerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let environment = ProcessEnvironment.current
+        var invoking = InvokingUser.current(environment: environment)
+        if let user {
+            guard let entry = getpwuid(user) else {
+                throw CagentError(stage: "user", "no user with uid \(user)", hint: "pass the uid of an existing user")
+            }
+            invoking = InvokingUser(uid: user, gid: entry.pointee.pw_gid, name: String(cString: entry.pointee.pw_name),
+                                    home: String(cString: entry.pointee.pw_dir))
+        }
+        if let home { invoking = InvokingUser(uid: invoking.uid, gid: invoking.gid, name: invoking.name, home: home) }
+        if invoking.uid == 0 {
+            throw CagentError(stage: "user", "the agent never runs as root",
+                              hint: "run cagent through sudo from your own account, or pass --user UID")
+        }
+        let selection = TracerSelection.select(choice, path: environment["PATH"])
+        guard let backend = selection.backend else {
+            throw CagentError(stage: "tracer", "no usable tracer: \(selection.reason)", hint: "`cagent doctor` explains")
+        }
+        let workspacePath = workspace ?? currentDirectory()
+        let profile = try agent.map { try loadProfileForEnforce(nameOrPath: $0, workspace: workspacePath) } ?? Profile(agent: "learn")
+        var pathEnvironment = environment
+        if user != nil { pathEnvironment["SUDO_UID"] = String(invoking.uid) }
+        var paths = CagentPaths.standard(user: invoking, environment: pathEnvironment)
+        if let stateDir { paths.data = stateDir }
+        let upstream: UpstreamConfig
+        do { upstream = try UpstreamConfig.system(read: FileSystem.readText) } catch {
+            throw CagentError(stage: "dns upstream", "\(error)", hint: "the host's /etc/resolv.conf must name a resolver")
+        }
+
+        let sessionID = EnforcePlanner.newSessionID()
+        var request = LearnRequest(profile: profile, workspace: workspacePath, user: invoking, paths: paths,
+                                   command: command, environment: environment, sessionID: sessionID)
+        request.passedCredentials = passedEnvironment
+        request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
+        var plan = try LearnPlanner.plan(request)
+        plan.traceNotify = backend == .seccomp
+        defer { if !keepScratch { removeTree(request.scratch) } }
+
+        let store = try Store(path: db ?? Store.defaultPath(paths: CagentPaths.standard(user: invoking, environment: pathEnvironment)),
+                              create: true, owner: invoking)
+        let live = LearnLiveView(quiet: quiet, home: invoking.home)
+        live.say("DNS is open while learning: every name resolves and connections go out (metadata, the host and the LAN excepted)")
+        let observation = LearnObservation(sessionID: sessionID, paths: paths, upstream: upstream, store: store,
+                                           command: command, rules: LearnPlanner.hiddenEntries(profile) + FindingRules.systemSecrets,
+                                           backend: backend, workspace: plan.workspace, live: live)
+        observation.traceePath = selection.traceePath
+        defer { observation.stop() }
+
+        let launcher = Launcher()
+        launcher.beforeRelease = { pid in try observation.start(initPid: pid) }
+        launcher.finalizePlan = { plan in
+            var plan = plan
+            let resolv = observation.nameservers.map { "nameserver \($0)\n" }.joined() + "options edns0\n"
+            plan.steps = plan.steps.map { step in
+                if case .file(let path, let mode, _) = step.operation, path == "/etc/resolv.conf" {
+                    return .init(.file(path: path, mode: mode, contents: resolv), step.reason)
+                }
+                return step
+            }
+            return plan
+        }
+        launcher.onListener = { fd in observation.startSeccomp(listener: fd) }
+        let status: Int32
+        do {
+            status = try launcher.run(plan)
+        } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
+            FileDescriptorStream.standardError.write("cagent: \(error)\n")
+            throw CagentExit(status: 125)
+        }
+        let summary = try observation.finish()
+        live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil)
+        throw CagentExit(status: status)
+    }
+
+    private func currentDirectory() -> String {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        guard getcwd(&buffer, 4096) != nil else { return "." }
+        return String(cString: buffer)
+    }
+
+    /// Removes the scratch layer (root-side; the paths are cagent's own under the state directory). The
+    /// overlay's work dir holds a root-owned `work` directory with mode 000, hence chmod before descent.
+    private func removeTree(_ path: String) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            chmod(path, 0o700)
+            for name in directoryNames(path) { removeTree(path + "/" + name) }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    private func directoryNames(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+}

@@ -1,0 +1,63 @@
+import CPcap
+import CShim
+import CagentCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Opens a libpcap handle the way every capture of cagent needs it: on the calling thread's own network
+/// namespace or another one (setns on this thread only: callers run it on their capture thread), buffered
+/// with a short timeout (immediate mode with a large snaplen drops packets on this kernel: see
+/// kernel-notes §4), non-blocking for a poll loop, with an optional filter.
+struct PcapSource {
+    var device: String
+    var snaplen: Int32
+    var bufferSize: Int32
+    var filter: String?
+    /// The stage named in errors ("dns capture", "nflog").
+    var stage: String
+    var activationHint: String
+
+    func open(netnsPath: String?) throws -> OpaquePointer {
+        if let netnsPath {
+            let fd = Glibc.open(netnsPath, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw CagentError.system("\(stage): enter netns", "open \(netnsPath)") }
+            defer { Glibc.close(fd) }
+            guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else { throw CagentError.system("\(stage): enter netns", "setns \(netnsPath)") }
+        }
+        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        guard let handle = pcap_create(device, &errorBuffer) else {
+            throw CagentError(stage: stage, "pcap_create \(device): \(Self.text(errorBuffer))")
+        }
+        func fail(_ what: String, hint: String? = nil) -> CagentError {
+            let message = String(cString: pcap_geterr(handle))
+            pcap_close(handle)
+            return CagentError(stage: stage, "\(what) on \(device): \(message)", hint: hint)
+        }
+        pcap_set_snaplen(handle, snaplen)
+        pcap_set_promisc(handle, 0)
+        pcap_set_immediate_mode(handle, 0)
+        pcap_set_timeout(handle, 100)
+        pcap_set_buffer_size(handle, bufferSize)
+        guard pcap_activate(handle) >= 0 else { throw fail("pcap_activate", hint: activationHint) }
+        if let filter {
+            guard pcap_datalink(handle) == DLT_EN10MB else {
+                pcap_close(handle)
+                throw CagentError(stage: stage, "\(device) is not an Ethernet-like interface")
+            }
+            var program = bpf_program()
+            guard pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else { throw fail("pcap_compile") }
+            defer { pcap_freecode(&program) }
+            guard pcap_setfilter(handle, &program) == 0 else { throw fail("pcap_setfilter") }
+        }
+        guard pcap_setnonblock(handle, 1, &errorBuffer) == 0 else {
+            pcap_close(handle)
+            throw CagentError(stage: stage, "pcap_setnonblock: \(Self.text(errorBuffer))")
+        }
+        return handle
+    }
+
+    static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

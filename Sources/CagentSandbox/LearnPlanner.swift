@@ -1,0 +1,280 @@
+import CagentCore
+import CagentProfile
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `cagent learn` was asked to run.
+public struct LearnRequest: Sendable {
+    public var profile: Profile
+    public var workspace: String
+    public var user: InvokingUser
+    public var paths: CagentPaths
+    public var command: [String]
+    public var environment: [String: String]
+    /// Variables passed although they look like credentials (`--env NAME`).
+    public var passedCredentials: [String] = []
+    public var terminal: SandboxPlan.TerminalSize?
+    public var sessionID: String
+    public var hostname = "cagent-learn"
+    public var nameservers: [String] = []
+    /// Where writes outside the workspace land (`<state>/scratch/<session>`); the host never sees them.
+    public var scratch: String
+    public var tmpBytes: UInt64 = 1 << 30
+    public var shmBytes: UInt64 = 64 << 20
+
+    public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
+                environment: [String: String], sessionID: String) {
+        self.profile = profile; self.workspace = workspace; self.user = user; self.paths = paths
+        self.command = command; self.environment = environment; self.sessionID = sessionID
+        self.scratch = paths.data + "/scratch/" + sessionID
+    }
+}
+
+/// Profile + request -> SandboxPlan for learn mode: the agent should work unmodified, so the view is the
+/// host's own tree, read-only, bound top-level directory by top-level directory (a recursive bind carries
+/// every submount; an overlay over `/` would miss them), with the kernel interfaces, /run and /tmp private,
+/// secrets hidden, the workspace read-write, and every other write going to a scratch tmpfs.
+///
+/// Scratch layer (documented choice): the home directory is an overlay whose upper layer lives in the
+/// session's scratch directory (`LearnRequest.scratch`, kept with `--keep-scratch`); `/tmp`, `/var/tmp`,
+/// `/run` and `/dev/shm` are private tmpfs. Every other host directory is read-only: the agent runs without
+/// any capability, so the host's root-owned directories were not writable to it anyway.
+public enum LearnPlanner {
+    /// Top-level host entries never bound: kernel interfaces and private trees get their own mounts,
+    /// `/root` is the host administrator's home, the others hold nothing an agent needs.
+    public static let skippedTopLevel: Set<String> = ["proc", "sys", "dev", "run", "tmp", "root", "lost+found", "etc",
+                                                      "mnt", "media", "boot", "snap"]
+
+    /// /etc entries never bound (credentials, and the files learn mode generates).
+    public static let etcSkipped: Set<String> = ["shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d",
+                                                 "ssh", "passwd", "passwd-", "group", "group-", "hosts", "hostname",
+                                                 "resolv.conf", "subuid", "subgid", "security", "pip.conf", "npmrc",
+                                                 "netns", "machine-id", "credstore", "credstore.encrypted", "wireguard",
+                                                 "NetworkManager", "ppp", "cagent"]
+
+    /// Environment names that look like credentials: dropped unless passed with `--env NAME`.
+    public static func looksLikeCredential(_ name: String) -> Bool {
+        let upper = name.uppercased()
+        let exact: Set<String> = ["SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "DBUS_SESSION_BUS_ADDRESS",
+                                  "XDG_RUNTIME_DIR", "KRB5CCNAME", "SUDO_ASKPASS", "SSH_ASKPASS", "GIT_ASKPASS"]
+        if exact.contains(upper) { return true }
+        let fragments = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "API_KEY", "APIKEY", "ACCESS_KEY",
+                         "PRIVATE_KEY", "AUTH", "COOKIE", "SESSION_KEY", "_PAT", "_KEY"]
+        return fragments.contains { upper.contains($0) }
+    }
+
+    public static func plan(_ request: LearnRequest) throws -> SandboxPlan {
+        let user = request.user
+        guard user.uid != 0 else {
+            throw CagentError(stage: "user", "the agent never runs as root",
+                              hint: "run through sudo (SUDO_UID names the user) or pass --user UID")
+        }
+        guard !request.command.isEmpty else {
+            throw CagentError(stage: "command", "no agent command given", hint: "cagent learn -- CMD [ARGS...]")
+        }
+        let workspace = try EnforcePlanner.realPath(request.workspace, what: "workspace")
+        let home = try EnforcePlanner.cleanPath(user.home, what: "home")
+        if workspace == "/" || EnforcePlanner.isWithin(home, workspace) {
+            throw CagentError(stage: "workspace", "the workspace \(TerminalEscape.escape(workspace)) would expose the whole home directory",
+                              hint: "run cagent from a project directory, not from your home or /")
+        }
+        var steps: [SandboxPlan.Step] = []
+        func add(_ operation: SandboxPlan.Operation, _ reason: String) { steps.append(.init(operation, reason)) }
+        let homeTop = home.split(separator: "/").first.map(String.init)
+
+        // 1. Every top-level host directory read-only, one by one (recursive binds: submounts included);
+        //    symlinks (merged /usr) recreated. The top directory holding the home (/home) is not bound:
+        //    other users' homes stay out, the user's own home comes in step 5.
+        for name in topLevelEntries().sorted() where !skippedTopLevel.contains(name) {
+            let path = "/" + name
+            var info = stat()
+            guard lstat(path, &info) == 0 else { continue }
+            if (info.st_mode & S_IFMT) == S_IFLNK, let target = EnforcePlanner.readLink(path) {
+                add(.symlink(target: target, path: path), "same link as the host: \(path) -> \(target)")
+            } else if (info.st_mode & S_IFMT) == S_IFDIR, name != homeTop || home == path {
+                add(.bind(source: path, target: path, mode: .readOnly, optional: true), "host directory, read-only")
+            }
+        }
+
+        // 2. /etc: a tmpfs holding every host entry except credentials, plus generated names (the DNS gate).
+        add(.tmpfs(target: "/etc", mode: "0755", sizeBytes: 1 << 20), "/etc is built: the host's minus credentials")
+        for name in directoryEntries("/etc").sorted() where !etcSkipped.contains(name) {
+            let path = "/etc/" + name
+            var info = stat()
+            guard lstat(path, &info) == 0 else { continue }
+            switch info.st_mode & S_IFMT {
+            case S_IFLNK:
+                if let target = EnforcePlanner.readLink(path) { add(.symlink(target: target, path: path), "host symlink, recreated") }
+            case S_IFDIR, S_IFREG:
+                add(.bind(source: path, target: path, mode: .readOnly, optional: true), "host /etc entry")
+            default: continue
+            }
+        }
+        var enforceLike = EnforceRequest(profile: request.profile, workspace: workspace, user: user, paths: request.paths,
+                                         command: request.command, environment: [:], hostname: request.hostname,
+                                         nameservers: request.nameservers)
+        enforceLike.sessionID = request.sessionID
+        for (name, contents) in EnforcePlanner.generatedEtc(request: enforceLike, user: user, home: home) {
+            add(.file(path: "/etc/" + name, mode: "0644", contents: contents), "generated: the sandbox's users, names and resolver")
+        }
+
+        // 3. Kernel interfaces and private trees: no host socket (/run/user/UID/bus, ssh/gpg agents, the
+        //    resolver's socket) is reachable, host processes are invisible.
+        add(.proc("/proc"), "fresh /proc of the sandbox's pid namespace")
+        add(.tmpfs(target: "/dev", mode: "0755", sizeBytes: 64 << 10), "minimal /dev")
+        for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+            add(.bind(source: "/dev/" + node, target: "/dev/" + node, mode: .device), "harmless device node")
+        }
+        add(.devpts("/dev/pts"), "the sandbox's own devpts")
+        add(.symlink(target: "pts/ptmx", path: "/dev/ptmx"), "ptmx of the sandbox's devpts")
+        for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+            add(.symlink(target: target, path: "/dev/" + name), "standard /dev link")
+        }
+        add(.tmpfs(target: "/dev/shm", mode: "1777", sizeBytes: request.shmBytes), "private shared memory")
+        add(.tmpfs(target: "/run", mode: "0755", sizeBytes: 1 << 20), "private /run: no host sockets")
+        add(.tmpfs(target: "/tmp", mode: "1777", sizeBytes: request.tmpBytes), "private /tmp (scratch)")
+        var varTmp = stat()
+        if lstat("/var/tmp", &varTmp) == 0 && (varTmp.st_mode & S_IFMT) == S_IFDIR {
+            add(.tmpfs(target: "/var/tmp", mode: "1777", sizeBytes: request.tmpBytes), "private /var/tmp (scratch)")
+        }
+
+        // 4. /root hidden (an empty directory): the host administrator's home.
+        add(.directory("/root"), "mount point")
+
+        // 5. The real home, read-only, with writes to the session's scratch layer (overlay, upper in scratch).
+        //    After /tmp: a home under /tmp (tests) lands on the new /tmp.
+        var homeInfo = stat()
+        if lstat(home, &homeInfo) == 0 && (homeInfo.st_mode & S_IFMT) == S_IFDIR {
+            try prepareScratch(request.scratch, user: user)
+            add(.overlay(lower: home, upper: request.scratch + "/home/upper", work: request.scratch + "/home/work", target: home),
+                "the home: host files visible, writes to the scratch layer")
+        } else {
+            add(.directory(home), "the home does not exist on the host")
+        }
+
+        // 5b. Other host directories the user could write (owned by the user, at the top level or one below,
+        //     e.g. /opt/tool): the same overlay, so the agent's writes there land in scratch too.
+        for (index, directory) in userWritableDirectories(user: user, home: home, workspace: workspace).enumerated() {
+            let layer = request.scratch + "/dir\(index)"
+            try prepareLayer(layer, user: user, modeOf: directory)
+            add(.overlay(lower: directory, upper: layer + "/upper", work: layer + "/work", target: directory),
+                "a directory the user may write: writes to the scratch layer")
+        }
+
+        // 6. The workspace, read-write at its real path.
+        add(.bind(source: workspace, target: workspace, mode: .readWrite), "the workspace")
+
+        // 7. The profile's write list read-write (the user asked for it); its read list is already visible.
+        for entry in request.profile.filesystem.write {
+            if let (source, target) = try EnforcePlanner.hostEntry(entry, home: home) {
+                add(.bind(source: source, target: target, mode: .readWrite, optional: true), "profile write: \(entry)")
+            }
+        }
+
+        // 8. Secrets hidden, after every bind (each attempt becomes a finding in the store).
+        var hidden: [String] = []
+        for entry in hiddenEntries(request.profile) {
+            let path = try EnforcePlanner.viewPath(entry, home: home)
+            if !hidden.contains(path) { hidden.append(path); add(.hide(path), "hidden: \(entry)") }
+        }
+
+        add(.readOnly("/etc"), "populated: now read-only")
+        add(.readOnly("/dev"), "populated: now read-only")
+
+        return SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
+                           workingDirectory: workspace, command: request.command,
+                           environment: environment(request: request, home: home), steps: steps,
+                           terminal: request.terminal, workspace: workspace, shadowHome: nil)
+    }
+
+    /// DefaultHidden + the profile's hide list (the findings' secret paths too).
+    public static func hiddenEntries(_ profile: Profile) -> [String] {
+        var out: [String] = []
+        for entry in DefaultHidden.home + profile.filesystem.hide where !out.contains(entry) { out.append(entry) }
+        return out
+    }
+
+    /// The host environment minus credential-looking names (unless passed), with HOME and a PATH.
+    static func environment(request: LearnRequest, home: String) -> [String] {
+        var result: [String] = []
+        let passed = Set(request.passedCredentials)
+        for (name, value) in request.environment.sorted(by: { $0.key < $1.key }) where name != "HOME" {
+            if looksLikeCredential(name) && !passed.contains(name) { continue }
+            if name.hasPrefix("SUDO_") || name == "MAIL" || name == "OLDPWD" { continue }
+            result.append("\(name)=\(value)")
+        }
+        if request.environment["PATH"] == nil { result.append("PATH=/usr/local/bin:/usr/bin:/bin") }
+        result.append("HOME=\(home)")
+        return result
+    }
+
+    /// `<scratch>/home/{upper,work}`, owned by the user (the overlay is mounted with the user's creds).
+    static func prepareScratch(_ scratch: String, user: InvokingUser) throws {
+        var built = ""
+        for part in (scratch + "/home/upper").split(separator: "/") {
+            built += "/" + part
+            if mkdir(built, 0o700) == 0 { _ = chown(built, user.uid, user.gid) }
+        }
+        let work = scratch + "/home/work"
+        if mkdir(work, 0o700) == 0 { _ = chown(work, user.uid, user.gid) }
+        for path in [scratch, scratch + "/home", scratch + "/home/upper", work] {
+            var info = stat()
+            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+                throw CagentError(stage: "scratch", "\(TerminalEscape.escape(path)) is not a directory (a symlink?)")
+            }
+        }
+    }
+
+    /// Directories at depth 1 or 2 of the bound host tree owned by the user and writable by them (the agent
+    /// runs with the user's uid and no capability: elsewhere it could not write anyway). Not the home's tree,
+    /// the workspace or its parents' siblings below it, nothing with a character overlayfs options cannot carry.
+    static func userWritableDirectories(user: InvokingUser, home: String, workspace: String) -> [String] {
+        let homeTop = home.split(separator: "/").first.map(String.init)
+        var found: [String] = []
+        func consider(_ path: String) -> Bool {
+            var info = stat()
+            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
+            guard info.st_uid == user.uid, info.st_mode & S_IWUSR != 0 else { return false }
+            guard path != workspace, !EnforcePlanner.isWithin(path, workspace), !EnforcePlanner.isWithin(path, home),
+                  !EnforcePlanner.isWithin(home, path), !path.contains(","), !path.contains(":"), !path.contains("\\") else { return true }
+            found.append(path)
+            return true
+        }
+        for name in topLevelEntries().sorted() where !skippedTopLevel.contains(name) && name != homeTop {
+            let top = "/" + name
+            var info = stat()
+            guard lstat(top, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { continue }
+            if consider(top) { continue }
+            for child in directoryEntries(top).sorted() { _ = consider(top + "/" + child) }
+        }
+        return found
+    }
+
+    /// `<layer>/{upper,work}` owned by the user; the upper directory takes the lower one's mode (the overlay's
+    /// root shows the upper directory's attributes).
+    static func prepareLayer(_ layer: String, user: InvokingUser, modeOf lower: String) throws {
+        var lowerInfo = stat()
+        guard lstat(lower, &lowerInfo) == 0 else { throw CagentError.system("scratch", "cannot stat \(TerminalEscape.escape(lower))") }
+        for path in [layer, layer + "/upper", layer + "/work"] {
+            guard mkdir(path, 0o700) == 0 else { throw CagentError.system("scratch", "cannot create \(TerminalEscape.escape(path))") }
+            _ = chown(path, user.uid, user.gid)
+        }
+        _ = chmod(layer + "/upper", lowerInfo.st_mode & 0o7777)
+    }
+
+    static func topLevelEntries() -> [String] { directoryEntries("/") }
+
+    static func directoryEntries(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+}

@@ -1,0 +1,206 @@
+import CShim
+import CagentCore
+import CagentProfile
+@testable import CagentSandbox
+import Foundation
+import Netlab
+import Testing
+
+/// `cagent learn` end to end: the real binary inside the netlab's simulated host, a scripted agent with
+/// known behaviour, then `cagent report --json` must hold each fact. Once per tracer backend.
+extension SandboxFixture {
+    /// A user-owned directory under /opt, unique to this fixture.
+    var userOpt: String { "/opt/cagent-learn-test-" + (root.split(separator: "-").last.map(String.init) ?? "x") }
+}
+
+@Suite("cagent learn", .serialized)
+struct LearnCommandTests {
+    static let tools = ["ip", "nft", "dnsmasq", "dig", "curl"]
+
+    /// What the agent does (each line is a fact the report must show).
+    static func agentScript(fixture: SandboxFixture) -> String {
+        """
+        #!/bin/sh
+        cd "\(fixture.workspace)"
+        out="\(fixture.workspace)/results.txt"
+        cat README > /dev/null
+        cat "$HOME/.config/tool/config" > /dev/null
+        cat /nonexistent-cagent-learn-file 2>/dev/null
+        cat "$HOME/.ssh/id_rsa" > /dev/null 2>&1 && echo "secret=read" >> "$out" || echo "secret=hidden" >> "$out"
+        echo scratch > "$HOME/written-by-agent" && echo "homewrite=ok" >> "$out"
+        echo x > /opt/cagent-learn-x 2>/dev/null && echo "optwrite=ok" >> "$out" || echo "optwrite=refused" >> "$out"
+        echo x > "\(fixture.userOpt)/x" && echo "useroptwrite=ok" >> "$out"
+        for name in www.allowed.test api.allowed.test assets.allowed.test; do
+          curl -s -o /dev/null -m 5 "http://$name/" && echo "web=$name" >> "$out"
+        done
+        curl -s -o /dev/null -m 5 http://203.0.113.13/ && echo "web=203.0.113.13" >> "$out"
+        dig +short +time=2 +tries=1 @198.51.100.8 x.allowed.test > /dev/null
+        sh -c 'echo child > /dev/null'
+        curl -s -o /dev/null -m 2 http://169.254.169.254/ && echo "metadata=reached" >> "$out"
+        curl -s -o /dev/null -m 2 http://\(NetlabAddresses.host4)/ && echo "host=reached" >> "$out"
+        curl -s -o /dev/null -m 2 http://10.9.8.7/ && echo "lan=reached" >> "$out"
+        for s in /run/user /run/dbus/system_bus_socket /run/systemd/resolve "$SSH_AUTH_SOCK"; do
+          [ -n "$s" ] && [ -e "$s" ] && echo "socket=$s" >> "$out"
+        done
+        env | grep -q LEARN_TEST_TOKEN && echo "env=token" >> "$out"
+        env | grep -q LEARN_PASSED_TOKEN && echo "env=passed" >> "$out"
+        echo done >> "$out"
+        exit 0
+        """
+    }
+
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, the netlab tools and eBPF"))
+    func ebpf() throws { try learn(tracer: "ebpf") }
+
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root and the netlab tools"))
+    func seccomp() throws { try learn(tracer: "seccomp") }
+
+    /// `--tracer tracee` with a stand-in `tracee` on PATH (Tracee cannot run on this kernel) that records its
+    /// arguments and replays Tracee's real samples: the runner is scoped to the sandbox's init and its events
+    /// land in the learn session.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["ip", "nft"]), "needs root"))
+    func traceeStandIn() throws {
+        try Requirements.root()
+        let fixture = try SandboxFixture()
+        defer { fixture.remove() }
+        let lab = try Netlab(services: [.dns])
+        defer { lab.shutdown() }
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TraceTests/Fixtures").path
+        let bin = fixture.root + "/bin"
+        try fixture.write(bin + "/tracee", "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\ncat \(fixtures)/*.jsonl\nsleep 1\n")
+        chmod(bin + "/tracee", 0o755)
+        let database = fixture.root + "/learn.db"
+        let run = try lab.run(in: .host, ["env", "PATH=\(bin):/usr/sbin:/usr/bin:/sbin:/bin", Products.cagent, "learn", "--quiet",
+                                          "--user", String(SandboxFixture.agentUID), "--home", fixture.home,
+                                          "--state-dir", fixture.state, "--db", database, "--workspace", fixture.workspace,
+                                          "--tracer", "tracee", "--", "/bin/true"], timeout: 60)
+        #expect(run.status == 0, "\(run.stderr)")
+        let args = fixture.read(bin + "/args") ?? ""
+        #expect(args.contains("--scope tree=") && args.contains("--output json"), "\(args)")
+        let report = try Netlab.execute([Products.cagent, "report", "--db", database, "--json", "--limit", "0"], timeout: 30)
+        #expect(report.stdout.contains("\"source\":\"cagent learn (tracee)\"") && report.stdout.contains("/proc/meminfo"), "\(report.stdout.prefix(2000))")
+    }
+
+    @Test func planShowsTheHostReadOnlyAndHidesSecrets() throws {
+        let fixture = try SandboxFixture()
+        defer { fixture.remove() }
+        var request = LearnRequest(profile: Profile(agent: "t", filesystem: .init(hide: ["~/.config/tool"])),
+                                   workspace: fixture.workspace, user: fixture.user, paths: fixture.paths,
+                                   command: ["true"], environment: ["PATH": "/usr/bin", "GITHUB_TOKEN": "x", "AWS_SECRET_ACCESS_KEY": "y",
+                                                                    "SSH_AUTH_SOCK": "/run/user/1000/ssh", "EDITOR": "vi", "NPM_TOKEN": "z"],
+                                   sessionID: "abc123")
+        request.passedCredentials = ["NPM_TOKEN"]
+        let plan = try LearnPlanner.plan(request)
+        let operations = plan.steps.map(\.operation)
+        #expect(operations.contains(.bind(source: "/usr", target: "/usr", mode: .readOnly, optional: true)))
+        #expect(!operations.contains { if case .bind(_, "/etc/shadow", _, _) = $0 { return true }; return false })
+        #expect(operations.contains(.tmpfs(target: "/run", mode: "0755", sizeBytes: 1 << 20)))
+        #expect(operations.contains(.hide(fixture.home + "/.ssh")))
+        #expect(operations.contains(.hide(fixture.home + "/.config/tool")))
+        #expect(operations.contains { if case .overlay(fixture.home, _, _, fixture.home) = $0 { return true }; return false })
+        #expect(operations.contains(.bind(source: fixture.workspace, target: fixture.workspace, mode: .readWrite)))
+        #expect(plan.environment.contains("EDITOR=vi") && plan.environment.contains("NPM_TOKEN=z"))
+        #expect(!plan.environment.contains { $0.hasPrefix("GITHUB_TOKEN=") || $0.hasPrefix("AWS_SECRET") || $0.hasPrefix("SSH_AUTH_SOCK=") })
+        #expect(plan.policy == nil)
+        // The workspace comes after the home overlay, the hides after both.
+        let overlayIndex = operations.firstIndex { if case .overlay = $0 { return true }; return false }!
+        let workspaceIndex = operations.firstIndex(of: .bind(source: fixture.workspace, target: fixture.workspace, mode: .readWrite))!
+        let hideIndex = operations.firstIndex(of: .hide(fixture.home + "/.ssh"))!
+        #expect(overlayIndex < workspaceIndex && workspaceIndex < hideIndex)
+    }
+
+    func learn(tracer: String) throws {
+        try Requirements.root()
+        for tool in Self.tools { try Requirements.tool(tool) }
+        let fixture = try SandboxFixture()
+        defer { fixture.remove() }
+        let lab = try Netlab()
+        defer { lab.shutdown() }
+        try fixture.write(fixture.home + "/.config/tool/config", "setting = 1\n")
+        // A host directory the agent user owns outside home and workspace (/opt/cagent-learn-test-*): its
+        // writes must land in the scratch layer too. Removed with the fixture's other traces.
+        try fixture.makeDirectory(fixture.userOpt)
+        try fixture.write(fixture.userOpt + "/existing", "host\n")
+        defer { try? FileManager.default.removeItem(atPath: fixture.userOpt) }
+        try fixture.write(fixture.workspace + "/agent.sh", Self.agentScript(fixture: fixture))
+        let database = fixture.root + "/learn.db"
+        let marker = fixture.root + "/marker"
+        try fixture.write(marker, "")
+        sleep(1)   // find -newer has one-second granularity on some filesystems
+
+        // `ip netns exec` mounts a fresh /sys without the cgroup2 hierarchy: mount it there (in ip's private
+        // mount namespace, gone with it) for the eBPF tracer's scope, as a host's /sys/fs/cgroup would be.
+        let cgroupMount = "mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null; exec \"$@\""
+        let run = try lab.run(in: .host, ["/bin/sh", "-c", cgroupMount, "sh", "env", "LEARN_TEST_TOKEN=hush", "LEARN_PASSED_TOKEN=ok",
+                                          Products.cagent, "learn", "--user", String(SandboxFixture.agentUID),
+                                          "--home", fixture.home, "--state-dir", fixture.state, "--db", database,
+                                          "--workspace", fixture.workspace, "--tracer", tracer, "--env", "LEARN_PASSED_TOKEN",
+                                          "--", "/bin/sh", fixture.workspace + "/agent.sh"], timeout: 120)
+        let results = fixture.read(fixture.workspace + "/results.txt") ?? ""
+        #expect(run.status == 0, "cagent learn failed: \(run.stderr)")
+        #expect(results.contains("done"), "the agent did not finish: \(results)\n\(run.stderr)")
+        // The live view: DNS open notice, domains, the direct IP, the secret attempt, the session id.
+        #expect(run.stderr.contains("DNS is open while learning"))
+        for line in ["domain www.allowed.test", "domain assets.allowed.test", "direct-ip tcp 203.0.113.13:80", "secret ~/.ssh"] {
+            #expect(run.stderr.contains(line), "live view lacks \(line): \(run.stderr)")
+        }
+        // What the agent saw.
+        #expect(results.contains("secret=hidden"))
+        #expect(results.contains("homewrite=ok"))
+        #expect(results.contains("optwrite=refused"))
+        #expect(results.contains("useroptwrite=ok"), "a user-owned host directory was not writable: \(results)")
+        #expect(!FileSystem.exists(fixture.userOpt + "/x"), "the write reached the host")
+        for name in ["www.allowed.test", "api.allowed.test", "assets.allowed.test", "203.0.113.13"] {
+            #expect(results.contains("web=\(name)"), "\(name) unreachable while learning: \(results)")
+        }
+        #expect(!results.contains("metadata=reached") && !results.contains("host=reached") && !results.contains("lan=reached"))
+        #expect(!results.contains("socket="), "host sockets visible: \(results)")
+        #expect(!results.contains("env=token") && results.contains("env=passed"))
+
+        // The host outside the workspace is unchanged: nothing newer than the marker in the fake home, no
+        // /opt file; the home write went to the (removed) scratch layer.
+        let changed = try Netlab.execute(["find", fixture.home, fixture.userOpt, "-newer", marker], timeout: 10).stdout
+        #expect(changed.isEmpty, "host home changed: \(changed)")
+        #expect(!FileSystem.exists("/opt/cagent-learn-x"))
+        #expect(!FileSystem.exists(fixture.home + "/written-by-agent"))
+        #expect(FileSystem.list(fixture.state + "/scratch").isEmpty, "scratch layer not removed")
+
+        // Every exit path tears the network down: no session interface or chain left in the simulated host.
+        let links = try lab.run(in: .host, ["ip", "-o", "link"]).stdout
+        #expect(!links.contains("cgs"), "session interface left behind: \(links)")
+        let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"]).stdout
+        #expect(!ruleset.contains("cgs"), "session chains left behind")
+
+        // The record.
+        let report = try Netlab.execute([Products.cagent, "report", "--db", database, "--json", "--limit", "0"], timeout: 30)
+        #expect(report.status == 0, "\(report.stderr)")
+        let json = report.stdout
+        // Explicit noise list: facts we require; anything else in the report (the shell's own reads of
+        // /usr, /etc, ld.so, locale files, curl's CA bundle) is accepted as noise.
+        let facts = [
+            "\"kind\":\"learn\"",
+            "www.allowed.test", "api.allowed.test", "assets.allowed.test", "edge.cdn.test",   // names, the CNAME chain
+            "203.0.113.13",                                                                    // the bare IP
+            "198.51.100.8",                                                                    // the bypassing query
+            "dns-bypass", "direct-ip", "secret-access",                                        // findings
+            fixture.workspace + "/README",                                                     // workspace read
+            "/.config/tool/config",                                                            // config read
+            "/nonexistent-cagent-learn-file",                                                  // missing file
+            "/.ssh/id_rsa",                                                                    // hidden secret
+            "/opt/cagent-learn-x",                                                             // write outside
+            "/written-by-agent",                                                               // scratch write
+            fixture.userOpt + "/x",                                                            // scratch write outside home
+            "169.254.169.254",                                                                 // metadata, blocked
+        ]
+        for fact in facts {
+            #expect(json.replacingOccurrences(of: " ", with: "").contains(fact.replacingOccurrences(of: " ", with: "")),
+                    "report lacks \(fact)")
+        }
+        #expect(json.contains("\"blocked\""))
+        #expect(json.contains("/bin/sh") || json.contains("/usr/bin/sh") || json.contains("dash"))   // the child process
+        if ProcessEnvironment.current["CAGENT_LEARN_DEBUG"] != nil {
+            print("learn stderr:\n\(run.stderr)\nresults:\n\(results)\nreport:\n\(json.prefix(20000))")
+        }
+    }
+}
