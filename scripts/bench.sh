@@ -61,8 +61,19 @@ if run enforce; then
 --ro-bind /etc/nsswitch.conf /etc/nsswitch.conf --proc /proc --dev /dev --tmpfs /tmp --bind $scratch/home $scratch/home \
 --bind $scratch/ws $scratch/ws --chdir $scratch/ws --new-session --die-with-parent /bin/true"
   $bench --name "sandbox start: cagent enforce -- /bin/true vs bwrap" --rounds 40 --warmup 3 \
-    --subject "cd $scratch/ws && $cagent enforce --profile default --user $uid --state-dir $scratch/state -- /bin/true </dev/null" \
+    --subject "cd $scratch/ws && $cagent enforce --offline --profile default --user $uid --state-dir $scratch/state -- /bin/true </dev/null" \
     --reference "$bwrap_cmd </dev/null"
+  # The network's share (veth, chains, DNS gate, nflog reader, teardown), in a throwaway namespace so that
+  # nothing touches this machine's interfaces: the same start with and without --offline.
+  benchns=cgtbench$$
+  trap 'rm -rf "$scratch"; ip netns del '$benchns' 2>/dev/null' EXIT
+  ip netns add $benchns && ip -n $benchns link set lo up && ip -n $benchns link add cgtdummy type veth peer name cgtdummy2 \
+    && ip -n $benchns addr add 198.18.99.1/24 dev cgtdummy && ip -n $benchns link set cgtdummy up && ip -n $benchns link set cgtdummy2 up \
+    && ip -n $benchns route add default via 198.18.99.2
+  in_ns="nsenter --net=/run/netns/$benchns env CAGENT_RUNTIME_DIR=$scratch/run"
+  $bench --name "enforce start with network vs --offline (in a throwaway netns)" --rounds 20 --warmup 2 \
+    --subject "cd $scratch/ws && $in_ns $cagent enforce --profile default --user $uid --state-dir $scratch/state --upstream-dns 198.18.99.2 -- /bin/true </dev/null 2>/dev/null" \
+    --reference "cd $scratch/ws && $in_ns $cagent enforce --offline --profile default --user $uid --state-dir $scratch/state -- /bin/true </dev/null"
   # What dominates: the bare start of the cagent binary (Swift runtime, Foundation, ArgumentParser) ...
   $bench --name "cagent process start (cagent --version) vs bwrap" --rounds 40 --warmup 3 \
     --subject "$cagent --version" --reference "$bwrap_cmd </dev/null"

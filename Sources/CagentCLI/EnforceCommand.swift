@@ -1,5 +1,6 @@
 import ArgumentParser
 import CagentCore
+import CagentNetwork
 import CagentProfile
 import CagentSandbox
 #if canImport(Glibc)
@@ -27,6 +28,12 @@ struct EnforceCommand: ParsableCommand {
     var user: UInt32?
     @Flag(help: "After the session, put back risky changes the agent made (git config keys, hooks, .envrc, ...).")
     var revertRisky = false
+    @Flag(help: "No network at all: the sandbox's namespace has only loopback (no uplink, no DNS gate).")
+    var offline = false
+    @Flag(help: "At exit, print the network summary as JSON (counts and every distinct entry) instead of the line.")
+    var json = false
+    /// The gate's upstream resolvers instead of the host's /etc/resolv.conf (ADDRESS or ADDRESS:PORT).
+    @Option(help: .hidden) var upstreamDns: [String] = []
     @Option(help: .hidden) var failAtStage: String?
     /// Benchmarks: write the serialized plan to a file and exit (scripts/sandbox-start-probe.c replays it).
     @Option(help: .hidden) var dumpPlan: String?
@@ -60,7 +67,8 @@ struct EnforceCommand: ParsableCommand {
                                      command: command, environment: environment)
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try EnforcePlanner.plan(request)
-        plan.failAtStage = failAtStage
+        let hostStages = EnforceNetwork.stages + ["cgroup"]
+        plan.failAtStage = failAtStage.flatMap { hostStages.contains($0) ? nil : $0 }
         for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
         if let dumpPlan {
             let bytes = try plan.serialized()
@@ -72,13 +80,70 @@ struct EnforceCommand: ParsableCommand {
             return
         }
 
-        let before = RiskyChanges.snapshot(workspace: plan.workspace)
-        let status: Int32
+        // From here to the end, Ctrl-C and kill -TERM cannot cut setup or teardown short: caught and noted
+        // outside the relay loop (during setup they abort the start, below), forwarded to the agent inside it.
+        Launcher.holdTerminatingSignals()
+        // Live lines go through the launcher's relay loop while the agent runs (never mid-line), directly otherwise.
+        let notices = NoticeChannel()
+        // Session resources, all created before the sandbox and torn down on every path out of here.
+        let network = offline ? nil : try EnforceNetwork(
+            profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
+            output: { notices.write(line: $0) })
+        network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
+        let cgroup: SessionCgroup
         do {
-            status = try Launcher().run(plan)
-        } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
+            cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits))
+        } catch let error as CagentError {
+            FileDescriptorStream.standardError.write("cagent: \(CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno, hint: error.hint))\n")
+            throw CagentExit(status: 125)
+        }
+
+        let before = RiskyChanges.snapshot(workspace: plan.workspace)
+        var status: Int32 = 125
+        var failure: CagentError?
+        let launcher = Launcher()
+        launcher.notices = notices
+        let failCgroup = failAtStage == "cgroup"
+        launcher.beforeRelease = { pid in
+            // The init is frozen waiting for its plan: nothing inside runs before all of this is in place.
+            do {
+                try cgroup.add(pid: pid)
+                if failCgroup { throw CagentError(stage: "cgroup", "failing as asked (--fail-at-stage)") }
+                try network?.start(pid: pid)
+            } catch {
+                let error = error as? CagentError ?? CagentError(stage: "network", "\(error)")
+                throw CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno,
+                                  hint: error.hint ?? "the agent did not start")
+            }
+        }
+        launcher.finalizePlan = { plan in
+            if let signal = Launcher.takeHeldSignal() {
+                throw CagentError(stage: "sandbox setup: interrupted", "signal \(signal) arrived during setup",
+                                  hint: "the agent did not start")
+            }
+            // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
+            var plan = plan
+            if let network { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: network.nameservers)) }
+            return plan
+        }
+        do {
+            status = try launcher.run(plan)
+        } catch {
+            failure = error as? CagentError ?? CagentError(stage: "sandbox setup", "\(error)")
+        }
+        // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
+        let teardownError = network?.stop()
+        for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
+        cgroup.remove()
+        if let network, failure == nil {
+            let list = network.writeList(owner: invoking)
+            FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: list)) + "\n")
+        }
+        if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
+        if let failure {
             // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).
-            FileDescriptorStream.standardError.write("cagent: \(error)\n")
+            // The launcher throws only before the agent runs (clone, beforeRelease, cagent-init's stages).
+            FileDescriptorStream.standardError.write("cagent: \(failure)\n")
             throw CagentExit(status: 125)
         }
         let after = RiskyChanges.snapshot(workspace: plan.workspace)

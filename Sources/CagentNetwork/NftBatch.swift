@@ -349,6 +349,9 @@ public struct NftBatch: Sendable, Equatable {
             let e = alloc("log")
             nftnl_expr_set_u16(e, UInt16(NFTNL_EXPR_LOG_GROUP), group)
             nftnl_expr_set_str(e, UInt16(NFTNL_EXPR_LOG_PREFIX), prefix)
+            // Queue threshold 1: the kernel sends each record at once instead of batching up to 100 records
+            // or a second, so the live denial line appears while the agent's tool is still failing.
+            nftnl_expr_set_u16(e, UInt16(NFTNL_EXPR_LOG_QTHRESHOLD), 1)
             return e
         case .reject(let type, let code):
             let e = alloc("reject")

@@ -153,7 +153,7 @@ enum Statement {
     }
 
     static func log(group: UInt16, prefix: String) -> RulePart {
-        RulePart(text: "log prefix \"\(prefix)\" group \(group)", expressions: [.log(group: group, prefix: prefix)])
+        RulePart(text: "log prefix \"\(prefix)\" group \(group) queue-threshold 1", expressions: [.log(group: group, prefix: prefix)])
     }
 
     static func rejectTCPReset() -> RulePart {

@@ -222,11 +222,16 @@ public enum EnforcePlanner {
         127.0.1.1\t\(request.hostname)
 
         """
-        let resolv = request.nameservers.isEmpty
-            ? "# cagent: no resolver in this sandbox\n"
-            : request.nameservers.map { "nameserver \($0)\n" }.joined() + "options edns0\n"
+        let resolv = resolvConf(nameservers: request.nameservers)
         return [("passwd", passwd), ("group", group), ("hosts", hosts), ("hostname", request.hostname + "\n"),
                 ("resolv.conf", resolv)]
+    }
+
+    /// The sandbox's /etc/resolv.conf: the network's gateway addresses (the DNS gate), or none.
+    public static func resolvConf(nameservers: [String]) -> String {
+        nameservers.isEmpty
+            ? "# cagent: no resolver in this sandbox\n"
+            : nameservers.map { "nameserver \($0)\n" }.joined() + "options edns0\n"
     }
 
     static func sanitizedName(_ name: String) -> String {

@@ -31,6 +31,9 @@ public final class Launcher {
     public var beforeRelease: ((Int32) throws -> Void)?
     /// Called when the agent has been exec'd (tests and the network layer's bookkeeping).
     public var onStarted: ((Int32) -> Void)?
+    /// cagent's own lines during the session (live denials): printed by the relay loop between the agent's
+    /// lines (see NoticeChannel).
+    public var notices: NoticeChannel?
     /// Learn mode: the seccomp tracer's listener fd (`SandboxPlan.traceNotify`), passed by the agent child
     /// before its exec; the callee owns it and must start servicing it at once (the exec is traced).
     public var onListener: ((Int32) -> Void)?
@@ -58,11 +61,31 @@ public final class Launcher {
 
     static let relayedSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGCONT, SIGUSR1, SIGUSR2, SIGWINCH]
 
+    /// The signals that would end cagent. A caller with host-side setup and teardown around `run` (the
+    /// network, the cgroup) calls `holdTerminatingSignals()` first: outside the relay loop they are then
+    /// caught and noted (a handler, not a blocked mask: any thread may take a process signal), so Ctrl-C
+    /// during setup or teardown cannot skip the teardown; during the relay loop they go to the agent.
+    public static let terminatingSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+    nonisolated(unsafe) static var heldPipe: [Int32] = [-1, -1]
+
+    public static func holdTerminatingSignals() {
+        if heldPipe[0] < 0 { guard cg_pipe(&heldPipe, 1) == 0 else { return } }
+        _ = terminatingSignals.withUnsafeBufferPointer { cg_signal_pipe_install(heldPipe[1], $0.baseAddress, Int32($0.count)) }
+    }
+
+    /// The first terminating signal caught while held (since the last call), if any.
+    public static func takeHeldSignal() -> Int32? {
+        guard heldPipe[0] >= 0 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 64)
+        let count = read(heldPipe[0], &bytes, bytes.count)
+        return count > 0 ? Int32(bytes[0]) : nil
+    }
+
     /// Runs the plan; returns the agent's exit status (128+N when killed by signal N). Throws when setup
     /// failed (the agent never ran), naming the stage.
     public func run(_ plan: SandboxPlan) throws -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        var bytes = try plan.serialized()
+        var bytes = try plan.serialized()   // early: a plan that cannot be serialized starts nothing
         let tty = plan.terminal != nil
 
         var control: [Int32] = [-1, -1]
@@ -138,7 +161,16 @@ public final class Launcher {
 
         let session = Session(pid: pid, control: control[0], streams: streams, tty: tty, ourEnds: ourEnds,
                               forwardSignals: forwardSignals, onStarted: onStarted, onListener: onListener)
+        session.noticeFD = notices?.beginRelay() ?? -1
         let setupError = session.relay()
+        if let notices {
+            // The terminal is restored: what is still queued goes out as plain lines (after a cut-off agent line).
+            var rest = notices.endRelay()
+            if !rest.isEmpty {
+                if session.agentMidLine { rest.insert(0x0a, at: 0) }
+                _ = rest.withUnsafeBytes { write(streams.error, $0.baseAddress, $0.count) }
+            }
+        }
         closedBySession = Set(session.pumps.filter(\.destinationClosed).map(\.destination))
 
         var status: Int32 = 0
@@ -209,6 +241,23 @@ final class Session {
     var terminal: Terminal?
     var setupError: String?
     var suspended = false
+    /// cagent's own lines (NoticeChannel's pipe), and whether the agent's output last stopped mid-line.
+    var noticeFD: Int32 = -1
+    var pendingNotices: [UInt8] = []
+    var pendingSince: Double?
+    /// Per destination (the user's stdout, stderr): did the agent's last write there end mid-line?
+    var midLine: [Int32: Bool] = [:]
+    /// Whether the agent's stdout lands where cagent's lines do (a terminal, or the same file as stderr).
+    lazy var outputSharesError: Bool = {
+        if tty { return true }
+        var a = stat(), b = stat()
+        guard fstat(streams.output, &a) == 0, fstat(streams.error, &b) == 0 else { return false }
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino
+    }()
+    /// True when printing a line now would land inside one of the agent's.
+    var agentMidLine: Bool {
+        (midLine[streams.error] ?? false) || (outputSharesError && (midLine[streams.output] ?? false))
+    }
 
     init(pid: Int32, control: Int32, streams: StandardStreams, tty: Bool, ourEnds: [Int32], forwardSignals: Bool,
          onStarted: ((Int32) -> Void)?, onListener: ((Int32) -> Void)? = nil) {
@@ -233,6 +282,8 @@ final class Session {
         defer {
             if signalPipe[0] >= 0 {
                 Launcher.relayedSignals.withUnsafeBufferPointer { cg_signal_pipe_remove($0.baseAddress, Int32($0.count)) }
+                // Held again from here when the caller asked: its teardown must not be cut short.
+                if Launcher.heldPipe[0] >= 0 { Launcher.holdTerminatingSignals() }
                 close(signalPipe[0]); close(signalPipe[1])
             }
             terminal?.restore()
@@ -255,8 +306,10 @@ final class Session {
                 if pump.buffer.isEmpty { fds.append(pollfd(fd: pump.source, events: Int16(POLLIN), revents: 0)); owners.append((pump, 2)) }
                 else { fds.append(pollfd(fd: pump.destination, events: Int16(POLLOUT), revents: 0)); owners.append((pump, 3)) }
             }
-            let ready = poll(&fds, nfds_t(fds.count), controlOpen ? -1 : 1000)
+            if noticeFD >= 0 { fds.append(pollfd(fd: noticeFD, events: Int16(POLLIN), revents: 0)); owners.append((nil, 4)) }
+            let ready = poll(&fds, nfds_t(fds.count), !pendingNotices.isEmpty ? 200 : controlOpen ? -1 : 1000)
             if ready < 0 { if errno == EINTR { continue }; break }
+            if !pendingNotices.isEmpty { flushNotices() }
             if ready == 0 {
                 // Output still open a while after init exited (cannot normally happen: the pid namespace
                 // is gone): stop waiting after a few seconds.
@@ -271,6 +324,7 @@ final class Session {
                 case 0: controlOpen = handleControl()
                 case 1: handleSignals(signalPipe[0])
                 case 2: pump.map(fill)
+                case 4: readNotices()
                 default: pump.map(drain)
                 }
             }
@@ -355,9 +409,47 @@ final class Session {
         pump.closeDestination()
     }
 
+    private func readNotices() {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        let count = read(noticeFD, &chunk, chunk.count)
+        guard count > 0 else { return }
+        if pendingNotices.isEmpty { pendingSince = monotonicSeconds() }
+        pendingNotices += chunk[0..<count]
+        flushNotices()
+    }
+
+    /// Prints the complete lines queued when the agent's output is at a line start, or after half a second
+    /// anyway (a prompt without newline must not hold them back forever), then on a line of their own.
+    private func flushNotices() {
+        guard let end = pendingNotices.lastIndex(of: 0x0a) else { return }
+        if agentMidLine, let since = pendingSince, monotonicSeconds() - since < 0.5 { return }
+        let raw = terminal != nil && !suspended
+        var text: [UInt8] = agentMidLine ? (raw ? [0x0d, 0x0a] : [0x0a]) : []
+        for byte in pendingNotices[...end] {
+            if byte == 0x0a && raw { text.append(0x0d) }
+            text.append(byte)
+        }
+        pendingNotices.removeFirst(end + 1)
+        pendingSince = pendingNotices.isEmpty ? nil : monotonicSeconds()
+        midLine = [:]
+        var offset = 0
+        while offset < text.count {
+            let written = text[offset...].withUnsafeBytes { write(streams.error, $0.baseAddress, $0.count) }
+            if written < 0 { if errno == EINTR || errno == EAGAIN { continue } else { return } }
+            offset += written
+        }
+    }
+
     private func drain(_ pump: Pump) {
         let written = pump.buffer.withUnsafeBytes { write(pump.destination, $0.baseAddress, $0.count) }
-        if written > 0 { pump.buffer.removeFirst(written); return }
+        if written > 0 && (pump.destination == streams.output || pump.destination == streams.error) {
+            midLine[pump.destination] = pump.buffer[written - 1] != 0x0a
+        }
+        if written > 0 {
+            pump.buffer.removeFirst(written)
+            if !agentMidLine && !pendingNotices.isEmpty { flushNotices() }
+            return
+        }
         if written < 0 && (errno == EAGAIN || errno == EINTR) { return }
         pump.buffer = []   // the reader is gone: drop the data
         pump.sourceDone = true

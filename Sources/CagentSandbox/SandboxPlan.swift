@@ -149,4 +149,13 @@ public struct SandboxPlan: Sendable, Equatable {
         }
         return bytes
     }
+
+    /// Replaces the contents of a generated file (`.file` step at `path`); false when the plan has none.
+    @discardableResult
+    public mutating func replaceFile(at path: String, contents: String) -> Bool {
+        guard let index = steps.firstIndex(where: { if case .file(path, _, _) = $0.operation { true } else { false } }),
+              case let .file(_, mode, _) = steps[index].operation else { return false }
+        steps[index].operation = .file(path: path, mode: mode, contents: contents)
+        return true
+    }
 }

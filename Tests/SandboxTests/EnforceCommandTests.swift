@@ -10,7 +10,9 @@ import Testing
         let process = TestProcess()
         process.executableURL = URL(fileURLWithPath: Products.cagent)
         process.arguments = ["enforce", "--profile", "default", "--user", String(SandboxFixture.agentUID),
-                             "--workspace", world.workspace, "--state-dir", world.state] + arguments
+                             "--workspace", world.workspace, "--state-dir", world.state,
+                             // On this machine's own namespace: no uplink (the network is tested in the netlab).
+                             "--offline"] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["HOME"] = world.home
         process.environment = environment

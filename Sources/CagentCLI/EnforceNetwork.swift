@@ -1,0 +1,138 @@
+import CShim
+import CagentCapture
+import CagentCore
+import CagentDNS
+import CagentNetwork
+import CagentProfile
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `cagent enforce`'s network: the session's veth and host-side allowlist (NetworkSession), the DNS gate on
+/// the gateway addresses (GatePolicy from the profile's domains and name endpoints, pinning into the
+/// session's allow sets), and the live denial lines (NflogReader -> DenialReporter <- Gate).
+///
+/// Everything the profile says is parsed in `init`, before any sandbox exists; `start(pid:)` runs in the
+/// launcher's `beforeRelease` (the sandbox's namespaces exist, nothing inside runs yet) and either brings up
+/// all of it or undoes what it did and throws: the agent never runs without its network policy.
+/// `stop()` is idempotent and runs on every exit path.
+final class EnforceNetwork: @unchecked Sendable {
+    /// Stages `--fail-at-stage` can name here (tests of the fail-closed paths): the failure is raised right
+    /// after that part started, so the teardown of what came before is exercised.
+    static let stages = ["network", "dns-gate", "nflog"]
+
+    let sessionID: String
+    let paths: CagentPaths
+    let entries: [AllowEntry]
+    let domains: [String]
+    let namedEndpoints: [(host: String, port: PinPort)]
+    let upstream: UpstreamConfig
+    let book = AddressBook()
+    let reporter: DenialReporter
+    var failAt: String?
+
+    private(set) var session: NetworkSession?
+    private var gate: Gate?
+    private var reader: NflogReader?
+
+    init(profile: NetworkPolicy, sessionID: String, paths: CagentPaths, upstreamOverride: [String],
+         output: @escaping @Sendable (String) -> Void) throws {
+        self.sessionID = sessionID
+        self.paths = paths
+        let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
+                                          endpoints: profile.endpoints.map { ($0.host, $0.port, $0.proto.rawValue) })
+        entries = parsed.entries
+        domains = profile.domains
+        namedEndpoints = parsed.named.map { ($0.host, PinPort($0.proto == .udp ? .udp : .tcp, $0.port)) }
+        do {
+            _ = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: true)   // refuse a bad pattern now
+            upstream = upstreamOverride.isEmpty ? try UpstreamConfig.system(read: FileSystem.readText)
+                                                : try UpstreamConfig(override: upstreamOverride)
+        } catch {
+            throw CagentError(stage: "profile network", "\(error)",
+                              hint: "fix the profile's network section or the host's resolver (/etc/resolv.conf)")
+        }
+        reporter = DenialReporter(book: book, output: output)
+    }
+
+    /// The gateway addresses, the sandbox's resolvers (every port-53 packet is redirected to the gate anyway).
+    var nameservers: [String] {
+        guard let session else { return [] }
+        return [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0?.description }
+    }
+
+    /// Brings up uplink, firewall, gate and denial reader for the sandbox whose init is `pid`.
+    func start(pid: Int32) throws {
+        do {
+            // setns is per thread: the session is set up on a thread of its own (it enters the sandbox's
+            // namespace for its side of the veth), never on the launcher's main thread.
+            let id = sessionID, paths = paths, entries = entries
+            session = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
+                try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(pid: pid), entries: entries, paths: paths)
+            }
+            try failIfAsked("network")
+            guard let session else { return }
+            for warning in session.warnings {
+                FileDescriptorStream.standardError.write("cagent: warning: \(TerminalEscape.escape(warning))\n")
+            }
+            let reporter = reporter
+            let policy: GatePolicy
+            do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: session.addresses.gateway6 != nil) }
+            catch { throw CagentError(stage: "dns gate", "\(error)") }
+            let gate = Gate(configuration: .init(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
+                                                 port: session.gatePort, policy: policy, upstream: upstream),
+                            pinner: session.firewall, book: book) { reporter.record($0) }
+            try gate.start()
+            self.gate = gate
+            try failIfAsked("dns-gate")
+            let reader = NflogReader(group: session.nflogGroup) { reporter.record($0) }
+            try reader.start()
+            self.reader = reader
+            try failIfAsked("nflog")
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    private func failIfAsked(_ stage: String) throws {
+        if failAt == stage { throw CagentError(stage: stage, "failing as asked (--fail-at-stage)") }
+    }
+
+    /// Stops the reader (draining what is queued) and the gate, then removes the uplink, the chains and the lease.
+    /// Returns a teardown failure (the caller reports it; the other parts are still stopped).
+    @discardableResult
+    func stop() -> CagentError? {
+        reader?.stop(); reader = nil
+        gate?.stop(); gate = nil
+        guard let session else { return nil }
+        self.session = nil
+        do {
+            try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.tearDown() }
+            return nil
+        } catch let error as CagentError {
+            return error
+        } catch {
+            return CagentError(stage: "network teardown", "\(error)")
+        }
+    }
+
+    /// Writes the full list (counts and every distinct entry) as JSON, readable by the user only; returns its path.
+    /// Root writes in the user's state directory: no symlink anywhere on the path is followed (none is
+    /// expected; if one is there, nothing is written and the summary line names no list).
+    func writeList(owner: InvokingUser) -> String? {
+        let resolve = CG_RESOLVE_NO_SYMLINKS | CG_RESOLVE_NO_MAGICLINKS
+        let data = cg_openat2(AT_FDCWD, paths.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, resolve)
+        guard data >= 0 else { return nil }
+        defer { close(data) }
+        if mkdirat(data, "sessions", 0o700) == 0 { fchownat(data, "sessions", owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }
+        let name = "sessions/\(sessionID)-network.json"
+        let fd = cg_openat2(data, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600, resolve | CG_RESOLVE_BENEATH)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let bytes = Array((reporter.json() + "\n").utf8)
+        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else { return nil }
+        fchown(fd, owner.uid, owner.gid)
+        return paths.data + "/" + name
+    }
+}
