@@ -165,6 +165,10 @@ public enum Firewall {
         (interface + "_pre", interface + "_in", interface + "_fwd")
     }
 
+    /// How long a pin lives after the last new connection to it: the DNS gate's pin cap (GateAnswer.Clamp.cap),
+    /// so a refresh never outlives what one DNS answer could have pinned.
+    public static let pinRefreshSeconds: UInt32 = 3600
+
     public static func setNames(_ interface: String) -> (allow4: String, allow6: String, nets4: String, nets6: String) {
         (interface + "_allow4", interface + "_allow6", interface + "_nets4", interface + "_nets6")
     }
@@ -172,8 +176,9 @@ public enum Firewall {
     static func allowSet(_ name: String, _ family: IPAddress.Family) -> NftSet {
         let v4 = family == .v4
         // ipv4_addr (7) / ipv6_addr (8) . inet_proto (12) . inet_service (13), each field padded to 4 bytes.
+        // `dynamic`: the forward rule updates elements from the packet path (the pin refresh).
         return NftSet(name: name, keyType: ((v4 ? 7 : 8) << 12) | (12 << 6) | 13, keyLength: v4 ? 12 : 24,
-                      fields: [], flags: UInt32(NFT_SET_TIMEOUT.rawValue), verdictMap: false,
+                      fields: [], flags: UInt32(NFT_SET_TIMEOUT.rawValue) | UInt32(NFT_SET_EVAL.rawValue), verdictMap: false,
                       typeText: "\(v4 ? "ipv4_addr" : "ipv6_addr") . inet_proto . inet_service")
     }
 
@@ -191,6 +196,14 @@ public enum Firewall {
     static func element(_ address: IPAddress, _ proto: AllowProto, _ port: UInt16, timeout: UInt64?) -> NftElement {
         NftElement(key: key(address, proto.number, port), keyEnd: nil, timeoutMilliseconds: timeout, verdict: nil,
                    text: "\(address) . \(proto.rawValue) . \(port)" + (timeout.map { " timeout \($0)ms" } ?? ""))
+    }
+
+    /// A static `address:port/proto` endpoint: a one-point interval in the session's interval set, never in the
+    /// pin sets (the pin refresh puts a timeout on whatever it matches there).
+    static func endpointElement(_ address: IPAddress, _ proto: AllowProto, _ port: UInt16) -> NftElement {
+        let point = key(address, proto.number, port)
+        return NftElement(key: point, keyEnd: point, timeoutMilliseconds: nil, verdict: nil,
+                          text: "\(address) . \(proto.rawValue) . \(port)")
     }
 
     static func networkElement(_ network: IPNetwork) -> NftElement {
@@ -227,8 +240,10 @@ public enum Firewall {
         var seen = Set<AllowEntry>()
         for entry in spec.entries where seen.insert(entry).inserted {
             if case .endpoint(let address, let proto, let port) = entry {
-                if address.family == .v4 { allow4.append(element(address, proto, port, timeout: nil)) }
-                else { allow6.append(element(address, proto, port, timeout: nil)) }
+                // A tcp endpoint inside an allowed block is already open (and would overlap it in the set).
+                if proto == .tcp && kept.contains(where: { $0.contains(address) }) { continue }
+                if address.family == .v4 { nets4.append(endpointElement(address, proto, port)) }
+                else { nets6.append(endpointElement(address, proto, port)) }
             }
         }
         return [(sets.allow4, allow4), (sets.allow6, allow6), (sets.nets4, nets4), (sets.nets6, nets6)].filter { !$0.elements.isEmpty }
@@ -297,8 +312,12 @@ public enum Firewall {
         }
         rules.append((Match.icmpType(.v4, 8, name: "echo-request") + log + Statement.verdict(.drop)).rule(in: chains.forward))
         rules.append((Match.icmpType(.v6, 128, name: "echo-request") + log + Statement.verdict(.drop)).rule(in: chains.forward))
-        rules.append((Match.allowLookup(.v4, set: sets.allow4) + Statement.verdict(.accept)).rule(in: chains.forward))
-        rules.append((Match.allowLookup(.v6, set: sets.allow6) + Statement.verdict(.accept)).rule(in: chains.forward))
+        // Pins: a new connection to a pinned address refreshes its pin (clients that cache answers, the JVM,
+        // connection pools, keep working); an address nobody connects to expires with its DNS lifetime.
+        rules.append((Match.allowLookup(.v4, set: sets.allow4) + Match.refresh(.v4, set: sets.allow4, seconds: pinRefreshSeconds)
+                      + Statement.verdict(.accept)).rule(in: chains.forward))
+        rules.append((Match.allowLookup(.v6, set: sets.allow6) + Match.refresh(.v6, set: sets.allow6, seconds: pinRefreshSeconds)
+                      + Statement.verdict(.accept)).rule(in: chains.forward))
         rules.append((Match.allowLookup(.v4, set: sets.nets4) + Statement.verdict(.accept)).rule(in: chains.forward))
         rules.append((Match.allowLookup(.v6, set: sets.nets6) + Statement.verdict(.accept)).rule(in: chains.forward))
         rules.append((Match.l4proto(L4.tcp) + log + Statement.rejectTCPReset()).rule(in: chains.forward))

@@ -12,6 +12,8 @@ public enum NftExpr: Sendable, Equatable {
     case bitwise(sreg: UInt32, dreg: UInt32, mask: [UInt8], xor: [UInt8])
     case ct(key: UInt32, dreg: UInt32)
     case lookup(set: String, sreg: UInt32, dreg: UInt32?)
+    /// `update @set { key timeout T }`: resets the matched element's timeout (the key is in sreg onwards).
+    case dynsetUpdate(set: String, sreg: UInt32, timeoutMilliseconds: UInt64)
     case verdict(NftVerdict)
     case immediate(dreg: UInt32, data: [UInt8])
     case log(group: UInt16, prefix: String)
@@ -115,6 +117,7 @@ public struct NftBatch: Sendable, Equatable {
                 let kind = set.verdictMap ? "map" : "set"
                 var flags: [String] = []
                 if set.flags & UInt32(NFT_SET_INTERVAL.rawValue) != 0 { flags.append("interval") }
+                if set.flags & UInt32(NFT_SET_EVAL.rawValue) != 0 { flags.append("dynamic") }
                 if set.flags & UInt32(NFT_SET_TIMEOUT.rawValue) != 0 { flags.append("timeout") }
                 let flagText = flags.isEmpty ? "" : " flags \(flags.joined(separator: ",")) ;"
                 lines.append("add \(kind) \(prefix) \(set.name) { type \(set.typeText) ;\(flagText) }")
@@ -333,6 +336,14 @@ public struct NftBatch: Sendable, Equatable {
             if let id = setIDs[set] { u32(e, NFTNL_EXPR_LOOKUP_SET_ID, id) }
             u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg)
             if let dreg { u32(e, NFTNL_EXPR_LOOKUP_DREG, dreg) }
+            return e
+        case .dynsetUpdate(let set, let sreg, let timeout):
+            let e = alloc("dynset")
+            nftnl_expr_set_str(e, UInt16(NFTNL_EXPR_DYNSET_SET_NAME), set)
+            if let id = setIDs[set] { u32(e, NFTNL_EXPR_DYNSET_SET_ID, id) }
+            u32(e, NFTNL_EXPR_DYNSET_OP, UInt32(NFT_DYNSET_OP_UPDATE.rawValue))
+            u32(e, NFTNL_EXPR_DYNSET_SREG_KEY, sreg)
+            nftnl_expr_set_u64(e, UInt16(NFTNL_EXPR_DYNSET_TIMEOUT), timeout)
             return e
         case .verdict(let verdict):
             let e = alloc("immediate")

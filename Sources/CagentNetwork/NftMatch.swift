@@ -133,6 +133,13 @@ enum Match {
         ])
     }
 
+    /// `update @set { ip daddr . meta l4proto . th dport timeout T }` after `allowLookup` on the same set: the
+    /// key is still in the registers the lookup read.
+    static func refresh(_ family: IPAddress.Family, set: String, seconds: UInt32) -> RulePart {
+        RulePart(text: "update @\(set) { \(family == .v4 ? "ip" : "ip6") daddr . meta l4proto . th dport timeout \(seconds)s }",
+                 expressions: [.dynsetUpdate(set: set, sreg: Reg.r1, timeoutMilliseconds: UInt64(seconds) * 1000)])
+    }
+
     /// `iifname vmap @map`.
     static func interfaceVerdictMap(_ map: String) -> RulePart {
         RulePart(text: "iifname vmap @\(map)", expressions: [
