@@ -18,7 +18,6 @@ struct Leftover: Equatable {
 
 enum Leftovers {
     static let netnsDirectory = "/run/netns"
-    static let cgroupRoots = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
 
     /// What is on the machine now, minus what live sessions hold.
     static func scan(paths: CagentPaths) -> (leftovers: [Leftover], liveSessions: Int) {
@@ -42,9 +41,15 @@ enum Leftovers {
                 found.append(Leftover(kind: .nftChain, name: interface))
             }
         }
-        for root in cgroupRoots + v1Hierarchies() {
-            for name in FileSystem.list(root) where name.hasPrefix("cagent-") && FileSystem.isDirectory(root + "/" + name) {
-                found.append(Leftover(kind: .cgroup, name: root + "/" + name))
+        // Session cgroups sit under cagent's own cgroup, so they are searched a few levels deep. Only empty
+        // ones are leftovers: a sandbox dies with its cagent, so a dead session's cgroup has no processes, and
+        // one with processes may belong to a live session whose lease lives in another runtime directory.
+        // /sys/fs/cgroup itself is searched one level (pure cgroup2); the hierarchies below it deeper.
+        var seenCgroups = Set<String>()
+        for (root, depth) in [("/sys/fs/cgroup", 1), ("/sys/fs/cgroup/unified", 5)] + v1Hierarchies().map({ ($0, 5) }) {
+            for path in sessionCgroups(under: root, depth: depth) where seenCgroups.insert(path).inserted {
+                let procs = FileSystem.readText(path + "/cgroup.procs") ?? ""
+                if procs.isEmpty { found.append(Leftover(kind: .cgroup, name: path)) }
             }
         }
         for point in mountPoints() where point.contains("cagent") && !point.hasPrefix(paths.runtime + "/netlab") {
@@ -108,6 +113,20 @@ enum Leftovers {
         case .nftTable:
             try NetlinkControl.deleteTable(named: Firewall.table)
         }
+    }
+
+    /// Directories named `cagent-*` below a cgroup root (not descending into them, nor into other mounts).
+    static func sessionCgroups(under root: String, depth: Int) -> [String] {
+        guard depth > 0 else { return [] }
+        var found: [String] = []
+        for name in FileSystem.list(root) {
+            let path = root + "/" + name
+            guard FileSystem.isDirectory(path), FileSystem.exists(path + "/cgroup.procs") else { continue }
+            if name.hasPrefix("cagent-") { found.append(path) } else if path != "/sys/fs/cgroup/unified" {
+                found += sessionCgroups(under: path, depth: depth - 1)
+            }
+        }
+        return found
     }
 
     private static func v1Hierarchies() -> [String] {
