@@ -48,8 +48,12 @@ enum Leftovers {
         var seenCgroups = Set<String>()
         for (root, depth) in [("/sys/fs/cgroup", 1), ("/sys/fs/cgroup/unified", 5)] + v1Hierarchies().map({ ($0, 5) }) {
             for path in sessionCgroups(under: root, depth: depth) where seenCgroups.insert(path).inserted {
+                // A starting session's cgroup is empty for the moment between its creation and the init's
+                // placement: only cgroups older than a minute count.
                 let procs = FileSystem.readText(path + "/cgroup.procs") ?? ""
-                if procs.isEmpty { found.append(Leftover(kind: .cgroup, name: path)) }
+                var info = stat()
+                let old = stat(path, &info) == 0 && time(nil) - info.st_ctim.tv_sec > 60
+                if procs.isEmpty && old { found.append(Leftover(kind: .cgroup, name: path)) }
             }
         }
         for point in mountPoints() where point.contains("cagent") && !point.hasPrefix(paths.runtime + "/netlab") {
@@ -59,16 +63,12 @@ enum Leftovers {
         return (leftovers, live.count)
     }
 
-    /// Removes leftovers; returns what was removed and what could not be.
+    /// Removes leftovers; returns what was removed and what could not be. The caller holds the setup lock
+    /// from the scan to here (flock is per open file: taking it again here would wait for ourselves), so no
+    /// session can start between the scan and the removal.
     static func clean(_ leftovers: [Leftover], paths: CagentPaths) -> (removed: [String], failed: [String]) {
         var removed: [String] = []
         var failed: [String] = []
-        // Under the setup lock, and only what is still a leftover now: a session that started since the scan
-        // keeps its objects (and the table).
-        let lock = try? SetupLock(paths: paths)
-        defer { lock?.release() }
-        let current = Set(scan(paths: paths).leftovers.map(\.description))
-        let leftovers = leftovers.filter { current.contains($0.description) }
         // Mounts first (a netns file is a mount), then namespaces, links, cgroups, and the table last so that
         // interfaces are never left without the drop that closes them.
         let order: [Leftover.Kind] = [.mount, .netns, .link, .cgroup, .nftChain, .nftTable]
