@@ -27,11 +27,7 @@ public final class DNSCapture: @unchecked Sendable {
     public let interface: String
     let netnsPath: String?
     let onEvent: @Sendable (CaptureEvent) -> Void
-    private var thread: Thread?
-    private var wakePipe: [Int32] = [-1, -1]
-    private let started = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
-    private var startError: CagentError?
+    private let service = ServiceThread(name: "cagent-dns-capture")
     private var state = StreamState()
     /// Packets the kernel handed to the capture and dropped for lack of buffer, read at stop.
     public private(set) var received: UInt32 = 0
@@ -43,43 +39,16 @@ public final class DNSCapture: @unchecked Sendable {
 
     /// Opens the capture and starts the thread; throws when the interface cannot be captured.
     public func start() throws {
-        guard pipe(&wakePipe) == 0 else { throw CagentError.system("dns capture", "pipe") }
-        let thread = Thread { [self] in
-            let handle: OpaquePointer
-            do {
-                handle = try open()
-            } catch {
-                startError = error as? CagentError ?? CagentError(stage: "dns capture", "\(error)")
-                started.signal(); finished.signal()
-                return
-            }
-            started.signal()
+        try service.start(setup: { [self] in try open() }, run: { [self] handle in
             loop(handle)
             var stats = pcap_stat()
             if pcap_stats(handle, &stats) == 0 { received = stats.ps_recv; dropped = stats.ps_drop }
             pcap_close(handle)
-            finished.signal()
-        }
-        thread.name = "cagent-dns-capture"
-        self.thread = thread
-        thread.start()
-        started.wait()
-        if let startError {
-            Glibc.close(wakePipe[0]); Glibc.close(wakePipe[1])
-            self.thread = nil
-            throw startError
-        }
+        })
     }
 
     /// Drains what is already buffered, then stops the thread.
-    public func stop() {
-        guard thread != nil else { return }
-        var byte: UInt8 = 1
-        _ = write(wakePipe[1], &byte, 1)
-        finished.wait()
-        thread = nil
-        Glibc.close(wakePipe[0]); Glibc.close(wakePipe[1])
-    }
+    public func stop() { service.stop() }
 
     deinit { stop() }
 
@@ -100,7 +69,7 @@ public final class DNSCapture: @unchecked Sendable {
             for event in capture.state.handle(frame: frame, time: time) { capture.onEvent(event) }
         }
         while true {
-            var fds = [pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: service.wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
             let rc = poll(&fds, 2, 100)
             if rc < 0 && errno != EINTR { return }
             // Always dispatch (also on timeout): buffered blocks may be ready without a poll wake-up.

@@ -15,11 +15,7 @@ public final class NflogReader: @unchecked Sendable {
     public let group: UInt16
     let netnsPath: String?
     let onPacket: @Sendable (DeniedPacket) -> Void
-    private var thread: Thread?
-    private var wakePipe: [Int32] = [-1, -1]
-    private let started = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
-    private var startError: CagentError?
+    private let service = ServiceThread(name: "cagent-nflog")
 
     public init(group: UInt16, netnsPath: String? = nil, onPacket: @escaping @Sendable (DeniedPacket) -> Void) {
         self.group = group; self.netnsPath = netnsPath; self.onPacket = onPacket
@@ -27,43 +23,14 @@ public final class NflogReader: @unchecked Sendable {
 
     /// Opens the capture; throws when the group cannot be read (another reader holds it, no permission).
     public func start() throws {
-        guard pipe(&wakePipe) == 0 else { throw CagentError.system("nflog", "pipe") }
-        let thread = Thread { [self] in
-            let handle: OpaquePointer
-            do {
-                handle = try open()
-            } catch {
-                startError = error as? CagentError ?? CagentError(stage: "nflog", "\(error)")
-                started.signal(); finished.signal()
-                return
-            }
-            started.signal()
+        try service.start(setup: { [self] in try open() }, run: { [self] handle in
             loop(handle)
             pcap_close(handle)
-            finished.signal()
-        }
-        thread.name = "cagent-nflog"
-        self.thread = thread
-        thread.start()
-        started.wait()
-        if let startError {
-            Glibc.close(wakePipe[0]); Glibc.close(wakePipe[1])
-            thread_done()
-            throw startError
-        }
+        })
     }
-
-    private func thread_done() { thread = nil }
 
     /// Drains what is already queued, then stops the thread.
-    public func stop() {
-        guard thread != nil else { return }
-        var byte: UInt8 = 1
-        _ = write(wakePipe[1], &byte, 1)
-        finished.wait()
-        thread = nil
-        Glibc.close(wakePipe[0]); Glibc.close(wakePipe[1])
-    }
+    public func stop() { service.stop() }
 
     deinit { stop() }
 
@@ -87,7 +54,7 @@ public final class NflogReader: @unchecked Sendable {
             if let packet = NflogFrame.parse(frame) { reader.onPacket(packet) }
         }
         while true {
-            var fds = [pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: service.wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
             let rc = poll(&fds, 2, 200)
             if rc < 0 && errno != EINTR { return }
             // Always dispatch (also on timeout): TPACKET_V3 blocks may be ready without a poll wake-up.

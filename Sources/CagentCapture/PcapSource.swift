@@ -19,12 +19,7 @@ struct PcapSource {
     var activationHint: String
 
     func open(netnsPath: String?) throws -> OpaquePointer {
-        if let netnsPath {
-            let fd = Glibc.open(netnsPath, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw CagentError.system("\(stage): enter netns", "open \(netnsPath)") }
-            defer { Glibc.close(fd) }
-            guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else { throw CagentError.system("\(stage): enter netns", "setns \(netnsPath)") }
-        }
+        if let netnsPath { try NamespaceThread.enter(netnsPath: netnsPath, stage: stage) }
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard let handle = pcap_create(device, &errorBuffer) else {
             throw CagentError(stage: stage, "pcap_create \(device): \(Self.text(errorBuffer))")

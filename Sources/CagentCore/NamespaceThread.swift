@@ -6,6 +6,14 @@ import Foundation
 /// thread, and Swift Testing runs tests in parallel on shared threads: namespace work therefore gets a
 /// thread of its own that ends with the work, so no other code ever runs in the wrong namespace.
 public enum NamespaceThread {
+    /// Moves the calling thread (a dedicated one: see above) into the network namespace at `netnsPath`.
+    public static func enter(netnsPath: String, stage: String) throws {
+        let fd = open(netnsPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CagentError.system("\(stage): enter netns", "open \(netnsPath)") }
+        defer { close(fd) }
+        guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else { throw CagentError.system("\(stage): enter netns", "setns \(netnsPath)") }
+    }
+
     /// Joins the network namespace of a process, e.g. a sandbox's init.
     public static func run<T: Sendable>(pid: Int32, _ body: @escaping @Sendable () throws -> T) throws -> T {
         try run(netnsPath: "/proc/\(pid)/ns/net", body)

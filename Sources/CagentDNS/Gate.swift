@@ -54,11 +54,7 @@ public final class Gate: @unchecked Sendable {
     /// Learn mode: every exchange with the upstream, as an observation.
     let observer: (any GateObserver)?
 
-    private var thread: Thread?
-    private let started = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
-    private var startError: (any Error)?
-    private var wakePipe: [Int32] = [-1, -1]
+    private let service = ServiceThread(name: "cagent-dns-gate")
     public private(set) var port: UInt16 = 0
 
     public init(configuration: Configuration, pinner: any AddressPinner, book: AddressBook = AddressBook(),
@@ -70,56 +66,25 @@ public final class Gate: @unchecked Sendable {
     /// Starts the gate thread; returns the bound port once both sockets listen, or throws what failed.
     @discardableResult
     public func start() throws -> UInt16 {
-        guard pipe(&wakePipe) == 0 else { throw CagentError.system("dns gate", "pipe") }
-        for fd in wakePipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
-        let thread = Thread { [self] in
-            var loop: Loop
-            do {
-                if let path = configuration.netnsPath { try Gate.enterNetns(path) }
-                loop = try Loop(gate: self)
-            } catch {
-                startError = error
-                started.signal()
-                finished.signal()
-                return
-            }
+        try service.start(setup: { [self] () throws -> Loop in
+            if let path = configuration.netnsPath { try NamespaceThread.enter(netnsPath: path, stage: "dns gate") }
+            let loop = try Loop(gate: self)
             port = loop.port
-            started.signal()
+            return loop
+        }, run: { loop in
+            var loop = loop
             loop.run()
             loop.close()
-            finished.signal()
-        }
-        thread.name = "cagent-dns-gate"
-        self.thread = thread
-        thread.start()
-        started.wait()
-        if let startError {
-            Glibc.close(wakePipe[0]); Glibc.close(wakePipe[1])
-            throw startError
-        }
+        })
         return port
     }
 
     /// Stops the thread and closes every socket; pending queries are dropped (clients retry or fail).
-    public func stop() {
-        guard thread != nil else { return }
-        var byte: UInt8 = 1
-        _ = write(wakePipe[1], &byte, 1)
-        finished.wait()
-        thread = nil
-        Glibc.close(wakePipe[0]); Glibc.close(wakePipe[1])
-    }
+    public func stop() { service.stop() }
 
     deinit { stop() }
 
-    var wakeFD: Int32 { wakePipe[0] }
-
-    static func enterNetns(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw CagentError.system("dns gate: enter netns", "open \(path)") }
-        defer { Glibc.close(fd) }
-        guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else { throw CagentError.system("dns gate: enter netns", "setns \(path)") }
-    }
+    var wakeFD: Int32 { service.wakeFD }
 }
 
 /// The event loop's state; lives on the gate thread only.

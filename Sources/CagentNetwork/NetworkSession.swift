@@ -188,9 +188,12 @@ public final class NetworkSession: @unchecked Sendable {
         }
     }
 
-    /// Removes one session's part, or the whole table when no other live session has a network.
+    /// Removes one session's part, or the whole table when no other session has chains in it. The table is
+    /// per network namespace while leases are machine-wide: a live session in another namespace (another test
+    /// lab, a container) must not keep this namespace's table alive, so the table itself is asked.
     static func removeFirewall(interface: String, paths: CagentPaths, ownLease: String) throws {
-        let others = SessionLease.all(paths: paths).filter { $0.live && $0.sessionID != ownLease && $0.contents.contains("\nslot ") }
+        let chains = (try? NetfilterInventory.chains()) ?? []
+        let others = Firewall.sessionInterfaces(in: chains).filter { $0 != interface }
         if others.isEmpty {
             try NetlinkControl.deleteTable(named: Firewall.table)
         } else {

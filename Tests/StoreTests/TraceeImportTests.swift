@@ -143,7 +143,7 @@ import Testing
         let scratch = try Scratch()
         let gzipped = scratch.file("trace.gz")
         // Many lines, then cut the compressed stream in the middle.
-        try Netlab.execute(["/bin/sh", "-c", "for i in $(seq 2000); do cat '\(Fixtures.tracee("legacy-security_file_open.jsonl"))'; done | gzip -c | head -c 3000 > '\(gzipped)'"], timeout: 60)
+        _ = try Netlab.execute(["/bin/sh", "-c", "for i in $(seq 2000); do cat '\(Fixtures.tracee("legacy-security_file_open.jsonl"))'; done | gzip -c | head -c 3000 > '\(gzipped)'"], timeout: 60)
         let store = try Store(path: scratch.file("t.db"))
         let recorder = try Recorder(store: store, session: SessionInfo(id: "t", kind: "import"), rules: testRules)
         #expect(throws: (any Error).self) { _ = try TraceeImporter().importFile(gzipped, into: recorder) }
