@@ -76,7 +76,7 @@ import Glibc
         #expect(rules.secret(RawText("/home/alice/.sshx")) == nil)
         #expect(rules.secret(RawText("etc/shadow")) == nil)
         #expect(FindingRules.exfiltrationParent(RawText("api.anthropic.com")) == nil)
-        #expect(FindingRules.exfiltrationParent(RawText("npm-registry.example.invalid")) == nil)
+        #expect(FindingRules.exfiltrationParent(RawText("statsig.anthropic.com")) == nil)
         #expect(FindingRules.exfiltrationParent(RawText("objects.githubusercontent.com")) == nil)
         #expect(FindingRules.exfiltrationParent(RawText("mfrggzdfmztwq2lknnwg23tpobyxe43uov3ho6dzpi.x.attacker.test")) == "x.attacker.test")
         #expect(FindingRules.exfiltrationParent(RawText("a1b2c3d4e5f6a7b8c9d0.evil.test")) == "evil.test")
