@@ -39,6 +39,25 @@ public struct EnforceRequest: Sendable {
 /// Profile + request -> SandboxPlan for enforce mode. The filesystem view is one sequence below; each
 /// step carries the reason for its place in the order (docs/architecture.md repeats them).
 public enum EnforcePlanner {
+    /// /proc of the sandbox's own pid namespace, a minimal /dev (harmless nodes, the sandbox's own devpts,
+    /// the standard links) and a private /dev/shm: the same in enforce and learn mode.
+    static func kernelInterfaces(shmBytes: UInt64) -> [SandboxPlan.Step] {
+        var steps: [SandboxPlan.Step] = []
+        func add(_ operation: SandboxPlan.Operation, _ reason: String) { steps.append(.init(operation, reason)) }
+        add(.proc("/proc"), "fresh /proc of the sandbox's pid namespace")
+        add(.tmpfs(target: "/dev", mode: "0755", sizeBytes: 64 << 10), "minimal /dev")
+        for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+            add(.bind(source: "/dev/" + node, target: "/dev/" + node, mode: .device), "harmless device node")
+        }
+        add(.devpts("/dev/pts"), "the sandbox's own devpts: no path to the user's terminal")
+        add(.symlink(target: "pts/ptmx", path: "/dev/ptmx"), "ptmx of the sandbox's devpts")
+        for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+            add(.symlink(target: target, path: "/dev/" + name), "standard /dev link")
+        }
+        add(.tmpfs(target: "/dev/shm", mode: "1777", sizeBytes: shmBytes), "private shared memory")
+        return steps
+    }
+
     /// System directories bound read-only (or recreated as the same symlink on merged-/usr systems).
     public static let systemDirectories = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
 
@@ -111,17 +130,7 @@ public enum EnforcePlanner {
         // 3. Kernel interfaces before any host tree: /proc is this pid namespace's own (host processes
         //    invisible), /dev only harmless nodes and the sandbox's own devpts, /tmp private and bounded.
         //    They come before the workspace so that a workspace under /tmp lands on top of the new /tmp.
-        add(.proc("/proc"), "fresh /proc of the sandbox's pid namespace")
-        add(.tmpfs(target: "/dev", mode: "0755", sizeBytes: 64 << 10), "minimal /dev")
-        for node in ["null", "zero", "full", "random", "urandom", "tty"] {
-            add(.bind(source: "/dev/" + node, target: "/dev/" + node, mode: .device), "harmless device node")
-        }
-        add(.devpts("/dev/pts"), "the sandbox's own devpts: no path to the user's terminal")
-        add(.symlink(target: "pts/ptmx", path: "/dev/ptmx"), "ptmx of the sandbox's devpts")
-        for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
-            add(.symlink(target: target, path: "/dev/" + name), "standard /dev link")
-        }
-        add(.tmpfs(target: "/dev/shm", mode: "1777", sizeBytes: request.shmBytes), "private shared memory")
+        steps += kernelInterfaces(shmBytes: request.shmBytes)
         add(.tmpfs(target: "/tmp", mode: "1777", sizeBytes: request.tmpBytes), "private /tmp with a size bound")
 
         // 4. The shadow home at the user's home path (the real home never appears), before the workspace:

@@ -121,17 +121,7 @@ public enum LearnPlanner {
 
         // 3. Kernel interfaces and private trees: no host socket (/run/user/UID/bus, ssh/gpg agents, the
         //    resolver's socket) is reachable, host processes are invisible.
-        add(.proc("/proc"), "fresh /proc of the sandbox's pid namespace")
-        add(.tmpfs(target: "/dev", mode: "0755", sizeBytes: 64 << 10), "minimal /dev")
-        for node in ["null", "zero", "full", "random", "urandom", "tty"] {
-            add(.bind(source: "/dev/" + node, target: "/dev/" + node, mode: .device), "harmless device node")
-        }
-        add(.devpts("/dev/pts"), "the sandbox's own devpts")
-        add(.symlink(target: "pts/ptmx", path: "/dev/ptmx"), "ptmx of the sandbox's devpts")
-        for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
-            add(.symlink(target: target, path: "/dev/" + name), "standard /dev link")
-        }
-        add(.tmpfs(target: "/dev/shm", mode: "1777", sizeBytes: request.shmBytes), "private shared memory")
+        steps += EnforcePlanner.kernelInterfaces(shmBytes: request.shmBytes)
         add(.tmpfs(target: "/run", mode: "0755", sizeBytes: 1 << 20), "private /run: no host sockets")
         add(.tmpfs(target: "/tmp", mode: "1777", sizeBytes: request.tmpBytes), "private /tmp (scratch)")
         var varTmp = stat()
