@@ -113,19 +113,7 @@ if run tracing; then
   # Learn mode's tracers on a file-heavy workload: walk /usr/include, stat + lstat + open + read every file
   # (~8,000 files, ~50k traced syscalls incl. the stat family), plain, under each backend via `cagent trace`
   # (which includes loading the BPF programs / installing the filter), and under `strace -f` (all syscalls).
-  walk=$(mktemp /tmp/cagent-bench-walk-XXXXXX.py)
-  cat > "$walk" <<'PY'
-import os, sys
-for root in sys.argv[1:]:
-    for d, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(d, f)
-            try:
-                os.stat(p); os.lstat(p)
-                with open(p, "rb") as h: h.read()
-            except OSError:
-                pass
-PY
+  walk=$PWD/scripts/bench-walk.py
   w="python3 $walk /usr/include"
   $w  # warm the page cache
   $bench --name "tracing: file-heavy walk, eBPF tracer" --rounds 10 --subject "$cagent trace --tracer ebpf -- $w" --reference "$w"
@@ -134,7 +122,6 @@ PY
   # The same tree read three times in one run (an agent re-reading its sources): repeats stay in the kernel.
   w3="python3 $walk /usr/include /usr/include /usr/include"
   $bench --name "tracing: file-heavy walk x3, eBPF tracer" --rounds 10 --subject "$cagent trace --tracer ebpf -- $w3" --reference "$w3"
-  rm -f "$walk"
 fi
 
 if run learn; then
@@ -149,18 +136,7 @@ if run learn; then
   mkdir -p "$scratch/ws" "$scratch/home"; chown "$uid:$uid" "$scratch/ws" "$scratch/home"
   ip netns add "$ns"
   trap 'ip netns del "$ns" 2>/dev/null; rm -rf "$scratch"' EXIT
-  cat > "$scratch/ws/walk.py" <<'PY'
-import os, sys
-for root in sys.argv[1:]:
-    for d, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(d, f)
-            try:
-                os.stat(p); os.lstat(p)
-                with open(p, "rb") as h: h.read()
-            except OSError:
-                pass
-PY
+  cp scripts/bench-walk.py "$scratch/ws/walk.py"   # inside the workspace: readable by the agent user
   in_ns="ip netns exec $ns sh -c 'mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null; exec \"\$@\"' sh"
   # LEARN_TREE: the tree walked (default /usr/include, ~8k files; /usr/share, ~43k files and 650 MB, is the
   # "large source tree" of the learn issue's target).
