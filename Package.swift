@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "cagent", targets: ["cagent"]),
+        .executable(name: "cagent-full", targets: ["cagent-full"]),
         .executable(name: "cagent-init", targets: ["cagent-init"]),
     ],
     dependencies: [
@@ -20,7 +21,7 @@ let package = Package(
         // C: the syscalls and macros Swift cannot reach (one header per concern), and system libraries.
         .target(name: "CShim"),
         .target(name: "CEbpf", exclude: ["bpf"], linkerSettings: [.linkedLibrary("bpf")]),  // learn mode's eBPF tracer: docs/tracing.md
-        .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        .target(name: "CPcap"),  // libpcap, dlopen'ed on first use: CPcap/include/cg_pcap.h
         .systemLibrary(name: "CNftnl", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev", "libmnl-dev"])]),
 
         // Swift libraries, one job each.
@@ -35,15 +36,23 @@ let package = Package(
         .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim", "CEbpf"],
                 linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
+        // `cagent enforce` and what every command shares: no Foundation, SQLite or libpcap at start.
+        .target(name: "CagentLaunch", dependencies: [
+            "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS", "CagentCapture", "CShim",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "CagentCLI", dependencies: [
-            "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
+            "CagentLaunch", "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
             "CagentCapture", "CagentStore", "CagentTrace", "CShim", "CPcap", "CNftnl",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        // Executables: a tiny @main, the in-sandbox init (synchronous, no Foundation), the benchmark harness.
-        .executableTarget(name: "cagent", dependencies: ["CagentCLI"]),
+        // Executables: the lean front (`enforce` in process, everything else exec'd), the full command set,
+        // the in-sandbox init (C), the benchmark harnesses.
+        .executableTarget(name: "cagent", dependencies: ["CagentLaunch"]),
+        .executableTarget(name: "cagent-full", dependencies: ["CagentCLI"]),
         // cagent-init is C; linked statically so that no dynamic loading (SwiftPM would add libswiftCore) slows
         // every sandbox start (~2 ms, docs/benchmarks.md "Sandbox start").
         .executableTarget(name: "cagent-init", dependencies: ["CShim"],

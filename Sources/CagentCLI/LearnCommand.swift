@@ -1,6 +1,7 @@
 import ArgumentParser
 import CagentCapture
 import CagentCore
+import CagentLaunch
 import CagentDNS
 import CagentNetwork
 import CagentProfile

@@ -1,5 +1,6 @@
 import CagentCapture
 import CagentCore
+import CagentLaunch
 import CagentDNS
 import CagentNetwork
 import CagentStore

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CagentCore
+import CagentLaunch
 import CagentNetwork
 #if canImport(Glibc)
 import Glibc

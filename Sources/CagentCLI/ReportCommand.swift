@@ -1,5 +1,6 @@
 import ArgumentParser
 import CagentCore
+import CagentLaunch
 import CagentStore
 
 /// `cagent report [SESSION]`: what a session did, findings first.

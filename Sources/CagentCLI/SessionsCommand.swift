@@ -1,5 +1,6 @@
 import ArgumentParser
 import CagentCore
+import CagentLaunch
 import CagentStore
 
 /// `cagent sessions`: every recorded session, oldest first.

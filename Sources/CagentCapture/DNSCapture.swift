@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import CPcap
 import CShim
 import CagentCore
@@ -42,8 +44,8 @@ public final class DNSCapture: @unchecked Sendable {
         try service.start(setup: { [self] in try open() }, run: { [self] handle in
             loop(handle)
             var stats = pcap_stat()
-            if pcap_stats(handle, &stats) == 0 { received = stats.ps_recv; dropped = stats.ps_drop }
-            pcap_close(handle)
+            if cg_pcap_stats(handle, &stats) == 0 { received = stats.ps_recv; dropped = stats.ps_drop }
+            cg_pcap_close(handle)
         })
     }
 
@@ -59,7 +61,7 @@ public final class DNSCapture: @unchecked Sendable {
     }
 
     private func loop(_ handle: OpaquePointer) {
-        let fd = pcap_get_selectable_fd(handle)
+        let fd = cg_pcap_get_selectable_fd(handle)
         let context = Unmanaged.passUnretained(self).toOpaque()
         let callback: pcap_handler = { user, header, bytes in
             guard let user, let header, let bytes else { return }
@@ -73,7 +75,7 @@ public final class DNSCapture: @unchecked Sendable {
             let rc = poll(&fds, 2, 100)
             if rc < 0 && errno != EINTR { return }
             // Always dispatch (also on timeout): buffered blocks may be ready without a poll wake-up.
-            while pcap_dispatch(handle, 64, callback, context.assumingMemoryBound(to: UInt8.self)) > 0 {}
+            while cg_pcap_dispatch(handle, 64, callback, context.assumingMemoryBound(to: UInt8.self)) > 0 {}
             if fds[0].revents != 0 { return }
         }
     }

@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import CPcap
 import CShim
 import CagentCore
@@ -25,7 +27,7 @@ public final class NflogReader: @unchecked Sendable {
     public func start() throws {
         try service.start(setup: { [self] in try open() }, run: { [self] handle in
             loop(handle)
-            pcap_close(handle)
+            cg_pcap_close(handle)
         })
     }
 
@@ -45,7 +47,7 @@ public final class NflogReader: @unchecked Sendable {
     }
 
     private func loop(_ handle: OpaquePointer) {
-        let fd = pcap_get_selectable_fd(handle)
+        let fd = cg_pcap_get_selectable_fd(handle)
         let context = Unmanaged.passUnretained(self).toOpaque()
         let callback: pcap_handler = { user, header, bytes in
             guard let user, let header, let bytes else { return }
@@ -58,7 +60,7 @@ public final class NflogReader: @unchecked Sendable {
             let rc = poll(&fds, 2, 200)
             if rc < 0 && errno != EINTR { return }
             // Always dispatch (also on timeout): TPACKET_V3 blocks may be ready without a poll wake-up.
-            while pcap_dispatch(handle, 64, callback, context.assumingMemoryBound(to: UInt8.self)) > 0 {}
+            while cg_pcap_dispatch(handle, 64, callback, context.assumingMemoryBound(to: UInt8.self)) > 0 {}
             if fds[0].revents != 0 { return }
         }
     }

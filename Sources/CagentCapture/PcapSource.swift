@@ -21,32 +21,32 @@ struct PcapSource {
     func open(netnsPath: String?) throws -> OpaquePointer {
         if let netnsPath { try NamespaceThread.enter(netnsPath: netnsPath, stage: stage) }
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
-        guard let handle = pcap_create(device, &errorBuffer) else {
+        guard let handle = cg_pcap_create(device, &errorBuffer) else {
             throw CagentError(stage: stage, "pcap_create \(device): \(Self.text(errorBuffer))")
         }
         func fail(_ what: String, hint: String? = nil) -> CagentError {
-            let message = String(cString: pcap_geterr(handle))
-            pcap_close(handle)
+            let message = String(cString: cg_pcap_geterr(handle))
+            cg_pcap_close(handle)
             return CagentError(stage: stage, "\(what) on \(device): \(message)", hint: hint)
         }
-        pcap_set_snaplen(handle, snaplen)
-        pcap_set_promisc(handle, 0)
-        pcap_set_immediate_mode(handle, 0)
-        pcap_set_timeout(handle, 100)
-        pcap_set_buffer_size(handle, bufferSize)
-        guard pcap_activate(handle) >= 0 else { throw fail("pcap_activate", hint: activationHint) }
+        cg_pcap_set_snaplen(handle, snaplen)
+        cg_pcap_set_promisc(handle, 0)
+        cg_pcap_set_immediate_mode(handle, 0)
+        cg_pcap_set_timeout(handle, 100)
+        cg_pcap_set_buffer_size(handle, bufferSize)
+        guard cg_pcap_activate(handle) >= 0 else { throw fail("pcap_activate", hint: activationHint) }
         if let filter {
-            guard pcap_datalink(handle) == DLT_EN10MB else {
-                pcap_close(handle)
+            guard cg_pcap_datalink(handle) == DLT_EN10MB else {
+                cg_pcap_close(handle)
                 throw CagentError(stage: stage, "\(device) is not an Ethernet-like interface")
             }
             var program = bpf_program()
-            guard pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else { throw fail("pcap_compile") }
-            defer { pcap_freecode(&program) }
-            guard pcap_setfilter(handle, &program) == 0 else { throw fail("pcap_setfilter") }
+            guard cg_pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else { throw fail("pcap_compile") }
+            defer { cg_pcap_freecode(&program) }
+            guard cg_pcap_setfilter(handle, &program) == 0 else { throw fail("pcap_setfilter") }
         }
-        guard pcap_setnonblock(handle, 1, &errorBuffer) == 0 else {
-            pcap_close(handle)
+        guard cg_pcap_setnonblock(handle, 1, &errorBuffer) == 0 else {
+            cg_pcap_close(handle)
             throw CagentError(stage: stage, "pcap_setnonblock: \(Self.text(errorBuffer))")
         }
         return handle

@@ -1,6 +1,8 @@
 import CShim
 import CagentCore
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs a closure on a fresh thread that has joined a network namespace. setns(2) changes only the calling
 /// thread, and Swift Testing runs tests in parallel on shared threads: namespace work therefore gets a
@@ -20,28 +22,14 @@ public enum NamespaceThread {
     }
 
     public static func run<T: Sendable>(netnsPath: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
-        let box = ResultBox<T>()
-        let done = DispatchSemaphore(value: 0)
-        let thread = Thread {
-            defer { done.signal() }
+        try DedicatedThread.run(name: "cagent-netns") {
             let fd = open(netnsPath, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
-                box.result = .failure(CagentError.system("setns \(netnsPath)", "cannot open the namespace"))
-                return
-            }
+            guard fd >= 0 else { throw CagentError.system("setns \(netnsPath)", "cannot open the namespace") }
             defer { close(fd) }
             guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else {
-                box.result = .failure(CagentError.system("setns \(netnsPath)", "cannot join the namespace"))
-                return
+                throw CagentError.system("setns \(netnsPath)", "cannot join the namespace")
             }
-            box.result = Result { try body() }
+            return try body()
         }
-        thread.start()
-        done.wait()
-        return try box.result!.get()
     }
-}
-
-private final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, Error>?
 }

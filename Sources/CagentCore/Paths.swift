@@ -60,3 +60,16 @@ public struct CagentPaths: Sendable {
     public var leases: String { runtime + "/sessions" }
     public var lockFile: String { runtime + "/setup.lock" }
 }
+
+/// Where cagent's own helper executables are: next to the running binary (cagent-init, cagent-full).
+public enum OwnExecutable {
+    /// `<directory of /proc/self/exe>/<name>`, or nil when the running binary's path cannot be read.
+    public static func sibling(_ name: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        let count = readlink("/proc/self/exe", &buffer, 4096)
+        guard count > 0 else { return nil }
+        let exe = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let directory = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return directory + "/" + name
+    }
+}

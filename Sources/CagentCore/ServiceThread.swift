@@ -1,4 +1,3 @@
-import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,10 +7,8 @@ import Glibc
 /// owns its namespace and its descriptors; nothing of it runs on Swift's shared pool.
 public final class ServiceThread: @unchecked Sendable {
     private let name: String
-    private var thread: Thread?
+    private var thread: DedicatedThread?
     private var wakePipe: [Int32] = [-1, -1]
-    private let started = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
     private var startError: (any Error)?
 
     public init(name: String) { self.name = name }
@@ -25,28 +22,32 @@ public final class ServiceThread: @unchecked Sendable {
         guard thread == nil else { return }
         guard pipe(&wakePipe) == 0 else { throw CagentError.system(name, "pipe") }
         for fd in wakePipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
-        let thread = Thread { [self] in
-            let context: Context
-            do {
-                context = try setup()
-            } catch {
-                startError = error
-                started.signal(); finished.signal()
-                return
+        let started = Latch()
+        let thread: DedicatedThread
+        do {
+            thread = try DedicatedThread.start(name: name) { [self] in
+                let context: Context
+                do {
+                    context = try setup()
+                } catch {
+                    startError = error
+                    started.open()
+                    return
+                }
+                started.open()
+                run(context)
             }
-            started.signal()
-            run(context)
-            finished.signal()
+        } catch {
+            closePipe()
+            throw error
         }
-        thread.name = name
-        self.thread = thread
-        thread.start()
         started.wait()
         if let startError {
-            self.thread = nil
+            thread.join()
             closePipe()
             throw startError
         }
+        self.thread = thread
     }
 
     /// Wakes the loop and waits until it has returned. Safe to call more than once.
@@ -54,7 +55,7 @@ public final class ServiceThread: @unchecked Sendable {
         guard thread != nil else { return }
         var byte: UInt8 = 1
         _ = write(wakePipe[1], &byte, 1)
-        finished.wait()
+        thread?.join()
         thread = nil
         closePipe()
     }

@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import CagentCore
 import CShim
 import CagentNetwork

@@ -51,12 +51,7 @@ public final class Launcher {
     /// cagent-init next to the running executable (`CAGENT_INIT` overrides, for tests of other builds).
     public static func defaultInitPath() -> String {
         if let explicit = ProcessEnvironment.current["CAGENT_INIT"], !explicit.isEmpty { return explicit }
-        var buffer = [CChar](repeating: 0, count: 4097)
-        let count = readlink("/proc/self/exe", &buffer, 4096)
-        guard count > 0 else { return "/usr/local/libexec/cagent-init" }
-        let exe = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let directory = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        return directory + "/cagent-init"
+        return OwnExecutable.sibling("cagent-init") ?? "/usr/local/libexec/cagent-init"
     }
 
     static let relayedSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGCONT, SIGUSR1, SIGUSR2, SIGWINCH]

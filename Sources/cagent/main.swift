@@ -1,4 +1,5 @@
-import CagentCLI
+import CagentLaunch
 
-// The whole program lives in CagentCLI; this stays tiny so the command tree is testable as a library.
-await CagentCommand.entry()
+// `cagent`: the lean front (CagentLaunch.CagentFront). `cagent enforce` runs in this process; every other
+// command execs `cagent-full`, the whole command tree of CagentCLI.
+CagentFront.main()

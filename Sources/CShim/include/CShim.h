@@ -11,3 +11,4 @@
 #include "cg_gzip.h"
 #include "cg_seccomp_notify.h"
 #include "cg_trace_spawn.h"
+#include "cg_thread.h"

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CagentCore
+import CagentLaunch
 #if canImport(Glibc)
 import Glibc
 #endif

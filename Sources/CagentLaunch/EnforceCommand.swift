@@ -10,8 +10,8 @@ import Glibc
 /// `cagent enforce`: run an agent in the sandbox the profile describes. Synchronous on purpose: the
 /// launcher runs on the main thread, which lives as long as the sandbox (the parent-death signal follows
 /// the thread that cloned cagent-init).
-struct EnforceCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct EnforceCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "enforce",
         abstract: "Run an agent under a profile: the profile's filesystem view, no privileges, its own terminal.",
         discussion: """
@@ -41,7 +41,9 @@ struct EnforceCommand: ParsableCommand {
     @Option(help: .hidden) var stateDir: String?
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
-    func run() throws {
+    public init() {}
+
+    public func run() throws {
         logging.bootstrap()
         let environment = ProcessEnvironment.current
         var invoking = InvokingUser.current(environment: environment)
