@@ -4,4 +4,7 @@ import CPcap
 public enum Capture {
     /// libpcap's own version string, e.g. "libpcap version 1.10.3 (with TPACKET_V3)".
     public static var libraryVersion: String { String(cString: cg_pcap_lib_version()) }
+
+    /// Why libpcap cannot be loaded (it is dlopen'ed on first use: CPcap), or nil when it can.
+    public static var loadError: String? { cg_pcap_load_error().map { String(cString: $0) } }
 }

@@ -20,7 +20,8 @@ enum SystemChecks {
         checks.append(landlock())
         checks.append(cgroups())
         checks.append(ebpf())
-        checks.append(DoctorCheck("libpcap", .ok, Capture.libraryVersion))
+        checks.append(Capture.loadError.map { DoctorCheck("libpcap", .fail, $0, remedy: "apt-get install libpcap0.8 (learn mode captures DNS with it; enforce reads its denials through it)") }
+                      ?? DoctorCheck("libpcap", .ok, Capture.libraryVersion))
         checks.append(tracee(environment: environment))
         checks.append(learnTracer(environment: environment))
         checks.append(stateDirectory(paths: paths))
