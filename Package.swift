@@ -15,7 +15,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // C: the syscalls and macros Swift cannot reach (one header per concern), and system libraries.
@@ -23,12 +22,16 @@ let package = Package(
         .target(name: "CEbpf", exclude: ["bpf"], linkerSettings: [.linkedLibrary("bpf")]),  // learn mode's eBPF tracer: docs/tracing.md
         .target(name: "CPcap"),  // libpcap, dlopen'ed on first use: CPcap/include/cg_pcap.h
         .systemLibrary(name: "CNftnl", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev", "libmnl-dev"])]),
+        .systemLibrary(name: "CLibYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
 
         // Swift libraries, one job each.
         .target(name: "CagentCore", dependencies: [
             "CShim", .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "CagentProfile", dependencies: ["CagentCore", "Yams"]),
+        // No Foundation (the enforce path loads none): libyaml directly; MemberImportVisibility keeps
+        // Foundation's String extensions from leaking in through CagentCore.
+        .target(name: "CagentProfile", dependencies: ["CagentCore", "CLibYAML"],
+                swiftSettings: [.enableUpcomingFeature("MemberImportVisibility")]),
         .target(name: "CagentSandbox", dependencies: ["CagentCore", "CagentProfile", "CShim"]),
         .target(name: "CagentNetwork", dependencies: ["CagentCore", "CShim", "CNftnl"]),
         .target(name: "CagentDNS", dependencies: ["CagentCore", "CagentNetwork", "CShim"]),

@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(
   # build: the C libraries cagent links
-  libpcap-dev libnftnl-dev libmnl-dev libsqlite3-dev libbpf-dev zlib1g-dev
+  libpcap-dev libnftnl-dev libmnl-dev libsqlite3-dev libbpf-dev zlib1g-dev libyaml-dev
   # build: the eBPF tracer's skeleton (scripts/gen-bpf-skeleton.sh; clang is the Swift toolchain's)
   bpftool
   # runtime: netfilter, interfaces, the Public Suffix List

@@ -1,5 +1,4 @@
 import CagentCore
-import Yams
 
 /// Reads one profile file into a `ProfileLayer`, checking every key and value and naming
 /// `file:line:column` for each problem. It collects all problems of a file rather than stopping at the first.
@@ -14,6 +13,8 @@ public enum ProfileParser {
         return (failed ? nil : layer, walker.diagnostics)
     }
 }
+
+private typealias Node = YAMLNode
 
 private struct Walker {
     let file: String
@@ -38,26 +39,18 @@ private struct Walker {
                                                      + "use 'extends' to share entries between profiles"))
             return layer
         }
-        let parser: Parser
         let root: Node?
         do {
-            parser = try Parser(yaml: text, encoding: .utf8)
-            root = try parser.singleRoot()
-        } catch let yaml as YamlError {
-            report(yaml)
-            return layer
+            root = try YAMLDocument.compose(text)
         } catch {
-            self.error(at: nil, "cannot parse: \(error)")
+            report(error)
             return layer
         }
-        // The parser owns the anchors (nodes hold them weakly): keep it alive while the tree is walked.
-        withExtendedLifetime(parser) {
-            guard let root else {
-                self.error(at: nil, "empty profile", hint: "a profile starts with 'cagent: 1'")
-                return
-            }
-            top(root)
+        guard let root else {
+            self.error(at: nil, "empty profile", hint: "a profile starts with 'cagent: 1'")
+            return layer
         }
+        top(root)
         return layer
     }
 
@@ -71,7 +64,7 @@ private struct Walker {
             return
         }
         var sawVersion = false
-        for (keyNode, value) in mapping {
+        for (keyNode, value) in mapping.pairs {
             guard let key = keyName(keyNode) else { continue }
             switch key {
             case "cagent":
@@ -121,7 +114,7 @@ private struct Walker {
         switch value {
         case .scalar where isNull(value): return
         case .scalar: items = [value]
-        case .sequence(let sequence): items = Array(sequence)
+        case .sequence(let sequence): items = sequence.items
         default:
             error(at: value, "expected a profile name or a list of them, found \(kind(value))",
                   hint: "e.g. 'extends: [base]'")
@@ -149,7 +142,7 @@ private struct Walker {
             }
             return
         }
-        for (keyNode, item) in mapping {
+        for (keyNode, item) in mapping.pairs {
             guard let key = keyName(keyNode) else { continue }
             if name == "limits", let limit = LimitKey(rawValue: "limits." + key) {
                 self.limit(limit, item)
@@ -189,9 +182,9 @@ private struct Walker {
             return
         }
         var seen: [String: SourceLocation] = [:]
-        for item in sequence {
+        for item in sequence.items {
             if case .mapping(let mapping) = item, key == .endpoints || key == .domains,
-               let first = mapping.first, let host = first.key.scalar?.string {
+               let first = mapping.pairs.first, let host = first.key.scalar?.string {
                 error(at: item, "expected a string, found a mapping (a ': ' inside the entry)",
                       hint: "write it without a space and quote it: \"\(TerminalEscape.escape(host)):\(TerminalEscape.escape(first.value.scalar?.string ?? "PORT"))/tcp\"")
                 continue
@@ -278,7 +271,7 @@ private struct Walker {
             return nil
         }
         if hasExplicitTag(scalar) {
-            let tag = scalar.tag.rawValue
+            let tag = scalar.tag ?? ""
             let written = tag + (scalar.string.isEmpty ? "" : " " + scalar.string)
             if tag.hasPrefix("!") && !tag.hasPrefix("!!") {
                 error(at: node, "YAML read \(ProfileText.quote(written)) as a tag, not as text",
@@ -291,14 +284,16 @@ private struct Walker {
         return scalar.string
     }
 
+    /// A tag that changes what the text means; `!` (non-specific) and `!!str` leave it text.
     func hasExplicitTag(_ scalar: Node.Scalar) -> Bool {
-        // libyaml marks untagged scalars implicit; Yams reports some of them as `!!str`.
-        let name = scalar.tag.rawValue
-        return !name.isEmpty && name != "!" && name != Tag.Name.str.rawValue
+        guard let name = scalar.tag else { return false }
+        return !name.isEmpty && name != "!" && name != YAMLDocument.stringTag
     }
 
     /// Anchors and aliases would let one entry apply in several places out of sight; profiles are read by
     /// people, so every entry is written where it applies.
+    /// (`AnchorScanner` refuses them before composing; this is the composed tree's own check. The composer
+    /// never resolves an alias: it stays an `.alias` node, reported where the alias is written.)
     mutating func noAnchor(_ node: Node) -> Bool {
         guard node.anchor == nil else {
             error(at: node, "anchors and aliases (&name, *name) are not used in profiles",
@@ -337,7 +332,7 @@ private struct Walker {
 
     mutating func error(at node: Node?, _ message: String, hint: String? = nil) {
         let diagnostic = ProfileDiagnostic(location(node), message, hint: hint)
-        // An alias is the anchored node itself (same place): report it once.
+        // A node with an anchor can fail two checks at the same place: report it once.
         if !diagnostics.contains(diagnostic) { diagnostics.append(diagnostic) }
     }
 
@@ -345,39 +340,39 @@ private struct Walker {
         diagnostics.append(ProfileDiagnostic(location(node), message, severity: .warning))
     }
 
-    mutating func report(_ yaml: YamlError) {
+    mutating func report(_ yaml: YAMLError) {
+        func here(_ mark: YAMLMark) -> SourceLocation { SourceLocation(file: file, line: mark.line, column: mark.column) }
         switch yaml {
-        case .scanner(let context, let problem, let mark, _),
-             .parser(let context, let problem, let mark, _),
-             .composer(let context, let problem, let mark, _):
+        case .syntax(let problem, let mark, let context, let contextMark):
             var message = "invalid YAML: \(problem)"
-            if let context { message += " (\(context.text) at line \(context.mark.line), column \(context.mark.column))" }
-            let hint = problem.contains("tab") ? "indent with spaces; YAML does not allow tabs" : nil
-            diagnostics.append(ProfileDiagnostic(SourceLocation(file: file, line: mark.line, column: mark.column),
-                                                 message, hint: hint))
-        case .duplicatedKeysInMapping(let duplicates, let context):
+            if let context, let contextMark { message += " (\(context) at line \(contextMark.line), column \(contextMark.column))" }
+            let hint = problem.contains("tab") || comments.character(at: mark) == "\t"
+                ? "indent with spaces; YAML does not allow tabs" : nil
+            diagnostics.append(ProfileDiagnostic(here(mark), message, hint: hint))
+        case .duplicateKeys(let duplicates, let mark):
             let names = duplicates.map { ProfileText.quote($0) }.joined(separator: ", ")
-            diagnostics.append(ProfileDiagnostic(
-                SourceLocation(file: file, line: context.mark.line, column: context.mark.column),
-                "key \(names) appears more than once in the same mapping",
-                hint: "merge the entries under one key"))
-        case .reader(let problem, let offset, _, _):
-            let (line, column) = Self.lineColumn(text, offset: offset ?? 0)
-            diagnostics.append(ProfileDiagnostic(SourceLocation(file: file, line: line, column: column),
-                                                 "unreadable text: \(problem)", hint: "a profile is UTF-8 text"))
-        default:
-            diagnostics.append(ProfileDiagnostic(SourceLocation(file: file, line: 1, column: 1), "cannot parse: \(yaml)"))
+            diagnostics.append(ProfileDiagnostic(here(mark), "key \(names) appears more than once in the same mapping",
+                                                 hint: "merge the entries under one key"))
+        case .unreadable(let problem, let mark, let value):
+            // libyaml names the offending byte (not UTF-8) or character (one YAML does not allow).
+            let character = problem.contains("character")
+            var message = "unreadable text: \(problem)"
+            if let value {
+                let hex = String(value, radix: 16, uppercase: true)
+                message += character ? " (U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex + ")" : " (byte 0x\(hex))"
+            }
+            diagnostics.append(ProfileDiagnostic(here(mark), message, hint: character
+                ? "remove it, or write it as an escape in a double-quoted string (\"\\t\", \"\\u00e9\")"
+                : "a profile is UTF-8 text"))
+        case .tooDeep(let limit, let mark):
+            diagnostics.append(ProfileDiagnostic(here(mark), "lists and mappings nested more than \(limit) deep",
+                                                 hint: "a profile needs three levels (section, key, list)"))
+        case .secondDocument(let mark):
+            diagnostics.append(ProfileDiagnostic(here(mark), "a second YAML document ('---'); a profile file holds one",
+                                                 hint: "put each profile in a file of its own, and share entries with 'extends'"))
+        case .memory:
+            diagnostics.append(ProfileDiagnostic(SourceLocation(file: file, line: 1, column: 1), "cannot parse: libyaml ran out of memory"))
         }
-    }
-
-    /// 1-based line and column of a character offset.
-    static func lineColumn(_ text: String, offset: Int) -> (Int, Int) {
-        var line = 1, column = 1
-        for (index, character) in text.enumerated() {
-            if index >= offset { break }
-            if character == "\n" { line += 1; column = 1 } else { column += 1 }
-        }
-        return (line, column)
     }
 }
 
@@ -389,8 +384,14 @@ struct CommentScanner {
         lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
     }
 
+    /// The character at a mark, if the mark is inside the text.
+    func character(at mark: YAMLMark) -> Unicode.Scalar? {
+        guard mark.line >= 1, mark.line <= lines.count, mark.column >= 1, mark.column <= lines[mark.line - 1].count else { return nil }
+        return lines[mark.line - 1][mark.column - 1]
+    }
+
     /// The comment lines directly above a block entry ("- value", "key: value"), joined with newlines.
-    func above(_ mark: Mark?) -> String? {
+    func above(_ mark: YAMLMark?) -> String? {
         guard let (line, _) = blockEntry(mark) else { return nil }
         var leading: [String] = []
         var index = line - 2
@@ -400,14 +401,14 @@ struct CommentScanner {
     }
 
     /// The comment after a block entry on its line.
-    func after(_ mark: Mark?) -> String? {
+    func after(_ mark: YAMLMark?) -> String? {
         guard let (line, start) = blockEntry(mark) else { return nil }
         return trailing(lines[line - 1], from: start).flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// The entry's line and 0-based start, when it is a block entry: in a flow list ("[a, b]  # note") one
     /// comment covers the whole line and belongs to no single entry.
-    private func blockEntry(_ mark: Mark?) -> (Int, Int)? {
+    private func blockEntry(_ mark: YAMLMark?) -> (Int, Int)? {
         guard let mark, mark.line >= 1, mark.line <= lines.count else { return nil }
         let line = lines[mark.line - 1]
         let start = min(max(mark.column - 1, 0), line.count)
