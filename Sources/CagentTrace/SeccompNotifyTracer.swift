@@ -239,8 +239,8 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
             close(pidfd)
         }
         if Int(note.nr) == NR.bind {
-            sink.binds(BindObservation(time: time, pid: pid, program: program(pid), proto: proto, address: address,
-                                       port: port, result: 0))
+            sink.events(.bind(BindObservation(time: time, pid: pid, program: program(pid), proto: proto, address: address,
+                                              port: port, result: 0)))
         } else {
             sink.events(.flow(FlowObservation(time: time, pid: pid, program: program(pid), proto: proto,
                                               address: address, port: port)))
