@@ -216,7 +216,9 @@ final class LearnLiveView: @unchecked Sendable {
     let quiet: Bool
     let home: String
     private struct Seen { var domains: Set<String> = []; var directIP: Set<String> = []; var secrets: Set<String> = []
-                          var directories: Set<String> = []; var blocked: Set<String> = []; var binds: Set<String> = [] }
+                          var directories: Set<String> = []; var blocked: Set<String> = []; var binds: Set<String> = []
+                          /// tcp/443 flows no DNS answer named when their SYN was logged: the ClientHello comes later.
+                          var awaitingHello: Set<String> = [] }
     private let seen = LearnLocked(Seen())
 
     init(quiet: Bool, home: String) { self.quiet = quiet; self.home = home }
@@ -233,7 +235,12 @@ final class LearnLiveView: @unchecked Sendable {
         if finding.flow.verdict == .dropped {
             if seen.with({ $0.blocked.insert(key).inserted }) { line("blocked \(key) (metadata, host or LAN)") }
         } else if finding.basis == .directIP {
-            if seen.with({ $0.directIP.insert(key).inserted }) { line("direct-ip \(key) (no DNS answer or SNI named it)") }
+            if finding.flow.proto == 6 && finding.flow.port == 443 {
+                // Its server name may still come: decided at the end (`summary`).
+                seen.with { _ = $0.awaitingHello.insert(key) }
+            } else if seen.with({ $0.directIP.insert(key).inserted }) {
+                line("direct-ip \(key) (no DNS answer or SNI named it)")
+            }
         }
     }
 
@@ -264,6 +271,13 @@ final class LearnLiveView: @unchecked Sendable {
     }
 
     func summary(_ summary: LearnObservation.Summary, sessionID: String, status: Int32, scratch: String?) {
+        // TLS flows held back for their ClientHello: a direct IP only if nothing named them by the end.
+        for finding in summary.flows where finding.flow.verdict == .accepted && finding.basis == .directIP {
+            let key = "\(finding.flow.protoName) \(finding.flow.destination):\(finding.flow.port ?? 0)"
+            if seen.with({ $0.awaitingHello.contains(key) && $0.directIP.insert(key).inserted }) {
+                line("direct-ip \(key) (no DNS answer or SNI named it)")
+            }
+        }
         let counts = seen.with { ($0.domains.count, $0.directIP.count, $0.secrets.count, $0.directories.count, $0.blocked.count, $0.binds.count) }
         var text = "done (agent exit \(status)): \(counts.0) domains, \(counts.1) direct-IP flows, \(counts.4) blocked, \(counts.2) secret attempts, \(counts.3) top-level directories, \(counts.5) binds"
         if let trace = summary.trace {
