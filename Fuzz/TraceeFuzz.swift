@@ -19,6 +19,7 @@ public func fuzzTraceeLine(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 for answer in dns.answers { _ = answer.data.validString }
             case .flow(let flow): _ = rules.isDoHFlow(address: flow.address, port: flow.port)
             case .exit: break
+            case .bind(let bind): _ = FlowObservation.canonicalAddress(bind.address)
             }
         }
     }

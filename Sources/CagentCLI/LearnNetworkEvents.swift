@@ -1,5 +1,6 @@
 import CagentCapture
 import CagentDNS
+import CagentNetwork
 import CagentStore
 
 // Learn mode's network observations as the store's events: the bridge `cagent learn` feeds its Recorder with.
@@ -17,13 +18,101 @@ extension DNSMessageSeen {
     }
 }
 
+extension FlowAttributor.Basis {
+    /// How the store says the name was learned; nil for a direct-IP finding.
+    public var nameSource: FlowNameSource? {
+        switch self {
+        case .dns: return .dns
+        case .sni: return .sni
+        case .directIP: return nil
+        }
+    }
+}
+
 extension FlowAttributor.Finding {
-    /// `.flow(FlowObservation)`: named by DNS or SNI (nil for a direct-IP finding); learn mode's accepted flows
-    /// are `observed`, what it still drops (metadata, LAN, the host) `blocked`.
+    /// `.flow(FlowObservation)` as the network saw it (no program): named by DNS or SNI with that source (nil for a
+    /// direct-IP finding); learn mode's accepted flows are `observed`, what it still drops (metadata, LAN, the
+    /// host) `blocked`. `LearnFlowMerge` uses this when no tracer connect matches the flow.
     public var observedEvent: ObservedEvent {
         .flow(FlowObservation(
             time: Nanoseconds(flow.time * 1e9), proto: flow.protoName, address: flow.destination.description,
-            port: flow.port ?? 0, name: name.map { RawText($0) }, verdict: flow.verdict == .accepted ? .observed : .blocked))
+            port: flow.port ?? 0, name: name.map { RawText($0) }, nameSource: basis.nameSource,
+            verdict: flow.verdict == .accepted ? .observed : .blocked, connections: Int64(max(1, flows))))
+    }
+}
+
+/// A flow's identity across sources: protocol, destination, port. An IPv4-mapped IPv6 address (a dual-stack
+/// socket's connect) is the IPv4 address the firewall saw.
+public struct FlowEndpoint: Hashable, Sendable {
+    public var proto: String
+    public var address: String
+    public var port: UInt16
+
+    public init(proto: String, address: String, port: UInt16) {
+        self.proto = proto; self.port = port
+        self.address = FlowObservation.canonicalAddress(IPAddress(address)?.description ?? address)
+    }
+}
+
+/// The tracer's connects of a session, summarised for the merge at its end: per flow, who connected and with
+/// what result (one entry per distinct program and result, in the order first seen). Bounded by distinct
+/// flows times programs, not by connections.
+public struct TracedConnects: Sendable {
+    public struct Connector: Sendable, Equatable {
+        public var program: RawText
+        public var result: Int32
+        /// The latest process seen making it.
+        public var pid: Int32
+        /// The address as the tracer recorded it (the key of its row in the store).
+        public var address: String
+    }
+
+    public private(set) var byEndpoint: [FlowEndpoint: [Connector]] = [:]
+
+    public init() {}
+
+    public mutating func add(_ flow: FlowObservation) {
+        let endpoint = FlowEndpoint(proto: flow.proto, address: flow.address, port: flow.port)
+        var connectors = byEndpoint[endpoint] ?? []
+        if let index = connectors.firstIndex(where: { $0.program == flow.program && $0.result == flow.result }) {
+            connectors[index].pid = flow.pid
+        } else {
+            connectors.append(Connector(program: flow.program, result: flow.result, pid: flow.pid, address: flow.address))
+        }
+        byEndpoint[endpoint] = connectors
+    }
+}
+
+/// Learn mode's two views of a flow as one fact in the store. The tracer's connects are recorded as they
+/// happen (which program, which result; named then from the DNS answers recorded so far); the flow log and
+/// the capture know, by the end, the firewall's verdict and how the destination was named (DNS answer, SNI,
+/// or neither: a direct IP). For each attributed flow:
+/// - accepted, and the tracer saw a connect to it: the name and its source go onto the tracer's rows (one
+///   event per program and result, adding no connection), so the flow stays one row per program; a direct IP
+///   adds nothing to them;
+/// - otherwise (dropped, or no connect seen: a tracer that missed it, a sendto without connect): the network's
+///   own row (no program), which the report merges with any tracer row of the same flow.
+public enum LearnFlowMerge {
+    public static func events(findings: [FlowAttributor.Finding], connects: TracedConnects) -> [ObservedEvent] {
+        var events: [ObservedEvent] = []
+        for finding in findings {
+            let endpoint = FlowEndpoint(proto: finding.flow.protoName, address: finding.flow.destination.description,
+                                        port: finding.flow.port ?? 0)
+            guard finding.flow.verdict == .accepted, let connectors = connects.byEndpoint[endpoint], !connectors.isEmpty else {
+                events.append(finding.observedEvent)
+                continue
+            }
+            // A direct IP the tracer saw: its rows already are the whole fact (no name to add).
+            guard let name = finding.name else { continue }
+            for connector in connectors {
+                events.append(.flow(FlowObservation(
+                    time: Nanoseconds(finding.flow.time * 1e9), pid: connector.pid, program: connector.program,
+                    proto: endpoint.proto, address: connector.address, port: endpoint.port,
+                    name: RawText(name), nameSource: finding.basis.nameSource, verdict: .observed,
+                    result: connector.result, connections: 0)))
+            }
+        }
+        return events
     }
 }
 

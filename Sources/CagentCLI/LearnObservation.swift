@@ -52,6 +52,8 @@ final class LearnObservation: @unchecked Sendable {
     private var cgroup: TraceCgroup?
     private let tracer = LearnLocked<(any LearnTracer)?>(nil)
     private let attributor = LearnLocked(FlowAttributor())
+    /// The tracer's connects, merged with the attributed flows at the end (`LearnFlowMerge`).
+    private let connects = LearnLocked(TracedConnects())
     private var initPid: Int32 = 0
     private var stopped = false
 
@@ -146,13 +148,21 @@ final class LearnObservation: @unchecked Sendable {
     /// Events to the recorder and the live view. cagent-init's own setup (mounts through /oldroot) is not the
     /// agent's behaviour: eBPF sees it (the init is in the cgroup), so its pid's file events are dropped.
     private func sink(dropping initPid: Int32) -> TraceSink {
-        let recorder = recorder!, live = live, rules = FindingRules(secretPaths: secretPaths)
+        let recorder = recorder!, live = live, rules = FindingRules(secretPaths: secretPaths), connects = connects
         return TraceSink(events: { event in
-            if case .file(let access) = event {
+            switch event {
+            case .file(let access):
                 if initPid != 0 && access.pid == initPid { return }
                 if access.path.bytes.starts(with: Array("/oldroot".utf8)) || access.path.bytes.starts(with: Array("/newroot".utf8)) { return }
                 if let pattern = rules.secret(access.path) { live.secret(pattern, access) }
                 live.file(access)
+            case .flow(let flow):
+                // Recorded now (a crash loses nothing); named at the end from the flow log's attribution.
+                connects.with { $0.add(flow) }
+            case .bind(let bind):
+                live.bind(bind)
+            default:
+                break
             }
             recorder.record(event)
         })
@@ -175,7 +185,8 @@ final class LearnObservation: @unchecked Sendable {
         gate?.stop(); gate = nil
         summary.flows = attributor.with { $0.findings() }
         if let recorder {
-            for finding in summary.flows { recorder.record(finding.observedEvent) }
+            let traced = connects.with { $0 }
+            for event in LearnFlowMerge.events(findings: summary.flows, connects: traced) { recorder.record(event) }
             try recorder.close()
             summary.events = recorder.committed
         }
@@ -206,7 +217,9 @@ final class LearnLiveView: @unchecked Sendable {
     let quiet: Bool
     let home: String
     private struct Seen { var domains: Set<String> = []; var directIP: Set<String> = []; var secrets: Set<String> = []
-                          var directories: Set<String> = []; var blocked: Set<String> = [] }
+                          var directories: Set<String> = []; var blocked: Set<String> = []; var binds: Set<String> = []
+                          /// tcp/443 flows no DNS answer named when their SYN was logged: the ClientHello comes later.
+                          var awaitingHello: Set<String> = [] }
     private let seen = LearnLocked(Seen())
 
     init(quiet: Bool, home: String) { self.quiet = quiet; self.home = home }
@@ -223,7 +236,21 @@ final class LearnLiveView: @unchecked Sendable {
         if finding.flow.verdict == .dropped {
             if seen.with({ $0.blocked.insert(key).inserted }) { line("blocked \(key) (metadata, host or LAN)") }
         } else if finding.basis == .directIP {
-            if seen.with({ $0.directIP.insert(key).inserted }) { line("direct-ip \(key) (no DNS answer or SNI named it)") }
+            if finding.flow.proto == 6 && finding.flow.port == 443 {
+                // Its server name may still come: decided at the end (`summary`).
+                seen.with { _ = $0.awaitingHello.insert(key) }
+            } else if seen.with({ $0.directIP.insert(key).inserted }) {
+                line("direct-ip \(key) (no DNS answer or SNI named it)")
+            }
+        }
+    }
+
+    func bind(_ bind: BindObservation) {
+        let host = bind.address.contains(":") ? "[\(bind.address)]" : bind.address
+        let key = "\(bind.proto) \(host):\(bind.port)"
+        let program = String(decoding: bind.program.bytes, as: UTF8.self)
+        if seen.with({ $0.binds.insert(key).inserted }) {
+            line("bind \(key) by \(program)" + (bind.result == 0 ? "" : " (\(Errno.name(bind.result)))"))
         }
     }
 
@@ -245,8 +272,15 @@ final class LearnLiveView: @unchecked Sendable {
     }
 
     func summary(_ summary: LearnObservation.Summary, sessionID: String, status: Int32, scratch: String?) {
-        let counts = seen.with { ($0.domains.count, $0.directIP.count, $0.secrets.count, $0.directories.count, $0.blocked.count) }
-        var text = "done (agent exit \(status)): \(counts.0) domains, \(counts.1) direct-IP flows, \(counts.4) blocked, \(counts.2) secret attempts, \(counts.3) top-level directories"
+        // TLS flows held back for their ClientHello: a direct IP only if nothing named them by the end.
+        for finding in summary.flows where finding.flow.verdict == .accepted && finding.basis == .directIP {
+            let key = "\(finding.flow.protoName) \(finding.flow.destination):\(finding.flow.port ?? 0)"
+            if seen.with({ $0.awaitingHello.contains(key) && $0.directIP.insert(key).inserted }) {
+                line("direct-ip \(key) (no DNS answer or SNI named it)")
+            }
+        }
+        let counts = seen.with { ($0.domains.count, $0.directIP.count, $0.secrets.count, $0.directories.count, $0.blocked.count, $0.binds.count) }
+        var text = "done (agent exit \(status)): \(counts.0) domains, \(counts.1) direct-IP flows, \(counts.4) blocked, \(counts.2) secret attempts, \(counts.3) top-level directories, \(counts.5) binds"
         if let trace = summary.trace {
             text += "; \(trace.backend.rawValue): \(trace.syscalls) syscalls traced, \(trace.lost) lost"
         }

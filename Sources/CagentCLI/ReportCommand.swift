@@ -80,6 +80,7 @@ enum ReportRenderer {
             }
         }
         section("Flows", report.flows) { flow, out in out.line("  " + flowLine(flow)) }
+        section("Binds", report.binds) { bind, out in out.line("  " + bindLine(bind)) }
         section("Secrets touched", report.secrets) { file, out in out.line("  " + fileLine(file, full: true)) }
         section("Files by directory and operation", report.fileGroups) { group, out in
             out.line("  \(Safe.text(group.directory))/  \(Safe.text(group.operation))  (\(group.files.count) paths, \(group.count) events)")
@@ -104,14 +105,30 @@ enum ReportRenderer {
         if limit > 0 && printed > limit * 4 { out.line("  … (--limit 0 or --json shows all)") }
     }
 
+    /// `tcp 203.0.113.10:443 (www.example.test, dns) observed by curl ×2 ECONNREFUSED [first .. last]`: one
+    /// line per flow, whatever number of sources saw it.
     static func flowLine(_ flow: SessionReport.Flow) -> String {
-        let host = flow.address.contains(":") ? "[\(Safe.text(flow.address))]" : Safe.text(flow.address)
-        var line = "\(Safe.text(flow.proto)) \(host):\(flow.port)"
+        var line = "\(Safe.text(flow.proto)) \(endpoint(flow.address, flow.port))"
         if let name = flow.name { line += " (\(Safe.text(name)), \(Safe.text(flow.nameSource ?? "?")))" }
-        line += " \(Safe.text(flow.verdict)) by \(Safe.text(flow.program)) ×\(flow.connections)"
-        if flow.result != 0 { line += " \(Errno.name(Int32(truncatingIfNeeded: flow.result)))" }
+        line += " \(Safe.text(flow.verdict))"
+        if !flow.programs.isEmpty { line += " by \(flow.programs.map(Safe.text).joined(separator: ", "))" }
+        line += " ×\(flow.connections)"
+        let errors = flow.results.filter { $0 != 0 }.map { Errno.name(Int32(truncatingIfNeeded: $0)) }
+        if !errors.isEmpty { line += " " + errors.joined(separator: ",") }
         if flow.bytesOut + flow.bytesIn > 0 { line += " out \(flow.bytesOut) B in \(flow.bytesIn) B" }
         return line + "  [\(Safe.time(flow.firstSeen)) .. \(Safe.time(flow.lastSeen))]"
+    }
+
+    /// `tcp 127.0.0.1:8080 (ipv4) by python3 ×1 [first .. last]`.
+    static func bindLine(_ bind: SessionReport.Bind) -> String {
+        var line = "\(Safe.text(bind.proto)) \(endpoint(bind.address, bind.port)) (\(Safe.text(bind.family))) by \(Safe.text(bind.program))"
+        line += " ×\(bind.count)"
+        if bind.result != 0 { line += " \(Errno.name(Int32(truncatingIfNeeded: bind.result)))" }
+        return line + "  [\(Safe.time(bind.firstSeen)) .. \(Safe.time(bind.lastSeen))]"
+    }
+
+    static func endpoint(_ address: String, _ port: Int64) -> String {
+        (address.contains(":") ? "[\(Safe.text(address))]" : Safe.text(address)) + ":\(port)"
     }
 
     static func fileLine(_ file: SessionReport.File, full: Bool) -> String {
@@ -138,7 +155,9 @@ enum ReportRenderer {
             .object([
                 ("proto", .string(flow.proto)), ("address", .string(flow.address)), ("port", .int(flow.port)),
                 ("name", .optional(flow.name)), ("name_source", .optional(flow.nameSource)),
-                ("verdict", .string(flow.verdict)), ("program", .raw(flow.program)), ("result", .int(flow.result)),
+                ("verdict", .string(flow.verdict)), ("programs", .array(flow.programs.map { .raw($0) })),
+                ("results", .array(flow.results.map { .int($0) })),
+                ("errors", .array(flow.results.filter { $0 != 0 }.map { .string(Errno.name(Int32(truncatingIfNeeded: $0))) })),
                 ("connections", .int(flow.connections)), ("bytes_out", .int(flow.bytesOut)), ("bytes_in", .int(flow.bytesIn)),
                 ("first_seen", .int(flow.firstSeen)), ("last_seen", .int(flow.lastSeen)),
             ])
@@ -187,6 +206,14 @@ enum ReportRenderer {
                          ("first_seen", .int($0.firstSeen)), ("last_seen", .int($0.lastSeen))])
             })),
             ("flows", .array(report.flows.map(flow))),
+            ("binds", .array(report.binds.map { bind in
+                .object([
+                    ("family", .string(bind.family)), ("proto", .string(bind.proto)), ("address", .string(bind.address)),
+                    ("port", .int(bind.port)), ("program", .raw(bind.program)), ("result", .int(bind.result)),
+                    ("error", bind.result == 0 ? .null : .string(Errno.name(Int32(truncatingIfNeeded: bind.result)))),
+                    ("count", .int(bind.count)), ("first_seen", .int(bind.firstSeen)), ("last_seen", .int(bind.lastSeen)),
+                ])
+            })),
             ("secrets", .array(report.secrets.map(file))),
             ("files", .array(report.fileGroups.map { group in
                 .object([("directory", .raw(group.directory)), ("operation", .string(group.operation)),

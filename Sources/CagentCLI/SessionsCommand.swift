@@ -41,6 +41,7 @@ struct SessionsCommand: AsyncParsableCommand {
             ("started_at", .int(session.startedAt)), ("ended_at", .optional(session.endedAt)),
             ("events", .int(session.events)), ("domains", .int(session.domains)), ("flows", .int(session.flows)),
             ("files", .int(session.files)), ("processes", .int(session.processes)), ("findings", .int(session.findings)),
+            ("binds", .int(session.binds)),
         ])
     }
 }

@@ -74,6 +74,7 @@ enum SyntheticText {
         case .flow(let f): return "flow,\(f.time),\(f.pid),\(f.program),\(f.address),\(f.port),\(f.bytesOut)\n"
         case .exec(let e): return "exec,\(e.time),\(e.pid),\(e.program),\(e.executable),\(e.argv.map(\.lossyString).joined(separator: " ")),\(e.ppid)\n"
         case .exit(let e): return "exit,\(e.time),\(e.pid),,,,\(e.exitCode ?? 0)\n"
+        case .bind(let b): return "bind,\(b.time),\(b.pid),\(b.program),\(b.address),\(b.port),\(b.result)\n"
         }
     }
 
@@ -117,6 +118,12 @@ enum SyntheticText {
         case .exit(let e):
             return head(e.time, e.pid, RawText(""), "sched_process_exit")
                 + "\"returnValue\":0,\"args\":[{\"name\":\"exit_code\",\"type\":\"long\",\"value\":\(e.exitCode ?? 0)}]}\n"
+        case .bind(let b):
+            let family = b.family == "ipv6" ? "\"sa_family\":\"AF_INET6\",\"sin6_addr\":\"\(b.address)\",\"sin6_port\":\"\(b.port)\""
+                : "\"sa_family\":\"AF_INET\",\"sin_addr\":\"\(b.address)\",\"sin_port\":\"\(b.port)\""
+            return head(b.time, b.pid, b.program, "security_socket_bind")
+                + "\"returnValue\":\(-Int64(b.result)),\"args\":[{\"name\":\"sockfd\",\"type\":\"int\",\"value\":3},"
+                + "{\"name\":\"local_addr\",\"type\":\"struct sockaddr*\",\"value\":{\(family)}}]}\n"
         }
     }
 }

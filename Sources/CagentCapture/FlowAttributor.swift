@@ -21,6 +21,8 @@ public struct FlowAttributor: Sendable {
         public var chain: [String]
         /// The ClientHello's server name on this address and port, when one was seen (also when dns named it).
         public var serverName: String?
+        /// How many flows the log recorded with this protocol, address, port and verdict.
+        public var flows: Int = 1
     }
 
     struct Named { var name: String; var chain: [String]; var time: Double }
@@ -55,14 +57,16 @@ public struct FlowAttributor: Sendable {
         }
     }
 
-    /// One finding per distinct (protocol, address, port, verdict), in the order first seen.
+    /// One finding per distinct (protocol, address, port, verdict), in the order first seen, with the number of
+    /// flows logged for it.
     public func findings() -> [Finding] {
-        var seen = Set<FlowSeen>()
+        var index: [FlowSeen: Int] = [:]
         var out: [Finding] = []
         for flow in flows {
             var key = flow
             key.time = 0
-            guard seen.insert(key).inserted else { continue }
+            if let at = index[key] { out[at].flows += 1; continue }
+            index[key] = out.count
             out.append(attribute(flow))
         }
         return out

@@ -31,6 +31,7 @@ public enum ObservedEvent: Sendable {
     case dns(DNSObservation)
     case flow(FlowObservation)
     case file(FileAccess)
+    case bind(BindObservation)
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -120,6 +121,14 @@ public enum FlowVerdict: String, Sendable, Hashable, CaseIterable {
     case blocked
 }
 
+/// How a flow's destination got its name.
+public enum FlowNameSource: String, Sendable, Hashable, CaseIterable {
+    /// A DNS answer of the session gave the address (the gate's, the capture's, or Tracee's DNS cache).
+    case dns
+    /// The TLS ClientHello on that address and port announced it (server name indication).
+    case sni
+}
+
 /// A connection or datagram flow to a remote endpoint.
 public struct FlowObservation: Sendable, Hashable {
     public var time: Nanoseconds
@@ -129,23 +138,66 @@ public struct FlowObservation: Sendable, Hashable {
     public var proto: String
     public var address: String
     public var port: UInt16
-    /// A name the source knows for the destination (TLS SNI, the gate's pin); nil to look it up in the
-    /// session's DNS answers.
+    /// A name the source knows for the destination; nil to look it up in the session's DNS answers.
     public var name: RawText?
+    /// How `name` was learned (nil with no name, or when the source cannot tell).
+    public var nameSource: FlowNameSource?
     public var verdict: FlowVerdict
     public var bytesOut: Int64
     public var bytesIn: Int64
     public var packets: Int64
     /// Result of the connect (0 or an errno).
     public var result: Int32
+    /// How many connections this observation stands for: 1 for one connect or one logged flow; 0 for evidence
+    /// about a flow already recorded (a name learned later), which adds to no counter.
+    public var connections: Int64
 
     public init(time: Nanoseconds, pid: Int32 = 0, program: RawText = RawText(""), proto: String, address: String,
-                port: UInt16, name: RawText? = nil, verdict: FlowVerdict = .observed, bytesOut: Int64 = 0,
-                bytesIn: Int64 = 0, packets: Int64 = 0, result: Int32 = 0) {
+                port: UInt16, name: RawText? = nil, nameSource: FlowNameSource? = nil, verdict: FlowVerdict = .observed,
+                bytesOut: Int64 = 0, bytesIn: Int64 = 0, packets: Int64 = 0, result: Int32 = 0, connections: Int64 = 1) {
         self.time = time; self.pid = pid; self.program = program; self.proto = proto; self.address = address
-        self.port = port; self.name = name; self.verdict = verdict; self.bytesOut = bytesOut
-        self.bytesIn = bytesIn; self.packets = packets; self.result = result
+        self.port = port; self.name = name; self.nameSource = name == nil ? nil : nameSource; self.verdict = verdict
+        self.bytesOut = bytesOut; self.bytesIn = bytesIn; self.packets = packets; self.result = result
+        self.connections = connections
     }
+}
+
+extension FlowObservation {
+    /// An address as the firewall sees it: an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a dual-stack
+    /// socket's connect records) is its IPv4 address; anything else is unchanged.
+    public static func canonicalAddress(_ address: String) -> String {
+        let lower = address.lowercased()
+        guard lower.hasPrefix("::ffff:") else { return address }
+        let rest = lower.dropFirst(7)
+        let parts = rest.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts.allSatisfy({ !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) && Int($0)! <= 255 })
+        else { return address }
+        return String(rest)
+    }
+}
+
+/// A socket bound to a local address (bind(2)): a listening port, or a client choosing its source address.
+public struct BindObservation: Sendable, Hashable {
+    public var time: Nanoseconds
+    public var pid: Int32
+    public var program: RawText
+    /// "tcp" (stream) or "udp" (datagram).
+    public var proto: String
+    /// The local address as text ("0.0.0.0", "::", "127.0.0.1", ...).
+    public var address: String
+    /// The local port; 0 lets the kernel choose one.
+    public var port: UInt16
+    /// 0 or the errno (EADDRINUSE, EACCES, ...). The seccomp tracer sees the call before it runs: always 0.
+    public var result: Int32
+
+    public init(time: Nanoseconds, pid: Int32 = 0, program: RawText = RawText(""), proto: String, address: String,
+                port: UInt16, result: Int32 = 0) {
+        self.time = time; self.pid = pid; self.program = program; self.proto = proto; self.address = address
+        self.port = port; self.result = result
+    }
+
+    /// "ipv4" or "ipv6", from the address's form.
+    public var family: String { address.contains(":") ? "ipv6" : "ipv4" }
 }
 
 public enum FileOperation: String, Sendable, Hashable, CaseIterable {

@@ -96,14 +96,17 @@ public final class Recorder: @unchecked Sendable {
     // MARK: merging (called with the lock held)
 
     private func merge(_ event: ObservedEvent) {
-        pending.events += 1
         switch event {
         case .exec(let exec): mergeExec(exec)
         case .exit(let exit): mergeExit(exit)
         case .dns(let dns): mergeDNS(dns)
         case .flow(let flow): mergeFlow(flow)
         case .file(let file): mergeFile(file)
+        case .bind(let bind): mergeBind(bind)
         }
+        // Evidence about a flow already counted (a name learned at the end) is not another event.
+        if case .flow(let flow) = event, flow.connections == 0 { return }
+        pending.events += 1
     }
 
     private func mergeExec(_ exec: ProcessExec) {
@@ -151,8 +154,8 @@ public final class Recorder: @unchecked Sendable {
     private func mergeFlow(_ flow: FlowObservation) {
         pending.see(flow.time)
         var name = flow.name
-        var nameSource: String? = flow.name == nil ? nil : "sni"
-        if name == nil, let known = addressNames[flow.address] { name = known; nameSource = "dns" }
+        var nameSource = flow.name == nil ? nil : flow.nameSource?.rawValue
+        if name == nil, let known = addressNames[flow.address] { name = known; nameSource = FlowNameSource.dns.rawValue }
         let key = FlowKey(proto: flow.proto, address: flow.address, port: flow.port, verdict: flow.verdict,
                           program: flow.program, result: flow.result)
         pending.flows[key, default: FlowAggregate(time: flow.time)].add(flow, name: name, nameSource: nameSource)
@@ -162,6 +165,13 @@ public final class Recorder: @unchecked Sendable {
                        detail: "connection to a DNS-over-HTTPS/TLS endpoint", example: name ?? RawText(endpoint))
         }
         // Direct-IP findings are derived when the report is read: an answer recorded later may still name it.
+    }
+
+    private func mergeBind(_ bind: BindObservation) {
+        pending.see(bind.time)
+        let key = BindKey(family: bind.family, proto: bind.proto, address: bind.address, port: bind.port,
+                          program: bind.program, result: bind.result)
+        pending.binds[key, default: BindAggregate(time: bind.time)].add(bind)
     }
 
     private func mergeFile(_ file: FileAccess) {
@@ -194,10 +204,11 @@ struct Batch {
     var dns: [DNSKey: DNSAggregate] = [:]
     var flows: [FlowKey: FlowAggregate] = [:]
     var files: [FileKey: FileAggregate] = [:]
+    var binds: [BindKey: BindAggregate] = [:]
     var findings: [FindingKey: FindingAggregate] = [:]
 
     var isEmpty: Bool {
-        processes.isEmpty && dns.isEmpty && flows.isEmpty && files.isEmpty && findings.isEmpty
+        processes.isEmpty && dns.isEmpty && flows.isEmpty && files.isEmpty && binds.isEmpty && findings.isEmpty
     }
 
     mutating func see(_ time: Nanoseconds) {
@@ -304,7 +315,7 @@ struct FlowAggregate {
     init(time: Nanoseconds) { firstSeen = time; lastSeen = time }
 
     mutating func add(_ flow: FlowObservation, name: RawText?, nameSource: String?) {
-        count += 1
+        count &+= max(0, flow.connections)
         bytesOut &+= flow.bytesOut; bytesIn &+= flow.bytesIn; packets &+= flow.packets
         if let name { self.name = name; self.nameSource = nameSource }
         firstSeen = min(firstSeen, flow.time); lastSeen = max(lastSeen, flow.time)
@@ -330,6 +341,30 @@ struct FileAggregate {
         count += 1
         if let new = file.flags { flags = (flags ?? 0) | new }
         firstSeen = min(firstSeen, file.time); lastSeen = max(lastSeen, file.time)
+    }
+}
+
+struct BindKey: Hashable {
+    var family: String
+    var proto: String
+    var address: String
+    var port: UInt16
+    var program: RawText
+    var result: Int32
+}
+
+struct BindAggregate {
+    var count: Int64 = 0
+    var lastPID: Int32 = 0
+    var firstSeen: Nanoseconds
+    var lastSeen: Nanoseconds
+
+    init(time: Nanoseconds) { firstSeen = time; lastSeen = time }
+
+    mutating func add(_ bind: BindObservation) {
+        count += 1
+        if bind.pid != 0 { lastPID = bind.pid }
+        firstSeen = min(firstSeen, bind.time); lastSeen = max(lastSeen, bind.time)
     }
 }
 

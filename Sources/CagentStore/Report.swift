@@ -15,6 +15,8 @@ public struct SessionSummary: Sendable {
     public var files: Int64
     public var processes: Int64
     public var findings: Int64
+    /// Distinct sockets bound (bind(2)).
+    public var binds: Int64
 }
 
 /// What `cagent report` shows, read from the store in one snapshot.
@@ -64,7 +66,8 @@ public struct SessionReport: Sendable {
         public var lastSeen: Nanoseconds
     }
 
-    public struct Flow: Sendable {
+    /// One row of the flows table: one (proto, address, port, verdict, program, result) as one source saw it.
+    public struct FlowRow: Sendable {
         public var proto: String
         public var address: String
         public var port: Int64
@@ -76,6 +79,55 @@ public struct SessionReport: Sendable {
         public var connections: Int64
         public var bytesOut: Int64
         public var bytesIn: Int64
+        public var firstSeen: Nanoseconds
+        public var lastSeen: Nanoseconds
+
+        public init(proto: String, address: String, port: Int64, verdict: String, program: RawText, result: Int64,
+                    name: RawText?, nameSource: String?, connections: Int64, bytesOut: Int64 = 0, bytesIn: Int64 = 0,
+                    firstSeen: Nanoseconds, lastSeen: Nanoseconds) {
+            self.proto = proto; self.address = address; self.port = port; self.verdict = verdict; self.program = program
+            self.result = result; self.name = name; self.nameSource = nameSource; self.connections = connections
+            self.bytesOut = bytesOut; self.bytesIn = bytesIn; self.firstSeen = firstSeen; self.lastSeen = lastSeen
+        }
+    }
+
+    /// One flow: a (proto, address, port), whoever saw it. The tracer's connects (which program, with what
+    /// result) and the network's view (the firewall's verdict, the name from DNS or SNI) are one fact.
+    public struct Flow: Sendable {
+        public var proto: String
+        public var address: String
+        public var port: Int64
+        /// The most severe verdict any source gave it: blocked, else allowed, else observed.
+        public var verdict: String
+        /// The programs the tracer saw connect, in the order first seen; empty when only the network saw it.
+        public var programs: [RawText]
+        /// The distinct connect results (0 or an errno), in the order first seen.
+        public var results: [Int64]
+        /// The destination's name, and how it was learned (`dns`, `sni`); nil for a direct-IP flow.
+        public var name: RawText?
+        public var nameSource: String?
+        /// Connections, as the better-informed of the two views counted them (the tracer's connects, the
+        /// network's new flows): the same connection seen twice counts once.
+        public var connections: Int64
+        public var bytesOut: Int64
+        public var bytesIn: Int64
+        public var firstSeen: Nanoseconds
+        public var lastSeen: Nanoseconds
+
+        /// The first program, or empty.
+        public var program: RawText { programs.first ?? RawText("") }
+    }
+
+    /// A socket bound by the sandbox.
+    public struct Bind: Sendable {
+        /// "ipv4" or "ipv6".
+        public var family: String
+        public var proto: String
+        public var address: String
+        public var port: Int64
+        public var program: RawText
+        public var result: Int64
+        public var count: Int64
         public var firstSeen: Nanoseconds
         public var lastSeen: Nanoseconds
     }
@@ -115,6 +167,7 @@ public struct SessionReport: Sendable {
     public var domains: [Domain]
     public var directIPFlows: [Flow]
     public var flows: [Flow]
+    public var binds: [Bind]
     public var gateBypass: [DNSRow]
     public var fileGroups: [FileGroup]
     public var secrets: [File]
@@ -133,15 +186,20 @@ extension Store {
     static let summarySQL = """
         SELECT s.*,
           (SELECT count(DISTINCT name) FROM dns WHERE session_id = s.id) AS n_domains,
-          (SELECT count(*) FROM flows WHERE session_id = s.id) AS n_flows,
+          (SELECT count(DISTINCT proto || ' ' || address || ' ' || port) FROM flows WHERE session_id = s.id) AS n_flows,
+          (SELECT count(*) FROM binds WHERE session_id = s.id) AS n_binds,
           (SELECT count(*) FROM files WHERE session_id = s.id) AS n_files,
           (SELECT count(*) FROM processes WHERE session_id = s.id) AS n_processes,
           (SELECT count(*) FROM findings WHERE session_id = s.id)
-            + (SELECT count(*) FROM flows f WHERE f.session_id = s.id AND f.name IS NULL
-                 AND f.address NOT LIKE '127.%' AND f.address NOT IN ('::1', '0.0.0.0', '::')
+            + (SELECT count(DISTINCT f.proto || ' ' || f.address || ' ' || f.port) FROM flows f
+                 WHERE f.session_id = s.id AND f.name IS NULL
+                 AND f.address NOT LIKE '127.%' AND f.address NOT LIKE '::ffff:127.%'
+                 AND f.address NOT IN ('::1', '0.0.0.0', '::')
                  AND f.address IS NOT s.gate
                  AND f.address NOT IN (SELECT a.data FROM dns_answers a JOIN dns d ON d.id = a.dns_id
-                                       WHERE d.session_id = s.id AND a.type IN ('A', 'AAAA'))) AS n_findings
+                                       WHERE d.session_id = s.id AND a.type IN ('A', 'AAAA'))
+                 AND NOT EXISTS (SELECT 1 FROM flows g WHERE g.session_id = f.session_id AND g.proto = f.proto
+                                   AND g.address = f.address AND g.port = f.port AND g.name IS NOT NULL)) AS n_findings
         FROM sessions s
         """
 
@@ -151,7 +209,7 @@ extension Store {
             command: Store.split((row["command"] as RawText?) ?? RawText("")), gate: row["gate"],
             startedAt: row["started_at"], endedAt: row["ended_at"], events: row["events"],
             domains: row["n_domains"] ?? 0, flows: row["n_flows"] ?? 0, files: row["n_files"] ?? 0,
-            processes: row["n_processes"] ?? 0, findings: row["n_findings"] ?? 0)
+            processes: row["n_processes"] ?? 0, findings: row["n_findings"] ?? 0, binds: row["n_binds"] ?? 0)
     }
 
     /// The id of the most recent session, or nil when the store is empty.
@@ -186,19 +244,26 @@ extension Store {
                     addressNames[address] = row["name"]
                 }
             }
-            var flows = try Row.fetchAll(db, sql: "SELECT * FROM flows WHERE session_id = ? ORDER BY first_seen",
-                                         arguments: [id]).map { row in
-                SessionReport.Flow(proto: row["proto"], address: row["address"], port: row["port"], verdict: row["verdict"],
-                                   program: row["program"], result: row["result"], name: row["name"],
-                                   nameSource: row["name_source"], connections: row["connections"],
-                                   bytesOut: row["bytes_out"], bytesIn: row["bytes_in"],
-                                   firstSeen: row["first_seen"], lastSeen: row["last_seen"])
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM flows WHERE session_id = ? ORDER BY first_seen, id",
+                                        arguments: [id]).map { row in
+                SessionReport.FlowRow(proto: row["proto"], address: row["address"], port: row["port"], verdict: row["verdict"],
+                                      program: row["program"], result: row["result"], name: row["name"],
+                                      nameSource: row["name_source"], connections: row["connections"],
+                                      bytesOut: row["bytes_out"], bytesIn: row["bytes_in"],
+                                      firstSeen: row["first_seen"], lastSeen: row["last_seen"])
             }
+            var flows = Self.mergeFlows(rows)
             for index in flows.indices where flows[index].name == nil {
                 if let name = addressNames[flows[index].address] {
                     flows[index].name = name
-                    flows[index].nameSource = "dns"
+                    flows[index].nameSource = FlowNameSource.dns.rawValue
                 }
+            }
+            let binds = try Row.fetchAll(db, sql: "SELECT * FROM binds WHERE session_id = ? ORDER BY first_seen, id",
+                                         arguments: [id]).map { row in
+                SessionReport.Bind(family: row["family"], proto: row["proto"], address: row["address"], port: row["port"],
+                                   program: row["program"], result: row["result"], count: row["count"],
+                                   firstSeen: row["first_seen"], lastSeen: row["last_seen"])
             }
             let directIP = flows.filter {
                 $0.name == nil && !FindingRules.isLoopbackOrUnspecified($0.address) && $0.address != session.gate
@@ -285,9 +350,67 @@ extension Store {
             allFindings.sort { ($0.kind.rank, -$0.count, $0.subject) < ($1.kind.rank, -$1.count, $1.subject) }
             return SessionReport(
                 session: session, findings: allFindings, domains: order.compactMap { domains[$0] },
-                directIPFlows: directIP, flows: flows, gateBypass: bypass,
+                directIPFlows: directIP, flows: flows, binds: binds, gateBypass: bypass,
                 fileGroups: fileGroups, secrets: secrets, processTree: Self.tree(processes))
         }
+    }
+
+    /// The flows table's rows as one entry per (proto, address, port), in the order first seen. A tracer's
+    /// connect (program, result) and the network's record of the same flow (verdict, name from DNS or SNI) are
+    /// rows of one flow: its verdict is the most severe, its name the best-founded (dns before sni before a
+    /// name of unknown source), its programs and results the union, and its connections the larger of the
+    /// two views' counts (rows with a program: connects; rows without: the network's flows).
+    public static func mergeFlows(_ rows: [SessionReport.FlowRow]) -> [SessionReport.Flow] {
+        struct Key: Hashable { var proto: String; var address: String; var port: Int64 }
+        struct Merging {
+            var flow: SessionReport.Flow
+            var nameRank = Int.max
+            var traced: Int64 = 0
+            var network: Int64 = 0
+        }
+        func verdictRank(_ verdict: String) -> Int {
+            switch verdict {
+            case FlowVerdict.blocked.rawValue: return 2
+            case FlowVerdict.allowed.rawValue: return 1
+            default: return 0
+            }
+        }
+        func nameRank(_ source: String?) -> Int {
+            switch source {
+            case FlowNameSource.dns.rawValue: return 0
+            case FlowNameSource.sni.rawValue: return 1
+            default: return 2
+            }
+        }
+        var merged: [Key: Merging] = [:]
+        var order: [Key] = []
+        for row in rows.sorted(by: { $0.firstSeen < $1.firstSeen }) {
+            let address = FlowObservation.canonicalAddress(row.address)
+            let key = Key(proto: row.proto, address: address, port: row.port)
+            var entry = merged[key] ?? {
+                order.append(key)
+                return Merging(flow: SessionReport.Flow(
+                    proto: row.proto, address: address, port: row.port, verdict: row.verdict, programs: [],
+                    results: [], name: nil, nameSource: nil, connections: 0, bytesOut: 0, bytesIn: 0,
+                    firstSeen: row.firstSeen, lastSeen: row.lastSeen))
+            }()
+            if verdictRank(row.verdict) > verdictRank(entry.flow.verdict) { entry.flow.verdict = row.verdict }
+            if !row.program.isEmpty && !entry.flow.programs.contains(row.program) { entry.flow.programs.append(row.program) }
+            if !entry.flow.results.contains(row.result) { entry.flow.results.append(row.result) }
+            if let name = row.name, nameRank(row.nameSource) < entry.nameRank {
+                entry.flow.name = name
+                entry.flow.nameSource = row.nameSource
+                entry.nameRank = nameRank(row.nameSource)
+            }
+            if row.program.isEmpty { entry.network &+= row.connections } else { entry.traced &+= row.connections }
+            entry.flow.connections = max(entry.traced, entry.network)
+            entry.flow.bytesOut &+= row.bytesOut
+            entry.flow.bytesIn &+= row.bytesIn
+            entry.flow.firstSeen = min(entry.flow.firstSeen, row.firstSeen)
+            entry.flow.lastSeen = max(entry.flow.lastSeen, row.lastSeen)
+            merged[key] = entry
+        }
+        return order.compactMap { merged[$0]?.flow }
     }
 
     private struct GroupKey: Hashable {

@@ -216,6 +216,23 @@ public final class Store: Sendable {
                     ])
                 }
             }
+            if !batch.binds.isEmpty {
+                let statement = try db.cachedStatement(sql: """
+                    INSERT INTO binds (session_id, family, proto, address, port, program, result, count, last_pid,
+                      first_seen, last_seen)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (session_id, family, proto, address, port, program, result) DO UPDATE SET
+                      count = count + excluded.count,
+                      last_pid = CASE WHEN excluded.last_pid = 0 THEN last_pid ELSE excluded.last_pid END,
+                      first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
+                    """)
+                for (key, value) in batch.binds {
+                    try statement.execute(arguments: [
+                        session, key.family, key.proto, key.address, Int64(key.port), key.program, key.result,
+                        value.count, value.lastPID, value.firstSeen, value.lastSeen,
+                    ])
+                }
+            }
             if !batch.findings.isEmpty {
                 let statement = try db.cachedStatement(sql: """
                     INSERT INTO findings (session_id, kind, subject, detail, example, count, first_seen, last_seen)
@@ -397,6 +414,26 @@ enum Schema {
                   first_seen INTEGER NOT NULL,
                   last_seen INTEGER NOT NULL,
                   UNIQUE (session_id, kind, subject)
+                );
+                """)
+        }
+        migrator.registerMigration("v2") { db in
+            // Sockets the sandbox bound (bind(2)): listening ports and chosen source addresses.
+            try db.execute(sql: """
+                CREATE TABLE binds (
+                  id INTEGER PRIMARY KEY,
+                  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                  family TEXT NOT NULL,
+                  proto TEXT NOT NULL,
+                  address TEXT NOT NULL,
+                  port INTEGER NOT NULL,
+                  program TEXT NOT NULL,
+                  result INTEGER NOT NULL,
+                  count INTEGER NOT NULL,
+                  last_pid INTEGER NOT NULL DEFAULT 0,
+                  first_seen INTEGER NOT NULL,
+                  last_seen INTEGER NOT NULL,
+                  UNIQUE (session_id, family, proto, address, port, program, result)
                 );
                 """)
         }

@@ -132,8 +132,8 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
             var code = result
             if code == EINPROGRESS { code = 0 }
             if record.op == UInt32(CG_OP_BIND) {
-                sink.binds(BindObservation(time: time, pid: pid, program: program, proto: proto, address: address,
-                                           port: port, result: code))
+                sink.events(.bind(BindObservation(time: time, pid: pid, program: program, proto: proto, address: address,
+                                                  port: port, result: code)))
             } else {
                 sink.events(.flow(FlowObservation(time: time, pid: pid, program: program, proto: proto,
                                                   address: address, port: port, result: code)))

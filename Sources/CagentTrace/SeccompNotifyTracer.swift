@@ -142,6 +142,13 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
         return exists(pid, slash == 0 ? [UInt8(ascii: "/")] : Array(path[..<slash]))
     }
 
+    /// The process (thread-group id) of a thread, from /proc/TID/status.
+    static func threadGroup(of tid: Int32) -> Int32? {
+        guard let status = FileSystem.readText("/proc/\(tid)/status") else { return nil }
+        return status.split(separator: "\n").first(where: { $0.hasPrefix("Tgid:") })
+            .flatMap { Int32($0.dropFirst(5).trimmingCharacters(in: .whitespaces)) }
+    }
+
     private func program(_ pid: Int32) -> RawText {
         RawText(bytes: Array((FileSystem.read("/proc/\(pid)/comm") ?? []).prefix(while: { $0 != 10 })))
     }
@@ -232,15 +239,18 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
         default: return
         }
         let address = String(decoding: text.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let pidfd = cg_notify_pidfd(pid)
+        // pidfd_open wants a thread-group leader; the notification names the calling thread (curl's and dig's
+        // resolvers connect and bind from threads of their own): fall back to its process.
+        var pidfd = cg_notify_pidfd(pid)
+        if pidfd < 0, let tgid = Self.threadGroup(of: pid), tgid != pid { pidfd = cg_notify_pidfd(tgid) }
         var proto = "tcp"
         if pidfd >= 0 {
             if cg_notify_socket_type(pidfd, Int32(truncatingIfNeeded: note.args.0)) == SOCK_DGRAM.rawValue { proto = "udp" }
             close(pidfd)
         }
         if Int(note.nr) == NR.bind {
-            sink.binds(BindObservation(time: time, pid: pid, program: program(pid), proto: proto, address: address,
-                                       port: port, result: 0))
+            sink.events(.bind(BindObservation(time: time, pid: pid, program: program(pid), proto: proto, address: address,
+                                              port: port, result: 0)))
         } else {
             sink.events(.flow(FlowObservation(time: time, pid: pid, program: program(pid), proto: proto,
                                               address: address, port: port)))

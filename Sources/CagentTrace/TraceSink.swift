@@ -13,26 +13,13 @@ public enum TracerBackend: String, Sendable, CaseIterable {
     case tracee
 }
 
-/// A socket bind the tree made. The store has no bind event yet, so binds travel separately.
-public struct BindObservation: Sendable, Hashable {
-    public var time: Nanoseconds
-    public var pid: Int32
-    public var program: RawText
-    public var proto: String
-    public var address: String
-    public var port: UInt16
-    public var result: Int32
-}
-
 /// Where a tracer delivers what it sees. `events` usually is `recorder.record`; called from the tracer's
 /// own thread, one event at a time.
 public struct TraceSink: Sendable {
     public var events: @Sendable (ObservedEvent) -> Void
-    public var binds: @Sendable (BindObservation) -> Void
 
-    public init(events: @escaping @Sendable (ObservedEvent) -> Void,
-                binds: @escaping @Sendable (BindObservation) -> Void = { _ in }) {
-        self.events = events; self.binds = binds
+    public init(events: @escaping @Sendable (ObservedEvent) -> Void) {
+        self.events = events
     }
 
     public static func recording(into recorder: Recorder) -> TraceSink {

@@ -140,13 +140,21 @@ public enum TraceeParser {
             return [.flow(FlowObservation(time: event.time, pid: event.pid, program: event.program,
                                           proto: socketProto(a["type"]), address: address.0, port: address.1,
                                           result: code))]
+        case "security_socket_bind", "bind":
+            guard let address = sockaddr(a["local_addr"] ?? a["addr"]) else { return [] }
+            // security_socket_bind carries no socket type: the protocol is then unknown, not guessed.
+            let proto = a["type"] == nil ? "unknown" : socketProto(a["type"])
+            return [.bind(BindObservation(time: event.time, pid: event.pid, program: event.program, proto: proto,
+                                          address: address.0, port: address.1, result: result(event.returnValue)))]
         case "net_flow_tcp_begin":
             let outgoing = (string(unwrap(a["conn_direction"])) ?? "outgoing") != "incoming"
             guard let address = string(unwrap(outgoing ? a["dst"] : a["src"])),
                   let port = int(unwrap(outgoing ? a["dst_port"] : a["src_port"])) else { return [] }
             let name = strings(outgoing ? a["dst_dns"] : a["src_dns"]).first.map { RawText($0) }
+            // dst_dns: the name Tracee's DNS cache holds for the address (a DNS answer it saw).
             return [.flow(FlowObservation(time: event.time, pid: event.pid, program: event.program, proto: "tcp",
-                                          address: address, port: UInt16(truncatingIfNeeded: port), name: name))]
+                                          address: address, port: UInt16(truncatingIfNeeded: port), name: name,
+                                          nameSource: .dns))]
         case "net_packet_dns":
             return dnsPacket(event)
         case "net_packet_dns_request":

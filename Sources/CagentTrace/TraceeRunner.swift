@@ -30,7 +30,8 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
     /// The events learn mode asks for; each is one TraceeParser maps.
     public static let events = [
         "sched_process_exec", "sched_process_exit", "security_file_open", "security_inode_unlink",
-        "security_inode_mkdir", "security_inode_rename", "security_socket_connect", "net_packet_dns",
+        "security_inode_mkdir", "security_inode_rename", "security_socket_connect", "security_socket_bind",
+        "net_packet_dns",
     ]
 
     public static func arguments(scope: Scope) -> [String] {

@@ -26,4 +26,50 @@ import CagentStore
         #expect(named.name == RawText("assets.allowed.test") && named.verdict == .observed && named.proto == "tcp" && named.port == 443)
         #expect(lan.name == nil && lan.verdict == .blocked && lan.address == "10.1.2.3")
     }
+
+    /// The flow log's attribution merged with the tracer's connects: each flow one fact, its name source kept.
+    @Test func attributedFlowsMergeWithTracedConnects() throws {
+        var attributor = FlowAttributor()
+        attributor.add(DNSMessageSeen(source: .gate, time: 1, isResponse: true, transport: "udp", resolver: IPAddress("10.0.0.1"),
+                                      name: "www.allowed.test", type: DNSType.a, rcode: 0,
+                                      answers: [.init(name: "www.allowed.test", type: DNSType.a, ttl: 60, value: "203.0.113.10")]))
+        attributor.add(ServerNameSeen(time: 2, client: IPAddress("10.0.0.2")!, destination: IPAddress("203.0.113.13")!, port: 443,
+                                      serverName: "sni-only.test"))
+        let web = IPAddress("203.0.113.10")!, bare = IPAddress("203.0.113.13")!
+        attributor.add(FlowSeen(time: 3, proto: 6, destination: web, port: 80, verdict: .accepted))
+        attributor.add(FlowSeen(time: 3.5, proto: 6, destination: web, port: 80, verdict: .accepted))
+        attributor.add(FlowSeen(time: 4, proto: 6, destination: bare, port: 443, verdict: .accepted))
+        attributor.add(FlowSeen(time: 5, proto: 6, destination: bare, port: 80, verdict: .accepted))
+        attributor.add(FlowSeen(time: 6, proto: 6, destination: IPAddress("169.254.169.254")!, port: 80, verdict: .dropped))
+        attributor.add(FlowSeen(time: 7, proto: 17, destination: IPAddress("198.51.100.9")!, port: 4000, verdict: .accepted))
+        let findings = attributor.findings()
+        #expect(findings.count == 5 && findings[0].flows == 2 && findings[1].flows == 1)
+
+        var connects = TracedConnects()
+        let curl = RawText("curl"), python = RawText("python3")
+        connects.add(FlowObservation(time: 3, pid: 10, program: curl, proto: "tcp", address: "203.0.113.10", port: 80))
+        connects.add(FlowObservation(time: 3, pid: 11, program: curl, proto: "tcp", address: "203.0.113.10", port: 80))
+        // A dual-stack socket's connect is the same flow; its row keeps its own address.
+        connects.add(FlowObservation(time: 4, pid: 12, program: python, proto: "tcp", address: "::ffff:203.0.113.13", port: 443))
+        connects.add(FlowObservation(time: 5, pid: 13, program: curl, proto: "tcp", address: "203.0.113.13", port: 80))
+        connects.add(FlowObservation(time: 6, pid: 14, program: curl, proto: "tcp", address: "169.254.169.254", port: 80, result: 110))
+        #expect(connects.byEndpoint[FlowEndpoint(proto: "tcp", address: "203.0.113.10", port: 80)]?.map(\.pid) == [11])
+
+        let flows = LearnFlowMerge.events(findings: findings, connects: connects).compactMap { event -> FlowObservation? in
+            if case .flow(let flow) = event { return flow }
+            return nil
+        }
+        // www: the name goes onto curl's row (no extra connection), source dns.
+        #expect(flows.count == 4, "\(flows)")
+        #expect(flows[0].program == curl && flows[0].address == "203.0.113.10" && flows[0].name == RawText("www.allowed.test"))
+        #expect(flows[0].nameSource == .dns && flows[0].connections == 0 && flows[0].pid == 11 && flows[0].verdict == .observed)
+        // SNI only, onto python's row under the address it recorded.
+        #expect(flows[1].program == python && flows[1].address == "::ffff:203.0.113.13" && flows[1].port == 443)
+        #expect(flows[1].name == RawText("sni-only.test") && flows[1].nameSource == .sni && flows[1].connections == 0)
+        // The bare IP: curl's row is the whole fact (nothing emitted). The metadata drop: the network's blocked row.
+        #expect(flows[2].address == "169.254.169.254" && flows[2].verdict == .blocked && flows[2].program.isEmpty)
+        #expect(flows[2].name == nil && flows[2].nameSource == nil && flows[2].connections == 1)
+        // No connect seen (a sendto): the network's row, a direct IP.
+        #expect(flows[3].proto == "udp" && flows[3].address == "198.51.100.9" && flows[3].program.isEmpty && flows[3].name == nil)
+    }
 }

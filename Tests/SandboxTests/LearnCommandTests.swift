@@ -15,7 +15,33 @@ extension SandboxFixture {
 
 @Suite("cagent learn", .serialized)
 struct LearnCommandTests {
-    static let tools = ["ip", "nft", "dnsmasq", "dig", "curl"]
+    static let tools = ["ip", "nft", "dnsmasq", "dig", "curl", "python3"]
+    /// The port the agent listens on (loopback of the sandbox's own network namespace).
+    static let listenPort = 47011
+
+    /// A TLS ClientHello for `sni-only.test` to an address no DNS answer names (the web server answers it with
+    /// an HTTP error: only the hello matters).
+    static let helloScript = """
+        import socket, ssl
+        c = ssl.create_default_context()
+        s = socket.create_connection(("\(NetlabAddresses.web4)", 443), timeout=3)
+        try:
+            c.wrap_socket(s, server_hostname="sni-only.test")
+        except Exception:
+            pass
+        print("sent")
+        """
+
+    /// A listening socket on 127.0.0.1.
+    static let listenScript = """
+        import socket
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", \(listenPort)))
+        s.listen(1)
+        s.close()
+        print("listened")
+        """
 
     /// What the agent does (each line is a fact the report must show).
     static func agentScript(fixture: SandboxFixture) -> String {
@@ -34,6 +60,8 @@ struct LearnCommandTests {
           curl -s -o /dev/null -m 5 "http://$name/" && echo "web=$name" >> "$out"
         done
         curl -s -o /dev/null -m 5 http://203.0.113.13/ && echo "web=203.0.113.13" >> "$out"
+        python3 hello.py > /dev/null 2>&1 && echo "tls=sent" >> "$out"
+        python3 listen.py > /dev/null 2>&1 && echo "listen=ok" >> "$out"
         dig +short +time=2 +tries=1 @198.51.100.8 x.allowed.test > /dev/null
         sh -c 'echo child > /dev/null'
         curl -s -o /dev/null -m 2 http://169.254.169.254/ && echo "metadata=reached" >> "$out"
@@ -82,6 +110,48 @@ struct LearnCommandTests {
         #expect(report.stdout.contains("\"source\":\"cagent learn (tracee)\"") && report.stdout.contains("/proc/meminfo"), "\(report.stdout.prefix(2000))")
     }
 
+    /// Each flow is one entry with how its name was learned, carrying the program the tracer saw make it; the
+    /// agent's listening socket is a bind.
+    static func checkFlowsAndBinds(_ text: String, tracer: String) throws {
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        let flows = report["flows"] as? [[String: Any]] ?? []
+        let keys = flows.map { "\($0["proto"] ?? "") \($0["address"] ?? "") \($0["port"] ?? "")" }
+        #expect(Set(keys).count == keys.count, "\(tracer): a flow appears twice: \(keys.sorted())")
+        func entries(_ address: String, _ port: Int) -> [[String: Any]] {
+            flows.filter { $0["address"] as? String == address && $0["port"] as? Int == port && $0["proto"] as? String == "tcp" }
+        }
+        func programs(_ flow: [String: Any]?) -> [String] { flow?["programs"] as? [String] ?? [] }
+
+        // A name from the session's DNS answers: source dns, made by curl.
+        let www = flows.filter { $0["name"] as? String == "www.allowed.test" }
+        #expect(!www.isEmpty && www.allSatisfy { $0["name_source"] as? String == "dns" }, "\(tracer): \(www)")
+        #expect(www.contains { programs($0).contains("curl") }, "\(tracer): the connect's program is not on the flow: \(www)")
+        let v4 = entries(NetlabAddresses.web1, 80)
+        #expect(v4.count <= 1, "\(tracer): \(v4)")
+        if let first = v4.first { #expect(first["name"] as? String == "www.allowed.test", "\(tracer): \(first)") }
+
+        // Only a ClientHello named it: source sni, made by python3.
+        let tls = entries(NetlabAddresses.web4, 443)
+        #expect(tls.count == 1, "\(tracer): \(keys.sorted())")
+        #expect(tls.first?["name"] as? String == "sni-only.test" && tls.first?["name_source"] as? String == "sni", "\(tracer): \(tls)")
+        #expect(programs(tls.first).contains("python3"), "\(tracer): \(tls)")
+
+        // A bare IP: no name, a direct-IP finding, made by curl.
+        let bare = entries(NetlabAddresses.web4, 80)
+        #expect(bare.count == 1 && bare.first?["name"] is NSNull && bare.first?["name_source"] is NSNull, "\(tracer): \(bare)")
+        #expect(programs(bare.first).contains("curl"), "\(tracer): \(bare)")
+        let direct = report["direct_ip_flows"] as? [[String: Any]] ?? []
+        #expect(direct.contains { $0["address"] as? String == NetlabAddresses.web4 && $0["port"] as? Int == 80 })
+        #expect(!direct.contains { $0["address"] as? String == NetlabAddresses.web4 && $0["port"] as? Int == 443 })
+
+        // The listening socket.
+        let binds = report["binds"] as? [[String: Any]] ?? []
+        #expect(binds.contains { $0["address"] as? String == "127.0.0.1" && $0["port"] as? Int == listenPort
+                                 && $0["proto"] as? String == "tcp" && $0["family"] as? String == "ipv4"
+                                 && $0["program"] as? String == "python3" && $0["result"] as? Int == 0 },
+                "\(tracer): no bind of 127.0.0.1:\(listenPort): \(binds)")
+    }
+
     @Test func planShowsTheHostReadOnlyAndHidesSecrets() throws {
         let fixture = try SandboxFixture()
         defer { fixture.remove() }
@@ -124,6 +194,8 @@ struct LearnCommandTests {
         try fixture.write(fixture.userOpt + "/existing", "host\n")
         defer { try? FileManager.default.removeItem(atPath: fixture.userOpt) }
         try fixture.write(fixture.workspace + "/agent.sh", Self.agentScript(fixture: fixture))
+        try fixture.write(fixture.workspace + "/hello.py", Self.helloScript)
+        try fixture.write(fixture.workspace + "/listen.py", Self.listenScript)
         let database = fixture.root + "/learn.db"
         let marker = fixture.root + "/marker"
         try fixture.write(marker, "")
@@ -145,6 +217,10 @@ struct LearnCommandTests {
         for line in ["domain www.allowed.test", "domain assets.allowed.test", "direct-ip tcp 203.0.113.13:80", "secret ~/.ssh"] {
             #expect(run.stderr.contains(line), "live view lacks \(line): \(run.stderr)")
         }
+        // The SNI-named TLS flow is not called a direct IP (its SYN came before its ClientHello), nor counted as one.
+        #expect(!run.stderr.contains("direct-ip tcp \(NetlabAddresses.web4):443"), "\(run.stderr)")
+        #expect(run.stderr.contains("1 direct-IP flows") && run.stderr.contains("bind tcp 127.0.0.1:\(Self.listenPort) by python3"),
+                "\(run.stderr)")
         // What the agent saw.
         #expect(results.contains("secret=hidden"))
         #expect(results.contains("homewrite=ok"))
@@ -157,6 +233,7 @@ struct LearnCommandTests {
         #expect(!results.contains("metadata=reached") && !results.contains("host=reached") && !results.contains("lan=reached"))
         #expect(!results.contains("socket="), "host sockets visible: \(results)")
         #expect(!results.contains("env=token") && results.contains("env=passed"))
+        #expect(results.contains("tls=sent") && results.contains("listen=ok"), "\(results)")
 
         // The host outside the workspace is unchanged: nothing newer than the marker in the fake home, no
         // /opt file; the home write went to the (removed) scratch layer.
@@ -198,9 +275,10 @@ struct LearnCommandTests {
                     "report lacks \(fact)")
         }
         #expect(json.contains("\"blocked\""))
+        try Self.checkFlowsAndBinds(json, tracer: tracer)
         #expect(json.contains("/bin/sh") || json.contains("/usr/bin/sh") || json.contains("dash"))   // the child process
         if ProcessEnvironment.current["CAGENT_LEARN_DEBUG"] != nil {
-            print("learn stderr:\n\(run.stderr)\nresults:\n\(results)\nreport:\n\(json.prefix(20000))")
+            print("learn stderr:\n\(run.stderr)\nresults:\n\(results)\nreport:\n\(json.prefix(400000))")
         }
     }
 }

@@ -43,6 +43,9 @@ import Testing
         recorder.record(.flow(FlowObservation(time: 3, program: Hostile.program, proto: "tcp\u{7}", address: "203.0.113.5\u{202E}",
                                               port: 443, name: Hostile.paths[0])))
         recorder.record(.flow(FlowObservation(time: 3, program: Hostile.program, proto: "tcp", address: "198.51.100.1", port: 80)))
+        recorder.record(.flow(FlowObservation(time: 4, proto: "tcp", address: "198.51.100.1", port: 80, name: Hostile.paths[2],
+                                              nameSource: .sni, connections: 0)))
+        recorder.record(.bind(BindObservation(time: 5, program: Hostile.program, proto: "udp\u{1B}[K", address: "::\u{202E}1", port: 53)))
         try recorder.close()
 
         // And through the importer: hostile JSON strings, an unknown event with an escape in its name, a

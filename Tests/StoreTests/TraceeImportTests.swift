@@ -91,6 +91,20 @@ import Testing
         #expect(report.findings.filter { $0.kind == .directIP }.count == 2)
     }
 
+    @Test func socketBindBecomesABind() throws {
+        let scratch = try Scratch()
+        let store = try Store(path: scratch.file("t.db"))
+        let summary = try importTracee([Fixtures.tracee("constructed-legacy-security_socket_bind.jsonl")], into: store)[0]
+        #expect(summary.lines == 3 && summary.malformedCount == 0 && summary.unknown.isEmpty)
+        let report = try #require(try store.report(session: "t", rules: testRules))
+        #expect(report.binds.count == 2, "\(report.binds)")
+        let v4 = try #require(report.binds.first)
+        #expect(v4.family == "ipv4" && v4.address == "127.0.0.1" && v4.port == 8080 && v4.result == 0)
+        #expect(v4.program == RawText("python3") && v4.proto == "unknown")   // the event carries no socket type
+        #expect(report.binds[1].family == "ipv6" && report.binds[1].address == "::" && report.binds[1].result == 98)
+        #expect(report.flows.isEmpty)
+    }
+
     @Test func v1beta1ShapeImports() throws {
         let scratch = try Scratch()
         let store = try Store(path: scratch.file("t.db"))

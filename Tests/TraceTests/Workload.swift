@@ -10,14 +10,12 @@ import Glibc
 final class Collected: @unchecked Sendable {
     private let lock = NSLock()
     private var items: [ObservedEvent] = []
-    private var bindItems: [BindObservation] = []
 
     var sink: TraceSink {
-        TraceSink(events: { event in self.lock.withLock { self.items.append(event) } },
-                  binds: { bind in self.lock.withLock { self.bindItems.append(bind) } })
+        TraceSink(events: { event in self.lock.withLock { self.items.append(event) } })
     }
     var events: [ObservedEvent] { lock.withLock { items } }
-    var binds: [BindObservation] { lock.withLock { bindItems } }
+    var binds: [BindObservation] { events.compactMap { if case .bind(let b) = $0 { b } else { nil } } }
 
     var files: [FileAccess] { events.compactMap { if case .file(let f) = $0 { f } else { nil } } }
     var execs: [ProcessExec] { events.compactMap { if case .exec(let e) = $0 { e } else { nil } } }
