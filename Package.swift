@@ -54,7 +54,10 @@ let package = Package(
 
         // Executables: the lean front (`enforce` in process, everything else exec'd), the full command set,
         // the in-sandbox init (C), the benchmark harnesses.
-        .executableTarget(name: "cagent", dependencies: ["CagentLaunch"]),
+        // The front is linked with the Swift runtime statically in release builds: no dynamic loading and
+        // relocation of libswiftCore & co. at every agent start (docs/benchmarks.md "Sandbox start").
+        .executableTarget(name: "cagent", dependencies: ["CagentLaunch"],
+                          linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "-l_FoundationCollections"], .when(configuration: .release))]),
         .executableTarget(name: "cagent-full", dependencies: ["CagentCLI"]),
         // cagent-init is C; linked statically so that no dynamic loading (SwiftPM would add libswiftCore) slows
         // every sandbox start (~2 ms, docs/benchmarks.md "Sandbox start").

@@ -19,15 +19,18 @@ public enum FileSystem {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while out.count < limit {
-            let count = Glibc.read(fd, &buffer, buffer.count)
-            if count < 0 { if errno == EINTR { continue }; return nil }
-            if count == 0 { break }
-            out += buffer[0..<count]
+        // An uninitialized stack buffer: zeroing a heap one cost more than the read for the small files
+        // (/etc, /proc) read on every agent start.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16384) { buffer -> [UInt8]? in
+            var out: [UInt8] = []
+            while out.count < limit {
+                let count = Glibc.read(fd, buffer.baseAddress, min(buffer.count, limit - out.count))
+                if count < 0 { if errno == EINTR { continue }; return nil }
+                if count == 0 { break }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<count]))
+            }
+            return out
         }
-        return out
     }
 
     public static func readText(_ path: String) -> String? {

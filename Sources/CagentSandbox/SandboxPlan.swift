@@ -120,10 +120,15 @@ public struct SandboxPlan: Sendable, Equatable {
         if let failAtStage, Self.childStages[failAtStage] == nil { records.append(["fail", failAtStage]) }
         if traceNotify { records.append(["notify", "1"]) }
         func hex(_ bytes: [UInt8]) -> String {
-            bytes.map { byte -> String in
-                let digits = String(byte, radix: 16)
-                return digits.count == 1 ? "0" + digits : digits
-            }.joined()
+            // One pass into a byte buffer: the filter is ~1.4 KB and this runs on every agent start.
+            let digits = Array("0123456789abcdef".utf8)
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count * 2)
+            for byte in bytes {
+                out.append(digits[Int(byte >> 4)])
+                out.append(digits[Int(byte & 0x0f)])
+            }
+            return String(decoding: out, as: UTF8.self)
         }
         if let seccompProgram {
             guard seccompProgram.count % 8 == 0, !seccompProgram.isEmpty else {
