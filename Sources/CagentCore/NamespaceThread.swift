@@ -1,5 +1,4 @@
 import CShim
-import CagentCore
 #if canImport(Glibc)
 import Glibc
 #endif
