@@ -69,7 +69,7 @@ let package = Package(
         // Test support: the hermetic test network every network test uses.
         .target(name: "Netlab", dependencies: ["CagentCore", "CShim"], path: "Tests/Netlab"),
 
-        .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentCLI", "Netlab"]),
+        .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentCLI", "CagentLaunch", "Netlab"]),
         .testTarget(name: "NetlabTests", dependencies: ["Netlab", "CagentCore"]),
         .testTarget(name: "ProfileTests", dependencies: ["CagentProfile", "Netlab"]),
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),

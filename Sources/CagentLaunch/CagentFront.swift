@@ -22,6 +22,10 @@ public enum CagentFront {
     /// thread that cloned cagent-init, which is this main thread.
     static func runEnforce(_ arguments: [String]) -> Never {
         do {
+            if let options = EnforceOptions.parseCommon(Array(arguments.dropFirst())) {
+                try options.run()
+                Glibc.exit(0)
+            }
             var command = try EnforceRoot.parseAsRoot(arguments)
             try command.run()
             Glibc.exit(0)

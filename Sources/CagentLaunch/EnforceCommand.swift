@@ -43,8 +43,37 @@ public struct EnforceCommand: ParsableCommand {
 
     public init() {}
 
-    public func run() throws {
-        logging.bootstrap()
+    /// What was asked, as plain values (the fast path builds the same from argv: EnforceOptions.parseCommon).
+    public var options: EnforceOptions {
+        EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
+                       revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
+                       failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, command: command)
+    }
+
+    public func run() throws { try options.run() }
+}
+
+/// What `cagent enforce` was asked to do. ArgumentParser's parse (EnforceCommand.options) and the launch
+/// path's own parse of the common forms (EnforceOptions.parseCommon) both produce it; the session itself
+/// runs from it.
+public struct EnforceOptions: Equatable, Sendable {
+    public var verbose = false
+    public var debug = false
+    public var profile: String
+    public var workspace: String?
+    public var user: UInt32?
+    public var revertRisky = false
+    public var offline = false
+    public var json = false
+    public var upstreamDns: [String] = []
+    public var failAtStage: String?
+    public var dumpPlan: String?
+    public var stateDir: String?
+    public var command: [String] = []
+
+    /// The session: plan, launch, teardown, report. Throws CagentExit with the agent's status.
+    func run() throws {
+        CagentLog.bootstrap(verbose: verbose, debug: debug)
         let environment = ProcessEnvironment.current
         var invoking = InvokingUser.current(environment: environment)
         if let user {

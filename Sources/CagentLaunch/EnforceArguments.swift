@@ -1,0 +1,65 @@
+/// The launch path's own reading of `cagent enforce` arguments, for the forms an agent start uses:
+/// `--name VALUE`, `--name=VALUE`, `--flag`, then `--` and the agent command. ArgumentParser builds its
+/// parser by reflection on every start (about 2 ms here, a third of bubblewrap's whole run:
+/// docs/benchmarks.md "Sandbox start"); this reads the same options in microseconds. Anything else — help,
+/// `--version`, an unknown or repeated option, a missing or dash-led value, a bad number — returns nil and
+/// ArgumentParser parses instead, so every message and every corner of its grammar stays its own.
+/// Tests hold the two to the same answers (EnforceArgumentsTests).
+extension EnforceOptions {
+    /// The long names this parser knows, each an option (takes a value) or a flag; EnforceArgumentsTests
+    /// checks the list against EnforceCommand's own definitions.
+    static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir"]
+    static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json"]
+
+    /// `arguments` are those after `enforce`. Nil: let ArgumentParser decide.
+    public static func parseCommon(_ arguments: [String]) -> EnforceOptions? {
+        var values: [String: String] = [:]
+        var upstream: [String] = []
+        var flags: Set<String> = []
+        var index = 0
+        var command: [String]?
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "--" {
+                command = Array(arguments[(index + 1)...])
+                break
+            }
+            guard argument.hasPrefix("--"), argument.count > 2 else { return nil }
+            var name = String(argument.dropFirst(2))
+            var value: String?
+            if let equals = name.firstIndex(of: "=") {
+                value = String(name[name.index(after: equals)...])
+                name = String(name[..<equals])
+            }
+            if knownFlags.contains(name) {
+                guard value == nil, flags.insert(name).inserted else { return nil }
+            } else if knownOptions.contains(name) {
+                if value == nil {
+                    index += 1
+                    guard index < arguments.count, !arguments[index].hasPrefix("-") else { return nil }
+                    value = arguments[index]
+                }
+                guard let value, !value.isEmpty else { return nil }
+                if name == "upstream-dns" {
+                    upstream.append(value)
+                } else {
+                    guard values.updateValue(value, forKey: name) == nil else { return nil }
+                }
+            } else {
+                return nil
+            }
+            index += 1
+        }
+        guard let command, let profile = values["profile"] else { return nil }
+        var user: UInt32?
+        if let text = values["user"] {
+            guard let number = UInt32(text) else { return nil }
+            user = number
+        }
+        return EnforceOptions(verbose: flags.contains("verbose"), debug: flags.contains("debug"), profile: profile,
+                              workspace: values["workspace"], user: user, revertRisky: flags.contains("revert-risky"),
+                              offline: flags.contains("offline"), json: flags.contains("json"), upstreamDns: upstream,
+                              failAtStage: values["fail-at-stage"], dumpPlan: values["dump-plan"],
+                              stateDir: values["state-dir"], command: command)
+    }
+}
