@@ -57,7 +57,7 @@ let package = Package(
         // The front is linked with the Swift runtime statically in release builds: no dynamic loading and
         // relocation of libswiftCore & co. at every agent start (docs/benchmarks.md "Sandbox start").
         .executableTarget(name: "cagent", dependencies: ["CagentLaunch"],
-                          linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "-l_FoundationCollections"], .when(configuration: .release))]),
+                          linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(configuration: .release))]),
         .executableTarget(name: "cagent-full", dependencies: ["CagentCLI"]),
         // cagent-init is C; linked statically so that no dynamic loading (SwiftPM would add libswiftCore) slows
         // every sandbox start (~2 ms, docs/benchmarks.md "Sandbox start").
