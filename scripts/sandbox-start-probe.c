@@ -33,6 +33,7 @@ int main(int argc, char **argv) {
     close(pipe_fds[0]); close(control[1]);
     if (write(pipe_fds[1], plan, (size_t)length) != length) return 2;
     close(pipe_fds[1]);
+    if (send(control[0], "G", 1, MSG_NOSIGNAL) != 1) return 2;   // the go (nothing to wait for here)
     char message[2048];
     ssize_t n;
     while ((n = recv(control[0], message, sizeof message, 0)) > 0) {

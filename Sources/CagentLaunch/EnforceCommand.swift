@@ -135,17 +135,21 @@ public struct EnforceOptions: Equatable, Sendable {
         let launcher = Launcher()
         launcher.notices = notices
         let failCgroup = failAtStage == "cgroup"
+        func setupError(_ error: any Error, stage: String) -> CagentError {
+            let error = error as? CagentError ?? CagentError(stage: stage, "\(error)")
+            return CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno,
+                               hint: error.hint ?? "the agent did not start")
+        }
         launcher.beforeRelease = { pid in
-            // The init is frozen waiting for its plan: nothing inside runs before all of this is in place.
+            // The init is frozen waiting for its plan: nothing inside runs before the network is in place.
+            do { try network?.start(pid: pid) } catch { throw setupError(error, stage: "network") }
+        }
+        launcher.beforeAgent = { pid in
+            // cagent-init builds the view meanwhile; it forks the agent only after this returned.
             do {
                 try cgroup.add(pid: pid)
                 if failCgroup { throw CagentError(stage: "cgroup", "failing as asked (--fail-at-stage)") }
-                try network?.start(pid: pid)
-            } catch {
-                let error = error as? CagentError ?? CagentError(stage: "network", "\(error)")
-                throw CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno,
-                                  hint: error.hint ?? "the agent did not start")
-            }
+            } catch { throw setupError(error, stage: "cgroup") }
         }
         launcher.finalizePlan = { plan in
             if let signal = Launcher.takeHeldSignal() {
@@ -173,7 +177,7 @@ public struct EnforceOptions: Equatable, Sendable {
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
         if let failure {
             // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).
-            // The launcher throws only before the agent runs (clone, beforeRelease, cagent-init's stages).
+            // The launcher throws only before the agent runs (clone, beforeRelease, beforeAgent, cagent-init's stages).
             FileDescriptorStream.standardError.write("cagent: \(failure)\n")
             throw CagentExit(status: 125)
         }

@@ -442,6 +442,16 @@ int main(int argc, char **argv) {
     int signals = signalfd(-1, &wanted, SFD_CLOEXEC);
     if (signals < 0) fail("signalfd");
 
+    // The go: while the view above was being built, cagent attached this process to the session's cgroups
+    // (and did whatever else must hold before the agent exists); it says "G" once that is done. The agent
+    // is forked only after it, so it is born inside its limits. Anything else (cagent gave up and closed
+    // the socket, or died) ends the sandbox before the agent exists.
+    stage("wait-go");
+    char go = 0;
+    ssize_t got;
+    do { got = recv(INIT_CONTROL_FD, &go, 1, 0); } while (got < 0 && errno == EINTR);
+    if (got != 1 || go != 'G') _exit(125);
+
     stage("fork-agent");
     int report[2], release[2];
     if (pipe2(report, O_CLOEXEC) < 0 || pipe2(release, O_CLOEXEC) < 0) fail("pipe2");

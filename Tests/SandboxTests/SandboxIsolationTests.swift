@@ -411,6 +411,33 @@ import Testing
         #expect(processes(mentioning: plan.sessionID).isEmpty)
     }
 
+    /// The cgroup hook: `beforeAgent` runs after the plan was sent (cagent-init is building the view) and the
+    /// agent is forked only once it has returned; when it throws, the agent never starts and nothing is left.
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
+    func beforeAgentHoldsTheAgentAndCanAbort() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let plan = try world.plan(["/bin/sh", "-c", "touch \(world.workspace)/ran"])
+        let launcher = Launcher(initPath: Products.initPath, streams: .inherited, forwardSignals: false)
+        var order: [String] = []
+        var ranEarly = true
+        launcher.beforeRelease = { _ in order.append("release") }
+        launcher.beforeAgent = { _ in
+            order.append("agent")
+            Thread.sleep(forTimeInterval: 0.3)   // long past the view's setup: only the go holds the agent back
+            ranEarly = FileSystem.exists(world.workspace + "/ran")
+        }
+        #expect(try launcher.run(plan) == 0)
+        #expect(order == ["release", "agent"])
+        #expect(!ranEarly, "the agent ran before the go")
+        #expect(FileSystem.exists(world.workspace + "/ran"), "control: the agent runs once released")
+        unlink(world.workspace + "/ran")
+        launcher.beforeAgent = { _ in throw CagentError(stage: "cgroup", "attach failed (test)") }
+        #expect(throws: CagentError.self) { try launcher.run(plan) }
+        #expect(!FileSystem.exists(world.workspace + "/ran"))
+        #expect(processes(mentioning: plan.sessionID).isEmpty)
+    }
+
     /// Every bundled profile (resolved with its `extends`) starts a sandbox: their paths (e.g.
     /// `/etc/default/locale`) must fit the constructed view.
     @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
@@ -451,7 +478,7 @@ import Testing
         let base = try world.plan(["/bin/sh", "-c", "touch \(world.workspace)/agent-ran"])
         var stages = ["child-credentials", "exec-init", "hostname", "loopback", "private-mounts", "base-root", "new-root"]
         stages += base.steps.map(\.operation.stageName)
-        stages += ["pivot-root", "root-readonly", "cwd", "close-fds", "signals", "fork-agent", "agent-session",
+        stages += ["pivot-root", "root-readonly", "cwd", "close-fds", "signals", "wait-go", "fork-agent", "agent-session",
                    "agent-identity", "agent-capabilities", "no-new-privs", "seccomp", "policy", "exec-agent", "init-privileges"]
         for stage in stages {
             var plan = base
