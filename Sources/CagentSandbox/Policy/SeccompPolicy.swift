@@ -203,9 +203,17 @@ public enum SeccompPolicy {
 
     /// The rule for a syscall number of the x86_64 table; nil when the policy does not name it (ENOSYS).
     public static func rule(for number: Int32) -> SyscallRule? {
-        guard let entry = SyscallTable.entries.first(where: { $0.number == number }) else { return nil }
-        return rules[entry.name]
+        guard let name = namesByNumber[number] else { return nil }
+        return rules[name]
     }
+
+    /// Syscall number to name (the compiler asks for every number: a linear search each time was
+    /// quadratic on the start path).
+    static let namesByNumber: [Int32: String] = {
+        var table: [Int32: String] = [:]
+        for entry in SyscallTable.entries { table[entry.number] = entry.name }
+        return table
+    }()
 
     /// The intended answer for one call, written as plainly as possible: the reference the compiled BPF
     /// program is checked against.
