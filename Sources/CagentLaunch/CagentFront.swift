@@ -10,7 +10,6 @@ import Glibc
 /// arguments.
 public enum CagentFront {
     public static func main() -> Never {
-        signal(SIGPIPE, SIG_IGN)
         let arguments = CommandLine.arguments
         if arguments.count > 1 && arguments[1] == EnforceCommand.configuration.commandName {
             runEnforce(Array(arguments.dropFirst()))
@@ -21,6 +20,7 @@ public enum CagentFront {
     /// Synchronous on purpose: no concurrency runtime, and the sandbox's parent-death signal follows the
     /// thread that cloned cagent-init, which is this main thread.
     static func runEnforce(_ arguments: [String]) -> Never {
+        signal(SIGPIPE, SIG_IGN)   // here, not before the exec below: an ignored signal stays ignored across exec
         do {
             if let options = EnforceOptions.parseCommon(Array(arguments.dropFirst())) {
                 try options.run()
