@@ -74,8 +74,9 @@ if run enforce; then
   $bench --name "enforce start with network vs --offline (in a throwaway netns)" --rounds 20 --warmup 2 \
     --subject "cd $scratch/ws && $in_ns $cagent enforce --profile default --user $uid --state-dir $scratch/state --upstream-dns 198.18.99.2 -- /bin/true </dev/null 2>/dev/null" \
     --reference "cd $scratch/ws && $in_ns $cagent enforce --offline --profile default --user $uid --state-dir $scratch/state -- /bin/true </dev/null"
-  # What dominates: the bare start of the cagent binary (Swift runtime, Foundation, ArgumentParser) ...
-  $bench --name "cagent process start (cagent --version) vs bwrap" --rounds 40 --warmup 3 \
+  # For scale: the start of the whole command set (`cagent --version`: the front execs cagent-full, which
+  # loads Foundation, SQLite and the rest), what every `cagent enforce` paid before the lean front ...
+  $bench --name "full command set start (cagent --version) vs bwrap" --rounds 40 --warmup 3 \
     --subject "$cagent --version" --reference "$bwrap_cmd </dev/null"
   # ... and the sandbox alone: the same plan replayed from C through cg_spawn_init and cagent-init.
   (cd "$scratch/ws" && $cagent enforce --profile default --user "$uid" --state-dir "$scratch/state" --dump-plan "$scratch/plan" -- /bin/true)
