@@ -43,10 +43,34 @@ import Testing
         // cagent, the shell and two sleeps mention the marker.
         while processes(mentioning: "sleep \(marker)").count < 4 && waited < 10 { Thread.sleep(forTimeInterval: 0.05); waited += 0.05 }
         #expect(processes(mentioning: "sleep \(marker)").count == 4, "positive control: the agent runs")
+        let sessionCgroups = processes(mentioning: "sleep \(marker)").filter { $0 != process.processIdentifier }
+            .first.map(Self.sessionCgroups(of:)) ?? []
+        #expect(!sessionCgroups.isEmpty, "the agent runs in its session's cgroups")
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         waited = 0
         while !processes(mentioning: "sleep \(marker)").isEmpty && waited < 5 { Thread.sleep(forTimeInterval: 0.05); waited += 0.05 }
         #expect(processes(mentioning: "sleep \(marker)").isEmpty, "the sandbox outlived cagent")
+        // A killed cagent cannot remove its session's cgroups (`cagent doctor --clean` does, later): they
+        // must be empty, and the test removes them so that nothing of it remains.
+        for directory in sessionCgroups {
+            #expect((FileSystem.readText(directory + "/cgroup.procs") ?? "").isEmpty, "a process remained in \(directory)")
+            rmdir(directory)
+        }
+    }
+
+    /// The session cgroup directories (named cagent-*) a process is in, one per hierarchy.
+    static func sessionCgroups(of pid: Int32) -> [String] {
+        let layout = CgroupLayout.detect()
+        var directories: [String] = []
+        for line in (FileSystem.readText("/proc/\(pid)/cgroup") ?? "").split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3, fields[2].split(separator: "/").last?.hasPrefix("cagent-") == true else { continue }
+            let controllers = fields[1].split(separator: ",")
+            let hierarchy = fields[0] == "0" ? layout.unified
+                : controllers.contains("pids") ? layout.pids : controllers.contains("memory") ? layout.memory : nil
+            if let hierarchy { directories.append(hierarchy.mountPoint + fields[2]) }
+        }
+        return directories
     }
 }
