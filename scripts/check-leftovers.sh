@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fails when kernel state of cagent or of its tests remains: network namespaces, interfaces, nft tables, mounts.
+# Fails when kernel state of cagent or of its tests remains: network namespaces, interfaces, nft tables, mounts,
+# cgroups.
 set -u
 left=""
 ns=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(cagent|cg)' || true)
@@ -10,6 +11,9 @@ tables=$(nft list tables 2>/dev/null | grep -i cagent || true)
 [ -n "$tables" ] && left="$left nft: $(echo $tables)"
 mounts=$(awk '{print $5}' /proc/self/mountinfo | grep -iE 'cagent|/cgt-' || true)
 [ -n "$mounts" ] && left="$left mounts: $(echo $mounts)"
+# Session and trace cgroups (cagent-*) in every hierarchy (v1 controllers and cgroup2).
+cgroups=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 6 -type d -name 'cagent-*' 2>/dev/null || true)
+[ -n "$cgroups" ] && left="$left cgroups: $(echo $cgroups)"
 if [ -n "$left" ]; then
   echo "leftovers: FAILED:$left" >&2
   exit 1
