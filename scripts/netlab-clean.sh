@@ -13,8 +13,8 @@ for entry in "$registry"/*; do
   while read -r kind pid started; do
     [ "$kind" = child ] && [ "$(start_time "$pid")" = "$started" ] && kill -9 -- "-$pid" "$pid" 2>/dev/null
   done <"$entry"
-  for side in host inet; do
-    ns="cgt-$id-$side"
+  # host, inet, and the sandbox namespaces tests create in the lab (cgt-ID-sN)
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^cgt-$id-" || true); do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9
     ip netns delete "$ns" 2>/dev/null
     rm -rf "/etc/netns/$ns"

@@ -272,9 +272,10 @@ public final class Netlab: @unchecked Sendable {
             kill(pid, SIGKILL)
             _ = waitpid(pid, &status, WNOHANG)
         }
-        // Anything still running inside the lab's namespaces (e.g. a probe a test left) is killed too.
-        for side in ["host", "inet"] {
-            let name = "cgt-\(id)-\(side)"
+        // Anything still running inside the lab's namespaces (e.g. a probe a test left) is killed too: host,
+        // inet, and the sandbox namespaces tests add in the lab (cgt-ID-sN, -ls, ...).
+        let labNamespaces = FileSystem.list("/run/netns").filter { $0.hasPrefix("cgt-\(id)-") }
+        for name in Set(labNamespaces + ["cgt-\(id)-host", "cgt-\(id)-inet"]) {
             if let pids = try? execute(["ip", "netns", "pids", name], timeout: 5).stdout {
                 for pid in pids.split(separator: "\n").compactMap({ Int32($0) }) { kill(pid, SIGKILL) }
             }
