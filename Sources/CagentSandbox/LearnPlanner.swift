@@ -38,8 +38,10 @@ public struct LearnRequest: Sendable {
 ///
 /// Scratch layer (documented choice): the home directory is an overlay whose upper layer lives in the
 /// session's scratch directory (`LearnRequest.scratch`, kept with `--keep-scratch`); `/tmp`, `/var/tmp`,
-/// `/run` and `/dev/shm` are private tmpfs. Every other host directory is read-only: the agent runs without
-/// any capability, so the host's root-owned directories were not writable to it anyway.
+/// `/run` and `/dev/shm` are private tmpfs; host directories the user could write (owned, group- or
+/// world-writable, at the top level or one below) are overlays with their upper layer in scratch too. Every
+/// other host directory is read-only (EROFS where the host would answer EACCES): the agent runs as the user
+/// without any capability, so those were not writable to it on the host either.
 public enum LearnPlanner {
     /// Top-level host entries never bound: kernel interfaces and private trees get their own mounts,
     /// `/root` is the host administrator's home, the others hold nothing an agent needs.
@@ -143,8 +145,8 @@ public enum LearnPlanner {
             add(.directory(home), "the home does not exist on the host")
         }
 
-        // 5b. Other host directories the user could write (owned by the user, at the top level or one below,
-        //     e.g. /opt/tool): the same overlay, so the agent's writes there land in scratch too.
+        // 5b. Other host directories the user could write (as owner, by group or by everyone; at the top level
+        //     or one below, e.g. /opt/tool): the same overlay, so the agent's writes there land in scratch too.
         for (index, directory) in userWritableDirectories(user: user, home: home, workspace: workspace).enumerated() {
             let layer = request.scratch + "/dir\(index)"
             try prepareLayer(layer, user: user, modeOf: directory)
@@ -219,13 +221,22 @@ public enum LearnPlanner {
     /// Directories at depth 1 or 2 of the bound host tree owned by the user and writable by them (the agent
     /// runs with the user's uid and no capability: elsewhere it could not write anyway). Not the home's tree,
     /// the workspace or its parents' siblings below it, nothing with a character overlayfs options cannot carry.
+    /// Host directories the plan replaces with private tmpfs (step 3): never layered.
+    static let privateTrees: Set<String> = ["/var/tmp"]
+
     static func userWritableDirectories(user: InvokingUser, home: String, workspace: String) -> [String] {
         let homeTop = home.split(separator: "/").first.map(String.init)
         var found: [String] = []
         func consider(_ path: String) -> Bool {
             var info = stat()
             guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
-            guard info.st_uid == user.uid, info.st_mode & S_IWUSR != 0 else { return false }
+            // Writable to the agent on the host: as owner, through its primary group (it runs with no
+            // supplementary groups), or by everyone (e.g. a sticky shared directory). Trees the plan makes
+            // private anyway (/var/tmp) are not layered.
+            let writable = (info.st_uid == user.uid && info.st_mode & S_IWUSR != 0)
+                || (info.st_gid == user.gid && info.st_mode & S_IWGRP != 0)
+                || info.st_mode & S_IWOTH != 0
+            guard writable, !privateTrees.contains(path) else { return false }
             guard path != workspace, !EnforcePlanner.isWithin(path, workspace), !EnforcePlanner.isWithin(path, home),
                   !EnforcePlanner.isWithin(home, path), !path.contains(","), !path.contains(":"), !path.contains("\\") else { return true }
             found.append(path)

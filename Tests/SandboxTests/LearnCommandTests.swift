@@ -11,6 +11,8 @@ import Testing
 extension SandboxFixture {
     /// A user-owned directory under /opt, unique to this fixture.
     var userOpt: String { "/opt/cagent-learn-test-" + (root.split(separator: "-").last.map(String.init) ?? "x") }
+    /// A root-owned, world-writable (sticky) host directory: writable to the agent user on the host.
+    var sharedOpt: String { "/opt/cagent-learn-shared-" + (root.split(separator: "-").last.map(String.init) ?? "x") }
 }
 
 @Suite("cagent learn", .serialized)
@@ -56,6 +58,7 @@ struct LearnCommandTests {
         echo scratch > "$HOME/written-by-agent" && echo "homewrite=ok" >> "$out"
         echo x > /opt/cagent-learn-x 2>/dev/null && echo "optwrite=ok" >> "$out" || echo "optwrite=refused" >> "$out"
         echo x > "\(fixture.userOpt)/x" && echo "useroptwrite=ok" >> "$out"
+        echo x > "\(fixture.sharedOpt)/x" && echo "sharedwrite=ok" >> "$out"
         for name in www.allowed.test api.allowed.test assets.allowed.test; do
           curl -s -o /dev/null -m 5 "http://$name/" && echo "web=$name" >> "$out"
         done
@@ -193,6 +196,9 @@ struct LearnCommandTests {
         try fixture.makeDirectory(fixture.userOpt)
         try fixture.write(fixture.userOpt + "/existing", "host\n")
         defer { try? FileManager.default.removeItem(atPath: fixture.userOpt) }
+        // ... and a root-owned world-writable one (mode 1777): the same.
+        #expect(mkdir(fixture.sharedOpt, 0o755) == 0 && chmod(fixture.sharedOpt, 0o1777) == 0)
+        defer { try? FileManager.default.removeItem(atPath: fixture.sharedOpt) }
         try fixture.write(fixture.workspace + "/agent.sh", Self.agentScript(fixture: fixture))
         try fixture.write(fixture.workspace + "/hello.py", Self.helloScript)
         try fixture.write(fixture.workspace + "/listen.py", Self.listenScript)
@@ -227,6 +233,8 @@ struct LearnCommandTests {
         #expect(results.contains("optwrite=refused"))
         #expect(results.contains("useroptwrite=ok"), "a user-owned host directory was not writable: \(results)")
         #expect(!FileSystem.exists(fixture.userOpt + "/x"), "the write reached the host")
+        #expect(results.contains("sharedwrite=ok"), "a world-writable host directory was not writable: \(results)")
+        #expect(!FileSystem.exists(fixture.sharedOpt + "/x"), "the write reached the host")
         for name in ["www.allowed.test", "api.allowed.test", "assets.allowed.test", "203.0.113.13"] {
             #expect(results.contains("web=\(name)"), "\(name) unreachable while learning: \(results)")
         }
@@ -237,7 +245,7 @@ struct LearnCommandTests {
 
         // The host outside the workspace is unchanged: nothing newer than the marker in the fake home, no
         // /opt file; the home write went to the (removed) scratch layer.
-        let changed = try Netlab.execute(["find", fixture.home, fixture.userOpt, "-newer", marker], timeout: 10).stdout
+        let changed = try Netlab.execute(["find", fixture.home, fixture.userOpt, fixture.sharedOpt, "-newer", marker], timeout: 10).stdout
         #expect(changed.isEmpty, "host home changed: \(changed)")
         #expect(!FileSystem.exists("/opt/cagent-learn-x"))
         #expect(!FileSystem.exists(fixture.home + "/written-by-agent"))
@@ -268,6 +276,7 @@ struct LearnCommandTests {
             "/opt/cagent-learn-x",                                                             // write outside
             "/written-by-agent",                                                               // scratch write
             fixture.userOpt + "/x",                                                            // scratch write outside home
+            fixture.sharedOpt + "/x",                                                          // scratch write, world-writable dir
             "169.254.169.254",                                                                 // metadata, blocked
         ]
         for fact in facts {
