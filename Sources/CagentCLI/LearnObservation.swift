@@ -228,7 +228,7 @@ final class LearnObservation: @unchecked Sendable {
         // milliseconds for the kernel).
         let current = tracer.with { t -> (any LearnTracer)? in let c = t; t = nil; return c }
         let sources = DispatchGroup()
-        let stops = LearnLocked<[() -> Void]>([capture.map { c in { c.stop() } }, flows.map { f in { f.stop() } },
+        let stops = LearnLocked<[() -> Void]>([capture.map { c in { c.stopReading() } }, flows.map { f in { f.stop() } },
                                                gate.map { g in { g.stop() } }].compactMap { $0 })
         for index in 0..<stops.with({ $0.count }) {
             DispatchQueue.global(qos: .userInitiated).async(group: sources) { stops.with { $0[index] }() }
@@ -237,11 +237,13 @@ final class LearnObservation: @unchecked Sendable {
         learnTiming("tracer stopped")
         sources.wait()
         summary.captureDropped = capture?.dropped ?? 0
+        let closing = LearnLocked(capture)
         capture = nil; flows = nil; gate = nil
         summary.flows = attributor.with { $0.findings() }
         learnTiming("sources stopped")
-        // The store's last write and the network's teardown are independent: at once.
+        // The store's last write, the capture socket's close and the network's teardown are independent: at once.
         let network = DispatchGroup()
+        DispatchQueue.global(qos: .userInitiated).async(group: network) { closing.with { $0?.stop() } }
         DispatchQueue.global(qos: .userInitiated).async(group: network) { [self] in tearDownNetwork() }
         defer { network.wait() }
         if let recorder {

@@ -43,12 +43,31 @@ public final class DNSCapture: @unchecked Sendable {
             loop(handle)
             var stats = pcap_stat()
             if pcap_stats(handle, &stats) == 0 { received = stats.ps_recv; dropped = stats.ps_drop }
+            drained.signal()
             pcap_close(handle)
         })
+        running = true
     }
 
     /// Drains what is already buffered, then stops the thread.
-    public func stop() { service.stop() }
+    public func stop() {
+        service.stop()
+        running = false
+    }
+
+    /// Drains what is already buffered and stops reading (every event delivered, counters final), without
+    /// waiting for the capture socket's close, in which the kernel waits out an RCU grace period (tens of
+    /// milliseconds here): the caller can tear down other things meanwhile, then `stop()` waits for the rest.
+    public func stopReading() {
+        guard running, !readingStopped else { return }
+        readingStopped = true
+        service.wake()
+        drained.wait()
+    }
+
+    private let drained = DispatchSemaphore(value: 0)
+    private var running = false
+    private var readingStopped = false
 
     deinit { stop() }
 
