@@ -102,6 +102,11 @@ final class LearnObservation: @unchecked Sendable {
     func start(initPid pid: Int32) throws {
         initPid = pid
         learnTiming("start")
+        let preload = backend == .ebpf ? (ebpfPreload ?? LearnEbpfPreload()) : nil
+        if let preload {
+            ebpfPreload = preload  // stop() discards it unless taken
+            preload.admit(pid: pid)
+        }
         do {
             let id = sessionID, paths = paths
             let session = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
@@ -167,23 +172,15 @@ final class LearnObservation: @unchecked Sendable {
                 self.tracer.with { $0 = tracer }
             }
             if backend == .ebpf {
-                // The init pid joins the traced cgroup before the plan releases it: nothing in the sandbox has run
-                // yet, so this is equivalent to CLONE_INTO_CGROUP. The programs were loaded meanwhile (preload);
-                // the cgroup was empty, so the sink is in place before the first record.
-                let (cgroup, tracer) = try (ebpfPreload ?? LearnEbpfPreload()).take()
+                // The init pid joins the traced cgroup (admitted at the start, beside the network setup) before the
+                // plan releases it: nothing in the sandbox has run yet, so this is equivalent to CLONE_INTO_CGROUP.
+                // The programs were loaded meanwhile; the init is blocked reading its plan, so the sink is in place
+                // before the first record.
+                let (cgroup, tracer) = try preload!.take()
                 self.cgroup = cgroup
                 tracer.setSink(sink(dropping: pid))
                 self.tracer.with { $0 = tracer }
                 learnTiming("ebpf")
-                let procs = open(cgroup.path + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
-                guard procs >= 0 else { throw CagentError.system("trace cgroup", "cannot open \(cgroup.path)/cgroup.procs") }
-                let text = Array("\(pid)\n".utf8)
-                let written = text.withUnsafeBytes { write(procs, $0.baseAddress, $0.count) }
-                let code = errno
-                close(procs)
-                guard written == text.count else {
-                    throw CagentError(stage: "trace cgroup", "cannot move the sandbox into \(cgroup.path)", errno: code)
-                }
             }
         } catch {
             stop()
@@ -283,58 +280,117 @@ final class LearnObservation: @unchecked Sendable {
 }
 
 /// Learn mode's eBPF tracer and its cgroup, loaded on a thread of their own while the command plans the
-/// sandbox and sets up its network (loading, verifying and relocating the programs takes ~50 ms that would
-/// otherwise come before the agent starts). Attached but idle: the cgroup holds no task until `start`
-/// moves the sandbox's init into it, after setting the real sink. Exactly one of `take` or `discard` owns
-/// the result; `discard` stops and removes what was not taken.
+/// sandbox and sets up its network (loading, verifying and relocating the programs takes ~30 ms that would
+/// otherwise come before the agent starts). Attached but idle: the cgroup holds no task until `admit` moves
+/// the sandbox's init into it (also on its own thread: a cgroup migration waits for an RCU grace period),
+/// and the init runs nothing before its plan, which comes after `take` (the real sink is set by then).
+/// Exactly one of `take` or `discard` owns the result; an admitted init is moved back out (to the root
+/// cgroup) before the cgroup is removed on a failure path, since the init is still alive then.
 final class LearnEbpfPreload: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private var outcome: Result<(TraceCgroup, EbpfTracer), Error>?
-    private var waited = false
-    private var taken = false
+    private let created = DispatchSemaphore(value: 0)
+    private let loaded = DispatchSemaphore(value: 0)
+    private let admitted = DispatchSemaphore(value: 0)
+    private var cgroup: Result<TraceCgroup, Error>?       // set before `created`
+    private var tracer: Result<EbpfTracer, Error>?        // set before `loaded`
+    private var admission: Result<Int32, Error>?          // set before `admitted`
+    private var loadWaited = false, admitWaited = false, admitting = false, taken = false
 
     init() {
         DispatchQueue.global(qos: .userInitiated).async { [self] in
-            outcome = Result {
-                learnTiming("preload begin")
-                defer { learnTiming("preload end") }
-                let cgroup = try TraceCgroup()
-                do {
-                    return (cgroup, try EbpfTracer(cgroup: cgroup, sink: TraceSink(events: { _ in }), counts: false))
-                } catch {
-                    try? cgroup.remove()
-                    throw error
-                }
+            learnTiming("preload begin")
+            let made = Result { try TraceCgroup() }
+            cgroup = made
+            created.signal()
+            switch made {
+            case .success(let cgroup):
+                tracer = Result { try EbpfTracer(cgroup: cgroup, sink: TraceSink(events: { _ in }), counts: false) }
+            case .failure(let error):
+                tracer = .failure(error)
             }
-            done.signal()
+            learnTiming("preload end")
+            loaded.signal()
         }
     }
 
-    private func wait() -> Result<(TraceCgroup, EbpfTracer), Error> {
-        if !waited { done.wait(); waited = true }
-        return outcome!
+    private func waitLoaded() -> Result<EbpfTracer, Error> {
+        if !loadWaited { loaded.wait(); loadWaited = true }
+        return tracer!
+    }
+
+    /// The admission's outcome (nil: none was asked for).
+    private func waitAdmitted() -> Result<Int32, Error>? {
+        guard admitting else { return nil }
+        if !admitWaited { admitted.wait(); admitWaited = true }
+        return admission
     }
 
     /// nil when the tracer loaded, else why not (the auto choice's probe).
     func failure() -> String? {
-        if case .failure(let error) = wait() { return "cannot load: \(error)" }
+        if case .failure(let error) = waitLoaded() { return "cannot load: \(error)" }
         return nil
     }
 
-    /// The loaded tracer and its cgroup, now the caller's; or the load's error.
-    func take() throws -> (TraceCgroup, EbpfTracer) {
-        let result = wait()
-        taken = true
-        return try result.get()
+    /// Moves `pid` (the sandbox's init, waiting for its plan) into the cgroup as soon as the cgroup exists,
+    /// on another thread; `take` waits for it. Once only.
+    func admit(pid: Int32) {
+        guard !admitting else { return }
+        admitting = true
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            created.wait()
+            created.signal()  // for anyone else waiting on the cgroup
+            switch cgroup! {
+            case .success(let cgroup):
+                admission = Result { try Self.write(pid, into: cgroup.path); return pid }
+            case .failure(let error):
+                admission = .failure(error)
+            }
+            admitted.signal()
+        }
     }
 
-    /// Stops and removes a tracer nobody took (an exit before the sandbox started). Idempotent.
+    /// The loaded tracer and its cgroup (with the init in it, when admitted), now the caller's; or the error
+    /// of the load or the admission, with everything already released.
+    func take() throws -> (TraceCgroup, EbpfTracer) {
+        let loadedTracer = waitLoaded()
+        let admission = waitAdmitted()
+        taken = true
+        do {
+            let tracer = try loadedTracer.get()
+            if let admission { _ = try admission.get() }
+            guard case .success(let cgroup) = cgroup! else { throw CagentError(stage: "trace cgroup", "no cgroup") }
+            return (cgroup, tracer)
+        } catch {
+            release(tracer: try? loadedTracer.get(), admission: admission)
+            throw error
+        }
+    }
+
+    /// Stops and removes what nobody took (an exit before the sandbox started). Idempotent.
     func discard() {
         guard !taken else { return }
         taken = true
-        if case .success(let (cgroup, tracer)) = wait() {
-            _ = try? tracer.stop()
-            try? cgroup.remove()
+        let loadedTracer = waitLoaded()
+        release(tracer: try? loadedTracer.get(), admission: waitAdmitted())
+    }
+
+    private func release(tracer: EbpfTracer?, admission: Result<Int32, Error>?) {
+        if let tracer { _ = try? tracer.stop() }
+        guard case .success(let cgroup) = cgroup! else { return }
+        if case .success(let pid) = admission, let root = TraceCgroup.cgroup2Mount() {
+            try? Self.write(pid, into: root)  // the init is alive (the launcher ends it): out, so the cgroup can go
+        }
+        try? cgroup.remove()
+    }
+
+    private static func write(_ pid: Int32, into directory: String) throws {
+        let procs = open(directory + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
+        guard procs >= 0 else { throw CagentError.system("trace cgroup", "cannot open \(directory)/cgroup.procs") }
+        let text = Array("\(pid)\n".utf8)
+        let written = text.withUnsafeBytes { Glibc.write(procs, $0.baseAddress, $0.count) }
+        let code = errno
+        close(procs)
+        guard written == text.count else {
+            throw CagentError(stage: "trace cgroup", "cannot move pid \(pid) into \(directory)", errno: code)
         }
     }
 }
