@@ -36,7 +36,8 @@ let package = Package(
         .target(name: "CagentNetwork", dependencies: ["CagentCore", "CShim", "CNftnl"]),
         .target(name: "CagentDNS", dependencies: ["CagentCore", "CagentNetwork", "CShim"]),
         .target(name: "CagentCapture", dependencies: ["CagentCore", "CagentNetwork", "CagentDNS", "CPcap"]),
-        .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift"),
+                                                  .product(name: "GRDBSQLite", package: "GRDB.swift")]),
         .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim", "CEbpf"],
                 linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
         // `cagent enforce` and what every command shares: no Foundation, SQLite or libpcap at start.

@@ -147,4 +147,6 @@ if run learn; then
   $bench --name "learn: file-heavy walk, cagent learn (eBPF)" --rounds 10 --subject "$in_ns $learn --tracer ebpf -- $w 2>/dev/null" --reference "$in_ns $w"
   $bench --name "learn: file-heavy walk, cagent learn (seccomp)" --rounds 10 --subject "$in_ns $learn --tracer seccomp -- $w 2>/dev/null" --reference "$in_ns $w"
   $bench --name "learn: /bin/true, cagent learn (eBPF): the session's fixed cost" --rounds 10 --subject "$in_ns $learn --tracer ebpf -- /bin/true 2>/dev/null" --reference "$in_ns /bin/true"
+  # For scale, the tool a user would reach for: strace -f (every syscall, each one stopping the tracee twice).
+  $bench --name "learn: file-heavy walk, strace -f" --rounds "${STRACE_ROUNDS:-3}" --subject "$in_ns strace -f -o /dev/null $w" --reference "$in_ns $w"
 fi

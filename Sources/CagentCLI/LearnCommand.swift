@@ -44,6 +44,7 @@ struct LearnCommand: ParsableCommand {
 
     func run() throws {
         logging.bootstrap()
+        learnTiming("run")
         guard let choice = TracerChoice(rawValue: tracer) else {
             throw ValidationError("--tracer must be one of \(TracerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -61,10 +62,9 @@ struct LearnCommand: ParsableCommand {
             throw CagentError(stage: "user", "the agent never runs as root",
                               hint: "run cagent through sudo from your own account, or pass --user UID")
         }
-        let selection = TracerSelection.select(choice, path: environment["PATH"])
-        guard let backend = selection.backend else {
-            throw CagentError(stage: "tracer", "no usable tracer: \(selection.reason)", hint: "`cagent doctor` explains")
-        }
+        // The eBPF programs load on their own thread while the rest is set up (auto: that load is the probe).
+        let preload = choice == .ebpf || choice == .auto ? LearnEbpfPreload() : nil
+        defer { preload?.discard() }  // unless the observation took it
         let workspacePath = workspace ?? currentDirectory()
         let profile = try agent.map { try loadProfileForEnforce(nameOrPath: $0, workspace: workspacePath) } ?? Profile(agent: "learn")
         var pathEnvironment = environment
@@ -82,17 +82,26 @@ struct LearnCommand: ParsableCommand {
         request.passedCredentials = passedEnvironment
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try LearnPlanner.plan(request)
+        let selection = choice == .auto && preload != nil ? TracerSelection.auto(ebpfFailure: preload!.failure())
+                                                          : TracerSelection.select(choice, path: environment["PATH"])
+        guard let backend = selection.backend else {
+            throw CagentError(stage: "tracer", "no usable tracer: \(selection.reason)", hint: "`cagent doctor` explains")
+        }
         plan.traceNotify = backend == .seccomp
         defer { if !keepScratch { removeTree(request.scratch) } }
 
-        let store = try Store(path: db ?? Store.defaultPath(paths: CagentPaths.standard(user: invoking, environment: pathEnvironment)),
-                              create: true, owner: invoking)
+        learnTiming("planned")
+        // Opened (and migrated) on another thread while the sandbox starts; the recorder waits for it.
+        let storePath = db ?? Store.defaultPath(paths: CagentPaths.standard(user: invoking, environment: pathEnvironment))
+        let store = LearnPending { [invoking] in try Store(path: storePath, create: true, owner: invoking) }
+        learnTiming("store")
         let live = LearnLiveView(quiet: quiet, home: invoking.home)
         live.say("DNS is open while learning: every name resolves and connections go out (metadata, the host and the LAN excepted)")
         let observation = LearnObservation(sessionID: sessionID, paths: paths, upstream: upstream, store: store,
                                            command: command, rules: LearnPlanner.hiddenEntries(profile) + FindingRules.systemSecrets,
                                            backend: backend, workspace: plan.workspace, live: live)
         observation.traceePath = selection.traceePath
+        if backend == .ebpf { observation.ebpfPreload = preload }
         defer { observation.stop() }
 
         let launcher = Launcher()
@@ -108,14 +117,17 @@ struct LearnCommand: ParsableCommand {
             }
             return plan
         }
+        launcher.onStarted = { _ in learnTiming("agent started") }
         launcher.onListener = { fd in observation.startSeccomp(listener: fd) }
         let status: Int32
         do {
+            learnTiming("launch")
             status = try launcher.run(plan)
         } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
             FileDescriptorStream.standardError.write("cagent: \(error)\n")
             throw CagentExit(status: 125)
         }
+        learnTiming("agent done")
         let summary = try observation.finish()
         live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil)
         throw CagentExit(status: status)

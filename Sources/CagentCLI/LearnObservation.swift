@@ -5,9 +5,19 @@ import CagentDNS
 import CagentNetwork
 import CagentStore
 import CagentTrace
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// `CAGENT_TIMING=1`: a learn session prints a monotonic timestamp at each stage to standard error (where
+/// the fixed cost goes; docs/benchmarks.md "Learn mode").
+let learnTimingOn = getenv("CAGENT_TIMING") != nil
+func learnTiming(_ what: String) {
+    guard learnTimingOn else { return }
+    var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t)
+    FileDescriptorStream.standardError.write("T \(Int(t.tv_sec) % 1000).\(String(format: "%06d", Int(t.tv_nsec) / 1000)) \(what)\n")
+}
 
 /// A value behind a mutex (the observation's parts are fed from the gate, nflog, pcap and tracer threads).
 final class LearnLocked<T>: @unchecked Sendable {
@@ -17,6 +27,26 @@ final class LearnLocked<T>: @unchecked Sendable {
     func with<R>(_ body: (inout T) throws -> R) rethrows -> R {
         pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }
         return try body(&value)
+    }
+}
+
+/// A value computed on another thread from now on; `get` waits for it (and rethrows its error).
+final class LearnPending<T>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var outcome: Result<T, Error>?
+    private var waited = false
+
+    init(_ work: @escaping @Sendable () throws -> T) {
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            outcome = Result { try work() }
+            done.signal()
+        }
+    }
+
+    /// From one thread at a time (the command's).
+    func get() throws -> T {
+        if !waited { done.wait(); waited = true }
+        return try outcome!.get()
     }
 }
 
@@ -35,7 +65,7 @@ final class LearnObservation: @unchecked Sendable {
     let sessionID: String
     let paths: CagentPaths
     let upstream: UpstreamConfig
-    let store: Store
+    let store: LearnPending<Store>
     let command: [String]
     let secretPaths: [String]
     let backend: TracerBackend
@@ -43,6 +73,8 @@ final class LearnObservation: @unchecked Sendable {
     let live: LearnLiveView
     /// `--tracer tracee`: the executable found on PATH.
     var traceePath: String?
+    /// eBPF: the tracer loading since the command started (`start` takes it).
+    var ebpfPreload: LearnEbpfPreload?
 
     private(set) var session: NetworkSession?
     private(set) var recorder: Recorder?
@@ -57,7 +89,7 @@ final class LearnObservation: @unchecked Sendable {
     private var initPid: Int32 = 0
     private var stopped = false
 
-    init(sessionID: String, paths: CagentPaths, upstream: UpstreamConfig, store: Store, command: [String],
+    init(sessionID: String, paths: CagentPaths, upstream: UpstreamConfig, store: LearnPending<Store>, command: [String],
          rules secretPaths: [String], backend: TracerBackend, workspace: String, live: LearnLiveView) {
         self.sessionID = sessionID; self.paths = paths; self.upstream = upstream; self.store = store
         self.command = command; self.secretPaths = secretPaths; self.backend = backend
@@ -72,19 +104,42 @@ final class LearnObservation: @unchecked Sendable {
 
     func start(initPid pid: Int32) throws {
         initPid = pid
+        learnTiming("start")
+        let preload = backend == .ebpf ? (ebpfPreload ?? LearnEbpfPreload()) : nil
+        if let preload {
+            ebpfPreload = preload  // stop() discards it unless taken
+            preload.admit(pid: pid)
+        }
         do {
             let id = sessionID, paths = paths
             let session = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
                 try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(pid: pid), entries: [], paths: paths, mode: .learn)
             }
             self.session = session
+            learnTiming("network session")
             let gateAddress = session.addresses.gateway4?.description
-            let recorder = try Recorder(store: store, session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn (\(backend.rawValue))",
+            let recorder = try Recorder(store: store.get(), session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn (\(backend.rawValue))",
                                                                            command: command.map { RawText($0) }, gate: gateAddress),
-                                        rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress))
+                                        rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
+                                        batchEvents: 8192)  // small batches: written while the agent runs, a short final flush
             self.recorder = recorder
+            learnTiming("recorder")
             let live = live, attributor = attributor
 
+            // The capture opens on its own thread (its packet ring takes a while) while the gate and the flow
+            // log start; every path below waits for it before going on (or tearing down).
+            let capture = DNSCapture(interface: session.interface) { event in
+                if case .dns(let seen) = event { recorder.record(seen.observedEvent) }
+                attributor.with { $0.add(event) }
+            }
+            self.capture = capture
+            let captureStarted = DispatchSemaphore(value: 0)
+            let captureError = LearnLocked<Error?>(nil)
+            DispatchQueue.global(qos: .userInitiated).async {
+                do { try capture.start() } catch { captureError.with { $0 = error } }
+                captureStarted.signal()
+            }
+            do {
             let gate = Gate(configuration: .init(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
                                                  port: session.gatePort, policy: .observing(ipv6: session.addresses.gateway6 != nil),
                                                  upstream: upstream),
@@ -96,6 +151,7 @@ final class LearnObservation: @unchecked Sendable {
                             })
             try gate.start()
             self.gate = gate
+            learnTiming("gate")
 
             let flows = FlowLog.reader(group: session.nflogGroup) { flow in
                 let finding = attributor.with { state -> FlowAttributor.Finding in state.add(flow); return state.attribute(flow) }
@@ -103,13 +159,15 @@ final class LearnObservation: @unchecked Sendable {
             }
             try flows.start()
             self.flows = flows
-
-            let capture = DNSCapture(interface: session.interface) { event in
-                if case .dns(let seen) = event { recorder.record(seen.observedEvent) }
-                attributor.with { $0.add(event) }
+            learnTiming("flows")
+            } catch {
+                captureStarted.wait()
+                throw error
             }
-            try capture.start()
-            self.capture = capture
+            captureStarted.wait()
+            if let error = captureError.with({ $0 }) { throw error }
+            learnTiming("capture")
+
 
             if backend == .tracee, let traceePath {
                 // Tracee follows the tree from the init's pid; the init is held (no plan yet) until Tracee runs.
@@ -117,21 +175,15 @@ final class LearnObservation: @unchecked Sendable {
                 self.tracer.with { $0 = tracer }
             }
             if backend == .ebpf {
-                // The init pid joins the traced cgroup before the plan releases it: nothing in the sandbox has run
-                // yet, so this is equivalent to CLONE_INTO_CGROUP.
-                let cgroup = try TraceCgroup()
+                // The init pid joins the traced cgroup (admitted at the start, beside the network setup) before the
+                // plan releases it: nothing in the sandbox has run yet, so this is equivalent to CLONE_INTO_CGROUP.
+                // The programs were loaded meanwhile; the init is blocked reading its plan, so the sink is in place
+                // before the first record.
+                let (cgroup, tracer) = try preload!.take()
                 self.cgroup = cgroup
-                let tracer = try EbpfTracer(cgroup: cgroup, sink: sink(dropping: pid))
+                tracer.setSink(sink(dropping: pid))
                 self.tracer.with { $0 = tracer }
-                let procs = open(cgroup.path + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
-                guard procs >= 0 else { throw CagentError.system("trace cgroup", "cannot open \(cgroup.path)/cgroup.procs") }
-                let text = Array("\(pid)\n".utf8)
-                let written = text.withUnsafeBytes { write(procs, $0.baseAddress, $0.count) }
-                let code = errno
-                close(procs)
-                guard written == text.count else {
-                    throw CagentError(stage: "trace cgroup", "cannot move the sandbox into \(cgroup.path)", errno: code)
-                }
+                learnTiming("ebpf")
             }
         } catch {
             stop()
@@ -149,11 +201,12 @@ final class LearnObservation: @unchecked Sendable {
     /// agent's behaviour: eBPF sees it (the init is in the cgroup), so its pid's file events are dropped.
     private func sink(dropping initPid: Int32) -> TraceSink {
         let recorder = recorder!, live = live, rules = FindingRules(secretPaths: secretPaths), connects = connects
+        let oldroot = Array("/oldroot".utf8), newroot = Array("/newroot".utf8)
         return TraceSink(events: { event in
             switch event {
             case .file(let access):
                 if initPid != 0 && access.pid == initPid { return }
-                if access.path.bytes.starts(with: Array("/oldroot".utf8)) || access.path.bytes.starts(with: Array("/newroot".utf8)) { return }
+                if access.path.bytes.starts(with: oldroot) || access.path.bytes.starts(with: newroot) { return }
                 if let pattern = rules.secret(access.path) { live.secret(pattern, access) }
                 live.file(access)
             case .flow(let flow):
@@ -178,20 +231,51 @@ final class LearnObservation: @unchecked Sendable {
     /// After the agent's tree has exited: stops every source, records the attributed flows, closes the session.
     func finish() throws -> Summary {
         var summary = Summary()
+        learnTiming("finish")
+        // Every source stops at once: each drains what is pending (the capture's close alone waits tens of
+        // milliseconds for the kernel).
         let current = tracer.with { t -> (any LearnTracer)? in let c = t; t = nil; return c }
+        let sources = DispatchGroup()
+        let stops = LearnLocked<[() -> Void]>([capture.map { c in { c.stopReading() } }, flows.map { f in { f.stop() } },
+                                               gate.map { g in { g.stop() } }].compactMap { $0 })
+        for index in 0..<stops.with({ $0.count }) {
+            DispatchQueue.global(qos: .userInitiated).async(group: sources) { stops.with { $0[index] }() }
+        }
         if let current { summary.trace = try? current.stop() }
-        capture?.stop(); summary.captureDropped = capture?.dropped ?? 0; capture = nil
-        flows?.stop(); flows = nil
-        gate?.stop(); gate = nil
+        learnTiming("tracer stopped")
+        sources.wait()
+        summary.captureDropped = capture?.dropped ?? 0
+        let closing = LearnLocked(capture)
+        capture = nil; flows = nil; gate = nil
         summary.flows = attributor.with { $0.findings() }
+        learnTiming("sources stopped")
+        // The store's last write, the capture socket's close and the network's teardown are independent: at once.
+        let network = DispatchGroup()
+        DispatchQueue.global(qos: .userInitiated).async(group: network) { closing.with { $0?.stop() } }
+        DispatchQueue.global(qos: .userInitiated).async(group: network) { [self] in tearDownNetwork() }
+        defer { network.wait() }
         if let recorder {
             let traced = connects.with { $0 }
             for event in LearnFlowMerge.events(findings: summary.flows, connects: traced) { recorder.record(event) }
             try recorder.close()
             summary.events = recorder.committed
         }
+        learnTiming("recorder closed")
+        network.wait()
         stop()
+        learnTiming("stopped")
         return summary
+    }
+
+    /// Removes the session's network and the trace cgroup (once).
+    private func tearDownNetwork() {
+        if let session {
+            self.session = nil
+            do { _ = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.tearDown() } } catch {
+                FileDescriptorStream.standardError.write("cagent: network teardown: \(error)\n")
+            }
+        }
+        if let cgroup { self.cgroup = nil; try? cgroup.remove() }
     }
 
     /// Tears down what started (reverse order); idempotent, for every exit path.
@@ -202,12 +286,124 @@ final class LearnObservation: @unchecked Sendable {
         if let current { _ = try? current.stop() }
         capture?.stop(); flows?.stop(); gate?.stop()
         if let recorder { try? recorder.close() }
-        if let session {
-            do { _ = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.tearDown() } } catch {
-                FileDescriptorStream.standardError.write("cagent: network teardown: \(error)\n")
+        tearDownNetwork()
+        ebpfPreload?.discard()
+    }
+}
+
+/// Learn mode's eBPF tracer and its cgroup, loaded on a thread of their own while the command plans the
+/// sandbox and sets up its network (loading, verifying and relocating the programs takes ~30 ms that would
+/// otherwise come before the agent starts). Attached but idle: the cgroup holds no task until `admit` moves
+/// the sandbox's init into it (also on its own thread: a cgroup migration waits for an RCU grace period),
+/// and the init runs nothing before its plan, which comes after `take` (the real sink is set by then).
+/// Exactly one of `take` or `discard` owns the result; an admitted init is moved back out (to the root
+/// cgroup) before the cgroup is removed on a failure path, since the init is still alive then.
+final class LearnEbpfPreload: @unchecked Sendable {
+    private let created = DispatchSemaphore(value: 0)
+    private let loaded = DispatchSemaphore(value: 0)
+    private let admitted = DispatchSemaphore(value: 0)
+    private var cgroup: Result<TraceCgroup, Error>?       // set before `created`
+    private var tracer: Result<EbpfTracer, Error>?        // set before `loaded`
+    private var admission: Result<Int32, Error>?          // set before `admitted`
+    private var loadWaited = false, admitWaited = false, admitting = false, taken = false
+
+    init() {
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            learnTiming("preload begin")
+            let made = Result { try TraceCgroup() }
+            cgroup = made
+            created.signal()
+            switch made {
+            case .success(let cgroup):
+                tracer = Result { try EbpfTracer(cgroup: cgroup, sink: TraceSink(events: { _ in }), counts: false) }
+            case .failure(let error):
+                tracer = .failure(error)
             }
+            learnTiming("preload end")
+            loaded.signal()
         }
-        if let cgroup { try? cgroup.remove() }
+    }
+
+    private func waitLoaded() -> Result<EbpfTracer, Error> {
+        if !loadWaited { loaded.wait(); loadWaited = true }
+        return tracer!
+    }
+
+    /// The admission's outcome (nil: none was asked for).
+    private func waitAdmitted() -> Result<Int32, Error>? {
+        guard admitting else { return nil }
+        if !admitWaited { admitted.wait(); admitWaited = true }
+        return admission
+    }
+
+    /// nil when the tracer loaded, else why not (the auto choice's probe).
+    func failure() -> String? {
+        if case .failure(let error) = waitLoaded() { return "cannot load: \(error)" }
+        return nil
+    }
+
+    /// Moves `pid` (the sandbox's init, waiting for its plan) into the cgroup as soon as the cgroup exists,
+    /// on another thread; `take` waits for it. Once only.
+    func admit(pid: Int32) {
+        guard !admitting else { return }
+        admitting = true
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            created.wait()
+            created.signal()  // for anyone else waiting on the cgroup
+            switch cgroup! {
+            case .success(let cgroup):
+                admission = Result { try Self.write(pid, into: cgroup.path); return pid }
+            case .failure(let error):
+                admission = .failure(error)
+            }
+            admitted.signal()
+        }
+    }
+
+    /// The loaded tracer and its cgroup (with the init in it, when admitted), now the caller's; or the error
+    /// of the load or the admission, with everything already released.
+    func take() throws -> (TraceCgroup, EbpfTracer) {
+        let loadedTracer = waitLoaded()
+        let admission = waitAdmitted()
+        taken = true
+        do {
+            let tracer = try loadedTracer.get()
+            if let admission { _ = try admission.get() }
+            guard case .success(let cgroup) = cgroup! else { throw CagentError(stage: "trace cgroup", "no cgroup") }
+            return (cgroup, tracer)
+        } catch {
+            release(tracer: try? loadedTracer.get(), admission: admission)
+            throw error
+        }
+    }
+
+    /// Stops and removes what nobody took (an exit before the sandbox started). Idempotent.
+    func discard() {
+        guard !taken else { return }
+        taken = true
+        let loadedTracer = waitLoaded()
+        release(tracer: try? loadedTracer.get(), admission: waitAdmitted())
+    }
+
+    private func release(tracer: EbpfTracer?, admission: Result<Int32, Error>?) {
+        if let tracer { _ = try? tracer.stop() }
+        guard case .success(let cgroup) = cgroup! else { return }
+        if case .success(let pid) = admission, let root = TraceCgroup.cgroup2Mount() {
+            try? Self.write(pid, into: root)  // the init is alive (the launcher ends it): out, so the cgroup can go
+        }
+        try? cgroup.remove()
+    }
+
+    private static func write(_ pid: Int32, into directory: String) throws {
+        let procs = open(directory + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
+        guard procs >= 0 else { throw CagentError.system("trace cgroup", "cannot open \(directory)/cgroup.procs") }
+        let text = Array("\(pid)\n".utf8)
+        let written = text.withUnsafeBytes { Glibc.write(procs, $0.baseAddress, $0.count) }
+        let code = errno
+        close(procs)
+        guard written == text.count else {
+            throw CagentError(stage: "trace cgroup", "cannot move pid \(pid) into \(directory)", errno: code)
+        }
     }
 }
 
@@ -219,7 +415,8 @@ final class LearnLiveView: @unchecked Sendable {
     private struct Seen { var domains: Set<String> = []; var directIP: Set<String> = []; var secrets: Set<String> = []
                           var directories: Set<String> = []; var blocked: Set<String> = []; var binds: Set<String> = []
                           /// tcp/443 flows no DNS answer named when their SYN was logged: the ClientHello comes later.
-                          var awaitingHello: Set<String> = [] }
+                          var awaitingHello: Set<String> = []
+                          var lastDirectory: [UInt8] = [] }
     private let seen = LearnLocked(Seen())
 
     init(quiet: Bool, home: String) { self.quiet = quiet; self.home = home }
@@ -261,14 +458,25 @@ final class LearnLiveView: @unchecked Sendable {
         }
     }
 
+    /// Called for every file event: the common case (the same top-level directory as the previous event)
+    /// compares bytes and allocates nothing.
     func file(_ access: FileAccess) {
         let bytes = access.path.bytes
         guard bytes.first == UInt8(ascii: "/") else { return }
         // A top-level *directory*: the path goes below it (a missing `/x` is a file lookup, not a directory).
-        let parts = bytes.dropFirst().split(separator: UInt8(ascii: "/"), maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, let top = parts.first else { return }
-        let name = "/" + String(decoding: top, as: UTF8.self)
-        if seen.with({ $0.directories.insert(name).inserted }) { line("directory \(name)") }
+        var start = 1
+        while start < bytes.count && bytes[start] == UInt8(ascii: "/") { start += 1 }
+        var stop = start
+        while stop < bytes.count && bytes[stop] != UInt8(ascii: "/") { stop += 1 }
+        guard stop > start, stop + 1 < bytes.count else { return }  // something after the separator
+        let top = bytes[start..<stop]
+        let name: String? = seen.with { seen in
+            if seen.lastDirectory.elementsEqual(top) { return nil }
+            seen.lastDirectory = Array(top)
+            let name = "/" + String(decoding: top, as: UTF8.self)
+            return seen.directories.insert(name).inserted ? name : nil
+        }
+        if let name { line("directory \(name)") }
     }
 
     func summary(_ summary: LearnObservation.Summary, sessionID: String, status: Int32, scratch: String?) {

@@ -1,9 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-#if canImport(Glibc)
-import Glibc
-#endif
 import CPcap
 import CShim
 import CagentCore
@@ -45,12 +42,31 @@ public final class DNSCapture: @unchecked Sendable {
             loop(handle)
             var stats = pcap_stat()
             if cg_pcap_stats(handle, &stats) == 0 { received = stats.ps_recv; dropped = stats.ps_drop }
+            drained.open()
             cg_pcap_close(handle)
         })
+        running = true
     }
 
     /// Drains what is already buffered, then stops the thread.
-    public func stop() { service.stop() }
+    public func stop() {
+        service.stop()
+        running = false
+    }
+
+    /// Drains what is already buffered and stops reading (every event delivered, counters final), without
+    /// waiting for the capture socket's close, in which the kernel waits out an RCU grace period (tens of
+    /// milliseconds here): the caller can tear down other things meanwhile, then `stop()` waits for the rest.
+    public func stopReading() {
+        guard running, !readingStopped else { return }
+        readingStopped = true
+        service.wake()
+        drained.wait()
+    }
+
+    private let drained = Latch()
+    private var running = false
+    private var readingStopped = false
 
     deinit { stop() }
 

@@ -50,6 +50,13 @@ public final class ServiceThread: @unchecked Sendable {
         self.thread = thread
     }
 
+    /// Wakes the loop without waiting (`stop` waits). Nothing happens when the thread is not running.
+    public func wake() {
+        guard thread != nil else { return }
+        var byte: UInt8 = 1
+        _ = write(wakePipe[1], &byte, 1)
+    }
+
     /// Wakes the loop and waits until it has returned. Safe to call more than once.
     public func stop() {
         guard thread != nil else { return }

@@ -41,15 +41,45 @@ public struct FindingRules: Sendable {
         self.secretPaths = secretPaths
         self.gateAddress = gateAddress
         compiled = secretPaths.map(SecretPattern.init)
+        var filter = [UInt64](repeating: 0, count: 256)
+        for pattern in compiled {
+            guard let first = pattern.components.first, let lead = first.first else { continue }
+            let bit = Self.filterBit(lead: lead, count: first.count)
+            filter[bit >> 6] |= 1 << UInt64(bit & 63)
+        }
+        firstComponents = filter
     }
 
     private var compiled: [SecretPattern]
+    /// A bit per (first byte, length) of the patterns' first components: every pattern's first component
+    /// must equal some component of a path it matches, so a path none of whose components hits a bit
+    /// cannot match (one pass over the path, no allocation: the common case for every file event).
+    private var firstComponents: [UInt64]
 
-    /// The pattern a path matches, or nil. Called for every file event, so the common case (no pattern's
-    /// first component occurs in the path at all) is a substring scan without allocation.
+    private static func filterBit(lead: UInt8, count: Int) -> Int { Int(lead) << 6 | min(count, 63) }
+
+    /// True when some component of the path has the first byte and length of some pattern's first component.
+    private func mayMatch(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBufferPointer { path in
+            var start = 0
+            let end = path.count
+            while start < end {
+                if path[start] == UInt8(ascii: "/") { start += 1; continue }
+                var stop = start + 1
+                while stop < end && path[stop] != UInt8(ascii: "/") { stop += 1 }
+                let bit = Self.filterBit(lead: path[start], count: stop - start)
+                if firstComponents[bit >> 6] & (1 << UInt64(bit & 63)) != 0 { return true }
+                start = stop
+            }
+            return false
+        }
+    }
+
+    /// The pattern a path matches, or nil. Called for every file event, so the common case (no component of
+    /// the path can be a pattern's first component) is one pass over the path without allocation.
     public func secret(_ path: RawText) -> String? {
         let bytes = path.bytes
-        guard compiled.contains(where: { $0.mayMatch(bytes) }) else { return nil }
+        guard mayMatch(bytes) else { return nil }
         let components = bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
         for pattern in compiled where pattern.matches(absolute: bytes.first == UInt8(ascii: "/"), components) {
             return pattern.source
@@ -139,27 +169,6 @@ struct SecretPattern: Sendable {
         var text = Substring(source)
         if text.hasPrefix("~/") { absolute = false; text = text.dropFirst(2) } else { absolute = text.hasPrefix("/") }
         components = text.split(separator: "/").map { Array($0.utf8) }
-    }
-
-    /// False when the pattern's first component does not occur anywhere in the path (so it cannot match).
-    func mayMatch(_ path: [UInt8]) -> Bool {
-        guard let first = components.first, !first.isEmpty, path.count >= first.count else { return false }
-        return path.withUnsafeBufferPointer { haystack in
-            first.withUnsafeBufferPointer { needle in
-                let lead = needle[0]
-                var index = 0
-                let last = haystack.count - needle.count
-                while index <= last {
-                    if haystack[index] == lead {
-                        var offset = 1
-                        while offset < needle.count && haystack[index + offset] == needle[offset] { offset += 1 }
-                        if offset == needle.count { return true }
-                    }
-                    index += 1
-                }
-                return false
-            }
-        }
     }
 
     func matches(absolute pathIsAbsolute: Bool, _ path: [ArraySlice<UInt8>]) -> Bool {

@@ -21,6 +21,15 @@ public struct RawText: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var description: String { lossyString }
 
     public static func < (lhs: RawText, rhs: RawText) -> Bool { lhs.bytes.lexicographicallyPrecedes(rhs.bytes) }
+
+    public static func == (lhs: RawText, rhs: RawText) -> Bool { lhs.bytes == rhs.bytes }
+
+    /// The bytes in one call (Array's own hashing feeds the hasher one byte at a time: every traced path
+    /// is hashed several times on its way to the store).
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(bytes.count)
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
 }
 
 /// One thing a source saw. Sources build these and hand them to a `Recorder`; nothing else is needed to

@@ -75,6 +75,7 @@ public final class Recorder: @unchecked Sendable {
     private func takePending() -> Batch {
         let batch = pending
         pending = Batch()
+        pending.files.reserveCapacity(min(batchEvents, 1 << 16))  // file events dominate a traced session
         return batch
     }
 

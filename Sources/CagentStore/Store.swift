@@ -1,6 +1,7 @@
 import CagentCore
 import Foundation
 import GRDB
+import GRDBSQLite
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -209,11 +210,36 @@ public final class Store: Sendable {
                       count = count + excluded.count,
                       first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)
                     """)
+                // The bulk of a traced session: bound through SQLite's C API (GRDB's StatementArguments box
+                // every value; this loop runs once per distinct file event).
+                let raw = statement.sqliteStatement
+                sqlite3_reset(raw)
                 for (key, value) in batch.files {
-                    try statement.execute(arguments: [
-                        session, key.path, key.operation.rawValue, key.result, key.program, value.flags,
-                        value.count, value.firstSeen, value.lastSeen,
-                    ])
+                    let code = session.withCString { sessionText in
+                        key.path.bytes.withUnsafeBufferPointer { path in
+                            key.program.bytes.withUnsafeBufferPointer { program in
+                                key.operation.rawValue.withCString { operation in
+                                    sqlite3_bind_text(raw, 1, sessionText, -1, nil)
+                                    Self.bind(raw, 2, path)
+                                    sqlite3_bind_text(raw, 3, operation, -1, nil)
+                                    sqlite3_bind_int64(raw, 4, Int64(key.result))
+                                    Self.bind(raw, 5, program)
+                                    if let flags = value.flags { sqlite3_bind_int64(raw, 6, Int64(flags)) } else { sqlite3_bind_null(raw, 6) }
+                                    sqlite3_bind_int64(raw, 7, value.count)
+                                    sqlite3_bind_int64(raw, 8, value.firstSeen)
+                                    sqlite3_bind_int64(raw, 9, value.lastSeen)
+                                    let code = sqlite3_step(raw)
+                                    sqlite3_reset(raw)
+                                    sqlite3_clear_bindings(raw)  // nothing keeps pointing at these buffers
+                                    return code
+                                }
+                            }
+                        }
+                    }
+                    guard code == SQLITE_DONE else {
+                        throw DatabaseError(resultCode: ResultCode(rawValue: code),
+                                            message: db.sqliteConnection.map { String(cString: sqlite3_errmsg($0)) })
+                    }
                 }
             }
             if !batch.binds.isEmpty {
@@ -249,6 +275,24 @@ public final class Store: Sendable {
                 }
             }
         }
+    }
+
+    /// Binds sandbox bytes as RawText's databaseValue does: TEXT when valid UTF-8, else BLOB (never altered).
+    /// The buffer must stay valid until the statement has run (no copy).
+    static func bind(_ statement: OpaquePointer, _ index: Int32, _ bytes: UnsafeBufferPointer<UInt8>) {
+        let base = UnsafeRawPointer(bytes.baseAddress ?? UnsafePointer(bitPattern: 1)!)
+        if isValidUTF8(bytes) {
+            sqlite3_bind_text(statement, index, base.assumingMemoryBound(to: CChar.self), Int32(bytes.count), nil)
+        } else {
+            sqlite3_bind_blob(statement, index, base, Int32(bytes.count), nil)
+        }
+    }
+
+    /// ASCII at word speed, anything else through the standard library's validation.
+    static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var ascii = true
+        for byte in bytes where byte >= 0x80 { ascii = false; break }
+        return ascii || String(validating: bytes, as: UTF8.self) != nil
     }
 
     /// Runs a read-only block (for reports and tests).

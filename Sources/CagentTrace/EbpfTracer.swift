@@ -10,7 +10,8 @@ import Foundation
 public final class EbpfTracer: LearnTracer, @unchecked Sendable {
     public let backend = TracerBackend.ebpf
     private let handle: OpaquePointer
-    private let sink: TraceSink
+    /// Guarded by `lock` (records are delivered with it held).
+    private var sink: TraceSink
     private let resolver = PathResolver()
     private let clockOffset = TraceClock.monotonicOffset()
     private let lock = NSLock()
@@ -24,8 +25,12 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
     /// Loads and attaches the programs scoped to `cgroup` and starts delivering to `sink`. The tree may be
     /// started as soon as this returns. `rootWorkingDirectory` seeds relative-path resolution for a root
     /// process that is already gone when its first record is read.
-    public init(cgroup: TraceCgroup, sink: TraceSink, rootPid: Int32? = nil, rootWorkingDirectory: String? = nil) throws {
+    /// `counts: false` skips `TraceSummary.counts` (the kernel's count of every deduplicated key, read from
+    /// the map at stop): learn mode stores one row per key and does not use them.
+    public init(cgroup: TraceCgroup, sink: TraceSink, rootPid: Int32? = nil, rootWorkingDirectory: String? = nil,
+                counts: Bool = true) throws {
         self.sink = sink
+        self.collectCounts = counts
         var message = [CChar](repeating: 0, count: 600)
         // The context is filled after init; the callback reads it from the record's thread only.
         let context = UnsafeMutablePointer<Unmanaged<EbpfTracer>?>.allocate(capacity: 1)
@@ -50,6 +55,13 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
     }
 
     private let contextBox: UnsafeMutablePointer<Unmanaged<EbpfTracer>?>
+    private let collectCounts: Bool
+
+    /// Replaces the sink: a tracer loaded before its consumer exists (learn mode loads the programs while
+    /// the sandbox is set up; the cgroup stays empty, so nothing is delivered, until the sink is in place).
+    public func setSink(_ sink: TraceSink) {
+        lock.withLock { self.sink = sink }
+    }
 
     /// Seeds a process's working directory (the launcher knows the root's).
     public func setWorkingDirectory(pid: Int32, _ path: String) {
@@ -80,6 +92,14 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         result.lost = stats[CG_STAT_LOST]
         result.unreadable = stats[CG_STAT_UNREADABLE]
         // Every key's count in one batched read of the map.
+        if collectCounts { readCounts(into: &result) }
+        cg_ebpf_close(handle)
+        contextBox.deallocate()
+        lock.withLock { summary = result }
+        return result
+    }
+
+    private func readCounts(into result: inout TraceSummary) {
         let capacity = max(keys.count, 1) * 2 + 1024
         var dumpedKeys = [cg_trace_key](repeating: cg_trace_key(), count: capacity)
         var dumpedCounts = [UInt64](repeating: 0, count: capacity)
@@ -93,10 +113,6 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
             result.counts.append(PathCount(operation: operation, path: path, result: code,
                                            count: max(countOf[TraceKey(key)] ?? 1, 1)))
         }
-        cg_ebpf_close(handle)
-        contextBox.deallocate()
-        lock.withLock { summary = result }
-        return result
     }
 
     deinit { _ = try? stop() }
@@ -107,8 +123,8 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         let record = pointer.pointee
         let time = Nanoseconds(record.time_ns) + clockOffset
         let pid = Int32(bitPattern: record.pid)
-        let program = RawText(bytes: Self.bytes(pointer, \.comm, stopAtNul: true))
-        let path = Self.bytes(pointer, \.path, count: Int(record.len1))
+        let program = program(pointer)
+        let path = Self.bytes(pointer, Self.path, count: Int(record.len1))
         let result: Int32 = record.ret < 0 ? -record.ret : 0
         lock.lock()
         defer { lock.unlock() }
@@ -120,7 +136,7 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
             sink.events(.exit(ProcessExit(time: time, pid: pid, exitCode: Self.exitCode(record.ret))))
         case CG_TRACE_EXEC:
             let executable = resolver.resolveOrKeep(pid: pid, dirfd: PathResolver.atFdcwd, path: path)
-            let block = Self.bytes(pointer, \.data2, count: Int(record.len2))
+            let block = Self.bytes(pointer, Self.data2, count: Int(record.len2))
             var argv = block.split(separator: 0, omittingEmptySubsequences: false).map { RawText(bytes: Array($0)) }
             if block.last == 0 { argv.removeLast() }
             sink.events(.exec(ProcessExec(time: time, pid: pid, ppid: Int32(bitPattern: record.ppid),
@@ -156,12 +172,12 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
             case UInt32(CG_OP_MKDIR): operation = .mkdir
             default: operation = .read
             }
-            if !directoryOpen { keys.append((record.key, operation, resolved, result)) }  // always sent, not counted
+            if !directoryOpen && collectCounts { keys.append((record.key, operation, resolved, result)) }  // always sent, not counted
             let openFlags: Int32? = record.op == UInt32(CG_OP_OPEN) ? flags : nil
             sink.events(.file(FileAccess(time: time, pid: pid, program: program, path: resolved,
                                          operation: operation, result: result, flags: openFlags)))
             if operation == .rename {
-                let target = Self.bytes(pointer, \.data2, count: Int(record.len2))
+                let target = Self.bytes(pointer, Self.data2, count: Int(record.len2))
                 let resolvedTarget = resolver.resolveOrKeep(pid: pid, dirfd: record.dirfd2, path: target)
                 sink.events(.file(FileAccess(time: time, pid: pid, program: program, path: resolvedTarget,
                                              operation: .rename, result: result)))
@@ -171,26 +187,42 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         }
     }
 
-    nonisolated(unsafe) private static let offsets: [PartialKeyPath<cg_trace_record>: Int] = [
-        \cg_trace_record.comm: MemoryLayout<cg_trace_record>.offset(of: \cg_trace_record.comm)!,
-        \cg_trace_record.path: MemoryLayout<cg_trace_record>.offset(of: \cg_trace_record.path)!,
-        \cg_trace_record.data2: MemoryLayout<cg_trace_record>.offset(of: \cg_trace_record.data2)!,
-        \cg_trace_record.addr: MemoryLayout<cg_trace_record>.offset(of: \cg_trace_record.addr)!,
-    ]
+    /// A fixed-size field of the record: its offset and size (computed once, not per record).
+    private struct Field {
+        let offset: Int, size: Int
+        init<T>(_ path: KeyPath<cg_trace_record, T>) {
+            offset = MemoryLayout<cg_trace_record>.offset(of: path)!; size = MemoryLayout<T>.size
+        }
+    }
+    private static let comm = Field(\cg_trace_record.comm)
+    private static let path = Field(\cg_trace_record.path)
+    private static let data2 = Field(\cg_trace_record.data2)
+    private static let addr = Field(\cg_trace_record.addr)
 
     /// Bytes of a fixed-size char array field of the record.
-    private static func bytes<T>(_ record: UnsafePointer<cg_trace_record>, _ field: KeyPath<cg_trace_record, T>,
-                                 count: Int = Int.max, stopAtNul: Bool = false) -> [UInt8] {
-        guard let offset = Self.offsets[field] ?? MemoryLayout<cg_trace_record>.offset(of: field) else { return [] }
-        let capacity = MemoryLayout<T>.size
-        let raw = UnsafeRawPointer(record).advanced(by: offset).assumingMemoryBound(to: UInt8.self)
-        var n = min(count, capacity)
+    private static func bytes(_ record: UnsafePointer<cg_trace_record>, _ field: Field,
+                              count: Int = Int.max, stopAtNul: Bool = false) -> [UInt8] {
+        let raw = UnsafeRawPointer(record).advanced(by: field.offset).assumingMemoryBound(to: UInt8.self)
+        var n = min(count, field.size)
         if stopAtNul { n = (0..<n).first(where: { raw[$0] == 0 }) ?? n }
         return Array(UnsafeBufferPointer(start: raw, count: n))
     }
 
+    /// The record's program name; the previous record's RawText when it is the same (the common case).
+    private func program(_ record: UnsafePointer<cg_trace_record>) -> RawText {
+        let raw = UnsafeRawPointer(record).advanced(by: Self.comm.offset).assumingMemoryBound(to: UInt8.self)
+        var n = 0
+        while n < Self.comm.size && raw[n] != 0 { n += 1 }
+        if lastProgram.bytes.count == n && (n == 0 || lastProgram.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, raw, n) == 0 })) {
+            return lastProgram
+        }
+        lastProgram = RawText(bytes: Array(UnsafeBufferPointer(start: raw, count: n)))
+        return lastProgram
+    }
+    private var lastProgram = RawText(bytes: [])
+
     private static func socketAddress(_ record: UnsafePointer<cg_trace_record>) -> (String, UInt16)? {
-        let raw = bytes(record, \.addr)
+        let raw = bytes(record, Self.addr)
         guard raw.count >= 24 else { return nil }
         let family = UInt16(raw[0]) | UInt16(raw[1]) << 8
         let port = UInt16(raw[2]) << 8 | UInt16(raw[3])

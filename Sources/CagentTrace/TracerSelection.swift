@@ -31,16 +31,20 @@ public struct TracerSelection: Sendable {
             }
             return TracerSelection(backend: .tracee, reason: "tracee found at \(found)", traceePath: found)
         case .auto:
-            let ebpf = probeEbpf()
-            if ebpf == nil {
-                return TracerSelection(backend: .ebpf, reason: "raw syscall tracepoints, ring buffer and cgroup scope load here (in-kernel dedup, real results)")
-            }
-            let seccomp = probeSeccomp()
-            if seccomp == nil {
-                return TracerSelection(backend: .seccomp, reason: "seccomp notify, because eBPF is not allowed (\(ebpf!)); results are inferred")
-            }
-            return TracerSelection(backend: nil, reason: "no tracer: eBPF \(ebpf!); seccomp \(seccomp!)")
+            return auto(ebpfFailure: probeEbpf())
         }
+    }
+
+    /// The auto choice, given whether the eBPF programs loaded (nil) or why not: a caller that loads the
+    /// real tracer anyway (learn) passes its outcome instead of loading the programs twice.
+    public static func auto(ebpfFailure ebpf: String?) -> TracerSelection {
+        guard let ebpf else {
+            return TracerSelection(backend: .ebpf, reason: "raw syscall tracepoints, ring buffer and cgroup scope load here (in-kernel dedup, real results)")
+        }
+        if let seccomp = probeSeccomp() {
+            return TracerSelection(backend: nil, reason: "no tracer: eBPF \(ebpf); seccomp \(seccomp)")
+        }
+        return TracerSelection(backend: .seccomp, reason: "seccomp notify, because eBPF is not allowed (\(ebpf)); results are inferred")
     }
 
     /// nil when the eBPF tracer's programs load, else why not.

@@ -216,11 +216,21 @@ enum {
     NR_statx = 332, NR_openat2 = 437, NR_faccessat2 = 439,
 };
 
+// The saved user registers a syscall's arguments are in, r10 to orig_ax: one read per syscall gives the
+// number and every argument (the x86_64 pt_regs layout is ABI: r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx
+// dx si di orig_ax ...).
+struct syscall_regs {
+    unsigned long r10, r9, r8, ax, cx, dx, si, di, orig_ax;
+};
+#define SYSCALL_REGS_OFFSET (7 * 8)
+#define AT_EMPTY_PATH 0x1000
+
 SEC("raw_tracepoint/sys_exit")
 int cg_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
-    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
     long ret = (long)ctx->args[1];
-    long nr = BPF_CORE_READ(regs, orig_ax);
+    struct syscall_regs saved;
+    if (bpf_probe_read_kernel(&saved, sizeof(saved), (char *)ctx->args[0] + SYSCALL_REGS_OFFSET) != 0) return 0;
+    long nr = (long)saved.orig_ax;
     switch (nr) {
     case NR_open: case NR_stat: case NR_lstat: case NR_access: case NR_connect: case NR_bind:
     case NR_execve: case NR_chdir: case NR_rename: case NR_mkdir: case NR_rmdir: case NR_creat:
@@ -234,12 +244,15 @@ int cg_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
     if (!in_scope()) return 0;
     count(CG_STAT_SEEN);
     if ((nr == NR_execve || nr == NR_execveat) && ret == 0) return 0;  // success: sched_process_exec reports it
+    unsigned long di = saved.di, si = saved.si, dx = saved.dx, r10 = saved.r10;
+    // fstat(fd) is newfstatat(fd, "", AT_EMPTY_PATH) (and statx alike): an open fd, not a path lookup. Checked
+    // before the record is set up: a program reading files makes one or two per file.
+    if ((nr == NR_newfstatat && (r10 & AT_EMPTY_PATH)) || (nr == NR_statx && (dx & AT_EMPTY_PATH))) {
+        char first = 1;
+        if (bpf_probe_read_user(&first, 1, (void *)si) == 0 && first == 0) return 0;
+    }
     struct cg_trace_record *r = begin(CG_TRACE_FILE);
     if (!r) return 0;
-    // One read of the saved registers (the x86_64 pt_regs layout is ABI) instead of one per argument.
-    struct pt_regs saved;
-    if (bpf_probe_read_kernel(&saved, sizeof(saved), regs) != 0) return 0;
-    unsigned long di = saved.di, si = saved.si, dx = saved.dx, r10 = saved.r10;
     if (nr == NR_connect || nr == NR_bind) {
         r->kind = CG_TRACE_NET;
         net_event(r, nr == NR_connect ? CG_OP_CONNECT : CG_OP_BIND, ret, (int)di, (void *)si, dx);
