@@ -49,19 +49,8 @@ struct LearnCommand: ParsableCommand {
             throw ValidationError("--tracer must be one of \(TracerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let environment = ProcessEnvironment.current
-        var invoking = InvokingUser.current(environment: environment)
-        if let user {
-            guard let entry = getpwuid(user) else {
-                throw CagentError(stage: "user", "no user with uid \(user)", hint: "pass the uid of an existing user")
-            }
-            invoking = InvokingUser(uid: user, gid: entry.pointee.pw_gid, name: String(cString: entry.pointee.pw_name),
-                                    home: String(cString: entry.pointee.pw_dir))
-        }
+        var invoking = try InvokingUser.agent(uid: user, environment: environment)
         if let home { invoking = InvokingUser(uid: invoking.uid, gid: invoking.gid, name: invoking.name, home: home) }
-        if invoking.uid == 0 {
-            throw CagentError(stage: "user", "the agent never runs as root",
-                              hint: "run cagent through sudo from your own account, or pass --user UID")
-        }
         // The eBPF programs load on their own thread while the rest is set up (auto: that load is the probe).
         let preload = choice == .ebpf || choice == .auto ? LearnEbpfPreload() : nil
         defer { preload?.discard() }  // unless the observation took it

@@ -27,6 +27,24 @@ public struct InvokingUser: Sendable, Equatable {
         }
         return InvokingUser(uid: uid, gid: uid, name: "uid\(uid)", home: "/nonexistent")
     }
+
+    /// The user an agent runs as: `uid` when one was asked for (`--user`; it must exist), else the invoking
+    /// user. Never root.
+    public static func agent(uid: UInt32?, environment: [String: String]) throws -> InvokingUser {
+        var user = current(environment: environment)
+        if let uid {
+            guard let entry = getpwuid(uid) else {
+                throw CagentError(stage: "user", "no user with uid \(uid)", hint: "pass the uid of an existing user")
+            }
+            user = InvokingUser(uid: uid, gid: entry.pointee.pw_gid, name: String(cString: entry.pointee.pw_name),
+                                home: String(cString: entry.pointee.pw_dir))
+        }
+        if user.uid == 0 {
+            throw CagentError(stage: "user", "the agent never runs as root",
+                              hint: "run cagent through sudo from your own account, or pass --user UID")
+        }
+        return user
+    }
 }
 
 /// cagent's directories. State (shadow homes, the database) belongs to the invoking user; runtime state

@@ -75,18 +75,7 @@ public struct EnforceOptions: Equatable, Sendable {
     func run() throws {
         CagentLog.bootstrap(verbose: verbose, debug: debug)
         let environment = ProcessEnvironment.current
-        var invoking = InvokingUser.current(environment: environment)
-        if let user {
-            guard let entry = getpwuid(user) else {
-                throw CagentError(stage: "user", "no user with uid \(user)", hint: "pass the uid of an existing user")
-            }
-            invoking = InvokingUser(uid: user, gid: entry.pointee.pw_gid, name: String(cString: entry.pointee.pw_name),
-                                    home: String(cString: entry.pointee.pw_dir))
-        }
-        if invoking.uid == 0 {
-            throw CagentError(stage: "user", "the agent never runs as root",
-                              hint: "run cagent through sudo from your own account, or pass --user UID")
-        }
+        let invoking = try InvokingUser.agent(uid: user, environment: environment)
         let workspacePath = workspace ?? currentDirectory()
         let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath)
         // Another user's state lives in that user's home, whatever cagent's own XDG variables say.
