@@ -139,6 +139,11 @@ public struct EnforceOptions: Equatable, Sendable {
                 try cgroup.add(pid: pid)
                 if failCgroup { throw CagentError(stage: "cgroup", "failing as asked (--fail-at-stage)") }
             } catch { throw setupError(error, stage: "cgroup") }
+            // The last moment before the agent exists: a Ctrl-C during setup still aborts the start.
+            if let signal = Launcher.takeHeldSignal() {
+                throw CagentError(stage: "sandbox setup: interrupted", "signal \(signal) arrived during setup",
+                                  hint: "the agent did not start")
+            }
         }
         launcher.finalizePlan = { plan in
             if let signal = Launcher.takeHeldSignal() {
