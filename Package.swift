@@ -40,10 +40,10 @@ let package = Package(
                                                   .product(name: "GRDBSQLite", package: "GRDB.swift")]),
         .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim", "CEbpf"],
                 linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
-        // `cagent enforce` and what every command shares: no Foundation, SQLite or libpcap at start.
+        // `cagent enforce` (the session, its network, its fast argument reading), the `cagent` front, and what
+        // every command shares: no Foundation, SQLite, libpcap or ArgumentParser at start.
         .target(name: "CagentLaunch", dependencies: [
             "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS", "CagentCapture", "CShim",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "CagentCLI", dependencies: [
@@ -58,7 +58,7 @@ let package = Package(
         // The front is linked with the Swift runtime statically in release builds: no dynamic loading and
         // relocation of libswiftCore & co. at every agent start (docs/benchmarks.md "Sandbox start").
         .executableTarget(name: "cagent", dependencies: ["CagentLaunch"],
-                          linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(configuration: .release))]),
+                          linkerSettings: [.unsafeFlags(["-static-stdlib", "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(configuration: .release))]),
         .executableTarget(name: "cagent-full", dependencies: ["CagentCLI"]),
         // cagent-init is C; linked statically so that no dynamic loading (SwiftPM would add libswiftCore) slows
         // every sandbox start (~2 ms, docs/benchmarks.md "Sandbox start").

@@ -1,31 +1,15 @@
-import ArgumentParser
 import CagentCore
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// What every command shares (the full command set in CagentCLI and the lean enforce path here).
+// What every command shares (the full command set in CagentCLI and the lean enforce path here). No
+// ArgumentParser: the front does not link it (docs/benchmarks.md "Sandbox start").
 
 /// Thrown by a command to end the process with a chosen status (e.g. the agent's own exit status).
 public struct CagentExit: Error {
     public var status: Int32
     public init(status: Int32) { self.status = status }
-}
-
-public enum CagentVersion {
-    public static let string = "0.1.0"
-}
-
-/// `--verbose` / `--debug`, shared by every command.
-public struct LoggingOptions: ParsableArguments {
-    @Flag(name: .long, help: "Log what cagent does (info level).")
-    public var verbose = false
-    @Flag(name: .long, help: "Log everything, including netlink and setup details.")
-    public var debug = false
-
-    public init() {}
-
-    public func bootstrap() { CagentLog.bootstrap(verbose: verbose, debug: debug) }
 }
 
 /// Unbuffered writes to a file descriptor (stdout/stderr), without Foundation's shared streams.
@@ -46,15 +30,15 @@ public struct FileDescriptorStream: Sendable {
 }
 
 
-/// The one error boundary of both entry points: a CagentError becomes "cagent: STAGE failed: ... / hint:"
-/// and status 1, a CagentExit its status, anything else (usage errors, --help) ArgumentParser's own output.
-public enum CommandBoundary {
-    public static func exit(after error: any Error, root: any ParsableCommand.Type) -> Never {
+/// How a command's error ends the process, for both entry points: a CagentError becomes
+/// "cagent: STAGE failed: ... / hint:" and status 1, a CagentExit its status.
+public enum ErrorBoundary {
+    /// Exits for a CagentError or a CagentExit; returns for any other error (the caller's to report).
+    public static func exitIfOurs(_ error: any Error) {
         if let error = error as? CagentError {
             FileDescriptorStream.standardError.write("cagent: \(error)\n")
             Glibc.exit(1)
         }
         if let exit = error as? CagentExit { Glibc.exit(exit.status) }
-        root.exit(withError: error)
     }
 }

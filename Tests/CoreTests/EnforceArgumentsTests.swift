@@ -1,4 +1,5 @@
 import ArgumentParser
+import CagentCLI
 @testable import CagentLaunch
 import Testing
 

@@ -3,7 +3,7 @@ import Foundation
 import Netlab
 import Testing
 
-/// The `cagent` front: `enforce` runs in a process that links no Foundation, SQLite or libpcap (what keeps
+/// The `cagent` front: `enforce` runs in a process that links no Foundation, SQLite, libpcap or ArgumentParser (what keeps
 /// an agent's start near bubblewrap's: docs/benchmarks.md "Sandbox start"); every other command reaches
 /// `cagent-full` with its arguments intact.
 @Suite struct FrontTests {
@@ -28,7 +28,9 @@ import Testing
         // Control: the full command set does load them, so the check reads real linkage.
         #expect(full.contains { $0.hasPrefix("libFoundation.so") }, "\(full)")
         #expect(full.contains { $0.hasPrefix("libsqlite3") }, "\(full)")
-        for heavy in ["libFoundation.so", "libFoundationInternationalization", "lib_FoundationICU", "libsqlite3", "libpcap", "libbpf"] {
+        // FoundationEssentials would come with ArgumentParser: the front leaves help and errors to cagent-full.
+        for heavy in ["libFoundation.so", "libFoundationEssentials", "libFoundationInternationalization", "lib_FoundationICU",
+                      "libsqlite3", "libpcap", "libbpf"] {
             #expect(!front.contains { $0.hasPrefix(heavy) }, "cagent links \(heavy): \(front)")
         }
         // libpcap is loaded on first use only, by both.
@@ -43,8 +45,10 @@ import Testing
         let unknown = try Netlab.execute([Self.products + "/cagent", "profile", "show", "base", "--no-such-flag"], timeout: 30)
         #expect(!unknown.succeeded)
         #expect(unknown.stderr.contains("--no-such-flag") && unknown.stderr.contains("cagent profile show"), "\(unknown.stderr)")
-        // enforce's own usage is the front's, under the same name.
+        // enforce's help and usage errors come from the full set (ArgumentParser), under the same name.
         let help = try Netlab.execute([Self.products + "/cagent", "enforce", "--help"], timeout: 30)
         #expect(help.stdout.contains("USAGE: cagent enforce"), "\(help.stdout)")
+        let missing = try Netlab.execute([Self.products + "/cagent", "enforce", "--", "/bin/true"], timeout: 30)
+        #expect(missing.status == 64 && missing.stderr.contains("--profile"), "\(missing.status) \(missing.stderr)")
     }
 }

@@ -1,0 +1,49 @@
+import ArgumentParser
+import CagentLaunch
+
+/// `cagent enforce`: run an agent in the sandbox the profile describes. Synchronous on purpose: the
+/// launcher runs on the main thread, which lives as long as the sandbox (the parent-death signal follows
+/// the thread that cloned cagent-init).
+public struct EnforceCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "enforce",
+        abstract: "Run an agent under a profile: the profile's filesystem view, no privileges, its own terminal.",
+        discussion: """
+        The agent's exit status becomes cagent's (128+N when it died of signal N); 125 means the sandbox could
+        not be set up and the agent never ran. Ctrl-C interrupts the agent; Ctrl-Z suspends agent and cagent
+        together (`fg` resumes both). See docs/cli.md.
+        """)
+
+    @OptionGroup var logging: LoggingOptions
+    @Option(help: "Profile file or bundled name.") var profile: String
+    @Option(help: "The workspace, bound read-write at its real path (default: the current directory).")
+    var workspace: String?
+    @Option(help: "The agent's user id (default: SUDO_UID under sudo, else the invoking user; never 0).")
+    var user: UInt32?
+    @Flag(help: "After the session, put back risky changes the agent made (git config keys, hooks, .envrc, ...).")
+    var revertRisky = false
+    @Flag(help: "No network at all: the sandbox's namespace has only loopback (no uplink, no DNS gate).")
+    var offline = false
+    @Flag(help: "At exit, print the network summary as JSON (counts and every distinct entry) instead of the line.")
+    var json = false
+    /// The gate's upstream resolvers instead of the host's /etc/resolv.conf (ADDRESS or ADDRESS:PORT).
+    @Option(help: .hidden) var upstreamDns: [String] = []
+    @Option(help: .hidden) var failAtStage: String?
+    /// Benchmarks: write the serialized plan to a file and exit (scripts/sandbox-start-probe.c replays it).
+    @Option(help: .hidden) var dumpPlan: String?
+    /// Tests and benchmarks: keep cagent's state (the shadow home) here instead of in the user's home.
+    @Option(help: .hidden) var stateDir: String?
+    @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
+
+    public init() {}
+
+    /// What was asked, as plain values (the fast path builds the same from argv: EnforceOptions.parseCommon).
+    public var options: EnforceOptions {
+        EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
+                       revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
+                       failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, command: command)
+    }
+
+    public func run() throws { try options.run() }
+}
+
