@@ -20,8 +20,14 @@ struct SeccompPolicyCommand: ParsableCommand {
         discussion: "The answers are read from the compiled BPF program's reference, not typed by hand. --bpf writes the raw struct sock_filter array (as bwrap --seccomp reads it).")
 
     @Option(help: "Write the compiled filter (struct sock_filter[]) to this file.") var bpf: String?
+    /// scripts/gen-seccomp-program.sh: the policy compiled now, as the Swift source of SeccompPrecompiled.swift.
+    @Flag(help: .hidden) var swiftSource = false
 
     func run() throws {
+        if swiftSource {
+            print(SeccompCompiler.precompiledSource(try SeccompCompiler.compileFromPolicy()), terminator: "")
+            return
+        }
         let program = try SeccompCompiler.compile()
         if let bpf {
             let fd = open(bpf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

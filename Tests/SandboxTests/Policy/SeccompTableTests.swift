@@ -63,6 +63,15 @@ struct SeccompTableTests {
     static let archI386: UInt32 = 0x4000_0003
     static let archAArch64: UInt32 = 0xC000_00B7
 
+    /// The filter sandboxes get is precompiled (SeccompPrecompiled.swift); it must be what the policy compiles
+    /// to now — the interpreter walks below then check the policy itself.
+    @Test("the precompiled filter is the policy's compilation")
+    func precompiledIsThePolicy() throws {
+        let fresh = try SeccompCompiler.compileFromPolicy()
+        #expect(program == fresh, "SeccompPrecompiled.swift is stale: run scripts/gen-seccomp-program.sh")
+        #expect(program.instructions.count > 100)
+    }
+
     @Test("every syscall of the table has an explicit decision, and the policy names no unknown syscall")
     func everySyscallDecided() {
         let tableNames = Set(SyscallTable.entries.map(\.name))
