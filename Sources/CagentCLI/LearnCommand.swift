@@ -135,23 +135,10 @@ struct LearnCommand: ParsableCommand {
         guard lstat(path, &info) == 0 else { return }
         if (info.st_mode & S_IFMT) == S_IFDIR {
             chmod(path, 0o700)
-            for name in directoryNames(path) { removeTree(path + "/" + name) }
+            for name in FileSystem.list(path) { removeTree(path + "/" + name) }
             rmdir(path)
         } else {
             unlink(path)
         }
-    }
-
-    private func directoryNames(_ path: String) -> [String] {
-        guard let dir = opendir(path) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
     }
 }

@@ -266,16 +266,5 @@ public enum LearnPlanner {
 
     static func topLevelEntries() -> [String] { directoryEntries("/") }
 
-    static func directoryEntries(_ path: String) -> [String] {
-        guard let dir = opendir(path) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
+    static func directoryEntries(_ path: String) -> [String] { FileSystem.list(path) }
 }
