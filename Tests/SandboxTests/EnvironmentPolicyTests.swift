@@ -1,0 +1,155 @@
+import CagentCore
+@testable import CagentSandbox
+import Foundation
+import Netlab
+import Testing
+
+/// Issue #12, sections 2 and 5: what of the host's environment and home reaches the agent, in learn mode as
+/// in enforce mode, and the proxy that would void the allowlist. Every planted value is unique; each probe
+/// has its positive control (the same value passed with `--env`, the same file read outside the sandbox).
+@Suite("environment policy and proxies", .serialized)
+struct EnvironmentPolicyTests {
+    /// Credentials that do not look like credentials by name (the old learn blocklist let them through).
+    static let planted: [String: String] = [
+        "DATABASE_URL": "postgres://app:PLANTED-db-pass@db.internal/app",
+        "DOCKER_PASS": "PLANTED-docker",
+        "CI_JOB_JWT": "PLANTED-jwt",
+        "SENTRY_DSN": "https://PLANTED-sentry@o1.ingest.test/1",
+        "SLACK_WEBHOOK": "https://hooks.slack.test/PLANTED-slack",
+        "HTTPS_PROXY": "http://PLANTED-proxy.test:3128",
+    ]
+    /// Passed with `--env`: the positive control of the environment probe.
+    static let requested = ("REQUESTED_SETTING", "PLANTED-requested-ok")
+    static let history = "PLANTED-history-cagent"
+    static let gcloud = "PLANTED-gcloud-cagent"
+
+    static func enforce(_ arguments: [String], world: SandboxFixture, environment extra: [String: String])
+        throws -> (status: Int32, stderr: String)
+    {
+        var environment = ProcessInfo.processInfo.environment
+        environment["HOME"] = world.home
+        for (name, value) in extra { environment[name] = value }
+        let run = try Netlab.execute([Products.cagent, "enforce", "--user", String(SandboxFixture.agentUID),
+                                      "--workspace", world.workspace, "--state-dir", world.state, "--offline"] + arguments,
+                                     timeout: 60, environment: environment)
+        return (run.status, run.stderr)
+    }
+
+    /// Section 2, enforce side: only the allowlist passes, the dropped names are announced on one line (names,
+    /// never values, escaped), and `--env NAME` passes a variable.
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real sandboxes"))
+    func enforceAnnouncesWhatItDropsAndPassesWhatIsAsked() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        var environment = Self.planted
+        environment.removeValue(forKey: "HTTPS_PROXY")
+        environment[Self.requested.0] = Self.requested.1
+        environment["ODD\u{1b}]0;title\u{7}NAME"] = "PLANTED-odd"
+        let out = world.workspace + "/env.txt"
+        let run = try Self.enforce(["--profile", "default", "--env", Self.requested.0, "--",
+                                    "/bin/sh", "-c", "env > \(out)"], world: world, environment: environment)
+        #expect(run.status == 0, "\(run.stderr)")
+        let seen = world.read(out) ?? ""
+        #expect(seen.contains("\(Self.requested.0)=\(Self.requested.1)"), "--env did not pass it (control): \(seen)")
+        for (name, value) in environment where name != Self.requested.0 {
+            #expect(!seen.contains(value), "\(name) reached the agent: \(seen)")
+        }
+        let lines = run.stderr.split(separator: "\n").filter { $0.hasPrefix("cagent: not passed to the agent: ") }
+        #expect(lines.count == 1, "\(run.stderr)")
+        let line = String(lines.first ?? "")
+        for name in ["CI_JOB_JWT", "DATABASE_URL", "DOCKER_PASS", "SENTRY_DSN", "SLACK_WEBHOOK"] {
+            #expect(line.contains(name), "\(name) not announced: \(line)")
+        }
+        #expect(line.contains("--env NAME"), "\(line)")
+        #expect(!line.contains(Self.requested.0), "a passed variable announced as dropped: \(line)")
+        #expect(!line.contains("PLANTED") && !run.stderr.contains("PLANTED"), "a value was printed: \(run.stderr)")
+        #expect(!run.stderr.contains("\u{1b}"), "a name reached the terminal unescaped: \(run.stderr)")
+    }
+
+    /// Section 5: a proxy variable passed to the agent (env.pass or --env) voids the allowlist: enforce refuses
+    /// to start, and starts with `--allow-proxy`, announcing it (the control: the same run does start then).
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real sandboxes"))
+    func enforceRefusesAProxyUnlessAllowed() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let profile = world.root + "/proxied.yaml"
+        try world.write(profile, "cagent: 1\nnetwork:\n  endpoints:\n    - 198.51.100.9:3128/tcp\nenv:\n  pass:\n    - HTTPS_PROXY\n", owner: 0)
+        let marker = world.workspace + "/agent-ran"
+        let agent = ["--", "/bin/sh", "-c", "env > \(marker)"]
+        let proxy = ["HTTPS_PROXY": "http://198.51.100.9:3128", "http_proxy": "http://198.51.100.9:3128"]
+
+        for arguments in [["--profile", profile], ["--profile", "default", "--env", "http_proxy"]] {
+            let refused = try Self.enforce(arguments + agent, world: world, environment: proxy)
+            #expect(refused.status != 0 && !FileSystem.exists(marker), "started with a proxy: \(arguments) \(refused.stderr)")
+            #expect(refused.stderr.contains("allowlist") && refused.stderr.contains("--allow-proxy"), "\(refused.stderr)")
+
+            let allowed = try Self.enforce(arguments + ["--allow-proxy"] + agent, world: world, environment: proxy)
+            #expect(allowed.status == 0, "\(allowed.stderr)")
+            #expect((world.read(marker) ?? "").contains("198.51.100.9:3128"), "the proxy variable did not pass: \(arguments)")
+            #expect(allowed.stderr.split(separator: "\n").contains { $0.hasPrefix("cagent: warning: --allow-proxy") },
+                    "no warning: \(allowed.stderr)")
+            unlink(marker)
+        }
+        // Without any passing entry the host's proxy variables stay out, and the announcement says so.
+        let plain = try Self.enforce(["--profile", "default"] + agent, world: world, environment: proxy)
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(!(world.read(marker) ?? "x").contains("198.51.100.9"), "a host proxy variable reached the agent")
+        #expect(plain.stderr.contains("HTTPS_PROXY") && plain.stderr.contains("http_proxy")
+                && plain.stderr.contains("--allow-proxy"), "\(plain.stderr)")
+    }
+
+    /// Section 2, learn side: without `--agent`, learn hides what base hides (shell history, gcloud) and records
+    /// the attempts as secret access; its environment is enforce's allowlist, not the host's minus
+    /// credential-looking names.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["ip", "nft", "dnsmasq", "setpriv"]), "needs root and the netlab tools"))
+    func learnHidesWhatEnforceHidesAndPassesOnlyItsEnvironment() throws {
+        try Requirements.root()
+        let fixture = try SandboxFixture()
+        defer { fixture.remove() }
+        let lab = try Netlab(services: [.dns])
+        defer { lab.shutdown() }
+        try fixture.write(fixture.home + "/.bash_history", Self.history + "\n")
+        try fixture.write(fixture.home + "/.config/gcloud/x", Self.gcloud + "\n")
+        let files = [fixture.home + "/.bash_history", fixture.home + "/.config/gcloud/x"]
+        // Positive control: the agent user reads both outside the sandbox.
+        let outside = try Netlab.execute(["setpriv", "--reuid", String(SandboxFixture.agentUID), "--regid",
+                                          String(SandboxFixture.agentUID), "--clear-groups", "cat"] + files, timeout: 10)
+        #expect(outside.stdout.contains(Self.history) && outside.stdout.contains(Self.gcloud), "control: \(outside.stderr)")
+
+        let envOut = fixture.workspace + "/env.txt", catOut = fixture.workspace + "/cat.txt"
+        try fixture.write(fixture.workspace + "/agent.sh", """
+            #!/bin/sh
+            env > "\(envOut)"
+            cat "$HOME/.bash_history" "$HOME/.config/gcloud/x" > "\(catOut)" 2>&1
+            exit 0
+            """)
+        let database = fixture.root + "/learn.db"
+        var command = ["env"]
+        for (name, value) in Self.planted { command.append("\(name)=\(value)") }
+        command += ["\(Self.requested.0)=\(Self.requested.1)",
+                    Products.cagent, "learn", "--user", String(SandboxFixture.agentUID), "--home", fixture.home,
+                    "--state-dir", fixture.state, "--db", database, "--workspace", fixture.workspace,
+                    "--tracer", "seccomp", "--env", Self.requested.0, "--", "/bin/sh", fixture.workspace + "/agent.sh"]
+        let run = try lab.run(in: .host, command, timeout: 120)
+        #expect(run.status == 0, "cagent learn failed: \(run.stderr)")
+        let seen = fixture.read(envOut) ?? ""
+        let read = fixture.read(catOut) ?? ""
+        #expect(seen.contains("\(Self.requested.0)=\(Self.requested.1)"), "--env did not pass it (control): \(seen)\n\(run.stderr)")
+        for (name, value) in Self.planted {
+            #expect(!seen.contains(value), "\(name) reached the learning agent")
+        }
+        #expect(!read.isEmpty, "the probe did not run: \(run.stderr)")
+        #expect(!read.contains(Self.history), "~/.bash_history readable in learn mode")
+        #expect(!read.contains(Self.gcloud), "~/.config/gcloud readable in learn mode")
+        #expect(run.stderr.contains("cagent: not passed to the agent: ") && run.stderr.contains("DATABASE_URL"), "\(run.stderr)")
+        #expect(!run.stderr.contains("PLANTED"), "a value was printed: \(run.stderr)")
+
+        // The attempts are secret-access findings, like those on the built-in list.
+        let report = try Netlab.execute([Products.cagent, "report", "--db", database, "--json", "--limit", "0"], timeout: 30)
+        #expect(report.status == 0, "\(report.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any])
+        let findings = json["findings"] as? [[String: Any]] ?? []
+        let secrets = findings.filter { $0["kind"] as? String == "secret-access" }.compactMap { $0["subject"] as? String }
+        #expect(secrets.contains("~/.bash_history") && secrets.contains("~/.config/gcloud"), "findings: \(findings)")
+    }
+}
