@@ -1,4 +1,5 @@
 import CagentCore
+import CagentProfile
 @testable import CagentSandbox
 import Foundation
 import Netlab
@@ -23,11 +24,11 @@ struct EnvironmentPolicyTests {
     static let history = "PLANTED-history-cagent"
     static let gcloud = "PLANTED-gcloud-cagent"
 
+    /// Runs `cagent enforce` with only `extra` (and HOME, PATH) as its environment.
     static func enforce(_ arguments: [String], world: SandboxFixture, environment extra: [String: String])
         throws -> (status: Int32, stderr: String)
     {
-        var environment = ProcessInfo.processInfo.environment
-        environment["HOME"] = world.home
+        var environment = ["HOME": world.home, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
         for (name, value) in extra { environment[name] = value }
         let run = try Netlab.execute([Products.cagent, "enforce", "--user", String(SandboxFixture.agentUID),
                                       "--workspace", world.workspace, "--state-dir", world.state, "--offline"] + arguments,
@@ -43,6 +44,7 @@ struct EnvironmentPolicyTests {
         let world = try SandboxFixture(); defer { world.remove() }
         var environment = Self.planted
         environment.removeValue(forKey: "HTTPS_PROXY")
+        environment["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
         environment[Self.requested.0] = Self.requested.1
         environment["ODD\u{1b}]0;title\u{7}NAME"] = "PLANTED-odd"
         let out = world.workspace + "/env.txt"
@@ -51,7 +53,7 @@ struct EnvironmentPolicyTests {
         #expect(run.status == 0, "\(run.stderr)")
         let seen = world.read(out) ?? ""
         #expect(seen.contains("\(Self.requested.0)=\(Self.requested.1)"), "--env did not pass it (control): \(seen)")
-        for (name, value) in environment where name != Self.requested.0 {
+        for (name, value) in environment where name != Self.requested.0 && name != "PATH" {
             #expect(!seen.contains(value), "\(name) reached the agent: \(seen)")
         }
         let lines = run.stderr.split(separator: "\n").filter { $0.hasPrefix("cagent: not passed to the agent: ") }
@@ -151,5 +153,46 @@ struct EnvironmentPolicyTests {
         let findings = json["findings"] as? [[String: Any]] ?? []
         let secrets = findings.filter { $0["kind"] as? String == "secret-access" }.compactMap { $0["subject"] as? String }
         #expect(secrets.contains("~/.bash_history") && secrets.contains("~/.config/gcloud"), "findings: \(findings)")
+    }
+}
+
+/// The policy itself (pure logic): one implementation for enforce and learn.
+@Suite struct AgentEnvironmentTests {
+    @Test func allowlistAnnouncementAndProxies() {
+        let host = ["PATH": "/usr/bin", "TERM": "xterm", "LC_ALL": "C", "HOME": "/root", "PWD": "/x", "EDITOR": "vi",
+                    "DATABASE_URL": "postgres://u:p@h/d", "https_proxy": "http://p:3128", "NO_PROXY": "localhost",
+                    "EMPTY": "", "COLORTERM": ""]
+        let policy = AgentEnvironment(host: host, profilePass: ["EDITOR", "COLORTERM"], requested: [], home: "/home/u")
+        #expect(policy.entries == ["EDITOR=vi", "LC_ALL=C", "PATH=/usr/bin", "TERM=xterm", "HOME=/home/u"])
+        #expect(policy.dropped == ["DATABASE_URL", "NO_PROXY", "https_proxy"])   // empty ones pass nothing, drop nothing
+        #expect(policy.passedProxies.isEmpty && policy.proxyRefusal() == nil)
+        #expect(policy.droppedLine == "cagent: not passed to the agent: DATABASE_URL, NO_PROXY, https_proxy (pass one with "
+                + "--env NAME or the profile's env.pass; proxy variables also need --allow-proxy, which voids the allowlist)")
+
+        // Both planners use it.
+        let learnLike = AgentEnvironment(host: host, profilePass: [], requested: ["https_proxy", "NO_PROXY"], home: "/h")
+        #expect(learnLike.passedProxies == ["https_proxy"] && learnLike.proxyRefusal() != nil)
+        #expect(learnLike.entries.contains("NO_PROXY=localhost"))
+
+        // Long lists: sorted, twelve names, then a count; names escaped.
+        var many: [String: String] = [:]
+        for index in 0..<20 { many["VAR_\(index < 10 ? "0" : "")\(index)"] = "v" }
+        many["BAD\u{1b}[2J"] = "v"
+        let long = AgentEnvironment(host: many, profilePass: [], requested: [], home: "/h").droppedLine ?? ""
+        #expect(long.hasPrefix("cagent: not passed to the agent: BAD\\x1B[2J, VAR_00, VAR_01,") && long.contains("VAR_10 and 9 more ("), "\(long)")
+        #expect(!long.contains("\u{1b}") && !long.contains("\n"))
+        // A proxy variable is named however long the list.
+        many["all_proxy"] = "socks5://p:1080"
+        let withProxy = AgentEnvironment(host: many, profilePass: [], requested: [], home: "/h").droppedLine ?? ""
+        #expect(withProxy.contains(", all_proxy and 10 more (") && withProxy.contains("--allow-proxy"), "\(withProxy)")
+    }
+
+    @Test func proxyVariableNames() {
+        for name in ["http_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "ftp_proxy", "npm_config_https_proxy", "GIT_PROXY_COMMAND"] {
+            #expect(ProxyRisk.routesTraffic(name), "\(name)")
+        }
+        #expect(ProxyRisk.isProxyVariable("no_proxy") && !ProxyRisk.routesTraffic("NO_PROXY"))
+        #expect(!ProxyRisk.isProxyVariable("PROXYCHAINS_CONF") && !ProxyRisk.isProxyVariable("PATH"))
+        #expect(!AgentEnvironment.alwaysPassed.contains(where: ProxyRisk.isProxyVariable))
     }
 }
