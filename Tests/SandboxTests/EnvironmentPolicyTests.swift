@@ -156,6 +156,53 @@ struct EnvironmentPolicyTests {
     }
 }
 
+/// Why the refusal exists, shown with a real proxy (tinyproxy) in the simulated internet: a profile allowing
+/// only the proxy's endpoint, run with `--allow-proxy`, lets the agent fetch from a host the profile does
+/// not allow; the same fetch without the proxy is blocked (the control that the host is not allowed), and
+/// without `--allow-proxy` the agent never starts.
+@Suite(.serialized) struct ProxyDemonstrationTests {
+    static let tools = ["ip", "nft", "nsenter", "curl", "dnsmasq", "tcpdump", "python3", "tinyproxy"]
+    static let proxyAddress = NetlabAddresses.web3
+    static let target = NetlabAddresses.web2   // api.allowed.test's address: not in this profile
+
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, the netlab's tools and tinyproxy"))
+    func allowProxyLetsTheAgentPastTheAllowlist() throws {
+        try Requirements.root()
+        let lab = try Netlab(); defer { lab.shutdown() }
+        let world = try SandboxFixture(); defer { world.remove() }
+        let config = world.root + "/tinyproxy.conf"
+        try world.write(config, "Port 3128\nListen \(Self.proxyAddress)\nUser nobody\nGroup nogroup\nTimeout 10\nMaxClients 8\nLogLevel Info\n", owner: 0)
+        try lab.spawn(in: .internet, ["tinyproxy", "-d", "-c", config], readyOnStdout: "Starting main loop")
+        let profile = world.root + "/proxied.yaml"
+        try world.write(profile, "cagent: 1\nnetwork:\n  endpoints: [\"\(Self.proxyAddress):3128/tcp\"]\nenv:\n  pass: [http_proxy]\n", owner: 0)
+        let script = """
+            curl -sS -m 5 -o /dev/null -w 'proxied %{http_code}\\n' http://\(Self.target)/ || echo proxied-failed
+            curl -sS -m 5 --noproxy '*' -o /dev/null -w 'direct %{http_code}\\n' http://\(Self.target)/ || echo direct-failed
+            """
+        func enforce(_ extra: [String]) throws -> Netlab.Output {
+            try Netlab.execute(
+                ["nsenter", "--net=/run/netns/\(lab.hostNamespace)", Products.cagent, "enforce", "--profile", profile,
+                 "--user", String(SandboxFixture.agentUID), "--workspace", world.workspace, "--state-dir", world.state,
+                 "--upstream-dns", NetlabAddresses.dns4] + extra + ["--", "/bin/sh", "-c", script],
+                timeout: 90, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": world.home,
+                                           "CAGENT_RUNTIME_DIR": world.root + "/run",
+                                           "http_proxy": "http://\(Self.proxyAddress):3128"])
+        }
+        let requestsBefore = lab.webRequests().count
+        let refused = try enforce([])
+        #expect(refused.status != 0 && !refused.stdout.contains("proxied"), "started without --allow-proxy: \(refused.stderr)")
+        #expect(lab.webRequests().count == requestsBefore, "a request went out although the start was refused")
+
+        let allowed = try enforce(["--allow-proxy"])
+        #expect(allowed.stderr.contains("cagent: warning: --allow-proxy: http_proxy passed"), "\(allowed.stderr)")
+        // The risk, demonstrated: through the proxy the agent reaches a host its profile does not allow ...
+        #expect(allowed.stdout.contains("proxied 200"), "out: \(allowed.stdout) err: \(allowed.stderr)")
+        // ... which the firewall does block when the agent goes there itself (the control).
+        #expect(allowed.stdout.contains("direct-failed") || allowed.stdout.contains("direct 000"), "\(allowed.stdout)")
+        #expect(allowed.stderr.contains("cagent: blocked tcp \(Self.target):80"), "\(allowed.stderr)")
+    }
+}
+
 /// The policy itself (pure logic): one implementation for enforce and learn.
 @Suite struct AgentEnvironmentTests {
     @Test func allowlistAnnouncementAndProxies() {
