@@ -11,6 +11,8 @@ packages=(
   nftables iproute2 publicsuffix
   # tests: the simulated internet (DNS, HTTP, attacker sink) and probes run inside the sandbox
   dnsmasq-base bind9-dnsutils busybox-static iputils-ping tcpdump curl python3 socat strace gdb make gcc git procps psmisc openssh-client
+  # tests: a real HTTP proxy in the simulated internet (what --allow-proxy lets through; the binary only, no service)
+  tinyproxy-bin
   # benchmarks: the tools a user would pick instead
   bubblewrap iperf3 hyperfine sqlite3 jq dnsperf
 )

@@ -26,6 +26,10 @@ public struct EnforceCommand: ParsableCommand {
     var offline = false
     @Flag(help: "At exit, print the network summary as JSON (counts and every distinct entry) instead of the line.")
     var json = false
+    @Option(name: .customLong("env"), help: "Pass this variable of cagent's environment to the agent (repeatable); besides the profile's env.pass and TERM, LANG, LC_*, TZ, PATH, none is.")
+    var passEnvironment: [String] = []
+    @Flag(help: "Let a proxy variable (HTTPS_PROXY, ...) reach the agent although everything fetched through the proxy bypasses the network allowlist.")
+    var allowProxy = false
     /// The gate's upstream resolvers instead of the host's /etc/resolv.conf (ADDRESS or ADDRESS:PORT).
     @Option(help: .hidden) var upstreamDns: [String] = []
     @Option(help: .hidden) var failAtStage: String?
@@ -41,7 +45,7 @@ public struct EnforceCommand: ParsableCommand {
     public var options: EnforceOptions {
         EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
-                       failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, command: command)
+                       passEnvironment: passEnvironment, allowProxy: allowProxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, command: command)
     }
 
     public func run() throws { try options.run() }

@@ -31,7 +31,7 @@ struct LearnCommand: ParsableCommand {
     @Option(help: "The workspace, read-write at its real path (default: the current directory).") var workspace: String?
     @Option(help: "auto, ebpf, seccomp or tracee.") var tracer: String = "auto"
     @Option(help: "The database (default: cagent.db in the invoking user's data directory).") var db: String?
-    @Option(name: .customLong("env"), help: "Pass this credential-looking variable to the agent (repeatable).")
+    @Option(name: .customLong("env"), help: "Pass this variable of cagent's environment to the agent (repeatable); the others are not passed, as in enforce.")
     var passedEnvironment: [String] = []
     @Flag(help: "Keep the scratch layer (writes outside the workspace) after the session.") var keepScratch = false
     @Flag(help: "No live lines, only the summary.") var quiet = false
@@ -55,7 +55,7 @@ struct LearnCommand: ParsableCommand {
         let preload = choice == .ebpf || choice == .auto ? LearnEbpfPreload() : nil
         defer { preload?.discard() }  // unless the observation took it
         let workspacePath = workspace ?? currentDirectory()
-        let profile = try agent.map { try loadProfileForEnforce(nameOrPath: $0, workspace: workspacePath) } ?? Profile(agent: "learn")
+        let profile = try loadProfileForLearn(agent: agent, workspace: workspacePath)
         var pathEnvironment = environment
         if user != nil { pathEnvironment["SUDO_UID"] = String(invoking.uid) }
         var paths = CagentPaths.standard(user: invoking, environment: pathEnvironment)
@@ -68,7 +68,10 @@ struct LearnCommand: ParsableCommand {
         let sessionID = EnforcePlanner.newSessionID()
         var request = LearnRequest(profile: profile, workspace: workspacePath, user: invoking, paths: paths,
                                    command: command, environment: environment, sessionID: sessionID)
-        request.passedCredentials = passedEnvironment
+        request.requestedEnvironment = passedEnvironment
+        let agentEnvironment = AgentEnvironment(host: environment, profilePass: profile.env.pass,
+                                                requested: passedEnvironment, home: invoking.home)
+        if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try LearnPlanner.plan(request)
         let selection = choice == .auto && preload != nil ? TracerSelection.auto(ebpfFailure: preload!.failure())
@@ -120,6 +123,26 @@ struct LearnCommand: ParsableCommand {
         let summary = try observation.finish()
         live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil)
         throw CagentExit(status: status)
+    }
+
+    /// The profile learn runs under: the agent's (`--agent`), else `default` as enforce resolves it, with the
+    /// hide list of `base` (as enforce resolves that name) always added. Learn shows the real home, where
+    /// enforce shows a shadow home: every secret base hides (shell histories, cloud credentials) must be
+    /// hidden here too, and so recorded as a secret attempt when the agent tries it, whatever profile it names.
+    private func loadProfileForLearn(agent: String?, workspace: String) throws -> Profile {
+        var profile = try loadProfileForEnforce(nameOrPath: agent ?? "default", workspace: workspace)
+        if agent == nil { profile.agent = "learn" }
+        let base: Profile
+        do {
+            base = try ProfileResolver.standard(workspace: workspace).resolve("base").profile
+        } catch {
+            throw CagentError(stage: "profile", "learn needs the base profile's hide list and cannot load it: \(error)",
+                              hint: "reinstall cagent's bundled profiles (share/cagent/profiles) or set CAGENT_PROFILES_DIR")
+        }
+        for entry in base.filesystem.hide where !profile.filesystem.hide.contains(entry) {
+            profile.filesystem.hide.append(entry)
+        }
+        return profile
     }
 
     private func currentDirectory() -> String {

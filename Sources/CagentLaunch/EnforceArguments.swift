@@ -8,13 +8,14 @@
 extension EnforceOptions {
     /// The long names this parser knows, each an option (takes a value) or a flag; EnforceArgumentsTests
     /// checks the list against EnforceCommand's own definitions.
-    static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir"]
-    static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json"]
+    static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir", "env"]
+    static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json", "allow-proxy"]
 
     /// `arguments` are those after `enforce`. Nil: let ArgumentParser decide.
     public static func parseCommon(_ arguments: [String]) -> EnforceOptions? {
         var values: [String: String] = [:]
         var upstream: [String] = []
+        var passed: [String] = []
         var flags: Set<String> = []
         var index = 0
         var command: [String]?
@@ -42,6 +43,8 @@ extension EnforceOptions {
                 guard let value, !value.isEmpty else { return nil }
                 if name == "upstream-dns" {
                     upstream.append(value)
+                } else if name == "env" {
+                    passed.append(value)
                 } else {
                     guard values.updateValue(value, forKey: name) == nil else { return nil }
                 }
@@ -59,6 +62,7 @@ extension EnforceOptions {
         return EnforceOptions(verbose: flags.contains("verbose"), debug: flags.contains("debug"), profile: profile,
                               workspace: values["workspace"], user: user, revertRisky: flags.contains("revert-risky"),
                               offline: flags.contains("offline"), json: flags.contains("json"), upstreamDns: upstream,
+                              passEnvironment: passed, allowProxy: flags.contains("allow-proxy"),
                               failAtStage: values["fail-at-stage"], dumpPlan: values["dump-plan"],
                               stateDir: values["state-dir"], command: command)
     }

@@ -19,6 +19,10 @@ public struct EnforceOptions: Equatable, Sendable {
     public var offline = false
     public var json = false
     public var upstreamDns: [String] = []
+    /// `--env NAME`: variables passed besides the profile's env.pass (AgentEnvironment).
+    public var passEnvironment: [String] = []
+    /// `--allow-proxy`: let a proxy variable pass although it voids the allowlist (ProxyRisk).
+    public var allowProxy = false
     public var failAtStage: String?
     public var dumpPlan: String?
     public var stateDir: String?
@@ -26,9 +30,11 @@ public struct EnforceOptions: Equatable, Sendable {
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
+                passEnvironment: [String] = [], allowProxy: Bool = false,
                 failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
         self.revertRisky = revertRisky; self.offline = offline; self.json = json; self.upstreamDns = upstreamDns
+        self.passEnvironment = passEnvironment; self.allowProxy = allowProxy
         self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.command = command
     }
 
@@ -44,8 +50,15 @@ public struct EnforceOptions: Equatable, Sendable {
         if user != nil { pathEnvironment["SUDO_UID"] = String(invoking.uid) }
         var paths = CagentPaths.standard(user: invoking, environment: pathEnvironment)
         if let stateDir { paths.data = stateDir }
+        // The environment policy first: a proxy variable would void the allowlist, so it needs --allow-proxy.
+        let agentEnvironment = AgentEnvironment(host: environment, profilePass: loaded.env.pass,
+                                                requested: passEnvironment, home: invoking.home)
+        if !allowProxy, let refusal = agentEnvironment.proxyRefusal() { throw refusal }
+        if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
+        if let warning = agentEnvironment.proxyWarning { FileDescriptorStream.standardError.write(warning + "\n") }
         var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
                                      command: command, environment: environment)
+        request.requestedEnvironment = passEnvironment
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try EnforcePlanner.plan(request)
         let hostStages = EnforceNetwork.stages + ["cgroup"]

@@ -57,6 +57,9 @@ enum ProfileMerger {
             for (key, value) in layer.limits { limits[key] = value }
         }
 
+        // Entries that would void the network allowlist (ProxyRisk): warned, enforce decides.
+        warnings += ProxyRisk.warnings(lists)
+
         var profile = Profile(version: 1, agent: agent?.value, description: description?.value,
                               extends: layers.last?.layer.extends.map(\.value) ?? [])
         let values = { (key: ListKey) in (lists[key] ?? []).map(\.value) }

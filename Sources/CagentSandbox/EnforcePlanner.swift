@@ -12,8 +12,10 @@ public struct EnforceRequest: Sendable {
     public var user: InvokingUser
     public var paths: CagentPaths
     public var command: [String]
-    /// cagent's own environment: only the allowlisted names reach the agent.
+    /// cagent's own environment: only the allowlisted names reach the agent (AgentEnvironment).
     public var environment: [String: String]
+    /// Names passed from it besides the profile's env.pass (`--env NAME`).
+    public var requestedEnvironment: [String] = []
     public var terminal: SandboxPlan.TerminalSize?
     public var sessionID: String
     public var hostname: String
@@ -70,8 +72,8 @@ public enum EnforcePlanner {
         "manpath.config", "python3", "python3.11", "magic", "magic.mime", "vim", "wgetrc", "xdg",
     ]
 
-    /// Variables that always pass (besides the profile's env.pass, LC_* and HOME).
-    public static let alwaysPassed = ["TERM", "LANG", "TZ", "PATH"]
+    /// Variables that always pass (besides the profile's env.pass, `--env` names, LC_* and HOME).
+    public static var alwaysPassed: [String] { AgentEnvironment.alwaysPassed }
 
     public static func newSessionID() -> String {
         let bytes = (0..<6).map { _ in UInt8.random(in: 0...255) }
@@ -195,16 +197,10 @@ public enum EnforcePlanner {
         return plan
     }
 
-    /// The agent's environment: the profile's env.pass, TERM, LANG, LC_*, TZ, PATH, and HOME.
+    /// The agent's environment (AgentEnvironment: the same policy in learn mode).
     static func environment(request: EnforceRequest, home: String) -> [String] {
-        let names = Set(request.profile.env.pass + alwaysPassed).subtracting(["HOME"])
-        var result: [String] = []
-        for (name, value) in request.environment.sorted(by: { $0.key < $1.key }) where !value.isEmpty {
-            if names.contains(name) || name.hasPrefix("LC_") { result.append("\(name)=\(value)") }
-        }
-        if request.environment["PATH"] == nil { result.append("PATH=/usr/local/bin:/usr/bin:/bin") }
-        result.append("HOME=\(home)")
-        return result
+        AgentEnvironment(host: request.environment, profilePass: request.profile.env.pass,
+                         requested: request.requestedEnvironment, home: home).entries
     }
 
     static func generatedEtc(request: EnforceRequest, user: InvokingUser, home: String) -> [(String, String)] {

@@ -12,8 +12,8 @@ public struct LearnRequest: Sendable {
     public var paths: CagentPaths
     public var command: [String]
     public var environment: [String: String]
-    /// Variables passed although they look like credentials (`--env NAME`).
-    public var passedCredentials: [String] = []
+    /// Names passed besides the profile's env.pass (`--env NAME`).
+    public var requestedEnvironment: [String] = []
     public var terminal: SandboxPlan.TerminalSize?
     public var sessionID: String
     public var hostname = "cagent-learn"
@@ -54,17 +54,6 @@ public enum LearnPlanner {
                                                  "resolv.conf", "subuid", "subgid", "security", "pip.conf", "npmrc",
                                                  "netns", "machine-id", "credstore", "credstore.encrypted", "wireguard",
                                                  "NetworkManager", "ppp", "cagent"]
-
-    /// Environment names that look like credentials: dropped unless passed with `--env NAME`.
-    public static func looksLikeCredential(_ name: String) -> Bool {
-        let upper = name.uppercased()
-        let exact: Set<String> = ["SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "DBUS_SESSION_BUS_ADDRESS",
-                                  "XDG_RUNTIME_DIR", "KRB5CCNAME", "SUDO_ASKPASS", "SSH_ASKPASS", "GIT_ASKPASS"]
-        if exact.contains(upper) { return true }
-        let fragments = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "API_KEY", "APIKEY", "ACCESS_KEY",
-                         "PRIVATE_KEY", "AUTH", "COOKIE", "SESSION_KEY", "_PAT", "_KEY"]
-        return fragments.contains { upper.contains($0) }
-    }
 
     public static func plan(_ request: LearnRequest) throws -> SandboxPlan {
         let user = request.user
@@ -187,18 +176,10 @@ public enum LearnPlanner {
         return out
     }
 
-    /// The host environment minus credential-looking names (unless passed), with HOME and a PATH.
+    /// The agent's environment: enforce's policy (AgentEnvironment), not the host's whole environment.
     static func environment(request: LearnRequest, home: String) -> [String] {
-        var result: [String] = []
-        let passed = Set(request.passedCredentials)
-        for (name, value) in request.environment.sorted(by: { $0.key < $1.key }) where name != "HOME" {
-            if looksLikeCredential(name) && !passed.contains(name) { continue }
-            if name.hasPrefix("SUDO_") || name == "MAIL" || name == "OLDPWD" { continue }
-            result.append("\(name)=\(value)")
-        }
-        if request.environment["PATH"] == nil { result.append("PATH=/usr/local/bin:/usr/bin:/bin") }
-        result.append("HOME=\(home)")
-        return result
+        AgentEnvironment(host: request.environment, profilePass: request.profile.env.pass,
+                         requested: request.requestedEnvironment, home: home).entries
     }
 
     /// `<scratch>/home/{upper,work}`, owned by the user (the overlay is mounted with the user's creds).

@@ -15,6 +15,7 @@ import Testing
         ["--profile", "p", "--upstream-dns", "198.18.0.2", "--upstream-dns=198.18.0.3:5353", "--", "a"],
         ["--profile", "p", "--state-dir", "/tmp/s", "--dump-plan", "/tmp/plan", "--fail-at-stage", "mount-proc", "--", "a"],
         ["--profile", "p", "--"],
+        ["--profile", "p", "--env", "DATABASE_URL", "--env=HTTPS_PROXY", "--allow-proxy", "--", "a"],
         ["--user=4294967295", "--profile", "p", "--", "--", "x"],
         ["--profile", "név with space", "--workspace=/tmp/a=b", "--", "x"],
     ]
@@ -31,6 +32,9 @@ import Testing
         ["--user", "abc", "--profile", "p", "--", "x"],
         ["--user", "4294967296", "--profile", "p", "--", "x"],
         ["--offline=yes", "--profile", "p", "--", "x"],
+        ["--allow-proxy", "--allow-proxy", "--profile", "p", "--", "x"],
+        ["--allow-proxy=yes", "--profile", "p", "--", "x"],
+        ["--env", "--profile", "p", "--", "x"],
         ["--no-such-option", "--profile", "p", "--", "x"],
         ["-v", "--profile", "p", "--", "x"],
         ["--profile=", "--", "x"],

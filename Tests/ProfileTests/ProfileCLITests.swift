@@ -92,3 +92,38 @@ struct ProfileCLITests {
                                       + "  hint: a shared profile must not choose the resolver whose answers get pinned"), "\(lint.output)")
     }
 }
+
+/// Issue #12, section 5: a proxy voids the allowlist (everything it fetches bypasses the gate). `profile lint`
+/// warns, at the entry's file:line, about a passed proxy variable and an endpoint on a proxy-looking port.
+@Suite("profile lint: proxies")
+struct ProxyLintTests {
+    @Test(.enabled(if: ProfileCLITests.mayRun, "needs `swift build` to have built .build/debug/cagent"))
+    func lintWarnsAboutProxyVariablesAndProxyPorts() throws {
+        let sandbox = try ProfileSandbox()
+        let path = try sandbox.write("proxied.yaml", """
+            cagent: 1
+            network:
+              endpoints:
+                - proxy.corp.test:3128/tcp
+                - api.corp.test:443/tcp
+            env:
+              pass:
+                - HTTPS_PROXY
+                - EDITOR
+
+            """)
+        let lint = try ProfileCLITests.run(["profile", "lint", path], in: sandbox, directory: sandbox.root)
+        let lines = lint.output.split(separator: "\n").map(String.init)
+        let endpointWarning = lines.first { $0.contains(":4:") && $0.contains("warning") }
+        let envWarning = lines.first { $0.contains(":8:") && $0.contains("warning") }
+        #expect(endpointWarning?.contains("proxy.corp.test:3128/tcp") == true && endpointWarning?.contains("allowlist") == true,
+                "no warning at the endpoint's line: \(lint.output)")
+        #expect(envWarning?.contains("HTTPS_PROXY") == true && envWarning?.contains("allowlist") == true,
+                "no warning at the env entry's line: \(lint.output)")
+        // Control: the harmless entries of the same file draw nothing.
+        #expect(!lines.contains { $0.contains(":5:") || $0.contains(":9:") }, "\(lint.output)")
+        #expect(lint.status == 0 && lint.output.contains("warning(s)"), "\(lint.output)")
+        let strict = try ProfileCLITests.run(["profile", "lint", "--strict", path], in: sandbox, directory: sandbox.root)
+        #expect(strict.status == 1, "\(strict.output)")
+    }
+}

@@ -163,7 +163,7 @@ struct LearnCommandTests {
                                    command: ["true"], environment: ["PATH": "/usr/bin", "GITHUB_TOKEN": "x", "AWS_SECRET_ACCESS_KEY": "y",
                                                                     "SSH_AUTH_SOCK": "/run/user/1000/ssh", "EDITOR": "vi", "NPM_TOKEN": "z"],
                                    sessionID: "abc123")
-        request.passedCredentials = ["NPM_TOKEN"]
+        request.requestedEnvironment = ["NPM_TOKEN"]
         let plan = try LearnPlanner.plan(request)
         let operations = plan.steps.map(\.operation)
         #expect(operations.contains(.bind(source: "/usr", target: "/usr", mode: .readOnly, optional: true)))
@@ -173,8 +173,10 @@ struct LearnCommandTests {
         #expect(operations.contains(.hide(fixture.home + "/.config/tool")))
         #expect(operations.contains { if case .overlay(fixture.home, _, _, fixture.home) = $0 { return true }; return false })
         #expect(operations.contains(.bind(source: fixture.workspace, target: fixture.workspace, mode: .readWrite)))
-        #expect(plan.environment.contains("EDITOR=vi") && plan.environment.contains("NPM_TOKEN=z"))
-        #expect(!plan.environment.contains { $0.hasPrefix("GITHUB_TOKEN=") || $0.hasPrefix("AWS_SECRET") || $0.hasPrefix("SSH_AUTH_SOCK=") })
+        // Enforce's environment policy: the allowlist plus --env; nothing else of the host's.
+        #expect(plan.environment.contains("PATH=/usr/bin") && plan.environment.contains("NPM_TOKEN=z"))
+        #expect(!plan.environment.contains { $0.hasPrefix("GITHUB_TOKEN=") || $0.hasPrefix("AWS_SECRET") || $0.hasPrefix("SSH_AUTH_SOCK=")
+                                              || $0.hasPrefix("EDITOR=") })
         #expect(plan.policy == nil)
         // The workspace comes after the home overlay, the hides after both.
         let overlayIndex = operations.firstIndex { if case .overlay = $0 { return true }; return false }!
