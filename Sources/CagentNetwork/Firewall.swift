@@ -112,7 +112,8 @@ public enum Firewall {
 
     /// The table, the base chains, the per-interface verdict maps, and the permanent drop on `cgs*`: an interface
     /// matching the pattern without a session entry in the maps is closed (its traffic never reaches a session
-    /// chain and falls on the drop).
+    /// chain and falls on the drop). Also the inbound drop: nothing but replies enters a `cgs*` interface, from
+    /// another sandbox, the LAN or the host itself, ahead of every session's chain (docs/network.md).
     public static func permanentBatch() -> NftBatch {
         var batch = NftBatch(table: table)
         batch.operations.append(.addTable)
@@ -127,11 +128,24 @@ public enum Firewall {
         batch.operations.append(.addRule(Match.interfaceVerdictMap(inputMap).rule(in: "input")))
         batch.operations.append(.addRule((sandbox + Statement.verdict(.drop)).rule(in: "input")))
 
+        // Into a sandbox only replies, before the session map: no session's accept (a profile opening the pool,
+        // 0.0.0.0/0, learn mode) can let one sandbox connect into another, and sandbox to sandbox nothing at
+        // all passes, not even "related" (no such flow is ever opened, so none is a reply).
         batch.operations.append(.addChain(NftChain(name: "forward", hook: hook("filter", NF_INET_FORWARD, 0, "forward"))))
-        batch.operations.append(.addRule(Match.interfaceVerdictMap(forwardMap).rule(in: "forward")))
-        batch.operations.append(.addRule((sandbox + Statement.verdict(.drop)).rule(in: "forward")))
+        batch.operations.append(.addRule((sandbox + toSandbox + Statement.verdict(.drop)).rule(in: "forward")))
         batch.operations.append(.addRule((toSandbox + Match.established() + Statement.verdict(.accept)).rule(in: "forward")))
         batch.operations.append(.addRule((toSandbox + Statement.verdict(.drop)).rule(in: "forward")))
+        batch.operations.append(.addRule(Match.interfaceVerdictMap(forwardMap).rule(in: "forward")))
+        batch.operations.append(.addRule((sandbox + Statement.verdict(.drop)).rule(in: "forward")))
+
+        // The host's own connections into a sandbox (output, not forward): only replies (the DNS gate's answers,
+        // the resets and ICMP errors the rules send, which conntrack marks related) and neighbour discovery.
+        batch.operations.append(.addChain(NftChain(name: "output", hook: hook("filter", NF_INET_LOCAL_OUT, 0, "output"))))
+        batch.operations.append(.addRule((toSandbox + Match.established() + Statement.verdict(.accept)).rule(in: "output")))
+        for (type, name) in [(UInt8(135), "nd-neighbor-solicit"), (136, "nd-neighbor-advert")] {
+            batch.operations.append(.addRule((toSandbox + Match.icmpType(.v6, type, name: name) + Statement.verdict(.accept)).rule(in: "output")))
+        }
+        batch.operations.append(.addRule((toSandbox + Statement.verdict(.drop)).rule(in: "output")))
 
         batch.operations.append(.addChain(NftChain(name: "postrouting", hook: hook("nat", NF_INET_POST_ROUTING, 100, "postrouting"))))
         batch.operations.append(.addRule((sandbox + Statement.masquerade()).rule(in: "postrouting")))
@@ -150,14 +164,20 @@ public enum Firewall {
         public var nflogGroup: UInt16
         public var entries: [AllowEntry]
         public var mode: Mode
-        /// Learn mode: more blocks to keep dropped (the session pool when it is configured outside CGNAT/ULA).
+        /// Learn mode: more blocks to keep dropped.
         public var unreachable: [IPNetwork]
+        /// The session address pool (v4 and v6): dropped in both modes whatever the profile says; sandboxes,
+        /// other sessions' gateways and unused slots are never a destination (the permanent part already
+        /// drops every new connection into a `cgs*` interface; this also covers unused slots, which would
+        /// otherwise leave through the default route, and logs the attempt for the session).
+        public var pool: [IPNetwork]
 
         public init(interface: String, gateway4: IPAddress?, gateway6: IPAddress?, gatePort: UInt16,
-                    nflogGroup: UInt16, entries: [AllowEntry], mode: Mode = .enforce, unreachable: [IPNetwork] = []) {
+                    nflogGroup: UInt16, entries: [AllowEntry], mode: Mode = .enforce, unreachable: [IPNetwork] = [],
+                    pool: [IPNetwork] = [AddressPool.standard.pool4, AddressPool.standard.pool6]) {
             self.interface = interface; self.gateway4 = gateway4; self.gateway6 = gateway6
             self.gatePort = gatePort; self.nflogGroup = nflogGroup; self.entries = entries
-            self.mode = mode; self.unreachable = unreachable
+            self.mode = mode; self.unreachable = unreachable; self.pool = pool
         }
     }
 
@@ -289,14 +309,14 @@ public enum Firewall {
         batch.operations.append(.addChain(NftChain(name: chains.forward, hook: nil)))
         let log = Statement.log(group: spec.nflogGroup, prefix: denyPrefix)
         rules.append((Match.established() + Statement.verdict(.accept)).rule(in: chains.forward))
-        for network in neverReachable {
+        for network in neverReachable + spec.pool {
             rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: chains.forward))
         }
         if spec.mode == .learn {
             // Learn: the LAN stays dropped like metadata; every other new flow is logged (for the flow
             // observations) and accepted. Echo is a flow like any other here: it is logged, so it is seen.
             var extra: [IPNetwork] = []
-            for network in learnUnreachable + spec.unreachable where !(neverReachable + extra).contains(where: { $0.contains(network) }) {
+            for network in learnUnreachable + spec.unreachable where !(neverReachable + spec.pool + extra).contains(where: { $0.contains(network) }) {
                 extra.append(network)
             }
             for network in extra {
