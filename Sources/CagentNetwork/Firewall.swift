@@ -119,7 +119,6 @@ public enum Firewall {
         batch.operations.append(.addTable)
         for map in [preMap, inputMap, forwardMap] { batch.operations.append(.addSet(interfaceMap(map))) }
         let sandbox = Match.interfacePrefix(interfacePrefix)
-        let toSandbox = Match.interfacePrefix(interfacePrefix, output: true)
 
         batch.operations.append(.addChain(NftChain(name: "prerouting", hook: hook("nat", NF_INET_PRE_ROUTING, -100, "prerouting"))))
         batch.operations.append(.addRule(Match.interfaceVerdictMap(preMap).rule(in: "prerouting")))
@@ -128,28 +127,59 @@ public enum Firewall {
         batch.operations.append(.addRule(Match.interfaceVerdictMap(inputMap).rule(in: "input")))
         batch.operations.append(.addRule((sandbox + Statement.verdict(.drop)).rule(in: "input")))
 
-        // Into a sandbox only replies, before the session map: no session's accept (a profile opening the pool,
-        // 0.0.0.0/0, learn mode) can let one sandbox connect into another, and sandbox to sandbox nothing at
-        // all passes, not even "related" (no such flow is ever opened, so none is a reply).
         batch.operations.append(.addChain(NftChain(name: "forward", hook: hook("filter", NF_INET_FORWARD, 0, "forward"))))
-        batch.operations.append(.addRule((sandbox + toSandbox + Statement.verdict(.drop)).rule(in: "forward")))
-        batch.operations.append(.addRule((toSandbox + Match.established() + Statement.verdict(.accept)).rule(in: "forward")))
-        batch.operations.append(.addRule((toSandbox + Statement.verdict(.drop)).rule(in: "forward")))
-        batch.operations.append(.addRule(Match.interfaceVerdictMap(forwardMap).rule(in: "forward")))
-        batch.operations.append(.addRule((sandbox + Statement.verdict(.drop)).rule(in: "forward")))
-
-        // The host's own connections into a sandbox (output, not forward): only replies (the DNS gate's answers,
-        // the resets and ICMP errors the rules send, which conntrack marks related) and neighbour discovery.
+        batch.operations += forwardRules().map { .addRule($0) }
         batch.operations.append(.addChain(NftChain(name: "output", hook: hook("filter", NF_INET_LOCAL_OUT, 0, "output"))))
-        batch.operations.append(.addRule((toSandbox + Match.established() + Statement.verdict(.accept)).rule(in: "output")))
-        for (type, name) in [(UInt8(135), "nd-neighbor-solicit"), (136, "nd-neighbor-advert")] {
-            batch.operations.append(.addRule((toSandbox + Match.icmpType(.v6, type, name: name) + Statement.verdict(.accept)).rule(in: "output")))
-        }
-        batch.operations.append(.addRule((toSandbox + Statement.verdict(.drop)).rule(in: "output")))
+        batch.operations += outputRules().map { .addRule($0) }
 
         batch.operations.append(.addChain(NftChain(name: "postrouting", hook: hook("nat", NF_INET_POST_ROUTING, 100, "postrouting"))))
         batch.operations.append(.addRule((sandbox + Statement.masquerade()).rule(in: "postrouting")))
         return batch
+    }
+
+    /// The forward base chain's rules. Into a sandbox only replies, before the session map: no session's accept
+    /// (a profile opening the pool, 0.0.0.0/0, learn mode) can let one sandbox connect into another, and sandbox
+    /// to sandbox nothing at all passes, not even "related" (no such flow is ever opened, so none is a reply).
+    static func forwardRules() -> [NftRule] {
+        let sandbox = Match.interfacePrefix(interfacePrefix)
+        let toSandbox = Match.interfacePrefix(interfacePrefix, output: true)
+        return [
+            (sandbox + toSandbox + Statement.verdict(.drop)).rule(in: "forward"),
+            (toSandbox + Match.established() + Statement.verdict(.accept)).rule(in: "forward"),
+            (toSandbox + Statement.verdict(.drop)).rule(in: "forward"),
+            Match.interfaceVerdictMap(forwardMap).rule(in: "forward"),
+            (sandbox + Statement.verdict(.drop)).rule(in: "forward"),
+        ]
+    }
+
+    /// The host's own connections into a sandbox (output, not forward): only replies (the DNS gate's answers, the
+    /// resets and ICMP errors the rules send, which conntrack marks related) and neighbour discovery.
+    static func outputRules() -> [NftRule] {
+        let toSandbox = Match.interfacePrefix(interfacePrefix, output: true)
+        var rules = [(toSandbox + Match.established() + Statement.verdict(.accept)).rule(in: "output")]
+        for (type, name) in [(UInt8(135), "nd-neighbor-solicit"), (136, "nd-neighbor-advert")] {
+            rules.append((toSandbox + Match.icmpType(.v6, type, name: name) + Statement.verdict(.accept)).rule(in: "output"))
+        }
+        rules.append((toSandbox + Statement.verdict(.drop)).rule(in: "output"))
+        return rules
+    }
+
+    /// A table made by an older cagent (sessions of it still running) has no `output` chain and drops inbound
+    /// traffic only after the session map: this batch replaces its forward rules and adds the output chain, in
+    /// one transaction.
+    public static func permanentUpgradeBatch() -> NftBatch {
+        var batch = NftBatch(table: table)
+        batch.operations.append(.flushChain("forward"))
+        batch.operations += forwardRules().map { .addRule($0) }
+        batch.operations.append(.addChain(NftChain(name: "output", hook: hook("filter", NF_INET_LOCAL_OUT, 0, "output"))))
+        batch.operations += outputRules().map { .addRule($0) }
+        return batch
+    }
+
+    /// True when `inet cagent` exists without the output chain (see `permanentUpgradeBatch`).
+    public static func tableNeedsUpgrade() throws -> Bool {
+        let chains = try NetfilterInventory.chains().filter { $0.table == table && $0.familyName == "inet" }
+        return !chains.isEmpty && !chains.contains { $0.name == "output" }
     }
 
     // MARK: per session

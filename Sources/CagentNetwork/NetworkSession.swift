@@ -125,6 +125,10 @@ public final class NetworkSession: @unchecked Sendable {
                     var permanent = Firewall.permanentBatch()
                     permanent.operations += batch.operations
                     batch = permanent
+                } else if try Firewall.tableNeedsUpgrade() {
+                    var upgrade = Firewall.permanentUpgradeBatch()
+                    upgrade.operations += batch.operations
+                    batch = upgrade
                 }
                 try NftApplier.apply(batch, stage: "install the firewall of \(interface)")
                 firewallInstalled = true

@@ -125,6 +125,45 @@ struct IsolationTests {
         #expect(receivedLines().count >= 3, "control: the listener recorded nothing from B itself")
     }
 
+    /// The permanent part as cagent made it before the inbound drop (an older cagent's sessions still running).
+    static let olderPermanentPart = """
+        add table inet cagent
+        add map inet cagent sessions_pre { type ifname : verdict ; }
+        add map inet cagent sessions_in { type ifname : verdict ; }
+        add map inet cagent sessions_fwd { type ifname : verdict ; }
+        add chain inet cagent prerouting { type nat hook prerouting priority -100; policy accept; }
+        add rule inet cagent prerouting iifname vmap @sessions_pre
+        add chain inet cagent input { type filter hook input priority 0; policy accept; }
+        add rule inet cagent input iifname vmap @sessions_in
+        add rule inet cagent input iifname "cgs*" drop
+        add chain inet cagent forward { type filter hook forward priority 0; policy accept; }
+        add rule inet cagent forward iifname vmap @sessions_fwd
+        add rule inet cagent forward iifname "cgs*" drop
+        add rule inet cagent forward oifname "cgs*" ct state established,related accept
+        add rule inet cagent forward oifname "cgs*" drop
+        add chain inet cagent postrouting { type nat hook postrouting priority 100; policy accept; }
+        add rule inet cagent postrouting iifname "cgs*" masquerade
+
+        """
+
+    @Test("A table left by an older cagent gets the inbound drops with the next session (same ruleset as a fresh one)",
+          .enabled(if: Requirements.mayRun(root: true, tools: labTools), "needs root, ip, nft"))
+    func olderTableIsUpgraded() throws {
+        try Requirements.root()
+        let lab = try UplinkLab()
+        defer { lab.destroy() }
+        let paths = try testPaths()
+        defer { _ = try? sh("rm -rf '\(paths.runtime)'") }
+        let file = lab.lab.directory + "/older.nft"
+        try Self.olderPermanentPart.write(toFile: file, atomically: true, encoding: .utf8)
+        try sh("ip netns exec \(lab.host) nft -f \(file)", check: true)
+        let before = try lab.nftRuleset()
+        #expect(before.contains("chain forward") && !before.contains("chain output"), "the older table: \(before)")
+        let session = try setUpSession(lab, sandbox: try lab.newSandbox(), paths: paths, id: "golden1")
+        defer { try? tearDown(session) }
+        try expectGolden(try lab.nftRuleset(), "ruleset-one-session.nft")
+    }
+
     private func waitForFile(_ path: String, containing text: String) throws {
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {

@@ -112,6 +112,11 @@ struct BatchTests {
         let output = permanent.filter { $0.hasPrefix("add rule inet cagent output ") }
         #expect(output.last?.hasSuffix("oifname \"cgs*\" drop") == true, "\(output)")
         #expect(output.allSatisfy { $0.contains("oifname \"cgs*\"") }, "the output chain touches only sandbox interfaces")
+        // The upgrade of an older table: its forward rules replaced, the output chain added, as in a fresh table.
+        let upgrade = Firewall.permanentUpgradeBatch().text.split(separator: "\n").map(String.init)
+        #expect(upgrade.first == "flush chain inet cagent forward")
+        #expect(Array(upgrade.dropFirst()) == permanent.filter { $0.contains(" forward ") || $0.contains(" output ") }
+            .filter { !$0.hasPrefix("add chain inet cagent forward") }, "\(upgrade)")
         for mode in [Firewall.Mode.enforce, .learn] {
             var spec = Self.spec
             spec.mode = mode
