@@ -112,13 +112,13 @@ public enum Firewall {
 
     /// The table, the base chains, the per-interface verdict maps, and the permanent drop on `cgs*`: an interface
     /// matching the pattern without a session entry in the maps is closed (its traffic never reaches a session
-    /// chain and falls on the drop).
+    /// chain and falls on the drop). Also the inbound drop: nothing but replies enters a `cgs*` interface, from
+    /// another sandbox, the LAN or the host itself, ahead of every session's chain (docs/network.md).
     public static func permanentBatch() -> NftBatch {
         var batch = NftBatch(table: table)
         batch.operations.append(.addTable)
         for map in [preMap, inputMap, forwardMap] { batch.operations.append(.addSet(interfaceMap(map))) }
         let sandbox = Match.interfacePrefix(interfacePrefix)
-        let toSandbox = Match.interfacePrefix(interfacePrefix, output: true)
 
         batch.operations.append(.addChain(NftChain(name: "prerouting", hook: hook("nat", NF_INET_PRE_ROUTING, -100, "prerouting"))))
         batch.operations.append(.addRule(Match.interfaceVerdictMap(preMap).rule(in: "prerouting")))
@@ -128,14 +128,58 @@ public enum Firewall {
         batch.operations.append(.addRule((sandbox + Statement.verdict(.drop)).rule(in: "input")))
 
         batch.operations.append(.addChain(NftChain(name: "forward", hook: hook("filter", NF_INET_FORWARD, 0, "forward"))))
-        batch.operations.append(.addRule(Match.interfaceVerdictMap(forwardMap).rule(in: "forward")))
-        batch.operations.append(.addRule((sandbox + Statement.verdict(.drop)).rule(in: "forward")))
-        batch.operations.append(.addRule((toSandbox + Match.established() + Statement.verdict(.accept)).rule(in: "forward")))
-        batch.operations.append(.addRule((toSandbox + Statement.verdict(.drop)).rule(in: "forward")))
+        batch.operations += forwardRules().map { .addRule($0) }
+        batch.operations.append(.addChain(NftChain(name: "output", hook: hook("filter", NF_INET_LOCAL_OUT, 0, "output"))))
+        batch.operations += outputRules().map { .addRule($0) }
 
         batch.operations.append(.addChain(NftChain(name: "postrouting", hook: hook("nat", NF_INET_POST_ROUTING, 100, "postrouting"))))
         batch.operations.append(.addRule((sandbox + Statement.masquerade()).rule(in: "postrouting")))
         return batch
+    }
+
+    /// The forward base chain's rules. Into a sandbox only replies, before the session map: no session's accept
+    /// (a profile opening the pool, 0.0.0.0/0, learn mode) can let one sandbox connect into another, and sandbox
+    /// to sandbox nothing at all passes, not even "related" (no such flow is ever opened, so none is a reply).
+    static func forwardRules() -> [NftRule] {
+        let sandbox = Match.interfacePrefix(interfacePrefix)
+        let toSandbox = Match.interfacePrefix(interfacePrefix, output: true)
+        return [
+            (sandbox + toSandbox + Statement.verdict(.drop)).rule(in: "forward"),
+            (toSandbox + Match.established() + Statement.verdict(.accept)).rule(in: "forward"),
+            (toSandbox + Statement.verdict(.drop)).rule(in: "forward"),
+            Match.interfaceVerdictMap(forwardMap).rule(in: "forward"),
+            (sandbox + Statement.verdict(.drop)).rule(in: "forward"),
+        ]
+    }
+
+    /// The host's own connections into a sandbox (output, not forward): only replies (the DNS gate's answers, the
+    /// resets and ICMP errors the rules send, which conntrack marks related) and neighbour discovery.
+    static func outputRules() -> [NftRule] {
+        let toSandbox = Match.interfacePrefix(interfacePrefix, output: true)
+        var rules = [(toSandbox + Match.established() + Statement.verdict(.accept)).rule(in: "output")]
+        for (type, name) in [(UInt8(135), "nd-neighbor-solicit"), (136, "nd-neighbor-advert")] {
+            rules.append((toSandbox + Match.icmpType(.v6, type, name: name) + Statement.verdict(.accept)).rule(in: "output"))
+        }
+        rules.append((toSandbox + Statement.verdict(.drop)).rule(in: "output"))
+        return rules
+    }
+
+    /// A table made by an older cagent (sessions of it still running) has no `output` chain and drops inbound
+    /// traffic only after the session map: this batch replaces its forward rules and adds the output chain, in
+    /// one transaction.
+    public static func permanentUpgradeBatch() -> NftBatch {
+        var batch = NftBatch(table: table)
+        batch.operations.append(.flushChain("forward"))
+        batch.operations += forwardRules().map { .addRule($0) }
+        batch.operations.append(.addChain(NftChain(name: "output", hook: hook("filter", NF_INET_LOCAL_OUT, 0, "output"))))
+        batch.operations += outputRules().map { .addRule($0) }
+        return batch
+    }
+
+    /// True when `inet cagent` exists without the output chain (see `permanentUpgradeBatch`).
+    public static func tableNeedsUpgrade() throws -> Bool {
+        let chains = try NetfilterInventory.chains().filter { $0.table == table && $0.familyName == "inet" }
+        return !chains.isEmpty && !chains.contains { $0.name == "output" }
     }
 
     // MARK: per session
@@ -150,14 +194,20 @@ public enum Firewall {
         public var nflogGroup: UInt16
         public var entries: [AllowEntry]
         public var mode: Mode
-        /// Learn mode: more blocks to keep dropped (the session pool when it is configured outside CGNAT/ULA).
+        /// Learn mode: more blocks to keep dropped.
         public var unreachable: [IPNetwork]
+        /// The session address pool (v4 and v6): dropped in both modes whatever the profile says; sandboxes,
+        /// other sessions' gateways and unused slots are never a destination (the permanent part already
+        /// drops every new connection into a `cgs*` interface; this also covers unused slots, which would
+        /// otherwise leave through the default route, and logs the attempt for the session).
+        public var pool: [IPNetwork]
 
         public init(interface: String, gateway4: IPAddress?, gateway6: IPAddress?, gatePort: UInt16,
-                    nflogGroup: UInt16, entries: [AllowEntry], mode: Mode = .enforce, unreachable: [IPNetwork] = []) {
+                    nflogGroup: UInt16, entries: [AllowEntry], mode: Mode = .enforce, unreachable: [IPNetwork] = [],
+                    pool: [IPNetwork] = [AddressPool.standard.pool4, AddressPool.standard.pool6]) {
             self.interface = interface; self.gateway4 = gateway4; self.gateway6 = gateway6
             self.gatePort = gatePort; self.nflogGroup = nflogGroup; self.entries = entries
-            self.mode = mode; self.unreachable = unreachable
+            self.mode = mode; self.unreachable = unreachable; self.pool = pool
         }
     }
 
@@ -289,14 +339,14 @@ public enum Firewall {
         batch.operations.append(.addChain(NftChain(name: chains.forward, hook: nil)))
         let log = Statement.log(group: spec.nflogGroup, prefix: denyPrefix)
         rules.append((Match.established() + Statement.verdict(.accept)).rule(in: chains.forward))
-        for network in neverReachable {
+        for network in neverReachable + spec.pool {
             rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: chains.forward))
         }
         if spec.mode == .learn {
             // Learn: the LAN stays dropped like metadata; every other new flow is logged (for the flow
             // observations) and accepted. Echo is a flow like any other here: it is logged, so it is seen.
             var extra: [IPNetwork] = []
-            for network in learnUnreachable + spec.unreachable where !(neverReachable + extra).contains(where: { $0.contains(network) }) {
+            for network in learnUnreachable + spec.unreachable where !(neverReachable + spec.pool + extra).contains(where: { $0.contains(network) }) {
                 extra.append(network)
             }
             for network in extra {

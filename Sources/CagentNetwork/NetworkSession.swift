@@ -119,12 +119,16 @@ public final class NetworkSession: @unchecked Sendable {
                 // The session's chains before its interface: the permanent drop covers the interface anyway.
                 let spec = Firewall.SessionSpec(interface: interface, gateway4: addresses.gateway4, gateway6: addresses.gateway6,
                                                 gatePort: gatePort, nflogGroup: group, entries: entries, mode: mode,
-                                                unreachable: [config.pool.pool4, config.pool.pool6])
+                                                pool: [config.pool.pool4, config.pool.pool6])
                 var batch = Firewall.sessionBatch(spec)
                 if try !Firewall.tableExists() {
                     var permanent = Firewall.permanentBatch()
                     permanent.operations += batch.operations
                     batch = permanent
+                } else if try Firewall.tableNeedsUpgrade() {
+                    var upgrade = Firewall.permanentUpgradeBatch()
+                    upgrade.operations += batch.operations
+                    batch = upgrade
                 }
                 try NftApplier.apply(batch, stage: "install the firewall of \(interface)")
                 firewallInstalled = true

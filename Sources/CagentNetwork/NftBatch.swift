@@ -86,6 +86,8 @@ public struct NftBatch: Sendable, Equatable {
         case addSet(NftSet)
         case deleteSet(String)
         case addRule(NftRule)
+        /// Deletes every rule of a chain (the chain stays).
+        case flushChain(String)
         case addElements(set: String, [NftElement])
         case deleteElements(set: String, [NftElement])
     }
@@ -123,6 +125,7 @@ public struct NftBatch: Sendable, Equatable {
                 lines.append("add \(kind) \(prefix) \(set.name) { type \(set.typeText) ;\(flagText) }")
             case .deleteSet(let name): lines.append("delete set \(prefix) \(name)")
             case .addRule(let rule): lines.append("add rule \(prefix) \(rule.chain) \(rule.text)")
+            case .flushChain(let name): lines.append("flush chain \(prefix) \(name)")
             case .addElements(let set, let elements):
                 lines.append("add element \(prefix) \(set) { \(elements.map(\.text).joined(separator: ", ")) }")
             case .deleteElements(let set, let elements):
@@ -248,6 +251,18 @@ public struct NftBatch: Sendable, Equatable {
                 }
                 try append { base, seq in
                     let h = header(base, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, seq)
+                    nftnl_rule_nlmsg_build_payload(h, rule)
+                    return h
+                }
+            case .flushChain(let name):
+                // DELRULE with a chain and no handle deletes all of the chain's rules.
+                let rule = nftnl_rule_alloc()!
+                defer { nftnl_rule_free(rule) }
+                nftnl_rule_set_str(rule, UInt16(NFTNL_RULE_TABLE.rawValue), table)
+                nftnl_rule_set_str(rule, UInt16(NFTNL_RULE_CHAIN.rawValue), name)
+                nftnl_rule_set_u32(rule, UInt16(NFTNL_RULE_FAMILY.rawValue), UInt32(family))
+                try append { base, seq in
+                    let h = header(base, NFT_MSG_DELRULE, 0, seq)
                     nftnl_rule_nlmsg_build_payload(h, rule)
                     return h
                 }

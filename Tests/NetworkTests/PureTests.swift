@@ -93,10 +93,41 @@ struct BatchTests {
             let index = try #require(lines.firstIndex { $0.contains("daddr \(network) ") }, "\(network) not dropped")
             #expect(index < flow && lines[index].hasSuffix("drop"))
         }
-        // The session pool lies inside CGNAT and ULA: no redundant rule for it.
-        #expect(!text.contains("100.72.0.0/16") && !text.contains("fd63:6167:656e::/48"))
+        // The session pool: one rule per family (the pool rule, as in enforce mode), none from `unreachable`.
+        for network in ["100.72.0.0/16", "fd63:6167:656e::/48"] {
+            let matching = lines.indices.filter { lines[$0].contains("daddr \(network) ") }
+            #expect(matching.count == 1 && matching.allSatisfy { $0 < flow }, "\(network): \(matching)")
+        }
         #expect(!text.contains("@cgstest_allow4"))
         #expect(Firewall.removeSessionBatch(interface: "cgstest").text == Firewall.removeSessionBatch(interface: "cgstest").text)
+    }
+
+    @Test("Nothing enters a sandbox ahead of every session's chain; the pool is dropped before any accept, in both modes")
+    func inboundIsolation() throws {
+        let permanent = Firewall.permanentBatch().text.split(separator: "\n").map(String.init)
+        let forward = permanent.filter { $0.hasPrefix("add rule inet cagent forward ") }
+        let map = try #require(forward.firstIndex { $0.contains("vmap @sessions_fwd") })
+        #expect(forward.firstIndex { $0.hasSuffix("iifname \"cgs*\" oifname \"cgs*\" drop") } ?? .max < map)
+        #expect(forward.firstIndex { $0.hasSuffix("forward oifname \"cgs*\" drop") } ?? .max < map)
+        let output = permanent.filter { $0.hasPrefix("add rule inet cagent output ") }
+        #expect(output.last?.hasSuffix("oifname \"cgs*\" drop") == true, "\(output)")
+        #expect(output.allSatisfy { $0.contains("oifname \"cgs*\"") }, "the output chain touches only sandbox interfaces")
+        // The upgrade of an older table: its forward rules replaced, the output chain added, as in a fresh table.
+        let upgrade = Firewall.permanentUpgradeBatch().text.split(separator: "\n").map(String.init)
+        #expect(upgrade.first == "flush chain inet cagent forward")
+        #expect(Array(upgrade.dropFirst()) == permanent.filter { $0.contains(" forward ") || $0.contains(" output ") }
+            .filter { !$0.hasPrefix("add chain inet cagent forward") }, "\(upgrade)")
+        for mode in [Firewall.Mode.enforce, .learn] {
+            var spec = Self.spec
+            spec.mode = mode
+            spec.entries = [.network(IPNetwork("0.0.0.0/0")!), .network(IPNetwork("::/0")!)]
+            let lines = Firewall.sessionBatch(spec).text.split(separator: "\n").map(String.init).filter { $0.contains("cgstest_fwd ") }
+            let firstAccept = try #require(lines.indices.first { lines[$0].hasSuffix("accept") && !lines[$0].contains("ct state established") })
+            for network in ["100.72.0.0/16", "fd63:6167:656e::/48"] {
+                let index = try #require(lines.firstIndex { $0.contains("daddr \(network) ") }, "\(mode): \(network) not dropped")
+                #expect(index < firstAccept && lines[index].hasSuffix("drop"), "\(mode): \(network)")
+            }
+        }
     }
 
     @Test("The session chain exists before anything sends traffic into it: map entries come last")

@@ -128,6 +128,40 @@ def serve(tcp_ports, udp_ports):
     print("ready", flush=True)
     while True: time.sleep(3600)
 
+def record(port, path):
+    # Every TCP connection's first bytes and every datagram, one line each: what reached this listener.
+    out = open(path, "a")
+    lock = threading.Lock()
+    def note(kind, peer, data):
+        with lock:
+            out.write("%s %s %r\n" % (kind, peer[0], data)); out.flush()
+    def tcp():
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::", port)); s.listen(64)
+        while True:
+            c, peer = s.accept()
+            c.settimeout(1.0)
+            try: data = c.recv(256)
+            except OSError: data = b""
+            note("tcp", peer, data)
+            try: c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+            except OSError: pass
+            c.close()
+    def udp():
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", port))
+        while True:
+            data, peer = s.recvfrom(2048)
+            note("udp", peer, data)
+            s.sendto(b"ok", peer)
+    threading.Thread(target=tcp, daemon=True).start()
+    threading.Thread(target=udp, daemon=True).start()
+    print("ready", flush=True)
+    while True: time.sleep(3600)
+
 def probe(target):
     kind, rest = target.split(" ", 1)
     try:
@@ -192,7 +226,9 @@ def probe(target):
         return "error%d" % (e.errno or 0)
     return "unknown"
 
-if sys.argv[1] == "serve":
+if sys.argv[1] == "record":
+    record(int(sys.argv[2]), sys.argv[3])
+elif sys.argv[1] == "serve":
     ports = lambda s: [int(x) for x in s.split(",") if x]
     serve(ports(sys.argv[2]), ports(sys.argv[3]))
 else:
