@@ -5,41 +5,27 @@ import Foundation
 import Netlab
 import Testing
 
-/// Pure logic of the git config reader/editor (no root needed).
+/// Pure logic: git's `-z` listing and the inert-key list (no root needed).
 @Suite struct GitConfigTests {
-    let sample = """
-    [core]
-    \trepositoryformatversion = 0
-    \thooksPath = /tmp/evil-hooks
-    [remote "origin"]
-    \turl = https://example.test/repo.git
-    [filter "lfs"]
-    \tclean = git-lfs clean -- %f
-    [diff]
-    \texternal = "sh -c 'touch /tmp/pwned'"
-    [includeIf "gitdir:~/x/"]
-    \tpath = /tmp/other.cfg
-
-    """
-
-    @Test func findsRiskyKeysOnly() {
-        let keys = RiskyChanges.riskyKeys(GitConfig.parse(sample))
-        #expect(keys["core.hookspath"] == ["/tmp/evil-hooks"])
-        #expect(keys["filter.lfs.clean"] == ["git-lfs clean -- %f"])
-        #expect(keys["diff.external"] == ["sh -c 'touch /tmp/pwned'"])
-        #expect(keys["includeif.gitdir:~/x/.path"] == ["/tmp/other.cfg"])
-        #expect(keys["remote.origin.url"] == nil)
-        #expect(keys["core.repositoryformatversion"] == nil)
+    @Test func parsesGitsListing() {
+        let bytes = Array("local\u{0}file:/w/.git/config\u{0}core.bare\nfalse\u{0}local\u{0}file:/w/x.cfg\u{0}alias.st\n!touch a\nb\u{0}local\u{0}file:/w/.git/config\u{0}core.flag\u{0}".utf8)
+        let entries = GitConfigView.parse(bytes)
+        #expect(entries.map(\.key) == ["core.bare", "alias.st", "core.flag"])
+        #expect(entries[1].value == "!touch a\nb" && entries[1].origin == "file:/w/x.cfg" && entries[1].scope == "local")
+        #expect(entries[2].value == "")
     }
 
-    @Test func removingKeepsEverythingElse() {
-        let edited = GitConfig.removing(keys: ["core.hookspath", "diff.external"], from: sample)
-        #expect(!edited.contains("hooksPath"))
-        #expect(!edited.contains("external"))
-        #expect(edited.contains("url = https://example.test/repo.git"))
-        #expect(edited.contains("clean = git-lfs"))
-        let reparsed = RiskyChanges.riskyKeys(GitConfig.parse(edited + GitConfig.assignment(key: "core.sshcommand", value: "ssh -v \"x\"")))
-        #expect(reparsed["core.sshcommand"] == ["ssh -v \\\"x\\\""] || reparsed["core.sshcommand"]?.isEmpty == false)
+    @Test func onlyPlainKeysAreInert() {
+        for (key, value) in [("user.name", "x"), ("remote.origin.url", "https://example.test/r.git"), ("remote.o.fetch", "+refs/heads/*:refs/remotes/o/*"),
+                             ("branch.main.merge", "refs/heads/main"), ("core.repositoryformatversion", "0"), ("core.bare", "false")] {
+            #expect(GitConfigView.isInert(key: key, value: value), "\(key)")
+        }
+        for (key, value) in [("core.pager", "less"), ("alias.st", "!x"), ("credential.helper", "x"), ("diff.x.textconv", "x"),
+                             ("remote.origin.url", "ext::sh -c x"), ("remote.origin.url", "--upload-pack=x"), ("remote.o.uploadpack", "x"),
+                             ("include.path", "x"), ("includeif.gitdir:/w/.path", "x"), ("extensions.worktreeconfig", "true"),
+                             ("core.hookspath", "x"), ("core.fsmonitor", "x"), ("core.editor", "x"), ("gpg.program", "x")] {
+            #expect(!GitConfigView.isInert(key: key, value: value), "\(key) = \(value)")
+        }
     }
 
     @Test func planRejectsNulAndEmptyValues() throws {
@@ -71,7 +57,9 @@ import Testing
         chown.arguments = ["-R", "\(SandboxFixture.agentUID):\(SandboxFixture.agentUID)", world.workspace]
         try chown.run(); chown.waitUntilExit()
         try world.write(world.workspace + "/.npmrc", "registry=https://registry.example.test/\n")
-        let before = RiskyChanges.snapshot(workspace: world.workspace)
+        let configBefore = world.read(world.workspace + "/.git/config")
+        let before = RiskyChanges.snapshot(workspace: world.workspace, user: world.user)
+        #expect(before.git != nil, "positive control: git's view was read")
         let result = try world.sh("""
         git config core.hooksPath /tmp/hooks && git config core.fsmonitor 'touch /tmp/pwned' && git config filter.x.smudge evil
         git config core.sshCommand 'ssh -o ProxyCommand=evil' && git config diff.external evil && git config user.name agent
@@ -83,7 +71,7 @@ import Testing
         """)
         #expect(result.output.contains("done"), "\(result.error)")
         #expect(result.output.contains("hooks-read-only"))
-        let after = RiskyChanges.snapshot(workspace: world.workspace)
+        let after = RiskyChanges.snapshot(workspace: world.workspace, user: world.user, alsoWalk: before.roots)
         let changes = RiskyChanges.compare(before: before, after: after)
         let summaries = changes.map(\.summary)
         for expected in ["core.hookspath", "core.fsmonitor", "filter.x.smudge", "core.sshcommand", "diff.external"] {
@@ -94,14 +82,13 @@ import Testing
         }
         #expect(!summaries.contains { $0.contains("user.name") })
 
-        try RiskyChanges.revert(changes, workspace: world.workspace, before: before, owner: world.user)
-        let reverted = RiskyChanges.snapshot(workspace: world.workspace)
+        let errors = RiskyChanges.revert(changes, workspace: world.workspace, before: before, after: after, owner: world.user)
+        #expect(errors.isEmpty, "\(errors)")
+        let reverted = RiskyChanges.snapshot(workspace: world.workspace, user: world.user, alsoWalk: before.roots)
         #expect(RiskyChanges.compare(before: before, after: reverted).isEmpty)
         #expect(!FileSystem.exists(world.workspace + "/.envrc"))
         #expect(world.read(world.workspace + "/.npmrc") == "registry=https://registry.example.test/\n")
-        let config = world.read(world.workspace + "/.git/config") ?? ""
-        #expect(config.contains("name = agent"), "benign edits stay: \(config)")
-        #expect(config.contains("url = https://example.test/r.git"))
+        #expect(world.read(world.workspace + "/.git/config") == configBefore, "the control files are back to their start state")
         var info = stat()
         #expect(stat(world.workspace + "/.git/config", &info) == 0 && info.st_uid == SandboxFixture.agentUID)
     }
@@ -115,16 +102,19 @@ import Testing
         let secret = world.home + "/.ssh/id_rsa"
         try world.makeDirectory(world.workspace + "/.vscode")
         try world.write(world.workspace + "/.vscode/tasks.json", "{}\n")
-        let before = RiskyChanges.snapshot(workspace: world.workspace)
+        let before = RiskyChanges.snapshot(workspace: world.workspace, user: world.user)
         // The agent cannot see the real home, but it can still write a link naming any host path.
         let result = try world.sh("ln -s \(secret) .envrc; rm -rf .vscode; ln -s \(world.home)/.ssh .vscode; ln -s \(world.home) .git; echo ok")
         #expect(result.output == "ok\n")
-        let after = RiskyChanges.snapshot(workspace: world.workspace)
-        #expect(after.files[".envrc"] == .symlink(secret), "reported as a link, not as the secret's content")
-        #expect(after.files[".vscode/tasks.json"] == nil, "a linked directory is not followed")
+        let after = RiskyChanges.snapshot(workspace: world.workspace, user: world.user, alsoWalk: before.roots)
+        #expect(after.nodes[".envrc"] == .symlink(secret), "reported as a link, not as the secret's content")
+        #expect(after.nodes[".vscode"] == .symlink(world.home + "/.ssh"), "the linked directory is a finding")
+        #expect(after.nodes[".vscode/tasks.json"] == nil, "a linked directory is not followed")
         let changes = RiskyChanges.compare(before: before, after: after)
         #expect(!RiskyChanges.report(changes, reverted: false).contains(SandboxFixture.secretText))
-        try RiskyChanges.revert(changes, workspace: world.workspace, before: before, owner: world.user)
+        let errors = RiskyChanges.revert(changes, workspace: world.workspace, before: before, after: after, owner: world.user)
+        #expect(errors.isEmpty, "\(errors)")
+        #expect(world.read(world.workspace + "/.vscode/tasks.json") == "{}\n", "the directory is back")
         #expect(world.read(secret) == SandboxFixture.secretText, "the link's target is untouched")
         #expect(!FileSystem.exists(world.workspace + "/.envrc"))
         #expect(!FileSystem.exists(world.home + "/.ssh/tasks.json"), "revert wrote through a planted link")
