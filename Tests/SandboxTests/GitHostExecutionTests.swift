@@ -142,6 +142,32 @@ import Testing
         #expect(failures.isEmpty, "\(failures.count) failures:\n\(failures.joined(separator: "\n"))")
     }
 
+    /// `cagent learn` leaves the workspace writable too: the same pinning, check and revert.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["git", "setpriv", "ip", "nft", "dnsmasq"]), "needs root, git, setpriv and the netlab tools"))
+    func h13LearnSessionGetsTheSameCheck() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let lab = try Netlab()
+        defer { lab.shutdown() }
+        try world.write(world.home + "/.gitconfig", "[user]\n\tname = Fake User\n\temail = fake@example.test\n")
+        try world.makeDirectory(world.root + "/canaries")
+        let canary = world.root + "/canaries/learn"
+        let variant = Variant(name: "learn", plant: "mv .git moved 2>&1; echo mv=$?; git config alias.st \"!touch $C\"",
+                              trigger: "git st", reported: "alias.st")
+        for revert in [false, true] {
+            try reset(world, variant)
+            let run = try lab.run(in: .host, [Products.cagent, "learn", "--quiet", "--user", String(SandboxFixture.agentUID),
+                                              "--home", world.home, "--state-dir", world.state, "--db", world.root + "/learn.db",
+                                              "--workspace", world.workspace, "--tracer", "seccomp"] + (revert ? ["--revert-risky"] : [])
+                                              + ["--", "/bin/sh", "-c", "export C=\"$0\"; \(variant.plant)", canary], timeout: 120)
+            #expect(run.stdout.contains("Device or resource busy") && !run.stdout.contains("mv=0"), ".git pinned: \(run.stdout) \(run.stderr)")
+            #expect(run.stderr.contains("alias.st"), "not reported: \(run.stderr)")
+            _ = try asUser(world, "git st", canary: "")
+            #expect(FileSystem.exists(canary) == !revert, revert ? "ran after the revert" : "positive control: the plant runs without revert")
+            unlink(canary)
+        }
+    }
+
     /// A fresh workspace: a repository with one commit (unless the variant starts without one), then the
     /// variant's setup, all as the user.
     func reset(_ world: SandboxFixture, _ variant: Variant) throws {
