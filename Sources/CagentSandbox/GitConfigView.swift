@@ -28,7 +28,7 @@ public enum GitConfigView {
 
     static let candidates = ["/usr/bin/git", "/usr/local/bin/git", "/bin/git"]
     static let outputLimit = 32 << 20
-    static let timeoutMilliseconds: Int32 = 10_000
+    public static let timeoutMilliseconds: Int32 = 10_000
 
     /// Keys that never make git run anything or read more configuration (values are checked where a key
     /// alone is not enough: a remote URL with `::` names a transport helper program).
@@ -49,7 +49,7 @@ public enum GitConfigView {
     }
 
     /// git's view of `<workspace>/.git` (a real directory: the caller checked without following links).
-    public static func read(workspace: String, user: InvokingUser) -> Outcome {
+    public static func read(workspace: String, user: InvokingUser, timeoutMilliseconds: Int32 = timeoutMilliseconds) -> Outcome {
         guard let git = candidates.first(where: { access($0, X_OK) == 0 }) else { return .failed("git is not installed") }
         let parent = workspace.lastIndex(of: "/").map { String(workspace[..<$0]) } ?? "/"
         let environment = [
@@ -59,7 +59,8 @@ public enum GitConfigView {
         ]
         let arguments = [git, "config", "--list", "--show-origin", "--show-scope", "--includes", "-z"]
         var output: [UInt8] = [], errors: [UInt8] = []
-        let status = run(git, arguments, environment, cwd: workspace, user: user, output: &output, errors: &errors)
+        let status = run(git, arguments, environment, cwd: workspace, user: user, timeout: timeoutMilliseconds,
+                         output: &output, errors: &errors)
         switch status {
         case .some(0):
             return .entries(parse(output))
@@ -68,7 +69,7 @@ public enum GitConfigView {
             return .failed("git config exited with \(code)" + (message.isEmpty ? "" : ": " + message))
         case .none:
             return .failed(output.count >= outputLimit ? "the configuration is larger than \(outputLimit >> 20) MiB"
-                                                       : "git config did not finish in \(timeoutMilliseconds / 1000) s")
+                                                       : "git config did not finish in \(timeoutMilliseconds) ms")
         }
     }
 
@@ -93,7 +94,7 @@ public enum GitConfigView {
 
     /// Runs git as the user; nil on timeout or oversized output (the child is killed either way).
     static func run(_ path: String, _ arguments: [String], _ environment: [String], cwd: String, user: InvokingUser,
-                    output: inout [UInt8], errors: inout [UInt8]) -> Int32? {
+                    timeout: Int32, output: inout [UInt8], errors: inout [UInt8]) -> Int32? {
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
         guard pipe(&outPipe) == 0 else { return 127 }
         guard pipe(&errPipe) == 0 else { close(outPipe[0]); close(outPipe[1]); return 127 }
@@ -109,7 +110,7 @@ public enum GitConfigView {
         var open = [outPipe[0], errPipe[0]]
         var buffer = [UInt8](repeating: 0, count: 65536)
         var timedOut = false
-        var remaining = timeoutMilliseconds
+        var remaining = timeout
         while !open.isEmpty {
             var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let start = monotonicMilliseconds()

@@ -93,6 +93,72 @@ import Testing
         #expect(stat(world.workspace + "/.git/config", &info) == 0 && info.st_uid == SandboxFixture.agentUID)
     }
 
+    /// git's view runs nothing while computing the configuration, runs as the user (a root-only include
+    /// stays unread), and a FIFO planted as an include cannot hang cagent.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["git"]), "needs root and git"))
+    func gitViewExecutesNothingAndRunsAsTheUser() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let canary = world.root + "/canaries/view"
+        try world.makeDirectory(world.root + "/canaries")
+        let rootOnly = world.root + "/root-only.cfg"
+        try world.write(rootOnly, "[secret]\n\tvalue = ROOT-ONLY\n", owner: 0)
+        chmod(rootOnly, 0o600)
+        let touch = "touch \(canary)"
+        try world.write(world.workspace + "/.git/HEAD", "ref: refs/heads/main\n")
+        try world.makeDirectory(world.workspace + "/.git/objects")
+        try world.makeDirectory(world.workspace + "/.git/refs")
+        try world.write(world.workspace + "/.git/config", """
+        [core]
+        \trepositoryformatversion = 0
+        \tfsmonitor = \(touch)
+        \tpager = \(touch)
+        \teditor = \(touch)
+        \tsshCommand = \(touch)
+        [alias]
+        \tconfig = !\(touch)
+        [credential]
+        \thelper = !\(touch)
+        [includeIf "onbranch:main"]
+        \tpath = inc.cfg
+        [include]
+        \tpath = \(world.workspace)/team.cfg
+
+        """)
+        try world.write(world.workspace + "/.git/inc.cfg", "[user]\n\tname = from-onbranch\n")
+        try world.write(world.workspace + "/team.cfg", "[user]\n\temail = team@example.test\n")
+        guard case let .entries(entries) = GitConfigView.read(workspace: world.workspace, user: world.user) else {
+            Issue.record("git's view failed"); return
+        }
+        #expect(entries.contains { $0.key == "user.name" && $0.value == "from-onbranch" }, "positive control: includes are followed")
+        #expect(entries.contains { $0.key == "user.email" && $0.origin.hasSuffix("/team.cfg") })
+        #expect(entries.contains { $0.key == "core.fsmonitor" })
+        #expect(!FileSystem.exists(canary), "git config ran a configured program")
+        // Positive control for the canary: the same repository's `git status` as the user does run it.
+        let status = TestProcess()
+        status.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        status.arguments = ["--reuid", "1000", "--regid", "1000", "--clear-groups", "/usr/bin/git", "-C", world.workspace, "status"]
+        status.environment = ["HOME": world.home, "PATH": "/usr/bin:/bin"]
+        try status.run(); status.waitUntilExit()
+        #expect(FileSystem.exists(canary), "positive control: core.fsmonitor runs on git status")
+        unlink(canary)
+        // As the user: a root-only include cannot be read (git fails: a finding), its content never shows.
+        try world.write(world.workspace + "/team.cfg", "[include]\n\tpath = \(rootOnly)\n")
+        let denied = GitConfigView.read(workspace: world.workspace, user: world.user)
+        guard case let .failed(reason) = denied else { Issue.record("read with root's rights: \(denied)"); return }
+        #expect(reason.contains("Permission denied") && !reason.contains("ROOT-ONLY"), "\(reason)")
+        #expect(!FileSystem.exists(canary), "git config ran a configured program")
+        // A FIFO as an include: bounded by the timeout, a failure (a finding), never a hang.
+        unlink(world.workspace + "/team.cfg")
+        mkfifo(world.workspace + "/team.cfg", 0o644)
+        chown(world.workspace + "/team.cfg", 1000, 1000)
+        let started = Date()
+        guard case let .failed(message) = GitConfigView.read(workspace: world.workspace, user: world.user, timeoutMilliseconds: 1000) else {
+            Issue.record("a FIFO include did not fail"); return
+        }
+        #expect(message.contains("did not finish") && Date().timeIntervalSince(started) < 5, "\(message)")
+    }
+
     /// H10: links the agent planted are reported as links and removed; their targets are never read or
     /// written by cagent.
     @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real sandboxes"))
