@@ -8,7 +8,8 @@ import Glibc
 /// mount point of its own, so the agent cannot rename, remove or replace it (a symlink, a `gitdir:` file)
 /// — the kernel answers EBUSY — and `.git/hooks` is read-only. A `gitdir:` file is bound read-only onto
 /// itself. Paths are looked at without following links; a symlinked `.git` or hooks directory is left as
-/// it is (cagent-init would refuse to mount on it and the session would not start) and noticed.
+/// it is (cagent-init would refuse to mount on it and the session would not start) and noticed: the end
+/// check sees the link, not what is behind it.
 public enum GitProtection {
     public static func steps(workspace: String, user: InvokingUser) -> (steps: [SandboxPlan.Step], notices: [String]) {
         let root = open(workspace, CG_O_PATH | CG_O_DIRECTORY | CG_O_CLOEXEC)
@@ -37,7 +38,9 @@ public enum GitProtection {
         case S_IFREG:
             return ([.init(.bind(source: git, target: git, mode: .readOnly), "the .git gitdir file read-only (H13)")], [])
         default:
-            return ([], ["the workspace's .git is a symlink: cagent cannot pin it in the view; it reports what changes after the session"])
+            // Refusing would lock out such setups; mounting on it would follow the link. The end check reports
+            // a change of the link itself but does not follow it: what changes behind it goes unreported.
+            return ([], ["the workspace's .git is a symlink: cagent cannot pin it in the view, and changes behind it (config, hooks) are not checked after the session"])
         }
     }
 }
