@@ -107,7 +107,12 @@ public enum RiskyChanges {
         walker.root = root
         for path in [".git"] + watchedFiles + watchedDirectories + alsoWalk { walker.walk(path) }
         if case .directory? = walker.result.nodes[".git"] {
-            let view = GitConfigView.read(workspace: workspace, user: user)
+            // A FIFO or device where git reads its config would only stall git until the timeout: the node
+            // itself is the finding.
+            let special = [".git/config", ".git/config.worktree", ".git/commondir"].first {
+                if case .other? = walker.result.nodes[$0] { true } else { false }
+            }
+            let view = special.map { .failed("\($0) is not a regular file") } ?? GitConfigView.read(workspace: workspace, user: user)
             walker.result.git = view
             if case let .entries(entries) = view {
                 for path in workspacePaths(named: entries, workspace: workspace) { walker.walk(path) }

@@ -81,6 +81,9 @@ import Testing
         Variant(name: "hooks-path-file", setup: "mkdir hk && git config core.hooksPath hk",
                 plant: "printf '#!/bin/sh\\ntouch %s\\n' \"$C\" > hk/post-commit && chmod +x hk/post-commit",
                 trigger: "git commit -q --allow-empty -m x", reported: "hk/post-commit"),
+        Variant(name: "config-fifo", plant: "rm .git/config && mkfifo .git/config", trigger: nil, reported: ".git/config (not a regular file)"),
+        Variant(name: "sequence-editor", plant: "git config sequence.editor \"touch $C; true\"", trigger: "git rebase -q -i --root",
+                reported: "sequence.editor"),
         Variant(name: "new-repository", plant: "git init -q . && git config alias.zz \"!touch $C\"", trigger: "git zz",
                 reported: "alias.zz", noRepository: true),
         // Other tools that run workspace files without being asked.
@@ -130,6 +133,10 @@ import Testing
                 if variant.prevented && ran { failures.append("\(variant.name) (\(mode)): not prevented") }
                 if !revert && !variant.prevented && variant.trigger != nil && !ran {
                     failures.append("\(variant.name) (\(mode)): positive control after the session: the plant did not run")
+                }
+                if revert && !variant.noRepository {
+                    let usable = try asUser(world, "test -f .git/config && timeout 10 git status --short", canary: "")
+                    if usable.status != 0 { failures.append("\(variant.name) (\(mode)): the repository is not usable after the revert: \(usable.output)") }
                 }
                 if revert && variant.trigger == nil {
                     let after = try asUser(world, "ls -A", canary: canary).output
