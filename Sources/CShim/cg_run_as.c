@@ -9,7 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-pid_t cg_run_as(uid_t uid, gid_t gid, const char *cwd, const char *path, char *const argv[], char *const envp[],
+pid_t cg_run_as(uid_t uid, gid_t gid, const gid_t *groups, int group_count, const char *cwd, const char *path, char *const argv[], char *const envp[],
                 int out_fd, int err_fd) {
     pid_t pid = fork();
     if (pid != 0) return pid;
@@ -17,7 +17,7 @@ pid_t cg_run_as(uid_t uid, gid_t gid, const char *cwd, const char *path, char *c
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null < 0 || dup2(null, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) _exit(127);
     syscall(SYS_close_range, 3U, ~0U, 0U);
-    if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) _exit(127);
+    if (setgroups(group_count > 0 ? (size_t)group_count : 0, group_count > 0 ? groups : NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) _exit(127);
     if (uid != 0 && (setuid(0) == 0 || getuid() != uid || geteuid() != uid)) _exit(127);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) _exit(127);
     if (chdir(cwd) < 0) _exit(127);

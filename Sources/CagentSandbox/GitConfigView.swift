@@ -103,7 +103,11 @@ public enum GitConfigView {
         var argv = arguments.map { strdup($0) } + [nil]
         var envp = environment.map { strdup($0) } + [nil]
         defer { for p in argv { free(p) }; for p in envp { free(p) } }
-        let pid = cg_run_as(user.uid, user.gid, cwd, path, &argv, &envp, outPipe[1], errPipe[1])
+        // The user's supplementary groups, looked up here: the child between fork and exec must not call NSS.
+        var groups = [gid_t](repeating: 0, count: 256)
+        var count = Int32(groups.count)
+        if getgrouplist(user.name, user.gid, &groups, &count) < 0 { count = 0 }
+        let pid = cg_run_as(user.uid, user.gid, groups, count, cwd, path, &argv, &envp, outPipe[1], errPipe[1])
         close(outPipe[1]); close(errPipe[1])
         defer { close(outPipe[0]); close(errPipe[0]) }
         guard pid > 0 else { return 127 }
