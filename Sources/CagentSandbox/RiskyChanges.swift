@@ -59,6 +59,8 @@ public enum RiskyChanges {
         public var git: GitConfigView.Outcome?
         /// Paths walked (watched roots plus the ones git's view named): the end snapshot walks them too.
         var roots: [String] = []
+        /// Workspace-relative files git's view read (its origins), `.git/config` among them.
+        var gitFiles: Set<String> = []
         var truncated = false
     }
 
@@ -116,6 +118,9 @@ public enum RiskyChanges {
             walker.result.git = view
             if case let .entries(entries) = view {
                 for path in workspacePaths(named: entries, workspace: workspace) { walker.walk(path) }
+                walker.result.gitFiles = Set(entries.compactMap { entry in
+                    entry.origin.hasPrefix("file:") ? relative(String(entry.origin.dropFirst(5)), to: workspace) : nil
+                })
             }
         }
         return walker.result
@@ -126,16 +131,7 @@ public enum RiskyChanges {
     static func workspacePaths(named entries: [GitConfigView.Entry], workspace: String) -> [String] {
         var paths: [String] = []
         func add(_ path: String) {
-            // git prints include paths as it joined them (".git/../team.cfg"): normalized by name only, then
-            // walked without following links from the workspace.
-            var parts: [Substring] = []
-            for part in path.split(separator: "/") where part != "." {
-                if part == ".." { if !parts.isEmpty { parts.removeLast() } } else { parts.append(part) }
-            }
-            let absolute = "/" + parts.joined(separator: "/")
-            guard absolute.hasPrefix(workspace + "/") else { return }
-            let relative = String(absolute.dropFirst(workspace.count + 1))
-            guard !relative.isEmpty, !relative.split(separator: "/").contains(".."), !relative.hasPrefix(".git/") else { return }
+            guard let relative = relative(path, to: workspace), !relative.hasPrefix(".git/") else { return }
             if !paths.contains(relative) { paths.append(relative) }
         }
         for entry in entries {
@@ -145,6 +141,19 @@ public enum RiskyChanges {
             }
         }
         return paths
+    }
+
+    /// A path git printed, relative to the workspace (nil outside it). git prints include paths as it joined
+    /// them (".git/../team.cfg"): normalized by name only, then walked without following links.
+    static func relative(_ path: String, to workspace: String) -> String? {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/") where part != "." {
+            if part == ".." { if !parts.isEmpty { parts.removeLast() } } else { parts.append(part) }
+        }
+        let absolute = "/" + parts.joined(separator: "/")
+        guard absolute.hasPrefix(workspace + "/") else { return nil }
+        let relative = String(absolute.dropFirst(workspace.count + 1))
+        return relative.isEmpty ? nil : relative
     }
 
     /// The walk: no symlink followed, bounded in nodes and bytes.
@@ -215,18 +224,11 @@ public enum RiskyChanges {
 
     // MARK: compare and report
 
-    /// Paths whose content git's view judges (a config file changing only inert keys is no finding).
+    /// Paths whose content git's view judges (a config file changing only inert keys is no finding): the
+    /// files the view read, and the repository's own config files. Other `config` files (a submodule's
+    /// under .git/modules, a linked worktree's) are outside this view: compared as files.
     static func configPaths(_ before: Snapshot, _ after: Snapshot) -> Set<String> {
-        var paths = Set<String>()
-        for path in Set(before.nodes.keys).union(after.nodes.keys) where path.hasPrefix(".git/") {
-            let name = split(path).1
-            if name == "config" || name == "config.worktree" { paths.insert(path) }
-        }
-        for snapshot in [before, after] {
-            guard case let .entries(entries)? = snapshot.git else { continue }
-            for root in snapshot.roots where entries.contains(where: { $0.origin.hasSuffix("/" + root) }) { paths.insert(root) }
-        }
-        return paths
+        before.gitFiles.union(after.gitFiles).union([".git/config", ".git/config.worktree"])
     }
 
     public static func compare(before: Snapshot, after: Snapshot) -> [Change] {

@@ -81,6 +81,9 @@ import Testing
         Variant(name: "hooks-path-file", setup: "mkdir hk && git config core.hooksPath hk",
                 plant: "printf '#!/bin/sh\\ntouch %s\\n' \"$C\" > hk/post-commit && chmod +x hk/post-commit",
                 trigger: "git commit -q --allow-empty -m x", reported: "hk/post-commit"),
+        Variant(name: "submodule-config",
+                setup: "git init -q ../canaries/subsrc && git -C ../canaries/subsrc commit -q --allow-empty -m s && git -c protocol.file.allow=always submodule add -q ../canaries/subsrc sub && git commit -qm sub",
+                plant: "\(fsmonitor) >> .git/modules/sub/config", trigger: "cd sub && git status", reported: ".git/modules/sub/config"),
         Variant(name: "config-fifo", plant: "rm .git/config && mkfifo .git/config", trigger: nil, reported: ".git/config (not a regular file)"),
         Variant(name: "sequence-editor", plant: "git config sequence.editor \"touch $C; true\"", trigger: "git rebase -q -i --root",
                 reported: "sequence.editor"),
@@ -178,7 +181,7 @@ import Testing
     /// A fresh workspace: a repository with one commit (unless the variant starts without one), then the
     /// variant's setup, all as the user.
     func reset(_ world: SandboxFixture, _ variant: Variant) throws {
-        var script = "find . -mindepth 1 -delete && echo hi > a.txt"
+        var script = "rm -rf ../canaries/subsrc && find . -mindepth 1 -delete && echo hi > a.txt"
         if !variant.noRepository { script += " && git init -q . && git add a.txt && git commit -qm init" }
         if !variant.setup.isEmpty { script += " && " + variant.setup }
         let result = try asUser(world, script, canary: "")
