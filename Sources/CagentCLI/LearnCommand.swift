@@ -34,6 +34,7 @@ struct LearnCommand: ParsableCommand {
     @Option(name: .customLong("env"), help: "Pass this variable of cagent's environment to the agent (repeatable); the others are not passed, as in enforce.")
     var passedEnvironment: [String] = []
     @Flag(help: "Keep the scratch layer (writes outside the workspace) after the session.") var keepScratch = false
+    @Flag(help: "After the session, put back changes that would run code on the host later (H13).") var revertRisky = false
     @Flag(help: "No live lines, only the summary.") var quiet = false
     @Option(help: "The agent's user id (default: SUDO_UID under sudo, else the invoking user; never 0).") var user: UInt32?
     /// Tests: cagent's state (scratch layers) here instead of the user's data directory.
@@ -111,6 +112,8 @@ struct LearnCommand: ParsableCommand {
         }
         launcher.onStarted = { _ in learnTiming("agent started") }
         launcher.onListener = { fd in observation.startSeccomp(listener: fd) }
+        // The workspace is read-write here too: the same H13 check as enforce.
+        let risky = RiskyChanges.snapshot(workspace: plan.workspace, user: invoking)
         let status: Int32
         do {
             learnTiming("launch")
@@ -120,6 +123,9 @@ struct LearnCommand: ParsableCommand {
             throw CagentExit(status: 125)
         }
         learnTiming("agent done")
+        if let report = RiskyChanges.check(workspace: plan.workspace, before: risky, user: invoking, revert: revertRisky) {
+            FileDescriptorStream.standardError.write(report)
+        }
         let summary = try observation.finish()
         live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil)
         throw CagentExit(status: status)

@@ -92,7 +92,7 @@ public struct EnforceOptions: Equatable, Sendable {
             throw CagentExit(status: 125)
         }
 
-        let before = RiskyChanges.snapshot(workspace: plan.workspace)
+        let before = RiskyChanges.snapshot(workspace: plan.workspace, user: invoking)
         var status: Int32 = 125
         var failure: CagentError?
         let launcher = Launcher()
@@ -149,13 +149,8 @@ public struct EnforceOptions: Equatable, Sendable {
             FileDescriptorStream.standardError.write("cagent: \(failure)\n")
             throw CagentExit(status: 125)
         }
-        let after = RiskyChanges.snapshot(workspace: plan.workspace)
-        let changes = RiskyChanges.compare(before: before, after: after)
-        if !changes.isEmpty {
-            FileDescriptorStream.standardError.write(RiskyChanges.report(changes, reverted: revertRisky))
-            if revertRisky {
-                try RiskyChanges.revert(changes, workspace: plan.workspace, before: before, owner: invoking)
-            }
+        if let report = RiskyChanges.check(workspace: plan.workspace, before: before, user: invoking, revert: revertRisky) {
+            FileDescriptorStream.standardError.write(report)
         }
         throw CagentExit(status: status)
     }

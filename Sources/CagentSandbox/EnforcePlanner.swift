@@ -162,12 +162,13 @@ public enum EnforcePlanner {
             if !hidden.contains(path) { hidden.append(path); add(.hide(path), "hidden: \(entry)") }
         }
 
-        // 8. Git hooks read-only, last in the workspace: hooks run on the host when the user next commits.
-        var gitInfo = stat()
-        if lstat(workspace + "/.git", &gitInfo) == 0 && (gitInfo.st_mode & S_IFMT) == S_IFDIR {
-            add(.bind(source: workspace + "/.git/hooks", target: workspace + "/.git/hooks", mode: .readOnly, optional: true),
-                ".git/hooks read-only (H13)")
-        }
+        // Links an earlier session left at mount targets in the shadow home would stop the start (H11).
+        let repaired = try ShadowHome.repair(shadowHome: shadowHome, home: home, steps: steps)
+
+        // 8. .git pinned (a mount point) and its hooks read-only, last in the workspace: hooks and a
+        //    replaced .git would run on the host when the user next runs git (H13).
+        let git = GitProtection.steps(workspace: workspace, user: user)
+        steps += git.steps
 
         // 9. Seal the tmpfs trees we populated: last, because any bind above may have needed a mount point
         //    in them. (The root itself is sealed by cagent-init after the pivot.)
@@ -194,6 +195,7 @@ public enum EnforcePlanner {
             plan.policy = try policy.serialized()
             plan.policyNotices = notices
         }
+        plan.policyNotices += repaired + git.notices
         return plan
     }
 

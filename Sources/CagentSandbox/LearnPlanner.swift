@@ -145,6 +145,7 @@ public enum LearnPlanner {
 
         // 6. The workspace, read-write at its real path.
         add(.bind(source: workspace, target: workspace, mode: .readWrite), "the workspace")
+        steps += GitProtection.steps(workspace: workspace, user: user).steps   // .git pinned, hooks read-only (H13)
 
         // 7. The profile's write list read-write (the user asked for it); its read list is already visible.
         for entry in request.profile.filesystem.write {

@@ -1,292 +1,281 @@
 import CShim
 import CagentCore
+import CagentProfile
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Part 5 of the sandbox core (threat H13): changes an agent can make in the workspace that would run
-/// code on the host later, when the user runs git, opens the editor, enters the directory or builds.
-/// A snapshot is taken before and after the session; new or changed items are reported and, with
-/// `--revert-risky`, put back. Every host-side access resolves paths beneath the workspace without
-/// following symlinks (the agent may have planted them): openat2 RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH.
+/// Threat H13: changes an agent can make in the workspace that would run code on the host later, when the
+/// user runs git, opens the editor, enters the directory or builds. Snapshots before and after the session:
+/// - git's own view of the repository's configuration (GitConfigView), so that no syntax trick, include,
+///   worktree config or commondir escapes a parser of ours; a key outside a short inert list that is new
+///   or changed is a finding;
+/// - every file under `.git/` outside objects, refs and logs (hooks, info/attributes, commondir,
+///   config.worktree, gitdir files, modules/...), the files tools run without being asked (direnv, VS Code,
+///   IDEA, devcontainer, cargo, npm, pre-commit, mise), the files git's view names inside the workspace
+///   (include targets, a hooksPath directory), by content, walked without following symlinks: a symlink
+///   or a replaced directory is a finding in itself, never "unreadable".
+/// Findings are reported; `--revert-risky` puts the start state back (kept bytes, the user's ownership).
+/// Every host-side access resolves paths beneath the workspace with openat2
+/// RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH (the agent may have planted links anywhere).
 public enum RiskyChanges {
-    /// Files that tools run or load without asking (direnv, VS Code tasks, cargo, npm).
-    public static let watchedFiles = [".envrc", ".vscode/tasks.json", ".cargo/config.toml", ".npmrc"]
+    /// Files that tools load or run without being asked.
+    public static let watchedFiles = [".envrc", ".npmrc", ".yarnrc", ".yarnrc.yml", ".pre-commit-config.yaml",
+                                      "mise.toml", ".mise.toml", ".devcontainer.json"]
+    /// Directories whose every file is watched (IDE tasks and settings, run configurations, dev containers,
+    /// cargo config, hook directories that hook managers point core.hooksPath at).
+    public static let watchedDirectories = [".vscode", ".idea", ".devcontainer", ".cargo", ".husky", ".githooks"]
+    /// Inside a git directory: data, not control (git never runs or configures from them).
+    static let gitDataDirectories: Set<String> = ["objects", "refs", "logs", "lfs", "rr-cache"]
+    /// Inside a git directory: state that git rewrites on ordinary commands and never runs.
+    static let gitStateFiles: Set<String> = [
+        "index", "index.lock", "COMMIT_EDITMSG", "ORIG_HEAD", "FETCH_HEAD", "MERGE_HEAD", "MERGE_MSG", "MERGE_MODE",
+        "MERGE_RR", "CHERRY_PICK_HEAD", "REVERT_HEAD", "AUTO_MERGE", "BISECT_LOG", "packed-refs", "description",
+        "gc.log", "gc.pid", "shallow", "exclude",
+    ]
+    static let keepLimit = 1 << 20
+    static let readLimit = 16 << 20
+    static let keepBudget = 64 << 20
+    static let nodeBudget = 20_000
 
-    /// git config keys that name a program to run (or pull in more config).
-    public static func isRiskyGitKey(_ key: String) -> Bool {
-        let lower = key.lowercased()
-        if ["core.hookspath", "core.fsmonitor", "core.sshcommand", "diff.external", "include.path"].contains(lower) { return true }
-        return lower.hasPrefix("filter.") || (lower.hasPrefix("includeif.") && lower.hasSuffix(".path"))
-    }
-
-    public enum FileState: Sendable, Equatable {
-        case file([UInt8])
+    public enum Node: Sendable, Equatable {
+        case directory(mode: UInt32)
+        /// Content: the bytes themselves up to 1 MiB, else their SHA-256.
+        case file(mode: UInt32, size: Int, fingerprint: [UInt8])
         case symlink(String)
-        case other
+        case other(mode: UInt32)
+        /// A symlink on the way to it: never followed.
+        case behindLink
+        case tooLarge(size: Int)
+        /// Git's ordinary state (index, HEAD naming a branch, *.sample): its content does not matter.
+        case state
     }
 
-    public struct Snapshot: Sendable, Equatable {
-        /// Risky keys of .git/config and their values, in file order.
-        public var gitKeys: [String: [String]] = [:]
-        /// Watched files and git hooks (relative path -> state); absent ones are not listed.
-        public var files: [String: FileState] = [:]
+    public struct Snapshot: Sendable {
+        public var nodes: [String: Node] = [:]
+        /// Start-state bytes of files up to 1 MiB (for the revert).
+        var contents: [String: [UInt8]] = [:]
+        /// git's view; nil when `.git` is not a directory.
+        public var git: GitConfigView.Outcome?
+        /// Paths walked (watched roots plus the ones git's view named): the end snapshot walks them too.
+        var roots: [String] = []
+        /// Workspace-relative files git's view read (its origins), `.git/config` among them.
+        var gitFiles: Set<String> = []
+        var truncated = false
     }
 
     public enum Change: Sendable, Equatable {
-        case gitKey(key: String, before: [String], after: [String])
-        case file(path: String, before: FileState?, after: FileState?)
+        case gitKey(key: String, value: String, origin: String)
+        case gitUnreadable(String)
+        case path(String, before: Node?, after: Node?)
+        case truncated
 
         public var summary: String {
             switch self {
-            case let .gitKey(key, before, after):
-                let now = after.isEmpty ? "(removed)" : after.joined(separator: ", ")
-                return before.isEmpty ? ".git/config: new \(key) = \(now)" : ".git/config: \(key) changed to \(now)"
-            case let .file(path, before, after):
-                if before == nil { return "new \(path)" + (after.map(describe) ?? "") }
-                return after == nil ? "removed \(path)" : "changed \(path)" + (after.map(describe) ?? "")
+            case let .gitKey(key, value, origin):
+                let shown = value.count > 200 ? String(value.prefix(200)) + "..." : value
+                return "git config: \(key) = \(shown) (\(origin))"
+            case let .gitUnreadable(message):
+                return "git cannot read the repository's configuration: \(message)"
+            case let .path(path, before, after):
+                if after == nil { return "removed \(path)" }
+                return (before == nil ? "new " : "changed ") + path + Self.describe(path, after!)
+            case .truncated:
+                return "more than \(RiskyChanges.nodeBudget) files to check under the watched paths: not all were compared"
             }
         }
 
-        private func describe(_ state: FileState) -> String {
-            if case let .symlink(target) = state { return " (symlink to \(target))" }
-            return ""
+        static func describe(_ path: String, _ node: Node) -> String {
+            switch node {
+            case let .symlink(target): return " (a symlink to \(target): git and editors follow it)"
+            case .behindLink: return " (behind a symlinked directory)"
+            case let .tooLarge(size): return " (\(size) bytes: too large to check)"
+            case .other: return " (not a regular file)"
+            case let .file(_, size, _):
+                if path == ".git" { return " (a gitdir file: git follows it)" }
+                return size > RiskyChanges.keepLimit ? " (\(size) bytes)" : ""
+            default: return ""
+            }
         }
     }
 
     // MARK: snapshot
 
-    public static func snapshot(workspace: String) -> Snapshot {
-        var result = Snapshot()
+    public static func snapshot(workspace: String, user: InvokingUser, alsoWalk: [String] = []) -> Snapshot {
+        var walker = Walker()
         let root = open(workspace, CG_O_PATH | CG_O_DIRECTORY | CG_O_CLOEXEC)
-        guard root >= 0 else { return result }
+        guard root >= 0 else { return walker.result }
         defer { close(root) }
-        if case let .file(bytes)? = state(root: root, path: ".git/config") {
-            result.gitKeys = riskyKeys(GitConfig.parse(String(decoding: bytes, as: UTF8.self)))
-        }
-        for path in watchedFiles { if let s = state(root: root, path: path) { result.files[path] = s } }
-        if let hooks = openBeneath(root, ".git/hooks", directory: true) {
-            for name in listDirectory(hooks) where !name.hasSuffix(".sample") {
-                if let s = state(root: root, path: ".git/hooks/" + name) { result.files[".git/hooks/" + name] = s }
+        walker.root = root
+        for path in [".git"] + watchedFiles + watchedDirectories + alsoWalk { walker.walk(path) }
+        if case .directory? = walker.result.nodes[".git"] {
+            // A FIFO or device where git reads its config would only stall git until the timeout: the node
+            // itself is the finding.
+            let special = [".git/config", ".git/config.worktree", ".git/commondir"].first {
+                if case .other? = walker.result.nodes[$0] { true } else { false }
             }
-            close(hooks)
+            let view = special.map { .failed("\($0) is not a regular file") } ?? GitConfigView.read(workspace: workspace, user: user)
+            walker.result.git = view
+            if case let .entries(entries) = view {
+                for path in workspacePaths(named: entries, workspace: workspace) { walker.walk(path) }
+                walker.result.gitFiles = Set(entries.compactMap { entry in
+                    entry.origin.hasPrefix("file:") ? relative(String(entry.origin.dropFirst(5)), to: workspace) : nil
+                })
+            }
         }
-        return result
+        return walker.result
+    }
+
+    /// Files git's view reads from inside the workspace (include targets outside .git) and a hooks
+    /// directory configured inside it, relative to the workspace.
+    static func workspacePaths(named entries: [GitConfigView.Entry], workspace: String) -> [String] {
+        var paths: [String] = []
+        func add(_ path: String) {
+            guard let relative = relative(path, to: workspace), !relative.hasPrefix(".git/") else { return }
+            if !paths.contains(relative) { paths.append(relative) }
+        }
+        for entry in entries {
+            if entry.origin.hasPrefix("file:") { add(String(entry.origin.dropFirst(5))) }
+            if entry.key.lowercased() == "core.hookspath" {
+                add(entry.value.hasPrefix("/") ? entry.value : workspace + "/" + entry.value)
+            }
+        }
+        return paths
+    }
+
+    /// A path git printed, relative to the workspace (nil outside it). git prints include paths as it joined
+    /// them (".git/../team.cfg"): normalized by name only, then walked without following links.
+    static func relative(_ path: String, to workspace: String) -> String? {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/") where part != "." {
+            if part == ".." { if !parts.isEmpty { parts.removeLast() } } else { parts.append(part) }
+        }
+        let absolute = "/" + parts.joined(separator: "/")
+        guard absolute.hasPrefix(workspace + "/") else { return nil }
+        let relative = String(absolute.dropFirst(workspace.count + 1))
+        return relative.isEmpty ? nil : relative
+    }
+
+    /// The walk: no symlink followed, bounded in nodes and bytes.
+    struct Walker {
+        var root: Int32 = -1
+        var result = Snapshot()
+        var kept = 0
+
+        mutating func walk(_ path: String) {
+            guard !result.roots.contains(path) else { return }
+            result.roots.append(path)
+            visit(path)
+        }
+
+        mutating func visit(_ path: String) {
+            if result.nodes.count >= RiskyChanges.nodeBudget { result.truncated = true; return }
+            let (parentPath, name) = RiskyChanges.split(path)
+            let parent = RiskyChanges.openBeneath(root, parentPath, directory: true)
+            guard let parent else {
+                if errno == ELOOP || errno == EXDEV { result.nodes[path] = .behindLink }
+                return
+            }
+            defer { close(parent) }
+            var info = stat()
+            guard fstatat(parent, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+            let mode = UInt32(info.st_mode) & 0o7777
+            let inGit = path == ".git" || path.hasPrefix(".git/")
+            switch info.st_mode & S_IFMT {
+            case S_IFDIR:
+                result.nodes[path] = .directory(mode: mode)
+                if inGit && RiskyChanges.gitDataDirectories.contains(name) { return }
+                let fd = openat(parent, name, O_RDONLY | CG_O_DIRECTORY | CG_O_NOFOLLOW | CG_O_CLOEXEC)
+                guard fd >= 0 else { return }
+                let names = RiskyChanges.listDirectory(fd)
+                close(fd)
+                for child in names { visit(path + "/" + child) }
+            case S_IFLNK:
+                result.nodes[path] = .symlink(RiskyChanges.readLink(parent, name))
+            case S_IFREG:
+                if inGit && path != ".git" && (RiskyChanges.gitStateFiles.contains(name) || name.hasSuffix(".sample")) {
+                    result.nodes[path] = .state
+                    return
+                }
+                let size = Int(info.st_size)
+                guard size <= RiskyChanges.readLimit, let bytes = RiskyChanges.readFile(parent, name, limit: RiskyChanges.readLimit) else {
+                    result.nodes[path] = .tooLarge(size: size)
+                    return
+                }
+                if inGit && name == "HEAD" && RiskyChanges.isPlainHead(bytes) { result.nodes[path] = .state; return }
+                if bytes.count <= RiskyChanges.keepLimit {
+                    result.nodes[path] = .file(mode: mode, size: bytes.count, fingerprint: bytes)
+                    if kept + bytes.count <= RiskyChanges.keepBudget { result.contents[path] = bytes; kept += bytes.count }
+                } else {
+                    result.nodes[path] = .file(mode: mode, size: bytes.count, fingerprint: SHA256.digest(bytes))
+                }
+            default:
+                result.nodes[path] = .other(mode: UInt32(info.st_mode))
+            }
+        }
+    }
+
+    /// HEAD naming a branch or a commit: git's state, not a place for code.
+    static func isPlainHead(_ bytes: [UInt8]) -> Bool {
+        let text = String(decoding: bytes, as: UTF8.self).trimmingSpaces().trimmingCharacters(in: "\n")
+        if text.hasPrefix("ref: refs/") { return !text.contains("\n") && !text.contains("..") }
+        return (40...64).contains(text.count) && text.allSatisfy { $0.isHexDigit }
+    }
+
+    // MARK: compare and report
+
+    /// Paths whose content git's view judges (a config file changing only inert keys is no finding): the
+    /// files the view read, and the repository's own config files. Other `config` files (a submodule's
+    /// under .git/modules, a linked worktree's) are outside this view: compared as files.
+    static func configPaths(_ before: Snapshot, _ after: Snapshot) -> Set<String> {
+        before.gitFiles.union(after.gitFiles).union([".git/config", ".git/config.worktree"])
     }
 
     public static func compare(before: Snapshot, after: Snapshot) -> [Change] {
         var changes: [Change] = []
-        for key in Set(before.gitKeys.keys).union(after.gitKeys.keys).sorted() {
-            let old = before.gitKeys[key] ?? [], new = after.gitKeys[key] ?? []
-            if old != new && !new.isEmpty { changes.append(.gitKey(key: key, before: old, after: new)) }
+        let config = configPaths(before, after)
+        var configChanged = false
+        for path in config where before.nodes[path] != after.nodes[path] { configChanged = true }
+        switch after.git {
+        case let .entries(entries)?:
+            var seen: [String: Int] = [:]
+            if case let .entries(old)? = before.git { for entry in old { seen[entry.key + "\u{0}" + entry.value, default: 0] += 1 } }
+            for entry in entries where !GitConfigView.isInert(key: entry.key, value: entry.value) {
+                let id = entry.key + "\u{0}" + entry.value
+                if let count = seen[id], count > 0 { seen[id] = count - 1; continue }
+                changes.append(.gitKey(key: entry.key, value: entry.value, origin: entry.scope + ", " + entry.origin))
+            }
+        case let .failed(message)?:
+            if before.git != after.git || configChanged { changes.append(.gitUnreadable(message)) }
+        case nil:
+            break
         }
-        for path in Set(before.files.keys).union(after.files.keys).sorted() {
-            let old = before.files[path], new = after.files[path]
-            if old != new && new != nil { changes.append(.file(path: path, before: old, after: new)) }
+        for path in Set(before.nodes.keys).union(after.nodes.keys).sorted() {
+            let old = before.nodes[path], new = after.nodes[path]
+            guard old != new, let new else { continue }   // removals run nothing
+            if case .directory = new {
+                if old == nil { continue }
+                if case .directory? = old { continue }
+            }
+            if config.contains(path), case let .file(_, size, _) = new, size <= keepLimit {
+                if old == nil || { if case .file? = old { true } else { false } }() { continue }
+            }
+            changes.append(.path(path, before: old, after: new))
         }
+        if after.truncated { changes.append(.truncated) }
         return changes
     }
 
-    public static func report(_ changes: [Change], reverted: Bool) -> String {
+    public static func report(_ changes: [Change], reverted: Bool, revertErrors: [String] = []) -> String {
         var text = "cagent: the agent made changes that would run code on the host later (H13):\n"
         for change in changes { text += "  - " + TerminalEscape.escape(change.summary) + "\n" }
-        text += reverted ? "  reverted (--revert-risky).\n" : "  review them, or run again with --revert-risky to put them back.\n"
-        return text
-    }
-
-    // MARK: revert
-
-    /// Puts risky items back as they were before the session: risky git keys removed or restored (other
-    /// config edits kept), new files removed, changed files rewritten (owned by `owner`).
-    public static func revert(_ changes: [Change], workspace: String, before: Snapshot, owner: InvokingUser) throws {
-        let root = open(workspace, CG_O_PATH | CG_O_DIRECTORY | CG_O_CLOEXEC)
-        guard root >= 0 else { throw CagentError.system("revert", "cannot open the workspace") }
-        defer { close(root) }
-        let keys = changes.compactMap { change -> String? in
-            if case let .gitKey(key, _, _) = change { return key } else { return nil }
-        }
-        if !keys.isEmpty {
-            guard case let .file(bytes)? = state(root: root, path: ".git/config") else {
-                throw CagentError(stage: "revert", ".git/config is no longer a regular file")
-            }
-            var text = GitConfig.removing(keys: Set(keys), from: String(decoding: bytes, as: UTF8.self))
-            for key in keys { for value in before.gitKeys[key] ?? [] { text += GitConfig.assignment(key: key, value: value) } }
-            try replace(root: root, path: ".git/config", with: .file(Array(text.utf8)), owner: owner)
-        }
-        for change in changes {
-            guard case let .file(path, old, _) = change else { continue }
-            if let old { try replace(root: root, path: path, with: old, owner: owner) }
-            else { try remove(root: root, path: path) }
-        }
-    }
-
-    // MARK: no-follow file access beneath the workspace
-
-    static func openBeneath(_ root: Int32, _ path: String, directory: Bool) -> Int32? {
-        let flags = (directory ? O_RDONLY | CG_O_DIRECTORY : CG_O_PATH) | CG_O_CLOEXEC | CG_O_NOFOLLOW
-        let fd = cg_openat2(root, path, flags, 0, CG_RESOLVE_NO_SYMLINKS | CG_RESOLVE_BENEATH | CG_RESOLVE_NO_MAGICLINKS)
-        return fd >= 0 ? fd : nil
-    }
-
-    static func split(_ path: String) -> (String, String) {
-        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
-        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
-    }
-
-    static func state(root: Int32, path: String) -> FileState? {
-        let (parentPath, name) = split(path)
-        guard let parent = openBeneath(root, parentPath, directory: true) else { return nil }
-        defer { close(parent) }
-        var info = stat()
-        guard fstatat(parent, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
-        switch info.st_mode & S_IFMT {
-        case S_IFLNK:
-            var buffer = [CChar](repeating: 0, count: 4097)
-            let count = readlinkat(parent, name, &buffer, 4096)
-            return .symlink(count > 0 ? String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?")
-        case S_IFREG:
-            let fd = openat(parent, name, O_RDONLY | CG_O_NOFOLLOW | CG_O_CLOEXEC)
-            guard fd >= 0 else { return .other }
-            defer { close(fd) }
-            var bytes: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while bytes.count < 4 << 20 {
-                let n = read(fd, &chunk, chunk.count)
-                if n <= 0 { break }
-                bytes += chunk[0..<n]
-            }
-            return .file(bytes)
-        default:
-            return .other
-        }
-    }
-
-    static func listDirectory(_ fd: Int32) -> [String] {
-        let copy = dup(fd)
-        guard copy >= 0, let dir = fdopendir(copy) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
-
-    /// Writes a file (or link) through a temporary name and rename: a symlink the agent put at the final
-    /// name is replaced, never followed.
-    static func replace(root: Int32, path: String, with state: FileState, owner: InvokingUser) throws {
-        let (parentPath, name) = split(path)
-        guard let parent = openBeneath(root, parentPath, directory: true) else {
-            throw CagentError.system("revert", "cannot open \(TerminalEscape.escape(parentPath)) without following links")
-        }
-        defer { close(parent) }
-        let temporary = ".\(name).cagent-revert"
-        _ = unlinkat(parent, temporary, 0)
-        switch state {
-        case let .file(bytes):
-            let fd = openat(parent, temporary, O_WRONLY | O_CREAT | O_EXCL | CG_O_NOFOLLOW | CG_O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw CagentError.system("revert", "cannot write \(TerminalEscape.escape(path))") }
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                if n <= 0 { break }
-                offset += n
-            }
-            _ = fchown(fd, owner.uid, owner.gid)
-            close(fd)
-        case let .symlink(target):
-            guard symlinkat(target, parent, temporary) == 0 else { throw CagentError.system("revert", "symlinkat") }
-            _ = fchownat(parent, temporary, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW)
-        case .other:
-            return
-        }
-        guard renameat(parent, temporary, parent, name) == 0 else {
-            throw CagentError.system("revert", "cannot put back \(TerminalEscape.escape(path))")
-        }
-    }
-
-    static func remove(root: Int32, path: String) throws {
-        let (parentPath, name) = split(path)
-        guard let parent = openBeneath(root, parentPath, directory: true) else { return }
-        defer { close(parent) }
-        if unlinkat(parent, name, 0) != 0 && errno != ENOENT {
-            throw CagentError.system("revert", "cannot remove \(TerminalEscape.escape(path))")
-        }
-    }
-
-    static func riskyKeys(_ entries: [(String, String)]) -> [String: [String]] {
-        var result: [String: [String]] = [:]
-        for (key, value) in entries where isRiskyGitKey(key) { result[key, default: []].append(value) }
-        return result
-    }
-}
-
-/// Just enough of git's config syntax to find keys and edit them line by line (never runs git: git itself
-/// would honour core.fsmonitor).
-enum GitConfig {
-    /// Full key (section[.subsection].name, section and name lowercased) of a section header + name.
-    static func parse(_ text: String) -> [(String, String)] {
-        var section = ""
-        var result: [(String, String)] = []
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if let header = sectionName(raw) { section = header; continue }
-            if let (name, value) = assignment(raw), !section.isEmpty { result.append((section + "." + name, value)) }
-        }
-        return result
-    }
-
-    static func sectionName(_ line: Substring) -> String? {
-        let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
-        guard trimmed.first == "[", let close = trimmed.firstIndex(of: "]") else { return nil }
-        let inside = trimmed[trimmed.index(after: trimmed.startIndex)..<close]
-        if let quote = inside.firstIndex(of: "\"") {
-            let name = inside[..<quote].trimmingSpaces().lowercased()
-            var sub = String(inside[inside.index(after: quote)...])
-            if sub.hasSuffix("\"") { sub.removeLast() }
-            return name + "." + sub.replacingBackslashes()
-        }
-        // [section.sub] (old syntax): the subsection lowercased as git does.
-        return inside.trimmingSpaces().lowercased()
-    }
-
-    static func assignment(_ line: Substring) -> (String, String)? {
-        let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
-        guard let first = trimmed.first, first.isLetter else { return nil }
-        let name: Substring, value: Substring
-        if let equals = trimmed.firstIndex(of: "=") {
-            name = trimmed[..<equals]; value = trimmed[trimmed.index(after: equals)...]
+        for error in revertErrors { text += "  ! " + TerminalEscape.escape(error) + "\n" }
+        if reverted {
+            text += revertErrors.isEmpty ? "  reverted (--revert-risky).\n" : "  reverted except the items marked '!': review them.\n"
         } else {
-            name = trimmed; value = "true"
+            text += "  review them, or run again with --revert-risky to put them back.\n"
         }
-        var cleaned = value.trimmingSpaces()
-        if cleaned.hasPrefix("\"") && cleaned.hasSuffix("\"") && cleaned.count >= 2 { cleaned = String(cleaned.dropFirst().dropLast()) }
-        return (name.trimmingSpaces().lowercased(), cleaned)
-    }
-
-    /// The text without the lines that set any of `keys`.
-    static func removing(keys: Set<String>, from text: String) -> String {
-        var section = ""
-        var kept: [Substring] = []
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if let header = sectionName(raw) { section = header; kept.append(raw); continue }
-            if let (name, _) = assignment(raw), keys.contains(section + "." + name) { continue }
-            kept.append(raw)
-        }
-        var result = kept.joined(separator: "\n")
-        if !result.hasSuffix("\n") { result += "\n" }
-        return result
-    }
-
-    /// `[section "sub"]\n\tname = value\n` for a full key.
-    static func assignment(key: String, value: String) -> String {
-        let parts = key.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count >= 2 else { return "" }
-        let section = parts.first!, name = parts.last!
-        let sub = parts.dropFirst().dropLast().joined(separator: ".")
-        let header = sub.isEmpty ? "[\(section)]" : "[\(section) \"\(sub)\"]"
-        let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-        return "\(header)\n\t\(name) = \"\(escaped)\"\n"
+        return text
     }
 }
 
@@ -294,24 +283,19 @@ extension StringProtocol {
     func trimmingSpaces() -> String {
         String(self.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed())
     }
+
+    func trimmingCharacters(in set: String) -> String {
+        String(self.drop(while: { set.contains($0) }).reversed().drop(while: { set.contains($0) }).reversed())
+    }
 }
 
-extension String {
-    func replacingBackslashes() -> String {
-        var out = ""
-        var escape = false
-        for c in self { if escape { out.append(c); escape = false } else if c == "\\" { escape = true } else { out.append(c) } }
-        return out
-    }
-
-    func replacingOccurrences(of target: String, with replacement: String) -> String {
-        guard !target.isEmpty else { return self }
-        var out = ""
-        var rest = Substring(self)
-        while let range = rest.firstRange(of: target) {
-            out += rest[..<range.lowerBound] + replacement
-            rest = rest[range.upperBound...]
-        }
-        return out + rest
+extension RiskyChanges {
+    /// The end of a session: compare with the start, revert when asked; the report for stderr (nil: nothing).
+    public static func check(workspace: String, before: Snapshot, user: InvokingUser, revert: Bool) -> String? {
+        let after = snapshot(workspace: workspace, user: user, alsoWalk: before.roots)
+        let changes = compare(before: before, after: after)
+        guard !changes.isEmpty else { return nil }
+        let errors = revert ? self.revert(changes, workspace: workspace, before: before, after: after, owner: user) : []
+        return report(changes, reverted: revert, revertErrors: errors)
     }
 }

@@ -134,24 +134,50 @@ import Testing
     func h11SymlinkedMountTargetAbortsTheStart() throws {
         try Requirements.root()
         let world = try SandboxFixture(); defer { world.remove() }
+        // Positive control: the plan starts as it is.
+        #expect(try world.sh("echo started").output == "started\n")
+        // A symlink on a mount target's path (here a hidden path under a directory link in the workspace):
+        // cagent-init refuses to follow it.
+        try world.makeDirectory(world.root + "/elsewhere/x")
+        symlink(world.root + "/elsewhere", world.workspace + "/lnk")
+        var plan = try world.plan(["/bin/true"])
+        plan.steps.insert(.init(.hide(world.workspace + "/lnk/x"), "test: a target behind a link"), at: plan.steps.count - 2)
+        #expect {
+            _ = try world.run(plan)
+        } throws: { error in
+            "\(error)".contains("hide \(world.workspace)/lnk/x") && "\(error)".contains("ELOOP")
+        }
+        // A symlinked .git is not pinned (nothing is mounted on it): the start goes on, with a notice.
+        try world.makeDirectory(world.root + "/elsewhere/hooks")
+        symlink(world.root + "/elsewhere", world.workspace + "/.git")
+        let linked = try world.plan(["/bin/sh", "-c", "echo started"])
+        #expect(linked.policyNotices.contains { $0.contains(".git is a symlink") }, "\(linked.policyNotices)")
+        #expect(try world.run(linked).output == "started\n", "a .git symlink is not a git dir: no binds, start ok")
+    }
+
+    /// H13/H11: an earlier session that damaged its shadow home (`ln -s /root ~/.ssh`, a mount point replaced
+    /// by a link to /etc/passwd) does not stop the next one: cagent repairs its own shadow home, says so,
+    /// and never follows the links.
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
+    func h13DamagedShadowHomeIsRepaired() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
         let profile = Profile(agent: "test", filesystem: .init(read: ["~/.gitconfig"]))
-        // Positive control: without the planted link the profile's file is there.
-        #expect(try world.sh("cat ~/.gitconfig", profile: profile).output.contains("Fake User"))
-        // The agent (in an earlier run) replaced the mount point in its shadow home with a link to /etc.
+        // Positive control: the profile's file is there, and the agent can damage its home.
+        let damage = try world.sh("cat ~/.gitconfig; rm -rf ~/.ssh; ln -s /root ~/.ssh && echo linked", profile: profile)
+        #expect(damage.output.contains("Fake User") && damage.output.contains("linked"), "\(damage.output) \(damage.error)")
         let shadow = ShadowHome.path(paths: world.paths, agent: "test")
         unlink(shadow + "/.gitconfig")
         symlink("/etc/passwd", shadow + "/.gitconfig")
-        #expect {
-            _ = try world.sh("echo started", profile: profile)
-        } throws: { error in
-            "\(error)".contains("bind \(world.home)/.gitconfig") && "\(error)".contains("ELOOP")
-        }
-        // A symlinked directory on the way (workspace/.git -> elsewhere) is refused the same way.
-        unlink(shadow + "/.gitconfig")
-        try world.makeDirectory(world.root + "/elsewhere/hooks")
-        symlink(world.root + "/elsewhere", world.workspace + "/.git")
-        let started = try world.sh("echo started")
-        #expect(started.output == "started\n", "a .git symlink is not a git dir: no hooks bind, start ok")
+        let plan = try world.plan(["/bin/sh", "-c", "cat ~/.gitconfig; ls -A ~/.ssh; echo started"], profile: profile)
+        #expect(plan.policyNotices.contains { $0.contains("~/.ssh -> /root") }, "\(plan.policyNotices)")
+        #expect(plan.policyNotices.contains { $0.contains("~/.gitconfig -> /etc/passwd") }, "\(plan.policyNotices)")
+        let next = try world.run(plan)
+        #expect(next.output.contains("Fake User") && next.output.hasSuffix("started\n"), "\(next.output) \(next.error)")
+        #expect(!next.output.contains("root:x:0"))
+        var info = stat()
+        #expect(lstat(shadow + "/.ssh", &info) != 0 || (info.st_mode & S_IFMT) != S_IFLNK, "the link is gone")
+        #expect(lstat("/etc/passwd", &info) == 0, "its target untouched")
     }
 
     /// H12: hard links out of the view fail (other mounts: EXDEV).
@@ -176,6 +202,12 @@ import Testing
         #expect(!result.output.contains("rc=0"))
         #expect(!FileSystem.exists(world.workspace + "/.git/hooks/pre-commit"))
         #expect(result.output.contains("cfg=0"), "the rest of .git stays writable (RiskyChanges watches config)")
+        // .git is a mount point: it cannot be renamed, removed or replaced; a plain rename works (control).
+        let pinned = try world.sh("mv README R 2>&1; echo plain=$?; mv .git moved 2>&1; echo mv=$?; rmdir .git 2>&1; ln -sfn /tmp .git 2>&1; ls -ld .git")
+        #expect(pinned.output.contains("plain=0"), "\(pinned.output)")
+        #expect(pinned.output.contains("Device or resource busy") && pinned.output.contains("mv=1"), "\(pinned.output)")
+        var info = stat()
+        #expect(lstat(world.workspace + "/.git", &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR && !FileSystem.exists(world.workspace + "/moved"))
     }
 
     /// H14: a minimal /dev, private /dev/shm.
