@@ -28,7 +28,7 @@ struct SyntheticCommand: AsyncParsableCommand {
         let generator = SyntheticSession(events: events, distinctKeys: keys, seed: seed)
         switch format {
         case "db":
-            let opened = try store.open(create: true)
+            let opened = try store.openForRecording()
             let info = SessionInfo(id: session ?? Store.newSessionID(), kind: "synthetic", source: "synthetic:\(events)x\(keys)")
             var onCommit: (@Sendable (Int) -> Void)?
             if progress {

@@ -1,0 +1,108 @@
+import Netlab
+import CagentCore
+import Foundation
+import Testing
+@testable import CagentProfile
+
+/// A user who may run cagent through sudo must not read root's files through it: every profile, `extends`
+/// target and workspace file is opened with the invoking user's rights (docs/security.md, "cagent as a
+/// confused deputy"). Simulated sudo: the test, as root, runs cagent with SUDO_UID/SUDO_GID/SUDO_USER of a
+/// user it creates. Each probe has its positive control: the same file handed to the user is read.
+@Suite("cagent as a confused deputy: profiles", .serialized)
+struct ConfusedDeputyProfileTests {
+    static var mayRun: Bool { ProfileCLITests.mayRun && Requirements.mayRun(root: true, tools: ["useradd", "userdel"]) }
+
+    struct Setup {
+        let sandbox: ProfileSandbox
+        let user: TestUser
+        let marker: String
+        let secret: String
+
+        init() throws {
+            sandbox = try ProfileSandbox()
+            user = try TestUser()
+            marker = "CAGENT-MARKER-\(UInt64.random(in: 0...UInt64.max))"
+            // The user must reach the files at all (mkdtemp made the root 0700).
+            chmod(sandbox.root, 0o755)
+            secret = try sandbox.write("rootonly/shadow.yaml", "cagent: 1\ndescription: \(marker)\n\(marker): 1\n")
+            chmod(secret, 0o600)
+        }
+
+        func run(_ arguments: [String], timeout: Double = 60) throws -> ProfileCLITests.Result {
+            let environment = ["PATH": "/usr/bin:/bin", "HOME": "/root", "SUDO_UID": String(user.uid),
+                               "SUDO_GID": String(user.gid), "SUDO_USER": user.name, "SUDO_COMMAND": "cagent",
+                               "CAGENT_PROFILES_DIR": repositoryProfiles()]
+            let result = try Netlab.execute([ProfileCLITests.executable] + arguments, timeout: timeout,
+                                            environment: environment, directory: sandbox.workspace)
+            return ProfileCLITests.Result(status: result.status, output: result.stdout, errors: result.stderr)
+        }
+
+        /// The probe, then the same probe after the file was handed to the user.
+        func probe(_ arguments: [String], listing: Bool = false, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+            chown(secret, 0, 0)
+            let denied = try run(arguments)
+            let all = denied.output + denied.errors
+            #expect(!all.contains(marker), "the root-only file's content was printed: \(all)", sourceLocation: sourceLocation)
+            // A listing shows the unreadable entry with its problem and succeeds; everything else fails.
+            #expect(listing || denied.status != 0, sourceLocation: sourceLocation)
+            #expect(all.contains("as user \(user.name): Permission denied"), "\(all)", sourceLocation: sourceLocation)
+
+            chown(secret, user.uid, user.gid)
+            defer { chown(secret, 0, 0) }
+            let control = try run(arguments)
+            #expect((control.output + control.errors).contains(marker),
+                    "positive control: the user's own file was not read: \(control.output)\(control.errors)",
+                    sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("--profile / a path naming a root-only file", .enabled(if: Self.mayRun, "needs root, useradd and the built executable"))
+    func namedByPath() throws {
+        try Requirements.root()
+        let setup = try Setup()
+        try setup.probe(["profile", "show", setup.secret])
+        try setup.probe(["profile", "lint", setup.secret])
+        // The lean front's own loader (enforce): the profile stage fails before any sandbox is made, in the
+        // control too (the marker is an unknown key, named in the error).
+        try setup.probe(["enforce", "--profile", setup.secret, "--workspace", setup.sandbox.workspace, "--", "/bin/true"])
+    }
+
+    @Test("extends: a root-only file", .enabled(if: Self.mayRun, "needs root, useradd and the built executable"))
+    func extendsRootOnly() throws {
+        try Requirements.root()
+        let setup = try Setup()
+        let main = try setup.sandbox.write("ws/main.yaml", "cagent: 1\nextends: [\(setup.secret)]\n")
+        try setup.probe(["profile", "show", "--resolved", main])
+    }
+
+    @Test("a .cagent/x.yaml symlink to a root-only file", .enabled(if: Self.mayRun, "needs root, useradd and the built executable"))
+    func workspaceSymlink() throws {
+        try Requirements.root()
+        let setup = try Setup()
+        let link = setup.sandbox.workspace + "/.cagent/x.yaml"
+        #expect(symlink(setup.secret, link) == 0)
+        try setup.probe(["profile", "show", ".cagent/x.yaml"])
+        try setup.probe(["profile", "list"], listing: true)
+    }
+
+    @Test("a FIFO where a profile is looked for: list and lint return with an error",
+          .enabled(if: ProfileCLITests.mayRun, "needs the built executable"))
+    func fifoProfile() throws {
+        let sandbox = try ProfileSandbox()
+        try sandbox.write("ws/.cagent/good.yaml", "cagent: 1\ndescription: fine\n")
+        #expect(mkfifo(sandbox.workspace + "/.cagent/evil.yaml", 0o644) == 0)
+        for arguments in [["profile", "list"], ["profile", "lint"], ["profile", "lint", ".cagent/evil.yaml"]] {
+            let started = Date()
+            let result = try ProfileCLITests.run(arguments, in: sandbox, directory: sandbox.workspace, timeout: 20)
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(elapsed < 15, "\(arguments) hung for \(elapsed) s")
+            #expect((result.output + result.errors).contains("is a FIFO, not a regular file"),
+                    "\(arguments): \(result.status) \(result.output) \(result.errors)")
+            // Positive control: the regular profile next to it is still listed/linted.
+            if arguments.count == 2 {
+                #expect(result.output.contains("good"), "\(arguments): \(result.output)")
+            }
+        }
+    }
+}
+
