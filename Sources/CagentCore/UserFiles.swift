@@ -72,6 +72,8 @@ public struct UserFileError: Error, Sendable, Equatable {
     public var reason: Reason
     public var identity: FileIdentity?
 
+    public init(reason: Reason, identity: FileIdentity?) { self.reason = reason; self.identity = identity }
+
     /// "cannot read '/x' as user alice: Permission denied". Never any of the file's content.
     public func message(path: String) -> String {
         let who = identity.map { " " + $0.phrase } ?? ""
@@ -92,7 +94,8 @@ public struct UserFileError: Error, Sendable, Equatable {
 extension FileSystem {
     /// Runs `body` on the calling thread with `identity`'s file-system rights (fsuid, fsgid, groups), then
     /// restores root's. Other threads keep theirs. `body` must be synchronous (no `await`: a suspension could
-    /// resume on another thread). nil: `body` runs unchanged.
+    /// resume on another thread) and must not start threads or dispatch work (a thread created now would
+    /// inherit the user's identity for good: clone copies the credentials). nil: `body` runs unchanged.
     public static func asUser<T>(_ identity: FileIdentity?, _ body: () throws -> T) throws -> T {
         // Not root: the process's own rights are at most the user's already, and cannot be switched.
         guard let identity, geteuid() == 0 else { return try body() }
