@@ -176,13 +176,27 @@ public struct TraceeImporter {
             }
             var start = 0
             let chunk = buffer[0..<Int(count)]
-            while let newline = chunk[start...].firstIndex(of: 0x0A) {
+            while true {
+                // A run of empty lines (a bomb is made of them) is counted without a per-line search.
+                if carry.isEmpty && !skipping {
+                    let run = buffer.withUnsafeBufferPointer { bytes in
+                        var end = start
+                        while end < Int(count) && bytes[end] == 0x0A { end += 1 }
+                        return end - start
+                    }
+                    number += run
+                    start += run
+                    if number > limits.maxLines { throw tooManyLines() }
+                }
+                // memchr: a bomb of one endless line is searched at memory speed, also in debug builds.
+                let found = buffer.withUnsafeBufferPointer { bytes -> Int? in
+                    guard start < Int(count), let base = bytes.baseAddress,
+                          let hit = memchr(base + start, 0x0A, Int(count) - start) else { return nil }
+                    return base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                }
+                guard let newline = found else { break }
                 number += 1
                 if number > limits.maxLines { throw tooManyLines() }
-                if newline == start && carry.isEmpty && !skipping {
-                    start = newline + 1  // an empty line: nothing to parse
-                    continue
-                }
                 if skipping {
                     skipping = false
                     try body(number, [], true)
