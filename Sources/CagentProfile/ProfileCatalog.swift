@@ -40,7 +40,7 @@ public struct ProfileCatalog: Sendable {
                     : (nil, [])
                 let actual = origin == .workspace ? .workspace : resolver.origin(ofRealPath: path) == .workspace ? .workspace : origin
                 let hash = SHA256.hex(Array(text.utf8))
-                let trusted = actual != .workspace || resolver.trustStore.status(path: path, sha256: hash) == .trusted
+                let trusted = actual != .workspace || resolver.trustStatus(path: path, sha256: hash) == .trusted
                 let firstError = unreadable
                     ?? diagnostics.first(where: { $0.severity == .error }).map { "\($0.location.line):\($0.location.column): \($0.message)" }
                 result.append(Entry(name: name, path: path, origin: actual, trusted: trusted, shadowed: seen.contains(name),

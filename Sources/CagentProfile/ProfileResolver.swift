@@ -54,6 +54,12 @@ public struct ProfileResolver: Sendable {
         (try? FileSystem.asUser(reader) { ProfileDirectories.realPath(path) }) ?? nil
     }
 
+    /// Whether the trust file (in the user's config) pins this content; the trust file is read with the
+    /// reader's rights too (unreadable: nothing is trusted).
+    public func trustStatus(path: String, sha256: String) -> TrustStore.Status {
+        (try? FileSystem.asUser(reader) { trustStore.status(path: path, sha256: sha256) }) ?? .unknown
+    }
+
     /// Reads a profile file with the reader's rights: a regular file of at most `limit` bytes, else the
     /// reason in words (never any of its content).
     public func readFile(_ path: String, limit: Int) -> Result<[UInt8], UserFileError> {
@@ -222,7 +228,7 @@ private struct Run {
         let source = ProfileSource(path: found.path, display: display, origin: found.origin, sha256: hash, text: text)
         guard found.origin == .workspace else { return source }
 
-        let status = resolver.trustStore.status(path: found.path, sha256: hash)
+        let status = resolver.trustStatus(path: found.path, sha256: hash)
         if status == .trusted { return source }
         let shown = ProfileText.quote(display)
         if found.byUser {

@@ -7,12 +7,13 @@ public final class TestUser: @unchecked Sendable {
     public let uid: UInt32
     public let gid: UInt32
 
-    public init() throws {
+    /// `home` is recorded in the password database but not created.
+    public init(home: String = "/nonexistent") throws {
         name = "cgtd" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         var lastError = ""
         for _ in 0..<10 {
             // useradd locks /etc/passwd: parallel tests may collide, retry.
-            let made = try Netlab.execute(["/usr/sbin/useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+            let made = try Netlab.execute(["/usr/sbin/useradd", "--system", "--no-create-home", "--home-dir", home,
                                            "--shell", "/usr/sbin/nologin", "--user-group", name], timeout: 30)
             if made.status == 0 { break }
             lastError = made.stderr

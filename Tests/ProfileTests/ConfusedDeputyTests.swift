@@ -85,6 +85,37 @@ struct ConfusedDeputyProfileTests {
         try setup.probe(["profile", "list"], listing: true)
     }
 
+    @Test("profile trust writes the user's trust file with the user's rights, never through a symlink into root's directory",
+          .enabled(if: Self.mayRun, "needs root, useradd and the built executable"))
+    func trustFileAsUser() throws {
+        try Requirements.root()
+        let sandbox = try ProfileSandbox()
+        chmod(sandbox.root, 0o755)
+        let home = sandbox.root + "/home"
+        let user = try TestUser(home: home)
+        try FileManager.default.createDirectory(atPath: home + "/.config", withIntermediateDirectories: true)
+        chown(home, user.uid, user.gid); chown(home + "/.config", user.uid, user.gid)
+        // The user's config directory is a symlink to a directory only root may write.
+        let rootDirectory = sandbox.root + "/rootdir"
+        try FileManager.default.createDirectory(atPath: rootDirectory, withIntermediateDirectories: true)
+        #expect(symlink(rootDirectory, home + "/.config/cagent") == 0)
+        try sandbox.write("ws/.cagent/p.yaml", "cagent: 1\ndescription: project\n")
+        chown(sandbox.workspace, user.uid, user.gid)
+        let environment = ["PATH": "/usr/bin:/bin", "HOME": "/root", "SUDO_UID": String(user.uid), "SUDO_GID": String(user.gid),
+                           "SUDO_USER": user.name, "CAGENT_PROFILES_DIR": repositoryProfiles()]
+        let denied = try Netlab.execute([ProfileCLITests.executable, "profile", "trust", ".cagent/p.yaml"], timeout: 60,
+                                        environment: environment, directory: sandbox.workspace)
+        #expect(denied.status != 0, "\(denied.stdout)")
+        #expect(FileSystem.list(rootDirectory).isEmpty, "cagent wrote into root's directory: \(FileSystem.list(rootDirectory))")
+        // Positive control: the user's own config directory gets the trust file, owned by the user.
+        unlink(home + "/.config/cagent")
+        let trusted = try Netlab.execute([ProfileCLITests.executable, "profile", "trust", ".cagent/p.yaml"], timeout: 60,
+                                         environment: environment, directory: sandbox.workspace)
+        #expect(trusted.status == 0, "\(trusted.stderr)")
+        var info = stat()
+        #expect(stat(home + "/.config/cagent/trusted-profiles", &info) == 0 && info.st_uid == user.uid)
+    }
+
     @Test("a FIFO where a profile is looked for: list and lint return with an error",
           .enabled(if: ProfileCLITests.mayRun, "needs the built executable"))
     func fifoProfile() throws {
