@@ -71,8 +71,12 @@ public struct UserFileError: Error, Sendable, Equatable {
     }
     public var reason: Reason
     public var identity: FileIdentity?
+    /// "read", "write" or "open" (read and write), for the message.
+    public var access: String
 
-    public init(reason: Reason, identity: FileIdentity?) { self.reason = reason; self.identity = identity }
+    public init(reason: Reason, identity: FileIdentity?, access: String = "read") {
+        self.reason = reason; self.identity = identity; self.access = access
+    }
 
     /// "cannot read '/x' as user alice: Permission denied". Never any of the file's content.
     public func message(path: String) -> String {
@@ -80,13 +84,13 @@ public struct UserFileError: Error, Sendable, Equatable {
         let shown = "'" + TerminalEscape.escape(path) + "'"
         switch reason {
         case .open(let code), .read(let code):
-            return "cannot read \(shown)\(who): \(String(cString: strerror(code)))"
+            return "cannot \(access) \(shown)\(who): \(String(cString: strerror(code)))"
         case .notRegular(let kind):
-            return "cannot read \(shown): it is \(kind), not a regular file"
+            return "cannot \(access) \(shown): it is \(kind), not a regular file"
         case .tooLarge(let limit):
-            return "cannot read \(shown): larger than \(limit) bytes"
+            return "cannot \(access) \(shown): larger than \(limit) bytes"
         case .identity(let code):
-            return "cannot read \(shown)\(who): switching to the user's rights failed: \(String(cString: strerror(code)))"
+            return "cannot \(access) \(shown)\(who): switching to the user's rights failed: \(String(cString: strerror(code)))"
         }
     }
 }
@@ -122,14 +126,16 @@ extension FileSystem {
     /// O_CLOEXEC | O_NOCTTY.
     public static func openAsUser(_ path: String, flags: Int32, mode: mode_t = 0o600,
                                   identity: FileIdentity?) -> Result<Int32, UserFileError> {
+        let access = flags & O_ACCMODE == O_WRONLY ? "write" : flags & O_ACCMODE == O_RDWR ? "open" : "read"
         do {
             let fd = try asUser(identity) { open(path, flags | O_CLOEXEC | O_NOCTTY, mode) }
-            if fd < 0 { return .failure(UserFileError(reason: .open(errno: errno), identity: identity)) }
+            if fd < 0 { return .failure(UserFileError(reason: .open(errno: errno), identity: identity, access: access)) }
             return .success(fd)
-        } catch let error as UserFileError {
+        } catch var error as UserFileError {
+            error.access = access
             return .failure(error)
         } catch {
-            return .failure(UserFileError(reason: .identity(errno: EPERM), identity: identity))
+            return .failure(UserFileError(reason: .identity(errno: EPERM), identity: identity, access: access))
         }
     }
 
@@ -164,6 +170,34 @@ extension FileSystem {
             if out.count > limit { return .failure(UserFileError(reason: .tooLarge(limit: limit), identity: identity)) }
         }
         return .success(out)
+    }
+
+    /// Writes (creates or replaces the content of) an output file the user named, with that user's rights:
+    /// `--dump-plan /etc/passwd` under sudo must not truncate root's file. A FIFO or device is refused.
+    public static func writeAsUser(_ path: String, bytes: [UInt8], mode: mode_t = 0o644,
+                                   identity: FileIdentity?) -> Result<Void, UserFileError> {
+        let fd: Int32
+        switch openAsUser(path, flags: O_WRONLY | O_CREAT | O_NONBLOCK, mode: mode, identity: identity) {
+        case .failure(let error): return .failure(error)
+        case .success(let opened): fd = opened
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return .failure(UserFileError(reason: .read(errno: errno), identity: identity, access: "write")) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            return .failure(UserFileError(reason: .notRegular(kind(info.st_mode)), identity: identity, access: "write"))
+        }
+        guard ftruncate(fd, 0) == 0 else { return .failure(UserFileError(reason: .read(errno: errno), identity: identity, access: "write")) }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                return .failure(UserFileError(reason: .read(errno: errno), identity: identity, access: "write"))
+            }
+            offset += written
+        }
+        return .success(())
     }
 
     /// "a FIFO", "a directory"... for messages.

@@ -116,6 +116,36 @@ struct ConfusedDeputyProfileTests {
         #expect(stat(home + "/.config/cagent/trusted-profiles", &info) == 0 && info.st_uid == user.uid)
     }
 
+    @Test("output files the user names (--dump-plan, policy --bpf) are written with the user's rights",
+          .enabled(if: Self.mayRun, "needs root, useradd and the built executable"))
+    func outputFilesAsUser() throws {
+        try Requirements.root()
+        let setup = try Setup()
+        let rootDirectory = setup.sandbox.root + "/rootdir"  // 0755 root: the user may not create files in it
+        let userDirectory = setup.sandbox.root + "/userdir"
+        for directory in [rootDirectory, userDirectory] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        chown(userDirectory, setup.user.uid, setup.user.gid)
+        chown(setup.sandbox.workspace, setup.user.uid, setup.user.gid)
+        let commands: [(String) -> [String]] = [
+            { ["policy", "seccomp", "--bpf", $0 + "/filter.bpf"] },
+            { ["enforce", "--profile", "default", "--workspace", setup.sandbox.workspace, "--dump-plan", $0 + "/plan", "--", "/bin/true"] },
+        ]
+        for command in commands {
+            let denied = try setup.run(command(rootDirectory))
+            #expect(denied.status != 0, "\(command(rootDirectory)): \(denied.output)")
+            #expect(FileSystem.list(rootDirectory).isEmpty, "root's directory was written: \(FileSystem.list(rootDirectory))")
+            #expect(denied.errors.contains("as user \(setup.user.name): Permission denied"), "\(denied.errors)")
+            // Positive control: the user's own directory gets the file, owned by the user.
+            let written = try setup.run(command(userDirectory))
+            #expect(written.status == 0, "\(command(userDirectory)): \(written.errors)")
+            let name = command(userDirectory).first { $0.hasPrefix(userDirectory) } ?? ""
+            var info = stat()
+            #expect(stat(name, &info) == 0 && info.st_uid == setup.user.uid, "\(name) missing or not the user's")
+        }
+    }
+
     @Test("a FIFO where a profile is looked for: list and lint return with an error",
           .enabled(if: ProfileCLITests.mayRun, "needs the built executable"))
     func fifoProfile() throws {
