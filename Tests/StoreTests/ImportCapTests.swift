@@ -61,4 +61,33 @@ struct ImportCapTests {
         let fine = try runCagent(["import", "tracee", trace, "--db", scratch.file("t.db")], timeout: 60)
         #expect(fine.status == 0, "status \(fine.status): \(fine.err)")
     }
+
+    @Test("under sudo, a root-only trace file is not imported; the user's own is",
+          .enabled(if: Requirements.mayRun(root: true, tools: ["useradd", "userdel"]), "needs root and useradd"))
+    func rootOnlyTrace() throws {
+        try Requirements.root()
+        let scratch = try Scratch()
+        let user = try TestUser()
+        chown(scratch.path, user.uid, user.gid)
+        let trace = scratch.file("root.jsonl")
+        let marker = "/secret/MARKER\(UInt32.random(in: 0...UInt32.max))"
+        try Data((#"{"timestamp":1,"processId":7,"processName":"cat","eventName":"security_file_open","args":[{"name":"pathname","value":""#
+                  + marker + #""},{"name":"flags","value":"O_RDONLY"}]}"# + "\n").utf8).write(to: URL(fileURLWithPath: trace))
+        chmod(trace, 0o600)
+        let environment = ["PATH": "/usr/bin:/bin", "HOME": "/root", "SUDO_UID": String(user.uid), "SUDO_GID": String(user.gid),
+                           "SUDO_USER": user.name]
+        let db = scratch.file("t.db")
+        let denied = try runCagent(["import", "tracee", trace, "--db", db], environment: environment)
+        #expect(denied.status == 1 && denied.err.contains("as user \(user.name): Permission denied"), "\(denied.err)")
+        let empty = try runCagent(["report", "--db", db, "--json"], environment: environment)
+        #expect(!empty.out.contains(marker), "root's trace was imported")
+        // Positive control: handed to the user, the same file is imported and its path shows in the report.
+        chown(trace, user.uid, user.gid)
+        let imported = try runCagent(["import", "tracee", trace, "--db", db], environment: environment)
+        #expect(imported.status == 0, "\(imported.err)")
+        let report = try runCagent(["report", "--db", db, "--json"], environment: environment)
+        #expect(report.out.contains(marker), "\(report.out) \(report.err)")
+        var info = stat()
+        #expect(stat(db, &info) == 0 && info.st_uid == user.uid, "the database is not the user's")
+    }
 }
