@@ -24,7 +24,9 @@ public struct ProfileCatalog: Sendable {
         var result: [Entry] = []
         var seen: Set<String> = []
         for (directory, origin) in resolver.searchDirectories() {
-            for file in FileSystem.list(directory) where file.hasSuffix(".yaml") || file.hasSuffix(".yml") {
+            // Listed with the reader's rights: a profile directory symlinked to a root-only one shows nothing.
+            let files = (try? FileSystem.asUser(resolver.reader) { FileSystem.list(directory) }) ?? []
+            for file in files where file.hasSuffix(".yaml") || file.hasSuffix(".yml") {
                 let name = String(file.dropLast(file.hasSuffix(".yaml") ? 5 : 4))
                 guard case .name = ProfileReference(name), let path = resolver.realPath(directory + "/" + file),
                       !FileSystem.isDirectory(path) else { continue }

@@ -116,6 +116,33 @@ struct ConfusedDeputyProfileTests {
         #expect(stat(home + "/.config/cagent/trusted-profiles", &info) == 0 && info.st_uid == user.uid)
     }
 
+    @Test("profile list does not show the names in a root-only directory the user's profile directory points to",
+          .enabled(if: Self.mayRun, "needs root, useradd and the built executable"))
+    func listingAsUser() throws {
+        try Requirements.root()
+        let sandbox = try ProfileSandbox()
+        chmod(sandbox.root, 0o755)
+        let home = sandbox.root + "/home"
+        let user = try TestUser(home: home)
+        try FileManager.default.createDirectory(atPath: home + "/.config/cagent", withIntermediateDirectories: true)
+        for path in [home, home + "/.config", home + "/.config/cagent"] { chown(path, user.uid, user.gid) }
+        let rootDirectory = sandbox.root + "/rootdir"
+        let marker = "marker\(UInt32.random(in: 0...UInt32.max))"
+        try sandbox.write("rootdir/\(marker).yaml", "cagent: 1\n")
+        chmod(rootDirectory, 0o700)
+        #expect(symlink(rootDirectory, home + "/.config/cagent/profiles") == 0)
+        let environment = ["PATH": "/usr/bin:/bin", "HOME": "/root", "SUDO_UID": String(user.uid), "SUDO_GID": String(user.gid),
+                           "SUDO_USER": user.name, "CAGENT_PROFILES_DIR": repositoryProfiles()]
+        let denied = try Netlab.execute([ProfileCLITests.executable, "profile", "list"], timeout: 60,
+                                        environment: environment, directory: sandbox.workspace)
+        #expect(!(denied.stdout + denied.stderr).contains(marker), "a root-only directory was listed: \(denied.stdout)")
+        // Positive control: the directory opened to the user is listed.
+        chmod(rootDirectory, 0o755)
+        let listed = try Netlab.execute([ProfileCLITests.executable, "profile", "list"], timeout: 60,
+                                        environment: environment, directory: sandbox.workspace)
+        #expect(listed.stdout.contains(marker), "\(listed.stdout) \(listed.stderr)")
+    }
+
     @Test("output files the user names (--dump-plan, policy --bpf) are written with the user's rights",
           .enabled(if: Self.mayRun, "needs root, useradd and the built executable"))
     func outputFilesAsUser() throws {
