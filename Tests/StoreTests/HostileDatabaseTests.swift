@@ -93,6 +93,22 @@ struct HostileDatabaseTests {
         if mustFail { #expect(failed > 0, "\(label): no command noticed") }
     }
 
+    @Test("a recording command refuses a database of a newer schema rather than migrate over it")
+    func recordingRefusesNewer() throws {
+        let scratch = try Scratch()
+        let db = scratch.file("h.db")
+        try Self.makeValid(db)
+        let trace = scratch.file("t.jsonl")
+        try Data(#"{"timestamp":1,"processId":7,"processName":"cat","eventName":"security_file_open","args":[{"name":"pathname","value":"/x"}]}"#.utf8)
+            .write(to: URL(fileURLWithPath: trace))
+        // Positive control: the current schema takes the import.
+        #expect(try runCagent(["import", "tracee", trace, "--db", db]).status == 0)
+        try Self.mutate(db, "INSERT INTO grdb_migrations VALUES ('v99')")
+        let refused = try runCagent(["import", "tracee", trace, "--db", db])
+        Self.expectCleanFailure(refused, "import into a newer schema")
+        #expect(refused.err.contains("written by a newer cagent (schema v99)"), "\(refused.err)")
+    }
+
     @Test("a 0-byte file, a non-SQLite file, a missing file: a clean error, the file untouched")
     func notADatabase() throws {
         let scratch = try Scratch()
