@@ -176,7 +176,7 @@ public struct SessionReport: Sendable {
 
 extension Store {
     public func sessions() throws -> [SessionSummary] {
-        try pool.read { db in
+        try guardedRead { db in
             try Row.fetchAll(db, sql: Self.summarySQL + " ORDER BY s.started_at, s.id").map { try Self.summary($0) }
         }
     }
@@ -216,14 +216,14 @@ extension Store {
 
     /// The id of the most recent session, or nil when the store is empty.
     public func latestSessionID() throws -> String? {
-        try pool.read { db in
+        try guardedRead { db in
             try Row.fetchOne(db, sql: "SELECT id FROM sessions ORDER BY started_at DESC, rowid DESC LIMIT 1")
                 .map { try StoredRow($0, "sessions").text("id") }
         }
     }
 
     public func report(session id: String, rules: FindingRules) throws -> SessionReport? {
-        try pool.read { db -> SessionReport? in
+        try guardedRead { db -> SessionReport? in
             guard let summaryRow = try Row.fetchOne(db, sql: Self.summarySQL + " WHERE s.id = ?", arguments: [id])
             else { return nil }
             let session = try Self.summary(summaryRow)

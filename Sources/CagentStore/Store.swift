@@ -364,6 +364,20 @@ public final class Store: Sendable {
         try pool.read(block)
     }
 
+    /// A read for a command: whatever SQLite or GRDB throws on a damaged or edited file (a missing column,
+    /// a value GRDB cannot decode) becomes the usual error shape instead of a raw SQLite message.
+    func guardedRead<T>(_ block: (Database) throws -> T) throws -> T {
+        do {
+            return try pool.read(block)
+        } catch let error as CagentError {
+            throw error
+        } catch let error as DatabaseError {
+            throw StoredRow.damaged("\(TerminalEscape.escape(error.message ?? "\(error.resultCode)"))")
+        } catch {
+            throw StoredRow.damaged(TerminalEscape.escape("\(error)"))
+        }
+    }
+
     /// Checkpoints the WAL into the main file (smaller files at rest; used before measuring size).
     public func checkpoint() throws {
         try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
@@ -424,7 +438,7 @@ enum Schema {
     /// A database written by a newer cagent (a migration this one does not know) is neither migrated nor read.
     static func refuseNewer(_ db: Database, path: String) throws {
         guard try db.tableExists("grdb_migrations") else { return }
-        let applied = try String.fetchAll(db, sql: "SELECT CAST(identifier AS TEXT) FROM grdb_migrations")
+        let applied = try String?.fetchAll(db, sql: "SELECT CAST(identifier AS TEXT) FROM grdb_migrations").compactMap { $0 }
         let unknown = applied.filter { !migrator.migrations.contains($0) }
         if !unknown.isEmpty {
             throw CagentError(stage: "store", "\(TerminalEscape.escape(path)) was written by a newer cagent (schema "
@@ -441,7 +455,7 @@ enum Schema {
                               hint: "pass --db with a cagent database")
         }
         try refuseNewer(db, path: path)
-        let applied = Set(try String.fetchAll(db, sql: "SELECT CAST(identifier AS TEXT) FROM grdb_migrations"))
+        let applied = Set(try String?.fetchAll(db, sql: "SELECT CAST(identifier AS TEXT) FROM grdb_migrations").compactMap { $0 })
         let missing = migrator.migrations.filter { !applied.contains($0) }
         if !missing.isEmpty {
             throw CagentError(stage: "store", "\(shown) has an older schema (missing \(missing.joined(separator: ", ")))",

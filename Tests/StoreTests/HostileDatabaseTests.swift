@@ -69,6 +69,10 @@ struct HostileDatabaseTests {
                 UPDATE sessions SET kind = NULL, events = NULL
                 """, true),
             ("a dropped table", "DROP TABLE flows", true),
+            ("a table without its columns", """
+                CREATE TABLE f2 AS SELECT id, session_id FROM flows; DROP TABLE flows; ALTER TABLE f2 RENAME TO flows
+                """, true),
+            ("an integer migration identifier", "UPDATE grdb_migrations SET identifier = 42 WHERE identifier = 'v2'", true),
             ("a newer schema", "INSERT INTO grdb_migrations VALUES ('v99')", true),
           ])
     func hostileValues(_ label: String, _ sql: String, _ mustFail: Bool) throws {
