@@ -26,17 +26,29 @@ struct ImportTraceeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The sanctioned resolver's address: DNS to any other resolver becomes a finding.")
     var gate: String?
     @Flag(name: .long, help: "Machine-readable summary.") var json = false
+    @Option(name: .long, help: "Stop after this many decompressed bytes (K, M, G suffixes; default 4G).")
+    var maxBytes: String = "4G"
+    @Option(name: .long, help: "Stop after this many lines (default 20000000).")
+    var maxLines: Int = 20_000_000
 
     func run() async throws {
         logging.bootstrap()
-        let opened = try store.open(create: true)
+        guard let byteCap = Self.size(maxBytes), byteCap > 0 else {
+            throw CagentError(stage: "import", "--max-bytes \(Safe.text(maxBytes)) is not a size", hint: "e.g. 4G, 512M, 1000000")
+        }
+        guard maxLines > 0 else { throw CagentError(stage: "import", "--max-lines must be positive") }
+        // An import needs no root: under sudo the whole process becomes the invoking user, so the trace file
+        // and the database are opened with that user's rights only.
+        let identity = try StoreOptions.becomeInvokingUser()
+        let opened = try store.openForRecording()
         let info = SessionInfo(id: session ?? Store.newSessionID(), kind: "import", source: "tracee:\(file)", gate: gate)
         var rules = StoreOptions.findingRules
         rules.gateAddress = gate
         let recorder = try Recorder(store: opened, session: info, rules: rules)
         let summary: TraceeImporter.Summary
         do {
-            summary = try TraceeImporter().importFile(file, into: recorder)
+            summary = try TraceeImporter(limits: .init(maxBytes: byteCap, maxLines: maxLines), identity: identity)
+                .importFile(file, into: recorder)
         } catch {
             // Keep what was read before the failure.
             try? recorder.close()
@@ -69,5 +81,18 @@ struct ImportTraceeCommand: AsyncParsableCommand {
             if summary.malformedCount > 0 { out.line("  skipped \(summary.malformedCount) malformed lines (see above)") }
         }
         out.flush()
+    }
+}
+
+extension ImportTraceeCommand {
+    /// "4G", "512M", "64K" or a plain number of bytes; nil when it is none of these or overflows.
+    static func size(_ text: String) -> Int64? {
+        let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = Substring(text)
+        var unit: Int64 = 1
+        if let last = digits.last?.uppercased().first, let factor = units[last] { unit = factor; digits = digits.dropLast() }
+        guard let number = Int64(digits), number >= 0 else { return nil }
+        let (product, overflow) = number.multipliedReportingOverflow(by: unit)
+        return overflow ? nil : product
     }
 }

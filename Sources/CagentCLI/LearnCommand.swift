@@ -86,7 +86,11 @@ struct LearnCommand: ParsableCommand {
         learnTiming("planned")
         // Opened (and migrated) on another thread while the sandbox starts; the recorder waits for it.
         let storePath = db ?? Store.defaultPath(paths: CagentPaths.standard(user: invoking, environment: pathEnvironment))
-        let store = LearnPending { [invoking] in try Store(path: storePath, create: true, owner: invoking) }
+        // `--db` is opened with the rights of the user who named it; the default database with its owner's.
+        let storeIdentity = db != nil ? FileIdentity.invoking(environment: environment) : FileIdentity(invokingUnderRoot: invoking)
+        let store = LearnPending { [invoking] in
+            try Store(path: storePath, create: true, owner: invoking, identity: storeIdentity)
+        }
         learnTiming("store")
         let live = LearnLiveView(quiet: quiet, home: invoking.home)
         live.say("DNS is open while learning: every name resolves and connections go out (metadata, the host and the LAN excepted)")

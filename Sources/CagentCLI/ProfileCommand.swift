@@ -160,8 +160,11 @@ struct ProfileTrust: AsyncParsableCommand {
             return
         }
         let underSudo = ProcessEnvironment.current["SUDO_UID"] != nil
-        try resolver.trustStore.trust(path: loaded.source.path, sha256: loaded.source.sha256,
-                                      owner: underSudo ? (user.uid, user.gid) : nil)
+        // Written with the user's rights: a symlinked config directory must not make root write elsewhere.
+        try FileSystem.asUser(resolver.reader) {
+            try resolver.trustStore.trust(path: loaded.source.path, sha256: loaded.source.sha256,
+                                          owner: underSudo ? (user.uid, user.gid) : nil)
+        }
         out.write("trusted \(shown) (sha256:\(loaded.source.sha256)) in \(TerminalEscape.escape(resolver.trustStore.file))\n")
     }
 }

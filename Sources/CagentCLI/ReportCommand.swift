@@ -15,7 +15,7 @@ struct ReportCommand: AsyncParsableCommand {
 
     func run() async throws {
         logging.bootstrap()
-        let opened = try store.open(create: false)
+        let opened = try store.openForReading()
         guard let id = try session ?? opened.latestSessionID() else {
             throw CagentError(stage: "report", "no sessions recorded in \(opened.path)",
                               hint: "record one with cagent learn or cagent import tracee FILE")
@@ -93,7 +93,7 @@ enum ReportRenderer {
         var printed = 0
         func node(_ process: SessionReport.Process, depth: Int) {
             printed += 1
-            if limit > 0 && printed > limit * 4 { return }
+            if limit > 0 && printed > (limit > Int.max / 4 ? Int.max : limit * 4) { return }
             let indent = String(repeating: "  ", count: depth + 1)
             var line = "\(indent)\(Safe.text(process.executable))  \(Safe.argv(process.argv))"
             if process.count > 1 { line += "  ×\(process.count)" }
@@ -102,7 +102,7 @@ enum ReportRenderer {
             for child in process.children { node(child, depth: depth + 1) }
         }
         for root in report.processTree { node(root, depth: 0) }
-        if limit > 0 && printed > limit * 4 { out.line("  … (--limit 0 or --json shows all)") }
+        if limit > 0 && printed > (limit > Int.max / 4 ? Int.max : limit * 4) { out.line("  … (--limit 0 or --json shows all)") }
     }
 
     /// `tcp 203.0.113.10:443 (www.example.test, dns) observed by curl ×2 ECONNREFUSED [first .. last]`: one

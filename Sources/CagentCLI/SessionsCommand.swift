@@ -13,7 +13,7 @@ struct SessionsCommand: AsyncParsableCommand {
 
     func run() async throws {
         logging.bootstrap()
-        let sessions = try store.open(create: false).sessions()
+        let sessions = try store.openForReading().sessions()
         var out = Output()
         if json {
             out.line(JSON.array(sessions.map(Self.json)).text)

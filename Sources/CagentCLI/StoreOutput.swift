@@ -12,12 +12,33 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: "The database (default: cagent.db in the invoking user's data directory).")
     var db: String?
 
-    /// Opens the store; read-only commands pass `create: false` and get a clear error when it is missing.
-    func open(create: Bool) throws -> Store {
+    /// The database's path (`--db`, else the invoking user's default).
+    var path: String {
         let environment = ProcessEnvironment.current
         let user = InvokingUser.current(environment: environment)
-        let path = db ?? Store.defaultPath(paths: CagentPaths.standard(user: user, environment: environment))
-        return try Store(path: path, create: create, owner: user)
+        return db ?? Store.defaultPath(paths: CagentPaths.standard(user: user, environment: environment))
+    }
+
+    /// Opens the store for recording (creating it), with the invoking user's rights to the file.
+    func openForRecording() throws -> Store {
+        let environment = ProcessEnvironment.current
+        return try Store(path: path, create: true, owner: InvokingUser.current(environment: environment),
+                         identity: FileIdentity.invoking(environment: environment))
+    }
+
+    /// Opens an existing store read-only (`report`, `sessions`): never created, migrated or written. These
+    /// commands need no root, so under sudo the whole process becomes the invoking user first: the database,
+    /// and SQLite's -wal/-shm files next to it, are opened with that user's rights only.
+    func openForReading() throws -> Store {
+        let identity = try Self.becomeInvokingUser()
+        return try Store(readingAt: path, identity: identity)
+    }
+
+    /// Under sudo: drops the process to the invoking user for good and returns that user (for messages).
+    static func becomeInvokingUser() throws -> FileIdentity? {
+        let identity = FileIdentity.invoking(environment: ProcessEnvironment.current)
+        try identity?.dropProcessRights()
+        return identity
     }
 
     /// The secrets a finding is raised for: the built-in hide list plus system secret files.

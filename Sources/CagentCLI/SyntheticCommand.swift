@@ -28,7 +28,7 @@ struct SyntheticCommand: AsyncParsableCommand {
         let generator = SyntheticSession(events: events, distinctKeys: keys, seed: seed)
         switch format {
         case "db":
-            let opened = try store.open(create: true)
+            let opened = try store.openForRecording()
             let info = SessionInfo(id: session ?? Store.newSessionID(), kind: "synthetic", source: "synthetic:\(events)x\(keys)")
             var onCommit: (@Sendable (Int) -> Void)?
             if progress {
@@ -49,8 +49,12 @@ struct SyntheticCommand: AsyncParsableCommand {
             if !progress { FileDescriptorStream.standardOutput.write("\(info.id)\n") }
         case "csv", "tracee":
             guard let output else { throw CagentError(stage: "synthetic", "--format \(format) needs --output FILE") }
-            let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            if fd < 0 { throw CagentError.system("synthetic", "cannot create \(output)") }
+            let fd: Int32
+            switch FileSystem.openAsUser(output, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644,
+                                         identity: FileIdentity.invoking(environment: ProcessEnvironment.current)) {
+            case .failure(let error): throw CagentError(stage: "synthetic", error.message(path: output))
+            case .success(let opened): fd = opened
+            }
             defer { close(fd) }
             let stream = FileDescriptorStream(fd: fd)
             var text = ""

@@ -66,11 +66,11 @@ public struct EnforceOptions: Equatable, Sendable {
         for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
         if let dumpPlan {
             let bytes = try plan.serialized()
-            let fd = open(dumpPlan, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0, bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-                throw CagentError.system("dump-plan", "cannot write \(dumpPlan)")
+            // A file the user names: written with the user's rights (docs/security.md, "confused deputy").
+            if case .failure(let error) = FileSystem.writeAsUser(dumpPlan, bytes: Array(bytes), mode: 0o600,
+                                                                 identity: FileIdentity.invoking(environment: environment)) {
+                throw CagentError(stage: "dump-plan", error.message(path: dumpPlan))
             }
-            close(fd)
             return
         }
 

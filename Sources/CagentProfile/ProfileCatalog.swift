@@ -24,16 +24,27 @@ public struct ProfileCatalog: Sendable {
         var result: [Entry] = []
         var seen: Set<String> = []
         for (directory, origin) in resolver.searchDirectories() {
-            for file in FileSystem.list(directory) where file.hasSuffix(".yaml") || file.hasSuffix(".yml") {
+            // Listed with the reader's rights: a profile directory symlinked to a root-only one shows nothing.
+            let files = (try? FileSystem.asUser(resolver.reader) { FileSystem.list(directory) }) ?? []
+            for file in files where file.hasSuffix(".yaml") || file.hasSuffix(".yml") {
                 let name = String(file.dropLast(file.hasSuffix(".yaml") ? 5 : 4))
-                guard case .name = ProfileReference(name), let path = ProfileDirectories.realPath(directory + "/" + file),
+                guard case .name = ProfileReference(name), let path = resolver.realPath(directory + "/" + file),
                       !FileSystem.isDirectory(path) else { continue }
-                let text = FileSystem.read(path, limit: ProfileParser.maximumBytes).flatMap { String(validating: $0, as: UTF8.self) } ?? ""
-                let (layer, diagnostics) = ProfileParser.parse(text: text, file: resolver.display(path))
+                // With the invoking user's rights, only a regular file (a FIFO would hang the listing); when it
+                // cannot be read, the reason is the entry's problem and none of the content is shown.
+                var text = ""
+                var unreadable: String?
+                switch resolver.readFile(path, limit: ProfileParser.maximumBytes) {
+                case .success(let bytes): text = String(validating: bytes, as: UTF8.self) ?? ""
+                case .failure(let error): unreadable = error.message(path: resolver.display(path))
+                }
+                let (layer, diagnostics) = unreadable == nil ? ProfileParser.parse(text: text, file: resolver.display(path))
+                    : (nil, [])
                 let actual = origin == .workspace ? .workspace : resolver.origin(ofRealPath: path) == .workspace ? .workspace : origin
                 let hash = SHA256.hex(Array(text.utf8))
-                let trusted = actual != .workspace || resolver.trustStore.status(path: path, sha256: hash) == .trusted
-                let firstError = diagnostics.first(where: { $0.severity == .error }).map { "\($0.location.line):\($0.location.column): \($0.message)" }
+                let trusted = actual != .workspace || resolver.trustStatus(path: path, sha256: hash) == .trusted
+                let firstError = unreadable
+                    ?? diagnostics.first(where: { $0.severity == .error }).map { "\($0.location.line):\($0.location.column): \($0.message)" }
                 result.append(Entry(name: name, path: path, origin: actual, trusted: trusted, shadowed: seen.contains(name),
                                     agent: layer?.agent?.value,
                                     description: layer?.description?.value.split(separator: "\n").first.map(String.init),

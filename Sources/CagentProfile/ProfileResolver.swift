@@ -32,6 +32,9 @@ public struct ProfileResolver: Sendable {
     public var currentDirectory: String
     /// The user's home, for `~/` in paths given on the command line.
     public var home: String?
+    /// Whose rights profile files are found and read with: the invoking user under sudo (a profile, an
+    /// `extends` target or a workspace symlink must not read root's files); nil: the process's own.
+    public var reader: FileIdentity?
 
     /// Files are limited to this many levels of `extends`.
     public static let maximumDepth = 16
@@ -40,7 +43,27 @@ public struct ProfileResolver: Sendable {
     public static func standard(workspace: String?, environment: [String: String] = ProcessEnvironment.current) -> ProfileResolver {
         let user = InvokingUser.current(environment: environment)
         let paths = CagentPaths.standard(user: user, environment: environment)
-        return ProfileResolver(paths: paths, workspace: workspace, environment: environment, home: user.home)
+        var resolver = ProfileResolver(paths: paths, workspace: workspace, environment: environment, home: user.home)
+        resolver.reader = FileIdentity.invoking(environment: environment)
+        return resolver
+    }
+
+    /// `path` with every symlink resolved, looked up with the reader's rights (a root-only directory is
+    /// neither entered nor reported as holding a file).
+    public func realPath(_ path: String) -> String? {
+        (try? FileSystem.asUser(reader) { ProfileDirectories.realPath(path) }) ?? nil
+    }
+
+    /// Whether the trust file (in the user's config) pins this content; the trust file is read with the
+    /// reader's rights too (unreadable: nothing is trusted).
+    public func trustStatus(path: String, sha256: String) -> TrustStore.Status {
+        (try? FileSystem.asUser(reader) { trustStore.status(path: path, sha256: sha256) }) ?? .unknown
+    }
+
+    /// Reads a profile file with the reader's rights: a regular file of at most `limit` bytes, else the
+    /// reason in words (never any of its content).
+    public func readFile(_ path: String, limit: Int) -> Result<[UInt8], UserFileError> {
+        FileSystem.readAsUser(path, limit: limit, identity: reader, followSymlinks: false)
     }
 
     public init(paths: CagentPaths, workspace: String?, bundledDirectories: [String]? = nil,
@@ -152,7 +175,7 @@ private struct Run {
             var absolute = written
             if written.hasPrefix("~/"), let home = resolver.home { absolute = home + written.dropFirst(1) }
             else if !written.hasPrefix("/") { absolute = directory + "/" + written }
-            guard let real = ProfileDirectories.realPath(absolute) else {
+            guard let real = resolver.realPath(absolute) else {
                 fail(location, "no profile file \(ProfileText.quote(written))"
                      + (byUser ? "" : " (relative to \(ProfileText.quote(resolver.display(directory))))"))
                 return nil
@@ -167,7 +190,7 @@ private struct Run {
                 searched.append(resolver.display(dir))
                 for ext in [".yaml", ".yml"] {
                     let candidate = dir + "/" + name + ext
-                    if FileSystem.exists(candidate), let real = ProfileDirectories.realPath(candidate) {
+                    if FileSystem.exists(candidate), let real = resolver.realPath(candidate) {
                         if real == from { foundItself = true; continue }
                         let actual = resolver.origin(ofRealPath: real)
                         // A symlink from a trusted directory into the workspace does not launder the file.
@@ -188,8 +211,12 @@ private struct Run {
 
     /// Reads a located file once, checking trust; nil after reporting why it cannot be used.
     mutating func read(_ found: Found, at location: SourceLocation) -> ProfileSource? {
-        guard let bytes = FileSystem.read(found.path, limit: ProfileParser.maximumBytes + 1) else {
-            fail(location, "cannot read \(ProfileText.quote(resolver.display(found.path)))")
+        let bytes: [UInt8]
+        switch resolver.readFile(found.path, limit: ProfileParser.maximumBytes + 1) {
+        case .success(let read): bytes = read
+        case .failure(let error):
+            fail(location, error.message(path: resolver.display(found.path)),
+                 hint: error.identity.map { "the file must be readable by \($0.name), who runs cagent through sudo" })
             return nil
         }
         let display = resolver.display(found.path)
@@ -201,7 +228,7 @@ private struct Run {
         let source = ProfileSource(path: found.path, display: display, origin: found.origin, sha256: hash, text: text)
         guard found.origin == .workspace else { return source }
 
-        let status = resolver.trustStore.status(path: found.path, sha256: hash)
+        let status = resolver.trustStatus(path: found.path, sha256: hash)
         if status == .trusted { return source }
         let shown = ProfileText.quote(display)
         if found.byUser {

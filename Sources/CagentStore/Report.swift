@@ -147,7 +147,7 @@ public struct SessionReport: Sendable {
         public var directory: RawText
         public var operation: String
         public var files: [File]
-        public var count: Int64 { files.reduce(0) { $0 + $1.count } }
+        public var count: Int64 { files.reduce(0) { $0.saturatingAdd($1.count) } }
     }
 
     public struct Process: Sendable {
@@ -176,8 +176,8 @@ public struct SessionReport: Sendable {
 
 extension Store {
     public func sessions() throws -> [SessionSummary] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: Self.summarySQL + " ORDER BY s.started_at, s.id").map(Self.summary)
+        try guardedRead { db in
+            try Row.fetchAll(db, sql: Self.summarySQL + " ORDER BY s.started_at, s.id").map { try Self.summary($0) }
         }
     }
 
@@ -203,34 +203,38 @@ extension Store {
         FROM sessions s
         """
 
-    static func summary(_ row: Row) -> SessionSummary {
-        SessionSummary(
-            id: row["id"], kind: row["kind"], source: row["source"],
-            command: Store.split((row["command"] as RawText?) ?? RawText("")), gate: row["gate"],
-            startedAt: row["started_at"], endedAt: row["ended_at"], events: row["events"],
-            domains: row["n_domains"] ?? 0, flows: row["n_flows"] ?? 0, files: row["n_files"] ?? 0,
-            processes: row["n_processes"] ?? 0, findings: row["n_findings"] ?? 0, binds: row["n_binds"] ?? 0)
+    static func summary(_ row: Row) throws -> SessionSummary {
+        let r = StoredRow(row, "sessions")
+        return SessionSummary(
+            id: try r.text("id"), kind: try r.text("kind"), source: try r.optionalText("source") ?? "",
+            command: Store.split(try r.optionalRaw("command") ?? RawText("")), gate: try r.optionalText("gate"),
+            startedAt: try r.integer("started_at"), endedAt: try r.optionalInteger("ended_at"), events: try r.count("events"),
+            domains: try r.optionalInteger("n_domains") ?? 0, flows: try r.optionalInteger("n_flows") ?? 0,
+            files: try r.optionalInteger("n_files") ?? 0, processes: try r.optionalInteger("n_processes") ?? 0,
+            findings: try r.optionalInteger("n_findings") ?? 0, binds: try r.optionalInteger("n_binds") ?? 0)
     }
 
     /// The id of the most recent session, or nil when the store is empty.
     public func latestSessionID() throws -> String? {
-        try pool.read { db in
-            try String.fetchOne(db, sql: "SELECT id FROM sessions ORDER BY started_at DESC, rowid DESC LIMIT 1")
+        try guardedRead { db in
+            try Row.fetchOne(db, sql: "SELECT id FROM sessions ORDER BY started_at DESC, rowid DESC LIMIT 1")
+                .map { try StoredRow($0, "sessions").text("id") }
         }
     }
 
     public func report(session id: String, rules: FindingRules) throws -> SessionReport? {
-        try pool.read { db -> SessionReport? in
+        try guardedRead { db -> SessionReport? in
             guard let summaryRow = try Row.fetchOne(db, sql: Self.summarySQL + " WHERE s.id = ?", arguments: [id])
             else { return nil }
-            let session = Self.summary(summaryRow)
+            let session = try Self.summary(summaryRow)
 
             let findings = try Row.fetchAll(db, sql: "SELECT * FROM findings WHERE session_id = ?", arguments: [id])
                 .compactMap { row -> SessionReport.Finding? in
-                    guard let kind = FindingKind(rawValue: row["kind"]) else { return nil }
-                    return SessionReport.Finding(kind: kind, subject: row["subject"], detail: row["detail"],
-                                                 example: row["example"], count: row["count"],
-                                                 firstSeen: row["first_seen"], lastSeen: row["last_seen"])
+                    let r = StoredRow(row, "findings")
+                    guard let kind = FindingKind(rawValue: try r.text("kind")) else { return nil }
+                    return SessionReport.Finding(kind: kind, subject: try r.raw("subject"), detail: try r.text("detail"),
+                                                 example: try r.raw("example"), count: try r.count("count"),
+                                                 firstSeen: try r.integer("first_seen"), lastSeen: try r.integer("last_seen"))
                 }
 
 
@@ -240,17 +244,20 @@ extension Store {
                 SELECT a.data, d.name FROM dns_answers a JOIN dns d ON d.id = a.dns_id
                 WHERE d.session_id = ? AND a.type IN ('A', 'AAAA')
                 """, arguments: [id]) {
-                if let address = (row["data"] as RawText?)?.lossyString, addressNames[address] == nil {
-                    addressNames[address] = row["name"]
+                let r = StoredRow(row, "dns_answers")
+                if let address = try r.optionalRaw("data")?.lossyString, addressNames[address] == nil {
+                    addressNames[address] = try r.raw("name")
                 }
             }
             let rows = try Row.fetchAll(db, sql: "SELECT * FROM flows WHERE session_id = ? ORDER BY first_seen, id",
                                         arguments: [id]).map { row in
-                SessionReport.FlowRow(proto: row["proto"], address: row["address"], port: row["port"], verdict: row["verdict"],
-                                      program: row["program"], result: row["result"], name: row["name"],
-                                      nameSource: row["name_source"], connections: row["connections"],
-                                      bytesOut: row["bytes_out"], bytesIn: row["bytes_in"],
-                                      firstSeen: row["first_seen"], lastSeen: row["last_seen"])
+                let r = StoredRow(row, "flows")
+                return SessionReport.FlowRow(proto: try r.text("proto"), address: try r.text("address"), port: try r.integer("port"),
+                                             verdict: try r.text("verdict"), program: try r.raw("program"),
+                                             result: try r.integer("result"), name: try r.optionalRaw("name"),
+                                             nameSource: try r.optionalText("name_source"), connections: try r.count("connections"),
+                                             bytesOut: try r.count("bytes_out"), bytesIn: try r.count("bytes_in"),
+                                             firstSeen: try r.integer("first_seen"), lastSeen: try r.integer("last_seen"))
             }
             var flows = Self.mergeFlows(rows)
             for index in flows.indices where flows[index].name == nil {
@@ -261,15 +268,19 @@ extension Store {
             }
             let binds = try Row.fetchAll(db, sql: "SELECT * FROM binds WHERE session_id = ? ORDER BY first_seen, id",
                                          arguments: [id]).map { row in
-                SessionReport.Bind(family: row["family"], proto: row["proto"], address: row["address"], port: row["port"],
-                                   program: row["program"], result: row["result"], count: row["count"],
-                                   firstSeen: row["first_seen"], lastSeen: row["last_seen"])
+                let r = StoredRow(row, "binds")
+                return SessionReport.Bind(family: try r.text("family"), proto: try r.text("proto"), address: try r.text("address"),
+                                          port: try r.integer("port"), program: try r.raw("program"), result: try r.integer("result"),
+                                          count: try r.count("count"), firstSeen: try r.integer("first_seen"),
+                                          lastSeen: try r.integer("last_seen"))
             }
             let directIP = flows.filter {
                 $0.name == nil && !FindingRules.isLoopbackOrUnspecified($0.address) && $0.address != session.gate
             }
             var connectionsByName: [RawText: Int64] = [:]
-            for flow in flows { if let name = flow.name { connectionsByName[name, default: 0] += flow.connections } }
+            for flow in flows {
+                if let name = flow.name { connectionsByName[name] = (connectionsByName[name] ?? 0).saturatingAdd(flow.connections) }
+            }
 
             // Domains: one entry per question name.
             var answersByDNS: [Int64: [SessionReport.Answer]] = [:]
@@ -277,24 +288,28 @@ extension Store {
                 SELECT a.dns_id, a.name, a.type, a.data, a.ttl FROM dns_answers a JOIN dns d ON d.id = a.dns_id
                 WHERE d.session_id = ? ORDER BY a.id
                 """, arguments: [id]) {
-                answersByDNS[row["dns_id"], default: []].append(
-                    SessionReport.Answer(name: row["name"], type: row["type"], data: row["data"], ttl: row["ttl"]))
+                let r = StoredRow(row, "dns_answers")
+                answersByDNS[try r.integer("dns_id"), default: []].append(
+                    SessionReport.Answer(name: try r.raw("name"), type: try r.text("type"), data: try r.raw("data"),
+                                         ttl: try r.integer("ttl")))
             }
             var domains: [RawText: SessionReport.Domain] = [:]
             var order: [RawText] = []
             var bypass: [SessionReport.DNSRow] = []
             for row in try Row.fetchAll(db, sql: "SELECT * FROM dns WHERE session_id = ? ORDER BY first_seen, id",
                                         arguments: [id]) {
-                let name: RawText = row["name"]
-                let type: String = row["type"]
-                let program: RawText = row["program"]
-                let resolver: String = row["resolver"]
-                let source: String = row["source"]
-                let rcode: String = row["rcode"]
-                let queries: Int64 = row["queries"]
-                let responses: Int64 = row["responses"]
-                let first: Nanoseconds = row["first_seen"]
-                let last: Nanoseconds = row["last_seen"]
+                let r = StoredRow(row, "dns")
+                let name = try r.raw("name")
+                let type = try r.text("type")
+                let program = try r.raw("program")
+                let resolver = try r.text("resolver")
+                let source = try r.text("source")
+                let rcode = try r.text("rcode")
+                let queries = try r.count("queries")
+                let responses = try r.count("responses")
+                let first: Nanoseconds = try r.integer("first_seen")
+                let last: Nanoseconds = try r.integer("last_seen")
+                let dnsID = try r.integer("id")
                 var domain = domains[name] ?? {
                     order.append(name)
                     return SessionReport.Domain(name: name, types: [], queries: 0, responses: 0, rcodes: [], programs: [],
@@ -306,24 +321,27 @@ extension Store {
                 if !program.isEmpty && !domain.programs.contains(program) { domain.programs.append(program) }
                 if !domain.resolvers.contains(resolver) { domain.resolvers.append(resolver) }
                 if !domain.sources.contains(source) { domain.sources.append(source) }
-                domain.queries += queries; domain.responses += responses
+                domain.queries = domain.queries.saturatingAdd(queries)
+                domain.responses = domain.responses.saturatingAdd(responses)
                 domain.firstSeen = min(domain.firstSeen, first); domain.lastSeen = max(domain.lastSeen, last)
-                for answer in answersByDNS[row["id"]] ?? [] where !domain.answers.contains(answer) {
+                for answer in answersByDNS[dnsID] ?? [] where !domain.answers.contains(answer) {
                     domain.answers.append(answer)
                 }
                 domains[name] = domain
                 if let gate = session.gate, source != DNSSource.gate.rawValue, resolver != gate {
                     bypass.append(SessionReport.DNSRow(name: name, type: type, resolver: resolver, source: source,
-                                                       program: program, count: queries + responses,
+                                                       program: program, count: queries.saturatingAdd(responses),
                                                        firstSeen: first, lastSeen: last))
                 }
             }
 
             let files = try Row.fetchAll(db, sql: "SELECT * FROM files WHERE session_id = ? ORDER BY path, operation",
                                          arguments: [id]).map { row in
-                SessionReport.File(path: row["path"], operation: row["operation"], result: row["result"],
-                                   program: row["program"], flags: row["flags"], count: row["count"],
-                                   firstSeen: row["first_seen"], lastSeen: row["last_seen"])
+                let r = StoredRow(row, "files")
+                return SessionReport.File(path: try r.raw("path"), operation: try r.text("operation"), result: try r.integer("result"),
+                                          program: try r.raw("program"), flags: try r.optionalInteger("flags"),
+                                          count: try r.count("count"), firstSeen: try r.integer("first_seen"),
+                                          lastSeen: try r.integer("last_seen"))
             }
             var groups: [GroupKey: [SessionReport.File]] = [:]
             for file in files { groups[GroupKey(directory: Self.directory(file.path), operation: file.operation), default: []].append(file) }
@@ -333,10 +351,12 @@ extension Store {
 
             let processes = try Row.fetchAll(db, sql: "SELECT * FROM processes WHERE session_id = ? ORDER BY first_seen, id",
                                              arguments: [id]).map { row in
-                SessionReport.Process(executable: row["executable"], argv: Store.split(row["argv"]),
-                                      parentExecutable: row["parent_executable"], program: row["program"],
-                                      count: row["count"], firstSeen: row["first_seen"], lastSeen: row["last_seen"],
-                                      lastExit: row["last_exit"], children: [])
+                let r = StoredRow(row, "processes")
+                return SessionReport.Process(executable: try r.raw("executable"), argv: Store.split(try r.raw("argv")),
+                                             parentExecutable: try r.raw("parent_executable"), program: try r.raw("program"),
+                                             count: try r.count("count"), firstSeen: try r.integer("first_seen"),
+                                             lastSeen: try r.integer("last_seen"), lastExit: try r.optionalInteger("last_exit"),
+                                             children: [])
             }
 
             var allFindings = findings
@@ -347,7 +367,8 @@ extension Store {
                     detail: "\(flow.proto) to an address no DNS answer or SNI named", example: flow.program,
                     count: flow.connections, firstSeen: flow.firstSeen, lastSeen: flow.lastSeen))
             }
-            allFindings.sort { ($0.kind.rank, -$0.count, $0.subject) < ($1.kind.rank, -$1.count, $1.subject) }
+            // Most frequent first without negating a count (-Int64.min traps).
+            allFindings.sort { ($0.kind.rank, $1.count, $0.subject) < ($1.kind.rank, $0.count, $1.subject) }
             return SessionReport(
                 session: session, findings: allFindings, domains: order.compactMap { domains[$0] },
                 directIPFlows: directIP, flows: flows, binds: binds, gateBypass: bypass,
@@ -402,10 +423,11 @@ extension Store {
                 entry.flow.nameSource = row.nameSource
                 entry.nameRank = nameRank(row.nameSource)
             }
-            if row.program.isEmpty { entry.network &+= row.connections } else { entry.traced &+= row.connections }
+            if row.program.isEmpty { entry.network = entry.network.saturatingAdd(row.connections) }
+            else { entry.traced = entry.traced.saturatingAdd(row.connections) }
             entry.flow.connections = max(entry.traced, entry.network)
-            entry.flow.bytesOut &+= row.bytesOut
-            entry.flow.bytesIn &+= row.bytesIn
+            entry.flow.bytesOut = entry.flow.bytesOut.saturatingAdd(row.bytesOut)
+            entry.flow.bytesIn = entry.flow.bytesIn.saturatingAdd(row.bytesIn)
             entry.flow.firstSeen = min(entry.flow.firstSeen, row.firstSeen)
             entry.flow.lastSeen = max(entry.flow.lastSeen, row.lastSeen)
             merged[key] = entry

@@ -10,22 +10,23 @@ import Glibc
 /// with the number of distinct things seen, not with the number of events. Schema: docs/store.md.
 public final class Store: Sendable {
     public let path: String
-    let pool: DatabasePool
+    /// A DatabasePool for recording; a read-only DatabaseQueue for `report` and `sessions`.
+    let pool: any DatabaseWriter
 
     /// The default database: `<data dir>/cagent.db` (XDG data home of the invoking user).
     public static func defaultPath(paths: CagentPaths) -> String { paths.data + "/cagent.db" }
 
-    /// Opens (creating when `create`) the database at `path`. A new file and any directory created for it
-    /// belong to `owner` (the real user under sudo), mode 0600 / 0700.
-    public init(path: String, create: Bool = true, owner: InvokingUser? = nil) throws {
+    /// Opens (creating when `create`) the database at `path` for recording. A new file and any directory
+    /// created for it belong to `owner` (the real user under sudo), mode 0600 / 0700. Under sudo (`identity`),
+    /// the file must be readable and writable by that user: `--db` never reaches root's files.
+    public init(path: String, create: Bool = true, owner: InvokingUser? = nil, identity: FileIdentity? = nil) throws {
         self.path = path
         if !FileSystem.exists(path) {
-            guard create else {
-                throw CagentError(stage: "store", "no database at \(path)",
-                                  hint: "record a session first (cagent learn, cagent import tracee FILE) or pass --db")
-            }
-            try Store.createFile(path, owner: owner)
+            guard create else { throw Self.missing(path) }
+            // Created with the user's rights: `--db /root/x.db` under sudo cannot plant a file in root's directory.
+            try FileSystem.asUser(identity) { try Store.createFile(path, owner: owner) }
         }
+        try Self.checkFile(path, identity: identity, writing: true)
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.label = "cagent.store"
@@ -34,11 +35,74 @@ public final class Store: Sendable {
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         do {
-            pool = try DatabasePool(path: path, configuration: config)
+            let pool = try DatabasePool(path: path, configuration: config)
+            try pool.read { db in try Schema.refuseNewer(db, path: path) }
             try Schema.migrator.migrate(pool)
+            self.pool = pool
         } catch let error as DatabaseError {
-            throw CagentError(stage: "store", "cannot open \(path): \(error.message ?? "\(error)")",
-                              hint: "is it a cagent database? move it away to start a new one")
+            throw Self.openError(path, error)
+        }
+    }
+
+    /// Opens an existing database read-only, for `report` and `sessions`: never creates, migrates or writes
+    /// it (a 0-byte file stays 0 bytes). A missing file, a file that is not a cagent database, one of another
+    /// schema version or one `identity` (the invoking user under sudo) cannot read is a clear error.
+    public init(readingAt path: String, identity: FileIdentity? = nil) throws {
+        self.path = path
+        try Self.checkFile(path, identity: identity, writing: false)
+        var config = Configuration()
+        config.readonly = true
+        config.busyMode = .timeout(10)
+        config.label = "cagent.store.read"
+        do {
+            let queue = try DatabaseQueue(path: path, configuration: config)
+            try queue.read { db in try Schema.check(db, path: path) }
+            self.pool = queue
+        } catch let error as DatabaseError {
+            throw Self.openError(path, error)
+        }
+    }
+
+    static func missing(_ path: String) -> CagentError {
+        CagentError(stage: "store", "no database at \(TerminalEscape.escape(path))",
+                    hint: "record a session first (cagent learn, cagent import tracee FILE) or pass --db")
+    }
+
+    static func openError(_ path: String, _ error: DatabaseError) -> CagentError {
+        CagentError(stage: "store", "cannot open \(TerminalEscape.escape(path)): \(TerminalEscape.escape(error.message ?? "\(error.resultCode)"))",
+                    hint: "is it a cagent database? move it away to start a new one")
+    }
+
+    /// The file must be a regular file that `identity` may open (read, or read and write), and, when it
+    /// has content, start with SQLite's header. Checked on a descriptor opened with the user's rights.
+    static func checkFile(_ path: String, identity: FileIdentity?, writing: Bool) throws {
+        let shown = TerminalEscape.escape(path)
+        let flags = (writing ? O_RDWR : O_RDONLY) | O_NONBLOCK
+        let fd: Int32
+        switch FileSystem.openAsUser(path, flags: flags, identity: identity) {
+        case .failure(let error):
+            if case .open(let code) = error.reason, code == ENOENT { throw missing(path) }
+            throw CagentError(stage: "store", error.message(path: path),
+                              hint: identity.map { "pass --db with a database \($0.name) may \(writing ? "write" : "read")" }
+                                  ?? "pass --db with a readable database")
+        case .success(let opened): fd = opened
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw CagentError(stage: "store", "\(shown) is \(FileSystem.kind(info.st_mode)), not a database file",
+                              hint: "pass --db with a cagent database")
+        }
+        if info.st_size == 0 {
+            if writing { return }  // a new database, created a moment ago
+            throw CagentError(stage: "store", "\(shown) is empty, not a cagent database",
+                              hint: "record a session first (cagent learn, cagent import tracee FILE) or pass --db")
+        }
+        var header = [UInt8](repeating: 0, count: 16)
+        let count = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 16, 0) }
+        guard count == 16, header == Array("SQLite format 3\0".utf8) else {
+            throw CagentError(stage: "store", "\(shown) is not an SQLite database",
+                              hint: "pass --db with a cagent database; a new one is created by cagent learn or import")
         }
     }
 
@@ -300,6 +364,20 @@ public final class Store: Sendable {
         try pool.read(block)
     }
 
+    /// A read for a command: whatever SQLite or GRDB throws on a damaged or edited file (a missing column,
+    /// a value GRDB cannot decode) becomes the usual error shape instead of a raw SQLite message.
+    func guardedRead<T>(_ block: (Database) throws -> T) throws -> T {
+        do {
+            return try pool.read(block)
+        } catch let error as CagentError {
+            throw error
+        } catch let error as DatabaseError {
+            throw StoredRow.damaged("\(TerminalEscape.escape(error.message ?? "\(error.resultCode)"))")
+        } catch {
+            throw StoredRow.damaged(TerminalEscape.escape("\(error)"))
+        }
+    }
+
     /// Checkpoints the WAL into the main file (smaller files at rest; used before measuring size).
     public func checkpoint() throws {
         try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
@@ -354,6 +432,41 @@ extension RawText: DatabaseValueConvertible {
 }
 
 enum Schema {
+    /// The tables every reader queries.
+    static let tables = ["sessions", "processes", "dns", "dns_answers", "flows", "files", "findings", "binds"]
+
+    /// A database written by a newer cagent (a migration this one does not know) is neither migrated nor read.
+    static func refuseNewer(_ db: Database, path: String) throws {
+        guard try db.tableExists("grdb_migrations") else { return }
+        let applied = try String?.fetchAll(db, sql: "SELECT CAST(identifier AS TEXT) FROM grdb_migrations").compactMap { $0 }
+        let unknown = applied.filter { !migrator.migrations.contains($0) }
+        if !unknown.isEmpty {
+            throw CagentError(stage: "store", "\(TerminalEscape.escape(path)) was written by a newer cagent (schema "
+                              + unknown.map { TerminalEscape.escape($0) }.joined(separator: ", ") + ")",
+                              hint: "use that cagent version to read it, or pass --db with another database")
+        }
+    }
+
+    /// For read-only opens: the schema is exactly this cagent's (all migrations, every table).
+    static func check(_ db: Database, path: String) throws {
+        let shown = TerminalEscape.escape(path)
+        guard try db.tableExists("grdb_migrations") else {
+            throw CagentError(stage: "store", "\(shown) is not a cagent database (no schema)",
+                              hint: "pass --db with a cagent database")
+        }
+        try refuseNewer(db, path: path)
+        let applied = Set(try String?.fetchAll(db, sql: "SELECT CAST(identifier AS TEXT) FROM grdb_migrations").compactMap { $0 })
+        let missing = migrator.migrations.filter { !applied.contains($0) }
+        if !missing.isEmpty {
+            throw CagentError(stage: "store", "\(shown) has an older schema (missing \(missing.joined(separator: ", ")))",
+                              hint: "record into it once (cagent import or learn with --db) to upgrade it; read commands never write")
+        }
+        for table in tables where try !db.tableExists(table) {
+            throw CagentError(stage: "store", "\(shown) is damaged: the table \(table) is missing",
+                              hint: "restore a backup, or move it away to start a new database")
+        }
+    }
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in

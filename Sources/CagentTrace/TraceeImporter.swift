@@ -25,7 +25,27 @@ public struct TraceeImporter {
     public static let maxLineBytes = 8 << 20
     public static let maxReported = 100
 
-    public init() {}
+    /// Caps on what one import reads: a gzip bomb (a few MiB that inflate to endless newlines or one endless
+    /// line) must stop, not run for hours filling memory and the store.
+    public struct Limits: Sendable {
+        /// Decompressed bytes. 4 GiB: several million events of a real trace (a Tracee line is 0.2 to 2 KiB).
+        public var maxBytes: Int64
+        /// Lines, blank ones included. 20 million: about what 4 GiB of the most compact events holds.
+        public var maxLines: Int
+
+        public init(maxBytes: Int64 = 4 << 30, maxLines: Int = 20_000_000) {
+            self.maxBytes = maxBytes; self.maxLines = maxLines
+        }
+    }
+
+    public var limits: Limits
+    /// Whose rights the trace file is opened with (the invoking user under sudo); nil: the process's own.
+    public var identity: FileIdentity?
+
+    public init(limits: Limits = Limits(), identity: FileIdentity? = nil) {
+        self.limits = limits
+        self.identity = identity
+    }
 
     /// Imports `path` ("-" for standard input).
     public func importFile(_ path: String, into recorder: Recorder) throws -> Summary {
@@ -33,8 +53,17 @@ public struct TraceeImporter {
         if path == "-" {
             handle = cg_gz_dopen(dup(0))
         } else {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 { throw CagentError.system("import", "cannot open \(path)") }
+            let fd: Int32
+            switch FileSystem.openAsUser(path, flags: O_RDONLY | O_NONBLOCK, identity: identity) {
+            case .failure(let error): throw CagentError(stage: "import", error.message(path: path))
+            case .success(let opened): fd = opened
+            }
+            var info = stat()
+            guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+                close(fd)
+                throw CagentError(stage: "import", "\(TerminalEscape.escape(path)) is \(FileSystem.kind(info.st_mode)), not a regular file",
+                                  hint: "use - to read a pipe from standard input")
+            }
             handle = cg_gz_dopen(fd)
             if handle == nil { close(fd) }
         }
@@ -115,8 +144,24 @@ public struct TraceeImporter {
         var carry: [UInt8] = []
         var skipping = false
         var number = 0
+        var total: Int64 = 0
+        let shown = TerminalEscape.escape(path)
+        func tooManyLines() -> CagentError {
+            CagentError(stage: "import", "\(shown): more than \(limits.maxLines) lines (the import's cap), stopped",
+                        hint: "a trace this long is unusual (a gzip bomb?); the lines before were imported; "
+                            + "pass --max-lines N to raise the cap")
+        }
         while true {
             let count = buffer.withUnsafeMutableBytes { cg_gz_read(handle, $0.baseAddress, UInt32($0.count)) }
+            if count > 0 {
+                total += Int64(count)
+                if total > limits.maxBytes {
+                    throw CagentError(stage: "import", "\(shown): more than \(limits.maxBytes) bytes decompressed (the import's cap), "
+                                      + "stopped after line \(number)",
+                                      hint: "a trace this large is unusual (a gzip bomb?); the lines before were imported; "
+                                          + "pass --max-bytes SIZE (e.g. 16G) to raise the cap")
+                }
+            }
             if count < 0 {
                 throw CagentError(stage: "import", "\(path): \(String(cString: cg_gz_error(handle))) after line \(number)",
                                   hint: "the file is truncated or not gzip/JSON lines; lines before it were imported")
@@ -131,8 +176,27 @@ public struct TraceeImporter {
             }
             var start = 0
             let chunk = buffer[0..<Int(count)]
-            while let newline = chunk[start...].firstIndex(of: 0x0A) {
+            while true {
+                // A run of empty lines (a bomb is made of them) is counted without a per-line search.
+                if carry.isEmpty && !skipping {
+                    let run = buffer.withUnsafeBufferPointer { bytes in
+                        var end = start
+                        while end < Int(count) && bytes[end] == 0x0A { end += 1 }
+                        return end - start
+                    }
+                    number += run
+                    start += run
+                    if number > limits.maxLines { throw tooManyLines() }
+                }
+                // memchr: a bomb of one endless line is searched at memory speed, also in debug builds.
+                let found = buffer.withUnsafeBufferPointer { bytes -> Int? in
+                    guard start < Int(count), let base = bytes.baseAddress,
+                          let hit = memchr(base + start, 0x0A, Int(count) - start) else { return nil }
+                    return base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                }
+                guard let newline = found else { break }
                 number += 1
+                if number > limits.maxLines { throw tooManyLines() }
                 if skipping {
                     skipping = false
                     try body(number, [], true)

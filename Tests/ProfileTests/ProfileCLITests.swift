@@ -17,11 +17,12 @@ struct ProfileCLITests {
 
     struct Result { var status: Int32; var output: String; var errors: String }
 
-    static func run(_ arguments: [String], in sandbox: ProfileSandbox, directory: String) throws -> Result {
+    static func run(_ arguments: [String], in sandbox: ProfileSandbox, directory: String,
+                    timeout: Double = 120) throws -> Result {
         let environment = ["PATH": "/usr/bin:/bin", "HOME": sandbox.root + "/home",
                            "XDG_CONFIG_HOME": sandbox.root + "/xdg-config", "XDG_DATA_HOME": sandbox.root + "/xdg-data",
                            "CAGENT_PROFILES_DIR": repositoryProfiles()]
-        let result = try Netlab.execute([executable] + arguments, timeout: 120, environment: environment,
+        let result = try Netlab.execute([executable] + arguments, timeout: timeout, environment: environment,
                                         directory: directory)
         return Result(status: result.status, output: result.stdout, errors: result.stderr)
     }

@@ -52,11 +52,12 @@ struct CommandResult {
 
 /// Runs the cagent executable (posix_spawn, output through files: see Netlab's TestProcess) and collects
 /// its output byte for byte.
-func runCagent(_ arguments: [String]) throws -> CommandResult {
+func runCagent(_ arguments: [String], environment: [String: String]? = nil, timeout: Double = 600) throws -> CommandResult {
     let base = NSTemporaryDirectory() + "cgt-store-\(UUID().uuidString)"
     defer { unlink(base + ".out"); unlink(base + ".err") }
-    let process = try SpawnedProcess.start([Fixtures.cagent] + arguments, stdout: base + ".out", stderr: base + ".err")
-    let status = process.wait(timeout: 600)
+    let process = try SpawnedProcess.start([Fixtures.cagent] + arguments, stdout: base + ".out", stderr: base + ".err",
+                                           environment: environment)
+    let status = process.wait(timeout: timeout)
     return CommandResult(status: status, stdout: Data(FileSystem.read(base + ".out") ?? []),
                          stderr: Data(FileSystem.read(base + ".err") ?? []))
 }

@@ -13,3 +13,4 @@
 #include "cg_trace_spawn.h"
 #include "cg_thread.h"
 #include "cg_run_as.h"
+#include "cg_fsuser.h"

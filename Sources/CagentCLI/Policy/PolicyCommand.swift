@@ -30,12 +30,11 @@ struct SeccompPolicyCommand: ParsableCommand {
         }
         let program = try SeccompCompiler.compile()
         if let bpf {
-            let fd = open(bpf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw CagentError.system("policy seccomp", "cannot open \(bpf)") }
-            defer { close(fd) }
-            let bytes = program.bytes
-            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            guard written == bytes.count else { throw CagentError.system("policy seccomp", "cannot write \(bpf)") }
+            // A file the user names: written with the user's rights (docs/security.md, "confused deputy").
+            if case .failure(let error) = FileSystem.writeAsUser(bpf, bytes: Array(program.bytes), mode: 0o644,
+                                                                 identity: FileIdentity.invoking(environment: ProcessEnvironment.current)) {
+                throw CagentError(stage: "policy seccomp", error.message(path: bpf))
+            }
             print("wrote \(program.instructions.count) instructions to \(bpf)")
             return
         }
