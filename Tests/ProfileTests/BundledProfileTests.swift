@@ -55,7 +55,7 @@ struct BundledProfileTests {
 
     @Test("every entry of an agent profile cites its source in a comment")
     func entriesCiteSources() throws {
-        for name in Self.agents where !["claude-code", "codex", "aider"].contains(name) {
+        for name in Self.agents {
             let text = try String(contentsOfFile: repositoryProfiles() + "/\(name).yaml", encoding: .utf8)
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             for (index, line) in lines.enumerated() where line.hasPrefix("    - ") {
