@@ -6,10 +6,10 @@ import CagentProfile
 /// allows (the gate answers NXDOMAIN for the others and never forwards them; Cilium's proxy refuses them).
 public enum CiliumExport {
     /// kube-dns as Cilium's own examples select it.
-    static let dnsSelector: PolicyNode = .map([
+    static let dnsSelector: PolicyNode = .map([("matchLabels", .map([
         ("k8s:io.kubernetes.pod.namespace", .string("kube-system")),
         ("k8s:k8s-app", .string("kube-dns")),
-    ])
+    ]))])
 
     public static func policy(_ profile: Profile, target: ExportTarget) -> ExportedPolicy {
         let plan = NetworkPlan(profile.network)

@@ -33,7 +33,7 @@ struct ExportMappingTests {
 
         // 1: DNS to kube-dns through Cilium's proxy, only the allowed names (the gate's NXDOMAIN for the rest).
         let dns = egress[0]
-        #expect(dns["toEndpoints"]?.items.first?["k8s:k8s-app"]?.text == "kube-dns")
+        #expect(dns["toEndpoints"]?.items.first?["matchLabels"]?["k8s:k8s-app"]?.text == "kube-dns")
         let dnsPorts = dns["toPorts"]?.items.first?["ports"]?.items.map { "\($0["port"]?.text ?? "")/\($0["protocol"]?.text ?? "")" }
         #expect(dnsPorts == ["53/UDP", "53/TCP"])
         let lookups = dns["toPorts"]?.items.first?["rules"]?["dns"]?.items.map { $0["matchName"]?.text ?? "pattern:" + ($0["matchPattern"]?.text ?? "") }

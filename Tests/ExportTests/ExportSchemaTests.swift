@@ -84,6 +84,9 @@ struct ExportSchemaTests {
             ("cilium", "icmp", good.replacingOccurrences(of: "\"protocol\": \"UDP\"", with: "\"protocol\": \"ICMP\"")),
             // A wildcard written as a matchName (the matchName pattern has no '*').
             ("cilium", "star-name", good.replacingOccurrences(of: "\"matchName\": \"api.example.com\"", with: "\"matchName\": \"*.api.example.com\"")),
+            // Labels written straight under toEndpoints instead of under matchLabels (a bug an earlier version
+            // of the exporter had: Cilium's schema leaves the selector open, the validator closes it).
+            ("cilium", "labels-without-matchLabels", good.replacingOccurrences(of: "\"matchLabels\": {\n              \"k8s:io", with: "\"labels\": {\n              \"k8s:io")),
             // No endpointSelector or nodeSelector.
             ("cilium", "no-selector", "{\"apiVersion\": \"cilium.io/v2\", \"kind\": \"CiliumNetworkPolicy\", \"metadata\": {\"name\": \"x\"}, \"spec\": {\"egress\": []}}"),
             // The right document under the wrong kind.
