@@ -89,11 +89,15 @@ public enum CiliumExport {
         name.hasPrefix("*") ? .map([("matchPattern", .string(name))]) : .map([("matchName", .string(name))])
     }
 
+    /// One rule for peers that share ports. A port rule holds at most 40 ports (the CRD's maxItems); more
+    /// are split over several port rules of the same rule, which Cilium ORs.
     static func rule(_ peerKey: String, _ peers: [PolicyNode], ports: [PolicyPort]) -> PolicyNode {
-        .map([(peerKey, .list(peers)), ("toPorts", .list([.map([("ports", .list(ports.map(port)))])]))])
+        let chunks = stride(from: 0, to: ports.count, by: 40).map { Array(ports[$0..<min($0 + 40, ports.count)]) }
+        return .map([(peerKey, .list(peers)), ("toPorts", .list(chunks.map { .map([("ports", .list($0.map(port)))]) }))])
     }
 
-    /// Port "0" is Cilium's "every port of this protocol".
+    /// Port "0" is Cilium's "every port of this protocol" (its own wildcard: `PortProtocolAny = "0/ANY"` in
+    /// cilium/cilium pkg/policy/api/l4.go; the datapath wildcards a zero port).
     static func port(_ port: PolicyPort) -> PolicyNode {
         .map([("port", .string(String(port.port ?? 0))), ("protocol", .string(port.proto.rawValue))])
     }

@@ -76,6 +76,14 @@ struct ExportMappingTests {
         #expect(yaml.contains("# not exported: 169.254.0.0/24"))
     }
 
+    @Test("a host with more ports than one Cilium port rule holds gets several port rules")
+    func manyPorts() throws {
+        let profile = Profile(agent: "x", network: NetworkPolicy(endpoints: (1..<46).map { Endpoint(host: "many.example.com", port: UInt16($0)) }))
+        let exported = CiliumExport.policy(profile, target: try ExportTarget(profile: profile, reference: "x"))
+        let rule = try #require(exported.document["spec"]?["egress"]?.items.last)
+        #expect(rule["toPorts"]?.items.map { $0["ports"]?.items.count ?? 0 } == [40, 5])
+    }
+
     @Test("output is stable: the same profile in another order gives the same bytes")
     func stable() throws {
         var shuffled = Self.profile

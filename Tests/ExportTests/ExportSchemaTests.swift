@@ -35,7 +35,9 @@ struct ExportSchemaTests {
         agent: "everything", description: "Every entry kind: \"quotes\", colons: and a newline\nin the description.",
         network: NetworkPolicy(domains: ["api.example.com", "*.cdn.example.com", "**.deep.example.com"],
                                endpoints: [Endpoint(host: "git.example.com", port: 22), Endpoint(host: "192.0.2.7", port: 8443),
-                                           Endpoint(host: "2001:db8::1", port: 443, proto: .udp)],
+                                           Endpoint(host: "2001:db8::1", port: 443, proto: .udp)]
+                                   // More ports for one host than one Cilium port rule holds (40).
+                                   + (9000..<9045).map { Endpoint(host: "many.example.com", port: UInt16($0)) },
                                cidrs: ["10.20.0.0/16", "128.0.0.0/1", "2001:db8:100::/48"]))
 
     @Test("every bundled profile exports to a valid CiliumNetworkPolicy and NetworkPolicy, YAML and JSON",
