@@ -58,11 +58,14 @@ struct ProfileExportOptions: ParsableArguments {
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Creates or truncates the file the user named; never through a symlink in its last component.
+    /// Creates or truncates the file the user named, with that user's rights (under sudo, the invoking
+    /// user's: root must not write where the user could not); never through a symlink in its last component.
     static func write(_ text: String, to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        let (fd, code) = try asInvokingUser { () -> (Int32, Int32) in
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            return (fd, errno)
+        }
         guard fd >= 0 else {
-            let code = errno
             throw CagentError(stage: "export", "cannot write \(TerminalEscape.escape(path))", errno: code,
                               hint: code == ELOOP ? "it is a symbolic link; name the file itself" : "check the directory exists and is writable")
         }
@@ -77,6 +80,30 @@ struct ProfileExportOptions: ParsableArguments {
             }
             bytes = bytes.dropFirst(written)
         }
+    }
+
+    /// Runs `body` with the effective uid, gid and groups of the user who ran sudo, when cagent runs as root
+    /// under sudo; as is otherwise. The ids are restored before returning.
+    static func asInvokingUser<T>(_ body: () -> T) throws -> T {
+        let environment = ProcessEnvironment.current
+        guard geteuid() == 0, environment["SUDO_UID"] != nil else { return body() }
+        let user = InvokingUser.current(environment: environment)
+        if user.uid == 0 { return body() }
+        var saved = [gid_t](repeating: 0, count: Int(getgroups(0, nil)))
+        let count = getgroups(Int32(saved.count), &saved)
+        guard count >= 0, initgroups(user.name, user.gid) == 0, setegid(user.gid) == 0, seteuid(user.uid) == 0 else {
+            let code = errno
+            _ = seteuid(0); _ = setegid(0); _ = setgroups(max(Int(count), 0), saved)
+            throw CagentError(stage: "export", "cannot act as \(TerminalEscape.escape(user.name)) to write the file", errno: code,
+                              hint: "write to standard output instead and redirect it")
+        }
+        let result = body()
+        guard seteuid(0) == 0, setegid(0) == 0, setgroups(Int(count), saved) == 0 else {
+            // Never continue as root with the user's ids half restored.
+            FileDescriptorStream.standardError.write("cagent: export failed: cannot restore root's ids\n")
+            Glibc.exit(1)
+        }
+        return result
     }
 }
 

@@ -56,6 +56,43 @@ struct ExportCommandTests {
         #expect(bad.stderr.contains("export failed: --selector 'app' is not a label key=value"), "\(bad.stderr)")
     }
 
+    @Test("under sudo, -o writes with the invoking user's rights: not where only root may write, and the file is theirs",
+          .enabled(if: Self.mayRun && Requirements.mayRun(root: true), "needs root and the built cagent"))
+    func outputAsInvokingUser() throws {
+        try Requirements.root()
+        let root = try ExportSupport.temporaryDirectory()   // mode 0700, root's: nobody may not write here
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let nobody = try #require(getpwnam("nobody")?.pointee, "needs the user nobody")
+        let exe = ExportSupport.executable
+        var env = Self.environment(root)
+
+        // Positive control: as root without sudo, the same command writes into the root-only directory.
+        let asRoot = try Netlab.execute([exe, "profile", "export", "--format", "cilium", "-o", root + "/root.yaml", "codex"],
+                                        timeout: 120, environment: env, directory: root)
+        #expect(asRoot.status == 0, "\(asRoot.stderr)")
+        #expect(FileManager.default.fileExists(atPath: root + "/root.yaml"))
+
+        env["SUDO_UID"] = String(nobody.pw_uid)
+        env["SUDO_GID"] = String(nobody.pw_gid)
+        let refused = try Netlab.execute([exe, "profile", "export", "--format", "cilium", "-o", root + "/sudo.yaml", "codex"],
+                                         timeout: 120, environment: env, directory: root)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("export failed: cannot write"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("Permission denied"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: root + "/sudo.yaml"))
+
+        let theirs = root + "/theirs"
+        try FileManager.default.createDirectory(atPath: theirs, withIntermediateDirectories: false)
+        #expect(chown(theirs, nobody.pw_uid, nobody.pw_gid) == 0)
+        chmod(root, 0o711)   // nobody may pass through, not list or write
+        let written = try Netlab.execute([exe, "profile", "export", "--format", "cilium", "-o", theirs + "/p.yaml", "codex"],
+                                         timeout: 120, environment: env, directory: root)
+        #expect(written.status == 0, "\(written.stderr)")
+        var info = stat()
+        #expect(stat(theirs + "/p.yaml", &info) == 0)
+        #expect(info.st_uid == nobody.pw_uid, "the file belongs to uid \(info.st_uid)")
+    }
+
     @Test("kubernetes export resolves through the system resolver: the netlab's dnsmasq answers, rebinding refused",
           .enabled(if: Self.mayRun && Requirements.mayRun(root: true, tools: ["ip", "dnsmasq"]), "needs root, the netlab tools and the built cagent"))
     func kubernetesThroughNetlab() throws {
