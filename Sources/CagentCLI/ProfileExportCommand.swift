@@ -8,6 +8,8 @@ import Glibc
 #endif
 
 /// The options of `cagent profile export` (and of its alias, the top-level `cagent export`).
+extension CiliumExport.DNSLookups: ExpressibleByArgument {}
+
 struct ProfileExportOptions: ParsableArguments {
     enum Format: String, ExpressibleByArgument, CaseIterable { case cilium, kubernetes }
 
@@ -18,6 +20,8 @@ struct ProfileExportOptions: ParsableArguments {
     var selectors: [String] = []
     @Option(help: "The policy's name. Default: cagent-<agent>.") var name: String?
     @Option(help: "The policy's namespace. Default: none (kubectl's current namespace).") var namespace: String?
+    @Option(help: "cilium only: which lookups reach kube-dns. all: every name (Cilium's usual DNS rule); profile: only the profile's names, as cagent's gate (breaks search-list lookups on musl-based images).")
+    var dnsLookups: CiliumExport.DNSLookups?
     @Flag(help: "Print JSON instead of YAML.") var json = false
     @Option(name: .shortAndLong, help: "Write the policy to this file instead of standard output.") var output: String?
     @Argument(help: "Profile name or path.") var profile: String
@@ -32,8 +36,12 @@ struct ProfileExportOptions: ParsableArguments {
         let exported: ExportedPolicy
         switch format {
         case .cilium:
-            exported = CiliumExport.policy(resolved.profile, target: target)
+            exported = CiliumExport.policy(resolved.profile, target: target, dnsLookups: dnsLookups ?? .all)
         case .kubernetes:
+            if dnsLookups != nil {
+                throw CagentError(stage: "export", "--dns-lookups applies to --format cilium only",
+                                  hint: "a NetworkPolicy cannot filter lookups by name; leave the option out")
+            }
             exported = KubernetesExport.policy(resolved.profile, target: target, resolver: SystemResolver(),
                                                exportedAt: Self.utcNow())
         }

@@ -2,26 +2,38 @@ import CagentProfile
 
 /// A profile as a `CiliumNetworkPolicy` (cilium.io/v2): the same model as cagent's gate. Names are
 /// allowed by `toFQDNs`, whose addresses Cilium learns from the DNS answers its DNS proxy sees; the DNS
-/// rule sends every lookup to kube-dns through that proxy and lets through only the names the profile
-/// allows (the gate answers NXDOMAIN for the others and never forwards them; Cilium's proxy refuses them).
+/// rule sends every lookup to kube-dns through that proxy.
 public enum CiliumExport {
+    /// Which lookups the DNS rule lets through to kube-dns.
+    public enum DNSLookups: String, Sendable, CaseIterable {
+        /// Every name (`matchPattern: "*"`, Cilium's usual DNS visibility rule): only the profile's names get
+        /// reachable addresses, but lookups of any name reach the cluster's resolver (a DNS tunnel stays open).
+        case all
+        /// Only the profile's names, as cagent's gate (which answers NXDOMAIN for the rest and forwards
+        /// nothing); Cilium's proxy answers REFUSED for the others, including the search-list candidates
+        /// (`name.<ns>.svc.cluster.local`) a pod tries first with `ndots: 5`, which musl's resolver treats as
+        /// a failure instead of trying the next candidate.
+        case profile
+    }
+
     /// kube-dns as Cilium's own examples select it.
     static let dnsSelector: PolicyNode = .map([("matchLabels", .map([
         ("k8s:io.kubernetes.pod.namespace", .string("kube-system")),
         ("k8s:k8s-app", .string("kube-dns")),
     ]))])
 
-    public static func policy(_ profile: Profile, target: ExportTarget) -> ExportedPolicy {
+    public static func policy(_ profile: Profile, target: ExportTarget, dnsLookups: DNSLookups = .all) -> ExportedPolicy {
         let plan = NetworkPlan(profile.network)
         var egress: [PolicyNode] = []
 
         let lookups = plan.lookupNames
-        if !lookups.isEmpty {
+        let dnsRules: [PolicyNode] = dnsLookups == .all ? [.map([("matchPattern", .string("*"))])] : lookups.map(selector)
+        if !dnsRules.isEmpty {
             egress.append(.map([
                 ("toEndpoints", .list([dnsSelector])),
                 ("toPorts", .list([.map([
                     ("ports", .list([port(PolicyPort(.udp, 53)), port(PolicyPort(.tcp, 53))])),
-                    ("rules", .map([("dns", .list(lookups.map(selector)))])),
+                    ("rules", .map([("dns", .list(dnsRules))])),
                 ])])),
             ]))
         }
@@ -55,13 +67,21 @@ public enum CiliumExport {
             comments.append("'**.' patterns (\(multiLevel.joined(separator: ", "))) match subdomains at any depth on Cilium 1.19 and later;")
             comments.append("older Cilium reads '**' as '*' (one label): narrower than the profile, never wider.")
         }
-        if lookups.isEmpty {
-            comments.append("The profile allows no names: no DNS rule, so every lookup is dropped.")
+        switch dnsLookups {
+        case .all:
+            comments.append("DNS: every lookup goes to kube-dns through Cilium's DNS proxy (matchPattern \"*\"); only the")
+            comments.append("profile's names get reachable addresses, but any name can be looked up (a DNS tunnel stays open;")
+            comments.append("cagent's gate refuses it). `--dns-lookups profile` lets only the profile's names through.")
+        case .profile:
+            comments.append("DNS: only the profile's names are looked up (Cilium's proxy refuses the others, as cagent's gate does);")
+            comments.append("search-list candidates (ndots) are refused too, which musl-based images treat as a failure.")
+            if lookups.isEmpty { comments.append("The profile allows no names: no DNS rule, so every lookup is dropped.") }
         }
         notExported.sort()
         for line in notExported { comments.append("not exported: " + line) }
 
-        var annotations: [(String, PolicyNode)] = [("cagent/profile", .string(target.profileReference))]
+        var annotations: [(String, PolicyNode)] = [("cagent/profile", .string(target.profileReference)),
+                                                   ("cagent/dns-lookups", .string(dnsLookups.rawValue))]
         if !notExported.isEmpty { annotations.append(("cagent/not-exported", .string(notExported.joined(separator: "; ")))) }
         if !multiLevel.isEmpty {
             annotations.append(("cagent/multi-level-wildcards", .string("needs Cilium 1.19 or later for '**.': \(multiLevel.joined(separator: ", "))")))

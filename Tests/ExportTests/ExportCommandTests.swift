@@ -50,6 +50,17 @@ struct ExportCommandTests {
         #expect(alias.status == 0, "\(alias.stderr)")
         #expect(alias.stdout.hasPrefix("{\n  \"apiVersion\": \"cilium.io/v2\",\n"), "\(alias.stdout)")
 
+        let strict = try Netlab.execute([exe, "profile", "export", "--format", "cilium", "--dns-lookups", "profile", "codex"],
+                                        timeout: 120, environment: env, directory: root)
+        #expect(strict.status == 0, "\(strict.stderr)")
+        #expect(strict.stdout.contains("              - matchName: auth.openai.com\n"), "\(strict.stdout)")
+        #expect(!strict.stdout.contains("matchPattern: \"*\""))
+        #expect(out.stdout.contains("              - matchPattern: \"*\"\n"), "\(out.stdout)")
+        let mixed = try Netlab.execute([exe, "profile", "export", "--format", "kubernetes", "--dns-lookups", "profile", "codex"],
+                                       timeout: 120, environment: env, directory: root)
+        #expect(mixed.status == 1)
+        #expect(mixed.stderr.contains("--dns-lookups applies to --format cilium only"), "\(mixed.stderr)")
+
         let bad = try Netlab.execute([exe, "profile", "export", "--format", "cilium", "--selector", "app", "codex"],
                                      timeout: 120, environment: env, directory: root)
         #expect(bad.status == 1)

@@ -19,9 +19,26 @@ struct ExportMappingTests {
 
     static func target() throws -> ExportTarget { try ExportTarget(profile: profile, reference: "demo") }
 
-    @Test("cilium: names as toFQDNs, the DNS rule lets only the profile's names through, cidrs with exceptions")
-    func cilium() throws {
+    @Test("cilium: by default the DNS rule sees every lookup (matchPattern \"*\") and says a DNS tunnel stays open")
+    func ciliumDNSAll() throws {
         let exported = CiliumExport.policy(Self.profile, target: try Self.target())
+        let dns = try #require(exported.document["spec"]?["egress"]?.items.first)
+        #expect(dns["toPorts"]?.items.first?["rules"]?["dns"] == .list([.map([("matchPattern", .string("*"))])]))
+        #expect(exported.document["metadata"]?["annotations"]?["cagent/dns-lookups"]?.text == "all")
+        #expect(exported.yaml.contains("a DNS tunnel stays open"))
+        // Everything else is the same as with --dns-lookups profile.
+        let strict = CiliumExport.policy(Self.profile, target: try Self.target(), dnsLookups: .profile)
+        #expect(exported.document["spec"]?["egress"]?.items.dropFirst() == strict.document["spec"]?["egress"]?.items.dropFirst())
+        // A profile with no names: still the DNS rule (lookups answered, nothing reachable), none in profile mode.
+        let none = Profile(agent: "x", network: NetworkPolicy(cidrs: ["10.0.0.0/8"]))
+        let target = try ExportTarget(profile: none, reference: "x")
+        #expect(CiliumExport.policy(none, target: target).document["spec"]?["egress"]?.items.count == 2)
+        #expect(CiliumExport.policy(none, target: target, dnsLookups: .profile).document["spec"]?["egress"]?.items.count == 1)
+    }
+
+    @Test("cilium --dns-lookups profile: names as toFQDNs, the DNS rule lets only the profile's names through, cidrs with exceptions")
+    func cilium() throws {
+        let exported = CiliumExport.policy(Self.profile, target: try Self.target(), dnsLookups: .profile)
         let doc = exported.document
         #expect(doc["apiVersion"]?.text == "cilium.io/v2")
         #expect(doc["kind"]?.text == "CiliumNetworkPolicy")

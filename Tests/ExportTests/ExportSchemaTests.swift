@@ -52,8 +52,10 @@ struct ExportSchemaTests {
         for (name, profile) in profiles {
             let target = try ExportTarget(profile: profile, reference: name, namespace: "agents")
             let c = CiliumExport.policy(profile, target: target)
+            let strict = CiliumExport.policy(profile, target: target, dnsLookups: .profile)
             let k = KubernetesExport.policy(profile, target: target, resolver: DocumentationResolver(), exportedAt: "2026-12-07T15:00:00Z")
-            for (suffix, text, list) in [("cilium.yaml", c.yaml, 0), ("cilium.json", c.json, 0), ("k8s.yaml", k.yaml, 1), ("k8s.json", k.json, 1)] {
+            for (suffix, text, list) in [("cilium.yaml", c.yaml, 0), ("cilium.json", c.json, 0), ("cilium-strict.yaml", strict.yaml, 0),
+                                         ("k8s.yaml", k.yaml, 1), ("k8s.json", k.json, 1)] {
                 let path = directory + "/\(name).\(suffix)"
                 try text.write(toFile: path, atomically: false, encoding: .utf8)
                 if list == 0 { cilium.append(path) } else { kubernetes.append(path) }
@@ -79,7 +81,7 @@ struct ExportSchemaTests {
         let directory = try ExportSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let target = try ExportTarget(profile: Self.everything, reference: "everything")
-        let good = CiliumExport.policy(Self.everything, target: target).json
+        let good = CiliumExport.policy(Self.everything, target: target, dnsLookups: .profile).json
         let goodKubernetes = KubernetesExport.policy(Self.everything, target: target, resolver: DocumentationResolver(), exportedAt: "T").json
         let cases: [(kind: String, name: String, text: String)] = [
             // Our own export with ICMP in a port rule (Cilium's enum has no ICMP there).
