@@ -120,9 +120,9 @@ struct ProfileExport: ParsableCommand {
         commandName: "export",
         abstract: "Export a profile's network allowlist as a CiliumNetworkPolicy or Kubernetes NetworkPolicy.",
         discussion: """
-        cilium keeps names (toFQDNs, with a DNS rule that lets only the profile's names through Cilium's DNS
-        proxy); kubernetes resolves the names now into ipBlocks, a snapshot that goes stale. Entries a policy
-        cannot express are listed on standard error and in the policy's annotations. docs/profiles.md "Export".
+        cilium keeps names (toFQDNs, learned by Cilium's DNS proxy); kubernetes resolves the names now into \
+        ipBlocks, a snapshot that goes stale. Only egress is exported. Entries a policy cannot express are \
+        listed on standard error and in the policy's annotations. See docs/profiles.md, "Export".
         """)
     @OptionGroup var options: ProfileExportOptions
     func run() throws { try options.run() }
