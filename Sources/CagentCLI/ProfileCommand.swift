@@ -9,9 +9,10 @@ import Glibc
 /// `cagent profile ...`: check, read, compare and trust profiles. docs/profiles.md documents the format.
 struct ProfileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "profile", abstract: "Lint, show, list, diff, trust and propose profiles.",
+        commandName: "profile", abstract: "Lint, show, list, diff, trust, propose and export profiles.",
         subcommands: [ProfileLint.self, ProfileShow.self, ProfileList.self, ProfileDiffCommand.self,
-                      ProfileTrust.self, ProfilePropose.self])
+                      ProfileTrust.self, ProfilePropose.self,
+                      ProfileExport.self])
 }
 
 /// Where profiles are looked up: the user's config, the bundled directory, the workspace.
