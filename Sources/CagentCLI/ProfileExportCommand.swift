@@ -69,49 +69,13 @@ struct ProfileExportOptions: ParsableArguments {
     /// Creates or truncates the file the user named, with that user's rights (under sudo, the invoking
     /// user's: root must not write where the user could not); never through a symlink in its last component.
     static func write(_ text: String, to path: String) throws {
-        let (fd, code) = try asInvokingUser { () -> (Int32, Int32) in
-            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
-            return (fd, errno)
+        if case .failure(let error) = FileSystem.writeAsUser(path, bytes: Array(text.utf8), mode: 0o644,
+                                                             identity: FileIdentity.invoking(environment: ProcessEnvironment.current)) {
+            let isLink: Bool
+            if case .open(let code) = error.reason { isLink = code == ELOOP } else { isLink = false }
+            throw CagentError(stage: "export", error.message(path: path),
+                              hint: isLink ? "it is a symbolic link; name the file itself" : "check the directory exists and is writable")
         }
-        guard fd >= 0 else {
-            throw CagentError(stage: "export", "cannot write \(TerminalEscape.escape(path))", errno: code,
-                              hint: code == ELOOP ? "it is a symbolic link; name the file itself" : "check the directory exists and is writable")
-        }
-        defer { close(fd) }
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw CagentError(stage: "export", "cannot write \(TerminalEscape.escape(path))", errno: errno,
-                                  hint: "check the disk has room")
-            }
-            bytes = bytes.dropFirst(written)
-        }
-    }
-
-    /// Runs `body` with the effective uid, gid and groups of the user who ran sudo, when cagent runs as root
-    /// under sudo; as is otherwise. The ids are restored before returning.
-    static func asInvokingUser<T>(_ body: () -> T) throws -> T {
-        let environment = ProcessEnvironment.current
-        guard geteuid() == 0, environment["SUDO_UID"] != nil else { return body() }
-        let user = InvokingUser.current(environment: environment)
-        if user.uid == 0 { return body() }
-        var saved = [gid_t](repeating: 0, count: Int(getgroups(0, nil)))
-        let count = getgroups(Int32(saved.count), &saved)
-        guard count >= 0, initgroups(user.name, user.gid) == 0, setegid(user.gid) == 0, seteuid(user.uid) == 0 else {
-            let code = errno
-            _ = seteuid(0); _ = setegid(0); _ = setgroups(max(Int(count), 0), saved)
-            throw CagentError(stage: "export", "cannot act as \(TerminalEscape.escape(user.name)) to write the file", errno: code,
-                              hint: "write to standard output instead and redirect it")
-        }
-        let result = body()
-        guard seteuid(0) == 0, setegid(0) == 0, setgroups(Int(count), saved) == 0 else {
-            // Never continue as root with the user's ids half restored.
-            FileDescriptorStream.standardError.write("cagent: export failed: cannot restore root's ids\n")
-            Glibc.exit(1)
-        }
-        return result
     }
 }
 

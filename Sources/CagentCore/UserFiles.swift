@@ -177,7 +177,8 @@ extension FileSystem {
     public static func writeAsUser(_ path: String, bytes: [UInt8], mode: mode_t = 0o644,
                                    identity: FileIdentity?) -> Result<Void, UserFileError> {
         let fd: Int32
-        switch openAsUser(path, flags: O_WRONLY | O_CREAT | O_NONBLOCK, mode: mode, identity: identity) {
+        // O_NOFOLLOW: an output file is never written through a link someone planted at its name.
+        switch openAsUser(path, flags: O_WRONLY | O_CREAT | O_NONBLOCK | O_NOFOLLOW, mode: mode, identity: identity) {
         case .failure(let error): return .failure(error)
         case .success(let opened): fd = opened
         }
