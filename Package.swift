@@ -38,6 +38,9 @@ let package = Package(
         .target(name: "CagentCapture", dependencies: ["CagentCore", "CagentNetwork", "CagentDNS", "CPcap"]),
         .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift"),
                                                   .product(name: "GRDBSQLite", package: "GRDB.swift")]),
+        // `cagent profile propose`: observations -> the smallest profile (docs/profiles.md "Proposals").
+        .target(name: "CagentPropose", dependencies: ["CagentCore", "CagentProfile", "CagentStore",
+                                                    .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim", "CEbpf"],
                 linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
         // `cagent enforce` (the session, its network, its fast argument reading), the `cagent` front, and what
@@ -48,7 +51,7 @@ let package = Package(
         ]),
         .target(name: "CagentCLI", dependencies: [
             "CagentLaunch", "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
-            "CagentCapture", "CagentStore", "CagentTrace", "CShim", "CPcap", "CNftnl",
+            "CagentCapture", "CagentStore", "CagentTrace", "CagentPropose", "CShim", "CPcap", "CNftnl",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -77,6 +80,7 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
         .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"], exclude: ["Corpus"]),
         .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
+        .testTarget(name: "ProposeTests", dependencies: ["CagentPropose", "CagentProfile", "CagentStore", "CagentCore", "Netlab"]),
         .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentStore", "CagentCore", "CShim", "Netlab"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

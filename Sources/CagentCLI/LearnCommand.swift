@@ -118,7 +118,7 @@ struct LearnCommand: ParsableCommand {
         }
         learnTiming("agent done")
         let summary = try observation.finish()
-        live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil)
+        live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil, database: db)
         throw CagentExit(status: status)
     }
 
