@@ -372,6 +372,7 @@ public struct Proposer: Sendable {
             let target = ["create", "delete", "rename", "mkdir"].contains(file.operation) ? parentDirectory(path) : path
             let need: Need = writes ? .write : .read
             if isGiven(target, need: need) { continue }
+            if !writes && (target == "/" || target == options.home) { continue }   // a walk through it, never bound whole
             if writes && ["/proc", "/sys", "/dev"].contains(where: { covers($0, target) }) {
                 tooWide[target, default: .none] = tooWide[target, default: .none].merged(with: file.evidence)
                 continue
@@ -402,7 +403,8 @@ public struct Proposer: Sendable {
         var reads = wanted[.read]!.filter { path, _ in !writes.keys.contains { covers($0, path) } }
         let everything = Array(reads.keys) + Array(writes.keys)
         reads = reads.filter { path, use in
-            !(use.listingOnly && everything.contains { $0 != path && covers(path, $0) })
+            // Opened as a directory, or a directory never bound whole (`/opt`): what beneath it was used covers it.
+            !((use.listingOnly || !mayCollapse(into: path)) && everything.contains { $0 != path && covers(path, $0) })
         }
         reads = collapse(reads).filter { path, _ in !writes.keys.contains { covers($0, path) } }
         for (path, use) in reads where use.listingOnly && !mayCollapse(into: path) {
