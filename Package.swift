@@ -80,7 +80,8 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
         .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"], exclude: ["Corpus"]),
         .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
-        .testTarget(name: "ProposeTests", dependencies: ["CagentPropose", "CagentProfile", "CagentStore", "CagentCore", "Netlab"]),
+        .testTarget(name: "ProposeTests", dependencies: ["CagentPropose", "CagentProfile", "CagentStore", "CagentCore",
+                                                        .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentStore", "CagentCore", "CShim", "Netlab"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

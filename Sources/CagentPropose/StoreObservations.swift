@@ -66,7 +66,7 @@ extension Observations {
                   packets, connections, first_seen, last_seen FROM flows WHERE session_id IN (\(placeholders)) ORDER BY id
                 """, arguments: arguments) {
                 guard let proto = text(row, "proto"), let address = text(row, "address"),
-                      let port = UInt16(exactly: int(row, "port")),
+                      let port = optionalInt(row, "port").flatMap({ UInt16(exactly: $0) }),
                       let evidence = evidence(row, count: int(row, "connections")) else { continue }
                 let key = FlowKey(proto: proto, address: FlowObservation.canonicalAddress(address.lowercased()), port: port)
                 var entry = flows[key] ?? Merging(flow: Observations.Flow(
