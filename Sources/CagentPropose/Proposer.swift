@@ -373,7 +373,9 @@ public struct Proposer: Sendable {
             let need: Need = writes ? .write : .read
             if isGiven(target, need: need) { continue }
             if !writes && (target == "/" || target == options.home) { continue }   // a walk through it, never bound whole
-            if writes && ["/proc", "/sys", "/dev"].contains(where: { covers($0, target) }) {
+            // The sandbox's own /dev (null, tty, ...) and /proc take writes as they are.
+            if writes && (covers("/dev", target) || covers("/proc", target)) { continue }
+            if writes && covers("/sys", target) {
                 tooWide[target, default: .none] = tooWide[target, default: .none].merged(with: file.evidence)
                 continue
             }
