@@ -107,6 +107,9 @@ public enum ProposalRenderer {
             case 0x00..<0x20, 0x7F..<0xA0:
                 let hex = String(scalar.value, radix: 16)
                 out += "\\x" + (hex.count == 1 ? "0" : "") + hex
+            case 0x061C, 0x200B...0x200F, 0x2028...0x202E, 0x2060...0x2069, 0xFEFF:
+                // Bidi controls and invisible characters: escaped, so the file reads the same on a terminal.
+                out += "\\u" + String(scalar.value, radix: 16)
             default: out.unicodeScalars.append(scalar)
             }
         }

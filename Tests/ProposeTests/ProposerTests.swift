@@ -335,14 +335,18 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
     /// Sandbox text in comments cannot break out of its line nor reach a terminal raw; odd paths are quoted.
     @Test func sandboxTextIsEscapedAndQuoted() {
         var observations = Observations(sessions: ["s"])
-        observations.files = [file("/opt/we ird: #x/file"), file("/opt/line\nbreak"), file("/opt/\u{1b}[31mred")]
+        observations.files = [file("/opt/we ird: #x/file"), file("/opt/line\nbreak"), file("/opt/\u{1b}[31mred"),
+                              file("/opt/evil\u{202E}txt.sh")]
         observations.findings = [Observations.Finding(kind: "secret-access", subject: Array("~/.ssh\n- /etc".utf8), detail: "d",
                                                       example: Array("\u{1b}]0;x\u{7}".utf8), evidence: evidence())]
         let text = ProposalRenderer.render(proposer().propose(observations))
         #expect(text.contains("- \"/opt/we ird: #x/file\""))
-        #expect(!text.contains("\u{1b}") && !text.contains("\n- /etc"))
+        #expect(!text.contains("\u{1b}") && !text.contains("\n- /etc") && !text.contains("\u{202E}"))
+        #expect(text.contains("- \"/opt/evil\\u202etxt.sh\""), "\(text)")
         let parsed = ProfileParser.parse(text: text, file: "p.yaml")
         #expect(parsed.diagnostics.isEmpty, "\(parsed.diagnostics)")
+        // Read back, the escaped path is the path.
+        #expect(parsed.layer?.lists[.read]?.contains { $0.value == "/opt/evil\u{202E}txt.sh" } == true)
     }
 
     static func mixed() -> Observations {
