@@ -9,12 +9,15 @@ import Testing
 /// The positive control of "no denial" is that variant (the same run does report denials when there are some);
 /// the control of "the proposal is what made it work" is the same workload under enforce without the
 /// proposal's entries (`extends: [base]` alone), which fails.
-@Suite(.serialized) struct ProposeLoopTests {
-    static let tools = ["ip", "nft", "nsenter", "curl", "dnsmasq", "python3"]
+///
+/// Part of the serialized "cagent learn" suite: learn mode overlays user-writable host directories under /opt,
+/// so two learn tests at once would see (and race with) each other's.
+extension LearnCommandTests {
+    static let proposeTools = ["ip", "nft", "nsenter", "curl", "dnsmasq", "python3"]
 
     /// A host file outside home and workspace the workload needs (a read entry), a name on port 80 (a domain
     /// entry), a direct IP on another port (an endpoint entry).
-    static func workload(data: String, extra: String = "") -> String {
+    static func proposeWorkload(data: String, extra: String = "") -> String {
         """
         set -e
         cd "$(dirname "$0")"
@@ -28,16 +31,17 @@ import Testing
         """
     }
 
-    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, namespaces and the netlab's tools"))
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: proposeTools), "needs root, namespaces and the netlab's tools"))
     func learnProposeEnforce() throws {
         try Requirements.root()
-        for tool in Self.tools { try Requirements.tool(tool) }
+        for tool in Self.proposeTools { try Requirements.tool(tool) }
         let lab = try Netlab(); defer { lab.shutdown() }
         let world = try SandboxFixture(); defer { world.remove() }
         let data = "/opt/cagent-propose-test-" + (world.root.split(separator: "-").last.map(String.init) ?? "x")
         defer { try? FileManager.default.removeItem(atPath: data) }
-        for name in ["settings", "more", "third"] { try world.write(data + "/" + name, "\(name)\n") }
-        try world.write(world.workspace + "/work.sh", Self.workload(data: data))
+        // Root-owned (readable by the agent user, not writable): plain host data, no overlay in learn mode.
+        for name in ["settings", "more", "third"] { try world.write(data + "/" + name, "\(name)\n", owner: 0) }
+        try world.write(world.workspace + "/work.sh", Self.proposeWorkload(data: data))
         let database = world.root + "/learn.db"
 
         // 1. Learn.
@@ -91,14 +95,14 @@ import Testing
         func denials(_ output: Netlab.Output) -> [String] {
             output.stderr.split(separator: "\n").map(String.init).filter { $0.hasPrefix("cagent: refused") || $0.hasPrefix("cagent: blocked") }
         }
-        let same = try enforce(profile: proposal, script: Self.workload(data: data))
+        let same = try enforce(profile: proposal, script: Self.proposeWorkload(data: data))
         #expect(same.status == 0, "the proposal did not let the workload run: \(same.stdout)\n\(same.stderr)")
         #expect(same.stdout.contains("www 200") && same.stdout.contains("static 200") && same.stdout.contains("workload-done"),
                 "\(same.stdout)\n\(same.stderr)")
         #expect(denials(same).isEmpty, "\(same.stderr)")
 
         // 4. One more domain: refused, and the refusal names it (the control that denials are reported).
-        let more = try enforce(profile: proposal, script: Self.workload(
+        let more = try enforce(profile: proposal, script: Self.proposeWorkload(
             data: data, extra: "curl -sS -m 5 -o /dev/null http://api.allowed.test/ 2>/dev/null || echo api-refused"))
         #expect(more.stdout.contains("api-refused") && more.stdout.contains("workload-done"), "\(more.stdout)\n\(more.stderr)")
         #expect(denials(more).contains { $0.hasPrefix("cagent: refused DNS api.allowed.test") }, "\(more.stderr)")
@@ -106,7 +110,7 @@ import Testing
         // 5. Control: without the proposal's entries the same workload fails.
         let bare = world.root + "/bare.yaml"
         try "cagent: 1\nextends: [base]\n".write(toFile: bare, atomically: true, encoding: .utf8)
-        let without = try enforce(profile: bare, script: Self.workload(data: data))
+        let without = try enforce(profile: bare, script: Self.proposeWorkload(data: data))
         #expect(without.status != 0 && !without.stdout.contains("workload-done"), "\(without.stdout)\n\(without.stderr)")
     }
 }
