@@ -356,6 +356,12 @@ public struct Proposer: Sendable {
         var runLater: [String: Evidence] = [:]
         var unusable = 0
         var tooWide: [String: Evidence] = [:]
+        var shadowHome = Evidence.none
+        var shadowHomeCount = 0
+        var readPaths: Set<String> = []
+        for file in observations.files where file.result == 0 && (file.operation == "read" || file.operation == "write") {
+            if let path = absolutePath(file.path) { readPaths.insert(path) }
+        }
         let oPath = Int64(0o10000000), oDirectory = Int64(O_DIRECTORY)
 
         for file in observations.files {
@@ -368,8 +374,18 @@ public struct Proposer: Sendable {
             let writes = ["write", "create", "delete", "rename", "mkdir"].contains(file.operation)
             if writes && isRunLater(path) { runLater[path] = (runLater[path] ?? .none).merged(with: file.evidence) }
             if isHidden(path) { hiddenSkipped += 1; continue }
-            // Creating, deleting or renaming needs the directory; writing an existing file needs only the file.
-            let target = ["create", "delete", "rename", "mkdir"].contains(file.operation) ? parentDirectory(path) : path
+            // Creating, deleting or renaming needs the directory; writing an existing file needs only the file
+            // (an O_CREAT open of a file that was also read is a rewrite of that file).
+            var target = path
+            if ["create", "delete", "rename", "mkdir"].contains(file.operation)
+                && !(file.operation == "create" && readPaths.contains(path)) {
+                if covers(options.home, path) && !isGiven(path, need: .write) {
+                    // New files in the home land in the agent's writable shadow home: no entry needed.
+                    shadowHome = shadowHome.merged(with: file.evidence); shadowHomeCount += 1
+                    continue
+                }
+                target = parentDirectory(path)
+            }
             let need: Need = writes ? .write : .read
             if isGiven(target, need: need) { continue }
             if !writes && (target == "/" || target == options.home) { continue }   // a walk through it, never bound whole
@@ -438,8 +454,11 @@ public struct Proposer: Sendable {
         proposal.read = validated(entries(reads, need: .read), notes: &notes) { (value: String) throws(ValueProblem) -> String in try ValueSyntax.path(value) }.sorted { $0.value < $1.value }
         proposal.write = validated(entries(writes, need: .write), notes: &notes) { (value: String) throws(ValueProblem) -> String in try ValueSyntax.path(value) }.sorted { $0.value < $1.value }
 
+        if shadowHomeCount > 0 {
+            notes.append("not proposed: \(shadowHomeCount) file(s) created, deleted or renamed in ~ (they land in the agent's shadow home) -- \(describe(shadowHome))")
+        }
         for (path, evidence) in tooWide.sorted(by: { $0.key < $1.key }) {
-            notes.append("not proposed: writes in \(display(path)) (never bound writable whole; in ~ they land in the shadow home) -- \(describe(evidence))")
+            notes.append("not proposed: writes in \(display(path)) (never bound writable whole) -- \(describe(evidence))")
         }
         for (path, evidence) in runLater.sorted(by: { $0.key < $1.key }) {
             notes.append("RISK: write to \(display(path)), which runs code later (shell start-up, hooks, PATH) -- \(describe(evidence))")

@@ -264,7 +264,7 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
             file("\(home)/.config/tool/a.json"), file("\(home)/.config/tool/b.json"),   // three in one directory
             file("\(home)/.config/tool/c.json"),
             file("\(home)/.cache/tool/one", "create"), file("\(home)/.cache/tool/two", "write"),
-            file("/opt/sdk/bin/cc", "exec"), file("/opt/sdk/lib/libc.so"),
+            file("/opt/sdk/bin/cc", "exec"), file("/opt/sdk/lib/libc.so"), file("/opt/out/result.txt", "create"),
             file("/usr/local/bin/missing", result: 2), file("\(home)/.local/bin/missing", "exec", result: 2),  // PATH search
             file("\(home)/a"), file("\(home)/b"), file("\(home)/c"),                    // never collapsed to ~
             file("/srv/a"), file("/srv/b"), file("/srv/c"),                              // never collapsed to a top-level dir
@@ -275,7 +275,9 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
         let proposal = proposer().propose(observations)
         #expect(values(proposal.read) == ["/opt/sdk/bin/cc", "/opt/sdk/lib/libc.so", "/srv/a", "/srv/b", "/srv/c",
                                           "~/.config/tool", "~/.gitconfig", "~/a", "~/b", "~/c"])
-        #expect(values(proposal.write) == ["~/.cache/tool"])
+        // A new file in ~ lands in the shadow home; an existing one written is the file; outside ~, the directory.
+        #expect(values(proposal.write) == ["/opt/out", "~/.cache/tool/two"])
+        #expect(proposal.filesystemNotes.contains { $0.hasPrefix("not proposed: 1 file(s) created, deleted or renamed in ~") })
         let text = ProposalRenderer.render(proposal)
         #expect(!text.contains("missing") && !text.contains(".ssh") && !text.contains(".aws") && !text.contains("/etc/shadow"))
         #expect(proposal.read.first { $0.value == "~/.config/tool" }!.comments[0].hasPrefix("directory: 3 entries beneath used (a.json, b.json, c.json)"))
@@ -289,12 +291,14 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
     @Test func hiddenAttemptsAndRunLaterWritesAreRisks() {
         var observations = Observations(sessions: ["s"])
         observations.files = [file("\(home)/.bashrc", "write"), file("/work/project/.git/hooks/pre-commit", "create"),
-                              file("\(home)/.ssh/id_rsa", result: 2)]
+                              file("\(home)/.ssh/id_rsa", result: 2),
+                              file("\(home)/.profile"), file("\(home)/.profile", "create")]   // `>> ~/.profile`: a rewrite
         observations.findings = [Observations.Finding(kind: "secret-access", subject: Array("~/.ssh".utf8), detail: "read of a hidden path failed (ENOENT)",
                                                       example: Array("\(home)/.ssh/id_rsa".utf8), evidence: evidence())]
         let proposal = proposer().propose(observations)
-        #expect(values(proposal.write) == ["~/.bashrc"])
-        #expect(proposal.write[0].risks.contains { $0.contains("runs code later") })
+        #expect(values(proposal.write) == ["~/.bashrc", "~/.profile"])
+        #expect(proposal.write.allSatisfy { $0.risks.contains { $0.contains("runs code later") } })
+        #expect(proposal.read.isEmpty)
         #expect(proposal.filesystemNotes.contains { $0.hasPrefix("RISK: write to /work/project/.git/hooks/pre-commit") })
         #expect(proposal.filesystemNotes.contains { $0.hasPrefix("RISK: attempt on a hidden path ~/.ssh") })
     }
