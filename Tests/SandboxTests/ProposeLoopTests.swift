@@ -2,6 +2,9 @@ import CagentCore
 import Foundation
 import Netlab
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The loop, end to end with the real binaries in the netlab: `cagent learn` a small shell workload,
 /// `cagent profile propose` from that session, then `cagent enforce --profile <proposal>` runs the same
@@ -77,6 +80,27 @@ extension LearnCommandTests {
         let stdout = try Netlab.execute([Products.cagent, "profile", "propose", "--db", database, "--workspace", world.workspace],
                                         timeout: 60, environment: environment)
         #expect(stdout.stdout == text)
+        // Under sudo, -o is written with the invoking user's rights: in a directory of theirs the file is theirs;
+        // where only root may write, refused; a symlink planted at the name is replaced (--force), never followed.
+        var sudo = environment
+        sudo["SUDO_UID"] = String(SandboxFixture.agentUID)
+        let mine = world.workspace + "/proposal.yaml"
+        let asUser = try Netlab.execute([Products.cagent, "profile", "propose", "--db", database, "--workspace", world.workspace,
+                                         "-o", mine], timeout: 60, environment: sudo)
+        var info = stat()
+        #expect(asUser.status == 0 && stat(mine, &info) == 0 && info.st_uid == SandboxFixture.agentUID, "\(asUser.stderr)")
+        let rootOnly = try Netlab.execute([Products.cagent, "profile", "propose", "--db", database, "--workspace", world.workspace,
+                                           "-o", world.root + "/root-only.yaml"], timeout: 60, environment: sudo)
+        #expect(rootOnly.status != 0 && !FileSystem.exists(world.root + "/root-only.yaml"), "\(rootOnly.stderr)")
+        let victim = world.root + "/victim"
+        try "untouched\n".write(toFile: victim, atomically: false, encoding: .utf8)
+        let link = world.workspace + "/link.yaml"
+        #expect(symlink(victim, link) == 0)
+        let replaced = try Netlab.execute([Products.cagent, "profile", "propose", "--db", database, "--workspace", world.workspace,
+                                           "-o", link, "--force"], timeout: 60, environment: sudo)
+        #expect(replaced.status == 0 && world.read(victim) == "untouched\n" && world.read(link) == text, "\(replaced.stderr)")
+        #expect(lstat(link, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG)
+
         let lint = try Netlab.execute([Products.cagent, "profile", "lint", "--strict", proposal], timeout: 30, environment: environment)
         #expect(lint.status == 0 && lint.stdout.hasPrefix("ok "), "\(lint.stdout)\(lint.stderr)")
 
