@@ -164,9 +164,7 @@ public struct Proposer: Sendable {
         // for every other port.
         var webNames: [String: Evidence] = [:]
         var endpoints: [String: (evidence: Evidence, risks: [String])] = [:]
-        var withheld = 0
-        for (name, entry) in connected {
-            if underFlagged(name) != nil { withheld += 1; continue }
+        for (name, entry) in connected where underFlagged(name) == nil {
             for (key, evidence) in entry.ports {
                 if key == "tcp/443" || key == "tcp/80" {
                     webNames[name] = (webNames[name] ?? .none).merged(with: evidence)
@@ -180,7 +178,6 @@ public struct Proposer: Sendable {
                 }
             }
         }
-        _ = withheld
 
         // Names the extended profiles already allow need nothing.
         webNames = webNames.filter { name, _ in !options.givenDomains.contains { ValueSyntax.matches(pattern: $0, name: name) } }
@@ -235,7 +232,7 @@ public struct Proposer: Sendable {
         let allowed = Set(connected.keys)
         var lookupOnly: [String] = []
         for (name, lookup) in lookups.sorted(by: { $0.key < $1.key }) where !allowed.contains(name) {
-            if underFlagged(name) != nil || flagged[name] != nil && false { continue }
+            if underFlagged(name) != nil { continue }
             if proposal.domains.contains(where: { ValueSyntax.matches(pattern: $0.value, name: name) }) { continue }
             if options.givenDomains.contains(where: { ValueSyntax.matches(pattern: $0, name: name) }) { continue }
             if KnownDoH.names.contains(name) {
