@@ -40,6 +40,9 @@ let package = Package(
                                                   .product(name: "GRDBSQLite", package: "GRDB.swift")]),
         // `cagent profile export`: a profile as a CiliumNetworkPolicy or Kubernetes NetworkPolicy (docs/profiles.md).
         .target(name: "CagentExport", dependencies: ["CagentCore", "CagentProfile", "CagentNetwork", "CagentDNS"]),
+        // `cagent profile propose`: observations -> the smallest profile (docs/profiles.md "Proposals").
+        .target(name: "CagentPropose", dependencies: ["CagentCore", "CagentProfile", "CagentStore",
+                                                    .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim", "CEbpf"],
                 linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
         // `cagent enforce` (the session, its network, its fast argument reading), the `cagent` front, and what
@@ -50,7 +53,7 @@ let package = Package(
         ]),
         .target(name: "CagentCLI", dependencies: [
             "CagentLaunch", "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
-            "CagentCapture", "CagentStore", "CagentTrace", "CShim", "CPcap", "CNftnl",
+            "CagentCapture", "CagentStore", "CagentTrace", "CagentPropose", "CShim", "CPcap", "CNftnl",
             "CagentExport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -82,6 +85,8 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
         .testTarget(name: "ExportTests", dependencies: ["CagentExport", "CagentProfile", "CagentNetwork", "Netlab"],
                     exclude: ["Fixtures", "validate-policies.py"]),
+        .testTarget(name: "ProposeTests", dependencies: ["CagentPropose", "CagentProfile", "CagentStore", "CagentCore",
+                                                        .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentStore", "CagentCore", "CShim", "Netlab"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -104,6 +104,22 @@ if run store; then
   rm -rf "$work"
 fi
 
+if run propose; then
+  # `cagent profile propose` from a synthetic session of 1M events with 10k distinct keys (recorded through the
+  # Recorder, as above), beside `cagent report --json` reading the same session (the cost of reading it at
+  # all). Then wall time and peak RSS of three proposals with /usr/bin/time -v. Targets: < 2 s, < 200 MB.
+  work=$(mktemp -d /tmp/cagent-bench-propose.XXXXXX)
+  $cagent synthetic --events 1000000 --keys 10000 --db "$work/p.db" --session bench >/dev/null
+  $bench --name "propose: 1M events, 10k keys vs cagent report --json of the same session" --rounds 5 --warmup 1 \
+    --subject "$cagent profile propose --db $work/p.db --session bench --workspace $work >/dev/null" \
+    --reference "$cagent report --db $work/p.db bench --json >/dev/null"
+  for _ in 1 2 3; do
+    /usr/bin/time -v $cagent profile propose --db "$work/p.db" --session bench --workspace "$work" 2>&1 >/dev/null \
+      | grep -E 'Elapsed|Maximum resident' | tr '\n' ' '; echo
+  done
+  rm -rf "$work"
+fi
+
 if run dns; then
   # The DNS gate beside dnsmasq (allowlist, cache off, --nftset) on the same query mix: q/s and latency.
   swift build -c release --product cagent-dns-bench >/dev/null

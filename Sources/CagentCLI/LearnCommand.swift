@@ -131,7 +131,7 @@ struct LearnCommand: ParsableCommand {
             FileDescriptorStream.standardError.write(report)
         }
         let summary = try observation.finish()
-        live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil)
+        live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil, database: db)
         throw CagentExit(status: status)
     }
 

@@ -87,9 +87,9 @@ public struct TracedConnects: Sendable {
 /// happen (which program, which result; named then from the DNS answers recorded so far); the flow log and
 /// the capture know, by the end, the firewall's verdict and how the destination was named (DNS answer, SNI,
 /// or neither: a direct IP). For each attributed flow:
-/// - accepted, and the tracer saw a connect to it: the name and its source go onto the tracer's rows (one
-///   event per program and result, adding no connection), so the flow stays one row per program; a direct IP
-///   adds nothing to them;
+/// - accepted, and the tracer saw a connect to it: the name and its source (none for a direct IP) and the
+///   logged flows as packets go onto the tracer's rows (one event per program and result, adding no
+///   connection), so the flow stays one row per program;
 /// - otherwise (dropped, or no connect seen: a tracer that missed it, a sendto without connect): the network's
 ///   own row (no program), which the report merges with any tracer row of the same flow.
 public enum LearnFlowMerge {
@@ -102,14 +102,15 @@ public enum LearnFlowMerge {
                 events.append(finding.observedEvent)
                 continue
             }
-            // A direct IP the tracer saw: its rows already are the whole fact (no name to add).
-            guard let name = finding.name else { continue }
+            // The name (none for a direct IP) goes onto the tracer's rows, and the packets the network logged (at
+            // least one per logged flow): a connect the network never saw sent nothing — glibc's getaddrinfo
+            // connects UDP sockets to candidate addresses only to pick a source address (`profile propose`).
             for connector in connectors {
                 events.append(.flow(FlowObservation(
                     time: Nanoseconds(finding.flow.time * 1e9), pid: connector.pid, program: connector.program,
                     proto: endpoint.proto, address: connector.address, port: endpoint.port,
-                    name: RawText(name), nameSource: finding.basis.nameSource, verdict: .observed,
-                    result: connector.result, connections: 0)))
+                    name: finding.name.map { RawText($0) }, nameSource: finding.basis.nameSource, verdict: .observed,
+                    packets: Int64(max(1, finding.flows)), result: connector.result, connections: 0)))
             }
         }
         return events

@@ -479,7 +479,7 @@ final class LearnLiveView: @unchecked Sendable {
         if let name { line("directory \(name)") }
     }
 
-    func summary(_ summary: LearnObservation.Summary, sessionID: String, status: Int32, scratch: String?) {
+    func summary(_ summary: LearnObservation.Summary, sessionID: String, status: Int32, scratch: String?, database: String? = nil) {
         // TLS flows held back for their ClientHello: a direct IP only if nothing named them by the end.
         for finding in summary.flows where finding.flow.verdict == .accepted && finding.basis == .directIP {
             let key = "\(finding.flow.protoName) \(finding.flow.destination):\(finding.flow.port ?? 0)"
@@ -496,5 +496,16 @@ final class LearnLiveView: @unchecked Sendable {
         say(text)
         if let scratch { say("scratch layer kept: \(scratch)") }
         say("session \(sessionID): cagent report \(sessionID)")
+        // The next step of the loop: a profile from what the session did (docs/profiles.md "Proposals").
+        let database = database.map { " --db " + shellQuoted($0) } ?? ""
+        say("propose a profile from it: cagent profile propose --session \(sessionID)\(database) -o profile.yaml")
     }
+}
+
+/// A word as a shell reads it back: bare when plain, else single-quoted.
+func shellQuoted(_ word: String) -> String {
+    let plain = !word.isEmpty && word.unicodeScalars.allSatisfy {
+        ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_./=:,+@%".unicodeScalars.contains($0)
+    }
+    return plain ? word : "'" + word.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
 }

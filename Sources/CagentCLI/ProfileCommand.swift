@@ -169,9 +169,3 @@ struct ProfileTrust: AsyncParsableCommand {
         out.write("trusted \(shown) (sha256:\(loaded.source.sha256)) in \(TerminalEscape.escape(resolver.trustStore.file))\n")
     }
 }
-
-struct ProfilePropose: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "propose", abstract: "Propose a minimal profile from recorded sessions. (not built yet)")
-    func run() async throws { throw notBuiltYet("profile propose") }
-}

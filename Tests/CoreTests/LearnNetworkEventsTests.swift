@@ -59,17 +59,21 @@ import CagentStore
             if case .flow(let flow) = event { return flow }
             return nil
         }
-        // www: the name goes onto curl's row (no extra connection), source dns.
-        #expect(flows.count == 4, "\(flows)")
+        // www: the name goes onto curl's row (no extra connection), source dns, and the two logged flows as packets.
+        #expect(flows.count == 5, "\(flows)")
         #expect(flows[0].program == curl && flows[0].address == "203.0.113.10" && flows[0].name == RawText("www.allowed.test"))
         #expect(flows[0].nameSource == .dns && flows[0].connections == 0 && flows[0].pid == 11 && flows[0].verdict == .observed)
+        #expect(flows[0].packets == 2)
         // SNI only, onto python's row under the address it recorded.
         #expect(flows[1].program == python && flows[1].address == "::ffff:203.0.113.13" && flows[1].port == 443)
         #expect(flows[1].name == RawText("sni-only.test") && flows[1].nameSource == .sni && flows[1].connections == 0)
-        // The bare IP: curl's row is the whole fact (nothing emitted). The metadata drop: the network's blocked row.
-        #expect(flows[2].address == "169.254.169.254" && flows[2].verdict == .blocked && flows[2].program.isEmpty)
-        #expect(flows[2].name == nil && flows[2].nameSource == nil && flows[2].connections == 1)
+        // The bare IP: onto curl's row, no name, only the traffic (the network saw it: not a silent UDP probe).
+        #expect(flows[2].program == curl && flows[2].address == "203.0.113.13" && flows[2].port == 80)
+        #expect(flows[2].name == nil && flows[2].connections == 0 && flows[2].packets == 1)
+        // The metadata drop: the network's blocked row.
+        #expect(flows[3].address == "169.254.169.254" && flows[3].verdict == .blocked && flows[3].program.isEmpty)
+        #expect(flows[3].name == nil && flows[3].nameSource == nil && flows[3].connections == 1)
         // No connect seen (a sendto): the network's row, a direct IP.
-        #expect(flows[3].proto == "udp" && flows[3].address == "198.51.100.9" && flows[3].program.isEmpty && flows[3].name == nil)
+        #expect(flows[4].proto == "udp" && flows[4].address == "198.51.100.9" && flows[4].program.isEmpty && flows[4].name == nil)
     }
 }
