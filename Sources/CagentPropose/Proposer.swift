@@ -558,6 +558,8 @@ public struct Proposer: Sendable {
     func isRunLater(_ path: String) -> Bool {
         let components = path.split(separator: "/").map(String.init)
         guard let name = components.last else { return false }
+        // git runs a hook only by its exact name: the `*.sample` files every clone writes never run.
+        if name.hasSuffix(".sample") && components.dropLast().last == "hooks" { return false }
         let startup: Set<String> = [".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc",
                                     ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".cshrc", ".tcshrc", ".kshrc",
                                     ".xprofile", ".xinitrc", ".xsessionrc", ".envrc", ".direnvrc", ".gitconfig",

@@ -301,6 +301,12 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
         #expect(proposal.read.isEmpty)
         #expect(proposal.filesystemNotes.contains { $0.hasPrefix("RISK: write to /work/project/.git/hooks/pre-commit") })
         #expect(proposal.filesystemNotes.contains { $0.hasPrefix("RISK: attempt on a hidden path ~/.ssh") })
+        // The samples `git clone` writes into every .git/hooks never run (git runs a hook only by its exact
+        // name): no RISK line each; the hook beside them still is one.
+        observations.files.append(file("/work/project/.git/hooks/pre-push.sample", "create"))
+        let withSample = proposer().propose(observations)
+        #expect(!withSample.filesystemNotes.contains { $0.contains("pre-push.sample") })
+        #expect(withSample.filesystemNotes.contains { $0.hasPrefix("RISK: write to /work/project/.git/hooks/pre-commit") })
     }
 
     /// The proposal is a profile: the project's own parser reads it, and lint (resolving `extends: [base]`
