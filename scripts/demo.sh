@@ -16,7 +16,8 @@ home=/home/$agent_user
 source scripts/demo/lab.sh
 
 started=$SECONDS
-step() { printf '\n\033[1m== %s\033[0m\n' "$1"; shift; for line in "$@"; do printf '%s\n' "$line"; done; }
+bold=; plain_=; [ -t 1 ] && bold=$'\033[1m' plain_=$'\033[0m'
+step() { printf '\n%s== %s%s\n' "$bold" "$1" "$plain_"; shift; for line in "$@"; do printf '%s\n' "$line"; done; }
 cleanup() {  # cleanup [keep]: with keep, the files stay (CAGENT_DEMO_KEEP at exit)
   local keep=${1:-}
   lab_down
