@@ -12,3 +12,4 @@
 #include "cg_seccomp_notify.h"
 #include "cg_trace_spawn.h"
 #include "cg_thread.h"
+#include "cg_volume.h"

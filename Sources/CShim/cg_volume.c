@@ -1,0 +1,112 @@
+// cg_volume.c — see cg_volume.h.
+#define _GNU_SOURCE
+#include "cg_volume.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/loop.h>
+#include <linux/mount.h>
+
+#ifndef LOOP_CONFIGURE
+#define LOOP_CONFIGURE 0x4C0A
+#endif
+#ifndef EXT4_IOC_RESIZE_FS
+#define EXT4_IOC_RESIZE_FS _IOW('f', 16, uint64_t)
+#endif
+
+extern char **environ;
+
+int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int journal, int log_fd) {
+    // mkfs reads the image through /dev/fd/3: the file we created and checked, never a path the user
+    // could swap in between.
+    char owner[64];
+    snprintf(owner, sizeof owner, "root_owner=%u:%u,nodiscard,lazy_itable_init=1", (unsigned)uid, (unsigned)gid);
+    // 4 KiB blocks (cg_volume_grow counts in them), no reserved blocks (the agent is the only user), a
+    // small journal for a persistent home (a host crash must not cost it), none for a throwaway scratch.
+    char *const with_journal[] = { (char *)mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-E", owner,
+                                   "-J", "size=8", "-L", "cagent", "/dev/fd/3", NULL };
+    char *const without_journal[] = { (char *)mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-E", owner,
+                                      "-O", "^has_journal", "-L", "cagent", "/dev/fd/3", NULL };
+    char *const *argv = journal ? with_journal : without_journal;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, image_fd, 3);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, null, 0);
+        posix_spawn_file_actions_adddup2(&actions, null, 1);
+    }
+    posix_spawn_file_actions_adddup2(&actions, log_fd >= 0 ? log_fd : (null >= 0 ? null : 2), 2);
+    char *const env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
+    pid_t pid;
+    int rc = posix_spawn(&pid, mkfs, &actions, NULL, argv, env);
+    posix_spawn_file_actions_destroy(&actions);
+    if (null >= 0) close(null);
+    if (rc != 0) { errno = rc; return -1; }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) { if (errno != EINTR) return -1; }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) { errno = EIO; return -1; }
+    return 0;
+}
+
+int cg_volume_mount(int image_fd, const char **stage) {
+    *stage = "loop-control";
+    int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (control < 0) return -1;
+    int loop = -1;
+    char device[32];
+    // Another process may take the free device between GET_FREE and CONFIGURE (EBUSY): try again.
+    for (int attempt = 0; attempt < 16 && loop < 0; attempt++) {
+        *stage = "loop-get-free";
+        int number = ioctl(control, LOOP_CTL_GET_FREE);
+        if (number < 0) { int e = errno; close(control); errno = e; return -1; }
+        snprintf(device, sizeof device, "/dev/loop%d", number);
+        *stage = "loop-open";
+        int fd = open(device, O_RDWR | O_CLOEXEC);
+        if (fd < 0) { int e = errno; close(control); errno = e; return -1; }
+        struct loop_config config;
+        memset(&config, 0, sizeof config);
+        config.fd = (uint32_t)image_fd;
+        config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+        if (ioctl(fd, LOOP_CONFIGURE, &config) == 0) { loop = fd; break; }
+        int e = errno;
+        close(fd);
+        if (e != EBUSY) { close(control); errno = e; *stage = "loop-configure"; return -1; }
+    }
+    close(control);
+    if (loop < 0) { errno = EBUSY; *stage = "loop-configure"; return -1; }
+    // From here, closing `loop` detaches the device unless the filesystem holds it (AUTOCLEAR).
+    *stage = "ext4-open";
+    int fs = (int)syscall(SYS_fsopen, "ext4", FSOPEN_CLOEXEC);
+    int mnt = -1;
+    if (fs >= 0) {
+        *stage = "ext4-source";
+        if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", device, 0) == 0) {
+            *stage = "ext4-create";
+            if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0) {
+                *stage = "ext4-fsmount";
+                mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+            }
+        }
+    }
+    int e = errno;
+    if (fs >= 0) close(fs);
+    close(loop);
+    errno = e;
+    return mnt;
+}
+
+int cg_volume_attach(int mount_fd, int directory_fd) {
+    return (int)syscall(SYS_move_mount, mount_fd, "", directory_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
+int cg_volume_grow(int mount_fd, uint64_t bytes) {
+    uint64_t blocks = bytes / 4096;
+    return ioctl(mount_fd, EXT4_IOC_RESIZE_FS, &blocks);
+}

@@ -1,0 +1,27 @@
+// cg_volume.h — a size-bounded filesystem for what cagent stores for the agent (shadow home, learn scratch).
+// Why: the host's filesystem may have no project quota (ext4 without `-O project,quota`), so a directory
+// cannot be bounded; an ext4 image of a fixed size can. It is attached to a loop device with AUTOCLEAR and
+// mounted *detached* (fsmount, never attached in the host's mount namespace): the mount fd is handed to
+// cagent-init, and when the sandbox's namespace and the fd are gone, the mount and the loop device go too.
+#ifndef CG_VOLUME_H
+#define CG_VOLUME_H
+#include <stdint.h>
+#include <sys/types.h>
+
+/// Formats the open image `image_fd` (already truncated to its size) as ext4 with `mkfs` (mkfs.ext4's
+/// path), its root directory owned by uid:gid, with or without a journal. Returns 0, or -1 with errno set
+/// (EIO when mkfs exited non-zero; its stderr goes to `log_fd` when >= 0).
+int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int journal, int log_fd);
+
+/// Attaches the image to a free loop device (AUTOCLEAR) and returns a detached ext4 mount of it
+/// (nosuid, nodev), or -1 with errno set and *stage naming the step that failed.
+int cg_volume_mount(int image_fd, const char **stage);
+
+/// Moves a detached mount onto a directory (host side, in the caller's own mount namespace): tests only.
+int cg_volume_attach(int mount_fd, int directory_fd);
+
+/// ext4's online resize to `bytes` (EXT4_IOC_RESIZE_FS on the mount's fd) after the image file grew before
+/// cg_volume_mount (the loop device takes the file's size then). Grows only. Returns 0 or -1.
+int cg_volume_grow(int mount_fd, uint64_t bytes);
+
+#endif

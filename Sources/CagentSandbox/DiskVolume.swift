@@ -1,0 +1,113 @@
+import CShim
+import CagentCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A size-bounded filesystem for what cagent stores for the agent: an ext4 image of the profile's
+/// `limits.disk`, loop-attached (AUTOCLEAR) and mounted *detached* (cg_volume.h), so the agent's writes stop
+/// with ENOSPC at the bound instead of filling the host's disk. Why an image: the host's filesystem usually
+/// has no project quota (ext4 needs `-O project,quota` and `prjquota`; docs/security.md "Disk"), and
+/// nothing else bounds a directory. The image is sparse: it takes on disk what the agent wrote, never more
+/// than its size.
+///
+/// The image is root's (0600, one link): the user who owns the state directory may delete it but cannot
+/// write a crafted filesystem into it for the kernel to mount.
+public final class DiskVolume: @unchecked Sendable {
+    public let image: String
+    /// The volume's root as a detached mount (a directory fd): handed to cagent-init, or used host-side
+    /// with *at() calls. -1 once closed.
+    public private(set) var mountFD: Int32
+    /// What the user should know (an image larger than the profile's bound keeps its size).
+    public private(set) var notices: [String] = []
+
+    public static let mkfsCandidates = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+    public static func mkfsPath() -> String? { mkfsCandidates.first { access($0, X_OK) == 0 } }
+
+    /// Opens the image (creating and formatting it when missing, growing it when the bound grew) and mounts it.
+    public init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) throws {
+        image = spec.image
+        mountFD = -1
+        let stage = "disk bound (\(spec.purpose))"
+        var fd = open(spec.image, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 && errno == ENOENT { fd = try Self.create(spec, uid: uid, gid: gid, stage: stage) }
+        guard fd >= 0 else { throw CagentError.system(stage, "cannot open \(TerminalEscape.escape(spec.image))") }
+        defer { Glibc.close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid(),
+              info.st_nlink == 1, info.st_mode & 0o077 == 0 else {
+            throw CagentError(stage: stage, "\(TerminalEscape.escape(spec.image)) is not cagent's image (root's, mode 0600, one link)",
+                              hint: "remove it; cagent creates a new one (what the agent kept in it is lost)")
+        }
+        let current = UInt64(info.st_size)
+        let grow = current < spec.sizeBytes
+        if grow && ftruncate(fd, off_t(spec.sizeBytes)) != 0 {
+            throw CagentError.system(stage, "cannot grow \(TerminalEscape.escape(spec.image)) to \(spec.sizeBytes >> 20) MiB")
+        }
+        if current > spec.sizeBytes {
+            notices.append("the \(spec.purpose) keeps its \(current >> 20) MiB (limits.disk says \(spec.sizeBytes >> 20) MiB; an image does not shrink): remove \(TerminalEscape.escape(spec.image)) to start over")
+        }
+        var failed: UnsafePointer<CChar>?
+        let mounted = cg_volume_mount(fd, &failed)
+        guard mounted >= 0 else {
+            let step = failed.map { String(cString: $0) } ?? "mount"
+            throw CagentError.system(stage, "cannot mount \(TerminalEscape.escape(spec.image)) (\(step))",
+                                     hint: step.hasPrefix("loop") ? "loop devices are needed to bound the disk (CONFIG_BLK_DEV_LOOP, /dev/loop-control): `cagent doctor`"
+                                                                  : "the image may be damaged: remove it (cagent recreates it) or check it with e2fsck")
+        }
+        mountFD = mounted
+        if grow && current > 0 && cg_volume_grow(mounted, spec.sizeBytes) != 0 {
+            notices.append("the \(spec.purpose) could not grow to \(spec.sizeBytes >> 20) MiB (errno \(errno)); it keeps \(current >> 20) MiB")
+        }
+        do {
+            for directory in spec.directories { try makeDirectory(directory, uid: uid, gid: gid, stage: stage) }
+        } catch { self.close(); throw error }
+    }
+
+    /// Creates `<image>.new` (root's, 0600, sparse), formats it and moves it into place; returns its fd.
+    private static func create(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32, stage: String) throws -> Int32 {
+        guard let mkfs = mkfsPath() else {
+            throw CagentError(stage: stage, "mkfs.ext4 not found (\(mkfsCandidates.joined(separator: ", ")))",
+                              hint: "install e2fsprogs: cagent bounds the agent's disk use with an ext4 image")
+        }
+        let temporary = spec.image + ".new"
+        unlink(temporary)   // a leftover of an interrupted creation (unlink never follows a link)
+        let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CagentError.system(stage, "cannot create \(TerminalEscape.escape(temporary))") }
+        guard ftruncate(fd, off_t(spec.sizeBytes)) == 0,
+              cg_volume_format(mkfs, fd, uid, gid, spec.journal ? 1 : 0, -1) == 0,
+              rename(temporary, spec.image) == 0 else {
+            let error = CagentError.system(stage, "cannot create the \(spec.sizeBytes >> 20) MiB image \(TerminalEscape.escape(spec.image)) with \(mkfs)")
+            Glibc.close(fd); unlink(temporary)
+            throw error
+        }
+        return fd
+    }
+
+    /// A directory in the volume, created step by step without following any symlink, owned by the user.
+    private func makeDirectory(_ directory: SandboxPlan.VolumeSpec.Directory, uid: UInt32, gid: UInt32, stage: String) throws {
+        var parent = dup(mountFD)
+        defer { Glibc.close(parent) }
+        let parts = directory.path.split(separator: "/").map(String.init)
+        for (index, part) in parts.enumerated() {
+            let last = index == parts.count - 1
+            if mkdirat(parent, part, 0o700) == 0 {
+                _ = fchownat(parent, part, uid, gid, AT_SYMLINK_NOFOLLOW)
+                if last { _ = fchmodat(parent, part, mode_t(directory.mode), 0) }
+            } else if errno != EEXIST {
+                throw CagentError.system(stage, "cannot create \(TerminalEscape.escape(directory.path)) in the volume")
+            }
+            let next = cg_openat2(parent, part, CG_O_PATH | CG_O_DIRECTORY | CG_O_CLOEXEC, 0,
+                                  CG_RESOLVE_NO_SYMLINKS | CG_RESOLVE_BENEATH)
+            guard next >= 0 else { throw CagentError.system(stage, "cannot open \(TerminalEscape.escape(directory.path)) in the volume") }
+            Glibc.close(parent)
+            parent = next
+        }
+    }
+
+    public func close() {
+        if mountFD >= 0 { Glibc.close(mountFD); mountFD = -1 }
+    }
+
+    deinit { close() }
+}
