@@ -494,7 +494,7 @@ final class LearnLiveView: @unchecked Sendable {
         }
         if summary.captureDropped > 0 { text += "; the DNS capture dropped \(summary.captureDropped) packets" }
         say(text)
-        if let scratch { say("scratch layer kept: \(scratch)") }
+        if let scratch { say("scratch layer kept: \(scratch) (an ext4 image, root's: sudo mount -o loop,ro IMAGE DIR to look inside)") }
         say("session \(sessionID): cagent report \(sessionID)")
     }
 }

@@ -18,6 +18,9 @@ public final class DiskVolume: @unchecked Sendable {
     /// The volume's root as a detached mount (a directory fd): handed to cagent-init, or used host-side
     /// with *at() calls. -1 once closed.
     public private(set) var mountFD: Int32
+    /// The image, open and flock'ed for as long as this object lives: ext4 mounted twice (two sessions of one
+    /// agent, through two loop devices) would corrupt it, so a second session is refused instead.
+    private var imageFD: Int32
     /// What the user should know (an image larger than the profile's bound keeps its size).
     public private(set) var notices: [String] = []
 
@@ -28,20 +31,28 @@ public final class DiskVolume: @unchecked Sendable {
     public init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) throws {
         image = spec.image
         mountFD = -1
+        imageFD = -1
         let stage = "disk bound (\(spec.purpose))"
         var fd = open(spec.image, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0 && errno == ENOENT { fd = try Self.create(spec, uid: uid, gid: gid, stage: stage) }
         guard fd >= 0 else { throw CagentError.system(stage, "cannot open \(TerminalEscape.escape(spec.image))") }
-        defer { Glibc.close(fd) }
+        imageFD = fd
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            Glibc.close(fd); imageFD = -1
+            throw CagentError(stage: stage, "\(TerminalEscape.escape(spec.image)) is in use by another session of this agent",
+                              hint: "end the other session first (one image cannot be mounted twice), or use another agent name")
+        }
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid(),
               info.st_nlink == 1, info.st_mode & 0o077 == 0 else {
+            close()
             throw CagentError(stage: stage, "\(TerminalEscape.escape(spec.image)) is not cagent's image (root's, mode 0600, one link)",
                               hint: "remove it; cagent creates a new one (what the agent kept in it is lost)")
         }
         let current = UInt64(info.st_size)
         let grow = current < spec.sizeBytes
         if grow && ftruncate(fd, off_t(spec.sizeBytes)) != 0 {
+            close()
             throw CagentError.system(stage, "cannot grow \(TerminalEscape.escape(spec.image)) to \(spec.sizeBytes >> 20) MiB")
         }
         if current > spec.sizeBytes {
@@ -50,6 +61,7 @@ public final class DiskVolume: @unchecked Sendable {
         var failed: UnsafePointer<CChar>?
         let mounted = cg_volume_mount(fd, &failed)
         guard mounted >= 0 else {
+            close()
             let step = failed.map { String(cString: $0) } ?? "mount"
             throw CagentError.system(stage, "cannot mount \(TerminalEscape.escape(spec.image)) (\(step))",
                                      hint: step.hasPrefix("loop") ? "loop devices are needed to bound the disk (CONFIG_BLK_DEV_LOOP, /dev/loop-control): `cagent doctor`"
@@ -105,8 +117,14 @@ public final class DiskVolume: @unchecked Sendable {
         }
     }
 
-    public func close() {
+    /// Our copy of the mount (after cagent-init got its own); the lock stays until `close`.
+    public func releaseMount() {
         if mountFD >= 0 { Glibc.close(mountFD); mountFD = -1 }
+    }
+
+    public func close() {
+        releaseMount()
+        if imageFD >= 0 { Glibc.close(imageFD); imageFD = -1 }
     }
 
     deinit { close() }

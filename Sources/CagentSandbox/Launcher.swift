@@ -113,7 +113,8 @@ public final class Launcher {
         }
 
         // The bounded volume (shadow home or scratch) is mounted detached here and handed over as fd 5; our
-        // copy is closed right after the clone, so the mount and its loop device end with the sandbox.
+        // copy is closed right after the clone, so the mount and its loop device end with the sandbox. Its
+        // lock is held until the sandbox has ended (`defer`).
         let volume: DiskVolume?
         do { volume = try plan.volume.map { try DiskVolume($0, uid: plan.uid, gid: plan.gid) } } catch {
             for fd in Set(childEnds) + ourEnds + [planPipe[0], planPipe[1], control[0], control[1]] { close(fd) }
@@ -142,7 +143,7 @@ public final class Launcher {
             }
         }
         for fd in Set(childEnds) + [planPipe[0], control[1]] { close(fd) }
-        volume?.close()
+        volume?.releaseMount()
         guard spawned == 0 else {
             ourEnds.forEach { close($0) }
             close(planPipe[1]); close(control[0])

@@ -98,6 +98,16 @@ final class SandboxFixture {
         return Outcome(status: status, output: read(outPath) ?? "", error: read(errPath) ?? "")
     }
 
+    /// The agent's shadow home as the volume's root directory fd (mounted detached, as the Launcher does):
+    /// host-side code reaches its files only through *at() calls on it. The image must exist (a run made it).
+    func withShadowHome<T>(agent: String = "test", _ body: (Int32) throws -> T) throws -> T {
+        let spec = SandboxPlan.VolumeSpec(image: ShadowHome.path(paths: paths, agent: agent),
+                                          sizeBytes: ResourceLimits.defaults.diskBytes, journal: true, purpose: "shadow home")
+        let volume = try DiskVolume(spec, uid: user.uid, gid: user.gid)
+        defer { volume.close() }
+        return try body(volume.mountFD)
+    }
+
     /// Runs a shell script in the sandbox.
     func sh(_ script: String, profile: Profile = Profile(agent: "test"), environment: [String: String]? = nil) throws -> Outcome {
         try run(plan(["/bin/sh", "-c", script], profile: profile, environment: environment))

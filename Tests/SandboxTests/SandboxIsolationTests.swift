@@ -138,16 +138,17 @@ import Testing
         // Positive control: without the planted link the profile's file is there.
         #expect(try world.sh("cat ~/.gitconfig", profile: profile).output.contains("Fake User"))
         // The agent (in an earlier run) replaced the mount point in its shadow home with a link to /etc.
-        let shadow = ShadowHome.path(paths: world.paths, agent: "test")
-        unlink(shadow + "/.gitconfig")
-        symlink("/etc/passwd", shadow + "/.gitconfig")
+        try world.withShadowHome { home in
+            unlinkat(home, ".gitconfig", 0)
+            #expect(symlinkat("/etc/passwd", home, ".gitconfig") == 0)
+        }
         #expect {
             _ = try world.sh("echo started", profile: profile)
         } throws: { error in
             "\(error)".contains("bind \(world.home)/.gitconfig") && "\(error)".contains("ELOOP")
         }
         // A symlinked directory on the way (workspace/.git -> elsewhere) is refused the same way.
-        unlink(shadow + "/.gitconfig")
+        try world.withShadowHome { home in _ = unlinkat(home, ".gitconfig", 0) }
         try world.makeDirectory(world.root + "/elsewhere/hooks")
         symlink(world.root + "/elsewhere", world.workspace + "/.git")
         let started = try world.sh("echo started")
@@ -339,10 +340,13 @@ import Testing
         for ok in ["ok-ws", "ok-home", "ok-tmp", "ok-write"] { #expect(result.output.contains(ok), "\(ok): \(result.output) \(result.error)") }
         #expect(!result.output.contains("WROTE"), "\(result.output)")
         // Host paths carry the user's uid.
-        for path in [world.workspace + "/from-agent", writable + "/from-agent",
-                     ShadowHome.path(paths: world.paths, agent: "test") + "/from-agent"] {
+        for path in [world.workspace + "/from-agent", writable + "/from-agent"] {
             var info = stat()
             #expect(stat(path, &info) == 0 && info.st_uid == SandboxFixture.agentUID, "\(path)")
+        }
+        try world.withShadowHome { home in
+            var info = stat()
+            #expect(fstatat(home, "from-agent", &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_uid == SandboxFixture.agentUID, "shadow home")
         }
         // Nothing else changed on the host: find -newer over every tree the agent tried.
         let find = TestProcess()
