@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/quota.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/loop.h>
@@ -109,4 +111,23 @@ int cg_volume_attach(int mount_fd, int directory_fd) {
 int cg_volume_grow(int mount_fd, uint64_t bytes) {
     uint64_t blocks = bytes / 4096;
     return ioctl(mount_fd, EXT4_IOC_RESIZE_FS, &blocks);
+}
+
+#ifndef SYS_quotactl_fd
+#define SYS_quotactl_fd 443
+#endif
+#ifndef PRJQUOTA
+#define PRJQUOTA 2
+#endif
+
+int cg_project_quota_state(int fd) {
+    struct if_dqinfo info;
+    if (syscall(SYS_quotactl_fd, fd, QCMD(Q_GETINFO, PRJQUOTA), 0, &info) == 0) return 0;
+    return errno;
+}
+
+unsigned long cg_filesystem_type(int fd) {
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0) return 0;
+    return (unsigned long)info.f_type;
 }

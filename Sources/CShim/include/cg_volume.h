@@ -24,4 +24,11 @@ int cg_volume_attach(int mount_fd, int directory_fd);
 /// cg_volume_mount (the loop device takes the file's size then). Grows only. Returns 0 or -1.
 int cg_volume_grow(int mount_fd, uint64_t bytes);
 
+/// Whether the filesystem holding `fd` enforces project quotas: 0 when they are on, else the errno of
+/// quotactl_fd(Q_GETINFO, PRJQUOTA) (ESRCH: quota off; ENOSYS/EOPNOTSUPP: no quota support).
+int cg_project_quota_state(int fd);
+
+/// The filesystem type (statfs f_type) of `fd`, 0 on error.
+unsigned long cg_filesystem_type(int fd);
+
 #endif
