@@ -122,6 +122,9 @@ public final class Launcher {
         }
         defer { volume?.close() }
         volumeNotices = volume?.notices ?? []
+        for notice in volumeNotices {   // before the relay starts: written directly
+            (notices ?? NoticeChannel()).write(line: "cagent: notice: \(notice)")
+        }
         var request = cg_spawn_request()
         request.volume_fd = volume?.mountFD ?? -1
         request.stdio = (childEnds[0], childEnds[1], childEnds[2])
