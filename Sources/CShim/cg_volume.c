@@ -89,7 +89,13 @@ int cg_volume_mount(int image_fd, const char **stage) {
     int mnt = -1;
     if (fs >= 0) {
         *stage = "ext4-source";
-        if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", device, 0) == 0) {
+        // nobarrier: no cache flush of the host's disk at each journal commit and at mount and unmount (the
+        // loop device turns a flush into an fsync of the image). It halves the mount and cuts the unmount
+        // from ~10 ms to ~1.5 ms on a busy machine (docs/benchmarks.md "Disk bound"); the price is that a
+        // host crash may leave the image needing `e2fsck -p` (the mount error says so).
+        *stage = "ext4-options";
+        if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", device, 0) == 0 &&
+            syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "nobarrier", NULL, 0) == 0) {
             *stage = "ext4-create";
             if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0) {
                 *stage = "ext4-fsmount";

@@ -65,7 +65,7 @@ public final class DiskVolume: @unchecked Sendable {
             let step = failed.map { String(cString: $0) } ?? "mount"
             throw CagentError.system(stage, "cannot mount \(TerminalEscape.escape(spec.image)) (\(step))",
                                      hint: step.hasPrefix("loop") ? "loop devices are needed to bound the disk (CONFIG_BLK_DEV_LOOP, /dev/loop-control): `cagent doctor`"
-                                                                  : "the image may be damaged: remove it (cagent recreates it) or check it with e2fsck")
+                                                                  : "the image may be damaged (e.g. by a host crash): `e2fsck -p \(TerminalEscape.escape(spec.image))`, or remove it (cagent recreates it)")
         }
         mountFD = mounted
         if grow && current > 0 && cg_volume_grow(mounted, spec.sizeBytes) != 0 {
