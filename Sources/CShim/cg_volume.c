@@ -18,24 +18,12 @@
 #ifndef LOOP_CONFIGURE
 #define LOOP_CONFIGURE 0x4C0A
 #endif
-#ifndef EXT4_IOC_RESIZE_FS
-#define EXT4_IOC_RESIZE_FS _IOW('f', 16, uint64_t)
-#endif
 
 extern char **environ;
 
-int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int journal, int log_fd) {
-    // mkfs reads the image through /dev/fd/3: the file we created and checked, never a path the user
-    // could swap in between.
-    char owner[64];
-    snprintf(owner, sizeof owner, "root_owner=%u:%u,nodiscard,lazy_itable_init=1", (unsigned)uid, (unsigned)gid);
-    // 4 KiB blocks (cg_volume_grow counts in them), no reserved blocks (the agent is the only user), a
-    // small journal for a persistent home (a host crash must not cost it), none for a throwaway scratch.
-    char *const with_journal[] = { (char *)mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-E", owner,
-                                   "-J", "size=8", "-L", "cagent", "/dev/fd/3", NULL };
-    char *const without_journal[] = { (char *)mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-E", owner,
-                                      "-O", "^has_journal", "-L", "cagent", "/dev/fd/3", NULL };
-    char *const *argv = journal ? with_journal : without_journal;
+/// Runs an e2fsprogs tool on the image as /dev/fd/3 (the file we opened and checked, never a path the user
+/// could swap in between), stdin/stdout to /dev/null, stderr to `log_fd` or /dev/null.
+static int run_on_image(const char *tool, char *const argv[], int image_fd, int log_fd) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, image_fd, 3);
@@ -47,7 +35,7 @@ int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int j
     posix_spawn_file_actions_adddup2(&actions, log_fd >= 0 ? log_fd : (null >= 0 ? null : 2), 2);
     char *const env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
     pid_t pid;
-    int rc = posix_spawn(&pid, mkfs, &actions, NULL, argv, env);
+    int rc = posix_spawn(&pid, tool, &actions, NULL, argv, env);
     posix_spawn_file_actions_destroy(&actions);
     if (null >= 0) close(null);
     if (rc != 0) { errno = rc; return -1; }
@@ -55,6 +43,26 @@ int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int j
     while (waitpid(pid, &status, 0) < 0) { if (errno != EINTR) return -1; }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) { errno = EIO; return -1; }
     return 0;
+}
+
+int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int journal_mib, int log_fd) {
+    char owner[64];
+    snprintf(owner, sizeof owner, "root_owner=%u:%u,nodiscard,lazy_itable_init=1", (unsigned)uid, (unsigned)gid);
+    // 4 KiB blocks, no reserved blocks (the agent is the only user), a small journal for a persistent home
+    // (a host crash must not cost it), none for a throwaway scratch.
+    char journal_size[32];
+    snprintf(journal_size, sizeof journal_size, "size=%d", journal_mib);
+    char *const with_journal[] = { (char *)mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-E", owner,
+                                   "-J", journal_size, "-L", "cagent", "/dev/fd/3", NULL };
+    char *const without_journal[] = { (char *)mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-E", owner,
+                                      "-O", "^has_journal", "-L", "cagent", "/dev/fd/3", NULL };
+    return run_on_image(mkfs, journal_mib > 0 ? with_journal : without_journal, image_fd, log_fd);
+}
+
+int cg_volume_resize(const char *resize2fs, int image_fd, int log_fd) {
+    // -f: no "run e2fsck first" prompt; the image is cagent's and not mounted (its flock is ours).
+    char *const argv[] = { (char *)resize2fs, "-f", "/dev/fd/3", NULL };
+    return run_on_image(resize2fs, argv, image_fd, log_fd);
 }
 
 int cg_volume_mount(int image_fd, const char **stage) {
@@ -112,11 +120,6 @@ int cg_volume_mount(int image_fd, const char **stage) {
 
 int cg_volume_attach(int mount_fd, int directory_fd) {
     return (int)syscall(SYS_move_mount, mount_fd, "", directory_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
-}
-
-int cg_volume_grow(int mount_fd, uint64_t bytes) {
-    uint64_t blocks = bytes / 4096;
-    return ioctl(mount_fd, EXT4_IOC_RESIZE_FS, &blocks);
 }
 
 #ifndef SYS_quotactl_fd

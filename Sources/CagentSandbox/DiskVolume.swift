@@ -25,9 +25,11 @@ public final class DiskVolume: @unchecked Sendable {
     public private(set) var notices: [String] = []
 
     public static let mkfsCandidates = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+    public static let resize2fsCandidates = ["/usr/sbin/resize2fs", "/sbin/resize2fs"]
     public static func mkfsPath() -> String? { mkfsCandidates.first { access($0, X_OK) == 0 } }
 
-    /// Opens the image (creating and formatting it when missing, growing it when the bound grew) and mounts it.
+    /// Opens the image (creating and formatting it when missing, growing it offline with resize2fs when the
+    /// bound grew) and mounts it.
     public init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) throws {
         image = spec.image
         mountFD = -1
@@ -37,7 +39,15 @@ public final class DiskVolume: @unchecked Sendable {
         if fd < 0 && errno == ENOENT { fd = try Self.create(spec, uid: uid, gid: gid, stage: stage) }
         guard fd >= 0 else { throw CagentError.system(stage, "cannot open \(TerminalEscape.escape(spec.image))") }
         imageFD = fd
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        // The lock lives on the open file, which the loop device holds too: it goes when the previous
+        // session's loop device has detached itself, a few milliseconds after that session ended. Wait that
+        // long, not longer: a session still running is refused.
+        var locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        for _ in 0..<50 where !locked {
+            usleep(10_000)
+            locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        }
+        guard locked else {
             Glibc.close(fd); imageFD = -1
             throw CagentError(stage: stage, "\(TerminalEscape.escape(spec.image)) is in use by another session of this agent",
                               hint: "end the other session first (one image cannot be mounted twice), or use another agent name")
@@ -55,6 +65,13 @@ public final class DiskVolume: @unchecked Sendable {
             close()
             throw CagentError.system(stage, "cannot grow \(TerminalEscape.escape(spec.image)) to \(spec.sizeBytes >> 20) MiB")
         }
+        if grow && current > 0 {
+            let tool = Self.resize2fsCandidates.first { access($0, X_OK) == 0 }
+            if tool == nil || cg_volume_resize(tool!, fd, -1) != 0 {
+                // The file grew but the filesystem did not: it stays usable at its old size.
+                notices.append("the \(spec.purpose) could not grow to \(spec.sizeBytes >> 20) MiB (resize2fs \(tool == nil ? "not found" : "failed")); it keeps \(current >> 20) MiB")
+            }
+        }
         if current > spec.sizeBytes {
             notices.append("the \(spec.purpose) keeps its \(current >> 20) MiB (limits.disk says \(spec.sizeBytes >> 20) MiB; an image does not shrink): remove \(TerminalEscape.escape(spec.image)) to start over")
         }
@@ -68,9 +85,6 @@ public final class DiskVolume: @unchecked Sendable {
                                                                   : "the image may be damaged (e.g. by a host crash): `e2fsck -p \(TerminalEscape.escape(spec.image))`, or remove it (cagent recreates it)")
         }
         mountFD = mounted
-        if grow && current > 0 && cg_volume_grow(mounted, spec.sizeBytes) != 0 {
-            notices.append("the \(spec.purpose) could not grow to \(spec.sizeBytes >> 20) MiB (errno \(errno)); it keeps \(current >> 20) MiB")
-        }
         do {
             for directory in spec.directories { try makeDirectory(directory, uid: uid, gid: gid, stage: stage) }
         } catch { self.close(); throw error }
@@ -87,13 +101,20 @@ public final class DiskVolume: @unchecked Sendable {
         let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CagentError.system(stage, "cannot create \(TerminalEscape.escape(temporary))") }
         guard ftruncate(fd, off_t(spec.sizeBytes)) == 0,
-              cg_volume_format(mkfs, fd, uid, gid, spec.journal ? 1 : 0, -1) == 0,
+              cg_volume_format(mkfs, fd, uid, gid, journalMiB(spec), -1) == 0,
               rename(temporary, spec.image) == 0 else {
             let error = CagentError.system(stage, "cannot create the \(spec.sizeBytes >> 20) MiB image \(TerminalEscape.escape(spec.image)) with \(mkfs)")
             Glibc.close(fd); unlink(temporary)
             throw error
         }
         return fd
+    }
+
+    /// 8 MiB of journal from 128 MiB up, ext4's minimum of 4 MiB from 16 MiB, none below (a tiny bound
+    /// would lose too much of itself to it).
+    static func journalMiB(_ spec: SandboxPlan.VolumeSpec) -> Int32 {
+        guard spec.journal else { return 0 }
+        return spec.sizeBytes >= 128 << 20 ? 8 : spec.sizeBytes >= 16 << 20 ? 4 : 0
     }
 
     /// A directory in the volume, created step by step without following any symlink, owned by the user.

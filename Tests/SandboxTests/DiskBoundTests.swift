@@ -93,3 +93,72 @@ import Testing
         #expect(hostMounts(under: fixture.root).isEmpty, "a mount was left behind")
     }
 }
+
+/// The image's own rules: created root's and sparse, grown when the bound grows, never mounted twice,
+/// refused when it is not cagent's.
+@Suite(.serialized) struct DiskVolumeTests {
+    static func spec(_ image: String, _ size: UInt64) -> SandboxPlan.VolumeSpec {
+        .init(image: image, sizeBytes: size, journal: true, directories: [.init(path: "a/b", mode: 0o750)], purpose: "test volume")
+    }
+
+    static func size(of fd: Int32) -> UInt64 {
+        var info = statvfs()
+        guard fstatvfs(fd, &info) == 0 else { return 0 }
+        return UInt64(info.f_blocks) * UInt64(info.f_frsize)
+    }
+
+    @Test("an image is created root's and sparse, grows with the bound, is never mounted twice, and a foreign one is refused",
+          .enabled(if: Requirements.mayRun(root: true), "needs root: loop devices"))
+    func imageRules() throws {
+        try Requirements.root()
+        let fixture = try SandboxFixture()
+        defer { fixture.remove() }
+        let image = fixture.state + "/v.img"
+        try fixture.makeDirectory(fixture.state)
+        do {
+            let volume = try DiskVolume(Self.spec(image, 16 << 20), uid: fixture.user.uid, gid: fixture.user.gid)
+            defer { volume.close() }
+            var info = stat()
+            #expect(stat(image, &info) == 0 && info.st_uid == 0 && info.st_mode & 0o777 == 0o600 && info.st_size == 16 << 20)
+            #expect(UInt64(info.st_blocks) * 512 < 16 << 20, "the image is not sparse")
+            // The volume's root and the directories made in it are the user's.
+            #expect(fstatat(volume.mountFD, "a/b", &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_uid == fixture.user.uid
+                    && info.st_mode & 0o777 == 0o750)
+            #expect(fstat(volume.mountFD, &info) == 0 && info.st_uid == fixture.user.uid)
+            let small = Self.size(of: volume.mountFD)
+            #expect(small > 8 << 20 && small <= 16 << 20, "\(small)")
+            // A second session of the same image is refused while the first holds it.
+            #expect { _ = try DiskVolume(Self.spec(image, 16 << 20), uid: fixture.user.uid, gid: fixture.user.gid) } throws: {
+                "\($0)".contains("in use by another session")
+            }
+        }
+        // A larger bound grows the filesystem (online resize); a smaller one keeps the size and says so.
+        do {
+            let volume = try DiskVolume(Self.spec(image, 48 << 20), uid: fixture.user.uid, gid: fixture.user.gid)
+            defer { volume.close() }
+            #expect(Self.size(of: volume.mountFD) > 32 << 20, "did not grow: \(Self.size(of: volume.mountFD))")
+            #expect(volume.notices.isEmpty, "\(volume.notices)")
+        }
+        do {
+            let volume = try DiskVolume(Self.spec(image, 16 << 20), uid: fixture.user.uid, gid: fixture.user.gid)
+            defer { volume.close() }
+            #expect(volume.notices.contains { $0.contains("does not shrink") }, "\(volume.notices)")
+        }
+        // An image the user could have written (theirs, or group-readable) is never mounted.
+        chown(image, fixture.user.uid, fixture.user.gid)
+        #expect { _ = try DiskVolume(Self.spec(image, 16 << 20), uid: fixture.user.uid, gid: fixture.user.gid) } throws: {
+            "\($0)".contains("is not cagent's image")
+        }
+        #expect(DiskBoundTests.loopDevices(backing: fixture.root).isEmpty, "a loop device was left behind")
+    }
+
+    @Test func enforcePlanMountsTheShadowHomeVolume() throws {
+        let fixture = try SandboxFixture()
+        defer { fixture.remove() }
+        let plan = try fixture.plan(["/bin/true"], profile: DiskBoundTests.profile)
+        #expect(plan.steps.map(\.operation).contains(.volume(target: fixture.home)))
+        #expect(plan.volume == .init(image: ShadowHome.path(paths: fixture.paths, agent: "disk-test"), sizeBytes: DiskBoundTests.bound,
+                                     journal: true, purpose: "shadow home"))
+        #expect(!plan.steps.contains { if case .bind(_, fixture.home, _, _) = $0.operation { return true }; return false })
+    }
+}

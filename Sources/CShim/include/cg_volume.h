@@ -9,9 +9,9 @@
 #include <sys/types.h>
 
 /// Formats the open image `image_fd` (already truncated to its size) as ext4 with `mkfs` (mkfs.ext4's
-/// path), its root directory owned by uid:gid, with or without a journal. Returns 0, or -1 with errno set
-/// (EIO when mkfs exited non-zero; its stderr goes to `log_fd` when >= 0).
-int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int journal, int log_fd);
+/// path), its root directory owned by uid:gid, with a journal of `journal_mib` MiB (0: none; ext4's minimum
+/// is 4). Returns 0, or -1 with errno set (EIO when mkfs exited non-zero; its stderr goes to `log_fd` when >= 0).
+int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int journal_mib, int log_fd);
 
 /// Attaches the image to a free loop device (AUTOCLEAR) and returns a detached ext4 mount of it
 /// (nosuid, nodev), or -1 with errno set and *stage naming the step that failed.
@@ -20,9 +20,9 @@ int cg_volume_mount(int image_fd, const char **stage);
 /// Moves a detached mount onto a directory (host side, in the caller's own mount namespace): tests only.
 int cg_volume_attach(int mount_fd, int directory_fd);
 
-/// ext4's online resize to `bytes` (EXT4_IOC_RESIZE_FS on the mount's fd) after the image file grew before
-/// cg_volume_mount (the loop device takes the file's size then). Grows only. Returns 0 or -1.
-int cg_volume_grow(int mount_fd, uint64_t bytes);
+/// Grows the (unmounted) filesystem in the image to the file's size with resize2fs (offline: the online
+/// resize ioctl needs CAP_SYS_RESOURCE, which root lacks on some machines). Returns 0 or -1 with errno.
+int cg_volume_resize(const char *resize2fs, int image_fd, int log_fd);
 
 /// Whether the filesystem holding `fd` enforces project quotas: 0 when they are on, else the errno of
 /// quotactl_fd(Q_GETINFO, PRJQUOTA) (ESRCH: quota off; ENOSYS/EOPNOTSUPP: no quota support).
