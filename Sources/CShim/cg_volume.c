@@ -140,3 +140,7 @@ unsigned long cg_filesystem_type(int fd) {
     if (fstatfs(fd, &info) != 0) return 0;
     return (unsigned long)info.f_type;
 }
+
+int cg_rename_noreplace(const char *from, const char *to) {
+    return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 1 /* RENAME_NOREPLACE */);
+}

@@ -102,7 +102,7 @@ public final class DiskVolume: @unchecked Sendable {
         guard fd >= 0 else { throw CagentError.system(stage, "cannot create \(TerminalEscape.escape(temporary))") }
         guard ftruncate(fd, off_t(spec.sizeBytes)) == 0,
               cg_volume_format(mkfs, fd, uid, gid, journalMiB(spec), -1) == 0,
-              rename(temporary, spec.image) == 0 else {
+              cg_rename_noreplace(temporary, spec.image) == 0 else {   // never over a file planted meanwhile
             let error = CagentError.system(stage, "cannot create the \(spec.sizeBytes >> 20) MiB image \(TerminalEscape.escape(spec.image)) with \(mkfs)")
             Glibc.close(fd); unlink(temporary)
             throw error

@@ -24,6 +24,9 @@ int cg_volume_attach(int mount_fd, int directory_fd);
 /// resize ioctl needs CAP_SYS_RESOURCE, which root lacks on some machines). Returns 0 or -1 with errno.
 int cg_volume_resize(const char *resize2fs, int image_fd, int log_fd);
 
+/// rename(2) that never replaces an existing target (renameat2 RENAME_NOREPLACE): 0 or -1 with errno.
+int cg_rename_noreplace(const char *from, const char *to);
+
 /// Whether the filesystem holding `fd` enforces project quotas: 0 when they are on, else the errno of
 /// quotactl_fd(Q_GETINFO, PRJQUOTA) (ESRCH: quota off; ENOSYS/EOPNOTSUPP: no quota support).
 int cg_project_quota_state(int fd);
