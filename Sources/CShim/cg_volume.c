@@ -45,18 +45,23 @@ static int run_on_image(const char *tool, char *const argv[], int image_fd, int 
     return 0;
 }
 
-int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int journal_mib, int log_fd) {
+int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int journal_mib, const char *seed, int log_fd) {
     char owner[64];
     snprintf(owner, sizeof owner, "root_owner=%u:%u,nodiscard,lazy_itable_init=1", (unsigned)uid, (unsigned)gid);
     // 4 KiB blocks, no reserved blocks (the agent is the only user), a small journal for a persistent home
     // (a host crash must not cost it), none for a throwaway scratch.
     char journal_size[32];
     snprintf(journal_size, sizeof journal_size, "size=%d", journal_mib);
-    char *const with_journal[] = { (char *)mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-E", owner,
-                                   "-J", journal_size, "-L", "cagent", "/dev/fd/3", NULL };
-    char *const without_journal[] = { (char *)mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-E", owner,
-                                      "-O", "^has_journal", "-L", "cagent", "/dev/fd/3", NULL };
-    return run_on_image(mkfs, journal_mib > 0 ? with_journal : without_journal, image_fd, log_fd);
+    char *argv[24];
+    int n = 0;
+    const char *common[] = { mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-E", owner, "-L", "cagent" };
+    for (size_t i = 0; i < sizeof common / sizeof *common; i++) argv[n++] = (char *)common[i];
+    if (journal_mib > 0) { argv[n++] = "-J"; argv[n++] = journal_size; }
+    else { argv[n++] = "-O"; argv[n++] = "^has_journal"; }
+    if (seed) { argv[n++] = "-d"; argv[n++] = (char *)seed; }
+    argv[n++] = "/dev/fd/3";
+    argv[n] = NULL;
+    return run_on_image(mkfs, argv, image_fd, log_fd);
 }
 
 int cg_volume_resize(const char *resize2fs, int image_fd, int log_fd) {

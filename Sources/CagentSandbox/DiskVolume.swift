@@ -36,7 +36,9 @@ public final class DiskVolume: @unchecked Sendable {
         imageFD = -1
         let stage = "disk bound (\(spec.purpose))"
         var fd = open(spec.image, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 && errno == ENOENT { fd = try Self.create(spec, uid: uid, gid: gid, stage: stage) }
+        if fd < 0 && errno == ENOENT {
+            (fd, notices) = try Self.create(spec, uid: uid, gid: gid, stage: stage)
+        }
         guard fd >= 0 else { throw CagentError.system(stage, "cannot open \(TerminalEscape.escape(spec.image))") }
         imageFD = fd
         // The lock lives on the open file, which the loop device holds too: it goes when the previous
@@ -90,8 +92,9 @@ public final class DiskVolume: @unchecked Sendable {
         } catch { self.close(); throw error }
     }
 
-    /// Creates `<image>.new` (root's, 0600, sparse), formats it and moves it into place; returns its fd.
-    private static func create(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32, stage: String) throws -> Int32 {
+    /// Creates `<image>.new` (root's, 0600, sparse), formats it (filled from `spec.seed` when that is a
+    /// directory; empty, with a notice, when the seed does not fit) and moves it into place; returns its fd.
+    private static func create(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32, stage: String) throws -> (Int32, [String]) {
         guard let mkfs = mkfsPath() else {
             throw CagentError(stage: stage, "mkfs.ext4 not found (\(mkfsCandidates.joined(separator: ", ")))",
                               hint: "install e2fsprogs: cagent bounds the agent's disk use with an ext4 image")
@@ -100,14 +103,23 @@ public final class DiskVolume: @unchecked Sendable {
         unlink(temporary)   // a leftover of an interrupted creation (unlink never follows a link)
         let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CagentError.system(stage, "cannot create \(TerminalEscape.escape(temporary))") }
-        guard ftruncate(fd, off_t(spec.sizeBytes)) == 0,
-              cg_volume_format(mkfs, fd, uid, gid, journalMiB(spec), -1) == 0,
+        var notices: [String] = []
+        var seeded = false
+        var seedInfo = stat()
+        if let seed = spec.seed, lstat(seed, &seedInfo) == 0, (seedInfo.st_mode & S_IFMT) == S_IFDIR {
+            seeded = ftruncate(fd, off_t(spec.sizeBytes)) == 0 && cg_volume_format(mkfs, fd, uid, gid, journalMiB(spec), seed, -1) == 0
+            notices.append(seeded
+                ? "the \(spec.purpose) is now a bounded image (\(TerminalEscape.escape(spec.image)), limits.disk): \(TerminalEscape.escape(seed)) was copied into it and is no longer used (remove it when you no longer need it)"
+                : "the \(spec.purpose) is now a bounded image (\(TerminalEscape.escape(spec.image)), limits.disk); \(TerminalEscape.escape(seed)) did not fit in \(spec.sizeBytes >> 20) MiB and was not copied: raise limits.disk and remove the image, or copy what the agent needs")
+        }
+        guard seeded || (ftruncate(fd, 0) == 0 && ftruncate(fd, off_t(spec.sizeBytes)) == 0
+                         && cg_volume_format(mkfs, fd, uid, gid, journalMiB(spec), nil, -1) == 0),
               cg_rename_noreplace(temporary, spec.image) == 0 else {   // never over a file planted meanwhile
             let error = CagentError.system(stage, "cannot create the \(spec.sizeBytes >> 20) MiB image \(TerminalEscape.escape(spec.image)) with \(mkfs)")
             Glibc.close(fd); unlink(temporary)
             throw error
         }
-        return fd
+        return (fd, notices)
     }
 
     /// 8 MiB of journal from 128 MiB up, ext4's minimum of 4 MiB from 16 MiB, none below (a tiny bound

@@ -180,7 +180,9 @@ public enum EnforcePlanner {
                                workingDirectory: workspace, command: request.command,
                                environment: environment(request: request, home: home), steps: steps,
                                terminal: request.terminal, workspace: workspace, shadowHome: shadowHome)
-        plan.volume = .init(image: shadowHome, sizeBytes: request.diskBytes, journal: true, purpose: "shadow home")
+        // An older cagent's shadow-home directory is copied into the image when the image is made.
+        plan.volume = .init(image: shadowHome, sizeBytes: request.diskBytes, journal: true, purpose: "shadow home",
+                            seed: ShadowHome.legacyDirectory(paths: request.paths, agent: request.profile.agent))
 
         // The process policy (Policy/): seccomp filter, Landlock over the view (read everywhere the mounts
         // show, write only where they allow it), rlimits. Applied by cagent-init last, before exec.
@@ -197,10 +199,6 @@ public enum EnforcePlanner {
                                                                  readOnly: ["/"], readWrite: writable)
             plan.policy = try policy.serialized()
             plan.policyNotices = notices
-        }
-        let legacy = ShadowHome.legacyDirectory(paths: request.paths, agent: request.profile.agent)
-        if !FileSystem.exists(shadowHome) && FileSystem.exists(legacy) {
-            plan.policyNotices.append("the shadow home is now a bounded image (\(TerminalEscape.escape(shadowHome)), limits.disk); the old directory \(TerminalEscape.escape(legacy)) is no longer used: copy what the agent needs from it, then remove it")
         }
         return plan
     }

@@ -117,10 +117,13 @@ public struct SandboxPlan: Sendable, Equatable {
         public var directories: [Directory]
         /// What the volume holds, for messages ("shadow home", "scratch layer").
         public var purpose: String
+        /// A host directory copied in when the image is created (the shadow-home directory of older cagent).
+        public var seed: String?
 
-        public init(image: String, sizeBytes: UInt64, journal: Bool, directories: [Directory] = [], purpose: String) {
+        public init(image: String, sizeBytes: UInt64, journal: Bool, directories: [Directory] = [], purpose: String,
+                    seed: String? = nil) {
             self.image = image; self.sizeBytes = sizeBytes; self.journal = journal
-            self.directories = directories; self.purpose = purpose
+            self.directories = directories; self.purpose = purpose; self.seed = seed
         }
     }
 

@@ -158,7 +158,30 @@ import Testing
         let plan = try fixture.plan(["/bin/true"], profile: DiskBoundTests.profile)
         #expect(plan.steps.map(\.operation).contains(.volume(target: fixture.home)))
         #expect(plan.volume == .init(image: ShadowHome.path(paths: fixture.paths, agent: "disk-test"), sizeBytes: DiskBoundTests.bound,
-                                     journal: true, purpose: "shadow home"))
+                                     journal: true, purpose: "shadow home",
+                                     seed: ShadowHome.legacyDirectory(paths: fixture.paths, agent: "disk-test")))
         #expect(!plan.steps.contains { if case .bind(_, fixture.home, _, _) = $0.operation { return true }; return false })
+    }
+
+    @Test("an older cagent's shadow-home directory is copied into the new image once; its links stay links",
+          .enabled(if: Requirements.mayRun(root: true), "needs root: real sandboxes"))
+    func legacyShadowHomeIsCopiedIn() throws {
+        try Requirements.root()
+        let fixture = try SandboxFixture()
+        defer { fixture.remove() }
+        let legacy = ShadowHome.legacyDirectory(paths: fixture.paths, agent: "test")
+        try fixture.write(legacy + "/.agent/login", "kept-login\n")
+        #expect(symlink("/etc/shadow", legacy + "/escape") == 0)
+        let result = try fixture.sh("cat ~/.agent/login; readlink ~/escape")
+        #expect(result.output.contains("kept-login"), "\(result.output) \(result.error)")
+        #expect(result.output.contains("/etc/shadow"), "the link was not kept as a link: \(result.output)")
+        try fixture.withShadowHome { home in
+            var info = stat()
+            #expect(fstatat(home, "escape", &info, AT_SYMLINK_NOFOLLOW) == 0 && (info.st_mode & S_IFMT) == S_IFLNK)
+            #expect(fstatat(home, ".agent/login", &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_uid == fixture.user.uid)
+        }
+        // Made once: a change to the old directory later is not copied again.
+        try fixture.write(legacy + "/later", "x")
+        #expect(!(try fixture.sh("ls -a ~").output.contains("later")))
     }
 }

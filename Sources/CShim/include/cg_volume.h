@@ -10,8 +10,9 @@
 
 /// Formats the open image `image_fd` (already truncated to its size) as ext4 with `mkfs` (mkfs.ext4's
 /// path), its root directory owned by uid:gid, with a journal of `journal_mib` MiB (0: none; ext4's minimum
-/// is 4). Returns 0, or -1 with errno set (EIO when mkfs exited non-zero; its stderr goes to `log_fd` when >= 0).
-int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int journal_mib, int log_fd);
+/// is 4), filled from the directory `seed` when not NULL (mke2fs -d: symlinks are copied as links, never
+/// followed). Returns 0, or -1 with errno set (EIO when mkfs exited non-zero; its stderr goes to `log_fd`).
+int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int journal_mib, const char *seed, int log_fd);
 
 /// Attaches the image to a free loop device (AUTOCLEAR) and returns a detached ext4 mount of it
 /// (nosuid, nodev), or -1 with errno set and *stage naming the step that failed.
