@@ -47,6 +47,8 @@ public final class Launcher {
     /// Runs after `beforeRelease`, before the plan is sent: for plan parts known only then (learn mode's
     /// resolver address, which the network setup allocates).
     public var finalizePlan: ((SandboxPlan) throws -> SandboxPlan)?
+    /// The plan's volume, already being opened (`PendingVolume`); used when it is the plan's.
+    public var pendingVolume: PendingVolume?
     /// What the bounded volume's setup wants the user to know (DiskVolume.notices), after `run` started.
     public private(set) var volumeNotices: [String] = []
 
@@ -116,7 +118,14 @@ public final class Launcher {
         // copy is closed right after the clone, so the mount and its loop device end with the sandbox. Its
         // lock is held until the sandbox has ended (`defer`).
         let volume: DiskVolume?
-        do { volume = try plan.volume.map { try DiskVolume($0, uid: plan.uid, gid: plan.gid) } } catch {
+        do {
+            if let pending = pendingVolume, let spec = plan.volume, pending.spec == spec {
+                pendingVolume = nil
+                volume = try pending.take()
+            } else {
+                volume = try plan.volume.map { try DiskVolume($0, uid: plan.uid, gid: plan.gid) }
+            }
+        } catch {
             for fd in Set(childEnds) + ourEnds + [planPipe[0], planPipe[1], control[0], control[1]] { close(fd) }
             throw error
         }
