@@ -156,6 +156,7 @@ public struct Proposer: Sendable {
                 if KnownDoH.addresses.contains(address) && (flow.port == 443 || flow.port == 853) {
                     risks.append("DoH/DoT provider address: names resolved there bypass the gate")
                 }
+                if let proxy = Self.proxyPortRisk(flow.port) { risks.append(proxy) }
                 var entry = direct[endpoint] ?? (risks, .none)
                 entry.evidence = entry.evidence.merged(with: flow.evidence)
                 direct[endpoint] = entry
@@ -190,6 +191,7 @@ public struct Proposer: Sendable {
                     if givenEndpoints(contains: endpoint) { continue }
                     var risks: [String] = []
                     if KnownDoH.names.contains(name) { risks.append("DoH/DoT provider: names resolved there bypass the gate") }
+                    if let proxy = Self.proxyPortRisk(UInt16(parts[1]) ?? 0) { risks.append(proxy) }
                     endpoints[endpoint] = ((endpoints[endpoint]?.evidence ?? .none).merged(with: evidence), risks)
                 }
             }
@@ -706,5 +708,14 @@ public struct Proposer: Sendable {
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) "
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+    }
+}
+
+extension Proposer {
+    /// The same guess `profile lint` warns about (ProxyRisk): a port proxies often use. Through a proxy the
+    /// agent reaches every host, so the entry needs a decision, not a quiet yes.
+    static func proxyPortRisk(_ port: UInt16) -> String? {
+        ProxyRisk.proxyLookingPorts.contains(port)
+            ? "port \(port) is one proxies often use: if it is a proxy, the agent reaches every host through it" : nil
     }
 }

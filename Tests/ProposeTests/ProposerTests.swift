@@ -254,6 +254,19 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
         #expect(proposal.networkNotes.contains { $0.contains("(refused.example.com) failed (ECONNREFUSED)") })
     }
 
+    /// An endpoint on a port proxies often use is flagged as `profile lint` warns about it (ProxyRisk): the
+    /// proposal and lint say the same thing. Control: the same flow on another port carries no such risk.
+    @Test func proxyLookingPortsAreFlagged() {
+        var observations = Observations(sessions: ["s"])
+        observations.flows = [flow("proxy.example.com", "192.0.2.1", 3128), flow(nil, "192.0.2.2", 8080),
+                              flow("git.example.com", "192.0.2.3", 9418)]
+        let proposal = proposer().propose(observations)
+        let risks = Dictionary(uniqueKeysWithValues: proposal.endpoints.map { ($0.value, $0.risks) })
+        #expect(risks["proxy.example.com:3128/tcp"]?.contains { $0.hasPrefix("port 3128 is one proxies often use") } == true)
+        #expect(risks["192.0.2.2:8080/tcp"]?.contains { $0.hasPrefix("port 8080 is one proxies often use") } == true)
+        #expect(risks["git.example.com:9418/tcp"] == [])
+    }
+
     @Test func filesystemSmallestSet() {
         var observations = Observations(sessions: ["s"])
         observations.files = [
@@ -377,7 +390,7 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
                                 lookup("api.example.org"), lookup("github.com"), lookup("nothing.example.net", ["NXDOMAIN"])]
         observations.flows = [flow("a.cdn.example.com", "192.0.2.1"), flow("b.cdn.example.com", "192.0.2.2"),
                               flow("c.cdn.example.com", "192.0.2.3"), flow("api.example.org", "192.0.2.4", 80),
-                              flow("github.com", "192.0.2.5", 22), flow(nil, "203.0.113.9", 8080),
+                              flow("github.com", "192.0.2.5", 22), flow(nil, "203.0.113.9", 9418),
                               flow("api.example.org", "192.0.2.4", 80, proto: "udp", traffic: false)]
         observations.files = [file("\(home)/.gitconfig"), file("\(home)/.cache/t/a", "create"), file("/opt/x/y"),
                               file("/nope", result: 2)]
