@@ -279,7 +279,7 @@ extension LearnCommandTests {
         #expect(try loop.propose(to: proposal).status == 0)
         let text = world.read(proposal) ?? ""
         // The three kinds of entry are there to remove: a domain, an endpoint, a directory read.
-        #expect(text.contains("- www.allowed.test") && text.contains(":8080/tcp") && text.contains("- \(loop.data)\n"), "\(text)")
+        #expect(text.contains("- www.allowed.test") && text.contains(":80/tcp\"") && text.contains("- \(loop.data)\n"), "\(text)")
         let record = try Self.ablate(loop, proposal: proposal, command: ["/bin/sh", script]) {
             $0.status == 0 && $0.stdout.contains("workload-done")
         }
