@@ -35,11 +35,10 @@ for tool in ip dnsmasq python3 git curl nsenter setpriv; do
   command -v $tool >/dev/null || { echo "demo: $tool is missing (make demo installs it: scripts/install-deps.sh)" >&2; exit 1; }
 done
 [ -x "$cagent" ] || { echo "demo: $cagent is missing: run make demo (it builds first)" >&2; exit 1; }
-if ! "$cagent" doctor >"/tmp/cagent-demo-doctor.$$" 2>&1; then
-  cat "/tmp/cagent-demo-doctor.$$"; rm -f "/tmp/cagent-demo-doctor.$$"
-  echo "demo: cagent doctor reports something missing (above)" >&2; exit 1
+# cagent doctor, shown only when it finds something missing (the demo then tries anyway).
+if ! doctor=$("$cagent" doctor 2>&1); then
+  printf '%s\n' "$doctor"; echo "demo: cagent doctor reports something missing (above); trying anyway" >&2
 fi
-rm -f "/tmp/cagent-demo-doctor.$$"
 
 # The world: the agent's program, its home (a config it needs, a key it must never send), its workspace,
 # and what the simulated internet serves (a git repository whose NOTES.md carries an injection, a package).
@@ -68,7 +67,7 @@ lab_up "$demo"
 step "1. The setup" \
   "A simulated network (namespaces $lab_host / $lab_inet, nothing leaves them): the agent's model API" \
   "api.model.test, a git server git.forge.test, a package server packages.demo.test, an attacker under" \
-  "attacker.test. The agent ($bin/demo-agent, run as uid $agent_uid) reads its config in ~, asks its model," \
+  "attacker.test. The agent ($bin/demo-agent, run as the user $agent_user) reads its config in ~, asks its model," \
   "clones the project with git over HTTP, installs a tool package and runs the tests."
 
 # cagent runs on the simulated machine: learn through `ip netns exec` (its resolv.conf names the lab's DNS
