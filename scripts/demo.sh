@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-cagent=$repo/.build/debug/cagent
+cagent=${CAGENT:-$repo/.build/debug/cagent}   # CAGENT: another build (the tests run their own)
 demo=/tmp/cagent-demo
 bin=/opt/cagent-demo
 agent_user=cgdemo
