@@ -223,6 +223,13 @@ extension LearnCommandTests {
         let control = try loop.learn(["/usr/bin/python3", script])
         #expect(control.status == 0 && control.stdout.contains("other") && control.stdout.contains("workload-done"),
                 "\(control.stdout)\n\(control.stderr)")
+
+        // Ablation: nothing in the proposal is unused.
+        try world.write(script, Self.pythonWorkload(data: loop.data))
+        let record = try Self.ablate(loop, proposal: proposal, command: ["/usr/bin/python3", script]) {
+            $0.status == 0 && $0.stdout.contains("workload-done")
+        }
+        print("ablation (python):", record.joined(separator: "; "))
     }
 
     @Test(.enabled(if: Requirements.mayRun(root: true, tools: loopTools), "needs root, namespaces and the netlab's tools"))
