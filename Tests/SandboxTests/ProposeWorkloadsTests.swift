@@ -149,6 +149,9 @@ extension LearnCommandTests {
         for (index, entry) in all.enumerated() {
             let ablated = loop.world.root + "/ablated-\(index).yaml"
             try removing(entry, from: text).write(toFile: ablated, atomically: true, encoding: .utf8)
+            // The replay must fail for the missing entry, never for a profile the removal broke.
+            let lint = try Netlab.execute([Products.cagent, "profile", "lint", ablated], timeout: 30, environment: loop.environment)
+            #expect(lint.status == 0, "ablating \(entry.value) broke the profile: \(lint.stdout)\(lint.stderr)")
             let output = try loop.enforce(profile: ablated, command)
             let needed = !succeeded(output)
             record.append("\(entry.value): \(needed ? "needed" : entry.optional ? "optional (says so)" : "UNUSED")")
