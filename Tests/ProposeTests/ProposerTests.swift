@@ -314,6 +314,24 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
         #expect(proposal.read.isEmpty)
         #expect(proposal.filesystemNotes.contains { $0.hasPrefix("RISK: write to /work/project/.git/hooks/pre-commit") })
         #expect(proposal.filesystemNotes.contains { $0.hasPrefix("RISK: attempt on a hidden path ~/.ssh") })
+        // The samples `git clone` writes into every .git/hooks never run (git runs a hook only by its exact
+        // name): no RISK line each; the hook beside them still is one.
+        observations.files.append(file("/work/project/.git/hooks/pre-push.sample", "create"))
+        let withSample = proposer().propose(observations)
+        #expect(!withSample.filesystemNotes.contains { $0.contains("pre-push.sample") })
+        #expect(withSample.filesystemNotes.contains { $0.hasPrefix("RISK: write to /work/project/.git/hooks/pre-commit") })
+    }
+
+    /// A file a program runs without (git's global excludes file) is proposed, marked optional with the reason;
+    /// a needed one beside it is not marked.
+    @Test func optionalReadsSayWhy() {
+        var observations = Observations(sessions: ["s"])
+        observations.files = [file("/etc/gitignore"), file("\(home)/.config/git/ignore"), file("/etc/tool.conf")]
+        let proposal = proposer().propose(observations)
+        let optional = proposal.read.filter { $0.comments.contains { $0.hasPrefix("optional: git's global excludes") } }
+        #expect(optional.map(\.value).sorted() == ["/etc/gitignore", "~/.config/git/ignore"])
+        #expect(proposal.read.first { $0.value == "/etc/tool.conf" }?.comments.contains { $0.hasPrefix("optional") } == false)
+        #expect(ProposalRenderer.render(proposal).contains("    # optional: git's global excludes"))
     }
 
     /// The proposal is a profile: the project's own parser reads it, and lint (resolving `extends: [base]`
