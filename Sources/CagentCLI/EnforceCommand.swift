@@ -37,6 +37,8 @@ public struct EnforceCommand: ParsableCommand {
     @Option(help: .hidden) var dumpPlan: String?
     /// Tests and benchmarks: keep cagent's state (the shadow home) here instead of in the user's home.
     @Option(help: .hidden) var stateDir: String?
+    @Option(help: "The database the session is recorded in (default: cagent.db in the invoking user's data directory).")
+    var db: String?
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
     public init() {}
@@ -45,7 +47,7 @@ public struct EnforceCommand: ParsableCommand {
     public var options: EnforceOptions {
         EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
-                       passEnvironment: passEnvironment, allowProxy: allowProxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, command: command)
+                       passEnvironment: passEnvironment, allowProxy: allowProxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, db: db, command: command)
     }
 
     public func run() throws { try options.run() }

@@ -8,7 +8,7 @@
 extension EnforceOptions {
     /// The long names this parser knows, each an option (takes a value) or a flag; EnforceArgumentsTests
     /// checks the list against EnforceCommand's own definitions.
-    static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir", "env"]
+    static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir", "env", "db"]
     static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json", "allow-proxy"]
 
     /// `arguments` are those after `enforce`. Nil: let ArgumentParser decide.
@@ -64,6 +64,6 @@ extension EnforceOptions {
                               offline: flags.contains("offline"), json: flags.contains("json"), upstreamDns: upstream,
                               passEnvironment: passed, allowProxy: flags.contains("allow-proxy"),
                               failAtStage: values["fail-at-stage"], dumpPlan: values["dump-plan"],
-                              stateDir: values["state-dir"], command: command)
+                              stateDir: values["state-dir"], db: values["db"], command: command)
     }
 }

@@ -26,16 +26,20 @@ public struct EnforceOptions: Equatable, Sendable {
     public var failAtStage: String?
     public var dumpPlan: String?
     public var stateDir: String?
+    /// `--db`: the store the session is recorded in (default: the invoking user's; with --state-dir, cagent.db there).
+    public var db: String?
     public var command: [String] = []
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
                 passEnvironment: [String] = [], allowProxy: Bool = false,
-                failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, command: [String] = []) {
+                failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
+                command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
         self.revertRisky = revertRisky; self.offline = offline; self.json = json; self.upstreamDns = upstreamDns
         self.passEnvironment = passEnvironment; self.allowProxy = allowProxy
-        self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.command = command
+        self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.db = db
+        self.command = command
     }
 
     /// The session: plan, launch, teardown, report. Throws CagentExit with the agent's status.
@@ -80,9 +84,11 @@ public struct EnforceOptions: Equatable, Sendable {
         // Live lines go through the launcher's relay loop while the agent runs (never mid-line), directly otherwise.
         let notices = NoticeChannel()
         // Session resources, all created before the sandbox and torn down on every path out of here.
+        let recording = SessionRecording(sessionID: plan.sessionID, profile: profile, command: command,
+                                         db: db ?? stateDir.map { $0 + "/cagent.db" }, paths: paths)
         let network = offline ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
-            output: { notices.write(line: $0) })
+            allowHint: recording.allowCommand, output: { notices.write(line: $0) })
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
         let cgroup: SessionCgroup
         do {
@@ -138,9 +144,13 @@ public struct EnforceOptions: Equatable, Sendable {
         let teardownError = network?.stop()
         for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
         cgroup.remove()
-        if let network, failure == nil {
-            let list = network.writeList(owner: invoking)
-            FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: list)) + "\n")
+        // The session record (the full list, with what the store needs): written for every session the agent ran in.
+        var record: String?
+        if failure == nil {
+            record = recording.write(network: network, status: status, owner: invoking)
+            if let network {
+                FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: record)) + "\n")
+            }
         }
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
         if let failure {
@@ -152,6 +162,9 @@ public struct EnforceOptions: Equatable, Sendable {
         if let report = RiskyChanges.check(workspace: plan.workspace, before: before, user: invoking, revert: revertRisky) {
             FileDescriptorStream.standardError.write(report)
         }
+        // Into the store: cagent-full takes over this process for it (the front links no SQLite), then exits
+        // with the agent's status.
+        if let record { recording.recordInStore(file: record, status: status) }
         throw CagentExit(status: status)
     }
 

@@ -145,6 +145,38 @@ public struct Proposer: Sendable {
                 direct[endpoint] = entry
             }
         }
+        // What enforce denied: a refused name as if it had connected on the web ports (the smallest entry
+        // that lets the lookup and the connection through), a blocked packet as its name's endpoint or, with
+        // no name, a direct-IP endpoint. The same rules as observed flows apply: never under a name that
+        // looks like exfiltration, wildcards only on enough siblings, every risk flagged.
+        var denied: Set<String> = []
+        for denial in observations.denials {
+            if let address = denial.address.map(canonicalAddress), gates.contains(address) || isLoopbackOrUnspecified(address) { continue }
+            let key = denial.port.map { "\(denial.proto)/\($0)" } ?? "tcp/443"
+            if let raw = denial.name {
+                guard let name = hostName(raw) else { unusableNames += 1; continue }
+                var entry = connected[name] ?? Connected()
+                entry.ports[key] = (entry.ports[key] ?? .none).merged(with: denial.evidence)
+                entry.evidence = entry.evidence.merged(with: denial.evidence)
+                connected[name] = entry
+                denied.insert(name)
+            } else if let address = denial.address.map(canonicalAddress), let port = denial.port,
+                      denial.proto == "tcp" || denial.proto == "udp" {
+                let endpoint = "\(hostForEndpoint(address)):\(port)/\(denial.proto)"
+                var risks = ["direct IP: no DNS answer of the gate named \(address)"]
+                if isPrivateAddress(address) { risks.append("private range: \(address)") }
+                if KnownDoH.addresses.contains(address) && (port == 443 || port == 853) {
+                    risks.append("DoH/DoT provider address: names resolved there bypass the gate")
+                }
+                var entry = direct[endpoint] ?? (risks, .none)
+                entry.evidence = entry.evidence.merged(with: denial.evidence)
+                direct[endpoint] = entry
+                denied.insert(endpoint)
+            } else {
+                notes.append("not proposed: a denied \(denial.proto) packet to \(denial.address ?? "?") (profiles open only tcp and udp)")
+            }
+        }
+        func unit(_ key: String) -> String { denied.contains(key) ? "denial" : "connection" }
         if probeCount > 0 {
             notes.append("not proposed: \(probeCount) UDP connect(s) that sent nothing (getaddrinfo's address probes, not flows) -- \(describe(probes))")
         }
@@ -175,6 +207,7 @@ public struct Proposer: Sendable {
                     var risks: [String] = []
                     if KnownDoH.names.contains(name) { risks.append("DoH/DoT provider: names resolved there bypass the gate") }
                     endpoints[endpoint] = ((endpoints[endpoint]?.evidence ?? .none).merged(with: evidence), risks)
+                    if denied.contains(name) { denied.insert(endpoint) }
                 }
             }
         }
@@ -218,13 +251,13 @@ public struct Proposer: Sendable {
             if let sources = connected[name]?.sources, sources == ["sni"] {
                 risks.append("named only by TLS SNI: no DNS answer of the session gave its address")
             }
-            domainEntries.append(Proposal.Entry(value: name, comments: [describe(evidence, unit: "connection")], risks: risks))
+            domainEntries.append(Proposal.Entry(value: name, comments: [describe(evidence, unit: unit(name))], risks: risks))
         }
         proposal.domains = validated(domainEntries, notes: &notes) { (value: String) throws(ValueProblem) -> String in try ValueSyntax.domainPattern(value) }
             .sorted { domainOrder($0.value) < domainOrder($1.value) }
 
-        var endpointEntries = endpoints.map { Proposal.Entry(value: $0.key, comments: [describe($0.value.evidence, unit: "connection")], risks: $0.value.risks) }
-        endpointEntries += direct.map { Proposal.Entry(value: $0.key, comments: [describe($0.value.evidence, unit: "connection")], risks: $0.value.risks) }
+        var endpointEntries = endpoints.map { Proposal.Entry(value: $0.key, comments: [describe($0.value.evidence, unit: unit($0.key))], risks: $0.value.risks) }
+        endpointEntries += direct.map { Proposal.Entry(value: $0.key, comments: [describe($0.value.evidence, unit: unit($0.key))], risks: $0.value.risks) }
         proposal.endpoints = validated(endpointEntries, notes: &notes) { (value: String) throws(ValueProblem) -> String in try ValueSyntax.endpoint(value).description }
             .sorted { $0.value < $1.value }
 

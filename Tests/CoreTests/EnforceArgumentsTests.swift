@@ -18,6 +18,7 @@ import Testing
         ["--profile", "p", "--env", "DATABASE_URL", "--env=HTTPS_PROXY", "--allow-proxy", "--", "a"],
         ["--user=4294967295", "--profile", "p", "--", "--", "x"],
         ["--profile", "név with space", "--workspace=/tmp/a=b", "--", "x"],
+        ["--profile", "p", "--db", "/tmp/s/e.db", "--", "x"],
     ]
 
     /// Forms the fast path leaves to ArgumentParser (some valid, most not).
@@ -40,6 +41,7 @@ import Testing
         ["--profile=", "--", "x"],
         ["--profile", "p", "stray", "--", "x"],
         ["--Profile", "p", "--", "x"],
+        ["--db", "a", "--db", "b", "--profile", "p", "--", "x"],
     ]
 
     @Test(arguments: accepted)
