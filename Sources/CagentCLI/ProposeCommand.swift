@@ -183,10 +183,11 @@ struct ProfilePropose: AsyncParsableCommand {
     /// file is theirs and their permissions decide), never following a symlink at the file name: a new file
     /// is created exclusively; `--force` writes a temporary file beside it and renames it over the old one.
     private func writeProposal(_ text: String, to path: String, user: InvokingUser) throws {
-        try FileSystem.asUser(FileIdentity(invokingUnderRoot: user)) { try writeFile(text, to: path) }
+        try FileSystem.asUser(FileIdentity(invokingUnderRoot: user)) { try Self.writeFile(text, to: path, force: force) }
     }
 
-    private func writeFile(_ text: String, to path: String) throws {
+    /// Call with the user's rights (FileSystem.asUser). `force`: replace an existing file (by rename).
+    static func writeFile(_ text: String, to path: String, force: Bool) throws {
         let shown = TerminalEscape.escape(path)
         var info = stat()
         let exists = lstat(path, &info) == 0

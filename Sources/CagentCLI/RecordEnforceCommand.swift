@@ -1,6 +1,8 @@
 import ArgumentParser
 import CagentCore
 import CagentLaunch
+import CagentProfile
+import CagentPropose
 import CagentStore
 import Foundation
 #if canImport(Glibc)
@@ -22,8 +24,9 @@ struct RecordEnforceCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let record = try Self.load(file)
+            let (record, addition) = try Self.load(file)
             try store.openForRecording().record(record)
+            if let addition { try Self.addToProfile(addition, session: record.session.id) }
         } catch {
             FileDescriptorStream.standardError.write("cagent: warning: session not recorded in the store: "
                                                      + TerminalEscape.escape("\(error)") + "\n")
@@ -33,14 +36,56 @@ struct RecordEnforceCommand: ParsableCommand {
 
     /// Reads the record with the invoking user's rights, never through a symlink at its name; refuses
     /// anything that is not the shape the front writes.
-    static func load(_ path: String) throws -> EnforceRecord {
+    /// Names the user added to the profile at the `--ask` prompt, and where the profile is resolved from.
+    struct Addition { var profile: String; var workspace: String; var names: [String]; var time: Int64 }
+
+    static func load(_ path: String) throws -> (EnforceRecord, Addition?) {
         let identity = FileIdentity.invoking(environment: ProcessEnvironment.current)
         let bytes: [UInt8]
         switch FileSystem.readAsUser(path, limit: 64 << 20, identity: identity, followSymlinks: false) {
         case .success(let read): bytes = read
         case .failure(let error): throw CagentError(stage: "record", error.message(path: path))
         }
-        return try parse(Data(bytes))
+        let record = try parse(Data(bytes))
+        let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+        let names = (object?["add_to_profile"] as? [Any] ?? []).compactMap { $0 as? String }
+        guard !names.isEmpty, let profile = object?["profile"] as? String, let workspace = object?["workspace"] as? String else {
+            return (record, nil)
+        }
+        return (record, Addition(profile: profile, workspace: workspace, names: names, time: record.endedAt))
+    }
+
+    /// `--ask`'s "add to the profile": the names go into the profile file the session ran under, each with its
+    /// evidence, by the same update as `propose --update` (ProfileUpdate), written with the user's rights;
+    /// the diff is shown. A bundled profile is not edited (the diff says what to add where).
+    static func addToProfile(_ addition: Addition, session: String) throws {
+        let environment = ProcessEnvironment.current
+        let resolver = ProfileResolver.standard(workspace: addition.workspace, environment: environment)
+        let resolved = try resolver.resolve(addition.profile)
+        var proposal = Proposal(sessions: [session], extends: [])
+        let when = Proposer.utc(addition.time)
+        proposal.domains = addition.names.compactMap { name in
+            guard let pattern = try? ValueSyntax.domainPattern(name) else { return nil }
+            return Proposal.Entry(value: pattern, comments: ["added at the --ask prompt in session \(session), \(when) UTC"])
+        }
+        let update: ProfileUpdate
+        do { update = try ProfileUpdate.apply(proposal, to: resolved.source.text, file: resolved.source.display) }
+        catch { throw CagentError(stage: "ask: add to profile", error.description, hint: "add the names by hand") }
+        guard update.added > 0 else { return }
+        let parsed = ProfileParser.parse(text: update.text, file: resolved.source.display)
+        guard parsed.layer != nil, !parsed.diagnostics.contains(where: { $0.severity == .error }) else {
+            throw CagentError(stage: "ask: add to profile", "the updated profile does not parse", hint: "add the names by hand")
+        }
+        FileDescriptorStream.standardError.write(update.diff)
+        guard resolved.source.origin != .bundled else {
+            throw CagentError(stage: "ask: add to profile", "\(TerminalEscape.escape(resolved.source.display)) is a bundled profile",
+                              hint: "copy it (cagent profile show) to a file of yours and add the lines above there")
+        }
+        let user = InvokingUser.current(environment: environment)
+        try FileSystem.asUser(FileIdentity(invokingUnderRoot: user)) {
+            try ProfilePropose.writeFile(update.text, to: resolved.source.path, force: true)
+        }
+        FileDescriptorStream.standardError.write("cagent: added \(update.added) entr\(update.added == 1 ? "y" : "ies") to \(TerminalEscape.escape(resolved.source.display))\n")
     }
 
     static func parse(_ data: Data) throws -> EnforceRecord {

@@ -30,13 +30,15 @@ final class EnforceNetwork: @unchecked Sendable {
     let book = AddressBook()
     let reporter: DenialReporter
     var failAt: String?
+    let asker: GateAsker?
 
     private(set) var session: NetworkSession?
     private var gate: Gate?
     private var reader: NflogReader?
 
     init(profile: NetworkPolicy, sessionID: String, paths: CagentPaths, upstreamOverride: [String],
-         allowHint: String? = nil, output: @escaping @Sendable (String) -> Void) throws {
+         allowHint: String? = nil, asker: GateAsker? = nil, output: @escaping @Sendable (String) -> Void) throws {
+        self.asker = asker
         self.sessionID = sessionID
         self.paths = paths
         let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
@@ -83,8 +85,10 @@ final class EnforceNetwork: @unchecked Sendable {
             let policy: GatePolicy
             do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: session.addresses.gateway6 != nil) }
             catch { throw CagentError(stage: "dns gate", "\(error)") }
-            let gate = Gate(configuration: .init(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
-                                                 port: session.gatePort, policy: policy, upstream: upstream),
+            var configuration = Gate.Configuration(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
+                                                   port: session.gatePort, policy: policy, upstream: upstream)
+            configuration.asker = asker
+            let gate = Gate(configuration: configuration,
                             pinner: session.firewall, book: book) { reporter.record($0) }
             try gate.start()
             self.gate = gate

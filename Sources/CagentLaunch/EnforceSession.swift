@@ -28,17 +28,21 @@ public struct EnforceOptions: Equatable, Sendable {
     public var stateDir: String?
     /// `--db`: the store the session is recorded in (default: the invoking user's; with --state-dir, cagent.db there).
     public var db: String?
+    /// `--ask`: ask on the terminal about a name not in the profile (DenialAsker); unanswered after `askTimeout` s: deny.
+    public var ask = false
+    public var askTimeout = 30.0
     public var command: [String] = []
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
                 passEnvironment: [String] = [], allowProxy: Bool = false,
                 failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
-                command: [String] = []) {
+                ask: Bool = false, askTimeout: Double = 30, command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
         self.revertRisky = revertRisky; self.offline = offline; self.json = json; self.upstreamDns = upstreamDns
         self.passEnvironment = passEnvironment; self.allowProxy = allowProxy
         self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.db = db
+        self.ask = ask; self.askTimeout = askTimeout
         self.command = command
     }
 
@@ -84,11 +88,13 @@ public struct EnforceOptions: Equatable, Sendable {
         // Live lines go through the launcher's relay loop while the agent runs (never mid-line), directly otherwise.
         let notices = NoticeChannel()
         // Session resources, all created before the sandbox and torn down on every path out of here.
+        let asker = ask && !offline ? DenialAsker(questions: QuestionChannel(), timeout: askTimeout, profile: profile) : nil
         let recording = SessionRecording(sessionID: plan.sessionID, profile: profile, command: command,
-                                         db: db ?? stateDir.map { $0 + "/cagent.db" }, paths: paths)
+                                         db: db ?? stateDir.map { $0 + "/cagent.db" }, paths: paths,
+                                         workspace: workspacePath, asker: asker)
         let network = offline ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
-            allowHint: recording.allowCommand, output: { notices.write(line: $0) })
+            allowHint: recording.allowCommand, asker: asker?.gateAsker, output: { notices.write(line: $0) })
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
         let cgroup: SessionCgroup
         do {
@@ -103,6 +109,7 @@ public struct EnforceOptions: Equatable, Sendable {
         var failure: CagentError?
         let launcher = Launcher()
         launcher.notices = notices
+        launcher.questions = asker?.questions
         let failCgroup = failAtStage == "cgroup"
         func setupError(_ error: any Error, stage: String) -> CagentError {
             let error = error as? CagentError ?? CagentError(stage: stage, "\(error)")
@@ -142,6 +149,7 @@ public struct EnforceOptions: Equatable, Sendable {
         }
         // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
         let teardownError = network?.stop()
+        asker?.join()
         for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
         cgroup.remove()
         // The session record (the full list, with what the store needs): written for every session the agent ran in.

@@ -17,6 +17,8 @@ struct SessionRecording {
     /// `--db` (or the state directory's cagent.db); nil: the invoking user's default store.
     let db: String?
     let paths: CagentPaths
+    let workspace: String
+    let asker: DenialAsker?
     let startedAt: Int64 = DenialReporterClock.now()
 
     /// The command that proposes allowing this session's denials (shell-quoted; the reporter escapes it for
@@ -33,6 +35,10 @@ struct SessionRecording {
                       "\"command\":[" + command.map(JSONText.quote).joined(separator: ",") + "]",
                       "\"started_at\":\(startedAt)", "\"ended_at\":\(endedAt)", "\"status\":\(status)"]
         if let gate = network?.gateAddress { fields.append("\"gate\":\(JSONText.quote(gate))") }
+        fields.append("\"workspace\":\(JSONText.quote(workspace))")
+        if let added = asker?.addToProfile.withLock({ $0 }), !added.isEmpty {
+            fields.append("\"add_to_profile\":[" + added.map(JSONText.quote).joined(separator: ",") + "]")
+        }
         let list = network?.reporter.json() ?? "{\"allowed\":0,\"refused\":0,\"blocked\":0,\"failed\":0,\"entries\":[]}"
         return "{" + fields.joined(separator: ",") + "," + list.dropFirst()
     }

@@ -342,23 +342,7 @@ public struct Proposer: Sendable {
 
     /// A label of 40+ characters, or of 16+ characters with base32/base64/hex-like entropy (the recorder's
     /// `dns-exfiltration` rule, docs/store.md).
-    static func looksEncoded(_ label: Substring) -> Bool {
-        let count = label.utf8.count
-        if count >= 40 { return true }
-        guard count >= 16 else { return false }
-        var histogram: [UInt8: Int] = [:]
-        var digits = 0
-        for byte in label.utf8 {
-            histogram[byte, default: 0] += 1
-            if byte >= 0x30 && byte <= 0x39 { digits += 1 }
-        }
-        var entropy = 0.0
-        for (_, n) in histogram {
-            let p = Double(n) / Double(count)
-            entropy -= p * log2(p)
-        }
-        return entropy >= 3.6 || (entropy >= 3.2 && digits * 4 >= count && digits < count)
-    }
+    static func looksEncoded(_ label: Substring) -> Bool { EncodedLabel.looksEncoded(label) }
 
     /// Domains sort by their labels from the right (`example.com` next to `*.example.com`).
     private func domainOrder(_ pattern: String) -> String {
@@ -711,7 +695,7 @@ public struct Proposer: Sendable {
         return names[code] ?? "errno \(code)"
     }
 
-    static func utc(_ nanoseconds: ObservedTime) -> String {
+    public static func utc(_ nanoseconds: ObservedTime) -> String {
         var seconds = time_t(nanoseconds / 1_000_000_000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
