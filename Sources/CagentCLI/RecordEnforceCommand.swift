@@ -117,3 +117,31 @@ struct RecordEnforceCommand: ParsableCommand {
         return EnforceRecord(session: session, endedAt: ended, entries: entries)
     }
 }
+
+/// Enforce sessions waiting in a store's spool (`<db>.pending/<id>.json`, written by the front at the end of
+/// each session: docs/architecture.md "Enforce sessions in the store"): every command that opens the store
+/// records them first, then removes their files. A record that cannot be read or stored is renamed
+/// `.rejected` (and named in a warning) so that it is not retried on every command.
+enum PendingRecords {
+    static func directory(_ storePath: String) -> String { storePath + ".pending" }
+
+    static func waiting(storePath: String) -> [String] {
+        FileSystem.list(directory(storePath)).filter { $0.hasSuffix(".json") }.sorted()
+    }
+
+    /// Records what waits into `store`; file operations with `identity`'s rights (nil: the process's own).
+    static func ingest(into store: Store, storePath: String, identity: FileIdentity?) {
+        for name in waiting(storePath: storePath) {
+            let path = directory(storePath) + "/" + name
+            do {
+                let (record, _) = try RecordEnforceCommand.load(path)
+                try store.record(record)
+                _ = try? FileSystem.asUser(identity) { unlink(path) }
+            } catch {
+                FileDescriptorStream.standardError.write("cagent: warning: enforce session \(TerminalEscape.escape(path)) not recorded: "
+                                                         + TerminalEscape.escape("\(error)") + " (renamed .rejected)\n")
+                _ = try? FileSystem.asUser(identity) { rename(path, path + ".rejected") }
+            }
+        }
+    }
+}

@@ -153,11 +153,12 @@ public struct EnforceOptions: Equatable, Sendable {
         for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
         cgroup.remove()
         // The session record (the full list, with what the store needs): written for every session the agent ran in.
-        var record: String?
+        var spooled: String?
         if failure == nil {
-            record = recording.write(network: network, status: status, owner: invoking)
+            let written = recording.write(network: network, status: status, owner: invoking)
+            spooled = written.spooled
             if let network {
-                FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: record)) + "\n")
+                FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: written.list)) + "\n")
             }
         }
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
@@ -170,9 +171,9 @@ public struct EnforceOptions: Equatable, Sendable {
         if let report = RiskyChanges.check(workspace: plan.workspace, before: before, user: invoking, revert: revertRisky) {
             FileDescriptorStream.standardError.write(report)
         }
-        // Into the store: cagent-full takes over this process for it (the front links no SQLite), then exits
-        // with the agent's status.
-        if let record { recording.recordInStore(file: record, status: status) }
+        // The session waits in the store's spool for the next command that opens the store; only an --ask
+        // "add to the profile" hands over to cagent-full now (it edits the profile, then exits with the status).
+        if let spooled { recording.addToProfile(file: spooled, status: status) }
         throw CagentExit(status: status)
     }
 

@@ -60,10 +60,15 @@ import Glibc
         let session = try #require(words.firstIndex(of: "--session").map { words[$0 + 1] })
         #expect(command == "cagent profile propose --update \(profile) --session \(session) --db \(database)", "\(command)")
 
-        // 2. The session is in the store: listed as enforce, its report shows the denial.
+        // 2. The session waits in the store's spool (enforce's end opens no database: the front links no SQLite and
+        // its exit is not delayed), and the next command that opens the store records it: listed as enforce, its
+        // report shows the denial.
+        let spooled = database + ".pending/\(session).json"
+        #expect(FileSystem.exists(spooled), "the record waits in the spool")
         let listed = try Netlab.execute([Products.cagent, "sessions", "--db", database], timeout: 30, environment: environment)
         #expect(listed.status == 0 && listed.stdout.split(separator: "\n").contains { $0.hasPrefix(session) && $0.contains("enforce") },
                 "\(listed.stdout)\(listed.stderr)")
+        #expect(!FileSystem.exists(spooled), "recorded, then removed from the spool")
         let report = try Netlab.execute([Products.cagent, "report", session, "--db", database], timeout: 30, environment: environment)
         #expect(report.status == 0 && report.stdout.contains("Denials (1)") && report.stdout.contains("refused DNS api.allowed.test"),
                 "\(report.stdout)\(report.stderr)")
