@@ -37,15 +37,26 @@ public struct EnforceCommand: ParsableCommand {
     @Option(help: .hidden) var dumpPlan: String?
     /// Tests and benchmarks: keep cagent's state (the shadow home) here instead of in the user's home.
     @Option(help: .hidden) var stateDir: String?
+    @Flag(help: "Ask on the terminal about a name not in the profile: allow once, for the session, add to the profile, or deny.")
+    var ask = false
+    /// Seconds an --ask question waits before it denies.
+    @Option(help: .hidden) var askTimeout: Double = 30
+    @Option(help: "The database the session is recorded in (default: cagent.db in the invoking user's data directory).")
+    var db: String?
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
     public init() {}
+
+    public func validate() throws {
+        guard askTimeout.isFinite, askTimeout > 0 else { throw ValidationError("--ask-timeout must be a positive number of seconds") }
+    }
 
     /// What was asked, as plain values (the fast path builds the same from argv: EnforceOptions.parseCommon).
     public var options: EnforceOptions {
         EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
-                       passEnvironment: passEnvironment, allowProxy: allowProxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, command: command)
+                       passEnvironment: passEnvironment, allowProxy: allowProxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
+                       ask: ask, askTimeout: askTimeout, command: command)
     }
 
     public func run() throws { try options.run() }

@@ -22,6 +22,9 @@ struct ProfilePropose: AsyncParsableCommand {
         outside what the extended profiles give. Each entry cites its evidence; RISK lines need a decision. \
         Without --session, the latest learn session. Output: standard output, or -o FILE (never overwritten \
         without --force).
+
+        --update PROFILE: from enforce sessions (default: the latest), the smallest addition to PROFILE that allows \
+        what was denied, as a diff against it; -o FILE writes the updated profile.
         """)
 
     @OptionGroup var logging: LoggingOptions
@@ -31,6 +34,8 @@ struct ProfilePropose: AsyncParsableCommand {
     var sessions: [String] = []
     @Option(name: .customLong("extends"), help: "A profile the proposal extends (repeatable; default: base).")
     var extends: [String] = []
+    @Option(help: "Propose additions to this profile for what enforce sessions denied (a diff; -o writes the updated profile).")
+    var update: String?
     @Option(name: .shortAndLong, help: "Write the proposal to this file instead of standard output.")
     var output: String?
     @Flag(help: "Overwrite the -o file if it exists.") var force = false
@@ -55,9 +60,10 @@ struct ProfilePropose: AsyncParsableCommand {
         let opened = try store.openForReading()
         let ids: [String]
         if sessions.isEmpty {
-            guard let latest = try Observations.latestLearnSession(in: opened) else {
-                throw CagentError(stage: "propose", "no learn session in \(opened.path)",
-                                  hint: "record one with cagent learn -- COMMAND, or name one with --session")
+            let kind = update == nil ? "learn" : "enforce"
+            guard let latest = try Observations.latestSession(kind: kind, in: opened) else {
+                throw CagentError(stage: "propose", "no \(kind) session in \(opened.path)",
+                                  hint: "record one with cagent \(kind) ... -- COMMAND, or name one with --session")
             }
             ids = [latest]
         } else {
@@ -72,6 +78,9 @@ struct ProfilePropose: AsyncParsableCommand {
         }
 
         let (resolver, user) = lookup.context(policy: .refuse)
+        if let update {
+            return try proposeUpdate(update, observations: observations, suffixes: suffixes, resolver: resolver, user: user)
+        }
         var options = ProposalOptions(home: user.home)
         options.extends = extends.isEmpty ? ["base"] : extends
         options.siblingThreshold = siblings
@@ -116,6 +125,49 @@ struct ProfilePropose: AsyncParsableCommand {
         }
     }
 
+    /// `--update PROFILE`: what the sessions denied, as the smallest addition to PROFILE (its resolved network
+    /// is what is already given), shown as a diff; -o writes the whole updated profile.
+    private func proposeUpdate(_ reference: String, observations: Observations, suffixes: PublicSuffixList,
+                               resolver: ProfileResolver, user: InvokingUser) throws {
+        let resolved = try resolver.resolve(reference)
+        var options = ProposalOptions(home: user.home)
+        options.extends = []
+        options.siblingThreshold = siblings
+        options.exfiltrationThreshold = exfiltrationNames
+        options.allowPrivateSuffix = allowPrivateSuffix
+        options.givenDomains = resolved.profile.network.domains
+        options.givenEndpoints = resolved.profile.network.endpoints.map(\.description)
+        var proposal = Proposer(options: options, suffixes: suffixes).propose(observations)
+        // Only the network: an enforce session records no file access.
+        proposal.read = []; proposal.write = []; proposal.filesystemNotes = []
+        let shownFile = TerminalEscape.escape(resolved.source.display)
+        let update: ProfileUpdate
+        do { update = try ProfileUpdate.apply(proposal, to: resolved.source.text, file: resolved.source.display) }
+        catch { throw CagentError(stage: "propose", error.description, hint: "edit the profile by hand, or change the list's style") }
+        // Fail closed: an update the project's own parser refuses, or that does not allow what it added, is a bug.
+        let parsed = ProfileParser.parse(text: update.text, file: resolved.source.display)
+        if parsed.layer == nil || parsed.diagnostics.contains(where: { $0.severity == .error }) {
+            throw CagentError(stage: "propose", "the updated profile does not parse: "
+                              + parsed.diagnostics.map(\.description).joined(separator: "; "),
+                              hint: "a bug in cagent: please report it with the profile and the session")
+        }
+        for note in proposal.networkNotes {
+            FileDescriptorStream.standardError.write("cagent: note: \(TerminalEscape.escape(note))\n")
+        }
+        guard update.added > 0 else {
+            FileDescriptorStream.standardError.write(
+                "cagent: nothing to add to \(shownFile): no denial in \(observations.sessions.map(TerminalEscape.escape).joined(separator: ", ")) that a profile entry would allow\n")
+            return
+        }
+        FileDescriptorStream.standardOutput.write(update.diff)
+        if let output {
+            try writeProposal(update.text, to: output, user: user)
+            FileDescriptorStream.standardError.write(
+                "cagent: \(update.added) entr\(update.added == 1 ? "y" : "ies") (\(proposal.riskCount) RISK) added to \(shownFile) "
+                + "in \(TerminalEscape.escape(output)); review it, then cagent enforce --profile \(TerminalEscape.escape(output)) -- ...\n")
+        }
+    }
+
     private func expand(_ path: String, home: String) -> String {
         if path == "~" { return home }
         return path.hasPrefix("~/") ? home + path.dropFirst(1) : path
@@ -131,10 +183,11 @@ struct ProfilePropose: AsyncParsableCommand {
     /// file is theirs and their permissions decide), never following a symlink at the file name: a new file
     /// is created exclusively; `--force` writes a temporary file beside it and renames it over the old one.
     private func writeProposal(_ text: String, to path: String, user: InvokingUser) throws {
-        try FileSystem.asUser(FileIdentity(invokingUnderRoot: user)) { try writeFile(text, to: path) }
+        try FileSystem.asUser(FileIdentity(invokingUnderRoot: user)) { try Self.writeFile(text, to: path, force: force) }
     }
 
-    private func writeFile(_ text: String, to path: String) throws {
+    /// Call with the user's rights (FileSystem.asUser). `force`: replace an existing file (by rename).
+    static func writeFile(_ text: String, to path: String, force: Bool) throws {
         let shown = TerminalEscape.escape(path)
         var info = stat()
         let exists = lstat(path, &info) == 0

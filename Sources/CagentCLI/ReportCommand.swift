@@ -30,6 +30,12 @@ struct ReportCommand: AsyncParsableCommand {
     }
 }
 
+/// One line of an enforce session's denials.
+private enum Denial {
+    case refused(SessionReport.Domain)
+    case blocked(SessionReport.Flow)
+}
+
 /// Renders a SessionReport. Every string that came from a sandbox goes through `Safe`.
 enum ReportRenderer {
     static func text(_ report: SessionReport, limit: Int, into out: inout Output) {
@@ -48,6 +54,24 @@ enum ReportRenderer {
             if shown.count < items.count { out.line("  … \(items.count - shown.count) more (--limit 0 or --json shows all)") }
         }
 
+        if s.kind == "enforce" {
+            // What the gate refused and the firewall blocked: what `cagent profile propose --update` proposes from.
+            let refused = report.domains.filter { $0.rcodes.contains("REFUSED") }
+            let blocked = report.flows.filter { $0.verdict == "blocked" }
+            section("Denials", refused.map { Denial.refused($0) } + blocked.map { Denial.blocked($0) }) { denial, out in
+                switch denial {
+                case .refused(let domain):
+                    let types = domain.types.map(Safe.text).joined(separator: ",")
+                    out.line("  refused DNS \(Safe.text(domain.name))" + (types == "A" || types.isEmpty ? "" : " \(types)")
+                             + " ×\(domain.queries)  [\(Safe.time(domain.firstSeen)) .. \(Safe.time(domain.lastSeen))]")
+                case .blocked(let flow):
+                    out.line("  blocked " + flowLine(flow))
+                }
+            }
+            if !refused.isEmpty || !blocked.isEmpty {
+                out.line("  allow: cagent profile propose --update PROFILE --session \(Safe.text(s.id))")
+            }
+        }
         section("Findings", report.findings) { finding, out in
             out.line("  ! \(finding.kind.rawValue)  \(Safe.text(finding.subject))  \(Safe.text(finding.detail))  ×\(finding.count)")
             out.line("      e.g. \(Safe.text(finding.example))  [\(Safe.time(finding.firstSeen)) .. \(Safe.time(finding.lastSeen))]")

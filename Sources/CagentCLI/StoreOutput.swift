@@ -19,18 +19,26 @@ struct StoreOptions: ParsableArguments {
         return db ?? Store.defaultPath(paths: CagentPaths.standard(user: user, environment: environment))
     }
 
-    /// Opens the store for recording (creating it), with the invoking user's rights to the file.
+    /// Opens the store for recording (creating it), with the invoking user's rights to the file; enforce
+    /// sessions waiting in its spool are recorded first (PendingRecords).
     func openForRecording() throws -> Store {
         let environment = ProcessEnvironment.current
-        return try Store(path: path, create: true, owner: InvokingUser.current(environment: environment),
-                         identity: FileIdentity.invoking(environment: environment))
+        let identity = FileIdentity.invoking(environment: environment)
+        let store = try Store(path: path, create: true, owner: InvokingUser.current(environment: environment), identity: identity)
+        PendingRecords.ingest(into: store, storePath: path, identity: identity)
+        return store
     }
 
     /// Opens an existing store read-only (`report`, `sessions`): never created, migrated or written. These
     /// commands need no root, so under sudo the whole process becomes the invoking user first: the database,
     /// and SQLite's -wal/-shm files next to it, are opened with that user's rights only.
+    /// Enforce sessions waiting in the store's spool are recorded first, as the user (the one write these
+    /// commands make: it creates the store when the first thing in it is such a session).
     func openForReading() throws -> Store {
         let identity = try Self.becomeInvokingUser()
+        if !PendingRecords.waiting(storePath: path).isEmpty, let store = try? Store(path: path, create: true) {
+            PendingRecords.ingest(into: store, storePath: path, identity: nil)
+        }
         return try Store(readingAt: path, identity: identity)
     }
 

@@ -10,7 +10,8 @@ import CagentNetwork
 /// proto), rate-limited so a flood cannot bury the terminal, and keeps the counts and the full list for
 /// the end of the session.
 public final class DenialReporter: Sendable {
-    public enum Verdict: String, Sendable { case blocked, refused, allowed }
+    /// `failed`: the upstream resolver failed (SERVFAIL, timeout) — the network's failure, not a refusal.
+    public enum Verdict: String, Sendable { case blocked, refused, allowed, failed }
 
     /// One distinct finding and how often it happened.
     public struct Entry: Sendable, Equatable {
@@ -22,6 +23,12 @@ public final class DenialReporter: Sendable {
         public var proto: String
         public var reason: String?
         public var count: Int
+        /// Wall-clock nanoseconds since the epoch (the session record's evidence).
+        public var firstSeen: Int64 = 0
+        public var lastSeen: Int64 = 0
+        /// Whether a profile entry could allow it (a name not in the profile, a blocked packet): the
+        /// entries `cagent profile propose --update` proposes from.
+        public var allowable = false
     }
 
     public struct Summary: Sendable, Equatable {
@@ -29,6 +36,12 @@ public final class DenialReporter: Sendable {
         public var refused: Int
         public var blocked: Int
         public var suppressedLines: Int
+        /// Upstream DNS failures (not refusals: the profile allowed the name).
+        public var failed: Int
+        public init(allowed: Int, refused: Int, blocked: Int, suppressedLines: Int, failed: Int = 0) {
+            self.allowed = allowed; self.refused = refused; self.blocked = blocked
+            self.suppressedLines = suppressedLines; self.failed = failed
+        }
     }
 
     struct Key: Hashable { var verdict: Verdict; var subject: String; var port: UInt16?; var proto: String }
@@ -36,7 +49,7 @@ public final class DenialReporter: Sendable {
     struct State {
         var entries: [Key: Entry] = [:]
         var order: [Key] = []
-        var allowed = 0, refused = 0, blocked = 0
+        var allowed = 0, refused = 0, blocked = 0, failed = 0
         var tokens: Double
         var lastRefill: Double
         var suppressed = 0
@@ -48,14 +61,22 @@ public final class DenialReporter: Sendable {
     private let linesPerSecond: Double
     private let burst: Double
     private let clock: @Sendable () -> Double
+    private let wallClock: @Sendable () -> Int64
+    /// Appended to every line of a denial a profile entry could allow (" — allow: COMMAND"), escaped.
+    private let allowSuffix: String
     private let state: Mutex<State>
 
     /// `output` gets whole lines without the newline. `book` maps addresses back to names.
+    /// `allowHint`: the command that proposes allowing a denial (`cagent profile propose --update P --session
+    /// ID`), already quoted for a shell; escaped here for the terminal.
     public init(book: AddressBook?, linesPerSecond: Double = 5, burst: Double = 20,
                 clock: @escaping @Sendable () -> Double = DenialReporter.monotonic,
+                wallClock: @escaping @Sendable () -> Int64 = DenialReporter.realtime,
+                allowHint: String? = nil,
                 output: @escaping @Sendable (String) -> Void) {
         self.book = book; self.output = output; self.linesPerSecond = linesPerSecond; self.burst = burst
-        self.clock = clock
+        self.clock = clock; self.wallClock = wallClock
+        self.allowSuffix = allowHint.map { " — allow: " + TerminalEscape.escape($0) } ?? ""
         self.state = Mutex(State(tokens: burst, lastRefill: clock()))
     }
 
@@ -63,6 +84,12 @@ public final class DenialReporter: Sendable {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+
+    public static let realtime: @Sendable () -> Int64 = {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
     }
 
     static func show(_ name: DNSName) -> String { TerminalEscape.escape(name.display) }
@@ -75,7 +102,7 @@ public final class DenialReporter: Sendable {
         case .notAllowed(let name, _):
             let shown = DenialReporter.show(name)
             note(Key(verdict: .refused, subject: shown.lowercased(), port: 53, proto: "dns"), name: shown, reason: "not in profile",
-                 line: "cagent: refused DNS \(shown) (not in profile)")
+                 line: "cagent: refused DNS \(shown) (not in profile)" + allowSuffix, allowable: true)
         case .noData(let name, let type):
             guard type != DNSType.aaaa else { return }   // AAAA without IPv6 is routine, not a denial
             let shown = DenialReporter.show(name)
@@ -90,7 +117,7 @@ public final class DenialReporter: Sendable {
         case .failed(let name, let reason):
             let shown = DenialReporter.show(name)
             let why = TerminalEscape.escape(reason)
-            note(Key(verdict: .refused, subject: shown.lowercased() + " failed", port: 53, proto: "dns"), name: shown, reason: why,
+            note(Key(verdict: .failed, subject: shown.lowercased(), port: 53, proto: "dns"), name: shown, reason: why,
                  line: "cagent: DNS failed for \(shown) (\(why))")
         }
     }
@@ -101,23 +128,28 @@ public final class DenialReporter: Sendable {
         let target = packet.port.map { "\(shownAddress):\($0)" } ?? "\(address)"
         let name = book?.name(for: address).map(DenialReporter.show)
         let line = "cagent: blocked \(packet.protoName) \(target)" + (name.map { " (\($0))" } ?? "")
-        note(Key(verdict: .blocked, subject: "\(address)", port: packet.port, proto: packet.protoName), name: name, reason: nil, line: line)
+        note(Key(verdict: .blocked, subject: "\(address)", port: packet.port, proto: packet.protoName), name: name, reason: nil,
+             line: line + allowSuffix, allowable: true)
     }
 
-    private func note(_ key: Key, name: String?, reason: String?, line: String?) {
+    private func note(_ key: Key, name: String?, reason: String?, line: String?, allowable: Bool = false) {
+        let now = wallClock()
         let text: String? = state.withLock { state in
             switch key.verdict {
             case .allowed: state.allowed += 1
             case .refused: state.refused += 1
             case .blocked: state.blocked += 1
+            case .failed: state.failed += 1
             }
             if var entry = state.entries[key] {
                 entry.count += 1
+                entry.lastSeen = max(entry.lastSeen, now)
                 state.entries[key] = entry
                 return nil
             }
             state.entries[key] = Entry(verdict: key.verdict, subject: key.subject, name: name, port: key.port,
-                                       proto: key.proto, reason: reason, count: 1)
+                                       proto: key.proto, reason: reason, count: 1, firstSeen: now, lastSeen: now,
+                                       allowable: allowable)
             state.order.append(key)
             guard let line else { return nil }
             let now = clock()
@@ -139,7 +171,8 @@ public final class DenialReporter: Sendable {
     }
 
     public var summary: Summary {
-        state.withLock { Summary(allowed: $0.allowed, refused: $0.refused, blocked: $0.blocked, suppressedLines: $0.suppressed) }
+        state.withLock { Summary(allowed: $0.allowed, refused: $0.refused, blocked: $0.blocked, suppressedLines: $0.suppressed,
+                                 failed: $0.failed) }
     }
 
     /// Distinct findings in first-seen order.
@@ -149,6 +182,7 @@ public final class DenialReporter: Sendable {
     public func summaryLine(listPath: String?) -> String {
         let s = summary
         var line = "cagent: \(s.allowed) allowed, \(s.refused) refused, \(s.blocked) blocked"
+        if s.failed > 0 { line += ", \(s.failed) upstream DNS failure" + (s.failed == 1 ? "" : "s") }
         if let listPath { line += " (full list: \(TerminalEscape.escape(listPath)))" }
         return line
     }
@@ -158,12 +192,15 @@ public final class DenialReporter: Sendable {
         let s = summary
         let items = entries.map { e in
             var fields = ["\"verdict\":\(JSONText.quote(e.verdict.rawValue))", "\"subject\":\(JSONText.quote(e.subject))",
-                          "\"proto\":\(JSONText.quote(e.proto))", "\"count\":\(e.count)"]
+                          "\"proto\":\(JSONText.quote(e.proto))", "\"count\":\(e.count)",
+                          "\"first_seen\":\(e.firstSeen)", "\"last_seen\":\(e.lastSeen)"]
+            if e.allowable { fields.append("\"allowable\":true") }
             if let name = e.name { fields.append("\"name\":\(JSONText.quote(name))") }
             if let port = e.port { fields.append("\"port\":\(port)") }
             if let reason = e.reason { fields.append("\"reason\":\(JSONText.quote(reason))") }
             return "{" + fields.joined(separator: ",") + "}"
         }
-        return "{\"allowed\":\(s.allowed),\"refused\":\(s.refused),\"blocked\":\(s.blocked),\"entries\":[" + items.joined(separator: ",") + "]}"
+        return "{\"allowed\":\(s.allowed),\"refused\":\(s.refused),\"blocked\":\(s.blocked),\"failed\":\(s.failed),\"entries\":["
+            + items.joined(separator: ",") + "]}"
     }
 }

@@ -5,6 +5,7 @@ import Glibc
 import Glibc
 #endif
 import CagentCore
+import Synchronization
 import CShim
 import CagentNetwork
 
@@ -39,6 +40,9 @@ public final class Gate: @unchecked Sendable {
         public var clamp: GateAnswer.Clamp
         public var maxTCPClients: Int
         public var tcpIdleSeconds: Double
+        /// Ask mode (`cagent enforce --ask`): an A/AAAA question for a name not in the profile is held (nothing
+        /// is forwarded, nothing pinned) and this decides; nil: NXDOMAIN at once.
+        public var asker: GateAsker?
 
         public init(listen: [IPAddress], port: UInt16 = 0, netnsPath: String? = nil, policy: GatePolicy,
                     upstream: UpstreamConfig, clamp: GateAnswer.Clamp = .init(), maxTCPClients: Int = 64,
@@ -84,10 +88,41 @@ public final class Gate: @unchecked Sendable {
     /// Stops the thread and closes every socket; pending queries are dropped (clients retry or fail).
     public func stop() { service.stop() }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        for fd in decisionPipe where fd >= 0 { Glibc.close(fd) }
+    }
 
     var wakeFD: Int32 { service.wakeFD }
+
+    /// Ask mode: decisions arrive from any thread; the loop reads them after a byte on `decisionPipe`.
+    let decisions = Mutex<[(key: String, decision: AskDecision)]>([])
+    let decisionPipe: [Int32] = {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return fds }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
+        return fds
+    }()
+
+    func decide(_ key: String, _ decision: AskDecision) {
+        decisions.withLock { $0.append((key, decision)) }
+        var byte: UInt8 = 1
+        _ = write(decisionPipe[1], &byte, 1)
+    }
 }
+
+/// What the user answered for a held name.
+public enum AskDecision: Sendable, Equatable {
+    /// Resolve and pin this answer (its connections), nothing more: the next lookup asks again.
+    case allowOnce
+    /// Resolve it and every later lookup of the name in this session.
+    case allowSession
+    /// NXDOMAIN, as without ask mode.
+    case deny
+}
+
+/// Asks about a held name; must not block (the gate thread calls it): `answer` is called once, from any thread.
+public typealias GateAsker = @Sendable (_ name: DNSName, _ answer: @escaping @Sendable (AskDecision) -> Void) -> Void
 
 /// The event loop's state; lives on the gate thread only.
 private struct Loop {
@@ -126,6 +161,10 @@ private struct Loop {
     var pinnedUntil: [PinKey: Double] = [:]
 
     struct PinKey: Hashable { var address: IPAddress; var ports: [PinPort] }
+    /// Ask mode: queries held per (lowercased) name while the user decides, and names allowed for the session.
+    var held: [String: [(client: Client, query: DNSMessage)]] = [:]
+    var sessionAllowed: Set<String> = []
+    static let maxHeldNames = 16, maxHeldPerName = 16
     var buffer = [UInt8](repeating: 0, count: 65536)
 
     var configuration: Gate.Configuration { gate.configuration }
@@ -160,7 +199,8 @@ private struct Loop {
 
     mutating func run() {
         while true {
-            var fds = [pollfd(fd: gate.wakeFD, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: gate.wakeFD, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: gate.decisionPipe[0], events: Int16(POLLIN), revents: 0)]
             for fd in udpSockets + tcpSockets { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             for fd in tcpClients.keys { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             for fd in pending.keys { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
@@ -170,7 +210,8 @@ private struct Loop {
             let rc = poll(&fds, nfds_t(fds.count), Int32(wait.rounded(.up)))
             if rc < 0 && errno != EINTR { return }
             if fds[0].revents != 0 { return }
-            for entry in fds.dropFirst() where entry.revents != 0 {
+            if fds[1].revents != 0 { applyDecisions() }
+            for entry in fds.dropFirst(2) where entry.revents != 0 {
                 if udpSockets.contains(entry.fd) { readUDP(entry.fd) }
                 else if tcpSockets.contains(entry.fd) { acceptTCP(entry.fd) }
                 else if tcpClients[entry.fd] != nil { readTCP(entry.fd) }
@@ -275,6 +316,8 @@ private struct Loop {
         case .refuse(let rcode, let reason):
             send(GateAnswer.reply(to: query, rcode: rcode), to: client)
             gate.emit(.refused(name: query.questions.first?.name, reason: reason))
+        case .notAllowed where configuration.asker != nil && [DNSType.a, DNSType.aaaa].contains(query.questions[0].type):
+            hold(query, from: client)
         case .notAllowed:
             send(GateAnswer.reply(to: query, rcode: DNSRcode.nxDomain), to: client)
             gate.emit(.notAllowed(name: query.questions[0].name, type: query.questions[0].type))
@@ -284,6 +327,61 @@ private struct Loop {
         case .resolve(let question, let ports):
             ask(Pending(client: client, query: query, question: question, chain: [], ports: ports, id: 0, attempt: 0, deadline: 0))
         }
+    }
+
+    // MARK: ask mode
+
+    /// Holds a query for a name not in the profile until the user decides (the client's retries join it).
+    mutating func hold(_ query: DNSMessage, from client: Client) {
+        let name = query.questions[0].name
+        let key = name.lowercased().display
+        if sessionAllowed.contains(key) { return release(query, to: client) }
+        if var waiting = held[key] {
+            if waiting.count < Loop.maxHeldPerName { waiting.append((client, query)); held[key] = waiting }
+            return
+        }
+        // Bounded: a flood of names cannot queue unbounded questions; the excess is refused as without --ask.
+        guard held.count < Loop.maxHeldNames, let asker = configuration.asker else {
+            send(GateAnswer.reply(to: query, rcode: DNSRcode.nxDomain), to: client)
+            gate.emit(.notAllowed(name: name, type: query.questions[0].type))
+            return
+        }
+        held[key] = [(client, query)]
+        let gate = gate
+        asker(name) { decision in gate.decide(key, decision) }
+    }
+
+    mutating func applyDecisions() {
+        var drain = [UInt8](repeating: 0, count: 64)
+        while read(gate.decisionPipe[0], &drain, drain.count) > 0 {}
+        let decided: [(key: String, decision: AskDecision)] = gate.decisions.withLock { list in
+            let taken = list
+            list = []
+            return taken
+        }
+        for (key, decision) in decided {
+            guard let waiting = held.removeValue(forKey: key) else { continue }
+            if decision == .allowSession { sessionAllowed.insert(key) }
+            for (client, query) in waiting {
+                if decision == .deny {
+                    send(GateAnswer.reply(to: query, rcode: DNSRcode.nxDomain), to: client)
+                    gate.emit(.notAllowed(name: query.questions[0].name, type: query.questions[0].type))
+                } else {
+                    release(query, to: client)
+                }
+            }
+        }
+    }
+
+    /// Answers an allowed-by-the-user query as an allowed name: resolved upstream, pinned on the web ports.
+    mutating func release(_ query: DNSMessage, to client: Client) {
+        let question = query.questions[0]
+        if question.type == DNSType.aaaa && !configuration.policy.ipv6 {
+            send(GateAnswer.reply(to: query, rcode: DNSRcode.noError), to: client)
+            return
+        }
+        ask(Pending(client: client, query: query, question: DNSQuestion(name: question.name.lowercased(), type: question.type),
+                    chain: [], ports: PinPort.webDefaults, id: 0, attempt: 0, deadline: 0))
     }
 
     // MARK: upstream

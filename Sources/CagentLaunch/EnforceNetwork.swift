@@ -30,13 +30,15 @@ final class EnforceNetwork: @unchecked Sendable {
     let book = AddressBook()
     let reporter: DenialReporter
     var failAt: String?
+    let asker: GateAsker?
 
     private(set) var session: NetworkSession?
     private var gate: Gate?
     private var reader: NflogReader?
 
     init(profile: NetworkPolicy, sessionID: String, paths: CagentPaths, upstreamOverride: [String],
-         output: @escaping @Sendable (String) -> Void) throws {
+         allowHint: String? = nil, asker: GateAsker? = nil, output: @escaping @Sendable (String) -> Void) throws {
+        self.asker = asker
         self.sessionID = sessionID
         self.paths = paths
         let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
@@ -52,8 +54,11 @@ final class EnforceNetwork: @unchecked Sendable {
             throw CagentError(stage: "profile network", "\(error)",
                               hint: "fix the profile's network section or the host's resolver (/etc/resolv.conf)")
         }
-        reporter = DenialReporter(book: book, output: output)
+        reporter = DenialReporter(book: book, allowHint: allowHint, output: output)
     }
+
+    /// The gateway's IPv4 address (the gate), kept for the session record after teardown.
+    private(set) var gateAddress: String?
 
     /// The gateway addresses, the sandbox's resolvers (every port-53 packet is redirected to the gate anyway).
     var nameservers: [String] {
@@ -72,6 +77,7 @@ final class EnforceNetwork: @unchecked Sendable {
             }
             try failIfAsked("network")
             guard let session else { return }
+            gateAddress = (session.addresses.gateway4 ?? session.addresses.gateway6)?.description
             for warning in session.warnings {
                 FileDescriptorStream.standardError.write("cagent: warning: \(TerminalEscape.escape(warning))\n")
             }
@@ -79,8 +85,10 @@ final class EnforceNetwork: @unchecked Sendable {
             let policy: GatePolicy
             do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: session.addresses.gateway6 != nil) }
             catch { throw CagentError(stage: "dns gate", "\(error)") }
-            let gate = Gate(configuration: .init(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
-                                                 port: session.gatePort, policy: policy, upstream: upstream),
+            var configuration = Gate.Configuration(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
+                                                   port: session.gatePort, policy: policy, upstream: upstream)
+            configuration.asker = asker
+            let gate = Gate(configuration: configuration,
                             pinner: session.firewall, book: book) { reporter.record($0) }
             try gate.start()
             self.gate = gate
@@ -115,24 +123,5 @@ final class EnforceNetwork: @unchecked Sendable {
         } catch {
             return CagentError(stage: "network teardown", "\(error)")
         }
-    }
-
-    /// Writes the full list (counts and every distinct entry) as JSON, readable by the user only; returns its path.
-    /// Root writes in the user's state directory: no symlink anywhere on the path is followed (none is
-    /// expected; if one is there, nothing is written and the summary line names no list).
-    func writeList(owner: InvokingUser) -> String? {
-        let resolve = CG_RESOLVE_NO_SYMLINKS | CG_RESOLVE_NO_MAGICLINKS
-        let data = cg_openat2(AT_FDCWD, paths.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, resolve)
-        guard data >= 0 else { return nil }
-        defer { close(data) }
-        if mkdirat(data, "sessions", 0o700) == 0 { fchownat(data, "sessions", owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }
-        let name = "sessions/\(sessionID)-network.json"
-        let fd = cg_openat2(data, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600, resolve | CG_RESOLVE_BENEATH)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        let bytes = Array((reporter.json() + "\n").utf8)
-        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else { return nil }
-        fchown(fd, owner.uid, owner.gid)
-        return paths.data + "/" + name
     }
 }

@@ -26,16 +26,24 @@ public struct EnforceOptions: Equatable, Sendable {
     public var failAtStage: String?
     public var dumpPlan: String?
     public var stateDir: String?
+    /// `--db`: the store the session is recorded in (default: the invoking user's; with --state-dir, cagent.db there).
+    public var db: String?
+    /// `--ask`: ask on the terminal about a name not in the profile (DenialAsker); unanswered after `askTimeout` s: deny.
+    public var ask = false
+    public var askTimeout = 30.0
     public var command: [String] = []
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
                 passEnvironment: [String] = [], allowProxy: Bool = false,
-                failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, command: [String] = []) {
+                failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
+                ask: Bool = false, askTimeout: Double = 30, command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
         self.revertRisky = revertRisky; self.offline = offline; self.json = json; self.upstreamDns = upstreamDns
         self.passEnvironment = passEnvironment; self.allowProxy = allowProxy
-        self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.command = command
+        self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.db = db
+        self.ask = ask; self.askTimeout = askTimeout
+        self.command = command
     }
 
     /// The session: plan, launch, teardown, report. Throws CagentExit with the agent's status.
@@ -83,9 +91,13 @@ public struct EnforceOptions: Equatable, Sendable {
         // Live lines go through the launcher's relay loop while the agent runs (never mid-line), directly otherwise.
         let notices = NoticeChannel()
         // Session resources, all created before the sandbox and torn down on every path out of here.
+        let asker = ask && !offline ? DenialAsker(questions: QuestionChannel(), timeout: askTimeout, profile: profile) : nil
+        let recording = SessionRecording(sessionID: plan.sessionID, profile: profile, command: command,
+                                         db: db ?? stateDir.map { $0 + "/cagent.db" }, paths: paths,
+                                         workspace: workspacePath, asker: asker)
         let network = offline ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
-            output: { notices.write(line: $0) })
+            allowHint: recording.allowCommand, asker: asker?.gateAsker, output: { notices.write(line: $0) })
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
         let cgroup: SessionCgroup
         do {
@@ -101,6 +113,7 @@ public struct EnforceOptions: Equatable, Sendable {
         let launcher = Launcher()
         launcher.notices = notices
         launcher.pendingVolume = pendingVolume
+        launcher.questions = asker?.questions
         let failCgroup = failAtStage == "cgroup"
         func setupError(_ error: any Error, stage: String) -> CagentError {
             let error = error as? CagentError ?? CagentError(stage: stage, "\(error)")
@@ -140,11 +153,17 @@ public struct EnforceOptions: Equatable, Sendable {
         }
         // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
         let teardownError = network?.stop()
+        asker?.join()
         for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
         cgroup.remove()
-        if let network, failure == nil {
-            let list = network.writeList(owner: invoking)
-            FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: list)) + "\n")
+        // The session record (the full list, with what the store needs): written for every session the agent ran in.
+        var spooled: String?
+        if failure == nil {
+            let written = recording.write(network: network, status: status, owner: invoking)
+            spooled = written.spooled
+            if let network {
+                FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: written.list)) + "\n")
+            }
         }
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
         if let failure {
@@ -156,6 +175,9 @@ public struct EnforceOptions: Equatable, Sendable {
         if let report = RiskyChanges.check(workspace: plan.workspace, before: before, user: invoking, revert: revertRisky) {
             FileDescriptorStream.standardError.write(report)
         }
+        // The session waits in the store's spool for the next command that opens the store; only an --ask
+        // "add to the profile" hands over to cagent-full now (it edits the profile, then exits with the status).
+        if let spooled { recording.addToProfile(file: spooled, status: status) }
         throw CagentExit(status: status)
     }
 

@@ -98,6 +98,20 @@ public struct Observations: Sendable {
         }
     }
 
+    /// What an enforce session denied that a profile entry could allow: a name the gate refused (not in
+    /// the profile; `port` nil, `proto` "dns"), or a packet the firewall blocked (its address, port and proto,
+    /// and the name whose answer gave the address when the gate knew one).
+    public struct Denial: Sendable {
+        public var name: [UInt8]?
+        public var address: String?
+        public var proto: String
+        public var port: UInt16?
+        public var evidence: Evidence
+        public init(name: [UInt8]?, address: String? = nil, proto: String, port: UInt16? = nil, evidence: Evidence) {
+            self.name = name; self.address = address; self.proto = proto; self.port = port; self.evidence = evidence
+        }
+    }
+
     /// The sessions these come from (ids, for the header), in the order given.
     public var sessions: [String]
     /// The DNS gates' addresses in those sessions: flows to them are DNS, not flows.
@@ -107,10 +121,11 @@ public struct Observations: Sendable {
     public var files: [File]
     public var execs: [Exec]
     public var findings: [Finding]
+    public var denials: [Denial]
 
     public init(sessions: [String] = [], gates: [String] = [], lookups: [Lookup] = [], flows: [Flow] = [],
-                files: [File] = [], execs: [Exec] = [], findings: [Finding] = []) {
+                files: [File] = [], execs: [Exec] = [], findings: [Finding] = [], denials: [Denial] = []) {
         self.sessions = sessions; self.gates = gates; self.lookups = lookups; self.flows = flows
-        self.files = files; self.execs = execs; self.findings = findings
+        self.files = files; self.execs = execs; self.findings = findings; self.denials = denials
     }
 }

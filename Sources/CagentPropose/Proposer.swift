@@ -162,6 +162,38 @@ public struct Proposer: Sendable {
                 direct[endpoint] = entry
             }
         }
+        // What enforce denied: a refused name as if it had connected on the web ports (the smallest entry
+        // that lets the lookup and the connection through), a blocked packet as its name's endpoint or, with
+        // no name, a direct-IP endpoint. The same rules as observed flows apply: never under a name that
+        // looks like exfiltration, wildcards only on enough siblings, every risk flagged.
+        var denied: Set<String> = []
+        for denial in observations.denials {
+            if let address = denial.address.map(canonicalAddress), gates.contains(address) || isLoopbackOrUnspecified(address) { continue }
+            let key = denial.port.map { "\(denial.proto)/\($0)" } ?? "tcp/443"
+            if let raw = denial.name {
+                guard let name = hostName(raw) else { unusableNames += 1; continue }
+                var entry = connected[name] ?? Connected()
+                entry.ports[key] = (entry.ports[key] ?? .none).merged(with: denial.evidence)
+                entry.evidence = entry.evidence.merged(with: denial.evidence)
+                connected[name] = entry
+                denied.insert(name)
+            } else if let address = denial.address.map(canonicalAddress), let port = denial.port,
+                      denial.proto == "tcp" || denial.proto == "udp" {
+                let endpoint = "\(hostForEndpoint(address)):\(port)/\(denial.proto)"
+                var risks = ["direct IP: no DNS answer of the gate named \(address)"]
+                if isPrivateAddress(address) { risks.append("private range: \(address)") }
+                if KnownDoH.addresses.contains(address) && (port == 443 || port == 853) {
+                    risks.append("DoH/DoT provider address: names resolved there bypass the gate")
+                }
+                var entry = direct[endpoint] ?? (risks, .none)
+                entry.evidence = entry.evidence.merged(with: denial.evidence)
+                direct[endpoint] = entry
+                denied.insert(endpoint)
+            } else {
+                notes.append("not proposed: a denied \(denial.proto) packet to \(denial.address ?? "?") (profiles open only tcp and udp)")
+            }
+        }
+        func unit(_ key: String) -> String { denied.contains(key) ? "denial" : "connection" }
         if probeCount > 0 {
             notes.append("not proposed: \(probeCount) UDP connect(s) that sent nothing (getaddrinfo's address probes, not flows) -- \(describe(probes))")
         }
@@ -193,6 +225,7 @@ public struct Proposer: Sendable {
                     if KnownDoH.names.contains(name) { risks.append("DoH/DoT provider: names resolved there bypass the gate") }
                     if let proxy = Self.proxyPortRisk(UInt16(parts[1]) ?? 0) { risks.append(proxy) }
                     endpoints[endpoint] = ((endpoints[endpoint]?.evidence ?? .none).merged(with: evidence), risks)
+                    if denied.contains(name) { denied.insert(endpoint) }
                 }
             }
         }
@@ -236,13 +269,13 @@ public struct Proposer: Sendable {
             if let sources = connected[name]?.sources, sources == ["sni"] {
                 risks.append("named only by TLS SNI: no DNS answer of the session gave its address")
             }
-            domainEntries.append(Proposal.Entry(value: name, comments: [describe(evidence, unit: "connection")], risks: risks))
+            domainEntries.append(Proposal.Entry(value: name, comments: [describe(evidence, unit: unit(name))], risks: risks))
         }
         proposal.domains = validated(domainEntries, notes: &notes) { (value: String) throws(ValueProblem) -> String in try ValueSyntax.domainPattern(value) }
             .sorted { domainOrder($0.value) < domainOrder($1.value) }
 
-        var endpointEntries = endpoints.map { Proposal.Entry(value: $0.key, comments: [describe($0.value.evidence, unit: "connection")], risks: $0.value.risks) }
-        endpointEntries += direct.map { Proposal.Entry(value: $0.key, comments: [describe($0.value.evidence, unit: "connection")], risks: $0.value.risks) }
+        var endpointEntries = endpoints.map { Proposal.Entry(value: $0.key, comments: [describe($0.value.evidence, unit: unit($0.key))], risks: $0.value.risks) }
+        endpointEntries += direct.map { Proposal.Entry(value: $0.key, comments: [describe($0.value.evidence, unit: unit($0.key))], risks: $0.value.risks) }
         proposal.endpoints = validated(endpointEntries, notes: &notes) { (value: String) throws(ValueProblem) -> String in try ValueSyntax.endpoint(value).description }
             .sorted { $0.value < $1.value }
 
@@ -327,23 +360,7 @@ public struct Proposer: Sendable {
 
     /// A label of 40+ characters, or of 16+ characters with base32/base64/hex-like entropy (the recorder's
     /// `dns-exfiltration` rule, docs/store.md).
-    static func looksEncoded(_ label: Substring) -> Bool {
-        let count = label.utf8.count
-        if count >= 40 { return true }
-        guard count >= 16 else { return false }
-        var histogram: [UInt8: Int] = [:]
-        var digits = 0
-        for byte in label.utf8 {
-            histogram[byte, default: 0] += 1
-            if byte >= 0x30 && byte <= 0x39 { digits += 1 }
-        }
-        var entropy = 0.0
-        for (_, n) in histogram {
-            let p = Double(n) / Double(count)
-            entropy -= p * log2(p)
-        }
-        return entropy >= 3.6 || (entropy >= 3.2 && digits * 4 >= count && digits < count)
-    }
+    static func looksEncoded(_ label: Substring) -> Bool { EncodedLabel.looksEncoded(label) }
 
     /// Domains sort by their labels from the right (`example.com` next to `*.example.com`).
     private func domainOrder(_ pattern: String) -> String {
@@ -701,7 +718,7 @@ public struct Proposer: Sendable {
         return names[code] ?? "errno \(code)"
     }
 
-    static func utc(_ nanoseconds: ObservedTime) -> String {
+    public static func utc(_ nanoseconds: ObservedTime) -> String {
         var seconds = time_t(nanoseconds / 1_000_000_000)
         var parts = tm()
         gmtime_r(&seconds, &parts)

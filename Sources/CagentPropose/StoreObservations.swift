@@ -15,17 +15,28 @@ extension Observations {
         }
     }
 
+    /// The most recent session of `kind` (`learn`, `enforce`), or nil when there is none.
+    public static func latestSession(kind: String, in store: Store) throws -> String? {
+        try store.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT id FROM sessions WHERE kind = ? ORDER BY started_at DESC, rowid DESC LIMIT 1",
+                                       arguments: [kind])
+            return row.flatMap { text($0, "id") }
+        }
+    }
+
     /// The sessions' observations, merged. Throws when a session does not exist.
     public static func load(from store: Store, sessions ids: [String]) throws -> Observations {
         try store.read { db in
             var observations = Observations(sessions: ids)
             var learnSessions: Set<String> = []
+            var enforceSessions: Set<String> = []
             for id in ids {
                 guard let row = try Row.fetchOne(db, sql: "SELECT kind, gate FROM sessions WHERE id = ?", arguments: [id]) else {
                     throw CagentError(stage: "propose", "no session \(TerminalEscape.escape(id)) in \(store.path)",
                                       hint: "cagent sessions lists them")
                 }
                 if text(row, "kind") == "learn" { learnSessions.insert(id) }
+                if text(row, "kind") == "enforce" { enforceSessions.insert(id) }
                 if let gate = text(row, "gate"), !gate.isEmpty, !observations.gates.contains(gate) { observations.gates.append(gate) }
             }
             let placeholders = Array(repeating: "?", count: ids.count).joined(separator: ", ")
@@ -43,6 +54,17 @@ extension Observations {
                 if let rcode = text(row, "rcode"), !rcode.isEmpty, !lookup.rcodes.contains(rcode) { lookup.rcodes.append(rcode) }
                 lookup.evidence = lookup.evidence.merged(with: evidence)
                 lookups[name] = lookup
+            }
+            // Names the gate refused in enforce sessions (not in the profile): A/AAAA rows with rcode REFUSED.
+            if !enforceSessions.isEmpty {
+                let enforced = Array(enforceSessions).sorted()
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT name, program, queries, first_seen, last_seen FROM dns WHERE rcode = 'REFUSED' AND type IN ('A', 'AAAA')
+                      AND session_id IN (\(Array(repeating: "?", count: enforced.count).joined(separator: ", "))) ORDER BY id
+                    """, arguments: StatementArguments(enforced)) {
+                    guard let name = raw(row, "name"), let evidence = evidence(row, count: int(row, "queries")) else { continue }
+                    observations.denials.append(Observations.Denial(name: name, proto: "dns", evidence: evidence))
+                }
             }
             observations.lookups = lookups.values.sorted { $0.name.lexicographicallyPrecedes($1.name) }
             var addressNames: [String: [UInt8]] = [:]
@@ -68,6 +90,14 @@ extension Observations {
                 guard let proto = text(row, "proto"), let address = text(row, "address"),
                       let port = optionalInt(row, "port").flatMap({ UInt16(exactly: $0) }),
                       let evidence = evidence(row, count: int(row, "connections")) else { continue }
+                let session = text(row, "session_id") ?? ""
+                if enforceSessions.contains(session) && text(row, "verdict") == "blocked" {
+                    // What enforce denied: a denial to propose from, not a flow seen while learning.
+                    observations.denials.append(Observations.Denial(
+                        name: raw(row, "name"), address: FlowObservation.canonicalAddress(address.lowercased()),
+                        proto: proto, port: port, evidence: evidence))
+                    continue
+                }
                 let key = FlowKey(proto: proto, address: FlowObservation.canonicalAddress(address.lowercased()), port: port)
                 var entry = flows[key] ?? Merging(flow: Observations.Flow(
                     proto: proto, address: key.address, port: port, name: nil, verdict: "observed", results: [],

@@ -41,6 +41,8 @@ public final class Launcher {
     /// cagent's own lines during the session (live denials): printed by the relay loop between the agent's
     /// lines (see NoticeChannel).
     public var notices: NoticeChannel?
+    /// `cagent enforce --ask`: questions to the user, shown by the relay loop (QuestionChannel).
+    public var questions: QuestionChannel?
     /// Learn mode: the seccomp tracer's listener fd (`SandboxPlan.traceNotify`), passed by the agent child
     /// before its exec; the callee owns it and must start servicing it at once (the exec is traced).
     public var onListener: ((Int32) -> Void)?
@@ -208,7 +210,9 @@ public final class Launcher {
         let session = Session(pid: pid, control: control[0], streams: streams, tty: tty, ourEnds: ourEnds,
                               forwardSignals: forwardSignals, onStarted: onStarted, onListener: onListener)
         session.noticeFD = notices?.beginRelay() ?? -1
+        if let questions, tty { session.questions = questions; session.questionFD = questions.beginRelay() }
         let setupError = session.relay()
+        questions?.endRelay()
         if let notices {
             // The terminal is restored: what is still queued goes out as plain lines (after a cut-off agent line).
             var rest = notices.endRelay()
@@ -291,6 +295,11 @@ final class Session {
     var noticeFD: Int32 = -1
     var pendingNotices: [UInt8] = []
     var pendingSince: Double?
+    /// Ask mode: the channel, its wake-up descriptor, and the serial of the question on the screen (while it
+    /// is, the agent's output and cagent's lines wait, and the user's keys answer it).
+    var questions: QuestionChannel?
+    var questionFD: Int32 = -1
+    var shownQuestion: Int?
     /// Per destination (the user's stdout, stderr): did the agent's last write there end mid-line?
     var midLine: [Int32: Bool] = [:]
     /// Whether the agent's stdout lands where cagent's lines do (a terminal, or the same file as stderr).
@@ -349,10 +358,16 @@ final class Session {
             if controlOpen { fds.append(pollfd(fd: control, events: Int16(POLLIN), revents: 0)); owners.append((nil, 0)) }
             if signalPipe[0] >= 0 { fds.append(pollfd(fd: signalPipe[0], events: Int16(POLLIN), revents: 0)); owners.append((nil, 1)) }
             for pump in pumps where !pump.finished {
+                if shownQuestion != nil && pump.source == master && master >= 0 { continue }   // paused while asking
+                if shownQuestion != nil && pump.source == streams.input && pump.buffer.isEmpty {
+                    fds.append(pollfd(fd: pump.source, events: Int16(POLLIN), revents: 0)); owners.append((pump, 7))
+                    continue
+                }
                 if pump.buffer.isEmpty { fds.append(pollfd(fd: pump.source, events: Int16(POLLIN), revents: 0)); owners.append((pump, 2)) }
                 else { fds.append(pollfd(fd: pump.destination, events: Int16(POLLOUT), revents: 0)); owners.append((pump, 3)) }
             }
             if noticeFD >= 0 { fds.append(pollfd(fd: noticeFD, events: Int16(POLLIN), revents: 0)); owners.append((nil, 4)) }
+            if questionFD >= 0 { fds.append(pollfd(fd: questionFD, events: Int16(POLLIN), revents: 0)); owners.append((nil, 6)) }
             let ready = poll(&fds, nfds_t(fds.count), !pendingNotices.isEmpty ? 200 : controlOpen ? -1 : 1000)
             if ready < 0 { if errno == EINTR { continue }; break }
             if !pendingNotices.isEmpty { flushNotices() }
@@ -371,6 +386,8 @@ final class Session {
                 case 1: handleSignals(signalPipe[0])
                 case 2: pump.map(fill)
                 case 4: readNotices()
+                case 6: showQuestion()
+                case 7: pump.map(answerQuestion)
                 default: pump.map(drain)
                 }
             }
@@ -466,10 +483,60 @@ final class Session {
         flushNotices()
     }
 
+    /// Shows the open question (only with a terminal: without one nobody can answer), or takes down one that
+    /// timed out.
+    private func showQuestion() {
+        guard let questions else { return }
+        let open = questions.current()
+        if let open, terminal != nil, shownQuestion != open.serial {
+            flushNotices()
+            shownQuestion = open.serial
+            writeToTerminal((agentMidLine ? [0x0a] : []) + open.prompt)
+            midLine = [:]
+        } else if open == nil, shownQuestion != nil {
+            shownQuestion = nil
+            writeToTerminal(Array("\ncagent: no answer in time: denied\n".utf8))
+            if !pendingNotices.isEmpty { flushNotices() }
+        }
+    }
+
+    /// The user's keys while a question is shown: the first listed one answers it; the rest are dropped
+    /// (they were typed at cagent's question, not for the agent).
+    private func answerQuestion(_ pump: Pump) {
+        var chunk = [UInt8](repeating: 0, count: 256)
+        let count = read(pump.source, &chunk, chunk.count)
+        guard count > 0, let serial = shownQuestion, let questions else {
+            if count == 0 { pump.sourceDone = true }
+            return
+        }
+        for byte in chunk[0..<count] where questions.offer(byte, serial: serial) {
+            shownQuestion = nil
+            writeToTerminal([byte, 0x0a])
+            if !pendingNotices.isEmpty { flushNotices() }
+            return
+        }
+    }
+
+    /// cagent's own text on the user's terminal: "\n" as "\r\n" while it is raw.
+    private func writeToTerminal(_ bytes: [UInt8]) {
+        let raw = terminal != nil && !suspended
+        var text: [UInt8] = []
+        for byte in bytes {
+            if byte == 0x0a && raw { text.append(0x0d) }
+            text.append(byte)
+        }
+        var offset = 0
+        while offset < text.count {
+            let written = text[offset...].withUnsafeBytes { write(streams.error, $0.baseAddress, $0.count) }
+            if written < 0 { if errno == EINTR || errno == EAGAIN { continue } else { return } }
+            offset += written
+        }
+    }
+
     /// Prints the complete lines queued when the agent's output is at a line start, or after half a second
     /// anyway (a prompt without newline must not hold them back forever), then on a line of their own.
     private func flushNotices() {
-        guard let end = pendingNotices.lastIndex(of: 0x0a) else { return }
+        guard shownQuestion == nil, let end = pendingNotices.lastIndex(of: 0x0a) else { return }
         if agentMidLine, let since = pendingSince, monotonicSeconds() - since < 0.5 { return }
         let raw = terminal != nil && !suspended
         var text: [UInt8] = agentMidLine ? (raw ? [0x0d, 0x0a] : [0x0a]) : []

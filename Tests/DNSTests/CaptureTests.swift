@@ -74,6 +74,35 @@ import Synchronization
         #expect(reporter.json().contains("\"subject\":\"203.0.113.9\""))
     }
 
+    /// SERVFAIL from upstream (a timeout, an upstream error) is the network's failure, not the profile's
+    /// refusal: it is listed, never counted as refused, and never proposed.
+    @Test func upstreamFailuresAreNotRefusals() {
+        let lines = Lines()
+        let reporter = DenialReporter(book: nil) { lines.add($0) }
+        reporter.record(GateEvent.failed(name: DNSName("slow.allowed.test")!, reason: "upstream timeout"))
+        reporter.record(GateEvent.notAllowed(name: DNSName("api.allowed.test")!, type: 1))
+        #expect(reporter.summary.refused == 1, "\(reporter.summary)")
+        #expect(reporter.summary.failed == 1, "\(reporter.summary)")
+        #expect(reporter.entries.first?.verdict == .failed)
+        #expect(reporter.summaryLine(listPath: nil) == "cagent: 0 allowed, 1 refused, 0 blocked, 1 upstream DNS failure")
+    }
+
+    /// Every denial the profile can change ends with the command that proposes allowing it, escaped.
+    @Test func denialLinesEndWithTheProposeCommand() {
+        let lines = Lines()
+        let book = AddressBook()
+        book.record(IPAddress("203.0.113.9")!, for: DNSName("git.allowed.test")!)
+        let reporter = DenialReporter(book: book, allowHint: "cagent profile propose --update 'my\u{1B}p.yaml' --session S1") { lines.add($0) }
+        reporter.record(GateEvent.notAllowed(name: DNSName("api.allowed.test")!, type: 1))
+        reporter.record(DeniedPacket(proto: 6, destination: IPAddress("203.0.113.9")!, port: 22))
+        reporter.record(GateEvent.noData(name: DNSName("api.allowed.test")!, type: 16))
+        #expect(lines.all.count == 3)
+        #expect(lines.all[0] == "cagent: refused DNS api.allowed.test (not in profile) — allow: cagent profile propose --update 'my\\x1Bp.yaml' --session S1", "\(lines.all)")
+        #expect(lines.all[1] == "cagent: blocked tcp 203.0.113.9:22 (git.allowed.test) — allow: cagent profile propose --update 'my\\x1Bp.yaml' --session S1", "\(lines.all)")
+        #expect(!lines.all[2].contains("allow:"), "a TXT query no profile entry can allow: \(lines.all[2])")
+        #expect(reporter.entries.allSatisfy { $0.firstSeen > 0 && $0.lastSeen >= $0.firstSeen })
+    }
+
     @Test func hostileNamesCannotDriveTheTerminal() {
         let lines = Lines()
         let reporter = DenialReporter(book: nil) { lines.add($0) }

@@ -107,9 +107,11 @@ import Testing
         let lines = err.split(separator: "\n").map(String.init)
         #expect(lines.allSatisfy { !$0.contains("cagent: ") || $0.hasPrefix("cagent: ") }, "a line inside another: \(err)")
         #expect(lines.contains { $0.hasPrefix("curl: (7) Failed to connect to 203.0.113.66 port 80") }, "\(err)")
-        #expect(lines.filter { $0.hasPrefix("cagent: blocked tcp 203.0.113.66") } == ["cagent: blocked tcp 203.0.113.66:80"],
+        // Each ends with the command that proposes allowing it (docs/cli.md "Learning from denials").
+        let allow = " — allow: cagent profile propose --update \(world.root)/nettest.yaml --session \(run.sessionID ?? "?") --db \(world.state)/cagent.db"
+        #expect(lines.filter { $0.hasPrefix("cagent: blocked tcp 203.0.113.66") } == ["cagent: blocked tcp 203.0.113.66:80" + allow],
                 "stderr: \(err)")
-        #expect(lines.filter { $0.hasPrefix("cagent: refused DNS x.attacker.test") } == ["cagent: refused DNS x.attacker.test (not in profile)"],
+        #expect(lines.filter { $0.hasPrefix("cagent: refused DNS x.attacker.test") } == ["cagent: refused DNS x.attacker.test (not in profile)" + allow],
                 "stderr: \(err)")
         #expect(lines.contains { $0.hasPrefix("cagent: refused DNS y.attacker.test") }, "stderr: \(err)")
         // The summary names the list, which holds the same entries as JSON.
@@ -152,7 +154,9 @@ import Testing
             + "--upstream-dns \(NetlabAddresses.dns4) -- /bin/sh -c 'printf partial; curl -sS -m 5 http://203.0.113.66/; sleep 0.3'"
         let output = try Netlab.execute(["script", "-qfec", command, "/dev/null"], timeout: 60, environment: environment)
         let text = output.stdout
-        #expect(text.contains("cagent: blocked tcp 203.0.113.66:80\r\n"), "\(text.debugDescription)")
+        #expect(text.contains("cagent: blocked tcp 203.0.113.66:80 — allow: cagent profile propose --update \(profile) --session "),
+                "\(text.debugDescription)")
+        #expect(text.contains(" --db \(world.state)/cagent.db\r\n"), "ends with \\r\\n: \(text.debugDescription)")
         if let range = text.range(of: "cagent: blocked") {
             #expect(text[..<range.lowerBound].utf8.last.map { $0 == 0x0a } ?? true,
                     "on a line of its own: \(text.debugDescription)")
