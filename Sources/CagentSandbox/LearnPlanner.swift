@@ -160,20 +160,26 @@ public enum LearnPlanner {
             let path = try EnforcePlanner.viewPath(entry, home: home)
             if !hidden.contains(path) { hidden.append(path); add(.hide(path), "hidden: \(entry)") }
         }
+        let secrets = try WorkspaceSecrets.scan(workspace: workspace, profile: request.profile, user: user)
+        steps += WorkspaceSecrets.steps(secrets, workspace: workspace)
 
         add(.readOnly("/etc"), "populated: now read-only")
         add(.readOnly("/dev"), "populated: now read-only")
 
-        return SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
-                           workingDirectory: workspace, command: request.command,
-                           environment: environment(request: request, home: home), steps: steps,
-                           terminal: request.terminal, workspace: workspace, shadowHome: nil)
+        var plan = SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
+                               workingDirectory: workspace, command: request.command,
+                               environment: environment(request: request, home: home), steps: steps,
+                               terminal: request.terminal, workspace: workspace, shadowHome: nil)
+        plan.workspaceSecrets = secrets
+        return plan
     }
 
-    /// DefaultHidden + the profile's hide list (the findings' secret paths too).
+    /// DefaultHidden + the profile's hide list of paths (`~/x`, absolute; the findings' secret paths too).
+    /// Workspace patterns are matched by the plan (`SandboxPlan.workspaceSecrets`).
     public static func hiddenEntries(_ profile: Profile) -> [String] {
         var out: [String] = []
-        for entry in DefaultHidden.home + profile.filesystem.hide where !out.contains(entry) { out.append(entry) }
+        for entry in DefaultHidden.home + profile.filesystem.hide
+            where !out.contains(entry) && !WorkspacePattern.isWorkspaceEntry(entry) { out.append(entry) }
         return out
     }
 
