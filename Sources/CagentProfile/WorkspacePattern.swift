@@ -72,18 +72,37 @@ public struct WorkspacePattern: Sendable, Equatable {
 
     /// Whether the workspace entry at `path` (components relative to the workspace) matches.
     public func matches(_ path: [String], isDirectory: Bool) -> Bool {
-        if directoryOnly && !isDirectory { return false }
         guard let last = path.last else { return false }
-        if !anchored { return Self.glob(components[0], last) }
-        guard path.count == components.count else { return false }
-        return zip(components, path).allSatisfy { Self.glob($0, $1) }
+        return matches(directory: path.dropLast(), name: last, isDirectory: isDirectory)
+    }
+
+    /// The same, for an entry `name` in the directory `directory` (no array built per entry: the walk calls
+    /// this for every entry of the workspace).
+    public func matches(directory: ArraySlice<String>, name: String, isDirectory: Bool) -> Bool {
+        if directoryOnly && !isDirectory { return false }
+        if !anchored { return Self.glob(components[0], name) }
+        guard directory.count + 1 == components.count, Self.glob(components[components.count - 1], name) else { return false }
+        return zip(components, directory).allSatisfy { Self.glob($0, $1) }
     }
 
     /// The deepest level an anchored pattern can match at (nil: any depth).
     public var depth: Int? { anchored ? components.count : nil }
 
     static func glob(_ pattern: String, _ name: String) -> Bool {
-        if !pattern.contains(where: { $0 == "*" || $0 == "?" || $0 == "[" }) { return pattern == name }
+        // The common shapes without fnmatch: a literal, `*suffix`, `prefix*` (most names match nothing).
+        var special = 0, star = -1, index = 0
+        for byte in pattern.utf8 {
+            if byte == UInt8(ascii: "*") { special += 1; star = index }
+            else if byte == UInt8(ascii: "?") || byte == UInt8(ascii: "[") { special += 2 }
+            index += 1
+        }
+        if special == 0 { return pattern.utf8.elementsEqual(name.utf8) }
+        if special == 1 && star == 0 {
+            return name.utf8.count >= index - 1 && name.utf8.suffix(index - 1).elementsEqual(pattern.utf8.dropFirst())
+        }
+        if special == 1 && star == index - 1 {
+            return name.utf8.count >= index - 1 && name.utf8.prefix(index - 1).elementsEqual(pattern.utf8.dropLast())
+        }
         return fnmatch(pattern, name, FNM_NOESCAPE) == 0
     }
 }

@@ -13,8 +13,14 @@ import Glibc
 /// tree cannot stall the start. Files created during the session are not covered (docs/security.md).
 public enum WorkspaceSecrets {
     /// Entries examined at most, and the deepest level walked (the workspace's own entries are level 1).
-    public static let entryBudget = 200_000
+    /// 100,000 entries took 1.5 s of CPU in a debug build on this VM (docs/security.md).
+    public static let entryBudget = 100_000
     public static let depthLimit = 24
+    /// Matches covered at most (each is a mount): more stops the start rather than leave some uncovered.
+    public static let hideLimit = 1_000
+    /// Directories never descended: git's own files (pinned separately) and installed dependencies (their
+    /// test keys and sample `.env` files are the package's, not the user's; they would cost a mount each).
+    public static let skippedDirectories: Set<String> = [".git", "node_modules"]
 
     public struct Scan: Sendable, Equatable {
         /// Matches, relative to the workspace, in walk order (shallow first).
@@ -56,8 +62,7 @@ public enum WorkspaceSecrets {
             for (name, type) in entries(fd) {
                 scan.entries += 1
                 if scan.entries > entryBudget { close(fd); scan.truncated = true; return scan }
-                let components = directory + [name]
-                if directory.isEmpty && name == ".git" { continue }   // git's own files, pinned separately
+                if skippedDirectories.contains(name) && type != DT_LNK && type != DT_REG { continue }
                 var kind = type
                 if kind == DT_UNKNOWN {
                     var info = stat()
@@ -65,12 +70,12 @@ public enum WorkspaceSecrets {
                     kind = (info.st_mode & S_IFMT) == S_IFDIR ? UInt8(DT_DIR) : (info.st_mode & S_IFMT) == S_IFLNK ? UInt8(DT_LNK) : UInt8(DT_REG)
                 }
                 let isDirectory = kind == DT_DIR
-                if patterns.contains(where: { $0.matches(components, isDirectory: isDirectory) }) {
-                    if kind == DT_LNK { scan.symlinks.append(components.joined(separator: "/")) }
-                    else { scan.hidden.append(components.joined(separator: "/")) }
+                if patterns.contains(where: { $0.matches(directory: directory[...], name: name, isDirectory: isDirectory) }) {
+                    let relative = directory.isEmpty ? name : path + "/" + name
+                    if kind == DT_LNK { scan.symlinks.append(relative) } else { scan.hidden.append(relative) }
                     continue   // a covered directory hides everything below it
                 }
-                if isDirectory && components.count < deepest { queue.append(components) }
+                if isDirectory && directory.count + 1 < deepest { queue.append(directory + [name]) }
             }
             close(fd)
             if next > 4096 { queue.removeFirst(next); next = 0 }
@@ -119,7 +124,13 @@ extension WorkspaceSecrets {
                 throw CagentError(stage: "profile", "filesystem.hide: \(TerminalEscape.escape(entry)): \(error.message)", hint: error.hint)
             }
         }
-        return scan(workspace: workspace, patterns: patterns, identity: FileIdentity(invokingUnderRoot: user))
+        let found = scan(workspace: workspace, patterns: patterns, identity: FileIdentity(invokingUnderRoot: user))
+        if found.hidden.count > hideLimit {
+            throw CagentError(stage: "workspace secrets",
+                              "\(found.hidden.count) files in the workspace match filesystem.hide; cagent covers at most \(hideLimit)",
+                              hint: "narrow the patterns, or hide their directory with one entry ('certs/')")
+        }
+        return found
     }
 
     /// One hide step per match, at its path in the view (the workspace sits at its real path).

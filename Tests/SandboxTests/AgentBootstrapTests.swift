@@ -100,4 +100,67 @@ struct AgentBootstrapTests {
         #expect(!run.stdout.contains(world.marker))
         #expect(run.stderr.contains("~/.ssh") && run.stderr.contains("hidden"), "\(run.stderr)")
     }
+
+    /// The layouts user installers make, resolved without a sandbox: what is mapped and what runs.
+    @Test func installerLayouts() throws {
+        var template = Array("/tmp/cgab-layout-XXXXXX".utf8CString)
+        let root = String(cString: try #require(mkdtemp(&template)))
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let home = root + "/home"
+        func file(_ path: String, _ text: String, executable: Bool = true) throws {
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try text.write(toFile: path, atomically: false, encoding: .utf8)
+            chmod(path, executable ? 0o755 : 0o644)
+        }
+        func link(_ path: String, _ target: String) throws {
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            symlink(target, path)
+        }
+        func resolve(_ command: String, path: String = "/usr/bin:/bin") throws -> AgentBootstrap.Resolution {
+            try AgentBootstrap.resolve(command: [command, "--flag"], path: path, home: home, visible: ["/usr", "/bin"],
+                                       hidden: [home + "/.ssh", home + "/.aws"], identity: nil)
+        }
+
+        // uv tool: ~/.local/bin/aider -> the tool's venv, whose python links into a uv-managed python.
+        let tool = home + "/.local/share/uv/tools/aider-chat", python = home + "/.local/share/uv/python/cpython-3.12-linux"
+        try file(python + "/bin/python3.12", "ELF")
+        try FileManager.default.createDirectory(atPath: python + "/lib/python3.12", withIntermediateDirectories: true)
+        try file(tool + "/pyvenv.cfg", "home = \(python)/bin\n", executable: false)
+        try link(tool + "/bin/python", python + "/bin/python3.12")
+        try file(tool + "/bin/aider", "#!\(tool)/bin/python\nimport aider\n")
+        try link(home + "/.local/bin/aider", tool + "/bin/aider")
+        let uv = try resolve("aider")   // not on PATH (sudo's secure_path): found in ~/.local/bin
+        #expect(Set(uv.mapped) == [tool, python], "\(uv.mapped)")
+        #expect(uv.command == [tool + "/bin/aider", "--flag"])
+
+        // nvm: the node prefix holds node and the package; the script runs through `env node`.
+        let node = home + "/.nvm/versions/node/v20.11.0"
+        try file(node + "/bin/node", "ELF")
+        try file(node + "/lib/node_modules/agent/cli.js", "#!/usr/bin/env node\n")
+        try link(node + "/bin/agent", "../lib/node_modules/agent/cli.js")
+        let nvm = try resolve("agent", path: node + "/bin:/usr/bin:/bin")
+        #expect(nvm.mapped == [node] && nvm.command == ["agent", "--flag"], "\(nvm)")
+
+        // A single binary in /tmp: the file alone.
+        let binary = root + "/tmpbin/tool"
+        try file(binary, "ELF")
+        let single = try resolve(binary)
+        #expect(single.mapped == [binary] && single.command == [binary, "--flag"], "\(single)")
+
+        // A system program: nothing to do.
+        let system = try resolve("sh")
+        #expect(system.mapped.isEmpty && system.command == ["sh", "--flag"])
+
+        // Under a hidden path, or run by an interpreter there: refused, naming the place.
+        try file(home + "/.aws/bin/helper", "ELF")
+        #expect(throws: CagentError.self) { try resolve(home + "/.aws/bin/helper") }
+        try file(root + "/tmpbin/wrapped", "#!\(home)/.ssh/interp\n")
+        try file(home + "/.ssh/interp", "ELF")
+        do {
+            _ = try resolve(root + "/tmpbin/wrapped")
+            Issue.record("an interpreter under ~/.ssh was accepted")
+        } catch let error as CagentError {
+            #expect(error.message.contains("its interpreter ~/.ssh/interp lives under ~/.ssh"), "\(error)")
+        }
+    }
 }
