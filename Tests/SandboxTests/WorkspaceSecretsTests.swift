@@ -87,4 +87,30 @@ struct WorkspaceSecretsTests {
         #expect(result.output.contains(Self.control), "positive control: \(result.output)")
         #expect(!result.output.contains(Self.marker), "\(result.output)")
     }
+
+    /// `cagent learn` covers the base profile's workspace patterns and records the agent's read of one as a
+    /// secret-access finding (the seccomp tracer; a netlab with its resolver only).
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["ip", "nft", "dnsmasq"]), "needs root and the netlab tools"))
+    func learnRecordsReadsOfWorkspaceSecrets() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        try Self.populate(world)
+        let lab = try Netlab(services: [.dns])
+        defer { lab.shutdown() }
+        let database = world.root + "/learn.db"
+        let run = try lab.run(in: .host, [Products.cagent, "learn", "--quiet", "--user", String(SandboxFixture.agentUID),
+                                          "--home", world.home, "--state-dir", world.state, "--db", database,
+                                          "--workspace", world.workspace, "--tracer", "seccomp", "--",
+                                          "/bin/sh", "-c", Self.probe, world.workspace], timeout: 60)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains(Self.control), "positive control: \(run.stdout) \(run.stderr)")
+        #expect(!run.stdout.contains(Self.marker), "a workspace secret was read in learn mode: \(run.stdout)")
+        #expect(run.stderr.contains("cagent: hidden in the workspace: .env, .env.local"), "\(run.stderr)")
+        let report = try Netlab.execute([Products.cagent, "report", "--db", database, "--json", "--limit", "0"], timeout: 30)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any])
+        let findings = (json["findings"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "secret-access" }
+        let subjects = findings.compactMap { $0["subject"] as? String }
+        #expect(subjects.contains(world.workspace + "/.env") && subjects.contains(world.workspace + "/certs/server.pem"), "\(subjects)")
+        #expect(!subjects.contains { $0.hasSuffix("/notes.txt") }, "\(subjects)")
+    }
 }
