@@ -76,6 +76,7 @@ struct LearnCommand: ParsableCommand {
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try LearnPlanner.plan(request)
         if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
+        if let line = AgentBootstrap.startLine(plan.agentMapped, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         let selection = choice == .auto && preload != nil ? TracerSelection.auto(ebpfFailure: preload!.failure())
                                                           : TracerSelection.select(choice, path: environment["PATH"])
         guard let backend = selection.backend else {

@@ -32,14 +32,29 @@ public enum AgentBootstrap {
     /// user runs by name from their shell is looked for where user installers put it.
     static let userBinDirectories = [".local/bin", "bin", ".cargo/bin", ".bun/bin", ".deno/bin", ".npm-global/bin"]
 
-    /// `visible`: view paths the plan shows from the host (bind targets, recreated links); `hidden`: the hide
-    /// list as view paths. Throws when the command lives under a hidden path.
-    public static func resolve(command: [String], path: String?, home: String, visible: [String], hidden: [String],
+    /// What the plan's steps so far show at each target: the host's tree (binds, overlays, recreated links)
+    /// or not (a tmpfs, the shadow home bound at `shadowHomeTarget`). The deepest covering target decides.
+    public static func view(of steps: [SandboxPlan.Step], shadowHomeTarget: String?) -> [(String, Bool)] {
+        steps.compactMap { step -> (String, Bool)? in
+            switch step.operation {
+            case let .bind(_, target, _, _): return (target, target != shadowHomeTarget)
+            case let .overlay(_, _, _, target): return (target, true)
+            case let .symlink(_, path): return (path, true)
+            case let .tmpfs(target, _, _, _): return (target, false)
+            case let .hide(path): return (path, false)
+            default: return nil
+            }
+        }
+    }
+
+    /// `view`: what the plan shows at each target (`view(of:)`); `hidden`: the hide list as view paths.
+    /// Throws when the command lives under a hidden path.
+    public static func resolve(command: [String], path: String?, home: String, view: [(String, Bool)], hidden: [String],
                                identity: FileIdentity?) throws -> Resolution {
         var resolution = Resolution(command: command)
         guard let name = command.first, !name.isEmpty else { return resolution }
         let lookup: Lookup? = try FileSystem.asUser(identity) {
-            try Lookup.make(name: name, path: path, home: home, visible: visible, hidden: hidden)
+            try Lookup.make(name: name, path: path, home: home, view: view, hidden: hidden)
         }
         guard let lookup else { return resolution }
         resolution.mapped = lookup.roots
@@ -63,12 +78,12 @@ public enum AgentBootstrap {
         var roots: [String] = []
         var runPath: String?
         let home: String
-        let visible: [String]
+        let view: [(String, Bool)]
         let hidden: [String]
         let path: String?
 
-        static func make(name: String, path: String?, home: String, visible: [String], hidden: [String]) throws -> Lookup? {
-            var lookup = Lookup(home: home, visible: visible, hidden: hidden, path: path)
+        static func make(name: String, path: String?, home: String, view: [(String, Bool)], hidden: [String]) throws -> Lookup? {
+            var lookup = Lookup(home: home, view: view, hidden: hidden, path: path)
             // A relative path runs from the workspace, which is in the view.
             if name.contains("/") && !name.hasPrefix("/") { return nil }
             guard let (candidate, onPath) = lookup.find(name) else { return nil }   // not found: cagent-init says so
@@ -91,8 +106,15 @@ public enum AgentBootstrap {
             return nil
         }
 
+        /// The deepest target covering `path` decides (a later one wins a tie); the mapped roots show it.
         func isVisible(_ path: String) -> Bool {
-            visible.contains { EnforcePlanner.isWithin(path, $0) } || roots.contains { EnforcePlanner.isWithin(path, $0) }
+            if roots.contains(where: { EnforcePlanner.isWithin(path, $0) }) { return true }
+            var best: (depth: Int, shows: Bool)?
+            for (target, shows) in view where EnforcePlanner.isWithin(path, target) {
+                let depth = target.split(separator: "/").count
+                if best == nil || depth >= best!.depth { best = (depth, shows) }
+            }
+            return best?.shows ?? false
         }
 
         func hiddenEntry(covering path: String) -> String? {

@@ -162,15 +162,8 @@ public enum EnforcePlanner {
             let path = try viewPath(entry, home: home)
             if !hidden.contains(path) { hidden.append(path) }
         }
-        let visible = steps.compactMap { step -> String? in
-            switch step.operation {
-            case let .bind(_, target, _, _) where target != home: return target
-            case let .symlink(_, path): return path
-            default: return nil
-            }
-        }
         let agent = try AgentBootstrap.resolve(command: request.command, path: request.environment["PATH"], home: home,
-                                               visible: visible, hidden: hidden, identity: FileIdentity(invokingUnderRoot: user))
+                                               view: AgentBootstrap.view(of: steps, shadowHomeTarget: home), hidden: hidden, identity: FileIdentity(invokingUnderRoot: user))
         for root in agent.mapped { add(.bind(source: root, target: root, mode: .readOnly), "the agent's own tree, read-only") }
 
         // 7. The hide list after every bind, because it covers what those binds exposed.

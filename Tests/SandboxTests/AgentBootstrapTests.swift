@@ -1,5 +1,6 @@
 import CShim
 import CagentCore
+import CagentProfile
 @testable import CagentSandbox
 import Foundation
 import Netlab
@@ -117,7 +118,7 @@ struct AgentBootstrapTests {
             symlink(target, path)
         }
         func resolve(_ command: String, path: String = "/usr/bin:/bin") throws -> AgentBootstrap.Resolution {
-            try AgentBootstrap.resolve(command: [command, "--flag"], path: path, home: home, visible: ["/usr", "/bin"],
+            try AgentBootstrap.resolve(command: [command, "--flag"], path: path, home: home, view: [("/usr", true), ("/bin", true), ("/tmp", false)],
                                        hidden: [home + "/.ssh", home + "/.aws"], identity: nil)
         }
 
@@ -162,5 +163,26 @@ struct AgentBootstrapTests {
         } catch let error as CagentError {
             #expect(error.message.contains("its interpreter ~/.ssh/interp lives under ~/.ssh"), "\(error)")
         }
+    }
+
+    /// A tool in /tmp (private in both modes) runs in enforce and in learn: the file is mapped read-only.
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real sandboxes"))
+    func toolInTmpRunsInBothModes() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let marker = "TMP-TOOL-\(UInt64.random(in: 0...UInt64.max))"
+        let tool = world.root + "/tools/agent"
+        try world.write(tool, "#!/bin/sh\necho \(marker)\n")
+        chmod(tool, 0o755)
+        let enforce = try world.plan([tool])
+        #expect(enforce.agentMapped == [tool])
+        let ran = try world.run(enforce)
+        #expect(ran.status == 0 && ran.output.contains(marker), "enforce: \(ran.error)")
+        let request = LearnRequest(profile: .init(agent: "t"), workspace: world.workspace, user: world.user, paths: world.paths,
+                                   command: [tool], environment: ["PATH": "/usr/bin:/bin"], sessionID: "ab\(UInt32.random(in: 0...UInt32.max))")
+        let learn = try LearnPlanner.plan(request)
+        #expect(learn.agentMapped == [tool])
+        let learned = try world.run(learn)
+        #expect(learned.status == 0 && learned.output.contains(marker), "learn: \(learned.error)")
     }
 }
