@@ -53,8 +53,13 @@ public enum AgentBootstrap {
                                identity: FileIdentity?) throws -> Resolution {
         var resolution = Resolution(command: command)
         guard let name = command.first, !name.isEmpty else { return resolution }
-        let lookup: Lookup? = try FileSystem.asUser(identity) {
-            try Lookup.make(name: name, path: path, home: home, view: view, hidden: hidden)
+        let lookup: Lookup?
+        do {
+            lookup = try FileSystem.asUser(identity) {
+                try Lookup.make(name: name, path: path, home: home, view: view, hidden: hidden)
+            }
+        } catch let error as UserFileError {
+            throw CagentError(stage: "agent", "resolving the agent command: " + error.message(path: name))
         }
         guard let lookup else { return resolution }
         resolution.mapped = lookup.roots

@@ -33,15 +33,19 @@ public enum WorkspaceSecrets {
         public var entries = 0
     }
 
-    /// Matches `patterns` in `workspace`, as `identity` when given.
+    /// Matches `patterns` in `workspace`, as `identity` when given. Throws when the user's rights cannot be
+    /// taken (never a silent empty scan: that would leave every secret visible).
     public static func scan(workspace: String, patterns: [WorkspacePattern], identity: FileIdentity?,
                             entryBudget: Int = WorkspaceSecrets.entryBudget,
-                            depthLimit: Int = WorkspaceSecrets.depthLimit) -> Scan {
+                            depthLimit: Int = WorkspaceSecrets.depthLimit) throws -> Scan {
         guard !patterns.isEmpty else { return Scan() }
-        let result = try? FileSystem.asUser(identity) {
-            walk(workspace: workspace, patterns: patterns, entryBudget: entryBudget, depthLimit: depthLimit)
+        do {
+            return try FileSystem.asUser(identity) {
+                walk(workspace: workspace, patterns: patterns, entryBudget: entryBudget, depthLimit: depthLimit)
+            }
+        } catch let error as UserFileError {
+            throw CagentError(stage: "workspace secrets", error.message(path: workspace))
         }
-        return result ?? Scan()
     }
 
     static func walk(workspace: String, patterns: [WorkspacePattern], entryBudget: Int, depthLimit: Int) -> Scan {
@@ -124,7 +128,7 @@ extension WorkspaceSecrets {
                 throw CagentError(stage: "profile", "filesystem.hide: \(TerminalEscape.escape(entry)): \(error.message)", hint: error.hint)
             }
         }
-        let found = scan(workspace: workspace, patterns: patterns, identity: FileIdentity(invokingUnderRoot: user))
+        let found = try scan(workspace: workspace, patterns: patterns, identity: FileIdentity(invokingUnderRoot: user))
         if found.hidden.count > hideLimit {
             throw CagentError(stage: "workspace secrets",
                               "\(found.hidden.count) files in the workspace match filesystem.hide; cagent covers at most \(hideLimit)",
