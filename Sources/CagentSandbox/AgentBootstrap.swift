@@ -136,7 +136,7 @@ public enum AgentBootstrap {
                                       + "\(TerminalEscape.escape(AgentBootstrap.display(path, home: home))) lives under \(TerminalEscape.escape(shown)), "
                                       + "which cagent hides: secrets are never mapped into the sandbox",
                                       hint: "install the agent outside the hidden paths (e.g. `python3 -m venv ~/.venvs/NAME`, pipx, uv tool) "
-                                      + "and name that path, or bind its directory with filesystem.read in the profile")
+                                      + "and run it from there; a hidden path stays hidden whatever the profile's read list says")
                 }
             }
             if !isVisible(candidate) {
