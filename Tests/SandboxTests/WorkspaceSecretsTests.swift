@@ -113,4 +113,21 @@ struct WorkspaceSecretsTests {
         #expect(subjects.contains(world.workspace + "/.env") && subjects.contains(world.workspace + "/certs/server.pem"), "\(subjects)")
         #expect(!subjects.contains { $0.hasSuffix("/notes.txt") }, "\(subjects)")
     }
+
+    /// The walk itself: breadth first, bounded, directories covered whole, node_modules and .git not entered.
+    @Test func walkOrderBoundsAndSkips() throws {
+        let world = try SandboxFixture(); defer { world.remove() }
+        for path in ["a/b/c/.env", ".env", "node_modules/pkg/.env", ".git/.env", "secrets/x.txt", "sub/secrets/y", "z/server.pem"] {
+            try world.write(world.workspace + "/" + path, "x")
+        }
+        let patterns = try [".env", "secrets/", "*.pem"].map { try WorkspacePattern($0) }
+        let full = try WorkspaceSecrets.scan(workspace: world.workspace, patterns: patterns, identity: nil)
+        #expect(full.hidden == [".env", "secrets", "sub/secrets", "z/server.pem", "a/b/c/.env"], "\(full.hidden)")
+        #expect(!full.truncated)
+        let bounded = try WorkspaceSecrets.scan(workspace: world.workspace, patterns: patterns, identity: nil, entryBudget: 4)
+        #expect(bounded.truncated && bounded.hidden == [".env"], "\(bounded)")
+        #expect(WorkspaceSecrets.startLine(bounded)?.contains("hide patterns were matched in the first") == true)
+        let shallow = try WorkspaceSecrets.scan(workspace: world.workspace, patterns: patterns, identity: nil, depthLimit: 2)
+        #expect(!shallow.hidden.contains("a/b/c/.env") && shallow.hidden.contains("z/server.pem"), "\(shallow.hidden)")
+    }
 }
