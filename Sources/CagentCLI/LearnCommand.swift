@@ -75,6 +75,8 @@ struct LearnCommand: ParsableCommand {
         if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try LearnPlanner.plan(request)
+        if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
+        if let line = AgentBootstrap.startLine(plan.agentMapped, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         let selection = choice == .auto && preload != nil ? TracerSelection.auto(ebpfFailure: preload!.failure())
                                                           : TracerSelection.select(choice, path: environment["PATH"])
         guard let backend = selection.backend else {
@@ -99,7 +101,8 @@ struct LearnCommand: ParsableCommand {
         let live = LearnLiveView(quiet: quiet, home: invoking.home)
         live.say("DNS is open while learning: every name resolves and connections go out (metadata, the host and the LAN excepted)")
         let observation = LearnObservation(sessionID: sessionID, paths: paths, upstream: upstream, store: store,
-                                           command: command, rules: LearnPlanner.hiddenEntries(profile) + FindingRules.systemSecrets,
+                                           command: command, rules: LearnPlanner.hiddenEntries(profile) + FindingRules.systemSecrets
+                                               + WorkspaceSecrets.absolutePaths(plan.workspaceSecrets, workspace: plan.workspace),
                                            backend: backend, workspace: plan.workspace, live: live)
         observation.traceePath = selection.traceePath
         if backend == .ebpf { observation.ebpfPreload = preload }

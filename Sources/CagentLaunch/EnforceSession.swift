@@ -72,6 +72,8 @@ public struct EnforceOptions: Equatable, Sendable {
         let hostStages = EnforceNetwork.stages + ["cgroup"]
         plan.failAtStage = failAtStage.flatMap { hostStages.contains($0) ? nil : $0 }
         for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
+        if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
+        if let line = AgentBootstrap.startLine(plan.agentMapped, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         if let dumpPlan {
             let bytes = try plan.serialized()
             // A file the user names: written with the user's rights (docs/security.md, "confused deputy").

@@ -221,7 +221,8 @@ private struct Walker {
         case .domains: return try ValueSyntax.domainPattern(text)
         case .endpoints: return try ValueSyntax.endpoint(text).description
         case .cidrs: return try ValueSyntax.cidr(text)
-        case .read, .write, .hide: return try ValueSyntax.path(text)
+        case .read, .write: return try ValueSyntax.path(text)
+        case .hide: return try ValueSyntax.hideEntry(text)
         case .pass: return try ValueSyntax.environmentName(text)
         }
     }

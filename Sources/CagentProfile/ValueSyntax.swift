@@ -244,6 +244,12 @@ public enum ValueSyntax {
         return root + components.joined(separator: "/")
     }
 
+    /// A `filesystem.hide` entry: a path (absolute or `~/...`) or a workspace pattern (WorkspacePattern).
+    public static func hideEntry(_ raw: String) throws(ValueProblem) -> String {
+        if raw.hasPrefix("/") || raw.hasPrefix("~") { return try path(raw) }
+        return try WorkspacePattern(raw).text
+    }
+
     // MARK: Environment
 
     /// A variable name: a letter or '_', then letters, digits, '_'.

@@ -159,12 +159,22 @@ public enum EnforcePlanner {
             }
         }
 
-        // 7. The hide list after every bind, because it covers what those binds exposed.
+        // 6b. The agent itself, when it lives outside the view (a venv in the home, a tool in /tmp): the
+        //     smallest tree that runs it, read-only, resolved as the user (AgentBootstrap); never a hidden path.
         var hidden: [String] = []
-        for entry in DefaultHidden.home + request.profile.filesystem.hide {
+        for entry in DefaultHidden.home + request.profile.filesystem.hide where !WorkspacePattern.isWorkspaceEntry(entry) {
             let path = try viewPath(entry, home: home)
-            if !hidden.contains(path) { hidden.append(path); add(.hide(path), "hidden: \(entry)") }
+            if !hidden.contains(path) { hidden.append(path) }
         }
+        let agent = try AgentBootstrap.resolve(command: request.command, path: request.environment["PATH"], home: home,
+                                               view: AgentBootstrap.view(of: steps, shadowHomeTarget: home), hidden: hidden, identity: FileIdentity(invokingUnderRoot: user))
+        for root in agent.mapped { add(.bind(source: root, target: root, mode: .readOnly), "the agent's own tree, read-only") }
+
+        // 7. The hide list after every bind, because it covers what those binds exposed.
+        for path in hidden { add(.hide(path), "hidden: \(AgentBootstrap.display(path, home: home))") }
+        //    The workspace's secrets (`.env`, `*.pem`): matched host-side now, each match covered.
+        let secrets = try WorkspaceSecrets.scan(workspace: workspace, profile: request.profile, user: user)
+        steps += WorkspaceSecrets.steps(secrets, workspace: workspace)
 
         // 8. .git pinned (a mount point) and its hooks read-only, last in the workspace: hooks and a
         //    replaced .git would run on the host when the user next runs git (H13).
@@ -177,7 +187,7 @@ public enum EnforcePlanner {
         add(.readOnly("/dev"), "populated: now read-only")
 
         var plan = SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
-                               workingDirectory: workspace, command: request.command,
+                               workingDirectory: workspace, command: agent.command,
                                environment: environment(request: request, home: home), steps: steps,
                                terminal: request.terminal, workspace: workspace, shadowHome: shadowHome)
         // An older cagent's shadow-home directory is copied into the image when the image is made.
@@ -201,6 +211,8 @@ public enum EnforcePlanner {
             plan.policyNotices = notices
         }
         plan.policyNotices += git.notices
+        plan.workspaceSecrets = secrets
+        plan.agentMapped = agent.mapped
         return plan
     }
 

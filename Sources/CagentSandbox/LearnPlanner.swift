@@ -168,31 +168,43 @@ public enum LearnPlanner {
             }
         }
 
-        // 8. Secrets hidden, after every bind (each attempt becomes a finding in the store).
+        // 7b. The agent itself when it lives in a private tree (/tmp, /run): its smallest tree, read-only.
         var hidden: [String] = []
         for entry in hiddenEntries(request.profile) {
             let path = try EnforcePlanner.viewPath(entry, home: home)
-            if !hidden.contains(path) { hidden.append(path); add(.hide(path), "hidden: \(entry)") }
+            if !hidden.contains(path) { hidden.append(path) }
         }
+        let agent = try AgentBootstrap.resolve(command: request.command, path: request.environment["PATH"], home: home,
+                                               view: AgentBootstrap.view(of: steps, shadowHomeTarget: nil), hidden: hidden, identity: FileIdentity(invokingUnderRoot: user))
+        for root in agent.mapped { add(.bind(source: root, target: root, mode: .readOnly), "the agent's own tree, read-only") }
+
+        // 8. Secrets hidden, after every bind (each attempt becomes a finding in the store).
+        for path in hidden { add(.hide(path), "hidden: \(AgentBootstrap.display(path, home: home))") }
+        let secrets = try WorkspaceSecrets.scan(workspace: workspace, profile: request.profile, user: user)
+        steps += WorkspaceSecrets.steps(secrets, workspace: workspace)
 
         add(.readOnly("/etc"), "populated: now read-only")
         add(.readOnly("/dev"), "populated: now read-only")
 
         var plan = SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
-                               workingDirectory: workspace, command: request.command,
+                               workingDirectory: workspace, command: agent.command,
                                environment: environment(request: request, home: home), steps: steps,
                                terminal: request.terminal, workspace: workspace, shadowHome: nil)
         if !layers.isEmpty {
             plan.volume = .init(image: request.scratch, sizeBytes: request.diskBytes, journal: false, directories: layers,
                                 purpose: "scratch layer")
         }
+        plan.workspaceSecrets = secrets
+        plan.agentMapped = agent.mapped
         return plan
     }
 
-    /// DefaultHidden + the profile's hide list (the findings' secret paths too).
+    /// DefaultHidden + the profile's hide list of paths (`~/x`, absolute; the findings' secret paths too).
+    /// Workspace patterns are matched by the plan (`SandboxPlan.workspaceSecrets`).
     public static func hiddenEntries(_ profile: Profile) -> [String] {
         var out: [String] = []
-        for entry in DefaultHidden.home + profile.filesystem.hide where !out.contains(entry) { out.append(entry) }
+        for entry in DefaultHidden.home + profile.filesystem.hide
+            where !out.contains(entry) && !WorkspacePattern.isWorkspaceEntry(entry) { out.append(entry) }
         return out
     }
 

@@ -99,6 +99,11 @@ public struct SandboxPlan: Sendable, Equatable {
     /// Host paths of the workspace and shadow home: the trees the agent controls (for reports).
     public var workspace: String
     public var shadowHome: String?
+    /// The workspace's files the profile's workspace patterns matched at plan time (each a hide step).
+    public var workspaceSecrets = WorkspaceSecrets.Scan()
+    /// Host trees bound read-only because the agent lives there (AgentBootstrap), for the start line.
+    public var agentMapped: [String] = []
+
     /// The size-bounded filesystem the Launcher mounts for this sandbox (DiskVolume), if any.
     public var volume: VolumeSpec?
 

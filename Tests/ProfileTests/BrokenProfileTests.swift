@@ -25,6 +25,8 @@ struct BrokenProfileTests {
              position: "4:7", message: "'10.0.0.1/8' in network.cidrs: host bits are set after the /8 prefix"),
         Case(name: "relative-path", text: "cagent: 1\nfilesystem:\n  read:\n    - /usr\n    - ../secrets\n",
              position: "5:7", message: "'../secrets' in filesystem.read: a relative path"),
+        Case(name: "hide-leaves-workspace", text: "cagent: 1\nfilesystem:\n  hide:\n    - .env\n    - ../x\n",
+             position: "5:7", message: "'../x' in filesystem.hide: '..' would leave the workspace"),
         Case(name: "size-unit", text: "cagent: 1\nlimits:\n  memory: 2G\n",
              position: "3:11", message: "limits.memory: unknown unit 'G'"),
         Case(name: "no-version", text: "# a profile\nagent: tester\n",
