@@ -104,7 +104,7 @@ extension LearnCommandTests {
         let proposed = try Netlab.execute([Products.cagent, "profile", "propose", "--db", database, "--workspace", world.workspace],
                                           timeout: 60, environment: environment)
         #expect(proposed.status == 0, "propose failed: \(proposed.stderr)")
-        #expect(proposed.stdout.contains("- git.allowed.test"), "\(proposed.stdout)")
+        #expect(proposed.stdout.contains("- \"git.allowed.test:8080/tcp\""), "\(proposed.stdout)")
         let entries = proposed.stdout.split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("- ") }
         #expect(!entries.contains { $0.contains("spray.test") }, "a random name in the proposal:\n\(proposed.stdout)")
 
