@@ -21,6 +21,9 @@ public final class Recorder: @unchecked Sendable {
     /// is named by the latest answer at or before it, never by a later lookup of the same address.
     private var addressNames: [String: [(time: Nanoseconds, name: RawText)]] = [:]
     private var addressAnswers = 0
+    /// Each flow row's first connect: its name is the answer before that one, whichever connect comes to name it
+    /// (one recorded before its answer reached the recorder is named by a later connect of the same row).
+    private var flowFirstSeen: [FlowKey: Nanoseconds] = [:]
 
     private let writer = DispatchQueue(label: "cagent.recorder.writer")
     /// At most two batches in flight: the producer slows down instead of growing memory without bound.
@@ -166,11 +169,14 @@ public final class Recorder: @unchecked Sendable {
         pending.see(flow.time)
         var name = flow.name
         var nameSource = flow.name == nil ? nil : flow.nameSource?.rawValue
-        if name == nil, let known = addressNames[flow.address]?.last(where: { $0.time <= flow.time }) {
-            name = known.name; nameSource = FlowNameSource.dns.rawValue
-        }
         let key = FlowKey(proto: flow.proto, address: flow.address, port: flow.port, verdict: flow.verdict,
                           program: flow.program, result: flow.result)
+        if flowFirstSeen.count > 500_000 { flowFirstSeen.removeAll(keepingCapacity: true) }
+        let first = min(flowFirstSeen[key] ?? flow.time, flow.time)
+        flowFirstSeen[key] = first
+        if name == nil, let known = addressNames[flow.address]?.last(where: { $0.time <= first }) {
+            name = known.name; nameSource = FlowNameSource.dns.rawValue
+        }
         pending.flows[key, default: FlowAggregate(time: flow.time)].add(flow, name: name, nameSource: nameSource)
         let endpoint = flow.address.contains(":") ? "[\(flow.address)]:\(flow.port)" : "\(flow.address):\(flow.port)"
         if rules.isDoHFlow(address: flow.address, port: flow.port) || name.map(rules.isDoHName) == true {

@@ -119,6 +119,12 @@ import Testing
         // The attribution at the end names it too, from the first flow's time.
         recorder.record(.flow(FlowObservation(time: 21, pid: 8, program: curl, proto: "tcp", address: "203.0.113.13", port: 9418,
                                               name: RawText("git.allowed.test"), nameSource: .dns, connections: 0)))
+        // The gate's answer reaches the recorder after the connect it led to (threads): the row's later connect,
+        // after a spray of other names, is named by the answer before the row's first connect.
+        recorder.record(.flow(FlowObservation(time: 60, pid: 9, program: curl, proto: "tcp", address: "203.0.113.15", port: 443)))
+        recorder.record(answer("api.allowed.test", at: 59, "203.0.113.15"))
+        for index in 0..<5 { recorder.record(answer("s\(index).spray.test", at: 61 + Nanoseconds(index), "203.0.113.15")) }
+        recorder.record(.flow(FlowObservation(time: 70, pid: 9, program: curl, proto: "tcp", address: "203.0.113.15", port: 443)))
         // Connected before any lookup of it: a direct IP, even if a lookup answers it later.
         recorder.record(.flow(FlowObservation(time: 100, pid: 7, program: curl, proto: "tcp", address: "203.0.113.14", port: 80)))
         recorder.record(answer("later.allowed.test", at: 110, "203.0.113.14"))
@@ -134,7 +140,7 @@ import Testing
         let names = try store.read { db in
             try String.fetchAll(db, sql: "SELECT coalesce(name, '-') FROM flows WHERE session_id = 'a' ORDER BY address, port")
         }
-        #expect(names == ["-", "git.allowed.test", "-"], "\(names)")
+        #expect(names == ["-", "git.allowed.test", "-", "api.allowed.test"], "\(names)")
         let report = try #require(try store.report(session: "a", rules: testRules))
         #expect(report.flows.first { $0.port == 9418 }?.name == RawText("git.allowed.test"))
         #expect(report.flows.first { $0.port == 9418 }?.connections == 2)
