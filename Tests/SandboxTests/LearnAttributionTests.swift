@@ -45,8 +45,13 @@ extension LearnCommandTests {
         print("udp sent")
         """
 
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: attributionTools), "needs root, namespaces, eBPF and the netlab's tools"))
+    func flowsAreNamedByTheLookupBeforeTheConnect() throws { try attribution(tracer: "ebpf") }
+
     @Test(.enabled(if: Requirements.mayRun(root: true, tools: attributionTools), "needs root, namespaces and the netlab's tools"))
-    func flowsAreNamedByTheLookupBeforeTheConnect() throws {
+    func flowsAreNamedByTheLookupBeforeTheConnectSeccomp() throws { try attribution(tracer: "seccomp") }
+
+    func attribution(tracer: String) throws {
         try Requirements.root()
         for tool in Self.attributionTools { try Requirements.tool(tool) }
         let lab = try Netlab(); defer { lab.shutdown() }
@@ -59,8 +64,8 @@ extension LearnCommandTests {
         let learned = try lab.run(in: .host, ["/bin/sh", "-c", cgroupMount, "sh", Products.cagent, "learn", "--quiet",
                                               "--user", String(SandboxFixture.agentUID), "--home", world.home,
                                               "--state-dir", world.state, "--db", database, "--workspace", world.workspace,
-                                              "--", "/bin/sh", world.workspace + "/work.sh"], timeout: 180)
-        #expect(learned.status == 0, "cagent learn failed: \(learned.stderr)")
+                                              "--tracer", tracer, "--", "/bin/sh", world.workspace + "/work.sh"], timeout: 180)
+        #expect(learned.status == 0, "\(tracer): cagent learn failed: \(learned.stderr)")
         let out = learned.stdout
         #expect(out.contains("first 200") && out.contains("again 200") && out.contains("udp sent") && out.contains("workload-done"),
                 "\(out)\n\(learned.stderr)")
