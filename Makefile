@@ -9,7 +9,8 @@ deps:
 build: deps
 	swift build
 
-# The main job: doctor, then an agent session under enforce (scripts/demo.sh).
+# The main job: the loop learn -> propose -> enforce on a small agent in a simulated network, then the agent
+# prompt-injected and stopped (scripts/demo.sh, docs/cli.md "Demo").
 demo: build
 	scripts/demo.sh
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fails when kernel state of cagent or of its tests remains: network namespaces, interfaces, nft tables, mounts,
-# cgroups.
+# cgroups, loop devices.
 set -u
 left=""
 ns=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(cagent|cg)' || true)
@@ -14,6 +14,10 @@ mounts=$(awk '{print $5}' /proc/self/mountinfo | grep -iE 'cagent|/cgt-' || true
 # Session and trace cgroups (cagent-*) in every hierarchy (v1 controllers and cgroup2).
 cgroups=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 6 -type d -name 'cagent-*' 2>/dev/null || true)
 [ -n "$cgroups" ] && left="$left cgroups: $(echo $cgroups)"
+# Loop devices still backed by a bounded volume (shadow homes, learn scratch, the doctor's probe, test fixtures):
+# they detach themselves (AUTOCLEAR) when the sandbox's mount namespace ends.
+loops=$(for f in /sys/block/loop*/loop/backing_file; do [ -r "$f" ] && grep -lE '\.img|/cgsb-|cagent' "$f" 2>/dev/null; done | cut -d/ -f4 || true)
+[ -n "$loops" ] && left="$left loop devices: $(echo $loops)"
 if [ -n "$left" ]; then
   echo "leftovers: FAILED:$left" >&2
   exit 1

@@ -61,7 +61,10 @@ static __attribute__((noreturn)) void child(const struct cg_spawn_request *r, in
     int control = fds[4];
     int high_init = fcntl(init_fd, F_DUPFD_CLOEXEC, 120);
     if (high_init < 0) child_fail(control, "child-fds", "dup of cagent-init's fd");
+    int high_volume = r->volume_fd >= 0 ? fcntl(r->volume_fd, F_DUPFD_CLOEXEC, 122) : -1;
+    if (r->volume_fd >= 0 && high_volume < 0) child_fail(control, "child-fds", "dup of the volume's fd");
     for (int i = 0; i < 5; i++) move_fd(fds[i], i, control);
+    if (high_volume >= 0) move_fd(high_volume, 5, control);
     control = 4;
     int lifeline = fds[5];
 
@@ -94,7 +97,7 @@ static __attribute__((noreturn)) void child(const struct cg_spawn_request *r, in
 
     // Nothing else of cagent's survives into the sandbox.
     if (r->fail_at == 2) { errno = ECANCELED; child_fail(control, "exec-init", "failure injected by the test hook"); }
-    syscall(SYS_close_range, 5, ~0U, CLOSE_RANGE_CLOEXEC);
+    syscall(SYS_close_range, high_volume >= 0 ? 6 : 5, ~0U, CLOSE_RANGE_CLOEXEC);
     char *const empty[] = { NULL };
     syscall(SYS_execveat, high_init, "", r->argv, empty, AT_EMPTY_PATH);
     child_fail(control, "exec-init", "cannot execute cagent-init");

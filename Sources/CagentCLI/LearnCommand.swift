@@ -82,6 +82,10 @@ struct LearnCommand: ParsableCommand {
         }
         plan.traceNotify = backend == .seccomp
         defer { if !keepScratch { removeTree(request.scratch) } }
+        // The scratch image (mkfs, tens of ms) is made while the store opens and the tracer loads; finished
+        // (and closed if unused) before the removal above runs.
+        let pendingVolume = plan.volume.map { PendingVolume($0, uid: plan.uid, gid: plan.gid) }
+        defer { pendingVolume?.discard() }
 
         learnTiming("planned")
         // Opened (and migrated) on another thread while the sandbox starts; the recorder waits for it.
@@ -102,6 +106,7 @@ struct LearnCommand: ParsableCommand {
         defer { observation.stop() }
 
         let launcher = Launcher()
+        launcher.pendingVolume = pendingVolume
         launcher.beforeRelease = { pid in try observation.start(initPid: pid) }
         launcher.finalizePlan = { plan in
             var plan = plan

@@ -503,7 +503,7 @@ final class LearnLiveView: @unchecked Sendable {
         }
         if summary.captureDropped > 0 { text += "; the DNS capture dropped \(summary.captureDropped) packets" }
         say(text)
-        if let scratch { say("scratch layer kept: \(scratch)") }
+        if let scratch { say("scratch layer kept: \(scratch) (an ext4 image, root's: sudo mount -o loop,ro IMAGE DIR to look inside)") }
         say("session \(sessionID): cagent report \(sessionID)")
         // The next step of the loop: a profile from what the session did (docs/profiles.md "Proposals").
         let database = database.map { " --db " + shellQuoted($0) } ?? ""

@@ -74,6 +74,9 @@ public struct EnforceOptions: Equatable, Sendable {
             return
         }
 
+        // The shadow home's image is opened and mounted meanwhile (cgroups, workspace snapshot): the Launcher takes it.
+        let pendingVolume = plan.volume.map { PendingVolume($0, uid: plan.uid, gid: plan.gid) }
+        defer { pendingVolume?.discard() }
         // From here to the end, Ctrl-C and kill -TERM cannot cut setup or teardown short: caught and noted
         // outside the relay loop (during setup they abort the start, below), forwarded to the agent inside it.
         Launcher.holdTerminatingSignals()
@@ -97,6 +100,7 @@ public struct EnforceOptions: Equatable, Sendable {
         var failure: CagentError?
         let launcher = Launcher()
         launcher.notices = notices
+        launcher.pendingVolume = pendingVolume
         let failCgroup = failAtStage == "cgroup"
         func setupError(_ error: any Error, stage: String) -> CagentError {
             let error = error as? CagentError ?? CagentError(stage: stage, "\(error)")

@@ -75,11 +75,13 @@ public struct Limits: Sendable, Equatable {
     public var openFiles: Int?
     public var tmpBytes: UInt64?
     public var shmBytes: UInt64?
+    /// Disk space of what cagent stores for the agent: the shadow home (enforce), the scratch layer (learn).
+    public var diskBytes: UInt64?
 
     public init(processes: Int? = nil, memoryBytes: UInt64? = nil, openFiles: Int? = nil,
-                tmpBytes: UInt64? = nil, shmBytes: UInt64? = nil) {
+                tmpBytes: UInt64? = nil, shmBytes: UInt64? = nil, diskBytes: UInt64? = nil) {
         self.processes = processes; self.memoryBytes = memoryBytes; self.openFiles = openFiles
-        self.tmpBytes = tmpBytes; self.shmBytes = shmBytes
+        self.tmpBytes = tmpBytes; self.shmBytes = shmBytes; self.diskBytes = diskBytes
     }
 }
 

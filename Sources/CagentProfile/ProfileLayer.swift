@@ -19,9 +19,10 @@ public enum LimitKey: String, Sendable, CaseIterable, Hashable {
     case openFiles = "limits.open_files"
     case tmp = "limits.tmp"
     case shm = "limits.shm"
+    case disk = "limits.disk"
 
     var key: String { String(rawValue.dropFirst("limits.".count)) }
-    var isSize: Bool { self == .memory || self == .tmp || self == .shm }
+    var isSize: Bool { self == .memory || self == .tmp || self == .shm || self == .disk }
 }
 
 /// A value with the place it was written and the comment written with it (kept for provenance).

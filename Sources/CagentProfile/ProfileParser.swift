@@ -238,10 +238,14 @@ private struct Walker {
         do throws(ValueProblem) {
             let number: UInt64
             switch key {
-            case .memory, .tmp, .shm:
+            case .memory, .tmp, .shm, .disk:
                 number = try ValueSyntax.size(raw)
                 if key == .memory && number < 16 << 20 {
                     throw ValueProblem("less than 16MiB of memory cannot run an agent")
+                }
+                // ext4 needs room for its own metadata; an image below 8MiB holds almost nothing.
+                if key == .disk && number < 8 << 20 {
+                    throw ValueProblem("less than 8MiB of disk cannot hold a home directory")
                 }
             case .processes: number = UInt64(try ValueSyntax.count(raw, range: 1...4_194_304))
             case .openFiles: number = UInt64(try ValueSyntax.count(raw, range: 1...1_048_576))

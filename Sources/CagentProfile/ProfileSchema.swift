@@ -6,7 +6,7 @@ enum ProfileSchema {
         "network": ["domains", "endpoints", "cidrs"],
         "filesystem": ["read", "write", "hide"],
         "env": ["pass"],
-        "limits": ["memory", "processes", "open_files", "tmp", "shm"],
+        "limits": ["memory", "processes", "open_files", "tmp", "shm", "disk"],
     ]
 
     /// Words people reach for that are spelled differently here.

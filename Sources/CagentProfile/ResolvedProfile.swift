@@ -75,6 +75,7 @@ enum ProfileMerger {
         profile.limits.openFiles = limits[.openFiles].map { Int($0.value) }
         profile.limits.tmpBytes = limits[.tmp]?.value
         profile.limits.shmBytes = limits[.shm]?.value
+        profile.limits.diskBytes = limits[.disk]?.value
 
         return ResolvedProfile(profile: profile, layers: layers.map(\.source), lists: lists, agent: agent,
                                description: description, limits: limits, warnings: warnings)

@@ -51,6 +51,22 @@ public enum KnownDoH {
     ]
 }
 
+/// Files a program reads when they exist and runs without: configuration that only adjusts its behaviour.
+/// Proposed (the replay then behaves as the session did) but marked optional with the reason, so that the
+/// proposal holds nothing a reviewer cannot drop knowingly. Each rule comes from an ablation that found the
+/// entry unused (Tests/SandboxTests/ProposeWorkloadsTests.swift).
+public enum KnownOptional {
+    public static func reason(for path: String) -> String? {
+        let name = path.split(separator: "/").last.map(String.init) ?? ""
+        // core.excludesFile (/etc/gitconfig on some hosts names /etc/gitignore), the XDG defaults, attributes.
+        if ["gitignore", ".gitignore_global", "gitattributes"].contains(name)
+            || path.hasSuffix("/git/ignore") || path.hasSuffix("/git/attributes") {
+            return "git's global excludes or attributes file: git runs without it (then fewer files are ignored or attributed)"
+        }
+        return nil
+    }
+}
+
 /// Observations in, the smallest profile that lets the same work run again out. Pure: no I/O, no clock;
 /// the same observations and options give the same proposal.
 public struct Proposer: Sendable {
@@ -140,6 +156,7 @@ public struct Proposer: Sendable {
                 if KnownDoH.addresses.contains(address) && (flow.port == 443 || flow.port == 853) {
                     risks.append("DoH/DoT provider address: names resolved there bypass the gate")
                 }
+                if let proxy = Self.proxyPortRisk(flow.port) { risks.append(proxy) }
                 var entry = direct[endpoint] ?? (risks, .none)
                 entry.evidence = entry.evidence.merged(with: flow.evidence)
                 direct[endpoint] = entry
@@ -174,6 +191,7 @@ public struct Proposer: Sendable {
                     if givenEndpoints(contains: endpoint) { continue }
                     var risks: [String] = []
                     if KnownDoH.names.contains(name) { risks.append("DoH/DoT provider: names resolved there bypass the gate") }
+                    if let proxy = Self.proxyPortRisk(UInt16(parts[1]) ?? 0) { risks.append(proxy) }
                     endpoints[endpoint] = ((endpoints[endpoint]?.evidence ?? .none).merged(with: evidence), risks)
                 }
             }
@@ -441,6 +459,9 @@ public struct Proposer: Sendable {
                     comments.append("listed (opened as a directory), nothing beneath it used")
                 }
                 comments.append(use.operations.sorted().joined(separator: "/") + " " + describe(use.evidence))
+                if need == .read && use.collapsed.isEmpty, let reason = KnownOptional.reason(for: path) {
+                    comments.append("optional: " + reason)
+                }
                 var risks: [String] = []
                 if need == .write, let hit = runLater.keys.sorted().first(where: { covers(path, $0) }) {
                     risks.append("writes to \(display(hit)), which runs code later (shell start-up, hooks, PATH)")
@@ -558,6 +579,8 @@ public struct Proposer: Sendable {
     func isRunLater(_ path: String) -> Bool {
         let components = path.split(separator: "/").map(String.init)
         guard let name = components.last else { return false }
+        // git runs a hook only by its exact name: the `*.sample` files every clone writes never run.
+        if name.hasSuffix(".sample") && components.dropLast().last == "hooks" { return false }
         let startup: Set<String> = [".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc",
                                     ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".cshrc", ".tcshrc", ".kshrc",
                                     ".xprofile", ".xinitrc", ".xsessionrc", ".envrc", ".direnvrc", ".gitconfig",
@@ -685,5 +708,14 @@ public struct Proposer: Sendable {
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) "
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+    }
+}
+
+extension Proposer {
+    /// The same guess `profile lint` warns about (ProxyRisk): a port proxies often use. Through a proxy the
+    /// agent reaches every host, so the entry needs a decision, not a quiet yes.
+    static func proxyPortRisk(_ port: UInt16) -> String? {
+        ProxyRisk.proxyLookingPorts.contains(port)
+            ? "port \(port) is one proxies often use: if it is a proxy, the agent reaches every host through it" : nil
     }
 }

@@ -23,6 +23,8 @@ public struct EnforceRequest: Sendable {
     public var nameservers: [String]
     public var tmpBytes: UInt64
     public var shmBytes: UInt64
+    /// The shadow home's bound (limits.disk).
+    public var diskBytes: UInt64
     /// Apply the process policy (seccomp, Landlock, rlimits) to the agent; off only to test the layers apart.
     public var processPolicy = true
 
@@ -35,6 +37,7 @@ public struct EnforceRequest: Sendable {
         self.sessionID = sessionID; self.hostname = hostname; self.nameservers = nameservers
         self.tmpBytes = profile.limits.tmpBytes ?? (1 << 30)
         self.shmBytes = profile.limits.shmBytes ?? (64 << 20)
+        self.diskBytes = profile.limits.diskBytes ?? ResourceLimits.defaults.diskBytes
     }
 }
 
@@ -136,8 +139,9 @@ public enum EnforcePlanner {
         add(.tmpfs(target: "/tmp", mode: "1777", sizeBytes: request.tmpBytes), "private /tmp with a size bound")
 
         // 4. The shadow home at the user's home path (the real home never appears), before the workspace:
-        //    a workspace inside the home must land on top of it, not under it.
-        add(.bind(source: shadowHome, target: home, mode: .readWrite), "persistent shadow home (agent config and cache)")
+        //    a workspace inside the home must land on top of it, not under it. It is the bounded volume (an
+        //    ext4 image of limits.disk): the agent cannot fill the host's disk through it.
+        add(.volume(target: home), "persistent shadow home (agent config and cache), bounded by limits.disk")
 
         // 5. The workspace, read-write at its real path (agents record absolute paths).
         add(.bind(source: workspace, target: workspace, mode: .readWrite), "the workspace")
@@ -162,9 +166,6 @@ public enum EnforcePlanner {
             if !hidden.contains(path) { hidden.append(path); add(.hide(path), "hidden: \(entry)") }
         }
 
-        // Links an earlier session left at mount targets in the shadow home would stop the start (H11).
-        let repaired = try ShadowHome.repair(shadowHome: shadowHome, home: home, steps: steps)
-
         // 8. .git pinned (a mount point) and its hooks read-only, last in the workspace: hooks and a
         //    replaced .git would run on the host when the user next runs git (H13).
         let git = GitProtection.steps(workspace: workspace, user: user)
@@ -179,6 +180,9 @@ public enum EnforcePlanner {
                                workingDirectory: workspace, command: request.command,
                                environment: environment(request: request, home: home), steps: steps,
                                terminal: request.terminal, workspace: workspace, shadowHome: shadowHome)
+        // An older cagent's shadow-home directory is copied into the image when the image is made.
+        plan.volume = .init(image: shadowHome, sizeBytes: request.diskBytes, journal: true, purpose: "shadow home",
+                            seed: ShadowHome.legacyDirectory(paths: request.paths, agent: request.profile.agent))
 
         // The process policy (Policy/): seccomp filter, Landlock over the view (read everywhere the mounts
         // show, write only where they allow it), rlimits. Applied by cagent-init last, before exec.
@@ -186,6 +190,7 @@ public enum EnforcePlanner {
             let writable = steps.compactMap { step -> String? in
                 switch step.operation {
                 case let .bind(_, target, .readWrite, _): return target
+                case let .volume(target?): return target
                 case let .tmpfs(target, _, _, false) where target == "/tmp" || target == "/dev/shm": return target
                 default: return nil
                 }
@@ -195,7 +200,7 @@ public enum EnforcePlanner {
             plan.policy = try policy.serialized()
             plan.policyNotices = notices
         }
-        plan.policyNotices += repaired + git.notices
+        plan.policyNotices += git.notices
         return plan
     }
 
@@ -298,17 +303,24 @@ public enum EnforcePlanner {
     }
 }
 
-/// The agent's persistent home under cagent's state directory: `<data>/homes/<agent>`, owned by the user.
-/// Its config and cache survive between runs; the user's real home never appears in the sandbox.
+/// The agent's persistent home under cagent's state directory: an ext4 image `<data>/homes/<agent>.img`
+/// of limits.disk (DiskVolume), root's, whose root directory is the user's. Its config and cache survive
+/// between runs; the user's real home never appears in the sandbox. Host-side code reaches its files
+/// through the volume's mount fd (`DiskVolume.mountFD`), never through a host path.
 public enum ShadowHome {
     public static func path(paths: CagentPaths, agent: String?) -> String {
+        legacyDirectory(paths: paths, agent: agent) + ".img"
+    }
+
+    /// Where the shadow home lived before it was bounded (a plain directory, no longer used).
+    public static func legacyDirectory(paths: CagentPaths, agent: String?) -> String {
         paths.data + "/homes/" + EnforcePlanner.sanitizedName(agent ?? "default")
     }
 
-    /// Creates what is missing (owned by the user) and returns the shadow home's path. Refuses a shadow
-    /// home that is a symlink: the agent may have written into it, never above it.
+    /// Creates the directories above the image (owned by the user) and returns the image's path; the
+    /// Launcher creates the image itself when it is missing.
     public static func prepare(paths: CagentPaths, user: InvokingUser, agent: String?) throws -> String {
-        let target = path(paths: paths, agent: agent)
+        let target = paths.data + "/homes"
         var built = ""
         for part in target.split(separator: "/") {
             built += "/" + part
@@ -324,6 +336,6 @@ public enum ShadowHome {
             throw CagentError(stage: "shadow home", "\(TerminalEscape.escape(target)) is not a directory (a symlink?)",
                               hint: "remove it; cagent recreates it")
         }
-        return target
+        return path(paths: paths, agent: agent)
     }
 }

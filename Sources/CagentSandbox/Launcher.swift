@@ -47,6 +47,10 @@ public final class Launcher {
     /// Runs after `beforeRelease`, before the plan is sent: for plan parts known only then (learn mode's
     /// resolver address, which the network setup allocates).
     public var finalizePlan: ((SandboxPlan) throws -> SandboxPlan)?
+    /// The plan's volume, already being opened (`PendingVolume`); used when it is the plan's.
+    public var pendingVolume: PendingVolume?
+    /// What the bounded volume's setup wants the user to know (DiskVolume.notices), after `run` started.
+    public private(set) var volumeNotices: [String] = []
 
     public init(initPath: String = Launcher.defaultInitPath(), streams: StandardStreams = .inherited,
                 forwardSignals: Bool = true) {
@@ -110,7 +114,41 @@ public final class Launcher {
             }
         }
 
+        // The bounded volume (shadow home or scratch) is mounted detached here and handed over as fd 5; our
+        // copy is closed right after the clone, so the mount and its loop device end with the sandbox. Its
+        // lock is held until the sandbox has ended (`defer`).
+        let volume: DiskVolume?
+        do {
+            if let pending = pendingVolume, let spec = plan.volume, pending.spec == spec {
+                pendingVolume = nil
+                volume = try pending.take()
+            } else {
+                volume = try plan.volume.map { try DiskVolume($0, uid: plan.uid, gid: plan.gid) }
+            }
+        } catch {
+            for fd in Set(childEnds) + ourEnds + [planPipe[0], planPipe[1], control[0], control[1]] { close(fd) }
+            throw error
+        }
+        defer { volume?.close() }
+        volumeNotices = volume?.notices ?? []
+        // Links an earlier session left at mount targets in the shadow home would stop the start (H11):
+        // repaired on the mounted volume, before cagent-init mounts into it.
+        if let volume, let home = plan.steps.lazy.compactMap({ step -> String? in
+            if case let .volume(target?) = step.operation { return target } else { return nil }
+        }).first {
+            do {
+                volumeNotices += try ShadowHome.repair(root: volume.mountFD, shadowHome: plan.volume?.image ?? home,
+                                                       home: home, steps: plan.steps)
+            } catch {
+                for fd in Set(childEnds) + ourEnds + [planPipe[0], planPipe[1], control[0], control[1]] { close(fd) }
+                throw error
+            }
+        }
+        for notice in volumeNotices {   // before the relay starts: written directly
+            (notices ?? NoticeChannel()).write(line: "cagent: notice: \(notice)")
+        }
         var request = cg_spawn_request()
+        request.volume_fd = volume?.mountFD ?? -1
         request.stdio = (childEnds[0], childEnds[1], childEnds[2])
         request.plan_fd = planPipe[0]
         request.control_fd = control[1]
@@ -130,6 +168,7 @@ public final class Launcher {
             }
         }
         for fd in Set(childEnds) + [planPipe[0], control[1]] { close(fd) }
+        volume?.releaseMount()
         guard spawned == 0 else {
             ourEnds.forEach { close($0) }
             close(planPipe[1]); close(control[0])

@@ -18,16 +18,19 @@ public struct LearnRequest: Sendable {
     public var sessionID: String
     public var hostname = "cagent-learn"
     public var nameservers: [String] = []
-    /// Where writes outside the workspace land (`<state>/scratch/<session>`); the host never sees them.
+    /// Where writes outside the workspace land: an ext4 image `<state>/scratch/<session>.img` of
+    /// `diskBytes` (DiskVolume); the host's own files never see them.
     public var scratch: String
     public var tmpBytes: UInt64 = 1 << 30
     public var shmBytes: UInt64 = 64 << 20
+    public var diskBytes: UInt64
 
     public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
                 environment: [String: String], sessionID: String) {
         self.profile = profile; self.workspace = workspace; self.user = user; self.paths = paths
         self.command = command; self.environment = environment; self.sessionID = sessionID
-        self.scratch = paths.data + "/scratch/" + sessionID
+        self.scratch = paths.data + "/scratch/" + sessionID + ".img"
+        self.diskBytes = profile.limits.diskBytes ?? ResourceLimits.defaults.diskBytes
     }
 }
 
@@ -37,7 +40,8 @@ public struct LearnRequest: Sendable {
 /// secrets hidden, the workspace read-write, and every other write going to a scratch tmpfs.
 ///
 /// Scratch layer (documented choice): the home directory is an overlay whose upper layer lives in the
-/// session's scratch directory (`LearnRequest.scratch`, kept with `--keep-scratch`); `/tmp`, `/var/tmp`,
+/// session's scratch volume (`LearnRequest.scratch`, an ext4 image of limits.disk, kept with
+/// `--keep-scratch`); `/tmp`, `/var/tmp`,
 /// `/run` and `/dev/shm` are private tmpfs; host directories the user could write (owned, group- or
 /// world-writable, at the top level or one below) are overlays with their upper layer in scratch too. Every
 /// other host directory is read-only (EROFS where the host would answer EACCES): the agent runs as the user
@@ -125,10 +129,13 @@ public enum LearnPlanner {
 
         // 5. The real home, read-only, with writes to the session's scratch layer (overlay, upper in scratch).
         //    After /tmp: a home under /tmp (tests) lands on the new /tmp.
+        //    The scratch volume is attached outside the view first; the layers are directories in it.
+        var layers: [SandboxPlan.VolumeSpec.Directory] = []
+        let attachScratch = steps.count
         var homeInfo = stat()
         if lstat(home, &homeInfo) == 0 && (homeInfo.st_mode & S_IFMT) == S_IFDIR {
-            try prepareScratch(request.scratch, user: user)
-            add(.overlay(lower: home, upper: request.scratch + "/home/upper", work: request.scratch + "/home/work", target: home),
+            layers += [.init(path: "home/upper", mode: 0o700), .init(path: "home/work", mode: 0o700)]
+            add(.overlay(lower: home, upper: "/home/upper", work: "/home/work", target: home, inVolume: true),
                 "the home: host files visible, writes to the scratch layer")
         } else {
             add(.directory(home), "the home does not exist on the host")
@@ -137,10 +144,17 @@ public enum LearnPlanner {
         // 5b. Other host directories the user could write (as owner, by group or by everyone; at the top level
         //     or one below, e.g. /opt/tool): the same overlay, so the agent's writes there land in scratch too.
         for (index, directory) in userWritableDirectories(user: user, home: home, workspace: workspace).enumerated() {
-            let layer = request.scratch + "/dir\(index)"
-            try prepareLayer(layer, user: user, modeOf: directory)
-            add(.overlay(lower: directory, upper: layer + "/upper", work: layer + "/work", target: directory),
+            var lower = stat()
+            guard lstat(directory, &lower) == 0 else { throw CagentError.system("scratch", "cannot stat \(TerminalEscape.escape(directory))") }
+            // The upper directory takes the lower one's mode: the overlay's root shows its attributes.
+            layers += [.init(path: "dir\(index)/upper", mode: UInt32(lower.st_mode & 0o7777)), .init(path: "dir\(index)/work", mode: 0o700)]
+            add(.overlay(lower: directory, upper: "/dir\(index)/upper", work: "/dir\(index)/work", target: directory, inVolume: true),
                 "a directory the user may write: writes to the scratch layer")
+        }
+        if !layers.isEmpty {
+            try prepareScratchDirectory(request.scratch, user: user)
+            steps.insert(.init(.volume(target: nil), "the scratch volume (limits.disk), outside the view: the overlays' upper layers"),
+                         at: attachScratch)
         }
 
         // 6. The workspace, read-write at its real path.
@@ -164,10 +178,15 @@ public enum LearnPlanner {
         add(.readOnly("/etc"), "populated: now read-only")
         add(.readOnly("/dev"), "populated: now read-only")
 
-        return SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
-                           workingDirectory: workspace, command: request.command,
-                           environment: environment(request: request, home: home), steps: steps,
-                           terminal: request.terminal, workspace: workspace, shadowHome: nil)
+        var plan = SandboxPlan(sessionID: request.sessionID, hostname: request.hostname, uid: user.uid, gid: user.gid,
+                               workingDirectory: workspace, command: request.command,
+                               environment: environment(request: request, home: home), steps: steps,
+                               terminal: request.terminal, workspace: workspace, shadowHome: nil)
+        if !layers.isEmpty {
+            plan.volume = .init(image: request.scratch, sizeBytes: request.diskBytes, journal: false, directories: layers,
+                                purpose: "scratch layer")
+        }
+        return plan
     }
 
     /// DefaultHidden + the profile's hide list (the findings' secret paths too).
@@ -183,20 +202,18 @@ public enum LearnPlanner {
                          requested: request.requestedEnvironment, home: home).entries
     }
 
-    /// `<scratch>/home/{upper,work}`, owned by the user (the overlay is mounted with the user's creds).
-    static func prepareScratch(_ scratch: String, user: InvokingUser) throws {
+    /// The directory holding the session's scratch image (`<state>/scratch`), owned by the user like the
+    /// rest of cagent's state; refused when it is not a plain directory.
+    static func prepareScratchDirectory(_ image: String, user: InvokingUser) throws {
+        let directory = String(image[..<(image.lastIndex(of: "/") ?? image.endIndex)])
         var built = ""
-        for part in (scratch + "/home/upper").split(separator: "/") {
+        for part in directory.split(separator: "/") {
             built += "/" + part
             if mkdir(built, 0o700) == 0 { _ = chown(built, user.uid, user.gid) }
         }
-        let work = scratch + "/home/work"
-        if mkdir(work, 0o700) == 0 { _ = chown(work, user.uid, user.gid) }
-        for path in [scratch, scratch + "/home", scratch + "/home/upper", work] {
-            var info = stat()
-            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-                throw CagentError(stage: "scratch", "\(TerminalEscape.escape(path)) is not a directory (a symlink?)")
-            }
+        var info = stat()
+        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw CagentError(stage: "scratch", "\(TerminalEscape.escape(directory)) is not a directory (a symlink?)")
         }
     }
 
@@ -232,18 +249,6 @@ public enum LearnPlanner {
             for child in directoryEntries(top).sorted() { _ = consider(top + "/" + child) }
         }
         return found
-    }
-
-    /// `<layer>/{upper,work}` owned by the user; the upper directory takes the lower one's mode (the overlay's
-    /// root shows the upper directory's attributes).
-    static func prepareLayer(_ layer: String, user: InvokingUser, modeOf lower: String) throws {
-        var lowerInfo = stat()
-        guard lstat(lower, &lowerInfo) == 0 else { throw CagentError.system("scratch", "cannot stat \(TerminalEscape.escape(lower))") }
-        for path in [layer, layer + "/upper", layer + "/work"] {
-            guard mkdir(path, 0o700) == 0 else { throw CagentError.system("scratch", "cannot create \(TerminalEscape.escape(path))") }
-            _ = chown(path, user.uid, user.gid)
-        }
-        _ = chmod(layer + "/upper", lowerInfo.st_mode & 0o7777)
     }
 
     static func topLevelEntries() -> [String] { directoryEntries("/") }

@@ -22,8 +22,12 @@ public struct SandboxPlan: Sendable, Equatable {
         case symlink(target: String, path: String)
         /// Make the mount at a path read-only once it has been populated.
         case readOnly(String)
-        /// Learn mode's scratch layer: host `lower` visible at `target`, writes to `upper` (host paths).
-        case overlay(lower: String, upper: String, work: String, target: String)
+        /// Learn mode's scratch layer: host `lower` visible at `target`, writes to `upper`: a host path, or
+        /// with `inVolume` a path in the plan's volume (attached by `.volume(target: nil)` before).
+        case overlay(lower: String, upper: String, work: String, target: String, inVolume: Bool = false)
+        /// The plan's bounded volume (`SandboxPlan.volume`) at `target` (the shadow home), or with nil
+        /// outside the view, for overlay layers.
+        case volume(target: String?)
 
         var tokens: [String] {
             switch self {
@@ -37,7 +41,9 @@ public struct SandboxPlan: Sendable, Equatable {
             case let .file(path, mode, contents): return ["file", path, mode, contents]
             case let .symlink(target, path): return ["symlink", target, path]
             case let .readOnly(path): return ["readonly", path]
-            case let .overlay(lower, upper, work, target): return ["overlay", lower, upper, work, target]
+            case let .overlay(lower, upper, work, target, inVolume):
+                return ["overlay", lower, upper, work, target] + (inVolume ? ["volume"] : [])
+            case let .volume(target): return ["volume", target ?? "-"]
             }
         }
 
@@ -93,6 +99,33 @@ public struct SandboxPlan: Sendable, Equatable {
     /// Host paths of the workspace and shadow home: the trees the agent controls (for reports).
     public var workspace: String
     public var shadowHome: String?
+    /// The size-bounded filesystem the Launcher mounts for this sandbox (DiskVolume), if any.
+    public var volume: VolumeSpec?
+
+    /// An ext4 image of a fixed size (the profile's `limits.disk`), created when missing.
+    public struct VolumeSpec: Sendable, Equatable {
+        public struct Directory: Sendable, Equatable {
+            /// Relative to the volume's root; created (owned by the plan's user) when missing.
+            public var path: String
+            public var mode: UInt32
+            public init(path: String, mode: UInt32) { self.path = path; self.mode = mode }
+        }
+        public var image: String
+        public var sizeBytes: UInt64
+        /// A journal for a persistent volume (the shadow home); none for a throwaway scratch.
+        public var journal: Bool
+        public var directories: [Directory]
+        /// What the volume holds, for messages ("shadow home", "scratch layer").
+        public var purpose: String
+        /// A host directory copied in when the image is created (the shadow-home directory of older cagent).
+        public var seed: String?
+
+        public init(image: String, sizeBytes: UInt64, journal: Bool, directories: [Directory] = [], purpose: String,
+                    seed: String? = nil) {
+            self.image = image; self.sizeBytes = sizeBytes; self.journal = journal
+            self.directories = directories; self.purpose = purpose; self.seed = seed
+        }
+    }
 
     public init(sessionID: String, hostname: String, uid: UInt32, gid: UInt32, workingDirectory: String,
                 command: [String], environment: [String], steps: [Step], terminal: TerminalSize? = nil,

@@ -9,7 +9,10 @@ extension ShadowHome {
     /// ~/.ssh`, a replaced `~/.gitconfig`): cagent-init refuses to follow it (H11), which would stop every
     /// later session. cagent owns the shadow home, so such links are removed before the start (the mount
     /// point is then created afresh); anything else in the way is reported with the fix. Returns notices.
-    public static func repair(shadowHome: String, home: String, steps: [SandboxPlan.Step]) throws -> [String] {
+    ///
+    /// `root` is the shadow home's root directory (the bounded volume's mount, DiskVolume.mountFD; never a
+    /// path: nothing here is resolved through a link); `shadowHome` only names it in messages.
+    public static func repair(root: Int32, shadowHome: String, home: String, steps: [SandboxPlan.Step]) throws -> [String] {
         var targets: [String] = []
         for step in steps {
             switch step.operation {
@@ -20,7 +23,7 @@ extension ShadowHome {
         }
         var notices: [String] = []
         for target in targets {
-            var directory = open(shadowHome, O_RDONLY | CG_O_DIRECTORY | CG_O_NOFOLLOW | CG_O_CLOEXEC)
+            var directory = openat(root, ".", O_RDONLY | CG_O_DIRECTORY | CG_O_CLOEXEC)
             guard directory >= 0 else { throw CagentError.system("shadow home", "cannot open \(TerminalEscape.escape(shadowHome))") }
             let parts = target.split(separator: "/").map(String.init)
             var walked = "~"

@@ -9,6 +9,7 @@
 // File descriptors cagent's launcher (cg_spawn.c) hands to cagent-init.
 #define INIT_PLAN_FD 3      // the plan, read to EOF; EOF is also the "network ready" release
 #define INIT_CONTROL_FD 4   // SOCK_SEQPACKET to the supervisor: errors, the pty master, state changes
+#define INIT_VOLUME_FD 5    // a detached mount of the bounded volume (plan op `volume`), when there is one
 
 // One plan record: an operation name and its arguments (NUL-terminated strings in the plan buffer).
 struct plan_record {

@@ -97,7 +97,7 @@ struct settings {
 static struct cg_policy_storage policy_storage;
 
 static int is_mount_op(const char *op) {
-    static const char *ops[] = { "bind", "hide", "tmpfs", "proc", "devpts", "dir", "file", "symlink", "readonly", "overlay", NULL };
+    static const char *ops[] = { "bind", "hide", "tmpfs", "proc", "devpts", "dir", "file", "symlink", "readonly", "overlay", "volume", NULL };
     for (int i = 0; ops[i]; i++) if (strcmp(op, ops[i]) == 0) return 1;
     return 0;
 }

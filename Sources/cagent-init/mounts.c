@@ -262,16 +262,34 @@ static void op_symlink(const struct plan_record *r) {
 }
 
 /// readonly DST: make the mount at DST read-only (after it was populated: /etc, /dev).
-/// overlay LOWER UPPER WORK DST: learn mode's scratch layer. LOWER (a host tree) shows through, writes go to
+/// volume DST|-: the size-bounded volume cagent mounted (detached) and handed over as INIT_VOLUME_FD: the
+/// shadow home at DST, or with `-` at /volume of the base tmpfs, outside the view, for overlay layers.
+static void op_volume(const struct plan_record *r) {
+    struct stat info;
+    if (fstat(INIT_VOLUME_FD, &info) < 0 || !S_ISDIR(info.st_mode)) fail("cagent handed over no volume");
+    if (strcmp(r->argv[0], "-") == 0) {
+        if (mkdir("/volume", 0700) < 0) fail("mkdir /volume in the base tmpfs");
+        int slot = open("/volume", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (slot < 0 || sys_move_mount(INIT_VOLUME_FD, slot) < 0) fail("cannot attach the volume");
+        close(slot);
+        close(INIT_VOLUME_FD);
+        return;
+    }
+    attach(INIT_VOLUME_FD, r->argv[0], 1);
+}
+
+/// overlay LOWER UPPER WORK DST [volume]: learn mode's scratch layer. LOWER (a host tree) shows through, writes go to
 /// UPPER (the session's scratch directory, owned by the user). Paths are the host's, reached through
-/// /oldroot; `userxattr` because trusted.* xattrs are not available in a user namespace.
+/// /oldroot; with `volume`, UPPER and WORK are paths in the volume (attached by `volume -`, bounded).
+/// `userxattr` because trusted.* xattrs are not available in a user namespace.
 static void op_overlay(const struct plan_record *r) {
     if (r->argc < 4) { errno = EINVAL; fail("overlay needs LOWER UPPER WORK DST"); }
+    int in_volume = r->argc > 4 && strcmp(r->argv[4], "volume") == 0;
     char options[3][4200];
     const char *keys[] = { "lowerdir", "upperdir", "workdir" };
     for (int i = 0; i < 3; i++) {
         if (strpbrk(r->argv[i], ",:\\") || r->argv[i][0] != '/') { errno = EINVAL; fail("an overlay path with , : or \\"); }
-        snprintf(options[i], sizeof options[i], "/oldroot%s", r->argv[i]);
+        snprintf(options[i], sizeof options[i], "%s%s", i > 0 && in_volume ? "/volume" : "/oldroot", r->argv[i]);
     }
     int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
     if (fs < 0) fail("the kernel refused an overlay in the sandbox's user namespace");
@@ -309,6 +327,7 @@ void mounts_apply(const struct plan_record *r) {
     else if (strcmp(r->op, "symlink") == 0) op_symlink(r);
     else if (strcmp(r->op, "readonly") == 0) op_readonly(r);
     else if (strcmp(r->op, "overlay") == 0) op_overlay(r);
+    else if (strcmp(r->op, "volume") == 0) op_volume(r);
     else { errno = EINVAL; fail("unknown operation in the plan"); }
 }
 

@@ -39,3 +39,16 @@ import Testing
         #expect(checks.contains { $0.name == "nftables netlink" && $0.status == .ok })
     }
 }
+
+@Suite struct DoctorDiskTests {
+    @Test("the workspace check says when disk use is unbounded, and how to enable a project quota")
+    func workspaceVerdicts() {
+        let off = DiskChecks.workspaceVerdict(type: 0xEF53, quotaState: ESRCH, directory: "/w")
+        #expect(off.status == .warn && off.detail.contains("not bounded") && off.detail.contains("ext4"))
+        #expect(off.remedy?.contains("prjquota") == true && off.remedy?.contains("project,quota") == true)
+        let xfs = DiskChecks.workspaceVerdict(type: 0x5846_5342, quotaState: ENOSYS, directory: "/w")
+        #expect(xfs.status == .warn && xfs.remedy?.contains("pquota") == true)
+        let on = DiskChecks.workspaceVerdict(type: 0xEF53, quotaState: 0, directory: "/w")
+        #expect(on.status == .info && on.detail.contains("project quota on"))
+    }
+}

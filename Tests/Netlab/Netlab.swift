@@ -138,7 +138,13 @@ public final class Netlab: @unchecked Sendable {
 
     /// Points `name` (a hosts-file record, e.g. moving.allowed.test) at a new address.
     public func setRecord(_ name: String, to address: String) throws {
-        try "\(address) \(name)\n".write(toFile: hostsFile, atomically: true, encoding: .utf8)
+        try setRecords([name: address])
+    }
+
+    /// Replaces the hosts-file records (the mutable ones, moving.allowed.test included) by `records`, name -> address.
+    public func setRecords(_ records: [String: String]) throws {
+        let lines = records.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)\n" }.joined()
+        try lines.write(toFile: hostsFile, atomically: true, encoding: .utf8)
         dnsmasq.map { kill($0.pid, SIGHUP) }
         usleep(200_000)
     }

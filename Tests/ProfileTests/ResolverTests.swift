@@ -34,6 +34,7 @@ struct ResolverTests {
           open_files: 4096
           tmp: 512MiB
           shm: 64MiB
+          disk: 4GiB
 
         """
 
@@ -74,7 +75,8 @@ struct ResolverTests {
         #expect(profile.filesystem.write == ["~/.cache/agent"])
         #expect(profile.filesystem.hide == ["~/.base-kept", "~/.secret"])
         #expect(profile.env.pass == ["LANGUAGE", "ANTHROPIC_API_KEY"])
-        #expect(profile.limits == Limits(processes: 512, memoryBytes: 2 << 30, openFiles: 4096, tmpBytes: 512 << 20, shmBytes: 64 << 20))
+        #expect(profile.limits == Limits(processes: 512, memoryBytes: 2 << 30, openFiles: 4096, tmpBytes: 512 << 20, shmBytes: 64 << 20,
+                                             diskBytes: 4 << 30))
         #expect(resolved.warnings.isEmpty, "\(resolved.warnings)")
 
         // show --resolved writes every key; reading that output back gives the same profile.

@@ -254,6 +254,19 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
         #expect(proposal.networkNotes.contains { $0.contains("(refused.example.com) failed (ECONNREFUSED)") })
     }
 
+    /// An endpoint on a port proxies often use is flagged as `profile lint` warns about it (ProxyRisk): the
+    /// proposal and lint say the same thing. Control: the same flow on another port carries no such risk.
+    @Test func proxyLookingPortsAreFlagged() {
+        var observations = Observations(sessions: ["s"])
+        observations.flows = [flow("proxy.example.com", "192.0.2.1", 3128), flow(nil, "192.0.2.2", 8080),
+                              flow("git.example.com", "192.0.2.3", 9418)]
+        let proposal = proposer().propose(observations)
+        let risks = Dictionary(uniqueKeysWithValues: proposal.endpoints.map { ($0.value, $0.risks) })
+        #expect(risks["proxy.example.com:3128/tcp"]?.contains { $0.hasPrefix("port 3128 is one proxies often use") } == true)
+        #expect(risks["192.0.2.2:8080/tcp"]?.contains { $0.hasPrefix("port 8080 is one proxies often use") } == true)
+        #expect(risks["git.example.com:9418/tcp"] == [])
+    }
+
     @Test func filesystemSmallestSet() {
         var observations = Observations(sessions: ["s"])
         observations.files = [
@@ -301,6 +314,24 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
         #expect(proposal.read.isEmpty)
         #expect(proposal.filesystemNotes.contains { $0.hasPrefix("RISK: write to /work/project/.git/hooks/pre-commit") })
         #expect(proposal.filesystemNotes.contains { $0.hasPrefix("RISK: attempt on a hidden path ~/.ssh") })
+        // The samples `git clone` writes into every .git/hooks never run (git runs a hook only by its exact
+        // name): no RISK line each; the hook beside them still is one.
+        observations.files.append(file("/work/project/.git/hooks/pre-push.sample", "create"))
+        let withSample = proposer().propose(observations)
+        #expect(!withSample.filesystemNotes.contains { $0.contains("pre-push.sample") })
+        #expect(withSample.filesystemNotes.contains { $0.hasPrefix("RISK: write to /work/project/.git/hooks/pre-commit") })
+    }
+
+    /// A file a program runs without (git's global excludes file) is proposed, marked optional with the reason;
+    /// a needed one beside it is not marked.
+    @Test func optionalReadsSayWhy() {
+        var observations = Observations(sessions: ["s"])
+        observations.files = [file("/etc/gitignore"), file("\(home)/.config/git/ignore"), file("/etc/tool.conf")]
+        let proposal = proposer().propose(observations)
+        let optional = proposal.read.filter { $0.comments.contains { $0.hasPrefix("optional: git's global excludes") } }
+        #expect(optional.map(\.value).sorted() == ["/etc/gitignore", "~/.config/git/ignore"])
+        #expect(proposal.read.first { $0.value == "/etc/tool.conf" }?.comments.contains { $0.hasPrefix("optional") } == false)
+        #expect(ProposalRenderer.render(proposal).contains("    # optional: git's global excludes"))
     }
 
     /// The proposal is a profile: the project's own parser reads it, and lint (resolving `extends: [base]`
@@ -359,7 +390,7 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
                                 lookup("api.example.org"), lookup("github.com"), lookup("nothing.example.net", ["NXDOMAIN"])]
         observations.flows = [flow("a.cdn.example.com", "192.0.2.1"), flow("b.cdn.example.com", "192.0.2.2"),
                               flow("c.cdn.example.com", "192.0.2.3"), flow("api.example.org", "192.0.2.4", 80),
-                              flow("github.com", "192.0.2.5", 22), flow(nil, "203.0.113.9", 8080),
+                              flow("github.com", "192.0.2.5", 22), flow(nil, "203.0.113.9", 9418),
                               flow("api.example.org", "192.0.2.4", 80, proto: "udp", traffic: false)]
         observations.files = [file("\(home)/.gitconfig"), file("\(home)/.cache/t/a", "create"), file("/opt/x/y"),
                               file("/nope", result: 2)]

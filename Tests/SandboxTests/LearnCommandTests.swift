@@ -171,7 +171,11 @@ struct LearnCommandTests {
         #expect(operations.contains(.tmpfs(target: "/run", mode: "0755", sizeBytes: 1 << 20)))
         #expect(operations.contains(.hide(fixture.home + "/.ssh")))
         #expect(operations.contains(.hide(fixture.home + "/.config/tool")))
-        #expect(operations.contains { if case .overlay(fixture.home, _, _, fixture.home) = $0 { return true }; return false })
+        #expect(operations.contains { if case .overlay(fixture.home, _, _, fixture.home, true) = $0 { return true }; return false })
+        // The overlay's upper layer is in the bounded scratch volume, attached before it.
+        #expect(plan.volume?.image == request.scratch && plan.volume?.journal == false)
+        #expect(operations.firstIndex(of: .volume(target: nil)).map { index in
+            operations[index...].contains { if case .overlay = $0 { return true }; return false } } == true)
         #expect(operations.contains(.bind(source: fixture.workspace, target: fixture.workspace, mode: .readWrite)))
         // Enforce's environment policy: the allowlist plus --env; nothing else of the host's.
         #expect(plan.environment.contains("PATH=/usr/bin") && plan.environment.contains("NPM_TOKEN=z"))

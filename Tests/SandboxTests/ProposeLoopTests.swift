@@ -28,7 +28,7 @@ extension LearnCommandTests {
         cat "\(data)/settings" > /dev/null
         cat "\(data)/more" "\(data)/third" > /dev/null
         curl -sS -m 5 -o /dev/null -w 'www %{http_code}\\n' http://www.allowed.test/
-        curl -sS -m 5 -o /dev/null -w 'static %{http_code}\\n' http://\(NetlabAddresses.web2):8080/
+        curl -sS -m 5 -o /dev/null -w 'static %{http_code}\\n' http://\(NetlabAddresses.web2)/
         \(extra)
         echo workload-done
         """
@@ -68,7 +68,7 @@ extension LearnCommandTests {
         #expect(proposed.status == 0, "propose failed: \(proposed.stderr)")
         let text = world.read(proposal) ?? ""
         #expect(text.contains("\n    - www.allowed.test\n"), "\(text)")
-        #expect(text.contains("- \"\(NetlabAddresses.web2):8080/tcp\""), "\(text)")
+        #expect(text.contains("- \"\(NetlabAddresses.web2):80/tcp\""), "\(text)")
         #expect(text.contains("\n    - \(data)\n"), "three files of one directory: the directory\n\(text)")
         #expect(text.contains("# RISK: direct IP"), "\(text)")
         #expect(!text.contains("api.allowed.test"), "\(text)")

@@ -76,6 +76,8 @@ final class SandboxFixture {
         var status: Int32
         var output: String
         var error: String
+        /// What the launcher told the user about the bounded volume (Launcher.volumeNotices).
+        var notices: [String] = []
     }
 
     /// Runs a plan in a real sandbox with stdin from /dev/null and the output captured; a watchdog kills
@@ -95,7 +97,17 @@ final class SandboxFixture {
         launcher.onStarted = started
         defer { watchdog.disarm() }
         let status = try launcher.run(plan)
-        return Outcome(status: status, output: read(outPath) ?? "", error: read(errPath) ?? "")
+        return Outcome(status: status, output: read(outPath) ?? "", error: read(errPath) ?? "", notices: launcher.volumeNotices)
+    }
+
+    /// The agent's shadow home as the volume's root directory fd (mounted detached, as the Launcher does):
+    /// host-side code reaches its files only through *at() calls on it. The image must exist (a run made it).
+    func withShadowHome<T>(agent: String = "test", _ body: (Int32) throws -> T) throws -> T {
+        let spec = SandboxPlan.VolumeSpec(image: ShadowHome.path(paths: paths, agent: agent),
+                                          sizeBytes: ResourceLimits.defaults.diskBytes, journal: true, purpose: "shadow home")
+        let volume = try DiskVolume(spec, uid: user.uid, gid: user.gid)
+        defer { volume.close() }
+        return try body(volume.mountFD)
     }
 
     /// Runs a shell script in the sandbox.

@@ -166,17 +166,23 @@ import Testing
         // Positive control: the profile's file is there, and the agent can damage its home.
         let damage = try world.sh("cat ~/.gitconfig; rm -rf ~/.ssh; ln -s /root ~/.ssh && echo linked", profile: profile)
         #expect(damage.output.contains("Fake User") && damage.output.contains("linked"), "\(damage.output) \(damage.error)")
-        let shadow = ShadowHome.path(paths: world.paths, agent: "test")
-        unlink(shadow + "/.gitconfig")
-        symlink("/etc/passwd", shadow + "/.gitconfig")
+        // The mount point of ~/.gitconfig replaced by a link to /etc/passwd (through the volume, as host-side
+        // code reaches the shadow home).
+        try world.withShadowHome { home in
+            unlinkat(home, ".gitconfig", 0)
+            #expect(symlinkat("/etc/passwd", home, ".gitconfig") == 0)
+        }
         let plan = try world.plan(["/bin/sh", "-c", "cat ~/.gitconfig; ls -A ~/.ssh; echo started"], profile: profile)
-        #expect(plan.policyNotices.contains { $0.contains("~/.ssh -> /root") }, "\(plan.policyNotices)")
-        #expect(plan.policyNotices.contains { $0.contains("~/.gitconfig -> /etc/passwd") }, "\(plan.policyNotices)")
         let next = try world.run(plan)
+        #expect(next.notices.contains { $0.contains("~/.ssh -> /root") }, "\(next.notices)")
+        #expect(next.notices.contains { $0.contains("~/.gitconfig -> /etc/passwd") }, "\(next.notices)")
         #expect(next.output.contains("Fake User") && next.output.hasSuffix("started\n"), "\(next.output) \(next.error)")
         #expect(!next.output.contains("root:x:0"))
+        try world.withShadowHome { home in
+            var info = stat()
+            #expect(fstatat(home, ".ssh", &info, AT_SYMLINK_NOFOLLOW) != 0 || (info.st_mode & S_IFMT) != S_IFLNK, "the link is gone")
+        }
         var info = stat()
-        #expect(lstat(shadow + "/.ssh", &info) != 0 || (info.st_mode & S_IFMT) != S_IFLNK, "the link is gone")
         #expect(lstat("/etc/passwd", &info) == 0, "its target untouched")
     }
 
@@ -371,10 +377,13 @@ import Testing
         for ok in ["ok-ws", "ok-home", "ok-tmp", "ok-write"] { #expect(result.output.contains(ok), "\(ok): \(result.output) \(result.error)") }
         #expect(!result.output.contains("WROTE"), "\(result.output)")
         // Host paths carry the user's uid.
-        for path in [world.workspace + "/from-agent", writable + "/from-agent",
-                     ShadowHome.path(paths: world.paths, agent: "test") + "/from-agent"] {
+        for path in [world.workspace + "/from-agent", writable + "/from-agent"] {
             var info = stat()
             #expect(stat(path, &info) == 0 && info.st_uid == SandboxFixture.agentUID, "\(path)")
+        }
+        try world.withShadowHome { home in
+            var info = stat()
+            #expect(fstatat(home, "from-agent", &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_uid == SandboxFixture.agentUID, "shadow home")
         }
         // Nothing else changed on the host: find -newer over every tree the agent tried.
         let find = TestProcess()

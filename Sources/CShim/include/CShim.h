@@ -14,3 +14,4 @@
 #include "cg_thread.h"
 #include "cg_run_as.h"
 #include "cg_fsuser.h"
+#include "cg_volume.h"

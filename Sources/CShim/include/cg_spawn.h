@@ -15,6 +15,8 @@ struct cg_spawn_request {
     int stdio[3];
     int plan_fd;
     int control_fd;
+    /// A detached mount of the bounded volume (cg_volume.h) handed over as fd 5, or -1 for none.
+    int volume_fd;
     /// The agent user: mapped 1:1 (so workspace files keep their owner) and the only id in the maps.
     uid_t uid;
     gid_t gid;

@@ -25,6 +25,8 @@ enum SystemChecks {
         checks.append(tracee(environment: environment))
         checks.append(learnTracer(environment: environment))
         checks.append(stateDirectory(paths: paths))
+        checks.append(DiskChecks.volume())
+        checks.append(DiskChecks.workspace(directory: currentDirectory()))
         return checks
     }
 
@@ -178,6 +180,12 @@ enum SystemChecks {
             return DoctorCheck("tracee", .ok, "found at \(path)")
         }
         return DoctorCheck("tracee", .info, "not on PATH (optional: `cagent learn --tracer tracee`)")
+    }
+
+    static func currentDirectory() -> String {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        guard getcwd(&buffer, 4096) != nil else { return "." }
+        return String(cString: buffer)
     }
 
     static func stateDirectory(paths: CagentPaths) -> DoctorCheck {

@@ -16,20 +16,24 @@ public struct ResourceLimits: Sendable, Equatable {
     /// Size of the sandbox's /tmp and /dev/shm tmpfs mounts (tmpfs pages count against memory too).
     public var tmpBytes: UInt64
     public var shmBytes: UInt64
+    /// Size of the ext4 image holding the shadow home (enforce) or the scratch layer (learn): DiskVolume.
+    /// Sparse: the host gives it only what the agent wrote, never more than this.
+    public var diskBytes: UInt64
 
     public static let defaults = ResourceLimits(processes: 1024, memoryBytes: 4 << 30, openFiles: 4096,
-                                                tmpBytes: 1 << 30, shmBytes: 64 << 20)
+                                                tmpBytes: 1 << 30, shmBytes: 64 << 20, diskBytes: 8 << 30)
 
-    public init(processes: Int, memoryBytes: UInt64, openFiles: Int, tmpBytes: UInt64, shmBytes: UInt64) {
+    public init(processes: Int, memoryBytes: UInt64, openFiles: Int, tmpBytes: UInt64, shmBytes: UInt64,
+                diskBytes: UInt64 = ResourceLimits.defaults.diskBytes) {
         self.processes = processes; self.memoryBytes = memoryBytes; self.openFiles = openFiles
-        self.tmpBytes = tmpBytes; self.shmBytes = shmBytes
+        self.tmpBytes = tmpBytes; self.shmBytes = shmBytes; self.diskBytes = diskBytes
     }
 
     public init(profile: Limits) {
         let d = Self.defaults
         self.init(processes: profile.processes ?? d.processes, memoryBytes: profile.memoryBytes ?? d.memoryBytes,
                   openFiles: profile.openFiles ?? d.openFiles, tmpBytes: profile.tmpBytes ?? d.tmpBytes,
-                  shmBytes: profile.shmBytes ?? d.shmBytes)
+                  shmBytes: profile.shmBytes ?? d.shmBytes, diskBytes: profile.diskBytes ?? d.diskBytes)
     }
 
     /// Mount options for the sandbox's /tmp and /dev/shm.

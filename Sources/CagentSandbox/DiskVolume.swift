@@ -1,0 +1,204 @@
+import CShim
+import CagentCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A size-bounded filesystem for what cagent stores for the agent: an ext4 image of the profile's
+/// `limits.disk`, loop-attached (AUTOCLEAR) and mounted *detached* (cg_volume.h), so the agent's writes stop
+/// with ENOSPC at the bound instead of filling the host's disk. Why an image: the host's filesystem usually
+/// has no project quota (ext4 needs `-O project,quota` and `prjquota`; docs/security.md "Disk"), and
+/// nothing else bounds a directory. The image is sparse: it takes on disk what the agent wrote, never more
+/// than its size.
+///
+/// The image is root's (0600, one link): the user who owns the state directory may delete it but cannot
+/// write a crafted filesystem into it for the kernel to mount.
+public final class DiskVolume: @unchecked Sendable {
+    public let image: String
+    /// The volume's root as a detached mount (a directory fd): handed to cagent-init, or used host-side
+    /// with *at() calls. -1 once closed.
+    public private(set) var mountFD: Int32
+    /// The image, open and flock'ed for as long as this object lives: ext4 mounted twice (two sessions of one
+    /// agent, through two loop devices) would corrupt it, so a second session is refused instead.
+    private var imageFD: Int32
+    /// What the user should know (an image larger than the profile's bound keeps its size).
+    public private(set) var notices: [String] = []
+
+    public static let mkfsCandidates = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+    public static let resize2fsCandidates = ["/usr/sbin/resize2fs", "/sbin/resize2fs"]
+    public static func mkfsPath() -> String? { mkfsCandidates.first { access($0, X_OK) == 0 } }
+
+    /// Opens the image (creating and formatting it when missing, growing it offline with resize2fs when the
+    /// bound grew) and mounts it.
+    public init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) throws {
+        image = spec.image
+        mountFD = -1
+        imageFD = -1
+        let stage = "disk bound (\(spec.purpose))"
+        var fd = open(spec.image, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 && errno == ENOENT {
+            (fd, notices) = try Self.create(spec, uid: uid, gid: gid, stage: stage)
+        }
+        guard fd >= 0 else { throw CagentError.system(stage, "cannot open \(TerminalEscape.escape(spec.image))") }
+        imageFD = fd
+        // The lock lives on the open file, which the loop device holds too: it goes when the previous
+        // session's loop device has detached itself, a few milliseconds after that session ended. Wait that
+        // long, not longer: a session still running is refused.
+        var locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        for _ in 0..<50 where !locked {
+            usleep(10_000)
+            locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        }
+        guard locked else {
+            Glibc.close(fd); imageFD = -1
+            throw CagentError(stage: stage, "\(TerminalEscape.escape(spec.image)) is in use by another session of this agent",
+                              hint: "end the other session first (one image cannot be mounted twice), or use another agent name")
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid(),
+              info.st_nlink == 1, info.st_mode & 0o077 == 0 else {
+            close()
+            throw CagentError(stage: stage, "\(TerminalEscape.escape(spec.image)) is not cagent's image (root's, mode 0600, one link)",
+                              hint: "remove it; cagent creates a new one (what the agent kept in it is lost)")
+        }
+        let current = UInt64(info.st_size)
+        let grow = current < spec.sizeBytes
+        if grow && ftruncate(fd, off_t(spec.sizeBytes)) != 0 {
+            close()
+            throw CagentError.system(stage, "cannot grow \(TerminalEscape.escape(spec.image)) to \(spec.sizeBytes >> 20) MiB")
+        }
+        if grow && current > 0 {
+            let tool = Self.resize2fsCandidates.first { access($0, X_OK) == 0 }
+            if tool == nil || cg_volume_resize(tool!, fd, -1) != 0 {
+                // The file grew but the filesystem did not: it stays usable at its old size.
+                notices.append("the \(spec.purpose) could not grow to \(spec.sizeBytes >> 20) MiB (resize2fs \(tool == nil ? "not found" : "failed")); it keeps \(current >> 20) MiB")
+            }
+        }
+        if current > spec.sizeBytes {
+            notices.append("the \(spec.purpose) keeps its \(current >> 20) MiB (limits.disk says \(spec.sizeBytes >> 20) MiB; an image does not shrink): remove \(TerminalEscape.escape(spec.image)) to start over")
+        }
+        var failed: UnsafePointer<CChar>?
+        let mounted = cg_volume_mount(fd, &failed)
+        guard mounted >= 0 else {
+            close()
+            let step = failed.map { String(cString: $0) } ?? "mount"
+            throw CagentError.system(stage, "cannot mount \(TerminalEscape.escape(spec.image)) (\(step))",
+                                     hint: step.hasPrefix("loop") ? "loop devices are needed to bound the disk (CONFIG_BLK_DEV_LOOP, /dev/loop-control): `cagent doctor`"
+                                                                  : "the image may be damaged (e.g. by a host crash): `e2fsck -p \(TerminalEscape.escape(spec.image))`, or remove it (cagent recreates it)")
+        }
+        mountFD = mounted
+        do {
+            for directory in spec.directories { try makeDirectory(directory, uid: uid, gid: gid, stage: stage) }
+        } catch { self.close(); throw error }
+    }
+
+    /// Creates `<image>.new` (root's, 0600, sparse), formats it (filled from `spec.seed` when that is a
+    /// directory; empty, with a notice, when the seed does not fit) and moves it into place; returns its fd.
+    private static func create(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32, stage: String) throws -> (Int32, [String]) {
+        guard let mkfs = mkfsPath() else {
+            throw CagentError(stage: stage, "mkfs.ext4 not found (\(mkfsCandidates.joined(separator: ", ")))",
+                              hint: "install e2fsprogs: cagent bounds the agent's disk use with an ext4 image")
+        }
+        let temporary = spec.image + ".new"
+        unlink(temporary)   // a leftover of an interrupted creation (unlink never follows a link)
+        let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CagentError.system(stage, "cannot create \(TerminalEscape.escape(temporary))") }
+        var notices: [String] = []
+        var seeded = false
+        var seedInfo = stat()
+        if let seed = spec.seed, lstat(seed, &seedInfo) == 0, (seedInfo.st_mode & S_IFMT) == S_IFDIR {
+            seeded = ftruncate(fd, off_t(spec.sizeBytes)) == 0 && cg_volume_format(mkfs, fd, uid, gid, journalMiB(spec), seed, -1) == 0
+            notices.append(seeded
+                ? "the \(spec.purpose) is now a bounded image (\(TerminalEscape.escape(spec.image)), limits.disk): \(TerminalEscape.escape(seed)) was copied into it and is no longer used (remove it when you no longer need it)"
+                : "the \(spec.purpose) is now a bounded image (\(TerminalEscape.escape(spec.image)), limits.disk); \(TerminalEscape.escape(seed)) did not fit in \(spec.sizeBytes >> 20) MiB and was not copied: raise limits.disk and remove the image, or copy what the agent needs")
+        }
+        guard seeded || (ftruncate(fd, 0) == 0 && ftruncate(fd, off_t(spec.sizeBytes)) == 0
+                         && cg_volume_format(mkfs, fd, uid, gid, journalMiB(spec), nil, -1) == 0),
+              cg_rename_noreplace(temporary, spec.image) == 0 else {   // never over a file planted meanwhile
+            let error = CagentError.system(stage, "cannot create the \(spec.sizeBytes >> 20) MiB image \(TerminalEscape.escape(spec.image)) with \(mkfs)")
+            Glibc.close(fd); unlink(temporary)
+            throw error
+        }
+        return (fd, notices)
+    }
+
+    /// 8 MiB of journal from 128 MiB up, ext4's minimum of 4 MiB from 16 MiB, none below (a tiny bound
+    /// would lose too much of itself to it).
+    static func journalMiB(_ spec: SandboxPlan.VolumeSpec) -> Int32 {
+        guard spec.journal else { return 0 }
+        return spec.sizeBytes >= 128 << 20 ? 8 : spec.sizeBytes >= 16 << 20 ? 4 : 0
+    }
+
+    /// A directory in the volume, created step by step without following any symlink, owned by the user.
+    private func makeDirectory(_ directory: SandboxPlan.VolumeSpec.Directory, uid: UInt32, gid: UInt32, stage: String) throws {
+        var parent = dup(mountFD)
+        defer { Glibc.close(parent) }
+        let parts = directory.path.split(separator: "/").map(String.init)
+        for (index, part) in parts.enumerated() {
+            let last = index == parts.count - 1
+            if mkdirat(parent, part, 0o700) == 0 {
+                _ = fchownat(parent, part, uid, gid, AT_SYMLINK_NOFOLLOW)
+                if last { _ = fchmodat(parent, part, mode_t(directory.mode), 0) }
+            } else if errno != EEXIST {
+                throw CagentError.system(stage, "cannot create \(TerminalEscape.escape(directory.path)) in the volume")
+            }
+            let next = cg_openat2(parent, part, CG_O_PATH | CG_O_DIRECTORY | CG_O_CLOEXEC, 0,
+                                  CG_RESOLVE_NO_SYMLINKS | CG_RESOLVE_BENEATH)
+            guard next >= 0 else { throw CagentError.system(stage, "cannot open \(TerminalEscape.escape(directory.path)) in the volume") }
+            Glibc.close(parent)
+            parent = next
+        }
+    }
+
+    /// Our copy of the mount (after cagent-init got its own); the lock stays until `close`.
+    public func releaseMount() {
+        if mountFD >= 0 { Glibc.close(mountFD); mountFD = -1 }
+    }
+
+    public func close() {
+        releaseMount()
+        if imageFD >= 0 { Glibc.close(imageFD); imageFD = -1 }
+    }
+
+    deinit { close() }
+}
+
+/// A DiskVolume opened on its own thread while the caller does the rest of its start-up (the cgroups, the
+/// store, the tracer): creating an image costs tens of milliseconds, mounting one a few. `Launcher.run`
+/// takes it when the plan's volume is this one; one not taken is closed (nothing stays mounted).
+public final class PendingVolume: @unchecked Sendable {
+    private final class Box: @unchecked Sendable { var result: Result<DiskVolume, any Error>? }
+    public let spec: SandboxPlan.VolumeSpec
+    private let uid: UInt32, gid: UInt32
+    private let box = Box()
+    private var thread: DedicatedThread?
+    private var taken = false
+
+    public init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) {
+        self.spec = spec; self.uid = uid; self.gid = gid
+        let box = self.box
+        // No thread (resources exhausted): `take` opens it then, on the caller's thread.
+        thread = try? DedicatedThread.start(name: "cagent-volume") {
+            do { box.result = .success(try DiskVolume(spec, uid: uid, gid: gid)) } catch { box.result = .failure(error) }
+        }
+    }
+
+    /// The opened volume, or the error that opening it gave. Call once.
+    public func take() throws -> DiskVolume {
+        thread?.join()   // pthread_join: the thread's write to `box` is visible after it
+        thread = nil
+        taken = true
+        if let result = box.result { return try result.get() }
+        return try DiskVolume(spec, uid: uid, gid: gid)
+    }
+
+    /// Waits for the thread and closes a volume nobody took (safe after `take`, and twice).
+    public func discard() {
+        thread?.join()
+        thread = nil
+        if !taken, case .success(let volume)? = box.result { volume.close() }
+        taken = true
+    }
+
+    deinit { discard() }
+}
