@@ -7,9 +7,9 @@ import Glibc
 #endif
 
 /// What proposals are built from (issue #14): a learn session in the netlab whose workload
-/// - resolves git.allowed.test, connects to it on 8080, then resolves 50 random names under a wildcard that
-///   answer the same address, and connects again: the flow is named git.allowed.test (the answer before the
-///   connect), never a random name nor a direct IP, and the proposal lists git.allowed.test and no random name;
+/// - resolves code.allowed.test, connects to it on 8080, then resolves 50 random names under a wildcard that
+///   answer the same address, and connects again: the flow is named code.allowed.test (the answer before the
+///   connect), never a random name nor a direct IP, and the proposal lists code.allowed.test and no random name;
 /// - connects a UDP socket without sending (glibc's getaddrinfo probing does this): no flow; a UDP socket that
 ///   sends is one (the positive control);
 /// - connects to a LAN address learn mode drops: one row in the store, not the tracer's plus the network's;
@@ -23,7 +23,7 @@ extension LearnCommandTests {
     static let attributionWorkload = """
         cd "$(dirname "$0")"
         getent ahostsv4 x.fail.test > /dev/null; echo "fail exit $?"
-        curl -sS -m 5 -o /dev/null -w 'first %{http_code}\\n' http://git.allowed.test:8080/
+        curl -sS -m 5 -o /dev/null -w 'first %{http_code}\\n' http://code.allowed.test:8080/
         i=0
         while [ $i -lt 50 ]; do
           i=$((i+1))
@@ -91,7 +91,7 @@ extension LearnCommandTests {
                            + "WHERE proto = 'tcp' AND address = '\(web4)' AND port = 8080")
         #expect(!rows.isEmpty, "no row for the flow")
         for row in rows {
-            #expect(row.hasSuffix("|git.allowed.test|dns|observed"), "the flow is not named by the lookup before it: \(rows)")
+            #expect(row.hasSuffix("|code.allowed.test|dns|observed"), "the flow is not named by the lookup before it: \(rows)")
         }
         #expect(rows.contains { $0.hasPrefix("curl|") }, "\(rows)")
         let report = try Netlab.execute([Products.cagent, "report", "--db", database, "--json", "--limit", "0"], timeout: 30)
@@ -99,17 +99,17 @@ extension LearnCommandTests {
         let json = try #require(try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any])
         let flows = json["flows"] as? [[String: Any]] ?? []
         let flow = flows.filter { $0["address"] as? String == web4 && $0["port"] as? Int == 8080 }
-        #expect(flow.count == 1 && flow.first?["name"] as? String == "git.allowed.test", "\(flow)")
+        #expect(flow.count == 1 && flow.first?["name"] as? String == "code.allowed.test", "\(flow)")
         let direct = json["direct_ip_flows"] as? [[String: Any]] ?? []
         #expect(!direct.contains { $0["address"] as? String == web4 }, "reported as a direct IP: \(direct)")
 
-        // 2. The proposal: git.allowed.test, no random name.
+        // 2. The proposal: code.allowed.test, no random name.
         var environment = ProcessInfo.processInfo.environment
         environment["HOME"] = world.home
         let proposed = try Netlab.execute([Products.cagent, "profile", "propose", "--db", database, "--workspace", world.workspace],
                                           timeout: 60, environment: environment)
         #expect(proposed.status == 0, "propose failed: \(proposed.stderr)")
-        #expect(proposed.stdout.contains("- \"git.allowed.test:8080/tcp\""), "\(proposed.stdout)")
+        #expect(proposed.stdout.contains("- \"code.allowed.test:8080/tcp\""), "\(proposed.stdout)")
         let entries = proposed.stdout.split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("- ") }
         #expect(!entries.contains { $0.contains("spray.test") }, "a random name in the proposal:\n\(proposed.stdout)")
 
