@@ -23,7 +23,7 @@ struct ImportTraceeCommand: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
     @Argument(help: "The trace file (JSON lines, .gz accepted; - for standard input).") var file: String
     @Option(name: .long, help: "Session to import into (default: a new one; an existing id appends).") var session: String?
-    @Option(name: .long, help: "The sanctioned resolver's address: DNS to any other resolver becomes a finding.")
+    @Option(name: .long, help: "The sanctioned resolver's address (V4,V6 for both of a gate's): DNS to any other resolver becomes a finding.")
     var gate: String?
     @Flag(name: .long, help: "Machine-readable summary.") var json = false
     @Option(name: .long, help: "Stop after this many decompressed bytes (K, M, G suffixes; default 4G).")

@@ -65,55 +65,86 @@ public struct TracedConnects: Sendable {
         public var pid: Int32
         /// The address as the tracer recorded it (the key of its row in the store).
         public var address: String
+        /// Connects held back, not recorded yet (`holds`): recorded at the end only if the network saw traffic.
+        public var held: Int64 = 0
     }
 
     public private(set) var byEndpoint: [FlowEndpoint: [Connector]] = [:]
 
     public init() {}
 
+    /// Whether a connect is held back instead of recorded as it happens: a UDP connect sends nothing (glibc's
+    /// getaddrinfo connects a UDP socket to every candidate address only to pick a source address), so it is a
+    /// flow only once the flow log sees its traffic. Port 53 excepted: DNS goes to the gate, which the flow log
+    /// never sees, and the capture and the gate record it.
+    public static func holds(_ flow: FlowObservation) -> Bool { flow.proto == "udp" && flow.port != 53 }
+
     public mutating func add(_ flow: FlowObservation) {
         let endpoint = FlowEndpoint(proto: flow.proto, address: flow.address, port: flow.port)
         var connectors = byEndpoint[endpoint] ?? []
+        let held: Int64 = Self.holds(flow) ? max(0, flow.connections) : 0
         if let index = connectors.firstIndex(where: { $0.program == flow.program && $0.result == flow.result }) {
             connectors[index].pid = flow.pid
+            connectors[index].held &+= held
         } else {
-            connectors.append(Connector(program: flow.program, result: flow.result, pid: flow.pid, address: flow.address))
+            connectors.append(Connector(program: flow.program, result: flow.result, pid: flow.pid, address: flow.address, held: held))
         }
         byEndpoint[endpoint] = connectors
     }
 }
 
+/// The tracer's rows of a flow the firewall dropped: `Store.markFlowsBlocked` turns them `blocked` at the end
+/// of the session, so a blocked flow is one row (the tracer's, with its program), not two.
+public struct BlockedConnect: Sendable, Equatable {
+    public var proto: String
+    public var address: String
+    public var port: UInt16
+    public var program: RawText
+    public var result: Int32
+}
+
 /// Learn mode's two views of a flow as one fact in the store. The tracer's connects are recorded as they
-/// happen (which program, which result; named then from the DNS answers recorded so far); the flow log and
-/// the capture know, by the end, the firewall's verdict and how the destination was named (DNS answer, SNI,
-/// or neither: a direct IP). For each attributed flow:
-/// - accepted, and the tracer saw a connect to it: the name and its source (none for a direct IP) and the
-///   logged flows as packets go onto the tracer's rows (one event per program and result, adding no
-///   connection), so the flow stays one row per program;
-/// - otherwise (dropped, or no connect seen: a tracer that missed it, a sendto without connect): the network's
-///   own row (no program), which the report merges with any tracer row of the same flow.
+/// happen (which program, which result; named then from the DNS answers recorded before them), except UDP
+/// connects (`TracedConnects.holds`); the flow log and the capture know, by the end, the firewall's verdict and
+/// how the destination was named (the DNS answer before the flow, SNI, or neither: a direct IP). For each
+/// attributed flow:
+/// - the tracer saw a connect to it: the name and its source (none for a direct IP) and the logged flows as
+///   packets go onto the tracer's rows (one event per program and result; the held UDP connects as its
+///   connections, a TCP connect adds none), so the flow stays one row per program; a dropped flow's tracer rows
+///   are listed in `blocked`, for `Store.markFlowsBlocked`;
+/// - no connect seen (a tracer that missed it, a sendto without connect): the network's own row (no program).
+/// A held UDP connect the network never saw is no flow and is not recorded.
 public enum LearnFlowMerge {
     public static func events(findings: [FlowAttributor.Finding], connects: TracedConnects) -> [ObservedEvent] {
+        merge(findings: findings, connects: connects).events
+    }
+
+    public static func merge(findings: [FlowAttributor.Finding], connects: TracedConnects)
+        -> (events: [ObservedEvent], blocked: [BlockedConnect]) {
         var events: [ObservedEvent] = []
+        var blocked: [BlockedConnect] = []
         for finding in findings {
             let endpoint = FlowEndpoint(proto: finding.flow.protoName, address: finding.flow.destination.description,
                                         port: finding.flow.port ?? 0)
-            guard finding.flow.verdict == .accepted, let connectors = connects.byEndpoint[endpoint], !connectors.isEmpty else {
+            guard let connectors = connects.byEndpoint[endpoint], !connectors.isEmpty else {
                 events.append(finding.observedEvent)
                 continue
             }
             // The name (none for a direct IP) goes onto the tracer's rows, and the packets the network logged (at
-            // least one per logged flow): a connect the network never saw sent nothing — glibc's getaddrinfo
-            // connects UDP sockets to candidate addresses only to pick a source address (`profile propose`).
+            // least one per logged flow): `profile propose` keeps a flow only with traffic.
             for connector in connectors {
                 events.append(.flow(FlowObservation(
                     time: Nanoseconds(finding.flow.time * 1e9), pid: connector.pid, program: connector.program,
                     proto: endpoint.proto, address: connector.address, port: endpoint.port,
                     name: finding.name.map { RawText($0) }, nameSource: finding.basis.nameSource, verdict: .observed,
-                    packets: Int64(max(1, finding.flows)), result: connector.result, connections: 0)))
+                    packets: Int64(max(1, finding.flows)), result: connector.result, connections: connector.held)))
+                if finding.flow.verdict == .dropped {
+                    blocked.append(BlockedConnect(proto: endpoint.proto, address: connector.address, port: endpoint.port,
+                                                  program: connector.program, result: connector.result))
+                }
             }
         }
-        return events
+        return (events, blocked)
     }
 }
 

@@ -117,7 +117,9 @@ final class LearnObservation: @unchecked Sendable {
             }
             self.session = session
             learnTiming("network session")
-            let gateAddress = session.addresses.gateway4?.description
+            // Both of the gate's addresses (resolv.conf lists both: glibc asks the second after a SERVFAIL).
+            let gateAddresses = [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0?.description }
+            let gateAddress = gateAddresses.isEmpty ? nil : gateAddresses.joined(separator: ",")
             let recorder = try Recorder(store: store.get(), session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn (\(backend.rawValue))",
                                                                            command: command.map { RawText($0) }, gate: gateAddress),
                                         rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
@@ -210,8 +212,10 @@ final class LearnObservation: @unchecked Sendable {
                 if let pattern = rules.secret(access.path) { live.secret(pattern, access) }
                 live.file(access)
             case .flow(let flow):
-                // Recorded now (a crash loses nothing); named at the end from the flow log's attribution.
+                // Recorded now (a crash loses nothing); named at the end from the flow log's attribution. A UDP
+                // connect is held until then: a flow only if the network saw its traffic (`TracedConnects.holds`).
                 connects.with { $0.add(flow) }
+                if TracedConnects.holds(flow) { return }
             case .bind(let bind):
                 live.bind(bind)
             default:
@@ -256,7 +260,12 @@ final class LearnObservation: @unchecked Sendable {
         defer { network.wait() }
         if let recorder {
             let traced = connects.with { $0 }
-            for event in LearnFlowMerge.events(findings: summary.flows, connects: traced) { recorder.record(event) }
+            let merged = LearnFlowMerge.merge(findings: summary.flows, connects: traced)
+            for event in merged.events { recorder.record(event) }
+            try recorder.flush()
+            try recorder.store.markFlowsBlocked(session: sessionID, merged.blocked.map {
+                ($0.proto, $0.address, $0.port, $0.program, $0.result)
+            })
             try recorder.close()
             summary.events = recorder.committed
         }

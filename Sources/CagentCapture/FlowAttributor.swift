@@ -1,10 +1,14 @@
 import CagentDNS
 import CagentNetwork
 
-/// Names learn-mode flows. An address gets the name the sandbox asked for from the session's DNS answers (the
-/// latest answer containing it wins; the CNAME chain between is kept), else the server name of a TLS
+/// Names learn-mode flows. An address gets the name the sandbox asked for from the session's DNS answers: the
+/// latest answer containing it *before the flow* (a later lookup answering the same address, say 50 names under
+/// a wildcard, never renames an earlier flow; the CNAME chain between is kept), else the server name of a TLS
 /// ClientHello on that address and port, else the flow is a direct-IP finding (an address the sandbox knew
 /// without asking DNS: hard-coded, or resolved some way the capture did not see).
+///
+/// Not per process: the gate sees a lookup's source address and port only, the sandbox's one address for every
+/// process, so the answer chosen is the session's most recent one for that address before the flow.
 ///
 /// Fed in any order (an SNI arrives after its flow's SYN was logged); `findings()` answers from everything fed
 /// so far. Pure and bounded by what is fed; the caller runs it at the end of a session or periodically.
@@ -25,8 +29,11 @@ public struct FlowAttributor: Sendable {
         public var flows: Int = 1
     }
 
-    struct Named { var name: String; var chain: [String]; var time: Double }
-    var byAddress: [IPAddress: Named] = [:]
+    struct Named: Equatable { var name: String; var chain: [String]; var time: Double }
+    /// Per address, the answers in time order; a repeat of the latest name is not kept again (it names the same).
+    var byAddress: [IPAddress: [Named]] = [:]
+    /// Answers kept per address: a spray of distinct names on one address drops its oldest beyond this.
+    public static let answersPerAddress = 1024
     var bySNI: [IPAddress: [UInt16: (name: String, time: Double)]] = [:]
     var flows: [FlowSeen] = []
 
@@ -38,8 +45,15 @@ public struct FlowAttributor: Sendable {
         let chain = observation.answers.filter { $0.type == DNSType.cname }.map(\.value)
         for answer in observation.answers {
             guard let address = answer.address else { continue }
-            if let known = byAddress[address], known.time > observation.time { continue }
-            byAddress[address] = Named(name: observation.name, chain: chain, time: observation.time)
+            let named = Named(name: observation.name, chain: chain, time: observation.time)
+            var history = byAddress[address] ?? []
+            // In time order (the gate and the capture feed from their own threads).
+            var at = history.count
+            while at > 0 && history[at - 1].time > named.time { at -= 1 }
+            if at > 0 && history[at - 1].name == named.name && history[at - 1].chain == named.chain { continue }
+            history.insert(named, at: at)
+            if history.count > Self.answersPerAddress { history.removeFirst(history.count - Self.answersPerAddress) }
+            byAddress[address] = history
         }
     }
 
@@ -57,8 +71,8 @@ public struct FlowAttributor: Sendable {
         }
     }
 
-    /// One finding per distinct (protocol, address, port, verdict), in the order first seen, with the number of
-    /// flows logged for it.
+    /// One finding per distinct (protocol, address, port, verdict), in the order first seen, named as its first
+    /// flow was, with the number of flows logged for it.
     public func findings() -> [Finding] {
         var index: [FlowSeen: Int] = [:]
         var out: [Finding] = []
@@ -74,7 +88,8 @@ public struct FlowAttributor: Sendable {
 
     public func attribute(_ flow: FlowSeen) -> Finding {
         let sni = flow.port.flatMap { bySNI[flow.destination]?[$0]?.name }
-        if let named = byAddress[flow.destination] {
+        // An answer after the flow did not name it: the latest one at or before it did.
+        if let named = byAddress[flow.destination]?.last(where: { $0.time <= flow.time }) {
             return Finding(flow: flow, basis: .dns, name: named.name, chain: named.chain, serverName: sni)
         }
         if let sni { return Finding(flow: flow, basis: .sni, name: sni, chain: [], serverName: sni) }

@@ -476,19 +476,22 @@ private struct Loop {
     }
 
     mutating func fail(_ entry: Pending, reason: String) {
+        let answered = Sockets.wallClock()
         send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.servFail), to: entry.client)
         gate.emit(.failed(name: entry.query.questions[0].name, reason: reason))
-        observe(entry, rcode: DNSRcode.servFail, answers: entry.chain, note: reason)
+        observe(entry, rcode: DNSRcode.servFail, answers: entry.chain, note: reason, at: answered)
     }
 
-    /// Learn mode: the exchange as the upstream answered it (chain and records, original TTLs).
-    func observe(_ entry: Pending, rcode: UInt8, answers: [DNSRecord], note: String? = nil) {
+    /// Learn mode: the exchange as the upstream answered it (chain and records, original TTLs), timed `at` the
+    /// reply's sending: taken before it, so a flow the answer led to is never older than the answer (flows are
+    /// named by the answers before them).
+    func observe(_ entry: Pending, rcode: UInt8, answers: [DNSRecord], note: String? = nil, at time: Double) {
         guard let observer = gate.observer else { return }
         let servers = configuration.upstream.servers
         let server = servers.isEmpty ? nil : servers[entry.attempt % servers.count]
         let question = entry.query.questions[0]
         observer.observe(DNSMessageSeen(
-            source: .gate, time: Sockets.wallClock(), isResponse: true,
+            source: .gate, time: time, isResponse: true,
             transport: { if case .tcp = entry.client { return "tcp" } else { return "udp" } }(),
             resolver: server?.address, resolverPort: server?.port, name: question.name.lowercased().display,
             type: question.type, rcode: rcode, answers: answers.map(DNSMessageSeen.answer), note: note))
@@ -501,10 +504,11 @@ private struct Loop {
         var chain = entry.chain + walk.chain
         guard walk.rcode == DNSRcode.noError else {
             let rcode = walk.rcode == DNSRcode.nxDomain ? DNSRcode.nxDomain : DNSRcode.servFail
+            let answered = Sockets.wallClock()
             send(GateAnswer.reply(to: entry.query, rcode: rcode, answers: clampChain(chain)), to: entry.client)
             if rcode == DNSRcode.nxDomain { gate.emit(.resolved(name: name, type: type, addresses: [])) }
             else { gate.emit(.failed(name: name, reason: "upstream rcode \(walk.rcode)")) }
-            observe(entry, rcode: walk.rcode, answers: chain)
+            observe(entry, rcode: walk.rcode, answers: chain, at: answered)
             return
         }
         if walk.addresses.isEmpty, walk.others.isEmpty, !walk.chain.isEmpty, chain.count < GateAnswer.maxChain {
@@ -522,9 +526,10 @@ private struct Loop {
         for (address, _) in walk.addresses {
             if let why = configuration.policy.refusal(for: address) {
                 gate.book.record(address, for: name)
+                let answered = Sockets.wallClock()
                 send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.refused), to: entry.client)
                 gate.emit(.refused(name: name, reason: "answer \(address) is \(why)"))
-                observe(entry, rcode: walk.rcode, answers: upstreamRecords, note: "answer \(address) is \(why)")
+                observe(entry, rcode: walk.rcode, answers: upstreamRecords, note: "answer \(address) is \(why)", at: answered)
                 return
             }
         }
@@ -561,8 +566,9 @@ private struct Loop {
             record.ttl = configuration.clamp.client(record.ttl)
             answers.append(record)
         }
+        let answered = Sockets.wallClock()
         send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.noError, answers: answers), to: entry.client)
-        observe(entry, rcode: DNSRcode.noError, answers: upstreamRecords)
+        observe(entry, rcode: DNSRcode.noError, answers: upstreamRecords, at: answered)
         gate.emit(.resolved(name: name, type: type, addresses: walk.addresses.map(\.address)))
     }
 

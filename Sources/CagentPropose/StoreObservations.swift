@@ -67,15 +67,16 @@ extension Observations {
                 }
             }
             observations.lookups = lookups.values.sorted { $0.name.lexicographicallyPrecedes($1.name) }
-            var addressNames: [String: [UInt8]] = [:]
+            // Answers name a flow stored without one, never with a lookup made after the flow (AddressNames).
+            var addressNames = AddressNames()
             for row in try Row.fetchAll(db, sql: """
-                SELECT a.data, d.name FROM dns_answers a JOIN dns d ON d.id = a.dns_id
+                SELECT a.data, d.name, a.first_seen, a.last_seen FROM dns_answers a JOIN dns d ON d.id = a.dns_id
                 WHERE d.session_id IN (\(placeholders)) AND a.type IN ('A', 'AAAA') ORDER BY a.id
                 """, arguments: arguments) {
                 guard let address = raw(row, "data").flatMap({ String(validating: $0, as: UTF8.self) }),
                       let name = raw(row, "name") else { continue }
-                let key = FlowObservation.canonicalAddress(address.lowercased())
-                if addressNames[key] == nil { addressNames[key] = name }
+                addressNames.add(address: address, name: RawText(bytes: name), firstSeen: int(row, "first_seen"),
+                                 lastSeen: int(row, "last_seen"))
             }
 
             // Flows: one per (proto, address, port), every source's rows merged (as the report does).
@@ -126,7 +127,9 @@ extension Observations {
             }
             observations.flows = flows.values.map { entry in
                 var flow = entry.flow
-                if flow.name == nil, let name = addressNames[flow.address] { flow.name = name; flow.nameSource = "dns" }
+                if flow.name == nil, let name = addressNames.name(for: flow.address, at: entry.flow.evidence.firstSeen) {
+                    flow.name = name.bytes; flow.nameSource = "dns"
+                }
                 flow.results.sort()
                 // Learn mode observes the network: a flow it never saw carried no packet.
                 flow.trafficSeen = entry.network ? true : (entry.learn ? false : nil)

@@ -31,8 +31,20 @@ public struct FindingRules: Sendable {
     /// Secret paths: `~/x` entries match a `x` component sequence under any directory (the agent's home
     /// may be a shadow home), absolute entries match that path and everything below it.
     public var secretPaths: [String]
-    /// The gate's address for this session, if there was a gate; DNS with any other resolver is a bypass.
+    /// The gate's address for this session, if there was a gate; DNS with any other resolver is a bypass. A gate on
+    /// both families is `v4,v6` (the sessions table's `gate`): the sandbox's resolv.conf lists both, and glibc asks
+    /// the second after a SERVFAIL from the first.
     public var gateAddress: String?
+
+    /// Whether `address` is one of the gate's.
+    public func isGate(_ address: String) -> Bool {
+        Self.gateAddresses(gateAddress).contains(FlowObservation.canonicalAddress(address))
+    }
+
+    /// The addresses of a `gate` value (`v4`, `v4,v6`).
+    public static func gateAddresses(_ gate: String?) -> [String] {
+        gate.map { $0.split(separator: ",").map { FlowObservation.canonicalAddress(String($0)) } } ?? []
+    }
 
     /// Default set used when a caller does not pass the profile's hide list: /etc/shadow and friends.
     public static let systemSecrets = ["/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/root/.ssh"]

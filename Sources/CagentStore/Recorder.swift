@@ -17,8 +17,13 @@ public final class Recorder: @unchecked Sendable {
     private var pending = Batch()
     /// pid -> what it runs, for parents of later execs and for exits.
     private var processes: [Int32: ProcessKey] = [:]
-    /// Address -> the question name whose answer gave it (the name a profile would allow).
-    private var addressNames: [String: RawText] = [:]
+    /// Address -> the question names whose answers gave it, in time order (the name a profile would allow). A flow
+    /// is named by the latest answer at or before it, never by a later lookup of the same address.
+    private var addressNames: [String: [(time: Nanoseconds, name: RawText)]] = [:]
+    private var addressAnswers = 0
+    /// Each flow row's first connect: its name is the answer before that one, whichever connect comes to name it
+    /// (one recorded before its answer reached the recorder is named by a later connect of the same row).
+    private var flowFirstSeen: [FlowKey: Nanoseconds] = [:]
 
     private let writer = DispatchQueue(label: "cagent.recorder.writer")
     /// At most two batches in flight: the producer slows down instead of growing memory without bound.
@@ -134,11 +139,19 @@ public final class Recorder: @unchecked Sendable {
         let key = DNSKey(name: dns.question, type: dns.type, resolver: dns.resolver, source: dns.source, program: dns.program)
         pending.dns[key, default: DNSAggregate(time: dns.time)].add(dns)
         for answer in dns.answers where answer.type == "A" || answer.type == "AAAA" {
-            if addressNames.count > 500_000 { addressNames.removeAll(keepingCapacity: true) }
-            addressNames[answer.data.lossyString] = dns.question
+            if addressAnswers > 500_000 { addressNames.removeAll(keepingCapacity: true); addressAnswers = 0 }
+            let address = answer.data.lossyString
+            var history = addressNames[address] ?? []
+            var at = history.count
+            while at > 0 && history[at - 1].time > dns.time { at -= 1 }
+            if at > 0 && history[at - 1].name == dns.question { continue }  // the same name again names the same
+            history.insert((dns.time, dns.question), at: at)
+            if history.count > 1024 { history.removeFirst(history.count - 1024) }
+            addressNames[address] = history
+            addressAnswers += 1
         }
         let name = FindingRules.normalizedName(dns.question)
-        if let gate = rules.gateAddress, dns.source != .gate, dns.resolver != gate {
+        if let gate = rules.gateAddress, dns.source != .gate, !rules.isGate(dns.resolver) {
             addFinding(.dnsBypass, subject: dns.resolver, time: dns.time,
                        detail: "DNS to resolver \(dns.resolver) instead of the gate \(gate)", example: dns.question)
         }
@@ -156,9 +169,14 @@ public final class Recorder: @unchecked Sendable {
         pending.see(flow.time)
         var name = flow.name
         var nameSource = flow.name == nil ? nil : flow.nameSource?.rawValue
-        if name == nil, let known = addressNames[flow.address] { name = known; nameSource = FlowNameSource.dns.rawValue }
         let key = FlowKey(proto: flow.proto, address: flow.address, port: flow.port, verdict: flow.verdict,
                           program: flow.program, result: flow.result)
+        if flowFirstSeen.count > 500_000 { flowFirstSeen.removeAll(keepingCapacity: true) }
+        let first = min(flowFirstSeen[key] ?? flow.time, flow.time)
+        flowFirstSeen[key] = first
+        if name == nil, let known = addressNames[flow.address]?.last(where: { $0.time <= first }) {
+            name = known.name; nameSource = FlowNameSource.dns.rawValue
+        }
         pending.flows[key, default: FlowAggregate(time: flow.time)].add(flow, name: name, nameSource: nameSource)
         let endpoint = flow.address.contains(":") ? "[\(flow.address)]:\(flow.port)" : "\(flow.address):\(flow.port)"
         if rules.isDoHFlow(address: flow.address, port: flow.port) || name.map(rules.isDoHName) == true {
@@ -310,6 +328,8 @@ struct FlowAggregate {
     var packets: Int64 = 0
     var name: RawText?
     var nameSource: String?
+    /// The time of the observation that named it: a flow is named as its first named connect was.
+    var nameTime: Nanoseconds = .max
     var firstSeen: Nanoseconds
     var lastSeen: Nanoseconds
 
@@ -318,7 +338,7 @@ struct FlowAggregate {
     mutating func add(_ flow: FlowObservation, name: RawText?, nameSource: String?) {
         count &+= max(0, flow.connections)
         bytesOut &+= flow.bytesOut; bytesIn &+= flow.bytesIn; packets &+= flow.packets
-        if let name { self.name = name; self.nameSource = nameSource }
+        if let name, self.name == nil || flow.time < nameTime { self.name = name; self.nameSource = nameSource; nameTime = flow.time }
         firstSeen = min(firstSeen, flow.time); lastSeen = max(lastSeen, flow.time)
     }
 }

@@ -195,9 +195,10 @@ extension Store {
                  WHERE f.session_id = s.id AND f.name IS NULL
                  AND f.address NOT LIKE '127.%' AND f.address NOT LIKE '::ffff:127.%'
                  AND f.address NOT IN ('::1', '0.0.0.0', '::')
-                 AND f.address IS NOT s.gate
-                 AND f.address NOT IN (SELECT a.data FROM dns_answers a JOIN dns d ON d.id = a.dns_id
-                                       WHERE d.session_id = s.id AND a.type IN ('A', 'AAAA'))
+                 AND instr(',' || coalesce(s.gate, '') || ',', ',' || f.address || ',') = 0
+                 AND NOT EXISTS (SELECT 1 FROM dns_answers a JOIN dns d ON d.id = a.dns_id
+                                 WHERE d.session_id = s.id AND a.type IN ('A', 'AAAA') AND a.data = f.address
+                                   AND a.first_seen <= f.first_seen)
                  AND NOT EXISTS (SELECT 1 FROM flows g WHERE g.session_id = f.session_id AND g.proto = f.proto
                                    AND g.address = f.address AND g.port = f.port AND g.name IS NOT NULL)) AS n_findings
         FROM sessions s
@@ -238,15 +239,17 @@ extension Store {
                 }
 
 
-            // Addresses the session's DNS answers gave, to name flows recorded before their answer.
-            var addressNames: [String: RawText] = [:]
+            // Addresses the session's DNS answers gave, to name flows recorded before their answer (never with an
+            // answer that came after the flow).
+            var addressNames = AddressNames()
             for row in try Row.fetchAll(db, sql: """
-                SELECT a.data, d.name FROM dns_answers a JOIN dns d ON d.id = a.dns_id
-                WHERE d.session_id = ? AND a.type IN ('A', 'AAAA')
+                SELECT a.data, d.name, a.first_seen, a.last_seen FROM dns_answers a JOIN dns d ON d.id = a.dns_id
+                WHERE d.session_id = ? AND a.type IN ('A', 'AAAA') ORDER BY a.id
                 """, arguments: [id]) {
                 let r = StoredRow(row, "dns_answers")
-                if let address = try r.optionalRaw("data")?.lossyString, addressNames[address] == nil {
-                    addressNames[address] = try r.raw("name")
+                if let address = try r.optionalRaw("data")?.lossyString {
+                    addressNames.add(address: address, name: try r.raw("name"), firstSeen: try r.integer("first_seen"),
+                                     lastSeen: try r.integer("last_seen"))
                 }
             }
             let rows = try Row.fetchAll(db, sql: "SELECT * FROM flows WHERE session_id = ? ORDER BY first_seen, id",
@@ -261,7 +264,7 @@ extension Store {
             }
             var flows = Self.mergeFlows(rows)
             for index in flows.indices where flows[index].name == nil {
-                if let name = addressNames[flows[index].address] {
+                if let name = addressNames.name(for: flows[index].address, at: flows[index].firstSeen) {
                     flows[index].name = name
                     flows[index].nameSource = FlowNameSource.dns.rawValue
                 }
@@ -275,7 +278,8 @@ extension Store {
                                           lastSeen: try r.integer("last_seen"))
             }
             let directIP = flows.filter {
-                $0.name == nil && !FindingRules.isLoopbackOrUnspecified($0.address) && $0.address != session.gate
+                $0.name == nil && !FindingRules.isLoopbackOrUnspecified($0.address)
+                    && !FindingRules(secretPaths: [], gateAddress: session.gate).isGate($0.address)
             }
             var connectionsByName: [RawText: Int64] = [:]
             for flow in flows {
@@ -328,7 +332,8 @@ extension Store {
                     domain.answers.append(answer)
                 }
                 domains[name] = domain
-                if let gate = session.gate, source != DNSSource.gate.rawValue, resolver != gate {
+                if session.gate != nil, source != DNSSource.gate.rawValue,
+                   !FindingRules(secretPaths: [], gateAddress: session.gate).isGate(resolver) {
                     bypass.append(SessionReport.DNSRow(name: name, type: type, resolver: resolver, source: source,
                                                        program: program, count: queries.saturatingAdd(responses),
                                                        firstSeen: first, lastSeen: last))
@@ -473,5 +478,30 @@ extension Store {
             for child in children where !expanded.contains(child.executable) { result.append(build(child, depth: 0)) }
         }
         return result
+    }
+}
+
+/// The session's DNS answers by address, to name a flow stored without a name: the answer most recently seen at
+/// or before the flow's first connect, never one first seen after it (a later lookup of the same address, say a
+/// wildcard's, did not lead to the flow).
+public struct AddressNames: Sendable {
+    struct Answer: Sendable { var name: RawText; var firstSeen: Nanoseconds; var lastSeen: Nanoseconds }
+    private var byAddress: [String: [Answer]] = [:]
+
+    public init() {}
+
+    public mutating func add(address: String, name: RawText, firstSeen: Nanoseconds, lastSeen: Nanoseconds) {
+        byAddress[FlowObservation.canonicalAddress(address.lowercased()), default: []]
+            .append(Answer(name: name, firstSeen: firstSeen, lastSeen: lastSeen))
+    }
+
+    /// Of the answers first seen by `time`, the one seen latest by then (the earliest added on a tie).
+    public func name(for address: String, at time: Nanoseconds) -> RawText? {
+        var best: (name: RawText, seen: Nanoseconds)?
+        for answer in byAddress[FlowObservation.canonicalAddress(address.lowercased())] ?? [] where answer.firstSeen <= time {
+            let seen = min(answer.lastSeen, time)
+            if best == nil || seen > best!.seen { best = (answer.name, seen) }
+        }
+        return best?.name
     }
 }

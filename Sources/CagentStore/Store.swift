@@ -153,6 +153,22 @@ public final class Store: Sendable {
         }
     }
 
+    /// Learn mode's end: the tracer's rows (`observed`, with their program) of flows the firewall dropped become
+    /// `blocked`, so a blocked flow is one row. A row already `blocked` under the same key is left as it is.
+    public func markFlowsBlocked(session: String, _ flows: [(proto: String, address: String, port: UInt16, program: RawText, result: Int32)]) throws {
+        guard !flows.isEmpty else { return }
+        try pool.write { db in
+            let statement = try db.cachedStatement(sql: """
+                UPDATE OR IGNORE flows SET verdict = 'blocked'
+                WHERE session_id = ? AND proto = ? AND address = ? AND port = ? AND program = ? AND result = ?
+                  AND verdict = 'observed'
+                """)
+            for flow in flows {
+                try statement.execute(arguments: [session, flow.proto, flow.address, Int64(flow.port), flow.program, flow.result])
+            }
+        }
+    }
+
     public func sessionExists(_ id: String) throws -> Bool {
         try pool.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM sessions WHERE id = ?", arguments: [id]) ?? false }
     }
@@ -252,7 +268,8 @@ public final class Store: Sendable {
                       connections, bytes_out, bytes_in, packets, first_seen, last_seen)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (session_id, proto, address, port, verdict, program, result) DO UPDATE SET
-                      name = coalesce(excluded.name, name), name_source = coalesce(excluded.name_source, name_source),
+                      name = coalesce(name, excluded.name),
+                      name_source = CASE WHEN name IS NULL THEN excluded.name_source ELSE name_source END,
                       connections = connections + excluded.connections, bytes_out = bytes_out + excluded.bytes_out,
                       bytes_in = bytes_in + excluded.bytes_in, packets = packets + excluded.packets,
                       first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)

@@ -55,7 +55,8 @@ import CagentStore
         connects.add(FlowObservation(time: 6, pid: 14, program: curl, proto: "tcp", address: "169.254.169.254", port: 80, result: 110))
         #expect(connects.byEndpoint[FlowEndpoint(proto: "tcp", address: "203.0.113.10", port: 80)]?.map(\.pid) == [11])
 
-        let flows = LearnFlowMerge.events(findings: findings, connects: connects).compactMap { event -> FlowObservation? in
+        let merged = LearnFlowMerge.merge(findings: findings, connects: connects)
+        let flows = merged.events.compactMap { event -> FlowObservation? in
             if case .flow(let flow) = event { return flow }
             return nil
         }
@@ -70,10 +71,60 @@ import CagentStore
         // The bare IP: onto curl's row, no name, only the traffic (the network saw it: not a silent UDP probe).
         #expect(flows[2].program == curl && flows[2].address == "203.0.113.13" && flows[2].port == 80)
         #expect(flows[2].name == nil && flows[2].connections == 0 && flows[2].packets == 1)
-        // The metadata drop: the network's blocked row.
-        #expect(flows[3].address == "169.254.169.254" && flows[3].verdict == .blocked && flows[3].program.isEmpty)
-        #expect(flows[3].name == nil && flows[3].nameSource == nil && flows[3].connections == 1)
+        // The metadata drop: onto curl's row too, which the store then marks blocked (one row, not two).
+        #expect(flows[3].address == "169.254.169.254" && flows[3].program == curl && flows[3].result == 110)
+        #expect(flows[3].name == nil && flows[3].nameSource == nil && flows[3].connections == 0)
+        #expect(merged.blocked == [BlockedConnect(proto: "tcp", address: "169.254.169.254", port: 80, program: curl, result: 110)])
         // No connect seen (a sendto): the network's row, a direct IP.
         #expect(flows[4].proto == "udp" && flows[4].address == "198.51.100.9" && flows[4].program.isEmpty && flows[4].name == nil)
+    }
+
+    /// A later lookup answering the same address (a wildcard) never renames an earlier flow; an answer after
+    /// the flow does not name it at all.
+    @Test func aFlowIsNamedByTheAnswerBeforeIt() throws {
+        func answer(_ name: String, at time: Double, _ address: String = "203.0.113.13") -> DNSMessageSeen {
+            DNSMessageSeen(source: .gate, time: time, isResponse: true, transport: "udp", resolver: IPAddress("10.0.0.1"),
+                           name: name, type: DNSType.a, rcode: 0, answers: [.init(name: name, type: DNSType.a, ttl: 30, value: address)])
+        }
+        let git = IPAddress("203.0.113.13")!, late = IPAddress("203.0.113.14")!
+        var attributor = FlowAttributor()
+        attributor.add(answer("git.allowed.test", at: 1))
+        attributor.add(FlowSeen(time: 2, proto: 6, destination: git, port: 9418, verdict: .accepted))
+        for index in 0..<50 { attributor.add(answer("r\(index).spray.test", at: 3 + Double(index) / 100)) }
+        attributor.add(FlowSeen(time: 4, proto: 6, destination: git, port: 9418, verdict: .accepted))
+        // A connect to a new port after the spray: named by the latest answer before it.
+        attributor.add(FlowSeen(time: 4.5, proto: 6, destination: git, port: 443, verdict: .accepted))
+        // An address first answered after its flow (fed out of order, as the threads may).
+        attributor.add(FlowSeen(time: 5, proto: 6, destination: late, port: 80, verdict: .accepted))
+        attributor.add(answer("after.allowed.test", at: 6, "203.0.113.14"))
+        let findings = attributor.findings()
+        #expect(findings.count == 3)
+        #expect(findings[0].name == "git.allowed.test" && findings[0].basis == .dns && findings[0].flows == 2, "\(findings[0])")
+        #expect(findings[1].name == "r49.spray.test", "\(findings[1])")
+        #expect(findings[2].basis == .directIP && findings[2].name == nil, "\(findings[2])")
+        // The same, flow by flow: the second connect alone is named by the latest answer before it.
+        #expect(attributor.attribute(FlowSeen(time: 4, proto: 6, destination: git, port: 9418, verdict: .accepted)).name == "r49.spray.test")
+        #expect(attributor.attribute(FlowSeen(time: 2.5, proto: 6, destination: git, port: 9418, verdict: .accepted)).name == "git.allowed.test")
+    }
+
+    /// A UDP connect is held until the flow log shows its traffic; one that never sent is no flow. Port 53 is
+    /// recorded as it happens (its traffic goes to the gate, which the flow log never sees).
+    @Test func udpConnectsWithoutTrafficAreNoFlows() throws {
+        var attributor = FlowAttributor()
+        attributor.add(FlowSeen(time: 2, proto: 17, destination: IPAddress("203.0.113.12")!, port: 9998, verdict: .accepted))
+        var connects = TracedConnects()
+        let python = RawText("python3")
+        let probe = FlowObservation(time: 1, pid: 5, program: python, proto: "udp", address: "203.0.113.12", port: 9999)
+        let sender = FlowObservation(time: 1, pid: 5, program: python, proto: "udp", address: "203.0.113.12", port: 9998)
+        let dns = FlowObservation(time: 1, pid: 6, program: RawText("getent"), proto: "udp", address: "10.0.0.1", port: 53)
+        #expect(TracedConnects.holds(probe) && TracedConnects.holds(sender) && !TracedConnects.holds(dns))
+        #expect(!TracedConnects.holds(FlowObservation(time: 1, proto: "tcp", address: "203.0.113.12", port: 9999)))
+        for flow in [probe, sender, sender, dns] { connects.add(flow) }
+        let flows = LearnFlowMerge.merge(findings: attributor.findings(), connects: connects).events.compactMap { event -> FlowObservation? in
+            if case .flow(let flow) = event { return flow }
+            return nil
+        }
+        #expect(flows.count == 1, "\(flows)")
+        #expect(flows.first?.port == 9998 && flows.first?.program == python && flows.first?.connections == 2 && flows.first?.packets == 1)
     }
 }

@@ -27,6 +27,14 @@ public enum NetlabZones {
             "--address=/attacker.test/\(a.attacker6)",
             "--txt-record=txt.attacker.test,exfil-channel",
             "--mx-host=attacker.test,mail.attacker.test,10",
+            // Attribution: code.allowed.test answers web4, and so does every name under spray.test (a wildcard: a
+            // process looking up many names that answer the same address must not rename an earlier flow).
+            // Not git.allowed.test: ProposeWorkloadsTests sets that one through the hosts file.
+            "--host-record=code.allowed.test,\(a.web4),30",
+            "--address=/spray.test/\(a.web4)",
+            // fail.test: the upstream refuses (no server for it: dnsmasq runs with --no-resolv), so the gate answers
+            // SERVFAIL and glibc asks the sandbox's next nameserver, the gate's IPv6 address.
+            "--server=/fail.test/#",
             // Mutable records (moving.allowed.test): rewritten by Netlab.setRecord, re-read on SIGHUP.
             "--addn-hosts=\(hostsFile)",
             "--local-ttl=5",

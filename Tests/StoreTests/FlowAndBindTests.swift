@@ -95,6 +95,72 @@ import Testing
         #expect(summary.findings == Int64(report.findings.count), "\(report.findings.map(\.subject))")
     }
 
+    /// A flow is named by the answer before its connect: 50 later lookups answering the same address (a
+    /// wildcard) rename neither the row (in one batch or across batches) nor the report; an address first
+    /// answered after the connect does not name it (a direct IP). Both gate addresses are the gate; the tracer's
+    /// row of a dropped flow becomes the one blocked row.
+    @Test func flowsKeepTheNameOfTheLookupBeforeThem() throws {
+        let scratch = try Scratch()
+        let store = try Store(path: scratch.file("t.db"))
+        let gate = "100.72.0.1,fd63:6167:656e::1"
+        let recorder = try Recorder(store: store, session: SessionInfo(id: "a", kind: "learn", gate: gate),
+                                    rules: FindingRules(secretPaths: [], gateAddress: gate), batchEvents: 4)
+        func answer(_ name: String, at time: Nanoseconds, _ address: String = "203.0.113.13", resolver: String = "100.72.0.1",
+                    source: DNSSource = .gate) -> ObservedEvent {
+            .dns(DNSObservation(time: time, question: RawText(name), type: "A", isResponse: true, rcode: "NOERROR",
+                                answers: [DNSAnswer(name: RawText(name), type: "A", data: RawText(address), ttl: 30)],
+                                resolver: resolver, source: source))
+        }
+        let curl = RawText("curl")
+        recorder.record(answer("git.allowed.test", at: 10))
+        recorder.record(.flow(FlowObservation(time: 20, pid: 7, program: curl, proto: "tcp", address: "203.0.113.13", port: 9418)))
+        for index in 0..<50 { recorder.record(answer("r\(index).spray.test", at: 30 + Nanoseconds(index))) }
+        recorder.record(.flow(FlowObservation(time: 90, pid: 8, program: curl, proto: "tcp", address: "203.0.113.13", port: 9418)))
+        // The attribution at the end names it too, from the first flow's time.
+        recorder.record(.flow(FlowObservation(time: 21, pid: 8, program: curl, proto: "tcp", address: "203.0.113.13", port: 9418,
+                                              name: RawText("git.allowed.test"), nameSource: .dns, connections: 0)))
+        // The gate's answer reaches the recorder after the connect it led to (threads): the row's later connect,
+        // after a spray of other names, is named by the answer before the row's first connect.
+        recorder.record(.flow(FlowObservation(time: 60, pid: 9, program: curl, proto: "tcp", address: "203.0.113.15", port: 443)))
+        recorder.record(answer("api.allowed.test", at: 59, "203.0.113.15"))
+        for index in 0..<5 { recorder.record(answer("s\(index).spray.test", at: 61 + Nanoseconds(index), "203.0.113.15")) }
+        recorder.record(.flow(FlowObservation(time: 70, pid: 9, program: curl, proto: "tcp", address: "203.0.113.15", port: 443)))
+        // Connected before any lookup of it: a direct IP, even if a lookup answers it later.
+        recorder.record(.flow(FlowObservation(time: 100, pid: 7, program: curl, proto: "tcp", address: "203.0.113.14", port: 80)))
+        recorder.record(answer("later.allowed.test", at: 110, "203.0.113.14"))
+        // glibc's retry on the gate's IPv6 address after a SERVFAIL, as the capture saw it: the gate.
+        recorder.record(.dns(DNSObservation(time: 120, question: RawText("x.fail.test"), type: "A", isResponse: true, rcode: "SERVFAIL",
+                                            answers: [], resolver: "fd63:6167:656e::1", source: .pcap)))
+        // A LAN drop the tracer saw connect: its row, marked blocked at the end (no second row).
+        recorder.record(.flow(FlowObservation(time: 130, pid: 7, program: curl, proto: "tcp", address: "10.9.8.7", port: 8080, result: 110)))
+        try recorder.flush()
+        try store.markFlowsBlocked(session: "a", [("tcp", "10.9.8.7", 8080, curl, 110)])
+        try recorder.close()
+
+        let names = try store.read { db in
+            try String.fetchAll(db, sql: "SELECT coalesce(name, '-') FROM flows WHERE session_id = 'a' ORDER BY address, port")
+        }
+        #expect(names == ["-", "git.allowed.test", "-", "api.allowed.test"], "\(names)")
+        let report = try #require(try store.report(session: "a", rules: testRules))
+        #expect(report.flows.first { $0.port == 9418 }?.name == RawText("git.allowed.test"))
+        #expect(report.flows.first { $0.port == 9418 }?.connections == 2)
+        #expect(report.directIPFlows.map(\.address).sorted() == ["10.9.8.7", "203.0.113.14"], "\(report.directIPFlows.map(\.address))")
+        #expect(!report.findings.contains { $0.kind == .dnsBypass }, "\(report.findings.map(\.subject))")
+        #expect(report.gateBypass.isEmpty)
+        let lan = try store.read { db in
+            try String.fetchAll(db, sql: "SELECT verdict || ' ' || CAST(program AS TEXT) FROM flows WHERE address = '10.9.8.7'")
+        }
+        #expect(lan == ["blocked curl"], "\(lan)")
+        // A resolver that is not the gate still is a bypass (the control).
+        let other = try Recorder(store: store, session: SessionInfo(id: "b2", kind: "learn", gate: gate),
+                                 rules: FindingRules(secretPaths: [], gateAddress: gate))
+        other.record(answer("x.allowed.test", at: 1, resolver: "198.51.100.8", source: .pcap))
+        try other.close()
+        #expect(try store.report(session: "b2", rules: testRules)?.findings.contains { $0.kind == .dnsBypass } == true)
+        let summary = try #require(try store.sessions().first { $0.id == "a" })
+        #expect(summary.findings == Int64(report.findings.count), "\(report.findings.map(\.subject))")
+    }
+
     @Test func bindsAreStoredAndReported() throws {
         let scratch = try Scratch()
         let store = try Store(path: scratch.file("t.db"))
