@@ -71,7 +71,7 @@ struct ProfilePropose: AsyncParsableCommand {
                               hint: "install Debian's publicsuffix package, or pass --public-suffix-list FILE")
         }
 
-        let (resolver, user) = lookup.context(policy: .refuse)
+        let (resolver, user) = lookup.context(policy: .refuse, environment: try store.places())
         var options = ProposalOptions(home: user.home)
         options.extends = extends.isEmpty ? ["base"] : extends
         options.siblingThreshold = siblings
