@@ -77,8 +77,8 @@ struct UserPlacesTests {
         [Products.cagent, "learn", "--quiet", "--tracer", "seccomp", "--workspace", world.workspace] + extra + ["--", "/bin/true"]
     }
 
-    /// `cagent learn --user U` as root: U's profile is found, the database is U's, and the `cagent report`
-    /// the summary prints finds the session as typed (it used to look in root's database).
+    /// `cagent learn --user U` as root: the database is U's, the `cagent report` the summary prints finds the
+    /// session as typed (it used to look in root's database), and U's own profile is found.
     @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["ip", "nft", "setpriv"]), "needs root"))
     func learnForAnotherUserUsesItsPlacesAndPrintsWorkingCommands() throws {
         try Requirements.root()
@@ -88,9 +88,7 @@ struct UserPlacesTests {
         defer { lab.shutdown() }
         let uid = String(world.user.uid)
 
-        // The profile lives only in U's ~/.config/cagent/profiles: found only through U's places.
-        let learn = try lab.run(in: .host, world.environment() + Self.learnArguments(world, ["--user", uid, "--agent", "userplaces"]),
-                                timeout: 60)
+        let learn = try lab.run(in: .host, world.environment() + Self.learnArguments(world, ["--user", uid]), timeout: 60)
         #expect(learn.status == 0, "learn --user: \(learn.status) \(learn.stderr)")
         // The database is U's own, owned by U (and nothing went to root's places).
         var info = stat()
@@ -109,6 +107,11 @@ struct UserPlacesTests {
         let proposeArgv = propose.argv.map { $0 == "profile.yaml" ? output : $0 }
         let proposed = try Netlab.execute(world.environment() + proposeArgv, timeout: 30)
         #expect(proposed.status == 0, "printed propose command: \(proposeArgv) -> \(proposed.status) \(proposed.stderr)")
+
+        // A profile that lives only in U's ~/.config/cagent/profiles: found only through U's places.
+        let withProfile = try lab.run(in: .host, world.environment() + Self.learnArguments(world, ["--user", uid, "--agent", "userplaces"]),
+                                      timeout: 60)
+        #expect(withProfile.status == 0, "learn --user --agent: \(withProfile.status) \(withProfile.stderr)")
 
         // Under a simulated sudo by U itself, learn prints the plain command, and U runs it without root.
         let underSudo = try lab.run(in: .host, world.environment(world.sudo) + Self.learnArguments(world, ["--agent", "userplaces"]),
