@@ -495,9 +495,9 @@ final class LearnLiveView: @unchecked Sendable {
         if summary.captureDropped > 0 { text += "; the DNS capture dropped \(summary.captureDropped) packets" }
         say(text)
         if let scratch { say("scratch layer kept: \(scratch)") }
-        say("session \(sessionID): \(followUp.command("report"))\(sessionID)")
+        say("session \(sessionID): \(followUp.command("report \(sessionID)"))")
         // The next step of the loop: a profile from what the session did (docs/profiles.md "Proposals").
-        say("propose a profile from it: \(followUp.command("profile propose"))--session \(sessionID) -o profile.yaml")
+        say("propose a profile from it: \(followUp.command("profile propose --session \(sessionID)")) -o profile.yaml")
     }
 }
 
@@ -509,11 +509,12 @@ struct LearnFollowUp: Equatable {
     var user: UInt32?
     var sudo = false
 
-    /// "cagent report " or "sudo cagent report --user 1001 ", ready for the arguments that follow.
-    func command(_ name: String) -> String {
-        var text = (sudo ? "sudo " : "") + "cagent " + name + " "
-        if let user { text += "--user \(user) " }
-        if let database { text += "--db " + shellQuoted(database) + " " }
+    /// "cagent report ID" or "sudo cagent report ID --user 1001": `words` (the command and its arguments),
+    /// then what finds the database.
+    func command(_ words: String) -> String {
+        var text = (sudo ? "sudo " : "") + "cagent " + words
+        if let user { text += " --user \(user)" }
+        if let database { text += " --db " + shellQuoted(database) }
         return text
     }
 }
