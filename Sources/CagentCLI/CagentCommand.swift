@@ -13,8 +13,8 @@ public struct CagentCommand: AsyncParsableCommand {
         abstract: "A Linux sandbox for AI coding agents that learns what the agent needs, then enforces exactly that.",
         discussion: """
         Typical use:
-          cagent learn -- claude            # observe: egress logged, secrets hidden, everything recorded
-          cagent profile propose            # a minimal profile from what was observed, for review
+          cagent learn -- claude        # observe: egress logged, secrets hidden
+          cagent profile propose        # a minimal profile from what was seen
           cagent enforce --profile claude-code -- claude
         """,
         version: CagentVersion.string,

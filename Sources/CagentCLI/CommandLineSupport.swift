@@ -22,10 +22,15 @@ public struct LoggingOptions: ParsableArguments {
 }
 
 /// The command tree's error boundary: cagent's own errors as everywhere (ErrorBoundary), anything else
-/// (usage errors, --help) ArgumentParser's own output.
+/// (usage errors, --help) in ArgumentParser's words, usage errors with status 125.
 public enum CommandBoundary {
     public static func exit(after error: any Error, root: any ParsableCommand.Type) -> Never {
         ErrorBoundary.exitIfOurs(error)
-        root.exit(withError: error)
+        // Help and --version (status 0), and a status a command chose (ExitCode): ArgumentParser's own way.
+        if error is ExitCode || root.exitCode(for: error) == .success { root.exit(withError: error) }
+        // A usage error is a cagent failure before any agent ran: 125, not ArgumentParser's 64, which an
+        // agent may return itself. Its message ends with the usage line and `--help`: the hint.
+        FileDescriptorStream.standardError.write(root.fullMessage(for: error) + "\n")
+        Glibc.exit(ExitStatus.failure)
     }
 }

@@ -8,10 +8,19 @@ public struct EnforceCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "enforce",
         abstract: "Run an agent under a profile: the profile's filesystem view, no privileges, its own terminal.",
+        // Written out: ArgumentParser's generated line does not wrap (200 columns).
+        usage: """
+        cagent enforce --profile PROFILE [--workspace DIR] [--user UID]
+          [--offline] [--env NAME]... [--allow-proxy] [--revert-risky] [--json]
+          -- CMD [ARGS...]
+        """,
         discussion: """
-        The agent's exit status becomes cagent's (128+N when it died of signal N); 125 means the sandbox could
-        not be set up and the agent never ran. Ctrl-C interrupts the agent; Ctrl-Z suspends agent and cagent
-        together (`fg` resumes both). See docs/cli.md.
+        The agent's exit status becomes cagent's (128+N when it died of signal N). 125: cagent failed and \
+        the agent never ran (setup, profile, user, usage); 126/127: the agent command cannot be executed / \
+        was not found.
+
+        Ctrl-C interrupts the agent; Ctrl-Z suspends agent and cagent together (`fg` resumes both). \
+        Needs root for now (run it with sudo). See docs/cli.md.
         """)
 
     @OptionGroup var logging: LoggingOptions

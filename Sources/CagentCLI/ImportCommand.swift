@@ -16,8 +16,8 @@ struct ImportTraceeCommand: AsyncParsableCommand {
         commandName: "tracee",
         abstract: "Import Tracee JSON lines (plain or gzip; either event shape) as a session.",
         discussion: """
-        Unknown events are counted and skipped; a malformed line is reported with its number and skipped.
-        Use - for standard input.
+        Unknown events are counted and skipped; a malformed line is reported with its number and \
+        skipped. Use - for standard input.
         """)
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var store: StoreOptions
@@ -39,7 +39,7 @@ struct ImportTraceeCommand: AsyncParsableCommand {
         guard maxLines > 0 else { throw CagentError(stage: "import", "--max-lines must be positive") }
         // An import needs no root: under sudo the whole process becomes the invoking user, so the trace file
         // and the database are opened with that user's rights only.
-        let identity = try StoreOptions.becomeInvokingUser()
+        let identity = try store.becomeInvokingUser()
         let opened = try store.openForRecording()
         let info = SessionInfo(id: session ?? Store.newSessionID(), kind: "import", source: "tracee:\(file)", gate: gate)
         var rules = StoreOptions.findingRules

@@ -21,9 +21,19 @@ struct LearnCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "learn",
         abstract: "Run an agent observed: egress logged but permitted, secrets hidden, everything recorded.",
+        // Written out: ArgumentParser's generated line does not wrap (200 columns).
+        usage: """
+        cagent learn [--agent PROFILE] [--workspace DIR] [--user UID] [--db PATH]
+          [--tracer auto|ebpf|seccomp|tracee] [--env NAME]... [--quiet]
+          [--keep-scratch] [--revert-risky] -- CMD [ARGS...]
+        """,
         discussion: """
         DNS is open while learning: every name resolves and every connection (except metadata, the host and \
-        the LAN) goes out. The session is recorded for `cagent report`. See docs/cli.md.
+        the LAN) goes out. The session is recorded for `cagent report`.
+
+        With --user, that user's places are used: its profiles, state and database. Exit status: the \
+        agent's; 125 when cagent failed before the agent ran; 126/127 as in enforce. Needs root for now \
+        (run it with sudo). See docs/cli.md.
         """)
 
     @OptionGroup var logging: LoggingOptions
@@ -45,6 +55,7 @@ struct LearnCommand: ParsableCommand {
 
     func run() throws {
         logging.bootstrap()
+        try RootRequirement.check(command: "learn")
         learnTiming("run")
         guard let choice = TracerChoice(rawValue: tracer) else {
             throw ValidationError("--tracer must be one of \(TracerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -56,10 +67,11 @@ struct LearnCommand: ParsableCommand {
         let preload = choice == .ebpf || choice == .auto ? LearnEbpfPreload() : nil
         defer { preload?.discard() }  // unless the observation took it
         let workspacePath = workspace ?? currentDirectory()
-        let profile = try loadProfileForLearn(agent: agent, workspace: workspacePath)
-        var pathEnvironment = environment
-        if user != nil { pathEnvironment["SUDO_UID"] = String(invoking.uid) }
-        var paths = CagentPaths.standard(user: invoking, environment: pathEnvironment)
+        // With --user, every place is that user's (profiles, trust store, state, the database), whatever
+        // cagent's own HOME and XDG variables say.
+        let places = user != nil ? invoking.placesEnvironment(environment) : environment
+        let profile = try loadProfileForLearn(agent: agent, workspace: workspacePath, environment: places)
+        var paths = CagentPaths.standard(user: invoking, environment: places)
         if let stateDir { paths.data = stateDir }
         let upstream: UpstreamConfig
         do { upstream = try UpstreamConfig.system(read: FileSystem.readText) } catch {
@@ -91,7 +103,7 @@ struct LearnCommand: ParsableCommand {
 
         learnTiming("planned")
         // Opened (and migrated) on another thread while the sandbox starts; the recorder waits for it.
-        let storePath = db ?? Store.defaultPath(paths: CagentPaths.standard(user: invoking, environment: pathEnvironment))
+        let storePath = db ?? Store.defaultPath(paths: CagentPaths.standard(user: invoking, environment: places))
         // `--db` is opened with the rights of the user who named it; the default database with its owner's.
         let storeIdentity = db != nil ? FileIdentity.invoking(environment: environment) : FileIdentity(invokingUnderRoot: invoking)
         let store = LearnPending { [invoking] in
@@ -132,14 +144,24 @@ struct LearnCommand: ParsableCommand {
             status = try launcher.run(plan)
         } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
             FileDescriptorStream.standardError.write("cagent: \(error)\n")
-            throw CagentExit(status: 125)
+            throw CagentExit(status: Launcher.agentExecStatus(error) ?? ExitStatus.failure)
         }
         learnTiming("agent done")
         if let report = RiskyChanges.check(workspace: plan.workspace, before: risky, user: invoking, revert: revertRisky) {
             FileDescriptorStream.standardError.write(report)
         }
-        let summary = try observation.finish()
-        live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil, database: db)
+        // The agent ran: from here on cagent's own failure is reported, and the status stays the agent's.
+        let summary: LearnObservation.Summary
+        do { summary = try observation.finish() } catch {
+            FileDescriptorStream.standardError.write("cagent: \(error)\n")
+            throw CagentExit(status: status)
+        }
+        // The commands the summary prints must find this database as typed: `--user` when its default would be
+        // another user's (and `sudo` when that takes rights the caller lacks), `--db` when one was named.
+        let plain = InvokingUser.current(environment: environment)
+        let forUser = db == nil && invoking.uid != plain.uid ? invoking.uid : nil
+        let follow = LearnFollowUp(database: db, user: forUser, sudo: forUser != nil && environment["SUDO_UID"] != nil)
+        live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil, followUp: follow)
         throw CagentExit(status: status)
     }
 
@@ -147,12 +169,12 @@ struct LearnCommand: ParsableCommand {
     /// hide list of `base` (as enforce resolves that name) always added. Learn shows the real home, where
     /// enforce shows a shadow home: every secret base hides (shell histories, cloud credentials) must be
     /// hidden here too, and so recorded as a secret attempt when the agent tries it, whatever profile it names.
-    private func loadProfileForLearn(agent: String?, workspace: String) throws -> Profile {
-        var profile = try loadProfileForEnforce(nameOrPath: agent ?? "default", workspace: workspace)
+    private func loadProfileForLearn(agent: String?, workspace: String, environment: [String: String]) throws -> Profile {
+        var profile = try loadProfileForEnforce(nameOrPath: agent ?? "default", workspace: workspace, environment: environment)
         if agent == nil { profile.agent = "learn" }
         let base: Profile
         do {
-            base = try ProfileResolver.standard(workspace: workspace).resolve("base").profile
+            base = try ProfileResolver.standard(workspace: workspace, environment: environment).resolve("base").profile
         } catch {
             throw CagentError(stage: "profile", "learn needs the base profile's hide list and cannot load it: \(error)",
                               hint: "reinstall cagent's bundled profiles (share/cagent/profiles) or set CAGENT_PROFILES_DIR")

@@ -488,7 +488,7 @@ final class LearnLiveView: @unchecked Sendable {
         if let name { line("directory \(name)") }
     }
 
-    func summary(_ summary: LearnObservation.Summary, sessionID: String, status: Int32, scratch: String?, database: String? = nil) {
+    func summary(_ summary: LearnObservation.Summary, sessionID: String, status: Int32, scratch: String?, followUp: LearnFollowUp = LearnFollowUp()) {
         // TLS flows held back for their ClientHello: a direct IP only if nothing named them by the end.
         for finding in summary.flows where finding.flow.verdict == .accepted && finding.basis == .directIP {
             let key = "\(finding.flow.protoName) \(finding.flow.destination):\(finding.flow.port ?? 0)"
@@ -504,10 +504,27 @@ final class LearnLiveView: @unchecked Sendable {
         if summary.captureDropped > 0 { text += "; the DNS capture dropped \(summary.captureDropped) packets" }
         say(text)
         if let scratch { say("scratch layer kept: \(scratch) (an ext4 image, root's: sudo mount -o loop,ro IMAGE DIR to look inside)") }
-        say("session \(sessionID): cagent report \(sessionID)")
+        say("session \(sessionID): \(followUp.command("report \(sessionID)"))")
         // The next step of the loop: a profile from what the session did (docs/profiles.md "Proposals").
-        let database = database.map { " --db " + shellQuoted($0) } ?? ""
-        say("propose a profile from it: cagent profile propose --session \(sessionID)\(database) -o profile.yaml")
+        say("propose a profile from it: \(followUp.command("profile propose --session \(sessionID)")) -o profile.yaml")
+    }
+}
+
+/// How the commands the learn summary prints reach the session's database as typed: `--db` when one was
+/// named, `--user UID` when the database is another user's than a plain invocation's default (`learn --user`),
+/// with `sudo` first when learn itself ran under sudo (reading another user's database takes root).
+struct LearnFollowUp: Equatable {
+    var database: String?
+    var user: UInt32?
+    var sudo = false
+
+    /// "cagent report ID" or "sudo cagent report ID --user 1001": `words` (the command and its arguments),
+    /// then what finds the database.
+    func command(_ words: String) -> String {
+        var text = (sudo ? "sudo " : "") + "cagent " + words
+        if let user { text += " --user \(user)" }
+        if let database { text += " --db " + shellQuoted(database) }
+        return text
     }
 }
 

@@ -20,8 +20,9 @@ struct ProfileLookupOptions: ParsableArguments {
     @Option(help: "The agent's workspace; profiles inside it are used only when trusted or named by path. Default: the current directory.")
     var workspace: String?
 
-    func context(policy: ProfileResolver.TrustPolicy = .refuse) -> (resolver: ProfileResolver, user: InvokingUser) {
-        let environment = ProcessEnvironment.current
+    /// `environment`: whose places (a command's `--user`: InvokingUser.placesEnvironment).
+    func context(policy: ProfileResolver.TrustPolicy = .refuse, environment: [String: String] = ProcessEnvironment.current)
+        -> (resolver: ProfileResolver, user: InvokingUser) {
         let user = InvokingUser.current(environment: environment)
         var resolver = ProfileResolver.standard(workspace: workspace ?? ".", environment: environment)
         resolver.trustPolicy = policy

@@ -77,7 +77,7 @@ struct ProfilePropose: AsyncParsableCommand {
                               hint: "install Debian's publicsuffix package, or pass --public-suffix-list FILE")
         }
 
-        let (resolver, user) = lookup.context(policy: .refuse)
+        let (resolver, user) = lookup.context(policy: .refuse, environment: try store.places())
         if let update {
             return try proposeUpdate(update, observations: observations, suffixes: suffixes, resolver: resolver, user: user)
         }

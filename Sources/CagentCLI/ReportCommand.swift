@@ -6,7 +6,8 @@ import CagentStore
 /// `cagent report [SESSION]`: what a session did, findings first.
 struct ReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "report", abstract: "Show what a session did: findings, domains, flows, files, processes.")
+        commandName: "report", abstract: "Show what a session did: findings, domains, flows, files, processes.",
+        usage: "cagent report [SESSION] [--json] [--limit N] [--db PATH] [--user UID]")
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var store: StoreOptions
     @Argument(help: "The session (default: the most recent).") var session: String?

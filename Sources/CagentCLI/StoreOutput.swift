@@ -7,22 +7,31 @@ import CagentStore
 import Glibc
 #endif
 
-/// `--db`, shared by every command that reads or writes the store.
+/// `--db` and `--user`, shared by every command that reads or writes the store.
 struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: "The database (default: cagent.db in the invoking user's data directory).")
     var db: String?
+    @Option(name: .long, help: "Act for this user id: its database, with its rights (root only; what `learn --user` prints).")
+    var user: UInt32?
 
-    /// The database's path (`--db`, else the invoking user's default).
-    var path: String {
-        let environment = ProcessEnvironment.current
+    /// The environment whose places and rights the command uses: `--user`'s, else the invoking user's
+    /// (InvokingUser.placesEnvironment).
+    func places() throws -> [String: String] {
+        try InvokingUser.placesEnvironment(uid: user, environment: ProcessEnvironment.current)
+    }
+
+    /// The database's path (`--db`, else the places user's default).
+    func path() throws -> String {
+        let environment = try places()
         let user = InvokingUser.current(environment: environment)
         return db ?? Store.defaultPath(paths: CagentPaths.standard(user: user, environment: environment))
     }
 
-    /// Opens the store for recording (creating it), with the invoking user's rights to the file; enforce
+    /// Opens the store for recording (creating it), with the places user's rights to the file; enforce
     /// sessions waiting in its spool are recorded first (PendingRecords).
     func openForRecording() throws -> Store {
-        let environment = ProcessEnvironment.current
+        let environment = try places()
+        let path = try path()
         let identity = FileIdentity.invoking(environment: environment)
         let store = try Store(path: path, create: true, owner: InvokingUser.current(environment: environment), identity: identity)
         PendingRecords.ingest(into: store, storePath: path, identity: identity)
@@ -30,21 +39,22 @@ struct StoreOptions: ParsableArguments {
     }
 
     /// Opens an existing store read-only (`report`, `sessions`): never created, migrated or written. These
-    /// commands need no root, so under sudo the whole process becomes the invoking user first: the database,
-    /// and SQLite's -wal/-shm files next to it, are opened with that user's rights only.
+    /// commands need no root, so under sudo (or with `--user`) the whole process becomes that user first: the
+    /// database, and SQLite's -wal/-shm files next to it, are opened with that user's rights only.
     /// Enforce sessions waiting in the store's spool are recorded first, as the user (the one write these
     /// commands make: it creates the store when the first thing in it is such a session).
     func openForReading() throws -> Store {
-        let identity = try Self.becomeInvokingUser()
+        let path = try path()
+        let identity = try becomeInvokingUser()
         if !PendingRecords.waiting(storePath: path).isEmpty, let store = try? Store(path: path, create: true) {
             PendingRecords.ingest(into: store, storePath: path, identity: nil)
         }
         return try Store(readingAt: path, identity: identity)
     }
 
-    /// Under sudo: drops the process to the invoking user for good and returns that user (for messages).
-    static func becomeInvokingUser() throws -> FileIdentity? {
-        let identity = FileIdentity.invoking(environment: ProcessEnvironment.current)
+    /// Under sudo or with `--user`: drops the process to that user for good and returns it (for messages).
+    func becomeInvokingUser() throws -> FileIdentity? {
+        let identity = FileIdentity.invoking(environment: try places())
         try identity?.dropProcessRights()
         return identity
     }

@@ -47,6 +47,37 @@ public struct InvokingUser: Sendable, Equatable {
     }
 }
 
+extension InvokingUser {
+    /// `environment` as cagent reads it when it acts for this user (`--user`): SUDO_UID, SUDO_GID and
+    /// SUDO_USER name the user, so every default place answers for it — CagentPaths.standard (from the user's
+    /// own home in the password database, never the caller's XDG variables), ProfileResolver.standard and its
+    /// trust store, and FileIdentity.invoking (the user's files are opened with the user's rights).
+    public func placesEnvironment(_ environment: [String: String]) -> [String: String] {
+        var result = environment
+        result["SUDO_UID"] = String(uid)
+        result["SUDO_GID"] = String(gid)
+        result["SUDO_USER"] = name
+        return result
+    }
+
+    /// The environment for the places of `uid` (a command's `--user`), or `environment` itself without one.
+    /// Acting for another user takes root: a plain user cannot open another's files anyway, and is told so
+    /// in one line instead of a permission error on some file.
+    public static func placesEnvironment(uid: UInt32?, environment: [String: String]) throws -> [String: String] {
+        guard let uid else { return environment }
+        guard let entry = getpwuid(uid) else {
+            throw CagentError(stage: "user", "no user with uid \(uid)", hint: "pass the uid of an existing user")
+        }
+        if geteuid() != 0 && uid != getuid() {
+            throw CagentError(stage: "user", "acting for another user (--user \(uid)) needs root",
+                              hint: "run it with sudo, or leave out --user for your own places")
+        }
+        let user = InvokingUser(uid: uid, gid: entry.pointee.pw_gid, name: String(cString: entry.pointee.pw_name),
+                                home: String(cString: entry.pointee.pw_dir))
+        return user.placesEnvironment(environment)
+    }
+}
+
 /// cagent's directories. State (shadow homes, the database) belongs to the invoking user; runtime state
 /// (the global lock, session leases) is machine-wide under /run.
 public struct CagentPaths: Sendable {

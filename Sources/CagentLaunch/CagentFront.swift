@@ -27,15 +27,15 @@ public enum CagentFront {
             Glibc.exit(0)
         } catch {
             ErrorBoundary.exitIfOurs(error)
-            FileDescriptorStream.standardError.write("cagent: \(error)\n")
-            Glibc.exit(1)
+            FileDescriptorStream.standardError.write("cagent: \(error)\n  hint: \(ErrorBoundary.defaultHint)\n")
+            Glibc.exit(ExitStatus.failure)
         }
     }
 
     static func execFullCommandSet(_ arguments: [String]) -> Never {
         guard let path = OwnExecutable.sibling("cagent-full") else {
             FileDescriptorStream.standardError.write("cagent: start failed: cannot read /proc/self/exe\nhint: is /proc mounted?\n")
-            Glibc.exit(1)
+            Glibc.exit(ExitStatus.failure)
         }
         var pointers = arguments.map { strdup($0) } + [nil]
         execv(path, &pointers)
@@ -43,6 +43,6 @@ public enum CagentFront {
         FileDescriptorStream.standardError.write(
             "cagent: start failed: cannot run \(TerminalEscape.escape(path)): \(reason)\n"
             + "hint: the full command set, cagent-full, is installed next to cagent (`make build` builds both)\n")
-        Glibc.exit(1)
+        Glibc.exit(ExitStatus.failure)
     }
 }

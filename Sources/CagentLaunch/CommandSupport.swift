@@ -30,15 +30,47 @@ public struct FileDescriptorStream: Sendable {
 }
 
 
+/// cagent's exit statuses (docs/cli.md "Exit status"). When the agent ran, cagent exits with the agent's
+/// status; otherwise with one of these, like env(1) and the shells, so that a wrapper can tell cagent's own
+/// failure from anything the agent says.
+public enum ExitStatus {
+    /// cagent failed and the agent never ran: setup, a profile or user error, a usage error.
+    public static let failure: Int32 = 125
+    /// The agent command exists but could not be executed.
+    public static let cannotExecute: Int32 = 126
+    /// The agent command was not found.
+    public static let notFound: Int32 = 127
+}
+
 /// How a command's error ends the process, for both entry points: a CagentError becomes
-/// "cagent: STAGE failed: ... / hint:" and status 1, a CagentExit its status.
+/// "cagent: STAGE failed: ... / hint:" and status 125, a CagentExit its status.
 public enum ErrorBoundary {
+    /// For an error that names no way forward: where to look next.
+    static let defaultHint = "docs/cli.md says what each command needs; `cagent doctor` checks this machine"
+
     /// Exits for a CagentError or a CagentExit; returns for any other error (the caller's to report).
     public static func exitIfOurs(_ error: any Error) {
-        if let error = error as? CagentError {
+        if var error = error as? CagentError {
+            if error.hint == nil { error.hint = defaultHint }
             FileDescriptorStream.standardError.write("cagent: \(error)\n")
-            Glibc.exit(1)
+            Glibc.exit(ExitStatus.failure)
         }
         if let exit = error as? CagentExit { Glibc.exit(exit.status) }
+    }
+}
+
+/// Commands that start a sandbox need root for now. Checked first, so that a plain user reads one line
+/// saying so instead of the cgroup's EACCES or a user-namespace hint from somewhere inside setup.
+public enum RootRequirement {
+    /// The line a plain user sees, e.g. for `enforce`.
+    public static func line(command: String) -> String {
+        "cagent: \(command) needs root (for now: rootless mode is issue #18); run it with sudo"
+    }
+
+    /// Throws CagentExit(125) after that line when the process is not root.
+    public static func check(command: String) throws {
+        guard geteuid() != 0 else { return }
+        FileDescriptorStream.standardError.write(line(command: command) + "\n")
+        throw CagentExit(status: ExitStatus.failure)
     }
 }

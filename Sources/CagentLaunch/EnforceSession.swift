@@ -49,14 +49,15 @@ public struct EnforceOptions: Equatable, Sendable {
     /// The session: plan, launch, teardown, report. Throws CagentExit with the agent's status.
     public func run() throws {
         CagentLog.bootstrap(verbose: verbose, debug: debug)
+        if dumpPlan == nil { try RootRequirement.check(command: "enforce") }
         let environment = ProcessEnvironment.current
         let invoking = try InvokingUser.agent(uid: user, environment: environment)
         let workspacePath = workspace ?? currentDirectory()
-        let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath)
-        // Another user's state lives in that user's home, whatever cagent's own XDG variables say.
-        var pathEnvironment = environment
-        if user != nil { pathEnvironment["SUDO_UID"] = String(invoking.uid) }
-        var paths = CagentPaths.standard(user: invoking, environment: pathEnvironment)
+        // With --user, every place is that user's (profiles, trust store, state), whatever cagent's own
+        // HOME and XDG variables say.
+        let places = user != nil ? invoking.placesEnvironment(environment) : environment
+        let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath, environment: places)
+        var paths = CagentPaths.standard(user: invoking, environment: places)
         if let stateDir { paths.data = stateDir }
         // The environment policy first: a proxy variable would void the allowlist, so it needs --allow-proxy.
         let agentEnvironment = AgentEnvironment(host: environment, profilePass: loaded.env.pass,
@@ -172,7 +173,7 @@ public struct EnforceOptions: Equatable, Sendable {
             // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).
             // The launcher throws only before the agent runs (clone, beforeRelease, beforeAgent, cagent-init's stages).
             FileDescriptorStream.standardError.write("cagent: \(failure)\n")
-            throw CagentExit(status: 125)
+            throw CagentExit(status: Launcher.agentExecStatus(failure) ?? ExitStatus.failure)
         }
         if let report = RiskyChanges.check(workspace: plan.workspace, before: before, user: invoking, revert: revertRisky) {
             FileDescriptorStream.standardError.write(report)

@@ -301,7 +301,10 @@ public enum EnforcePlanner {
 
     static func realPath(_ path: String, what: String) throws -> String {
         guard let resolved = realpath(path, nil) else {
-            throw CagentError.system(what, "cannot resolve \(TerminalEscape.escape(path))")
+            let hint = what == "workspace"
+                ? "the workspace is the agent's project directory and must exist: create it, or pass --workspace DIR (default: the current directory)"
+                : nil
+            throw CagentError.system(what, "cannot resolve \(TerminalEscape.escape(path))", hint: hint)
         }
         defer { free(resolved) }
         return String(cString: resolved)

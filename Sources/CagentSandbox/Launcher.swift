@@ -233,6 +233,13 @@ public final class Launcher {
         return 128 + signalNumber
     }
 
+    /// The status for a start that failed at the agent's exec, like env(1) and the shells: 127 when the
+    /// command was not found, 126 when it exists but cannot be executed; nil for any other setup failure (125).
+    public static func agentExecStatus(_ error: CagentError) -> Int32? {
+        guard error.stage == "sandbox setup: exec-agent" else { return nil }
+        return error.message.hasPrefix("ENOENT") || error.message.hasPrefix("ENOTDIR") ? 127 : 126
+    }
+
     /// "stage X failed: <errno> (<hint>)" from cagent-init -> CagentError(stage: X, ...).
     static func setupError(_ message: String) -> CagentError {
         let text = TerminalEscape.escape(message)
@@ -242,9 +249,13 @@ public final class Launcher {
             var index = body.startIndex
             while index < body.endIndex {
                 if body[index...].hasPrefix(marker) {
-                    return CagentError(stage: "sandbox setup: \(body[..<index])",
-                                       String(body[body.index(index, offsetBy: marker.count)...]),
-                                       hint: "the agent did not start; nothing was left behind")
+                    let stage = body[..<index]
+                    let hint = stage == "exec-agent"
+                        ? "the agent did not start: is the command installed, executable and visible in the profile's "
+                          + "filesystem view (`cagent profile show --resolved PROFILE`), on the PATH it gets?"
+                        : "the agent did not start; nothing was left behind"
+                    return CagentError(stage: "sandbox setup: \(stage)",
+                                       String(body[body.index(index, offsetBy: marker.count)...]), hint: hint)
                 }
                 index = body.index(after: index)
             }

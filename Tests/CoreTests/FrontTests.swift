@@ -49,6 +49,6 @@ import Testing
         let help = try Netlab.execute([Self.products + "/cagent", "enforce", "--help"], timeout: 30)
         #expect(help.stdout.contains("USAGE: cagent enforce"), "\(help.stdout)")
         let missing = try Netlab.execute([Self.products + "/cagent", "enforce", "--", "/bin/true"], timeout: 30)
-        #expect(missing.status == 64 && missing.stderr.contains("--profile"), "\(missing.status) \(missing.stderr)")
+        #expect(missing.status == 125 && missing.stderr.contains("--profile"), "\(missing.status) \(missing.stderr)")
     }
 }

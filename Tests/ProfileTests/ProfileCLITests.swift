@@ -48,7 +48,7 @@ struct ProfileCLITests {
         #expect(lint.output.contains("ok .cagent/project.yaml"), "\(lint.output)")
 
         let refused = try Self.run(["profile", "show", "--resolved", "project"], in: sandbox, directory: ws)
-        #expect(refused.status == 1)
+        #expect(refused.status == 125)
         #expect(refused.errors == "cagent: profile failed: command line: '.cagent/project.yaml' is inside the workspace and not trusted: "
                 + "a repository, or the agent, must not choose its own policy\n"
                 + "  hint: review it, then run `cagent profile trust .cagent/project.yaml`, or name it by path\n")
@@ -79,7 +79,7 @@ struct ProfileCLITests {
 
         // Built now (ProposeTests); with no database it says so and creates none.
         let propose = try Self.run(["profile", "propose"], in: sandbox, directory: ws)
-        #expect(propose.status == 1)
+        #expect(propose.status == 125)
         #expect(propose.errors.contains("no database at"), "\(propose.errors)")
     }
 

@@ -42,7 +42,7 @@ struct HostileDatabaseTests {
 
     /// The usual error shape: `cagent: <stage> failed: <message>` and a hint; exit status 1 (not a signal).
     static func expectCleanFailure(_ result: CommandResult, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(result.status == 1, "\(what): status \(result.status): \(result.err)", sourceLocation: sourceLocation)
+        #expect(result.status == 125, "\(what): status \(result.status): \(result.err)", sourceLocation: sourceLocation)
         #expect(result.err.hasPrefix("cagent: ") && result.err.contains(" failed: ") && result.err.contains("hint: "),
                 "\(what): \(result.err)", sourceLocation: sourceLocation)
     }
@@ -88,7 +88,7 @@ struct HostileDatabaseTests {
         var failed = 0
         for command in Self.commands {
             let result = try runCagent(command + ["--db", db])
-            #expect(result.status == 0 || result.status == 1, "\(label): \(command) crashed: status \(result.status) \(result.err)")
+            #expect(result.status == 0 || result.status == 125, "\(label): \(command) crashed: status \(result.status) \(result.err)")
             if result.status != 0 {
                 failed += 1
                 Self.expectCleanFailure(result, "\(label): \(command)")

@@ -31,7 +31,7 @@ struct ImportCapTests {
         let result = try runCagent(["import", "tracee", trace, "--db", scratch.file("t.db")], timeout: 60)
         let elapsed = Date().timeIntervalSince(started)
         #expect(elapsed < 45, "the import ran \(elapsed) s")
-        #expect(result.status == 1, "status \(result.status): \(result.out) \(result.err)")
+        #expect(result.status == 125, "status \(result.status): \(result.out) \(result.err)")
         #expect(result.err.contains("more than 20000000 lines") && result.err.contains("--max-lines"), "\(result.err)")
     }
 
@@ -42,7 +42,7 @@ struct ImportCapTests {
         let trace = scratch.file("line.jsonl.gz")
         try Self.bomb(trace, byte: "a", copies: 4)  // 64 MiB, one line
         let capped = try runCagent(["import", "tracee", trace, "--db", scratch.file("t.db"), "--max-bytes", "32M"], timeout: 60)
-        #expect(capped.status == 1, "status \(capped.status): \(capped.err)")
+        #expect(capped.status == 125, "status \(capped.status): \(capped.err)")
         #expect(capped.err.contains("more than 33554432 bytes") && capped.err.contains("--max-bytes"), "\(capped.err)")
         // Positive control: with room, the same file is read to its end (its one line is too long, and skipped).
         let raised = try runCagent(["import", "tracee", trace, "--db", scratch.file("t.db"), "--max-bytes", "128M"], timeout: 60)
@@ -57,7 +57,7 @@ struct ImportCapTests {
         let trace = scratch.file("many.jsonl.gz")
         try Self.bomb(trace, byte: "\\n", copies: 1)  // 16 Mi empty lines
         let capped = try runCagent(["import", "tracee", trace, "--db", scratch.file("t.db"), "--max-lines", "1000"], timeout: 60)
-        #expect(capped.status == 1 && capped.err.contains("more than 1000 lines"), "\(capped.err)")
+        #expect(capped.status == 125 && capped.err.contains("more than 1000 lines"), "\(capped.err)")
         let fine = try runCagent(["import", "tracee", trace, "--db", scratch.file("t.db")], timeout: 60)
         #expect(fine.status == 0, "status \(fine.status): \(fine.err)")
     }
@@ -78,7 +78,7 @@ struct ImportCapTests {
                            "SUDO_USER": user.name]
         let db = scratch.file("t.db")
         let denied = try runCagent(["import", "tracee", trace, "--db", db], environment: environment)
-        #expect(denied.status == 1 && denied.err.contains("as user \(user.name): Permission denied"), "\(denied.err)")
+        #expect(denied.status == 125 && denied.err.contains("as user \(user.name): Permission denied"), "\(denied.err)")
         let empty = try runCagent(["report", "--db", db, "--json"], environment: environment)
         #expect(!empty.out.contains(marker), "root's trace was imported")
         // Positive control: handed to the user, the same file is imported and its path shows in the report.
