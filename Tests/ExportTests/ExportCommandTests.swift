@@ -41,7 +41,7 @@ struct ExportCommandTests {
         try FileManager.default.createSymbolicLink(atPath: root + "/link.yaml", withDestinationPath: target)
         let refused = try Netlab.execute([exe, "profile", "export", "--format", "cilium", "-o", root + "/link.yaml", "claude-code"],
                                          timeout: 120, environment: env, directory: root)
-        #expect(refused.status == 1)
+        #expect(refused.status == 125)
         #expect(refused.stderr.contains("export failed: cannot write"), "\(refused.stderr)")
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "keep\n")
 
@@ -58,12 +58,12 @@ struct ExportCommandTests {
         #expect(out.stdout.contains("              - matchPattern: \"*\"\n"), "\(out.stdout)")
         let mixed = try Netlab.execute([exe, "profile", "export", "--format", "kubernetes", "--dns-lookups", "profile", "codex"],
                                        timeout: 120, environment: env, directory: root)
-        #expect(mixed.status == 1)
+        #expect(mixed.status == 125)
         #expect(mixed.stderr.contains("--dns-lookups applies to --format cilium only"), "\(mixed.stderr)")
 
         let bad = try Netlab.execute([exe, "profile", "export", "--format", "cilium", "--selector", "app", "codex"],
                                      timeout: 120, environment: env, directory: root)
-        #expect(bad.status == 1)
+        #expect(bad.status == 125)
         #expect(bad.stderr.contains("export failed: --selector 'app' is not a label key=value"), "\(bad.stderr)")
     }
 
@@ -87,7 +87,7 @@ struct ExportCommandTests {
         env["SUDO_GID"] = String(nobody.pw_gid)
         let refused = try Netlab.execute([exe, "profile", "export", "--format", "cilium", "-o", root + "/sudo.yaml", "codex"],
                                          timeout: 120, environment: env, directory: root)
-        #expect(refused.status == 1)
+        #expect(refused.status == 125)
         #expect(refused.stderr.contains("export failed: cannot write"), "\(refused.stderr)")
         #expect(refused.stderr.contains("Permission denied"), "\(refused.stderr)")
         #expect(!FileManager.default.fileExists(atPath: root + "/sudo.yaml"))
