@@ -82,15 +82,7 @@ enum Safe {
     }
 
     /// "2026-11-29 02:35:12" (UTC).
-    static func time(_ nanoseconds: Nanoseconds?) -> String {
-        guard let nanoseconds else { return "-" }
-        var seconds = time_t(nanoseconds / 1_000_000_000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) "
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
-    }
+    static func time(_ nanoseconds: Nanoseconds?) -> String { nanoseconds.map(UTCText.seconds) ?? "-" }
 }
 
 /// A small JSON builder for `--json`: sandbox strings are exact when they are valid UTF-8, with every

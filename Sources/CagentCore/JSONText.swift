@@ -1,4 +1,6 @@
-/// JSON string quoting for hand-built JSON output (RFC 8259: quote, backslash and control characters escaped).
+/// JSON string quoting for hand-built JSON output (RFC 8259: quote, backslash and control characters escaped;
+/// also DEL, the C1 controls and the Unicode line separators, so the literal is a valid YAML double-quoted
+/// scalar too and safe on a terminal).
 public enum JSONText {
     public static func quote(_ text: String) -> String {
         var out = "\""
@@ -10,7 +12,8 @@ public enum JSONText {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x7F || (0x2028...0x2029).contains(scalar.value) {
+                if scalar.value < 0x20 || scalar.value == 0x7F || (0x80...0x9F).contains(scalar.value)
+                    || (0x2028...0x2029).contains(scalar.value) {
                     let hex = String(scalar.value, radix: 16)
                     out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {

@@ -1,3 +1,4 @@
+import CagentCore
 /// A document to export: a tree of maps (keys kept in the order they were built, so the output reads like
 /// the examples in the Cilium and Kubernetes docs), lists and scalars, rendered as YAML or JSON. The
 /// exporters build every list in a sorted order, so the same profile always gives the same bytes.
@@ -126,29 +127,8 @@ public enum PolicyRendering {
         return plain ? text : quoted(text)
     }
 
-    /// A JSON string literal (also a valid YAML double-quoted scalar): quotes, backslashes, control
-    /// characters and the Unicode line separators escaped.
-    public static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F || (0x80...0x9F).contains(scalar.value)
-                    || scalar.value == 0x2028 || scalar.value == 0x2029 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
+    /// A JSON string literal (also a valid YAML double-quoted scalar): JSONText's quoting.
+    public static func quoted(_ text: String) -> String { JSONText.quote(text) }
 
     public static func json(_ node: PolicyNode, indent: Int = 0) -> String {
         let pad = String(repeating: " ", count: indent + 2)

@@ -33,23 +33,6 @@ public struct ProposalOptions: Sendable {
     public init(home: String) { self.home = home }
 }
 
-/// Known DNS-over-HTTPS/TLS providers: an agent reaching one can resolve names the gate never sees. The
-/// same list as the recorder's `doh-endpoint` finding (docs/store.md), kept here so that the proposer stays
-/// free of the store. Names and anycast addresses.
-public enum KnownDoH {
-    public static let names: Set<String> = [
-        "dns.google", "dns.google.com", "cloudflare-dns.com", "mozilla.cloudflare-dns.com", "one.one.one.one",
-        "1dot1dot1dot1.cloudflare-dns.com", "security.cloudflare-dns.com", "family.cloudflare-dns.com",
-        "dns.quad9.net", "dns9.quad9.net", "dns10.quad9.net", "dns11.quad9.net", "doh.opendns.com",
-        "dns.nextdns.io", "doh.cleanbrowsing.org", "dns.adguard.com", "dns.adguard-dns.com", "doh.mullvad.net",
-        "dns.controld.com", "doh.dns.sb", "dns.alidns.com", "doh.pub", "dns.twnic.tw", "doh.libredns.gr",
-    ]
-    public static let addresses: Set<String> = [
-        "1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.9", "149.112.112.112", "208.67.222.222",
-        "208.67.220.220", "94.140.14.14", "94.140.15.15", "2606:4700:4700::1111", "2606:4700:4700::1001",
-        "2001:4860:4860::8888", "2001:4860:4860::8844", "2620:fe::fe", "2620:fe::9",
-    ]
-}
 
 /// Files a program reads when they exist and runs without: configuration that only adjusts its behaviour.
 /// Proposed (the replay then behaves as the session did) but marked optional with the reason, so that the
@@ -718,14 +701,7 @@ public struct Proposer: Sendable {
         return names[code] ?? "errno \(code)"
     }
 
-    public static func utc(_ nanoseconds: ObservedTime) -> String {
-        var seconds = time_t(nanoseconds / 1_000_000_000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) "
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
-    }
+    public static func utc(_ nanoseconds: ObservedTime) -> String { UTCText.seconds(nanoseconds) }
 }
 
 extension Proposer {

@@ -1,4 +1,5 @@
 // What makes an event worth a finding. Pure logic, applied by the Recorder as events arrive.
+import CagentCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -99,19 +100,9 @@ public struct FindingRules: Sendable {
         return nil
     }
 
-    /// Known DNS-over-HTTPS / DNS-over-TLS endpoints (names and anycast addresses).
-    public static let dohNames: Set<String> = [
-        "dns.google", "dns.google.com", "cloudflare-dns.com", "mozilla.cloudflare-dns.com", "one.one.one.one",
-        "1dot1dot1dot1.cloudflare-dns.com", "security.cloudflare-dns.com", "family.cloudflare-dns.com",
-        "dns.quad9.net", "dns9.quad9.net", "dns10.quad9.net", "dns11.quad9.net", "doh.opendns.com",
-        "dns.nextdns.io", "doh.cleanbrowsing.org", "dns.adguard.com", "dns.adguard-dns.com", "doh.mullvad.net",
-        "dns.controld.com", "doh.dns.sb", "dns.alidns.com", "doh.pub", "dns.twnic.tw", "doh.libredns.gr",
-    ]
-    public static let dohAddresses: Set<String> = [
-        "1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.9", "149.112.112.112", "208.67.222.222",
-        "208.67.220.220", "94.140.14.14", "94.140.15.15", "2606:4700:4700::1111", "2606:4700:4700::1001",
-        "2001:4860:4860::8888", "2001:4860:4860::8844", "2620:fe::fe", "2620:fe::9",
-    ]
+    /// Known DNS-over-HTTPS / DNS-over-TLS endpoints (names and anycast addresses): CagentCore's KnownDoH.
+    public static var dohNames: Set<String> { KnownDoH.names }
+    public static var dohAddresses: Set<String> { KnownDoH.addresses }
 
     public func isDoHName(_ name: RawText) -> Bool {
         Self.dohNames.contains(Self.normalizedName(name))
@@ -144,26 +135,8 @@ public struct FindingRules: Sendable {
         return parent.isEmpty ? text : parent
     }
 
-    /// A label of 40+ characters, or of 16+ characters with a base32/base64/hex-like high entropy.
-    static func looksEncoded(_ label: Substring) -> Bool {
-        let count = label.utf8.count
-        if count >= 40 { return true }
-        guard count >= 16 else { return false }
-        var histogram: [UInt8: Int] = [:]
-        var digits = 0
-        for byte in label.utf8 {
-            histogram[byte, default: 0] += 1
-            if byte >= 0x30 && byte <= 0x39 { digits += 1 }
-        }
-        var entropy = 0.0
-        for (_, n) in histogram {
-            let p = Double(n) / Double(count)
-            entropy -= p * log2(p)
-        }
-        // English-ish words stay under ~3.3 bits per character at this length; encoded data is above ~3.6,
-        // and a mix of many digits with letters is rare in real host names.
-        return entropy >= 3.6 || (entropy >= 3.2 && digits * 4 >= count && digits < count)
-    }
+    /// A label of 40+ characters, or of 16+ with a base32/base64/hex-like high entropy (EncodedLabel).
+    static func looksEncoded(_ label: Substring) -> Bool { EncodedLabel.looksEncoded(label) }
 
     public static func isLoopbackOrUnspecified(_ address: String) -> Bool {
         address.hasPrefix("127.") || address == "::1" || address == "0.0.0.0" || address == "::"
