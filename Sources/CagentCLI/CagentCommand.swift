@@ -43,9 +43,3 @@ public struct CagentCommand: AsyncParsableCommand {
         }
     }
 }
-
-/// A command that a later piece of work builds; it says so instead of pretending.
-func notBuiltYet(_ what: String) -> CagentError {
-    CagentError(stage: what, "not built yet in this version",
-                hint: "see `cagent --help` and docs/cli.md for what works today")
-}
