@@ -16,7 +16,8 @@ import Glibc
 ///
 /// Concurrent sessions of one agent share the image's one filesystem: ext4 mounted twice (through two loop
 /// devices) would corrupt it, so the first session attaches the image and every later one mounts the same
-/// loop device again, which the kernel answers with the same superblock (`cg_volume_share`). No mount is
+/// loop device again, which the kernel answers with the same superblock (`cg_volume_share`; a loop device
+/// a user attached by hand is shared the same way). No mount is
 /// kept in the host's namespace and nothing is left for a crash to strand: the filesystem and its loop
 /// device go when the last session's sandbox and fds are gone.
 public final class DiskVolume: @unchecked Sendable {
@@ -64,19 +65,18 @@ public final class DiskVolume: @unchecked Sendable {
         if current > spec.sizeBytes {
             notices.append("the \(spec.purpose) keeps its \(current >> 20) MiB (limits.disk says \(spec.sizeBytes >> 20) MiB; an image does not shrink): remove \(TerminalEscape.escape(spec.image)) to start over")
         }
-        // Free lock: nothing has the image attached, this session attaches it. Taken: a session has it
-        // mounted (or its loop device is detaching, a few milliseconds after the last session ended): share
-        // that filesystem, or wait for the detach. The setup lock keeps other cagents out meanwhile.
+        // A loop device with the image attached: a session has it mounted (or a user attached it by hand),
+        // share that filesystem. None and a free lock: nothing has it attached, this session attaches it.
+        // None but the lock taken: the last session's loop device is detaching (a few milliseconds), wait.
+        // The setup lock keeps other cagents out meanwhile.
         var mounted: Int32 = -1
         var failed: UnsafePointer<CChar>?
         for _ in 0..<50 {
-            if flock(fd, LOCK_EX | LOCK_NB) == 0 {
-                mounted = try mountAlone(spec, current: current, stage: stage)
-                break
-            }
+            let locked = flock(fd, LOCK_EX | LOCK_NB) == 0
             mounted = cg_volume_share(fd, &failed)
             if mounted >= 0 {
                 shared = true
+                if locked { flock(fd, LOCK_UN) }   // not the loop device's file: its lock would mark nothing
                 if current < spec.sizeBytes {
                     notices.append("the \(spec.purpose) keeps \(current >> 20) MiB while another session of this agent runs; it grows to \(spec.sizeBytes >> 20) MiB (limits.disk) at a start when none does")
                 }
@@ -89,8 +89,12 @@ public final class DiskVolume: @unchecked Sendable {
                     ? "\(TerminalEscape.escape(spec.image)) is attached to two loop devices: mounting either could corrupt it"
                     : "cannot share the mounted \(TerminalEscape.escape(spec.image)) (\(failed.map { String(cString: $0) } ?? "mount"))",
                     errno: error == EEXIST ? nil : error,
-                    hint: error == EEXIST ? "cagent attaches an image once; detach the other (`losetup -a` lists them), then start again"
+                    hint: error == EEXIST ? "cagent attaches an image once; detach the other (`losetup -j IMAGE` lists them), then start again"
                                           : "end the other sessions of this agent and start again")
+            }
+            if locked {
+                mounted = try mountAlone(spec, current: current, stage: stage)
+                break
             }
             usleep(10_000)
         }

@@ -1,3 +1,4 @@
+import CShim
 import CagentCore
 import CagentProfile
 @testable import CagentSandbox
@@ -160,6 +161,23 @@ import Testing
             defer { volume.close() }
             #expect(volume.notices.contains { $0.contains("does not shrink") }, "\(volume.notices)")
         }
+        // Attached by hand (as `mount -o loop` does: no lock): cagent shares that filesystem, never attaches
+        // the image a second time.
+        do {
+            for _ in 0..<100 where !DiskBoundTests.loopDevices(backing: image).isEmpty { usleep(20_000) }
+            let raw = open(image, O_RDWR | O_CLOEXEC)
+            var failed: UnsafePointer<CChar>?
+            let byHand = cg_volume_mount(raw, &failed)
+            close(raw)
+            #expect(byHand >= 0, "positive control: the image attaches")
+            defer { close(byHand) }
+            let volume = try DiskVolume(Self.spec(image, 16 << 20), uid: fixture.user.uid, gid: fixture.user.gid)
+            defer { volume.close() }
+            var theirs = stat(), ours = stat()
+            #expect(volume.shared && fstat(byHand, &theirs) == 0 && fstat(volume.mountFD, &ours) == 0 && theirs.st_dev == ours.st_dev)
+            #expect(DiskBoundTests.loopDevices(backing: image).count == 1, "\(DiskBoundTests.loopDevices(backing: image))")
+        }
+        for _ in 0..<100 where !DiskBoundTests.loopDevices(backing: image).isEmpty { usleep(20_000) }
         // An image the user could have written (theirs, or group-readable) is never mounted.
         chown(image, fixture.user.uid, fixture.user.gid)
         #expect { _ = try DiskVolume(Self.spec(image, 16 << 20), uid: fixture.user.uid, gid: fixture.user.gid) } throws: {
