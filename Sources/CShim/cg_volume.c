@@ -1,6 +1,7 @@
 // cg_volume.c — see cg_volume.h.
 #define _GNU_SOURCE
 #include "cg_volume.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -9,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/quota.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +72,33 @@ int cg_volume_resize(const char *resize2fs, int image_fd, int log_fd) {
     return run_on_image(resize2fs, argv, image_fd, log_fd);
 }
 
+/// A detached ext4 mount (nosuid, nodev) of `device`. When the device already carries a mounted ext4, the
+/// kernel gives a new mount of that same superblock (one filesystem per block device), never a second one.
+static int mount_ext4(const char *device, const char **stage) {
+    *stage = "ext4-open";
+    int fs = (int)syscall(SYS_fsopen, "ext4", FSOPEN_CLOEXEC);
+    int mnt = -1;
+    if (fs >= 0) {
+        // nobarrier: no cache flush of the host's disk at each journal commit and at mount and unmount (the
+        // loop device turns a flush into an fsync of the image). It halves the mount and cuts the unmount
+        // from ~10 ms to ~1.5 ms on a busy machine (docs/benchmarks.md "Disk bound"); the price is that a
+        // host crash may leave the image needing `e2fsck -p` (the mount error says so).
+        *stage = "ext4-options";
+        if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", device, 0) == 0 &&
+            syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "nobarrier", NULL, 0) == 0) {
+            *stage = "ext4-create";
+            if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0) {
+                *stage = "ext4-fsmount";
+                mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+            }
+        }
+    }
+    int e = errno;
+    if (fs >= 0) close(fs);
+    errno = e;
+    return mnt;
+}
+
 int cg_volume_mount(int image_fd, const char **stage) {
     *stage = "loop-control";
     int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
@@ -97,27 +126,51 @@ int cg_volume_mount(int image_fd, const char **stage) {
     close(control);
     if (loop < 0) { errno = EBUSY; *stage = "loop-configure"; return -1; }
     // From here, closing `loop` detaches the device unless the filesystem holds it (AUTOCLEAR).
-    *stage = "ext4-open";
-    int fs = (int)syscall(SYS_fsopen, "ext4", FSOPEN_CLOEXEC);
-    int mnt = -1;
-    if (fs >= 0) {
-        *stage = "ext4-source";
-        // nobarrier: no cache flush of the host's disk at each journal commit and at mount and unmount (the
-        // loop device turns a flush into an fsync of the image). It halves the mount and cuts the unmount
-        // from ~10 ms to ~1.5 ms on a busy machine (docs/benchmarks.md "Disk bound"); the price is that a
-        // host crash may leave the image needing `e2fsck -p` (the mount error says so).
-        *stage = "ext4-options";
-        if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", device, 0) == 0 &&
-            syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "nobarrier", NULL, 0) == 0) {
-            *stage = "ext4-create";
-            if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0) {
-                *stage = "ext4-fsmount";
-                mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-            }
-        }
-    }
+    int mnt = mount_ext4(device, stage);
     int e = errno;
-    if (fs >= 0) close(fs);
+    close(loop);
+    errno = e;
+    return mnt;
+}
+
+int cg_volume_share(int image_fd, const char **stage) {
+    *stage = "loop-find";
+    struct stat image;
+    if (fstat(image_fd, &image) != 0) return -1;
+    DIR *block = opendir("/sys/block");
+    if (!block) return -1;
+    int loop = -1, found = 0;
+    char device[300];
+    struct dirent *entry;
+    while ((entry = readdir(block)) != NULL) {
+        if (strncmp(entry->d_name, "loop", 4) != 0) continue;
+        // Bound devices only (the `loop` directory exists while a file is attached): the others are never opened.
+        char bound[300];
+        snprintf(bound, sizeof bound, "/sys/block/%s/loop/backing_file", entry->d_name);
+        if (access(bound, F_OK) != 0) continue;
+        char path[300];
+        snprintf(path, sizeof path, "/dev/%s", entry->d_name);
+        // Open, the device cannot detach itself (AUTOCLEAR waits for its last opener) while we mount it.
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;   // ENXIO: detaching right now
+        struct loop_info64 info;
+        if (ioctl(fd, LOOP_GET_STATUS64, &info) == 0 && info.lo_device == (uint64_t)image.st_dev &&
+            info.lo_inode == (uint64_t)image.st_ino && info.lo_offset == 0 && info.lo_sizelimit == 0) {
+            found++;
+            if (loop < 0) { loop = fd; memcpy(device, path, sizeof device); continue; }
+        }
+        close(fd);
+    }
+    closedir(block);
+    if (found != 1) {
+        // None: nothing has the image attached (or it is detaching). Two: not cagent's doing (it attaches only
+        // under the image's exclusive lock): mounting either could give the image two filesystems.
+        if (loop >= 0) close(loop);
+        errno = found == 0 ? ENOENT : EEXIST;
+        return -1;
+    }
+    int mnt = mount_ext4(device, stage);
+    int e = errno;
     close(loop);
     errno = e;
     return mnt;

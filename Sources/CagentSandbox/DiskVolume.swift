@@ -13,14 +13,25 @@ import Glibc
 ///
 /// The image is root's (0600, one link): the user who owns the state directory may delete it but cannot
 /// write a crafted filesystem into it for the kernel to mount.
+///
+/// Concurrent sessions of one agent share the image's one filesystem: ext4 mounted twice (through two loop
+/// devices) would corrupt it, so the first session attaches the image and every later one mounts the same
+/// loop device again, which the kernel answers with the same superblock (`cg_volume_share`; a loop device
+/// a user attached by hand is shared the same way). No mount is
+/// kept in the host's namespace and nothing is left for a crash to strand: the filesystem and its loop
+/// device go when the last session's sandbox and fds are gone.
 public final class DiskVolume: @unchecked Sendable {
     public let image: String
     /// The volume's root as a detached mount (a directory fd): handed to cagent-init, or used host-side
     /// with *at() calls. -1 once closed.
     public private(set) var mountFD: Int32
-    /// The image, open and flock'ed for as long as this object lives: ext4 mounted twice (two sessions of one
-    /// agent, through two loop devices) would corrupt it, so a second session is refused instead.
+    /// The image, open. When this session attached it, the fd holds the image's exclusive flock and is the
+    /// loop device's backing file: the loop device keeps that open file, so the lock lasts exactly as long
+    /// as the image is attached — until the last session sharing it has ended, whichever that is — and
+    /// marks it as mounted for every later session (they share instead of attaching it again).
     private var imageFD: Int32
+    /// True when another session had the image mounted and this one shares that filesystem.
+    public private(set) var shared = false
     /// What the user should know (an image larger than the profile's bound keeps its size).
     public private(set) var notices: [String] = []
 
@@ -29,31 +40,20 @@ public final class DiskVolume: @unchecked Sendable {
     public static func mkfsPath() -> String? { mkfsCandidates.first { access($0, X_OK) == 0 } }
 
     /// Opens the image (creating and formatting it when missing, growing it offline with resize2fs when the
-    /// bound grew) and mounts it.
+    /// bound grew) and mounts it, or shares the filesystem of a session that has it mounted.
     public init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) throws {
         image = spec.image
         mountFD = -1
         imageFD = -1
         let stage = "disk bound (\(spec.purpose))"
+        let setup = try Self.lockDirectory(of: spec.image, stage: stage)
+        defer { Glibc.close(setup) }
         var fd = open(spec.image, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0 && errno == ENOENT {
             (fd, notices) = try Self.create(spec, uid: uid, gid: gid, stage: stage)
         }
         guard fd >= 0 else { throw CagentError.system(stage, "cannot open \(TerminalEscape.escape(spec.image))") }
         imageFD = fd
-        // The lock lives on the open file, which the loop device holds too: it goes when the previous
-        // session's loop device has detached itself, a few milliseconds after that session ended. Wait that
-        // long, not longer: a session still running is refused.
-        var locked = flock(fd, LOCK_EX | LOCK_NB) == 0
-        for _ in 0..<50 where !locked {
-            usleep(10_000)
-            locked = flock(fd, LOCK_EX | LOCK_NB) == 0
-        }
-        guard locked else {
-            Glibc.close(fd); imageFD = -1
-            throw CagentError(stage: stage, "\(TerminalEscape.escape(spec.image)) is in use by another session of this agent",
-                              hint: "end the other session first (one image cannot be mounted twice), or use another agent name")
-        }
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_uid == geteuid(),
               info.st_nlink == 1, info.st_mode & 0o077 == 0 else {
@@ -62,23 +62,70 @@ public final class DiskVolume: @unchecked Sendable {
                               hint: "remove it; cagent creates a new one (what the agent kept in it is lost)")
         }
         let current = UInt64(info.st_size)
+        if current > spec.sizeBytes {
+            notices.append("the \(spec.purpose) keeps its \(current >> 20) MiB (limits.disk says \(spec.sizeBytes >> 20) MiB; an image does not shrink): remove \(TerminalEscape.escape(spec.image)) to start over")
+        }
+        // A loop device with the image attached: a session has it mounted (or a user attached it by hand),
+        // share that filesystem. None and a free lock: nothing has it attached, this session attaches it.
+        // None but the lock taken: the last session's loop device is detaching (a few milliseconds), wait.
+        // The setup lock keeps other cagents out meanwhile.
+        var mounted: Int32 = -1
+        var failed: UnsafePointer<CChar>?
+        for _ in 0..<50 {
+            let locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+            mounted = cg_volume_share(fd, &failed)
+            if mounted >= 0 {
+                shared = true
+                if locked { flock(fd, LOCK_UN) }   // not the loop device's file: its lock would mark nothing
+                if current < spec.sizeBytes {
+                    notices.append("the \(spec.purpose) keeps \(current >> 20) MiB while another session of this agent runs; it grows to \(spec.sizeBytes >> 20) MiB (limits.disk) at a start when none does")
+                }
+                break
+            }
+            guard errno == ENOENT else {
+                let error = errno
+                close()
+                throw CagentError(stage: stage, error == EEXIST
+                    ? "\(TerminalEscape.escape(spec.image)) is attached to two loop devices: mounting either could corrupt it"
+                    : "cannot share the mounted \(TerminalEscape.escape(spec.image)) (\(failed.map { String(cString: $0) } ?? "mount"))",
+                    errno: error == EEXIST ? nil : error,
+                    hint: error == EEXIST ? "cagent attaches an image once; detach the other (`losetup -j IMAGE` lists them), then start again"
+                                          : "end the other sessions of this agent and start again")
+            }
+            if locked {
+                mounted = try mountAlone(spec, current: current, stage: stage)
+                break
+            }
+            usleep(10_000)
+        }
+        guard mounted >= 0 else {
+            close()
+            throw CagentError(stage: stage, "\(TerminalEscape.escape(spec.image)) is locked, but no loop device has it attached",
+                              hint: "another program holds a lock on it (`fuser -v` names it): end it, or use another agent name")
+        }
+        mountFD = mounted
+        do {
+            for directory in spec.directories { try makeDirectory(directory, uid: uid, gid: gid, stage: stage) }
+        } catch { self.close(); throw error }
+    }
+
+    /// Grows the image when the bound grew (the image is locked: nobody has it mounted), then attaches and
+    /// mounts it; the loop device keeps `imageFD`, and with it the lock.
+    private func mountAlone(_ spec: SandboxPlan.VolumeSpec, current: UInt64, stage: String) throws -> Int32 {
         let grow = current < spec.sizeBytes
-        if grow && ftruncate(fd, off_t(spec.sizeBytes)) != 0 {
+        if grow && ftruncate(imageFD, off_t(spec.sizeBytes)) != 0 {
             close()
             throw CagentError.system(stage, "cannot grow \(TerminalEscape.escape(spec.image)) to \(spec.sizeBytes >> 20) MiB")
         }
         if grow && current > 0 {
             let tool = Self.resize2fsCandidates.first { access($0, X_OK) == 0 }
-            if tool == nil || cg_volume_resize(tool!, fd, -1) != 0 {
+            if tool == nil || cg_volume_resize(tool!, imageFD, -1) != 0 {
                 // The file grew but the filesystem did not: it stays usable at its old size.
                 notices.append("the \(spec.purpose) could not grow to \(spec.sizeBytes >> 20) MiB (resize2fs \(tool == nil ? "not found" : "failed")); it keeps \(current >> 20) MiB")
             }
         }
-        if current > spec.sizeBytes {
-            notices.append("the \(spec.purpose) keeps its \(current >> 20) MiB (limits.disk says \(spec.sizeBytes >> 20) MiB; an image does not shrink): remove \(TerminalEscape.escape(spec.image)) to start over")
-        }
         var failed: UnsafePointer<CChar>?
-        let mounted = cg_volume_mount(fd, &failed)
+        let mounted = cg_volume_mount(imageFD, &failed)
         guard mounted >= 0 else {
             close()
             let step = failed.map { String(cString: $0) } ?? "mount"
@@ -86,10 +133,24 @@ public final class DiskVolume: @unchecked Sendable {
                                      hint: step.hasPrefix("loop") ? "loop devices are needed to bound the disk (CONFIG_BLK_DEV_LOOP, /dev/loop-control): `cagent doctor`"
                                                                   : "the image may be damaged (e.g. by a host crash): `e2fsck -p \(TerminalEscape.escape(spec.image))`, or remove it (cagent recreates it)")
         }
-        mountFD = mounted
-        do {
-            for directory in spec.directories { try makeDirectory(directory, uid: uid, gid: gid, stage: stage) }
-        } catch { self.close(); throw error }
+        return mounted
+    }
+
+    /// Setting up the images of one directory is serialised (creating one, growing it, attaching it or
+    /// sharing its mount), with an flock on the directory held until `init` returns: two sessions of a new
+    /// agent must not both create its image, and a session must not find an image locked while the session
+    /// attaching it is still growing or mounting it. A bounded wait: a start never hangs on a lock.
+    private static func lockDirectory(of image: String, stage: String) throws -> Int32 {
+        let directory = image.lastIndex(of: "/").map { String(image[..<$0]) } ?? "."
+        let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | CG_O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw CagentError.system(stage, "cannot open \(TerminalEscape.escape(directory))") }
+        for _ in 0..<6000 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return fd }
+            usleep(10_000)
+        }
+        Glibc.close(fd)
+        throw CagentError(stage: stage, "another process has been holding \(TerminalEscape.escape(directory)) locked for a minute",
+                          hint: "a cagent may be creating a large image there (an older shadow home copied in): start again when it is done")
     }
 
     /// Creates `<image>.new` (root's, 0600, sparse), formats it (filled from `spec.seed` when that is a
@@ -150,7 +211,7 @@ public final class DiskVolume: @unchecked Sendable {
         }
     }
 
-    /// Our copy of the mount (after cagent-init got its own); the lock stays until `close`.
+    /// Our copy of the mount (after cagent-init got its own).
     public func releaseMount() {
         if mountFD >= 0 { Glibc.close(mountFD); mountFD = -1 }
     }

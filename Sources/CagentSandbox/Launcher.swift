@@ -116,9 +116,9 @@ public final class Launcher {
             }
         }
 
-        // The bounded volume (shadow home or scratch) is mounted detached here and handed over as fd 5; our
-        // copy is closed right after the clone, so the mount and its loop device end with the sandbox. Its
-        // lock is held until the sandbox has ended (`defer`).
+        // The bounded volume (shadow home or scratch) is mounted detached here (or shared with a running
+        // session of the same agent: DiskVolume) and handed over as fd 5; our copy is closed right after the
+        // clone, so the mount ends with the sandbox, and the loop device with the last sandbox using it.
         let volume: DiskVolume?
         do {
             if let pending = pendingVolume, let spec = plan.volume, pending.spec == spec {

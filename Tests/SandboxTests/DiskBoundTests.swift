@@ -1,3 +1,4 @@
+import CShim
 import CagentCore
 import CagentProfile
 @testable import CagentSandbox
@@ -94,8 +95,8 @@ import Testing
     }
 }
 
-/// The image's own rules: created root's and sparse, grown when the bound grows, never mounted twice,
-/// refused when it is not cagent's.
+/// The image's own rules: created root's and sparse, grown when the bound grows, never mounted twice (a
+/// second session shares the filesystem), refused when it is not cagent's.
 @Suite(.serialized) struct DiskVolumeTests {
     static func spec(_ image: String, _ size: UInt64) -> SandboxPlan.VolumeSpec {
         .init(image: image, sizeBytes: size, journal: true, directories: [.init(path: "a/b", mode: 0o750)], purpose: "test volume")
@@ -107,7 +108,7 @@ import Testing
         return UInt64(info.f_blocks) * UInt64(info.f_frsize)
     }
 
-    @Test("an image is created root's and sparse, grows with the bound, is never mounted twice, and a foreign one is refused",
+    @Test("an image is created root's and sparse, grows with the bound, is shared but never mounted twice, and a foreign one is refused",
           .enabled(if: Requirements.mayRun(root: true), "needs root: loop devices"))
     func imageRules() throws {
         try Requirements.root()
@@ -127,11 +128,27 @@ import Testing
             #expect(fstat(volume.mountFD, &info) == 0 && info.st_uid == fixture.user.uid)
             let small = Self.size(of: volume.mountFD)
             #expect(small > 8 << 20 && small <= 16 << 20, "\(small)")
-            // A second session of the same image is refused while the first holds it.
-            #expect { _ = try DiskVolume(Self.spec(image, 16 << 20), uid: fixture.user.uid, gid: fixture.user.gid) } throws: {
-                "\($0)".contains("in use by another session")
-            }
+            // A second session of the same image shares the first one's filesystem (the same superblock, one
+            // loop device): the image is never mounted twice, and each sees what the other writes.
+            let second = try DiskVolume(Self.spec(image, 16 << 20), uid: fixture.user.uid, gid: fixture.user.gid)
+            defer { second.close() }
+            #expect(!volume.shared && second.shared)
+            var first = stat(), other = stat()
+            #expect(fstat(volume.mountFD, &first) == 0 && fstat(second.mountFD, &other) == 0 && first.st_dev == other.st_dev,
+                    "two filesystems: \(first.st_dev) \(other.st_dev)")
+            #expect(DiskBoundTests.loopDevices(backing: image).count == 1, "\(DiskBoundTests.loopDevices(backing: image))")
+            let written = openat(volume.mountFD, "a/b/shared", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            #expect(written >= 0 && write(written, "x", 1) == 1)
+            close(written)
+            #expect(fstatat(second.mountFD, "a/b/shared", &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_size == 1)
+            // A larger bound cannot grow an image in use: it keeps its size and says so.
+            let grown = try DiskVolume(Self.spec(image, 48 << 20), uid: fixture.user.uid, gid: fixture.user.gid)
+            defer { grown.close() }
+            #expect(grown.shared && Self.size(of: grown.mountFD) <= 16 << 20)
+            #expect(grown.notices.contains { $0.contains("while another session") }, "\(grown.notices)")
         }
+        // The image detaches when its last mount goes (a few milliseconds).
+        for _ in 0..<100 where !DiskBoundTests.loopDevices(backing: image).isEmpty { usleep(20_000) }
         // A larger bound grows the filesystem (online resize); a smaller one keeps the size and says so.
         do {
             let volume = try DiskVolume(Self.spec(image, 48 << 20), uid: fixture.user.uid, gid: fixture.user.gid)
@@ -144,6 +161,23 @@ import Testing
             defer { volume.close() }
             #expect(volume.notices.contains { $0.contains("does not shrink") }, "\(volume.notices)")
         }
+        // Attached by hand (as `mount -o loop` does: no lock): cagent shares that filesystem, never attaches
+        // the image a second time.
+        do {
+            for _ in 0..<100 where !DiskBoundTests.loopDevices(backing: image).isEmpty { usleep(20_000) }
+            let raw = open(image, O_RDWR | O_CLOEXEC)
+            var failed: UnsafePointer<CChar>?
+            let byHand = cg_volume_mount(raw, &failed)
+            close(raw)
+            #expect(byHand >= 0, "positive control: the image attaches")
+            defer { close(byHand) }
+            let volume = try DiskVolume(Self.spec(image, 16 << 20), uid: fixture.user.uid, gid: fixture.user.gid)
+            defer { volume.close() }
+            var theirs = stat(), ours = stat()
+            #expect(volume.shared && fstat(byHand, &theirs) == 0 && fstat(volume.mountFD, &ours) == 0 && theirs.st_dev == ours.st_dev)
+            #expect(DiskBoundTests.loopDevices(backing: image).count == 1, "\(DiskBoundTests.loopDevices(backing: image))")
+        }
+        for _ in 0..<100 where !DiskBoundTests.loopDevices(backing: image).isEmpty { usleep(20_000) }
         // An image the user could have written (theirs, or group-readable) is never mounted.
         chown(image, fixture.user.uid, fixture.user.gid)
         #expect { _ = try DiskVolume(Self.spec(image, 16 << 20), uid: fixture.user.uid, gid: fixture.user.gid) } throws: {

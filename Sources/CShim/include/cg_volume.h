@@ -3,6 +3,7 @@
 // cannot be bounded; an ext4 image of a fixed size can. It is attached to a loop device with AUTOCLEAR and
 // mounted *detached* (fsmount, never attached in the host's mount namespace): the mount fd is handed to
 // cagent-init, and when the sandbox's namespace and the fd are gone, the mount and the loop device go too.
+// Concurrent sessions of one agent share the loop device and its one superblock (cg_volume_share).
 #ifndef CG_VOLUME_H
 #define CG_VOLUME_H
 #include <stdint.h>
@@ -17,6 +18,14 @@ int cg_volume_format(const char *mkfs, int image_fd, uid_t uid, gid_t gid, int j
 /// Attaches the image to a free loop device (AUTOCLEAR) and returns a detached ext4 mount of it
 /// (nosuid, nodev), or -1 with errno set and *stage naming the step that failed.
 int cg_volume_mount(int image_fd, const char **stage);
+
+/// Another detached mount of the filesystem already mounted from the image: finds the one loop device the
+/// image `image_fd` is attached to (LOOP_GET_STATUS64: the backing file's device and inode, no offset or
+/// size limit) and mounts it again, which gives the same superblock (the kernel keeps one filesystem per
+/// block device), so sessions sharing an image never mount it twice. Returns the mount fd, or -1 with errno
+/// ENOENT (no loop device has the image: it is not mounted, or it is detaching), EEXIST (two have: not
+/// cagent's doing, refused), or another errno with *stage naming the step.
+int cg_volume_share(int image_fd, const char **stage);
 
 /// Moves a detached mount onto a directory (host side, in the caller's own mount namespace): tests only.
 int cg_volume_attach(int mount_fd, int directory_fd);
