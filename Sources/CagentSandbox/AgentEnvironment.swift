@@ -69,4 +69,17 @@ public struct AgentEnvironment: Sendable, Equatable {
         let names = passedProxies.map { TerminalEscape.escape($0) }.joined(separator: ", ")
         return "cagent: warning: --allow-proxy: \(names) passed; hosts reached through the proxy bypass the network allowlist"
     }
+
+    /// `cagent enforce --proxy`: every proxy variable (and the `no_proxy` exclusions, which would send traffic
+    /// around the proxy, straight into the firewall) replaced by HTTP(S)_PROXY naming cagent's filtering proxy.
+    public static func withFilteringProxy(_ entries: [String], url: String) -> [String] {
+        var kept = entries.filter { entry in
+            let name = entry.split(separator: "=", maxSplits: 1).first.map(String.init) ?? entry
+            return !ProxyRisk.isProxyVariable(name)
+        }
+        let home = kept.last?.hasPrefix("HOME=") == true ? kept.removeLast() : nil
+        kept += ["HTTPS_PROXY", "HTTP_PROXY", "http_proxy", "https_proxy"].map { "\($0)=\(url)" }
+        if let home { kept.append(home) }
+        return kept
+    }
 }
