@@ -1,0 +1,96 @@
+import Testing
+import CagentNetwork
+@testable import CagentDNS
+
+/// The filtering proxy's decision (`cagent enforce --proxy`), pure: the request line's target against the
+/// profile, Host smuggling, and heads a lenient parser would read two ways.
+@Suite struct ProxyRequestTests {
+    let policy = try! GatePolicy(domains: ["www.allowed.test", "*.cdn.test"], endpoints: [("git.allowed.test", PinPort(.tcp, 22))], ipv6: true)
+
+    func decide(_ text: String) -> ProxyVerdict { ProxyRequestParser.decide(head: Array(text.utf8), policy: policy) }
+    func reason(_ text: String) -> String? {
+        if case .refuse(_, _, _, let reason) = decide(text) { return reason }
+        return nil
+    }
+    func status(_ text: String) -> Int? {
+        if case .refuse(let status, _, _, _) = decide(text) { return status }
+        return nil
+    }
+
+    @Test func connectToAProfileHostIsChainedWithAFreshHead() throws {
+        guard case .forward(let request) = decide("CONNECT WWW.Allowed.test:443 HTTP/1.1\r\nHost: www.allowed.test:443\r\nUser-Agent: x\r\n\r\n") else {
+            Issue.record("refused"); return
+        }
+        #expect(request.target == "www.allowed.test:443" && request.form == .connect)
+        #expect(String(decoding: request.upstreamHead, as: UTF8.self) == "CONNECT www.allowed.test:443 HTTP/1.1\r\nHost: www.allowed.test:443\r\n\r\n")
+        // Endpoint hosts open their own port only; domains 80 and 443.
+        if case .refuse = decide("CONNECT git.allowed.test:22 HTTP/1.1\r\n\r\n") { Issue.record("endpoint refused") }
+        #expect(reason("CONNECT git.allowed.test:443 HTTP/1.1\r\n\r\n") == "port 443 not in profile")
+        #expect(reason("CONNECT www.allowed.test:8080 HTTP/1.1\r\n\r\n") == "port 8080 not in profile")
+        if case .refuse = decide("CONNECT a.cdn.test:80 HTTP/1.1\r\n\r\n") { Issue.record("wildcard refused") }
+    }
+
+    @Test func otherHostsAndAddressesAreRefused() {
+        #expect(reason("CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n") == "not in profile")
+        #expect(reason("CONNECT wwwallowed.test:443 HTTP/1.1\r\n\r\n") == "not in profile")
+        #expect(reason("CONNECT a.b.cdn.test:443 HTTP/1.1\r\n\r\n") == "not in profile")
+        #expect(reason("CONNECT 203.0.113.10:443 HTTP/1.1\r\n\r\n") == "an address, not a name in the profile")
+        #expect(reason("CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n") == "an address, not a name in the profile")
+        #expect(reason("GET http://evil.test/x HTTP/1.1\r\nHost: evil.test\r\n\r\n") == "not in profile")
+        if case .refuse(_, let method, let target, _) = decide("CONNECT evil.test:443 HTTP/1.1\r\n\r\n") {
+            #expect(method == "CONNECT" && target == "evil.test:443")
+            #expect(ProxyEvent.refused(method: method, target: target, reason: "not in profile").denialLine
+                    == "cagent: refused proxy CONNECT evil.test:443 (not in profile)")
+        } else { Issue.record("forwarded") }
+    }
+
+    @Test func absoluteRequestsAreRebuiltForOneRequestOnly() throws {
+        guard case .forward(let request) = decide("POST http://www.allowed.test/up?x=1 HTTP/1.1\r\nHost: www.allowed.test\r\nConnection: keep-alive\r\nProxy-Connection: keep-alive\r\nContent-Length: 5\r\n\r\n") else {
+            Issue.record("refused"); return
+        }
+        #expect(request.bodyLength == 5 && request.target == "www.allowed.test:80")
+        #expect(String(decoding: request.upstreamHead, as: UTF8.self)
+                == "POST http://www.allowed.test/up?x=1 HTTP/1.1\r\nHost: www.allowed.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+    }
+
+    @Test func hostHeaderSmugglingIsRefused() {
+        #expect(reason("GET http://www.allowed.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n") == "Host header evil.test differs from the target")
+        #expect(reason("CONNECT www.allowed.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n") == "Host header evil.test:443 differs from the target")
+        #expect(reason("CONNECT www.allowed.test:443 HTTP/1.1\r\nHost: www.allowed.test:80\r\n\r\n") != nil)
+        #expect(reason("GET http://www.allowed.test/ HTTP/1.1\r\nHost: www.allowed.test\r\nHost: evil.test\r\n\r\n") == "more than one Host header")
+        #expect(reason("GET http://www.allowed.test/ HTTP/1.1\r\nHost:www.allowed.test\r\n evil.test\r\n\r\n") != nil)   // a folded line
+        #expect(reason("GET http://www.allowed.test/ HTTP/1.1\r\n\r\n") == "no Host header")
+        #expect(reason("GET http://evil.test@www.allowed.test/ HTTP/1.1\r\nHost: www.allowed.test\r\n\r\n") != nil)
+        #expect(reason("GET http://www.allowed.test/ HTTP/1.1\r\nHost: www.allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n") == "Transfer-Encoding is not forwarded")
+        #expect(reason("GET http://www.allowed.test/ HTTP/1.1\r\nHost: www.allowed.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n") == "more than one Content-Length")
+    }
+
+    @Test func malformedHeadsAreRefusedNeverGuessed() {
+        for head in ["", "\r\n\r\n", "GET / HTTP/1.1\r\nHost: www.allowed.test\r\n\r\n", "CONNECT www.allowed.test HTTP/1.1\r\n\r\n",
+                     "CONNECT www.allowed.test:0 HTTP/1.1\r\n\r\n", "CONNECT www.allowed.test:99999 HTTP/1.1\r\n\r\n",
+                     "CONNECT  www.allowed.test:443 HTTP/1.1\r\n\r\n", "CONNECT www.allowed.test:443 HTTP/2\r\n\r\n",
+                     "CONNECT www.allowed.test:443\nHTTP/1.1\r\n\r\n", "CONNECT www.allowed.test\0.evil.test:443 HTTP/1.1\r\n\r\n",
+                     "CONNECT www.allowed.test:443 HTTP/1.1\r\nX: \u{e9}\r\n\r\n", "connect www.allowed.test:443 HTTP/1.1\r\n\r\n",
+                     "GET https://www.allowed.test/ HTTP/1.1\r\nHost: www.allowed.test\r\n\r\n", "CONNECT .:443 HTTP/1.1\r\n\r\n",
+                     "CONNECT www..allowed.test:443 HTTP/1.1\r\n\r\n", "CONNECT [::1:443 HTTP/1.1\r\n\r\n"] {
+            #expect(status(head) != nil, "forwarded: \(head.debugDescription)")
+        }
+        #expect(status(String(repeating: "A", count: ProxyRequestParser.maxHead + 1)) == 431)
+        #expect(ProxyRequestParser.headEnd(Array("CONNECT a:1 HTTP/1.1\r\n\r\nrest".utf8)) == 24)
+        #expect(ProxyRequestParser.headEnd(Array("CONNECT a:1 HTTP/1.1\r\n".utf8)) == nil)
+        // Random bytes: never a crash, never a forward.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let bytes = (0..<Int.random(in: 0..<120, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            if case .forward = ProxyRequestParser.decide(head: bytes, policy: policy) { Issue.record("forwarded random bytes") }
+        }
+    }
+
+    @Test func upstreamProxyURL() throws {
+        #expect(try UpstreamProxy.parse("http://203.0.113.12:3128/") == SocketAddress(address: IPAddress("203.0.113.12")!, port: 3128))
+        #expect(try UpstreamProxy.parse("[2001:db8::1]:8080") == SocketAddress(address: IPAddress("2001:db8::1")!, port: 8080))
+        for bad in ["socks5://1.2.3.4:1080", "http://u:p@1.2.3.4:3128", "http://1.2.3.4", ""] {
+            #expect(throws: (any Error).self, "\(bad)") { try UpstreamProxy.parse(bad) }
+        }
+    }
+}
