@@ -1,4 +1,5 @@
 import CagentCore
+import CagentSandbox
 import Foundation
 import Netlab
 import Testing
@@ -97,5 +98,16 @@ import Testing
             usleep(100_000)
         }
         Issue.record("tinyproxy did not start listening")
+    }
+}
+
+/// The agent's environment under `--proxy` (pure): every proxy variable and the no_proxy exclusions replaced
+/// by the filtering proxy's URL; HOME stays last.
+@Suite struct FilteringProxyEnvironmentTests {
+    @Test func proxyVariablesAreReplaced() {
+        let entries = ["NO_PROXY=api.allowed.test", "PATH=/usr/bin", "all_proxy=socks5://p:1080", "https_proxy=http://up:3128", "HOME=/home/u"]
+        let url = "http://100.72.0.1:13128"
+        #expect(AgentEnvironment.withFilteringProxy(entries, url: url) == [
+            "PATH=/usr/bin", "HTTPS_PROXY=\(url)", "HTTP_PROXY=\(url)", "http_proxy=\(url)", "https_proxy=\(url)", "HOME=/home/u"])
     }
 }
