@@ -74,8 +74,12 @@ public struct EnforceOptions: Equatable, Sendable {
             if !allowProxy, let refusal = agentEnvironment.proxyRefusal() { throw refusal }
             if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
             if let warning = agentEnvironment.proxyWarning { FileDescriptorStream.standardError.write(warning + "\n") }
-        } else if let line = agentEnvironment.droppedLine {
-            FileDescriptorStream.standardError.write(line + "\n")
+        } else {
+            // The host's proxy variables are replaced, not dropped: the announcement leaves them out.
+            let others = AgentEnvironment(host: environment.filter { !ProxyRisk.isProxyVariable($0.key) }, profilePass: loaded.env.pass,
+                                          requested: passEnvironment, home: invoking.home)
+            if let line = others.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
+            FileDescriptorStream.standardError.write("cagent: --proxy: the agent's HTTP(S)_PROXY name cagent's filtering proxy; the profile's hosts go on to \(TerminalEscape.escape(proxy ?? ""))\n")
         }
         var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
                                      command: command, environment: environment)

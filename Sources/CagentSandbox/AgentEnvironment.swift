@@ -60,7 +60,7 @@ public struct AgentEnvironment: Sendable, Equatable {
         let names = passedProxies.map { TerminalEscape.escape($0) }.joined(separator: ", ")
         return CagentError(stage: "environment",
                            "\(names) would hand the agent a proxy: everything the proxy fetches bypasses the network allowlist, so the allowlist would be void",
-                           hint: "drop it from env.pass / --env (cagent's firewall needs no proxy), or run with --allow-proxy to accept the risk (a filtering proxy is not supported yet)")
+                           hint: "drop it from env.pass / --env (cagent's firewall needs no proxy), use --proxy URL where the host needs a proxy (cagent's filtering proxy checks every target), or run with --allow-proxy to accept the risk")
     }
 
     /// The warning printed at start when `--allow-proxy` let a proxy variable pass.
