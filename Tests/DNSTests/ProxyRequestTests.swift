@@ -1,4 +1,9 @@
 import Testing
+import Netlab
+import CagentCore
+#if canImport(Glibc)
+import Glibc
+#endif
 import CagentNetwork
 @testable import CagentDNS
 
@@ -92,5 +97,64 @@ import CagentNetwork
         for bad in ["socks5://1.2.3.4:1080", "http://u:p@1.2.3.4:3128", "http://1.2.3.4", ""] {
             #expect(throws: (any Error).self, "\(bad)") { try UpstreamProxy.parse(bad) }
         }
+    }
+}
+
+/// The filtering proxy's bounds, on a real socket in the netlab's host namespace: a head over the limit gets
+/// 431, a slow head is closed, connections beyond the limit get 503 (an agent cannot hold the proxy), and the
+/// proxy still answers afterwards. No upstream is needed: every request here is refused before one.
+@Suite(.serialized) struct FilteringProxyBoundsTests {
+    static let ready = Requirements.mayRun(root: true, tools: ["ip"])
+
+    @Test(.enabled(if: ready, "needs root and ip")) func boundedHeadsAndConnections() throws {
+        try Requirements.root()
+        let lab = try Netlab(); defer { lab.shutdown() }
+        let policy = try GatePolicy(domains: ["www.allowed.test"], ipv6: false)
+        let upstream = SocketAddress(address: IPAddress(NetlabAddresses.web3)!, port: 3128)
+        let proxy = FilteringProxy(configuration: .init(listen: [IPAddress(NetlabAddresses.host4)!], policy: policy, upstream: upstream,
+                                                        maxConnections: 4, headSeconds: 1))
+        let port = try lab.onThread(in: .host) { try proxy.start() }
+        defer { proxy.stop() }
+        func connect() throws -> Int32 {
+            try lab.onThread(in: .host) {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                let rc = SocketAddress(address: IPAddress(NetlabAddresses.host4)!, port: port).withSockaddr { Glibc.connect(fd, $0, $1) }
+                guard rc == 0 else { close(fd); throw CagentError(stage: "test", "connect failed") }
+                var timeout = timeval(tv_sec: 3, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                return fd
+            }
+        }
+        func reply(_ fd: Int32, sending text: String) -> String {
+            _ = Array(text.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var buffer = [UInt8](repeating: 0, count: 512)
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : "<closed \(n)>"
+        }
+        // The control: a refused target is answered 403 on this socket.
+        let first = try connect(); defer { close(first) }
+        #expect(reply(first, sending: "CONNECT evil.test:443 HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 403 "))
+
+        let long = try connect(); defer { close(long) }
+        #expect(reply(long, sending: "GET http://www.allowed.test/ HTTP/1.1\r\nX: " + String(repeating: "a", count: 20_000)).hasPrefix("HTTP/1.1 431 "))
+
+        let slow = try connect(); defer { close(slow) }
+        let started = Sockets.now()
+        #expect(reply(slow, sending: "CONNECT www.allowed") == "<closed 0>")
+        #expect(Sockets.now() - started < 2.5)
+
+        // Four idle connections hold every slot; the fifth is refused at once.
+        var idle: [Int32] = []
+        defer { for fd in idle { close(fd) } }
+        for _ in 0..<4 { idle.append(try connect()) }
+        usleep(200_000)
+        let extra = try connect(); defer { close(extra) }
+        #expect(reply(extra, sending: "CONNECT evil.test:443 HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 503 "))
+        for fd in idle { close(fd) }
+        idle = []
+        // Their threads end with the head timeout (or the close); then the proxy answers again.
+        usleep(1_300_000)
+        let after = try connect(); defer { close(after) }
+        #expect(reply(after, sending: "CONNECT evil.test:443 HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 403 "))
     }
 }

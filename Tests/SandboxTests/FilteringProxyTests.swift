@@ -90,6 +90,13 @@ import Testing
         #expect(control.stdout.contains("control 200"), "out: \(control.stdout) err: \(control.stderr)")
         #expect(lab.webRequests().contains { $0.hasSuffix(" /cp-absolute-forbidden") })
         #expect((FileSystem.readText(proxyLog) ?? "").contains("api.allowed.test"))
+
+        // Fail closed: the proxy's stage failing stops the start (125, the stage named, the agent never ran).
+        let failed = try enforce(profile, ["--proxy", upstream, "--fail-at-stage", "proxy"], "echo agent-ran")
+        #expect(failed.status == 125 && !failed.stdout.contains("agent-ran") && failed.stderr.contains("proxy"), "\(failed)")
+        // A bad URL stops it before any sandbox exists.
+        let bad = try enforce(profile, ["--proxy", "socks5://\(Self.proxyAddress):1080"], "echo agent-ran")
+        #expect(bad.status == 125 && !bad.stdout.contains("agent-ran") && bad.stderr.contains("only http:// proxies"), "\(bad)")
     }
 
     private func waitForPort(_ lab: Netlab) throws {
