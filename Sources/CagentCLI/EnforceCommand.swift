@@ -11,9 +11,8 @@ public struct EnforceCommand: ParsableCommand {
         // Written out: ArgumentParser's generated line does not wrap (200 columns).
         usage: """
         cagent enforce --profile PROFILE [--workspace DIR] [--user UID]
-          [--offline] [--env NAME]... [--allow-proxy | --proxy URL] [--revert-risky]
-          [--json]
-          -- CMD [ARGS...]
+          [--offline] [--env NAME]... [--allow-proxy | --proxy URL]
+          [--revert-risky] [--json] -- CMD [ARGS...]
         """,
         discussion: """
         The agent's exit status becomes cagent's (128+N when it died of signal N). 125: cagent failed and \

@@ -106,7 +106,7 @@ final class EnforceNetwork: @unchecked Sendable {
             var configuration = Gate.Configuration(listen: listen, port: session.gatePort,
                                                    policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: policy.ipv6),
                                                    upstream: upstream)
-            configuration.asker = asker
+            configuration.asker = upstreamProxy == nil ? asker : nil   // proxy mode: no name is resolved, none asked about
             let gate = Gate(configuration: configuration,
                             pinner: session.firewall, book: book) { reporter.record($0) }
             try gate.start()
