@@ -7,7 +7,8 @@ import CagentProfile
 /// HOME is set to the user's home path. Everything else of the host's environment stays out, and its names
 /// (never its values) are announced in one line, so a user who needs one knows how to pass it.
 public struct AgentEnvironment: Sendable, Equatable {
-    /// Variables that always pass (besides LC_*). Never a proxy variable: a proxy voids the allowlist.
+    /// Variables that always pass (besides LC_*). Never a proxy variable: a proxy voids the allowlist
+    /// (`enforce --proxy` sets its own, naming cagent's filtering proxy: `withFilteringProxy`).
     public static let alwaysPassed = ["TERM", "LANG", "TZ", "PATH"]
     /// Names the announcement leaves out: the shell's own bookkeeping and HOME, which cagent sets itself.
     static let unannounced: Set<String> = ["HOME", "PWD", "OLDPWD", "SHLVL", "_"]
