@@ -38,6 +38,8 @@ final class EnforceNetwork: @unchecked Sendable {
     private(set) var session: NetworkSession?
     private var gate: Gate?
     private var proxy: FilteringProxy?
+    /// `--proxy`: the proxy's refusal lines and counts.
+    let proxyLines: ProxyDenialLines
     private var reader: NflogReader?
 
     init(profile: NetworkPolicy, sessionID: String, paths: CagentPaths, upstreamOverride: [String],
@@ -46,6 +48,7 @@ final class EnforceNetwork: @unchecked Sendable {
         self.asker = asker
         self.upstreamProxy = upstreamProxy
         self.output = output
+        proxyLines = ProxyDenialLines(output: output)
         self.sessionID = sessionID
         self.paths = paths
         let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
@@ -113,9 +116,9 @@ final class EnforceNetwork: @unchecked Sendable {
             self.gate = gate
             try failIfAsked("dns-gate")
             if let upstreamProxy, let proxyPort = session.proxyPort {
-                let output = output
-                let proxy = FilteringProxy(configuration: .init(listen: listen, port: proxyPort, policy: policy, upstream: upstreamProxy)) { event in
-                    if let line = event.denialLine { output(line) }
+                let lines = proxyLines
+                let proxy = FilteringProxy(configuration: .init(listen: listen, port: proxyPort, policy: policy, upstream: upstreamProxy)) {
+                    lines.record($0)
                 }
                 try proxy.start()
                 self.proxy = proxy

@@ -186,6 +186,7 @@ public struct EnforceOptions: Equatable, Sendable {
             spooled = written.spooled
             if let network {
                 FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: written.list)) + "\n")
+                if upstreamProxy != nil, let line = network.proxyLines.summaryLine { FileDescriptorStream.standardError.write(line + "\n") }
             }
         }
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }

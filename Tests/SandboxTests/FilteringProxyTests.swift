@@ -70,6 +70,7 @@ import Testing
         #expect(err.contains("cagent: refused proxy request GET api.allowed.test:80 (not in profile)"), "\(err)")
         #expect(err.contains("cagent: refused proxy request GET www.allowed.test:80 (Host header api.allowed.test differs from the target)"), "\(err)")
         #expect(err.contains("cagent: blocked tcp \(NetlabAddresses.web2):80"), "\(err)")
+        #expect(err.contains("cagent: proxy: 3 forwarded, 4 refused"), "\(err)")
 
         // The allowed fetches reached the web server through tinyproxy; the refused ones reached neither.
         let web = lab.webRequests()
