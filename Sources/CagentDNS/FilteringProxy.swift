@@ -225,9 +225,36 @@ public final class FilteringProxy: @unchecked Sendable {
         }
         defer { close(upstream) }
         emit(.forwarded(method: request.method, target: request.target))
+        if request.form == .connect {
+            // The client's bytes go on only once the upstream proxy opened the tunnel: pipelined after a
+            // refused CONNECT (407, a keep-alive) they would be read as a second, unchecked request.
+            guard Sockets.writeAll(upstream, request.upstreamHead, milliseconds: 10_000),
+                  let answer = readUpstreamAnswer(upstream) else { return }
+            guard Sockets.writeAll(client, answer.bytes, milliseconds: 10_000), answer.opened else { return }
+            guard early.isEmpty || Sockets.writeAll(upstream, early, milliseconds: 10_000) else { return }
+            relay(client: client, upstream: upstream, clientBudget: nil)
+            return
+        }
         guard Sockets.writeAll(upstream, request.upstreamHead + early, milliseconds: 10_000) else { return }
         let clientBudget: Int? = request.form == .absolute ? request.bodyLength - early.count : nil
         relay(client: client, upstream: upstream, clientBudget: clientBudget)
+    }
+
+    /// The upstream proxy's answer to CONNECT: its head (and any bytes after it), and whether it is a 2xx.
+    private func readUpstreamAnswer(_ upstream: Int32) -> (bytes: [UInt8], opened: Bool)? {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        let deadline = Sockets.now() + 30
+        while ProxyRequestParser.headEnd(bytes) == nil {
+            guard bytes.count <= ProxyRequestParser.maxHead, wait(upstream, Int16(POLLIN), until: deadline) else { return nil }
+            let n = buffer.withUnsafeMutableBytes { recv(upstream, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return nil }
+            if n < 0 { if errno == EAGAIN || errno == EINTR { continue }; return nil }
+            bytes += buffer[0..<n]
+        }
+        // "HTTP/1.x 2xx ": the status line's code.
+        let opened = bytes.count > 12 && bytes.starts(with: Array("HTTP/1.".utf8)) && bytes[8] == 0x20 && bytes[9] == UInt8(ascii: "2")
+        return (bytes, opened)
     }
 
     private func refuse(_ client: Int32, status: Int, method: String?, target: String?, reason: String) {

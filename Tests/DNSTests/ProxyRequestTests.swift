@@ -1,5 +1,6 @@
 import Testing
 import Netlab
+import Synchronization
 import CagentCore
 #if canImport(Glibc)
 import Glibc
@@ -156,5 +157,75 @@ import CagentNetwork
         usleep(1_300_000)
         let after = try connect(); defer { close(after) }
         #expect(reply(after, sending: "CONNECT evil.test:443 HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 403 "))
+    }
+}
+
+/// A CONNECT pipelined behind an allowed one must not reach an upstream proxy that refused the first and
+/// kept the connection open (a second, unchecked request). The fake upstream answers 407 (the attack) or
+/// 200 (the control: then the client's bytes do go on, into the tunnel).
+@Suite(.serialized) struct FilteringProxyPipeliningTests {
+    static let ready = Requirements.mayRun(root: true, tools: ["ip"])
+
+    @Test(.enabled(if: ready, "needs root and ip"), arguments: ["407 Proxy Authentication Required", "200 Connection established"])
+    func pipelinedBytesWaitForTheTunnel(answer: String) throws {
+        try Requirements.root()
+        let lab = try Netlab(); defer { lab.shutdown() }
+        let host = IPAddress(NetlabAddresses.host4)!
+        // The fake upstream: accepts one connection, answers the first head, records everything for a moment.
+        let listener: (fd: Int32, port: UInt16) = try lab.onThread(in: .host) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard SocketAddress(address: host, port: 0).withSockaddr({ bind(fd, $0, $1) }) == 0, listen(fd, 4) == 0 else {
+                throw CagentError(stage: "test", "fake upstream")
+            }
+            return (fd, Sockets.boundPort(fd))
+        }
+        defer { close(listener.fd) }
+        let received = Mutex<[UInt8]>([])
+        let upstreamThread = try DedicatedThread.start(name: "fake-upstream") {
+            let fd = accept(listener.fd, nil, nil)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            var timeout = timeval(tv_sec: 1, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var answered = false
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { return }
+                received.withLock { $0 += buffer[0..<n] }
+                if !answered {
+                    answered = true
+                    let reply = Array("HTTP/1.1 \(answer)\r\nContent-Length: 0\r\n\r\n".utf8)
+                    _ = reply.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                }
+            }
+        }
+        defer { upstreamThread.join() }
+        let policy = try GatePolicy(domains: ["www.allowed.test"], ipv6: false)
+        let proxy = FilteringProxy(configuration: .init(listen: [host], policy: policy, upstream: SocketAddress(address: host, port: listener.port)))
+        let port = try lab.onThread(in: .host) { try proxy.start() }
+        defer { proxy.stop() }
+        let client: Int32 = try lab.onThread(in: .host) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard SocketAddress(address: host, port: port).withSockaddr({ connect(fd, $0, $1) }) == 0 else { throw CagentError(stage: "test", "connect") }
+            return fd
+        }
+        defer { close(client) }
+        let attack = "CONNECT www.allowed.test:443 HTTP/1.1\r\nHost: www.allowed.test:443\r\n\r\nCONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n"
+        _ = Array(attack.utf8).withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var timeout = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+        #expect(n > 0 && String(decoding: buffer[0..<max(0, n)], as: UTF8.self).hasPrefix("HTTP/1.1 \(answer)"))
+        usleep(500_000)
+        let seen = String(decoding: received.withLock { $0 }, as: UTF8.self)
+        #expect(seen.hasPrefix("CONNECT www.allowed.test:443 HTTP/1.1\r\n"), "\(seen)")
+        if answer.hasPrefix("200") {
+            #expect(seen.contains("evil.test"), "control: after a 200 the client's bytes go into the tunnel: \(seen)")
+        } else {
+            #expect(!seen.contains("evil.test"), "a pipelined CONNECT reached the upstream after its refusal: \(seen)")
+        }
+        close(client)
     }
 }
