@@ -11,8 +11,8 @@ public struct EnforceCommand: ParsableCommand {
         // Written out: ArgumentParser's generated line does not wrap (200 columns).
         usage: """
         cagent enforce --profile PROFILE [--workspace DIR] [--user UID]
-          [--offline] [--env NAME]... [--allow-proxy] [--revert-risky] [--json]
-          -- CMD [ARGS...]
+          [--offline] [--env NAME]... [--allow-proxy | --proxy URL]
+          [--revert-risky] [--json] -- CMD [ARGS...]
         """,
         discussion: """
         The agent's exit status becomes cagent's (128+N when it died of signal N). 125: cagent failed and \
@@ -39,6 +39,8 @@ public struct EnforceCommand: ParsableCommand {
     var passEnvironment: [String] = []
     @Flag(help: "Let a proxy variable (HTTPS_PROXY, ...) reach the agent although everything fetched through the proxy bypasses the network allowlist.")
     var allowProxy = false
+    @Option(help: ArgumentHelp("The host reaches the web only through this HTTP proxy: the agent's HTTP(S)_PROXY name cagent's filtering proxy, which passes the profile's hosts on to URL and refuses the rest.", valueName: "URL"))
+    var proxy: String?
     /// The gate's upstream resolvers instead of the host's /etc/resolv.conf (ADDRESS or ADDRESS:PORT).
     @Option(help: .hidden) var upstreamDns: [String] = []
     @Option(help: .hidden) var failAtStage: String?
@@ -64,7 +66,7 @@ public struct EnforceCommand: ParsableCommand {
     public var options: EnforceOptions {
         EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
-                       passEnvironment: passEnvironment, allowProxy: allowProxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
+                       passEnvironment: passEnvironment, allowProxy: allowProxy, proxy: proxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
                        ask: ask, askTimeout: askTimeout, command: command)
     }
 

@@ -19,7 +19,7 @@ import Glibc
 final class EnforceNetwork: @unchecked Sendable {
     /// Stages `--fail-at-stage` can name here (tests of the fail-closed paths): the failure is raised right
     /// after that part started, so the teardown of what came before is exercised.
-    static let stages = ["network", "dns-gate", "nflog"]
+    static let stages = ["network", "dns-gate", "proxy", "nflog"]
 
     let sessionID: String
     let paths: CagentPaths
@@ -31,14 +31,24 @@ final class EnforceNetwork: @unchecked Sendable {
     let reporter: DenialReporter
     var failAt: String?
     let asker: GateAsker?
+    /// `--proxy`: the upstream proxy the filtering proxy chains allowed requests to (nil: no proxy mode).
+    let upstreamProxy: SocketAddress?
+    let output: @Sendable (String) -> Void
 
     private(set) var session: NetworkSession?
     private var gate: Gate?
+    private var proxy: FilteringProxy?
+    /// `--proxy`: the proxy's refusal lines and counts.
+    let proxyLines: ProxyDenialLines
     private var reader: NflogReader?
 
     init(profile: NetworkPolicy, sessionID: String, paths: CagentPaths, upstreamOverride: [String],
-         allowHint: String? = nil, asker: GateAsker? = nil, output: @escaping @Sendable (String) -> Void) throws {
+         allowHint: String? = nil, asker: GateAsker? = nil, upstreamProxy: SocketAddress? = nil,
+         output: @escaping @Sendable (String) -> Void) throws {
         self.asker = asker
+        self.upstreamProxy = upstreamProxy
+        self.output = output
+        proxyLines = ProxyDenialLines(output: output)
         self.sessionID = sessionID
         self.paths = paths
         let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
@@ -66,14 +76,22 @@ final class EnforceNetwork: @unchecked Sendable {
         return [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0?.description }
     }
 
+    /// `--proxy`: what the agent's HTTP_PROXY/HTTPS_PROXY name (the filtering proxy on the gateway), or nil.
+    var proxyURL: String? {
+        guard upstreamProxy != nil, let session, let port = session.proxyPort else { return nil }
+        if let gateway = session.addresses.gateway4 { return "http://\(gateway):\(port)" }
+        return session.addresses.gateway6.map { "http://[\($0)]:\(port)" }
+    }
+
     /// Brings up uplink, firewall, gate and denial reader for the sandbox whose init is `pid`.
     func start(pid: Int32) throws {
         do {
             // setns is per thread: the session is set up on a thread of its own (it enters the sandbox's
             // namespace for its side of the veth), never on the launcher's main thread.
-            let id = sessionID, paths = paths, entries = entries
+            let id = sessionID, paths = paths, entries = entries, proxied = upstreamProxy != nil
             session = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
-                try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(pid: pid), entries: entries, paths: paths)
+                try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(pid: pid), entries: entries, paths: paths,
+                                         filteringProxy: proxied)
             }
             try failIfAsked("network")
             guard let session else { return }
@@ -85,14 +103,27 @@ final class EnforceNetwork: @unchecked Sendable {
             let policy: GatePolicy
             do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: session.addresses.gateway6 != nil) }
             catch { throw CagentError(stage: "dns gate", "\(error)") }
-            var configuration = Gate.Configuration(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
-                                                   port: session.gatePort, policy: policy, upstream: upstream)
-            configuration.asker = asker
+            let listen = [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 }
+            // Proxy mode: the profile's names are reached only through the filtering proxy; the gate answers
+            // no name (nothing is pinned, no direct connection to a web host opens).
+            var configuration = Gate.Configuration(listen: listen, port: session.gatePort,
+                                                   policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: policy.ipv6),
+                                                   upstream: upstream)
+            configuration.asker = upstreamProxy == nil ? asker : nil   // proxy mode: no name is resolved, none asked about
             let gate = Gate(configuration: configuration,
                             pinner: session.firewall, book: book) { reporter.record($0) }
             try gate.start()
             self.gate = gate
             try failIfAsked("dns-gate")
+            if let upstreamProxy, let proxyPort = session.proxyPort {
+                let lines = proxyLines
+                let proxy = FilteringProxy(configuration: .init(listen: listen, port: proxyPort, policy: policy, upstream: upstreamProxy)) {
+                    lines.record($0)
+                }
+                try proxy.start()
+                self.proxy = proxy
+                try failIfAsked("proxy")
+            }
             let reader = NflogReader(group: session.nflogGroup) { reporter.record($0) }
             try reader.start()
             self.reader = reader
@@ -112,6 +143,7 @@ final class EnforceNetwork: @unchecked Sendable {
     @discardableResult
     func stop() -> CagentError? {
         reader?.stop(); reader = nil
+        proxy?.stop(); proxy = nil
         gate?.stop(); gate = nil
         guard let session else { return nil }
         self.session = nil

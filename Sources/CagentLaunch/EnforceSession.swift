@@ -1,4 +1,5 @@
 import CagentCore
+import CagentDNS
 import CagentNetwork
 import CagentProfile
 import CagentSandbox
@@ -23,6 +24,8 @@ public struct EnforceOptions: Equatable, Sendable {
     public var passEnvironment: [String] = []
     /// `--allow-proxy`: let a proxy variable pass although it voids the allowlist (ProxyRisk).
     public var allowProxy = false
+    /// `--proxy URL`: the agent's web traffic goes through cagent's filtering proxy, chained to this upstream proxy.
+    public var proxy: String?
     public var failAtStage: String?
     public var dumpPlan: String?
     public var stateDir: String?
@@ -35,12 +38,12 @@ public struct EnforceOptions: Equatable, Sendable {
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
-                passEnvironment: [String] = [], allowProxy: Bool = false,
+                passEnvironment: [String] = [], allowProxy: Bool = false, proxy: String? = nil,
                 failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
                 ask: Bool = false, askTimeout: Double = 30, command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
         self.revertRisky = revertRisky; self.offline = offline; self.json = json; self.upstreamDns = upstreamDns
-        self.passEnvironment = passEnvironment; self.allowProxy = allowProxy
+        self.passEnvironment = passEnvironment; self.allowProxy = allowProxy; self.proxy = proxy
         self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.db = db
         self.ask = ask; self.askTimeout = askTimeout
         self.command = command
@@ -62,9 +65,22 @@ public struct EnforceOptions: Equatable, Sendable {
         // The environment policy first: a proxy variable would void the allowlist, so it needs --allow-proxy.
         let agentEnvironment = AgentEnvironment(host: environment, profilePass: loaded.env.pass,
                                                 requested: passEnvironment, home: invoking.home)
-        if !allowProxy, let refusal = agentEnvironment.proxyRefusal() { throw refusal }
-        if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
-        if let warning = agentEnvironment.proxyWarning { FileDescriptorStream.standardError.write(warning + "\n") }
+        // --proxy: the agent's proxy variables are replaced by cagent's filtering proxy (at finalizePlan).
+        let upstreamProxy = try proxy.map { try UpstreamProxy.parse($0) }
+        if upstreamProxy != nil && offline {
+            throw CagentError(stage: "arguments", "--proxy and --offline exclude each other", hint: "drop one of them")
+        }
+        if upstreamProxy == nil {
+            if !allowProxy, let refusal = agentEnvironment.proxyRefusal() { throw refusal }
+            if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
+            if let warning = agentEnvironment.proxyWarning { FileDescriptorStream.standardError.write(warning + "\n") }
+        } else {
+            // The host's proxy variables are replaced, not dropped: the announcement leaves them out.
+            let others = AgentEnvironment(host: environment.filter { !ProxyRisk.isProxyVariable($0.key) }, profilePass: loaded.env.pass,
+                                          requested: passEnvironment, home: invoking.home)
+            if let line = others.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
+            FileDescriptorStream.standardError.write("cagent: --proxy: the agent's HTTP(S)_PROXY name cagent's filtering proxy; the profile's hosts go on to \(TerminalEscape.escape(proxy ?? ""))\n")
+        }
         var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
                                      command: command, environment: environment)
         request.requestedEnvironment = passEnvironment
@@ -100,7 +116,7 @@ public struct EnforceOptions: Equatable, Sendable {
                                          workspace: workspacePath, asker: asker)
         let network = offline ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
-            allowHint: recording.allowCommand, asker: asker?.gateAsker, output: { notices.write(line: $0) })
+            allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
         let cgroup: SessionCgroup
         do {
@@ -147,6 +163,10 @@ public struct EnforceOptions: Equatable, Sendable {
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
             var plan = plan
             if let network { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: network.nameservers)) }
+            if upstreamProxy != nil {
+                guard let url = network?.proxyURL else { throw CagentError(stage: "proxy", "the filtering proxy has no address") }
+                plan.environment = AgentEnvironment.withFilteringProxy(plan.environment, url: url)
+            }
             return plan
         }
         do {
@@ -166,6 +186,7 @@ public struct EnforceOptions: Equatable, Sendable {
             spooled = written.spooled
             if let network {
                 FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: written.list)) + "\n")
+                if upstreamProxy != nil, let line = network.proxyLines.summaryLine { FileDescriptorStream.standardError.write(line + "\n") }
             }
         }
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }

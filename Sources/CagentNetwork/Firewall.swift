@@ -191,6 +191,8 @@ public enum Firewall {
         public var gateway6: IPAddress?
         /// The DNS gate's port on the gateway addresses; all port-53 traffic is redirected there.
         public var gatePort: UInt16
+        /// `cagent enforce --proxy`: the filtering proxy's TCP port on the gateway addresses (nil: none).
+        public var proxyPort: UInt16?
         public var nflogGroup: UInt16
         public var entries: [AllowEntry]
         public var mode: Mode
@@ -204,8 +206,8 @@ public enum Firewall {
 
         public init(interface: String, gateway4: IPAddress?, gateway6: IPAddress?, gatePort: UInt16,
                     nflogGroup: UInt16, entries: [AllowEntry], mode: Mode = .enforce, unreachable: [IPNetwork] = [],
-                    pool: [IPNetwork] = [AddressPool.standard.pool4, AddressPool.standard.pool6]) {
-            self.interface = interface; self.gateway4 = gateway4; self.gateway6 = gateway6
+                    pool: [IPNetwork] = [AddressPool.standard.pool4, AddressPool.standard.pool6], proxyPort: UInt16? = nil) {
+            self.interface = interface; self.gateway4 = gateway4; self.gateway6 = gateway6; self.proxyPort = proxyPort
             self.gatePort = gatePort; self.nflogGroup = nflogGroup; self.entries = entries
             self.mode = mode; self.unreachable = unreachable; self.pool = pool
         }
@@ -321,6 +323,10 @@ public enum Firewall {
         for gateway in [spec.gateway4, spec.gateway6].compactMap({ $0 }) {
             for proto in [L4.udp, L4.tcp] {
                 rules.append((Match.destination(gateway) + Match.l4proto(proto) + Match.destinationPort(spec.gatePort)
+                              + Statement.verdict(.accept)).rule(in: chains.input))
+            }
+            if let proxyPort = spec.proxyPort {
+                rules.append((Match.destination(gateway) + Match.l4proto(L4.tcp) + Match.destinationPort(proxyPort)
                               + Statement.verdict(.accept)).rule(in: chains.input))
             }
         }

@@ -11,6 +11,8 @@ public struct NetworkConfig: Sendable {
     public var nflogBase: UInt16 = 40000
     /// The DNS gate listens on the gateway addresses at `gatePortBase + slot`.
     public var gatePortBase: UInt16 = 15353
+    /// The filtering proxy (`cagent enforce --proxy`) listens on the gateway addresses at `proxyPortBase + slot`.
+    public var proxyPortBase: UInt16 = 13128
     /// The sandbox-side interface name.
     public var sandboxInterface = "eth0"
 
@@ -38,6 +40,8 @@ public final class NetworkSession: @unchecked Sendable {
     public let addresses: SessionAddresses
     public let nflogGroup: UInt16
     public let gatePort: UInt16
+    /// The filtering proxy's port when the session has one (its input chain accepts it).
+    public let proxyPort: UInt16?
     /// Enforce (the profile decides) or learn (every new flow leaves and is logged with `Firewall.flowPrefix`).
     public let mode: Firewall.Mode
     public let firewall: SessionFirewall
@@ -51,10 +55,10 @@ public final class NetworkSession: @unchecked Sendable {
     private var lease: SessionLease?
 
     private init(sessionID: String, interface: String, addresses: SessionAddresses, nflogGroup: UInt16, gatePort: UInt16,
-                 mode: Firewall.Mode, firewall: SessionFirewall, warnings: [String], hostChanges: [String], paths: CagentPaths,
+                 proxyPort: UInt16?, mode: Firewall.Mode, firewall: SessionFirewall, warnings: [String], hostChanges: [String], paths: CagentPaths,
                  host: NetworkNamespace?, lease: SessionLease) {
         self.sessionID = sessionID; self.interface = interface; self.addresses = addresses
-        self.nflogGroup = nflogGroup; self.gatePort = gatePort; self.mode = mode; self.firewall = firewall
+        self.nflogGroup = nflogGroup; self.gatePort = gatePort; self.proxyPort = proxyPort; self.mode = mode; self.firewall = firewall
         self.warnings = warnings; self.hostChanges = hostChanges; self.paths = paths; self.host = host; self.lease = lease
     }
 
@@ -67,7 +71,7 @@ public final class NetworkSession: @unchecked Sendable {
     /// accepts and logs every new flow except metadata and the LAN; `entries` are then irrelevant.
     public static func setUp(sessionID: String, sandbox: NetworkNamespace, entries: [AllowEntry], paths: CagentPaths,
                              config: NetworkConfig = NetworkConfig(), host: NetworkNamespace? = nil,
-                             mode: Firewall.Mode = .enforce,
+                             mode: Firewall.Mode = .enforce, filteringProxy: Bool = false,
                              crashAfter: Step? = nil) throws -> NetworkSession {
         guard !sessionID.isEmpty, sessionID.utf8.count <= 12,
               sessionID.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7a) }) else {
@@ -108,6 +112,7 @@ public final class NetworkSession: @unchecked Sendable {
             let addresses = config.pool.addresses(slot: slot, ipv4: useV4, ipv6: useV6)
             let group = try allocateGroup(base: config.nflogBase, taken: takenGroups)
             let gatePort = config.gatePortBase &+ UInt16(truncatingIfNeeded: slot)
+            let proxyPort = filteringProxy ? config.proxyPortBase &+ UInt16(truncatingIfNeeded: slot) : nil
 
             let lease = try SessionLease(paths: paths, sessionID: leaseID(sessionID), contents:
                 "link \(interface)\nnft-chain \(interface)\nslot \(slot)\nnflog \(group)\n")
@@ -119,7 +124,7 @@ public final class NetworkSession: @unchecked Sendable {
                 // The session's chains before its interface: the permanent drop covers the interface anyway.
                 let spec = Firewall.SessionSpec(interface: interface, gateway4: addresses.gateway4, gateway6: addresses.gateway6,
                                                 gatePort: gatePort, nflogGroup: group, entries: entries, mode: mode,
-                                                pool: [config.pool.pool4, config.pool.pool6])
+                                                pool: [config.pool.pool4, config.pool.pool6], proxyPort: proxyPort)
                 var batch = Firewall.sessionBatch(spec)
                 if try !Firewall.tableExists() {
                     var permanent = Firewall.permanentBatch()
@@ -162,7 +167,7 @@ public final class NetworkSession: @unchecked Sendable {
 
                 let firewall = try SessionFirewall(interface: interface, nflogGroup: group, namespace: nil)
                 return NetworkSession(sessionID: sessionID, interface: interface, addresses: addresses, nflogGroup: group,
-                                      gatePort: gatePort, mode: mode, firewall: firewall, warnings: warnings, hostChanges: changes,
+                                      gatePort: gatePort, proxyPort: proxyPort, mode: mode, firewall: firewall, warnings: warnings, hostChanges: changes,
                                       paths: paths, host: host, lease: lease)
             } catch {
                 if linkCreated { try? Rtnetlink(stage: "undo").deleteLink(interface) }

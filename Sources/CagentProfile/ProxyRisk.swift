@@ -1,7 +1,7 @@
 /// Proxies void the network allowlist: the sandbox's firewall sees only the connection to the proxy, and
-/// whatever the proxy fetches for the agent (a CONNECT to any host) bypasses the gate. cagent has no
-/// filtering proxy yet (issue #15), so it never passes proxy variables unannounced: `cagent enforce` refuses
-/// a proxy variable without `--allow-proxy`, and `cagent profile lint` warns about the profile entries that
+/// whatever the proxy fetches for the agent (a CONNECT to any host) bypasses the gate. So cagent never passes
+/// proxy variables unannounced: `cagent enforce` refuses a proxy variable without `--allow-proxy` (or
+/// `--proxy URL`, its filtering proxy, which checks every target against the profile), and `cagent profile lint` warns about the profile entries that
 /// open the way (a passed proxy variable, an endpoint on a port proxies usually listen on).
 public enum ProxyRisk {
     /// Ports HTTP and SOCKS proxies usually listen on (squid 3128/3129, 8080, privoxy 8118, SOCKS 1080,
@@ -28,7 +28,7 @@ public enum ProxyRisk {
             out.append(ProfileDiagnostic(
                 entry.location,
                 "env.pass \(ProfileText.quote(entry.value)) hands the agent a proxy: everything the proxy fetches bypasses the network allowlist",
-                hint: "remove it (cagent's firewall needs no proxy); `cagent enforce` refuses it unless run with --allow-proxy",
+                hint: "remove it; where the host needs a proxy, run `cagent enforce --proxy URL` (targets checked against the profile); `cagent enforce` refuses it unless run with --allow-proxy",
                 severity: .warning))
         }
         for entry in lists[.endpoints] ?? [] {
@@ -38,7 +38,7 @@ public enum ProxyRisk {
                 entry.location,
                 "endpoint \(ProfileText.quote(entry.value)) is on a port proxies often use (a guess from the port alone); "
                     + "if it is a proxy, the agent reaches every host through it and the allowlist is void",
-                hint: "allow the hosts the agent needs under network.domains instead; a filtering proxy is not supported yet",
+                hint: "allow the hosts the agent needs under network.domains instead, and reach a proxy with `cagent enforce --proxy URL`, which filters",
                 severity: .warning))
         }
         return out

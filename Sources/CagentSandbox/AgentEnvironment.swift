@@ -7,7 +7,8 @@ import CagentProfile
 /// HOME is set to the user's home path. Everything else of the host's environment stays out, and its names
 /// (never its values) are announced in one line, so a user who needs one knows how to pass it.
 public struct AgentEnvironment: Sendable, Equatable {
-    /// Variables that always pass (besides LC_*). Never a proxy variable: a proxy voids the allowlist.
+    /// Variables that always pass (besides LC_*). Never a proxy variable: a proxy voids the allowlist
+    /// (`enforce --proxy` sets its own, naming cagent's filtering proxy: `withFilteringProxy`).
     public static let alwaysPassed = ["TERM", "LANG", "TZ", "PATH"]
     /// Names the announcement leaves out: the shell's own bookkeeping and HOME, which cagent sets itself.
     static let unannounced: Set<String> = ["HOME", "PWD", "OLDPWD", "SHLVL", "_"]
@@ -60,7 +61,7 @@ public struct AgentEnvironment: Sendable, Equatable {
         let names = passedProxies.map { TerminalEscape.escape($0) }.joined(separator: ", ")
         return CagentError(stage: "environment",
                            "\(names) would hand the agent a proxy: everything the proxy fetches bypasses the network allowlist, so the allowlist would be void",
-                           hint: "drop it from env.pass / --env (cagent's firewall needs no proxy), or run with --allow-proxy to accept the risk (a filtering proxy is not supported yet)")
+                           hint: "drop it from env.pass / --env (cagent's firewall needs no proxy), use --proxy URL where the host needs a proxy (cagent's filtering proxy checks every target), or run with --allow-proxy to accept the risk")
     }
 
     /// The warning printed at start when `--allow-proxy` let a proxy variable pass.
@@ -68,5 +69,18 @@ public struct AgentEnvironment: Sendable, Equatable {
         guard !passedProxies.isEmpty else { return nil }
         let names = passedProxies.map { TerminalEscape.escape($0) }.joined(separator: ", ")
         return "cagent: warning: --allow-proxy: \(names) passed; hosts reached through the proxy bypass the network allowlist"
+    }
+
+    /// `cagent enforce --proxy`: every proxy variable (and the `no_proxy` exclusions, which would send traffic
+    /// around the proxy, straight into the firewall) replaced by HTTP(S)_PROXY naming cagent's filtering proxy.
+    public static func withFilteringProxy(_ entries: [String], url: String) -> [String] {
+        var kept = entries.filter { entry in
+            let name = entry.split(separator: "=", maxSplits: 1).first.map(String.init) ?? entry
+            return !ProxyRisk.isProxyVariable(name)
+        }
+        let home = kept.last?.hasPrefix("HOME=") == true ? kept.removeLast() : nil
+        kept += ["HTTPS_PROXY", "HTTP_PROXY", "http_proxy", "https_proxy"].map { "\($0)=\(url)" }
+        if let home { kept.append(home) }
+        return kept
     }
 }

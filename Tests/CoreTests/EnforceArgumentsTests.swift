@@ -20,6 +20,8 @@ import Testing
         ["--profile", "név with space", "--workspace=/tmp/a=b", "--", "x"],
         ["--profile", "p", "--db", "/tmp/s/e.db", "--", "x"],
         ["--ask", "--profile", "p", "--ask-timeout", "2.5", "--", "x"],
+        ["--profile", "p", "--proxy", "http://198.18.0.9:3128", "--", "x"],
+        ["--proxy=http://proxy.corp:3128/", "--profile", "p", "--", "x"],
     ]
 
     /// Forms the fast path leaves to ArgumentParser (some valid, most not).
@@ -43,6 +45,8 @@ import Testing
         ["--profile", "p", "stray", "--", "x"],
         ["--Profile", "p", "--", "x"],
         ["--db", "a", "--db", "b", "--profile", "p", "--", "x"],
+        ["--proxy", "http://a:1", "--proxy", "http://b:2", "--profile", "p", "--", "x"],
+        ["--proxy", "--profile", "p", "--", "x"],
         ["--ask-timeout", "0", "--profile", "p", "--", "x"],
         ["--ask-timeout", "soon", "--profile", "p", "--", "x"],
     ]
