@@ -12,7 +12,13 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
     let gateSeen = Mutex<[DNSMessageSeen]>([])
     let captured = Mutex<[CaptureEvent]>([])
     let flows = Mutex<[FlowSeen]>([])
-    func observe(_ observation: DNSMessageSeen) { gateSeen.withLock { $0.append(observation) } }
+    /// Makes each observation slow (a loaded machine): the client must still not get its answer before it.
+    let observeDelayMicroseconds: UInt32
+    init(observeDelayMicroseconds: UInt32 = 0) { self.observeDelayMicroseconds = observeDelayMicroseconds }
+    func observe(_ observation: DNSMessageSeen) {
+        if observeDelayMicroseconds > 0 { usleep(observeDelayMicroseconds) }
+        gateSeen.withLock { $0.append(observation) }
+    }
     func capture(_ event: CaptureEvent) { captured.withLock { $0.append(event) } }
     func flow(_ flow: FlowSeen) { flows.withLock { $0.append(flow) } }
 
@@ -80,7 +86,7 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         #expect(sh("mkdir -p /etc/netns/\(sandbox)").status == 0)
         try "nameserver \(gateway4)\n".write(toFile: "/etc/netns/\(sandbox)/resolv.conf", atomically: true, encoding: .utf8)
 
-        let collector = LearnCollector()
+        let collector = LearnCollector(observeDelayMicroseconds: 100_000)
         let gate = Gate(configuration: .init(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
                                              port: session.gatePort, netnsPath: hostPath,
                                              policy: .observing(ipv6: session.addresses.gateway6 != nil),
@@ -100,6 +106,11 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         for name in ["www.allowed.test", "assets.allowed.test", "api.allowed.test"] {
             let answer = inSandbox("dig +short +time=2 +tries=1 \(name)").output
             #expect(!answer.isEmpty, "\(name): \(answer)")
+            // The observation is delivered before the client gets its answer, so before any connect it leads
+            // to: a flow log reader never attributes that connect before the answer naming it (a live
+            // "direct-ip" for a named flow under load).
+            #expect(collector.gateSeen.withLock { $0 }.contains { $0.name == name },
+                    "\(name): answered before the observation was delivered")
             let fetched = inSandbox("curl -4 -s -m 3 http://\(name)/")
             #expect(fetched.status == 0, "\(name): \(fetched.output)")
         }
