@@ -159,7 +159,19 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         }
         #expect(packetsAtLANAndMetadata(lab) == 0, "a packet reached the LAN or metadata stand-in")
 
-        usleep(1_500_000)   // the flow log's records come in batches of up to 1 s; the capture's in 100 ms blocks
+        // The flow log's records come in batches of up to 1 s, the capture's in 100 ms blocks (later under load):
+        // wait for the last events the steps above made, not for a fixed time.
+        let arrived = waitUntil(seconds: 20) {
+            let flows = collector.flows.withLock { $0 }
+            let hellos = collector.hellos.map(\.serverName), pcap = collector.pcapDNS
+            return [Self.metadata, Self.lanAddress].allSatisfy { address in
+                flows.contains { $0.destination.description == address && $0.verdict == .dropped } }
+                && [NetlabAddresses.web4, NetlabAddresses.attacker4].allSatisfy { address in
+                    flows.contains { $0.destination.description == address && $0.port == 443 } }
+                && ["split-hello.test", "sni-only.test", "api.allowed.test"].allSatisfy(hellos.contains)
+                && pcap.contains { $0.isResponse && $0.transport == "tcp" && $0.name == "txt.attacker.test" }
+        }
+        #expect(arrived, "the flow log or the capture did not deliver within 20 s")
         capture.stop()
         flowLog.stop()
         gate.stop()
@@ -262,7 +274,8 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
             + "  s.sendto(q,('\(NetlabAddresses.publicResolver4)',53))\n"
         try burst.write(toFile: dir + "/burst.py", atomically: true, encoding: .utf8)
         #expect(sh("ip netns exec \(sandbox) python3 \(dir)/burst.py").status == 0)
-        usleep(500_000)
+        // Until all arrived or the capture stops receiving (a drop would leave the count short for good).
+        _ = waitUntil(seconds: 20) { count.withLock { $0 } >= 3000 }
         capture.stop()
         #expect(count.withLock { $0 } == 3000, "captured \(count.withLock { $0 }) of 3000 (kernel: \(capture.received) received, \(capture.dropped) dropped)")
         #expect(capture.dropped == 0)
@@ -272,5 +285,18 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         sh("ip netns exec \(lab.internetNamespace) nft list table inet cgtlearn").output
             .components(separatedBy: "counter packets ").dropFirst()
             .reduce(0) { $0 + (Int($1.prefix(while: \.isNumber)) ?? 0) }
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds (true) or `seconds` passed (false): waiting for an event
+/// that comes later under load, instead of a fixed sleep.
+func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
+    var now = timespec(); clock_gettime(CLOCK_MONOTONIC, &now)
+    let deadline = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + seconds
+    while true {
+        if condition() { return true }
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        if Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 > deadline { return false }
+        usleep(50_000)
     }
 }
