@@ -276,10 +276,10 @@ final class GateLab: @unchecked Sendable {
 
     var reported: [String] { lines.all }
 
-    /// Waits up to two seconds for the reporter to print a line containing `text` (nflog records
-    /// arrive asynchronously), then returns every line containing it.
+    /// Waits up to 15 s for the reporter to print a line containing `text` (nflog records arrive
+    /// asynchronously, in batches, later on a loaded machine), then returns every line containing it.
     func reported(containing text: String) -> [String] {
-        for _ in 0..<20 {
+        for _ in 0..<150 {
             if lines.all.contains(where: { $0.contains(text) }) { break }
             usleep(100_000)
         }
