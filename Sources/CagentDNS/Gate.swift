@@ -477,14 +477,16 @@ private struct Loop {
 
     mutating func fail(_ entry: Pending, reason: String) {
         let answered = Sockets.wallClock()
+        observe(entry, rcode: DNSRcode.servFail, answers: entry.chain, note: reason, at: answered)
         send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.servFail), to: entry.client)
         gate.emit(.failed(name: entry.query.questions[0].name, reason: reason))
-        observe(entry, rcode: DNSRcode.servFail, answers: entry.chain, note: reason, at: answered)
     }
 
     /// Learn mode: the exchange as the upstream answered it (chain and records, original TTLs), timed `at` the
     /// reply's sending: taken before it, so a flow the answer led to is never older than the answer (flows are
-    /// named by the answers before them).
+    /// named by the answers before them). Called *before* the reply is sent: the observer has the answer before
+    /// the client can connect, so the flow log's reader never attributes that connect without it (under load it
+    /// did: a named flow shown live as a direct IP).
     func observe(_ entry: Pending, rcode: UInt8, answers: [DNSRecord], note: String? = nil, at time: Double) {
         guard let observer = gate.observer else { return }
         let servers = configuration.upstream.servers
@@ -505,10 +507,10 @@ private struct Loop {
         guard walk.rcode == DNSRcode.noError else {
             let rcode = walk.rcode == DNSRcode.nxDomain ? DNSRcode.nxDomain : DNSRcode.servFail
             let answered = Sockets.wallClock()
+            observe(entry, rcode: walk.rcode, answers: chain, at: answered)
             send(GateAnswer.reply(to: entry.query, rcode: rcode, answers: clampChain(chain)), to: entry.client)
             if rcode == DNSRcode.nxDomain { gate.emit(.resolved(name: name, type: type, addresses: [])) }
             else { gate.emit(.failed(name: name, reason: "upstream rcode \(walk.rcode)")) }
-            observe(entry, rcode: walk.rcode, answers: chain, at: answered)
             return
         }
         if walk.addresses.isEmpty, walk.others.isEmpty, !walk.chain.isEmpty, chain.count < GateAnswer.maxChain {
@@ -527,9 +529,9 @@ private struct Loop {
             if let why = configuration.policy.refusal(for: address) {
                 gate.book.record(address, for: name)
                 let answered = Sockets.wallClock()
+                observe(entry, rcode: walk.rcode, answers: upstreamRecords, note: "answer \(address) is \(why)", at: answered)
                 send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.refused), to: entry.client)
                 gate.emit(.refused(name: name, reason: "answer \(address) is \(why)"))
-                observe(entry, rcode: walk.rcode, answers: upstreamRecords, note: "answer \(address) is \(why)", at: answered)
                 return
             }
         }
@@ -567,8 +569,8 @@ private struct Loop {
             answers.append(record)
         }
         let answered = Sockets.wallClock()
-        send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.noError, answers: answers), to: entry.client)
         observe(entry, rcode: DNSRcode.noError, answers: upstreamRecords, at: answered)
+        send(GateAnswer.reply(to: entry.query, rcode: DNSRcode.noError, answers: answers), to: entry.client)
         gate.emit(.resolved(name: name, type: type, addresses: walk.addresses.map(\.address)))
     }
 

@@ -38,7 +38,7 @@ public enum AgentBootstrap {
         steps.compactMap { step -> (String, Bool)? in
             switch step.operation {
             case let .bind(_, target, _, _): return (target, target != shadowHomeTarget)
-            case let .overlay(_, _, _, target, _): return (target, true)
+            case let .overlay(_, _, _, target, _, _): return (target, true)
             case let .volume(target?): return (target, false)   // the bounded shadow home: none of the host
             case let .symlink(_, path): return (path, true)
             case let .tmpfs(target, _, _, _): return (target, false)

@@ -144,11 +144,16 @@ public enum LearnPlanner {
         // 5b. Other host directories the user could write (as owner, by group or by everyone; at the top level
         //     or one below, e.g. /opt/tool): the same overlay, so the agent's writes there land in scratch too.
         for (index, directory) in userWritableDirectories(user: user, home: home, workspace: workspace).enumerated() {
+            // Optional: a host directory removed between this listing and the mount (a build's temporary
+            // tree, another session's) is skipped, not a failed start. Nothing is lost: what is gone from the host
+            // has nothing to show, and a directory re-created later appears through the read-only bind of its
+            // parent, so no write of the agent can reach the host either way.
             var lower = stat()
-            guard lstat(directory, &lower) == 0 else { throw CagentError.system("scratch", "cannot stat \(TerminalEscape.escape(directory))") }
+            guard lstat(directory, &lower) == 0 else { continue }
             // The upper directory takes the lower one's mode: the overlay's root shows its attributes.
             layers += [.init(path: "dir\(index)/upper", mode: UInt32(lower.st_mode & 0o7777)), .init(path: "dir\(index)/work", mode: 0o700)]
-            add(.overlay(lower: directory, upper: "/dir\(index)/upper", work: "/dir\(index)/work", target: directory, inVolume: true),
+            add(.overlay(lower: directory, upper: "/dir\(index)/upper", work: "/dir\(index)/work", target: directory, inVolume: true,
+                         optional: true),
                 "a directory the user may write: writes to the scratch layer")
         }
         if !layers.isEmpty {

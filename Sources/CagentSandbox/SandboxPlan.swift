@@ -23,8 +23,9 @@ public struct SandboxPlan: Sendable, Equatable {
         /// Make the mount at a path read-only once it has been populated.
         case readOnly(String)
         /// Learn mode's scratch layer: host `lower` visible at `target`, writes to `upper`: a host path, or
-        /// with `inVolume` a path in the plan's volume (attached by `.volume(target: nil)` before).
-        case overlay(lower: String, upper: String, work: String, target: String, inVolume: Bool = false)
+        /// with `inVolume` a path in the plan's volume (attached by `.volume(target: nil)` before). With
+        /// `optional`, a `lower` gone from the host by the time cagent-init mounts it is skipped (nothing of it to show).
+        case overlay(lower: String, upper: String, work: String, target: String, inVolume: Bool = false, optional: Bool = false)
         /// The plan's bounded volume (`SandboxPlan.volume`) at `target` (the shadow home), or with nil
         /// outside the view, for overlay layers.
         case volume(target: String?)
@@ -41,8 +42,8 @@ public struct SandboxPlan: Sendable, Equatable {
             case let .file(path, mode, contents): return ["file", path, mode, contents]
             case let .symlink(target, path): return ["symlink", target, path]
             case let .readOnly(path): return ["readonly", path]
-            case let .overlay(lower, upper, work, target, inVolume):
-                return ["overlay", lower, upper, work, target] + (inVolume ? ["volume"] : [])
+            case let .overlay(lower, upper, work, target, inVolume, optional):
+                return ["overlay", lower, upper, work, target] + (inVolume ? ["volume"] : []) + (optional ? ["optional"] : [])
             case let .volume(target): return ["volume", target ?? "-"]
             }
         }

@@ -278,13 +278,31 @@ static void op_volume(const struct plan_record *r) {
     attach(INIT_VOLUME_FD, r->argv[0], 1);
 }
 
-/// overlay LOWER UPPER WORK DST [volume]: learn mode's scratch layer. LOWER (a host tree) shows through, writes go to
+/// An optional overlay's host directory is gone: LOWER absent on the host, or its mount point absent in the view.
+static int vanished(const char *lower, const char *target) {
+    int fd = sys_openat2(old_root, relative(lower), O_PATH | O_CLOEXEC, NO_LINKS);
+    if (fd < 0) return errno == ENOENT;
+    close(fd);
+    fd = sys_openat2(new_root, relative(target), O_PATH | O_CLOEXEC, NO_LINKS);
+    if (fd < 0) return errno == ENOENT;
+    close(fd);
+    return 0;
+}
+
+/// overlay LOWER UPPER WORK DST [volume] [optional]: learn mode's scratch layer. LOWER (a host tree) shows through, writes go to
 /// UPPER (the session's scratch directory, owned by the user). Paths are the host's, reached through
 /// /oldroot; with `volume`, UPPER and WORK are paths in the volume (attached by `volume -`, bounded).
 /// `userxattr` because trusted.* xattrs are not available in a user namespace.
+/// With `optional`, a LOWER gone from the host (removed after the plan listed it) is skipped: it has nothing
+/// to show, and its mount point would lie in a read-only bind of the host (EROFS when creating it).
 static void op_overlay(const struct plan_record *r) {
     if (r->argc < 4) { errno = EINVAL; fail("overlay needs LOWER UPPER WORK DST"); }
-    int in_volume = r->argc > 4 && strcmp(r->argv[4], "volume") == 0;
+    int in_volume = 0, optional = 0;
+    for (int i = 4; i < r->argc; i++) {
+        if (strcmp(r->argv[i], "volume") == 0) in_volume = 1;
+        else if (strcmp(r->argv[i], "optional") == 0) optional = 1;
+    }
+    if (optional && vanished(r->argv[0], r->argv[3])) return;
     char options[3][4200];
     const char *keys[] = { "lowerdir", "upperdir", "workdir" };
     for (int i = 0; i < 3; i++) {
@@ -295,12 +313,29 @@ static void op_overlay(const struct plan_record *r) {
     if (fs < 0) fail("the kernel refused an overlay in the sandbox's user namespace");
     if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0) < 0) fail("overlay option userxattr refused");
     for (int i = 0; i < 3; i++)
-        if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, keys[i], options[i], 0) < 0) fail("an overlay directory was refused");
-    if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) fail("overlay creation failed");
+        if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, keys[i], options[i], 0) < 0) {
+            if (optional && vanished(r->argv[0], r->argv[3])) { close(fs); return; }   // removed meanwhile
+            fail("an overlay directory was refused");
+        }
+    if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+        if (optional && vanished(r->argv[0], r->argv[3])) { close(fs); return; }   // removed meanwhile
+        fail("overlay creation failed");
+    }
     int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
     if (mnt < 0) fail("fsmount of the overlay failed");
     close(fs);
-    attach(mnt, r->argv[3], 1);
+    if (!optional) { attach(mnt, r->argv[3], 1); return; }
+    // Optional: onto the existing mount point only (never created in the read-only view); gone = skipped.
+    int target = sys_openat2(new_root, relative(r->argv[3]), O_PATH | O_CLOEXEC, NO_LINKS);
+    if (target < 0 && errno == ENOENT) { close(mnt); return; }
+    if (target < 0) fail(errno == ELOOP || errno == EXDEV ? "a symlink on a mount target's path: refusing to follow it (H11)"
+                                                          : "cannot open a mount target");
+    if (sys_move_mount(mnt, target) < 0) {
+        if (errno == ENOENT && vanished(r->argv[0], r->argv[3])) { close(target); close(mnt); return; }
+        fail("move_mount onto the target failed");
+    }
+    close(target);
+    close(mnt);
 }
 
 static void op_readonly(const struct plan_record *r) {

@@ -4,25 +4,43 @@ import Netlab
 import Testing
 
 /// `cagent doctor --clean` end to end: a leftover it must find and remove, with the scan as its control.
+///
+/// Run in a mount and network namespace of its own, with a private /run/netns, its own sysfs (so its own
+/// interfaces and no cgroup tree) and its own nftables: other tests' sessions run at the same time with
+/// leases in their own state directories, which `doctor` (reading the default ones) cannot see; on the host
+/// it would take their namespaces, veths and the `inet cagent` table for leftovers and remove them.
 @Suite struct DoctorCleanTests {
     static let cagent = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(".build/debug/cagent").path
 
-    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["ip"]), "needs root and iproute2"))
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["ip", "unshare"]), "needs root, iproute2 and unshare"))
     func cleanRemovesALeftoverNamespace() throws {
         try Requirements.root()
         let name = "cagent-dt\(UInt32.random(in: 0...0xFFFFFF))"
-        // A session namespace nobody holds: what a crashed cagent would leave.
-        try #require(try Netlab.execute(["ip", "netns", "add", name], timeout: 10).succeeded)
-        defer { _ = try? Netlab.execute(["ip", "netns", "delete", name], timeout: 10) }
-
-        let scan = try Netlab.execute([Self.cagent, "doctor", "--json"], timeout: 60)
-        #expect(scan.stdout.contains("netns \(name)"), "the scan finds it: \(scan.stdout)")
-        // A deadlock here once hung `--clean` forever: the timeout makes that a failure.
-        let clean = try Netlab.execute([Self.cagent, "doctor", "--clean", "--json"], timeout: 60)
-        #expect(clean.status != 137, "doctor --clean did not finish")
-        let object = try JSONSerialization.jsonObject(with: Data(clean.stdout.utf8)) as? [String: Any]
-        #expect((object?["cleaned"] as? [String] ?? []).contains("netns \(name)"), "\(clean.stdout) \(clean.stderr)")
+        var template = Array("/tmp/cgt-doctor-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        let dir = try #require(made.map { String(cString: $0) })
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A session namespace nobody holds (what a crashed cagent would leave), then the scan (the control) and
+        // the clean; a deadlock once hung `--clean` forever: the timeout makes that a failure.
+        let script = """
+            set -e
+            mount -t sysfs sysfs /sys
+            mkdir -p /run/netns && mount -t tmpfs -o size=64k,mode=0755 none /run/netns
+            ip netns add \(name)
+            "\(Self.cagent)" doctor --json > \(dir)/scan.json
+            "\(Self.cagent)" doctor --clean --json > \(dir)/clean.json 2> \(dir)/clean.err
+            if [ -e /run/netns/\(name) ]; then echo "netns=present"; else echo "netns=gone"; fi
+            """
+        let run = try Netlab.execute(["unshare", "--mount", "--net", "--propagation", "private", "/bin/sh", "-c", script], timeout: 120)
+        #expect(run.status == 0, "doctor did not finish (137: hung): \(run.stdout) \(run.stderr)")
+        let scan = (try? String(contentsOfFile: dir + "/scan.json", encoding: .utf8)) ?? ""
+        let clean = (try? String(contentsOfFile: dir + "/clean.json", encoding: .utf8)) ?? ""
+        #expect(scan.contains("netns \(name)"), "the scan finds it: \(scan)")
+        let object = try JSONSerialization.jsonObject(with: Data(clean.utf8)) as? [String: Any]
+        #expect((object?["cleaned"] as? [String] ?? []).contains("netns \(name)"), "\(clean) \(run.stderr)")
+        #expect(run.stdout.contains("netns=gone"), "\(run.stdout)")
+        // Nothing of it outside its namespaces.
         #expect(!FileSystem.exists("/run/netns/\(name)"))
     }
 }

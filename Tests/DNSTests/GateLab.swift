@@ -187,13 +187,13 @@ final class GateLab: @unchecked Sendable {
         try script.write(toFile: "\(dir)/truncating.py", atomically: true, encoding: .utf8)
         try run("ip -n \(internet) addr add 203.0.113.54/32 dev cgti0")
         try spawn("ip netns exec \(internet) python3 \(dir)/truncating.py")
-        for _ in 0..<50 where !sh("ip netns exec \(internet) ss -ltn").output.contains("203.0.113.54:53 ") { usleep(100_000) }
+        for _ in 0..<300 { if sh("ip netns exec \(internet) ss -ltn").output.contains("203.0.113.54:53 ") { break }; usleep(100_000) }
     }
 
     /// A server at 203.0.113.80:7000 that answers "late" three seconds after a connection opens.
     func startSlowServer() throws {
         try spawn("ip netns exec \(internet) socat TCP-LISTEN:7000,bind=203.0.113.80,reuseaddr,fork SYSTEM:'sleep 3; echo late'")
-        for _ in 0..<30 where !sh("ip netns exec \(internet) ss -ltn").output.contains(":7000 ") { usleep(100_000) }
+        for _ in 0..<300 { if sh("ip netns exec \(internet) ss -ltn").output.contains(":7000 ") { break }; usleep(100_000) }
     }
 
     /// Starts the gate in the host namespace and the firewall that sends port 53 to it.
@@ -276,10 +276,10 @@ final class GateLab: @unchecked Sendable {
 
     var reported: [String] { lines.all }
 
-    /// Waits up to two seconds for the reporter to print a line containing `text` (nflog records
-    /// arrive asynchronously), then returns every line containing it.
+    /// Waits up to 15 s for the reporter to print a line containing `text` (nflog records arrive
+    /// asynchronously, in batches, later on a loaded machine), then returns every line containing it.
     func reported(containing text: String) -> [String] {
-        for _ in 0..<20 {
+        for _ in 0..<150 {
             if lines.all.contains(where: { $0.contains(text) }) { break }
             usleep(100_000)
         }

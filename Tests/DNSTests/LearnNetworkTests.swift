@@ -12,7 +12,13 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
     let gateSeen = Mutex<[DNSMessageSeen]>([])
     let captured = Mutex<[CaptureEvent]>([])
     let flows = Mutex<[FlowSeen]>([])
-    func observe(_ observation: DNSMessageSeen) { gateSeen.withLock { $0.append(observation) } }
+    /// Makes each observation slow (a loaded machine): the client must still not get its answer before it.
+    let observeDelayMicroseconds: UInt32
+    init(observeDelayMicroseconds: UInt32 = 0) { self.observeDelayMicroseconds = observeDelayMicroseconds }
+    func observe(_ observation: DNSMessageSeen) {
+        if observeDelayMicroseconds > 0 { usleep(observeDelayMicroseconds) }
+        gateSeen.withLock { $0.append(observation) }
+    }
     func capture(_ event: CaptureEvent) { captured.withLock { $0.append(event) } }
     func flow(_ flow: FlowSeen) { flows.withLock { $0.append(flow) } }
 
@@ -80,7 +86,7 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         #expect(sh("mkdir -p /etc/netns/\(sandbox)").status == 0)
         try "nameserver \(gateway4)\n".write(toFile: "/etc/netns/\(sandbox)/resolv.conf", atomically: true, encoding: .utf8)
 
-        let collector = LearnCollector()
+        let collector = LearnCollector(observeDelayMicroseconds: 100_000)
         let gate = Gate(configuration: .init(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
                                              port: session.gatePort, netnsPath: hostPath,
                                              policy: .observing(ipv6: session.addresses.gateway6 != nil),
@@ -100,6 +106,11 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         for name in ["www.allowed.test", "assets.allowed.test", "api.allowed.test"] {
             let answer = inSandbox("dig +short +time=2 +tries=1 \(name)").output
             #expect(!answer.isEmpty, "\(name): \(answer)")
+            // The observation is delivered before the client gets its answer, so before any connect it leads
+            // to: a flow log reader never attributes that connect before the answer naming it (a live
+            // "direct-ip" for a named flow under load).
+            #expect(collector.gateSeen.withLock { $0 }.contains { $0.name == name },
+                    "\(name): answered before the observation was delivered")
             let fetched = inSandbox("curl -4 -s -m 3 http://\(name)/")
             #expect(fetched.status == 0, "\(name): \(fetched.output)")
         }
@@ -140,15 +151,28 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         #expect(inSandbox("python3 \(lab.directory)/bighello.py \(NetlabAddresses.web4) split-hello.test").status == 0)
 
         // Still unreachable in learn mode: metadata, the LAN, the host's own addresses (uplink and gateway).
-        let probe = "python3 -c \"import socket,sys; s=socket.socket(); s.settimeout(2); s.connect((sys.argv[1], int(sys.argv[2]))); print('open')\""
+        // Says "closed" when the connect failed: a probe that died says neither, and fails the check.
+        let probe = "python3 -c \"import socket,sys\ns=socket.socket(); s.settimeout(2)\ntry: s.connect((sys.argv[1], int(sys.argv[2]))); print('open')\nexcept OSError as e: print('closed', e)\""
         for (address, port) in [(Self.metadata, Self.servicePort), (Self.lanAddress, Self.servicePort),
                                 (NetlabAddresses.host4, Self.hostServicePort), (gateway4, Self.hostServicePort)] {
             let result = inSandbox("\(probe) \(address) \(port)")
-            #expect(result.status != 0 && !result.output.contains("open"), "\(address):\(port) reachable from learn mode")
+            #expect(result.output.contains("closed") && !result.output.contains("open"), "\(address):\(port) reachable from learn mode (or the probe died): \(result.output)")
         }
         #expect(packetsAtLANAndMetadata(lab) == 0, "a packet reached the LAN or metadata stand-in")
 
-        usleep(1_500_000)   // the flow log's records come in batches of up to 1 s; the capture's in 100 ms blocks
+        // The flow log's records come in batches of up to 1 s, the capture's in 100 ms blocks (later under load):
+        // wait for the last events the steps above made, not for a fixed time.
+        let arrived = waitUntil(seconds: 20) {
+            let flows = collector.flows.withLock { $0 }
+            let hellos = collector.hellos.map(\.serverName), pcap = collector.pcapDNS
+            return [Self.metadata, Self.lanAddress].allSatisfy { address in
+                flows.contains { $0.destination.description == address && $0.verdict == .dropped } }
+                && [NetlabAddresses.web4, NetlabAddresses.attacker4].allSatisfy { address in
+                    flows.contains { $0.destination.description == address && $0.port == 443 } }
+                && ["split-hello.test", "sni-only.test", "api.allowed.test"].allSatisfy(hellos.contains)
+                && pcap.contains { $0.isResponse && $0.transport == "tcp" && $0.name == "txt.attacker.test" }
+        }
+        #expect(arrived, "the flow log or the capture did not deliver within 20 s")
         capture.stop()
         flowLog.stop()
         gate.stop()
@@ -251,7 +275,8 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
             + "  s.sendto(q,('\(NetlabAddresses.publicResolver4)',53))\n"
         try burst.write(toFile: dir + "/burst.py", atomically: true, encoding: .utf8)
         #expect(sh("ip netns exec \(sandbox) python3 \(dir)/burst.py").status == 0)
-        usleep(500_000)
+        // Until all arrived or the capture stops receiving (a drop would leave the count short for good).
+        _ = waitUntil(seconds: 20) { count.withLock { $0 } >= 3000 }
         capture.stop()
         #expect(count.withLock { $0 } == 3000, "captured \(count.withLock { $0 }) of 3000 (kernel: \(capture.received) received, \(capture.dropped) dropped)")
         #expect(capture.dropped == 0)
@@ -261,5 +286,18 @@ final class LearnCollector: GateObserver, @unchecked Sendable {
         sh("ip netns exec \(lab.internetNamespace) nft list table inet cgtlearn").output
             .components(separatedBy: "counter packets ").dropFirst()
             .reduce(0) { $0 + (Int($1.prefix(while: \.isNumber)) ?? 0) }
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds (true) or `seconds` passed (false): waiting for an event
+/// that comes later under load, instead of a fixed sleep.
+func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
+    var now = timespec(); clock_gettime(CLOCK_MONOTONIC, &now)
+    let deadline = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + seconds
+    while true {
+        if condition() { return true }
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        if Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 > deadline { return false }
+        usleep(50_000)
     }
 }

@@ -76,11 +76,17 @@ import Testing
         try Requirements.root()
         let world = try SandboxFixture(); defer { world.remove() }
         let canary = "cagent-canary-\(UUID().uuidString)"
-        setenv("CAGENT_TEST_CANARY", canary, 1)
-        setenv("SSH_AUTH_SOCK", "/tmp/ssh-canary/agent.1", 1)
-        defer { unsetenv("CAGENT_TEST_CANARY"); unsetenv("SSH_AUTH_SOCK") }
-        #expect(ProcessEnvironment.current["CAGENT_TEST_CANARY"] == canary)   // positive control
-        let result = try world.sh("env; sleep 0.2 & cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; wait")
+        // cagent's environment, injected as the CLI hands it to the planner (the test process's own plus the
+        // canaries): no setenv, which races with every other suite reading the environment in this process.
+        var cagentEnvironment = ProcessEnvironment.current
+        cagentEnvironment["CAGENT_TEST_CANARY"] = canary
+        cagentEnvironment["SSH_AUTH_SOCK"] = "/tmp/ssh-canary/agent.1"
+        let probe = "env; sleep 0.2 & cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; wait"
+        // Positive control: the same probe sees the canary when the profile passes it.
+        let shown = try world.sh(probe, profile: Profile(agent: "test", env: .init(pass: ["CAGENT_TEST_CANARY"])),
+                                 environment: cagentEnvironment)
+        #expect(shown.status == 0 && shown.output.contains(canary), "the probe cannot see a passed variable: \(shown.output)")
+        let result = try world.sh(probe, environment: cagentEnvironment)
         #expect(result.status == 0)
         #expect(result.output.contains("HOME=\(world.home)"))
         #expect(!result.output.contains(canary), "canary leaked")

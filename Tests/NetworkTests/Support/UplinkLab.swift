@@ -81,14 +81,21 @@ final class UplinkLab {
 
     /// Runs probes in a namespace; each target is `tcp ADDR PORT`, `udp ADDR PORT`, `icmp ADDR`, `curl URL` or
     /// `cmd SHELL`. Returns one result per target: "open", "reply", "ok" mean something came back.
+    /// Throws when a target has no result: the probe script died (or never ran), and a missing key must not
+    /// read as "not open" (`probe[t] != "open"` is true for nil).
     func probe(in namespace: String, _ targets: [String], asUser: Bool = false) throws -> [String: String] {
         let prefix = asUser ? ["setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"] : []
-        let output = try Netlab.execute(["ip", "netns", "exec", namespace] + prefix + ["/usr/bin/python3", script, "probe"] + targets,
-                                        timeout: 30).stdout
+        let run = try Netlab.execute(["ip", "netns", "exec", namespace] + prefix + ["/usr/bin/python3", script, "probe"] + targets,
+                                     timeout: 30)
         var results: [String: String] = [:]
-        for line in output.split(separator: "\n") {
+        for line in run.stdout.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)
             if parts.count == 2 { results[String(parts[0])] = String(parts[1]) }
+        }
+        let missing = targets.filter { results[$0] == nil }
+        guard missing.isEmpty, !targets.isEmpty else {
+            throw CagentError(stage: "probe", "the probe in \(namespace) gave no result for \(missing) (exit \(run.status)): \(run.stderr.suffix(500))",
+                              hint: "the probe script died or never ran: its silence proves nothing")
         }
         return results
     }

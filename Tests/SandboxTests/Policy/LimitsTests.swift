@@ -97,9 +97,13 @@ struct LimitsProcessTests {
         // pid 1 of its own pid namespace: when it is killed, the kernel kills every bomb process with it.
         let pid = try policy.spawn(["/bin/sh", "-c", script], environment: PolicyProbe.environment,
                                    stdout: out, stderr: out, flags: [.newPidNamespace])
+        // Until the kernel refused a fork at the limit (pids.events: the count was at the limit then), and at
+        // least 4 s of the bomb for the host's spawns; a loaded machine only makes it take longer (up to 60 s).
+        // The sampled peak can miss the moments at the limit, so the event, not the sample, proves it was hit.
         var peak = 0, slowestHostSpawn = 0.0
         let start = Self.now()
-        while Self.now() - start < 4 {
+        func limitHit() -> Bool { cgroup.exhaustionReport().contains { $0.contains("process limit") } }
+        while Self.now() - start < 60 && (Self.now() - start < 4 || !limitHit()) {
             peak = max(peak, cgroup.taskCount())
             let t0 = Self.now()
             let probe = try ProcessPolicy().spawn(["/bin/true"], environment: [])
@@ -111,8 +115,9 @@ struct LimitsProcessTests {
         _ = ProcessPolicy.wait(pid, timeout: 10)
         let output = String(decoding: FileSystem.read(outPath) ?? [], as: UTF8.self)
         print("fork bomb: peak \(peak) processes (limit \(limits.processes)); slowest host /bin/true \(Int(slowestHostSpawn * 1000)) ms; report \(cgroup.exhaustionReport())")
-        // The bomb really ran (it filled the session) and never got past the limit.
-        #expect(peak >= limits.processes / 2 && peak <= limits.processes, "peak \(peak) processes in the session, limit \(limits.processes)")
+        // The bomb really ran (it filled the session: the kernel refused forks at the limit, checked below) and
+        // never got past the limit in any sample; it was seen running at all.
+        #expect(peak > 1 && peak <= limits.processes, "peak \(peak) processes in the session, limit \(limits.processes)")
         #expect(output.contains("FORK-FAILED") && output.contains("EAGAIN"), "agent saw no clear error:\n\(output.prefix(2000))")
         #expect(slowestHostSpawn < 2, "the host took \(slowestHostSpawn) s to start /bin/true during the bomb")
         #expect(cgroup.exhaustionReport().contains { $0.contains("process limit") }, "\(cgroup.exhaustionReport())")
@@ -153,7 +158,7 @@ struct LimitsProcessTests {
         let sleeper = try ProcessPolicy().spawn(["/bin/sleep", "30"], environment: [])
         try cgroup.add(pid: sleeper)
         #expect(cgroup.members() == [sleeper])
-        #expect(directories.allSatisfy { (FileSystem.readText($0 + "/cgroup.procs") ?? "").contains("\(sleeper)") })
+        #expect(!directories.isEmpty && directories.allSatisfy { (FileSystem.readText($0 + "/cgroup.procs") ?? "").contains("\(sleeper)") })
         cgroup.remove()
         #expect(ProcessPolicy.wait(sleeper, timeout: 5) == .signaled(SIGKILL))
         for dir in directories { #expect(!FileSystem.exists(dir), "cgroup \(dir) left behind") }
