@@ -1,6 +1,7 @@
 import CagentCapture
 import CagentDNS
 import CagentNetwork
+import CagentEvents
 import CagentStore
 
 // Learn mode's network observations as the store's events: the bridge `cagent learn` feeds its Recorder with.

@@ -3,6 +3,7 @@ import CagentCore
 import CagentLaunch
 import CagentDNS
 import CagentNetwork
+import CagentEvents
 import CagentStore
 import CagentTrace
 import Dispatch

@@ -2,6 +2,7 @@ import Testing
 import CagentCapture
 import CagentDNS
 import CagentNetwork
+import CagentEvents
 import CagentStore
 @testable import CagentCLI
 
