@@ -54,8 +54,14 @@ let package = Package(
             "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS", "CagentCapture", "CShim",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // `cagent learn`'s session: the sources around one sandbox and the one bridge from them into the
+        // Recorder. Never linked into the lean front (CagentLaunch does not depend on it).
+        .target(name: "CagentLearn", dependencies: [
+            "CagentCore", "CagentEvents", "CagentStore", "CagentTrace", "CagentCapture", "CagentDNS", "CagentNetwork",
+            "CagentLaunch", "CagentSandbox",
+        ]),
         .target(name: "CagentCLI", dependencies: [
-            "CagentLaunch", "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
+            "CagentLaunch", "CagentLearn", "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
             "CagentCapture", "CagentEvents", "CagentStore", "CagentTrace", "CagentPropose", "CShim", "CPcap", "CNftnl",
             "CagentExport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -79,7 +85,7 @@ let package = Package(
         // Test support: the hermetic test network every network test uses.
         .target(name: "Netlab", dependencies: ["CagentCore", "CShim"], path: "Tests/Netlab"),
 
-        .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentEvents", "CagentCLI", "CagentLaunch", "Netlab"]),
+        .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentEvents", "CagentLearn", "CagentCLI", "CagentLaunch", "Netlab"]),
         .testTarget(name: "NetlabTests", dependencies: ["Netlab", "CagentCore"]),
         .testTarget(name: "ProfileTests", dependencies: ["CagentProfile", "Netlab"]),
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),

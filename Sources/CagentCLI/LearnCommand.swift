@@ -2,6 +2,7 @@ import ArgumentParser
 import CagentCapture
 import CagentCore
 import CagentLaunch
+import CagentLearn
 import CagentDNS
 import CagentNetwork
 import CagentProfile
@@ -89,8 +90,10 @@ struct LearnCommand: ParsableCommand {
         var plan = try LearnPlanner.plan(request)
         if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
         if let line = AgentBootstrap.startLine(plan.agentMapped, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
-        let selection = choice == .auto && preload != nil ? TracerSelection.auto(ebpfFailure: preload!.failure())
-                                                          : TracerSelection.select(choice, path: environment["PATH"])
+        let selection: TracerSelection
+        if choice == .auto, let preload { selection = .auto(ebpfFailure: preload.failure()) } else {
+            selection = .select(choice, path: environment["PATH"])
+        }
         guard let backend = selection.backend else {
             throw CagentError(stage: "tracer", "no usable tracer: \(selection.reason)", hint: "`cagent doctor` explains")
         }
@@ -122,20 +125,8 @@ struct LearnCommand: ParsableCommand {
 
         let launcher = Launcher()
         launcher.pendingVolume = pendingVolume
-        launcher.beforeRelease = { pid in try observation.start(initPid: pid) }
-        launcher.finalizePlan = { plan in
-            var plan = plan
-            let resolv = observation.nameservers.map { "nameserver \($0)\n" }.joined() + "options edns0\n"
-            plan.steps = plan.steps.map { step in
-                if case .file(let path, let mode, _) = step.operation, path == "/etc/resolv.conf" {
-                    return .init(.file(path: path, mode: mode, contents: resolv), step.reason)
-                }
-                return step
-            }
-            return plan
-        }
+        observation.attach(to: launcher)
         launcher.onStarted = { _ in learnTiming("agent started") }
-        launcher.onListener = { fd in observation.startSeccomp(listener: fd) }
         // The workspace is read-write here too: the same H13 check as enforce.
         let risky = RiskyChanges.snapshot(workspace: plan.workspace, user: invoking)
         let status: Int32

@@ -4,7 +4,7 @@ import CagentDNS
 import CagentNetwork
 import CagentEvents
 import CagentStore
-@testable import CagentCLI
+@testable import CagentLearn
 
 /// The bridge from learn mode's network observations to the store's events.
 @Suite struct LearnNetworkEventsTests {

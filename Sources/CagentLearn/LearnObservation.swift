@@ -4,40 +4,34 @@ import CagentLaunch
 import CagentDNS
 import CagentNetwork
 import CagentEvents
+import CagentSandbox
 import CagentStore
 import CagentTrace
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// `CAGENT_TIMING=1`: a learn session prints a monotonic timestamp at each stage to standard error (where
 /// the fixed cost goes; docs/benchmarks.md "Learn mode").
-let learnTimingOn = getenv("CAGENT_TIMING") != nil
-func learnTiming(_ what: String) {
+package let learnTimingOn = getenv("CAGENT_TIMING") != nil
+package func learnTiming(_ what: String) {
     guard learnTimingOn else { return }
     var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t)
-    FileDescriptorStream.standardError.write("T \(Int(t.tv_sec) % 1000).\(String(format: "%06d", Int(t.tv_nsec) / 1000)) \(what)\n")
-}
-
-/// A value behind a mutex (the observation's parts are fed from the gate, nflog, pcap and tracer threads).
-final class LearnLocked<T>: @unchecked Sendable {
-    private var value: T
-    private var mutex = pthread_mutex_t()
-    init(_ value: T) { self.value = value; pthread_mutex_init(&mutex, nil) }
-    func with<R>(_ body: (inout T) throws -> R) rethrows -> R {
-        pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }
-        return try body(&value)
-    }
+    let micros = String(Int(t.tv_nsec) / 1000)
+    let padded = String(repeating: "0", count: max(0, 6 - micros.count)) + micros
+    FileDescriptorStream.standardError.write("T \(Int(t.tv_sec) % 1000).\(padded) \(what)\n")
 }
 
 /// A value computed on another thread from now on; `get` waits for it (and rethrows its error).
-final class LearnPending<T>: @unchecked Sendable {
+package final class LearnPending<T>: @unchecked Sendable {
+    /// Waits for the work to end (an event, not a lock); `outcome` is written before the signal.
     private let done = DispatchSemaphore(value: 0)
-    private var outcome: Result<T, Error>?
+    private var outcome: Result<T, Error> = .failure(CagentError(stage: "learn", "the pending work has not ended"))
     private var waited = false
 
-    init(_ work: @escaping @Sendable () throws -> T) {
+    package init(_ work: @escaping @Sendable () throws -> T) {
         DispatchQueue.global(qos: .userInitiated).async { [self] in
             outcome = Result { try work() }
             done.signal()
@@ -45,13 +39,13 @@ final class LearnPending<T>: @unchecked Sendable {
     }
 
     /// From one thread at a time (the command's).
-    func get() throws -> T {
+    package func get() throws -> T {
         if !waited { done.wait(); waited = true }
-        return try outcome!.get()
+        return try outcome.get()
     }
 }
 
-/// Gate exchanges to a closure (the Recorder, the attributor and the live view).
+/// Gate exchanges to a closure (the event bridge).
 struct LearnGateObserver: GateObserver {
     let onSeen: @Sendable (DNSMessageSeen) -> Void
     func observe(_ observation: DNSMessageSeen) { onSeen(observation) }
@@ -62,8 +56,9 @@ struct LearnGateObserver: GateObserver {
 /// tracer (eBPF: the init pid moved into a fresh cgroup before the plan releases it; seccomp: the listener
 /// the agent child passes before its exec). `start` is all-or-nothing; `stop` tears down whatever started
 /// and is idempotent (the command's `defer`), `finish` stops in order and records the attributed flows.
-final class LearnObservation: @unchecked Sendable {
-    let sessionID: String
+/// Every event reaches the recorder through one `LearnEventBridge`.
+package final class LearnObservation: @unchecked Sendable {
+    package let sessionID: String
     let paths: CagentPaths
     let upstream: UpstreamConfig
     let store: LearnPending<Store>
@@ -73,37 +68,53 @@ final class LearnObservation: @unchecked Sendable {
     let workspace: String
     let live: LearnLiveView
     /// `--tracer tracee`: the executable found on PATH.
-    var traceePath: String?
+    package var traceePath: String?
     /// eBPF: the tracer loading since the command started (`start` takes it).
-    var ebpfPreload: LearnEbpfPreload?
+    package var ebpfPreload: LearnEbpfPreload?
 
     private(set) var session: NetworkSession?
     private(set) var recorder: Recorder?
+    private var bridge: LearnEventBridge?
     private var gate: Gate?
     private var flows: NflogReader?
     private var capture: DNSCapture?
     private var cgroup: TraceCgroup?
-    private let tracer = LearnLocked<(any LearnTracer)?>(nil)
-    private let attributor = LearnLocked(FlowAttributor())
-    /// The tracer's connects, merged with the attributed flows at the end (`LearnFlowMerge`).
-    private let connects = LearnLocked(TracedConnects())
+    private let tracer = Mutex<(any LearnTracer)?>(nil)
     private var initPid: Int32 = 0
     private var stopped = false
 
-    init(sessionID: String, paths: CagentPaths, upstream: UpstreamConfig, store: LearnPending<Store>, command: [String],
-         rules secretPaths: [String], backend: TracerBackend, workspace: String, live: LearnLiveView) {
+    package init(sessionID: String, paths: CagentPaths, upstream: UpstreamConfig, store: LearnPending<Store>, command: [String],
+                 rules secretPaths: [String], backend: TracerBackend, workspace: String, live: LearnLiveView) {
         self.sessionID = sessionID; self.paths = paths; self.upstream = upstream; self.store = store
         self.command = command; self.secretPaths = secretPaths; self.backend = backend
         self.workspace = workspace; self.live = live
     }
 
     /// The sandbox's resolvers: the gateway addresses (every port-53 packet is redirected to the gate anyway).
-    var nameservers: [String] {
+    package var nameservers: [String] {
         guard let session else { return [] }
         return [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0?.description }
     }
 
-    func start(initPid pid: Int32) throws {
+    /// The launcher's hooks for this observation: `start` before the init is released, the resolv.conf naming
+    /// the gate, the seccomp listener.
+    package func attach(to launcher: Launcher) {
+        launcher.beforeRelease = { [self] pid in try start(initPid: pid) }
+        launcher.finalizePlan = { [self] plan in
+            var plan = plan
+            let resolv = nameservers.map { "nameserver \($0)\n" }.joined() + "options edns0\n"
+            plan.steps = plan.steps.map { step in
+                if case .file(let path, let mode, _) = step.operation, path == "/etc/resolv.conf" {
+                    return .init(.file(path: path, mode: mode, contents: resolv), step.reason)
+                }
+                return step
+            }
+            return plan
+        }
+        launcher.onListener = { [self] fd in startSeccomp(listener: fd) }
+    }
+
+    package func start(initPid pid: Int32) throws {
         initPid = pid
         learnTiming("start")
         let preload = backend == .ebpf ? (ebpfPreload ?? LearnEbpfPreload()) : nil
@@ -126,20 +137,19 @@ final class LearnObservation: @unchecked Sendable {
                                         rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
                                         batchEvents: 8192)  // small batches: written while the agent runs, a short final flush
             self.recorder = recorder
+            let bridge = LearnEventBridge(recorder: recorder, live: live, secretPaths: secretPaths)
+            self.bridge = bridge
             learnTiming("recorder")
-            let live = live, attributor = attributor
 
             // The capture opens on its own thread (its packet ring takes a while) while the gate and the flow
             // log start; every path below waits for it before going on (or tearing down).
-            let capture = DNSCapture(interface: session.interface) { event in
-                if case .dns(let seen) = event { recorder.record(seen.observedEvent) }
-                attributor.with { $0.add(event) }
-            }
+            let capture = DNSCapture(interface: session.interface) { event in bridge.captureSaw(event) }
             self.capture = capture
+            // Waits for the capture's start to end (an event, not a lock); its error is set before the signal.
             let captureStarted = DispatchSemaphore(value: 0)
-            let captureError = LearnLocked<Error?>(nil)
+            let captureError = Mutex<Error?>(nil)
             DispatchQueue.global(qos: .userInitiated).async {
-                do { try capture.start() } catch { captureError.with { $0 = error } }
+                do { try capture.start() } catch { captureError.withLock { $0 = error } }
                 captureStarted.signal()
             }
             do {
@@ -147,19 +157,12 @@ final class LearnObservation: @unchecked Sendable {
                                                  port: session.gatePort, policy: .observing(ipv6: session.addresses.gateway6 != nil),
                                                  upstream: upstream),
                             pinner: session.firewall,
-                            observer: LearnGateObserver { seen in
-                                recorder.record(seen.observedEvent)
-                                attributor.with { $0.add(seen) }
-                                live.domain(seen.name)
-                            })
+                            observer: LearnGateObserver { seen in bridge.gateSaw(seen) })
             try gate.start()
             self.gate = gate
             learnTiming("gate")
 
-            let flows = FlowLog.reader(group: session.nflogGroup) { flow in
-                let finding = attributor.with { state -> FlowAttributor.Finding in state.add(flow); return state.attribute(flow) }
-                live.flow(finding)
-            }
+            let flows = FlowLog.reader(group: session.nflogGroup) { flow in bridge.flowLogged(flow) }
             try flows.start()
             self.flows = flows
             learnTiming("flows")
@@ -168,24 +171,24 @@ final class LearnObservation: @unchecked Sendable {
                 throw error
             }
             captureStarted.wait()
-            if let error = captureError.with({ $0 }) { throw error }
+            if let error = captureError.withLock({ $0 }) { throw error }
             learnTiming("capture")
 
 
             if backend == .tracee, let traceePath {
                 // Tracee follows the tree from the init's pid; the init is held (no plan yet) until Tracee runs.
-                let tracer = try TraceeRunner(executable: traceePath, scope: .tree(pid), sink: sink(dropping: pid))
-                self.tracer.with { $0 = tracer }
+                let tracer = try TraceeRunner(executable: traceePath, scope: .tree(pid), sink: bridge.traceSink(dropping: pid))
+                self.tracer.withLock { $0 = tracer }
             }
-            if backend == .ebpf {
+            if backend == .ebpf, let preload {
                 // The init pid joins the traced cgroup (admitted at the start, beside the network setup) before the
                 // plan releases it: nothing in the sandbox has run yet, so this is equivalent to CLONE_INTO_CGROUP.
                 // The programs were loaded meanwhile; the init is blocked reading its plan, so the sink is in place
                 // before the first record.
-                let (cgroup, tracer) = try preload!.take()
+                let (cgroup, tracer) = try preload.take()
                 self.cgroup = cgroup
-                tracer.setSink(sink(dropping: pid))
-                self.tracer.with { $0 = tracer }
+                tracer.setSink(bridge.traceSink(dropping: pid))
+                self.tracer.withLock { $0 = tracer }
                 learnTiming("ebpf")
             }
         } catch {
@@ -195,80 +198,47 @@ final class LearnObservation: @unchecked Sendable {
     }
 
     /// The seccomp backend: the listener arrives from the agent child, before its exec.
-    func startSeccomp(listener: Int32) {
-        let tracer = SeccompNotifyTracer(listener: listener, sink: sink(dropping: 0))
-        self.tracer.with { $0 = tracer }
+    package func startSeccomp(listener: Int32) {
+        // Started before the recorder exists (a failed start): nothing to record into, the listener unserved.
+        guard let bridge else { return }
+        let tracer = SeccompNotifyTracer(listener: listener, sink: bridge.traceSink(dropping: 0))
+        self.tracer.withLock { $0 = tracer }
     }
 
-    /// Events to the recorder and the live view. cagent-init's own setup (mounts through /oldroot) is not the
-    /// agent's behaviour: eBPF sees it (the init is in the cgroup), so its pid's file events are dropped.
-    private func sink(dropping initPid: Int32) -> TraceSink {
-        let recorder = recorder!, live = live, rules = FindingRules(secretPaths: secretPaths), connects = connects
-        let oldroot = Array("/oldroot".utf8), newroot = Array("/newroot".utf8)
-        return TraceSink(events: { event in
-            switch event {
-            case .file(let access):
-                if initPid != 0 && access.pid == initPid { return }
-                if access.path.bytes.starts(with: oldroot) || access.path.bytes.starts(with: newroot) { return }
-                if let pattern = rules.secret(access.path) { live.secret(pattern, access) }
-                live.file(access)
-            case .flow(let flow):
-                // Recorded now (a crash loses nothing); named at the end from the flow log's attribution. A UDP
-                // connect is held until then: a flow only if the network saw its traffic (`TracedConnects.holds`).
-                connects.with { $0.add(flow) }
-                if TracedConnects.holds(flow) { return }
-            case .bind(let bind):
-                live.bind(bind)
-            default:
-                break
-            }
-            recorder.record(event)
-        })
-    }
-
-    struct Summary {
-        var trace: TraceSummary?
-        var flows: [FlowAttributor.Finding] = []
-        var captureDropped: UInt32 = 0
-        var events = 0
+    package struct Summary {
+        package var trace: TraceSummary?
+        package var flows: [FlowAttributor.Finding] = []
+        package var captureDropped: UInt32 = 0
+        package var events = 0
     }
 
     /// After the agent's tree has exited: stops every source, records the attributed flows, closes the session.
-    func finish() throws -> Summary {
+    package func finish() throws -> Summary {
         var summary = Summary()
         learnTiming("finish")
         // Every source stops at once: each drains what is pending (the capture's close alone waits tens of
         // milliseconds for the kernel).
-        let current = tracer.with { t -> (any LearnTracer)? in let c = t; t = nil; return c }
+        let current = tracer.withLock { t -> (any LearnTracer)? in let c = t; t = nil; return c }
         let sources = DispatchGroup()
-        let stops = LearnLocked<[() -> Void]>([capture.map { c in { c.stopReading() } }, flows.map { f in { f.stop() } },
-                                               gate.map { g in { g.stop() } }].compactMap { $0 })
-        for index in 0..<stops.with({ $0.count }) {
-            DispatchQueue.global(qos: .userInitiated).async(group: sources) { stops.with { $0[index] }() }
-        }
+        let capture = capture, flows = flows, gate = gate
+        if let capture { DispatchQueue.global(qos: .userInitiated).async(group: sources) { capture.stopReading() } }
+        if let flows { DispatchQueue.global(qos: .userInitiated).async(group: sources) { flows.stop() } }
+        if let gate { DispatchQueue.global(qos: .userInitiated).async(group: sources) { gate.stop() } }
         if let current { summary.trace = try? current.stop() }
         learnTiming("tracer stopped")
         sources.wait()
         summary.captureDropped = capture?.dropped ?? 0
-        let closing = LearnLocked(capture)
-        capture = nil; flows = nil; gate = nil
-        summary.flows = attributor.with { $0.findings() }
+        let closing = capture
+        self.capture = nil; self.flows = nil; self.gate = nil
+        summary.flows = bridge?.findings() ?? []
         learnTiming("sources stopped")
         // The store's last write, the capture socket's close and the network's teardown are independent: at once.
         let network = DispatchGroup()
-        DispatchQueue.global(qos: .userInitiated).async(group: network) { closing.with { $0?.stop() } }
+        DispatchQueue.global(qos: .userInitiated).async(group: network) { closing?.stop() }
         DispatchQueue.global(qos: .userInitiated).async(group: network) { [self] in tearDownNetwork() }
         defer { network.wait() }
-        if let recorder {
-            let traced = connects.with { $0 }
-            let merged = LearnFlowMerge.merge(findings: summary.flows, connects: traced)
-            for event in merged.events { recorder.record(event) }
-            try recorder.flush()
-            try recorder.store.markFlowsBlocked(session: sessionID, merged.blocked.map {
-                ($0.proto, $0.address, $0.port, $0.program, $0.result)
-            })
-            try recorder.close()
-            summary.events = recorder.committed
+        if let bridge {
+            summary.events = try bridge.finish(sessionID: sessionID, findings: summary.flows)
         }
         learnTiming("recorder closed")
         network.wait()
@@ -289,15 +259,93 @@ final class LearnObservation: @unchecked Sendable {
     }
 
     /// Tears down what started (reverse order); idempotent, for every exit path.
-    func stop() {
+    package func stop() {
         if stopped { return }
         stopped = true
-        let current = tracer.with { t -> (any LearnTracer)? in let c = t; t = nil; return c }
+        let current = tracer.withLock { t -> (any LearnTracer)? in let c = t; t = nil; return c }
         if let current { _ = try? current.stop() }
         capture?.stop(); flows?.stop(); gate?.stop()
         if let recorder { try? recorder.close() }
         tearDownNetwork()
         ebpfPreload?.discard()
+    }
+}
+
+/// The single place learn mode's events enter the Recorder: the gate's exchanges, the DNS capture's packets,
+/// the flow log's flows and the tracer's events, each also handed to the flow attributor and the live view.
+/// Called from the gate, nflog, pcap and tracer threads at once.
+package final class LearnEventBridge: Sendable {
+    let recorder: Recorder
+    let live: LearnLiveView
+    /// For the live view's secret lines (the recorder applies its own rules to what it stores).
+    let rules: FindingRules
+    private let attributor = Mutex(FlowAttributor())
+    /// The tracer's connects, merged with the attributed flows at the end (`LearnFlowMerge`).
+    private let connects = Mutex(TracedConnects())
+
+    init(recorder: Recorder, live: LearnLiveView, secretPaths: [String]) {
+        self.recorder = recorder; self.live = live; self.rules = FindingRules(secretPaths: secretPaths)
+    }
+
+    /// An exchange through the gate.
+    func gateSaw(_ seen: DNSMessageSeen) {
+        recorder.record(seen.observedEvent)
+        attributor.withLock { $0.add(seen) }
+        live.domain(seen.name)
+    }
+
+    /// A packet of the DNS capture (DNS or a TLS ClientHello).
+    func captureSaw(_ event: CaptureEvent) {
+        if case .dns(let seen) = event { recorder.record(seen.observedEvent) }
+        attributor.withLock { $0.add(event) }
+    }
+
+    /// A new flow the firewall logged: attributed now for the live view, recorded at the end (`finish`).
+    func flowLogged(_ flow: FlowSeen) {
+        let finding = attributor.withLock { state -> FlowAttributor.Finding in state.add(flow); return state.attribute(flow) }
+        live.flow(finding)
+    }
+
+    /// Tracer events to the recorder and the live view. cagent-init's own setup (mounts through /oldroot) is
+    /// not the agent's behaviour: eBPF sees it (the init is in the cgroup), so its pid's file events are dropped.
+    func traceSink(dropping initPid: Int32) -> TraceSink {
+        let oldroot = Array("/oldroot".utf8), newroot = Array("/newroot".utf8)
+        return TraceSink(events: { [self] event in
+            switch event {
+            case .file(let access):
+                if initPid != 0 && access.pid == initPid { return }
+                if access.path.bytes.starts(with: oldroot) || access.path.bytes.starts(with: newroot) { return }
+                if let pattern = rules.secret(access.path) { live.secret(pattern, access) }
+                live.file(access)
+            case .flow(let flow):
+                // Recorded now (a crash loses nothing); named at the end from the flow log's attribution. A UDP
+                // connect is held until then: a flow only if the network saw its traffic (`TracedConnects.holds`).
+                connects.withLock { $0.add(flow) }
+                if TracedConnects.holds(flow) { return }
+            case .bind(let bind):
+                live.bind(bind)
+            default:
+                break
+            }
+            recorder.record(event)
+        })
+    }
+
+    /// The flows as attributed so far.
+    func findings() -> [FlowAttributor.Finding] { attributor.withLock { $0.findings() } }
+
+    /// After every source stopped: the attributed flows merged with the tracer's connects into the recorder,
+    /// the connects the firewall dropped marked blocked, the session closed. Returns the events committed.
+    func finish(sessionID: String, findings: [FlowAttributor.Finding]) throws -> Int {
+        let traced = connects.withLock { $0 }
+        let merged = LearnFlowMerge.merge(findings: findings, connects: traced)
+        for event in merged.events { recorder.record(event) }
+        try recorder.flush()
+        try recorder.store.markFlowsBlocked(session: sessionID, merged.blocked.map {
+            ($0.proto, $0.address, $0.port, $0.program, $0.result)
+        })
+        try recorder.close()
+        return recorder.committed
     }
 }
 
@@ -308,16 +356,20 @@ final class LearnObservation: @unchecked Sendable {
 /// and the init runs nothing before its plan, which comes after `take` (the real sink is set by then).
 /// Exactly one of `take` or `discard` owns the result; an admitted init is moved back out (to the root
 /// cgroup) before the cgroup is removed on a failure path, since the init is still alive then.
-final class LearnEbpfPreload: @unchecked Sendable {
+package final class LearnEbpfPreload: @unchecked Sendable {
+    // Each semaphore waits for an event (the cgroup made, the programs loaded, the init moved), not a lock:
+    // its result is written before the signal and read after the wait.
     private let created = DispatchSemaphore(value: 0)
     private let loaded = DispatchSemaphore(value: 0)
     private let admitted = DispatchSemaphore(value: 0)
-    private var cgroup: Result<TraceCgroup, Error>?       // set before `created`
-    private var tracer: Result<EbpfTracer, Error>?        // set before `loaded`
-    private var admission: Result<Int32, Error>?          // set before `admitted`
+    private var cgroup: Result<TraceCgroup, Error> = .failure(LearnEbpfPreload.notYet)       // set before `created`
+    private var tracer: Result<EbpfTracer, Error> = .failure(LearnEbpfPreload.notYet)        // set before `loaded`
+    private var admission: Result<Int32, Error> = .failure(LearnEbpfPreload.notYet)          // set before `admitted`
     private var loadWaited = false, admitWaited = false, admitting = false, taken = false
 
-    init() {
+    private static var notYet: CagentError { CagentError(stage: "trace cgroup", "the eBPF preload has not finished") }
+
+    package init() {
         DispatchQueue.global(qos: .userInitiated).async { [self] in
             learnTiming("preload begin")
             let made = Result { try TraceCgroup() }
@@ -336,7 +388,7 @@ final class LearnEbpfPreload: @unchecked Sendable {
 
     private func waitLoaded() -> Result<EbpfTracer, Error> {
         if !loadWaited { loaded.wait(); loadWaited = true }
-        return tracer!
+        return tracer
     }
 
     /// The admission's outcome (nil: none was asked for).
@@ -347,20 +399,20 @@ final class LearnEbpfPreload: @unchecked Sendable {
     }
 
     /// nil when the tracer loaded, else why not (the auto choice's probe).
-    func failure() -> String? {
+    package func failure() -> String? {
         if case .failure(let error) = waitLoaded() { return "cannot load: \(error)" }
         return nil
     }
 
     /// Moves `pid` (the sandbox's init, waiting for its plan) into the cgroup as soon as the cgroup exists,
     /// on another thread; `take` waits for it. Once only.
-    func admit(pid: Int32) {
+    package func admit(pid: Int32) {
         guard !admitting else { return }
         admitting = true
         DispatchQueue.global(qos: .userInitiated).async { [self] in
             created.wait()
             created.signal()  // for anyone else waiting on the cgroup
-            switch cgroup! {
+            switch cgroup {
             case .success(let cgroup):
                 admission = Result { try Self.write(pid, into: cgroup.path); return pid }
             case .failure(let error):
@@ -372,14 +424,14 @@ final class LearnEbpfPreload: @unchecked Sendable {
 
     /// The loaded tracer and its cgroup (with the init in it, when admitted), now the caller's; or the error
     /// of the load or the admission, with everything already released.
-    func take() throws -> (TraceCgroup, EbpfTracer) {
+    package func take() throws -> (TraceCgroup, EbpfTracer) {
         let loadedTracer = waitLoaded()
         let admission = waitAdmitted()
         taken = true
         do {
             let tracer = try loadedTracer.get()
             if let admission { _ = try admission.get() }
-            guard case .success(let cgroup) = cgroup! else { throw CagentError(stage: "trace cgroup", "no cgroup") }
+            guard case .success(let cgroup) = cgroup else { throw CagentError(stage: "trace cgroup", "no cgroup") }
             return (cgroup, tracer)
         } catch {
             release(tracer: try? loadedTracer.get(), admission: admission)
@@ -388,7 +440,7 @@ final class LearnEbpfPreload: @unchecked Sendable {
     }
 
     /// Stops and removes what nobody took (an exit before the sandbox started). Idempotent.
-    func discard() {
+    package func discard() {
         guard !taken else { return }
         taken = true
         let loadedTracer = waitLoaded()
@@ -397,7 +449,7 @@ final class LearnEbpfPreload: @unchecked Sendable {
 
     private func release(tracer: EbpfTracer?, admission: Result<Int32, Error>?) {
         if let tracer { _ = try? tracer.stop() }
-        guard case .success(let cgroup) = cgroup! else { return }
+        guard case .success(let cgroup) = cgroup else { return }
         if case .success(let pid) = admission, let root = TraceCgroup.cgroup2Mount() {
             try? Self.write(pid, into: root)  // the init is alive (the launcher ends it): out, so the cgroup can go
         }
@@ -419,58 +471,58 @@ final class LearnEbpfPreload: @unchecked Sendable {
 
 /// The live lines (standard error, escaped): one per new domain, direct-IP flow, dropped flow, secret attempt
 /// and new top-level directory; the summary at the end.
-final class LearnLiveView: @unchecked Sendable {
-    let quiet: Bool
-    let home: String
+package final class LearnLiveView: Sendable {
+    package let quiet: Bool
+    package let home: String
     private struct Seen { var domains: Set<String> = []; var directIP: Set<String> = []; var secrets: Set<String> = []
                           var directories: Set<String> = []; var blocked: Set<String> = []; var binds: Set<String> = []
                           /// tcp/443 flows no DNS answer named when their SYN was logged: the ClientHello comes later.
                           var awaitingHello: Set<String> = []
                           var lastDirectory: [UInt8] = [] }
-    private let seen = LearnLocked(Seen())
+    private let seen = Mutex(Seen())
 
-    init(quiet: Bool, home: String) { self.quiet = quiet; self.home = home }
+    package init(quiet: Bool, home: String) { self.quiet = quiet; self.home = home }
 
-    func say(_ text: String) { FileDescriptorStream.standardError.write("cagent learn: \(TerminalEscape.escape(text))\n") }
+    package func say(_ text: String) { FileDescriptorStream.standardError.write("cagent learn: \(TerminalEscape.escape(text))\n") }
     private func line(_ text: String) { if !quiet { say(text) } }
 
-    func domain(_ name: String) {
-        if seen.with({ $0.domains.insert(name).inserted }) { line("domain \(name)") }
+    package func domain(_ name: String) {
+        if seen.withLock({ $0.domains.insert(name).inserted }) { line("domain \(name)") }
     }
 
-    func flow(_ finding: FlowAttributor.Finding) {
+    package func flow(_ finding: FlowAttributor.Finding) {
         let key = "\(finding.flow.protoName) \(finding.flow.destination):\(finding.flow.port ?? 0)"
         if finding.flow.verdict == .dropped {
-            if seen.with({ $0.blocked.insert(key).inserted }) { line("blocked \(key) (metadata, host or LAN)") }
+            if seen.withLock({ $0.blocked.insert(key).inserted }) { line("blocked \(key) (metadata, host or LAN)") }
         } else if finding.basis == .directIP {
             if finding.flow.proto == 6 && finding.flow.port == 443 {
                 // Its server name may still come: decided at the end (`summary`).
-                seen.with { _ = $0.awaitingHello.insert(key) }
-            } else if seen.with({ $0.directIP.insert(key).inserted }) {
+                seen.withLock { _ = $0.awaitingHello.insert(key) }
+            } else if seen.withLock({ $0.directIP.insert(key).inserted }) {
                 line("direct-ip \(key) (no DNS answer or SNI named it)")
             }
         }
     }
 
-    func bind(_ bind: BindObservation) {
+    package func bind(_ bind: BindObservation) {
         let host = bind.address.contains(":") ? "[\(bind.address)]" : bind.address
         let key = "\(bind.proto) \(host):\(bind.port)"
         let program = String(decoding: bind.program.bytes, as: UTF8.self)
-        if seen.with({ $0.binds.insert(key).inserted }) {
+        if seen.withLock({ $0.binds.insert(key).inserted }) {
             line("bind \(key) by \(program)" + (bind.result == 0 ? "" : " (\(Errno.name(bind.result)))"))
         }
     }
 
-    func secret(_ pattern: String, _ access: FileAccess) {
+    package func secret(_ pattern: String, _ access: FileAccess) {
         let path = String(decoding: access.path.bytes, as: UTF8.self)
-        if seen.with({ $0.secrets.insert(path).inserted }) {
+        if seen.withLock({ $0.secrets.insert(path).inserted }) {
             line("secret \(pattern): \(access.operation.rawValue) \(path) (\(access.result == 0 ? "ok" : Errno.name(access.result)))")
         }
     }
 
     /// Called for every file event: the common case (the same top-level directory as the previous event)
     /// compares bytes and allocates nothing.
-    func file(_ access: FileAccess) {
+    package func file(_ access: FileAccess) {
         let bytes = access.path.bytes
         guard bytes.first == UInt8(ascii: "/") else { return }
         // A top-level *directory*: the path goes below it (a missing `/x` is a file lookup, not a directory).
@@ -480,7 +532,7 @@ final class LearnLiveView: @unchecked Sendable {
         while stop < bytes.count && bytes[stop] != UInt8(ascii: "/") { stop += 1 }
         guard stop > start, stop + 1 < bytes.count else { return }  // something after the separator
         let top = bytes[start..<stop]
-        let name: String? = seen.with { seen in
+        let name: String? = seen.withLock { seen in
             if seen.lastDirectory.elementsEqual(top) { return nil }
             seen.lastDirectory = Array(top)
             let name = "/" + String(decoding: top, as: UTF8.self)
@@ -489,15 +541,15 @@ final class LearnLiveView: @unchecked Sendable {
         if let name { line("directory \(name)") }
     }
 
-    func summary(_ summary: LearnObservation.Summary, sessionID: String, status: Int32, scratch: String?, followUp: LearnFollowUp = LearnFollowUp()) {
+    package func summary(_ summary: LearnObservation.Summary, sessionID: String, status: Int32, scratch: String?, followUp: LearnFollowUp = LearnFollowUp()) {
         // TLS flows held back for their ClientHello: a direct IP only if nothing named them by the end.
         for finding in summary.flows where finding.flow.verdict == .accepted && finding.basis == .directIP {
             let key = "\(finding.flow.protoName) \(finding.flow.destination):\(finding.flow.port ?? 0)"
-            if seen.with({ $0.awaitingHello.contains(key) && $0.directIP.insert(key).inserted }) {
+            if seen.withLock({ $0.awaitingHello.contains(key) && $0.directIP.insert(key).inserted }) {
                 line("direct-ip \(key) (no DNS answer or SNI named it)")
             }
         }
-        let counts = seen.with { ($0.domains.count, $0.directIP.count, $0.secrets.count, $0.directories.count, $0.blocked.count, $0.binds.count) }
+        let counts = seen.withLock { ($0.domains.count, $0.directIP.count, $0.secrets.count, $0.directories.count, $0.blocked.count, $0.binds.count) }
         var text = "done (agent exit \(status)): \(counts.0) domains, \(counts.1) direct-IP flows, \(counts.4) blocked, \(counts.2) secret attempts, \(counts.3) top-level directories, \(counts.5) binds"
         if let trace = summary.trace {
             text += "; \(trace.backend.rawValue): \(trace.syscalls) syscalls traced, \(trace.lost) lost"
@@ -514,14 +566,18 @@ final class LearnLiveView: @unchecked Sendable {
 /// How the commands the learn summary prints reach the session's database as typed: `--db` when one was
 /// named, `--user UID` when the database is another user's than a plain invocation's default (`learn --user`),
 /// with `sudo` first when learn itself ran under sudo (reading another user's database takes root).
-struct LearnFollowUp: Equatable {
-    var database: String?
-    var user: UInt32?
-    var sudo = false
+package struct LearnFollowUp: Equatable {
+    package var database: String?
+    package var user: UInt32?
+    package var sudo = false
+
+    package init(database: String? = nil, user: UInt32? = nil, sudo: Bool = false) {
+        self.database = database; self.user = user; self.sudo = sudo
+    }
 
     /// "cagent report ID" or "sudo cagent report ID --user 1001": `words` (the command and its arguments),
     /// then what finds the database.
-    func command(_ words: String) -> String {
+    package func command(_ words: String) -> String {
         var text = (sudo ? "sudo " : "") + "cagent " + words
         if let user { text += " --user \(user)" }
         if let database { text += " --db " + shellQuoted(database) }
@@ -530,7 +586,7 @@ struct LearnFollowUp: Equatable {
 }
 
 /// A word as a shell reads it back: bare when plain, else single-quoted.
-func shellQuoted(_ word: String) -> String {
+package func shellQuoted(_ word: String) -> String {
     let plain = !word.isEmpty && word.unicodeScalars.allSatisfy {
         ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_./=:,+@%".unicodeScalars.contains($0)
     }
