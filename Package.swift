@@ -57,8 +57,8 @@ let package = Package(
         // `cagent learn`'s session: the sources around one sandbox and the one bridge from them into the
         // Recorder. Never linked into the lean front (CagentLaunch does not depend on it).
         .target(name: "CagentLearn", dependencies: [
-            "CagentCore", "CagentEvents", "CagentStore", "CagentTrace", "CagentCapture", "CagentDNS", "CagentNetwork",
-            "CagentLaunch", "CagentSandbox",
+            "CagentCore", "CagentEvents", "CagentProfile", "CagentStore", "CagentTrace", "CagentCapture", "CagentDNS",
+            "CagentNetwork", "CagentLaunch", "CagentSandbox",
         ]),
         .target(name: "CagentCLI", dependencies: [
             "CagentLaunch", "CagentLearn", "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
