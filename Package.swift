@@ -61,9 +61,8 @@ let package = Package(
             "CagentNetwork", "CagentLaunch", "CagentSandbox",
         ]),
         .target(name: "CagentCLI", dependencies: [
-            "CagentLaunch", "CagentLearn", "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
-            "CagentCapture", "CagentEvents", "CagentStore", "CagentTrace", "CagentPropose", "CShim", "CPcap", "CNftnl",
-            "CagentExport",
+            "CagentLaunch", "CagentLearn", "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork",
+            "CagentCapture", "CagentEvents", "CagentStore", "CagentTrace", "CagentPropose", "CShim", "CagentExport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -96,7 +95,7 @@ let package = Package(
                     exclude: ["Fixtures", "validate-policies.py"]),
         .testTarget(name: "ProposeTests", dependencies: ["CagentPropose", "CagentProfile", "CagentEvents", "CagentStore", "CagentCore",
                                                         .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentEvents", "CagentStore", "CagentCore", "CShim", "Netlab"], exclude: ["Fixtures"]),
+        .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentEvents", "CagentStore", "CagentCore"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )
