@@ -36,14 +36,17 @@ let package = Package(
         .target(name: "CagentNetwork", dependencies: ["CagentCore", "CShim", "CNftnl"]),
         .target(name: "CagentDNS", dependencies: ["CagentCore", "CagentNetwork", "CShim"]),
         .target(name: "CagentCapture", dependencies: ["CagentCore", "CagentNetwork", "CagentDNS", "CPcap"]),
-        .target(name: "CagentStore", dependencies: ["CagentCore", .product(name: "GRDB", package: "GRDB.swift"),
+        // The event model every source feeds and the store records: no dependencies, so that tracers and
+        // parsers (and their fuzz harness) build without the database.
+        .target(name: "CagentEvents"),
+        .target(name: "CagentStore", dependencies: ["CagentCore", "CagentEvents", .product(name: "GRDB", package: "GRDB.swift"),
                                                   .product(name: "GRDBSQLite", package: "GRDB.swift")]),
         // `cagent profile export`: a profile as a CiliumNetworkPolicy or Kubernetes NetworkPolicy (docs/profiles.md).
         .target(name: "CagentExport", dependencies: ["CagentCore", "CagentProfile", "CagentNetwork", "CagentDNS"]),
         // `cagent profile propose`: observations -> the smallest profile (docs/profiles.md "Proposals").
-        .target(name: "CagentPropose", dependencies: ["CagentCore", "CagentProfile", "CagentStore",
+        .target(name: "CagentPropose", dependencies: ["CagentCore", "CagentProfile", "CagentEvents", "CagentStore",
                                                     .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentStore", "CShim", "CEbpf"],
+        .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentEvents", "CShim", "CEbpf"],
                 linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
         // `cagent enforce` (the session, its network, its fast argument reading), the `cagent` front, and what
         // every command shares: no Foundation, SQLite, libpcap or ArgumentParser at start.
@@ -51,10 +54,15 @@ let package = Package(
             "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS", "CagentCapture", "CShim",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // `cagent learn`'s session: the sources around one sandbox and the one bridge from them into the
+        // Recorder. Never linked into the lean front (CagentLaunch does not depend on it).
+        .target(name: "CagentLearn", dependencies: [
+            "CagentCore", "CagentEvents", "CagentProfile", "CagentStore", "CagentTrace", "CagentCapture", "CagentDNS",
+            "CagentNetwork", "CagentLaunch", "CagentSandbox",
+        ]),
         .target(name: "CagentCLI", dependencies: [
-            "CagentLaunch", "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork", "CagentDNS",
-            "CagentCapture", "CagentStore", "CagentTrace", "CagentPropose", "CShim", "CPcap", "CNftnl",
-            "CagentExport",
+            "CagentLaunch", "CagentLearn", "CagentCore", "CagentProfile", "CagentSandbox", "CagentNetwork",
+            "CagentCapture", "CagentEvents", "CagentStore", "CagentTrace", "CagentPropose", "CShim", "CagentExport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -76,18 +84,18 @@ let package = Package(
         // Test support: the hermetic test network every network test uses.
         .target(name: "Netlab", dependencies: ["CagentCore", "CShim"], path: "Tests/Netlab"),
 
-        .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentCLI", "CagentLaunch", "Netlab"]),
+        .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentEvents", "CagentLearn", "CagentCLI", "CagentLaunch", "Netlab"]),
         .testTarget(name: "NetlabTests", dependencies: ["Netlab", "CagentCore"]),
         .testTarget(name: "ProfileTests", dependencies: ["CagentProfile", "Netlab"]),
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
         .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"], exclude: ["Corpus"]),
-        .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
+        .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentEvents", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
         .testTarget(name: "ExportTests", dependencies: ["CagentExport", "CagentProfile", "CagentNetwork", "Netlab"],
                     exclude: ["Fixtures", "validate-policies.py"]),
-        .testTarget(name: "ProposeTests", dependencies: ["CagentPropose", "CagentProfile", "CagentStore", "CagentCore",
+        .testTarget(name: "ProposeTests", dependencies: ["CagentPropose", "CagentProfile", "CagentEvents", "CagentStore", "CagentCore",
                                                         .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentStore", "CagentCore", "CShim", "Netlab"], exclude: ["Fixtures"]),
+        .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentEvents", "CagentStore", "CagentCore"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

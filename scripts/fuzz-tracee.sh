@@ -12,9 +12,9 @@ mkdir -p "$out/corpus" "$out/artifacts"
 cp Tests/StoreTests/Fixtures/tracee/*.jsonl "$out/corpus/"
 [ -d Tests/StoreTests/Fixtures/fuzz ] && cp Tests/StoreTests/Fixtures/fuzz/* "$out/corpus/" 2>/dev/null || true
 
-# The parser and the model compile as one module (their `import CagentStore` is behind canImport).
+# The parser and the model compile as one module (their `import CagentEvents` is behind canImport).
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name TraceeFuzz \
-  Sources/CagentStore/ObservedEvent.swift Sources/CagentStore/FindingRules.swift \
+  Sources/CagentEvents/ObservedEvent.swift Sources/CagentStore/FindingRules.swift \
   Sources/CagentTrace/TraceeParser.swift Fuzz/TraceeFuzz.swift -o "$out/tracee-fuzz"
 
 # -dict: JSON and Tracee tokens help libFuzzer reach the field mapping quickly.

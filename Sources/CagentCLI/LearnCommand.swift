@@ -1,12 +1,7 @@
 import ArgumentParser
-import CagentCapture
 import CagentCore
 import CagentLaunch
-import CagentDNS
-import CagentNetwork
-import CagentProfile
-import CagentSandbox
-import CagentStore
+import CagentLearn
 import CagentTrace
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +11,8 @@ import Glibc
 /// writes outside the workspace going to a scratch layer (LearnPlanner); the network is the session's
 /// uplink with the gate forwarding every name and every new flow logged (metadata, the host and the LAN
 /// stay dropped); the process tree is traced (eBPF or seccomp). Everything goes into the store as one
-/// session of kind "learn" for `cagent report`. Synchronous, like enforce: the launcher owns the main thread.
+/// session of kind "learn" for `cagent report`. The session itself is CagentLearn's `LearnSession`; the command
+/// reads and checks the options and prints the summary.
 struct LearnCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "learn",
@@ -61,147 +57,23 @@ struct LearnCommand: ParsableCommand {
             throw ValidationError("--tracer must be one of \(TracerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let environment = ProcessEnvironment.current
-        var invoking = try InvokingUser.agent(uid: user, environment: environment)
-        if let home { invoking = InvokingUser(uid: invoking.uid, gid: invoking.gid, name: invoking.name, home: home) }
-        // The eBPF programs load on their own thread while the rest is set up (auto: that load is the probe).
-        let preload = choice == .ebpf || choice == .auto ? LearnEbpfPreload() : nil
-        defer { preload?.discard() }  // unless the observation took it
-        let workspacePath = workspace ?? currentDirectory()
-        // With --user, every place is that user's (profiles, trust store, state, the database), whatever
-        // cagent's own HOME and XDG variables say.
-        let places = user != nil ? invoking.placesEnvironment(environment) : environment
-        let profile = try loadProfileForLearn(agent: agent, workspace: workspacePath, environment: places)
-        var paths = CagentPaths.standard(user: invoking, environment: places)
-        if let stateDir { paths.data = stateDir }
-        let upstream: UpstreamConfig
-        do { upstream = try UpstreamConfig.system(read: FileSystem.readText) } catch {
-            throw CagentError(stage: "dns upstream", "\(error)", hint: "the host's /etc/resolv.conf must name a resolver")
-        }
-
-        let sessionID = EnforcePlanner.newSessionID()
-        var request = LearnRequest(profile: profile, workspace: workspacePath, user: invoking, paths: paths,
-                                   command: command, environment: environment, sessionID: sessionID)
-        request.requestedEnvironment = passedEnvironment
-        let agentEnvironment = AgentEnvironment(host: environment, profilePass: profile.env.pass,
-                                                requested: passedEnvironment, home: invoking.home)
-        if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
-        request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
-        var plan = try LearnPlanner.plan(request)
-        if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
-        if let line = AgentBootstrap.startLine(plan.agentMapped, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
-        let selection = choice == .auto && preload != nil ? TracerSelection.auto(ebpfFailure: preload!.failure())
-                                                          : TracerSelection.select(choice, path: environment["PATH"])
-        guard let backend = selection.backend else {
-            throw CagentError(stage: "tracer", "no usable tracer: \(selection.reason)", hint: "`cagent doctor` explains")
-        }
-        plan.traceNotify = backend == .seccomp
-        defer { if !keepScratch { removeTree(request.scratch) } }
-        // The scratch image (mkfs, tens of ms) is made while the store opens and the tracer loads; finished
-        // (and closed if unused) before the removal above runs.
-        let pendingVolume = plan.volume.map { PendingVolume($0, uid: plan.uid, gid: plan.gid) }
-        defer { pendingVolume?.discard() }
-
-        learnTiming("planned")
-        // Opened (and migrated) on another thread while the sandbox starts; the recorder waits for it.
-        let storePath = db ?? Store.defaultPath(paths: CagentPaths.standard(user: invoking, environment: places))
-        // `--db` is opened with the rights of the user who named it; the default database with its owner's.
-        let storeIdentity = db != nil ? FileIdentity.invoking(environment: environment) : FileIdentity(invokingUnderRoot: invoking)
-        let store = LearnPending { [invoking] in
-            try Store(path: storePath, create: true, owner: invoking, identity: storeIdentity)
-        }
-        learnTiming("store")
-        let live = LearnLiveView(quiet: quiet, home: invoking.home)
-        live.say("DNS is open while learning: every name resolves and connections go out (metadata, the host and the LAN excepted)")
-        let observation = LearnObservation(sessionID: sessionID, paths: paths, upstream: upstream, store: store,
-                                           command: command, rules: LearnPlanner.hiddenEntries(profile) + FindingRules.systemSecrets
-                                               + WorkspaceSecrets.absolutePaths(plan.workspaceSecrets, workspace: plan.workspace),
-                                           backend: backend, workspace: plan.workspace, live: live)
-        observation.traceePath = selection.traceePath
-        if backend == .ebpf { observation.ebpfPreload = preload }
-        defer { observation.stop() }
-
-        let launcher = Launcher()
-        launcher.pendingVolume = pendingVolume
-        launcher.beforeRelease = { pid in try observation.start(initPid: pid) }
-        launcher.finalizePlan = { plan in
-            var plan = plan
-            let resolv = observation.nameservers.map { "nameserver \($0)\n" }.joined() + "options edns0\n"
-            plan.steps = plan.steps.map { step in
-                if case .file(let path, let mode, _) = step.operation, path == "/etc/resolv.conf" {
-                    return .init(.file(path: path, mode: mode, contents: resolv), step.reason)
-                }
-                return step
-            }
-            return plan
-        }
-        launcher.onStarted = { _ in learnTiming("agent started") }
-        launcher.onListener = { fd in observation.startSeccomp(listener: fd) }
-        // The workspace is read-write here too: the same H13 check as enforce.
-        let risky = RiskyChanges.snapshot(workspace: plan.workspace, user: invoking)
-        let status: Int32
-        do {
-            learnTiming("launch")
-            status = try launcher.run(plan)
-        } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
-            FileDescriptorStream.standardError.write("cagent: \(error)\n")
-            throw CagentExit(status: Launcher.agentExecStatus(error) ?? ExitStatus.failure)
-        }
-        learnTiming("agent done")
-        if let report = RiskyChanges.check(workspace: plan.workspace, before: risky, user: invoking, revert: revertRisky) {
-            FileDescriptorStream.standardError.write(report)
-        }
-        // The agent ran: from here on cagent's own failure is reported, and the status stays the agent's.
-        let summary: LearnObservation.Summary
-        do { summary = try observation.finish() } catch {
-            FileDescriptorStream.standardError.write("cagent: \(error)\n")
-            throw CagentExit(status: status)
-        }
+        let options = LearnOptions(agent: agent, workspace: workspace ?? currentDirectory(), tracer: choice, database: db,
+                                   passedEnvironment: passedEnvironment, keepScratch: keepScratch, revertRisky: revertRisky,
+                                   quiet: quiet, user: user, stateDir: stateDir, home: home, command: command)
+        let outcome = try LearnSession.run(options, environment: environment)
         // The commands the summary prints must find this database as typed: `--user` when its default would be
         // another user's (and `sudo` when that takes rights the caller lacks), `--db` when one was named.
         let plain = InvokingUser.current(environment: environment)
-        let forUser = db == nil && invoking.uid != plain.uid ? invoking.uid : nil
+        let forUser = db == nil && outcome.user.uid != plain.uid ? outcome.user.uid : nil
         let follow = LearnFollowUp(database: db, user: forUser, sudo: forUser != nil && environment["SUDO_UID"] != nil)
-        live.summary(summary, sessionID: sessionID, status: status, scratch: keepScratch ? request.scratch : nil, followUp: follow)
-        throw CagentExit(status: status)
-    }
-
-    /// The profile learn runs under: the agent's (`--agent`), else `default` as enforce resolves it, with the
-    /// hide list of `base` (as enforce resolves that name) always added. Learn shows the real home, where
-    /// enforce shows a shadow home: every secret base hides (shell histories, cloud credentials) must be
-    /// hidden here too, and so recorded as a secret attempt when the agent tries it, whatever profile it names.
-    private func loadProfileForLearn(agent: String?, workspace: String, environment: [String: String]) throws -> Profile {
-        var profile = try loadProfileForEnforce(nameOrPath: agent ?? "default", workspace: workspace, environment: environment)
-        if agent == nil { profile.agent = "learn" }
-        let base: Profile
-        do {
-            base = try ProfileResolver.standard(workspace: workspace, environment: environment).resolve("base").profile
-        } catch {
-            throw CagentError(stage: "profile", "learn needs the base profile's hide list and cannot load it: \(error)",
-                              hint: "reinstall cagent's bundled profiles (share/cagent/profiles) or set CAGENT_PROFILES_DIR")
-        }
-        for entry in base.filesystem.hide where !profile.filesystem.hide.contains(entry) {
-            profile.filesystem.hide.append(entry)
-        }
-        return profile
+        outcome.live.summary(outcome.summary, sessionID: outcome.sessionID, status: outcome.status, scratch: outcome.scratch,
+                             followUp: follow)
+        throw CagentExit(status: outcome.status)
     }
 
     private func currentDirectory() -> String {
         var buffer = [CChar](repeating: 0, count: 4097)
         guard getcwd(&buffer, 4096) != nil else { return "." }
         return String(cString: buffer)
-    }
-
-    /// Removes the scratch layer (root-side; the paths are cagent's own under the state directory). The
-    /// overlay's work dir holds a root-owned `work` directory with mode 000, hence chmod before descent.
-    private func removeTree(_ path: String) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return }
-        if (info.st_mode & S_IFMT) == S_IFDIR {
-            chmod(path, 0o700)
-            for name in FileSystem.list(path) { removeTree(path + "/" + name) }
-            rmdir(path)
-        } else {
-            unlink(path)
-        }
     }
 }

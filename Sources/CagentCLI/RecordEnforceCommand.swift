@@ -3,6 +3,7 @@ import CagentCore
 import CagentLaunch
 import CagentProfile
 import CagentPropose
+import CagentEvents
 import CagentStore
 import Foundation
 #if canImport(Glibc)

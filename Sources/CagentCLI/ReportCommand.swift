@@ -1,6 +1,7 @@
 import ArgumentParser
 import CagentCore
 import CagentLaunch
+import CagentEvents
 import CagentStore
 
 /// `cagent report [SESSION]`: what a session did, findings first.

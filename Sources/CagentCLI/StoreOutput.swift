@@ -2,6 +2,7 @@ import ArgumentParser
 import CagentCore
 import CagentLaunch
 import CagentProfile
+import CagentEvents
 import CagentStore
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CagentCore
 import CagentLaunch
+import CagentEvents
 import CagentStore
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import CagentCore
+import CagentEvents
 import Foundation
 import GRDB
 

@@ -1,5 +1,6 @@
 // What makes an event worth a finding. Pure logic, applied by the Recorder as events arrive.
 import CagentCore
+import CagentEvents
 #if canImport(Glibc)
 import Glibc
 #endif

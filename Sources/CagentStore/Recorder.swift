@@ -1,4 +1,5 @@
 import CagentCore
+import CagentEvents
 import Foundation
 
 /// The one way events enter the store, whatever saw them. `record` only merges the event into an
@@ -6,7 +7,7 @@ import Foundation
 /// full batches in one transaction each, off the caller's path. `close()` flushes and ends the session.
 ///
 /// Thread-safe: several sources may record into the same session.
-public final class Recorder: @unchecked Sendable {
+public final class Recorder: EventSink, @unchecked Sendable {
     public let store: Store
     public let session: SessionInfo
     public let rules: FindingRules

@@ -1,3 +1,4 @@
+import CagentEvents
 import GRDB
 
 /// What `cagent sessions` lists.

@@ -1,4 +1,5 @@
 import CagentCore
+import CagentEvents
 import GRDB
 
 /// Reads one row of the database defensively: anyone who can write the file can put TEXT in an INTEGER

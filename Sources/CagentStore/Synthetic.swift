@@ -1,3 +1,5 @@
+import CagentEvents
+
 /// Synthetic sessions for benchmarks and tests: `events` events drawn from `distinctKeys` distinct
 /// things, in a realistic mix (mostly file accesses, then DNS, flows and execs), deterministic for a seed.
 public struct SyntheticSession: Sequence, Sendable {

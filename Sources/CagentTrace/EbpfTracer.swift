@@ -1,6 +1,6 @@
 import CEbpf
 import CagentCore
-import CagentStore
+import CagentEvents
 import Foundation
 
 /// The eBPF backend: follows every task under one cgroup2 directory (the tree started there with

@@ -1,4 +1,4 @@
-import CagentStore
+import CagentEvents
 #if canImport(Glibc)
 import Glibc
 #endif

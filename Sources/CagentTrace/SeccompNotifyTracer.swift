@@ -1,6 +1,6 @@
 import CShim
 import CagentCore
-import CagentStore
+import CagentEvents
 import Foundation
 
 /// The seccomp user-notification backend, for where BPF is not allowed: the traced process installed the

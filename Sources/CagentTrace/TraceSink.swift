@@ -1,4 +1,4 @@
-import CagentStore
+import CagentEvents
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +13,7 @@ public enum TracerBackend: String, Sendable, CaseIterable {
     case tracee
 }
 
-/// Where a tracer delivers what it sees. `events` usually is `recorder.record`; called from the tracer's
+/// Where a tracer delivers what it sees. `events` usually is a `Recorder`'s `record`; called from the tracer's
 /// own thread, one event at a time.
 public struct TraceSink: Sendable {
     public var events: @Sendable (ObservedEvent) -> Void
@@ -22,7 +22,7 @@ public struct TraceSink: Sendable {
         self.events = events
     }
 
-    public static func recording(into recorder: Recorder) -> TraceSink {
+    public static func recording(into recorder: some EventSink) -> TraceSink {
         TraceSink(events: { recorder.record($0) })
     }
 }

@@ -1,6 +1,6 @@
 import CShim
 import CagentCore
-import CagentStore
+import CagentEvents
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -48,7 +48,7 @@ public struct TraceeImporter {
     }
 
     /// Imports `path` ("-" for standard input).
-    public func importFile(_ path: String, into recorder: Recorder) throws -> Summary {
+    public func importFile(_ path: String, into recorder: some EventSink) throws -> Summary {
         let handle: cg_gz_handle?
         if path == "-" {
             handle = cg_gz_dopen(dup(0))
@@ -100,7 +100,7 @@ public struct TraceeImporter {
     static let chunkLines = 4096
     static let workers = max(1, min(8, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
-    private func process(_ chunk: [PendingLine], into recorder: Recorder, _ summary: inout Summary) {
+    private func process(_ chunk: [PendingLine], into recorder: some EventSink, _ summary: inout Summary) {
         guard !chunk.isEmpty else { return }
         var parsed = [TraceeLine](repeating: .blank, count: chunk.count)
         parsed.withUnsafeMutableBufferPointer { buffer in

@@ -5,8 +5,8 @@
 // Both are reduced to one `TraceeEvent` (name, time, process, arguments by name) and then mapped by event
 // name. The input is hostile: every field is optional and type-checked, nothing is force-unwrapped.
 import Foundation
-#if canImport(CagentStore)
-import CagentStore
+#if canImport(CagentEvents)
+import CagentEvents
 #endif
 
 /// One Tracee event, whatever its shape.

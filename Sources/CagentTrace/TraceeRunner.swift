@@ -1,6 +1,6 @@
 import CShim
 import CagentCore
-import CagentStore
+import CagentEvents
 import Foundation
 #if canImport(Glibc)
 import Glibc

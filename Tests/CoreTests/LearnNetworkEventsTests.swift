@@ -2,8 +2,9 @@ import Testing
 import CagentCapture
 import CagentDNS
 import CagentNetwork
+import CagentEvents
 import CagentStore
-@testable import CagentCLI
+@testable import CagentLearn
 
 /// The bridge from learn mode's network observations to the store's events.
 @Suite struct LearnNetworkEventsTests {

@@ -1,5 +1,6 @@
 import CagentCore
 @testable import CagentPropose
+import CagentEvents
 import CagentStore
 import Foundation
 import GRDB

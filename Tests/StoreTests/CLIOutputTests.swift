@@ -1,3 +1,4 @@
+import CagentEvents
 import CagentStore
 import Foundation
 import Testing

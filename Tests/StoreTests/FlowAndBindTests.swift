@@ -1,3 +1,4 @@
+import CagentEvents
 @testable import CagentStore
 import CagentCore
 import Foundation

@@ -1,5 +1,6 @@
 import Netlab
 import CagentCore
+import CagentEvents
 import CagentStore
 import Foundation
 import GRDB

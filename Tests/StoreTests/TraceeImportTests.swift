@@ -1,4 +1,5 @@
 import Netlab
+import CagentEvents
 import CagentStore
 @testable import CagentTrace
 import Foundation

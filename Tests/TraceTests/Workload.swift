@@ -1,4 +1,5 @@
 import CagentCore
+import CagentEvents
 import CagentStore
 import CagentTrace
 import Foundation

@@ -1,14 +1,15 @@
 import CagentCapture
 import CagentDNS
 import CagentNetwork
+import CagentEvents
 import CagentStore
 
-// Learn mode's network observations as the store's events: the bridge `cagent learn` feeds its Recorder with.
-// The capture and gate types stay free of the store (and of GRDB); this is the only place that knows both.
+// Learn mode's network observations as the store's events (`LearnEventBridge` records them). The capture and
+// gate types stay free of the store (and of GRDB); this module is the only place that knows both.
 
 extension DNSMessageSeen {
     /// `.dns(DNSObservation)`: names and answer values as sandbox text, types and rcodes as mnemonics.
-    public var observedEvent: ObservedEvent {
+    package var observedEvent: ObservedEvent {
         .dns(DNSObservation(
             time: Nanoseconds(time * 1e9), question: RawText(name), type: DNSType.name(type), isResponse: isResponse,
             rcode: rcode.map(DNSRcode.name) ?? "",
@@ -20,7 +21,7 @@ extension DNSMessageSeen {
 
 extension FlowAttributor.Basis {
     /// How the store says the name was learned; nil for a direct-IP finding.
-    public var nameSource: FlowNameSource? {
+    package var nameSource: FlowNameSource? {
         switch self {
         case .dns: return .dns
         case .sni: return .sni
@@ -33,7 +34,7 @@ extension FlowAttributor.Finding {
     /// `.flow(FlowObservation)` as the network saw it (no program): named by DNS or SNI with that source (nil for a
     /// direct-IP finding); learn mode's accepted flows are `observed`, what it still drops (metadata, LAN, the
     /// host) `blocked`. `LearnFlowMerge` uses this when no tracer connect matches the flow.
-    public var observedEvent: ObservedEvent {
+    package var observedEvent: ObservedEvent {
         .flow(FlowObservation(
             time: Nanoseconds(flow.time * 1e9), proto: flow.protoName, address: flow.destination.description,
             port: flow.port ?? 0, name: name.map { RawText($0) }, nameSource: basis.nameSource,
@@ -43,12 +44,12 @@ extension FlowAttributor.Finding {
 
 /// A flow's identity across sources: protocol, destination, port. An IPv4-mapped IPv6 address (a dual-stack
 /// socket's connect) is the IPv4 address the firewall saw.
-public struct FlowEndpoint: Hashable, Sendable {
-    public var proto: String
-    public var address: String
-    public var port: UInt16
+package struct FlowEndpoint: Hashable, Sendable {
+    package var proto: String
+    package var address: String
+    package var port: UInt16
 
-    public init(proto: String, address: String, port: UInt16) {
+    package init(proto: String, address: String, port: UInt16) {
         self.proto = proto; self.port = port
         self.address = FlowObservation.canonicalAddress(IPAddress(address)?.description ?? address)
     }
@@ -57,29 +58,29 @@ public struct FlowEndpoint: Hashable, Sendable {
 /// The tracer's connects of a session, summarised for the merge at its end: per flow, who connected and with
 /// what result (one entry per distinct program and result, in the order first seen). Bounded by distinct
 /// flows times programs, not by connections.
-public struct TracedConnects: Sendable {
-    public struct Connector: Sendable, Equatable {
-        public var program: RawText
-        public var result: Int32
+package struct TracedConnects: Sendable {
+    package struct Connector: Sendable, Equatable {
+        package var program: RawText
+        package var result: Int32
         /// The latest process seen making it.
-        public var pid: Int32
+        package var pid: Int32
         /// The address as the tracer recorded it (the key of its row in the store).
-        public var address: String
+        package var address: String
         /// Connects held back, not recorded yet (`holds`): recorded at the end only if the network saw traffic.
-        public var held: Int64 = 0
+        package var held: Int64 = 0
     }
 
-    public private(set) var byEndpoint: [FlowEndpoint: [Connector]] = [:]
+    package private(set) var byEndpoint: [FlowEndpoint: [Connector]] = [:]
 
-    public init() {}
+    package init() {}
 
     /// Whether a connect is held back instead of recorded as it happens: a UDP connect sends nothing (glibc's
     /// getaddrinfo connects a UDP socket to every candidate address only to pick a source address), so it is a
     /// flow only once the flow log sees its traffic. Port 53 excepted: DNS goes to the gate, which the flow log
     /// never sees, and the capture and the gate record it.
-    public static func holds(_ flow: FlowObservation) -> Bool { flow.proto == "udp" && flow.port != 53 }
+    package static func holds(_ flow: FlowObservation) -> Bool { flow.proto == "udp" && flow.port != 53 }
 
-    public mutating func add(_ flow: FlowObservation) {
+    package mutating func add(_ flow: FlowObservation) {
         let endpoint = FlowEndpoint(proto: flow.proto, address: flow.address, port: flow.port)
         var connectors = byEndpoint[endpoint] ?? []
         let held: Int64 = Self.holds(flow) ? max(0, flow.connections) : 0
@@ -95,12 +96,12 @@ public struct TracedConnects: Sendable {
 
 /// The tracer's rows of a flow the firewall dropped: `Store.markFlowsBlocked` turns them `blocked` at the end
 /// of the session, so a blocked flow is one row (the tracer's, with its program), not two.
-public struct BlockedConnect: Sendable, Equatable {
-    public var proto: String
-    public var address: String
-    public var port: UInt16
-    public var program: RawText
-    public var result: Int32
+package struct BlockedConnect: Sendable, Equatable {
+    package var proto: String
+    package var address: String
+    package var port: UInt16
+    package var program: RawText
+    package var result: Int32
 }
 
 /// Learn mode's two views of a flow as one fact in the store. The tracer's connects are recorded as they
@@ -114,12 +115,12 @@ public struct BlockedConnect: Sendable, Equatable {
 ///   are listed in `blocked`, for `Store.markFlowsBlocked`;
 /// - no connect seen (a tracer that missed it, a sendto without connect): the network's own row (no program).
 /// A held UDP connect the network never saw is no flow and is not recorded.
-public enum LearnFlowMerge {
-    public static func events(findings: [FlowAttributor.Finding], connects: TracedConnects) -> [ObservedEvent] {
+package enum LearnFlowMerge {
+    package static func events(findings: [FlowAttributor.Finding], connects: TracedConnects) -> [ObservedEvent] {
         merge(findings: findings, connects: connects).events
     }
 
-    public static func merge(findings: [FlowAttributor.Finding], connects: TracedConnects)
+    package static func merge(findings: [FlowAttributor.Finding], connects: TracedConnects)
         -> (events: [ObservedEvent], blocked: [BlockedConnect]) {
         var events: [ObservedEvent] = []
         var blocked: [BlockedConnect] = []
@@ -146,11 +147,4 @@ public enum LearnFlowMerge {
         }
         return (events, blocked)
     }
-}
-
-/// The gate's observer for `cagent learn`: every exchange straight into the session's Recorder.
-public struct RecorderGateObserver: GateObserver {
-    public let recorder: Recorder
-    public init(recorder: Recorder) { self.recorder = recorder }
-    public func observe(_ observation: DNSMessageSeen) { recorder.record(observation.observedEvent) }
 }

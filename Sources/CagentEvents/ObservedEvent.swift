@@ -277,3 +277,9 @@ public enum OpenFlags {
         return .read
     }
 }
+
+/// Where a source hands what it saw: the store's `Recorder`, or a test's collector. Sources take this rather
+/// than the recorder, so that they need not depend on the database.
+public protocol EventSink: AnyObject, Sendable {
+    func record(_ event: ObservedEvent)
+}

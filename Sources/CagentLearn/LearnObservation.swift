@@ -1,0 +1,240 @@
+import CagentCapture
+import CagentCore
+import CagentLaunch
+import CagentDNS
+import CagentNetwork
+import CagentEvents
+import CagentSandbox
+import CagentStore
+import CagentTrace
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Gate exchanges to a closure (the event bridge).
+struct LearnGateObserver: GateObserver {
+    let onSeen: @Sendable (DNSMessageSeen) -> Void
+    func observe(_ observation: DNSMessageSeen) { onSeen(observation) }
+}
+
+/// Everything learn mode observes around one sandbox, in the order docs/dns-gate.md gives: the network
+/// session (learn ruleset), the Recorder, the gate (observing), the flow log, the DNS capture, then the
+/// tracer (eBPF: the init pid moved into a fresh cgroup before the plan releases it; seccomp: the listener
+/// the agent child passes before its exec). `start` is all-or-nothing; `stop` tears down whatever started
+/// and is idempotent (the command's `defer`), `finish` stops in order and records the attributed flows.
+/// Every event reaches the recorder through one `LearnEventBridge`.
+package final class LearnObservation: @unchecked Sendable {
+    package let sessionID: String
+    let paths: CagentPaths
+    let upstream: UpstreamConfig
+    let store: LearnPending<Store>
+    let command: [String]
+    let secretPaths: [String]
+    let backend: TracerBackend
+    let workspace: String
+    let live: LearnLiveView
+    /// `--tracer tracee`: the executable found on PATH.
+    package var traceePath: String?
+    /// eBPF: the tracer loading since the command started (`start` takes it).
+    package var ebpfPreload: LearnEbpfPreload?
+
+    private(set) var session: NetworkSession?
+    private(set) var recorder: Recorder?
+    private var bridge: LearnEventBridge?
+    private var gate: Gate?
+    private var flows: NflogReader?
+    private var capture: DNSCapture?
+    private var cgroup: TraceCgroup?
+    private let tracer = Mutex<(any LearnTracer)?>(nil)
+    private var initPid: Int32 = 0
+    private var stopped = false
+
+    package init(sessionID: String, paths: CagentPaths, upstream: UpstreamConfig, store: LearnPending<Store>, command: [String],
+                 rules secretPaths: [String], backend: TracerBackend, workspace: String, live: LearnLiveView) {
+        self.sessionID = sessionID; self.paths = paths; self.upstream = upstream; self.store = store
+        self.command = command; self.secretPaths = secretPaths; self.backend = backend
+        self.workspace = workspace; self.live = live
+    }
+
+    /// The sandbox's resolvers: the gateway addresses (every port-53 packet is redirected to the gate anyway).
+    package var nameservers: [String] {
+        guard let session else { return [] }
+        return [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0?.description }
+    }
+
+    /// The launcher's hooks for this observation: `start` before the init is released, the resolv.conf naming
+    /// the gate, the seccomp listener.
+    package func attach(to launcher: Launcher) {
+        launcher.beforeRelease = { [self] pid in try start(initPid: pid) }
+        launcher.finalizePlan = { [self] plan in
+            var plan = plan
+            let resolv = nameservers.map { "nameserver \($0)\n" }.joined() + "options edns0\n"
+            plan.steps = plan.steps.map { step in
+                if case .file(let path, let mode, _) = step.operation, path == "/etc/resolv.conf" {
+                    return .init(.file(path: path, mode: mode, contents: resolv), step.reason)
+                }
+                return step
+            }
+            return plan
+        }
+        launcher.onListener = { [self] fd in startSeccomp(listener: fd) }
+    }
+
+    package func start(initPid pid: Int32) throws {
+        initPid = pid
+        learnTiming("start")
+        let preload = backend == .ebpf ? (ebpfPreload ?? LearnEbpfPreload()) : nil
+        if let preload {
+            ebpfPreload = preload  // stop() discards it unless taken
+            preload.admit(pid: pid)
+        }
+        do {
+            let id = sessionID, paths = paths
+            let session = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
+                try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(pid: pid), entries: [], paths: paths, mode: .learn)
+            }
+            self.session = session
+            learnTiming("network session")
+            // Both of the gate's addresses (resolv.conf lists both: glibc asks the second after a SERVFAIL).
+            let gateAddresses = [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0?.description }
+            let gateAddress = gateAddresses.isEmpty ? nil : gateAddresses.joined(separator: ",")
+            let recorder = try Recorder(store: store.get(), session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn (\(backend.rawValue))",
+                                                                           command: command.map { RawText($0) }, gate: gateAddress),
+                                        rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
+                                        batchEvents: 8192)  // small batches: written while the agent runs, a short final flush
+            self.recorder = recorder
+            let bridge = LearnEventBridge(recorder: recorder, live: live, secretPaths: secretPaths)
+            self.bridge = bridge
+            learnTiming("recorder")
+
+            // The capture opens on its own thread (its packet ring takes a while) while the gate and the flow
+            // log start; every path below waits for it before going on (or tearing down).
+            let capture = DNSCapture(interface: session.interface) { event in bridge.captureSaw(event) }
+            self.capture = capture
+            // Waits for the capture's start to end (an event, not a lock); its error is set before the signal.
+            let captureStarted = DispatchSemaphore(value: 0)
+            let captureError = Mutex<Error?>(nil)
+            DispatchQueue.global(qos: .userInitiated).async {
+                do { try capture.start() } catch { captureError.withLock { $0 = error } }
+                captureStarted.signal()
+            }
+            do {
+            let gate = Gate(configuration: .init(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
+                                                 port: session.gatePort, policy: .observing(ipv6: session.addresses.gateway6 != nil),
+                                                 upstream: upstream),
+                            pinner: session.firewall,
+                            observer: LearnGateObserver { seen in bridge.gateSaw(seen) })
+            try gate.start()
+            self.gate = gate
+            learnTiming("gate")
+
+            let flows = FlowLog.reader(group: session.nflogGroup) { flow in bridge.flowLogged(flow) }
+            try flows.start()
+            self.flows = flows
+            learnTiming("flows")
+            } catch {
+                captureStarted.wait()
+                throw error
+            }
+            captureStarted.wait()
+            if let error = captureError.withLock({ $0 }) { throw error }
+            learnTiming("capture")
+
+
+            if backend == .tracee, let traceePath {
+                // Tracee follows the tree from the init's pid; the init is held (no plan yet) until Tracee runs.
+                let tracer = try TraceeRunner(executable: traceePath, scope: .tree(pid), sink: bridge.traceSink(dropping: pid))
+                self.tracer.withLock { $0 = tracer }
+            }
+            if backend == .ebpf, let preload {
+                // The init pid joins the traced cgroup (admitted at the start, beside the network setup) before the
+                // plan releases it: nothing in the sandbox has run yet, so this is equivalent to CLONE_INTO_CGROUP.
+                // The programs were loaded meanwhile; the init is blocked reading its plan, so the sink is in place
+                // before the first record.
+                let (cgroup, tracer) = try preload.take()
+                self.cgroup = cgroup
+                tracer.setSink(bridge.traceSink(dropping: pid))
+                self.tracer.withLock { $0 = tracer }
+                learnTiming("ebpf")
+            }
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    /// The seccomp backend: the listener arrives from the agent child, before its exec.
+    package func startSeccomp(listener: Int32) {
+        // Started before the recorder exists (a failed start): nothing to record into, the listener unserved.
+        guard let bridge else { return }
+        let tracer = SeccompNotifyTracer(listener: listener, sink: bridge.traceSink(dropping: 0))
+        self.tracer.withLock { $0 = tracer }
+    }
+
+    package struct Summary {
+        package var trace: TraceSummary?
+        package var flows: [FlowAttributor.Finding] = []
+        package var captureDropped: UInt32 = 0
+        package var events = 0
+    }
+
+    /// After the agent's tree has exited: stops every source, records the attributed flows, closes the session.
+    package func finish() throws -> Summary {
+        var summary = Summary()
+        learnTiming("finish")
+        // Every source stops at once: each drains what is pending (the capture's close alone waits tens of
+        // milliseconds for the kernel).
+        let current = tracer.withLock { t -> (any LearnTracer)? in let c = t; t = nil; return c }
+        let sources = DispatchGroup()
+        let capture = capture, flows = flows, gate = gate
+        if let capture { DispatchQueue.global(qos: .userInitiated).async(group: sources) { capture.stopReading() } }
+        if let flows { DispatchQueue.global(qos: .userInitiated).async(group: sources) { flows.stop() } }
+        if let gate { DispatchQueue.global(qos: .userInitiated).async(group: sources) { gate.stop() } }
+        if let current { summary.trace = try? current.stop() }
+        learnTiming("tracer stopped")
+        sources.wait()
+        summary.captureDropped = capture?.dropped ?? 0
+        let closing = capture
+        self.capture = nil; self.flows = nil; self.gate = nil
+        summary.flows = bridge?.findings() ?? []
+        learnTiming("sources stopped")
+        // The store's last write, the capture socket's close and the network's teardown are independent: at once.
+        let network = DispatchGroup()
+        DispatchQueue.global(qos: .userInitiated).async(group: network) { closing?.stop() }
+        DispatchQueue.global(qos: .userInitiated).async(group: network) { [self] in tearDownNetwork() }
+        defer { network.wait() }
+        if let bridge {
+            summary.events = try bridge.finish(sessionID: sessionID, findings: summary.flows)
+        }
+        learnTiming("recorder closed")
+        network.wait()
+        stop()
+        learnTiming("stopped")
+        return summary
+    }
+
+    /// Removes the session's network and the trace cgroup (once).
+    private func tearDownNetwork() {
+        if let session {
+            self.session = nil
+            do { _ = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.tearDown() } } catch {
+                FileDescriptorStream.standardError.write("cagent: network teardown: \(error)\n")
+            }
+        }
+        if let cgroup { self.cgroup = nil; try? cgroup.remove() }
+    }
+
+    /// Tears down what started (reverse order); idempotent, for every exit path.
+    package func stop() {
+        if stopped { return }
+        stopped = true
+        let current = tracer.withLock { t -> (any LearnTracer)? in let c = t; t = nil; return c }
+        if let current { _ = try? current.stop() }
+        capture?.stop(); flows?.stop(); gate?.stop()
+        if let recorder { try? recorder.close() }
+        tearDownNetwork()
+        ebpfPreload?.discard()
+    }
+}
