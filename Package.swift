@@ -44,8 +44,11 @@ let package = Package(
         // `cagent profile export`: a profile as a CiliumNetworkPolicy or Kubernetes NetworkPolicy (docs/profiles.md).
         .target(name: "CagentExport", dependencies: ["CagentCore", "CagentProfile", "CagentNetwork", "CagentDNS"]),
         // `cagent profile propose`: observations -> the smallest profile (docs/profiles.md "Proposals").
+        // -Onone in release: Swift 6.3.1's optimizer breaks this module's code (LLVM's verifier: "swifterror value
+        // can only be loaded and stored from"); the proposer's benchmark is measured with it (docs/benchmarks.md).
         .target(name: "CagentPropose", dependencies: ["CagentCore", "CagentProfile", "CagentEvents", "CagentStore",
-                                                    .product(name: "GRDB", package: "GRDB.swift")]),
+                                                    .product(name: "GRDB", package: "GRDB.swift")],
+                swiftSettings: [.unsafeFlags(["-Onone"], .when(configuration: .release))]),
         .target(name: "CagentTrace", dependencies: ["CagentCore", "CagentEvents", "CShim", "CEbpf"],
                 linkerSettings: [.linkedLibrary("z")]),  // gzip traces: CShim/include/cg_gzip.h
         // `cagent enforce` (the session, its network, its fast argument reading), the `cagent` front, and what
