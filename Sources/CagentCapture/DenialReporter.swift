@@ -101,8 +101,12 @@ public final class DenialReporter: Sendable {
                  name: nil, reason: nil, line: nil)
         case .notAllowed(let name, _):
             let shown = DenialReporter.show(name)
+            // A name that looks like encoded data is never proposed (EncodedLabel): no allow command for it.
+            let encoded = EncodedLabel.nameLooksEncoded(name.display)
             note(Key(verdict: .refused, subject: shown.lowercased(), port: 53, proto: "dns"), name: shown, reason: "not in profile",
-                 line: "cagent: refused DNS \(shown) (not in profile)" + allowSuffix, allowable: true)
+                 line: "cagent: refused DNS \(shown) (not in profile)"
+                    + (encoded ? " — looks like encoded data (DNS exfiltration?): never proposed" : allowSuffix),
+                 allowable: !encoded)
         case .noData(let name, let type):
             guard type != DNSType.aaaa else { return }   // AAAA without IPv6 is routine, not a denial
             let shown = DenialReporter.show(name)

@@ -2,8 +2,8 @@
 import Glibc
 #endif
 
-/// A DNS label that looks like data rather than a name: 40+ characters, or 16+ with base32/base64/hex-like
-/// entropy (the recorder's `dns-exfiltration` rule, docs/store.md). One rule for the proposer (never propose
+/// A DNS label that looks like data rather than a name: 40+ characters, 24+ hex digits (with letters), or
+/// 16+ with base32/base64/hex-like entropy (the recorder's `dns-exfiltration` rule, docs/store.md). One rule for the proposer (never propose
 /// such a name) and for `cagent enforce --ask` (never ask about one without saying so).
 public enum EncodedLabel {
     public static func looksEncoded(_ label: Substring) -> Bool {
@@ -21,6 +21,10 @@ public enum EncodedLabel {
             let p = Double(n) / Double(count)
             entropy -= p * log2(p)
         }
+        // Hex of ASCII text (`736b2d64...`) stays near 3.0 bits (its nibbles cluster), under the entropy rule:
+        // a long label of hex digits only, with digits and letters both, is data too.
+        let hexOnly = label.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) || ($0 >= 0x41 && $0 <= 0x46) }
+        if hexOnly && count >= 24 && digits * 4 >= count && digits < count { return true }
         return entropy >= 3.6 || (entropy >= 3.2 && digits * 4 >= count && digits < count)
     }
 

@@ -103,6 +103,20 @@ import Synchronization
         #expect(!reporter.entries.isEmpty && reporter.entries.allSatisfy { $0.firstSeen > 0 && $0.lastSeen >= $0.firstSeen })
     }
 
+    /// A refused name that looks like encoded data (DNS exfiltration) gets no allow command: the proposer
+    /// would refuse to propose it, and the line must not invite the user to allow it. Control: a plain name
+    /// under the same parent gets the command.
+    @Test func encodedNamesGetNoAllowCommand() {
+        let lines = Lines()
+        let reporter = DenialReporter(book: nil, allowHint: "cagent profile propose --update p.yaml --session S1") { lines.add($0) }
+        reporter.record(GateEvent.notAllowed(name: DNSName("736b2d64656d6f2d3466386132633931.x.attacker.test")!, type: 1))
+        reporter.record(GateEvent.notAllowed(name: DNSName("www.attacker.test")!, type: 1))
+        #expect(lines.all.count == 2)
+        #expect(lines.all[0].hasSuffix("looks like encoded data (DNS exfiltration?): never proposed") && !lines.all[0].contains("allow:"), "\(lines.all)")
+        #expect(lines.all[1].hasSuffix("— allow: cagent profile propose --update p.yaml --session S1"), "\(lines.all)")
+        #expect(reporter.entries.first { $0.subject.hasPrefix("736b") }?.allowable == false)
+    }
+
     @Test func hostileNamesCannotDriveTheTerminal() {
         let lines = Lines()
         let reporter = DenialReporter(book: nil) { lines.add($0) }
