@@ -159,22 +159,11 @@ public enum EnforcePlanner {
             }
         }
 
-        // 6b. The agent itself, when it lives outside the view (a venv in the home, a tool in /tmp): the
-        //     smallest tree that runs it, read-only, resolved as the user (AgentBootstrap); never a hidden path.
-        var hidden: [String] = []
-        for entry in DefaultHidden.home + request.profile.filesystem.hide where !WorkspacePattern.isWorkspaceEntry(entry) {
-            let path = try viewPath(entry, home: home)
-            if !hidden.contains(path) { hidden.append(path) }
-        }
-        let agent = try AgentBootstrap.resolve(command: request.command, path: request.environment["PATH"], home: home,
-                                               view: AgentBootstrap.view(of: steps, shadowHomeTarget: home), hidden: hidden, identity: FileIdentity(invokingUnderRoot: user))
-        for root in agent.mapped { add(.bind(source: root, target: root, mode: .readOnly), "the agent's own tree, read-only") }
-
-        // 7. The hide list after every bind, because it covers what those binds exposed.
-        for path in hidden { add(.hide(path), "hidden: \(AgentBootstrap.display(path, home: home))") }
-        //    The workspace's secrets (`.env`, `*.pem`): matched host-side now, each match covered.
-        let secrets = try WorkspaceSecrets.scan(workspace: workspace, profile: request.profile, user: user)
-        steps += WorkspaceSecrets.steps(secrets, workspace: workspace)
+        // 6b/7. The agent's own tree when it lives outside the view (a venv in the home, a tool in /tmp), then
+        //      the hide list after every bind (it covers what they exposed), then the workspace's secrets.
+        let (agent, secrets) = try CoveredView.add(to: &steps, profile: request.profile, command: request.command,
+                                                   path: request.environment["PATH"], home: home, workspace: workspace,
+                                                   user: user, shadowHomeTarget: home)
 
         // 8. .git pinned (a mount point) and its hooks read-only, last in the workspace: hooks and a
         //    replaced .git would run on the host when the user next runs git (H13).

@@ -173,20 +173,11 @@ public enum LearnPlanner {
             }
         }
 
-        // 7b. The agent itself when it lives in a private tree (/tmp, /run): its smallest tree, read-only.
-        var hidden: [String] = []
-        for entry in hiddenEntries(request.profile) {
-            let path = try EnforcePlanner.viewPath(entry, home: home)
-            if !hidden.contains(path) { hidden.append(path) }
-        }
-        let agent = try AgentBootstrap.resolve(command: request.command, path: request.environment["PATH"], home: home,
-                                               view: AgentBootstrap.view(of: steps, shadowHomeTarget: nil), hidden: hidden, identity: FileIdentity(invokingUnderRoot: user))
-        for root in agent.mapped { add(.bind(source: root, target: root, mode: .readOnly), "the agent's own tree, read-only") }
-
-        // 8. Secrets hidden, after every bind (each attempt becomes a finding in the store).
-        for path in hidden { add(.hide(path), "hidden: \(AgentBootstrap.display(path, home: home))") }
-        let secrets = try WorkspaceSecrets.scan(workspace: workspace, profile: request.profile, user: user)
-        steps += WorkspaceSecrets.steps(secrets, workspace: workspace)
+        // 7b/8. The agent's own tree when it lives in a private tree (/tmp, /run), then the secrets hidden after
+        //       every bind (each attempt becomes a finding in the store), then the workspace's secrets.
+        let (agent, secrets) = try CoveredView.add(to: &steps, profile: request.profile, command: request.command,
+                                                   path: request.environment["PATH"], home: home, workspace: workspace,
+                                                   user: user, shadowHomeTarget: nil)
 
         add(.readOnly("/etc"), "populated: now read-only")
         add(.readOnly("/dev"), "populated: now read-only")
