@@ -326,4 +326,62 @@ import Testing
         _ = try lab.run(in: .host, ["curl", "-s", "-m", "2", "-o", "/dev/null", "http://203.0.113.66/"])
         #expect(lab.sinkRecords().contains { $0.contains("203.0.113.66") }, "control: the sink records the probe")
     }
+
+    @Test("The disk holding the store fills up during cagent learn: the session ends with the store's error named, nothing is left, the database still opens",
+          .enabled(if: Requirements.mayRun(root: true, tools: tools + ["sqlite3", "unshare"]), "needs root, namespaces, the netlab's tools, sqlite3 and unshare"),
+          .timeLimit(.minutes(5)))
+    func storeDiskFills() throws {
+        try Requirements.root()
+        let lab = try Netlab(); defer { lab.shutdown() }
+        let fixture = try SandboxFixture(); defer { fixture.remove() }
+        let small = fixture.root + "/small"
+        #expect(mkdir(small, 0o755) == 0)
+        // Thousands of distinct long paths: more rows than a 512 KiB filesystem holds.
+        let program = """
+        import os, sys
+        base = sys.argv[1]
+        os.makedirs(base, exist_ok=True)
+        for i in range(int(sys.argv[2])):
+            open("%s/%s-%06d" % (base, "p" * 120, i), "w").close()
+        print("made", flush=True)
+        """
+        try fixture.write(fixture.workspace + "/fill.py", program)
+        var environment = ProcessInfo.processInfo.environment
+        environment["CAGENT_RUNTIME_DIR"] = fixture.root + "/run"
+        // A private mount namespace holds the small tmpfs (gone with it); the database is checked inside it after
+        // cagent ended. The control: the same check on the same database before the session wrote to it is
+        // not needed — a database that does not open fails `integrity_check` either way (no output, status 1).
+        let script = """
+        mount -t tmpfs -o size=512k tmpfs \(small) || exit 90
+        nsenter --net=/run/netns/\(lab.hostNamespace) \(Products.cagent) learn --user \(SandboxFixture.agentUID) \\
+          --home \(fixture.home) --state-dir \(fixture.state) --db \(small)/learn.db --workspace \(fixture.workspace) \\
+          -- /usr/bin/python3 \(fixture.workspace)/fill.py \(fixture.workspace)/fill 20000
+        echo "cagent-status $?"
+        echo "integrity $(sqlite3 \(small)/learn.db 'pragma integrity_check' 2>&1)"
+        echo "sessions $(sqlite3 \(small)/learn.db 'select count(*) from sessions' 2>&1)"
+        df -k \(small) | tail -1
+        """
+        let began = Date()
+        let run = try Netlab.execute(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script],
+                                     timeout: 240, environment: environment)
+        let elapsed = Date().timeIntervalSince(began)
+        print("store disk fills: \(run.stdout.split(separator: "\n").filter { !$0.hasPrefix("made") }) in \(String(format: "%.1f", elapsed)) s; stderr tail: \(run.stderr.suffix(3000))")
+        #expect(run.status == 0, "\(run.stdout) \(run.stderr.suffix(600))")
+        // cagent said what failed (the store) and what to do, in bounded time; its status stays the agent's
+        // (docs/cli.md: after the agent ran, cagent's own failure is reported, not turned into the status).
+        let status = run.stdout.split(separator: "\n").first { $0.hasPrefix("cagent-status ") }.flatMap { Int32($0.dropFirst(14)) }
+        #expect(status == 0, "cagent's status with a full disk: \(run.stdout)")
+        #expect(run.stdout.contains("100%"), "the disk did not fill (the fault did not happen): \(run.stdout)")
+        let line = run.stderr.split(separator: "\n").first { $0.hasPrefix("cagent: store failed: ") || $0.contains("store") && $0.contains("full") }
+        #expect(line?.contains("database or disk is full") == true, "the error does not name the store: \(run.stderr.suffix(600))")
+        #expect(run.stderr.contains("hint: free space"), "no hint: \(run.stderr.suffix(600))")
+        #expect(elapsed < 200)
+        // The database opens and is consistent: what was committed stays.
+        #expect(run.stdout.contains("integrity ok"), "\(run.stdout)")
+        // Nothing of the session remains: no lease, no trace cgroup of that cagent, no table in the lab's host.
+        #expect(FileSystem.list(fixture.root + "/run/sessions").filter { $0.hasSuffix(".lease") }.isEmpty)
+        let tables = try lab.run(in: .host, ["nft", "list", "tables"]).stdout
+        #expect(tables.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "table left: \(tables)")
+        #expect(processes(mentioning: fixture.workspace + "/fill.py").isEmpty)
+    }
 }
