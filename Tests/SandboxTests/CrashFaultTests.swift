@@ -384,4 +384,62 @@ import Testing
         #expect(tables.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "table left: \(tables)")
         #expect(processes(mentioning: fixture.workspace + "/fill.py").isEmpty)
     }
+
+    @Test("SIGKILL of cagent learn mid-session: the store keeps every committed batch, the next start and doctor --clean remove the trace cgroup, table and lease",
+          .enabled(if: Requirements.mayRun(root: true, tools: tools + ["sqlite3"]), "needs root, namespaces, the netlab's tools and sqlite3"),
+          .timeLimit(.minutes(5)))
+    func killLearnMidSession() throws {
+        try Requirements.root()
+        let lab = try Netlab(); defer { lab.shutdown() }
+        let fixture = try SandboxFixture(); defer { fixture.remove() }
+        let cgroup = try ParentCgroup(); defer { cgroup.remove() }
+        let world = World(lab: lab, fixture: fixture, cgroup: cgroup)
+        // Fresh files without end: the recorder commits a batch every 50,000 events.
+        try fixture.write(fixture.workspace + "/storm.py", """
+            import os, sys
+            base = sys.argv[1]
+            os.makedirs(base, exist_ok=True)
+            i = 0
+            while True:
+                open("%s/f%07d" % (base, i), "w").close()
+                i += 1
+            """)
+        func learn(_ command: [String]) -> [String] {
+            ["learn", "--user", String(SandboxFixture.agentUID), "--home", fixture.home, "--state-dir", fixture.state,
+             "--db", world.db, "--workspace", fixture.workspace, "--"] + command
+        }
+        func committed(_ round: Int) -> Int {
+            let out = try? Netlab.execute(["sqlite3", world.db, "SELECT count(*) FROM files WHERE path LIKE '%/crashstorm\(round)/%'"], timeout: 20)
+            return Int(out?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        }
+        for round in 0..<2 {
+            let marker = "cgtlearn\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+            let output = fixture.root + "/\(marker).out"
+            let process = try world.start(learn(["/usr/bin/python3", fixture.workspace + "/storm.py", fixture.workspace + "/crashstorm\(round)", marker]),
+                                          output: output)
+            let label = "round \(round)"
+            var before = 0
+            let batch = Self.eventually(90) { before = committed(round); return before > 0 }
+            #expect(batch, "\(label): no batch committed: \(FileSystem.readText(output + ".err") ?? "")")
+            let traceCgroups = { (FileSystem.list("/sys/fs/cgroup/unified").filter { $0.hasPrefix("cagent-trace-\(process.pid)-") }) }
+            #expect(!traceCgroups().isEmpty, "\(label): the session's trace cgroup was not found (the check would prove nothing)")
+            kill(process.pid, SIGKILL)
+            #expect(process.wait(timeout: 20) == 128 + SIGKILL)
+            let gone = Self.eventually(10) { processes(mentioning: marker).isEmpty }
+            #expect(gone, "\(label): the agent outlived cagent")
+            // The store opens, is consistent, and holds every committed batch.
+            let check = try Netlab.execute(["sqlite3", world.db, "pragma integrity_check"], timeout: 20)
+            #expect(check.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "ok", "\(label): \(check.stdout) \(check.stderr)")
+            let after = committed(round)
+            #expect(after >= before, "\(label): \(before) rows committed before the kill, \(after) after")
+            // The next start (a learn session) or doctor --clean removes what the killed one left.
+            let byDoctor = round == 1
+            let next = byDoctor ? try world.run(["doctor", "--clean", "--leased-only", "--json"]) : try world.run(learn(["/bin/true"]))
+            #expect(next.status == 0, "\(label): \(next.output.suffix(500))")
+            #expect(traceCgroups().isEmpty, "\(label), \(byDoctor ? "doctor --clean" : "next start"): trace cgroup left: \(traceCgroups())")
+            let left = try world.leftovers(marker: marker)
+            #expect(left.isEmpty, "\(label), \(byDoctor ? "doctor --clean" : "next start"): left \(left)")
+            print("learn killed after \(before) committed rows: \(after) rows after the kill; cleaned by \(byDoctor ? "doctor" : "the next start")")
+        }
+    }
 }

@@ -1,6 +1,7 @@
 import CagentCore
 import CagentNetwork
 import CagentSandbox
+import CagentTrace
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,6 +60,14 @@ enum Leftovers {
                 found.append(Leftover(kind: .cgroup, name: path))
             }
         }
+        // Trace cgroups of dead cagents (their names carry the pid of the cagent that made them): leftovers now.
+        var deadTrace = Set<String>()
+        if let root = TraceCgroup.cgroup2Mount() {
+            for name in FileSystem.list(root) where TraceCgroup.isOrphan(name: name) && seenCgroups.insert(root + "/" + name).inserted {
+                found.append(Leftover(kind: .cgroup, name: root + "/" + name))
+                deadTrace.insert("cgroup " + root + "/" + name)
+            }
+        }
         for (root, depth) in [("/sys/fs/cgroup", 1), ("/sys/fs/cgroup/unified", 5)] + v1Hierarchies().map({ ($0, 5) }) {
             for path in sessionCgroups(under: root, depth: depth) where seenCgroups.insert(path).inserted {
                 // Found by name only (no lease here names it). A starting session's cgroup is empty for the
@@ -77,7 +86,8 @@ enum Leftovers {
             // The table goes only when every session chain in it is a dead lease's (nothing of another's is in it).
             let chains = (try? NetfilterInventory.chains()).map { Firewall.sessionInterfaces(in: $0) } ?? []
             let tableIsDeadOnes = chains.allSatisfy { deadNamed.contains("nft-chain \($0)") }
-            leftovers = leftovers.filter { deadNamed.contains($0.description) || ($0.kind == .nftTable && tableIsDeadOnes) }
+            leftovers = leftovers.filter { deadNamed.contains($0.description) || deadTrace.contains($0.description)
+                || ($0.kind == .nftTable && tableIsDeadOnes) }
             // With live sessions elsewhere the scan lists chains only when this directory has a live one.
             for interface in chains where deadNamed.contains("nft-chain \(interface)") && !tableIsDeadOnes
             && !leftovers.contains(Leftover(kind: .nftChain, name: interface)) {
