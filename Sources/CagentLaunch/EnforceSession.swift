@@ -120,7 +120,7 @@ public struct EnforceOptions: Equatable, Sendable {
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
         let cgroup: SessionCgroup
         do {
-            cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits))
+            cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits), paths: paths)
         } catch let error as CagentError {
             FileDescriptorStream.standardError.write("cagent: \(CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno, hint: error.hint))\n")
             throw CagentExit(status: 125)

@@ -140,7 +140,11 @@ package enum LearnSession {
         // The agent ran: from here on cagent's own failure is reported, and the status stays the agent's.
         let summary: LearnObservation.Summary
         do { summary = try observation.finish() } catch {
-            FileDescriptorStream.standardError.write("cagent: \(error)\n")
+            // The store's own errors (a full disk: SQLite 13) get the stage and what to do; the status stays the agent's.
+            let failure = error as? CagentError ?? CagentError(
+                stage: "store", TerminalEscape.escape("recording the session in \(storePath): \(error)"),
+                hint: "free space where the database lives (or name another with --db); what was committed before the failure stays in it")
+            FileDescriptorStream.standardError.write("cagent: \(failure)\n")
             throw CagentExit(status: status)
         }
         return LearnOutcome(status: status, sessionID: sessionID, summary: summary, live: live, user: invoking,
