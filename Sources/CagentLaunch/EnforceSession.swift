@@ -34,18 +34,20 @@ public struct EnforceOptions: Equatable, Sendable {
     /// `--ask`: ask on the terminal about a name not in the profile (DenialAsker); unanswered after `askTimeout` s: deny.
     public var ask = false
     public var askTimeout = 30.0
+    /// `--ssh-key FILE`: a deploy key for git over ssh (SshDeployKey), with known_hosts for the profile's ssh hosts only.
+    public var sshKey: String?
     public var command: [String] = []
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
                 passEnvironment: [String] = [], allowProxy: Bool = false, proxy: String? = nil,
                 failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
-                ask: Bool = false, askTimeout: Double = 30, command: [String] = []) {
+                ask: Bool = false, askTimeout: Double = 30, sshKey: String? = nil, command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
         self.revertRisky = revertRisky; self.offline = offline; self.json = json; self.upstreamDns = upstreamDns
         self.passEnvironment = passEnvironment; self.allowProxy = allowProxy; self.proxy = proxy
         self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.db = db
-        self.ask = ask; self.askTimeout = askTimeout
+        self.ask = ask; self.askTimeout = askTimeout; self.sshKey = sshKey
         self.command = command
     }
 
@@ -84,6 +86,12 @@ public struct EnforceOptions: Equatable, Sendable {
         var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
                                      command: command, environment: environment)
         request.requestedEnvironment = passEnvironment
+        if let sshKey {
+            let key = try SshDeployKey.load(keyFile: sshKey, currentDirectory: currentDirectory(), endpoints: loaded.network.endpoints,
+                                            user: invoking, workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"))
+            for line in key.startLines(home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
+            request.sshKey = key
+        }
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try EnforcePlanner.plan(request)
         let hostStages = EnforceNetwork.stages + ["cgroup"]

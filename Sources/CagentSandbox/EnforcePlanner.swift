@@ -27,6 +27,8 @@ public struct EnforceRequest: Sendable {
     public var diskBytes: UInt64
     /// Apply the process policy (seccomp, Landlock, rlimits) to the agent; off only to test the layers apart.
     public var processPolicy = true
+    /// `--ssh-key`: the deploy key and the profile's known hosts, written into the sandbox's /etc/ssh.
+    public var sshKey: SshDeployKey?
 
     public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
                 environment: [String: String], terminal: SandboxPlan.TerminalSize? = nil,
@@ -131,6 +133,8 @@ public enum EnforcePlanner {
         for (name, contents) in generatedEtc(request: request, user: user, home: home) {
             add(.file(path: "/etc/" + name, mode: "0644", contents: contents), "generated: only the sandbox's users and names")
         }
+        // The deploy key of --ssh-key lives here, not in the persistent shadow home: sealed with /etc, gone with the session.
+        if let sshKey = request.sshKey { steps += sshKey.steps }
 
         // 3. Kernel interfaces before any host tree: /proc is this pid namespace's own (host processes
         //    invisible), /dev only harmless nodes and the sandbox's own devpts, /tmp private and bounded.
@@ -288,7 +292,7 @@ public enum EnforcePlanner {
         return "/" + parts.joined(separator: "/")
     }
 
-    static func realPath(_ path: String, what: String) throws -> String {
+    public static func realPath(_ path: String, what: String) throws -> String {
         guard let resolved = realpath(path, nil) else {
             let hint = what == "workspace"
                 ? "the workspace is the agent's project directory and must exist: create it, or pass --workspace DIR (default: the current directory)"
