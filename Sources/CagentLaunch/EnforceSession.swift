@@ -36,18 +36,20 @@ public struct EnforceOptions: Equatable, Sendable {
     public var askTimeout = 30.0
     /// `--ssh-key FILE`: a deploy key for git over ssh (SshDeployKey), with known_hosts for the profile's ssh hosts only.
     public var sshKey: String?
+    /// `--publish PORT`: the host's 127.0.0.1:PORT relayed to the sandbox's localhost:PORT (PublishedPort: OAuth callbacks).
+    public var publish: UInt16?
     public var command: [String] = []
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
                 passEnvironment: [String] = [], allowProxy: Bool = false, proxy: String? = nil,
                 failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
-                ask: Bool = false, askTimeout: Double = 30, sshKey: String? = nil, command: [String] = []) {
+                ask: Bool = false, askTimeout: Double = 30, sshKey: String? = nil, publish: UInt16? = nil, command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
         self.revertRisky = revertRisky; self.offline = offline; self.json = json; self.upstreamDns = upstreamDns
         self.passEnvironment = passEnvironment; self.allowProxy = allowProxy; self.proxy = proxy
         self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.db = db
-        self.ask = ask; self.askTimeout = askTimeout; self.sshKey = sshKey
+        self.ask = ask; self.askTimeout = askTimeout; self.sshKey = sshKey; self.publish = publish
         self.command = command
     }
 
@@ -126,6 +128,10 @@ public struct EnforceOptions: Equatable, Sendable {
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
             allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
+        // Bound now, before the sandbox exists: a busy port stops the start before anything was made.
+        let published = try publish.map { try PublishedPort(port: $0) }
+        defer { published?.stop() }
+        if let published { FileDescriptorStream.standardError.write(published.line + "\n") }
         let cgroup: SessionCgroup
         do {
             cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits))
@@ -150,6 +156,7 @@ public struct EnforceOptions: Equatable, Sendable {
         launcher.beforeRelease = { pid in
             // The init is frozen waiting for its plan: nothing inside runs before the network is in place.
             do { try network?.start(pid: pid) } catch { throw setupError(error, stage: "network") }
+            do { try published?.start(pid: pid) } catch { throw setupError(error, stage: "publish") }
         }
         launcher.beforeAgent = { pid in
             // cagent-init builds the view meanwhile; it forks the agent only after this returned.
@@ -183,6 +190,7 @@ public struct EnforceOptions: Equatable, Sendable {
             failure = error as? CagentError ?? CagentError(stage: "sandbox setup", "\(error)")
         }
         // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
+        published?.stop()
         let teardownError = network?.stop()
         asker?.join()
         for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }

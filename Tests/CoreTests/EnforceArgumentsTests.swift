@@ -23,6 +23,7 @@ import Testing
         ["--profile", "p", "--proxy", "http://198.18.0.9:3128", "--", "x"],
         ["--proxy=http://proxy.corp:3128/", "--profile", "p", "--", "x"],
         ["--profile", "p", "--ssh-key", "/home/u/.config/cagent/ssh/deploy", "--", "git", "push"],
+        ["--profile", "p", "--publish", "8085", "--", "gh", "auth", "login"],
     ]
 
     /// Forms the fast path leaves to ArgumentParser (some valid, most not).
@@ -51,6 +52,9 @@ import Testing
         ["--ask-timeout", "0", "--profile", "p", "--", "x"],
         ["--ask-timeout", "soon", "--profile", "p", "--", "x"],
         ["--ssh-key", "a", "--ssh-key", "b", "--profile", "p", "--", "x"],
+        ["--publish", "0", "--profile", "p", "--", "x"],
+        ["--publish", "65536", "--profile", "p", "--", "x"],
+        ["--publish", "http", "--profile", "p", "--", "x"],
     ]
 
     @Test(arguments: accepted)
