@@ -171,7 +171,10 @@ public enum EnforcePlanner {
 
         // 8. .git pinned (a mount point) and its hooks read-only, last in the workspace: hooks and a
         //    replaced .git would run on the host when the user next runs git (H13).
-        let git = GitProtection.steps(workspace: workspace, user: user)
+        //    A worktree's or submodule's git dir outside the workspace is mapped here too (LinkedGitDirectory),
+        //    never over a hidden path.
+        let hidden = try LearnPlanner.hiddenEntries(request.profile).map { try viewPath($0, home: home) }
+        let git = GitProtection.steps(workspace: workspace, user: user, linkedHidden: hidden)
         steps += git.steps
 
         // 9. Seal the tmpfs trees we populated: last, because any bind above may have needed a mount point
