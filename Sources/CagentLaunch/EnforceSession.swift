@@ -66,8 +66,12 @@ public struct EnforceOptions: Equatable, Sendable {
         let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath, environment: places)
         var paths = CagentPaths.standard(user: invoking, environment: places)
         if let stateDir { paths.data = stateDir }
+        // Keys from files the user's config names join the host environment (never printed or stored).
+        let credentials = try Credentials.load(into: environment, configDirectory: paths.config, user: invoking,
+                                               workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"))
+        let hostEnvironment = credentials.environment
         // The environment policy first: a proxy variable would void the allowlist, so it needs --allow-proxy.
-        let agentEnvironment = AgentEnvironment(host: environment, profilePass: loaded.env.pass,
+        let agentEnvironment = AgentEnvironment(host: hostEnvironment, profilePass: loaded.env.pass,
                                                 requested: passEnvironment, home: invoking.home)
         // --proxy: the agent's proxy variables are replaced by cagent's filtering proxy (at finalizePlan).
         let upstreamProxy = try proxy.map { try UpstreamProxy.parse($0) }
@@ -80,13 +84,15 @@ public struct EnforceOptions: Equatable, Sendable {
             if let warning = agentEnvironment.proxyWarning { FileDescriptorStream.standardError.write(warning + "\n") }
         } else {
             // The host's proxy variables are replaced, not dropped: the announcement leaves them out.
-            let others = AgentEnvironment(host: environment.filter { !ProxyRisk.isProxyVariable($0.key) }, profilePass: loaded.env.pass,
+            let others = AgentEnvironment(host: hostEnvironment.filter { !ProxyRisk.isProxyVariable($0.key) }, profilePass: loaded.env.pass,
                                           requested: passEnvironment, home: invoking.home)
             if let line = others.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
             FileDescriptorStream.standardError.write("cagent: --proxy: the agent's HTTP(S)_PROXY name cagent's filtering proxy; the profile's hosts go on to \(TerminalEscape.escape(proxy ?? ""))\n")
         }
+        let passedNames = agentEnvironment.entries.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) }
+        if let line = Credentials.startLine(credentials, passed: passedNames, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
-                                     command: command, environment: environment)
+                                     command: command, environment: hostEnvironment)
         request.requestedEnvironment = passEnvironment
         if let sshKey {
             let key = try SshDeployKey.load(keyFile: sshKey, currentDirectory: currentDirectory(), endpoints: loaded.network.endpoints,
