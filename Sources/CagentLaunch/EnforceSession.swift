@@ -96,7 +96,8 @@ public struct EnforceOptions: Equatable, Sendable {
         request.requestedEnvironment = passEnvironment
         if let sshKey {
             let key = try SshDeployKey.load(keyFile: sshKey, currentDirectory: currentDirectory(), endpoints: loaded.network.endpoints,
-                                            user: invoking, workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"))
+                                            user: invoking, workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"),
+                                            configDirectory: paths.config)
             for line in key.startLines(home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
             request.sshKey = key
         }

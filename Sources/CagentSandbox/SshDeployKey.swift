@@ -7,8 +7,8 @@ import Glibc
 /// `enforce --ssh-key FILE`: ssh for git without `~/.ssh`. One deploy key, read host-side with the user's
 /// rights (never through a link at its name, never from `~/.ssh` or the workspace), is written into the
 /// sandbox's sealed `/etc/ssh` (read-only, gone with the session: never in the persistent shadow home),
-/// with a `known_hosts` holding only the profile's ssh hosts — its tcp endpoints (`host:22/tcp`), taken
-/// from the user's `~/.ssh/known_hosts` — and an `ssh_config` that makes ssh (and git through it) use
+/// with a `known_hosts` holding only the profile's ssh hosts — its endpoints on 22/tcp, taken from the
+/// user's `~/.ssh/known_hosts` and cagent's `~/.config/cagent/ssh/known_hosts` — and an `ssh_config` that makes ssh (and git through it) use
 /// exactly these. The user's `~/.ssh` stays hidden; the firewall's endpoint rule decides where ssh goes.
 public struct SshDeployKey: Sendable, Equatable {
     public static let directory = "/etc/ssh"
@@ -41,8 +41,10 @@ public struct SshDeployKey: Sendable, Equatable {
 
     /// Reads the key and the user's known_hosts as `user`. `keyFile` as given on the command line (made
     /// absolute against `currentDirectory`); `workspace` is the real workspace path (a key there is refused).
+    /// `configDirectory` (cagent's, `~/.config/cagent`): its `ssh/known_hosts` is read besides `~/.ssh/known_hosts`,
+    /// so the deploy-key setup can live entirely in cagent's config.
     public static func load(keyFile: String, currentDirectory: String, endpoints: [Endpoint], user: InvokingUser,
-                            workspace: String) throws -> SshDeployKey {
+                            workspace: String, configDirectory: String? = nil) throws -> SshDeployKey {
         let path = keyFile.hasPrefix("/") ? keyFile : currentDirectory + "/" + keyFile
         let shown = TerminalEscape.escape(keyFile)
         let identity = FileIdentity(invokingUnderRoot: user)
@@ -74,9 +76,10 @@ public struct SshDeployKey: Sendable, Equatable {
         }
         let hosts = sshHosts(endpoints)
         var knownText = ""
-        if case .success(let known) = FileSystem.readAsUser(user.home + "/.ssh/known_hosts", limit: 4 << 20,
-                                                            identity: identity, followSymlinks: false) {
-            knownText = String(decoding: known, as: UTF8.self)
+        for file in [user.home + "/.ssh/known_hosts"] + (configDirectory.map { [$0 + "/ssh/known_hosts"] } ?? []) {
+            if case .success(let known) = FileSystem.readAsUser(file, limit: 4 << 20, identity: identity, followSymlinks: false) {
+                knownText += String(decoding: known, as: UTF8.self) + "\n"
+            }
         }
         let found = KnownHosts.filter(knownText, names: hosts)
         return SshDeployKey(key: text.hasSuffix("\n") ? text : text + "\n", source: path, hosts: hosts,
@@ -121,7 +124,7 @@ public struct SshDeployKey: Sendable, Equatable {
         }
         for host in unknownHosts {
             let shown = TerminalEscape.escape(host)
-            lines.append("cagent: warning: --ssh-key: no key for \(shown) in ~/.ssh/known_hosts: ssh will refuse it (check its fingerprint, then add it: ssh-keyscan \(shown) >> ~/.ssh/known_hosts)")
+            lines.append("cagent: warning: --ssh-key: no key for \(shown) in ~/.ssh/known_hosts or ~/.config/cagent/ssh/known_hosts: ssh will refuse it (check its fingerprint, then add it: ssh-keyscan \(shown) >> ~/.config/cagent/ssh/known_hosts)")
         }
         return lines
     }

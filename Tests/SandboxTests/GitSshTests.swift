@@ -30,7 +30,7 @@ import Testing
         let keys = world.home + "/.config/cagent/ssh"
 
         // The server side: a bare repository served over smart HTTP (read) and over ssh (push), sshd running as
-        // uid 1000 ("git" in its own mount namespace's passwd) with only the deploy key authorized.
+        // uid 1000 ("git" in its own mount namespace's /etc) with only the deploy key authorized.
         let setup = """
             set -e
             mkdir -p "\(server)/http/cgi-bin" "\(server)/ssh" "\(server)/source" "\(keys)"
@@ -45,7 +45,14 @@ import Testing
             ssh-keygen -q -t ed25519 -N '' -C server -f "\(server)/ssh/host_key"
             ssh-keygen -q -t ed25519 -N '' -C deploy -f "\(keys)/deploy_key"
             cp "\(keys)/deploy_key.pub" "\(server)/ssh/authorized_keys"
-            printf 'git:x:1000:1000:git:\(server)/ssh:/bin/sh\\n' > "\(server)/ssh/passwd"
+            # sshd's own /etc (bound over /etc in its mount namespace): a "git" user. A directory, not a file bound
+            # over /etc/passwd: useradd elsewhere on the machine renames a new passwd into place, which a file
+            # bind does not survive (the lookup finds the new file, sshd no user "git": publickey refused).
+            mkdir -p "\(server)/etc"
+            printf 'git:x:1000:1000:git:\(server)/ssh:/bin/sh\\n' > "\(server)/etc/passwd"
+            printf 'git:x:1000:\\n' > "\(server)/etc/group"
+            printf 'passwd: files\\ngroup: files\\nshadow: files\\nhosts: files\\n' > "\(server)/etc/nsswitch.conf"
+            cp /etc/ld.so.cache "\(server)/etc/"
             cat > "\(server)/ssh/sshd_config" <<EOF
             ListenAddress \(Self.sshAddress):22
             HostKey \(server)/ssh/host_key
@@ -73,8 +80,8 @@ import Testing
         }
         try lab.run(in: .internet, ["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0"])
         try lab.spawn(in: .internet, ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
-                                      "mount --bind \"$1/passwd\" /etc/passwd && exec setpriv --reuid=1000 --regid=1000 --clear-groups \"$2\" -D -e -f \"$1/sshd_config\"",
-                                      "sh", server + "/ssh", sshd], readyOnStderr: "Server listening")
+                                      "mount --bind \"$3\" /etc && exec setpriv --reuid=1000 --regid=1000 --clear-groups \"$2\" -D -e -f \"$1/sshd_config\"",
+                                      "sh", server + "/ssh", sshd, server + "/etc"], readyOnStderr: "Server listening")
         try lab.spawn(in: .internet, ["/usr/bin/python3", "-u", "-m", "http.server", "--cgi", "--bind", Self.httpAddress,
                                       "--directory", server + "/http", "80"], readyOnStdout: "Serving HTTP")
         try lab.setRecords([Self.sshHost: Self.sshAddress, Self.httpHost: Self.httpAddress])
@@ -149,10 +156,14 @@ import Testing
                 #expect(!"\(error)".contains("SECRET-BYTES"))
             }
         }
-        // The control: the same text from cagent's config directory is taken.
-        let key = try SshDeployKey.load(keyFile: world.home + "/.config/cagent/ssh/link-target", currentDirectory: "/", endpoints: [],
-                                        user: world.user, workspace: world.workspace)
+        // The control: the same text from cagent's config directory is taken; host keys come from cagent's own
+        // known_hosts too, for the profile's port-22 hosts only.
+        try world.write(world.home + "/.config/cagent/ssh/known_hosts", "git.allowed.test ssh-ed25519 AAAAC3Nza1\nother.test ssh-ed25519 AAAAC3Nza2\n")
+        let key = try SshDeployKey.load(keyFile: world.home + "/.config/cagent/ssh/link-target", currentDirectory: "/",
+                                        endpoints: [.init(host: "git.allowed.test", port: 22), .init(host: "web.test", port: 443)],
+                                        user: world.user, workspace: world.workspace, configDirectory: world.home + "/.config/cagent")
         #expect(key.key == text)
+        #expect(key.knownHosts == ["git.allowed.test ssh-ed25519 AAAAC3Nza1"] && key.unknownHosts.isEmpty, "\(key.knownHosts)")
     }
 
     /// sshd: the system's, else the Debian package's binary unpacked into `scratch` (installing openssh-server
