@@ -76,12 +76,17 @@ package enum LearnSession {
         }
 
         let sessionID = EnforcePlanner.newSessionID()
+        // Keys from files the user's config names join the host environment (never printed or stored).
+        let credentials = try Credentials.load(into: environment, configDirectory: paths.config, user: invoking,
+                                               workspace: try EnforcePlanner.realPath(options.workspace, what: "workspace"))
         var request = LearnRequest(profile: profile, workspace: options.workspace, user: invoking, paths: paths,
-                                   command: options.command, environment: environment, sessionID: sessionID)
+                                   command: options.command, environment: credentials.environment, sessionID: sessionID)
         request.requestedEnvironment = options.passedEnvironment
-        let agentEnvironment = AgentEnvironment(host: environment, profilePass: profile.env.pass,
+        let agentEnvironment = AgentEnvironment(host: credentials.environment, profilePass: profile.env.pass,
                                                 requested: options.passedEnvironment, home: invoking.home)
         if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
+        let passedNames = agentEnvironment.entries.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) }
+        if let line = Credentials.startLine(credentials, passed: passedNames, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try LearnPlanner.plan(request)
         if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
