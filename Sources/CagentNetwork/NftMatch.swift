@@ -181,3 +181,20 @@ enum Statement {
         ])
     }
 }
+
+extension Match {
+    /// `meta skuid UID` / `meta skuid != UID`: the socket's owner (a packet without a socket matches neither).
+    static func socketUID(_ uid: UInt32, equal: Bool = true) -> RulePart {
+        RulePart(text: "meta skuid \(equal ? "" : "!= ")\(uid)", expressions: [
+            .meta(key: NFT_META_SKUID.rawValue, dreg: Reg.r1),
+            .cmp(sreg: Reg.r1, op: equal ? eq : neq, data: withUnsafeBytes(of: uid) { Array($0) }),
+        ])
+    }
+
+    /// `oifname "NAME"`, exactly (the name's terminating NUL is compared too).
+    static func outputInterface(_ name: String) -> RulePart {
+        RulePart(text: "oifname \"\(name)\"", expressions: [
+            .meta(key: NFT_META_OIFNAME.rawValue, dreg: Reg.r1), .cmp(sreg: Reg.r1, op: eq, data: Array(name.utf8) + [0]),
+        ])
+    }
+}

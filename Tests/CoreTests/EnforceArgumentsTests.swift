@@ -22,6 +22,7 @@ import Testing
         ["--ask", "--profile", "p", "--ask-timeout", "2.5", "--", "x"],
         ["--profile", "p", "--proxy", "http://198.18.0.9:3128", "--", "x"],
         ["--proxy=http://proxy.corp:3128/", "--profile", "p", "--", "x"],
+        ["--in-container", "--profile", "claude-code", "--", "claude"],
     ]
 
     /// Forms the fast path leaves to ArgumentParser (some valid, most not).

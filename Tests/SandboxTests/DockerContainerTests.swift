@@ -1,0 +1,248 @@
+import CagentCore
+import Foundation
+import Netlab
+import Testing
+
+/// `cagent enforce --in-container` under a real Docker engine (issue 16). The test starts its own dockerd inside
+/// the netlab's simulated host (its own data root, exec root, pidfile, socket and cgroup parent; kernel-notes
+/// §8: `nsenter --net` plus a private mount namespace, since `ip netns exec` hides the cgroup mounts), imports a
+/// Debian root file system made with debootstrap as the image docker/Dockerfile.prebuilt starts from (no
+/// registry is reachable here), builds the runtime image from the binaries of this build, and runs probes in a
+/// container: once under cagent, once without it (the positive controls: the same probes reach the attacker's
+/// DNS server and sink, and change the firewall). Everything it made is removed on every path.
+@Suite(.serialized) struct DockerContainerTests {
+    static let tools = ["dockerd", "docker", "containerd", "runc", "debootstrap", "nsenter", "unshare", "ip", "dnsmasq", "tcpdump", "python3"]
+
+    static let profileText = """
+    cagent: 1
+    agent: ctest
+    network:
+      domains: [www.allowed.test]
+
+    """
+
+    static let probe = #"""
+    #!/bin/bash
+    echo "agent-ran uid $(id -u)"
+    grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status
+    getent hosts www.allowed.test >/dev/null && echo www-resolved
+    if timeout 5 bash -c 'exec 3<>/dev/tcp/www.allowed.test/80; printf "GET / HTTP/1.0\r\nHost: www.allowed.test\r\n\r\n" >&3; cat <&3' >/tmp/www.out 2>/dev/null; then
+      echo "www-answer $(head -n1 /tmp/www.out)"
+    fi
+    getent hosts x.attacker.test && echo x-answer
+    timeout 5 bash -c 'exec 3<>/dev/tcp/203.0.113.66/80' 2>/dev/null && echo direct-ip-open || echo direct-ip-failed
+    nft flush ruleset 2>/dev/null && echo tamper-nft-ok || echo tamper-nft-failed
+    exit 7
+    """#
+
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, the Debian Docker engine (docker.io) and debootstrap"),
+          .timeLimit(.minutes(15)))
+    func enforceInAContainer() throws {
+        try Requirements.root()
+        for tool in Self.tools { try Requirements.tool(tool) }
+        let lab = try Netlab(); defer { lab.shutdown() }
+        let docker = try PrivateDocker(lab: lab); defer { docker.stop() }
+        let image = try docker.buildRuntimeImage()
+
+        let probeDirectory = docker.directory + "/probe"
+        try FileManager.default.createDirectory(atPath: probeDirectory, withIntermediateDirectories: true)
+        try Self.profileText.write(toFile: probeDirectory + "/ctest.yaml", atomically: true, encoding: .utf8)
+        try Self.probe.write(toFile: probeDirectory + "/probe.sh", atomically: true, encoding: .utf8)
+        let common = ["run", "--rm", "--dns", NetlabAddresses.dns4, "-v", "\(probeDirectory):/probe:ro"]
+
+        // Under cagent: the container's own namespace is the sandbox.
+        var started = Date()
+        let run = try docker.client(common + ["--cap-add", "NET_ADMIN", image, "enforce", "--in-container",
+                                              "--profile", "/probe/ctest.yaml", "--", "/bin/bash", "/probe/probe.sh"], timeout: 120)
+        docker.measured("docker run with cagent enforce --in-container", since: started)
+        let out = run.stdout, err = run.stderr
+        #expect(run.status == 7, "the agent's status is cagent's: \(out)\n\(err)")
+        #expect(out.contains("agent-ran uid 1000"), "\(out)\n\(err)")
+        // The allowed server answers (through the gate, pinned).
+        #expect(out.contains("www-resolved") && out.contains("www-answer HTTP/1.0 200"), "\(out)\n\(err)")
+        #expect(lab.webRequests().contains { $0.contains("www.allowed.test") || $0.contains("203.0.113.10") }, "web log")
+        // A name outside the profile never reaches the DNS server; a direct address is dropped.
+        #expect(!out.contains("x-answer"), "\(out)")
+        #expect(lab.dnsQueries(containing: "attacker.test").isEmpty, "the DNS server saw \(lab.dnsQueries(containing: "attacker.test"))")
+        #expect(out.contains("direct-ip-failed"), "\(out)")
+        #expect(lab.sinkRecords().filter { $0.contains("203.0.113.66") }.isEmpty, "the sink saw the container: \(lab.sinkRecords())")
+        // No capability in any set, no_new_privs, a seccomp filter; the firewall cannot be changed.
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            #expect(out.contains("\(set):\t0000000000000000"), "\(set): \(out)")
+        }
+        #expect(out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"), "\(out)")
+        #expect(out.contains("tamper-nft-failed") && !out.contains("tamper-nft-ok"), "\(out)")
+        // The denial lines.
+        let lines = err.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("cagent: blocked tcp 203.0.113.66:80") }, "\(err)")
+        #expect(lines.contains { $0.hasPrefix("cagent: refused DNS x.attacker.test") }, "\(err)")
+
+        // Positive controls: the same probes in the same image without cagent (root, NET_ADMIN) reach both.
+        started = Date()
+        let control = try docker.client(common + ["--cap-add", "NET_ADMIN", "--entrypoint", "/bin/bash", image, "/probe/probe.sh"],
+                                        timeout: 60)
+        docker.measured("docker run without cagent (control)", since: started)
+        #expect(control.stdout.contains("x-answer") && control.stdout.contains("direct-ip-open"), "control: \(control.stdout)\n\(control.stderr)")
+        #expect(!lab.dnsQueries(containing: "x.attacker.test").isEmpty, "control: the DNS log records the query")
+        #expect(lab.sinkRecords().contains { $0.contains("203.0.113.66") }, "control: the sink records a direct connection")
+        #expect(control.stdout.contains("tamper-nft-ok"), "control: root with NET_ADMIN changes the firewall: \(control.stdout)")
+        #expect(!control.stdout.contains("CapEff:\t0000000000000000"), "control: root holds capabilities")
+
+        // Fail closed: without NET_ADMIN the firewall step fails and the agent never runs; a failure at the
+        // gate (after the agent child was prepared) or in the child's own steps does not start it either.
+        let noAdmin = try docker.client(common + [image, "enforce", "--in-container", "--profile", "/probe/ctest.yaml",
+                                                  "--", "/bin/bash", "/probe/probe.sh"], timeout: 60)
+        #expect(noAdmin.status == 125 && !noAdmin.stdout.contains("agent-ran"), "\(noAdmin.stdout)\n\(noAdmin.stderr)")
+        #expect(noAdmin.stderr.contains("firewall") && noAdmin.stderr.contains("--cap-add NET_ADMIN"), "\(noAdmin.stderr)")
+        for stage in ["dns-gate", "switch-user", "policy"] {
+            let failed = try docker.client(common + ["--cap-add", "NET_ADMIN", image, "enforce", "--in-container", "--fail-at-stage", stage,
+                                                     "--profile", "/probe/ctest.yaml", "--", "/bin/bash", "/probe/probe.sh"], timeout: 60)
+            #expect(failed.status == 125 && !failed.stdout.contains("agent-ran"), "\(stage): \(failed.stdout)\n\(failed.stderr)")
+            #expect(failed.stderr.contains("sandbox setup: \(stage)"), "\(stage): \(failed.stderr)")
+        }
+    }
+}
+
+/// A Docker engine of the test's own, inside the netlab's simulated host.
+final class PrivateDocker: @unchecked Sendable {
+    let id: String
+    let directory: String
+    let socket: String
+    let cgroupParent: String
+    private var daemon: SpawnedProcess?
+    /// Paths dockerd writes outside its roots that did not exist before (removed at stop).
+    private var createdOutside: [String] = []
+    private var cgroupsBefore: Set<String> = []
+    private static let outsidePaths = ["/etc/docker", "/opt/containerd"]
+
+    init(lab: Netlab) throws {
+        id = lab.id
+        directory = "/tmp/cgt-docker-\(lab.id)"
+        socket = directory + "/docker.sock"
+        cgroupParent = "cgt-docker-\(lab.id)"
+        createdOutside = Self.outsidePaths.filter { !FileManager.default.fileExists(atPath: $0) }
+        cgroupsBefore = Self.dockerCgroups()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let started = Date()
+        // Its own mount namespace (slave: the machine's mounts stay visible, its own never leave) with a tmpfs
+        // over /run, where dockerd, containerd and runc keep their state besides the exec root.
+        let script = "mount -t tmpfs -o mode=0755 cgt-docker /run && exec dockerd --data-root \"$0/data\" --exec-root \"$0/exec\" "
+            + "--pidfile \"$0/docker.pid\" -H \"unix://$0/docker.sock\" --cgroup-parent \"$1\" --userland-proxy=false"
+        do {
+            daemon = try SpawnedProcess.start(["nsenter", "--net=/run/netns/\(lab.hostNamespace)", "unshare", "-m", "--propagation", "slave",
+                                               "/bin/sh", "-c", script, directory, cgroupParent],
+                                              stdout: directory + "/dockerd.log", stderr: directory + "/dockerd.log")
+            let deadline = Date().addingTimeInterval(30)
+            while true {
+                if let output = try? client(["version", "--format", "{{.Server.Version}}"], timeout: 10), output.succeeded { break }
+                guard Date() < deadline, daemon?.isRunning == true else {
+                    throw CagentError(stage: "dockerd", "the daemon did not come up: \(FileSystem.readText(directory + "/dockerd.log") ?? "")")
+                }
+                usleep(100_000)
+            }
+            measured("dockerd ready", since: started)
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    func measured(_ what: String, since start: Date) {
+        print("docker-test: \(what): \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+    }
+
+    /// The Docker client against this daemon (the classic builder: no buildx plugin is assumed).
+    func client(_ arguments: [String], timeout: Double) throws -> Netlab.Output {
+        var environment = ProcessInfo.processInfo.environment
+        environment["DOCKER_BUILDKIT"] = "0"
+        environment["DOCKER_CONFIG"] = directory + "/client"
+        return try Netlab.execute(["docker", "-H", "unix://" + socket] + arguments, timeout: timeout, environment: environment)
+    }
+
+    /// The repository's root: the directory above the build products holding Package.swift.
+    static var repository: String {
+        var path = Products.directory
+        while path != "/" && !FileManager.default.fileExists(atPath: path + "/Package.swift") {
+            path = (path as NSString).deletingLastPathComponent
+        }
+        return path
+    }
+
+    /// Imports the debootstrap root file system as docker/Dockerfile.prebuilt's base image, lays out this build's
+    /// binaries, profiles and Swift runtime as the build context, and builds the runtime image.
+    func buildRuntimeImage() throws -> String {
+        let repository = Self.repository
+        let cache = repository + "/.build/docker"
+        try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+        var started = Date()
+        let rootfs = try Netlab.execute([repository + "/scripts/docker-base-rootfs.sh", cache + "/base-rootfs.tar"], timeout: 900)
+        guard rootfs.succeeded else { throw CagentError(stage: "debootstrap", rootfs.stderr) }
+        measured("base root file system (debootstrap, or the cache)", since: started)
+        started = Date()
+        let imported = try client(["import", cache + "/base-rootfs.tar", "debian:bookworm-slim"], timeout: 120)
+        guard imported.succeeded else { throw CagentError(stage: "docker import", imported.stderr) }
+        measured("docker import", since: started)
+
+        let context = directory + "/context"
+        let binaries = context + "/usr/local/bin", libraries = context + "/usr/local/lib/cagent"
+        for path in [binaries, libraries, context + "/usr/local/share/cagent"] {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        }
+        try FileManager.default.copyItem(atPath: repository + "/docker/Dockerfile.prebuilt", toPath: context + "/Dockerfile")
+        try "Dockerfile\n".write(toFile: context + "/.dockerignore", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: repository + "/profiles", toPath: context + "/usr/local/share/cagent/profiles")
+        var swiftLibraries = Set<String>()
+        for name in ["cagent", "cagent-full", "cagent-init"] {
+            try FileManager.default.copyItem(atPath: Products.directory + "/" + name, toPath: binaries + "/" + name)
+            // A debug build links the Swift runtime dynamically: those libraries go into the image too.
+            let ldd = try Netlab.execute(["ldd", Products.directory + "/" + name], timeout: 20)
+            for line in ldd.stdout.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                if fields.count >= 3, fields[2].hasPrefix("/"), !fields[2].hasPrefix("/lib"), !fields[2].hasPrefix("/usr/lib") {
+                    swiftLibraries.insert(String(fields[2]))
+                }
+            }
+        }
+        for library in swiftLibraries {
+            try FileManager.default.copyItem(atPath: library, toPath: libraries + "/" + (library as NSString).lastPathComponent)
+        }
+        started = Date()
+        let image = "cgt-cagent:\(id)"
+        let built = try client(["build", "-q", "--build-arg", "INSTALL_RUNTIME_LIBS=0", "-t", image, context], timeout: 300)
+        guard built.succeeded else { throw CagentError(stage: "docker build", built.stdout + built.stderr) }
+        measured("docker build of the runtime image (Dockerfile.prebuilt)", since: started)
+        return image
+    }
+
+    /// Stops the daemon and removes everything it made: containers, the data and exec roots, its cgroups,
+    /// the files it writes outside them. Idempotent.
+    func stop() {
+        if let daemon {
+            self.daemon = nil
+            if let running = try? client(["ps", "-aq"], timeout: 10), running.succeeded {
+                let ids = running.stdout.split(separator: "\n").map(String.init)
+                if !ids.isEmpty { _ = try? client(["rm", "-f"] + ids, timeout: 30) }
+            }
+            kill(daemon.pid, SIGTERM)
+            let deadline = Date().addingTimeInterval(20)
+            while daemon.isRunning && Date() < deadline { usleep(50_000) }
+            daemon.stop()
+        }
+        // containerd and its shims mention the exec root on their command lines.
+        for pid in processes(mentioning: directory) { kill(pid, SIGKILL) }
+        usleep(200_000)
+        for root in ["/sys/fs/cgroup"] {
+            let found = (try? Netlab.execute(["find", root, "-depth", "-type", "d", "-path", "*/\(cgroupParent)*"], timeout: 20))?.stdout ?? ""
+            for path in found.split(separator: "\n") { rmdir(String(path)) }
+        }
+        for path in Self.dockerCgroups().subtracting(cgroupsBefore).sorted(by: >) { rmdir(path) }
+        for path in createdOutside { try? FileManager.default.removeItem(atPath: path) }
+        _ = try? Netlab.execute(["rm", "-rf", "--one-file-system", directory], timeout: 60)
+    }
+
+    /// Every `docker` cgroup directory on the machine (the daemon makes one per hierarchy).
+    static func dockerCgroups() -> Set<String> {
+        let found = (try? Netlab.execute(["find", "/sys/fs/cgroup", "-maxdepth", "3", "-type", "d", "-name", "docker"], timeout: 20))?.stdout ?? ""
+        return Set(found.split(separator: "\n").map(String.init))
+    }
+}
