@@ -26,6 +26,7 @@ public enum ContainerFirewall {
     /// Docker's embedded resolver on user-defined networks; reachable only through the gate.
     public static let dockerResolver = IPNetwork("127.0.0.11/32")!
 
+    static let loopback: [IPNetwork] = [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]
     static let natChain = "agent_dns"
     static let filterChain = "agent_out"
 
@@ -48,7 +49,11 @@ public enum ContainerFirewall {
         rules.append((Match.socketUID(0) + Statement.verdict(.accept)).rule(in: filterChain))
         rules.append((Match.established() + Statement.verdict(.accept)).rule(in: filterChain))
         rules.append((Match.destination(in: dockerResolver) + log + Statement.verdict(.drop)).rule(in: filterChain))
-        rules.append((Match.outputInterface("lo") + Statement.verdict(.accept)).rule(in: filterChain))
+        // Loopback by address: the output hook's oifname is the route before the redirect (eth0 for a query
+        // to a remote resolver), so the redirected query to the gate would not match `oifname "lo"`.
+        for network in loopback {
+            rules.append((Match.destination(in: network) + Statement.verdict(.accept)).rule(in: filterChain))
+        }
         for network in Firewall.neverReachable {
             rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: filterChain))
         }
@@ -78,17 +83,17 @@ public enum ContainerFirewall {
     /// Installs the ruleset in the calling thread's namespace (the container's) and returns the handle the gate
     /// pins through. Refuses when a `cagent` table exists already (another cagent in this container).
     public static func install(entries: [AllowEntry]) throws -> SessionFirewall {
-        if try Firewall.tableExists() {
-            throw CagentError(stage: "firewall", "this network namespace has an nftables table inet \(Firewall.table) already",
-                              hint: "is another cagent running in this container? one per container")
-        }
         do {
+            if try Firewall.tableExists() {
+                throw CagentError(stage: "firewall", "this network namespace has an nftables table inet \(Firewall.table) already",
+                                  hint: "is another cagent running in this container? one per container")
+            }
             try NftApplier.apply(batch(entries: entries), stage: "firewall")
+            return try SessionFirewall(interface: stem, nflogGroup: nflogGroup, namespace: nil)
         } catch let error as CagentError where error.errno == EPERM {
-            throw CagentError(stage: "firewall", "nftables refused the ruleset: \(error.message)", errno: error.errno,
+            throw CagentError(stage: "firewall", "nftables refused: \(error.message)", errno: error.errno,
                               hint: "the container needs CAP_NET_ADMIN to set up its firewall: docker run --cap-add NET_ADMIN (cagent gives it up before the agent starts)")
         }
-        return try SessionFirewall(interface: stem, nflogGroup: nflogGroup, namespace: nil)
     }
 
     /// Removes the table (the namespace dies with the container anyway; this keeps a restarted cagent working).

@@ -191,10 +191,4 @@ extension Match {
         ])
     }
 
-    /// `oifname "NAME"`, exactly (the name's terminating NUL is compared too).
-    static func outputInterface(_ name: String) -> RulePart {
-        RulePart(text: "oifname \"\(name)\"", expressions: [
-            .meta(key: NFT_META_OIFNAME.rawValue, dreg: Reg.r1), .cmp(sreg: Reg.r1, op: eq, data: Array(name.utf8) + [0]),
-        ])
-    }
 }

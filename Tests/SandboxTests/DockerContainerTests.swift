@@ -100,6 +100,13 @@ import Testing
             #expect(failed.status == 125 && !failed.stdout.contains("agent-ran"), "\(stage): \(failed.stdout)\n\(failed.stderr)")
             #expect(failed.stderr.contains("sandbox setup: \(stage)"), "\(stage): \(failed.stderr)")
         }
+
+        // Nothing left: no daemon, no shim, no data root, no cgroup of this daemon.
+        docker.stop()
+        #expect(processes(mentioning: docker.directory).isEmpty, "processes left")
+        #expect(!FileManager.default.fileExists(atPath: docker.directory), "data root left")
+        let cgroups = try Netlab.execute(["find", "/sys/fs/cgroup", "-maxdepth", "4", "-name", docker.cgroupParent], timeout: 20)
+        #expect(cgroups.stdout.isEmpty, "cgroups left: \(cgroups.stdout)")
     }
 }
 
@@ -113,7 +120,7 @@ final class PrivateDocker: @unchecked Sendable {
     /// Paths dockerd writes outside its roots that did not exist before (removed at stop).
     private var createdOutside: [String] = []
     private var cgroupsBefore: Set<String> = []
-    private static let outsidePaths = ["/etc/docker", "/opt/containerd"]
+    private static let outsidePaths = ["/etc/docker/key.json", "/etc/docker", "/opt/containerd"]
 
     init(lab: Netlab) throws {
         id = lab.id
@@ -236,7 +243,8 @@ final class PrivateDocker: @unchecked Sendable {
             for path in found.split(separator: "\n") { rmdir(String(path)) }
         }
         for path in Self.dockerCgroups().subtracting(cgroupsBefore).sorted(by: >) { rmdir(path) }
-        for path in createdOutside { try? FileManager.default.removeItem(atPath: path) }
+        // Deepest first: a file dockerd made inside a directory it also made.
+        for path in createdOutside.sorted(by: >) { try? FileManager.default.removeItem(atPath: path) }
         _ = try? Netlab.execute(["rm", "-rf", "--one-file-system", directory], timeout: 60)
     }
 
