@@ -56,6 +56,7 @@ import Testing
                                               "--profile", "/probe/ctest.yaml", "--", "/bin/bash", "/probe/probe.sh"], timeout: 120)
         docker.measured("docker run with cagent enforce --in-container", since: started)
         let out = run.stdout, err = run.stderr
+        print("docker-test: the agent under cagent printed:\n\(out)\(err)")
         #expect(run.status == 7, "the agent's status is cagent's: \(out)\n\(err)")
         #expect(out.contains("agent-ran uid 1000"), "\(out)\n\(err)")
         // The allowed server answers (through the gate, pinned).
@@ -100,6 +101,52 @@ import Testing
             #expect(failed.status == 125 && !failed.stdout.contains("agent-ran"), "\(stage): \(failed.stdout)\n\(failed.stderr)")
             #expect(failed.stderr.contains("sandbox setup: \(stage)"), "\(stage): \(failed.stderr)")
         }
+
+        // `cagent docker run`: the command composed on the host (workspace and home volumes, hidden paths
+        // covered, NET_ADMIN, cagent as entrypoint) runs the same enforcement, and the view hides the secrets.
+        let world = docker.directory + "/world"
+        let workspace = world + "/workspace", home = world + "/home"
+        for path in [workspace, home + "/.ssh"] { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+        try "SECRET=workspace-secret\n".write(toFile: workspace + "/.env", atomically: true, encoding: .utf8)
+        chown(workspace, 1000, 1000)
+        try "cagent: 1\nagent: ctest\nextends: [base]\nnetwork:\n  domains: [www.allowed.test]\n"
+            .write(toFile: world + "/ctest.yaml", atomically: true, encoding: .utf8)
+        let viewProbe = #"""
+        echo "agent-ran uid $(id -u)"
+        [ -e /workspace/.env ] && echo env-present
+        grep -q workspace-secret /workspace/.env && echo env-readable
+        echo written > /workspace/out.txt && echo workspace-writable
+        [ -d /home/agent/.ssh ] && [ -z "$(ls -A /home/agent/.ssh)" ] && echo ssh-empty
+        touch /home/agent/.ssh/x 2>/dev/null && echo ssh-writable
+        [ -s /home/agent/.netrc ] && echo netrc-content
+        getent hosts www.allowed.test >/dev/null && echo www-resolved
+        getent hosts x.attacker.test && echo x-answer
+        grep '^CapEff:' /proc/self/status
+        exit 3
+        """#
+        var cliEnvironment = ProcessInfo.processInfo.environment
+        cliEnvironment["HOME"] = home
+        cliEnvironment["DOCKER_HOST"] = "unix://" + docker.socket
+        cliEnvironment["DOCKER_CONFIG"] = docker.directory + "/client"
+        cliEnvironment.removeValue(forKey: "SUDO_UID")
+        started = Date()
+        let composed = try Netlab.execute([Products.cagent, "docker", "run", "--profile", world + "/ctest.yaml", "--workspace", workspace,
+                                           "--home-volume", "cgt-home-\(docker.id)", "--docker-arg=--dns=\(NetlabAddresses.dns4)",
+                                           image, "--", "/bin/bash", "-c", viewProbe], timeout: 120, environment: cliEnvironment)
+        docker.measured("cagent docker run", since: started)
+        let view = composed.stdout
+        print("docker-test: the agent under cagent docker run printed:\n\(view)\(composed.stderr)")
+        #expect(composed.status == 3 && view.contains("agent-ran uid 1000"), "\(view)\n\(composed.stderr)")
+        #expect(view.contains("env-present") && view.contains("workspace-writable") && view.contains("ssh-empty") && view.contains("www-resolved"), "\(view)\n\(composed.stderr)")
+        #expect(!view.contains("env-readable") && !view.contains("ssh-writable") && !view.contains("netrc-content") && !view.contains("x-answer"),
+                "\(view)")
+        #expect(view.contains("CapEff:\t0000000000000000"), "\(view)")
+        #expect((try? String(contentsOfFile: workspace + "/out.txt", encoding: .utf8)) == "written\n", "the workspace is the host's")
+        _ = try docker.client(["volume", "rm", "cgt-home-\(docker.id)"], timeout: 30)
+        // Control: the same workspace mounted plainly shows the secret.
+        let plain = try docker.client(["run", "--rm", "-v", "\(workspace):/workspace", "--entrypoint", "/bin/bash", image,
+                                       "-c", "grep -q workspace-secret /workspace/.env && echo env-readable"], timeout: 60)
+        #expect(plain.stdout.contains("env-readable"), "control: \(plain.stdout)\n\(plain.stderr)")
 
         // Nothing left: no daemon, no shim, no data root, no cgroup of this daemon.
         docker.stop()
