@@ -66,8 +66,10 @@ struct ContainerEnforce {
         let workspace = options.workspace ?? currentDirectory()
         let places = agent.placesEnvironment(environment)
         let profile = try loadProfileForEnforce(nameOrPath: options.profile, workspace: workspace, environment: places)
+        // HOSTNAME: Docker sets it in every container (the container's id); no secret, so no "not passed" line for it.
         let agentEnvironment = AgentEnvironment(host: environment, profilePass: profile.env.pass,
-                                                requested: options.passEnvironment, home: agent.home)
+                                                requested: options.passEnvironment + (environment["HOSTNAME"] != nil ? ["HOSTNAME"] : []),
+                                                home: agent.home)
         if !options.allowProxy, let refusal = agentEnvironment.proxyRefusal() { throw refusal }
         if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
 
