@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include "cg_seccomp_notify.h"
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -119,6 +121,24 @@ static void become_agent(const struct cg_container_request *q, int fd, int relea
     STEP(CG_CONTAINER_STAGE_CWD);
     if (chdir(q->cwd) < 0) child_fail(fd, CG_CONTAINER_STAGE_CWD, 0, errno);
 
+    // Learn: the tracing filter before the policy's allowlist (whose ERRNO would outrank USER_NOTIF).
+    if (q->notify_socket >= 0) {
+        STEP(CG_CONTAINER_STAGE_TRACE_NOTIFY);
+        int listener = cg_notify_install();
+        if (listener < 0) child_fail(fd, CG_CONTAINER_STAGE_TRACE_NOTIFY, 0, -listener);
+        char byte = 'N';
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        union { char buffer[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+        memset(&control, 0, sizeof control);
+        struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer, .msg_controllen = sizeof control.buffer };
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET; header->cmsg_type = SCM_RIGHTS; header->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(header), &listener, sizeof(int));
+        if (sendmsg(q->notify_socket, &message, MSG_NOSIGNAL) != 1) child_fail(fd, CG_CONTAINER_STAGE_TRACE_NOTIFY, 0, errno);
+        close(listener);
+        close(q->notify_socket);
+    }
+
     // Last before exec: seccomp comes at the end of the policy, so only execve has to pass it.
     STEP(CG_CONTAINER_STAGE_POLICY);
     if (q->policy) {
@@ -213,6 +233,21 @@ void cg_container_abort(struct cg_container_result *result) {
     if (result->pid > 0) { reap(result->pid); result->pid = 0; }
 }
 
+int cg_container_receive_fd(int socket) {
+    char byte;
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    union { char buffer[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+    struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buffer, .msg_controllen = sizeof control.buffer };
+    ssize_t n;
+    do { n = recvmsg(socket, &message, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n != 1) return n < 0 ? -errno : -EPIPE;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    if (!header || header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) return -EPROTO;
+    int fd;
+    memcpy(&fd, CMSG_DATA(header), sizeof fd);
+    return fd;
+}
+
 const char *cg_container_stage_name(int stage) {
     switch (stage) {
     case CG_CONTAINER_STAGE_SIGNALS: return "fork-agent";
@@ -222,6 +257,7 @@ const char *cg_container_stage_name(int stage) {
     case CG_CONTAINER_STAGE_NO_NEW_PRIVS: return "no-new-privs";
     case CG_CONTAINER_STAGE_POLICY: return "policy";
     case CG_CONTAINER_STAGE_CWD: return "cwd";
+    case CG_CONTAINER_STAGE_TRACE_NOTIFY: return "trace-notify";
     case CG_CONTAINER_STAGE_RELEASE: return "release";
     case CG_CONTAINER_STAGE_EXEC: return "exec-agent";
     default: return "none";

@@ -26,8 +26,39 @@ import Glibc
 ///
 /// cagent then waits for the agent (reaping orphans: it is usually pid 1), forwards signals, stops the gate,
 /// removes the ruleset and exits with the agent's status.
+/// What runs around the agent in container mode besides the firewall: enforce's gate and denial lines
+/// (ContainerNetwork), or learn's observation (CagentLearn's ContainerLearnObserver).
+public protocol ContainerObserver: AnyObject {
+    /// The ruleset: enforce's allowlist or learn's log-and-accept.
+    var firewallMode: Firewall.Mode { get }
+    /// The profile's literal entries (enforce).
+    var entries: [AllowEntry] { get }
+    /// Capabilities cagent keeps besides CAP_NET_ADMIN and CAP_KILL (learn: CAP_SYS_PTRACE, which the
+    /// seccomp tracer needs to read another uid's memory).
+    var extraCapabilities: UInt64 { get }
+    /// Learn: the agent child installs the seccomp tracer's filter and passes its listener.
+    var traces: Bool { get }
+    /// After cagent dropped its privileges, before the agent is released: the gate and the readers.
+    func start(firewall: SessionFirewall) throws
+    /// The tracer's listener (only when `traces`), before the release.
+    func startTracer(listener: Int32) throws
+    /// The agent exited with `status`: stop the sources, write the summary and records.
+    func finish(status: Int32) throws
+    /// Idempotent teardown for every path.
+    func stop()
+}
+
+/// Container mode's entry for other commands (`learn --in-container`).
+public enum ContainerMode {
+    /// Runs `options.command` in this container with `observer` (nil: enforce's gate). Throws CagentExit.
+    public static func run(_ options: EnforceOptions, observer: ((Profile) throws -> any ContainerObserver)?) throws {
+        try ContainerEnforce(options: options, makeObserver: observer).run()
+    }
+}
+
 struct ContainerEnforce {
     let options: EnforceOptions
+    var makeObserver: ((Profile) throws -> any ContainerObserver)? = nil
 
     /// Stages `--fail-at-stage` can name in container mode (tests of the fail-closed paths).
     static let stages = ["firewall", "agent", "supervisor-privileges", "dns-gate", "release"]
@@ -73,47 +104,69 @@ struct ContainerEnforce {
         if !options.allowProxy, let refusal = agentEnvironment.proxyRefusal() { throw refusal }
         if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
 
-        // The process policy: rlimits, Landlock (read-only but where the agent works), seccomp.
+        let observer: any ContainerObserver = try makeObserver?(profile)
+            ?? ContainerNetwork(profile: profile.network, upstreamOverride: options.upstreamDns, offline: options.offline, json: options.json)
+        // The process policy: rlimits, Landlock (read-only but where the agent works), seccomp. With the tracer
+        // no Landlock: its rules open paths, which would wait for a tracer that serves only once the child is ready.
         let writable = [workspace, agent.home, "/tmp", "/var/tmp", "/dev/shm"].filter { FileSystem.isDirectory($0) }
-        let (policy, notices) = try ProcessPolicy.forSandbox(limits: ResourceLimits(profile: profile.limits),
+        var (policy, notices) = try ProcessPolicy.forSandbox(limits: ResourceLimits(profile: profile.limits),
                                                              readOnly: ["/"], readWrite: writable)
+        if observer.traces { policy.landlock = nil; notices = [] }
         let policyMessage = try policy.serialized()
         for notice in notices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
         // No session cgroup here: a container's cgroup is Docker's (docker run --pids-limit/--memory bound it).
         FileDescriptorStream.standardError.write(
             "cagent: notice: --in-container: the profile's limits hold as rlimits only (no session cgroup); bound the container with docker run --pids-limit and --memory\n")
 
-        let network = options.offline ? nil : try ContainerNetwork(profile: profile.network, upstreamOverride: options.upstreamDns)
         let failAt = options.failAtStage
 
         // 1. firewall
         let firewall: SessionFirewall
-        do { firewall = try ContainerFirewall.install(entries: network?.entries ?? []) }
+        do { firewall = try ContainerFirewall.install(entries: observer.entries, mode: observer.firewallMode) }
         catch { throw Self.setupError(error, stage: "firewall") }
         var result = cg_container_result()
         var released = false
         // Teardown on every path: an agent child that was prepared but not released exits without running.
         defer {
             if result.pid > 0 && !released { cg_container_abort(&result) }
-            network?.stop()
+            observer.stop()
             do { try ContainerFirewall.remove() }
             catch { FileDescriptorStream.standardError.write("cagent: warning: \(error)\n") }
         }
         if failAt == "firewall" { throw Self.setupError(CagentError(stage: "firewall", "failing as asked (--fail-at-stage)"), stage: "firewall") }
 
-        // 2. agent (prepared, not started)
+        // 2. agent (prepared, not started); learn: its tracer's listener comes over a socket pair.
+        var pair: [Int32] = [-1, -1]
+        if observer.traces {
+            guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+                throw CagentError(stage: "sandbox setup: trace-notify", "socketpair failed", errno: errno, hint: "the agent did not start")
+            }
+        }
+        defer { for fd in pair where fd >= 0 { close(fd) } }
         try spawnAgent(agent: agent, workspace: workspace, environment: agentEnvironment.entries, policy: policyMessage,
-                       result: &result)
+                       notifySocket: pair[1], result: &result)
+        var listener: Int32 = -1
+        if observer.traces {
+            close(pair[1]); pair[1] = -1
+            listener = cg_container_receive_fd(pair[0])
+            if listener < 0 {
+                throw CagentError(stage: "sandbox setup: trace-notify", "no listener from the agent child", errno: -listener, hint: "the agent did not start")
+            }
+        }
         // 3. supervisor-privileges
-        let keep: UInt64 = (1 << 12) | (1 << 5)   // CAP_NET_ADMIN, CAP_KILL
+        let keep: UInt64 = (1 << 12) | (1 << 5) | observer.extraCapabilities   // CAP_NET_ADMIN, CAP_KILL
         let kept = cg_container_keep_only(keep)
         if kept != 0 || failAt == "supervisor-privileges" {
-            throw CagentError(stage: "sandbox setup: supervisor-privileges", kept != 0 ? "cannot drop cagent's own capabilities" : "failing as asked (--fail-at-stage)",
-                              errno: kept != 0 ? -kept : nil, hint: "the agent did not start")
+            if listener >= 0 { close(listener) }
+            throw CagentError(stage: "sandbox setup: supervisor-privileges", kept != 0 ? "cannot keep cagent's own capabilities" : "failing as asked (--fail-at-stage)",
+                              errno: kept != 0 ? -kept : nil,
+                              hint: observer.traces ? "learn in a container needs --cap-add SYS_PTRACE (the tracer reads the agent's memory); the agent did not start"
+                                                    : "the agent did not start")
         }
-        // 4. dns-gate
+        // 4. dns-gate (and learn's sources, the tracer)
         do {
-            try network?.start(firewall: firewall)
+            try observer.start(firewall: firewall)
+            if listener >= 0 { try observer.startTracer(listener: listener) }
             if failAt == "dns-gate" { throw CagentError(stage: "dns-gate", "failing as asked (--fail-at-stage)") }
         } catch {
             throw Self.setupError(error, stage: "dns-gate")
@@ -126,10 +179,7 @@ struct ContainerEnforce {
         }
         let status = supervise(agent: result.pid)
         result.pid = 0
-        if let network {
-            network.stop()
-            FileDescriptorStream.standardError.write((options.json ? network.reporter.json() : network.reporter.summaryLine(listPath: nil)) + "\n")
-        }
+        try observer.finish(status: status)
         throw CagentExit(status: status)
     }
 
@@ -143,14 +193,14 @@ struct ContainerEnforce {
         return try InvokingUser.agent(uid: entry.pointee.pw_uid, environment: [:])
     }
 
-    func spawnAgent(agent: InvokingUser, workspace: String, environment: [String], policy: [UInt8],
+    func spawnAgent(agent: InvokingUser, workspace: String, environment: [String], policy: [UInt8], notifySocket: Int32,
                     result: inout cg_container_result) throws {
         guard let first = options.command.first, !first.isEmpty else {
             throw CagentError(stage: "arguments", "no agent command after --", hint: "cagent enforce --in-container --profile P -- CMD [ARGS...]")
         }
         var storage = cg_policy_storage()
         let childStage = options.failAtStage.flatMap { name in
-            (1...9).first { String(cString: cg_container_stage_name(Int32($0))) == name }.map(Int32.init)
+            (1...10).first { String(cString: cg_container_stage_name(Int32($0))) == name }.map(Int32.init)
         } ?? 0
         let argv = options.command.map { strdup($0) } + [nil]
         let envp = (environment + ["HOME=\(agent.home)", "USER=\(agent.name)", "LOGNAME=\(agent.name)"]).map { strdup($0) } + [nil]
@@ -163,7 +213,7 @@ struct ContainerEnforce {
                         envp.withUnsafeBufferPointer { envpBuffer in
                             var request = cg_container_request(uid: agent.uid, gid: agent.gid, groups: nil, group_count: 0, cwd: cwd,
                                                                argv: argvBuffer.baseAddress, envp: envpBuffer.baseAddress,
-                                                               policy: policyPointer, fail_at: childStage)
+                                                               policy: policyPointer, fail_at: childStage, notify_socket: notifySocket)
                             return cg_container_spawn(&request, &result)
                         }
                     }
@@ -227,7 +277,19 @@ struct ContainerEnforce {
 }
 
 /// The container's DNS gate and denial lines (EnforceNetwork's parts without a veth or a host side).
-final class ContainerNetwork: @unchecked Sendable {
+/// `--offline`: the firewall without an entry and no gate (every name fails, nothing leaves).
+final class ContainerNetwork: ContainerObserver, @unchecked Sendable {
+    let offline: Bool
+    let json: Bool
+    var firewallMode: Firewall.Mode { .enforce }
+    var extraCapabilities: UInt64 { 0 }
+    var traces: Bool { false }
+    func startTracer(listener: Int32) throws { close(listener) }
+    func finish(status: Int32) throws {
+        stop()
+        if !offline { FileDescriptorStream.standardError.write((json ? reporter.json() : reporter.summaryLine(listPath: nil)) + "\n") }
+    }
+
     let entries: [AllowEntry]
     let domains: [String]
     let namedEndpoints: [(host: String, port: PinPort)]
@@ -237,10 +299,11 @@ final class ContainerNetwork: @unchecked Sendable {
     private var gate: Gate?
     private var reader: NflogReader?
 
-    init(profile: NetworkPolicy, upstreamOverride: [String]) throws {
+    init(profile: NetworkPolicy, upstreamOverride: [String], offline: Bool, json: Bool) throws {
+        self.offline = offline; self.json = json
         let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
                                           endpoints: profile.endpoints.map { ($0.host, $0.port, $0.proto.rawValue) })
-        entries = parsed.entries
+        entries = offline ? [] : parsed.entries
         domains = profile.domains
         namedEndpoints = parsed.named.map { ($0.host, PinPort($0.proto == .udp ? .udp : .tcp, $0.port)) }
         do {
@@ -255,6 +318,7 @@ final class ContainerNetwork: @unchecked Sendable {
     }
 
     func start(firewall: SessionFirewall) throws {
+        if offline { return }
         let policy: GatePolicy
         do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: true) }
         catch { throw CagentError(stage: "dns gate", "\(error)") }

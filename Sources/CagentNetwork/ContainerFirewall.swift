@@ -30,7 +30,10 @@ public enum ContainerFirewall {
     static let natChain = "agent_dns"
     static let filterChain = "agent_out"
 
-    public static func batch(entries: [AllowEntry]) -> NftBatch {
+    /// Enforce: the allowlist above. Learn: the same DNS redirect (the gate observes, forwarding every name)
+    /// and loopback; the never-reachable addresses and the LAN stay dropped (Firewall.learnUnreachable); every
+    /// other new flow of the agent is logged with Firewall.flowPrefix and accepted.
+    public static func batch(entries: [AllowEntry], mode: Firewall.Mode = .enforce) -> NftBatch {
         var batch = NftBatch(table: Firewall.table)
         batch.operations.append(.addTable)
         let sets = Firewall.setNames(stem)
@@ -57,6 +60,17 @@ public enum ContainerFirewall {
         for network in Firewall.neverReachable {
             rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: filterChain))
         }
+        if mode == .learn {
+            for network in Firewall.learnUnreachable where !Firewall.neverReachable.contains(where: { $0.contains(network) })
+                && !loopback.contains(where: { $0.contains(network) || network.contains($0) }) {
+                rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: filterChain))
+            }
+            rules.append((Match.ctStateNew() + Statement.log(group: nflogGroup, prefix: Firewall.flowPrefix) + Statement.verdict(.accept))
+                .rule(in: filterChain))
+            rules.append((log + Statement.verdict(.drop)).rule(in: filterChain))
+            batch.operations += rules.map { .addRule($0) }
+            return batch
+        }
         rules.append((Match.icmpType(.v4, 8, name: "echo-request") + log + Statement.verdict(.drop)).rule(in: filterChain))
         rules.append((Match.icmpType(.v6, 128, name: "echo-request") + log + Statement.verdict(.drop)).rule(in: filterChain))
         // IPv6 neighbour discovery is the kernel's (no socket): it must leave, or nothing on the link resolves.
@@ -82,13 +96,13 @@ public enum ContainerFirewall {
 
     /// Installs the ruleset in the calling thread's namespace (the container's) and returns the handle the gate
     /// pins through. Refuses when a `cagent` table exists already (another cagent in this container).
-    public static func install(entries: [AllowEntry]) throws -> SessionFirewall {
+    public static func install(entries: [AllowEntry], mode: Firewall.Mode = .enforce) throws -> SessionFirewall {
         do {
             if try Firewall.tableExists() {
                 throw CagentError(stage: "firewall", "this network namespace has an nftables table inet \(Firewall.table) already",
                                   hint: "is another cagent running in this container? one per container")
             }
-            try NftApplier.apply(batch(entries: entries), stage: "firewall")
+            try NftApplier.apply(batch(entries: entries, mode: mode), stage: "firewall")
             return try SessionFirewall(interface: stem, nflogGroup: nflogGroup, namespace: nil)
         } catch let error as CagentError where error.errno == EPERM {
             throw CagentError(stage: "firewall", "nftables refused: \(error.message)", errno: error.errno,

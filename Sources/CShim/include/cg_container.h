@@ -15,8 +15,9 @@
 #define CG_CONTAINER_STAGE_SWITCH_USER       3   // setgroups, setresgid, setresuid (clears what was kept)
 #define CG_CONTAINER_STAGE_NO_CAPABILITIES   4   // check: every set is empty and root cannot be regained
 #define CG_CONTAINER_STAGE_NO_NEW_PRIVS      5
-#define CG_CONTAINER_STAGE_POLICY            6   // rlimits, Landlock, seccomp (cg_policy_apply; sub-stage in `detail`)
-#define CG_CONTAINER_STAGE_CWD               7
+#define CG_CONTAINER_STAGE_CWD               6
+#define CG_CONTAINER_STAGE_TRACE_NOTIFY      10  // learn: the seccomp tracer's listener, passed to the supervisor
+#define CG_CONTAINER_STAGE_POLICY            7   // rlimits, Landlock, seccomp (cg_policy_apply; sub-stage in `detail`)
 #define CG_CONTAINER_STAGE_RELEASE           8   // waits for the supervisor's go (its DNS gate is up)
 #define CG_CONTAINER_STAGE_EXEC              9   // execve of the agent (PATH searched as cagent-init does)
 
@@ -30,6 +31,10 @@ struct cg_container_request {
     char *const *envp;
     const struct cg_policy *policy;   // NULL: none
     int fail_at;               // tests: fail this stage on purpose (0: none)
+    int notify_socket;         // learn: a unix socket the tracer's listener is sent on (SCM_RIGHTS); -1: none.
+                               // The listener comes after cwd and before the policy, which then must not open
+                               // paths (no Landlock): the supervisor services notifications only once the
+                               // child is ready.
 };
 
 struct cg_container_result {
@@ -52,6 +57,9 @@ int cg_container_release(struct cg_container_result *result);
 
 /// Closes the go pipe without a go: the child exits 125 without running the agent; reaped here.
 void cg_container_abort(struct cg_container_result *result);
+
+/// Receives one file descriptor sent with SCM_RIGHTS on `socket` (the tracer's listener). Returns it or -errno.
+int cg_container_receive_fd(int socket);
 
 /// A name for a stage, for messages.
 const char *cg_container_stage_name(int stage);
