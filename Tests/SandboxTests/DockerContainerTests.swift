@@ -155,6 +155,72 @@ import Testing
         let cgroups = try Netlab.execute(["find", "/sys/fs/cgroup", "-maxdepth", "4", "-name", docker.cgroupParent], timeout: 20)
         #expect(cgroups.stdout.isEmpty, "cgroups left: \(cgroups.stdout)")
     }
+
+    static let learnWorkload = #"""
+    #!/bin/bash
+    echo "agent-ran uid $(id -u)"
+    getent hosts api.allowed.test >/dev/null && echo api-resolved
+    if timeout 5 bash -c 'exec 3<>/dev/tcp/api.allowed.test/80; printf "GET / HTTP/1.0\r\nHost: api.allowed.test\r\n\r\n" >&3; cat <&3' >/tmp/api.out 2>/dev/null; then
+      echo "api-answer $(head -n1 /tmp/api.out)"
+    fi
+    cat /probe/learn-data.txt >/dev/null && echo read-ok
+    getent hosts x.attacker.test >/dev/null && echo x-answer
+    exit 0
+    """#
+
+    /// Learn in a container into a database on a volume, propose on the host from it, enforce the proposal in
+    /// a container: the workload works, a name it never used does not resolve.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: tools), "needs root, the Debian Docker engine (docker.io) and debootstrap"),
+          .timeLimit(.minutes(15)))
+    func learnInAContainerThenProposeOnTheHost() throws {
+        try Requirements.root()
+        for tool in Self.tools { try Requirements.tool(tool) }
+        let lab = try Netlab(); defer { lab.shutdown() }
+        let docker = try PrivateDocker(lab: lab); defer { docker.stop() }
+        let image = try docker.buildRuntimeImage()
+        let probe = docker.directory + "/probe", state = docker.directory + "/state"
+        for path in [probe, state] { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+        try Self.learnWorkload.write(toFile: probe + "/learn.sh", atomically: true, encoding: .utf8)
+        try "learned-file\n".write(toFile: probe + "/learn-data.txt", atomically: true, encoding: .utf8)
+        try "cagent: 1\nagent: ctest\nextends: [base]\n".write(toFile: probe + "/learning.yaml", atomically: true, encoding: .utf8)
+        let common = ["run", "--rm", "--dns", NetlabAddresses.dns4, "-v", "\(probe):/probe:ro", "--cap-add", "NET_ADMIN"]
+
+        // Learn: everything resolves and connects; recorded into the state volume.
+        var started = Date()
+        let learned = try docker.client(common + ["--cap-add", "SYS_PTRACE", "-v", "\(state):/state", image,
+                                                  "learn", "--in-container", "--agent", "/probe/learning.yaml", "--db", "/state/cagent.db",
+                                                  "--", "/bin/bash", "/probe/learn.sh"], timeout: 120)
+        docker.measured("docker run with cagent learn --in-container", since: started)
+        print("docker-test: the agent under learn --in-container printed:\n\(learned.stdout)\(learned.stderr)")
+        #expect(learned.status == 0, "\(learned.stdout)\n\(learned.stderr)")
+        #expect(learned.stdout.contains("api-answer HTTP/1.0 200") && learned.stdout.contains("read-ok"), "\(learned.stdout)\n\(learned.stderr)")
+        #expect(learned.stdout.contains("x-answer"), "learn resolves every name: \(learned.stdout)")
+        // Without SYS_PTRACE learn refuses (its tracer could not read the agent's memory) and the agent never runs.
+        let noPtrace = try docker.client(common + ["-v", "\(state):/state", image, "learn", "--in-container", "--agent", "/probe/learning.yaml",
+                                                   "--db", "/state/other.db", "--", "/bin/bash", "/probe/learn.sh"], timeout: 60)
+        #expect(noPtrace.status == 125 && !noPtrace.stdout.contains("agent-ran") && noPtrace.stderr.contains("SYS_PTRACE"),
+                "\(noPtrace.stdout)\n\(noPtrace.stderr)")
+
+        // The host reads the record: DNS and files of the container.
+        let report = try Netlab.execute([Products.cagent, "report", "--db", state + "/cagent.db"], timeout: 60)
+        print("docker-test: cagent report on the host:\n\(report.stdout)\(report.stderr)")
+        #expect(report.stdout.contains("api.allowed.test"), "\(report.stdout)\n\(report.stderr)")
+        #expect(report.stdout.contains("/probe/learn-data.txt"), "\(report.stdout)")
+        // Propose on the host; enforce the proposal in a container.
+        started = Date()
+        let proposal = state + "/proposed.yaml"
+        let proposed = try Netlab.execute([Products.cagent, "profile", "propose", "--db", state + "/cagent.db", "-o", proposal], timeout: 60)
+        docker.measured("cagent profile propose on the host", since: started)
+        let proposedText = (try? String(contentsOfFile: proposal, encoding: .utf8)) ?? ""
+        print("docker-test: the proposal:\n\(proposedText)\(proposed.stderr)")
+        #expect(proposed.status == 0 && proposedText.contains("api.allowed.test"), "\(proposed.stdout)\n\(proposed.stderr)\n\(proposedText)")
+        let enforced = try docker.client(common + ["-v", "\(state):/state:ro", image, "enforce", "--in-container", "--profile", "/state/proposed.yaml",
+                                                   "--", "/bin/bash", "/probe/learn.sh"], timeout: 120)
+        print("docker-test: the workload under the proposal printed:\n\(enforced.stdout)\(enforced.stderr)")
+        #expect(enforced.status == 0 && enforced.stdout.contains("api-answer HTTP/1.0 200") && enforced.stdout.contains("read-ok"),
+                "\(enforced.stdout)\n\(enforced.stderr)")
+        #expect(!enforced.stdout.contains("x-answer"), "\(enforced.stdout)")
+    }
 }
 
 /// A Docker engine of the test's own, inside the netlab's simulated host.
