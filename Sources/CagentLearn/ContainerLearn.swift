@@ -55,7 +55,10 @@ package final class ContainerLearnObserver: ContainerObserver, @unchecked Sendab
         // The store belongs to root in the container: the agent (another uid, no capability) cannot change
         // what is recorded about it.
         let store = try Store(path: database, create: true)
-        let gateAddress = ContainerFirewall.gateAddress.description
+        // The agent's resolvers are the container's (resolv.conf is Docker's), but every port-53 packet of the
+        // agent goes to the gate: its queries to them are the gate's, not direct-IP flows.
+        let gateAddress = ([ContainerFirewall.gateAddress.description] + upstream.servers.map { $0.address.description })
+            .reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.joined(separator: ",")
         let recorder = try Recorder(store: store, session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn --in-container (seccomp)",
                                                                        command: command.map { RawText($0) }, gate: gateAddress),
                                     rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress), batchEvents: 8192)

@@ -206,6 +206,8 @@ import Testing
         print("docker-test: cagent report on the host:\n\(report.stdout)\(report.stderr)")
         #expect(report.stdout.contains("api.allowed.test"), "\(report.stdout)\n\(report.stderr)")
         #expect(report.stdout.contains("/probe/learn-data.txt"), "\(report.stdout)")
+        // The agent's queries to the container's resolver went to the gate: not a direct-IP finding.
+        #expect(!report.stdout.contains("direct-ip  \(NetlabAddresses.dns4)"), "\(report.stdout)")
         // Propose on the host; enforce the proposal in a container.
         started = Date()
         let proposal = state + "/proposed.yaml"
