@@ -1,5 +1,6 @@
 import ArgumentParser
 import CagentCore
+import CagentLaunch
 import CagentProfile
 import CagentSandbox
 import Foundation
@@ -20,13 +21,16 @@ struct DockerRunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Compose and run `docker run` for an agent under a profile (cagent enforce --in-container inside).",
-        usage: "cagent docker run --profile PROFILE [--workspace DIR] [--print] IMAGE -- CMD [ARGS...]")
+        usage: "cagent docker run [--learn [--state DIR]] --profile PROFILE [--workspace DIR] [--print] IMAGE -- CMD [ARGS...]")
 
     @OptionGroup var logging: LoggingOptions
     @Option(help: "Profile file or name, resolved here and mounted into the container read-only.") var profile: String
     @Option(help: "The workspace, mounted at /workspace (default: the current directory).") var workspace: String?
     @Option(help: "The named volume for the agent's home /home/agent (default: cagent-home-AGENT).") var homeVolume: String?
     @Flag(help: "Print the command instead of running it.") var print = false
+    @Flag(help: "Learn instead of enforce: cagent learn --in-container, recorded into cagent.db in --state.") var learn = false
+    @Option(help: "With --learn: the host directory mounted at /state for the database (default: docker/state in cagent's data directory).")
+    var state: String?
     @Option(name: .customLong("docker-arg"), help: "Pass this argument to docker run (repeatable), e.g. --docker-arg=--dns=1.1.1.1.")
     var dockerArguments: [String] = []
     @Argument(help: "The image (docker/Dockerfile's runtime stage, or one built FROM it).") var image: String
@@ -60,11 +64,23 @@ struct DockerRunCommand: ParsableCommand {
         let hiddenInWorkspace = secrets.hidden.map {
             DockerRun.Hidden(path: DockerRun.workspace + "/" + $0, isDirectory: DockerRun.hostKind(workspacePath + "/" + $0) ?? false)
         }
+        var learnState: String?
+        if learn {
+            let directory = state ?? paths.data + "/state"
+            guard !directory.contains(","), !directory.contains("\"") else {
+                throw CagentError(stage: "docker run", "the state directory contains a comma or a quote", hint: "name a plain path")
+            }
+            try FileSystem.asUser(identity) { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+            learnState = URL(fileURLWithPath: directory).standardizedFileURL.path
+        }
         let run = DockerRun(image: image, workspace: workspacePath, homeVolume: homeVolume ?? "cagent-home-\(agent)",
                             profileFile: profileFile,
                             hidden: DockerRun.hiddenHomePaths(resolved.profile, hostHome: user.home, kind: DockerRun.hostKind) + hiddenInWorkspace,
-                            interactive: isatty(0) == 1, extra: dockerArguments, command: command)
+                            interactive: isatty(0) == 1, extra: dockerArguments, command: command, learnState: learnState)
         let arguments = run.arguments
+        if let learnState {
+            FileDescriptorStream.standardError.write("cagent: learning into \(TerminalEscape.escape(learnState))/cagent.db; then: cagent profile propose --db \(TerminalEscape.escape(learnState))/cagent.db\n")
+        }
         if print {
             Swift.print((["docker"] + arguments).map(DockerRun.shellQuoted).joined(separator: " "))
             return
@@ -98,11 +114,14 @@ public struct DockerRun: Sendable, Equatable {
     public var interactive: Bool
     public var extra: [String]
     public var command: [String]
+    /// `--learn`: the host directory mounted at /state, where learn records (nil: enforce).
+    public var learnState: String?
 
     public init(image: String, workspace: String, homeVolume: String, profileFile: String, hidden: [Hidden],
-                interactive: Bool, extra: [String], command: [String]) {
+                interactive: Bool, extra: [String], command: [String], learnState: String? = nil) {
         self.image = image; self.workspace = workspace; self.homeVolume = homeVolume; self.profileFile = profileFile
         self.hidden = hidden; self.interactive = interactive; self.extra = extra; self.command = command
+        self.learnState = learnState
     }
 
     /// Files among the hide list's usual entries; every other home entry is covered as a directory.
@@ -147,8 +166,14 @@ public struct DockerRun: Sendable, Equatable {
                 out += ["--mount", "type=bind,source=/dev/null,target=\(entry.path),readonly"]
             }
         }
+        if let learnState {
+            // The tracer reads the agent's memory (another uid): cagent keeps SYS_PTRACE, the agent never has it.
+            out += ["--cap-add", "SYS_PTRACE", "--mount", "type=bind,source=\(learnState),target=/state"]
+        }
         out += extra
-        out += ["--entrypoint", "/usr/local/bin/cagent", image, "enforce", "--in-container", "--profile", Self.profileTarget, "--"]
+        out += ["--entrypoint", "/usr/local/bin/cagent", image]
+        out += learnState == nil ? ["enforce", "--in-container", "--profile", Self.profileTarget, "--"]
+                                 : ["learn", "--in-container", "--agent", Self.profileTarget, "--db", "/state/cagent.db", "--"]
         out += command
         return out
     }

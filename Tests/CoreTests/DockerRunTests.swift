@@ -39,6 +39,16 @@ import Testing
         #expect(fromHost.first { $0.path == "/home/agent/.config/gcloud" }?.isDirectory == false)
     }
 
+    @Test func learnMountsTheStateAndKeepsPtraceForCagent() {
+        let run = DockerRun(image: "img", workspace: "/w", homeVolume: "h", profileFile: "/p.yaml", hidden: [], interactive: true,
+                            extra: [], command: ["agent"], learnState: "/home/u/state")
+        let arguments = run.arguments
+        #expect(arguments.contains("-it"))
+        #expect(arguments.contains("SYS_PTRACE") && arguments.contains("type=bind,source=/home/u/state,target=/state"))
+        #expect(Array(arguments.suffix(9)) == ["img", "learn", "--in-container", "--agent", "/etc/cagent/profile.yaml", "--db", "/state/cagent.db",
+                                                "--", "agent"])
+    }
+
     @Test func quoting() {
         #expect(DockerRun.shellQuoted("type=bind,source=/a") == "type=bind,source=/a")
         #expect(DockerRun.shellQuoted("it's") == "'it'\\''s'")

@@ -185,12 +185,22 @@ import Testing
         try "cagent: 1\nagent: ctest\nextends: [base]\n".write(toFile: probe + "/learning.yaml", atomically: true, encoding: .utf8)
         let common = ["run", "--rm", "--dns", NetlabAddresses.dns4, "-v", "\(probe):/probe:ro", "--cap-add", "NET_ADMIN"]
 
-        // Learn: everything resolves and connects; recorded into the state volume.
+        // Learn through `cagent docker run --learn`: everything resolves and connects; recorded into the state directory.
+        let workspace = docker.directory + "/workspace"
+        try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
+        chown(workspace, 1000, 1000)
+        var cliEnvironment = ProcessInfo.processInfo.environment
+        cliEnvironment["HOME"] = docker.directory + "/home"
+        cliEnvironment["DOCKER_HOST"] = "unix://" + docker.socket
+        cliEnvironment["DOCKER_CONFIG"] = docker.directory + "/client"
+        cliEnvironment.removeValue(forKey: "SUDO_UID")
         var started = Date()
-        let learned = try docker.client(common + ["--cap-add", "SYS_PTRACE", "-v", "\(state):/state", image,
-                                                  "learn", "--in-container", "--agent", "/probe/learning.yaml", "--db", "/state/cagent.db",
-                                                  "--", "/bin/bash", "/probe/learn.sh"], timeout: 120)
-        docker.measured("docker run with cagent learn --in-container", since: started)
+        let learned = try Netlab.execute([Products.cagent, "docker", "run", "--learn", "--state", state, "--profile", probe + "/learning.yaml",
+                                          "--workspace", workspace, "--home-volume", "cgt-home-\(docker.id)",
+                                          "--docker-arg=--dns=\(NetlabAddresses.dns4)", "--docker-arg=--volume=\(probe):/probe:ro",
+                                          image, "--", "/bin/bash", "/probe/learn.sh"], timeout: 120, environment: cliEnvironment)
+        _ = try docker.client(["volume", "rm", "cgt-home-\(docker.id)"], timeout: 30)
+        docker.measured("cagent docker run --learn (learn --in-container)", since: started)
         print("docker-test: the agent under learn --in-container printed:\n\(learned.stdout)\(learned.stderr)")
         #expect(learned.status == 0, "\(learned.stdout)\n\(learned.stderr)")
         #expect(learned.stdout.contains("api-answer HTTP/1.0 200") && learned.stdout.contains("read-ok"), "\(learned.stdout)\n\(learned.stderr)")
