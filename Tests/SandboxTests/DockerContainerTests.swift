@@ -148,6 +148,12 @@ import Testing
                                        "-c", "grep -q workspace-secret /workspace/.env && echo env-readable"], timeout: 60)
         #expect(plain.stdout.contains("env-readable"), "control: \(plain.stdout)\n\(plain.stderr)")
 
+        // The image's default command: cagent doctor, which says what holds in a container.
+        let doctor = try docker.client(["run", "--rm", image], timeout: 60)
+        print("docker-test: the image's default command printed:\n\(doctor.stdout)\(doctor.stderr)")
+        #expect(doctor.status == 0 || doctor.status == 1, "doctor ran to its end: \(doctor.status) \(doctor.stderr)")
+        #expect(!doctor.stdout.isEmpty, "doctor printed its checks")
+
         // Nothing left: no daemon, no shim, no data root, no cgroup of this daemon.
         docker.stop()
         #expect(processes(mentioning: docker.directory).isEmpty, "processes left")
