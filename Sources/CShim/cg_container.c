@@ -14,6 +14,10 @@
 #include "cg_seccomp_notify.h"
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 struct report { int stage; int detail; int error; };
@@ -109,6 +113,10 @@ static void become_agent(const struct cg_container_request *q, int fd, int relea
         child_fail(fd, CG_CONTAINER_STAGE_SWITCH_USER, 0, errno);
     if (setresgid(q->gid, q->gid, q->gid) < 0 || setresuid(q->uid, q->uid, q->uid) < 0)
         child_fail(fd, CG_CONTAINER_STAGE_SWITCH_USER, 0, errno);
+    // After the switch (a credential change clears it): if cagent dies, so does the agent (when cagent is not
+    // the container's pid 1, e.g. under docker run --init), rather than run on without its gate.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != q->supervisor)
+        child_fail(fd, CG_CONTAINER_STAGE_SWITCH_USER, 0, ESRCH);
 
     STEP(CG_CONTAINER_STAGE_NO_CAPABILITIES);
     if (capset_bits(0, 0) < 0) child_fail(fd, CG_CONTAINER_STAGE_NO_CAPABILITIES, 0, errno);
@@ -171,7 +179,10 @@ static void reap(pid_t pid) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
 }
 
-int cg_container_spawn(const struct cg_container_request *q, struct cg_container_result *result) {
+int cg_container_spawn(const struct cg_container_request *request, struct cg_container_result *result) {
+    struct cg_container_request copy = *request;
+    copy.supervisor = getpid();
+    const struct cg_container_request *q = &copy;
     memset(result, 0, sizeof *result);
     result->release_fd = result->report_fd = -1;
     int report[2], release[2];
@@ -270,4 +281,60 @@ int cg_container_keep_only(unsigned long long keep) {
     if (capset_bits(keep, keep) < 0) return -errno;
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) return -errno;
     return 0;
+}
+
+// ---- every thread of the supervisor -------------------------------------------------------------------
+// Capabilities are per thread, and capset(2) acts on the caller only: each thread drops its own, from a
+// signal handler (what glibc does for setuid across threads).
+
+static unsigned long long keep_mask;
+static atomic_int threads_done;
+static atomic_int threads_failed;
+
+static void keep_only_handler(int sig) {
+    (void)sig;
+    int saved = errno;
+    if (drop_bounding_except(keep_mask) < 0 || prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0
+        || capset_bits(keep_mask, keep_mask) < 0)
+        atomic_fetch_add(&threads_failed, 1);
+    atomic_fetch_add(&threads_done, 1);
+    errno = saved;
+}
+
+int cg_container_keep_signal(void) { return SIGRTMIN + 5; }
+pid_t cg_container_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+int cg_container_keep_only_threads(unsigned long long keep, const pid_t *tids, int count) {
+    keep_mask = keep;
+    atomic_store(&threads_done, 0);
+    atomic_store(&threads_failed, 0);
+    int sig = cg_container_keep_signal();
+    struct sigaction action, ignore;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = keep_only_handler;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    if (sigaction(sig, &action, NULL) < 0) return -errno;
+    pid_t process = getpid();
+    int sent = 0, error = 0;
+    for (int i = 0; i < count; i++) {
+        if (syscall(SYS_tgkill, process, tids[i], sig) == 0) sent++;
+        else if (errno != ESRCH) { error = errno; break; }
+    }
+    if (!error) {
+        // A thread that does not answer within two seconds: fail (closed).
+        for (int waited = 0; atomic_load(&threads_done) < sent && waited < 2000; waited++) {
+            struct timespec pause = { 0, 1000000 };
+            nanosleep(&pause, NULL);
+        }
+        if (atomic_load(&threads_done) < sent) error = ETIMEDOUT;
+        else if (atomic_load(&threads_failed) > 0) error = EPERM;
+    }
+    // Ignored from now on: setting SIG_IGN also discards an instance still pending in some thread, which
+    // would otherwise kill the process with the default action when that thread unblocks it.
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    sigaction(sig, &ignore, NULL);
+    if (error) return -error;
+    return cg_container_keep_only(keep);
 }

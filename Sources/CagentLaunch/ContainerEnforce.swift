@@ -153,9 +153,24 @@ struct ContainerEnforce {
                 throw CagentError(stage: "sandbox setup: trace-notify", "no listener from the agent child", errno: -listener, hint: "the agent did not start")
             }
         }
-        // 3. supervisor-privileges
+        // 3. supervisor-privileges. Capabilities are per thread: every other thread that takes signals drops
+        // its own from a handler, then this one; threads made later inherit it. Every thread is read back.
+        // The lean front (enforce) has no other thread here. cagent-full (learn) has runtime threads that block
+        // every signal; they keep the container's capabilities: a notice says so (learn observes, it does not
+        // enforce), and enforce refuses to start if any thread holds more than it keeps.
         let keep: UInt64 = (1 << 12) | (1 << 5) | observer.extraCapabilities   // CAP_NET_ADMIN, CAP_KILL
-        let kept = cg_container_keep_only(keep)
+        let (answering, blocking) = Self.otherThreads(signal: cg_container_keep_signal())
+        var kept = answering.withUnsafeBufferPointer { cg_container_keep_only_threads(keep, $0.baseAddress, Int32($0.count)) }
+        if kept == 0 {
+            let holding = Self.threadsHoldingMore(than: keep)
+            if !holding.isEmpty && (observer.firewallMode == .enforce || !Set(holding).isSubset(of: Set(blocking))) {
+                FileDescriptorStream.standardError.write("cagent: threads \(holding.joined(separator: ", ")) still hold other capabilities\n")
+                kept = -EPERM
+            } else if !holding.isEmpty {
+                FileDescriptorStream.standardError.write(
+                    "cagent: notice: learn: \(holding.count) idle runtime thread(s) of cagent keep the container's capabilities (they block signals); the agent holds none\n")
+            }
+        }
         if kept != 0 || failAt == "supervisor-privileges" {
             if listener >= 0 { close(listener) }
             throw CagentError(stage: "sandbox setup: supervisor-privileges", kept != 0 ? "cannot keep cagent's own capabilities" : "failing as asked (--fail-at-stage)",
@@ -213,7 +228,8 @@ struct ContainerEnforce {
                         envp.withUnsafeBufferPointer { envpBuffer in
                             var request = cg_container_request(uid: agent.uid, gid: agent.gid, groups: nil, group_count: 0, cwd: cwd,
                                                                argv: argvBuffer.baseAddress, envp: envpBuffer.baseAddress,
-                                                               policy: policyPointer, fail_at: childStage, notify_socket: notifySocket)
+                                                               policy: policyPointer, fail_at: childStage, notify_socket: notifySocket,
+                                                               supervisor: 0)
                             return cg_container_spawn(&request, &result)
                         }
                     }
@@ -222,6 +238,32 @@ struct ContainerEnforce {
         }
         if status == -2 { throw CagentError(stage: "sandbox setup: policy", "the process policy did not decode", hint: "the agent did not start") }
         if status != 0 { throw Self.childError(result) }
+    }
+
+    /// The threads of this process whose effective, permitted, bounding, ambient or inheritable set holds more
+    /// than `keep` (or whose status cannot be read).
+    static func threadsHoldingMore(than keep: UInt64) -> [String] {
+        FileSystem.list("/proc/self/task").filter { tid in
+            guard let status = FileSystem.readText("/proc/self/task/\(tid)/status") else { return true }
+            return status.split(separator: "\n").contains { line in
+                guard ["CapEff:", "CapPrm:", "CapBnd:", "CapAmb:", "CapInh:"].contains(where: { line.hasPrefix($0) }) else { return false }
+                guard let value = UInt64(line.split(separator: "\t").last ?? "", radix: 16) else { return true }
+                return value & ~keep != 0
+            }
+        }
+    }
+
+    /// The other threads, split by whether they block `signal` (SigBlk of their status).
+    static func otherThreads(signal: Int32) -> (answering: [pid_t], blocking: [String]) {
+        let me = String(cg_container_gettid())
+        var answering: [pid_t] = [], blocking: [String] = []
+        for tid in FileSystem.list("/proc/self/task") where tid != me {
+            let status = FileSystem.readText("/proc/self/task/\(tid)/status") ?? ""
+            let mask = status.split(separator: "\n").first { $0.hasPrefix("SigBlk:") }
+                .flatMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) } ?? ~0
+            if mask & (UInt64(1) << UInt64(signal - 1)) != 0 { blocking.append(tid) } else if let id = pid_t(tid) { answering.append(id) }
+        }
+        return (answering, blocking)
     }
 
     static func childError(_ result: cg_container_result) -> CagentError {

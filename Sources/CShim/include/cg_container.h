@@ -35,6 +35,7 @@ struct cg_container_request {
                                // The listener comes after cwd and before the policy, which then must not open
                                // paths (no Landlock): the supervisor services notifications only once the
                                // child is ready.
+    pid_t supervisor;          // set by cg_container_spawn (the parent-death check)
 };
 
 struct cg_container_result {
@@ -69,6 +70,14 @@ const char *cg_container_stage_name(int stage);
 /// CAP_KILL to forward signals to the agent's uid), not dumpable. Per thread, as capabilities are: called
 /// before the supervisor starts its threads, which inherit it. Returns 0 or -errno.
 int cg_container_keep_only(unsigned long long keep);
+
+/// cg_container_keep_only in the threads `tids` (each runs it from a handler of cg_container_keep_signal()),
+/// then in the caller. Threads made later inherit the result. -ETIMEDOUT when a thread did not answer within
+/// 2 s. The signal is ignored afterwards. Returns 0 or -errno.
+int cg_container_keep_only_threads(unsigned long long keep, const pid_t *tids, int count);
+int cg_container_keep_signal(void);
+/// The calling thread's id.
+pid_t cg_container_gettid(void);
 
 /// The calling thread's effective, permitted, inheritable and bounding sets are all empty (1), or not (0).
 int cg_capabilities_empty(void);
