@@ -13,7 +13,7 @@ public struct EnforceCommand: ParsableCommand {
         cagent enforce --profile PROFILE [--workspace DIR] [--user UID]
           [--offline] [--env NAME]... [--allow-proxy | --proxy URL]
           [--ssh-key FILE] [--publish PORT]
-          [--revert-risky] [--json] -- CMD [ARGS...]
+          [--revert-risky] [--json] [--in-container] -- CMD [ARGS...]
         """,
         discussion: """
         The agent's exit status becomes cagent's (128+N when it died of signal N). 125: cagent failed and \
@@ -59,6 +59,8 @@ public struct EnforceCommand: ParsableCommand {
     @Option(help: .hidden) var askTimeout: Double = 30
     @Option(help: "The database the session is recorded in (default: cagent.db in the invoking user's data directory).")
     var db: String?
+    @Flag(help: "cagent is a container's entrypoint (root in it, CAP_NET_ADMIN): the container is the sandbox; firewall, drop every capability, switch to the agent user, exec. See docs/docker.md.")
+    var inContainer = false
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
     public init() {}
@@ -73,7 +75,8 @@ public struct EnforceCommand: ParsableCommand {
         EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
                        passEnvironment: passEnvironment, allowProxy: allowProxy, proxy: proxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
-                       ask: ask, askTimeout: askTimeout, sshKey: sshKey, publish: publish, command: command)
+                       ask: ask, askTimeout: askTimeout, sshKey: sshKey, publish: publish, inContainer: inContainer,
+                       command: command)
     }
 
     public func run() throws { try options.run() }

@@ -38,23 +38,28 @@ public struct EnforceOptions: Equatable, Sendable {
     public var sshKey: String?
     /// `--publish PORT`: the host's 127.0.0.1:PORT relayed to the sandbox's localhost:PORT (PublishedPort: OAuth callbacks).
     public var publish: UInt16?
+    /// `--in-container`: cagent is a container's entrypoint and the container is the sandbox (ContainerEnforce).
+    public var inContainer = false
     public var command: [String] = []
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
                 passEnvironment: [String] = [], allowProxy: Bool = false, proxy: String? = nil,
                 failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
-                ask: Bool = false, askTimeout: Double = 30, sshKey: String? = nil, publish: UInt16? = nil, command: [String] = []) {
+                ask: Bool = false, askTimeout: Double = 30, sshKey: String? = nil, publish: UInt16? = nil,
+                inContainer: Bool = false, command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
         self.revertRisky = revertRisky; self.offline = offline; self.json = json; self.upstreamDns = upstreamDns
         self.passEnvironment = passEnvironment; self.allowProxy = allowProxy; self.proxy = proxy
         self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.db = db
         self.ask = ask; self.askTimeout = askTimeout; self.sshKey = sshKey; self.publish = publish
+        self.inContainer = inContainer
         self.command = command
     }
 
     /// The session: plan, launch, teardown, report. Throws CagentExit with the agent's status.
     public func run() throws {
+        if inContainer { return try ContainerEnforce(options: self).run() }
         CagentLog.bootstrap(verbose: verbose, debug: debug)
         if dumpPlan == nil { try RootRequirement.check(command: "enforce") }
         let environment = ProcessEnvironment.current

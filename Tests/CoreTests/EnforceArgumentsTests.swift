@@ -24,6 +24,7 @@ import Testing
         ["--proxy=http://proxy.corp:3128/", "--profile", "p", "--", "x"],
         ["--profile", "p", "--ssh-key", "/home/u/.config/cagent/ssh/deploy", "--", "git", "push"],
         ["--profile", "p", "--publish", "8085", "--", "gh", "auth", "login"],
+        ["--in-container", "--profile", "claude-code", "--", "claude"],
     ]
 
     /// Forms the fast path leaves to ArgumentParser (some valid, most not).
