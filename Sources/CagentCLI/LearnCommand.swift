@@ -57,7 +57,7 @@ struct LearnCommand: ParsableCommand {
             throw ValidationError("--tracer must be one of \(TracerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let environment = ProcessEnvironment.current
-        let options = LearnOptions(agent: agent, workspace: workspace ?? currentDirectory(), tracer: choice, database: db,
+        let options = LearnOptions(agent: agent, workspace: workspace ?? FileSystem.currentDirectory(), tracer: choice, database: db,
                                    passedEnvironment: passedEnvironment, keepScratch: keepScratch, revertRisky: revertRisky,
                                    quiet: quiet, user: user, stateDir: stateDir, home: home, command: command)
         let outcome = try LearnSession.run(options, environment: environment)
@@ -69,11 +69,5 @@ struct LearnCommand: ParsableCommand {
         outcome.live.summary(outcome.summary, sessionID: outcome.sessionID, status: outcome.status, scratch: outcome.scratch,
                              followUp: follow)
         throw CagentExit(status: outcome.status)
-    }
-
-    private func currentDirectory() -> String {
-        var buffer = [CChar](repeating: 0, count: 4097)
-        guard getcwd(&buffer, 4096) != nil else { return "." }
-        return String(cString: buffer)
     }
 }

@@ -35,12 +35,11 @@ final class EnforceNetwork: @unchecked Sendable {
     let upstreamProxy: SocketAddress?
     let output: @Sendable (String) -> Void
 
-    private(set) var session: NetworkSession?
-    private var gate: Gate?
+    /// The veth, chains, gate and nflog reader (shared with learn mode).
+    let uplink: Uplink
     private var proxy: FilteringProxy?
     /// `--proxy`: the proxy's refusal lines and counts.
     let proxyLines: ProxyDenialLines
-    private var reader: NflogReader?
 
     init(profile: NetworkPolicy, sessionID: String, paths: CagentPaths, upstreamOverride: [String],
          allowHint: String? = nil, asker: GateAsker? = nil, upstreamProxy: SocketAddress? = nil,
@@ -51,6 +50,7 @@ final class EnforceNetwork: @unchecked Sendable {
         proxyLines = ProxyDenialLines(output: output)
         self.sessionID = sessionID
         self.paths = paths
+        uplink = Uplink(sessionID: sessionID, paths: paths)
         let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
                                           endpoints: profile.endpoints.map { ($0.host, $0.port, $0.proto.rawValue) })
         entries = parsed.entries
@@ -70,15 +70,9 @@ final class EnforceNetwork: @unchecked Sendable {
     /// The gateway's IPv4 address (the gate), kept for the session record after teardown.
     private(set) var gateAddress: String?
 
-    /// The gateway addresses, the sandbox's resolvers (every port-53 packet is redirected to the gate anyway).
-    var nameservers: [String] {
-        guard let session else { return [] }
-        return [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0?.description }
-    }
-
     /// `--proxy`: what the agent's HTTP_PROXY/HTTPS_PROXY name (the filtering proxy on the gateway), or nil.
     var proxyURL: String? {
-        guard upstreamProxy != nil, let session, let port = session.proxyPort else { return nil }
+        guard upstreamProxy != nil, let session = uplink.session, let port = session.proxyPort else { return nil }
         if let gateway = session.addresses.gateway4 { return "http://\(gateway):\(port)" }
         return session.addresses.gateway6.map { "http://[\($0)]:\(port)" }
     }
@@ -86,47 +80,39 @@ final class EnforceNetwork: @unchecked Sendable {
     /// Brings up uplink, firewall, gate and denial reader for the sandbox whose init is `pid`.
     func start(pid: Int32) throws {
         do {
-            // setns is per thread: the session is set up on a thread of its own (it enters the sandbox's
-            // namespace for its side of the veth), never on the launcher's main thread.
-            let id = sessionID, paths = paths, entries = entries, proxied = upstreamProxy != nil
-            session = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
-                try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(pid: pid), entries: entries, paths: paths,
-                                         filteringProxy: proxied)
-            }
+            let session = try uplink.open(pid: pid, entries: entries, filteringProxy: upstreamProxy != nil)
+            Timing.mark("network: session")
             try failIfAsked("network")
-            guard let session else { return }
-            gateAddress = (session.addresses.gateway4 ?? session.addresses.gateway6)?.description
+            gateAddress = uplink.gateways.first?.description
             for warning in session.warnings {
                 FileDescriptorStream.standardError.write("cagent: warning: \(TerminalEscape.escape(warning))\n")
             }
-            let reporter = reporter
+            let reporter = reporter, book = book
             let policy: GatePolicy
             do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: session.addresses.gateway6 != nil) }
             catch { throw CagentError(stage: "dns gate", "\(error)") }
-            let listen = [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 }
             // Proxy mode: the profile's names are reached only through the filtering proxy; the gate answers
             // no name (nothing is pinned, no direct connection to a web host opens).
-            var configuration = Gate.Configuration(listen: listen, port: session.gatePort,
-                                                   policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: policy.ipv6),
-                                                   upstream: upstream)
+            var configuration = try uplink.gateConfiguration(
+                policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: policy.ipv6), upstream: upstream)
             configuration.asker = upstreamProxy == nil ? asker : nil   // proxy mode: no name is resolved, none asked about
-            let gate = Gate(configuration: configuration,
-                            pinner: session.firewall, book: book) { reporter.record($0) }
-            try gate.start()
-            self.gate = gate
+            try uplink.startGate(configuration) { configuration, firewall in
+                Gate(configuration: configuration, pinner: firewall, book: book) { reporter.record($0) }
+            }
+            Timing.mark("network: gate")
             try failIfAsked("dns-gate")
             if let upstreamProxy, let proxyPort = session.proxyPort {
                 let lines = proxyLines
-                let proxy = FilteringProxy(configuration: .init(listen: listen, port: proxyPort, policy: policy, upstream: upstreamProxy)) {
+                let proxy = FilteringProxy(configuration: .init(listen: uplink.gateways, port: proxyPort, policy: policy,
+                                                                upstream: upstreamProxy)) {
                     lines.record($0)
                 }
                 try proxy.start()
                 self.proxy = proxy
                 try failIfAsked("proxy")
             }
-            let reader = NflogReader(group: session.nflogGroup) { reporter.record($0) }
-            try reader.start()
-            self.reader = reader
+            try uplink.startReader { group in NflogReader(group: group) { reporter.record($0) } }
+            Timing.mark("network: nflog reader")
             try failIfAsked("nflog")
         } catch {
             stop()
@@ -138,22 +124,14 @@ final class EnforceNetwork: @unchecked Sendable {
         if failAt == stage { throw CagentError(stage: stage, "failing as asked (--fail-at-stage)") }
     }
 
-    /// Stops the reader (draining what is queued) and the gate, then removes the uplink, the chains and the lease.
-    /// Returns a teardown failure (the caller reports it; the other parts are still stopped).
+    /// Stops the reader (draining what is queued), the proxy and the gate, then removes the uplink, the chains
+    /// and the lease. Returns a teardown failure (the caller reports it; the other parts are still stopped).
     @discardableResult
     func stop() -> CagentError? {
-        reader?.stop(); reader = nil
+        uplink.stopReader()
         proxy?.stop(); proxy = nil
-        gate?.stop(); gate = nil
-        guard let session else { return nil }
-        self.session = nil
-        do {
-            try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.tearDown() }
-            return nil
-        } catch let error as CagentError {
-            return error
-        } catch {
-            return CagentError(stage: "network teardown", "\(error)")
-        }
+        uplink.stopGate()
+        Timing.mark("network: gate and reader stopped")
+        return uplink.stop()
     }
 }

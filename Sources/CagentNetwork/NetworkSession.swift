@@ -83,6 +83,7 @@ public final class NetworkSession: @unchecked Sendable {
         return try inNamespace(host) {
             let lock = try SetupLock(paths: paths)
             defer { lock.release() }
+            Timing.mark("net: lock")
             var warnings: [String] = []
             let live = SessionLease.all(paths: paths).filter(\.live)
             let heldLines = live.flatMap { $0.contents.split(separator: "\n") }
@@ -94,6 +95,7 @@ public final class NetworkSession: @unchecked Sendable {
 
             // Dead sessions' leftovers first, so their names and addresses are free again.
             _ = try? NetworkLeftovers.cleanLocked(paths: paths)
+            Timing.mark("net: leftovers")
 
             let routing = try Rtnetlink(stage: "read host routes")
             let routes4 = try routing.routes(family: .v4), routes6 = try routing.routes(family: .v6)
@@ -117,6 +119,7 @@ public final class NetworkSession: @unchecked Sendable {
             let lease = try SessionLease(paths: paths, sessionID: leaseID(sessionID), contents:
                 "link \(interface)\nnft-chain \(interface)\nslot \(slot)\nnflog \(group)\n")
             checkpoint(.leased)
+            Timing.mark("net: routes, slot, lease")
 
             var linkCreated = false
             var firewallInstalled = false
@@ -138,12 +141,15 @@ public final class NetworkSession: @unchecked Sendable {
                 try NftApplier.apply(batch, stage: "install the firewall of \(interface)")
                 firewallInstalled = true
                 checkpoint(.firewall)
+                Timing.mark("net: nft batch")
                 warnings += ForeignFirewall.warnings()
+                Timing.mark("net: foreign firewall check")
 
                 let link = try Rtnetlink(stage: "create the uplink \(interface)")
                 try link.createVeth(hostName: interface, peerName: config.sandboxInterface, peerNetns: sandbox.fd)
                 linkCreated = true
                 checkpoint(.link)
+                Timing.mark("net: veth")
                 let index = try interfaceIndex(interface)
                 if let gateway = addresses.gateway4 { try link.addAddress(gateway, prefixLength: config.pool.prefix4, interface: index) }
                 if let gateway = addresses.gateway6 { try link.addAddress(gateway, prefixLength: config.pool.prefix6, interface: index) }
@@ -152,6 +158,7 @@ public final class NetworkSession: @unchecked Sendable {
                                                         uplinks6: useV6 ? uplinks6 : [])
                 HostForwarding.record(changes, session: sessionID, paths: paths)
                 checkpoint(.hostAddressed)
+                Timing.mark("net: host side")
 
                 try sandbox.run {
                     let inside = try Rtnetlink(stage: "configure the sandbox side of \(interface)")
@@ -164,6 +171,7 @@ public final class NetworkSession: @unchecked Sendable {
                     if let gateway = addresses.gateway6 { try inside.addDefaultRoute(via: gateway, interface: index) }
                 }
                 checkpoint(.sandboxConfigured)
+                Timing.mark("net: sandbox side")
 
                 let firewall = try SessionFirewall(interface: interface, nflogGroup: group, namespace: nil)
                 return NetworkSession(sessionID: sessionID, interface: interface, addresses: addresses, nflogGroup: group,
@@ -190,7 +198,9 @@ public final class NetworkSession: @unchecked Sendable {
             } catch let error as CagentError where error.errno == ENODEV {
                 // Gone with the sandbox's namespace already.
             } catch { failure = error }
+            Timing.mark("net: link removed")
             do { try NetworkSession.removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) } catch { failure = failure ?? error }
+            Timing.mark("net: firewall removed")
             if let failure { throw failure }
             lease.end()
             self.lease = nil
