@@ -12,9 +12,11 @@ import Glibc
 /// the gateway addresses (GatePolicy from the profile's domains and name endpoints, pinning into the
 /// session's allow sets), and the live denial lines (NflogReader -> DenialReporter <- Gate).
 ///
-/// Everything the profile says is parsed in `init`, before any sandbox exists; `start(pid:)` runs in the
-/// launcher's `beforeRelease` (the sandbox's namespaces exist, nothing inside runs yet) and either brings up
-/// all of it or undoes what it did and throws: the agent never runs without its network policy.
+/// Everything the profile says is parsed in `init`, before any sandbox exists; `prepareAhead()` brings up
+/// what needs no sandbox (Uplink.prepare: lease and chains; the reader) on a thread while the start goes on;
+/// `start(pid:)` runs in the launcher's `beforeRelease` (the sandbox's namespaces exist, nothing inside runs
+/// yet), waits for that, creates the veth into the sandbox and starts the gate, and either has all of it up
+/// or undoes what it did and throws: the agent never runs without its network policy.
 /// `stop()` is idempotent and runs on every exit path.
 final class EnforceNetwork: @unchecked Sendable {
     /// Stages `--fail-at-stage` can name here (tests of the fail-closed paths): the failure is raised right
@@ -77,10 +79,49 @@ final class EnforceNetwork: @unchecked Sendable {
         return session.addresses.gateway6.map { "http://[\($0)]:\(port)" }
     }
 
-    /// Brings up uplink, firewall, gate and denial reader for the sandbox whose init is `pid`.
+    /// The host's part, gate and reader coming up on a thread (`prepareAhead`) while the rest of the start goes on.
+    private var preparing: DedicatedThread?
+    private final class Outcome: @unchecked Sendable { var error: (any Error)? }
+    private let prepared = Outcome()
+
+    /// Starts bringing up the part of the network that needs no sandbox — lease, slot, nflog group, the
+    /// session's chains, then the denial reader — on a thread of its own, before the sandbox exists: it
+    /// overlaps with the rest of the start (the cgroups, the workspace snapshot, the shadow home's volume, the
+    /// clone). `start(pid:)` waits for it; `stop()` too.
+    func prepareAhead() {
+        guard preparing == nil else { return }
+        // No thread (resources exhausted): `start` prepares on the caller's thread.
+        preparing = try? DedicatedThread.start(name: "cagent-uplink") { [self] in
+            do { try prepareHost() } catch { prepared.error = error }
+        }
+    }
+
+    private func prepareHost() throws {
+        try uplink.prepare(entries: entries, filteringProxy: upstreamProxy != nil)
+        Timing.mark("network: host side prepared")
+        let reporter = reporter
+        try uplink.startReader { group in NflogReader(group: group) { reporter.record($0) } }
+        Timing.mark("network: nflog reader")
+    }
+
+    /// Waits for the host's part (preparing it now if `prepareAhead` was not called or had no thread).
+    private func waitForHost() throws {
+        if let preparing {
+            preparing.join()   // pthread_join: the thread's writes are visible after it
+            self.preparing = nil
+            if let error = prepared.error { prepared.error = nil; throw error }
+        } else if uplink.session == nil {
+            try prepareHost()
+        }
+    }
+
+    /// Brings up uplink, firewall, gate and denial reader for the sandbox whose init is `pid`: waits for the
+    /// part prepared ahead, then the veth into the sandbox (Uplink.attach), the gate on its addresses, the proxy.
     func start(pid: Int32) throws {
         do {
-            let session = try uplink.open(pid: pid, entries: entries, filteringProxy: upstreamProxy != nil)
+            try waitForHost()
+            guard let session = uplink.session else { throw CagentError(stage: "network setup", "the network session is not up") }
+            try uplink.attach(pid: pid)
             Timing.mark("network: session")
             try failIfAsked("network")
             gateAddress = uplink.gateways.first?.description
@@ -111,8 +152,7 @@ final class EnforceNetwork: @unchecked Sendable {
                 self.proxy = proxy
                 try failIfAsked("proxy")
             }
-            try uplink.startReader { group in NflogReader(group: group) { reporter.record($0) } }
-            Timing.mark("network: nflog reader")
+            // The reader started with the host's part (it needs only the group).
             try failIfAsked("nflog")
         } catch {
             stop()
@@ -124,10 +164,30 @@ final class EnforceNetwork: @unchecked Sendable {
         if failAt == stage { throw CagentError(stage: stage, "failing as asked (--fail-at-stage)") }
     }
 
+    /// The end of a session: the reader (draining what is queued), the proxy and the gate now — their counts
+    /// are final after this — and the uplink's removal on a thread of its own, so that it overlaps with the
+    /// rest of the end (cgroups, record, risky-change check). The returned closure waits for the removal and
+    /// gives its failure; call it before exiting.
+    func stopOverlapped() -> () -> CagentError? {
+        preparing?.join(); preparing = nil
+        uplink.stopReader()
+        proxy?.stop(); proxy = nil
+        uplink.stopGate()
+        Timing.mark("network: gate and reader stopped")
+        final class Failure: @unchecked Sendable { var error: CagentError? }
+        let uplink = uplink, failure = Failure()
+        guard let thread = try? DedicatedThread.start(name: "cagent-teardown", { failure.error = uplink.stop() }) else {
+            let error = uplink.stop()
+            return { error }
+        }
+        return { thread.join(); return failure.error }   // pthread_join: the thread's write is visible after it
+    }
+
     /// Stops the reader (draining what is queued), the proxy and the gate, then removes the uplink, the chains
     /// and the lease. Returns a teardown failure (the caller reports it; the other parts are still stopped).
     @discardableResult
     func stop() -> CagentError? {
+        preparing?.join(); preparing = nil
         uplink.stopReader()
         proxy?.stop(); proxy = nil
         uplink.stopGate()

@@ -121,10 +121,13 @@ public struct EnforceOptions: Equatable, Sendable {
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
             allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
+        // The host's part of the network comes up meanwhile (cgroups, snapshot, volume, clone); `start` waits for it.
+        network?.prepareAhead()
         let cgroup: SessionCgroup
         do {
             cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits))
         } catch let error as CagentError {
+            if let teardownError = network?.stop() { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
             FileDescriptorStream.standardError.write("cagent: \(CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno, hint: error.hint))\n")
             throw CagentExit(status: 125)
         }
@@ -184,9 +187,9 @@ public struct EnforceOptions: Equatable, Sendable {
             failure = error as? CagentError ?? CagentError(stage: "sandbox setup", "\(error)")
         }
         Timing.mark("enforce: agent exited")
-        // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
-        let teardownError = network?.stop()
-        Timing.mark("enforce: network down")
+        // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains (on a
+        // thread, waited for below) while the cgroup goes and the session is recorded.
+        let networkDown = network?.stopOverlapped()
         asker?.join()
         for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
         cgroup.remove()
@@ -201,6 +204,8 @@ public struct EnforceOptions: Equatable, Sendable {
                 if upstreamProxy != nil, let line = network.proxyLines.summaryLine { FileDescriptorStream.standardError.write(line + "\n") }
             }
         }
+        let teardownError = networkDown?()
+        Timing.mark("enforce: network down")
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
         if let failure {
             // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).

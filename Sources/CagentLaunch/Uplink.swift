@@ -25,18 +25,35 @@ package final class Uplink: @unchecked Sendable {
     }
 
     /// Sets up the network session for the sandbox whose init is `pid` (its namespaces exist, nothing inside
-    /// runs yet). setns is per thread: this runs on a thread of its own (it enters the sandbox's namespace for
-    /// its side of the veth), never on the launcher's main thread.
+    /// runs yet): `prepare`, then `attach`.
     @discardableResult
     package func open(pid: Int32, entries: [AllowEntry], mode: Firewall.Mode = .enforce,
                       filteringProxy: Bool = false) throws -> NetworkSession {
+        let session = try prepare(entries: entries, mode: mode, filteringProxy: filteringProxy)
+        try attach(pid: pid)
+        return session
+    }
+
+    /// What needs no sandbox yet (NetworkSession.prepare): leftovers, routes, the lease of slot and group, the
+    /// session's chains. Addresses, group and ports are known from here on. setns is per thread: the netlink
+    /// work runs on a thread of its own in the process's namespace.
+    @discardableResult
+    package func prepare(entries: [AllowEntry], mode: Firewall.Mode = .enforce, filteringProxy: Bool = false) throws -> NetworkSession {
         let id = sessionID, paths = paths
         let session = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
-            try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(pid: pid), entries: entries, paths: paths,
-                                     mode: mode, filteringProxy: filteringProxy)
+            try NetworkSession.prepare(sessionID: id, entries: entries, paths: paths, mode: mode, filteringProxy: filteringProxy)
         }
         self.session = session
         return session
+    }
+
+    /// The veth into the namespace of `pid`, both ends addressed, the sandbox's side configured
+    /// (NetworkSession.attach). Call after `prepare`, before `startGate` (the gate binds the gateways).
+    package func attach(pid: Int32) throws {
+        guard let session else { throw CagentError(stage: "network setup", "the network session is not up") }
+        try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
+            try session.attach(sandbox: NetworkNamespace(pid: pid))
+        }
     }
 
     /// The gateway addresses, IPv4 first: where the gate (and `--proxy`'s filtering proxy) listens, and the
