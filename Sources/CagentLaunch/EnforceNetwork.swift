@@ -79,7 +79,7 @@ final class EnforceNetwork: @unchecked Sendable {
         return session.addresses.gateway6.map { "http://[\($0)]:\(port)" }
     }
 
-    /// The host's part, gate and reader coming up on a thread (`prepareAhead`) while the rest of the start goes on.
+    /// The lease, the chains and the reader coming up on a thread (`prepareAhead`) while the rest of the start goes on.
     private var preparing: DedicatedThread?
     private final class Outcome: @unchecked Sendable { var error: (any Error)? }
     private let prepared = Outcome()
