@@ -60,7 +60,7 @@ struct LearnCommand: ParsableCommand {
             throw ValidationError("--tracer must be one of \(TracerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let environment = ProcessEnvironment.current
-        let options = LearnOptions(agent: agent, workspace: workspace ?? currentDirectory(), tracer: choice, database: db,
+        let options = LearnOptions(agent: agent, workspace: workspace ?? FileSystem.currentDirectory(), tracer: choice, database: db,
                                    passedEnvironment: passedEnvironment, keepScratch: keepScratch, revertRisky: revertRisky,
                                    quiet: quiet, user: user, stateDir: stateDir, home: home, command: command)
         let outcome = try LearnSession.run(options, environment: environment)
@@ -91,9 +91,4 @@ struct LearnCommand: ParsableCommand {
         }
     }
 
-    private func currentDirectory() -> String {
-        var buffer = [CChar](repeating: 0, count: 4097)
-        guard getcwd(&buffer, 4096) != nil else { return "." }
-        return String(cString: buffer)
-    }
 }

@@ -94,7 +94,7 @@ struct ContainerEnforce {
         }
         let environment = ProcessEnvironment.current
         let agent = try agentUser()
-        let workspace = options.workspace ?? currentDirectory()
+        let workspace = options.workspace ?? FileSystem.currentDirectory(orElse: "/")
         let places = agent.placesEnvironment(environment)
         let profile = try loadProfileForEnforce(nameOrPath: options.profile, workspace: workspace, environment: places)
         // HOSTNAME: Docker sets it in every container (the container's id); no secret, so no "not passed" line for it.
@@ -309,12 +309,6 @@ struct ContainerEnforce {
                 }
             }
         }
-    }
-
-    private func currentDirectory() -> String {
-        var buffer = [CChar](repeating: 0, count: 4097)
-        guard getcwd(&buffer, 4096) != nil else { return "/" }
-        return String(cString: buffer)
     }
 }
 

@@ -61,10 +61,11 @@ public struct EnforceOptions: Equatable, Sendable {
     public func run() throws {
         if inContainer { return try ContainerEnforce(options: self).run() }
         CagentLog.bootstrap(verbose: verbose, debug: debug)
+        Timing.mark("enforce: main")
         if dumpPlan == nil { try RootRequirement.check(command: "enforce") }
         let environment = ProcessEnvironment.current
         let invoking = try InvokingUser.agent(uid: user, environment: environment)
-        let workspacePath = workspace ?? currentDirectory()
+        let workspacePath = workspace ?? FileSystem.currentDirectory()
         // With --user, every place is that user's (profiles, trust store, state), whatever cagent's own
         // HOME and XDG variables say.
         let places = user != nil ? invoking.placesEnvironment(environment) : environment
@@ -100,14 +101,16 @@ public struct EnforceOptions: Equatable, Sendable {
                                      command: command, environment: hostEnvironment)
         request.requestedEnvironment = passEnvironment
         if let sshKey {
-            let key = try SshDeployKey.load(keyFile: sshKey, currentDirectory: currentDirectory(), endpoints: loaded.network.endpoints,
+            let key = try SshDeployKey.load(keyFile: sshKey, currentDirectory: FileSystem.currentDirectory(), endpoints: loaded.network.endpoints,
                                             user: invoking, workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"),
                                             configDirectory: paths.config)
             for line in key.startLines(home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
             request.sshKey = key
         }
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
+        Timing.mark("enforce: profile, user, environment")
         var plan = try EnforcePlanner.plan(request)
+        Timing.mark("enforce: plan")
         let hostStages = EnforceNetwork.stages + ["cgroup"]
         plan.failAtStage = failAtStage.flatMap { hostStages.contains($0) ? nil : $0 }
         for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
@@ -144,15 +147,20 @@ public struct EnforceOptions: Equatable, Sendable {
         let published = try publish.map { try PublishedPort(port: $0) }
         defer { published?.stop() }
         if let published { FileDescriptorStream.standardError.write(published.line + "\n") }
+        // The host's part of the network comes up meanwhile (cgroups, snapshot, volume, clone); `start` waits for it.
+        network?.prepareAhead()
         let cgroup: SessionCgroup
         do {
             cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits), paths: paths)
         } catch let error as CagentError {
+            if let teardownError = network?.stop() { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
             FileDescriptorStream.standardError.write("cagent: \(CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno, hint: error.hint))\n")
             throw CagentExit(status: 125)
         }
 
+        Timing.mark("enforce: session resources, cgroups")
         let before = RiskyChanges.snapshot(workspace: plan.workspace, user: invoking)
+        Timing.mark("enforce: risky-change snapshot")
         var status: Int32 = 125
         var failure: CagentError?
         let launcher = Launcher()
@@ -167,13 +175,17 @@ public struct EnforceOptions: Equatable, Sendable {
         }
         launcher.beforeRelease = { pid in
             // The init is frozen waiting for its plan: nothing inside runs before the network is in place.
+            Timing.mark("enforce: cloned")
             do { try network?.start(pid: pid) } catch { throw setupError(error, stage: "network") }
+            Timing.mark("enforce: network up")
             do { try published?.start(pid: pid) } catch { throw setupError(error, stage: "publish") }
         }
         launcher.beforeAgent = { pid in
             // cagent-init builds the view meanwhile; it forks the agent only after this returned.
+            Timing.mark("enforce: plan sent")
             do {
                 try cgroup.add(pid: pid)
+                Timing.mark("enforce: cgroups joined")
                 if failCgroup { throw CagentError(stage: "cgroup", "failing as asked (--fail-at-stage)") }
             } catch { throw setupError(error, stage: "cgroup") }
             // The last moment before the agent exists: a Ctrl-C during setup still aborts the start.
@@ -189,7 +201,7 @@ public struct EnforceOptions: Equatable, Sendable {
             }
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
             var plan = plan
-            if let network { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: network.nameservers)) }
+            if let network { plan = network.uplink.resolving(plan) }
             if upstreamProxy != nil {
                 guard let url = network?.proxyURL else { throw CagentError(stage: "proxy", "the filtering proxy has no address") }
                 plan.environment = AgentEnvironment.withFilteringProxy(plan.environment, url: url)
@@ -201,12 +213,15 @@ public struct EnforceOptions: Equatable, Sendable {
         } catch {
             failure = error as? CagentError ?? CagentError(stage: "sandbox setup", "\(error)")
         }
-        // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
+        Timing.mark("enforce: agent exited")
+        // Teardown on every path: the relay, the reader and gate first (their last lines), then the uplink and
+        // chains (on a thread, waited for below) while the cgroup goes and the session is recorded.
         published?.stop()
-        let teardownError = network?.stop()
+        let networkDown = network?.stopOverlapped()
         asker?.join()
         for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
         cgroup.remove()
+        Timing.mark("enforce: cgroups removed")
         // The session record (the full list, with what the store needs): written for every session the agent ran in.
         var spooled: String?
         if failure == nil {
@@ -217,6 +232,8 @@ public struct EnforceOptions: Equatable, Sendable {
                 if upstreamProxy != nil, let line = network.proxyLines.summaryLine { FileDescriptorStream.standardError.write(line + "\n") }
             }
         }
+        let teardownError = networkDown?()
+        Timing.mark("enforce: network down")
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
         if let failure {
             // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).
@@ -224,18 +241,14 @@ public struct EnforceOptions: Equatable, Sendable {
             FileDescriptorStream.standardError.write("cagent: \(failure)\n")
             throw CagentExit(status: Launcher.agentExecStatus(failure) ?? ExitStatus.failure)
         }
+        Timing.mark("enforce: recorded")
         if let report = RiskyChanges.check(workspace: plan.workspace, before: before, user: invoking, revert: revertRisky) {
             FileDescriptorStream.standardError.write(report)
         }
+        Timing.mark("enforce: risky-change check")
         // The session waits in the store's spool for the next command that opens the store; only an --ask
         // "add to the profile" hands over to cagent-full now (it edits the profile, then exits with the status).
         if let spooled { recording.addToProfile(file: spooled, status: status) }
         throw CagentExit(status: status)
-    }
-
-    private func currentDirectory() -> String {
-        var buffer = [CChar](repeating: 0, count: 4097)
-        guard getcwd(&buffer, 4096) != nil else { return "." }
-        return String(cString: buffer)
     }
 }

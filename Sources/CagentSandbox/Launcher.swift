@@ -119,6 +119,7 @@ public final class Launcher {
         // The bounded volume (shadow home or scratch) is mounted detached here (or shared with a running
         // session of the same agent: DiskVolume) and handed over as fd 5; our copy is closed right after the
         // clone, so the mount ends with the sandbox, and the loop device with the last sandbox using it.
+        Timing.mark("launch: pipes")
         let volume: DiskVolume?
         do {
             if let pending = pendingVolume, let spec = plan.volume, pending.spec == spec {
@@ -149,6 +150,7 @@ public final class Launcher {
         for notice in volumeNotices {   // before the relay starts: written directly
             (notices ?? NoticeChannel()).write(line: "cagent: notice: \(notice)")
         }
+        Timing.mark("launch: volume mounted")
         var request = cg_spawn_request()
         request.volume_fd = volume?.mountFD ?? -1
         request.stdio = (childEnds[0], childEnds[1], childEnds[2])
@@ -171,6 +173,7 @@ public final class Launcher {
         }
         for fd in Set(childEnds) + [planPipe[0], control[1]] { close(fd) }
         volume?.releaseMount()
+        Timing.mark("launch: clone")
         guard spawned == 0 else {
             ourEnds.forEach { close($0) }
             close(planPipe[1]); close(control[0])
@@ -211,6 +214,7 @@ public final class Launcher {
                               forwardSignals: forwardSignals, onStarted: onStarted, onListener: onListener)
         session.noticeFD = notices?.beginRelay() ?? -1
         if let questions, tty { session.questions = questions; session.questionFD = questions.beginRelay() }
+        Timing.mark("launch: go")
         let setupError = session.relay()
         questions?.endRelay()
         if let notices {
