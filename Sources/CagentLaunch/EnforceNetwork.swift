@@ -17,10 +17,6 @@ import Glibc
 /// all of it or undoes what it did and throws: the agent never runs without its network policy.
 /// `stop()` is idempotent and runs on every exit path.
 final class EnforceNetwork: @unchecked Sendable {
-    /// Stages `--fail-at-stage` can name here (tests of the fail-closed paths): the failure is raised right
-    /// after that part started, so the teardown of what came before is exercised.
-    static let stages = ["network", "dns-gate", "proxy", "nflog"]
-
     let sessionID: String
     let paths: CagentPaths
     let entries: [AllowEntry]
@@ -29,7 +25,9 @@ final class EnforceNetwork: @unchecked Sendable {
     let upstream: UpstreamConfig
     let book = AddressBook()
     let reporter: DenialReporter
-    var failAt: String?
+    /// `--fail-at-stage` (SetupStage): the failure is raised right after that part started, so the teardown
+    /// of what came before is exercised.
+    var failAt: SetupStage?
     let asker: GateAsker?
     /// `--proxy`: the upstream proxy the filtering proxy chains allowed requests to (nil: no proxy mode).
     let upstreamProxy: SocketAddress?
@@ -93,7 +91,7 @@ final class EnforceNetwork: @unchecked Sendable {
                 try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(pid: pid), entries: entries, paths: paths,
                                          filteringProxy: proxied)
             }
-            try failIfAsked("network")
+            try SetupStage.inject(at: .network, asked: failAt)
             guard let session else { return }
             gateAddress = (session.addresses.gateway4 ?? session.addresses.gateway6)?.description
             for warning in session.warnings {
@@ -114,7 +112,7 @@ final class EnforceNetwork: @unchecked Sendable {
                             pinner: session.firewall, book: book) { reporter.record($0) }
             try gate.start()
             self.gate = gate
-            try failIfAsked("dns-gate")
+            try SetupStage.inject(at: .dnsGate, asked: failAt)
             if let upstreamProxy, let proxyPort = session.proxyPort {
                 let lines = proxyLines
                 let proxy = FilteringProxy(configuration: .init(listen: listen, port: proxyPort, policy: policy, upstream: upstreamProxy)) {
@@ -122,20 +120,16 @@ final class EnforceNetwork: @unchecked Sendable {
                 }
                 try proxy.start()
                 self.proxy = proxy
-                try failIfAsked("proxy")
+                try SetupStage.inject(at: .proxy, asked: failAt)
             }
             let reader = NflogReader(group: session.nflogGroup) { reporter.record($0) }
             try reader.start()
             self.reader = reader
-            try failIfAsked("nflog")
+            try SetupStage.inject(at: .nflog, asked: failAt)
         } catch {
             stop()
             throw error
         }
-    }
-
-    private func failIfAsked(_ stage: String) throws {
-        if failAt == stage { throw CagentError(stage: stage, "failing as asked (--fail-at-stage)") }
     }
 
     /// Stops the reader (draining what is queued) and the gate, then removes the uplink, the chains and the lease.

@@ -129,7 +129,7 @@ package enum LearnSession {
         do {
             learnTiming("launch")
             status = try launcher.run(plan)
-        } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
+        } catch let error as CagentError where error.stage.isSandboxSetup {
             FileDescriptorStream.standardError.write("cagent: \(error)\n")
             throw CagentExit(status: Launcher.agentExecStatus(error) ?? ExitStatus.failure)
         }

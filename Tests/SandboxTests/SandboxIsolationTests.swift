@@ -529,7 +529,7 @@ import Testing
                    "agent-identity", "agent-capabilities", "no-new-privs", "seccomp", "policy", "exec-agent", "init-privileges"]
         for stage in stages {
             var plan = base
-            plan.failAtStage = stage
+            plan.failAtStage = SetupStage(stage)
             do {
                 let outcome = try world.run(plan, timeout: 20)
                 Issue.record("no error at stage \(stage): status \(outcome.status)")
