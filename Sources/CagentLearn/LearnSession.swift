@@ -75,7 +75,7 @@ package enum LearnSession {
             throw CagentError(stage: "dns upstream", "\(error)", hint: "the host's /etc/resolv.conf must name a resolver")
         }
 
-        let sessionID = EnforcePlanner.newSessionID()
+        let sessionID = SessionID.new()
         var request = LearnRequest(profile: profile, workspace: options.workspace, user: invoking, paths: paths,
                                    command: options.command, environment: environment, sessionID: sessionID)
         request.requestedEnvironment = options.passedEnvironment
