@@ -74,6 +74,6 @@ struct LearnCommand: ParsableCommand {
     private func currentDirectory() -> String {
         var buffer = [CChar](repeating: 0, count: 4097)
         guard getcwd(&buffer, 4096) != nil else { return "." }
-        return String(cString: buffer)
+        return String(nulTerminated: buffer)
     }
 }

@@ -206,6 +206,6 @@ public struct EnforceOptions: Equatable, Sendable {
     private func currentDirectory() -> String {
         var buffer = [CChar](repeating: 0, count: 4097)
         guard getcwd(&buffer, 4096) != nil else { return "." }
-        return String(cString: buffer)
+        return String(nulTerminated: buffer)
     }
 }

@@ -159,7 +159,7 @@ public final class Launcher {
         request.namespaces = CG_SPAWN_NAMESPACES
         var result = cg_spawn_result()
         let arguments = ["cagent-init", plan.sessionID]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         let childFault = plan.failAtStage.flatMap { $0.runner == .child ? strdup($0.description) : nil }
         defer { free(childFault) }

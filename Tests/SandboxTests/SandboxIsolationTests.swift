@@ -552,7 +552,7 @@ import Testing
         var master: Int32 = -1, slave: Int32 = -1
         var name = [CChar](repeating: 0, count: 128)
         guard cg_open_pty(&master, &slave, &name, name.count) == 0 else { throw CagentError.system("test", "cannot open a pty") }
-        return (master, slave, String(cString: name))
+        return (master, slave, String(nulTerminated: name))
     }
 
     /// TIOCSTI of "X" into a terminal by path, from a host process (root may inject anywhere).

@@ -185,7 +185,7 @@ enum SystemChecks {
     static func currentDirectory() -> String {
         var buffer = [CChar](repeating: 0, count: 4097)
         guard getcwd(&buffer, 4096) != nil else { return "." }
-        return String(cString: buffer)
+        return String(nulTerminated: buffer)
     }
 
     static func stateDirectory(paths: CagentPaths) -> DoctorCheck {
