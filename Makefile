@@ -21,6 +21,7 @@ test: deps
 lint:
 	CAGENT_STRICT=1 swift build --build-tests
 	scripts/lint-format.sh
+	scripts/module-graph.sh --check
 
 bench: deps
 	swift build -c release

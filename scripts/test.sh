@@ -28,6 +28,7 @@ scripts/gen-bpf-skeleton.sh --check || skeleton_status=1
 export CAGENT_STRICT=1
 style_status=0
 scripts/lint-format.sh || style_status=1
+scripts/module-graph.sh --check || style_status=1   # docs/architecture.md's graph is Package.swift's
 
 swift build --build-tests 2>&1 | grep -Ev '^(\[[0-9]+/[0-9]+\] |Building|Build complete|warning: .*Source files)'
 build_status=${PIPESTATUS[0]}
