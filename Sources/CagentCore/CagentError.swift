@@ -35,7 +35,7 @@ public struct CagentError: Error, CustomStringConvertible, Sendable, Equatable {
 
     /// This error as a failure to set up the sandbox (the agent never ran: exit status 125, docs/cli.md),
     /// printed "sandbox setup: STAGE failed: ..."; an error that already is one stays as it is.
-    public func duringSetup(hint fallback: String? = nil) -> CagentError {
+    package func duringSetup(hint fallback: String? = nil) -> CagentError {
         if stage.isSandboxSetup { return self }
         return CagentError(stage: .sandboxSetup(stage), message, errno: errno, hint: hint ?? fallback)
     }
@@ -61,7 +61,7 @@ public struct CagentError: Error, CustomStringConvertible, Sendable, Equatable {
         public init(stringLiteral value: String) { self = .named(value) }
 
         /// Whether the agent never ran because its sandbox could not be set up.
-        public var isSandboxSetup: Bool {
+        package var isSandboxSetup: Bool {
             if case .sandboxSetup = self { return true }
             return false
         }

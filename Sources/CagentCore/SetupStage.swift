@@ -21,7 +21,7 @@ public enum SetupStage: Sendable, Hashable, CustomStringConvertible, Expressible
     case interrupted
 
     /// Who runs a step, and so who checks the test hook for it.
-    public enum Runner: Sendable { case supervisor, child, initProcess }
+    package enum Runner: Sendable { case supervisor, child, initProcess }
 
     /// The stage a name means (the inverse of `description`).
     public init(_ name: String) {
@@ -56,7 +56,7 @@ public enum SetupStage: Sendable, Hashable, CustomStringConvertible, Expressible
         }
     }
 
-    public var runner: Runner {
+    package var runner: Runner {
         switch self {
         case .network, .dnsGate, .proxy, .nflog, .cgroup, .interrupted: return .supervisor
         case .childCredentials, .execInit: return .child
@@ -65,7 +65,7 @@ public enum SetupStage: Sendable, Hashable, CustomStringConvertible, Expressible
     }
 
     /// The supervisor's side of the test hook: throws at `stage` when it is the one asked to fail.
-    public static func inject(at stage: SetupStage, asked: SetupStage?) throws {
+    package static func inject(at stage: SetupStage, asked: SetupStage?) throws {
         if asked == stage { throw CagentError(stage: .step(stage), "failing as asked (--fail-at-stage)") }
     }
 }
