@@ -1,4 +1,5 @@
 import ArgumentParser
+import CagentCore
 import CagentLaunch
 
 /// `cagent enforce`: run an agent in the sandbox the profile describes. Synchronous on purpose: the
@@ -74,7 +75,7 @@ public struct EnforceCommand: ParsableCommand {
     public var options: EnforceOptions {
         EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
-                       passEnvironment: passEnvironment, allowProxy: allowProxy, proxy: proxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
+                       passEnvironment: passEnvironment, allowProxy: allowProxy, proxy: proxy, failAtStage: failAtStage.map { SetupStage($0) }, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
                        ask: ask, askTimeout: askTimeout, sshKey: sshKey, publish: publish, inContainer: inContainer,
                        command: command)
     }

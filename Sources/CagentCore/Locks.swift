@@ -45,6 +45,7 @@ public final class SetupLock {
 
 /// A session's lease: a file under the runtime directory, flock-ed for the session's whole life. A lease whose
 /// lock can be taken belongs to a dead session, and `cagent doctor --clean` may remove what it names.
+// @unchecked: an flock-ed fd, closed once by end() on the owner's thread.
 public final class SessionLease: @unchecked Sendable {
     public let sessionID: String
     public let path: String

@@ -27,6 +27,7 @@ public enum GateEvent: Sendable, Equatable {
 /// For an allowed A/AAAA question it sends a fresh query upstream (own ID, lowercased name, random source
 /// port), follows the CNAME chain, refuses special-use answers, pins every address through the pinner,
 /// and only then releases the answer, with TTLs clamped to the pins' lifetime.
+// @unchecked: `port` is written by start() before the serving thread answers; the rest is immutable or in a Mutex.
 public final class Gate: @unchecked Sendable {
     public struct Configuration: Sendable {
         /// The session's gateway addresses (IPv4, and IPv6 when the sandbox has it), all on one port.

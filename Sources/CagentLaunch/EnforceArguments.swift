@@ -5,6 +5,8 @@
 /// `--version`, an unknown or repeated option, a missing or dash-led value, a bad number — returns nil and
 /// ArgumentParser parses instead, so every message and every corner of its grammar stays its own.
 /// Tests hold the two to the same answers (EnforceArgumentsTests).
+import CagentCore
+
 extension EnforceOptions {
     /// The long names this parser knows, each an option (takes a value) or a flag; EnforceArgumentsTests
     /// checks the list against EnforceCommand's own definitions.
@@ -73,7 +75,7 @@ extension EnforceOptions {
                               workspace: values["workspace"], user: user, revertRisky: flags.contains("revert-risky"),
                               offline: flags.contains("offline"), json: flags.contains("json"), upstreamDns: upstream,
                               passEnvironment: passed, allowProxy: flags.contains("allow-proxy"), proxy: values["proxy"],
-                              failAtStage: values["fail-at-stage"], dumpPlan: values["dump-plan"],
+                              failAtStage: values["fail-at-stage"].map { SetupStage($0) }, dumpPlan: values["dump-plan"],
                               stateDir: values["state-dir"], db: values["db"],
                               ask: flags.contains("ask"), askTimeout: askTimeout, sshKey: values["ssh-key"], publish: publish,
                               inContainer: flags.contains("in-container"), command: command)

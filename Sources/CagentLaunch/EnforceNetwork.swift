@@ -19,10 +19,6 @@ import Glibc
 /// or undoes what it did and throws: the agent never runs without its network policy.
 /// `stop()` is idempotent and runs on every exit path.
 final class EnforceNetwork: @unchecked Sendable {
-    /// Stages `--fail-at-stage` can name here (tests of the fail-closed paths): the failure is raised right
-    /// after that part started, so the teardown of what came before is exercised.
-    static let stages = ["network", "dns-gate", "proxy", "nflog"]
-
     let sessionID: String
     let paths: CagentPaths
     let entries: [AllowEntry]
@@ -31,7 +27,9 @@ final class EnforceNetwork: @unchecked Sendable {
     let upstream: UpstreamConfig
     let book = AddressBook()
     let reporter: DenialReporter
-    var failAt: String?
+    /// `--fail-at-stage` (SetupStage): the failure is raised right after that part started, so the teardown
+    /// of what came before is exercised.
+    var failAt: SetupStage?
     let asker: GateAsker?
     /// `--proxy`: the upstream proxy the filtering proxy chains allowed requests to (nil: no proxy mode).
     let upstreamProxy: SocketAddress?
@@ -125,7 +123,7 @@ final class EnforceNetwork: @unchecked Sendable {
             guard let session = uplink.session else { throw CagentError(stage: "network setup", "the network session is not up") }
             try uplink.attach(pid: pid)
             Timing.mark("network: session")
-            try failIfAsked("network")
+            try SetupStage.inject(at: .network, asked: failAt)
             gateAddress = uplink.gateways.first?.description
             for warning in session.warnings {
                 FileDescriptorStream.standardError.write("cagent: warning: \(TerminalEscape.escape(warning))\n")
@@ -143,7 +141,7 @@ final class EnforceNetwork: @unchecked Sendable {
                 Gate(configuration: configuration, pinner: firewall, book: book) { reporter.record($0) }
             }
             Timing.mark("network: gate")
-            try failIfAsked("dns-gate")
+            try SetupStage.inject(at: .dnsGate, asked: failAt)
             if let upstreamProxy, let proxyPort = session.proxyPort {
                 let lines = proxyLines
                 let proxy = FilteringProxy(configuration: .init(listen: uplink.gateways, port: proxyPort, policy: policy,
@@ -152,18 +150,14 @@ final class EnforceNetwork: @unchecked Sendable {
                 }
                 try proxy.start()
                 self.proxy = proxy
-                try failIfAsked("proxy")
+                try SetupStage.inject(at: .proxy, asked: failAt)
             }
             // The reader started with the host's part (it needs only the group).
-            try failIfAsked("nflog")
+            try SetupStage.inject(at: .nflog, asked: failAt)
         } catch {
             stop()
             throw error
         }
-    }
-
-    private func failIfAsked(_ stage: String) throws {
-        if failAt == stage { throw CagentError(stage: stage, "failing as asked (--fail-at-stage)") }
     }
 
     /// The end of a session: the reader (draining what is queued), the proxy and the gate now — their counts

@@ -26,7 +26,8 @@ public struct EnforceOptions: Equatable, Sendable {
     public var allowProxy = false
     /// `--proxy URL`: the agent's web traffic goes through cagent's filtering proxy, chained to this upstream proxy.
     public var proxy: String?
-    public var failAtStage: String?
+    /// `--fail-at-stage` (hidden): the test hook that fails one setup stage on purpose (SetupStage).
+    public var failAtStage: SetupStage?
     public var dumpPlan: String?
     public var stateDir: String?
     /// `--db`: the store the session is recorded in (default: the invoking user's; with --state-dir, cagent.db there).
@@ -45,7 +46,7 @@ public struct EnforceOptions: Equatable, Sendable {
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
                 passEnvironment: [String] = [], allowProxy: Bool = false, proxy: String? = nil,
-                failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
+                failAtStage: SetupStage? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
                 ask: Bool = false, askTimeout: Double = 30, sshKey: String? = nil, publish: UInt16? = nil,
                 inContainer: Bool = false, command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
@@ -111,8 +112,7 @@ public struct EnforceOptions: Equatable, Sendable {
         Timing.mark("enforce: profile, user, environment")
         var plan = try EnforcePlanner.plan(request)
         Timing.mark("enforce: plan")
-        let hostStages = EnforceNetwork.stages + ["cgroup"]
-        plan.failAtStage = failAtStage.flatMap { hostStages.contains($0) ? nil : $0 }
+        plan.failAtStage = failAtStage
         for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
         if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
         if let line = AgentBootstrap.startLine(plan.agentMapped, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
@@ -142,7 +142,7 @@ public struct EnforceOptions: Equatable, Sendable {
         let network = offline ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
             allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
-        network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
+        network?.failAt = failAtStage
         // Bound now, before the sandbox exists: a busy port stops the start before anything was made.
         let published = try publish.map { try PublishedPort(port: $0) }
         defer { published?.stop() }
@@ -154,7 +154,7 @@ public struct EnforceOptions: Equatable, Sendable {
             cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits), paths: paths)
         } catch let error as CagentError {
             if let teardownError = network?.stop() { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
-            FileDescriptorStream.standardError.write("cagent: \(CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno, hint: error.hint))\n")
+            FileDescriptorStream.standardError.write("cagent: \(error.duringSetup())\n")
             throw CagentExit(status: 125)
         }
 
@@ -167,18 +167,16 @@ public struct EnforceOptions: Equatable, Sendable {
         launcher.notices = notices
         launcher.pendingVolume = pendingVolume
         launcher.questions = asker?.questions
-        let failCgroup = failAtStage == "cgroup"
-        func setupError(_ error: any Error, stage: String) -> CagentError {
-            let error = error as? CagentError ?? CagentError(stage: stage, "\(error)")
-            return CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno,
-                               hint: error.hint ?? "the agent did not start")
+        func setupError(_ error: any Error, stage: SetupStage) -> CagentError {
+            let error = error as? CagentError ?? CagentError(stage: .step(stage), "\(error)")
+            return error.duringSetup(hint: "the agent did not start")
         }
         launcher.beforeRelease = { pid in
             // The init is frozen waiting for its plan: nothing inside runs before the network is in place.
             Timing.mark("enforce: cloned")
-            do { try network?.start(pid: pid) } catch { throw setupError(error, stage: "network") }
+            do { try network?.start(pid: pid) } catch { throw setupError(error, stage: .network) }
             Timing.mark("enforce: network up")
-            do { try published?.start(pid: pid) } catch { throw setupError(error, stage: "publish") }
+            do { try published?.start(pid: pid) } catch { throw setupError(error, stage: .publish) }
         }
         launcher.beforeAgent = { pid in
             // cagent-init builds the view meanwhile; it forks the agent only after this returned.
@@ -186,17 +184,17 @@ public struct EnforceOptions: Equatable, Sendable {
             do {
                 try cgroup.add(pid: pid)
                 Timing.mark("enforce: cgroups joined")
-                if failCgroup { throw CagentError(stage: "cgroup", "failing as asked (--fail-at-stage)") }
-            } catch { throw setupError(error, stage: "cgroup") }
+                try SetupStage.inject(at: .cgroup, asked: failAtStage)
+            } catch { throw setupError(error, stage: .cgroup) }
             // The last moment before the agent exists: a Ctrl-C during setup still aborts the start.
             if let signal = Launcher.takeHeldSignal() {
-                throw CagentError(stage: "sandbox setup: interrupted", "signal \(signal) arrived during setup",
+                throw CagentError(stage: .sandboxSetup(.step(.interrupted)), "signal \(signal) arrived during setup",
                                   hint: "the agent did not start")
             }
         }
         launcher.finalizePlan = { plan in
             if let signal = Launcher.takeHeldSignal() {
-                throw CagentError(stage: "sandbox setup: interrupted", "signal \(signal) arrived during setup",
+                throw CagentError(stage: .sandboxSetup(.step(.interrupted)), "signal \(signal) arrived during setup",
                                   hint: "the agent did not start")
             }
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
@@ -211,7 +209,7 @@ public struct EnforceOptions: Equatable, Sendable {
         do {
             status = try launcher.run(plan)
         } catch {
-            failure = error as? CagentError ?? CagentError(stage: "sandbox setup", "\(error)")
+            failure = error as? CagentError ?? CagentError(stage: .sandboxSetup(nil), "\(error)")
         }
         Timing.mark("enforce: agent exited")
         // Teardown on every path: the relay, the reader and gate first (their last lines), then the uplink and

@@ -75,7 +75,7 @@ package enum LearnSession {
             throw CagentError(stage: "dns upstream", "\(error)", hint: "the host's /etc/resolv.conf must name a resolver")
         }
 
-        let sessionID = EnforcePlanner.newSessionID()
+        let sessionID = SessionID.new()
         // Keys from files the user's config names join the host environment (never printed or stored).
         let credentials = try Credentials.load(into: environment, configDirectory: paths.config, user: invoking,
                                                workspace: try EnforcePlanner.realPath(options.workspace, what: "workspace"))
@@ -134,7 +134,7 @@ package enum LearnSession {
         do {
             learnTiming("launch")
             status = try launcher.run(plan)
-        } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
+        } catch let error as CagentError where error.stage.isSandboxSetup {
             FileDescriptorStream.standardError.write("cagent: \(error)\n")
             throw CagentExit(status: Launcher.agentExecStatus(error) ?? ExitStatus.failure)
         }

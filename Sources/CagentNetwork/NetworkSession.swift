@@ -30,6 +30,7 @@ public struct NetworkConfig: Sendable {
 ///
 /// Threads: setns is per thread. Call `setUp`/`tearDown` on a thread you own, never across an `await`.
 /// `firewall` can be used from any thread.
+// @unchecked: the lease, ended once by tearDown() on the owner's thread.
 public final class NetworkSession: @unchecked Sendable {
     /// Steps of setup, for crash tests (`crashAfter` raises SIGKILL right after the step).
     public enum Step: String, Sendable, CaseIterable {

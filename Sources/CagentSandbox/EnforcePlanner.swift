@@ -32,7 +32,7 @@ public struct EnforceRequest: Sendable {
 
     public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
                 environment: [String: String], terminal: SandboxPlan.TerminalSize? = nil,
-                sessionID: String = EnforcePlanner.newSessionID(), hostname: String = "cagent",
+                sessionID: String = SessionID.new(), hostname: String = "cagent",
                 nameservers: [String] = []) {
         self.profile = profile; self.workspace = workspace; self.user = user; self.paths = paths
         self.command = command; self.environment = environment; self.terminal = terminal
@@ -79,11 +79,6 @@ public enum EnforcePlanner {
 
     /// Variables that always pass (besides the profile's env.pass, `--env` names, LC_* and HOME).
     public static var alwaysPassed: [String] { AgentEnvironment.alwaysPassed }
-
-    public static func newSessionID() -> String {
-        let bytes = (0..<6).map { _ in UInt8.random(in: 0...255) }
-        return bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
-    }
 
     public static func plan(_ request: EnforceRequest) throws -> SandboxPlan {
         let user = request.user

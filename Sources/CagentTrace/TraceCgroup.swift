@@ -6,6 +6,7 @@ import Glibc
 /// A cgroup2 directory a traced tree runs in. The eBPF tracer follows every task under it; the spawn
 /// helper starts the tree there with CLONE_INTO_CGROUP (`fd` is what clone3 needs). The sandbox launcher
 /// may use its own session cgroup instead: `TraceCgroup(existing:)`.
+// @unchecked: a cgroup directory fd, removed once by the owner.
 public final class TraceCgroup: @unchecked Sendable {
     public let path: String
     /// An O_DIRECTORY fd on the cgroup directory (for clone3's cgroup field and the BPF scope map).

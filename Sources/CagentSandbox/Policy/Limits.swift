@@ -131,6 +131,7 @@ public struct CgroupLayout: Sendable, Equatable {
 /// The session's cgroups, one `cagent-<id>` directory per hierarchy used, created under cagent's own
 /// cgroup (nested, so whatever limits cagent itself runs under still apply). Removed by `remove()`, which
 /// kills anything left inside first.
+// @unchecked: `directories` changes only in init and remove(), on the owner's thread.
 public final class SessionCgroup: @unchecked Sendable {
     public let name: String
     /// Directories created, in creation order.
