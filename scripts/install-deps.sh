@@ -11,6 +11,9 @@ packages=(
   nftables iproute2 publicsuffix
   # tests: the simulated internet (DNS, HTTP, attacker sink) and probes run inside the sandbox
   dnsmasq-base bind9-dnsutils busybox-static iputils-ping tcpdump curl python3 socat strace gdb make gcc git procps psmisc openssh-client
+  # tests: the proofs with real package managers and agents (AgentProofTests: pip from a test index, aider
+  # from the package index into a venv in a test user's home)
+  python3-venv python3-pip
   # tests: a real HTTP proxy in the simulated internet (what --allow-proxy lets through; the binary only, no service)
   tinyproxy-bin
   # tests: validate exported network policies against the upstream Cilium and Kubernetes schemas
