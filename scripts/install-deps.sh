@@ -37,6 +37,14 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# npm for AgentProofTests: often installed with Node itself (from another source than Debian, whose npm package
+# would then conflict): Debian's only when no npm is on PATH.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "install-deps: installing npm"
+  if [ "$(id -u)" != 0 ]; then echo "install-deps: run as root (sudo)" >&2; exit 1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+
 if ! command -v swift >/dev/null 2>&1 && [ ! -x /opt/swift/usr/bin/swift ]; then
   echo "install-deps: Swift 6 is required (expected on PATH or at /opt/swift)" >&2
   exit 1

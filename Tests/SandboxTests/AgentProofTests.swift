@@ -112,7 +112,7 @@ extension LearnCommandTests {
     // MARK: - pip from a PEP 503 index
 
     static let pipTools = ["ip", "nft", "nsenter", "dnsmasq", "python3", "grep"]
-    static let pipIndexHost = "pypi.pkgs.test", pipFilesHost = "files.pkgs.test"
+    static let pipIndexHost = "index.pkgs.test", pipFilesHost = "files.pkgs.test"
     static let pipIndexAddress = "203.0.113.21", pipFilesAddress = "203.0.113.22"
 
     /// The workload: a venv in the workspace, the package installed from the index (its files from the files
@@ -195,6 +195,62 @@ extension LearnCommandTests {
                 "from the cache: \(cached.stdout)\n\(cached.stderr)")
         #expect(Self.denials(cached).isEmpty, "\(cached.stderr)")
         print("pip proof: learn \(learnTime), whole test \(Self.elapsed(since: started))")
+    }
+
+    // MARK: - npm from a registry
+
+    static let npmTools = ["ip", "nft", "nsenter", "dnsmasq", "python3", "npm", "node"]
+    static let npmHost = "registry.npm.test", npmAddress = "203.0.113.23"
+
+    /// Issue #15 item 6: npm installs from a registry under enforce with a profile that names the registry
+    /// host; without it, refused and named. Its cache is `~/.npm` in the shadow home, kept across runs.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: npmTools), "needs root, namespaces, node and npm"))
+    func npmInstallsFromARegistryUnderEnforce() throws {
+        try Requirements.root()
+        for tool in Self.npmTools { try Requirements.tool(tool) }
+        let started = Date()
+        let lab = try Netlab(services: [.dns, .sink]); defer { lab.shutdown() }
+        let world = try ProofWorld(lab: lab, prefix: "cgnpm"); defer { world.remove() }
+        try world.addHost(Self.npmHost, Self.npmAddress)
+        let marker = "NPM-PACKAGE-RAN-\(UInt64.random(in: 0...UInt64.max))"
+        let registryLog = lab.directory + "/npm-registry.log"
+        try world.serve("npm-registry.py", [registryLog, Self.npmAddress, Self.npmHost, "cagent-proof-npm", marker])
+        let script = world.workspace + "/npm-workload.sh"
+        try """
+            cd "\(world.workspace)"
+            rm -rf node_modules package.json package-lock.json
+            echo '{"name": "proof", "version": "1.0.0"}' > package.json
+            npm install --no-audit --no-fund --no-update-notifier --registry http://\(Self.npmHost)/ cagent-proof-npm \
+                || { echo npm-failed; exit 4; }
+            node -e 'require("cagent-proof-npm")'
+            echo "npm-cache=$(npm config get cache)"
+            [ -n "$(find "$HOME/.npm/_cacache" -type f 2>/dev/null | head -n1)" ] && echo "npm-cache-in-home"
+            """.write(toFile: script, atomically: false, encoding: .utf8)
+        try world.chownHome()
+        let profile = world.root + "/npm.yaml", bare = world.root + "/npm-bare.yaml"
+        try "cagent: 1\nagent: npm-proof\nextends: [base]\nnetwork:\n  domains:\n    - \(Self.npmHost)\n"
+            .write(toFile: profile, atomically: false, encoding: .utf8)
+        try "cagent: 1\nagent: npm-proof\nextends: [base]\n".write(toFile: bare, atomically: false, encoding: .utf8)
+
+        // Without the registry host: refused, and named (first: the cache is still empty).
+        let refused = try world.enforce(profile: bare, ["/bin/sh", script])
+        #expect(refused.status != 0 && !refused.stdout.contains(marker), "\(refused.stdout)\n\(refused.stderr)")
+        #expect(Self.denials(refused).contains { $0.hasPrefix("cagent: refused DNS \(Self.npmHost)") }, "\(refused.stderr)")
+
+        // With it: installed and run; the cache is the shadow home's ~/.npm, not the real home's.
+        let installed = try world.enforce(profile: profile, ["/bin/sh", script])
+        #expect(installed.status == 0 && installed.stdout.contains(marker), "\(installed.stdout)\n\(installed.stderr)")
+        #expect(installed.stdout.contains("npm-cache=\(world.home)/.npm\n") && installed.stdout.contains("npm-cache-in-home"),
+                "\(installed.stdout)")
+        #expect(Self.denials(installed).isEmpty, "\(installed.stderr)")
+        let requests = (try? String(contentsOfFile: registryLog, encoding: .utf8)) ?? ""
+        #expect(requests.contains("GET \(Self.npmHost) /cagent-proof-npm/-/cagent-proof-npm-1.0.0.tgz"), "\(requests)")
+        #expect(!FileManager.default.fileExists(atPath: world.home + "/.npm"), "npm's cache reached the real home")
+
+        // Kept: the next session of the same agent finds the cache.
+        let kept = try world.enforce(profile: bare, ["/bin/sh", "-c", "find \"$HOME/.npm/_cacache\" -type f | grep -q . && echo cache-kept"])
+        #expect(kept.stdout.contains("cache-kept"), "\(kept.stdout)\n\(kept.stderr)")
+        print("npm proof: whole test \(Self.elapsed(since: started))")
     }
 
     // MARK: - aider from the package index against a stub model server
@@ -297,7 +353,9 @@ extension LearnCommandTests {
         let proposed = try world.propose(extends: ["aider"], to: proposal)
         #expect(proposed.status == 0, "propose: \(proposed.stderr)")
         let text = (try? String(contentsOfFile: proposal, encoding: .utf8)) ?? ""
-        #expect(text.contains("- aider") && text.contains("\n    - \(Self.modelHost)\n"), "\(text)")
+        #expect(text.contains("\nextends: [aider]\n") && text.contains("\n    - \(Self.modelHost)\n"), "\(text)")
+        // Only the model server: everything else aider used is in the bundled profile (or the shadow home).
+        #expect(!text.contains("\n  read:") && !text.contains("\n  write:") && !text.contains("\nenv:"), "\(text)")
         #expect(!text.contains("attacker"), "\(text)")
 
         // 3. The control: in learn, the same instruction with an attacker URL reaches the attacker.
@@ -318,6 +376,7 @@ extension LearnCommandTests {
                                          environment: keyEnvironment, timeout: 400)
         timings.append("enforce \(Self.elapsed(since: step))")
         #expect(enforced.status == 0, "enforce: \(enforced.status)\n\(enforced.stdout)\n\(enforced.stderr)")
+        #expect(enforced.stderr.contains("cagent: the agent lives in ~/.venvs/aider: mapped read-only"), "\(enforced.stderr)")
         #expect(file().contains("edited under enforce"), "\(file())\n\(enforced.stdout)\n\(enforced.stderr)")
         #expect(modelRequests().contains { $0.contains("auth=ok") && $0.contains("EDIT-TWO") }, "\(modelRequests())")
         #expect(!Self.denials(enforced).contains { $0.contains(Self.modelHost) }, "\(enforced.stderr)")
