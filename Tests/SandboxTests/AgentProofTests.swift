@@ -377,6 +377,8 @@ extension LearnCommandTests {
         timings.append("enforce \(Self.elapsed(since: step))")
         #expect(enforced.status == 0, "enforce: \(enforced.status)\n\(enforced.stdout)\n\(enforced.stderr)")
         #expect(enforced.stderr.contains("cagent: the agent lives in ~/.venvs/aider: mapped read-only"), "\(enforced.stderr)")
+        // What cagent said around aider's run (in the test log: what aider asked for beyond the proposal).
+        print("aider proof: enforce said:\n" + enforced.stderr.split(separator: "\n").filter { $0.hasPrefix("cagent:") }.joined(separator: "\n"))
         #expect(file().contains("edited under enforce"), "\(file())\n\(enforced.stdout)\n\(enforced.stderr)")
         #expect(modelRequests().contains { $0.contains("auth=ok") && $0.contains("EDIT-TWO") }, "\(modelRequests())")
         #expect(!Self.denials(enforced).contains { $0.contains(Self.modelHost) }, "\(enforced.stderr)")
