@@ -16,6 +16,8 @@ packages=(
   python3-venv python3-pip
   # tests: a real HTTP proxy in the simulated internet (what --allow-proxy lets through; the binary only, no service)
   tinyproxy-bin
+  # tests: the Debian Docker engine (started privately by DockerContainerTests) and the base image it builds
+  docker.io debootstrap
   # tests: validate exported network policies against the upstream Cilium and Kubernetes schemas
   python3-jsonschema python3-yaml
   # benchmarks: the tools a user would pick instead
@@ -42,7 +44,9 @@ fi
 if ! command -v npm >/dev/null 2>&1; then
   echo "install-deps: installing npm"
   if [ "$(id -u)" != 0 ]; then echo "install-deps: run as root (sudo)" >&2; exit 1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends npm >/dev/null
 fi
 
 if ! command -v swift >/dev/null 2>&1 && [ ! -x /opt/swift/usr/bin/swift ]; then

@@ -15,3 +15,4 @@
 #include "cg_run_as.h"
 #include "cg_fsuser.h"
 #include "cg_volume.h"
+#include "cg_container.h"
