@@ -265,7 +265,7 @@ extension LearnCommandTests {
     /// build directory: a fresh download and build takes minutes (docs/testing.md), an install from these
     /// wheels much less. The directory appears only when complete (renamed from `.partial`).
     static func aiderWheels() throws -> String {
-        let cache = (Products.directory as NSString).appendingPathComponent("../../agent-proof-cache/aider-chat-\(aiderVersion)")
+        let cache = try TestCache.path("agent-proofs") + "/aider-chat-\(aiderVersion)"
         if FileSystem.exists(cache) { return cache }
         let partial = cache + ".partial"
         try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)

@@ -310,8 +310,7 @@ final class PrivateDocker: @unchecked Sendable {
     /// binaries, profiles and Swift runtime as the build context, and builds the runtime image.
     func buildRuntimeImage() throws -> String {
         let repository = Self.repository
-        let cache = repository + "/.build/docker"
-        try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+        let cache = try TestCache.path("docker")
         var started = Date()
         let rootfs = try Netlab.execute([repository + "/scripts/docker-base-rootfs.sh", cache + "/base-rootfs.tar"], timeout: 900)
         guard rootfs.succeeded else { throw CagentError(stage: "debootstrap", rootfs.stderr) }
