@@ -9,6 +9,8 @@ packages=(
   bpftool
   # runtime: netfilter, interfaces, the Public Suffix List
   nftables iproute2 publicsuffix
+  # rootless mode: the user-mode uplink of a plain user's sandbox (pasta; slirp4netns for the comparison)
+  passt slirp4netns
   # tests: the simulated internet (DNS, HTTP, attacker sink) and probes run inside the sandbox
   dnsmasq-base bind9-dnsutils busybox-static iputils-ping tcpdump curl python3 socat strace gdb make gcc git procps psmisc openssh-client
   # tests: a real HTTP proxy in the simulated internet (what --allow-proxy lets through; the binary only, no service)

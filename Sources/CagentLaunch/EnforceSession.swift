@@ -85,7 +85,11 @@ public struct EnforceOptions: Equatable, Sendable {
                                      command: command, environment: environment)
         request.requestedEnvironment = passEnvironment
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
+        // The session's cgroups, or (none usable here) the rlimit fallback the plan's process policy carries.
+        let sessionLimits = dumpPlan == nil ? SessionLimits(id: request.sessionID, limits: ResourceLimits(profile: loaded.limits)) : nil
+        request.limitsWithoutCgroup = sessionLimits?.withoutCgroup ?? false
         var plan = try EnforcePlanner.plan(request)
+        if let notice = sessionLimits?.notice { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
         let hostStages = EnforceNetwork.stages + ["cgroup"]
         plan.failAtStage = failAtStage.flatMap { hostStages.contains($0) ? nil : $0 }
         for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
@@ -118,13 +122,7 @@ public struct EnforceOptions: Equatable, Sendable {
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
             allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
-        let cgroup: SessionCgroup
-        do {
-            cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits))
-        } catch let error as CagentError {
-            FileDescriptorStream.standardError.write("cagent: \(CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno, hint: error.hint))\n")
-            throw CagentExit(status: 125)
-        }
+        guard let cgroup = sessionLimits else { throw CagentError(stage: "limits", "no session limits were set up") }
 
         let before = RiskyChanges.snapshot(workspace: plan.workspace, user: invoking)
         var status: Int32 = 125

@@ -27,6 +27,8 @@ public struct EnforceRequest: Sendable {
     public var diskBytes: UInt64
     /// Apply the process policy (seccomp, Landlock, rlimits) to the agent; off only to test the layers apart.
     public var processPolicy = true
+    /// No usable cgroup (SessionLimits): rlimits hold the process and memory limits.
+    public var limitsWithoutCgroup = false
 
     public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
                 environment: [String: String], terminal: SandboxPlan.TerminalSize? = nil,
@@ -194,7 +196,9 @@ public enum EnforcePlanner {
                 default: return nil
                 }
             }
-            let (policy, notices) = try ProcessPolicy.forSandbox(limits: ResourceLimits(profile: request.profile.limits),
+            var limits = ResourceLimits(profile: request.profile.limits)
+            limits.withoutCgroup = request.limitsWithoutCgroup
+            let (policy, notices) = try ProcessPolicy.forSandbox(limits: limits,
                                                                  readOnly: ["/"], readWrite: writable)
             plan.policy = try policy.serialized()
             plan.policyNotices = notices

@@ -133,19 +133,27 @@ enum SystemChecks {
                            remedy: "boot with lsm=...,landlock on a kernel >= 5.13")
     }
 
-    /// Where the pids and memory controllers are (cgroup v1, cgroup2, or a hybrid of both).
+    /// Which limits hold here: the session's cgroups where the pids and memory controllers are mounted (found
+    /// through /proc/self/mountinfo, wherever that is) and writable, otherwise the rlimit fallback of
+    /// SessionLimits (what `enforce` then uses, with a notice).
     static func cgroups() -> DoctorCheck {
         let layout = CgroupLayout.detect()
+        let d = ResourceLimits.defaults
+        let fallback = "enforce holds the limits with rlimits: RLIMIT_NPROC (\(d.processes) processes, counted in the sandbox's user namespace) and RLIMIT_DATA per process (\(d.memoryBytes >> 20) MiB, not the session's total)"
         var missing: [String] = []
         if layout.pids == nil { missing.append("pids") }
         if layout.memory == nil { missing.append("memory") }
         if !missing.isEmpty {
-            return DoctorCheck("cgroups", .fail, "no \(missing.joined(separator: "/")) controller; \(layout.summary)",
-                               remedy: "a kernel with the pids and memory controllers (CONFIG_CGROUP_PIDS, CONFIG_MEMCG) mounted as cgroup v1 or cgroup2",
-                               required: true)
+            return DoctorCheck("limits", .warn, "no reachable \(missing.joined(separator: "/")) controller (\(layout.summary)): \(fallback)",
+                               remedy: "mount the cgroup hierarchies (a fresh sysfs, as `ip netns exec` makes, has none), or run where the pids and memory controllers are mounted")
         }
-        let d = ResourceLimits.defaults
-        return DoctorCheck("cgroups", .ok, layout.summary
+        // The session's cgroup goes under cagent's own: that directory must be writable (root, or a delegation).
+        let parents = [layout.pids, layout.memory].compactMap { $0 }.map { $0.mountPoint + ($0.ownPath == "/" ? "" : $0.ownPath) }
+        if let closed = parents.first(where: { access($0, W_OK) != 0 }) {
+            return DoctorCheck("limits", .warn, "cgroups (\(layout.summary)) but \(closed) is not writable for uid \(geteuid()): \(fallback)",
+                               remedy: "run as root, or in a cgroup delegated to you (systemd: `systemd-run --user --scope -p Delegate=yes cagent ...`)")
+        }
+        return DoctorCheck("limits", .ok, "session cgroups: \(layout.summary)"
                            + "; default limits: \(d.processes) processes, \(d.memoryBytes >> 20) MiB, \(d.openFiles) open files")
     }
 
