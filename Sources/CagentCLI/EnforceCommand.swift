@@ -12,7 +12,7 @@ public struct EnforceCommand: ParsableCommand {
         usage: """
         cagent enforce --profile PROFILE [--workspace DIR] [--user UID]
           [--offline] [--env NAME]... [--allow-proxy | --proxy URL]
-          [--revert-risky] [--json] -- CMD [ARGS...]
+          [--revert-risky] [--json] [--rootless] -- CMD [ARGS...]
         """,
         discussion: """
         The agent's exit status becomes cagent's (128+N when it died of signal N). 125: cagent failed and \
@@ -20,7 +20,7 @@ public struct EnforceCommand: ParsableCommand {
         was not found.
 
         Ctrl-C interrupts the agent; Ctrl-Z suspends agent and cagent together (`fg` resumes both). \
-        Needs root for now (run it with sudo). See docs/cli.md.
+        As a plain user it runs in rootless mode (docs/security.md "Rootless mode"). See docs/cli.md.
         """)
 
     @OptionGroup var logging: LoggingOptions
@@ -54,6 +54,8 @@ public struct EnforceCommand: ParsableCommand {
     @Option(help: .hidden) var askTimeout: Double = 30
     @Option(help: "The database the session is recorded in (default: cagent.db in the invoking user's data directory).")
     var db: String?
+    @Flag(help: "Rootless mode even as root (chosen by itself when cagent is not root): cagent first becomes the agent's user, then sets up the sandbox without any privilege of the host's.")
+    var rootless = false
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
     public init() {}
@@ -64,10 +66,12 @@ public struct EnforceCommand: ParsableCommand {
 
     /// What was asked, as plain values (the fast path builds the same from argv: EnforceOptions.parseCommon).
     public var options: EnforceOptions {
-        EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
+        var options = EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
                        passEnvironment: passEnvironment, allowProxy: allowProxy, proxy: proxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
                        ask: ask, askTimeout: askTimeout, command: command)
+        options.rootless = rootless
+        return options
     }
 
     public func run() throws { try options.run() }

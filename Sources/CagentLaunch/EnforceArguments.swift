@@ -9,7 +9,7 @@ extension EnforceOptions {
     /// The long names this parser knows, each an option (takes a value) or a flag; EnforceArgumentsTests
     /// checks the list against EnforceCommand's own definitions.
     static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir", "env", "db", "ask-timeout", "proxy"]
-    static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json", "allow-proxy", "ask"]
+    static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json", "allow-proxy", "ask", "rootless"]
 
     /// `arguments` are those after `enforce`. Nil: let ArgumentParser decide.
     public static func parseCommon(_ arguments: [String]) -> EnforceOptions? {
@@ -64,12 +64,14 @@ extension EnforceOptions {
             guard let number = Double(text), number.isFinite, number > 0 else { return nil }
             askTimeout = number
         }
-        return EnforceOptions(verbose: flags.contains("verbose"), debug: flags.contains("debug"), profile: profile,
+        var options = EnforceOptions(verbose: flags.contains("verbose"), debug: flags.contains("debug"), profile: profile,
                               workspace: values["workspace"], user: user, revertRisky: flags.contains("revert-risky"),
                               offline: flags.contains("offline"), json: flags.contains("json"), upstreamDns: upstream,
                               passEnvironment: passed, allowProxy: flags.contains("allow-proxy"), proxy: values["proxy"],
                               failAtStage: values["fail-at-stage"], dumpPlan: values["dump-plan"],
                               stateDir: values["state-dir"], db: values["db"],
                               ask: flags.contains("ask"), askTimeout: askTimeout, command: command)
+        options.rootless = flags.contains("rootless")
+        return options
     }
 }

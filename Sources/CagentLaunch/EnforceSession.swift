@@ -35,6 +35,8 @@ public struct EnforceOptions: Equatable, Sendable {
     public var ask = false
     public var askTimeout = 30.0
     public var command: [String] = []
+    /// `--rootless`: rootless mode although cagent is root (it is chosen by itself when cagent is not).
+    public var rootless = false
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
@@ -52,9 +54,14 @@ public struct EnforceOptions: Equatable, Sendable {
     /// The session: plan, launch, teardown, report. Throws CagentExit with the agent's status.
     public func run() throws {
         CagentLog.bootstrap(verbose: verbose, debug: debug)
-        if dumpPlan == nil { try RootRequirement.check(command: "enforce") }
         let environment = ProcessEnvironment.current
         let invoking = try InvokingUser.agent(uid: user, environment: environment)
+        // Not root (or --rootless): the same sandbox without any privilege of the host's (RootlessMode).
+        let rootless = RootlessMode.isOn(requested: self.rootless)
+        if rootless { try RootlessMode.enter(as: invoking) }
+        if rootless && !offline && dumpPlan == nil {
+            throw CagentError(stage: "network", "rootless mode has no uplink yet", hint: "run with --offline, or as root")
+        }
         let workspacePath = workspace ?? currentDirectory()
         // With --user, every place is that user's (profiles, trust store, state), whatever cagent's own
         // HOME and XDG variables say.
@@ -62,6 +69,7 @@ public struct EnforceOptions: Equatable, Sendable {
         let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath, environment: places)
         var paths = CagentPaths.standard(user: invoking, environment: places)
         if let stateDir { paths.data = stateDir }
+        if rootless { paths.runtime = RootlessMode.runtimeDirectory(data: paths.data, environment: places) }
         // The environment policy first: a proxy variable would void the allowlist, so it needs --allow-proxy.
         let agentEnvironment = AgentEnvironment(host: environment, profilePass: loaded.env.pass,
                                                 requested: passEnvironment, home: invoking.home)
@@ -84,12 +92,16 @@ public struct EnforceOptions: Equatable, Sendable {
         var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
                                      command: command, environment: environment)
         request.requestedEnvironment = passEnvironment
+        request.rootless = rootless
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         // The session's cgroups, or (none usable here) the rlimit fallback the plan's process policy carries.
         let sessionLimits = dumpPlan == nil ? SessionLimits(id: request.sessionID, limits: ResourceLimits(profile: loaded.limits)) : nil
         request.limitsWithoutCgroup = sessionLimits?.withoutCgroup ?? false
         var plan = try EnforcePlanner.plan(request)
         if let notice = sessionLimits?.notice { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
+        if rootless, dumpPlan == nil, let home = plan.shadowHome {
+            FileDescriptorStream.standardError.write("cagent: notice: rootless mode: the shadow home is the directory \(TerminalEscape.escape(home)) (limits.disk does not bound it without root)\n")
+        }
         let hostStages = EnforceNetwork.stages + ["cgroup"]
         plan.failAtStage = failAtStage.flatMap { hostStages.contains($0) ? nil : $0 }
         for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }

@@ -158,6 +158,7 @@ public final class Launcher {
         request.gid = plan.gid
         request.namespaces = CG_SPAWN_NAMESPACES
         request.fail_at = plan.failAtStage.flatMap { SandboxPlan.childStages[$0] } ?? 0
+        request.rootless = plan.rootless ? 1 : 0
         var result = cg_spawn_result()
         let arguments = ["cagent-init", plan.sessionID]
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
