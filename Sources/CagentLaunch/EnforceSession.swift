@@ -59,8 +59,8 @@ public struct EnforceOptions: Equatable, Sendable {
         // Not root (or --rootless): the same sandbox without any privilege of the host's (RootlessMode).
         let rootless = RootlessMode.isOn(requested: self.rootless)
         if rootless { try RootlessMode.enter(as: invoking) }
-        if rootless && !offline && dumpPlan == nil {
-            throw CagentError(stage: "network", "rootless mode has no uplink yet", hint: "run with --offline, or as root")
+        if rootless && proxy != nil {
+            throw CagentError(stage: "arguments", "--proxy is not available in rootless mode yet", hint: "run it as root, or without --proxy")
         }
         let workspacePath = workspace ?? currentDirectory()
         // With --user, every place is that user's (profiles, trust store, state), whatever cagent's own
@@ -130,7 +130,11 @@ public struct EnforceOptions: Equatable, Sendable {
         let recording = SessionRecording(sessionID: plan.sessionID, profile: profile, command: command,
                                          db: db ?? stateDir.map { $0 + "/cagent.db" }, paths: paths,
                                          workspace: workspacePath, asker: asker)
-        let network = offline ? nil : try EnforceNetwork(
+        // Rootless: the allowlist, the gate and a user-mode uplink inside the sandbox's own namespace (RootlessNetwork).
+        let rootlessNetwork = offline || !rootless ? nil : try RootlessNetwork(
+            profile: loaded.network, upstreamOverride: upstreamDns, allowHint: recording.allowCommand,
+            asker: asker?.gateAsker, output: { notices.write(line: $0) })
+        let network = offline || rootless ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
             allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
@@ -151,7 +155,10 @@ public struct EnforceOptions: Equatable, Sendable {
         }
         launcher.beforeRelease = { pid in
             // The init is frozen waiting for its plan: nothing inside runs before the network is in place.
-            do { try network?.start(pid: pid) } catch { throw setupError(error, stage: "network") }
+            do {
+                try network?.start(pid: pid)
+                try rootlessNetwork?.start(pid: pid)
+            } catch { throw setupError(error, stage: "network") }
         }
         launcher.beforeAgent = { pid in
             // cagent-init builds the view meanwhile; it forks the agent only after this returned.
@@ -173,6 +180,7 @@ public struct EnforceOptions: Equatable, Sendable {
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
             var plan = plan
             if let network { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: network.nameservers)) }
+            if let rootlessNetwork { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: rootlessNetwork.nameservers)) }
             if upstreamProxy != nil {
                 guard let url = network?.proxyURL else { throw CagentError(stage: "proxy", "the filtering proxy has no address") }
                 plan.environment = AgentEnvironment.withFilteringProxy(plan.environment, url: url)
@@ -186,6 +194,7 @@ public struct EnforceOptions: Equatable, Sendable {
         }
         // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
         let teardownError = network?.stop()
+        rootlessNetwork?.stop()
         asker?.join()
         for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
         cgroup.remove()
@@ -197,6 +206,9 @@ public struct EnforceOptions: Equatable, Sendable {
             if let network {
                 FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: written.list)) + "\n")
                 if upstreamProxy != nil, let line = network.proxyLines.summaryLine { FileDescriptorStream.standardError.write(line + "\n") }
+            }
+            if let rootlessNetwork {
+                FileDescriptorStream.standardError.write((json ? rootlessNetwork.reporter.json() : rootlessNetwork.reporter.summaryLine(listPath: written.list)) + "\n")
             }
         }
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }

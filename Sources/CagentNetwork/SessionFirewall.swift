@@ -30,6 +30,19 @@ public final class SessionFirewall: @unchecked Sendable {
         pthread_mutex_init(&socketLock, nil)
     }
 
+    /// Rootless mode: the sets live in the sandbox's own namespace, reached through a NETLINK_NETFILTER socket
+    /// created there (cg_netns_sockets); this object owns the descriptor.
+    public init(interface: String, nflogGroup: UInt16, netlinkDescriptor: Int32) throws {
+        self.interface = interface
+        self.nflogGroup = nflogGroup
+        socket = try NetlinkSocket(descriptor: netlinkDescriptor, stage: "session firewall \(interface)")
+        pthread_mutex_init(&lock, nil)
+        pthread_mutex_init(&socketLock, nil)
+    }
+
+    /// One batch on this firewall's socket (rootless mode: the sandbox namespace's whole ruleset).
+    public func run(_ batch: NftBatch) throws { try apply(batch) }
+
     deinit { pthread_mutex_destroy(&lock); pthread_mutex_destroy(&socketLock) }
 
     /// Allows `address` on `proto`/`port` for `timeout` seconds (nil: for the session's life). When the entry
