@@ -36,6 +36,13 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Rootless mode's uplink (slirp4netns) opens /dev/net/tun as the user: mode 0666, as Debian's udev rule makes it
+# (opening it grants nothing; creating a device still needs CAP_NET_ADMIN in the namespace). Machines without udev
+# (this VM) leave it 0600.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ] && [ "$(id -u)" = 0 ]; then
+  chmod 0666 /dev/net/tun
+fi
+
 if ! command -v swift >/dev/null 2>&1 && [ ! -x /opt/swift/usr/bin/swift ]; then
   echo "install-deps: Swift 6 is required (expected on PATH or at /opt/swift)" >&2
   exit 1

