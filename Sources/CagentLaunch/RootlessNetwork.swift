@@ -111,6 +111,9 @@ final class RootlessNetwork: @unchecked Sendable {
 /// services stay out of reach. Why slirp4netns and not pasta: docs/benchmarks.md "Rootless uplink".
 final class RootlessUplink: @unchecked Sendable {
     static let network = IPNetwork("10.0.2.0/24")!
+    /// What keeps the host out: no mapping of 10.0.2.2 to the host's loopback, no forwarding resolver at
+    /// 10.0.2.3 (RootlessUplinkTests runs slirp4netns with exactly these, and without the first as control).
+    static let options = ["--configure", "--mtu=65520", "--disable-host-loopback", "--disable-dns"]
     static let candidates = ["/usr/bin/slirp4netns", "/bin/slirp4netns"]
     let pid: pid_t
     private var exitFD: Int32
@@ -135,8 +138,7 @@ final class RootlessUplink: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, ready[1], 3)
         posix_spawn_file_actions_adddup2(&actions, exit[0], 4)
-        let arguments = [binary, "--configure", "--mtu=65520", "--disable-host-loopback", "--disable-dns",
-                         "--ready-fd=3", "--exit-fd=4", String(sandbox), "tap0"]
+        let arguments = [binary] + options + ["--ready-fd=3", "--exit-fd=4", String(sandbox), "tap0"]
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
