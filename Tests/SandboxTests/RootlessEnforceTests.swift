@@ -175,6 +175,7 @@ struct RootlessEnforceTests {
         #expect(!out.contains("answer "), "no attacker name resolved: \(out)")
         #expect(!out.contains("tamper-") && !out.contains("ssh-READ"), "\(out)")
         #expect(err.contains("cagent: refused DNS x1.attacker.test"), "the refusal is shown live: \(err)")
+        #expect(err.contains("cagent: blocked tcp 203.0.113.66:80"), "the ruleset's drop is shown live: \(err)")
         let attackerSeen = lab.sinkRecords().filter { $0.contains("203.0.113.66") || $0.contains("198.51.100.8") }
         #expect(attackerSeen.isEmpty, "the sink saw the sandbox: \(attackerSeen)")
         #expect(lab.dnsQueries(containing: "attacker.test").isEmpty, "the DNS server saw \(lab.dnsQueries(containing: "attacker.test"))")
