@@ -12,6 +12,7 @@ public struct EnforceCommand: ParsableCommand {
         usage: """
         cagent enforce --profile PROFILE [--workspace DIR] [--user UID]
           [--offline] [--env NAME]... [--allow-proxy | --proxy URL]
+          [--ssh-key FILE] [--publish PORT]
           [--revert-risky] [--json] [--rootless] -- CMD [ARGS...]
         """,
         discussion: """
@@ -41,6 +42,10 @@ public struct EnforceCommand: ParsableCommand {
     var allowProxy = false
     @Option(help: ArgumentHelp("The host reaches the web only through this HTTP proxy: the agent's HTTP(S)_PROXY name cagent's filtering proxy, which passes the profile's hosts on to URL and refuses the rest.", valueName: "URL"))
     var proxy: String?
+    @Option(help: ArgumentHelp("git over ssh: this deploy key (not one in ~/.ssh, which stays hidden), with known_hosts for the profile's ssh hosts (network.endpoints HOST:22/tcp) only.", valueName: "FILE"))
+    var sshKey: String?
+    @Option(help: ArgumentHelp("An OAuth login's callback: the host's 127.0.0.1:PORT reaches the sandbox's localhost:PORT (that port only).", valueName: "PORT"))
+    var publish: UInt16?
     /// The gate's upstream resolvers instead of the host's /etc/resolv.conf (ADDRESS or ADDRESS:PORT).
     @Option(help: .hidden) var upstreamDns: [String] = []
     @Option(help: .hidden) var failAtStage: String?
@@ -62,6 +67,7 @@ public struct EnforceCommand: ParsableCommand {
 
     public func validate() throws {
         guard askTimeout.isFinite, askTimeout > 0 else { throw ValidationError("--ask-timeout must be a positive number of seconds") }
+        guard publish != 0 else { throw ValidationError("--publish needs a port from 1 to 65535") }
     }
 
     /// What was asked, as plain values (the fast path builds the same from argv: EnforceOptions.parseCommon).
@@ -69,7 +75,7 @@ public struct EnforceCommand: ParsableCommand {
         var options = EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
                        passEnvironment: passEnvironment, allowProxy: allowProxy, proxy: proxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
-                       ask: ask, askTimeout: askTimeout, command: command)
+                       ask: ask, askTimeout: askTimeout, sshKey: sshKey, publish: publish, command: command)
         options.rootless = rootless
         return options
     }

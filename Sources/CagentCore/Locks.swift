@@ -82,6 +82,14 @@ public final class SessionLease: @unchecked Sendable {
         fd = -1
     }
 
+    /// Lets go of the lease without removing it: the session's objects could not all be removed, so the file
+    /// stays to name them, unheld (a dead session's), for the next start or `cagent doctor --clean`.
+    public func abandon() {
+        guard fd >= 0 else { return }
+        close(fd)
+        fd = -1
+    }
+
     deinit { end() }
 
     /// A lease found on disk.

@@ -8,7 +8,7 @@
 extension EnforceOptions {
     /// The long names this parser knows, each an option (takes a value) or a flag; EnforceArgumentsTests
     /// checks the list against EnforceCommand's own definitions.
-    static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir", "env", "db", "ask-timeout", "proxy"]
+    static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir", "env", "db", "ask-timeout", "proxy", "ssh-key", "publish"]
     static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json", "allow-proxy", "ask", "rootless"]
 
     /// `arguments` are those after `enforce`. Nil: let ArgumentParser decide.
@@ -59,6 +59,11 @@ extension EnforceOptions {
             guard let number = UInt32(text) else { return nil }
             user = number
         }
+        var publish: UInt16?
+        if let text = values["publish"] {
+            guard let number = UInt16(text), number > 0 else { return nil }
+            publish = number
+        }
         var askTimeout = 30.0
         if let text = values["ask-timeout"] {
             guard let number = Double(text), number.isFinite, number > 0 else { return nil }
@@ -70,7 +75,7 @@ extension EnforceOptions {
                               passEnvironment: passed, allowProxy: flags.contains("allow-proxy"), proxy: values["proxy"],
                               failAtStage: values["fail-at-stage"], dumpPlan: values["dump-plan"],
                               stateDir: values["state-dir"], db: values["db"],
-                              ask: flags.contains("ask"), askTimeout: askTimeout, command: command)
+                              ask: flags.contains("ask"), askTimeout: askTimeout, sshKey: values["ssh-key"], publish: publish, command: command)
         options.rootless = flags.contains("rootless")
         return options
     }

@@ -41,6 +41,8 @@ final class EnforceNetwork: @unchecked Sendable {
     /// `--proxy`: the proxy's refusal lines and counts.
     let proxyLines: ProxyDenialLines
     private var reader: NflogReader?
+    /// Queries the gate's sockets dropped (counted at stop).
+    private(set) var droppedQueries = 0
 
     init(profile: NetworkPolicy, sessionID: String, paths: CagentPaths, upstreamOverride: [String],
          allowHint: String? = nil, asker: GateAsker? = nil, upstreamProxy: SocketAddress? = nil,
@@ -144,7 +146,15 @@ final class EnforceNetwork: @unchecked Sendable {
     func stop() -> CagentError? {
         reader?.stop(); reader = nil
         proxy?.stop(); proxy = nil
-        gate?.stop(); gate = nil
+        if let gate {
+            gate.stop()
+            // Never silent: queries a flood made the kernel drop are counted and said (docs/benchmarks.md "Load").
+            if gate.droppedQueries > 0 {
+                output("cagent: the DNS gate could not keep up: \(gate.droppedQueries) queries dropped unanswered (a flood from the sandbox?)")
+            }
+            droppedQueries = gate.droppedQueries
+        }
+        gate = nil
         guard let session else { return nil }
         self.session = nil
         do {

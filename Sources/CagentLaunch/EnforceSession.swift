@@ -34,6 +34,10 @@ public struct EnforceOptions: Equatable, Sendable {
     /// `--ask`: ask on the terminal about a name not in the profile (DenialAsker); unanswered after `askTimeout` s: deny.
     public var ask = false
     public var askTimeout = 30.0
+    /// `--ssh-key FILE`: a deploy key for git over ssh (SshDeployKey), with known_hosts for the profile's ssh hosts only.
+    public var sshKey: String?
+    /// `--publish PORT`: the host's 127.0.0.1:PORT relayed to the sandbox's localhost:PORT (PublishedPort: OAuth callbacks).
+    public var publish: UInt16?
     public var command: [String] = []
     /// `--rootless`: rootless mode although cagent is root (it is chosen by itself when cagent is not).
     public var rootless = false
@@ -42,12 +46,12 @@ public struct EnforceOptions: Equatable, Sendable {
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
                 passEnvironment: [String] = [], allowProxy: Bool = false, proxy: String? = nil,
                 failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
-                ask: Bool = false, askTimeout: Double = 30, command: [String] = []) {
+                ask: Bool = false, askTimeout: Double = 30, sshKey: String? = nil, publish: UInt16? = nil, command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
         self.revertRisky = revertRisky; self.offline = offline; self.json = json; self.upstreamDns = upstreamDns
         self.passEnvironment = passEnvironment; self.allowProxy = allowProxy; self.proxy = proxy
         self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.db = db
-        self.ask = ask; self.askTimeout = askTimeout
+        self.ask = ask; self.askTimeout = askTimeout; self.sshKey = sshKey; self.publish = publish
         self.command = command
     }
 
@@ -59,6 +63,9 @@ public struct EnforceOptions: Equatable, Sendable {
         // Not root (or --rootless): the same sandbox without any privilege of the host's (RootlessMode).
         let rootless = RootlessMode.isOn(requested: self.rootless)
         if rootless { try RootlessMode.enter(as: invoking) }
+        if rootless && publish != nil {
+            throw CagentError(stage: "arguments", "--publish is not available in rootless mode yet", hint: "run it as root, or without --publish")
+        }
         if rootless && proxy != nil {
             throw CagentError(stage: "arguments", "--proxy is not available in rootless mode yet", hint: "run it as root, or without --proxy")
         }
@@ -70,8 +77,12 @@ public struct EnforceOptions: Equatable, Sendable {
         var paths = CagentPaths.standard(user: invoking, environment: places)
         if let stateDir { paths.data = stateDir }
         if rootless { paths.runtime = RootlessMode.runtimeDirectory(data: paths.data, environment: places) }
+        // Keys from files the user's config names join the host environment (never printed or stored).
+        let credentials = try Credentials.load(into: environment, configDirectory: paths.config, user: invoking,
+                                               workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"))
+        let hostEnvironment = credentials.environment
         // The environment policy first: a proxy variable would void the allowlist, so it needs --allow-proxy.
-        let agentEnvironment = AgentEnvironment(host: environment, profilePass: loaded.env.pass,
+        let agentEnvironment = AgentEnvironment(host: hostEnvironment, profilePass: loaded.env.pass,
                                                 requested: passEnvironment, home: invoking.home)
         // --proxy: the agent's proxy variables are replaced by cagent's filtering proxy (at finalizePlan).
         let upstreamProxy = try proxy.map { try UpstreamProxy.parse($0) }
@@ -84,18 +95,27 @@ public struct EnforceOptions: Equatable, Sendable {
             if let warning = agentEnvironment.proxyWarning { FileDescriptorStream.standardError.write(warning + "\n") }
         } else {
             // The host's proxy variables are replaced, not dropped: the announcement leaves them out.
-            let others = AgentEnvironment(host: environment.filter { !ProxyRisk.isProxyVariable($0.key) }, profilePass: loaded.env.pass,
+            let others = AgentEnvironment(host: hostEnvironment.filter { !ProxyRisk.isProxyVariable($0.key) }, profilePass: loaded.env.pass,
                                           requested: passEnvironment, home: invoking.home)
             if let line = others.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
             FileDescriptorStream.standardError.write("cagent: --proxy: the agent's HTTP(S)_PROXY name cagent's filtering proxy; the profile's hosts go on to \(TerminalEscape.escape(proxy ?? ""))\n")
         }
+        let passedNames = agentEnvironment.entries.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) }
+        if let line = Credentials.startLine(credentials, passed: passedNames, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
-                                     command: command, environment: environment)
+                                     command: command, environment: hostEnvironment)
         request.requestedEnvironment = passEnvironment
         request.rootless = rootless
+        if let sshKey {
+            let key = try SshDeployKey.load(keyFile: sshKey, currentDirectory: currentDirectory(), endpoints: loaded.network.endpoints,
+                                            user: invoking, workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"),
+                                            configDirectory: paths.config)
+            for line in key.startLines(home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
+            request.sshKey = key
+        }
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         // The session's cgroups, or (none usable here) the rlimit fallback the plan's process policy carries.
-        let sessionLimits = dumpPlan == nil ? SessionLimits(id: request.sessionID, limits: ResourceLimits(profile: loaded.limits)) : nil
+        let sessionLimits = dumpPlan == nil ? SessionLimits(id: request.sessionID, limits: ResourceLimits(profile: loaded.limits), paths: paths) : nil
         request.limitsWithoutCgroup = sessionLimits?.withoutCgroup ?? false
         var plan = try EnforcePlanner.plan(request)
         if let notice = sessionLimits?.notice { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
@@ -138,6 +158,10 @@ public struct EnforceOptions: Equatable, Sendable {
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
             allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
         network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
+        // Bound now, before the sandbox exists: a busy port stops the start before anything was made.
+        let published = try publish.map { try PublishedPort(port: $0) }
+        defer { published?.stop() }
+        if let published { FileDescriptorStream.standardError.write(published.line + "\n") }
         guard let cgroup = sessionLimits else { throw CagentError(stage: "limits", "no session limits were set up") }
 
         let before = RiskyChanges.snapshot(workspace: plan.workspace, user: invoking)
@@ -159,6 +183,7 @@ public struct EnforceOptions: Equatable, Sendable {
                 try network?.start(pid: pid)
                 try rootlessNetwork?.start(pid: pid)
             } catch { throw setupError(error, stage: "network") }
+            do { try published?.start(pid: pid) } catch { throw setupError(error, stage: "publish") }
         }
         launcher.beforeAgent = { pid in
             // cagent-init builds the view meanwhile; it forks the agent only after this returned.
@@ -193,6 +218,7 @@ public struct EnforceOptions: Equatable, Sendable {
             failure = error as? CagentError ?? CagentError(stage: "sandbox setup", "\(error)")
         }
         // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
+        published?.stop()
         let teardownError = network?.stop()
         rootlessNetwork?.stop()
         asker?.join()

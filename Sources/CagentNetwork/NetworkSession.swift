@@ -279,7 +279,7 @@ public enum NetworkLeftovers {
     }
 
     /// Interface names in the calling thread's namespace (if_nameindex uses a socket made there).
-    static func linkNames() -> [String] {
+    public static func linkNames() -> [String] {
         guard let list = if_nameindex() else { return [] }
         defer { if_freenameindex(list) }
         var names: [String] = []

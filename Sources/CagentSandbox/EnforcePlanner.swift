@@ -32,6 +32,8 @@ public struct EnforceRequest: Sendable {
     /// Rootless mode: cagent is not root. The shadow home is a plain directory of the user's (a loop device
     /// for the bounded image needs root), bound read-write like the workspace; everything else is the same.
     public var rootless = false
+    /// `--ssh-key`: the deploy key and the profile's known hosts, written into the sandbox's /etc/ssh.
+    public var sshKey: SshDeployKey?
 
     public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
                 environment: [String: String], terminal: SandboxPlan.TerminalSize? = nil,
@@ -138,6 +140,8 @@ public enum EnforcePlanner {
         for (name, contents) in generatedEtc(request: request, user: user, home: home) {
             add(.file(path: "/etc/" + name, mode: "0644", contents: contents), "generated: only the sandbox's users and names")
         }
+        // The deploy key of --ssh-key lives here, not in the persistent shadow home: sealed with /etc, gone with the session.
+        if let sshKey = request.sshKey { steps += sshKey.steps }
 
         // 3. Kernel interfaces before any host tree: /proc is this pid namespace's own (host processes
         //    invisible), /dev only harmless nodes and the sandbox's own devpts, /tmp private and bounded.
@@ -178,7 +182,10 @@ public enum EnforcePlanner {
 
         // 8. .git pinned (a mount point) and its hooks read-only, last in the workspace: hooks and a
         //    replaced .git would run on the host when the user next runs git (H13).
-        let git = GitProtection.steps(workspace: workspace, user: user)
+        //    A worktree's or submodule's git dir outside the workspace is mapped here too (LinkedGitDirectory),
+        //    never over a hidden path.
+        let hidden = try LearnPlanner.hiddenEntries(request.profile).map { try viewPath($0, home: home) }
+        let git = GitProtection.steps(workspace: workspace, user: user, linkedHidden: hidden)
         steps += git.steps
 
         // 9. Seal the tmpfs trees we populated: last, because any bind above may have needed a mount point
@@ -304,7 +311,7 @@ public enum EnforcePlanner {
         return "/" + parts.joined(separator: "/")
     }
 
-    static func realPath(_ path: String, what: String) throws -> String {
+    public static func realPath(_ path: String, what: String) throws -> String {
         guard let resolved = realpath(path, nil) else {
             let hint = what == "workspace"
                 ? "the workspace is the agent's project directory and must exist: create it, or pass --workspace DIR (default: the current directory)"

@@ -17,10 +17,10 @@ public final class SessionLimits: @unchecked Sendable {
 
     /// Creates the session's cgroups, or decides on the rlimit fallback. Never throws: every cgroup failure
     /// (no controller, no write access, no cgroup2 delegation) is a reason for the fallback.
-    public init(id: String, limits: ResourceLimits, layout: CgroupLayout = .detect()) {
+    public init(id: String, limits: ResourceLimits, layout: CgroupLayout = .detect(), paths: CagentPaths? = nil) {
         var limits = limits
         do {
-            cgroup = try SessionCgroup(id: id, limits: limits, layout: layout)
+            cgroup = try SessionCgroup(id: id, limits: limits, layout: layout, paths: paths)
             fallbackReason = nil
         } catch {
             cgroup = nil
