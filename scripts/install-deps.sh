@@ -9,6 +9,8 @@ packages=(
   bpftool
   # runtime: netfilter, interfaces, the Public Suffix List
   nftables iproute2 publicsuffix
+  # rootless mode: the user-mode uplink of a plain user's sandbox (pasta; slirp4netns for the comparison)
+  passt slirp4netns
   # tests: the simulated internet (DNS, HTTP, attacker sink) and probes run inside the sandbox
   dnsmasq-base bind9-dnsutils busybox-static iputils-ping tcpdump curl python3 socat strace gdb make gcc git procps psmisc openssh-client
   # tests: the proofs with real package managers and agents (AgentProofTests: pip from a test index, aider
@@ -47,6 +49,13 @@ if ! command -v npm >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+
+# Rootless mode's uplink (slirp4netns) opens /dev/net/tun as the user: mode 0666, as Debian's udev rule makes it
+# (opening it grants nothing; creating a device still needs CAP_NET_ADMIN in the namespace). Machines without udev
+# (this VM) leave it 0600.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ] && [ "$(id -u)" = 0 ]; then
+  chmod 0666 /dev/net/tun
 fi
 
 if ! command -v swift >/dev/null 2>&1 && [ ! -x /opt/swift/usr/bin/swift ]; then

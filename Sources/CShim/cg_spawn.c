@@ -75,7 +75,7 @@ static __attribute__((noreturn)) void child(const struct cg_spawn_request *r, in
     if (cg_fail_requested(r->fail_at, "child-credentials")) { errno = ECANCELED; child_fail(control, "child-credentials", "failure injected by the test hook"); }
     // Raw system calls: glibc's setgroups/setres[ug]id broadcast the change to every thread the parent
     // had (its setxid protocol), threads that do not exist in this child; that can hang.
-    if (syscall(SYS_setgroups, 0, NULL) < 0) child_fail(control, "child-credentials", "setgroups([])");
+    if (!r->rootless && syscall(SYS_setgroups, 0, NULL) < 0) child_fail(control, "child-credentials", "setgroups([])");
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) child_fail(control, "child-credentials", "PR_SET_KEEPCAPS");
     if (syscall(SYS_setresgid, r->gid, r->gid, r->gid) < 0) child_fail(control, "child-credentials", "setresgid");
     if (syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0) child_fail(control, "child-credentials", "setresuid");
@@ -153,6 +153,8 @@ int cg_spawn_init(const struct cg_spawn_request *r, struct cg_spawn_result *resu
     char map[64];
     snprintf(map, sizeof map, "%u %u 1\n", (unsigned)r->uid, (unsigned)r->uid);
     if (write_file(pid, "uid_map", map) < 0) { close(go[1]); return parent_fail(result, "uid-map", pid); }
+    // Without CAP_SETGID over the parent namespace the kernel takes a gid_map only after setgroups is denied.
+    if (r->rootless && write_file(pid, "setgroups", "deny\n") < 0) { close(go[1]); return parent_fail(result, "setgroups-deny", pid); }
     snprintf(map, sizeof map, "%u %u 1\n", (unsigned)r->gid, (unsigned)r->gid);
     if (write_file(pid, "gid_map", map) < 0) { close(go[1]); return parent_fail(result, "gid-map", pid); }
     if (write(go[1], "g", 1) != 1) { close(go[1]); return parent_fail(result, "release-child", pid); }

@@ -14,7 +14,7 @@ public struct EnforceCommand: ParsableCommand {
         cagent enforce --profile PROFILE [--workspace DIR] [--user UID]
           [--offline] [--env NAME]... [--allow-proxy | --proxy URL]
           [--ssh-key FILE] [--publish PORT]
-          [--revert-risky] [--json] [--in-container] -- CMD [ARGS...]
+          [--revert-risky] [--json] [--in-container] [--rootless] -- CMD [ARGS...]
         """,
         discussion: """
         The agent's exit status becomes cagent's (128+N when it died of signal N). 125: cagent failed and \
@@ -22,7 +22,7 @@ public struct EnforceCommand: ParsableCommand {
         was not found.
 
         Ctrl-C interrupts the agent; Ctrl-Z suspends agent and cagent together (`fg` resumes both). \
-        Needs root for now (run it with sudo). See docs/cli.md.
+        As a plain user it runs in rootless mode (docs/security.md "Rootless mode"). See docs/cli.md.
         """)
 
     @OptionGroup var logging: LoggingOptions
@@ -62,6 +62,8 @@ public struct EnforceCommand: ParsableCommand {
     var db: String?
     @Flag(help: "cagent is a container's entrypoint (root in it, CAP_NET_ADMIN): the container is the sandbox; firewall, drop every capability, switch to the agent user, exec. See docs/docker.md.")
     var inContainer = false
+    @Flag(help: "Rootless mode even as root (chosen by itself when cagent is not root): cagent first becomes the agent's user, then sets up the sandbox without any privilege of the host's.")
+    var rootless = false
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
     public init() {}
@@ -73,11 +75,13 @@ public struct EnforceCommand: ParsableCommand {
 
     /// What was asked, as plain values (the fast path builds the same from argv: EnforceOptions.parseCommon).
     public var options: EnforceOptions {
-        EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
+        var options = EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
                        passEnvironment: passEnvironment, allowProxy: allowProxy, proxy: proxy, failAtStage: failAtStage.map { SetupStage($0) }, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
                        ask: ask, askTimeout: askTimeout, sshKey: sshKey, publish: publish, inContainer: inContainer,
                        command: command)
+        options.rootless = rootless
+        return options
     }
 
     public func run() throws { try options.run() }

@@ -44,6 +44,9 @@ public final class Gate: @unchecked Sendable {
         /// Ask mode (`cagent enforce --ask`): an A/AAAA question for a name not in the profile is held (nothing
         /// is forwarded, nothing pinned) and this decides; nil: NXDOMAIN at once.
         public var asker: GateAsker?
+        /// Rootless mode: where the listening sockets come from (family, type -> an unbound socket created in the
+        /// sandbox's namespace, which a plain user cannot enter: cg_netns_sockets); nil: created here.
+        public var listenSocket: (@Sendable (_ family: Int32, _ type: Int32) throws -> Int32)?
 
         public init(listen: [IPAddress], port: UInt16 = 0, netnsPath: String? = nil, policy: GatePolicy,
                     upstream: UpstreamConfig, clamp: GateAnswer.Clamp = .init(), maxTCPClients: Int = 64,
@@ -183,13 +186,15 @@ private struct Loop {
             guard !gate.configuration.listen.isEmpty else { throw CagentError(stage: "dns gate", "no listen address") }
             for address in gate.configuration.listen {
                 // The first bind picks the port (when 0); every other socket takes the same one.
-                let udp = try Sockets.socket(SocketAddress(address: address, port: 0).family, Int32(SOCK_DGRAM.rawValue), stage: "dns gate: udp socket")
+                let family = SocketAddress(address: address, port: 0).family
+                let make = gate.configuration.listenSocket ?? { family, type in try Sockets.socket(family, type, stage: "dns gate: socket") }
+                let udp = try make(family, Int32(SOCK_DGRAM.rawValue))
                 udps.append(udp)
                 try Sockets.bind(udp, SocketAddress(address: address, port: port), stage: "dns gate: udp bind")
                 port = Sockets.boundPort(udp)
                 var size: Int32 = 4 << 20
                 setsockopt(udp, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-                let tcp = try Sockets.socket(SocketAddress(address: address, port: 0).family, Int32(SOCK_STREAM.rawValue), stage: "dns gate: tcp socket")
+                let tcp = try make(family, Int32(SOCK_STREAM.rawValue))
                 tcps.append(tcp)
                 try Sockets.bind(tcp, SocketAddress(address: address, port: port), stage: "dns gate: tcp bind")
                 guard listen(tcp, 64) == 0 else { throw CagentError.system("dns gate: tcp listen", "listen \(address) port \(port)") }

@@ -11,7 +11,7 @@ extension EnforceOptions {
     /// The long names this parser knows, each an option (takes a value) or a flag; EnforceArgumentsTests
     /// checks the list against EnforceCommand's own definitions.
     static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir", "env", "db", "ask-timeout", "proxy", "ssh-key", "publish"]
-    static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json", "allow-proxy", "ask", "in-container"]
+    static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json", "allow-proxy", "ask", "in-container", "rootless"]
 
     /// `arguments` are those after `enforce`. Nil: let ArgumentParser decide.
     public static func parseCommon(_ arguments: [String]) -> EnforceOptions? {
@@ -71,7 +71,7 @@ extension EnforceOptions {
             guard let number = Double(text), number.isFinite, number > 0 else { return nil }
             askTimeout = number
         }
-        return EnforceOptions(verbose: flags.contains("verbose"), debug: flags.contains("debug"), profile: profile,
+        var options = EnforceOptions(verbose: flags.contains("verbose"), debug: flags.contains("debug"), profile: profile,
                               workspace: values["workspace"], user: user, revertRisky: flags.contains("revert-risky"),
                               offline: flags.contains("offline"), json: flags.contains("json"), upstreamDns: upstream,
                               passEnvironment: passed, allowProxy: flags.contains("allow-proxy"), proxy: values["proxy"],
@@ -79,5 +79,7 @@ extension EnforceOptions {
                               stateDir: values["state-dir"], db: values["db"],
                               ask: flags.contains("ask"), askTimeout: askTimeout, sshKey: values["ssh-key"], publish: publish,
                               inContainer: flags.contains("in-container"), command: command)
+        options.rootless = flags.contains("rootless")
+        return options
     }
 }

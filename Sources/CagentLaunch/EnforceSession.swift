@@ -42,6 +42,8 @@ public struct EnforceOptions: Equatable, Sendable {
     /// `--in-container`: cagent is a container's entrypoint and the container is the sandbox (ContainerEnforce).
     public var inContainer = false
     public var command: [String] = []
+    /// `--rootless`: rootless mode although cagent is root (it is chosen by itself when cagent is not).
+    public var rootless = false
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
@@ -63,9 +65,17 @@ public struct EnforceOptions: Equatable, Sendable {
         if inContainer { return try ContainerEnforce(options: self).run() }
         CagentLog.bootstrap(verbose: verbose, debug: debug)
         Timing.mark("enforce: main")
-        if dumpPlan == nil { try RootRequirement.check(command: "enforce") }
         let environment = ProcessEnvironment.current
         let invoking = try InvokingUser.agent(uid: user, environment: environment)
+        // Not root (or --rootless): the same sandbox without any privilege of the host's (RootlessMode).
+        let rootless = RootlessMode.isOn(requested: self.rootless)
+        if rootless { try RootlessMode.enter(as: invoking) }
+        if rootless && publish != nil {
+            throw CagentError(stage: "arguments", "--publish is not available in rootless mode yet", hint: "run it as root, or without --publish")
+        }
+        if rootless && proxy != nil {
+            throw CagentError(stage: "arguments", "--proxy is not available in rootless mode yet", hint: "run it as root, or without --proxy")
+        }
         let workspacePath = workspace ?? FileSystem.currentDirectory()
         // With --user, every place is that user's (profiles, trust store, state), whatever cagent's own
         // HOME and XDG variables say.
@@ -73,6 +83,7 @@ public struct EnforceOptions: Equatable, Sendable {
         let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath, environment: places)
         var paths = CagentPaths.standard(user: invoking, environment: places)
         if let stateDir { paths.data = stateDir }
+        if rootless { paths.runtime = RootlessMode.runtimeDirectory(data: paths.data, environment: places) }
         // Keys from files the user's config names join the host environment (never printed or stored).
         let credentials = try Credentials.load(into: environment, configDirectory: paths.config, user: invoking,
                                                workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"))
@@ -101,6 +112,7 @@ public struct EnforceOptions: Equatable, Sendable {
         var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
                                      command: command, environment: hostEnvironment)
         request.requestedEnvironment = passEnvironment
+        request.rootless = rootless
         if let sshKey {
             let key = try SshDeployKey.load(keyFile: sshKey, currentDirectory: FileSystem.currentDirectory(), endpoints: loaded.network.endpoints,
                                             user: invoking, workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"),
@@ -110,7 +122,14 @@ public struct EnforceOptions: Equatable, Sendable {
         }
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         Timing.mark("enforce: profile, user, environment")
+        // The session's cgroups, or (none usable here) the rlimit fallback the plan's process policy carries.
+        let sessionLimits = dumpPlan == nil ? SessionLimits(id: request.sessionID, limits: ResourceLimits(profile: loaded.limits), paths: paths) : nil
+        request.limitsWithoutCgroup = sessionLimits?.withoutCgroup ?? false
         var plan = try EnforcePlanner.plan(request)
+        if let notice = sessionLimits?.notice { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
+        if rootless, dumpPlan == nil, let home = plan.shadowHome {
+            FileDescriptorStream.standardError.write("cagent: notice: rootless mode: the shadow home is the directory \(TerminalEscape.escape(home)) (limits.disk does not bound it without root)\n")
+        }
         Timing.mark("enforce: plan")
         plan.failAtStage = failAtStage
         for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
@@ -139,7 +158,11 @@ public struct EnforceOptions: Equatable, Sendable {
         let recording = SessionRecording(sessionID: plan.sessionID, profile: profile, command: command,
                                          db: db ?? stateDir.map { $0 + "/cagent.db" }, paths: paths,
                                          workspace: workspacePath, asker: asker)
-        let network = offline ? nil : try EnforceNetwork(
+        // Rootless: the allowlist, the gate and a user-mode uplink inside the sandbox's own namespace (RootlessNetwork).
+        let rootlessNetwork = offline || !rootless ? nil : try RootlessNetwork(
+            profile: loaded.network, upstreamOverride: upstreamDns, allowHint: recording.allowCommand,
+            asker: asker?.gateAsker, output: { notices.write(line: $0) })
+        let network = offline || rootless ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
             allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
         network?.failAt = failAtStage
@@ -147,16 +170,9 @@ public struct EnforceOptions: Equatable, Sendable {
         let published = try publish.map { try PublishedPort(port: $0) }
         defer { published?.stop() }
         if let published { FileDescriptorStream.standardError.write(published.line + "\n") }
-        // The host's part of the network comes up meanwhile (cgroups, snapshot, volume, clone); `start` waits for it.
+        guard let cgroup = sessionLimits else { throw CagentError(stage: "limits", "no session limits were set up") }
+        // The host's part of the network comes up meanwhile (snapshot, volume, clone); `start` waits for it.
         network?.prepareAhead()
-        let cgroup: SessionCgroup
-        do {
-            cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits), paths: paths)
-        } catch let error as CagentError {
-            if let teardownError = network?.stop() { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
-            FileDescriptorStream.standardError.write("cagent: \(error.duringSetup())\n")
-            throw CagentExit(status: 125)
-        }
 
         Timing.mark("enforce: session resources, cgroups")
         let before = RiskyChanges.snapshot(workspace: plan.workspace, user: invoking)
@@ -174,7 +190,10 @@ public struct EnforceOptions: Equatable, Sendable {
         launcher.beforeRelease = { pid in
             // The init is frozen waiting for its plan: nothing inside runs before the network is in place.
             Timing.mark("enforce: cloned")
-            do { try network?.start(pid: pid) } catch { throw setupError(error, stage: .network) }
+            do {
+                try network?.start(pid: pid)
+                try rootlessNetwork?.start(pid: pid)
+            } catch { throw setupError(error, stage: .network) }
             Timing.mark("enforce: network up")
             do { try published?.start(pid: pid) } catch { throw setupError(error, stage: .publish) }
         }
@@ -200,6 +219,7 @@ public struct EnforceOptions: Equatable, Sendable {
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
             var plan = plan
             if let network { plan = network.uplink.resolving(plan) }
+            if let rootlessNetwork { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: rootlessNetwork.nameservers)) }
             if upstreamProxy != nil {
                 guard let url = network?.proxyURL else { throw CagentError(stage: "proxy", "the filtering proxy has no address") }
                 plan.environment = AgentEnvironment.withFilteringProxy(plan.environment, url: url)
@@ -216,6 +236,7 @@ public struct EnforceOptions: Equatable, Sendable {
         // chains (on a thread, waited for below) while the cgroup goes and the session is recorded.
         published?.stop()
         let networkDown = network?.stopOverlapped()
+        rootlessNetwork?.stop()
         asker?.join()
         for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
         cgroup.remove()
@@ -228,6 +249,9 @@ public struct EnforceOptions: Equatable, Sendable {
             if let network {
                 FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: written.list)) + "\n")
                 if upstreamProxy != nil, let line = network.proxyLines.summaryLine { FileDescriptorStream.standardError.write(line + "\n") }
+            }
+            if let rootlessNetwork {
+                FileDescriptorStream.standardError.write((json ? rootlessNetwork.reporter.json() : rootlessNetwork.reporter.summaryLine(listPath: written.list)) + "\n")
             }
         }
         let teardownError = networkDown?()

@@ -12,12 +12,25 @@ final class NetlinkSocket {
     private let portID: UInt32
     private var nextSequence: UInt32
 
-    init(_ bus: Int32, stage: String) throws {
-        self.stage = stage
+    convenience init(_ bus: Int32, stage: String) throws {
         guard let socket = mnl_socket_open(bus) else {
             throw CagentError.system(stage, "cannot open a netlink socket",
                                      hint: "cagent needs root (CAP_NET_ADMIN)")
         }
+        try self.init(socket: socket, stage: stage)
+    }
+
+    /// Rootless mode: a netlink socket created in another namespace (cg_netns_sockets); this object owns it.
+    convenience init(descriptor: Int32, stage: String) throws {
+        guard let socket = mnl_socket_fdopen(descriptor) else {
+            Glibc.close(descriptor)
+            throw CagentError.system(stage, "cannot adopt a netlink socket")
+        }
+        try self.init(socket: socket, stage: stage)
+    }
+
+    private init(socket: OpaquePointer, stage: String) throws {
+        self.stage = stage
         if mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) < 0 {
             mnl_socket_close(socket)
             throw CagentError.system(stage, "cannot bind a netlink socket")

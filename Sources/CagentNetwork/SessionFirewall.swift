@@ -31,6 +31,17 @@ public final class SessionFirewall: Sendable {
         self.socket = Mutex(socket)
     }
 
+    /// Rootless mode: the sets live in the sandbox's own namespace, reached through a NETLINK_NETFILTER socket
+    /// created there (cg_netns_sockets); this object owns the descriptor.
+    public init(interface: String, nflogGroup: UInt16, netlinkDescriptor: Int32) throws {
+        self.interface = interface
+        self.nflogGroup = nflogGroup
+        socket = Mutex(try NetlinkSocket(descriptor: netlinkDescriptor, stage: "session firewall \(interface)"))
+    }
+
+    /// One batch on this firewall's socket (rootless mode: the sandbox namespace's whole ruleset).
+    public func run(_ batch: NftBatch) throws { try apply(batch) }
+
     /// Allows `address` on `proto`/`port` for `timeout` seconds (nil: for the session's life). When the entry
     /// exists already, its timeout becomes max(remaining, timeout): a short TTL never cuts a longer pin.
     public func allow(_ address: IPAddress, proto: AllowProto, port: UInt16, timeout: UInt32?) throws {

@@ -27,6 +27,11 @@ public struct EnforceRequest: Sendable {
     public var diskBytes: UInt64
     /// Apply the process policy (seccomp, Landlock, rlimits) to the agent; off only to test the layers apart.
     public var processPolicy = true
+    /// No usable cgroup (SessionLimits): rlimits hold the process and memory limits.
+    public var limitsWithoutCgroup = false
+    /// Rootless mode: cagent is not root. The shadow home is a plain directory of the user's (a loop device
+    /// for the bounded image needs root), bound read-write like the workspace; everything else is the same.
+    public var rootless = false
     /// `--ssh-key`: the deploy key and the profile's known hosts, written into the sandbox's /etc/ssh.
     public var sshKey: SshDeployKey?
 
@@ -95,7 +100,9 @@ public enum EnforcePlanner {
             throw CagentError(stage: "workspace", "the workspace \(TerminalEscape.escape(workspace)) would expose the whole home directory",
                               hint: "run cagent from a project directory, not from your home or /")
         }
-        let shadowHome = try ShadowHome.prepare(paths: request.paths, user: user, agent: request.profile.agent)
+        let shadowHome = request.rootless
+            ? try ShadowHome.prepareDirectory(paths: request.paths, user: user, agent: request.profile.agent)
+            : try ShadowHome.prepare(paths: request.paths, user: user, agent: request.profile.agent)
         var steps: [SandboxPlan.Step] = []
         func add(_ operation: SandboxPlan.Operation, _ reason: String) { steps.append(.init(operation, reason)) }
 
@@ -140,7 +147,11 @@ public enum EnforcePlanner {
         // 4. The shadow home at the user's home path (the real home never appears), before the workspace:
         //    a workspace inside the home must land on top of it, not under it. It is the bounded volume (an
         //    ext4 image of limits.disk): the agent cannot fill the host's disk through it.
-        add(.volume(target: home), "persistent shadow home (agent config and cache), bounded by limits.disk")
+        if request.rootless {
+            add(.bind(source: shadowHome, target: home, mode: .readWrite), "persistent shadow home (agent config and cache): rootless, a directory of the user's, not bounded")
+        } else {
+            add(.volume(target: home), "persistent shadow home (agent config and cache), bounded by limits.disk")
+        }
 
         // 5. The workspace, read-write at its real path (agents record absolute paths).
         add(.bind(source: workspace, target: workspace, mode: .readWrite), "the workspace")
@@ -182,8 +193,11 @@ public enum EnforcePlanner {
                                environment: environment(request: request, home: home), steps: steps,
                                terminal: request.terminal, workspace: workspace, shadowHome: shadowHome)
         // An older cagent's shadow-home directory is copied into the image when the image is made.
-        plan.volume = .init(image: shadowHome, sizeBytes: request.diskBytes, journal: true, purpose: "shadow home",
-                            seed: ShadowHome.legacyDirectory(paths: request.paths, agent: request.profile.agent))
+        plan.rootless = request.rootless
+        if !request.rootless {
+            plan.volume = .init(image: shadowHome, sizeBytes: request.diskBytes, journal: true, purpose: "shadow home",
+                                seed: ShadowHome.legacyDirectory(paths: request.paths, agent: request.profile.agent))
+        }
 
         // The process policy (Policy/): seccomp filter, Landlock over the view (read everywhere the mounts
         // show, write only where they allow it), rlimits. Applied by cagent-init last, before exec.
@@ -196,7 +210,9 @@ public enum EnforcePlanner {
                 default: return nil
                 }
             }
-            let (policy, notices) = try ProcessPolicy.forSandbox(limits: ResourceLimits(profile: request.profile.limits),
+            var limits = ResourceLimits(profile: request.profile.limits)
+            limits.withoutCgroup = request.limitsWithoutCgroup
+            let (policy, notices) = try ProcessPolicy.forSandbox(limits: limits,
                                                                  readOnly: ["/"], readWrite: writable)
             plan.policy = try policy.serialized()
             plan.policyNotices = notices
@@ -346,5 +362,24 @@ public enum ShadowHome {
                               hint: "remove it; cagent recreates it")
         }
         return path(paths: paths, agent: agent)
+    }
+
+    /// Rootless mode: the shadow home as the plain directory `<data>/homes/<agent>` (the user's, 0700; the
+    /// same directory cagent used before the image, so a rootful image's seed and a rootless home agree).
+    /// A loop device needs root and nothing else bounds a directory: limits.disk does not hold here (the
+    /// start says so). cagent-init binds it without following a symlink (a link the agent left at a mount
+    /// target inside it stops the start, H11).
+    public static func prepareDirectory(paths: CagentPaths, user: InvokingUser, agent: String?) throws -> String {
+        _ = try prepare(paths: paths, user: user, agent: agent)
+        let directory = legacyDirectory(paths: paths, agent: agent)
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw CagentError.system("shadow home", "cannot create \(TerminalEscape.escape(directory))")
+        }
+        var info = stat()
+        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR, info.st_uid == user.uid else {
+            throw CagentError(stage: "shadow home", "\(TerminalEscape.escape(directory)) is not a directory of uid \(user.uid) (a symlink?)",
+                              hint: "remove it; cagent recreates it")
+        }
+        return directory
     }
 }

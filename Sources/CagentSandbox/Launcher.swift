@@ -159,6 +159,7 @@ public final class Launcher {
         request.uid = plan.uid
         request.gid = plan.gid
         request.namespaces = CG_SPAWN_NAMESPACES
+        request.rootless = plan.rootless ? 1 : 0
         var result = cg_spawn_result()
         let arguments = ["cagent-init", plan.sessionID]
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]

@@ -97,6 +97,9 @@ public struct SandboxPlan: Sendable, Equatable {
     public var traceNotify = false
     /// Test hook (`--fail-at-stage`): the setup stage to fail on purpose ("bind /usr", "pivot-root", "cgroup", ...).
     public var failAtStage: SetupStage?
+    /// Rootless mode (host side only, never sent to cagent-init): the launcher denies setgroups before the
+    /// gid map, as the kernel requires of an unprivileged writer (cg_spawn_request.rootless).
+    public var rootless = false
     /// Host paths of the workspace and shadow home: the trees the agent controls (for reports).
     public var workspace: String
     public var shadowHome: String?

@@ -1,6 +1,7 @@
 // Umbrella header for the C shim. Every symbol is prefixed cg_/CG_; each header says why it exists.
 #include "cg_fs.h"
 #include "cg_ns.h"
+#include "cg_netns_sockets.h"
 #include "cg_caps.h"
 #include "cg_security.h"
 #include "cg_spawn.h"

@@ -9,5 +9,7 @@ int cg_capbset_read(int cap);
 int cg_get_no_new_privs(void);
 /// Highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap is the other source).
 int cg_cap_last_cap(void);
+/// prctl(PR_SET_DUMPABLE, value): rootless mode restores it after root became the user (a uid change clears it).
+int cg_set_dumpable(int value);
 
 #endif

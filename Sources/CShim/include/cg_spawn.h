@@ -24,6 +24,10 @@ struct cg_spawn_request {
     int namespaces;
     /// Test hook: the step to fail on purpose ("child-credentials", "exec-init"; cg_fault.h), NULL in normal runs.
     const char *fail_at;
+    /// Rootless mode (cagent is not root): an unprivileged writer of gid_map must first deny setgroups in the
+    /// new user namespace, so the child cannot drop its supplementary groups (they stay, unmapped, shown as
+    /// nogroup inside; docs/security.md "Rootless mode").
+    int rootless;
 };
 
 struct cg_spawn_result {

@@ -12,6 +12,9 @@ enum DiskChecks {
     /// Really creates, mounts (detached) and removes a small image: loop devices, mkfs.ext4 and ext4 all work.
     static func volume() -> DoctorCheck {
         let limit = ResourceLimits.defaults.diskBytes >> 20
+        if geteuid() != 0 {
+            return DoctorCheck("disk bound", .info, "not root: rootless sessions keep the shadow home in a directory of yours, not bounded (a loop device needs root)")
+        }
         var template = Array("/tmp/cagent-doctor-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
             return DoctorCheck("disk bound", .warn, "cannot make a temporary directory to probe loop devices")

@@ -22,7 +22,9 @@ struct DoctorCommand: AsyncParsableCommand {
         logging.bootstrap()
         let environment = ProcessEnvironment.current
         let user = InvokingUser.current(environment: environment)
-        let paths = CagentPaths.standard(user: user, environment: environment)
+        var paths = CagentPaths.standard(user: user, environment: environment)
+        // A plain user's sessions are rootless: their runtime state is the user's, never /run.
+        if geteuid() != 0 { paths.runtime = RootlessMode.runtimeDirectory(data: paths.data, environment: environment) }
         var checks = SystemChecks.all(environment: environment, paths: paths)
 
         var cleaned: [String] = []

@@ -19,6 +19,7 @@ enum SystemChecks {
         checks.append(seccompFilter())
         checks.append(landlock())
         checks.append(cgroups())
+        checks.append(rootless())
         checks.append(ebpf())
         checks.append(Capture.loadError.map { DoctorCheck("libpcap", .fail, $0, remedy: "apt-get install libpcap0.8 (learn mode captures DNS with it; enforce reads its denials through it)") }
                       ?? DoctorCheck("libpcap", .ok, Capture.libraryVersion))
@@ -32,9 +33,7 @@ enum SystemChecks {
 
     static func privileges() -> DoctorCheck {
         guard geteuid() == 0 else {
-            return DoctorCheck("privileges", .fail, "running as uid \(geteuid()), not root",
-                               remedy: "run cagent as root (sudo cagent ...); the agent itself never runs as root",
-                               required: true)
+            return DoctorCheck("privileges", .info, "uid \(geteuid()), not root: `enforce` runs in rootless mode (see \"rootless\"); `learn` needs root")
         }
         // Capabilities root lacks here (e.g. CAP_SYS_RESOURCE in some VMs) only mean limits can be lowered, not raised.
         let last = cg_cap_last_cap()
@@ -54,7 +53,8 @@ enum SystemChecks {
             ("cgroup", CG_CLONE_NEWCGROUP),
         ]
         return kinds.map { name, flag in
-            let result = cg_probe_unshare(flag)
+            // A plain user's sandbox gets each namespace inside a user namespace of its own (rootless mode).
+            let result = cg_probe_unshare(geteuid() == 0 || flag == CG_CLONE_NEWUSER ? flag : flag | CG_CLONE_NEWUSER)
             if result == 0 { return DoctorCheck("namespace \(name)", .ok, "unshare works") }
             return DoctorCheck("namespace \(name)", .fail, "unshare failed: \(String(cString: strerror(result)))",
                                remedy: name == "user"
@@ -65,6 +65,9 @@ enum SystemChecks {
     }
 
     static func nftables() -> DoctorCheck {
+        if geteuid() != 0 {
+            return DoctorCheck("nftables netlink", .info, "not root: rootless sessions program nftables inside the sandbox's own namespace (the host's ruleset is not read)")
+        }
         do {
             let chains = try NetfilterInventory.chains()
             let tables = Set(chains.map { "\($0.familyName) \($0.table)" })
@@ -133,20 +136,46 @@ enum SystemChecks {
                            remedy: "boot with lsm=...,landlock on a kernel >= 5.13")
     }
 
-    /// Where the pids and memory controllers are (cgroup v1, cgroup2, or a hybrid of both).
+    /// Which limits hold here: the session's cgroups where the pids and memory controllers are mounted (found
+    /// through /proc/self/mountinfo, wherever that is) and writable, otherwise the rlimit fallback of
+    /// SessionLimits (what `enforce` then uses, with a notice).
     static func cgroups() -> DoctorCheck {
         let layout = CgroupLayout.detect()
+        let d = ResourceLimits.defaults
+        let fallback = "enforce holds the limits with rlimits: RLIMIT_NPROC (\(d.processes) processes, counted in the sandbox's user namespace) and RLIMIT_DATA per process (\(d.memoryBytes >> 20) MiB, not the session's total)"
         var missing: [String] = []
         if layout.pids == nil { missing.append("pids") }
         if layout.memory == nil { missing.append("memory") }
         if !missing.isEmpty {
-            return DoctorCheck("cgroups", .fail, "no \(missing.joined(separator: "/")) controller; \(layout.summary)",
-                               remedy: "a kernel with the pids and memory controllers (CONFIG_CGROUP_PIDS, CONFIG_MEMCG) mounted as cgroup v1 or cgroup2",
-                               required: true)
+            return DoctorCheck("limits", .warn, "no reachable \(missing.joined(separator: "/")) controller (\(layout.summary)): \(fallback)",
+                               remedy: "mount the cgroup hierarchies (a fresh sysfs, as `ip netns exec` makes, has none), or run where the pids and memory controllers are mounted")
         }
-        let d = ResourceLimits.defaults
-        return DoctorCheck("cgroups", .ok, layout.summary
+        // The session's cgroup goes under cagent's own: that directory must be writable (root, or a delegation).
+        let parents = [layout.pids, layout.memory].compactMap { $0 }.map { $0.mountPoint + ($0.ownPath == "/" ? "" : $0.ownPath) }
+        if let closed = parents.first(where: { access($0, W_OK) != 0 }) {
+            return DoctorCheck("limits", .warn, "cgroups (\(layout.summary)) but \(closed) is not writable for uid \(geteuid()): \(fallback)",
+                               remedy: "run as root, or in a cgroup delegated to you (systemd: `systemd-run --user --scope -p Delegate=yes cagent ...`)")
+        }
+        return DoctorCheck("limits", .ok, "session cgroups: \(layout.summary)"
                            + "; default limits: \(d.processes) processes, \(d.memoryBytes >> 20) MiB, \(d.openFiles) open files")
+    }
+
+    /// What rootless mode (enforce as a plain user, or `--rootless`) has on this machine and what it lacks.
+    static func rootless() -> DoctorCheck {
+        var lacks: [String] = []
+        if cg_probe_unshare(CG_CLONE_NEWUSER) != 0 { lacks.append("unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces)") }
+        let slirp = ["/usr/bin/slirp4netns", "/bin/slirp4netns"].first(where: { (path: String) in access(path, X_OK) == 0 })
+        if slirp == nil { lacks.append("slirp4netns (apt-get install slirp4netns): without it only --offline") }
+        let tun = open("/dev/net/tun", O_RDWR | O_CLOEXEC)
+        if tun >= 0 { close(tun) } else if geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0 {
+            lacks.append("/dev/net/tun for this user (\(String(cString: strerror(errno))); udev makes it 0666): without it only --offline")
+        }
+        let always = "always without root: the shadow home is an unbounded directory (no loop device), no --proxy, no learn, IPv4 only"
+        if lacks.isEmpty {
+            return DoctorCheck("rootless", .ok, "user namespaces, slirp4netns, /dev/net/tun: enforce works as a plain user, online and offline; \(always)")
+        }
+        return DoctorCheck("rootless", .warn, "lacks " + lacks.joined(separator: "; ") + "; \(always)",
+                           remedy: "install the missing pieces as root once (scripts/install-deps.sh)")
     }
 
     /// The eBPF tracer uses raw tracepoints (no tracefs needed); tracefs is reported for other tools.
@@ -186,7 +215,7 @@ enum SystemChecks {
         do {
             try makeDirectories(paths.runtime, mode: 0o700)
             if access(paths.runtime, W_OK) != 0 {
-                return DoctorCheck("state", .fail, "\(paths.runtime) not writable", remedy: "run as root", required: true)
+                return DoctorCheck("state", .fail, "\(paths.runtime) not writable", remedy: geteuid() == 0 ? "check the directory's owner and mode" : "set XDG_RUNTIME_DIR to a directory of yours", required: true)
             }
             return DoctorCheck("state", .ok, "runtime \(paths.runtime), data \(paths.data)")
         } catch {

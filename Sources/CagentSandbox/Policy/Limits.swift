@@ -40,15 +40,31 @@ public struct ResourceLimits: Sendable, Equatable {
     public var tmpMountOptions: String { "mode=1777,size=\(tmpBytes),nosuid,nodev" }
     public var shmMountOptions: String { "mode=1777,size=\(shmBytes),nosuid,nodev" }
 
+    /// No usable cgroup (SessionLimits.start fell back): the process and memory limits are held by rlimits
+    /// instead (`rlimits` below), and the start says so.
+    public var withoutCgroup = false
+
     /// rlimits applied in the child, lower-only (raising needs CAP_SYS_RESOURCE, which root may lack).
-    /// RLIMIT_NPROC is deliberately absent: it counts every process of the uid on the host, and the agent's
-    /// uid is the workspace owner's; the pids cgroup counts the session alone. Core dumps are off (they
-    /// would write the agent's memory, secrets included, into the workspace).
+    /// Core dumps are off (they would write the agent's memory, secrets included, into the workspace).
+    ///
+    /// With a cgroup, the pids and memory controllers hold the session's totals and nothing more is set.
+    /// Without one (`withoutCgroup`):
+    /// - RLIMIT_NPROC = limits.processes. The kernel (5.14+) counts it per user namespace and uid (ucounts),
+    ///   and the sandbox has a user namespace of its own: the count is the agent's processes alone, not every
+    ///   process of the uid on the host. Checked at every fork; the agent holds no capability to bypass it.
+    /// - RLIMIT_DATA = limits.memory, per process (heap and private writable mappings; address space merely
+    ///   reserved, as V8 and Go do, is not counted, so this does not break them the way RLIMIT_AS would).
+    ///   Weaker than the memory controller: N processes may use N times the bound.
     public var rlimits: [cg_rlimit_setting] {
-        [
+        var settings = [
             cg_rlimit_setting(resource: Int32(RLIMIT_NOFILE.rawValue), soft: UInt64(openFiles), hard: UInt64(openFiles)),
             cg_rlimit_setting(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0),
         ]
+        if withoutCgroup {
+            settings.append(cg_rlimit_setting(resource: Int32(__RLIMIT_NPROC.rawValue), soft: UInt64(processes), hard: UInt64(processes)))
+            settings.append(cg_rlimit_setting(resource: Int32(RLIMIT_DATA.rawValue), soft: memoryBytes, hard: memoryBytes))
+        }
+        return settings
     }
 }
 
@@ -72,11 +88,59 @@ public struct CgroupLayout: Sendable, Equatable {
     public var memory: Hierarchy?
     public var unified: Hierarchy?
 
-    /// Reads /proc/self/mounts and /proc/self/cgroup.
+    /// Reads /proc/self/mountinfo and /proc/self/cgroup: the hierarchies wherever they are mounted (not
+    /// assumed at /sys/fs/cgroup), and a mount of a subtree (a container's view) mapped correctly.
     public static func detect() -> CgroupLayout {
-        parse(mounts: FileSystem.readText("/proc/self/mounts") ?? "",
+        parse(mountinfo: FileSystem.readText("/proc/self/mountinfo") ?? "",
               cgroups: FileSystem.readText("/proc/self/cgroup") ?? "",
               v2Controllers: { FileSystem.readText($0 + "/cgroup.controllers") ?? "" })
+    }
+
+    /// /proc/self/mountinfo -> the `mounts` form `parse` reads, keeping each mount's root in the hierarchy:
+    /// "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS".
+    /// A hierarchy mounted from a subtree (ROOT not "/") serves only the cgroups inside that subtree; a
+    /// cgroup of ours outside it is unreachable through this mount, and the controller counts as absent.
+    public static func parse(mountinfo: String, cgroups: String, v2Controllers: (String) -> String) -> CgroupLayout {
+        var mounts = ""
+        var roots: [String: String] = [:]   // mount point -> root within its hierarchy
+        for line in mountinfo.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard let dash = fields.firstIndex(of: "-"), dash >= 6, fields.count >= dash + 4 else { continue }
+            let type = fields[dash + 1]
+            guard type == "cgroup" || type == "cgroup2" else { continue }
+            let point = unescapeOctal(String(fields[4]))
+            roots[point] = unescapeOctal(String(fields[3]))
+            mounts += "\(fields[dash + 2]) \(point) \(type) \(fields[dash + 3]) 0 0\n"
+        }
+        var layout = parse(mounts: mounts, cgroups: cgroups, v2Controllers: v2Controllers)
+        func relocate(_ hierarchy: Hierarchy?) -> Hierarchy? {
+            guard var hierarchy, let root = roots[hierarchy.mountPoint], root != "/" else { return hierarchy }
+            if hierarchy.ownPath == root { hierarchy.ownPath = "/"; return hierarchy }
+            guard hierarchy.ownPath.hasPrefix(root + "/") else { return nil }
+            hierarchy.ownPath = String(hierarchy.ownPath.dropFirst(root.count))
+            return hierarchy
+        }
+        layout.pids = relocate(layout.pids)
+        layout.memory = relocate(layout.memory)
+        layout.unified = relocate(layout.unified)
+        return layout
+    }
+
+    /// mountinfo escapes space, tab, newline and backslash as \ooo.
+    static func unescapeOctal(_ text: String) -> String {
+        guard text.contains("\\") else { return text }
+        var bytes: [UInt8] = []
+        let source = Array(text.utf8)
+        var index = 0
+        while index < source.count {
+            if source[index] == UInt8(ascii: "\\"), index + 3 < source.count,
+               let value = UInt8(String(decoding: source[(index + 1)...(index + 3)], as: UTF8.self), radix: 8) {
+                bytes.append(value); index += 4
+            } else {
+                bytes.append(source[index]); index += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Pure parser (testable with any text): v1 controllers win where both exist, because a controller

@@ -41,10 +41,13 @@ struct LimitsLayoutTests {
         #expect(layout.pids == unified && layout.memory == unified && layout.unified == unified)
     }
 
-    @Test("no controllers: the session refuses to start (fail closed)")
+    @Test("no controllers: no session cgroup; the session's limits fall back to rlimits and say why")
     func missingControllers() {
         let layout = CgroupLayout.parse(mounts: "", cgroups: "", v2Controllers: { _ in "" })
         #expect(throws: CagentError.self) { _ = try SessionCgroup(id: "never", limits: .defaults, layout: layout) }
+        let limits = SessionLimits(id: "never", limits: .defaults, layout: layout)
+        #expect(limits.cgroup == nil && limits.limits.withoutCgroup)
+        #expect(limits.notice?.contains("no pids controller") == true)
     }
 }
 

@@ -1,0 +1,264 @@
+import CShim
+import CagentCapture
+import CagentCore
+import CagentDNS
+import CagentNetwork
+import CagentProfile
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Rootless mode's network (issue #18): no veth into the host's namespace (a plain user cannot make one).
+/// Instead, inside the sandbox's own network namespace, which cagent may program as the owner of the
+/// sandbox's user namespace and the agent may not (it holds no capability there):
+/// - the allowlist: `Firewall.sandboxBatch` on the output hook, the same sets and rules as a root session;
+/// - the DNS gate on 127.0.0.1 of the sandbox (every port-53 packet redirected to it), its upstream queries
+///   sent from cagent's own sockets in the host's namespace; answers pinned into the sandbox's sets;
+/// - the uplink: slirp4netns (a user-mode TCP/IP stack; RootlessUplink), with its host-loopback mapping and
+///   its DNS forwarder off, and its network dropped by the ruleset besides.
+/// Sockets in the sandbox's namespace come from a forked helper that joins it (cg_netns_sockets).
+/// Live lines as today: the gate's refusals, and the ruleset's drops read from its nflog group in the
+/// sandbox's namespace (RootlessDenials).
+final class RootlessNetwork: @unchecked Sendable {
+    let entries: [AllowEntry]
+    let domains: [String]
+    let namedEndpoints: [(host: String, port: PinPort)]
+    let upstream: UpstreamConfig
+    let book = AddressBook()
+    let reporter: DenialReporter
+    let asker: GateAsker?
+    static let nflogGroup: UInt16 = 1
+
+    private var firewall: SessionFirewall?
+    private var gate: Gate?
+    private var uplink: RootlessUplink?
+    private var denials: RootlessDenials?
+
+    init(profile: NetworkPolicy, upstreamOverride: [String], allowHint: String?, asker: GateAsker?,
+         output: @escaping @Sendable (String) -> Void) throws {
+        self.asker = asker
+        let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
+                                          endpoints: profile.endpoints.map { ($0.host, $0.port, $0.proto.rawValue) })
+        entries = parsed.entries
+        domains = profile.domains
+        namedEndpoints = parsed.named.map { ($0.host, PinPort($0.proto == .udp ? .udp : .tcp, $0.port)) }
+        do {
+            _ = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: false)
+            upstream = upstreamOverride.isEmpty ? try UpstreamConfig.system(read: FileSystem.readText)
+                                                : try UpstreamConfig(override: upstreamOverride)
+        } catch {
+            throw CagentError(stage: "profile network", "\(error)",
+                              hint: "fix the profile's network section or the host's resolver (/etc/resolv.conf)")
+        }
+        reporter = DenialReporter(book: book, allowHint: allowHint, output: output)
+    }
+
+    /// The sandbox's resolver: the gate on its own loopback.
+    var nameservers: [String] { ["127.0.0.1"] }
+
+    /// Sockets of the sandbox's namespace (lo brought up there first: the gate binds 127.0.0.1).
+    static func sockets(pid: Int32, _ specs: [(domain: Int32, type: Int32, proto: Int32)]) throws -> [Int32] {
+        var fds = [Int32](repeating: -1, count: specs.count)
+        var stage: UnsafePointer<CChar>?
+        let domains = specs.map(\.domain), types = specs.map(\.type), protos = specs.map(\.proto)
+        guard cg_netns_sockets(pid, domains, types, protos, Int32(specs.count), 1, &fds, &stage) == 0 else {
+            throw CagentError.system("rootless network: " + (stage.map { String(cString: $0) } ?? "netns-sockets"),
+                                     "cannot make a socket in the sandbox's network namespace",
+                                     hint: "unprivileged user namespaces must be allowed: see `cagent doctor`")
+        }
+        return fds
+    }
+
+    /// Ruleset, gate, uplink for the sandbox whose init is `pid` (frozen until the plan is sent).
+    func start(pid: Int32) throws {
+        do {
+            let netlink = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 12 /* NETLINK_NETFILTER */)])[0]
+            let firewall = try SessionFirewall(interface: Firewall.sandboxInterface, nflogGroup: Self.nflogGroup,
+                                               netlinkDescriptor: netlink)
+            self.firewall = firewall
+            let policy: GatePolicy
+            do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: false) }
+            catch { throw CagentError(stage: "dns gate", "\(error)") }
+            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!], port: 0, policy: policy, upstream: upstream)
+            configuration.asker = asker
+            configuration.listenSocket = { family, type in
+                try Self.sockets(pid: pid, [(family, type | Int32(SOCK_NONBLOCK.rawValue), 0)])[0]
+            }
+            let reporter = reporter
+            let gate = Gate(configuration: configuration, pinner: firewall, book: book) { reporter.record($0) }
+            let port = try gate.start()
+            self.gate = gate
+            try firewall.run(Firewall.sandboxBatch(gatePort: port, nflogGroup: Self.nflogGroup, entries: entries,
+                                                   uplinkNetwork: RootlessUplink.network))
+            // The drops, live (before the uplink: nothing is lost between the two).
+            let denials = RootlessDenials { reporter.record($0) }
+            let nflog = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 12 /* NETLINK_NETFILTER */)])[0]
+            try denials.start(descriptor: nflog, group: Self.nflogGroup)
+            self.denials = denials
+            uplink = try RootlessUplink.start(pid: pid)
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    /// Stops the gate and the uplink; the ruleset goes with the sandbox's namespace. Idempotent.
+    func stop() {
+        denials?.stop(); denials = nil
+        gate?.stop(); gate = nil
+        uplink?.stop(); uplink = nil
+        firewall = nil
+    }
+}
+
+/// slirp4netns as the sandbox's uplink: a tap device `tap0` in the sandbox's namespace, configured by
+/// slirp4netns (10.0.2.100/24, default route via 10.0.2.2), its traffic carried by ordinary sockets of the
+/// user's in the host's namespace. `--disable-host-loopback` (10.0.2.2 does not reach the host's 127.0.0.1)
+/// and `--disable-dns` (10.0.2.3 forwards nothing): the gate is the only resolver, the host's loopback
+/// services stay out of reach. Why slirp4netns and not pasta: docs/benchmarks.md "Rootless uplink".
+final class RootlessUplink: @unchecked Sendable {
+    static let network = IPNetwork("10.0.2.0/24")!
+    /// What keeps the host out: no mapping of 10.0.2.2 to the host's loopback, no forwarding resolver at
+    /// 10.0.2.3 (RootlessUplinkTests runs slirp4netns with exactly these, and without the first as control).
+    static let options = ["--configure", "--mtu=65520", "--disable-host-loopback", "--disable-dns"]
+    static let candidates = ["/usr/bin/slirp4netns", "/bin/slirp4netns"]
+    let pid: pid_t
+    private var exitFD: Int32
+
+    private init(pid: pid_t, exitFD: Int32) { self.pid = pid; self.exitFD = exitFD }
+
+    static func start(pid sandbox: Int32) throws -> RootlessUplink {
+        guard let binary = candidates.first(where: { access($0, X_OK) == 0 }) else {
+            throw CagentError(stage: "rootless network", "slirp4netns is not installed",
+                              hint: "apt-get install slirp4netns (or run with --offline)")
+        }
+        var ready: [Int32] = [-1, -1], exit: [Int32] = [-1, -1]
+        guard pipe(&ready) == 0, pipe(&exit) == 0 else { throw CagentError.system("rootless network", "pipe") }
+        // Our ends close on exec; slirp4netns gets the write end of `ready` and the read end of `exit` as 3 and 4.
+        _ = fcntl(ready[0], F_SETFD, FD_CLOEXEC); _ = fcntl(exit[1], F_SETFD, FD_CLOEXEC)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // Its chatter ("sent tapfd=...") would land between the agent's lines: both streams to /dev/null.
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, ready[1], 3)
+        posix_spawn_file_actions_adddup2(&actions, exit[0], 4)
+        let arguments = [binary] + options + ["--ready-fd=3", "--exit-fd=4", String(sandbox), "tap0"]
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let spawned = posix_spawn(&child, binary, &actions, nil, argv, [nil])
+        close(ready[1]); close(exit[0])
+        guard spawned == 0 else {
+            close(ready[0]); close(exit[1])
+            throw CagentError(stage: "rootless network", "cannot start slirp4netns", errno: spawned)
+        }
+        let uplink = RootlessUplink(pid: child, exitFD: exit[1])
+        // Ready: one byte once tap0 is configured; EOF means slirp4netns failed (its stderr said why).
+        var byte: UInt8 = 0
+        var count = 0
+        repeat { count = read(ready[0], &byte, 1) } while count < 0 && errno == EINTR
+        close(ready[0])
+        guard count == 1 else {
+            uplink.stop()
+            throw CagentError(stage: "rootless network", "slirp4netns did not configure the sandbox's uplink",
+                              hint: "try `slirp4netns --configure PID tap0` by hand for its message; --offline starts without a network")
+        }
+        return uplink
+    }
+
+    /// Closing the exit fd ends slirp4netns; reaped here.
+    func stop() {
+        guard exitFD >= 0 else { return }
+        close(exitFD); exitFD = -1
+        var status: Int32 = 0
+        for _ in 0..<200 {
+            if waitpid(pid, &status, WNOHANG) != 0 { return }
+            usleep(5_000)
+        }
+        kill(pid, SIGKILL)
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    }
+}
+
+/// The ruleset's drops, live, in rootless mode: nflog group `group` of the sandbox's namespace, read on a
+/// NETLINK_NETFILTER socket made there (libpcap's `nflog:N` opens its own socket in the caller's namespace,
+/// which a plain user cannot enter). A netlink nflog message's payload is what libpcap hands out as a
+/// DLT_NFLOG frame (nfgenmsg, then attributes in host byte order), so NflogFrame parses it.
+final class RootlessDenials: @unchecked Sendable {
+    private let service = ServiceThread(name: "cagent-nflog")
+    private let onPacket: @Sendable (DeniedPacket) -> Void
+
+    init(onPacket: @escaping @Sendable (DeniedPacket) -> Void) { self.onPacket = onPacket }
+
+    /// Binds `group` on `descriptor` (a NETLINK_NETFILTER socket of the sandbox's namespace; owned from here).
+    func start(descriptor fd: Int32, group: UInt16) throws {
+        do {
+            // struct sockaddr_nl { u16 family; u16 pad; u32 pid (0: the kernel picks); u32 groups; }
+            var address = [UInt8](repeating: 0, count: 12)
+            address[0] = UInt8(AF_NETLINK & 0xff); address[1] = UInt8(AF_NETLINK >> 8)
+            let bound = address.withUnsafeBytes {
+                bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(12))
+            }
+            guard bound == 0 else { throw CagentError.system("nflog", "bind the sandbox's netlink socket") }
+            // NFULNL_MSG_CONFIG: bind the group (NFULA_CFG_CMD = NFULNL_CFG_CMD_BIND), then copy 256 bytes of
+            // each packet (NFULA_CFG_MODE = NFULNL_COPY_PACKET): headers are all the line needs.
+            try Self.configure(fd, group: group, attribute: 1, value: [1])
+            try Self.configure(fd, group: group, attribute: 2, value: [0, 0, 1, 0, 2, 0])
+        } catch {
+            close(fd)
+            throw error
+        }
+        let onPacket = onPacket
+        try service.start(setup: { fd }, run: { [service] fd in
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                var fds = [pollfd(fd: service.wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+                if poll(&fds, 2, 200) < 0 && errno != EINTR { break }
+                while true {
+                    let count = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                    if count <= 0 { break }
+                    var offset = 0
+                    while offset + 16 <= count {
+                        let length = Int(UInt32(buffer[offset]) | UInt32(buffer[offset + 1]) << 8 | UInt32(buffer[offset + 2]) << 16 | UInt32(buffer[offset + 3]) << 24)
+                        let type = UInt16(buffer[offset + 4]) | UInt16(buffer[offset + 5]) << 8
+                        guard length >= 16, offset + length <= count else { break }
+                        // NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_PACKET
+                        if type == 0x0400, let packet = NflogFrame.parse(Array(buffer[(offset + 16)..<(offset + length)])) { onPacket(packet) }
+                        offset += (length + 3) & ~3
+                    }
+                }
+                if fds[0].revents != 0 { break }
+            }
+            close(fd)
+        })
+    }
+
+    func stop() { service.stop() }
+
+    /// One NFULNL_MSG_CONFIG request with one attribute, acknowledged (an error from the kernel throws).
+    static func configure(_ fd: Int32, group: UInt16, attribute: UInt16, value: [UInt8]) throws {
+        let attributeLength = 4 + value.count
+        let padded = (attributeLength + 3) & ~3
+        let total = 16 + 4 + padded
+        var message = [UInt8](repeating: 0, count: total)
+        func put16(_ v: UInt16, _ at: Int) { message[at] = UInt8(v & 0xff); message[at + 1] = UInt8(v >> 8) }
+        func put32(_ v: UInt32, _ at: Int) { for i in 0..<4 { message[at + i] = UInt8((v >> (8 * UInt32(i))) & 0xff) } }
+        put32(UInt32(total), 0)
+        put16(0x0401, 4)                                   // NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_CONFIG
+        put16(0x1 | 0x4, 6)                                // NLM_F_REQUEST | NLM_F_ACK
+        put32(1, 8)                                        // sequence
+        message[16] = UInt8(AF_UNSPEC); message[17] = 0    // nfgenmsg: family, version
+        message[18] = UInt8(group >> 8); message[19] = UInt8(group & 0xff)   // res_id, big-endian
+        put16(UInt16(attributeLength), 20); put16(attribute, 22)
+        for (index, byte) in value.enumerated() { message[24 + index] = byte }
+        guard send(fd, message, message.count, 0) == message.count else { throw CagentError.system("nflog", "configure the sandbox's nflog group") }
+        var reply = [UInt8](repeating: 0, count: 4096)
+        let count = recv(fd, &reply, reply.count, 0)
+        guard count >= 20 else { throw CagentError.system("nflog", "no answer to the nflog configuration") }
+        let error = Int32(bitPattern: UInt32(reply[16]) | UInt32(reply[17]) << 8 | UInt32(reply[18]) << 16 | UInt32(reply[19]) << 24)
+        if error != 0 { throw CagentError(stage: "nflog", "the kernel refused the nflog configuration", errno: -error) }
+    }
+}

@@ -1,0 +1,59 @@
+import CNftnl
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Rootless mode's ruleset: the same allowlist as a root session's forward chain, but inside the sandbox's own
+/// network namespace (its output hook), where cagent — the owner of the sandbox's user namespace — may program
+/// nftables and the agent, holding no capability there, may not. The uplink is a user-mode stack
+/// (RootlessUplink), so every packet the agent sends leaves through this chain first.
+extension Firewall {
+    /// The name the sandbox-side sets carry (SessionFirewall pins into `sandbox_allow4`, ...).
+    public static let sandboxInterface = "sandbox"
+
+    /// Table, sets, the DNS redirect to the gate (on 127.0.0.1:`gatePort` in the sandbox) and the output chain;
+    /// `uplinkNetwork` is the user-mode stack's own network (its gateway maps the host's loopback when that is
+    /// not disabled, and its resolver forwards to the host's): dropped like the metadata addresses.
+    public static func sandboxBatch(gatePort: UInt16, nflogGroup: UInt16, entries: [AllowEntry], uplinkNetwork: IPNetwork) -> NftBatch {
+        var batch = NftBatch(table: table)
+        batch.operations.append(.addTable)
+        let sets = setNames(sandboxInterface)
+        batch.operations += [.addSet(allowSet(sets.allow4, .v4)), .addSet(allowSet(sets.allow6, .v6)),
+                             .addSet(networkSet(sets.nets4, .v4)), .addSet(networkSet(sets.nets6, .v6))]
+        var rules: [NftRule] = []
+        // nat output: every port-53 packet, to any address, goes to the gate (the agent's resolv.conf names it anyway).
+        batch.operations.append(.addChain(NftChain(name: "dns", hook: hook("nat", NF_INET_LOCAL_OUT, -100, "output"))))
+        for proto in [L4.udp, L4.tcp] {
+            rules.append((Match.l4proto(proto) + Match.destinationPort(53) + Statement.redirect(to: gatePort)).rule(in: "dns"))
+        }
+        // filter output: loopback (the gate), replies, never-reachable, the allow sets, then log + reject.
+        batch.operations.append(.addChain(NftChain(name: "output", hook: hook("filter", NF_INET_LOCAL_OUT, 0, "output"))))
+        let log = Statement.log(group: nflogGroup, prefix: denyPrefix)
+        rules.append((Match.interfacePrefix("lo", output: true) + Statement.verdict(.accept)).rule(in: "output"))
+        // A query to another resolver was redirected to the gate above, but this hook still sees the interface
+        // the packet was first routed to (the output hooks keep it after the nat reroute): the gate by address.
+        for proto in [L4.udp, L4.tcp] {
+            rules.append((Match.destination(IPAddress("127.0.0.1")!) + Match.l4proto(proto) + Match.destinationPort(gatePort)
+                          + Statement.verdict(.accept)).rule(in: "output"))
+        }
+        rules.append((Match.established() + Statement.verdict(.accept)).rule(in: "output"))
+        for network in neverReachable + [uplinkNetwork] {
+            rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: "output"))
+        }
+        rules.append((Match.icmpType(.v4, 8, name: "echo-request") + log + Statement.verdict(.drop)).rule(in: "output"))
+        rules.append((Match.icmpType(.v6, 128, name: "echo-request") + log + Statement.verdict(.drop)).rule(in: "output"))
+        rules.append((Match.allowLookup(.v4, set: sets.allow4) + Match.refresh(.v4, set: sets.allow4, seconds: pinRefreshSeconds)
+                      + Statement.verdict(.accept)).rule(in: "output"))
+        rules.append((Match.allowLookup(.v6, set: sets.allow6) + Match.refresh(.v6, set: sets.allow6, seconds: pinRefreshSeconds)
+                      + Statement.verdict(.accept)).rule(in: "output"))
+        rules.append((Match.allowLookup(.v4, set: sets.nets4) + Statement.verdict(.accept)).rule(in: "output"))
+        rules.append((Match.allowLookup(.v6, set: sets.nets6) + Statement.verdict(.accept)).rule(in: "output"))
+        rules.append((Match.l4proto(L4.tcp) + log + Statement.rejectTCPReset()).rule(in: "output"))
+        rules.append((log + Statement.rejectAdminProhibited()).rule(in: "output"))
+        batch.operations += rules.map { .addRule($0) }
+        let spec = SessionSpec(interface: sandboxInterface, gateway4: nil, gateway6: nil, gatePort: gatePort,
+                               nflogGroup: nflogGroup, entries: entries)
+        for (set, elements) in staticElements(spec) { batch.operations.append(.addElements(set: set, elements)) }
+        return batch
+    }
+}
