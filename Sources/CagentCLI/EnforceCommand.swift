@@ -13,8 +13,8 @@ public struct EnforceCommand: ParsableCommand {
         usage: """
         cagent enforce --profile PROFILE [--workspace DIR] [--user UID]
           [--offline] [--env NAME]... [--allow-proxy | --proxy URL]
-          [--ssh-key FILE] [--publish PORT]
-          [--revert-risky] [--json] [--in-container] [--rootless] -- CMD [ARGS...]
+          [--ssh-key FILE] [--publish PORT] [--revert-risky] [--json]
+          [--in-container | --rootless] -- CMD [ARGS...]
         """,
         discussion: """
         The agent's exit status becomes cagent's (128+N when it died of signal N). 125: cagent failed and \
