@@ -56,6 +56,16 @@ build_one() {
   esac
 }
 
+# Rebuilds a target only when a Swift source or harness is newer than its binary (or the debug build changed).
+build_if_stale() {
+  local bin=$out/bin/$1
+  if [ -x "$bin" ] && [ -z "$(find Fuzz Sources "$debug/Modules" -newer "$bin" \( -name '*.swift' -o -name '*.swiftmodule' \) -print -quit 2>/dev/null)" ]; then
+    echo "fuzz: $1 is up to date"
+  else
+    echo "fuzz: building $1"; build_one "$1"
+  fi
+}
+
 seeds() {
   echo "Tests/Fuzz/$1"
   if [ "$1" = tracee ]; then echo Tests/StoreTests/Fixtures/tracee; fi
@@ -76,7 +86,7 @@ case "${1:-}" in
   run) run_one "$2" "${3:-600}" ;;
   all)
     secs=${2:-${FUZZ_SECONDS:-60}}
-    for target in "${targets[@]}"; do echo "fuzz: building $target"; build_one "$target"; done
+    for target in "${targets[@]}"; do build_if_stale "$target"; done
     failed=()
     for target in "${targets[@]}"; do
       echo "fuzz: $target for ${secs}s"
