@@ -90,7 +90,7 @@ case "${1:-}" in
     failed=()
     for target in "${targets[@]}"; do
       echo "fuzz: $target for ${secs}s"
-      run_one "$target" "$secs" 2>&1 | grep -E '^(#[0-9]+ *DONE|stat::|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)|Fatal error' || true
+      run_one "$target" "$secs" 2>&1 | grep -E '^(#[0-9]+[[:space:]]+DONE|stat::|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)|Fatal error' || true
       if [ -n "$(ls -A "$out/findings/$target")" ]; then failed+=("$target"); fi
     done
     if [ ${#failed[@]} -gt 0 ]; then
