@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps build demo test bench fuzz clean
+.PHONY: deps build demo test lint bench fuzz clean
 deps:
 	@scripts/install-deps.sh
 
@@ -16,6 +16,12 @@ demo: build
 
 test: deps
 	scripts/test.sh
+
+# The style gate alone (make test runs it too): warnings as errors for the project's targets, the formatter's rules.
+lint:
+	CAGENT_STRICT=1 swift build --build-tests
+	scripts/lint-format.sh
+	scripts/module-graph.sh --check
 
 bench: deps
 	swift build -c release

@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 // cagent: a Linux sandbox for AI coding agents that learns what the agent needs, then enforces exactly that.
 // Module map and data flow: docs/architecture.md.
 import PackageDescription
@@ -102,3 +102,13 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The style gate (`make test` and CI: scripts/test.sh sets CAGENT_STRICT=1): every warning in the project's own
+// targets is an error. Only this package's targets get the setting; dependencies are built with their own
+// settings (SwiftPM silences their warnings), so a warning in GRDB or swift-log never fails the build.
+if Context.environment["CAGENT_STRICT"] == "1" {
+    for target in package.targets where target.type != .system {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error)]
+        target.cSettings = (target.cSettings ?? []) + [.treatAllWarnings(as: .error)]
+    }
+}

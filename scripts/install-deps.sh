@@ -13,6 +13,8 @@ packages=(
   dnsmasq-base bind9-dnsutils busybox-static iputils-ping tcpdump curl python3 socat strace gdb make gcc git procps psmisc openssh-client
   # tests: a real HTTP proxy in the simulated internet (what --allow-proxy lets through; the binary only, no service)
   tinyproxy-bin
+  # tests: the Debian Docker engine (started privately by DockerContainerTests) and the base image it builds
+  docker.io debootstrap
   # tests: validate exported network policies against the upstream Cilium and Kubernetes schemas
   python3-jsonschema python3-yaml
   # benchmarks: the tools a user would pick instead

@@ -23,10 +23,23 @@ fi
 skeleton_status=0
 scripts/gen-bpf-skeleton.sh --check || skeleton_status=1
 
-swift build --build-tests 2>&1 | grep -Ev '^(\[[0-9]+/[0-9]+\] |Building|Build complete|warning: .*Source files)' || true
-swift test --skip-build "$@"
-status=$?
-if [ "$skeleton_status" != 0 ]; then status=1; fi
+# The style gate (docs/testing.md "Style gate"): the project's own targets build with every warning an error
+# (Package.swift reads CAGENT_STRICT; dependencies keep theirs), and the formatter's enabled rules hold.
+export CAGENT_STRICT=1
+style_status=0
+scripts/lint-format.sh || style_status=1
+scripts/module-graph.sh --check || style_status=1   # docs/architecture.md's graph is Package.swift's
+
+swift build --build-tests 2>&1 | grep -Ev '^(\[[0-9]+/[0-9]+\] |Building|Build complete|warning: .*Source files)'
+build_status=${PIPESTATUS[0]}
+if [ "$build_status" = 0 ]; then
+  swift test --skip-build "$@"
+  status=$?
+else
+  echo "test: FAILED: the build failed (warnings are errors here)" >&2
+  status=1
+fi
+if [ "$skeleton_status" != 0 ] || [ "$style_status" != 0 ]; then status=1; fi
 
 if [ -n "$capture_pid" ]; then
   sleep 0.5

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "cg_spawn.h"
+#include "cg_fault.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -71,7 +72,7 @@ static __attribute__((noreturn)) void child(const struct cg_spawn_request *r, in
     // Identity: the agent's uid/gid (the only ids mapped), no supplementary groups (host root's would
     // otherwise linger), and the full capability set of the new user namespace carried across exec as
     // ambient capabilities: cagent-init needs them for its setup and drops them all once it is done.
-    if (r->fail_at == 1) { errno = ECANCELED; child_fail(control, "child-credentials", "failure injected by the test hook"); }
+    if (cg_fail_requested(r->fail_at, "child-credentials")) { errno = ECANCELED; child_fail(control, "child-credentials", "failure injected by the test hook"); }
     // Raw system calls: glibc's setgroups/setres[ug]id broadcast the change to every thread the parent
     // had (its setxid protocol), threads that do not exist in this child; that can hang.
     if (syscall(SYS_setgroups, 0, NULL) < 0) child_fail(control, "child-credentials", "setgroups([])");
@@ -96,7 +97,7 @@ static __attribute__((noreturn)) void child(const struct cg_spawn_request *r, in
     if (poll(&alive, 1, 0) < 0 || (alive.revents & (POLLHUP | POLLERR))) _exit(125);
 
     // Nothing else of cagent's survives into the sandbox.
-    if (r->fail_at == 2) { errno = ECANCELED; child_fail(control, "exec-init", "failure injected by the test hook"); }
+    if (cg_fail_requested(r->fail_at, "exec-init")) { errno = ECANCELED; child_fail(control, "exec-init", "failure injected by the test hook"); }
     syscall(SYS_close_range, high_volume >= 0 ? 6 : 5, ~0U, CLOSE_RANGE_CLOEXEC);
     char *const empty[] = { NULL };
     syscall(SYS_execveat, high_init, "", r->argv, empty, AT_EMPTY_PATH);

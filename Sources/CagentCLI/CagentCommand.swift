@@ -22,7 +22,7 @@ public struct CagentCommand: AsyncParsableCommand {
             LearnCommand.self, EnforceCommand.self, ProfileCommand.self,
             SessionsCommand.self, ReportCommand.self, ImportCommand.self, ExportCommand.self,
             DoctorCommand.self, PolicyCommand.self, NetworkSessionCommand.self, SyntheticCommand.self, TraceCommand.self,
-            RecordEnforceCommand.self,
+            RecordEnforceCommand.self, DockerCommand.self,
         ]
     )
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CagentCore
 import CagentLaunch
 
 /// `cagent enforce`: run an agent in the sandbox the profile describes. Synchronous on purpose: the
@@ -12,7 +13,8 @@ public struct EnforceCommand: ParsableCommand {
         usage: """
         cagent enforce --profile PROFILE [--workspace DIR] [--user UID]
           [--offline] [--env NAME]... [--allow-proxy | --proxy URL]
-          [--revert-risky] [--json] -- CMD [ARGS...]
+          [--ssh-key FILE] [--publish PORT]
+          [--revert-risky] [--json] [--in-container] -- CMD [ARGS...]
         """,
         discussion: """
         The agent's exit status becomes cagent's (128+N when it died of signal N). 125: cagent failed and \
@@ -41,6 +43,10 @@ public struct EnforceCommand: ParsableCommand {
     var allowProxy = false
     @Option(help: ArgumentHelp("The host reaches the web only through this HTTP proxy: the agent's HTTP(S)_PROXY name cagent's filtering proxy, which passes the profile's hosts on to URL and refuses the rest.", valueName: "URL"))
     var proxy: String?
+    @Option(help: ArgumentHelp("git over ssh: this deploy key (not one in ~/.ssh, which stays hidden), with known_hosts for the profile's ssh hosts (network.endpoints HOST:22/tcp) only.", valueName: "FILE"))
+    var sshKey: String?
+    @Option(help: ArgumentHelp("An OAuth login's callback: the host's 127.0.0.1:PORT reaches the sandbox's localhost:PORT (that port only).", valueName: "PORT"))
+    var publish: UInt16?
     /// The gate's upstream resolvers instead of the host's /etc/resolv.conf (ADDRESS or ADDRESS:PORT).
     @Option(help: .hidden) var upstreamDns: [String] = []
     @Option(help: .hidden) var failAtStage: String?
@@ -54,20 +60,24 @@ public struct EnforceCommand: ParsableCommand {
     @Option(help: .hidden) var askTimeout: Double = 30
     @Option(help: "The database the session is recorded in (default: cagent.db in the invoking user's data directory).")
     var db: String?
+    @Flag(help: "cagent is a container's entrypoint (root in it, CAP_NET_ADMIN): the container is the sandbox; firewall, drop every capability, switch to the agent user, exec. See docs/docker.md.")
+    var inContainer = false
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
     public init() {}
 
     public func validate() throws {
         guard askTimeout.isFinite, askTimeout > 0 else { throw ValidationError("--ask-timeout must be a positive number of seconds") }
+        guard publish != 0 else { throw ValidationError("--publish needs a port from 1 to 65535") }
     }
 
     /// What was asked, as plain values (the fast path builds the same from argv: EnforceOptions.parseCommon).
     public var options: EnforceOptions {
         EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
-                       passEnvironment: passEnvironment, allowProxy: allowProxy, proxy: proxy, failAtStage: failAtStage, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
-                       ask: ask, askTimeout: askTimeout, command: command)
+                       passEnvironment: passEnvironment, allowProxy: allowProxy, proxy: proxy, failAtStage: failAtStage.map { SetupStage($0) }, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
+                       ask: ask, askTimeout: askTimeout, sshKey: sshKey, publish: publish, inContainer: inContainer,
+                       command: command)
     }
 
     public func run() throws { try options.run() }

@@ -41,7 +41,7 @@ struct ImportTraceeCommand: AsyncParsableCommand {
         // and the database are opened with that user's rights only.
         let identity = try store.becomeInvokingUser()
         let opened = try store.openForRecording()
-        let info = SessionInfo(id: session ?? Store.newSessionID(), kind: "import", source: "tracee:\(file)", gate: gate)
+        let info = SessionInfo(id: session ?? SessionID.new(), kind: "import", source: "tracee:\(file)", gate: gate)
         var rules = StoreOptions.findingRules
         rules.gateAddress = gate
         let recorder = try Recorder(store: opened, session: info, rules: rules)

@@ -47,9 +47,12 @@ struct LearnCommand: ParsableCommand {
     @Option(help: .hidden) var stateDir: String?
     /// Tests: the agent's home (default: the user's from the password database).
     @Option(help: .hidden) var home: String?
+    @Flag(help: "cagent is a container's entrypoint (root in it, CAP_NET_ADMIN and CAP_SYS_PTRACE): the container is the sandbox, recorded into --db on a volume. See docs/docker.md.")
+    var inContainer = false
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
     func run() throws {
+        if inContainer { return try runInContainer() }
         logging.bootstrap()
         try RootRequirement.check(command: "learn")
         learnTiming("run")
@@ -57,7 +60,7 @@ struct LearnCommand: ParsableCommand {
             throw ValidationError("--tracer must be one of \(TracerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let environment = ProcessEnvironment.current
-        let options = LearnOptions(agent: agent, workspace: workspace ?? currentDirectory(), tracer: choice, database: db,
+        let options = LearnOptions(agent: agent, workspace: workspace ?? FileSystem.currentDirectory(), tracer: choice, database: db,
                                    passedEnvironment: passedEnvironment, keepScratch: keepScratch, revertRisky: revertRisky,
                                    quiet: quiet, user: user, stateDir: stateDir, home: home, command: command)
         let outcome = try LearnSession.run(options, environment: environment)
@@ -71,9 +74,21 @@ struct LearnCommand: ParsableCommand {
         throw CagentExit(status: outcome.status)
     }
 
-    private func currentDirectory() -> String {
-        var buffer = [CChar](repeating: 0, count: 4097)
-        guard getcwd(&buffer, 4096) != nil else { return "." }
-        return String(cString: buffer)
+    /// Container mode (ContainerMode) with learn's observation; the store is `--db`, a file on a volume.
+    private func runInContainer() throws {
+        guard let db else {
+            throw CagentError(stage: "arguments", "learn --in-container needs --db",
+                              hint: "name a file on a volume (docker run -v DIR:/state ... learn --in-container --db /state/cagent.db): the host reads it")
+        }
+        if tracer != "auto" && tracer != "seccomp" {
+            throw CagentError(stage: "arguments", "learn --in-container traces with seccomp only", hint: "drop --tracer")
+        }
+        let command = command, quiet = quiet
+        let options = EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: agent ?? "default", workspace: workspace,
+                                     user: user, passEnvironment: passedEnvironment, inContainer: true, command: command)
+        try ContainerMode.run(options) { profile in
+            try ContainerLearnObserver(profile: profile, database: db, command: command, quiet: quiet, home: "", upstreamOverride: [])
+        }
     }
+
 }

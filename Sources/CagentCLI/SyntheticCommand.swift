@@ -30,7 +30,7 @@ struct SyntheticCommand: AsyncParsableCommand {
         switch format {
         case "db":
             let opened = try store.openForRecording()
-            let info = SessionInfo(id: session ?? Store.newSessionID(), kind: "synthetic", source: "synthetic:\(events)x\(keys)")
+            let info = SessionInfo(id: session ?? SessionID.new(), kind: "synthetic", source: "synthetic:\(events)x\(keys)")
             var onCommit: (@Sendable (Int) -> Void)?
             if progress {
                 onCommit = { total in FileDescriptorStream.standardOutput.write("committed \(total)\n") }

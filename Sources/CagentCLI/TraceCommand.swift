@@ -3,6 +3,7 @@ import CagentCore
 import CagentLaunch
 import CagentStore
 import CagentTrace
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -74,10 +75,8 @@ struct TraceCommand: AsyncParsableCommand {
     }
 }
 
-final class EventCounter: @unchecked Sendable {
-    private var count = 0
-    private var lock = pthread_mutex_t()
-    init() { pthread_mutex_init(&lock, nil) }
-    func add() { pthread_mutex_lock(&lock); count += 1; pthread_mutex_unlock(&lock) }
-    var value: Int { pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }; return count }
+final class EventCounter: Sendable {
+    private let count = Mutex(0)
+    func add() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }

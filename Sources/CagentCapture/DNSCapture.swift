@@ -15,6 +15,7 @@ import CagentNetwork
 /// Buffered capture (immediate mode off, snaplen 2048, 100 ms timeout; kernel-notes §4: immediate mode with a
 /// large snaplen drops packets), non-blocking and driven by poll on a dedicated thread, which enters
 /// `netnsPath` first when given (tests: the netlab's simulated host; the product: nil, the host itself).
+// @unchecked: a pcap handle (C) and its stream state, owned by the capture thread; counters read after it drained.
 public final class DNSCapture: @unchecked Sendable {
     /// DNS both ways; to port 443, the segments that may hold a ClientHello: one starting with a TLS handshake
     /// record (0x16), or ending a write (PSH: the rest of a hello split over segments, as post-quantum key shares

@@ -38,9 +38,12 @@ public final class DenialReporter: Sendable {
         public var suppressedLines: Int
         /// Upstream DNS failures (not refusals: the profile allowed the name).
         public var failed: Int
-        public init(allowed: Int, refused: Int, blocked: Int, suppressedLines: Int, failed: Int = 0) {
+        /// Distinct findings counted but not kept in the list (it holds `maxEntries`: a flood of fresh names
+        /// must not grow cagent's memory without bound).
+        public var unlisted: Int
+        public init(allowed: Int, refused: Int, blocked: Int, suppressedLines: Int, failed: Int = 0, unlisted: Int = 0) {
             self.allowed = allowed; self.refused = refused; self.blocked = blocked
-            self.suppressedLines = suppressedLines; self.failed = failed
+            self.suppressedLines = suppressedLines; self.failed = failed; self.unlisted = unlisted
         }
     }
 
@@ -54,7 +57,11 @@ public final class DenialReporter: Sendable {
         var lastRefill: Double
         var suppressed = 0
         var suppressedSinceLine = 0
+        var unlisted = 0
     }
+
+    /// Distinct findings kept for the list; later new ones are only counted (`Summary.unlisted`).
+    public let maxEntries: Int
 
     private let book: AddressBook?
     private let output: @Sendable (String) -> Void
@@ -72,8 +79,9 @@ public final class DenialReporter: Sendable {
     public init(book: AddressBook?, linesPerSecond: Double = 5, burst: Double = 20,
                 clock: @escaping @Sendable () -> Double = DenialReporter.monotonic,
                 wallClock: @escaping @Sendable () -> Int64 = DenialReporter.realtime,
-                allowHint: String? = nil,
+                allowHint: String? = nil, maxEntries: Int = 20_000,
                 output: @escaping @Sendable (String) -> Void) {
+        self.maxEntries = maxEntries
         self.book = book; self.output = output; self.linesPerSecond = linesPerSecond; self.burst = burst
         self.clock = clock; self.wallClock = wallClock
         self.allowSuffix = allowHint.map { " — allow: " + TerminalEscape.escape($0) } ?? ""
@@ -151,6 +159,11 @@ public final class DenialReporter: Sendable {
                 state.entries[key] = entry
                 return nil
             }
+            // Bounded: past the cap a new finding is counted, neither kept nor shown (the exit line says how many).
+            guard state.entries.count < maxEntries else {
+                state.unlisted += 1
+                return nil
+            }
             state.entries[key] = Entry(verdict: key.verdict, subject: key.subject, name: name, port: key.port,
                                        proto: key.proto, reason: reason, count: 1, firstSeen: now, lastSeen: now,
                                        allowable: allowable)
@@ -176,7 +189,7 @@ public final class DenialReporter: Sendable {
 
     public var summary: Summary {
         state.withLock { Summary(allowed: $0.allowed, refused: $0.refused, blocked: $0.blocked, suppressedLines: $0.suppressed,
-                                 failed: $0.failed) }
+                                 failed: $0.failed, unlisted: $0.unlisted) }
     }
 
     /// Distinct findings in first-seen order.
@@ -187,6 +200,7 @@ public final class DenialReporter: Sendable {
         let s = summary
         var line = "cagent: \(s.allowed) allowed, \(s.refused) refused, \(s.blocked) blocked"
         if s.failed > 0 { line += ", \(s.failed) upstream DNS failure" + (s.failed == 1 ? "" : "s") }
+        if s.unlisted > 0 { line += "; \(s.unlisted) more distinct not listed (the list keeps the first \(maxEntries))" }
         if let listPath { line += " (full list: \(TerminalEscape.escape(listPath)))" }
         return line
     }
@@ -204,7 +218,8 @@ public final class DenialReporter: Sendable {
             if let reason = e.reason { fields.append("\"reason\":\(JSONText.quote(reason))") }
             return "{" + fields.joined(separator: ",") + "}"
         }
-        return "{\"allowed\":\(s.allowed),\"refused\":\(s.refused),\"blocked\":\(s.blocked),\"failed\":\(s.failed),\"entries\":["
+        return "{\"allowed\":\(s.allowed),\"refused\":\(s.refused),\"blocked\":\(s.blocked),\"failed\":\(s.failed),"
+            + (s.unlisted > 0 ? "\"unlisted\":\(s.unlisted)," : "") + "\"entries\":["
             + items.joined(separator: ",") + "]}"
     }
 }

@@ -13,7 +13,7 @@ import CagentNetwork
 /// Reads `nflog:GROUP` through libpcap on a dedicated thread. The thread enters the session's network
 /// namespace (when given) before pcap_activate, since an nflog group belongs to a netns; non-blocking
 /// pcap with poll, because a blocking pcap_dispatch may never return while nothing arrives.
-public final class NflogReader: @unchecked Sendable {
+public final class NflogReader: Sendable {
     public let group: UInt16
     let netnsPath: String?
     let onPacket: @Sendable (DeniedPacket) -> Void

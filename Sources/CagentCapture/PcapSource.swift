@@ -53,6 +53,6 @@ struct PcapSource {
     }
 
     static func text(_ buffer: [CChar]) -> String {
-        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        String(nulTerminated: buffer)
     }
 }

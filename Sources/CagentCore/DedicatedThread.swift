@@ -6,6 +6,7 @@ import Glibc
 /// A joinable POSIX thread running one closure. cagent's launch path stays free of Foundation (whose
 /// CoreFoundation initializers alone cost milliseconds at every process start: docs/benchmarks.md
 /// "Sandbox start"), so threads that must own a namespace or a poll loop are plain pthreads.
+// @unchecked: a pthread_t (C), joined once by the owner.
 public final class DedicatedThread: @unchecked Sendable {
     private var handle: pthread_t
     private var joined = false
@@ -54,11 +55,13 @@ private final class ClosureBox {
     init(_ body: @escaping @Sendable () -> Void) { self.body = body }
 }
 
+// @unchecked: written by the thread, read after pthread_join.
 private final class ResultBox<T>: @unchecked Sendable {
     var result: Result<T, Error>?   // written by the thread, read after pthread_join (a happens-before edge)
 }
 
 /// A one-shot signal between threads: `wait` returns once `open` was called (before or after).
+// @unchecked: a pthread mutex and condition variable (C: Synchronization has no condition variable).
 public final class Latch: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)

@@ -33,6 +33,13 @@ public enum FileSystem {
         }
     }
 
+    /// The process's working directory, or `fallback` when it cannot be read (removed, too long).
+    public static func currentDirectory(orElse fallback: String = ".") -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return fallback }
+        return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     public static func readText(_ path: String) -> String? {
         read(path).map { String(decoding: $0, as: UTF8.self) }
     }

@@ -45,6 +45,7 @@ public final class SetupLock {
 
 /// A session's lease: a file under the runtime directory, flock-ed for the session's whole life. A lease whose
 /// lock can be taken belongs to a dead session, and `cagent doctor --clean` may remove what it names.
+// @unchecked: an flock-ed fd, closed once by end() on the owner's thread.
 public final class SessionLease: @unchecked Sendable {
     public let sessionID: String
     public let path: String
@@ -78,6 +79,14 @@ public final class SessionLease: @unchecked Sendable {
     public func end() {
         guard fd >= 0 else { return }
         unlink(path)
+        close(fd)
+        fd = -1
+    }
+
+    /// Lets go of the lease without removing it: the session's objects could not all be removed, so the file
+    /// stays to name them, unheld (a dead session's), for the next start or `cagent doctor --clean`.
+    public func abandon() {
+        guard fd >= 0 else { return }
         close(fd)
         fd = -1
     }

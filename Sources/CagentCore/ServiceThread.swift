@@ -5,6 +5,7 @@ import Glibc
 /// A dedicated thread running one poll loop (the DNS gate, the nflog reader, the DNS capture): started with a
 /// setup step whose failure is reported to the caller, stopped through a wake pipe the loop polls. The thread
 /// owns its namespace and its descriptors; nothing of it runs on Swift's shared pool.
+// @unchecked: its thread, wake pipe and start error are written by start()/stop() on the owner's thread.
 public final class ServiceThread: @unchecked Sendable {
     private let name: String
     private var thread: DedicatedThread?

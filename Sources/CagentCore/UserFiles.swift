@@ -1,4 +1,5 @@
 import CShim
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,7 +31,16 @@ public struct FileIdentity: Sendable, Equatable {
         self.init(user: user)
     }
 
+    /// The groups looked up once per process and user: a start needs them 3-4 times (profile, view, secrets,
+    /// record), and each lookup goes through NSS (files, then systemd's userdb here).
+    private static let known = Mutex<[String: [UInt32]]>([:])
+
     public init(user: InvokingUser) {
+        let key = "\(user.name):\(user.gid)"
+        if let list = Self.known.withLock({ $0[key] }) {
+            self.init(uid: user.uid, gid: user.gid, groups: list, name: user.name)
+            return
+        }
         var groups = [gid_t](repeating: 0, count: 64)
         var count = Int32(groups.count)
         if getgrouplist(user.name, user.gid, &groups, &count) < 0 {
@@ -39,6 +49,7 @@ public struct FileIdentity: Sendable, Equatable {
         }
         var list = Array(groups.prefix(Int(max(count, 0))))
         if !list.contains(user.gid) { list.insert(user.gid, at: 0) }
+        Self.known.withLock { $0[key] = list }
         self.init(uid: user.uid, gid: user.gid, groups: list, name: user.name)
     }
 

@@ -31,6 +31,7 @@ public enum ProxyEvent: Sendable, Equatable {
 /// (ProxyRequestParser with the gate's GatePolicy), answers 403 for the rest, and chains allowed ones to the
 /// upstream proxy, which resolves the name: cagent never resolves the target, so there is no answer to
 /// mismatch the check. One pthread for the accept loop, one per connection (bounded), all joined at `stop`.
+// @unchecked: `port` and the stop pipe's fds are written by start()/stop() on the owner's thread.
 public final class FilteringProxy: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var listen: [IPAddress]

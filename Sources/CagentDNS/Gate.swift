@@ -27,6 +27,7 @@ public enum GateEvent: Sendable, Equatable {
 /// For an allowed A/AAAA question it sends a fresh query upstream (own ID, lowercased name, random source
 /// port), follows the CNAME chain, refuses special-use answers, pins every address through the pinner,
 /// and only then releases the answer, with TTLs clamped to the pins' lifetime.
+// @unchecked: `port` is written by start() before the serving thread answers; the rest is immutable or in a Mutex.
 public final class Gate: @unchecked Sendable {
     public struct Configuration: Sendable {
         /// The session's gateway addresses (IPv4, and IPv6 when the sandbox has it), all on one port.
@@ -87,6 +88,11 @@ public final class Gate: @unchecked Sendable {
 
     /// Stops the thread and closes every socket; pending queries are dropped (clients retry or fail).
     public func stop() { service.stop() }
+
+    /// Queries the kernel dropped before the gate read them (its UDP sockets' queues were full: a flood
+    /// faster than the gate answers), counted when the gate stopped; 0 before.
+    public var droppedQueries: Int { dropped.withLock { $0 } }
+    let dropped = Mutex<Int>(0)
 
     deinit {
         stop()
@@ -222,9 +228,20 @@ private struct Loop {
     }
 
     func close() {
+        gate.dropped.withLock { $0 = udpSockets.reduce(0) { $0 + Loop.kernelDrops($1) } }
         for fd in udpSockets + tcpSockets { Glibc.close(fd) }
         for fd in tcpClients.keys { Glibc.close(fd) }
         for fd in pending.keys { Glibc.close(fd) }
+    }
+
+    /// The socket's drop counter (SO_MEMINFO's SK_MEMINFO_DROPS: datagrams refused for a full receive queue).
+    static func kernelDrops(_ fd: Int32) -> Int {
+        let soMeminfo: Int32 = 55, skMeminfoDrops = 8
+        var info = [UInt32](repeating: 0, count: 9)
+        var length = socklen_t(info.count * MemoryLayout<UInt32>.size)
+        guard getsockopt(fd, SOL_SOCKET, soMeminfo, &info, &length) == 0,
+              Int(length) > skMeminfoDrops * MemoryLayout<UInt32>.size else { return 0 }
+        return Int(info[skMeminfoDrops])
     }
 
     // MARK: clients

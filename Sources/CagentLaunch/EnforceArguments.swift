@@ -5,11 +5,13 @@
 /// `--version`, an unknown or repeated option, a missing or dash-led value, a bad number — returns nil and
 /// ArgumentParser parses instead, so every message and every corner of its grammar stays its own.
 /// Tests hold the two to the same answers (EnforceArgumentsTests).
+import CagentCore
+
 extension EnforceOptions {
     /// The long names this parser knows, each an option (takes a value) or a flag; EnforceArgumentsTests
     /// checks the list against EnforceCommand's own definitions.
-    static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir", "env", "db", "ask-timeout", "proxy"]
-    static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json", "allow-proxy", "ask"]
+    static let knownOptions: Set<String> = ["profile", "workspace", "user", "upstream-dns", "fail-at-stage", "dump-plan", "state-dir", "env", "db", "ask-timeout", "proxy", "ssh-key", "publish"]
+    static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json", "allow-proxy", "ask", "in-container"]
 
     /// `arguments` are those after `enforce`. Nil: let ArgumentParser decide.
     public static func parseCommon(_ arguments: [String]) -> EnforceOptions? {
@@ -59,6 +61,11 @@ extension EnforceOptions {
             guard let number = UInt32(text) else { return nil }
             user = number
         }
+        var publish: UInt16?
+        if let text = values["publish"] {
+            guard let number = UInt16(text), number > 0 else { return nil }
+            publish = number
+        }
         var askTimeout = 30.0
         if let text = values["ask-timeout"] {
             guard let number = Double(text), number.isFinite, number > 0 else { return nil }
@@ -68,8 +75,9 @@ extension EnforceOptions {
                               workspace: values["workspace"], user: user, revertRisky: flags.contains("revert-risky"),
                               offline: flags.contains("offline"), json: flags.contains("json"), upstreamDns: upstream,
                               passEnvironment: passed, allowProxy: flags.contains("allow-proxy"), proxy: values["proxy"],
-                              failAtStage: values["fail-at-stage"], dumpPlan: values["dump-plan"],
+                              failAtStage: values["fail-at-stage"].map { SetupStage($0) }, dumpPlan: values["dump-plan"],
                               stateDir: values["state-dir"], db: values["db"],
-                              ask: flags.contains("ask"), askTimeout: askTimeout, command: command)
+                              ask: flags.contains("ask"), askTimeout: askTimeout, sshKey: values["ssh-key"], publish: publish,
+                              inContainer: flags.contains("in-container"), command: command)
     }
 }

@@ -12,15 +12,13 @@ import Glibc
 /// the gateway addresses (GatePolicy from the profile's domains and name endpoints, pinning into the
 /// session's allow sets), and the live denial lines (NflogReader -> DenialReporter <- Gate).
 ///
-/// Everything the profile says is parsed in `init`, before any sandbox exists; `start(pid:)` runs in the
-/// launcher's `beforeRelease` (the sandbox's namespaces exist, nothing inside runs yet) and either brings up
-/// all of it or undoes what it did and throws: the agent never runs without its network policy.
+/// Everything the profile says is parsed in `init`, before any sandbox exists; `prepareAhead()` brings up
+/// what needs no sandbox (Uplink.prepare: lease and chains; the reader) on a thread while the start goes on;
+/// `start(pid:)` runs in the launcher's `beforeRelease` (the sandbox's namespaces exist, nothing inside runs
+/// yet), waits for that, creates the veth into the sandbox and starts the gate, and either has all of it up
+/// or undoes what it did and throws: the agent never runs without its network policy.
 /// `stop()` is idempotent and runs on every exit path.
 final class EnforceNetwork: @unchecked Sendable {
-    /// Stages `--fail-at-stage` can name here (tests of the fail-closed paths): the failure is raised right
-    /// after that part started, so the teardown of what came before is exercised.
-    static let stages = ["network", "dns-gate", "proxy", "nflog"]
-
     let sessionID: String
     let paths: CagentPaths
     let entries: [AllowEntry]
@@ -29,18 +27,21 @@ final class EnforceNetwork: @unchecked Sendable {
     let upstream: UpstreamConfig
     let book = AddressBook()
     let reporter: DenialReporter
-    var failAt: String?
+    /// `--fail-at-stage` (SetupStage): the failure is raised right after that part started, so the teardown
+    /// of what came before is exercised.
+    var failAt: SetupStage?
     let asker: GateAsker?
     /// `--proxy`: the upstream proxy the filtering proxy chains allowed requests to (nil: no proxy mode).
     let upstreamProxy: SocketAddress?
     let output: @Sendable (String) -> Void
 
-    private(set) var session: NetworkSession?
-    private var gate: Gate?
+    /// The veth, chains, gate and nflog reader (shared with learn mode).
+    let uplink: Uplink
     private var proxy: FilteringProxy?
     /// `--proxy`: the proxy's refusal lines and counts.
     let proxyLines: ProxyDenialLines
-    private var reader: NflogReader?
+    /// Queries the gate's sockets dropped (counted at stop).
+    private(set) var droppedQueries = 0
 
     init(profile: NetworkPolicy, sessionID: String, paths: CagentPaths, upstreamOverride: [String],
          allowHint: String? = nil, asker: GateAsker? = nil, upstreamProxy: SocketAddress? = nil,
@@ -51,6 +52,7 @@ final class EnforceNetwork: @unchecked Sendable {
         proxyLines = ProxyDenialLines(output: output)
         self.sessionID = sessionID
         self.paths = paths
+        uplink = Uplink(sessionID: sessionID, paths: paths)
         let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
                                           endpoints: profile.endpoints.map { ($0.host, $0.port, $0.proto.rawValue) })
         entries = parsed.entries
@@ -70,90 +72,129 @@ final class EnforceNetwork: @unchecked Sendable {
     /// The gateway's IPv4 address (the gate), kept for the session record after teardown.
     private(set) var gateAddress: String?
 
-    /// The gateway addresses, the sandbox's resolvers (every port-53 packet is redirected to the gate anyway).
-    var nameservers: [String] {
-        guard let session else { return [] }
-        return [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0?.description }
-    }
-
     /// `--proxy`: what the agent's HTTP_PROXY/HTTPS_PROXY name (the filtering proxy on the gateway), or nil.
     var proxyURL: String? {
-        guard upstreamProxy != nil, let session, let port = session.proxyPort else { return nil }
+        guard upstreamProxy != nil, let session = uplink.session, let port = session.proxyPort else { return nil }
         if let gateway = session.addresses.gateway4 { return "http://\(gateway):\(port)" }
         return session.addresses.gateway6.map { "http://[\($0)]:\(port)" }
     }
 
-    /// Brings up uplink, firewall, gate and denial reader for the sandbox whose init is `pid`.
+    /// The lease, the chains and the reader coming up on a thread (`prepareAhead`) while the rest of the start goes on.
+    private var preparing: DedicatedThread?
+    private final class Outcome: @unchecked Sendable { var error: (any Error)? }
+    private let prepared = Outcome()
+
+    /// Starts bringing up the part of the network that needs no sandbox — lease, slot, nflog group, the
+    /// session's chains, then the denial reader — on a thread of its own, before the sandbox exists: it
+    /// overlaps with the rest of the start (the cgroups, the workspace snapshot, the shadow home's volume, the
+    /// clone). `start(pid:)` waits for it; `stop()` too.
+    func prepareAhead() {
+        guard preparing == nil else { return }
+        // No thread (resources exhausted): `start` prepares on the caller's thread.
+        preparing = try? DedicatedThread.start(name: "cagent-uplink") { [self] in
+            do { try prepareHost() } catch { prepared.error = error }
+        }
+    }
+
+    private func prepareHost() throws {
+        try uplink.prepare(entries: entries, filteringProxy: upstreamProxy != nil)
+        Timing.mark("network: host side prepared")
+        let reporter = reporter
+        try uplink.startReader { group in NflogReader(group: group) { reporter.record($0) } }
+        Timing.mark("network: nflog reader")
+    }
+
+    /// Waits for the host's part (preparing it now if `prepareAhead` was not called or had no thread).
+    private func waitForHost() throws {
+        if let preparing {
+            preparing.join()   // pthread_join: the thread's writes are visible after it
+            self.preparing = nil
+            if let error = prepared.error { prepared.error = nil; throw error }
+        } else if uplink.session == nil {
+            try prepareHost()
+        }
+    }
+
+    /// Brings up uplink, firewall, gate and denial reader for the sandbox whose init is `pid`: waits for the
+    /// part prepared ahead, then the veth into the sandbox (Uplink.attach), the gate on its addresses, the proxy.
     func start(pid: Int32) throws {
         do {
-            // setns is per thread: the session is set up on a thread of its own (it enters the sandbox's
-            // namespace for its side of the veth), never on the launcher's main thread.
-            let id = sessionID, paths = paths, entries = entries, proxied = upstreamProxy != nil
-            session = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
-                try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(pid: pid), entries: entries, paths: paths,
-                                         filteringProxy: proxied)
-            }
-            try failIfAsked("network")
-            guard let session else { return }
-            gateAddress = (session.addresses.gateway4 ?? session.addresses.gateway6)?.description
+            try waitForHost()
+            guard let session = uplink.session else { throw CagentError(stage: "network setup", "the network session is not up") }
+            try uplink.attach(pid: pid)
+            Timing.mark("network: session")
+            try SetupStage.inject(at: .network, asked: failAt)
+            gateAddress = uplink.gateways.first?.description
             for warning in session.warnings {
                 FileDescriptorStream.standardError.write("cagent: warning: \(TerminalEscape.escape(warning))\n")
             }
-            let reporter = reporter
+            let reporter = reporter, book = book
             let policy: GatePolicy
             do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: session.addresses.gateway6 != nil) }
             catch { throw CagentError(stage: "dns gate", "\(error)") }
-            let listen = [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 }
             // Proxy mode: the profile's names are reached only through the filtering proxy; the gate answers
             // no name (nothing is pinned, no direct connection to a web host opens).
-            var configuration = Gate.Configuration(listen: listen, port: session.gatePort,
-                                                   policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: policy.ipv6),
-                                                   upstream: upstream)
+            var configuration = try uplink.gateConfiguration(
+                policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: policy.ipv6), upstream: upstream)
             configuration.asker = upstreamProxy == nil ? asker : nil   // proxy mode: no name is resolved, none asked about
-            let gate = Gate(configuration: configuration,
-                            pinner: session.firewall, book: book) { reporter.record($0) }
-            try gate.start()
-            self.gate = gate
-            try failIfAsked("dns-gate")
+            try uplink.startGate(configuration) { configuration, firewall in
+                Gate(configuration: configuration, pinner: firewall, book: book) { reporter.record($0) }
+            }
+            Timing.mark("network: gate")
+            try SetupStage.inject(at: .dnsGate, asked: failAt)
             if let upstreamProxy, let proxyPort = session.proxyPort {
                 let lines = proxyLines
-                let proxy = FilteringProxy(configuration: .init(listen: listen, port: proxyPort, policy: policy, upstream: upstreamProxy)) {
+                let proxy = FilteringProxy(configuration: .init(listen: uplink.gateways, port: proxyPort, policy: policy,
+                                                                upstream: upstreamProxy)) {
                     lines.record($0)
                 }
                 try proxy.start()
                 self.proxy = proxy
-                try failIfAsked("proxy")
+                try SetupStage.inject(at: .proxy, asked: failAt)
             }
-            let reader = NflogReader(group: session.nflogGroup) { reporter.record($0) }
-            try reader.start()
-            self.reader = reader
-            try failIfAsked("nflog")
+            // The reader started with the host's part (it needs only the group).
+            try SetupStage.inject(at: .nflog, asked: failAt)
         } catch {
             stop()
             throw error
         }
     }
 
-    private func failIfAsked(_ stage: String) throws {
-        if failAt == stage { throw CagentError(stage: stage, "failing as asked (--fail-at-stage)") }
+    /// The end of a session: the reader (draining what is queued), the proxy and the gate now — their counts
+    /// are final after this — and the uplink's removal on a thread of its own, so that it overlaps with the
+    /// rest of the end (cgroups, record, risky-change check). The returned closure waits for the removal and
+    /// gives its failure; call it before exiting.
+    func stopOverlapped() -> () -> CagentError? {
+        preparing?.join(); preparing = nil
+        uplink.stopReader()
+        proxy?.stop(); proxy = nil
+        stopGate()
+        final class Failure: @unchecked Sendable { var error: CagentError? }
+        let uplink = uplink, failure = Failure()
+        guard let thread = try? DedicatedThread.start(name: "cagent-teardown", { failure.error = uplink.stop() }) else {
+            let error = uplink.stop()
+            return { error }
+        }
+        return { thread.join(); return failure.error }   // pthread_join: the thread's write is visible after it
     }
 
-    /// Stops the reader (draining what is queued) and the gate, then removes the uplink, the chains and the lease.
-    /// Returns a teardown failure (the caller reports it; the other parts are still stopped).
+    /// Stops the gate; never silent about queries a flood made the kernel drop (docs/benchmarks.md "Load").
+    private func stopGate() {
+        droppedQueries = uplink.stopGate()
+        Timing.mark("network: gate and reader stopped")
+        if droppedQueries > 0 {
+            output("cagent: the DNS gate could not keep up: \(droppedQueries) queries dropped unanswered (a flood from the sandbox?)")
+        }
+    }
+
+    /// Stops the reader (draining what is queued), the proxy and the gate, then removes the uplink, the chains
+    /// and the lease. Returns a teardown failure (the caller reports it; the other parts are still stopped).
     @discardableResult
     func stop() -> CagentError? {
-        reader?.stop(); reader = nil
+        preparing?.join(); preparing = nil
+        uplink.stopReader()
         proxy?.stop(); proxy = nil
-        gate?.stop(); gate = nil
-        guard let session else { return nil }
-        self.session = nil
-        do {
-            try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.tearDown() }
-            return nil
-        } catch let error as CagentError {
-            return error
-        } catch {
-            return CagentError(stage: "network teardown", "\(error)")
-        }
+        stopGate()
+        return uplink.stop()
     }
 }

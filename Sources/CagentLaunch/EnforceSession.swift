@@ -26,7 +26,8 @@ public struct EnforceOptions: Equatable, Sendable {
     public var allowProxy = false
     /// `--proxy URL`: the agent's web traffic goes through cagent's filtering proxy, chained to this upstream proxy.
     public var proxy: String?
-    public var failAtStage: String?
+    /// `--fail-at-stage` (hidden): the test hook that fails one setup stage on purpose (SetupStage).
+    public var failAtStage: SetupStage?
     public var dumpPlan: String?
     public var stateDir: String?
     /// `--db`: the store the session is recorded in (default: the invoking user's; with --state-dir, cagent.db there).
@@ -34,36 +35,50 @@ public struct EnforceOptions: Equatable, Sendable {
     /// `--ask`: ask on the terminal about a name not in the profile (DenialAsker); unanswered after `askTimeout` s: deny.
     public var ask = false
     public var askTimeout = 30.0
+    /// `--ssh-key FILE`: a deploy key for git over ssh (SshDeployKey), with known_hosts for the profile's ssh hosts only.
+    public var sshKey: String?
+    /// `--publish PORT`: the host's 127.0.0.1:PORT relayed to the sandbox's localhost:PORT (PublishedPort: OAuth callbacks).
+    public var publish: UInt16?
+    /// `--in-container`: cagent is a container's entrypoint and the container is the sandbox (ContainerEnforce).
+    public var inContainer = false
     public var command: [String] = []
 
     public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
                 passEnvironment: [String] = [], allowProxy: Bool = false, proxy: String? = nil,
-                failAtStage: String? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
-                ask: Bool = false, askTimeout: Double = 30, command: [String] = []) {
+                failAtStage: SetupStage? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
+                ask: Bool = false, askTimeout: Double = 30, sshKey: String? = nil, publish: UInt16? = nil,
+                inContainer: Bool = false, command: [String] = []) {
         self.verbose = verbose; self.debug = debug; self.profile = profile; self.workspace = workspace; self.user = user
         self.revertRisky = revertRisky; self.offline = offline; self.json = json; self.upstreamDns = upstreamDns
         self.passEnvironment = passEnvironment; self.allowProxy = allowProxy; self.proxy = proxy
         self.failAtStage = failAtStage; self.dumpPlan = dumpPlan; self.stateDir = stateDir; self.db = db
-        self.ask = ask; self.askTimeout = askTimeout
+        self.ask = ask; self.askTimeout = askTimeout; self.sshKey = sshKey; self.publish = publish
+        self.inContainer = inContainer
         self.command = command
     }
 
     /// The session: plan, launch, teardown, report. Throws CagentExit with the agent's status.
     public func run() throws {
+        if inContainer { return try ContainerEnforce(options: self).run() }
         CagentLog.bootstrap(verbose: verbose, debug: debug)
+        Timing.mark("enforce: main")
         if dumpPlan == nil { try RootRequirement.check(command: "enforce") }
         let environment = ProcessEnvironment.current
         let invoking = try InvokingUser.agent(uid: user, environment: environment)
-        let workspacePath = workspace ?? currentDirectory()
+        let workspacePath = workspace ?? FileSystem.currentDirectory()
         // With --user, every place is that user's (profiles, trust store, state), whatever cagent's own
         // HOME and XDG variables say.
         let places = user != nil ? invoking.placesEnvironment(environment) : environment
         let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath, environment: places)
         var paths = CagentPaths.standard(user: invoking, environment: places)
         if let stateDir { paths.data = stateDir }
+        // Keys from files the user's config names join the host environment (never printed or stored).
+        let credentials = try Credentials.load(into: environment, configDirectory: paths.config, user: invoking,
+                                               workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"))
+        let hostEnvironment = credentials.environment
         // The environment policy first: a proxy variable would void the allowlist, so it needs --allow-proxy.
-        let agentEnvironment = AgentEnvironment(host: environment, profilePass: loaded.env.pass,
+        let agentEnvironment = AgentEnvironment(host: hostEnvironment, profilePass: loaded.env.pass,
                                                 requested: passEnvironment, home: invoking.home)
         // --proxy: the agent's proxy variables are replaced by cagent's filtering proxy (at finalizePlan).
         let upstreamProxy = try proxy.map { try UpstreamProxy.parse($0) }
@@ -76,18 +91,28 @@ public struct EnforceOptions: Equatable, Sendable {
             if let warning = agentEnvironment.proxyWarning { FileDescriptorStream.standardError.write(warning + "\n") }
         } else {
             // The host's proxy variables are replaced, not dropped: the announcement leaves them out.
-            let others = AgentEnvironment(host: environment.filter { !ProxyRisk.isProxyVariable($0.key) }, profilePass: loaded.env.pass,
+            let others = AgentEnvironment(host: hostEnvironment.filter { !ProxyRisk.isProxyVariable($0.key) }, profilePass: loaded.env.pass,
                                           requested: passEnvironment, home: invoking.home)
             if let line = others.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
             FileDescriptorStream.standardError.write("cagent: --proxy: the agent's HTTP(S)_PROXY name cagent's filtering proxy; the profile's hosts go on to \(TerminalEscape.escape(proxy ?? ""))\n")
         }
+        let passedNames = agentEnvironment.entries.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) }
+        if let line = Credentials.startLine(credentials, passed: passedNames, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         var request = EnforceRequest(profile: loaded, workspace: workspacePath, user: invoking, paths: paths,
-                                     command: command, environment: environment)
+                                     command: command, environment: hostEnvironment)
         request.requestedEnvironment = passEnvironment
+        if let sshKey {
+            let key = try SshDeployKey.load(keyFile: sshKey, currentDirectory: FileSystem.currentDirectory(), endpoints: loaded.network.endpoints,
+                                            user: invoking, workspace: try EnforcePlanner.realPath(workspacePath, what: "workspace"),
+                                            configDirectory: paths.config)
+            for line in key.startLines(home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
+            request.sshKey = key
+        }
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
+        Timing.mark("enforce: profile, user, environment")
         var plan = try EnforcePlanner.plan(request)
-        let hostStages = EnforceNetwork.stages + ["cgroup"]
-        plan.failAtStage = failAtStage.flatMap { hostStages.contains($0) ? nil : $0 }
+        Timing.mark("enforce: plan")
+        plan.failAtStage = failAtStage
         for notice in plan.policyNotices { FileDescriptorStream.standardError.write("cagent: notice: \(notice)\n") }
         if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
         if let line = AgentBootstrap.startLine(plan.agentMapped, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
@@ -117,52 +142,64 @@ public struct EnforceOptions: Equatable, Sendable {
         let network = offline ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
             allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
-        network?.failAt = failAtStage.flatMap { EnforceNetwork.stages.contains($0) ? $0 : nil }
+        network?.failAt = failAtStage
+        // Bound now, before the sandbox exists: a busy port stops the start before anything was made.
+        let published = try publish.map { try PublishedPort(port: $0) }
+        defer { published?.stop() }
+        if let published { FileDescriptorStream.standardError.write(published.line + "\n") }
+        // The host's part of the network comes up meanwhile (cgroups, snapshot, volume, clone); `start` waits for it.
+        network?.prepareAhead()
         let cgroup: SessionCgroup
         do {
-            cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits))
+            cgroup = try SessionCgroup(id: plan.sessionID, limits: ResourceLimits(profile: loaded.limits), paths: paths)
         } catch let error as CagentError {
-            FileDescriptorStream.standardError.write("cagent: \(CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno, hint: error.hint))\n")
+            if let teardownError = network?.stop() { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
+            FileDescriptorStream.standardError.write("cagent: \(error.duringSetup())\n")
             throw CagentExit(status: 125)
         }
 
+        Timing.mark("enforce: session resources, cgroups")
         let before = RiskyChanges.snapshot(workspace: plan.workspace, user: invoking)
+        Timing.mark("enforce: risky-change snapshot")
         var status: Int32 = 125
         var failure: CagentError?
         let launcher = Launcher()
         launcher.notices = notices
         launcher.pendingVolume = pendingVolume
         launcher.questions = asker?.questions
-        let failCgroup = failAtStage == "cgroup"
-        func setupError(_ error: any Error, stage: String) -> CagentError {
-            let error = error as? CagentError ?? CagentError(stage: stage, "\(error)")
-            return CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno,
-                               hint: error.hint ?? "the agent did not start")
+        func setupError(_ error: any Error, stage: SetupStage) -> CagentError {
+            let error = error as? CagentError ?? CagentError(stage: .step(stage), "\(error)")
+            return error.duringSetup(hint: "the agent did not start")
         }
         launcher.beforeRelease = { pid in
             // The init is frozen waiting for its plan: nothing inside runs before the network is in place.
-            do { try network?.start(pid: pid) } catch { throw setupError(error, stage: "network") }
+            Timing.mark("enforce: cloned")
+            do { try network?.start(pid: pid) } catch { throw setupError(error, stage: .network) }
+            Timing.mark("enforce: network up")
+            do { try published?.start(pid: pid) } catch { throw setupError(error, stage: .publish) }
         }
         launcher.beforeAgent = { pid in
             // cagent-init builds the view meanwhile; it forks the agent only after this returned.
+            Timing.mark("enforce: plan sent")
             do {
                 try cgroup.add(pid: pid)
-                if failCgroup { throw CagentError(stage: "cgroup", "failing as asked (--fail-at-stage)") }
-            } catch { throw setupError(error, stage: "cgroup") }
+                Timing.mark("enforce: cgroups joined")
+                try SetupStage.inject(at: .cgroup, asked: failAtStage)
+            } catch { throw setupError(error, stage: .cgroup) }
             // The last moment before the agent exists: a Ctrl-C during setup still aborts the start.
             if let signal = Launcher.takeHeldSignal() {
-                throw CagentError(stage: "sandbox setup: interrupted", "signal \(signal) arrived during setup",
+                throw CagentError(stage: .sandboxSetup(.step(.interrupted)), "signal \(signal) arrived during setup",
                                   hint: "the agent did not start")
             }
         }
         launcher.finalizePlan = { plan in
             if let signal = Launcher.takeHeldSignal() {
-                throw CagentError(stage: "sandbox setup: interrupted", "signal \(signal) arrived during setup",
+                throw CagentError(stage: .sandboxSetup(.step(.interrupted)), "signal \(signal) arrived during setup",
                                   hint: "the agent did not start")
             }
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
             var plan = plan
-            if let network { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: network.nameservers)) }
+            if let network { plan = network.uplink.resolving(plan) }
             if upstreamProxy != nil {
                 guard let url = network?.proxyURL else { throw CagentError(stage: "proxy", "the filtering proxy has no address") }
                 plan.environment = AgentEnvironment.withFilteringProxy(plan.environment, url: url)
@@ -172,13 +209,17 @@ public struct EnforceOptions: Equatable, Sendable {
         do {
             status = try launcher.run(plan)
         } catch {
-            failure = error as? CagentError ?? CagentError(stage: "sandbox setup", "\(error)")
+            failure = error as? CagentError ?? CagentError(stage: .sandboxSetup(nil), "\(error)")
         }
-        // Teardown on every path: the reader and gate first (their last lines), then the uplink and chains, the cgroup.
-        let teardownError = network?.stop()
+        Timing.mark("enforce: agent exited")
+        // Teardown on every path: the relay, the reader and gate first (their last lines), then the uplink and
+        // chains (on a thread, waited for below) while the cgroup goes and the session is recorded.
+        published?.stop()
+        let networkDown = network?.stopOverlapped()
         asker?.join()
         for line in cgroup.exhaustionReport() { FileDescriptorStream.standardError.write("cagent: \(TerminalEscape.escape(line))\n") }
         cgroup.remove()
+        Timing.mark("enforce: cgroups removed")
         // The session record (the full list, with what the store needs): written for every session the agent ran in.
         var spooled: String?
         if failure == nil {
@@ -189,6 +230,8 @@ public struct EnforceOptions: Equatable, Sendable {
                 if upstreamProxy != nil, let line = network.proxyLines.summaryLine { FileDescriptorStream.standardError.write(line + "\n") }
             }
         }
+        let teardownError = networkDown?()
+        Timing.mark("enforce: network down")
         if let teardownError { FileDescriptorStream.standardError.write("cagent: warning: \(teardownError)\n") }
         if let failure {
             // 125: the sandbox could not be set up and the agent never ran (its own statuses stay distinct).
@@ -196,18 +239,14 @@ public struct EnforceOptions: Equatable, Sendable {
             FileDescriptorStream.standardError.write("cagent: \(failure)\n")
             throw CagentExit(status: Launcher.agentExecStatus(failure) ?? ExitStatus.failure)
         }
+        Timing.mark("enforce: recorded")
         if let report = RiskyChanges.check(workspace: plan.workspace, before: before, user: invoking, revert: revertRisky) {
             FileDescriptorStream.standardError.write(report)
         }
+        Timing.mark("enforce: risky-change check")
         // The session waits in the store's spool for the next command that opens the store; only an --ask
         // "add to the profile" hands over to cagent-full now (it edits the profile, then exits with the status).
         if let spooled { recording.addToProfile(file: spooled, status: status) }
         throw CagentExit(status: status)
-    }
-
-    private func currentDirectory() -> String {
-        var buffer = [CChar](repeating: 0, count: 4097)
-        guard getcwd(&buffer, 4096) != nil else { return "." }
-        return String(cString: buffer)
     }
 }

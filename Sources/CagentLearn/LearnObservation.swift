@@ -40,11 +40,10 @@ package final class LearnObservation: @unchecked Sendable {
     /// eBPF: the tracer loading since the command started (`start` takes it).
     package var ebpfPreload: LearnEbpfPreload?
 
-    private(set) var session: NetworkSession?
+    /// The veth, chains (learn ruleset), gate and flow log (shared with enforce).
+    let uplink: Uplink
     private(set) var recorder: Recorder?
     private var bridge: LearnEventBridge?
-    private var gate: Gate?
-    private var flows: NflogReader?
     private var capture: DNSCapture?
     private var cgroup: TraceCgroup?
     private let tracer = Mutex<(any LearnTracer)?>(nil)
@@ -56,29 +55,17 @@ package final class LearnObservation: @unchecked Sendable {
         self.sessionID = sessionID; self.paths = paths; self.upstream = upstream; self.store = store
         self.command = command; self.secretPaths = secretPaths; self.backend = backend
         self.workspace = workspace; self.live = live
+        uplink = Uplink(sessionID: sessionID, paths: paths)
     }
 
     /// The sandbox's resolvers: the gateway addresses (every port-53 packet is redirected to the gate anyway).
-    package var nameservers: [String] {
-        guard let session else { return [] }
-        return [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0?.description }
-    }
+    package var nameservers: [String] { uplink.nameservers }
 
     /// The launcher's hooks for this observation: `start` before the init is released, the resolv.conf naming
     /// the gate, the seccomp listener.
     package func attach(to launcher: Launcher) {
         launcher.beforeRelease = { [self] pid in try start(initPid: pid) }
-        launcher.finalizePlan = { [self] plan in
-            var plan = plan
-            let resolv = nameservers.map { "nameserver \($0)\n" }.joined() + "options edns0\n"
-            plan.steps = plan.steps.map { step in
-                if case .file(let path, let mode, _) = step.operation, path == "/etc/resolv.conf" {
-                    return .init(.file(path: path, mode: mode, contents: resolv), step.reason)
-                }
-                return step
-            }
-            return plan
-        }
+        launcher.finalizePlan = { [uplink] plan in uplink.resolving(plan) }
         launcher.onListener = { [self] fd in startSeccomp(listener: fd) }
     }
 
@@ -91,14 +78,10 @@ package final class LearnObservation: @unchecked Sendable {
             preload.admit(pid: pid)
         }
         do {
-            let id = sessionID, paths = paths
-            let session = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
-                try NetworkSession.setUp(sessionID: id, sandbox: NetworkNamespace(pid: pid), entries: [], paths: paths, mode: .learn)
-            }
-            self.session = session
+            let session = try uplink.open(pid: pid, entries: [], mode: .learn)
             learnTiming("network session")
             // Both of the gate's addresses (resolv.conf lists both: glibc asks the second after a SERVFAIL).
-            let gateAddresses = [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0?.description }
+            let gateAddresses = uplink.nameservers
             let gateAddress = gateAddresses.isEmpty ? nil : gateAddresses.joined(separator: ",")
             let recorder = try Recorder(store: store.get(), session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn (\(backend.rawValue))",
                                                                            command: command.map { RawText($0) }, gate: gateAddress),
@@ -121,18 +104,14 @@ package final class LearnObservation: @unchecked Sendable {
                 captureStarted.signal()
             }
             do {
-            let gate = Gate(configuration: .init(listen: [session.addresses.gateway4, session.addresses.gateway6].compactMap { $0 },
-                                                 port: session.gatePort, policy: .observing(ipv6: session.addresses.gateway6 != nil),
-                                                 upstream: upstream),
-                            pinner: session.firewall,
-                            observer: LearnGateObserver { seen in bridge.gateSaw(seen) })
-            try gate.start()
-            self.gate = gate
+            let configuration = try uplink.gateConfiguration(policy: .observing(ipv6: session.addresses.gateway6 != nil),
+                                                             upstream: upstream)
+            try uplink.startGate(configuration) { configuration, firewall in
+                Gate(configuration: configuration, pinner: firewall, observer: LearnGateObserver { seen in bridge.gateSaw(seen) })
+            }
             learnTiming("gate")
 
-            let flows = FlowLog.reader(group: session.nflogGroup) { flow in bridge.flowLogged(flow) }
-            try flows.start()
-            self.flows = flows
+            try uplink.startReader { group in FlowLog.reader(group: group) { flow in bridge.flowLogged(flow) } }
             learnTiming("flows")
             } catch {
                 captureStarted.wait()
@@ -188,16 +167,16 @@ package final class LearnObservation: @unchecked Sendable {
         // milliseconds for the kernel).
         let current = tracer.withLock { t -> (any LearnTracer)? in let c = t; t = nil; return c }
         let sources = DispatchGroup()
-        let capture = capture, flows = flows, gate = gate
+        let capture = capture, uplink = uplink
         if let capture { DispatchQueue.global(qos: .userInitiated).async(group: sources) { capture.stopReading() } }
-        if let flows { DispatchQueue.global(qos: .userInitiated).async(group: sources) { flows.stop() } }
-        if let gate { DispatchQueue.global(qos: .userInitiated).async(group: sources) { gate.stop() } }
+        DispatchQueue.global(qos: .userInitiated).async(group: sources) { uplink.stopReader() }
+        DispatchQueue.global(qos: .userInitiated).async(group: sources) { uplink.stopGate() }
         if let current { summary.trace = try? current.stop() }
         learnTiming("tracer stopped")
         sources.wait()
         summary.captureDropped = capture?.dropped ?? 0
         let closing = capture
-        self.capture = nil; self.flows = nil; self.gate = nil
+        self.capture = nil
         summary.flows = bridge?.findings() ?? []
         learnTiming("sources stopped")
         // The store's last write, the capture socket's close and the network's teardown are independent: at once.
@@ -217,11 +196,8 @@ package final class LearnObservation: @unchecked Sendable {
 
     /// Removes the session's network and the trace cgroup (once).
     private func tearDownNetwork() {
-        if let session {
-            self.session = nil
-            do { _ = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.tearDown() } } catch {
-                FileDescriptorStream.standardError.write("cagent: network teardown: \(error)\n")
-            }
+        do { try uplink.tearDown() } catch {
+            FileDescriptorStream.standardError.write("cagent: network teardown: \(error)\n")
         }
         if let cgroup { self.cgroup = nil; try? cgroup.remove() }
     }
@@ -232,7 +208,7 @@ package final class LearnObservation: @unchecked Sendable {
         stopped = true
         let current = tracer.withLock { t -> (any LearnTracer)? in let c = t; t = nil; return c }
         if let current { _ = try? current.stop() }
-        capture?.stop(); flows?.stop(); gate?.stop()
+        capture?.stop(); uplink.stopReader(); uplink.stopGate()
         if let recorder { try? recorder.close() }
         tearDownNetwork()
         ebpfPreload?.discard()

@@ -75,13 +75,18 @@ package enum LearnSession {
             throw CagentError(stage: "dns upstream", "\(error)", hint: "the host's /etc/resolv.conf must name a resolver")
         }
 
-        let sessionID = EnforcePlanner.newSessionID()
+        let sessionID = SessionID.new()
+        // Keys from files the user's config names join the host environment (never printed or stored).
+        let credentials = try Credentials.load(into: environment, configDirectory: paths.config, user: invoking,
+                                               workspace: try EnforcePlanner.realPath(options.workspace, what: "workspace"))
         var request = LearnRequest(profile: profile, workspace: options.workspace, user: invoking, paths: paths,
-                                   command: options.command, environment: environment, sessionID: sessionID)
+                                   command: options.command, environment: credentials.environment, sessionID: sessionID)
         request.requestedEnvironment = options.passedEnvironment
-        let agentEnvironment = AgentEnvironment(host: environment, profilePass: profile.env.pass,
+        let agentEnvironment = AgentEnvironment(host: credentials.environment, profilePass: profile.env.pass,
                                                 requested: options.passedEnvironment, home: invoking.home)
         if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
+        let passedNames = agentEnvironment.entries.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) }
+        if let line = Credentials.startLine(credentials, passed: passedNames, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         var plan = try LearnPlanner.plan(request)
         if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
@@ -129,7 +134,7 @@ package enum LearnSession {
         do {
             learnTiming("launch")
             status = try launcher.run(plan)
-        } catch let error as CagentError where error.stage.hasPrefix("sandbox setup") {
+        } catch let error as CagentError where error.stage.isSandboxSetup {
             FileDescriptorStream.standardError.write("cagent: \(error)\n")
             throw CagentExit(status: Launcher.agentExecStatus(error) ?? ExitStatus.failure)
         }
@@ -140,7 +145,11 @@ package enum LearnSession {
         // The agent ran: from here on cagent's own failure is reported, and the status stays the agent's.
         let summary: LearnObservation.Summary
         do { summary = try observation.finish() } catch {
-            FileDescriptorStream.standardError.write("cagent: \(error)\n")
+            // The store's own errors (a full disk: SQLite 13) get the stage and what to do; the status stays the agent's.
+            let failure = error as? CagentError ?? CagentError(
+                stage: "store", TerminalEscape.escape("recording the session in \(storePath): \(error)"),
+                hint: "free space where the database lives (or name another with --db); what was committed before the failure stays in it")
+            FileDescriptorStream.standardError.write("cagent: \(failure)\n")
             throw CagentExit(status: status)
         }
         return LearnOutcome(status: status, sessionID: sessionID, summary: summary, live: live, user: invoking,

@@ -5,16 +5,9 @@ import Dispatch
 import Glibc
 #endif
 
-/// `CAGENT_TIMING=1`: a learn session prints a monotonic timestamp at each stage to standard error (where
-/// the fixed cost goes; docs/benchmarks.md "Learn mode").
-package let learnTimingOn = getenv("CAGENT_TIMING") != nil
-package func learnTiming(_ what: String) {
-    guard learnTimingOn else { return }
-    var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t)
-    let micros = String(Int(t.tv_nsec) / 1000)
-    let padded = String(repeating: "0", count: max(0, 6 - micros.count)) + micros
-    FileDescriptorStream.standardError.write("T \(Int(t.tv_sec) % 1000).\(padded) \(what)\n")
-}
+/// `CAGENT_TIMING=1`: a learn session's stages (Timing; docs/benchmarks.md "Learn mode").
+package var learnTimingOn: Bool { Timing.on }
+package func learnTiming(_ what: String) { Timing.mark(what) }
 
 /// A value computed on another thread from now on; `get` waits for it (and rethrows its error).
 package final class LearnPending<T>: @unchecked Sendable {

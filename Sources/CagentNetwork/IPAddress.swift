@@ -37,7 +37,7 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         bytes.withUnsafeBytes { raw in
             _ = inet_ntop(family == .v4 ? AF_INET : AF_INET6, raw.baseAddress, &buffer, socklen_t(buffer.count))
         }
-        return String(cString: buffer)
+        return String(nulTerminated: buffer)
     }
 
     public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {

@@ -7,7 +7,7 @@ import Glibc
 /// An open network namespace (a file descriptor on its nsfs inode). setns(2) applies to the calling thread
 /// only, so `run` enters it on the current thread and always returns the thread to where it was: call it
 /// on a thread you own, never across an `await`.
-public final class NetworkNamespace: @unchecked Sendable {
+public final class NetworkNamespace: Sendable {
     public let fd: Int32
     public let label: String
 

@@ -21,14 +21,16 @@ public struct NetworkConfig: Sendable {
 
 /// One session's uplink and host-side firewall, from setup to teardown.
 ///
-/// Setup, under the machine-wide SetupLock: a lease recording what the session will create, the session's
-/// chains (the table's permanent part first if absent), then the veth — the chain exists before the interface
-/// does — addresses, forwarding, and the sandbox side. Any failure undoes what was done and throws: the agent
-/// does not run. Teardown runs on every exit path (call `tearDown()`; a dead cagent's objects are removed by
+/// Setup in two parts: `prepare`, under the machine-wide SetupLock and before the sandbox need exist — a lease
+/// recording what the session will create, the session's chains (the table's permanent part first if absent)
+/// — then `attach`, once the sandbox's namespace exists: the veth (the chain exists before the interface
+/// does), addresses, forwarding, and the sandbox side. `setUp` does both. Any failure undoes what was done
+/// and throws: the agent does not run. Teardown runs on every exit path (call `tearDown()`; a dead cagent's objects are removed by
 /// the next setup's clean-up or `cagent doctor --clean`).
 ///
 /// Threads: setns is per thread. Call `setUp`/`tearDown` on a thread you own, never across an `await`.
 /// `firewall` can be used from any thread.
+// @unchecked: the lease, ended once by tearDown() on the owner's thread.
 public final class NetworkSession: @unchecked Sendable {
     /// Steps of setup, for crash tests (`crashAfter` raises SIGKILL right after the step).
     public enum Step: String, Sendable, CaseIterable {
@@ -47,19 +49,24 @@ public final class NetworkSession: @unchecked Sendable {
     public let firewall: SessionFirewall
     /// Things the user should know (another firewall in the way, no IPv6 uplink, ...).
     public let warnings: [String]
-    /// Pre-existing host settings cagent changed (also in `<runtime>/host-changes.log`).
-    public let hostChanges: [String]
+    /// Pre-existing host settings cagent changed (also in `<runtime>/host-changes.log`); set by `attach`.
+    public private(set) var hostChanges: [String] = []
 
     private let paths: CagentPaths
     private let host: NetworkNamespace?
+    private let config: NetworkConfig
     private var lease: SessionLease?
+    /// The host's default-route interfaces forwarding is enabled on (per family used), for `attach`.
+    private let uplinks: (v4: [String], v6: [String])
+    private var attached = false
 
     private init(sessionID: String, interface: String, addresses: SessionAddresses, nflogGroup: UInt16, gatePort: UInt16,
-                 proxyPort: UInt16?, mode: Firewall.Mode, firewall: SessionFirewall, warnings: [String], hostChanges: [String], paths: CagentPaths,
-                 host: NetworkNamespace?, lease: SessionLease) {
+                 proxyPort: UInt16?, mode: Firewall.Mode, firewall: SessionFirewall, warnings: [String], paths: CagentPaths,
+                 host: NetworkNamespace?, config: NetworkConfig, lease: SessionLease, uplinks: (v4: [String], v6: [String])) {
         self.sessionID = sessionID; self.interface = interface; self.addresses = addresses
         self.nflogGroup = nflogGroup; self.gatePort = gatePort; self.proxyPort = proxyPort; self.mode = mode; self.firewall = firewall
-        self.warnings = warnings; self.hostChanges = hostChanges; self.paths = paths; self.host = host; self.lease = lease
+        self.warnings = warnings; self.paths = paths; self.host = host; self.lease = lease
+        self.config = config; self.uplinks = uplinks
     }
 
     /// Lease file name for a session's network part.
@@ -69,10 +76,32 @@ public final class NetworkSession: @unchecked Sendable {
     /// `NetworkNamespace(pid:)` from the launcher's pid). `host` is where cagent's side lives: nil for the
     /// calling thread's namespace (the real host), a netlab host namespace in tests. `mode: .learn` (cagent learn)
     /// accepts and logs every new flow except metadata and the LAN; `entries` are then irrelevant.
+    /// The same as `prepare` then `attach`.
     public static func setUp(sessionID: String, sandbox: NetworkNamespace, entries: [AllowEntry], paths: CagentPaths,
                              config: NetworkConfig = NetworkConfig(), host: NetworkNamespace? = nil,
                              mode: Firewall.Mode = .enforce, filteringProxy: Bool = false,
                              crashAfter: Step? = nil) throws -> NetworkSession {
+        let session = try prepare(sessionID: sessionID, entries: entries, paths: paths, config: config, host: host,
+                                  mode: mode, filteringProxy: filteringProxy, crashAfter: crashAfter)
+        do {
+            try session.attach(sandbox: sandbox, crashAfter: crashAfter)
+        } catch {
+            try? session.tearDown()
+            throw error
+        }
+        return session
+    }
+
+    /// The host's part of a session that needs no sandbox yet (so that it can overlap with the rest of the
+    /// start), under the setup lock: dead sessions' leftovers removed, the host's routes read, the slot
+    /// (addresses, gate and proxy ports) and nflog group chosen and claimed by the lease, the session's chains
+    /// installed (the table's permanent part first if absent) — the chains before the interface: the
+    /// permanent drop covers it anyway. Any failure undoes what was done and throws; a crash leaves the lease
+    /// to the next setup's clean-up.
+    public static func prepare(sessionID: String, entries: [AllowEntry], paths: CagentPaths,
+                               config: NetworkConfig = NetworkConfig(), host: NetworkNamespace? = nil,
+                               mode: Firewall.Mode = .enforce, filteringProxy: Bool = false,
+                               crashAfter: Step? = nil) throws -> NetworkSession {
         guard !sessionID.isEmpty, sessionID.utf8.count <= 12,
               sessionID.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7a) }) else {
             throw CagentError(stage: "network setup", "session id \(sessionID) must be 1-12 characters of [a-z0-9]")
@@ -83,6 +112,7 @@ public final class NetworkSession: @unchecked Sendable {
         return try inNamespace(host) {
             let lock = try SetupLock(paths: paths)
             defer { lock.release() }
+            Timing.mark("net: lock")
             var warnings: [String] = []
             let live = SessionLease.all(paths: paths).filter(\.live)
             let heldLines = live.flatMap { $0.contents.split(separator: "\n") }
@@ -94,6 +124,7 @@ public final class NetworkSession: @unchecked Sendable {
 
             // Dead sessions' leftovers first, so their names and addresses are free again.
             _ = try? NetworkLeftovers.cleanLocked(paths: paths)
+            Timing.mark("net: leftovers")
 
             let routing = try Rtnetlink(stage: "read host routes")
             let routes4 = try routing.routes(family: .v4), routes6 = try routing.routes(family: .v6)
@@ -117,8 +148,8 @@ public final class NetworkSession: @unchecked Sendable {
             let lease = try SessionLease(paths: paths, sessionID: leaseID(sessionID), contents:
                 "link \(interface)\nnft-chain \(interface)\nslot \(slot)\nnflog \(group)\n")
             checkpoint(.leased)
+            Timing.mark("net: routes, slot, lease")
 
-            var linkCreated = false
             var firewallInstalled = false
             do {
                 // The session's chains before its interface: the permanent drop covers the interface anyway.
@@ -138,44 +169,59 @@ public final class NetworkSession: @unchecked Sendable {
                 try NftApplier.apply(batch, stage: "install the firewall of \(interface)")
                 firewallInstalled = true
                 checkpoint(.firewall)
+                Timing.mark("net: nft batch")
                 warnings += ForeignFirewall.warnings()
-
-                let link = try Rtnetlink(stage: "create the uplink \(interface)")
-                try link.createVeth(hostName: interface, peerName: config.sandboxInterface, peerNetns: sandbox.fd)
-                linkCreated = true
-                checkpoint(.link)
-                let index = try interfaceIndex(interface)
-                if let gateway = addresses.gateway4 { try link.addAddress(gateway, prefixLength: config.pool.prefix4, interface: index) }
-                if let gateway = addresses.gateway6 { try link.addAddress(gateway, prefixLength: config.pool.prefix6, interface: index) }
-                try link.setUp(interface)
-                let changes = try HostForwarding.enable(session: interface, uplinks4: useV4 ? uplinks4 : [],
-                                                        uplinks6: useV6 ? uplinks6 : [])
-                HostForwarding.record(changes, session: sessionID, paths: paths)
-                checkpoint(.hostAddressed)
-
-                try sandbox.run {
-                    let inside = try Rtnetlink(stage: "configure the sandbox side of \(interface)")
-                    try inside.setUp("lo")
-                    let index = try interfaceIndex(config.sandboxInterface)
-                    if let address = addresses.sandbox4 { try inside.addAddress(address, prefixLength: config.pool.prefix4, interface: index) }
-                    if let address = addresses.sandbox6 { try inside.addAddress(address, prefixLength: config.pool.prefix6, interface: index) }
-                    try inside.setUp(config.sandboxInterface)
-                    if let gateway = addresses.gateway4 { try inside.addDefaultRoute(via: gateway, interface: index) }
-                    if let gateway = addresses.gateway6 { try inside.addDefaultRoute(via: gateway, interface: index) }
-                }
-                checkpoint(.sandboxConfigured)
+                Timing.mark("net: foreign firewall check")
 
                 let firewall = try SessionFirewall(interface: interface, nflogGroup: group, namespace: nil)
                 return NetworkSession(sessionID: sessionID, interface: interface, addresses: addresses, nflogGroup: group,
-                                      gatePort: gatePort, proxyPort: proxyPort, mode: mode, firewall: firewall, warnings: warnings, hostChanges: changes,
-                                      paths: paths, host: host, lease: lease)
+                                      gatePort: gatePort, proxyPort: proxyPort, mode: mode, firewall: firewall, warnings: warnings,
+                                      paths: paths, host: host, config: config, lease: lease,
+                                      uplinks: (useV4 ? uplinks4 : [], useV6 ? uplinks6 : []))
             } catch {
-                if linkCreated { try? Rtnetlink(stage: "undo").deleteLink(interface) }
                 if firewallInstalled { try? removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) }
                 lease.end()
                 throw error
             }
         }
+    }
+
+    /// The veth — its peer created directly in `sandbox` as `eth0` (moving a link between namespaces later
+    /// costs a grace period, ~10x the creation) — the host end's addresses and forwarding, then the sandbox's
+    /// side: loopback, addresses, default routes. Once. Not under the setup lock: the lease has claimed the
+    /// name, slot and group, and the session's chains keep the table. On failure the caller tears the session
+    /// down (`setUp` does), which removes the link as well.
+    public func attach(sandbox: NetworkNamespace, crashAfter: Step? = nil) throws {
+        guard !attached else { return }
+        attached = true
+        func checkpoint(_ step: Step) { if crashAfter == step { kill(getpid(), SIGKILL) } }
+        let addresses = addresses, config = config, interface = interface
+        try inNamespace(host) {
+            let link = try Rtnetlink(stage: "create the uplink \(interface)")
+            try link.createVeth(hostName: interface, peerName: config.sandboxInterface, peerNetns: sandbox.fd)
+            checkpoint(.link)
+            Timing.mark("net: veth")
+            let index = try interfaceIndex(interface)
+            if let gateway = addresses.gateway4 { try link.addAddress(gateway, prefixLength: config.pool.prefix4, interface: index) }
+            if let gateway = addresses.gateway6 { try link.addAddress(gateway, prefixLength: config.pool.prefix6, interface: index) }
+            try link.setUp(interface)
+            hostChanges = try HostForwarding.enable(session: interface, uplinks4: uplinks.v4, uplinks6: uplinks.v6)
+            HostForwarding.record(hostChanges, session: sessionID, paths: paths)
+            checkpoint(.hostAddressed)
+            Timing.mark("net: host side")
+        }
+        try sandbox.run {
+            let inside = try Rtnetlink(stage: "configure the sandbox side of \(interface)")
+            try inside.setUp("lo")
+            let index = try interfaceIndex(config.sandboxInterface)
+            if let address = addresses.sandbox4 { try inside.addAddress(address, prefixLength: config.pool.prefix4, interface: index) }
+            if let address = addresses.sandbox6 { try inside.addAddress(address, prefixLength: config.pool.prefix6, interface: index) }
+            try inside.setUp(config.sandboxInterface)
+            if let gateway = addresses.gateway4 { try inside.addDefaultRoute(via: gateway, interface: index) }
+            if let gateway = addresses.gateway6 { try inside.addDefaultRoute(via: gateway, interface: index) }
+        }
+        checkpoint(.sandboxConfigured)
+        Timing.mark("net: sandbox side")
     }
 
     /// Removes the link, the session's chains (or the whole table when no other session is alive), and the lease.
@@ -190,7 +236,9 @@ public final class NetworkSession: @unchecked Sendable {
             } catch let error as CagentError where error.errno == ENODEV {
                 // Gone with the sandbox's namespace already.
             } catch { failure = error }
+            Timing.mark("net: link removed")
             do { try NetworkSession.removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) } catch { failure = failure ?? error }
+            Timing.mark("net: firewall removed")
             if let failure { throw failure }
             lease.end()
             self.lease = nil
@@ -279,7 +327,7 @@ public enum NetworkLeftovers {
     }
 
     /// Interface names in the calling thread's namespace (if_nameindex uses a socket made there).
-    static func linkNames() -> [String] {
+    public static func linkNames() -> [String] {
         guard let list = if_nameindex() else { return [] }
         defer { if_freenameindex(list) }
         var names: [String] = []

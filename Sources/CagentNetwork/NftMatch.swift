@@ -181,3 +181,14 @@ enum Statement {
         ])
     }
 }
+
+extension Match {
+    /// `meta skuid UID` / `meta skuid != UID`: the socket's owner (a packet without a socket matches neither).
+    static func socketUID(_ uid: UInt32, equal: Bool = true) -> RulePart {
+        RulePart(text: "meta skuid \(equal ? "" : "!= ")\(uid)", expressions: [
+            .meta(key: NFT_META_SKUID.rawValue, dreg: Reg.r1),
+            .cmp(sreg: Reg.r1, op: equal ? eq : neq, data: withUnsafeBytes(of: uid) { Array($0) }),
+        ])
+    }
+
+}

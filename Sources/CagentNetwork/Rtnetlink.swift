@@ -151,5 +151,5 @@ func interfaceIndex(_ name: String) throws -> UInt32 {
 func interfaceName(_ index: UInt32) -> String? {
     var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
     guard if_indextoname(index, &buffer) != nil else { return nil }
-    return String(cString: buffer)
+    return String(nulTerminated: buffer)
 }

@@ -1,5 +1,6 @@
 import CNftnl
 import CagentCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,7 +11,7 @@ import Glibc
 ///
 /// Domain entries without a port: the gate pins each answer for tcp/443 and tcp/80 (`Ports.webDefaults`);
 /// endpoints name their own port. Nothing here opens "any port" for a name: the profile decides.
-public final class SessionFirewall: @unchecked Sendable {
+public final class SessionFirewall: Sendable {
     public enum Ports {
         /// What a `domains:` entry opens for each address its name resolves to.
         public static let webDefaults: [(AllowProto, UInt16)] = [(.tcp, 443), (.tcp, 80)]
@@ -18,19 +19,17 @@ public final class SessionFirewall: @unchecked Sendable {
 
     public let interface: String
     public let nflogGroup: UInt16
-    private let socket: NetlinkSocket
-    private var lock = pthread_mutex_t()        // deadlines
-    private var socketLock = pthread_mutex_t()  // the netlink socket
+    /// One batch at a time on the netlink socket.
+    private let socket: Mutex<NetlinkSocket>
+    /// When each element this session added runs out (monotonic seconds; infinity: never).
+    private let deadlines = Mutex<[[UInt8]: Double]>([:])
 
     init(interface: String, nflogGroup: UInt16, namespace: NetworkNamespace?) throws {
         self.interface = interface
         self.nflogGroup = nflogGroup
-        socket = try inNamespace(namespace) { try NetlinkSocket(NETLINK_NETFILTER, stage: "session firewall \(interface)") }
-        pthread_mutex_init(&lock, nil)
-        pthread_mutex_init(&socketLock, nil)
+        let socket = try inNamespace(namespace) { try NetlinkSocket(NETLINK_NETFILTER, stage: "session firewall \(interface)") }
+        self.socket = Mutex(socket)
     }
-
-    deinit { pthread_mutex_destroy(&lock); pthread_mutex_destroy(&socketLock) }
 
     /// Allows `address` on `proto`/`port` for `timeout` seconds (nil: for the session's life). When the entry
     /// exists already, its timeout becomes max(remaining, timeout): a short TTL never cuts a longer pin.
@@ -49,32 +48,30 @@ public final class SessionFirewall: @unchecked Sendable {
         let sets = Firewall.setNames(interface)
         var batch = NftBatch(table: Firewall.table)
         let now = SessionFirewall.monotonicSeconds()
-        pthread_mutex_lock(&lock)
-        if deadlines.count > 4096 { deadlines = deadlines.filter { $0.value > now } }   // expired pins are gone
-        var elements: [IPAddress.Family: [NftElement]] = [:]
-        for (address, proto, port) in entries {
-            let key = Firewall.key(address, proto.number, port)
-            var milliseconds: UInt64?
-            if let timeout {
-                // The kernel sets the timeout of a re-added element to the new value: keep the later deadline.
-                let deadline = max(now + Double(max(timeout, 1)), deadlines[key] ?? 0)
-                if deadlines[key] != .infinity { deadlines[key] = deadline }
-                milliseconds = deadlines[key] == .infinity ? nil : UInt64(((deadline - now) * 1000).rounded(.up))
-            } else {
-                deadlines[key] = .infinity
+        let elements = deadlines.withLock { deadlines in
+            if deadlines.count > 4096 { deadlines = deadlines.filter { $0.value > now } }   // expired pins are gone
+            var elements: [IPAddress.Family: [NftElement]] = [:]
+            for (address, proto, port) in entries {
+                let key = Firewall.key(address, proto.number, port)
+                var milliseconds: UInt64?
+                if let timeout {
+                    // The kernel sets the timeout of a re-added element to the new value: keep the later deadline.
+                    let deadline = max(now + Double(max(timeout, 1)), deadlines[key] ?? 0)
+                    if deadlines[key] != .infinity { deadlines[key] = deadline }
+                    milliseconds = deadlines[key] == .infinity ? nil : UInt64(((deadline - now) * 1000).rounded(.up))
+                } else {
+                    deadlines[key] = .infinity
+                }
+                elements[address.family, default: []].append(Firewall.element(address, proto, port, timeout: milliseconds))
             }
-            elements[address.family, default: []].append(Firewall.element(address, proto, port, timeout: milliseconds))
+            return elements
         }
-        pthread_mutex_unlock(&lock)
         for family in [IPAddress.Family.v4, .v6] {
             guard let list = elements[family], !list.isEmpty else { continue }
             batch.operations.append(.addElements(set: family == .v4 ? sets.allow4 : sets.allow6, list))
         }
         try apply(batch)
     }
-
-    /// When each element this session added runs out (monotonic seconds; infinity: never).
-    private var deadlines: [[UInt8]: Double] = [:]
 
     static func monotonicSeconds() -> Double {
         var spec = timespec()
@@ -98,15 +95,13 @@ public final class SessionFirewall: @unchecked Sendable {
         batch.operations.append(.deleteElements(set: address.family == .v4 ? sets.allow4 : sets.allow6,
                                                 [Firewall.element(address, proto, port, timeout: nil)]))
         try apply(batch)
-        pthread_mutex_lock(&lock)
-        deadlines[Firewall.key(address, proto.number, port)] = nil
-        pthread_mutex_unlock(&lock)
+        _ = deadlines.withLock { $0.removeValue(forKey: Firewall.key(address, proto.number, port)) }
     }
 
     private func apply(_ batch: NftBatch) throws {
-        pthread_mutex_lock(&socketLock)
-        defer { pthread_mutex_unlock(&socketLock) }
-        let (bytes, acks, meaning) = try batch.encode(firstSequence: socket.sequences(batch.operations.count + 64))
-        try socket.transact(bytes, acks: acks, meaning: meaning)
+        try socket.withLock { socket in
+            let (bytes, acks, meaning) = try batch.encode(firstSequence: socket.sequences(batch.operations.count + 64))
+            try socket.transact(bytes, acks: acks, meaning: meaning)
+        }
     }
 }

@@ -56,7 +56,9 @@ enum AnchorScanner {
                 switch c {
                 case "[", "{", ",":
                     nodeCanStart = true
-                case "-", "?", ":" where next == nil || next == " " || next == "\t" || (c == ":" && (next == "," || next == "]" || next == "}")):
+                case "-", "?":
+                    nodeCanStart = true
+                case ":" where next == nil || next == " " || next == "\t" || next == "," || next == "]" || next == "}":
                     nodeCanStart = true
                 case "]", "}":
                     nodeCanStart = false

@@ -76,7 +76,7 @@ public struct ProfileResolver: Sendable {
         let user = ProfileDirectories.user(paths)
         self.userDirectory = ProfileDirectories.realPath(user) ?? user
         self.trustStore = TrustStore(paths: paths)
-        let cwd = currentDirectory ?? ProfileDirectories.currentDirectory()
+        let cwd = currentDirectory ?? FileSystem.currentDirectory(orElse: "/")
         self.currentDirectory = ProfileDirectories.realPath(cwd) ?? cwd
         self.home = home ?? environment["HOME"]
     }

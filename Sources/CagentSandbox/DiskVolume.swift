@@ -20,6 +20,7 @@ import Glibc
 /// a user attached by hand is shared the same way). No mount is
 /// kept in the host's namespace and nothing is left for a crash to strand: the filesystem and its loop
 /// device go when the last session's sandbox and fds are gone.
+// @unchecked: its fds (mount, image, loop device) are closed once by the owner.
 public final class DiskVolume: @unchecked Sendable {
     public let image: String
     /// The volume's root as a detached mount (a directory fd): handed to cagent-init, or used host-side
@@ -227,7 +228,9 @@ public final class DiskVolume: @unchecked Sendable {
 /// A DiskVolume opened on its own thread while the caller does the rest of its start-up (the cgroups, the
 /// store, the tracer): creating an image costs tens of milliseconds, mounting one a few. `Launcher.run`
 /// takes it when the plan's volume is this one; one not taken is closed (nothing stays mounted).
+// @unchecked: the opening thread fills the box; the owner reads it after join.
 public final class PendingVolume: @unchecked Sendable {
+    // @unchecked: written by the opening thread, read by the owner after join.
     private final class Box: @unchecked Sendable { var result: Result<DiskVolume, any Error>? }
     public let spec: SandboxPlan.VolumeSpec
     private let uid: UInt32, gid: UInt32

@@ -27,10 +27,12 @@ public struct EnforceRequest: Sendable {
     public var diskBytes: UInt64
     /// Apply the process policy (seccomp, Landlock, rlimits) to the agent; off only to test the layers apart.
     public var processPolicy = true
+    /// `--ssh-key`: the deploy key and the profile's known hosts, written into the sandbox's /etc/ssh.
+    public var sshKey: SshDeployKey?
 
     public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
                 environment: [String: String], terminal: SandboxPlan.TerminalSize? = nil,
-                sessionID: String = EnforcePlanner.newSessionID(), hostname: String = "cagent",
+                sessionID: String = SessionID.new(), hostname: String = "cagent",
                 nameservers: [String] = []) {
         self.profile = profile; self.workspace = workspace; self.user = user; self.paths = paths
         self.command = command; self.environment = environment; self.terminal = terminal
@@ -77,11 +79,6 @@ public enum EnforcePlanner {
 
     /// Variables that always pass (besides the profile's env.pass, `--env` names, LC_* and HOME).
     public static var alwaysPassed: [String] { AgentEnvironment.alwaysPassed }
-
-    public static func newSessionID() -> String {
-        let bytes = (0..<6).map { _ in UInt8.random(in: 0...255) }
-        return bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
-    }
 
     public static func plan(_ request: EnforceRequest) throws -> SandboxPlan {
         let user = request.user
@@ -131,6 +128,8 @@ public enum EnforcePlanner {
         for (name, contents) in generatedEtc(request: request, user: user, home: home) {
             add(.file(path: "/etc/" + name, mode: "0644", contents: contents), "generated: only the sandbox's users and names")
         }
+        // The deploy key of --ssh-key lives here, not in the persistent shadow home: sealed with /etc, gone with the session.
+        if let sshKey = request.sshKey { steps += sshKey.steps }
 
         // 3. Kernel interfaces before any host tree: /proc is this pid namespace's own (host processes
         //    invisible), /dev only harmless nodes and the sandbox's own devpts, /tmp private and bounded.
@@ -167,7 +166,10 @@ public enum EnforcePlanner {
 
         // 8. .git pinned (a mount point) and its hooks read-only, last in the workspace: hooks and a
         //    replaced .git would run on the host when the user next runs git (H13).
-        let git = GitProtection.steps(workspace: workspace, user: user)
+        //    A worktree's or submodule's git dir outside the workspace is mapped here too (LinkedGitDirectory),
+        //    never over a hidden path.
+        let hidden = try LearnPlanner.hiddenEntries(request.profile).map { try viewPath($0, home: home) }
+        let git = GitProtection.steps(workspace: workspace, user: user, linkedHidden: hidden)
         steps += git.steps
 
         // 9. Seal the tmpfs trees we populated: last, because any bind above may have needed a mount point
@@ -288,7 +290,7 @@ public enum EnforcePlanner {
         return "/" + parts.joined(separator: "/")
     }
 
-    static func realPath(_ path: String, what: String) throws -> String {
+    public static func realPath(_ path: String, what: String) throws -> String {
         guard let resolved = realpath(path, nil) else {
             let hint = what == "workspace"
                 ? "the workspace is the agent's project directory and must exist: create it, or pass --workspace DIR (default: the current directory)"

@@ -104,9 +104,8 @@ public enum GitConfigView {
         var envp = environment.map { strdup($0) } + [nil]
         defer { for p in argv { free(p) }; for p in envp { free(p) } }
         // The user's supplementary groups, looked up here: the child between fork and exec must not call NSS.
-        var groups = [gid_t](repeating: 0, count: 256)
-        var count = Int32(groups.count)
-        if getgrouplist(user.name, user.gid, &groups, &count) < 0 { count = 0 }
+        let groups = FileIdentity(user: user).groups.map { gid_t($0) }
+        let count = Int32(groups.count)
         let pid = cg_run_as(user.uid, user.gid, groups, count, cwd, path, &argv, &envp, outPipe[1], errPipe[1])
         close(outPipe[1]); close(errPipe[1])
         defer { close(outPipe[0]); close(errPipe[0]) }

@@ -9,9 +9,10 @@ import Glibc
 /// — the kernel answers EBUSY — and `.git/hooks` is read-only. A `gitdir:` file is bound read-only onto
 /// itself. Paths are looked at without following links; a symlinked `.git` or hooks directory is left as
 /// it is (cagent-init would refuse to mount on it and the session would not start) and noticed: the end
-/// check sees the link, not what is behind it.
+/// check sees the link, not what is behind it. With `linkedHidden` (enforce: the hidden paths), a
+/// `gitdir:` file's git directory outside the workspace is mapped too (LinkedGitDirectory).
 public enum GitProtection {
-    public static func steps(workspace: String, user: InvokingUser) -> (steps: [SandboxPlan.Step], notices: [String]) {
+    public static func steps(workspace: String, user: InvokingUser, linkedHidden: [String]? = nil) -> (steps: [SandboxPlan.Step], notices: [String]) {
         let root = open(workspace, CG_O_PATH | CG_O_DIRECTORY | CG_O_CLOEXEC)
         guard root >= 0 else { return ([], []) }
         defer { close(root) }
@@ -36,7 +37,11 @@ public enum GitProtection {
             }
             return (steps, notices)
         case S_IFREG:
-            return ([.init(.bind(source: git, target: git, mode: .readOnly), "the .git gitdir file read-only (H13)")], [])
+            var steps: [SandboxPlan.Step] = [.init(.bind(source: git, target: git, mode: .readOnly), "the .git gitdir file read-only (H13)")]
+            guard let hidden = linkedHidden else { return (steps, []) }
+            let (mapping, notice) = LinkedGitDirectory.resolve(workspaceFD: root, workspace: workspace, user: user, hidden: hidden)
+            if let mapping { steps += LinkedGitDirectory.steps(mapping) }
+            return (steps, notice.map { [$0] } ?? [])
         default:
             // Refusing would lock out such setups; mounting on it would follow the link. The end check reports
             // a change of the link itself but does not follow it: what changes behind it goes unreported.

@@ -119,6 +119,7 @@ public final class Launcher {
         // The bounded volume (shadow home or scratch) is mounted detached here (or shared with a running
         // session of the same agent: DiskVolume) and handed over as fd 5; our copy is closed right after the
         // clone, so the mount ends with the sandbox, and the loop device with the last sandbox using it.
+        Timing.mark("launch: pipes")
         let volume: DiskVolume?
         do {
             if let pending = pendingVolume, let spec = plan.volume, pending.spec == spec {
@@ -149,6 +150,7 @@ public final class Launcher {
         for notice in volumeNotices {   // before the relay starts: written directly
             (notices ?? NoticeChannel()).write(line: "cagent: notice: \(notice)")
         }
+        Timing.mark("launch: volume mounted")
         var request = cg_spawn_request()
         request.volume_fd = volume?.mountFD ?? -1
         request.stdio = (childEnds[0], childEnds[1], childEnds[2])
@@ -157,11 +159,13 @@ public final class Launcher {
         request.uid = plan.uid
         request.gid = plan.gid
         request.namespaces = CG_SPAWN_NAMESPACES
-        request.fail_at = plan.failAtStage.flatMap { SandboxPlan.childStages[$0] } ?? 0
         var result = cg_spawn_result()
         let arguments = ["cagent-init", plan.sessionID]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let childFault = plan.failAtStage.flatMap { $0.runner == .child ? strdup($0.description) : nil }
+        defer { free(childFault) }
+        request.fail_at = UnsafePointer(childFault)
         let spawned = initPath.withCString { path -> Int32 in
             request.init_path = path
             return argv.withUnsafeBufferPointer { pointer in
@@ -171,6 +175,7 @@ public final class Launcher {
         }
         for fd in Set(childEnds) + [planPipe[0], control[1]] { close(fd) }
         volume?.releaseMount()
+        Timing.mark("launch: clone")
         guard spawned == 0 else {
             ourEnds.forEach { close($0) }
             close(planPipe[1]); close(control[0])
@@ -211,6 +216,7 @@ public final class Launcher {
                               forwardSignals: forwardSignals, onStarted: onStarted, onListener: onListener)
         session.noticeFD = notices?.beginRelay() ?? -1
         if let questions, tty { session.questions = questions; session.questionFD = questions.beginRelay() }
+        Timing.mark("launch: go")
         let setupError = session.relay()
         questions?.endRelay()
         if let notices {
@@ -236,8 +242,8 @@ public final class Launcher {
     /// The status for a start that failed at the agent's exec, like env(1) and the shells: 127 when the
     /// command was not found, 126 when it exists but cannot be executed; nil for any other setup failure (125).
     public static func agentExecStatus(_ error: CagentError) -> Int32? {
-        guard error.stage == "sandbox setup: exec-agent" else { return nil }
-        return error.message.hasPrefix("ENOENT") || error.message.hasPrefix("ENOTDIR") ? 127 : 126
+        guard case .sandboxSetup(.step(.execAgent(let commandNotFound))?) = error.stage else { return nil }
+        return commandNotFound ? 127 : 126
     }
 
     /// "stage X failed: <errno> (<hint>)" from cagent-init -> CagentError(stage: X, ...).
@@ -249,18 +255,22 @@ public final class Launcher {
             var index = body.startIndex
             while index < body.endIndex {
                 if body[index...].hasPrefix(marker) {
-                    let stage = body[..<index]
-                    let hint = stage == "exec-agent"
-                        ? "the agent did not start: is the command installed, executable and visible in the profile's "
-                          + "filesystem view (`cagent profile show --resolved PROFILE`), on the PATH it gets?"
-                        : "the agent did not start; nothing was left behind"
-                    return CagentError(stage: "sandbox setup: \(stage)",
-                                       String(body[body.index(index, offsetBy: marker.count)...]), hint: hint)
+                    let reason = String(body[body.index(index, offsetBy: marker.count)...])
+                    var stage = SetupStage(String(body[..<index]))
+                    var hint = "the agent did not start; nothing was left behind"
+                    if case .execAgent = stage {
+                        // The reason starts with the errno's name (cagent-init's `fail`).
+                        let name = reason.prefix { $0 != " " }
+                        stage = .execAgent(commandNotFound: name == "ENOENT" || name == "ENOTDIR")
+                        hint = "the agent did not start: is the command installed, executable and visible in the profile's "
+                            + "filesystem view (`cagent profile show --resolved PROFILE`), on the PATH it gets?"
+                    }
+                    return CagentError(stage: .sandboxSetup(.step(stage)), reason, hint: hint)
                 }
                 index = body.index(after: index)
             }
         }
-        return CagentError(stage: "sandbox setup", text, hint: "the agent did not start; nothing was left behind")
+        return CagentError(stage: .sandboxSetup(nil), text, hint: "the agent did not start; nothing was left behind")
     }
 }
 

@@ -95,8 +95,8 @@ public struct SandboxPlan: Sendable, Equatable {
     /// Learn mode's seccomp tracer: the agent child installs the listener filter before exec and passes its
     /// fd to cagent over the control socket (`Launcher.onListener`).
     public var traceNotify = false
-    /// Test hook: the setup stage to fail on purpose ("bind /usr", "pivot-root", "child-credentials", ...).
-    public var failAtStage: String?
+    /// Test hook (`--fail-at-stage`): the setup stage to fail on purpose ("bind /usr", "pivot-root", "cgroup", ...).
+    public var failAtStage: SetupStage?
     /// Host paths of the workspace and shadow home: the trees the agent controls (for reports).
     public var workspace: String
     public var shadowHome: String?
@@ -135,15 +135,12 @@ public struct SandboxPlan: Sendable, Equatable {
 
     public init(sessionID: String, hostname: String, uid: UInt32, gid: UInt32, workingDirectory: String,
                 command: [String], environment: [String], steps: [Step], terminal: TerminalSize? = nil,
-                seccompProgram: [UInt8]? = nil, failAtStage: String? = nil, workspace: String, shadowHome: String? = nil) {
+                seccompProgram: [UInt8]? = nil, failAtStage: SetupStage? = nil, workspace: String, shadowHome: String? = nil) {
         self.sessionID = sessionID; self.hostname = hostname; self.uid = uid; self.gid = gid
         self.workingDirectory = workingDirectory; self.command = command; self.environment = environment
         self.steps = steps; self.terminal = terminal; self.seccompProgram = seccompProgram
         self.failAtStage = failAtStage; self.workspace = workspace; self.shadowHome = shadowHome
     }
-
-    /// Stages that fail in the launcher's C child (before cagent-init runs), by their test-hook code.
-    static let childStages = ["child-credentials": Int32(1), "exec-init": Int32(2)]
 
     /// The plan in cagent-init's wire format. Throws when a value cannot be represented (a NUL byte).
     public func serialized() throws -> [UInt8] {
@@ -156,7 +153,7 @@ public struct SandboxPlan: Sendable, Equatable {
             ["env"] + environment,
             ["tty", terminal == nil ? "0" : "1", String(terminal?.rows ?? 0), String(terminal?.columns ?? 0)],
         ]
-        if let failAtStage, Self.childStages[failAtStage] == nil { records.append(["fail", failAtStage]) }
+        if let failAtStage, failAtStage.runner == .initProcess { records.append(["fail", failAtStage.description]) }
         if traceNotify { records.append(["notify", "1"]) }
         func hex(_ bytes: [UInt8]) -> String {
             // One pass into a byte buffer: the filter is ~1.4 KB and this runs on every agent start.

@@ -121,7 +121,7 @@ public enum WorkspaceSecrets {
 
 extension WorkspaceSecrets {
     /// The profile's workspace patterns matched in the (real) workspace, with the user's rights.
-    static func scan(workspace: String, profile: Profile, user: InvokingUser) throws -> Scan {
+    public static func scan(workspace: String, profile: Profile, user: InvokingUser) throws -> Scan {
         var patterns: [WorkspacePattern] = []
         for entry in profile.filesystem.hide where WorkspacePattern.isWorkspaceEntry(entry) {
             do throws(ValueProblem) { patterns.append(try WorkspacePattern(entry)) } catch {

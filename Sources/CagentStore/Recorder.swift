@@ -1,12 +1,14 @@
 import CagentCore
 import CagentEvents
 import Foundation
+import Synchronization
 
 /// The one way events enter the store, whatever saw them. `record` only merges the event into an
 /// in-memory batch keyed like the tables (so a repeated event costs a hash lookup); a writer thread commits
 /// full batches in one transaction each, off the caller's path. `close()` flushes and ends the session.
 ///
 /// Thread-safe: several sources may record into the same session.
+// @unchecked: the merge state is guarded by `lock` (Mutex), mutated in place by the merge code.
 public final class Recorder: EventSink, @unchecked Sendable {
     public let store: Store
     public let session: SessionInfo
@@ -14,7 +16,8 @@ public final class Recorder: EventSink, @unchecked Sendable {
     /// Events per batch before it is handed to the writer.
     public let batchEvents: Int
 
-    private let lock = NSLock()
+    /// Guards the merge state and the write outcome below (the merge code mutates them in place).
+    private let lock = Mutex(())
     private var pending = Batch()
     /// pid -> what it runs, for parents of later execs and for exits.
     private var processes: [Int32: ProcessKey] = [:]
@@ -47,11 +50,10 @@ public final class Recorder: EventSink, @unchecked Sendable {
     }
 
     public func record(_ event: ObservedEvent) {
-        lock.lock()
-        merge(event)
-        let full = pending.events >= batchEvents
-        let batch: Batch? = full ? takePending() : nil
-        lock.unlock()
+        let batch: Batch? = lock.withLock { _ in
+            merge(event)
+            return pending.events >= batchEvents ? takePending() : nil
+        }
         if let batch { submit(batch) }
     }
 
@@ -61,22 +63,20 @@ public final class Recorder: EventSink, @unchecked Sendable {
 
     /// Commits everything recorded so far and waits for it. Throws the first write error, if any.
     public func flush() throws {
-        lock.lock()
-        let batch = pending.events > 0 || !pending.isEmpty ? takePending() : nil
-        lock.unlock()
+        let batch = lock.withLock { _ in pending.events > 0 || !pending.isEmpty ? takePending() : nil }
         if let batch { submit(batch) }
         writer.sync {}
-        if let error = lock.withLock({ writeError }) { throw error }
+        if let error = lock.withLock({ _ in writeError }) { throw error }
     }
 
     /// Flushes and records the session's end.
     public func close(endedAt: Nanoseconds = Clock.now()) throws {
         try flush()
-        lock.withLock { closed = true }
+        lock.withLock { _ in closed = true }
         try store.endSession(session.id, at: endedAt)
     }
 
-    public var committed: Int { lock.withLock { committedEvents } }
+    public var committed: Int { lock.withLock { _ in committedEvents } }
 
     private func takePending() -> Batch {
         let batch = pending
@@ -89,13 +89,13 @@ public final class Recorder: EventSink, @unchecked Sendable {
         inFlight.wait()
         writer.async { [self] in
             defer { inFlight.signal() }
-            if lock.withLock({ writeError }) != nil { return }
+            if lock.withLock({ _ in writeError }) != nil { return }
             do {
                 try store.write(batch, session: session.id)
-                let total = lock.withLock { committedEvents += batch.events; return committedEvents }
+                let total = lock.withLock { _ in committedEvents += batch.events; return committedEvents }
                 onCommit?(total)
             } catch {
-                lock.withLock { writeError = error }
+                lock.withLock { _ in writeError = error }
             }
         }
     }

@@ -174,16 +174,6 @@ public final class Store: Sendable {
         try pool.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM sessions WHERE id = ?", arguments: [id]) ?? false }
     }
 
-    /// A fresh, sortable session id: UTC time plus random bits.
-    public static func newSessionID(now: Nanoseconds = Clock.now()) -> String {
-        var t = time_t(now / 1_000_000_000)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        let stamp = String(format: "%04d%02d%02d-%02d%02d%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
-                           Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
-        return stamp + "-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
-    }
-
     /// argv as NUL-separated bytes (lossless: an argument cannot contain NUL). Always bound as a BLOB:
     /// SQLite's text accessors stop at the first NUL.
     static func joined(_ argv: [RawText]) -> RawText {

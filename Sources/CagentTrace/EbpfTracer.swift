@@ -2,11 +2,13 @@ import CEbpf
 import CagentCore
 import CagentEvents
 import Foundation
+import Synchronization
 
 /// The eBPF backend: follows every task under one cgroup2 directory (the tree started there with
 /// CLONE_INTO_CGROUP, see `TraceSpawn`) through raw syscall tracepoints, reading each path at syscall exit
 /// with its result. The kernel sends only the first sight of an (operation, path, result) and counts the
 /// rest; this class resolves relative paths and turns records into store events on its own thread.
+// @unchecked: a libbpf handle (C); the rest is guarded by `lock`, mutated in place on the record path.
 public final class EbpfTracer: LearnTracer, @unchecked Sendable {
     public let backend = TracerBackend.ebpf
     private let handle: OpaquePointer
@@ -14,11 +16,11 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
     private var sink: TraceSink
     private let resolver = PathResolver()
     private let clockOffset = TraceClock.monotonicOffset()
-    private let lock = NSLock()
+    private let lock = Mutex(())   // guards the mutable state below
     private var stopping = false
     private var finished = false
     private var summary: TraceSummary?
-    private let done = DispatchSemaphore(value: 0)
+    private let done = Latch()
     /// Keys the kernel deduplicates, with what they stand for (to read their counts at the end).
     private var keys: [(cg_trace_key, FileOperation, RawText, Int32)] = []
 
@@ -60,27 +62,29 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
     /// Replaces the sink: a tracer loaded before its consumer exists (learn mode loads the programs while
     /// the sandbox is set up; the cgroup stays empty, so nothing is delivered, until the sink is in place).
     public func setSink(_ sink: TraceSink) {
-        lock.withLock { self.sink = sink }
+        lock.withLock { _ in self.sink = sink }
     }
 
     /// Seeds a process's working directory (the launcher knows the root's).
     public func setWorkingDirectory(pid: Int32, _ path: String) {
-        lock.withLock { resolver.setWorkingDirectory(pid: pid, path) }
+        lock.withLock { _ in resolver.setWorkingDirectory(pid: pid, path) }
     }
 
     private func run() {
-        while !lock.withLock({ stopping }) {
+        while !lock.withLock({ _ in stopping }) {
             _ = cg_ebpf_poll(handle, 20)
         }
         while cg_ebpf_poll(handle, 0) > 0 {}  // drain
-        done.signal()
+        done.open()
     }
 
     public func stop() throws -> TraceSummary {
-        lock.lock()
-        if let summary { lock.unlock(); return summary }
-        stopping = true
-        lock.unlock()
+        let finished: TraceSummary? = lock.withLock { _ in
+            if let summary { return summary }
+            stopping = true
+            return nil
+        }
+        if let finished { return finished }
         cg_ebpf_wake(handle)
         done.wait()
         var result = TraceSummary(backend: .ebpf)
@@ -95,7 +99,7 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         if collectCounts { readCounts(into: &result) }
         cg_ebpf_close(handle)
         contextBox.deallocate()
-        lock.withLock { summary = result }
+        lock.withLock { _ in summary = result }
         return result
     }
 
@@ -126,64 +130,64 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         let program = program(pointer)
         let path = Self.bytes(pointer, Self.path, count: Int(record.len1))
         let result: Int32 = record.ret < 0 ? -record.ret : 0
-        lock.lock()
-        defer { lock.unlock() }
-        switch Int(record.kind) {
-        case CG_TRACE_FORK:
-            resolver.forked(child: pid, parent: Int32(bitPattern: record.ppid))
-        case CG_TRACE_EXIT:
-            resolver.exited(pid: pid)
-            sink.events(.exit(ProcessExit(time: time, pid: pid, exitCode: Self.exitCode(record.ret))))
-        case CG_TRACE_EXEC:
-            let executable = resolver.resolveOrKeep(pid: pid, dirfd: PathResolver.atFdcwd, path: path)
-            let block = Self.bytes(pointer, Self.data2, count: Int(record.len2))
-            var argv = block.split(separator: 0, omittingEmptySubsequences: false).map { RawText(bytes: Array($0)) }
-            if block.last == 0 { argv.removeLast() }
-            sink.events(.exec(ProcessExec(time: time, pid: pid, ppid: Int32(bitPattern: record.ppid),
-                                          executable: executable, argv: argv, program: program)))
-            sink.events(.file(FileAccess(time: time, pid: pid, program: program, path: executable, operation: .exec)))
-        case CG_TRACE_NET:
-            guard let (address, port) = Self.socketAddress(pointer) else { return }
-            let proto = record.sock_type == 2 ? "udp" : "tcp"
-            var code = result
-            if code == EINPROGRESS { code = 0 }
-            if record.op == UInt32(CG_OP_BIND) {
-                sink.events(.bind(BindObservation(time: time, pid: pid, program: program, proto: proto, address: address,
-                                                  port: port, result: code)))
-            } else {
-                sink.events(.flow(FlowObservation(time: time, pid: pid, program: program, proto: proto,
-                                                  address: address, port: port, result: code)))
+        lock.withLock { _ in
+            switch Int(record.kind) {
+            case CG_TRACE_FORK:
+                resolver.forked(child: pid, parent: Int32(bitPattern: record.ppid))
+            case CG_TRACE_EXIT:
+                resolver.exited(pid: pid)
+                sink.events(.exit(ProcessExit(time: time, pid: pid, exitCode: Self.exitCode(record.ret))))
+            case CG_TRACE_EXEC:
+                let executable = resolver.resolveOrKeep(pid: pid, dirfd: PathResolver.atFdcwd, path: path)
+                let block = Self.bytes(pointer, Self.data2, count: Int(record.len2))
+                var argv = block.split(separator: 0, omittingEmptySubsequences: false).map { RawText(bytes: Array($0)) }
+                if block.last == 0 { argv.removeLast() }
+                sink.events(.exec(ProcessExec(time: time, pid: pid, ppid: Int32(bitPattern: record.ppid),
+                                              executable: executable, argv: argv, program: program)))
+                sink.events(.file(FileAccess(time: time, pid: pid, program: program, path: executable, operation: .exec)))
+            case CG_TRACE_NET:
+                guard let (address, port) = Self.socketAddress(pointer) else { return }
+                let proto = record.sock_type == 2 ? "udp" : "tcp"
+                var code = result
+                if code == EINPROGRESS { code = 0 }
+                if record.op == UInt32(CG_OP_BIND) {
+                    sink.events(.bind(BindObservation(time: time, pid: pid, program: program, proto: proto, address: address,
+                                                      port: port, result: code)))
+                } else {
+                    sink.events(.flow(FlowObservation(time: time, pid: pid, program: program, proto: proto,
+                                                      address: address, port: port, result: code)))
+                }
+            case CG_TRACE_FILE:
+                if record.op == UInt32(CG_OP_CHDIR) {
+                    if record.ret == 0 { resolver.changedDirectory(pid: pid, to: path, dirfd: record.dirfd) }
+                    return
+                }
+                let resolved = resolver.resolveOrKeep(pid: pid, dirfd: record.dirfd, path: path)
+                let flags = Int32(bitPattern: record.flags)
+                let directoryOpen = record.op == UInt32(CG_OP_OPEN) && record.ret >= 0 && flags & (O_DIRECTORY | Self.oPath) != 0
+                if directoryOpen { resolver.openedDirectory(pid: pid, fd: record.ret, path: resolved.bytes) }
+                let operation: FileOperation
+                switch record.op {
+                case UInt32(CG_OP_OPEN): operation = OpenFlags.operation(flags)
+                case UInt32(CG_OP_EXEC): operation = .exec
+                case UInt32(CG_OP_UNLINK): operation = .delete
+                case UInt32(CG_OP_RENAME): operation = .rename
+                case UInt32(CG_OP_MKDIR): operation = .mkdir
+                default: operation = .read
+                }
+                if !directoryOpen && collectCounts { keys.append((record.key, operation, resolved, result)) }  // always sent, not counted
+                let openFlags: Int32? = record.op == UInt32(CG_OP_OPEN) ? flags : nil
+                sink.events(.file(FileAccess(time: time, pid: pid, program: program, path: resolved,
+                                             operation: operation, result: result, flags: openFlags)))
+                if operation == .rename {
+                    let target = Self.bytes(pointer, Self.data2, count: Int(record.len2))
+                    let resolvedTarget = resolver.resolveOrKeep(pid: pid, dirfd: record.dirfd2, path: target)
+                    sink.events(.file(FileAccess(time: time, pid: pid, program: program, path: resolvedTarget,
+                                                 operation: .rename, result: result)))
+                }
+            default:
+                break
             }
-        case CG_TRACE_FILE:
-            if record.op == UInt32(CG_OP_CHDIR) {
-                if record.ret == 0 { resolver.changedDirectory(pid: pid, to: path, dirfd: record.dirfd) }
-                return
-            }
-            let resolved = resolver.resolveOrKeep(pid: pid, dirfd: record.dirfd, path: path)
-            let flags = Int32(bitPattern: record.flags)
-            let directoryOpen = record.op == UInt32(CG_OP_OPEN) && record.ret >= 0 && flags & (O_DIRECTORY | Self.oPath) != 0
-            if directoryOpen { resolver.openedDirectory(pid: pid, fd: record.ret, path: resolved.bytes) }
-            let operation: FileOperation
-            switch record.op {
-            case UInt32(CG_OP_OPEN): operation = OpenFlags.operation(flags)
-            case UInt32(CG_OP_EXEC): operation = .exec
-            case UInt32(CG_OP_UNLINK): operation = .delete
-            case UInt32(CG_OP_RENAME): operation = .rename
-            case UInt32(CG_OP_MKDIR): operation = .mkdir
-            default: operation = .read
-            }
-            if !directoryOpen && collectCounts { keys.append((record.key, operation, resolved, result)) }  // always sent, not counted
-            let openFlags: Int32? = record.op == UInt32(CG_OP_OPEN) ? flags : nil
-            sink.events(.file(FileAccess(time: time, pid: pid, program: program, path: resolved,
-                                         operation: operation, result: result, flags: openFlags)))
-            if operation == .rename {
-                let target = Self.bytes(pointer, Self.data2, count: Int(record.len2))
-                let resolvedTarget = resolver.resolveOrKeep(pid: pid, dirfd: record.dirfd2, path: target)
-                sink.events(.file(FileAccess(time: time, pid: pid, program: program, path: resolvedTarget,
-                                             operation: .rename, result: result)))
-            }
-        default:
-            break
         }
     }
 

@@ -2,6 +2,7 @@ import CShim
 import CagentCore
 import CagentEvents
 import Foundation
+import Synchronization
 
 /// The seccomp user-notification backend, for where BPF is not allowed: the traced process installed the
 /// tracing filter (cg_notify_install) and this class services its listener. It only records: every
@@ -11,19 +12,20 @@ import Foundation
 /// file without O_CREAT -> ENOENT, O_CREAT of a missing file -> create, mkdir of an existing path -> EEXIST,
 /// and so on. Permission failures are not inferred (the supervisor is root). Connect results are unknown
 /// (recorded as 0). Exits are not seen.
+// @unchecked: a seccomp listener fd; the rest is guarded by `lock`, mutated in place per notification.
 public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
     public let backend = TracerBackend.seccomp
     private let listener: Int32
     private let sink: TraceSink
     private let resolver = PathResolver()
-    private let lock = NSLock()
+    private let lock = Mutex(())   // guards the mutable state below
     private var stopping = false
     private var ended = false
     private var summary = TraceSummary(backend: .seccomp)
     private var final: TraceSummary?
     private var seen: [SeenKey: Int] = [:]
     private var keys: [(SeenKey, FileOperation, RawText, Int32)] = []
-    private let done = DispatchSemaphore(value: 0)
+    private let done = Latch()
     /// Whether the kernel took SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP.
     public let syncWakeUp: Bool
 
@@ -45,29 +47,31 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
     }
 
     /// True once no task uses the filter any more.
-    public var finished: Bool { lock.withLock { ended } }
+    public var finished: Bool { lock.withLock { _ in ended } }
 
     private func run() {
         var note = cg_notification()
-        while !lock.withLock({ stopping }) {
+        while !lock.withLock({ _ in stopping }) {
             let rc = cg_notify_receive(listener, 100, &note)
             if rc == 0 { continue }
             if rc < 0 { break }  // -ENOENT/-EPIPE: no task left; others: the listener is unusable
             handle(note)
             _ = cg_notify_continue(listener, note.id)
         }
-        lock.withLock { ended = true }
-        done.signal()
+        lock.withLock { _ in ended = true }
+        done.open()
     }
 
     public func stop() throws -> TraceSummary {
-        lock.lock()
-        if let final { lock.unlock(); return final }
-        stopping = true
-        lock.unlock()
+        let finished: TraceSummary? = lock.withLock { _ in
+            if let final { return final }
+            stopping = true
+            return nil
+        }
+        if let finished { return finished }
         done.wait()
         close(listener)
-        return lock.withLock {
+        return lock.withLock { _ in
             var result = summary
             result.counts = keys.map { PathCount(operation: $1, path: $2, result: $3, count: UInt64(seen[$0] ?? 1)) }
             final = result
@@ -82,40 +86,40 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
     private func handle(_ note: cg_notification) {
         let pid = Int32(bitPattern: note.pid)
         let time = TraceClock.realtime()
-        lock.lock()
-        defer { lock.unlock() }
-        summary.syscalls += 1
-        summary.delivered += 1
-        let a = note.args
-        let at = PathResolver.atFdcwd
-        func fd(_ value: UInt64) -> Int32 { Int32(truncatingIfNeeded: value) }
-        switch Int(note.nr) {
-        case NR.open: file(pid, time, at, a.0, open: Int32(truncatingIfNeeded: a.1))
-        case NR.creat: file(pid, time, at, a.0, open: 0o1101)
-        case NR.openat: file(pid, time, fd(a.0), a.1, open: Int32(truncatingIfNeeded: a.2))
-        case NR.openat2:
-            var flags: UInt64 = 0
-            _ = cg_notify_read(pid, a.2, &flags, 8)
-            file(pid, time, fd(a.0), a.1, open: Int32(truncatingIfNeeded: flags))
-        case NR.stat, NR.lstat, NR.access, NR.readlink: file(pid, time, at, a.0, .read)
-        case NR.newfstatat, NR.statx, NR.faccessat, NR.faccessat2, NR.readlinkat:
-            file(pid, time, fd(a.0), a.1, .read)
-        case NR.chdir:
-            if let path = read(pid, a.0), let absolute = resolver.resolve(pid: pid, dirfd: at, path: path) {
-                resolver.setWorkingDirectory(pid: pid, String(decoding: absolute, as: UTF8.self))
+        lock.withLock { _ in
+            summary.syscalls += 1
+            summary.delivered += 1
+            let a = note.args
+            let at = PathResolver.atFdcwd
+            func fd(_ value: UInt64) -> Int32 { Int32(truncatingIfNeeded: value) }
+            switch Int(note.nr) {
+            case NR.open: file(pid, time, at, a.0, open: Int32(truncatingIfNeeded: a.1))
+            case NR.creat: file(pid, time, at, a.0, open: 0o1101)
+            case NR.openat: file(pid, time, fd(a.0), a.1, open: Int32(truncatingIfNeeded: a.2))
+            case NR.openat2:
+                var flags: UInt64 = 0
+                _ = cg_notify_read(pid, a.2, &flags, 8)
+                file(pid, time, fd(a.0), a.1, open: Int32(truncatingIfNeeded: flags))
+            case NR.stat, NR.lstat, NR.access, NR.readlink: file(pid, time, at, a.0, .read)
+            case NR.newfstatat, NR.statx, NR.faccessat, NR.faccessat2, NR.readlinkat:
+                file(pid, time, fd(a.0), a.1, .read)
+            case NR.chdir:
+                if let path = read(pid, a.0), let absolute = resolver.resolve(pid: pid, dirfd: at, path: path) {
+                    resolver.setWorkingDirectory(pid: pid, String(decoding: absolute, as: UTF8.self))
+                }
+            case NR.execve: exec(pid, time, at, a.0, argv: a.1)
+            case NR.execveat: exec(pid, time, fd(a.0), a.1, argv: a.2)
+            case NR.unlink, NR.rmdir: file(pid, time, at, a.0, .delete)
+            case NR.unlinkat: file(pid, time, fd(a.0), a.1, .delete)
+            case NR.mkdir: file(pid, time, at, a.0, .mkdir)
+            case NR.mkdirat: file(pid, time, fd(a.0), a.1, .mkdir)
+            case NR.rename: rename(pid, time, at, a.0, at, a.1)
+            case NR.renameat, NR.renameat2: rename(pid, time, fd(a.0), a.1, fd(a.2), a.3)
+            case NR.connect, NR.bind: socket(pid, time, note)
+            default: break
             }
-        case NR.execve: exec(pid, time, at, a.0, argv: a.1)
-        case NR.execveat: exec(pid, time, fd(a.0), a.1, argv: a.2)
-        case NR.unlink, NR.rmdir: file(pid, time, at, a.0, .delete)
-        case NR.unlinkat: file(pid, time, fd(a.0), a.1, .delete)
-        case NR.mkdir: file(pid, time, at, a.0, .mkdir)
-        case NR.mkdirat: file(pid, time, fd(a.0), a.1, .mkdir)
-        case NR.rename: rename(pid, time, at, a.0, at, a.1)
-        case NR.renameat, NR.renameat2: rename(pid, time, fd(a.0), a.1, fd(a.2), a.3)
-        case NR.connect, NR.bind: socket(pid, time, note)
-        default: break
+            resolver.exited(pid: pid)  // cwd re-read from /proc next time: exact while the task is stopped
         }
-        resolver.exited(pid: pid)  // cwd re-read from /proc next time: exact while the task is stopped
     }
 
     private func read(_ pid: Int32, _ address: UInt64) -> [UInt8]? {

@@ -7,6 +7,7 @@ import Glibc
 /// A process started for tracing (tests, benchmarks, and a stand-alone run outside the sandbox): in the
 /// tracer's cgroup via CLONE_INTO_CGROUP and/or under the seccomp tracing filter. The sandbox launcher
 /// does the same in its own clone3 child (docs/tracing.md, "Plugging into the launcher").
+// @unchecked: its pidfd, listener and exec-error fds are taken and closed once by the owner.
 public final class TracedProcess: @unchecked Sendable {
     public let pid: Int32
     public let pidfd: Int32

@@ -2,6 +2,7 @@ import CShim
 import CagentCore
 import CagentEvents
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,6 +10,7 @@ import Glibc
 /// The Tracee backend: runs `tracee` (when on PATH) scoped to the session and feeds its JSON lines to
 /// TraceeParser, as the importer does for a saved trace. Tracee needs kprobes/fentry, which some kernels
 /// (this project's CI machine) lack; the plumbing is tested with a stand-in that replays real samples.
+// @unchecked: a child process and its output fd; the rest is guarded by `lock`, mutated in place per line.
 public final class TraceeRunner: LearnTracer, @unchecked Sendable {
     public let backend = TracerBackend.tracee
 
@@ -42,14 +44,14 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
     private let pid: pid_t
     private let output: Int32
     private let sink: TraceSink
-    private let lock = NSLock()
+    private let lock = Mutex(())   // guards the mutable state below
     private var summary = TraceSummary(backend: .tracee)
     private var final: TraceSummary?
     private var exitStatus: Int32?
-    private let done = DispatchSemaphore(value: 0)
+    private let done = Latch()
     private var malformedLines: [(line: Int, reason: String)] = []
     /// Lines that were not a Tracee event (malformed), with their number; at most 100 kept.
-    public var malformed: [(line: Int, reason: String)] { lock.withLock { malformedLines } }
+    public var malformed: [(line: Int, reason: String)] { lock.withLock { _ in malformedLines } }
 
     /// Starts `executable` (the `tracee` found on PATH) with the scope's arguments. Plain posix_spawn and a
     /// close-on-exec pipe: no descriptor of it leaks into a process started meanwhile by another thread.
@@ -93,18 +95,18 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
         func line(_ bytes: ArraySlice<UInt8>) {
             number += 1
             let parsed = TraceeParser.parse(line: bytes)
-            lock.lock()
-            defer { lock.unlock() }
-            switch parsed {
-            case .blank: break
-            case .unknown: summary.unreadable += 1
-            case .malformed(let reason):
-                summary.unreadable += 1
-                if malformedLines.count < 100 { malformedLines.append((number, reason)) }
-            case .events(_, let events):
-                summary.syscalls += 1
-                summary.delivered += UInt64(events.count)
-                for event in events { sink.events(event) }
+            lock.withLock { _ in
+                switch parsed {
+                case .blank: break
+                case .unknown: summary.unreadable += 1
+                case .malformed(let reason):
+                    summary.unreadable += 1
+                    if malformedLines.count < 100 { malformedLines.append((number, reason)) }
+                case .events(_, let events):
+                    summary.syscalls += 1
+                    summary.delivered += UInt64(events.count)
+                    for event in events { sink.events(event) }
+                }
             }
         }
         while true {
@@ -122,26 +124,24 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
         }
         if !buffer.isEmpty { line(buffer[...]) }
         close(output)
-        done.signal()
+        done.open()
     }
 
     private func reap() {
-        if lock.withLock({ exitStatus != nil }) { return }
+        if lock.withLock({ _ in exitStatus != nil }) { return }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        lock.withLock { exitStatus = status }
+        lock.withLock { _ in exitStatus = status }
     }
 
     /// Asks Tracee to finish (SIGINT), waits for it and for its last line.
     public func stop() throws -> TraceSummary {
-        lock.lock()
-        if let final { lock.unlock(); return final }
-        let running = exitStatus == nil
-        lock.unlock()
+        let (finished, running) = lock.withLock { _ in (final, exitStatus == nil) }
+        if let finished { return finished }
         if running { kill(pid, SIGINT) }
         reap()
         done.wait()
-        return lock.withLock {
+        return lock.withLock { _ in
             final = summary
             return summary
         }

@@ -15,6 +15,7 @@ import CagentNetwork
 
 /// Adds addresses (the set is keyed by address only, like dnsmasq's) to `inet TABLE SET` with a timeout: one netlink batch per pin, ACK awaited before the
 /// gate releases the answer. (The product's pinner is the Firewall's; this one exists for the benchmark.)
+// @unchecked: a libmnl socket (C), used by the gate's one thread.
 final class NetlinkSetPinner: AddressPinner, @unchecked Sendable {
     let table: String
     let set: String

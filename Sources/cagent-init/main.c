@@ -30,6 +30,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include "cg_fault.h"
 #include "cg_policy.h"
 #include "cg_seccomp_notify.h"
 
@@ -44,8 +45,7 @@ const char *current_stage(void) { return stage_name; }
 
 void stage(const char *name) {
     snprintf(stage_name, sizeof stage_name, "%s", name);
-    if (fail_at && strncmp(fail_at, name, strlen(fail_at)) == 0 &&
-        (name[strlen(fail_at)] == '\0' || name[strlen(fail_at)] == ' ')) {
+    if (cg_fail_requested(fail_at, name)) {
         errno = ECANCELED;
         fail("failure injected by the plan's test hook");
     }

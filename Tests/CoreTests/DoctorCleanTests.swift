@@ -38,7 +38,8 @@ import Testing
         let clean = (try? String(contentsOfFile: dir + "/clean.json", encoding: .utf8)) ?? ""
         #expect(scan.contains("netns \(name)"), "the scan finds it: \(scan)")
         let object = try JSONSerialization.jsonObject(with: Data(clean.utf8)) as? [String: Any]
-        #expect((object?["cleaned"] as? [String] ?? []).contains("netns \(name)"), "\(clean) \(run.stderr)")
+        let cleaned = object?["cleaned"] as? [String] ?? []
+        #expect(cleaned.contains("netns \(name)"), "\(clean) \(run.stderr)")
         #expect(run.stdout.contains("netns=gone"), "\(run.stdout)")
         // Nothing of it outside its namespaces.
         #expect(!FileSystem.exists("/run/netns/\(name)"))

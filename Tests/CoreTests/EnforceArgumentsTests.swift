@@ -22,6 +22,9 @@ import Testing
         ["--ask", "--profile", "p", "--ask-timeout", "2.5", "--", "x"],
         ["--profile", "p", "--proxy", "http://198.18.0.9:3128", "--", "x"],
         ["--proxy=http://proxy.corp:3128/", "--profile", "p", "--", "x"],
+        ["--profile", "p", "--ssh-key", "/home/u/.config/cagent/ssh/deploy", "--", "git", "push"],
+        ["--profile", "p", "--publish", "8085", "--", "gh", "auth", "login"],
+        ["--in-container", "--profile", "claude-code", "--", "claude"],
     ]
 
     /// Forms the fast path leaves to ArgumentParser (some valid, most not).
@@ -49,6 +52,10 @@ import Testing
         ["--proxy", "--profile", "p", "--", "x"],
         ["--ask-timeout", "0", "--profile", "p", "--", "x"],
         ["--ask-timeout", "soon", "--profile", "p", "--", "x"],
+        ["--ssh-key", "a", "--ssh-key", "b", "--profile", "p", "--", "x"],
+        ["--publish", "0", "--profile", "p", "--", "x"],
+        ["--publish", "65536", "--profile", "p", "--", "x"],
+        ["--publish", "http", "--profile", "p", "--", "x"],
     ]
 
     @Test(arguments: accepted)

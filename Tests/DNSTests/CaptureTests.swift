@@ -100,6 +100,23 @@ import Synchronization
         #expect(reporter.json().contains("\"subject\":\"203.0.113.9\""))
     }
 
+    /// A flood of fresh names: the list keeps `maxEntries` distinct findings, the rest are counted (the totals
+    /// stay exact, the exit line says how many were not listed), and a known finding still counts past the cap.
+    @Test func theListIsBoundedAndSaysWhatItLeftOut() {
+        let reporter = DenialReporter(book: nil, linesPerSecond: 0, burst: 0, maxEntries: 3) { _ in }
+        for index in 0..<10 { reporter.record(GateEvent.notAllowed(name: DNSName("f\(index).flood.test")!, type: 1)) }
+        reporter.record(GateEvent.notAllowed(name: DNSName("f0.flood.test")!, type: 1))
+        #expect(reporter.entries.count == 3)
+        #expect(reporter.entries.first?.count == 2)
+        #expect(reporter.summary.refused == 11 && reporter.summary.unlisted == 7, "\(reporter.summary)")
+        #expect(reporter.summaryLine(listPath: nil) == "cagent: 0 allowed, 11 refused, 0 blocked; 7 more distinct not listed (the list keeps the first 3)")
+        #expect(reporter.json().contains("\"unlisted\":7,"))
+        // The control: under the cap nothing is left out and the line says nothing of it.
+        let small = DenialReporter(book: nil, maxEntries: 3) { _ in }
+        small.record(GateEvent.notAllowed(name: DNSName("one.flood.test")!, type: 1))
+        #expect(small.summary.unlisted == 0 && !small.summaryLine(listPath: nil).contains("not listed") && !small.json().contains("unlisted"))
+    }
+
     /// SERVFAIL from upstream (a timeout, an upstream error) is the network's failure, not the profile's
     /// refusal: it is listed, never counted as refused, and never proposed.
     @Test func upstreamFailuresAreNotRefusals() {

@@ -25,7 +25,7 @@ func spawnShell(_ command: String, output: String) -> pid_t? {
     posix_spawnattr_setsigmask(&attributes, &empty)
     posix_spawnattr_setsigdefault(&attributes, &all)
     posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-    var argv: [UnsafeMutablePointer<CChar>?] = [String](["/bin/sh", "-c", command]).map { strdup($0) } + [nil]
+    let argv: [UnsafeMutablePointer<CChar>?] = [String](["/bin/sh", "-c", command]).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
     var pid: pid_t = 0
     guard posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, environ) == 0 else { return nil }
@@ -197,6 +197,7 @@ final class GateLab: @unchecked Sendable {
     }
 
     /// Starts the gate in the host namespace and the firewall that sends port 53 to it.
+    @discardableResult
     func startGate(domains: [String], endpoints: [(host: String, port: PinPort)] = [], ipv6: Bool = true,
                    upstream: String = "203.0.113.53", clamp: GateAnswer.Clamp = .init(floor: 30, cap: 300),
                    pinner: (any AddressPinner)? = nil) throws -> Gate {

@@ -145,7 +145,7 @@ public final class Netlab: @unchecked Sendable {
     public func setRecords(_ records: [String: String]) throws {
         let lines = records.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)\n" }.joined()
         try lines.write(toFile: hostsFile, atomically: true, encoding: .utf8)
-        dnsmasq.map { kill($0.pid, SIGHUP) }
+        if let dnsmasq { kill(dnsmasq.pid, SIGHUP) }
         usleep(200_000)
     }
 

@@ -82,7 +82,7 @@ import Testing
         defer { fixture.remove() }
         var request = LearnRequest(profile: Self.profile, workspace: fixture.workspace, user: fixture.user,
                                    paths: fixture.paths, command: ["/bin/sh", "-c", Self.script("$HOME", small: 4, large: 48)],
-                                   environment: ["PATH": "/usr/bin:/bin"], sessionID: EnforcePlanner.newSessionID())
+                                   environment: ["PATH": "/usr/bin:/bin"], sessionID: SessionID.new())
         request.tmpBytes = 16 << 20
         let plan = try LearnPlanner.plan(request)
         let outcome = try fixture.run(plan)

@@ -203,7 +203,7 @@ struct LearnCommandTests {
         let request = LearnRequest(profile: Profile(agent: "t"), workspace: fixture.workspace, user: fixture.user,
                                    paths: fixture.paths,
                                    command: ["/bin/sh", "-c", "echo x > \(stays)/x && echo stays=written; [ -e \(vanishes) ] || echo vanished=absent"],
-                                   environment: ["PATH": "/usr/bin:/bin"], sessionID: EnforcePlanner.newSessionID())
+                                   environment: ["PATH": "/usr/bin:/bin"], sessionID: SessionID.new())
         let plan = try LearnPlanner.plan(request)
         let layered = plan.steps.map(\.operation.tokens).filter { $0.first == "overlay" && $0.contains("optional") }.map { $0[1] }
         #expect(layered.contains(stays) && layered.contains(vanishes), "\(layered)")

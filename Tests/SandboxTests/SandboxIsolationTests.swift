@@ -529,7 +529,7 @@ import Testing
                    "agent-identity", "agent-capabilities", "no-new-privs", "seccomp", "policy", "exec-agent", "init-privileges"]
         for stage in stages {
             var plan = base
-            plan.failAtStage = stage
+            plan.failAtStage = SetupStage(stage)
             do {
                 let outcome = try world.run(plan, timeout: 20)
                 Issue.record("no error at stage \(stage): status \(outcome.status)")
@@ -552,7 +552,7 @@ import Testing
         var master: Int32 = -1, slave: Int32 = -1
         var name = [CChar](repeating: 0, count: 128)
         guard cg_open_pty(&master, &slave, &name, name.count) == 0 else { throw CagentError.system("test", "cannot open a pty") }
-        return (master, slave, String(cString: name))
+        return (master, slave, String(nulTerminated: name))
     }
 
     /// TIOCSTI of "X" into a terminal by path, from a host process (root may inject anywhere).

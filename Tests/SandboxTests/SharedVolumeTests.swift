@@ -131,7 +131,7 @@ import Testing
         #expect(processes(mentioning: "sleep \(marker)").isEmpty, "session A outlived its cagent")
         Thread.sleep(forTimeInterval: 0.2)   // A's sandbox's mount goes with its namespace
         #expect(DiskBoundTests.loopDevices(backing: world.root).count == 1, "B's filesystem went with A")
-        FileManager.default.createFile(atPath: world.workspace + "/a-killed", contents: nil)
+        _ = FileManager.default.createFile(atPath: world.workspace + "/a-killed", contents: nil)
 
         let outcome = try sessionB.join()
         #expect(outcome.output.contains("kept") && outcome.output.contains("B-SAW-A"), "B did not see A's write: \(outcome.output) \(outcome.error)")

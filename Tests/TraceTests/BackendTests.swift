@@ -99,7 +99,7 @@ struct BackendTests {
         try Requirements.root()
         let w = try Workload()
         let store = try Store(path: w.directory + "/store.sqlite")
-        let session = SessionInfo(id: Store.newSessionID(), kind: "learn", source: "ebpf")
+        let session = SessionInfo(id: SessionID.new(), kind: "learn", source: "ebpf")
         let rules = FindingRules(secretPaths: [])
         let recorder = try Recorder(store: store, session: session, rules: rules)
         let cgroup = try TraceCgroup()

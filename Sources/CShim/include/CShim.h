@@ -4,6 +4,7 @@
 #include "cg_caps.h"
 #include "cg_security.h"
 #include "cg_spawn.h"
+#include "cg_fault.h"
 #include "cg_pty.h"
 #include "cg_seccomp.h"
 #include "cg_landlock.h"
@@ -15,3 +16,4 @@
 #include "cg_run_as.h"
 #include "cg_fsuser.h"
 #include "cg_volume.h"
+#include "cg_container.h"

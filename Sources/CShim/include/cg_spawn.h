@@ -22,8 +22,8 @@ struct cg_spawn_request {
     gid_t gid;
     /// CLONE_NEW* flags; CLONE_NEWUSER is always added.
     int namespaces;
-    /// Test hook: 1 fails the child at "child-credentials", 2 at "exec-init" (0 in normal runs).
-    int fail_at;
+    /// Test hook: the step to fail on purpose ("child-credentials", "exec-init"; cg_fault.h), NULL in normal runs.
+    const char *fail_at;
 };
 
 struct cg_spawn_result {

@@ -15,6 +15,8 @@ struct DoctorCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
     @Flag(help: "Remove leftover cagent state that no live session holds.") var clean = false
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Flag(help: "Only what dead sessions' leases in this runtime directory (CAGENT_RUNTIME_DIR) name: nothing found by its name alone.")
+    var leasedOnly = false
 
     func run() async throws {
         logging.bootstrap()
@@ -27,7 +29,7 @@ struct DoctorCommand: AsyncParsableCommand {
         if geteuid() == 0 {
             // Under the setup lock, so a session that is starting cannot lose objects it is creating.
             let lock = try SetupLock(paths: paths)
-            let (leftovers, liveSessions) = Leftovers.scan(paths: paths)
+            let (leftovers, liveSessions) = Leftovers.scan(paths: paths, leasedOnly: leasedOnly)
             if clean && !leftovers.isEmpty {
                 let (removed, failed) = Leftovers.clean(leftovers, paths: paths)
                 cleaned = removed

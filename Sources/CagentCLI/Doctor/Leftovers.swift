@@ -1,5 +1,7 @@
 import CagentCore
 import CagentNetwork
+import CagentSandbox
+import CagentTrace
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,16 +21,21 @@ struct Leftover: Equatable {
 enum Leftovers {
     static let netnsDirectory = "/run/netns"
 
-    /// What is on the machine now, minus what live sessions hold.
-    static func scan(paths: CagentPaths) -> (leftovers: [Leftover], liveSessions: Int) {
+    /// What is on the machine now, minus what live sessions hold. `leasedOnly` (`doctor --leased-only`) keeps
+    /// only what a dead session's lease under `paths` names (and the table when every session in it is such
+    /// a one): objects found by their names alone may belong to sessions of another runtime directory.
+    static func scan(paths: CagentPaths, leasedOnly: Bool = false) -> (leftovers: [Leftover], liveSessions: Int) {
         let leases = SessionLease.all(paths: paths)
         let live = leases.filter(\.live)
         let held = Set(live.flatMap { $0.contents.split(separator: "\n").map(String.init) })
+        // What dead sessions' leases name is a leftover at once, whatever its age.
+        let deadNamed = Set(leases.filter { !$0.live }.flatMap { $0.contents.split(separator: "\n").map(String.init) })
         var found: [Leftover] = []
         for name in FileSystem.list(netnsDirectory) where name.hasPrefix("cagent-") {
             found.append(Leftover(kind: .netns, name: name))
         }
-        for name in FileSystem.list("/sys/class/net") where name.hasPrefix("cgs") {
+        // Interfaces of the calling process's network namespace (/sys/class/net shows the one sysfs was mounted in).
+        for name in NetworkLeftovers.linkNames() where name.hasPrefix("cgs") {
             found.append(Leftover(kind: .link, name: name))
         }
         // The table is shared by all sessions; it is a leftover only when no session is alive. While some are,
@@ -46,10 +53,25 @@ enum Leftovers {
         // one with processes may belong to a live session whose lease lives in another runtime directory.
         // /sys/fs/cgroup itself is searched one level (pure cgroup2); the hierarchies below it deeper.
         var seenCgroups = Set<String>()
+        // Named by a dead session's lease (SessionCgroupLeases): a leftover now, processes and all.
+        for lease in leases where !lease.live {
+            for path in SessionCgroupLeases.directories(in: lease.contents)
+            where FileSystem.exists(path) && seenCgroups.insert(path).inserted {
+                found.append(Leftover(kind: .cgroup, name: path))
+            }
+        }
+        // Trace cgroups of dead cagents (their names carry the pid of the cagent that made them): leftovers now.
+        var deadTrace = Set<String>()
+        if let root = TraceCgroup.cgroup2Mount() {
+            for name in FileSystem.list(root) where TraceCgroup.isOrphan(name: name) && seenCgroups.insert(root + "/" + name).inserted {
+                found.append(Leftover(kind: .cgroup, name: root + "/" + name))
+                deadTrace.insert("cgroup " + root + "/" + name)
+            }
+        }
         for (root, depth) in [("/sys/fs/cgroup", 1), ("/sys/fs/cgroup/unified", 5)] + v1Hierarchies().map({ ($0, 5) }) {
             for path in sessionCgroups(under: root, depth: depth) where seenCgroups.insert(path).inserted {
-                // A starting session's cgroup is empty for the moment between its creation and the init's
-                // placement: only cgroups older than a minute count.
+                // Found by name only (no lease here names it). A starting session's cgroup is empty for the
+                // moment between its creation and the init's placement: only cgroups older than a minute count.
                 let procs = FileSystem.readText(path + "/cgroup.procs") ?? ""
                 var info = stat()
                 let old = stat(path, &info) == 0 && time(nil) - info.st_ctim.tv_sec > 60
@@ -59,7 +81,19 @@ enum Leftovers {
         for point in mountPoints() where point.contains("cagent") && !point.hasPrefix(paths.runtime + "/netlab") {
             found.append(Leftover(kind: .mount, name: point))
         }
-        let leftovers = found.filter { !held.contains($0.description) }
+        var leftovers = found.filter { !held.contains($0.description) }
+        if leasedOnly {
+            // The table goes only when every session chain in it is a dead lease's (nothing of another's is in it).
+            let chains = (try? NetfilterInventory.chains()).map { Firewall.sessionInterfaces(in: $0) } ?? []
+            let tableIsDeadOnes = chains.allSatisfy { deadNamed.contains("nft-chain \($0)") }
+            leftovers = leftovers.filter { deadNamed.contains($0.description) || deadTrace.contains($0.description)
+                || ($0.kind == .nftTable && tableIsDeadOnes) }
+            // With live sessions elsewhere the scan lists chains only when this directory has a live one.
+            for interface in chains where deadNamed.contains("nft-chain \(interface)") && !tableIsDeadOnes
+            && !leftovers.contains(Leftover(kind: .nftChain, name: interface)) {
+                leftovers.append(Leftover(kind: .nftChain, name: interface))
+            }
+        }
         return (leftovers, live.count)
     }
 
@@ -102,12 +136,8 @@ enum Leftovers {
         case .link:
             try NetlinkControl.deleteLink(named: item.name)
         case .cgroup:
-            // cgroup.kill (v2) empties it first; v1 hierarchies: the processes died with the session.
-            if let fd = Optional(open(item.name + "/cgroup.kill", O_WRONLY | O_CLOEXEC)), fd >= 0 {
-                _ = write(fd, "1", 1); close(fd)
-                usleep(50_000)
-            }
-            if rmdir(item.name) != 0 && errno != ENOENT { throw CagentError.system("cgroup \(item.name)", "cannot remove") }
+            // Emptied first (cgroup.kill on v2, SIGKILL to each process on v1), then removed.
+            if !SessionCgroupLeases.removeDirectory(item.name) { throw CagentError.system("cgroup \(item.name)", "cannot remove") }
         case .nftChain:
             try NetworkLeftovers.removeSession(interface: item.name)
         case .nftTable:

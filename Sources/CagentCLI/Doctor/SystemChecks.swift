@@ -26,7 +26,7 @@ enum SystemChecks {
         checks.append(learnTracer(environment: environment))
         checks.append(stateDirectory(paths: paths))
         checks.append(DiskChecks.volume())
-        checks.append(DiskChecks.workspace(directory: currentDirectory()))
+        checks.append(DiskChecks.workspace(directory: FileSystem.currentDirectory()))
         return checks
     }
 
@@ -180,12 +180,6 @@ enum SystemChecks {
             return DoctorCheck("tracee", .ok, "found at \(path)")
         }
         return DoctorCheck("tracee", .info, "not on PATH (optional: `cagent learn --tracer tracee`)")
-    }
-
-    static func currentDirectory() -> String {
-        var buffer = [CChar](repeating: 0, count: 4097)
-        guard getcwd(&buffer, 4096) != nil else { return "." }
-        return String(cString: buffer)
     }
 
     static func stateDirectory(paths: CagentPaths) -> DoctorCheck {

@@ -131,6 +131,7 @@ public struct CgroupLayout: Sendable, Equatable {
 /// The session's cgroups, one `cagent-<id>` directory per hierarchy used, created under cagent's own
 /// cgroup (nested, so whatever limits cagent itself runs under still apply). Removed by `remove()`, which
 /// kills anything left inside first.
+// @unchecked: `directories` changes only in init and remove(), on the owner's thread.
 public final class SessionCgroup: @unchecked Sendable {
     public let name: String
     /// Directories created, in creation order.
@@ -139,10 +140,14 @@ public final class SessionCgroup: @unchecked Sendable {
     public let memoryDirectory: String?
     public let unifiedDirectory: String?
     public let limits: ResourceLimits
+    /// The lease naming the directories (`cg-<id>`, SessionCgroupLeases) while the session lives; nil without
+    /// `paths`. A cagent killed before `remove()` leaves it unheld: the next start removes what it names.
+    private var lease: SessionLease?
 
     /// Creates the cgroups and writes the limits. Fails closed: when the pids or memory controller is
     /// missing or a limit cannot be written, nothing is left behind and the error says which.
-    public init(id: String, limits: ResourceLimits, layout: CgroupLayout = .detect()) throws {
+    /// With `paths`, dead sessions' cgroups are removed first and this session's are leased before they exist.
+    public init(id: String, limits: ResourceLimits, layout: CgroupLayout = .detect(), paths: CagentPaths? = nil) throws {
         let name = "cagent-\(id)"
         self.name = name
         self.limits = limits
@@ -160,6 +165,14 @@ public final class SessionCgroup: @unchecked Sendable {
         pidsDirectory = dir(pids)
         memoryDirectory = dir(memory)
         unifiedDirectory = layout.unified.map { dir($0) }
+        if let paths {
+            let planned = [pidsDirectory, memoryDirectory, unifiedDirectory].compactMap { $0 }
+            let lock = try SetupLock(paths: paths)
+            defer { lock.release() }
+            SessionCgroupLeases.removeDead(paths: paths)
+            lease = try SessionLease(paths: paths, sessionID: SessionCgroupLeases.leaseID(id),
+                                     contents: SessionCgroupLeases.contents(planned))
+        }
         do {
             for h in [pids, memory] where h.isV2 {
                 try Self.enableControllers(parent: h.mountPoint + (h.ownPath == "/" ? "" : h.ownPath))
@@ -230,22 +243,13 @@ public final class SessionCgroup: @unchecked Sendable {
 
     /// Kills whatever is left and removes every directory; safe to call twice.
     public func remove() {
-        // Stop further forks first, so the kill loop converges even on a fork bomb.
-        if let dir = pidsDirectory, directories.contains(dir) { try? write(dir, "pids.max", "0") }
-        for dir in directories.reversed() {
-            for _ in 0..<200 {
-                if FileSystem.exists(dir + "/cgroup.kill") { try? write(dir, "cgroup.kill", "1") }
-                let pids = (FileSystem.readText(dir + "/cgroup.procs") ?? "").split(separator: "\n").compactMap { pid_t(String($0)) }
-                if pids.isEmpty { break }
-                for pid in pids { kill(pid, SIGKILL) }
-                usleep(5_000)
-            }
-            for _ in 0..<200 {
-                if rmdir(dir) == 0 || errno == ENOENT { break }
-                usleep(5_000)
-            }
-        }
+        // The pids hierarchy first (its pids.max goes to 0: no more forks), so the kill loops converge.
+        let ordered = directories.filter { $0 == pidsDirectory } + directories.reversed().filter { $0 != pidsDirectory }
+        let gone = ordered.map { SessionCgroupLeases.removeDirectory($0) }.allSatisfy { $0 }
         directories.removeAll()
+        // A directory that would not go stays named by an unheld lease: the next start or `doctor --clean` retries.
+        if gone { lease?.end() } else { lease?.abandon() }
+        lease = nil
     }
 
     deinit { remove() }
