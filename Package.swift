@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentEvents", "CagentLearn", "CagentCLI", "CagentLaunch", "Netlab"]),
         .testTarget(name: "NetlabTests", dependencies: ["Netlab", "CagentCore"]),
         .testTarget(name: "ProfileTests", dependencies: ["CagentProfile", "Netlab"]),
-        .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"]),
+        .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"], exclude: ["Servers"]),
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
         .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"]),
         .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentEvents", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),

@@ -11,6 +11,9 @@ packages=(
   nftables iproute2 publicsuffix
   # tests: the simulated internet (DNS, HTTP, attacker sink) and probes run inside the sandbox
   dnsmasq-base bind9-dnsutils busybox-static iputils-ping tcpdump curl python3 socat strace gdb make gcc git procps psmisc openssh-client
+  # tests: the proofs with real package managers and agents (AgentProofTests: pip from a test index, aider
+  # from the package index into a venv in a test user's home)
+  python3-venv python3-pip
   # tests: a real HTTP proxy in the simulated internet (what --allow-proxy lets through; the binary only, no service)
   tinyproxy-bin
   # tests: the Debian Docker engine (started privately by DockerContainerTests) and the base image it builds
@@ -34,6 +37,16 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm for AgentProofTests: often installed with Node itself (from another source than Debian, whose npm package
+# would then conflict): Debian's only when no npm is on PATH.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "install-deps: installing npm"
+  if [ "$(id -u)" != 0 ]; then echo "install-deps: run as root (sudo)" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends npm >/dev/null
 fi
 
 if ! command -v swift >/dev/null 2>&1 && [ ! -x /opt/swift/usr/bin/swift ]; then

@@ -139,7 +139,7 @@ struct ContainerEnforce {
         var pair: [Int32] = [-1, -1]
         if observer.traces {
             guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-                throw CagentError(stage: "sandbox setup: trace-notify", "socketpair failed", errno: errno, hint: "the agent did not start")
+                throw CagentError(stage: .sandboxSetup(.named("trace-notify")), "socketpair failed", errno: errno, hint: "the agent did not start")
             }
         }
         defer { for fd in pair where fd >= 0 { close(fd) } }
@@ -150,7 +150,7 @@ struct ContainerEnforce {
             close(pair[1]); pair[1] = -1
             listener = cg_container_receive_fd(pair[0])
             if listener < 0 {
-                throw CagentError(stage: "sandbox setup: trace-notify", "no listener from the agent child", errno: -listener, hint: "the agent did not start")
+                throw CagentError(stage: .sandboxSetup(.named("trace-notify")), "no listener from the agent child", errno: -listener, hint: "the agent did not start")
             }
         }
         // 3. supervisor-privileges. Capabilities are per thread: every other thread that takes signals drops
@@ -173,7 +173,7 @@ struct ContainerEnforce {
         }
         if kept != 0 || failAt == "supervisor-privileges" {
             if listener >= 0 { close(listener) }
-            throw CagentError(stage: "sandbox setup: supervisor-privileges", kept != 0 ? "cannot keep cagent's own capabilities" : "failing as asked (--fail-at-stage)",
+            throw CagentError(stage: .sandboxSetup(.named("supervisor-privileges")), kept != 0 ? "cannot keep cagent's own capabilities" : "failing as asked (--fail-at-stage)",
                               errno: kept != 0 ? -kept : nil,
                               hint: observer.traces ? "learn in a container needs --cap-add SYS_PTRACE (the tracer reads the agent's memory); the agent did not start"
                                                     : "the agent did not start")
@@ -187,7 +187,7 @@ struct ContainerEnforce {
             throw Self.setupError(error, stage: "dns-gate")
         }
         // 5. release
-        if failAt == "release" { throw CagentError(stage: "sandbox setup: release", "failing as asked (--fail-at-stage)", hint: "the agent did not start") }
+        if failAt == "release" { throw CagentError(stage: .sandboxSetup(.named("release")), "failing as asked (--fail-at-stage)", hint: "the agent did not start") }
         released = true
         if cg_container_release(&result) != 0 {
             throw Self.childError(result)
@@ -215,7 +215,7 @@ struct ContainerEnforce {
         }
         var storage = cg_policy_storage()
         let childStage = options.failAtStage.flatMap { name in
-            (1...10).first { String(cString: cg_container_stage_name(Int32($0))) == name }.map(Int32.init)
+            (1...10).first { String(cString: cg_container_stage_name(Int32($0))) == name.description }.map(Int32.init)
         } ?? 0
         let argv = options.command.map { strdup($0) } + [nil]
         let envp = (environment + ["HOME=\(agent.home)", "USER=\(agent.name)", "LOGNAME=\(agent.name)"]).map { strdup($0) } + [nil]
@@ -236,7 +236,7 @@ struct ContainerEnforce {
                 }
             }
         }
-        if status == -2 { throw CagentError(stage: "sandbox setup: policy", "the process policy did not decode", hint: "the agent did not start") }
+        if status == -2 { throw CagentError(stage: .sandboxSetup(.named("policy")), "the process policy did not decode", hint: "the agent did not start") }
         if status != 0 { throw Self.childError(result) }
     }
 
@@ -278,13 +278,12 @@ struct ContainerEnforce {
         default:
             hint = "the agent did not start"
         }
-        return CagentError(stage: "sandbox setup: " + stage, "the agent's step failed", errno: result.error, hint: hint)
+        return CagentError(stage: .sandboxSetup(.named(stage)), "the agent's step failed", errno: result.error, hint: hint)
     }
 
     static func setupError(_ error: any Error, stage: String) -> CagentError {
         let error = error as? CagentError ?? CagentError(stage: stage, "\(error)")
-        return CagentError(stage: "sandbox setup: " + error.stage, error.message, errno: error.errno,
-                           hint: error.hint ?? "the agent did not start")
+        return error.duringSetup(hint: "the agent did not start")
     }
 
     /// Waits for the agent; reaps every other child (as pid 1 cagent inherits the container's orphans);

@@ -20,7 +20,7 @@ import Glibc
 /// of it goes through one LearnEventBridge into a store on a volume (`--db`), where `cagent report` and
 /// `cagent profile propose` on the host read it. No DNS capture (the gate sees every query the agent makes).
 package final class ContainerLearnObserver: ContainerObserver, @unchecked Sendable {
-    package let sessionID = EnforcePlanner.newSessionID()
+    package let sessionID = SessionID.new()
     let database: String
     let command: [String]
     let secretPaths: [String]

@@ -352,6 +352,9 @@ public struct Proposer: Sendable {
 
     // MARK: filesystem
 
+    /// Entries of one directory only looked at that make a scan rather than uses (pip's /etc scan: ~150).
+    static let scanThreshold = 16
+
     private enum Need: Comparable { case read, write }
 
     private struct PathUse {
@@ -378,9 +381,14 @@ public struct Proposer: Sendable {
             if let path = absolutePath(file.path) { readPaths.insert(path) }
         }
         let oPath = Int64(0o10000000), oDirectory = Int64(O_DIRECTORY)
+        // Paths only looked at (stat, access, readlink: a read without open flags) and paths used otherwise.
+        var lookedAt: Set<String> = [], usedOtherwise: Set<String> = []
 
         for file in observations.files {
             guard let path = absolutePath(file.path) else { unusable += 1; continue }
+            if file.result == 0 {
+                if file.operation == "read" && file.flags == nil { lookedAt.insert(path) } else { usedOtherwise.insert(path) }
+            }
             if file.result != 0 {
                 probeCount += 1; probes = probes.merged(with: file.evidence)
                 continue
@@ -429,6 +437,23 @@ public struct Proposer: Sendable {
             use.evidence = use.evidence.merged(with: exec.evidence)
             use.operations.insert("exec"); use.listingOnly = false
             wanted[.read]![path] = use
+        }
+
+        // A scan: many entries of a directory never bound whole (/etc, /opt, the home) only looked at, e.g. the
+        // `distro` module pip loads stats every entry of /etc for its *-release files. Binding them all would
+        // show the agent the whole directory, one entry at a time (and /etc/mtab is a link into /proc).
+        var scanned: [String: [String]] = [:]
+        for path in lookedAt.subtracting(usedOtherwise) where wanted[.read]![path]?.operations == ["read"] {
+            let parent = parentDirectory(path)
+            if !mayCollapse(into: parent) { scanned[parent, default: []].append(path) }
+        }
+        for (parent, paths) in scanned.sorted(by: { $0.key < $1.key }) where paths.count >= Self.scanThreshold {
+            var evidence = Evidence.none
+            for path in paths {
+                evidence = evidence.merged(with: wanted[.read]![path]?.evidence ?? .none)
+                wanted[.read]![path] = nil
+            }
+            notes.append("not proposed: \(paths.count) entries of \(display(parent)) only looked at (stat/access, never opened): a scan of the directory -- \(describe(evidence))")
         }
 
         // A read under a write entry is covered; a listing with something beneath it proposed is too.

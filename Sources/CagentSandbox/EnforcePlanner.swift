@@ -270,6 +270,9 @@ public enum EnforcePlanner {
         let target = try viewPath(entry, home: home)
         // `~/x` names the real home's x (the view's home path is the real home's path), shown at ~/x.
         guard let source = try? realPath(target, what: "profile path") else { return nil }
+        // The sandbox has its own /proc: an entry resolving into the host's (/etc/mtab -> /proc/self/mounts,
+        // which names cagent's own pid here) is never bound; the sandbox's /proc shows the agent its own.
+        if isWithin(source, "/proc") { return nil }
         return (source, entry.hasPrefix("~") ? target : source)
     }
 

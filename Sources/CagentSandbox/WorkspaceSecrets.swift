@@ -19,8 +19,10 @@ public enum WorkspaceSecrets {
     /// Matches covered at most (each is a mount): more stops the start rather than leave some uncovered.
     public static let hideLimit = 1_000
     /// Directories never descended: git's own files (pinned separately) and installed dependencies (their
-    /// test keys and sample `.env` files are the package's, not the user's; they would cost a mount each).
-    public static let skippedDirectories: Set<String> = [".git", "node_modules"]
+    /// test keys and sample `.env` files are the package's, not the user's; they would cost a mount each):
+    /// npm's `node_modules`, Python's `site-packages` (a venv in the workspace: covering certifi's
+    /// `cacert.pem` gave pip an empty CA bundle, and made `rm -rf .venv` fail with EBUSY).
+    public static let skippedDirectories: Set<String> = [".git", "node_modules", "site-packages"]
 
     public struct Scan: Sendable, Equatable {
         /// Matches, relative to the workspace, in walk order (shallow first).

@@ -305,7 +305,7 @@ import Testing
         let resolver = processes(mentioning: lab.dnsLog)
         #expect(!resolver.isEmpty, "the lab's resolver was not found")
         for pid in resolver { kill(pid, SIGKILL) }
-        FileManager.default.createFile(atPath: resolverGone, contents: nil)
+        _ = FileManager.default.createFile(atPath: resolverGone, contents: nil)
         let status = process.wait(timeout: 90)
         let elapsed = Date().timeIntervalSince(began)
         let out = FileSystem.readText(output) ?? "", err = FileSystem.readText(output + ".err") ?? ""

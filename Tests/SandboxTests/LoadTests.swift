@@ -131,7 +131,7 @@ import Testing
         let rules = try lab.run(in: .host, ["nft", "list", "chains"]).stdout
         #expect(rules.components(separatedBy: "_fwd").count - 1 >= count, "not every session has its chains: \(rules.prefix(300))")
 
-        for session in sessions { FileManager.default.createFile(atPath: session.workspace + "/" + go, contents: nil) }
+        for session in sessions { _ = FileManager.default.createFile(atPath: session.workspace + "/" + go, contents: nil) }
         for (index, session) in sessions.enumerated() {
             let status = session.process.wait(timeout: 120)
             #expect(status == 0, "sandbox \(index): status \(status): \(session.stderr.suffix(400))")
@@ -266,7 +266,7 @@ import Testing
         #expect(started, "sessions did not start: \(flooder.stderr.suffix(300)) \(worker.stderr.suffix(300))")
         let rssBefore = Self.peakRSS(flooder.process.pid) ?? 0
         usleep(2_000_000)   // the worker's quiet baseline
-        for space in [floodSpace, workSpace] { FileManager.default.createFile(atPath: space + "/go", contents: nil) }
+        for space in [floodSpace, workSpace] { _ = FileManager.default.createFile(atPath: space + "/go", contents: nil) }
         let flooded = Self.eventually(seconds + 30) { flooder.stdout.contains("flooded") }
         #expect(flooded, "the flood did not finish: \(flooder.stdout) \(flooder.stderr.suffix(300))")
         // Read while both sessions live: cagent's peak memory, and the kernel's drop counters of the gates' sockets.
@@ -280,8 +280,8 @@ import Testing
             guard f.count >= 13, f[2] == "00000000:0000" else { return nil }
             return Int(f.last ?? "")
         }.reduce(0, +)
-        FileManager.default.createFile(atPath: workSpace + "/stop", contents: nil)
-        FileManager.default.createFile(atPath: floodSpace + "/end", contents: nil)
+        _ = FileManager.default.createFile(atPath: workSpace + "/stop", contents: nil)
+        _ = FileManager.default.createFile(atPath: floodSpace + "/end", contents: nil)
         let flooderStatus = flooder.process.wait(timeout: 60), workerStatus = worker.process.wait(timeout: 60)
         #expect(flooderStatus == 0 && workerStatus == 0, "statuses \(flooderStatus) \(workerStatus): \(flooder.stderr.suffix(400)) \(worker.stderr.suffix(400))")
 

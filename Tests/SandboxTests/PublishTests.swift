@@ -55,7 +55,7 @@ import Testing
             let deadline = Date().addingTimeInterval(30)
             while !FileManager.default.fileExists(atPath: world.workspace + "/ready") && Date() < deadline { usleep(50_000) }
             try probe()
-            FileManager.default.createFile(atPath: world.workspace + "/done", contents: nil)
+            _ = FileManager.default.createFile(atPath: world.workspace + "/done", contents: nil)
             let status = process.wait(timeout: 60)
             return (status, world.read(out) ?? "", world.read(err) ?? "")
         }
