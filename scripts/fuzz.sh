@@ -16,8 +16,10 @@ export PATH=/opt/swift/usr/bin:$PATH
 export SWIFT_BACKTRACE=enable=no
 out=.build/fuzz
 targets=(wire answer gate nflog tls packet tracee profile)
-flags=(-sanitize=fuzzer,address -parse-as-library -g -O -D CAGENT_FUZZ)
-dns=(Sources/CagentNetwork/IPAddress.swift Sources/CagentDNS/DNSWire.swift Sources/CagentDNS/AddressClass.swift
+flags=(-sanitize=fuzzer,address -parse-as-library -g -O -D CAGENT_FUZZ -package-name cagent)
+# CagentCore's String(nulTerminated:) (IPAddress uses it), compiled into the targets that do not link CagentCore.
+cstring=Sources/CagentCore/CString.swift
+dns=("$cstring" Sources/CagentNetwork/IPAddress.swift Sources/CagentDNS/DNSWire.swift Sources/CagentDNS/AddressClass.swift
      Sources/CagentDNS/DomainPattern.swift Sources/CagentDNS/GatePolicy.swift Sources/CagentDNS/GateAnswer.swift)
 debug=.build/debug
 
@@ -37,10 +39,10 @@ build_one() {
     wire|answer|gate)
       swiftc "${flags[@]}" -module-name CagentDNSFuzz "${dns[@]}" "Fuzz/$(tr '[:lower:]' '[:upper:]' <<<"${target:0:1}")${target:1}Fuzz.swift" -o "$bin" ;;
     nflog)
-      swiftc "${flags[@]}" -module-name CagentNflogFuzz Sources/CagentNetwork/IPAddress.swift Sources/CagentDNS/AddressClass.swift \
+      swiftc "${flags[@]}" -module-name CagentNflogFuzz "$cstring" Sources/CagentNetwork/IPAddress.swift Sources/CagentDNS/AddressClass.swift \
         Sources/CagentCapture/NflogFrame.swift Fuzz/NflogFuzz.swift -o "$bin" ;;
     tls|packet)
-      swiftc "${flags[@]}" -module-name CagentPacketFuzz Sources/CagentNetwork/IPAddress.swift Sources/CagentCapture/TLSClientHello.swift \
+      swiftc "${flags[@]}" -module-name CagentPacketFuzz "$cstring" Sources/CagentNetwork/IPAddress.swift Sources/CagentCapture/TLSClientHello.swift \
         Sources/CagentCapture/PacketDecoder.swift "Fuzz/$(tr '[:lower:]' '[:upper:]' <<<"${target:0:1}")${target:1}Fuzz.swift" -o "$bin" ;;
     tracee)
       # The parser and the finding rules instrumented; the event model and CagentCore from the debug build.
