@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: deps build demo test lint bench clean
+.PHONY: deps build demo test lint bench fuzz clean
 deps:
 	@scripts/install-deps.sh
 
@@ -26,6 +26,11 @@ lint:
 bench: deps
 	swift build -c release
 	scripts/bench.sh
+
+# Every libFuzzer target for FUZZ_SECONDS each (default 60; not in CI: docs/testing.md "Fuzzing").
+fuzz: deps
+	swift build
+	scripts/fuzz.sh all $${FUZZ_SECONDS:-60}
 
 clean:
 	rm -rf .build

@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "ProfileTests", dependencies: ["CagentProfile", "Netlab"]),
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"], exclude: ["Servers"]),
         .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
-        .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"], exclude: ["Corpus"]),
+        .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"]),
         .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentEvents", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
         .testTarget(name: "ExportTests", dependencies: ["CagentExport", "CagentProfile", "CagentNetwork", "Netlab"],
                     exclude: ["Fixtures", "validate-policies.py"]),

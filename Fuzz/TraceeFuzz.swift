@@ -1,6 +1,8 @@
 // libFuzzer target for the Tracee parser: arbitrary bytes, split into lines as the importer does, each
 // parsed; every mapped event is then run through the finding rules the Recorder applies. Built by
-// scripts/fuzz-tracee.sh with `swiftc -sanitize=fuzzer,address` from the parser's own sources (no GRDB).
+// scripts/fuzz.sh with `swiftc -sanitize=fuzzer,address` from the parser's and the rules' sources (no GRDB; the
+// event model and CagentCore linked from the debug build).
+import CagentEvents
 
 let rules = FindingRules(secretPaths: ["~/.ssh", "~/.config/gh", "/etc/shadow"], gateAddress: "10.0.0.1")
 

@@ -52,13 +52,14 @@ struct SessionRecording {
     /// written, the summary line names no list and the session is not recorded).
     func write(network: EnforceNetwork?, status: Int32, owner: InvokingUser) -> (list: String?, spooled: String?) {
         let text = json(network: network, status: status, endedAt: DenialReporterClock.now()) + "\n"
-        return (writeList(text, owner: owner), spool(text))
+        return (writeList(text, owner: owner), spool(text, owner: owner))
     }
 
-    /// The record into the store's spool, with the invoking user's rights (the store is theirs); nil when it
-    /// cannot be written (a warning says so: the session is then only in the full list).
-    func spool(_ text: String) -> String? {
-        let identity = FileIdentity.invoking(environment: ProcessEnvironment.current)
+    /// The record into the store's spool, with the rights of the user the session ran for (the store is theirs:
+    /// under `--user` too, not only under sudo); nil when it cannot be written (a warning says so: the session is
+    /// then only in the full list).
+    func spool(_ text: String, owner: InvokingUser) -> String? {
+        let identity = FileIdentity(invokingUnderRoot: owner)
         let directory = storePath + ".pending"
         let path = directory + "/\(sessionID).json"
         _ = try? FileSystem.asUser(identity) { mkdir(directory, 0o700) }

@@ -173,7 +173,7 @@ public enum EnforcePlanner {
         //      the hide list after every bind (it covers what they exposed), then the workspace's secrets.
         let (agent, secrets) = try CoveredView.add(to: &steps, profile: request.profile, command: request.command,
                                                    path: request.environment["PATH"], home: home, workspace: workspace,
-                                                   user: user, shadowHomeTarget: home)
+                                                   user: user, own: CoveredView.ownPlaces(request.paths, user: user), shadowHomeTarget: home)
 
         // 8. .git pinned (a mount point) and its hooks read-only, last in the workspace: hooks and a
         //    replaced .git would run on the host when the user next runs git (H13).

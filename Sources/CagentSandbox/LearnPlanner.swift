@@ -177,7 +177,7 @@ public enum LearnPlanner {
         //       every bind (each attempt becomes a finding in the store), then the workspace's secrets.
         let (agent, secrets) = try CoveredView.add(to: &steps, profile: request.profile, command: request.command,
                                                    path: request.environment["PATH"], home: home, workspace: workspace,
-                                                   user: user, shadowHomeTarget: nil)
+                                                   user: user, own: CoveredView.ownPlaces(request.paths, user: user), shadowHomeTarget: nil)
 
         add(.readOnly("/etc"), "populated: now read-only")
         add(.readOnly("/dev"), "populated: now read-only")

@@ -41,6 +41,32 @@ import Synchronization
         #expect(NflogFrame.parse(Corpus.read(Corpus.directory + "/nflog/tcp4.bin"))?.port == 443)
     }
 
+    @Test func packetAndGateCorpusReplays() throws {
+        // The packet/tls targets' seeds and findings through the decoders, the gate's through pattern matching.
+        let packets = Corpus.files().filter { $0.contains("/packet/") || $0.contains("/tls/") }
+        #expect(packets.count >= 6)
+        for path in packets {
+            let bytes = Corpus.read(path)
+            for segment in [PacketDecoder.ethernet(bytes), PacketDecoder.ip(bytes)].compactMap({ $0 }) {
+                #expect(segment.payload.count <= bytes.count)
+                _ = TLSClientHello.serverName(segment.payload)
+            }
+            _ = TLSClientHello.serverName(bytes)
+        }
+        #expect(PacketDecoder.ethernet(Corpus.read(Corpus.directory + "/packet/tcp4_hello_vlan.bin"))
+            .flatMap { TLSClientHello.serverName($0.payload) } != nil, "the ClientHello seed decodes (control)")
+        let gates = Corpus.files().filter { $0.contains("/gate/") }
+        #expect(gates.count >= 7)
+        for path in gates {
+            let bytes = Corpus.read(path)
+            let line = bytes.prefix { $0 != 0x0A }
+            guard let pattern = DomainPattern(String(decoding: line, as: UTF8.self)) else { continue }
+            _ = pattern.matches(DNSName(labels: [Array(line)]))
+            _ = GatePolicy(patterns: [pattern], ipv6: true).decide(DNSMessage(id: 1, flags: 0x0100,
+                questions: [DNSQuestion(name: DNSName(labels: pattern.suffix), type: DNSType.a)]))
+        }
+    }
+
     @Test func survivesGarbage() {
         for length in 0..<40 {
             _ = NflogFrame.parse([UInt8](repeating: 0xFF, count: length))

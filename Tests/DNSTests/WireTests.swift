@@ -86,12 +86,14 @@ enum Bytes {
 
 enum Corpus {
     static var directory: String {
+        // Tests/Fuzz: the seeds of scripts/fuzz.sh and every former finding.
         let file = #filePath
-        return String(file[..<file.lastIndex(of: "/")!]) + "/Corpus"
+        let tests = file[..<file.lastIndex(of: "/")!]
+        return String(tests[..<tests.lastIndex(of: "/")!]) + "/Fuzz"
     }
 
     static func files() -> [String] {
-        ["wire", "answer", "nflog", "tls"].flatMap { sub in
+        ["wire", "answer", "nflog", "tls", "gate", "packet"].flatMap { sub in
             (try? listing(directory + "/" + sub)) ?? []
         }
     }

@@ -183,7 +183,7 @@ func values(_ entries: [Proposal.Entry]) -> [String] { entries.map(\.value) }
         #expect(!text.contains("- telemetry.example.net"))
     }
 
-    /// 50 random high-entropy names under one parent: flagged, not widened, none of them listed.
+    /// H21 (learn-mode poisoning): 50 random high-entropy names under one parent: flagged, not widened, none of them listed.
     @Test func highEntropySubdomainsAreFlaggedNotWidened() {
         var generator = SystemRandomNumberGenerator()
         let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")

@@ -30,7 +30,9 @@ import Glibc
         let profile = world.root + "/p.yaml"
         let original = "cagent: 1\nextends: [base]\nnetwork:\n  domains:\n    - www.allowed.test\n"
         try original.write(toFile: profile, atomically: true, encoding: .utf8)
-        let database = world.root + "/enforce.db"
+        // The store is the session user's (`--user`): its spool is written with their rights, so its directory is theirs.
+        try world.makeDirectory(world.root + "/store")
+        let database = world.root + "/store/enforce.db"
         var environment = ProcessInfo.processInfo.environment
         environment["HOME"] = world.home
         environment["CAGENT_RUNTIME_DIR"] = world.root + "/run"
