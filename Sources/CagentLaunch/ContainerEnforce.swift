@@ -326,9 +326,7 @@ final class ContainerNetwork: ContainerObserver, @unchecked Sendable {
     }
 
     let entries: [AllowEntry]
-    let domains: [String]
-    let namedEndpoints: [(host: String, port: PinPort)]
-    let upstream: UpstreamConfig
+    let rules: ProfileNetworkRules
     let book = AddressBook()
     let reporter: DenialReporter
     private var gate: Gate?
@@ -336,30 +334,18 @@ final class ContainerNetwork: ContainerObserver, @unchecked Sendable {
 
     init(profile: NetworkPolicy, upstreamOverride: [String], offline: Bool, json: Bool) throws {
         self.offline = offline; self.json = json
-        let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
-                                          endpoints: profile.endpoints.map { ($0.host, $0.port, $0.proto.rawValue) })
-        entries = offline ? [] : parsed.entries
-        domains = profile.domains
-        namedEndpoints = parsed.named.map { ($0.host, PinPort($0.proto == .udp ? .udp : .tcp, $0.port)) }
-        do {
-            _ = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: true)
-            upstream = upstreamOverride.isEmpty ? try UpstreamConfig.system(read: FileSystem.readText)
-                                                : try UpstreamConfig(override: upstreamOverride)
-        } catch {
-            throw CagentError(stage: "profile network", "\(error)",
-                              hint: "fix the profile's network section or the container's resolver (docker run --dns)")
-        }
+        rules = try ProfileNetworkRules(profile: profile, upstreamOverride: upstreamOverride,
+                                        resolverHint: "the container's resolver (docker run --dns)")
+        entries = offline ? [] : rules.entries
         reporter = DenialReporter(book: book, output: { FileDescriptorStream.standardError.write($0 + "\n") })
     }
 
     func start(firewall: SessionFirewall) throws {
         if offline { return }
-        let policy: GatePolicy
-        do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: true) }
-        catch { throw CagentError(stage: "dns gate", "\(error)") }
+        let policy = try rules.gatePolicy(ipv6: true)
         let reporter = reporter
         let gate = Gate(configuration: Gate.Configuration(listen: [ContainerFirewall.gateAddress], port: ContainerFirewall.gatePort,
-                                                          policy: policy, upstream: upstream),
+                                                          policy: policy, upstream: rules.upstream),
                         pinner: firewall, book: book) { reporter.record($0) }
         try gate.start()
         self.gate = gate

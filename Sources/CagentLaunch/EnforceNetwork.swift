@@ -21,10 +21,7 @@ import Glibc
 final class EnforceNetwork: @unchecked Sendable {
     let sessionID: String
     let paths: CagentPaths
-    let entries: [AllowEntry]
-    let domains: [String]
-    let namedEndpoints: [(host: String, port: PinPort)]
-    let upstream: UpstreamConfig
+    let rules: ProfileNetworkRules
     let book = AddressBook()
     let reporter: DenialReporter
     /// `--fail-at-stage` (SetupStage): the failure is raised right after that part started, so the teardown
@@ -53,19 +50,8 @@ final class EnforceNetwork: @unchecked Sendable {
         self.sessionID = sessionID
         self.paths = paths
         uplink = Uplink(sessionID: sessionID, paths: paths)
-        let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
-                                          endpoints: profile.endpoints.map { ($0.host, $0.port, $0.proto.rawValue) })
-        entries = parsed.entries
-        domains = profile.domains
-        namedEndpoints = parsed.named.map { ($0.host, PinPort($0.proto == .udp ? .udp : .tcp, $0.port)) }
-        do {
-            _ = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: true)   // refuse a bad pattern now
-            upstream = upstreamOverride.isEmpty ? try UpstreamConfig.system(read: FileSystem.readText)
-                                                : try UpstreamConfig(override: upstreamOverride)
-        } catch {
-            throw CagentError(stage: "profile network", "\(error)",
-                              hint: "fix the profile's network section or the host's resolver (/etc/resolv.conf)")
-        }
+        rules = try ProfileNetworkRules(profile: profile, upstreamOverride: upstreamOverride,
+                                        resolverHint: "the host's resolver (/etc/resolv.conf)")
         reporter = DenialReporter(book: book, allowHint: allowHint, output: output)
     }
 
@@ -97,7 +83,7 @@ final class EnforceNetwork: @unchecked Sendable {
     }
 
     private func prepareHost() throws {
-        try uplink.prepare(entries: entries, filteringProxy: upstreamProxy != nil)
+        try uplink.prepare(entries: rules.entries, filteringProxy: upstreamProxy != nil)
         Timing.mark("network: host side prepared")
         let reporter = reporter
         try uplink.startReader { group in NflogReader(group: group) { reporter.record($0) } }
@@ -129,13 +115,11 @@ final class EnforceNetwork: @unchecked Sendable {
                 FileDescriptorStream.standardError.write("cagent: warning: \(TerminalEscape.escape(warning))\n")
             }
             let reporter = reporter, book = book
-            let policy: GatePolicy
-            do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: session.addresses.gateway6 != nil) }
-            catch { throw CagentError(stage: "dns gate", "\(error)") }
+            let policy = try rules.gatePolicy(ipv6: session.addresses.gateway6 != nil)
             // Proxy mode: the profile's names are reached only through the filtering proxy; the gate answers
             // no name (nothing is pinned, no direct connection to a web host opens).
             var configuration = try uplink.gateConfiguration(
-                policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: policy.ipv6), upstream: upstream)
+                policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: policy.ipv6), upstream: rules.upstream)
             configuration.asker = upstreamProxy == nil ? asker : nil   // proxy mode: no name is resolved, none asked about
             try uplink.startGate(configuration) { configuration, firewall in
                 Gate(configuration: configuration, pinner: firewall, book: book) { reporter.record($0) }

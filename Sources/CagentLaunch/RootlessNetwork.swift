@@ -20,10 +20,7 @@ import Glibc
 /// Live lines as today: the gate's refusals, and the ruleset's drops read from its nflog group in the
 /// sandbox's namespace (RootlessDenials).
 final class RootlessNetwork: @unchecked Sendable {
-    let entries: [AllowEntry]
-    let domains: [String]
-    let namedEndpoints: [(host: String, port: PinPort)]
-    let upstream: UpstreamConfig
+    let rules: ProfileNetworkRules
     let book = AddressBook()
     let reporter: DenialReporter
     let asker: GateAsker?
@@ -37,19 +34,8 @@ final class RootlessNetwork: @unchecked Sendable {
     init(profile: NetworkPolicy, upstreamOverride: [String], allowHint: String?, asker: GateAsker?,
          output: @escaping @Sendable (String) -> Void) throws {
         self.asker = asker
-        let parsed = try AllowEntry.parse(cidrs: profile.cidrs,
-                                          endpoints: profile.endpoints.map { ($0.host, $0.port, $0.proto.rawValue) })
-        entries = parsed.entries
-        domains = profile.domains
-        namedEndpoints = parsed.named.map { ($0.host, PinPort($0.proto == .udp ? .udp : .tcp, $0.port)) }
-        do {
-            _ = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: false)
-            upstream = upstreamOverride.isEmpty ? try UpstreamConfig.system(read: FileSystem.readText)
-                                                : try UpstreamConfig(override: upstreamOverride)
-        } catch {
-            throw CagentError(stage: "profile network", "\(error)",
-                              hint: "fix the profile's network section or the host's resolver (/etc/resolv.conf)")
-        }
+        rules = try ProfileNetworkRules(profile: profile, upstreamOverride: upstreamOverride,
+                                        resolverHint: "the host's resolver (/etc/resolv.conf)")
         reporter = DenialReporter(book: book, allowHint: allowHint, output: output)
     }
 
@@ -76,10 +62,8 @@ final class RootlessNetwork: @unchecked Sendable {
             let firewall = try SessionFirewall(interface: Firewall.sandboxInterface, nflogGroup: Self.nflogGroup,
                                                netlinkDescriptor: netlink)
             self.firewall = firewall
-            let policy: GatePolicy
-            do { policy = try GatePolicy(domains: domains, endpoints: namedEndpoints, ipv6: false) }
-            catch { throw CagentError(stage: "dns gate", "\(error)") }
-            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!], port: 0, policy: policy, upstream: upstream)
+            let policy = try rules.gatePolicy(ipv6: false)
+            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!], port: 0, policy: policy, upstream: rules.upstream)
             configuration.asker = asker
             configuration.listenSocket = { family, type in
                 try Self.sockets(pid: pid, [(family, type | Int32(SOCK_NONBLOCK.rawValue), 0)])[0]
@@ -88,7 +72,7 @@ final class RootlessNetwork: @unchecked Sendable {
             let gate = Gate(configuration: configuration, pinner: firewall, book: book) { reporter.record($0) }
             let port = try gate.start()
             self.gate = gate
-            try firewall.run(Firewall.sandboxBatch(gatePort: port, nflogGroup: Self.nflogGroup, entries: entries,
+            try firewall.run(Firewall.sandboxBatch(gatePort: port, nflogGroup: Self.nflogGroup, entries: rules.entries,
                                                    uplinkNetwork: RootlessUplink.network))
             // The drops, live (before the uplink: nothing is lost between the two).
             let denials = RootlessDenials { reporter.record($0) }
