@@ -84,7 +84,8 @@ let package = Package(
         .executableTarget(name: "cagent-bench", dependencies: []),
         .executableTarget(name: "cagent-dns-bench", dependencies: ["CagentDNS", "CagentNetwork", "CagentCore", "CNftnl"]),
 
-        // Test support: the hermetic test network every network test uses.
+        // Test support, never linked into a product: the hermetic test network every network test uses, the
+        // test user, spawning, and `Requirements` (what a test needs from the machine; under CI=true unmet means fail).
         .target(name: "Netlab", dependencies: ["CagentCore", "CShim"], path: "Tests/Netlab"),
 
         .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentEvents", "CagentLearn", "CagentCLI", "CagentLaunch", "Netlab"]),
@@ -98,7 +99,7 @@ let package = Package(
                     exclude: ["Fixtures", "validate-policies.py"]),
         .testTarget(name: "ProposeTests", dependencies: ["CagentPropose", "CagentProfile", "CagentEvents", "CagentStore", "CagentCore",
                                                         .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentEvents", "CagentStore", "CagentCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentEvents", "CagentStore", "CagentCore", "Netlab"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )
