@@ -84,21 +84,32 @@ let package = Package(
         .executableTarget(name: "cagent-bench", dependencies: []),
         .executableTarget(name: "cagent-dns-bench", dependencies: ["CagentDNS", "CagentNetwork", "CagentCore", "CNftnl"]),
 
-        // Test support: the hermetic test network every network test uses.
-        .target(name: "Netlab", dependencies: ["CagentCore", "CShim"], path: "Tests/Netlab"),
+        // Test support, never linked into a product: the hermetic test network every network test uses, the
+        // test user, spawning, and `Requirements` (what a test needs from the machine; under CI=true unmet means fail).
+        .target(name: "Netlab", dependencies: ["CagentCore", "CShim"], path: "Tests/Netlab", exclude: ["Resources"]),
 
-        .testTarget(name: "CoreTests", dependencies: ["CagentCore", "CagentEvents", "CagentLearn", "CagentCLI", "CagentLaunch", "Netlab"]),
+        // Test targets are named after the module they test (docs/testing.md "Test targets"); SandboxTests runs whole
+        // sessions of the real binary, NetlabTests the test network.
+        .testTarget(name: "CagentCoreTests", dependencies: ["CagentCore", "Netlab"]),
         .testTarget(name: "NetlabTests", dependencies: ["Netlab", "CagentCore"]),
-        .testTarget(name: "ProfileTests", dependencies: ["CagentProfile", "Netlab"]),
+        .testTarget(name: "CagentProfileTests", dependencies: ["CagentProfile", "Netlab"]),
         .testTarget(name: "SandboxTests", dependencies: ["CagentSandbox", "Netlab"], exclude: ["Servers"]),
-        .testTarget(name: "NetworkTests", dependencies: ["CagentNetwork", "Netlab"]),
-        .testTarget(name: "DNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"]),
-        .testTarget(name: "StoreTests", dependencies: ["Netlab", "CagentCore", "CagentEvents", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
-        .testTarget(name: "ExportTests", dependencies: ["CagentExport", "CagentProfile", "CagentNetwork", "Netlab"],
+        .testTarget(name: "CagentNetworkTests", dependencies: ["CagentNetwork", "Netlab"], exclude: ["Golden"]),
+        .testTarget(name: "CagentDNSTests", dependencies: ["CagentDNS", "CagentCapture", "CagentNetwork", "Netlab"]),
+        .testTarget(name: "CagentStoreTests", dependencies: ["Netlab", "CagentCore", "CagentEvents", "CagentStore", "CagentTrace"], exclude: ["Fixtures"]),
+        .testTarget(name: "CagentExportTests", dependencies: ["CagentExport", "CagentProfile", "CagentNetwork", "Netlab"],
                     exclude: ["Fixtures", "validate-policies.py"]),
-        .testTarget(name: "ProposeTests", dependencies: ["CagentPropose", "CagentProfile", "CagentEvents", "CagentStore", "CagentCore",
-                                                        .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "TraceTests", dependencies: ["CagentTrace", "CagentEvents", "CagentStore", "CagentCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "CagentProposeTests", dependencies: ["CagentPropose", "CagentProfile", "CagentEvents", "CagentStore", "CagentCore",
+                                                              .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "CagentTraceTests", dependencies: ["CagentTrace", "CagentEvents", "CagentStore", "CagentCore", "Netlab"], exclude: ["Fixtures"]),
+        .testTarget(name: "CagentLaunchTests", dependencies: [
+            "CagentLaunch", "CagentCLI", "CagentSandbox", "CagentDNS", "CagentCore", "Netlab",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "CagentLearnTests", dependencies: [
+            "CagentLearn", "CagentCapture", "CagentDNS", "CagentNetwork", "CagentEvents", "CagentStore",
+        ]),
+        .testTarget(name: "CagentCLITests", dependencies: ["CagentCLI", "CagentCore", "CagentProfile", "CagentStore", "Netlab"]),
     ],
     swiftLanguageModes: [.v6]
 )

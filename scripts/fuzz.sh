@@ -7,7 +7,7 @@
 # Targets: wire answer gate nflog tls packet tracee profile. Seeds: Tests/Fuzz/TARGET (tracee also reads the
 # importer's fixtures). New inputs go to .build/fuzz/corpus/TARGET (the checked-in seeds stay small), crashes to
 # .build/fuzz/findings/TARGET. Every finding is copied into Tests/Fuzz/TARGET, where a test CI runs replays it
-# (DNSTests: wire, answer, gate, nflog, tls, packet; TraceTests: tracee; ProfileTests: profile), then fixed.
+# (CagentDNSTests: wire, answer, gate, nflog, tls, packet; CagentStoreTests: tracee; CagentProfileTests: profile), then fixed.
 # tracee and profile link CagentCore (and CagentEvents) from the debug build: `swift build` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +70,7 @@ build_if_stale() {
 
 seeds() {
   echo "Tests/Fuzz/$1"
-  if [ "$1" = tracee ]; then echo Tests/StoreTests/Fixtures/tracee; fi
+  if [ "$1" = tracee ]; then echo Tests/CagentStoreTests/Fixtures/tracee; fi
 }
 
 run_one() {

@@ -4,7 +4,7 @@ import Netlab
 import Testing
 
 /// Crash faults of the product (docs/testing.md "Crash faults"): `cagent enforce` SIGKILLed at random moments —
-/// during setup, while the agent runs, during teardown — in a bounded loop. NetworkTests' `CrashTests`
+/// during setup, while the agent runs, during teardown — in a bounded loop. CagentNetworkTests' `CrashTests`
 /// kills the network layer alone at each of its steps; this kills the whole session (launcher, cgroups,
 /// gate, nflog reader), as a user's `kill -9` or an OOM kill would.
 ///

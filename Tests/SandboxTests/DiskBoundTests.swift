@@ -3,6 +3,7 @@ import CagentCore
 import CagentProfile
 @testable import CagentSandbox
 import Foundation
+import Netlab
 import Testing
 
 /// Issue #12 section 6: the agent must not fill the host's disk through what cagent owns. The agent tries

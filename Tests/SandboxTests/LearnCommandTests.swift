@@ -97,7 +97,7 @@ struct LearnCommandTests {
         let lab = try Netlab(services: [.dns])
         defer { lab.shutdown() }
         let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("TraceTests/Fixtures").path
+            .appendingPathComponent("CagentTraceTests/Fixtures").path
         let bin = fixture.root + "/bin"
         try fixture.write(bin + "/tracee", "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\ncat \(fixtures)/*.jsonl\nsleep 1\n")
         chmod(bin + "/tracee", 0o755)

@@ -1,6 +1,7 @@
 import CagentCore
 import CagentProfile
 import CagentSandbox
+import Netlab
 import Testing
 #if canImport(Glibc)
 import Glibc

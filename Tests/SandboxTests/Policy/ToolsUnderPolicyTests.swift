@@ -1,5 +1,6 @@
 import CagentCore
 import CagentSandbox
+import Netlab
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import Foundation
+import Netlab
 import Testing
 @testable import CagentCLI
 @testable import CagentCore

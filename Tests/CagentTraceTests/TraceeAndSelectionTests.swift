@@ -3,6 +3,7 @@ import CagentEvents
 import CagentStore
 import CagentTrace
 import Foundation
+import Netlab
 import Testing
 #if canImport(Glibc)
 import Glibc

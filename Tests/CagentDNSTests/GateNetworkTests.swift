@@ -1,4 +1,5 @@
 import Foundation
+import Netlab
 import Testing
 import CagentNetwork
 import CagentCore

@@ -1,3 +1,5 @@
+import CagentCore
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -2,6 +2,7 @@ import CagentCore
 import CagentEvents
 import CagentStore
 import CagentTrace
+import Netlab
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -77,7 +77,7 @@ struct ProfileCLITests {
         let original = try Self.run(["profile", "show", "project"], in: sandbox, directory: ws)
         #expect(original.output.hasSuffix("    - internal.example.com   # our registry\n"))
 
-        // Built now (ProposeTests); with no database it says so and creates none.
+        // Built now (CagentProposeTests); with no database it says so and creates none.
         let propose = try Self.run(["profile", "propose"], in: sandbox, directory: ws)
         #expect(propose.status == 125)
         #expect(propose.errors.contains("no database at"), "\(propose.errors)")

@@ -5,7 +5,7 @@ import Netlab
 @testable import CagentNetwork
 
 /// The learn-mode ruleset in the kernel: every new flow leaves (and is logged), metadata, the LAN and the
-/// host's own services do not. Names, the gate and the observations are tested in DNSTests/LearnNetworkTests.
+/// host's own services do not. Names, the gate and the observations are tested in CagentDNSTests/LearnNetworkTests.
 @Suite("Network learn mode", .serialized)
 struct LearnModeTests {
     @Test("Learn ruleset equals the golden file; the internet is open, metadata, ULA and the host are not",

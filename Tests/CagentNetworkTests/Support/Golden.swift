@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Compares text with a golden file in Tests/NetworkTests/Golden; CAGENT_UPDATE_GOLDEN=1 rewrites the file.
+/// Compares text with a golden file in Tests/CagentNetworkTests/Golden; CAGENT_UPDATE_GOLDEN=1 rewrites the file.
 /// A rewrite that changed the file fails the test (review the diff, rerun without it): update mode never
 /// passes over a difference. Under CI (CI=true) update mode is refused: the run compares.
 func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
