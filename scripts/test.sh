@@ -5,6 +5,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# Inputs downloaded from outside (the test cache), before the uplink capture starts: docs/testing.md.
+if ! scripts/test-inputs.sh; then
+  echo "test: FAILED: could not make the test inputs (scripts/test-inputs.sh)" >&2
+  exit 1
+fi
+
 # Address ranges the test network uses (Tests/Netlab/NetlabAddresses.swift).
 netlab_filter='net 198.18.0.0/15 or net 198.51.100.0/24 or net 203.0.113.0/24 or net 2001:db8::/32'
 uplink=$(ip -o route show default 2>/dev/null | awk '{for (i=1;i<NF;i++) if ($i=="dev") print $(i+1)}' | head -n1)

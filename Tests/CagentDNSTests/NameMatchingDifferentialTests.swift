@@ -7,7 +7,7 @@ import Testing
 /// N14, differentially: the gate's name decision (`DomainPattern.matches`, `GatePolicy.decide`) against an
 /// independent implementation, dnspython's `dns.name` (its own parser, case folding and `is_subdomain`), on
 /// generated patterns and names with wildcards, look-alike labels, case and trailing-dot variants. dnspython is
-/// installed from the package index into a venv under `.build/differential/` by the test itself (nothing in the
+/// installed from the package index into a venv in the test cache (TestCache) by the test itself (nothing in the
 /// product depends on it). They must agree on every case; the control runs a deliberately wrong rule (plain
 /// text suffix, the `evilallowed.test` bug) through the same comparison, which must see disagreements.
 @Suite struct NameMatchingDifferentialTests {
@@ -16,7 +16,10 @@ import Testing
         for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
         return path
     }()
-    static let venv = root + "/.build/differential/venv"
+    /// In the test cache (TestCache: reused by a clean clone; `scripts/test-inputs.sh` makes it before the
+    /// uplink capture starts, so the one download is not taken for a leak).
+    static var venv: String { TestCache.directory + "/differential/dnspython-\(dnspythonVersion)" }
+    static let dnspythonVersion = "2.9.2"
 
     /// Decides `pattern` on `name` per line of the input file ("mode<TAB>pattern<TAB>name"), prints 1 or 0 per
     /// line. mode "dns": dnspython's names; mode "naive": lowercased text suffix, the rule the control expects
@@ -90,10 +93,10 @@ import Testing
     func ensureDnspython() throws {
         if FileManager.default.fileExists(atPath: Self.venv + "/bin/python"),
            (try? Netlab.execute([Self.venv + "/bin/python", "-c", "import dns.name"], timeout: 30))?.succeeded == true { return }
-        try FileManager.default.createDirectory(atPath: Self.root + "/.build/differential", withIntermediateDirectories: true)
+        _ = try TestCache.path("differential")
         let made = try Netlab.execute(["python3", "-m", "venv", Self.venv], timeout: 120)
         try #require(made.succeeded, "python3 -m venv: \(made.stderr)")
-        let installed = try Netlab.execute([Self.venv + "/bin/pip", "install", "--quiet", "dnspython"], timeout: 300)
+        let installed = try Netlab.execute([Self.venv + "/bin/pip", "install", "--quiet", "dnspython==\(Self.dnspythonVersion)"], timeout: 300)
         try #require(installed.succeeded, "pip install dnspython (needs the package index): \(installed.stderr)")
     }
 

@@ -166,18 +166,22 @@ import Testing
         #expect(key.knownHosts == ["git.allowed.test ssh-ed25519 AAAAC3Nza1"] && key.unknownHosts.isEmpty, "\(key.knownHosts)")
     }
 
-    /// sshd: the system's, else the Debian package's binary unpacked into `scratch` (installing openssh-server
-    /// would start the machine's own ssh service; the test needs only the program). Under CI a missing one fails.
+    /// sshd: the system's, else the Debian package's binary unpacked into the test cache (installing
+    /// openssh-server would start the machine's own ssh service; the test needs only the program;
+    /// `scripts/test-inputs.sh` fetches it before the uplink capture starts). Under CI a missing one fails.
     static func sshdBinary(scratch: String) throws -> String {
         if FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") { return "/usr/sbin/sshd" }
+        let cache = try TestCache.path("sshd")
+        let binary = cache + "/root/usr/sbin/sshd"
+        if FileManager.default.isExecutableFile(atPath: binary) { return binary }
         let script = """
             set -e
-            mkdir -p "\(scratch)" && cd "\(scratch)"
+            rm -rf "\(scratch)/sshd" && mkdir -p "\(scratch)/sshd" && cd "\(scratch)/sshd"
             apt-get download -q openssh-server >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1; apt-get download -q openssh-server >/dev/null 2>&1; }
             dpkg-deb -x openssh-server_*.deb root
+            rm -rf "\(cache)/root" && mv root "\(cache)/root"
             """
         let fetched = try Netlab.execute(["/bin/sh", "-c", script], timeout: 120)
-        let binary = scratch + "/root/usr/sbin/sshd"
         guard fetched.succeeded, FileManager.default.isExecutableFile(atPath: binary) else {
             throw CagentError(stage: "test", "no sshd: /usr/sbin/sshd is missing and the openssh-server package could not be fetched: \(fetched.stderr)",
                               hint: "apt-get install openssh-server (or let apt-get download reach the Debian mirror)")
