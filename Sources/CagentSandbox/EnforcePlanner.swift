@@ -346,6 +346,13 @@ public enum ShadowHome {
     /// Launcher creates the image itself when it is missing.
     public static func prepare(paths: CagentPaths, user: InvokingUser, agent: String?) throws -> String {
         let target = paths.data + "/homes"
+        // cagent makes its own directories, never the user's home (as root it would make any path the password
+        // database names, e.g. /nonexistent, owned by the user): state under a missing home is an error.
+        var home = stat()
+        if target.hasPrefix(user.home + "/"), user.home != "/", lstat(user.home, &home) != 0 {
+            throw CagentError(stage: "shadow home", "the home directory \(TerminalEscape.escape(user.home)) of \(TerminalEscape.escape(user.name)) does not exist",
+                              hint: "create it, or keep cagent's state elsewhere: --state-dir DIR")
+        }
         var built = ""
         for part in target.split(separator: "/") {
             built += "/" + part

@@ -20,7 +20,11 @@ struct ConfusedDeputyProfileTests {
 
         init() throws {
             sandbox = try ProfileSandbox()
-            user = try TestUser()
+            // A home of its own (not the shared /nonexistent: a home one test's cagent made would be another's).
+            let home = sandbox.root + "/home"
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            user = try TestUser(home: home)
+            chown(home, user.uid, user.gid)
             marker = "CAGENT-MARKER-\(UInt64.random(in: 0...UInt64.max))"
             // The user must reach the files at all (mkdtemp made the root 0700).
             chmod(sandbox.root, 0o755)
@@ -171,6 +175,34 @@ struct ConfusedDeputyProfileTests {
             var info = stat()
             #expect(stat(name, &info) == 0 && info.st_uid == setup.user.uid, "\(name) missing or not the user's")
         }
+    }
+
+    @Test("a user whose home does not exist: cagent refuses to make it (as root, owned by the user) and says why",
+          .enabled(if: Self.mayRun, "needs root, useradd and the built executable"))
+    func missingHomeIsNotCreated() throws {
+        let sandbox = try ProfileSandbox()
+        chmod(sandbox.root, 0o755)
+        let home = "/nonexistent-cgt-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let user = try TestUser(home: home)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        chown(sandbox.workspace, user.uid, user.gid)
+        let environment = ["PATH": "/usr/bin:/bin", "HOME": "/root", "SUDO_UID": String(user.uid), "SUDO_GID": String(user.gid),
+                           "SUDO_USER": user.name, "SUDO_COMMAND": "cagent", "CAGENT_PROFILES_DIR": repositoryProfiles()]
+        let state = sandbox.root + "/state"   // the user's: the plan goes there too
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        chown(state, user.uid, user.gid)
+        let plan = state + "/plan"
+        let run = try Netlab.execute([ProfileCLITests.executable, "enforce", "--profile", "default", "--workspace", sandbox.workspace,
+                                      "--dump-plan", plan, "--", "/bin/true"], timeout: 60, environment: environment,
+                                     directory: sandbox.workspace)
+        #expect(!FileSystem.exists(home), "cagent created the user's home \(home)")
+        #expect(run.status == 125 && run.stderr.contains("does not exist"), "status \(run.status): \(run.stderr)")
+        // Positive control: with the state elsewhere (--state-dir), the same user's plan is written.
+        let elsewhere = try Netlab.execute([ProfileCLITests.executable, "enforce", "--profile", "default", "--workspace", sandbox.workspace,
+                                            "--state-dir", state, "--dump-plan", plan, "--", "/bin/true"], timeout: 60,
+                                           environment: environment, directory: sandbox.workspace)
+        #expect(elsewhere.status == 0 && FileSystem.exists(plan), "control: \(elsewhere.stderr)")
+        #expect(!FileSystem.exists(home), "cagent created the user's home \(home) with --state-dir")
     }
 
     @Test("a FIFO where a profile is looked for: list and lint return with an error",
