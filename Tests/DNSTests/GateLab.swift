@@ -190,6 +190,19 @@ final class GateLab: @unchecked Sendable {
         for _ in 0..<300 { if sh("ip netns exec \(internet) ss -ltn").output.contains("203.0.113.54:53 ") { break }; usleep(100_000) }
     }
 
+    /// Listeners where an encrypted resolver would be, on the attacker's address: DoT (853) and DoH (443)
+    /// each answer a line naming the port, so "blocked" is told apart from "nothing listens".
+    func startEncryptedDNSListeners() throws {
+        for port in [853, 443] {
+            try spawn("ip netns exec \(internet) socat TCP-LISTEN:\(port),bind=203.0.113.66,reuseaddr,fork SYSTEM:'echo open-\(port)'")
+        }
+        for _ in 0..<300 {
+            let listening = sh("ip netns exec \(internet) ss -ltn").output
+            if listening.contains("203.0.113.66:853 ") && listening.contains("203.0.113.66:443 ") { break }
+            usleep(100_000)
+        }
+    }
+
     /// A server at 203.0.113.80:7000 that answers "late" three seconds after a connection opens.
     func startSlowServer() throws {
         try spawn("ip netns exec \(internet) socat TCP-LISTEN:7000,bind=203.0.113.80,reuseaddr,fork SYSTEM:'sleep 3; echo late'")
