@@ -35,6 +35,8 @@ struct EnforcementTests {
         let session = try setUpSession(lab, sandbox: sandbox, paths: paths)
         defer { try? tearDown(session) }
         let gateway4 = session.addresses.gateway4!.description, gateway6 = session.addresses.gateway6!.description
+        // N10's other target: a service on the host's port 22 (the host service on 2222 is the lab's).
+        _ = try lab.lab.spawn(in: .host, ["/usr/bin/python3", lab.script, "serve", "22", "", "host"], readyOnStdout: "ready")
 
         // Allowed: the CIDRs (v4 and v6) and the endpoint, by TCP.
         let allowed = try lab.probe(in: sandbox, [
@@ -93,6 +95,15 @@ struct EnforcementTests {
         #expect(control["tcp \(a.attacker4) 80"] == "open", "control: \(control)")
         #expect(lab.lab.sinkRecords().count >= 4, "the positive control did not reach the sink")
         #expect(try lab.metadataCount() >= 1, "the positive control did not reach the metadata address")
+        // N10's control: from a netlab host outside cagent (the internet, given a route to the pool through the
+        // host, as a LAN neighbour would have), the host's services answer on every address the sandbox tried.
+        try sh("ip -n \(lab.inet) route add \(AddressPool.standard.pool4) via \(NetlabAddresses.host4)", check: true)
+        try sh("ip -n \(lab.inet) -6 route add \(AddressPool.standard.pool6) via \(NetlabAddresses.host6)", check: true)
+        let n10 = ["tcp \(gateway4) \(UplinkLab.hostServicePort)", "tcp \(gateway4) 22", "tcp \(gateway6) \(UplinkLab.hostServicePort)",
+                   "tcp \(UplinkLab.hostUplink4) \(UplinkLab.hostServicePort)", "udp \(gateway4) \(UplinkLab.hostServicePort)",
+                   "tcp \(UplinkLab.hostUplink6) \(UplinkLab.hostServicePort)"]
+        let hostControl = try lab.probe(in: lab.inet, n10)
+        for target in n10 { #expect(hostControl[target] == "open" || hostControl[target] == "reply", "control \(target): \(hostControl)") }
     }
 
     @Test("Ruleset after setup equals the golden file; teardown leaves only the other session, then nothing",
