@@ -193,14 +193,19 @@ final class GateLab: @unchecked Sendable {
     /// Listeners where an encrypted resolver would be, on the attacker's address: DoT (853) and DoH (443)
     /// each answer a line naming the port, so "blocked" is told apart from "nothing listens".
     func startEncryptedDNSListeners() throws {
-        for port in [853, 443] {
-            try spawn("ip netns exec \(internet) socat TCP-LISTEN:\(port),bind=203.0.113.66,reuseaddr,fork SYSTEM:'echo open-\(port)'")
-        }
+        try startListener(address: "203.0.113.66", port: 853)
+        try startListener(address: "203.0.113.66", port: 443)
+    }
+
+    /// A TCP listener in the internet that answers "open-<port>" to every connection: the target a
+    /// "blocked" check needs, so that a refused or unanswered connection cannot pass for a blocked one.
+    func startListener(address: String, port: Int) throws {
+        try spawn("ip netns exec \(internet) socat TCP-LISTEN:\(port),bind=\(address),reuseaddr,fork SYSTEM:'echo open-\(port)'")
         for _ in 0..<300 {
-            let listening = sh("ip netns exec \(internet) ss -ltn").output
-            if listening.contains("203.0.113.66:853 ") && listening.contains("203.0.113.66:443 ") { break }
+            if sh("ip netns exec \(internet) ss -ltn").output.contains("\(address):\(port) ") { return }
             usleep(100_000)
         }
+        throw CagentError(stage: "gate lab", "the listener at \(address):\(port) did not come up")
     }
 
     /// A server at 203.0.113.80:7000 that answers "late" three seconds after a connection opens.

