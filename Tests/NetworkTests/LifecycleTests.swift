@@ -207,6 +207,7 @@ struct LifecycleTests {
         #expect(probe["tcp \(UplinkLab.allowedInNet4) 80"] != "open")
         #expect(probe["tcp \(UplinkLab.attacker6) 80"] != "open")
         #expect(lab.lab.sinkRecords().isEmpty)
+        try expectSinkReachedWithoutCagent(lab, "tcp \(UplinkLab.attacker6) 80")
     }
 
     @Test("Another firewall's forward drop is reported at start with a fix that works",
@@ -234,6 +235,7 @@ struct LifecycleTests {
         #expect(try lab.probe(in: sandbox, ["tcp \(UplinkLab.allowedInNet4) 80"])["tcp \(UplinkLab.allowedInNet4) 80"] == "open")
         #expect(try lab.probe(in: sandbox, ["tcp \(UplinkLab.attacker4) 80"])["tcp \(UplinkLab.attacker4) 80"] != "open")
         #expect(lab.lab.sinkRecords().isEmpty)
+        try expectSinkReachedWithoutCagent(lab, "tcp \(UplinkLab.attacker4) 80")
     }
 
     @Test("A dead session's chains and link are removed by clean-up; a live session is untouched",
@@ -277,6 +279,15 @@ struct LifecycleTests {
         // The dead sandbox has no link any more: no packet out.
         #expect(try lab.probe(in: deadSandbox, ["tcp \(UplinkLab.allowedInNet4) 80"])["tcp \(UplinkLab.allowedInNet4) 80"] != "open")
         #expect(lab.lab.sinkRecords().isEmpty)
+        try expectSinkReachedWithoutCagent(lab, "tcp \(UplinkLab.attacker4) 80")
+    }
+
+    /// The positive control of a "the sink saw nothing": the same probe from the simulated host, without
+    /// cagent in the path, is answered and recorded by the sink.
+    func expectSinkReachedWithoutCagent(_ lab: UplinkLab, _ target: String) throws {
+        let control = try lab.probe(in: lab.host, [target])
+        #expect(control[target] == "open", "control: \(control)")
+        #expect(!lab.lab.sinkRecords().isEmpty, "control: the sink recorded nothing")
     }
 }
 
