@@ -70,7 +70,8 @@ struct EnforcementTests {
         let results = try lab.probe(in: sandbox, denied)
         for target in denied {
             let result = results[target] ?? "missing"
-            #expect(result != "open" && result != "reply" && result != "ok" && result != "missing", "\(target) got through: \(result)")
+            // (curl's fail0: it connected and had an answer, only not the web servers' "ok": the sink's.)
+            #expect(result != "open" && result != "reply" && result != "ok" && result != "fail0" && result != "missing", "\(target) got through: \(result)")
         }
 
         // N18: from inside, the firewall and routes cannot be changed (unprivileged), and even root in the
@@ -104,6 +105,27 @@ struct EnforcementTests {
                    "tcp \(UplinkLab.hostUplink6) \(UplinkLab.hostServicePort)"]
         let hostControl = try lab.probe(in: lab.inet, n10)
         for target in n10 { #expect(hostControl[target] == "open" || hostControl[target] == "reply", "control \(target): \(hostControl)") }
+        // Every other denied target answers the same probe from the simulated host, without cagent; the sink
+        // does not answer UDP, so a datagram's control is the sink's record of it. (udp to the allowed web
+        // server's 443 has no listener in the lab and so no control: the web server does not speak UDP.)
+        // Nothing listens at the metadata addresses: there the control is their packet counter (and the
+        // refusal, error111, that came back from them).
+        let others = denied.filter { !n10.contains($0) && $0 != "udp \(UplinkLab.allowedInNet4) 443" }
+        let metadataBefore = try lab.metadataCount()
+        let othersControl = try lab.probe(in: lab.host, others)
+        #expect(try lab.metadataCount() >= metadataBefore + UplinkLab.metadata.count, "control: the metadata addresses saw nothing")
+        let sinkSaw = lab.lab.sinkRecords().joined(separator: "\n")
+        for target in others {
+            let result = othersControl[target] ?? "missing"
+            if target.hasPrefix("udp ") {
+                let parts = target.split(separator: " ")
+                #expect(sinkSaw.contains("\(parts[1]).\(parts[2]):"), "control \(target): the sink has no record of it")
+            } else if UplinkLab.metadata.contains(where: { target.contains(" \($0) ") }) {
+                #expect(result == "error111", "control \(target): \(result)")
+            } else {
+                #expect(result == "open" || result == "reply" || result == "ok" || result == "fail0", "control \(target): \(result)")
+            }
+        }
     }
 
     @Test("Ruleset after setup equals the golden file; teardown leaves only the other session, then nothing",
