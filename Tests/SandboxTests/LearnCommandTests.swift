@@ -236,6 +236,13 @@ struct LearnCommandTests {
         let database = fixture.root + "/learn.db"
         let marker = fixture.root + "/marker"
         try fixture.write(marker, "")
+        // The targets learn mode must keep out of reach answer when asked without cagent: a metadata service
+        // and a LAN neighbour in the internet, a web server on the simulated host's own address.
+        let forbidden = [(Netlab.Side.internet, "169.254.169.254"), (.internet, "10.9.8.7"), (.host, NetlabAddresses.host4)]
+        for (side, address) in forbidden {
+            if side == .internet { #expect(try lab.run(in: side, ["ip", "addr", "add", address + "/32", "dev", "lo"]).succeeded) }
+            _ = try lab.spawn(in: side, ["/usr/bin/python3", "-u", "-m", "http.server", "--bind", address, "80"], readyOnStdout: "Serving HTTP")
+        }
         sleep(1)   // find -newer has one-second granularity on some filesystems
 
         // `ip netns exec` mounts a fresh /sys without the cgroup2 hierarchy: mount it there (in ip's private
@@ -269,7 +276,12 @@ struct LearnCommandTests {
         for name in ["www.allowed.test", "api.allowed.test", "assets.allowed.test", "203.0.113.13"] {
             #expect(results.contains("web=\(name)"), "\(name) unreachable while learning: \(results)")
         }
-        #expect(!results.contains("metadata=reached") && !results.contains("host=reached") && !results.contains("lan=reached"))
+        #expect(!results.contains("metadata=reached") && !results.contains("host=reached") && !results.contains("lan=reached"), "\(results)")
+        // Control: the same requests from the simulated host, without cagent, are answered.
+        for (_, address) in forbidden {
+            let control = try lab.run(in: .host, ["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", "http://\(address)/"])
+            #expect(control.stdout == "200", "control: nothing answers at \(address): \(control)")
+        }
         #expect(!results.contains("socket="), "host sockets visible: \(results)")
         #expect(!results.contains("env=token") && results.contains("env=passed"))
         #expect(results.contains("tls=sent") && results.contains("listen=ok"), "\(results)")

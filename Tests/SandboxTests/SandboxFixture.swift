@@ -3,6 +3,7 @@ import CagentCore
 import CagentProfile
 @testable import CagentSandbox
 import Foundation
+import Netlab
 
 /// A throwaway world for one sandbox test: a workspace, a fake home full of fake secrets, cagent's state
 /// directory, all under a fresh directory in /tmp, and an invoking user (uid 1000) constructed here.
@@ -113,6 +114,14 @@ final class SandboxFixture {
     /// Runs a shell script in the sandbox.
     func sh(_ script: String, profile: Profile = Profile(agent: "test"), environment: [String: String]? = nil) throws -> Outcome {
         try run(plan(["/bin/sh", "-c", script], profile: profile, environment: environment))
+    }
+
+    /// Runs a shell script outside cagent as the agent's user (setpriv, plain posix_spawn: it inherits every
+    /// descriptor without CLOEXEC): the positive control of a "hidden / denied" check made by the same probe.
+    func outside(_ script: String) throws -> Outcome {
+        let result = try Netlab.execute(["/usr/bin/setpriv", "--reuid=\(Self.agentUID)", "--regid=\(Self.agentUID)", "--clear-groups",
+                                         "/bin/sh", "-c", script], timeout: 30)
+        return Outcome(status: result.status, output: result.stdout, error: result.stderr)
     }
 
     /// Runs a python program in the sandbox.

@@ -103,35 +103,72 @@ import Testing
         #expect(!passed.output.contains(canary))
     }
 
-    /// H4: no privilege to gain: setuid binaries do not elevate, every mount is nosuid.
-    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
+    /// H4: no privilege to gain: setuid binaries do not elevate, every mount is nosuid. Control: a setuid-root
+    /// binary planted in the workspace elevates the same user outside cagent; inside, the same probe gains nothing.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["setpriv"]), "needs root: real user, mount, pid and network namespaces"))
     func h4SetuidBinariesGainNothing() throws {
         try Requirements.root()
         let world = try SandboxFixture(); defer { world.remove() }
-        let result = try world.sh("""
+        // A setuid-root copy of id(1) in the workspace: `id` reports euid=0 when the bit takes effect.
+        let planted = world.workspace + "/suid-id"
+        try FileManager.default.copyItem(atPath: "/usr/bin/id", toPath: planted)
+        #expect(chown(planted, 0, 0) == 0 && chmod(planted, 0o4755) == 0)
+        let probe = """
+        \(planted); echo "suid=$?"
         echo | su -c 'id -u' root 2>/dev/null; echo "su=$?"
         sudo -n id -u 2>/dev/null; echo "sudo=$?"
         grep -E 'NoNewPrivs|CapBnd' /proc/self/status
         awk '{print $5, $6}' /proc/self/mountinfo
-        """)
+        """
+        // Positive control: outside cagent the planted binary elevates the agent's user.
+        let outside = try world.outside(probe)
+        #expect(outside.output.contains("uid=1000") && outside.output.contains("euid=0") && outside.output.contains("suid=0"),
+                "control: the setuid copy does not elevate outside cagent: \(outside.output) \(outside.error)")
+        let result = try world.sh(probe)
+        // The probe ran to its end (a dead probe prints none of these).
+        #expect(result.output.contains("suid=0") && result.output.contains("su=") && result.output.contains("sudo="), "\(result.output) \(result.error)")
+        #expect(result.output.contains("uid=1000") && !result.output.contains("euid=0"), "the setuid bit elevated: \(result.output)")
         #expect(!result.output.split(separator: "\n").contains("0"), "something ran as root: \(result.output)")
         #expect(result.output.contains("NoNewPrivs:\t1"))
         #expect(result.output.contains("CapBnd:\t0000000000000000"))
-        for line in result.output.split(separator: "\n") where line.hasPrefix("/") {
-            let parts = line.split(separator: " ")
-            if parts.count == 2 { #expect(parts[1].contains("nosuid"), "mount without nosuid: \(line)") }
-        }
+        let mounts = result.output.split(separator: "\n").filter { $0.hasPrefix("/") }.map { $0.split(separator: " ") }
+        #expect(mounts.count >= 3 && mounts.allSatisfy { $0.count == 2 }, "the mount listing did not run: \(result.output)")
+        for parts in mounts where parts.count == 2 { #expect(parts[1].contains("nosuid"), "mount without nosuid: \(parts)") }
     }
 
-    /// H9: no host sockets: no /run, no docker.sock, no user bus.
-    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
+    /// H9: no host sockets: no /run, no docker.sock, no user bus. Control: listening unix sockets planted in
+    /// host /run, host /tmp and the real home are connectable by the same user outside cagent; inside, the
+    /// same probe finds none of them.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["setpriv"]), "needs root: real user, mount, pid and network namespaces"))
     func h9NoHostSockets() throws {
         try Requirements.root()
         let world = try SandboxFixture(); defer { world.remove() }
-        let result = try world.sh("ls -d /run /var/run /run/docker.sock /var/run/docker.sock /run/user/1000/bus /tmp/.X11-unix 2>&1; find / -type s 2>/dev/null; echo done")
+        let tag = UUID().uuidString.prefix(8)
+        let planted = ["/run/cgt-h9-\(tag).sock", "/tmp/cgt-h9-\(tag).sock", world.home + "/.cgt-h9-\(tag).sock"]
+        var listeners: [Int32] = []
+        defer { for fd in listeners { close(fd) }; for path in planted { unlink(path) } }
+        for path in planted { listeners.append(try listeningUnixSocket(path)) }
+        let list = planted.map { "\"\($0)\"" }.joined(separator: ",")
+        let probe = """
+        /usr/bin/python3 -c '
+        import socket
+        for p in [\(list)]:
+            s = socket.socket(socket.AF_UNIX)
+            try: s.connect(p); print("connected", p)
+            except OSError as e: print("refused", p, e.errno)
+        '
+        ls -d /run /var/run /run/docker.sock /var/run/docker.sock /run/user/1000/bus /tmp/.X11-unix 2>&1; find / -type s 2>/dev/null; echo done
+        """
+        // Positive control: outside cagent the agent's user reaches every planted socket.
+        let outside = try world.outside(probe)
+        for path in planted { #expect(outside.output.contains("connected \(path)\n"), "control: \(outside.output) \(outside.error)") }
+        let result = try world.sh(probe)
         #expect(result.output.hasSuffix("done\n"))
+        for path in planted {
+            #expect(result.output.contains("refused \(path) 2\n"), "\(path) reachable or the probe did not run: \(result.output) \(result.error)")
+        }
         #expect(!result.output.contains("docker.sock\n"), "\(result.output)")
-        #expect(result.output.split(separator: "\n").filter { !$0.contains("No such file") && $0 != "done" }.isEmpty,
+        #expect(result.output.split(separator: "\n").filter { !$0.contains("No such file") && !$0.hasPrefix("refused ") && $0 != "done" }.isEmpty,
                 "sockets or /run visible: \(result.output)")
     }
 
@@ -320,22 +357,32 @@ import Testing
         #expect(drain(master).contains("ready"))
     }
 
-    /// H16: only 0-2 are open in the agent, its cwd is the workspace, its root the sandbox's.
-    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root: real user, mount, pid and network namespaces"))
+    /// H16: only 0-2 are open in the agent, its cwd is the workspace, its root the sandbox's. Control: a stray
+    /// descriptor of cagent's (no CLOEXEC) is seen by the same probe started outside cagent.
+    @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["setpriv"]), "needs root: real user, mount, pid and network namespaces"))
     func h16OnlyStandardDescriptorsAndCwdInside() throws {
         try Requirements.root()
         let world = try SandboxFixture(); defer { world.remove() }
-        let stray = open("/etc/hostname", O_RDONLY)   // an fd of cagent's without CLOEXEC
+        let strayPath = world.root + "/stray-descriptor"
+        try world.write(strayPath, "stray\n")
+        let stray = open(strayPath, O_RDONLY)   // an fd of cagent's without CLOEXEC
         defer { close(stray) }
-        let result = try world.python("""
+        #expect(stray >= 3)
+        let program = """
         import os
         me = "/proc/%d/fd" % os.getpid()
-        fds = os.listdir(me)
-        print("fds", sorted(int(f) for f in fds if os.path.exists(me + "/" + f) and not os.readlink(me + "/" + f).startswith("/proc/")))
+        fds = [(int(f), os.readlink(me + "/" + f)) for f in os.listdir(me) if os.path.exists(me + "/" + f)]
+        print("fds", sorted(f for f, target in fds if not target.startswith("/proc/")))
+        for f, target in fds: print("fd", f, target)
         print("cwd", os.readlink("/proc/self/cwd"))
         print("root", os.readlink("/proc/self/root"))
-        """)
-        #expect(result.output.contains("fds [0, 1, 2]"), "\(result.output)")
+        """
+        // Positive control: started outside cagent, the same probe sees the stray descriptor.
+        let outside = try world.outside("exec /usr/bin/python3 -c '\(program)'")
+        #expect(outside.output.contains("fd \(stray) \(strayPath)\n"), "control: \(outside.output) \(outside.error)")
+        let result = try world.python(program)
+        #expect(result.status == 0 && result.output.contains("fds [0, 1, 2]\n"), "\(result.output) \(result.error)")
+        #expect(!result.output.contains(strayPath), "the stray descriptor reached the agent: \(result.output)")
         #expect(result.output.contains("cwd \(world.workspace)\n"))
         #expect(result.output.contains("root /\n"))
     }
@@ -547,6 +594,24 @@ import Testing
     }
 
     // MARK: helpers
+
+    /// A unix socket listening at `path`, connectable by anyone (the backlog accepts without accept()).
+    func listeningUnixSocket(_ path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw CagentError.system("test", "socket") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, chmod(path, 0o666) == 0, listen(fd, 8) == 0 else {
+            close(fd); throw CagentError.system("test", "listening unix socket \(path)")
+        }
+        return fd
+    }
 
     func openTerminal() throws -> (Int32, Int32, String) {
         var master: Int32 = -1, slave: Int32 = -1
