@@ -87,8 +87,8 @@ struct ProfilePropose: AsyncParsableCommand {
         options.collapseThreshold = collapse
         options.exfiltrationThreshold = exfiltrationNames
         options.allowPrivateSuffix = allowPrivateSuffix
-        let workspace = lookup.workspace ?? (realPath(".") ?? ".")
-        options.workspace = realPath(workspace) ?? workspace
+        let workspace = lookup.workspace ?? (FileSystem.realPath(".") ?? ".")
+        options.workspace = FileSystem.realPath(workspace) ?? workspace
         // What enforce gives without any entry: the system directories, the /etc it builds, /proc, /dev; /tmp
         // and /dev/shm writable; the workspace.
         options.givenRead = EnforcePlanner.systemDirectories + EnforcePlanner.etcEntries.map { "/etc/" + $0 }
@@ -171,12 +171,6 @@ struct ProfilePropose: AsyncParsableCommand {
     private func expand(_ path: String, home: String) -> String {
         if path == "~" { return home }
         return path.hasPrefix("~/") ? home + path.dropFirst(1) : path
-    }
-
-    private func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 
     /// Writes with the invoking user's rights (under sudo the thread's filesystem ids are the user's: the

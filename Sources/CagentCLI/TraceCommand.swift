@@ -42,8 +42,8 @@ struct TraceCommand: AsyncParsableCommand {
         })
         let argv = [executable] + command.dropFirst()
         let env = environment.map { "\($0.key)=\($0.value)" }
-        var cwdBuffer = [CChar](repeating: 0, count: 4096)
-        let cwd = getcwd(&cwdBuffer, cwdBuffer.count).map { _ in String(decoding: cwdBuffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        let here = FileSystem.currentDirectory(orElse: "")
+        let cwd: String? = here.isEmpty ? nil : here
         let exitCode: Int32
         let summary: TraceSummary
         switch backend {

@@ -38,7 +38,7 @@ public enum ProfileDirectories {
         if let override = environment["CAGENT_PROFILES_DIR"], !override.isEmpty {
             return override.split(separator: ":").map(String.init)
         }
-        guard let executable = realPath("/proc/self/exe") else { return [] }
+        guard let executable = FileSystem.realPath("/proc/self/exe") else { return [] }
         var directory = parent(executable)
         var candidates = [parent(directory) + "/share/cagent/profiles"]
         while directory != "/" && !directory.isEmpty {
@@ -51,13 +51,6 @@ public enum ProfileDirectories {
     static func parent(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
-
-    /// The path with every symlink resolved, or nil when it does not exist.
-    public static func realPath(_ path: String) -> String? {
-        guard let resolved = Glibc.realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 
     /// Whether `path` is `directory` or below it (both real paths).

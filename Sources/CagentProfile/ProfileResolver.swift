@@ -51,7 +51,7 @@ public struct ProfileResolver: Sendable {
     /// `path` with every symlink resolved, looked up with the reader's rights (a root-only directory is
     /// neither entered nor reported as holding a file).
     public func realPath(_ path: String) -> String? {
-        (try? FileSystem.asUser(reader) { ProfileDirectories.realPath(path) }) ?? nil
+        (try? FileSystem.asUser(reader) { FileSystem.realPath(path) }) ?? nil
     }
 
     /// Whether the trust file (in the user's config) pins this content; the trust file is read with the
@@ -70,14 +70,14 @@ public struct ProfileResolver: Sendable {
                 environment: [String: String] = ProcessEnvironment.current, currentDirectory: String? = nil,
                 home: String? = nil) {
         self.paths = paths
-        self.workspace = workspace.map { ProfileDirectories.realPath($0) ?? $0 }
+        self.workspace = workspace.map { FileSystem.realPath($0) ?? $0 }
         self.bundledDirectories = (bundledDirectories ?? ProfileDirectories.bundled(environment: environment))
-            .map { ProfileDirectories.realPath($0) ?? $0 }
+            .map { FileSystem.realPath($0) ?? $0 }
         let user = ProfileDirectories.user(paths)
-        self.userDirectory = ProfileDirectories.realPath(user) ?? user
+        self.userDirectory = FileSystem.realPath(user) ?? user
         self.trustStore = TrustStore(paths: paths)
         let cwd = currentDirectory ?? FileSystem.currentDirectory(orElse: "/")
-        self.currentDirectory = ProfileDirectories.realPath(cwd) ?? cwd
+        self.currentDirectory = FileSystem.realPath(cwd) ?? cwd
         self.home = home ?? environment["HOME"]
     }
 
@@ -126,7 +126,7 @@ public struct ProfileResolver: Sendable {
         if ProfileDirectories.isInside(path, userDirectory) { return .user }
         if bundledDirectories.contains(where: { ProfileDirectories.isInside(path, $0) }) { return .bundled }
         if let workspace, ProfileDirectories.isInside(path, workspace) { return .workspace }
-        let data = ProfileDirectories.realPath(paths.data) ?? paths.data
+        let data = FileSystem.realPath(paths.data) ?? paths.data
         if ProfileDirectories.isInside(path, data) { return .workspace }
         return .other
     }

@@ -129,7 +129,7 @@ public enum AgentBootstrap {
 
         mutating func map(_ candidate: String, isCommand: Bool, onPath: Bool, depth: Int) throws {
             guard depth < 4 else { return }
-            let real = AgentBootstrap.realPath(candidate) ?? candidate
+            let real = FileSystem.realPath(candidate) ?? candidate
             for path in [candidate, real] {
                 if let secret = hiddenEntry(covering: path) {
                     let shown = AgentBootstrap.display(secret, home: home)
@@ -220,12 +220,6 @@ public enum AgentBootstrap {
     static func isDirectory(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
-    }
-
-    static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 
     static func parent(_ path: String) -> String {

@@ -58,7 +58,7 @@ public enum Credentials {
             if let existing = host[credential.name], !existing.isEmpty { continue }   // the environment's own value wins
             let path = credential.file.hasPrefix("~/") ? user.home + credential.file.dropFirst(1) : credential.file
             let shown = TerminalEscape.escape(credential.file)
-            let resolved = (try? FileSystem.asUser(identity) { realPath(path) }) ?? nil
+            let resolved = (try? FileSystem.asUser(identity) { FileSystem.realPath(path) }) ?? nil
             for candidate in [path, resolved].compactMap({ $0 }) where candidate == workspace || candidate.hasPrefix(workspace + "/") {
                 throw CagentError(stage: "credentials", "\(name)'s file \(shown) is in the workspace: the agent can read and replace it there",
                                   hint: "keep key files outside the workspace (e.g. ~/.config/cagent/keys/), readable by you only")
@@ -90,9 +90,4 @@ public enum Credentials {
             + shown.map(TerminalEscape.escape).joined(separator: ", ")
     }
 
-    private static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
-    }
 }

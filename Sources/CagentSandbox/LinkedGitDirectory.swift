@@ -37,16 +37,16 @@ enum LinkedGitDirectory {
             func refuse(_ why: String) -> (Mapping?, String?) {
                 (nil, "the workspace's .git names \(shown), not mapped: it \(why); git will not find its repository in the sandbox")
             }
-            guard let gitDir = realPath(target) else { return refuse("cannot be resolved") }
+            guard let gitDir = FileSystem.realPath(target) else { return refuse("cannot be resolved") }
             if gitDir == workspace || gitDir.hasPrefix(workspace + "/") { return (nil, nil) }
             guard isRegularFile(gitDir + "/HEAD") else { return refuse("is not a git directory (no HEAD)") }
             var mapping: Mapping
             if let common = readFile(gitDir + "/commondir").map(trimmed) {
                 // A linked worktree: its dir must name this workspace's .git back (git writes that file).
-                guard let back = readFile(gitDir + "/gitdir").map(trimmed), realPath(back) == workspace + "/.git" else {
+                guard let back = readFile(gitDir + "/gitdir").map(trimmed), FileSystem.realPath(back) == workspace + "/.git" else {
                     return refuse("names another worktree")
                 }
-                guard let commonDir = realPath(common.hasPrefix("/") ? common : gitDir + "/" + common),
+                guard let commonDir = FileSystem.realPath(common.hasPrefix("/") ? common : gitDir + "/" + common),
                       isRegularFile(commonDir + "/HEAD"), gitDir.hasPrefix(commonDir + "/worktrees/") else {
                     return refuse("has no common git dir above it")
                 }
@@ -54,7 +54,7 @@ enum LinkedGitDirectory {
             } else {
                 // A submodule's git dir: its core.worktree must lead to the workspace.
                 guard let config = readFile(gitDir + "/config"), let worktree = coreWorktree(config),
-                      realPath(worktree.hasPrefix("/") ? worktree : gitDir + "/" + worktree) == workspace else {
+                      FileSystem.realPath(worktree.hasPrefix("/") ? worktree : gitDir + "/" + worktree) == workspace else {
                     return refuse("does not name this workspace as its work tree")
                 }
                 guard isDirectory(gitDir + "/objects") else { return refuse("is not a git directory (no objects)") }
@@ -141,12 +141,6 @@ enum LinkedGitDirectory {
             if out.count > 65536 { return nil }
         }
         return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 
     private static func isRegularFile(_ path: String) -> Bool {

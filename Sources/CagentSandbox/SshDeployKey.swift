@@ -50,7 +50,7 @@ public struct SshDeployKey: Sendable, Equatable {
         let identity = FileIdentity(invokingUnderRoot: user)
         // Where it lives: never the user's own ~/.ssh (that is what stays hidden), never the workspace (the
         // agent could have put a link there that leads to the user's real key).
-        let resolved = (try? FileSystem.asUser(identity) { realPath(path) }) ?? nil
+        let resolved = (try? FileSystem.asUser(identity) { FileSystem.realPath(path) }) ?? nil
         for candidate in [path, resolved].compactMap({ $0 }) {
             if candidate == user.home + "/.ssh" || candidate.hasPrefix(user.home + "/.ssh/") {
                 throw CagentError(stage: "ssh key", "\(shown) is in ~/.ssh, which the sandbox never sees",
@@ -127,11 +127,5 @@ public struct SshDeployKey: Sendable, Equatable {
             lines.append("cagent: warning: --ssh-key: no key for \(shown) in ~/.ssh/known_hosts or ~/.config/cagent/ssh/known_hosts: ssh will refuse it (check its fingerprint, then add it: ssh-keyscan \(shown) >> ~/.config/cagent/ssh/known_hosts)")
         }
         return lines
-    }
-
-    private static func realPath(_ path: String) -> String? {
-        guard let resolved = Glibc.realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 }

@@ -14,7 +14,7 @@ final class ProfileSandbox {
     init() throws {
         var template = Array((NSTemporaryDirectory() + "cagent-profile-test-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw CagentError(stage: "test", "mkdtemp failed") }
-        root = ProfileDirectories.realPath(String(cString: made))!
+        root = FileSystem.realPath(String(cString: made))!
         for dir in [bundled, userProfiles, workspace + "/.cagent", root + "/data"] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
