@@ -224,21 +224,30 @@ public final class NetworkSession: @unchecked Sendable {
         Timing.mark("net: sandbox side")
     }
 
-    /// Removes the link, the session's chains and sets (the table stays: `removeFirewall`), and the lease.
+    /// Removes the session's chains and sets (the table stays: `removeFirewall`), the link, and the lease.
+    /// The chains go first, on a socket held open while the link is deleted: both are kernel work that waits
+    /// for an RCU grace period (the chains' at the socket's close, NftApplier.applyHolding), and this way the
+    /// two waits overlap instead of adding up. In between, the interface has no entry in the table's maps, so
+    /// the permanent part's drops on `cgs*` close it (fail closed).
     public func tearDown() throws {
         guard let lease else { return }
         try inNamespace(host) {
             let lock = try SetupLock(paths: paths)
             defer { lock.release() }
             var failure: Error?
-            do {
-                try Rtnetlink(stage: "remove the uplink \(interface)").deleteLink(interface)
-            } catch let error as CagentError where error.errno == ENODEV {
-                // Gone with the sandbox's namespace already.
-            } catch { failure = error }
-            Timing.mark("net: link removed")
-            do { try NetworkSession.removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) } catch { failure = failure ?? error }
+            var removal: NetlinkSocket?
+            do { removal = try NetworkSession.removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) } catch { failure = error }
             Timing.mark("net: firewall removed")
+            withExtendedLifetime(removal) {
+                do {
+                    try Rtnetlink(stage: "remove the uplink \(interface)").deleteLink(interface)
+                } catch let error as CagentError where error.errno == ENODEV {
+                    // Gone with the sandbox's namespace already.
+                } catch { failure = failure ?? error }
+                Timing.mark("net: link removed")
+            }
+            removal = nil   // the close: what is left of the chains' grace period
+            Timing.mark("net: firewall socket closed")
             if let failure { throw failure }
             lease.end()
             self.lease = nil
@@ -250,11 +259,14 @@ public final class NetworkSession: @unchecked Sendable {
     /// which waits for an RCU grace period (~12 ms at the end of every last session here, docs/benchmarks.md),
     /// and creating it again costs the next start. With no session in it, every rule of the kept table matches
     /// only `cgs*` interfaces, so host traffic passes it untouched (docs/network.md "The kept table").
-    static func removeFirewall(interface: String, paths: CagentPaths, ownLease: String) throws {
+    /// Returns the batch's socket, still open (NftApplier.applyHolding: its close waits for the kernel to free
+    /// what the batch deleted).
+    @discardableResult
+    static func removeFirewall(interface: String, paths: CagentPaths, ownLease: String) throws -> NetlinkSocket? {
         let chains = (try? NetfilterInventory.chains()) ?? []
         // Already gone (removed by a clean-up that took it for a dead session's): nothing to do.
-        guard chains.isEmpty || Firewall.sessionInterfaces(in: chains).contains(interface) else { return }
-        try NftApplier.apply(Firewall.removeSessionBatch(interface: interface), stage: "remove the firewall of \(interface)")
+        guard chains.isEmpty || Firewall.sessionInterfaces(in: chains).contains(interface) else { return nil }
+        return try NftApplier.applyHolding(Firewall.removeSessionBatch(interface: interface), stage: "remove the firewall of \(interface)")
     }
 
     /// The first nflog group at or above `base` that no live session holds and no process listens on here.

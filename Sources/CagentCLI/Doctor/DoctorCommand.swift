@@ -47,7 +47,7 @@ struct DoctorCommand: AsyncParsableCommand {
                 checks.append(DoctorCheck("leftovers", .ok, "none; live sessions: \(liveSessions)\(kept)"))
             } else {
                 checks.append(DoctorCheck("leftovers", .warn,
-                                          leftovers.map(\.description).joined(separator: ", "),
+                                          leftovers.map(\.description).joined(separator: ", ") + kept,
                                           remedy: "cagent doctor --clean"))
             }
             lock.release()
