@@ -192,10 +192,12 @@ public struct EnforceOptions: Equatable, Sendable {
         // attach and the plan instead of after them; `beforeAgent` waits for it (docs/benchmarks.md).
         let joining = CgroupJoin()
         defer { joining.wait() }
-        launcher.beforeRelease = { pid in
+        // Better still: the init cloned straight into the session's cgroups (no cgroup.procs write at all).
+        launcher.cloneIntoCgroups = cgroup.cgroup?.cloneTargets
+        launcher.beforeRelease = { [unowned launcher] pid in
             // The init is frozen waiting for its plan: nothing inside runs before the network is in place.
             Timing.mark("enforce: cloned")
-            joining.start(cgroup, pid: pid)
+            if launcher.cgroupsPlacedAtClone { joining.placed() } else { joining.start(cgroup, pid: pid) }
             do {
                 try network?.start(pid: pid)
                 try rootlessNetwork?.start(pid: pid)
@@ -291,6 +293,9 @@ final class CgroupJoin: @unchecked Sendable {
     private var error: (any Error)?
     private var joined = false
 
+    /// The init was cloned into the cgroups (Launcher.cloneIntoCgroups): nothing to join.
+    func placed() { joined = true }
+
     func start(_ cgroup: SessionLimits, pid: Int32) {
         guard thread == nil else { return }
         thread = try? DedicatedThread.start(name: "cagent-cgroup") { [self] in
@@ -300,7 +305,7 @@ final class CgroupJoin: @unchecked Sendable {
 
     /// Waits for the join started by `start` (or joins now) and throws its failure.
     func finish(_ cgroup: SessionLimits, pid: Int32) throws {
-        if thread == nil, !joined { joined = true; try cgroup.add(pid: pid); return }
+        if thread == nil { if !joined { joined = true; try cgroup.add(pid: pid) }; return }
         wait()
         if let error { self.error = nil; throw error }
     }
