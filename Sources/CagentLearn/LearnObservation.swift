@@ -96,13 +96,7 @@ package final class LearnObservation: @unchecked Sendable {
             // log start; every path below waits for it before going on (or tearing down).
             let capture = DNSCapture(interface: session.interface) { event in bridge.captureSaw(event) }
             self.capture = capture
-            // Waits for the capture's start to end (an event, not a lock); its error is set before the signal.
-            let captureStarted = DispatchSemaphore(value: 0)
-            let captureError = Mutex<Error?>(nil)
-            DispatchQueue.global(qos: .userInitiated).async {
-                do { try capture.start() } catch { captureError.withLock { $0 = error } }
-                captureStarted.signal()
-            }
+            let captureStart = LearnPending { try capture.start() }
             do {
             let configuration = try uplink.gateConfiguration(policy: .observing(ipv6: session.addresses.gateway6 != nil),
                                                              upstream: upstream)
@@ -114,11 +108,10 @@ package final class LearnObservation: @unchecked Sendable {
             try uplink.startReader { group in FlowLog.reader(group: group) { flow in bridge.flowLogged(flow) } }
             learnTiming("flows")
             } catch {
-                captureStarted.wait()
+                _ = try? captureStart.get()  // stop() tears the capture down: once its start has ended
                 throw error
             }
-            captureStarted.wait()
-            if let error = captureError.withLock({ $0 }) { throw error }
+            try captureStart.get()
             learnTiming("capture")
 
 
