@@ -16,6 +16,9 @@ public struct InvokingUser: Sendable, Equatable {
         self.uid = uid; self.gid = gid; self.name = name; self.home = home
     }
 
+    /// Whether cagent runs through sudo (`SUDO_UID` set): the invoking user is then not the process's own.
+    public static func underSudo(_ environment: [String: String]) -> Bool { environment["SUDO_UID"] != nil }
+
     /// SUDO_UID when run through sudo, else the real uid; looked up in the password database.
     public static func current(environment: [String: String]) -> InvokingUser {
         var uid = getuid()
@@ -94,7 +97,7 @@ public struct CagentPaths: Sendable {
 
     public static func standard(user: InvokingUser, environment: [String: String]) -> CagentPaths {
         // Under sudo, root's XDG variables are not the user's: use the user's home.
-        let underSudo = environment["SUDO_UID"] != nil
+        let underSudo = InvokingUser.underSudo(environment)
         // The XDG spec: an empty or relative value counts as unset.
         func xdg(_ name: String) -> String? {
             guard !underSudo, let value = environment[name], value.hasPrefix("/") else { return nil }

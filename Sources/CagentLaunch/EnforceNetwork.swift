@@ -60,9 +60,8 @@ final class EnforceNetwork: @unchecked Sendable {
 
     /// `--proxy`: what the agent's HTTP_PROXY/HTTPS_PROXY name (the filtering proxy on the gateway), or nil.
     var proxyURL: String? {
-        guard upstreamProxy != nil, let session = uplink.session, let port = session.proxyPort else { return nil }
-        if let gateway = session.addresses.gateway4 { return "http://\(gateway):\(port)" }
-        return session.addresses.gateway6.map { "http://[\($0)]:\(port)" }
+        guard upstreamProxy != nil, let port = uplink.session?.proxyPort, let gateway = uplink.gateways.first else { return nil }
+        return "http://" + SocketAddress(address: gateway, port: port).description
     }
 
     /// The lease, the chains and the reader coming up on a thread (`prepareAhead`) while the rest of the start goes on.

@@ -219,7 +219,7 @@ public struct EnforceOptions: Equatable, Sendable {
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
             var plan = plan
             if let network { plan = network.uplink.resolving(plan) }
-            if let rootlessNetwork { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: rootlessNetwork.nameservers)) }
+            if let rootlessNetwork { plan.setNameservers(rootlessNetwork.nameservers) }
             if upstreamProxy != nil {
                 guard let url = network?.proxyURL else { throw CagentError(stage: "proxy", "the filtering proxy has no address") }
                 plan.environment = AgentEnvironment.withFilteringProxy(plan.environment, url: url)

@@ -70,7 +70,7 @@ package final class Uplink: @unchecked Sendable {
     /// addresses are allocated after the clone).
     package func resolving(_ plan: SandboxPlan) -> SandboxPlan {
         var plan = plan
-        _ = plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: nameservers))
+        plan.setNameservers(nameservers)
         return plan
     }
 
