@@ -18,6 +18,7 @@ import Glibc
 /// yet), waits for that, creates the veth into the sandbox and starts the gate, and either has all of it up
 /// or undoes what it did and throws: the agent never runs without its network policy.
 /// `stop()` is idempotent and runs on every exit path.
+// @unchecked: the proxy, the prepare thread and the counts are set and cleared on the owner's thread (start, stop).
 final class EnforceNetwork: @unchecked Sendable {
     let sessionID: String
     let paths: CagentPaths

@@ -11,6 +11,7 @@ import Glibc
 /// thread that joined the sandbox's namespace), and nothing else: no other port, no address but loopback,
 /// no direction but host -> sandbox. The listener is bound before the sandbox exists (a busy port stops the
 /// start); connections are relayed from the moment the namespace exists until the session ends.
+// @unchecked: the listener, stop pipe and namespace fds (C) and the acceptor are set by the owner; the relays are in a Mutex.
 final class PublishedPort: @unchecked Sendable {
     static let maximumConnections = 16
     let port: UInt16

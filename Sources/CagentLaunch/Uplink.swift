@@ -12,6 +12,7 @@ import CagentSandbox
 /// Started in that order, each part only once the one before it is up; `stop` (idempotent, every exit path)
 /// stops the reader and the gate, then removes the session's network. Learn stops the parts one by one
 /// (`stopReader`, `stopGate`, `tearDown`) to overlap them with its own draining.
+// @unchecked: the session, gate and reader are set by the owner; learn's concurrent stops each clear a different one.
 package final class Uplink: @unchecked Sendable {
     package let sessionID: String
     let paths: CagentPaths

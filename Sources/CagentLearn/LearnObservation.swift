@@ -25,6 +25,7 @@ struct LearnGateObserver: GateObserver {
 /// the agent child passes before its exec). `start` is all-or-nothing; `stop` tears down whatever started
 /// and is idempotent (the command's `defer`), `finish` stops in order and records the attributed flows.
 /// Every event reaches the recorder through one `LearnEventBridge`.
+// @unchecked: the parts are set by start() and cleared by finish()/stop() on the owner's thread; the tracer is in a Mutex.
 package final class LearnObservation: @unchecked Sendable {
     package let sessionID: String
     let paths: CagentPaths
