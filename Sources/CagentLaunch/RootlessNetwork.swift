@@ -19,6 +19,7 @@ import Glibc
 /// Sockets in the sandbox's namespace come from a forked helper that joins it (cg_netns_sockets).
 /// Live lines as today: the gate's refusals, and the ruleset's drops read from its nflog group in the
 /// sandbox's namespace (RootlessDenials).
+// @unchecked: the firewall, gate, uplink and denials are set by start() and cleared by stop() on the owner's thread.
 final class RootlessNetwork: @unchecked Sendable {
     let rules: ProfileNetworkRules
     let book = AddressBook()
@@ -100,6 +101,7 @@ final class RootlessNetwork: @unchecked Sendable {
 /// user's in the host's namespace. `--disable-host-loopback` (10.0.2.2 does not reach the host's 127.0.0.1)
 /// and `--disable-dns` (10.0.2.3 forwards nothing): the gate is the only resolver, the host's loopback
 /// services stay out of reach. Why slirp4netns and not pasta: docs/benchmarks.md "Rootless uplink".
+// @unchecked: slirp4netns's exit-pipe fd (C), closed once by the owner.
 final class RootlessUplink: @unchecked Sendable {
     static let network = IPNetwork("10.0.2.0/24")!
     /// What keeps the host out: no mapping of 10.0.2.2 to the host's loopback, no forwarding resolver at
@@ -171,7 +173,7 @@ final class RootlessUplink: @unchecked Sendable {
 /// NETLINK_NETFILTER socket made there (libpcap's `nflog:N` opens its own socket in the caller's namespace,
 /// which a plain user cannot enter). A netlink nflog message's payload is what libpcap hands out as a
 /// DLT_NFLOG frame (nfgenmsg, then attributes in host byte order), so NflogFrame parses it.
-final class RootlessDenials: @unchecked Sendable {
+final class RootlessDenials: Sendable {
     private let service = ServiceThread(name: "cagent-nflog")
     private let onPacket: @Sendable (DeniedPacket) -> Void
 
