@@ -63,8 +63,9 @@ package final class LearnObservation: @unchecked Sendable {
     package var nameservers: [String] { uplink.nameservers }
 
     /// The launcher's hooks for this observation: `start` before the init is released, the resolv.conf naming
-    /// the gate, the seccomp listener.
+    /// the gate, the seccomp listener. The uplink's host side (lease, chains) starts coming up now, as enforce's.
     package func attach(to launcher: Launcher) {
+        uplink.prepareAhead(entries: [], mode: .learn)  // the host's part meanwhile: `start` waits for it
         launcher.beforeRelease = { [self] pid in try start(initPid: pid) }
         launcher.finalizePlan = { [uplink] plan in uplink.resolving(plan) }
         launcher.onListener = { [self] fd in startSeccomp(listener: fd) }
