@@ -63,6 +63,17 @@ extension InvokingUser {
         return result
     }
 
+    /// Where a session's files go (`enforce`, `learn`): with `--user` (`actingFor`) every place is this user's
+    /// (profiles, trust store, state, the database), whatever cagent's own HOME and XDG variables say; the
+    /// environment those places are read from, and the paths, `--state-dir` replacing the data directory.
+    public func sessionPlaces(environment: [String: String], actingFor: Bool,
+                              stateDir: String?) -> (environment: [String: String], paths: CagentPaths) {
+        let places = actingFor ? placesEnvironment(environment) : environment
+        var paths = CagentPaths.standard(user: self, environment: places)
+        if let stateDir { paths.data = stateDir }
+        return (places, paths)
+    }
+
     /// The environment for the places of `uid` (a command's `--user`), or `environment` itself without one.
     /// Acting for another user takes root: a plain user cannot open another's files anyway, and is told so
     /// in one line instead of a permission error on some file.

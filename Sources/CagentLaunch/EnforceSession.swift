@@ -77,12 +77,10 @@ public struct EnforceOptions: Equatable, Sendable {
             throw CagentError(stage: "arguments", "--proxy is not available in rootless mode yet", hint: "run it as root, or without --proxy")
         }
         let workspacePath = workspace ?? FileSystem.currentDirectory()
-        // With --user, every place is that user's (profiles, trust store, state), whatever cagent's own
-        // HOME and XDG variables say.
-        let places = user != nil ? invoking.placesEnvironment(environment) : environment
+        let placed = invoking.sessionPlaces(environment: environment, actingFor: user != nil, stateDir: stateDir)
+        let places = placed.environment
+        var paths = placed.paths
         let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath, environment: places)
-        var paths = CagentPaths.standard(user: invoking, environment: places)
-        if let stateDir { paths.data = stateDir }
         if rootless { paths.runtime = RootlessMode.runtimeDirectory(data: paths.data, environment: places) }
         // Keys from files the user's config names join the host environment (never printed or stored).
         let credentials = try Credentials.load(into: environment, configDirectory: paths.config, user: invoking,
