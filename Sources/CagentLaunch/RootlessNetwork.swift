@@ -19,6 +19,8 @@ import Glibc
 /// Sockets in the sandbox's namespace come from a forked helper that joins it (cg_netns_sockets).
 /// Live lines as today: the gate's refusals, and the ruleset's drops read from its nflog group in the
 /// sandbox's namespace (RootlessDenials).
+/// `--proxy`: the filtering proxy listens on 127.0.0.1 of the sandbox (its socket made there like the gate's),
+/// chains allowed requests to the upstream proxy from cagent's own sockets; the gate then answers no name.
 final class RootlessNetwork: @unchecked Sendable {
     let rules: ProfileNetworkRules
     let book = AddressBook()
@@ -30,10 +32,19 @@ final class RootlessNetwork: @unchecked Sendable {
     private var gate: Gate?
     private var uplink: RootlessUplink?
     private var denials: RootlessDenials?
+    private var proxy: FilteringProxy?
+    /// `--proxy`: the upstream proxy (nil: no proxy mode), the proxy's refusal lines and its port in the sandbox.
+    let upstreamProxy: SocketAddress?
+    let proxyLines: ProxyDenialLines
+    private(set) var proxyPort: UInt16?
+    /// `--fail-at-stage` (SetupStage): fail right after that part started, so the teardown is exercised.
+    var failAt: SetupStage?
 
     init(profile: NetworkPolicy, upstreamOverride: [String], allowHint: String?, asker: GateAsker?,
-         output: @escaping @Sendable (String) -> Void) throws {
+         upstreamProxy: SocketAddress? = nil, output: @escaping @Sendable (String) -> Void) throws {
         self.asker = asker
+        self.upstreamProxy = upstreamProxy
+        proxyLines = ProxyDenialLines(output: output)
         rules = try ProfileNetworkRules(profile: profile, upstreamOverride: upstreamOverride,
                                         resolverHint: "the host's resolver (/etc/resolv.conf)")
         reporter = DenialReporter(book: book, allowHint: allowHint, output: output)
@@ -41,6 +52,9 @@ final class RootlessNetwork: @unchecked Sendable {
 
     /// The sandbox's resolver: the gate on its own loopback.
     var nameservers: [String] { ["127.0.0.1"] }
+
+    /// `--proxy`: what the agent's HTTP_PROXY/HTTPS_PROXY name, once the proxy listens.
+    var proxyURL: String? { upstreamProxy == nil ? nil : proxyPort.map { "http://127.0.0.1:\($0)" } }
 
     /// Sockets of the sandbox's namespace (lo brought up there first: the gate binds 127.0.0.1).
     static func sockets(pid: Int32, _ specs: [(domain: Int32, type: Int32, proto: Int32)]) throws -> [Int32] {
@@ -62,9 +76,14 @@ final class RootlessNetwork: @unchecked Sendable {
             let firewall = try SessionFirewall(interface: Firewall.sandboxInterface, nflogGroup: Self.nflogGroup,
                                                netlinkDescriptor: netlink)
             self.firewall = firewall
+            try SetupStage.inject(at: .network, asked: failAt)
             let policy = try rules.gatePolicy(ipv6: false)
-            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!], port: 0, policy: policy, upstream: rules.upstream)
-            configuration.asker = asker
+            // Proxy mode: the profile's names are reached only through the filtering proxy; the gate answers
+            // no name (nothing is pinned, no direct connection to a web host opens), and asks about none.
+            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!], port: 0,
+                                                   policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: false),
+                                                   upstream: rules.upstream)
+            configuration.asker = upstreamProxy == nil ? asker : nil
             configuration.listenSocket = { family, type in
                 try Self.sockets(pid: pid, [(family, type | Int32(SOCK_NONBLOCK.rawValue), 0)])[0]
             }
@@ -72,6 +91,19 @@ final class RootlessNetwork: @unchecked Sendable {
             let gate = Gate(configuration: configuration, pinner: firewall, book: book) { reporter.record($0) }
             let port = try gate.start()
             self.gate = gate
+            try SetupStage.inject(at: .dnsGate, asked: failAt)
+            if let upstreamProxy {
+                var proxyConfiguration = FilteringProxy.Configuration(listen: [IPAddress("127.0.0.1")!], port: 0, policy: policy,
+                                                                      upstream: upstreamProxy)
+                proxyConfiguration.listenSocket = { family, type in
+                    try Self.sockets(pid: pid, [(family, type | Int32(SOCK_NONBLOCK.rawValue), 0)])[0]
+                }
+                let lines = proxyLines
+                let proxy = FilteringProxy(configuration: proxyConfiguration) { lines.record($0) }
+                self.proxy = proxy
+                proxyPort = try proxy.start()
+                try SetupStage.inject(at: .proxy, asked: failAt)
+            }
             try firewall.run(Firewall.sandboxBatch(gatePort: port, nflogGroup: Self.nflogGroup, entries: rules.entries,
                                                    uplinkNetwork: RootlessUplink.network))
             // The drops, live (before the uplink: nothing is lost between the two).
@@ -79,6 +111,7 @@ final class RootlessNetwork: @unchecked Sendable {
             let nflog = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 12 /* NETLINK_NETFILTER */)])[0]
             try denials.start(descriptor: nflog, group: Self.nflogGroup)
             self.denials = denials
+            try SetupStage.inject(at: .nflog, asked: failAt)
             uplink = try RootlessUplink.start(pid: pid)
         } catch {
             stop()
@@ -89,6 +122,7 @@ final class RootlessNetwork: @unchecked Sendable {
     /// Stops the gate and the uplink; the ruleset goes with the sandbox's namespace. Idempotent.
     func stop() {
         denials?.stop(); denials = nil
+        proxy?.stop(); proxy = nil
         gate?.stop(); gate = nil
         uplink?.stop(); uplink = nil
         firewall = nil
