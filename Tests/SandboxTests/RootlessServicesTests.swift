@@ -77,9 +77,17 @@ struct RootlessServicesTests {
 
         for extra in [["--publish", String(Self.port)], ["--offline", "--publish", String(Self.port)]] {
             var callback: Netlab.Output?, other: Netlab.Output?
+            var uplinks: [(pid: Int32, seccomp: String?)] = []
             let published = try session(extra) {
                 callback = try curl(Self.port)
                 other = try curl(Self.port + 1)
+                uplinks = Self.uplinks(uid: world.user.uid)
+            }
+            if extra.contains("--offline") {
+                #expect(uplinks.isEmpty, "offline: no uplink process: \(uplinks)")
+            } else {
+                // slirp4netns parses the agent's packets outside the sandbox: it runs under its seccomp filter.
+                #expect(uplinks.count == 1 && uplinks.allSatisfy { $0.seccomp == "2" }, "the uplink runs confined: \(uplinks)")
             }
             let label = extra.joined(separator: " ")
             #expect(published.status == 0, "\(label): \(published.out) \(published.err)")
@@ -95,6 +103,20 @@ struct RootlessServicesTests {
         let plain = try session([]) { unpublished = try curl(Self.port) }
         #expect(plain.out.contains("inside-other-open") && plain.out.contains("agent-done") && !plain.out.contains("served"), "\(plain.out) \(plain.err)")
         #expect(unpublished?.status == 7, "\(String(describing: unpublished))")
+    }
+
+    /// The user's slirp4netns processes: pid and the Seccomp mode of /proc/PID/status.
+    static func uplinks(uid: UInt32) -> [(pid: Int32, seccomp: String?)] {
+        var found: [(pid: Int32, seccomp: String?)] = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
+                  comm.trimmingCharacters(in: .whitespacesAndNewlines) == "slirp4netns",
+                  let status = try? String(contentsOfFile: "/proc/\(entry)/status", encoding: .utf8),
+                  status.contains("\nUid:\t\(uid)\t") else { continue }
+            let seccomp = status.split(separator: "\n").first { $0.hasPrefix("Seccomp:") }.map { String($0.split(separator: "\t").last ?? "") }
+            found.append((pid, seccomp))
+        }
+        return found
     }
 
     @Test("rootless --proxy: the profile's host passes cagent's filtering proxy, another host, a smuggled Host header and a direct connection do not",
