@@ -77,11 +77,11 @@ final class RootlessNetwork: @unchecked Sendable {
                                                netlinkDescriptor: netlink)
             self.firewall = firewall
             try SetupStage.inject(at: .network, asked: failAt)
-            let policy = try rules.gatePolicy(ipv6: false)
+            let policy = try rules.gatePolicy(ipv6: true)
             // Proxy mode: the profile's names are reached only through the filtering proxy; the gate answers
             // no name (nothing is pinned, no direct connection to a web host opens), and asks about none.
-            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!], port: 0,
-                                                   policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: false),
+            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!, IPAddress("::1")!], port: 0,
+                                                   policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: true),
                                                    upstream: rules.upstream)
             configuration.asker = upstreamProxy == nil ? asker : nil
             configuration.listenSocket = { family, type in
@@ -105,7 +105,7 @@ final class RootlessNetwork: @unchecked Sendable {
                 try SetupStage.inject(at: .proxy, asked: failAt)
             }
             try firewall.run(Firewall.sandboxBatch(gatePort: port, nflogGroup: Self.nflogGroup, entries: rules.entries,
-                                                   uplinkNetwork: RootlessUplink.network))
+                                                   uplinkNetwork: RootlessUplink.network, uplinkNetwork6: RootlessUplink.network6))
             // The drops, live (before the uplink: nothing is lost between the two).
             let denials = RootlessDenials { reporter.record($0) }
             let nflog = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 12 /* NETLINK_NETFILTER */)])[0]
@@ -113,6 +113,11 @@ final class RootlessNetwork: @unchecked Sendable {
             self.denials = denials
             try SetupStage.inject(at: .nflog, asked: failAt)
             uplink = try RootlessUplink.start(pid: pid)
+            // IPv6 now, not by SLAAC a second later (SandboxIPv6).
+            let v6 = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 0 /* NETLINK_ROUTE */), (AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)])
+            defer { close(v6[1]) }
+            try SandboxIPv6.configure(routeDescriptor: v6[0], probe: v6[1], interface: "tap0", address: RootlessUplink.address6,
+                                      prefixLength: RootlessUplink.network6.prefixLength, gateway: RootlessUplink.gateway6)
         } catch {
             stop()
             throw error
@@ -136,13 +141,17 @@ final class RootlessNetwork: @unchecked Sendable {
 /// services stay out of reach. Why slirp4netns and not pasta: docs/benchmarks.md "Rootless uplink".
 final class RootlessUplink: @unchecked Sendable {
     static let network = IPNetwork("10.0.2.0/24")!
+    /// `--enable-ipv6`: tap0 gets fd00::100/64, the default route goes via fd00::2 (dropped like 10.0.2.2).
+    static let network6 = IPNetwork("fd00::/64")!
+    static let address6 = IPAddress("fd00::100")!
+    static let gateway6 = IPAddress("fd00::2")!
     /// What keeps the host out: no mapping of 10.0.2.2 to the host's loopback, no forwarding resolver at
     /// 10.0.2.3 (RootlessUplinkTests runs slirp4netns with exactly these, and without the first as control).
     /// slirp4netns parses every packet the agent sends, outside the sandbox and as the user: its seccomp
     /// filter confines it, at no measurable cost (docs/benchmarks.md). Not `--enable-sandbox`: it joins the
     /// target's user namespace and takes uid 0 there, which the sandbox's (`U U 1`) does not map (setegid fails).
     static let options = ["--configure", "--mtu=65520", "--disable-host-loopback", "--disable-dns",
-                          "--enable-seccomp"]
+                          "--enable-seccomp", "--enable-ipv6"]
     static let candidates = ["/usr/bin/slirp4netns", "/bin/slirp4netns"]
     let pid: pid_t
     private var exitFD: Int32

@@ -204,4 +204,56 @@ struct RootlessServicesTests {
         let failed = try enforce(profile, ["--proxy", upstream, "--fail-at-stage", "proxy"], "echo agent-ran")
         #expect(failed.status == 125 && !failed.stdout.contains("agent-ran") && failed.stderr.contains("proxy"), "\(failed)")
     }
+
+    /// IPv6 through slirp4netns (`--enable-ipv6`): the allowlist holds for IPv6 as for IPv4, inside the sandbox's
+    /// namespace (the gate answers AAAA for the profile's names and pins them into the v6 set; everything else
+    /// is dropped and shown).
+    @Test("rootless IPv6: an allowed name over IPv6 works; literal IPv6 addresses, IPv6 resolvers and the stack's IPv6 gateway reach nothing",
+          .enabled(if: Requirements.mayRun(root: true, tools: ["setpriv", "useradd", "slirp4netns", "dig", "curl", "dnsmasq", "tcpdump"]),
+                   "root: creates the test user and the netlab"))
+    func ipv6() throws {
+        try Requirements.root()
+        let lab = try Netlab(); defer { lab.shutdown() }
+        let world = try RootlessEnforceTests.World(); defer { world.remove() }
+        let profile = world.root + "/v6.yaml"
+        try "cagent: 1\nagent: rootless-v6\nextends: [base]\nnetwork:\n  domains: [www.allowed.test]\n".write(toFile: profile, atomically: false, encoding: .utf8)
+        chmod(profile, 0o644)
+        let a = NetlabAddresses.self
+        let script = """
+        /usr/sbin/ip -6 addr show dev tap0 | grep -q 'fd00::' && echo has-v6
+        curl -6 -sS -m 5 -o /dev/null -w 'www6 %{http_code}\\n' http://www.allowed.test/ || echo www6-failed
+        curl -sS -m 5 -o /dev/null -g 'http://[\(a.attacker6)]/' 2>/dev/null || echo attacker6-failed
+        curl -sS -m 5 -o /dev/null -g 'http://[\(a.web2v6)]/' 2>/dev/null || echo web2v6-failed
+        curl -sS -m 3 -o /dev/null -g 'http://[fd00::2]:22/' 2>/dev/null || echo gateway6-failed
+        dig +time=2 +tries=1 +short AAAA x6.attacker.test | grep -v '^;' | sed 's/^/answer /'
+        dig @\(a.publicResolver6) +time=2 +tries=1 +short x7.attacker.test | grep -v '^;' | sed 's/^/answer /'
+        dig @\(a.dns6) +time=2 +tries=1 +short x8.attacker.test | grep -v '^;' | sed 's/^/answer /'
+        ping -6 -c 1 -W 2 \(a.attacker6) >/dev/null 2>&1 || echo ping6-failed
+        """
+        let argv = RootlessServicesTests.asUserInLab(lab, world, [Products.cagent, "enforce", "--profile", profile, "--workspace", world.workspace,
+                                                                  "--upstream-dns", a.dns4, "--", "/bin/sh", "-c", script])
+        let run = try Netlab.execute(argv, timeout: 90)
+        let out = run.stdout, err = run.stderr
+        #expect(run.status == 0, "\(err)")
+        #expect(out.contains("has-v6"), "the sandbox has an IPv6 uplink: \(out) \(err)")
+        #expect(out.contains("www6 200"), "the allowed name works over IPv6: \(out) \(err)")
+        for marker in ["attacker6-failed", "web2v6-failed", "gateway6-failed", "ping6-failed"] {
+            #expect(out.contains(marker), "\(marker): \(out)")
+        }
+        #expect(!out.contains("answer "), "no attacker name resolved: \(out)")
+        #expect(err.contains("cagent: blocked tcp") && err.contains(a.attacker6), "the IPv6 drop is shown live: \(err)")
+        let seen = lab.sinkRecords().filter { $0.contains(a.attacker6) || $0.contains(a.publicResolver6) }
+        #expect(seen.isEmpty, "the sink saw the sandbox over IPv6: \(seen)")
+        for name in ["x6.attacker.test", "x7.attacker.test", "x8.attacker.test"] {
+            #expect(lab.dnsQueries(containing: name).isEmpty, "the DNS server saw \(name)")
+        }
+        #expect(!lab.webRequests().isEmpty, "the web server logged the allowed request")
+
+        // Controls: the same user from the simulated host reaches the attacker over IPv6, and the DNS server logs its query.
+        let asUser = ["/usr/bin/setpriv", "--reuid", String(world.user.uid), "--regid", String(world.user.gid), "--clear-groups"]
+        _ = try lab.run(in: .host, asUser + ["curl", "-sS", "-m", "3", "-o", "/dev/null", "-g", "http://[\(a.attacker6)]/"])
+        _ = try lab.run(in: .host, asUser + ["dig", "+time=2", "+tries=1", "@\(a.dns6)", "x8.attacker.test"])
+        #expect(lab.sinkRecords().contains { $0.contains(a.attacker6) }, "control: the sink records a direct IPv6 connection")
+        #expect(!lab.dnsQueries(containing: "x8.attacker.test").isEmpty, "control: the DNS log records the IPv6 query")
+    }
 }

@@ -174,7 +174,7 @@ enum SystemChecks {
         let limits = geteuid() != 0
             ? (cgroups().status == .ok ? "limits: a delegated cgroup (see \"limits\")" : "limits: rlimits, no writable cgroup (see \"limits\")")
             : "limits: rlimits unless the user has a delegated cgroup"
-        let always = "\(limits); always without root: the shadow home is an unbounded directory (no loop device), no learn, IPv4 only"
+        let always = "\(limits); always without root: the shadow home is an unbounded directory (no loop device), no learn"
         if lacks.isEmpty {
             return DoctorCheck("rootless", .ok, "user namespaces, slirp4netns, /dev/net/tun: enforce works as a plain user, online and offline, with --publish and --proxy; \(always)")
         }
