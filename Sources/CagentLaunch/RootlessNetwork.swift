@@ -77,11 +77,13 @@ final class RootlessNetwork: @unchecked Sendable {
                                                netlinkDescriptor: netlink)
             self.firewall = firewall
             try SetupStage.inject(at: .network, asked: failAt)
-            let policy = try rules.gatePolicy(ipv6: true)
+            // IPv6 when the host has an IPv6 default route (as in root mode), else IPv4 only.
+            let ipv6 = SandboxIPv6.hostHasDefaultRoute()
+            let policy = try rules.gatePolicy(ipv6: ipv6)
             // Proxy mode: the profile's names are reached only through the filtering proxy; the gate answers
             // no name (nothing is pinned, no direct connection to a web host opens), and asks about none.
-            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!, IPAddress("::1")!], port: 0,
-                                                   policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: true),
+            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!] + (ipv6 ? [IPAddress("::1")!] : []), port: 0,
+                                                   policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: ipv6),
                                                    upstream: rules.upstream)
             configuration.asker = upstreamProxy == nil ? asker : nil
             configuration.listenSocket = { family, type in
@@ -105,14 +107,15 @@ final class RootlessNetwork: @unchecked Sendable {
                 try SetupStage.inject(at: .proxy, asked: failAt)
             }
             try firewall.run(Firewall.sandboxBatch(gatePort: port, nflogGroup: Self.nflogGroup, entries: rules.entries,
-                                                   uplinkNetwork: RootlessUplink.network, uplinkNetwork6: RootlessUplink.network6))
+                                                   uplinkNetwork: RootlessUplink.network, uplinkNetwork6: ipv6 ? RootlessUplink.network6 : nil))
             // The drops, live (before the uplink: nothing is lost between the two).
             let denials = RootlessDenials { reporter.record($0) }
             let nflog = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 12 /* NETLINK_NETFILTER */)])[0]
             try denials.start(descriptor: nflog, group: Self.nflogGroup)
             self.denials = denials
             try SetupStage.inject(at: .nflog, asked: failAt)
-            uplink = try RootlessUplink.start(pid: pid)
+            uplink = try RootlessUplink.start(pid: pid, ipv6: ipv6)
+            guard ipv6 else { return }
             // IPv6 now, not by SLAAC a second later (SandboxIPv6).
             let v6 = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 0 /* NETLINK_ROUTE */), (AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)])
             defer { close(v6[1]) }
@@ -151,14 +154,15 @@ final class RootlessUplink: @unchecked Sendable {
     /// filter confines it, at no measurable cost (docs/benchmarks.md). Not `--enable-sandbox`: it joins the
     /// target's user namespace and takes uid 0 there, which the sandbox's (`U U 1`) does not map (setegid fails).
     static let options = ["--configure", "--mtu=65520", "--disable-host-loopback", "--disable-dns",
-                          "--enable-seccomp", "--enable-ipv6"]
+                          "--enable-seccomp"]
     static let candidates = ["/usr/bin/slirp4netns", "/bin/slirp4netns"]
     let pid: pid_t
     private var exitFD: Int32
 
     private init(pid: pid_t, exitFD: Int32) { self.pid = pid; self.exitFD = exitFD }
 
-    static func start(pid sandbox: Int32) throws -> RootlessUplink {
+    /// `ipv6`: with `--enable-ipv6` (network6; the caller configures the sandbox's address and route).
+    static func start(pid sandbox: Int32, ipv6: Bool) throws -> RootlessUplink {
         guard let binary = candidates.first(where: { access($0, X_OK) == 0 }) else {
             throw CagentError(stage: "rootless network", "slirp4netns is not installed",
                               hint: "apt-get install slirp4netns (or run with --offline)")
@@ -176,7 +180,7 @@ final class RootlessUplink: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, ready[1], 3)
         posix_spawn_file_actions_adddup2(&actions, exit[0], 4)
-        let arguments = [binary] + options + ["--ready-fd=3", "--exit-fd=4", String(sandbox), "tap0"]
+        let arguments = [binary] + options + (ipv6 ? ["--enable-ipv6"] : []) + ["--ready-fd=3", "--exit-fd=4", String(sandbox), "tap0"]
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
