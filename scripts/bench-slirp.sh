@@ -66,8 +66,8 @@ EOF
 BASE="--configure --mtu=65520 --disable-host-loopback --disable-dns"
 echo "| slirp4netns options | tap0 MTU | throughput | retransmits | slirp4netns CPU during the run | slirp4netns per GB | whole machine per GB |"
 echo "|---|---|---|---|---|---|---|"
-run "cagent's: $BASE" "" $BASE
+run "base: $BASE" "" $BASE
 run "+ --enable-sandbox --enable-seccomp" "" $BASE --enable-sandbox --enable-seccomp
-run "cagent's, iperf3 -P 2" "-P 2" $BASE
-run "cagent's, iperf3 -w 4M" "-w 4M" $BASE
+run "base, iperf3 -P 2" "-P 2" $BASE
+run "base, iperf3 -w 4M" "-w 4M" $BASE
 run "--mtu=1500" "" --configure --mtu=1500 --disable-host-loopback --disable-dns
