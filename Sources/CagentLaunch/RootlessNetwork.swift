@@ -162,7 +162,7 @@ final class RootlessUplink: @unchecked Sendable {
     private init(pid: pid_t, exitFD: Int32) { self.pid = pid; self.exitFD = exitFD }
 
     /// `ipv6`: with `--enable-ipv6` (network6; the caller configures the sandbox's address and route).
-    static func start(pid sandbox: Int32, ipv6: Bool) throws -> RootlessUplink {
+    static func start(pid sandbox: Int32, ipv6: Bool = false) throws -> RootlessUplink {
         guard let binary = candidates.first(where: { access($0, X_OK) == 0 }) else {
             throw CagentError(stage: "rootless network", "slirp4netns is not installed",
                               hint: "apt-get install slirp4netns (or run with --offline)")
