@@ -10,7 +10,13 @@ import Glibc
     /// A bound of two: a third taker waits until one is given back (the Recorder's in-flight batches).
     @Test func monitorBoundHoldsATakerUntilOneIsGivenBack() throws {
         let inFlight = Monitor(0)
-        @Sendable func take() { inFlight.wait { (count: inout Int) -> Void? in count < 2 ? (count += 1) : nil } }
+        @Sendable func take() {
+            inFlight.wait { (count: inout Int) -> Void? in
+                guard count < 2 else { return nil }
+                count += 1
+                return ()
+            }
+        }
         take(); take()
         let third = Latch(), returned = Mutex(false)
         let taker = try DedicatedThread.start(name: "test-taker") {
