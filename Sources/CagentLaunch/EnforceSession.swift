@@ -71,12 +71,10 @@ public struct EnforceOptions: Equatable, Sendable {
         let rootless = RootlessMode.isOn(requested: self.rootless)
         if rootless { try RootlessMode.enter(as: invoking) }
         let workspacePath = workspace ?? FileSystem.currentDirectory()
-        // With --user, every place is that user's (profiles, trust store, state), whatever cagent's own
-        // HOME and XDG variables say.
-        let places = user != nil ? invoking.placesEnvironment(environment) : environment
+        let placed = invoking.sessionPlaces(environment: environment, actingFor: user != nil, stateDir: stateDir)
+        let places = placed.environment
+        var paths = placed.paths
         let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath, environment: places)
-        var paths = CagentPaths.standard(user: invoking, environment: places)
-        if let stateDir { paths.data = stateDir }
         if rootless { paths.runtime = RootlessMode.runtimeDirectory(data: paths.data, environment: places) }
         // Keys from files the user's config names join the host environment (never printed or stored).
         let credentials = try Credentials.load(into: environment, configDirectory: paths.config, user: invoking,
@@ -214,7 +212,7 @@ public struct EnforceOptions: Equatable, Sendable {
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
             var plan = plan
             if let network { plan = network.uplink.resolving(plan) }
-            if let rootlessNetwork { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: rootlessNetwork.nameservers)) }
+            if let rootlessNetwork { plan.setNameservers(rootlessNetwork.nameservers) }
             if upstreamProxy != nil {
                 guard let url = network?.proxyURL ?? rootlessNetwork?.proxyURL else { throw CagentError(stage: "proxy", "the filtering proxy has no address") }
                 plan.environment = AgentEnvironment.withFilteringProxy(plan.environment, url: url)

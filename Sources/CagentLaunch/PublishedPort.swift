@@ -14,6 +14,7 @@ import Glibc
 /// Rootless mode: a plain user cannot join the sandbox's network namespace, so each connection's inside
 /// socket is made by a helper that joins the sandbox's user namespace first (cg_netns_sockets_at, on the
 /// namespaces held open since the start, not on a pid that could be reused) and connected from here.
+// @unchecked: the listener, stop pipe and namespace fds (C) and the acceptor are set by the owner; relays in a Mutex.
 final class PublishedPort: @unchecked Sendable {
     static let maximumConnections = 16
     let port: UInt16

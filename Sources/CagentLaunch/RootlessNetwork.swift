@@ -21,6 +21,7 @@ import Glibc
 /// sandbox's namespace (RootlessDenials).
 /// `--proxy`: the filtering proxy listens on 127.0.0.1 of the sandbox (its socket made there like the gate's),
 /// chains allowed requests to the upstream proxy from cagent's own sockets; the gate then answers no name.
+// @unchecked: the firewall, gate, uplink and denials are set by start() and cleared by stop() on the owner's thread.
 final class RootlessNetwork: @unchecked Sendable {
     let rules: ProfileNetworkRules
     let book = AddressBook()
@@ -142,6 +143,7 @@ final class RootlessNetwork: @unchecked Sendable {
 /// user's in the host's namespace. `--disable-host-loopback` (10.0.2.2 does not reach the host's 127.0.0.1)
 /// and `--disable-dns` (10.0.2.3 forwards nothing): the gate is the only resolver, the host's loopback
 /// services stay out of reach. Why slirp4netns and not pasta: docs/benchmarks.md "Rootless uplink".
+// @unchecked: slirp4netns's exit-pipe fd (C), closed once by the owner.
 final class RootlessUplink: @unchecked Sendable {
     static let network = IPNetwork("10.0.2.0/24")!
     /// `--enable-ipv6`: tap0 gets fd00::100/64, the default route goes via fd00::2 (dropped like 10.0.2.2).
@@ -222,7 +224,7 @@ final class RootlessUplink: @unchecked Sendable {
 /// NETLINK_NETFILTER socket made there (libpcap's `nflog:N` opens its own socket in the caller's namespace,
 /// which a plain user cannot enter). A netlink nflog message's payload is what libpcap hands out as a
 /// DLT_NFLOG frame (nfgenmsg, then attributes in host byte order), so NflogFrame parses it.
-final class RootlessDenials: @unchecked Sendable {
+final class RootlessDenials: Sendable {
     private let service = ServiceThread(name: "cagent-nflog")
     private let onPacket: @Sendable (DeniedPacket) -> Void
 
