@@ -42,6 +42,10 @@ package final class LearnObservation: @unchecked Sendable {
 
     /// The veth, chains (learn ruleset), gate and flow log (shared with enforce).
     let uplink: Uplink
+    /// Rootless mode: instead of `uplink`, the ruleset, gate, flow log and user-mode uplink inside the sandbox's
+    /// own namespace (RootlessLearnNetwork); set before `attach`.
+    package var rootless = false
+    private var rootlessNetwork: RootlessLearnNetwork?
     private(set) var recorder: Recorder?
     private var bridge: LearnEventBridge?
     private var capture: DNSCapture?
@@ -59,18 +63,27 @@ package final class LearnObservation: @unchecked Sendable {
     }
 
     /// The sandbox's resolvers: the gateway addresses (every port-53 packet is redirected to the gate anyway).
-    package var nameservers: [String] { uplink.nameservers }
+    package var nameservers: [String] { rootless ? ["127.0.0.1"] : uplink.nameservers }
 
     /// The launcher's hooks for this observation: `start` before the init is released, the resolv.conf naming
     /// the gate, the seccomp listener.
     package func attach(to launcher: Launcher) {
         launcher.beforeRelease = { [self] pid in try start(initPid: pid) }
-        launcher.finalizePlan = { [uplink] plan in uplink.resolving(plan) }
+        if rootless {
+            launcher.finalizePlan = { plan in
+                var plan = plan
+                _ = plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: ["127.0.0.1"]))
+                return plan
+            }
+        } else {
+            launcher.finalizePlan = { [uplink] plan in uplink.resolving(plan) }
+        }
         launcher.onListener = { [self] fd in startSeccomp(listener: fd) }
     }
 
     package func start(initPid pid: Int32) throws {
         initPid = pid
+        if rootless { return try startRootless(pid: pid) }
         learnTiming("start")
         let preload = backend == .ebpf ? (ebpfPreload ?? LearnEbpfPreload()) : nil
         if let preload {
@@ -144,6 +157,31 @@ package final class LearnObservation: @unchecked Sendable {
         }
     }
 
+    /// Rootless mode (seccomp tracer only): the recorder, then the network inside the sandbox's namespace
+    /// with the gate's exchanges (the session's DNS) and the flow log feeding the bridge. No packet capture:
+    /// a flow is named from the gate's answers only (no SNI), DNS goes only through the gate (every port-53
+    /// packet is redirected to it).
+    private func startRootless(pid: Int32) throws {
+        do {
+            let gateAddress = "127.0.0.1"
+            let recorder = try Recorder(store: store.get(), session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn (\(backend.rawValue))",
+                                                                           command: command.map { RawText($0) }, gate: gateAddress),
+                                        rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
+                                        batchEvents: 8192)
+            self.recorder = recorder
+            let bridge = LearnEventBridge(recorder: recorder, live: live, secretPaths: secretPaths)
+            self.bridge = bridge
+            let network = RootlessLearnNetwork(upstream: upstream)
+            rootlessNetwork = network
+            try network.start(pid: pid, observer: LearnGateObserver { seen in bridge.gateSaw(seen) },
+                              onFlow: { flow in bridge.flowLogged(flow) })
+            learnTiming("rootless network")
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
     /// The seccomp backend: the listener arrives from the agent child, before its exec.
     package func startSeccomp(listener: Int32) {
         // Started before the recorder exists (a failed start): nothing to record into, the listener unserved.
@@ -171,6 +209,7 @@ package final class LearnObservation: @unchecked Sendable {
         if let capture { DispatchQueue.global(qos: .userInitiated).async(group: sources) { capture.stopReading() } }
         DispatchQueue.global(qos: .userInitiated).async(group: sources) { uplink.stopReader() }
         DispatchQueue.global(qos: .userInitiated).async(group: sources) { uplink.stopGate() }
+        if let rootlessNetwork { DispatchQueue.global(qos: .userInitiated).async(group: sources) { rootlessNetwork.stopObserving() } }
         if let current { summary.trace = try? current.stop() }
         learnTiming("tracer stopped")
         sources.wait()
@@ -196,6 +235,7 @@ package final class LearnObservation: @unchecked Sendable {
 
     /// Removes the session's network and the trace cgroup (once).
     private func tearDownNetwork() {
+        rootlessNetwork?.stop()
         do { try uplink.tearDown() } catch {
             FileDescriptorStream.standardError.write("cagent: network teardown: \(error)\n")
         }
