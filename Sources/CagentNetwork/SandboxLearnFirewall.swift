@@ -31,6 +31,9 @@ extension Firewall {
                           + Statement.verdict(.accept)).rule(in: "output"))
         }
         rules.append((Match.established() + Statement.verdict(.accept)).rule(in: "output"))
+        // The sandbox's own link chatter on the uplink's device (MLD reports, router and neighbour solicitations
+        // to link-local multicast): no flow of the agent's, dropped without a line.
+        rules.append((Match.destination(in: IPNetwork("ff02::/16")!) + Statement.verdict(.drop)).rule(in: "output"))
         var dropped: [IPNetwork] = []
         for network in neverReachable + [uplinkNetwork] + learnUnreachable + hostAddresses
             where !dropped.contains(where: { $0.contains(network) }) {

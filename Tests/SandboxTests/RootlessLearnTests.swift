@@ -33,7 +33,15 @@ struct RootlessLearnTests {
     @Test("a plain user in the netlab: rootless learn records domains, flows, files and execs in the user's store; ~/.ssh, the host and the LAN stay out of reach",
           .enabled(if: Requirements.mayRun(root: true, tools: ["setpriv", "useradd", "slirp4netns", "curl", "dnsmasq", "python3"]),
                    "root: creates the test user and the netlab"))
-    func plainUserLearns() throws {
+    func plainUserLearns() throws { try learn(forced: false) }
+
+    /// `--rootless` as root (tests, benchmarks): cagent becomes the user first; the same record.
+    @Test("--rootless as root: cagent becomes the user first, the same record in the user's store",
+          .enabled(if: Requirements.mayRun(root: true, tools: ["useradd", "slirp4netns", "curl", "dnsmasq", "python3"]),
+                   "root: creates the test user and the netlab"))
+    func forcedAsRoot() throws { try learn(forced: true) }
+
+    func learn(forced: Bool) throws {
         try Requirements.root()
         let lab = try Netlab(); defer { lab.shutdown() }
         let world = try World(); defer { world.remove() }
@@ -54,10 +62,13 @@ struct RootlessLearnTests {
         // ... and on the simulated host's loopback (what slirp4netns's 10.0.2.2 would map to if it were on).
         _ = try lab.spawn(in: .host, ["/usr/bin/python3", "-u", "-m", "http.server", "--bind", "127.0.0.1", "80"], readyOnStdout: "Serving HTTP")
 
-        let argv = ["ip", "netns", "exec", lab.hostNamespace, "/usr/bin/setpriv", "--reuid", String(world.user.uid),
-                    "--regid", String(world.user.gid), "--clear-groups", "/usr/bin/env", "-i", "PATH=/usr/bin:/bin:/usr/sbin",
-                    "HOME=\(world.home)", "USER=\(world.user.name)",
-                    Products.cagent, "learn", "--workspace", world.workspace, "--", "/bin/sh", "-c", "cd \(world.workspace) && " + Self.workload]
+        let agent = ["--workspace", world.workspace, "--", "/bin/sh", "-c", "cd \(world.workspace) && " + Self.workload]
+        let asPlainUser = ["/usr/bin/setpriv", "--reuid", String(world.user.uid), "--regid", String(world.user.gid), "--clear-groups",
+                           "/usr/bin/env", "-i", "PATH=/usr/bin:/bin:/usr/sbin", "HOME=\(world.home)", "USER=\(world.user.name)",
+                           Products.cagent, "learn"]
+        let asRoot = ["/usr/bin/env", "PATH=/usr/bin:/bin:/usr/sbin", Products.cagent, "learn", "--rootless", "--user", String(world.user.uid),
+                      "--home", world.home]
+        let argv = ["ip", "netns", "exec", lab.hostNamespace] + (forced ? asRoot : asPlainUser) + agent
         let outcome = try RootlessEnforceTests.run(argv, world: world)
         let out = outcome.output, err = outcome.error
         let found = RootlessEnforceTests.values(out)
@@ -72,6 +83,12 @@ struct RootlessLearnTests {
         }
         #expect(found["nft-flush"].map { $0 != "0" } == true, "the agent cannot change its namespace's ruleset: \(out)")
         #expect(processes(mentioning: "slirp4netns").isEmpty, "slirp4netns stopped with the session")
+        #expect(!err.contains("blocked icmpv6 ff02") && !err.contains("blocked proto 0"), "link chatter is no blocked flow: \(err)")
+        // The scratch layer was a directory of the user's, removed with the session.
+        let scratch = world.home + "/.local/share/cagent/scratch"
+        var scratchInfo = stat()
+        #expect(stat(scratch, &scratchInfo) == 0 && scratchInfo.st_uid == world.user.uid, "the scratch directory is the user's")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? ["unreadable"]).isEmpty, "scratch layer not removed")
 
         // Controls outside cagent, as the same user: the key is readable, and the forbidden targets answer.
         let readable = try RootlessEnforceTests.asUser(world, ["/bin/cat", world.home + "/.ssh/id_rsa"])
