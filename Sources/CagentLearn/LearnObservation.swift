@@ -158,9 +158,8 @@ package final class LearnObservation: @unchecked Sendable {
     }
 
     /// Rootless mode (seccomp tracer only): the recorder, then the network inside the sandbox's namespace
-    /// with the gate's exchanges (the session's DNS) and the flow log feeding the bridge. No packet capture:
-    /// a flow is named from the gate's answers only (no SNI), DNS goes only through the gate (every port-53
-    /// packet is redirected to it).
+    /// with the gate's exchanges (the session's DNS), the flow log and the TLS hello capture feeding the bridge.
+    /// DNS goes only through the gate (every port-53 packet is redirected to it).
     private func startRootless(pid: Int32) throws {
         do {
             let gateAddress = "127.0.0.1"
@@ -174,7 +173,7 @@ package final class LearnObservation: @unchecked Sendable {
             let network = RootlessLearnNetwork(upstream: upstream)
             rootlessNetwork = network
             try network.start(pid: pid, observer: LearnGateObserver { seen in bridge.gateSaw(seen) },
-                              onFlow: { flow in bridge.flowLogged(flow) })
+                              onFlow: { flow in bridge.flowLogged(flow) }, onCapture: { event in bridge.captureSaw(event) })
             learnTiming("rootless network")
         } catch {
             stop()

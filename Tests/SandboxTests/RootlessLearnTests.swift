@@ -21,6 +21,7 @@ struct RootlessLearnTests {
     echo "api=$(curl -s -o /dev/null -m 5 -w '%{http_code}' http://api.allowed.test/)"
     echo "bare=$(curl -s -o /dev/null -m 5 -w '%{http_code}' http://203.0.113.13/)"
     /usr/bin/id -u > /dev/null && echo "id=ran"
+    python3 hello.py > /dev/null 2>&1 && echo "tls=sent"
     sh -c 'echo child' > /dev/null
     echo "metadata=$(curl -s -o /dev/null -m 2 -w '%{http_code}' http://169.254.169.254/)"
     echo "host=$(curl -s -o /dev/null -m 2 -w '%{http_code}' http://198.18.0.2/)"
@@ -46,9 +47,10 @@ struct RootlessLearnTests {
         let lab = try Netlab(); defer { lab.shutdown() }
         let world = try World(); defer { world.remove() }
         try "readme\n".write(toFile: world.workspace + "/README", atomically: false, encoding: .utf8)
+        try LearnCommandTests.helloScript.write(toFile: world.workspace + "/hello.py", atomically: false, encoding: .utf8)
         mkdir(world.home + "/.config", 0o755); mkdir(world.home + "/.config/tool", 0o755)
         try "setting = 1\n".write(toFile: world.home + "/.config/tool/config", atomically: false, encoding: .utf8)
-        for path in [world.workspace + "/README", world.home + "/.config", world.home + "/.config/tool",
+        for path in [world.workspace + "/README", world.workspace + "/hello.py", world.home + "/.config", world.home + "/.config/tool",
                      world.home + "/.config/tool/config"] {
             chown(path, world.user.uid, world.user.gid)
         }
@@ -75,7 +77,7 @@ struct RootlessLearnTests {
         #expect(outcome.status == 0, "cagent learn as a plain user failed: \(err)")
         #expect(found["done"] == "yes", "the workload did not finish: \(out) \(err)")
         #expect(err.contains("rootless: tracing with seccomp-notify"), "the start says which tracer and why: \(err)")
-        #expect(found["readme"] == "read" && found["config"] == "read" && found["id"] == "ran", "\(out)")
+        #expect(found["readme"] == "read" && found["config"] == "read" && found["id"] == "ran" && found["tls"] == "sent", "\(out)")
         #expect(found["ssh"] == "hidden", "the real ~/.ssh is invisible: \(out)")
         #expect(found["www"] == "200" && found["api"] == "200" && found["bare"] == "200", "egress is open while learning: \(out) \(err)")
         for key in ["metadata", "host", "lan", "hostloop"] {
@@ -120,5 +122,11 @@ struct RootlessLearnTests {
         let flows = parsed["flows"] as? [[String: Any]] ?? []
         #expect(flows.contains { $0["address"] as? String == NetlabAddresses.web1 && $0["name"] as? String == "www.allowed.test"
                                  && $0["name_source"] as? String == "dns" }, "\(flows)")
+        // A flow only a ClientHello named (the capture in the sandbox's namespace): source sni, not a direct IP.
+        #expect(flows.contains { $0["address"] as? String == NetlabAddresses.web4 && $0["port"] as? Int == 443
+                                 && $0["name"] as? String == "sni-only.test" && $0["name_source"] as? String == "sni" }, "\(flows)")
+        let direct = parsed["direct_ip_flows"] as? [[String: Any]] ?? []
+        #expect(direct.contains { $0["address"] as? String == NetlabAddresses.web4 && $0["port"] as? Int == 80 }, "\(direct)")
+        #expect(!direct.contains { $0["address"] as? String == NetlabAddresses.web4 && $0["port"] as? Int == 443 }, "\(direct)")
     }
 }

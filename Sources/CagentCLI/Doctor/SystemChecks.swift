@@ -170,7 +170,7 @@ enum SystemChecks {
         if tun >= 0 { close(tun) } else if geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0 {
             lacks.append("/dev/net/tun for this user (\(String(cString: strerror(errno))); udev makes it 0666): without it only --offline")
         }
-        let always = "always without root: the shadow home is an unbounded directory (no loop device), no --proxy, learn traces with seccomp-notify (no eBPF) and names flows from DNS only (no SNI), IPv4 only"
+        let always = "always without root: the shadow home is an unbounded directory (no loop device), no --proxy, learn traces with seccomp-notify (no eBPF), IPv4 only"
         if lacks.isEmpty {
             return DoctorCheck("rootless", .ok, "user namespaces, slirp4netns, /dev/net/tun: enforce and learn work as a plain user, online and offline; \(always)")
         }
