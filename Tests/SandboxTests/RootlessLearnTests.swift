@@ -125,6 +125,12 @@ struct RootlessLearnTests {
         // A flow only a ClientHello named (the capture in the sandbox's namespace): source sni, not a direct IP.
         #expect(flows.contains { $0["address"] as? String == NetlabAddresses.web4 && $0["port"] as? Int == 443
                                  && $0["name"] as? String == "sni-only.test" && $0["name_source"] as? String == "sni" }, "\(flows)")
+        // What the user does next: a profile proposed from the session, as the user, from its own store.
+        let proposal = world.workspace + "/proposed.yaml"
+        let propose = try RootlessEnforceTests.asUser(world, [Products.cagent, "profile", "propose", "--db", database, "-o", proposal])
+        let proposed = (try? String(contentsOfFile: proposal, encoding: .utf8)) ?? ""
+        #expect(propose.status == 0 && proposed.contains("www.allowed.test") && proposed.contains("api.allowed.test"),
+                "propose: \(propose.error) \(proposed)")
         let direct = parsed["direct_ip_flows"] as? [[String: Any]] ?? []
         #expect(direct.contains { $0["address"] as? String == NetlabAddresses.web4 && $0["port"] as? Int == 80 }, "\(direct)")
         #expect(!direct.contains { $0["address"] as? String == NetlabAddresses.web4 && $0["port"] as? Int == 443 }, "\(direct)")
