@@ -34,11 +34,13 @@ extension Firewall {
         // The sandbox's own link chatter on the uplink's device (MLD reports, router and neighbour solicitations
         // to link-local multicast): no flow of the agent's, dropped without a line.
         rules.append((Match.destination(in: IPNetwork("ff02::/16")!) + Statement.verdict(.drop)).rule(in: "output"))
-        var dropped: [IPNetwork] = []
-        for network in neverReachable + [uplinkNetwork] + learnUnreachable + hostAddresses
-            where !dropped.contains(where: { $0.contains(network) }) {
-            dropped.append(network)
-        }
+        // One rule per block: a block inside another one of the list (10.0.2.0/24 in 10.0.0.0/8) adds nothing.
+        let blocks = neverReachable + [uplinkNetwork] + learnUnreachable + hostAddresses
+        let dropped = blocks.indices.filter { index in
+            !blocks.indices.contains { other in
+                other != index && blocks[other].contains(blocks[index]) && (blocks[other] != blocks[index] || other < index)
+            }
+        }.map { blocks[$0] }
         for network in dropped {
             rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: "output"))
         }
