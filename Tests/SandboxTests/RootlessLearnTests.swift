@@ -84,7 +84,7 @@ struct RootlessLearnTests {
             #expect(found[key].map { $0 != "200" } == true, "\(key) must stay out of reach: \(out)")
         }
         #expect(found["nft-flush"].map { $0 != "0" } == true, "the agent cannot change its namespace's ruleset: \(out)")
-        #expect(processes(mentioning: "slirp4netns").isEmpty, "slirp4netns stopped with the session")
+        #expect(processes(mentioning: "slirp4netns", uid: world.user.uid).isEmpty, "slirp4netns stopped with the session")
         #expect(!err.contains("blocked icmpv6 ff02") && !err.contains("blocked proto 0"), "link chatter is no blocked flow: \(err)")
         // The scratch layer was a directory of the user's, removed with the session.
         let scratch = world.home + "/.local/share/cagent/scratch"
