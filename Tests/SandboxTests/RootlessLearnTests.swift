@@ -28,6 +28,7 @@ struct RootlessLearnTests {
     echo "lan=$(curl -s -o /dev/null -m 2 -w '%{http_code}' http://10.9.8.7/)"
     echo "hostloop=$(curl -s -o /dev/null -m 2 -w '%{http_code}' http://10.0.2.2:80/)"
     /usr/sbin/nft flush ruleset 2>/dev/null; echo "nft-flush=$?"
+    echo "own=$(ls -A "$HOME/.local/share/cagent" 2>/dev/null | wc -l)"
     echo "done=yes"
     """#
 
@@ -84,6 +85,10 @@ struct RootlessLearnTests {
             #expect(found[key].map { $0 != "200" } == true, "\(key) must stay out of reach: \(out)")
         }
         #expect(found["nft-flush"].map { $0 != "0" } == true, "the agent cannot change its namespace's ruleset: \(out)")
+        // cagent's own places (the store, the scratch layers under it) are covered; the control: on the host they hold both.
+        #expect(found["own"] == "0", "the agent sees cagent's data directory: \(out)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: world.home + "/.local/share/cagent")) ?? []).contains("scratch"),
+                "control: the scratch directory lives in the covered data directory")
         #expect(processes(mentioning: "slirp4netns", uid: world.user.uid).isEmpty, "slirp4netns stopped with the session")
         #expect(!err.contains("blocked icmpv6 ff02") && !err.contains("blocked proto 0"), "link chatter is no blocked flow: \(err)")
         // The scratch layer was a directory of the user's, removed with the session.
