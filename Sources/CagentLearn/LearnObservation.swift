@@ -43,6 +43,10 @@ package final class LearnObservation: @unchecked Sendable {
 
     /// The veth, chains (learn ruleset), gate and flow log (shared with enforce).
     let uplink: Uplink
+    /// Rootless mode: instead of `uplink`, the ruleset, gate, flow log and user-mode uplink inside the sandbox's
+    /// own namespace (RootlessLearnNetwork); set before `attach`.
+    package var rootless = false
+    private var rootlessNetwork: RootlessLearnNetwork?
     private(set) var recorder: Recorder?
     private var bridge: LearnEventBridge?
     private var capture: DNSCapture?
@@ -60,19 +64,29 @@ package final class LearnObservation: @unchecked Sendable {
     }
 
     /// The sandbox's resolvers: the gateway addresses (every port-53 packet is redirected to the gate anyway).
-    package var nameservers: [String] { uplink.nameservers }
+    package var nameservers: [String] { rootless ? ["127.0.0.1"] : uplink.nameservers }
 
     /// The launcher's hooks for this observation: `start` before the init is released, the resolv.conf naming
     /// the gate, the seccomp listener. The uplink's host side (lease, chains) starts coming up now, as enforce's.
     package func attach(to launcher: Launcher) {
-        uplink.prepareAhead(entries: [], mode: .learn)  // the host's part meanwhile: `start` waits for it
         launcher.beforeRelease = { [self] pid in try start(initPid: pid) }
-        launcher.finalizePlan = { [uplink] plan in uplink.resolving(plan) }
+        if rootless {
+            launcher.finalizePlan = { plan in
+                var plan = plan
+                plan.setNameservers(["127.0.0.1"])
+                return plan
+            }
+        } else {
+            // The host's part (lease, chains) meanwhile: `start` waits for it. Rootless has no host part.
+            uplink.prepareAhead(entries: [], mode: .learn)
+            launcher.finalizePlan = { [uplink] plan in uplink.resolving(plan) }
+        }
         launcher.onListener = { [self] fd in startSeccomp(listener: fd) }
     }
 
     package func start(initPid pid: Int32) throws {
         initPid = pid
+        if rootless { return try startRootless(pid: pid) }
         learnTiming("start")
         let preload = backend == .ebpf ? (ebpfPreload ?? LearnEbpfPreload()) : nil
         if let preload {
@@ -139,6 +153,30 @@ package final class LearnObservation: @unchecked Sendable {
         }
     }
 
+    /// Rootless mode (seccomp tracer only): the recorder, then the network inside the sandbox's namespace
+    /// with the gate's exchanges (the session's DNS), the flow log and the TLS hello capture feeding the bridge.
+    /// DNS goes only through the gate (every port-53 packet is redirected to it).
+    private func startRootless(pid: Int32) throws {
+        do {
+            let gateAddress = "127.0.0.1"
+            let recorder = try Recorder(store: store.get(), session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn (\(backend.rawValue))",
+                                                                           command: command.map { RawText($0) }, gate: gateAddress),
+                                        rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
+                                        batchEvents: 8192)
+            self.recorder = recorder
+            let bridge = LearnEventBridge(recorder: recorder, live: live, secretPaths: secretPaths)
+            self.bridge = bridge
+            let network = RootlessLearnNetwork(upstream: upstream)
+            rootlessNetwork = network
+            try network.start(pid: pid, observer: LearnGateObserver { seen in bridge.gateSaw(seen) },
+                              onFlow: { flow in bridge.flowLogged(flow) }, onCapture: { event in bridge.captureSaw(event) })
+            learnTiming("rootless network")
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
     /// The seccomp backend: the listener arrives from the agent child, before its exec.
     package func startSeccomp(listener: Int32) {
         // Started before the recorder exists (a failed start): nothing to record into, the listener unserved.
@@ -166,6 +204,7 @@ package final class LearnObservation: @unchecked Sendable {
         if let capture { DispatchQueue.global(qos: .userInitiated).async(group: sources) { capture.stopReading() } }
         DispatchQueue.global(qos: .userInitiated).async(group: sources) { uplink.stopReader() }
         DispatchQueue.global(qos: .userInitiated).async(group: sources) { uplink.stopGate() }
+        if let rootlessNetwork { DispatchQueue.global(qos: .userInitiated).async(group: sources) { rootlessNetwork.stopObserving() } }
         if let current { summary.trace = try? current.stop() }
         learnTiming("tracer stopped")
         sources.wait()
@@ -191,6 +230,7 @@ package final class LearnObservation: @unchecked Sendable {
 
     /// Removes the session's network and the trace cgroup (once).
     private func tearDownNetwork() {
+        rootlessNetwork?.stop()
         do { try uplink.tearDown() } catch {
             FileDescriptorStream.standardError.write("cagent: network teardown: \(error)\n")
         }

@@ -180,7 +180,7 @@ struct RootlessEnforceTests {
         #expect(attackerSeen.isEmpty, "the sink saw the sandbox: \(attackerSeen)")
         #expect(lab.dnsQueries(containing: "attacker.test").isEmpty, "the DNS server saw \(lab.dnsQueries(containing: "attacker.test"))")
         #expect(!lab.dnsQueries(containing: "www.allowed.test").isEmpty, "the gate asked upstream for the allowed name")
-        #expect(processes(mentioning: "slirp4netns").isEmpty, "slirp4netns stopped with the session")
+        #expect(processes(mentioning: "slirp4netns", uid: world.user.uid).isEmpty, "slirp4netns stopped with the session")
 
         // Positive controls: the same probes from the simulated host, as the same user, reach the sink and the DNS log.
         let asUser = ["/usr/bin/setpriv", "--reuid", String(world.user.uid), "--regid", String(world.user.gid), "--clear-groups"]
