@@ -46,7 +46,7 @@ package final class RootlessLearnNetwork: @unchecked Sendable {
             let port = try gate.start()
             self.gate = gate
             try firewall.run(Firewall.sandboxLearnBatch(gatePort: port, nflogGroup: group, uplinkNetwork: RootlessUplink.network,
-                                                        hostAddresses: Self.hostAddresses()))
+                                                        hostAddresses: RootlessUplink.hostAddresses()))
             // The flow log before the uplink: no flow leaves unlogged.
             let flows = RootlessDenials { packet in if let flow = FlowLog.observation(packet) { onFlow(flow) } }
             let nflog = try RootlessNetwork.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 12 /* NETLINK_NETFILTER */)])[0]
@@ -78,38 +78,6 @@ package final class RootlessLearnNetwork: @unchecked Sendable {
         firewall = nil
     }
 
-    /// The addresses of cagent's own namespace (the host's), each as a /32 or /128: slirp4netns connects from
-    /// there, so these would be the host's own services.
-    static func hostAddresses() -> [IPNetwork] {
-        var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0, let first = list else { return [] }
-        defer { freeifaddrs(list) }
-        var found: [IPNetwork] = []
-        var entry: UnsafeMutablePointer<ifaddrs>? = first
-        while let current = entry {
-            defer { entry = current.pointee.ifa_next }
-            guard let address = current.pointee.ifa_addr else { continue }
-            var bytes: [UInt8] = []
-            switch Int32(address.pointee.sa_family) {
-            case AF_INET:
-                address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
-                    var raw = $0.pointee.sin_addr
-                    bytes = withUnsafeBytes(of: &raw) { Array($0) }
-                }
-            case AF_INET6:
-                address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
-                    var raw = $0.pointee.sin6_addr
-                    bytes = withUnsafeBytes(of: &raw) { Array($0) }
-                }
-            default: continue
-            }
-            if let ip = IPAddress(bytes: bytes), let network = IPNetwork(address: ip, prefixLength: bytes.count * 8),
-               !found.contains(network) {
-                found.append(network)
-            }
-        }
-        return found
-    }
 }
 
 /// Rootless learn's capture: the first data of each TLS connection the sandbox opens (its ClientHello's server

@@ -108,7 +108,8 @@ final class RootlessNetwork: @unchecked Sendable {
                 try SetupStage.inject(at: .proxy, asked: failAt)
             }
             try firewall.run(Firewall.sandboxBatch(gatePort: port, nflogGroup: Self.nflogGroup, entries: rules.entries,
-                                                   uplinkNetwork: RootlessUplink.network, uplinkNetwork6: ipv6 ? RootlessUplink.network6 : nil))
+                                                   uplinkNetwork: RootlessUplink.network, uplinkNetwork6: ipv6 ? RootlessUplink.network6 : nil,
+                                                   hostAddresses: RootlessUplink.hostAddresses()))
             // The drops, live (before the uplink: nothing is lost between the two).
             let denials = RootlessDenials { reporter.record($0) }
             let nflog = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 12 /* NETLINK_NETFILTER */)])[0]
@@ -145,6 +146,39 @@ final class RootlessNetwork: @unchecked Sendable {
 /// services stay out of reach. Why slirp4netns and not pasta: docs/benchmarks.md "Rootless uplink".
 // @unchecked: slirp4netns's exit-pipe fd (C), closed once by the owner.
 final class RootlessUplink: @unchecked Sendable {
+    /// The addresses of cagent's own namespace (the host's), each as a /32 or /128: slirp4netns connects from
+    /// there, so these would be the host's own services.
+    static func hostAddresses() -> [IPNetwork] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return [] }
+        defer { freeifaddrs(list) }
+        var found: [IPNetwork] = []
+        var entry: UnsafeMutablePointer<ifaddrs>? = first
+        while let current = entry {
+            defer { entry = current.pointee.ifa_next }
+            guard let address = current.pointee.ifa_addr else { continue }
+            var bytes: [UInt8] = []
+            switch Int32(address.pointee.sa_family) {
+            case AF_INET:
+                address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    var raw = $0.pointee.sin_addr
+                    bytes = withUnsafeBytes(of: &raw) { Array($0) }
+                }
+            case AF_INET6:
+                address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    var raw = $0.pointee.sin6_addr
+                    bytes = withUnsafeBytes(of: &raw) { Array($0) }
+                }
+            default: continue
+            }
+            if let ip = IPAddress(bytes: bytes), let network = IPNetwork(address: ip, prefixLength: bytes.count * 8),
+               !found.contains(network) {
+                found.append(network)
+            }
+        }
+        return found
+    }
+
     static let network = IPNetwork("10.0.2.0/24")!
     /// `--enable-ipv6`: tap0 gets fd00::100/64, the default route goes via fd00::2 (dropped like 10.0.2.2).
     static let network6 = IPNetwork("fd00::/64")!

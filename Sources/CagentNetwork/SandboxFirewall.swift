@@ -17,7 +17,7 @@ extension Firewall {
     /// `uplinkNetwork6`: the stack's IPv6 network when it carries IPv6 (the gate then listens on ::1 too, and
     /// neighbour discovery with the stack's router is let out: without it no IPv6 packet leaves at all).
     public static func sandboxBatch(gatePort: UInt16, nflogGroup: UInt16, entries: [AllowEntry], uplinkNetwork: IPNetwork,
-                                    uplinkNetwork6: IPNetwork? = nil) -> NftBatch {
+                                    uplinkNetwork6: IPNetwork? = nil, hostAddresses: [IPNetwork] = []) -> NftBatch {
         var batch = NftBatch(table: table)
         batch.operations.append(.addTable)
         let sets = setNames(sandboxInterface)
@@ -51,7 +51,9 @@ extension Firewall {
                 rules.append((Match.icmpType(.v6, type, name: name) + Statement.verdict(.accept)).rule(in: "output"))
             }
         }
-        for network in neverReachable + [uplinkNetwork] + (uplinkNetwork6.map { [$0] } ?? []) {
+        // The host's own addresses too: slirp4netns connects from the host's namespace, so an allowed block
+        // covering one would open the host's services (root mode's input chain keeps them closed).
+        for network in neverReachable + [uplinkNetwork] + (uplinkNetwork6.map { [$0] } ?? []) + hostAddresses {
             rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: "output"))
         }
         rules.append((Match.icmpType(.v4, 8, name: "echo-request") + log + Statement.verdict(.drop)).rule(in: "output"))
