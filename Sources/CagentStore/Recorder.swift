@@ -36,13 +36,18 @@ public final class Recorder: EventSink, @unchecked Sendable {
     private var committedEvents = 0
     private var closed = false
     private let onCommit: (@Sendable (Int) -> Void)?
+    private let redaction: ArgvRedaction
 
     /// Creates the session row (unless it exists: importing into a session appends) and a recorder for it.
     /// `onCommit` receives the total number of events committed so far, after each commit.
-    public init(store: Store, session: SessionInfo, rules: FindingRules, batchEvents: Int = 50_000,
-                onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+    /// `redaction` cuts secrets out of every argv (the session's command too) before anything is stored.
+    public init(store: Store, session: SessionInfo, rules: FindingRules, redaction: ArgvRedaction = ArgvRedaction(),
+                batchEvents: Int = 50_000, onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+        var session = session
+        session.command = redaction.redact(session.command)
         self.store = store
         self.session = session
+        self.redaction = redaction
         self.rules = rules
         self.batchEvents = max(1, batchEvents)
         self.onCommit = onCommit
@@ -119,7 +124,7 @@ public final class Recorder: EventSink, @unchecked Sendable {
     private func mergeExec(_ exec: ProcessExec) {
         pending.see(exec.time)
         let parent = processes[exec.ppid]?.executable ?? RawText("")
-        let key = ProcessKey(executable: exec.executable, argv: exec.argv, parentExecutable: parent)
+        let key = ProcessKey(executable: exec.executable, argv: redaction.redact(exec.argv), parentExecutable: parent)
         if processes.count > 200_000 { processes.removeAll(keepingCapacity: true) }
         processes[exec.pid] = key
         pending.processes[key, default: ProcessAggregate(time: exec.time)].add(exec)
