@@ -13,6 +13,8 @@ extension SandboxFixture {
     var userOpt: String { "/opt/cagent-learn-test-" + (root.split(separator: "-").last.map(String.init) ?? "x") }
     /// A root-owned, world-writable (sticky) host directory: writable to the agent user on the host.
     var sharedOpt: String { "/opt/cagent-learn-shared-" + (root.split(separator: "-").last.map(String.init) ?? "x") }
+    /// A file in root's /opt the agent may not create (never made: a name of this fixture's, not shared with another run).
+    var refusedOpt: String { "/opt/cagent-learn-x-" + (root.split(separator: "-").last.map(String.init) ?? "x") }
 }
 
 @Suite("cagent learn", .serialized)
@@ -56,7 +58,7 @@ struct LearnCommandTests {
         cat /nonexistent-cagent-learn-file 2>/dev/null
         cat "$HOME/.ssh/id_rsa" > /dev/null 2>&1 && echo "secret=read" >> "$out" || echo "secret=hidden" >> "$out"
         echo scratch > "$HOME/written-by-agent" && echo "homewrite=ok" >> "$out"
-        echo x > /opt/cagent-learn-x 2>/dev/null && echo "optwrite=ok" >> "$out" || echo "optwrite=refused" >> "$out"
+        echo x > "\(fixture.refusedOpt)" 2>/dev/null && echo "optwrite=ok" >> "$out" || echo "optwrite=refused" >> "$out"
         echo x > "\(fixture.userOpt)/x" && echo "useroptwrite=ok" >> "$out"
         echo x > "\(fixture.sharedOpt)/x" && echo "sharedwrite=ok" >> "$out"
         for name in www.allowed.test api.allowed.test assets.allowed.test; do
@@ -290,7 +292,7 @@ struct LearnCommandTests {
         // /opt file; the home write went to the (removed) scratch layer.
         let changed = try Netlab.execute(["find", fixture.home, fixture.userOpt, fixture.sharedOpt, "-newer", marker], timeout: 10).stdout
         #expect(changed.isEmpty, "host home changed: \(changed)")
-        #expect(!FileSystem.exists("/opt/cagent-learn-x"))
+        #expect(!FileSystem.exists(fixture.refusedOpt))
         #expect(!FileSystem.exists(fixture.home + "/written-by-agent"))
         #expect(FileSystem.list(fixture.state + "/scratch").isEmpty, "scratch layer not removed")
 
@@ -316,7 +318,7 @@ struct LearnCommandTests {
             "/.config/tool/config",                                                            // config read
             "/nonexistent-cagent-learn-file",                                                  // missing file
             "/.ssh/id_rsa",                                                                    // hidden secret
-            "/opt/cagent-learn-x",                                                             // write outside
+            fixture.refusedOpt,                                                                // write outside
             "/written-by-agent",                                                               // scratch write
             fixture.userOpt + "/x",                                                            // scratch write outside home
             fixture.sharedOpt + "/x",                                                          // scratch write, world-writable dir
