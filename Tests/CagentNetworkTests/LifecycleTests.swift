@@ -200,6 +200,9 @@ struct LifecycleTests {
         let paths = try testPaths()
         defer { _ = try? sh("rm -rf '\(paths.runtime)'") }
         try sh("ip -n \(lab.host) route del default", check: true)
+        // A route to the allowed v4 network only (not a default): the host reaches it, so the sandbox's "not open"
+        // below is cagent's doing, not a missing path.
+        try sh("ip -n \(lab.host) route add \(UplinkLab.allowedNet4) via \(NetlabAddresses.router4)", check: true)
         let sandbox = try lab.newSandbox()
         let session = try setUpSession(lab, sandbox: sandbox, paths: paths)
         defer { try? tearDown(session) }
@@ -213,6 +216,8 @@ struct LifecycleTests {
         #expect(probe["tcp \(UplinkLab.attacker6) 80"] != "open")
         #expect(lab.lab.sinkRecords().isEmpty)
         try expectSinkReachedWithoutCagent(lab, "tcp \(UplinkLab.attacker6) 80")
+        let control = try lab.probe(in: lab.host, ["tcp \(UplinkLab.allowedInNet4) 80"])
+        #expect(control["tcp \(UplinkLab.allowedInNet4) 80"] == "open", "control: the host cannot reach the allowed v4 server: \(control)")
     }
 
     @Test("Another firewall's forward drop is reported at start with a fix that works",
