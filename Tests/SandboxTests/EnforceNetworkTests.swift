@@ -209,7 +209,8 @@ import Testing
         #expect(last.hasPrefix("{\"allowed\":0,\"refused\":"), "\(run.output.stderr)")
         #expect(last.contains("\"subject\":\"nothing.attacker.test\""), "\(last)")
         #expect(!run.output.stderr.contains("(full list: "), "\(run.output.stderr)")
-        try expectNothingLeft(lab, world, sessionID: run.sessionID)
+        // The session's id, or the machine-wide leftover checks would be skipped.
+        try expectNothingLeft(lab, world, sessionID: try #require(run.sessionID, "no session list: \(run.output.stderr)"))
     }
 
     /// Fail closed: a failure after the uplink and the gate are up stops the agent from ever running, with
@@ -226,5 +227,9 @@ import Testing
         #expect(run.output.stderr.contains("sandbox setup: \(stage) failed"), "\(run.output.stderr)")
         #expect(!FileSystem.exists(marker), "the agent ran")
         try expectNothingLeft(lab, world, sessionID: nil)
+        // The control: the same run without the fault does run the agent (the marker proves it, not its absence).
+        let control = try enforce(lab, world, [], script: "touch \(marker)")
+        #expect(control.output.status == 0 && FileSystem.exists(marker), "control: the agent did not run: \(control.output.stderr)")
+        try expectNothingLeft(lab, world, sessionID: control.sessionID)
     }
 }
