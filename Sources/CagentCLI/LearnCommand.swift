@@ -68,7 +68,7 @@ struct LearnCommand: ParsableCommand {
         // another user's (and `sudo` when that takes rights the caller lacks), `--db` when one was named.
         let plain = InvokingUser.current(environment: environment)
         let forUser = db == nil && outcome.user.uid != plain.uid ? outcome.user.uid : nil
-        let follow = LearnFollowUp(database: db, user: forUser, sudo: forUser != nil && environment["SUDO_UID"] != nil)
+        let follow = LearnFollowUp(database: db, user: forUser, sudo: forUser != nil && InvokingUser.underSudo(environment))
         outcome.live.summary(outcome.summary, sessionID: outcome.sessionID, status: outcome.status, scratch: outcome.scratch,
                              followUp: follow)
         throw CagentExit(status: outcome.status)

@@ -19,6 +19,7 @@ import Glibc
 /// and records it, and the seccomp tracer (the agent child's listener) records files, execs and connects. All
 /// of it goes through one LearnEventBridge into a store on a volume (`--db`), where `cagent report` and
 /// `cagent profile propose` on the host read it. No DNS capture (the gate sees every query the agent makes).
+// @unchecked: the recorder, bridge, gate and reader are set by start() and cleared by stop() on the owner's thread.
 package final class ContainerLearnObserver: ContainerObserver, @unchecked Sendable {
     package let sessionID = SessionID.new()
     let database: String

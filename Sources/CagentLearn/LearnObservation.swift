@@ -25,6 +25,7 @@ struct LearnGateObserver: GateObserver {
 /// the agent child passes before its exec). `start` is all-or-nothing; `stop` tears down whatever started
 /// and is idempotent (the command's `defer`), `finish` stops in order and records the attributed flows.
 /// Every event reaches the recorder through one `LearnEventBridge`.
+// @unchecked: the parts are set by start() and cleared by finish()/stop() on the owner's thread; the tracer is in a Mutex.
 package final class LearnObservation: @unchecked Sendable {
     package let sessionID: String
     let paths: CagentPaths
@@ -64,8 +65,9 @@ package final class LearnObservation: @unchecked Sendable {
     package var nameservers: [String] { uplink.nameservers }
 
     /// The launcher's hooks for this observation: `start` before the init is released, the resolv.conf naming
-    /// the gate, the seccomp listener.
+    /// the gate, the seccomp listener. The uplink's host side (lease, chains) starts coming up now, as enforce's.
     package func attach(to launcher: Launcher) {
+        uplink.prepareAhead(entries: [], mode: .learn)  // the host's part meanwhile: `start` waits for it
         launcher.beforeRelease = { [self] pid in try start(initPid: pid) }
         launcher.finalizePlan = { [uplink] plan in uplink.resolving(plan) }
         launcher.onListener = { [self] fd in startSeccomp(listener: fd) }
@@ -98,13 +100,7 @@ package final class LearnObservation: @unchecked Sendable {
             // log start; every path below waits for it before going on (or tearing down).
             let capture = DNSCapture(interface: session.interface) { event in bridge.captureSaw(event) }
             self.capture = capture
-            // Waits for the capture's start to end (an event, not a lock); its error is set before the signal.
-            let captureStarted = DispatchSemaphore(value: 0)
-            let captureError = Mutex<Error?>(nil)
-            DispatchQueue.global(qos: .userInitiated).async {
-                do { try capture.start() } catch { captureError.withLock { $0 = error } }
-                captureStarted.signal()
-            }
+            let captureStart = LearnPending { try capture.start() }
             do {
             let configuration = try uplink.gateConfiguration(policy: .observing(ipv6: session.addresses.gateway6 != nil),
                                                              upstream: upstream)
@@ -116,11 +112,10 @@ package final class LearnObservation: @unchecked Sendable {
             try uplink.startReader { group in FlowLog.reader(group: group) { flow in bridge.flowLogged(flow) } }
             learnTiming("flows")
             } catch {
-                captureStarted.wait()
+                _ = try? captureStart.get()  // stop() tears the capture down: once its start has ended
                 throw error
             }
-            captureStarted.wait()
-            if let error = captureError.withLock({ $0 }) { throw error }
+            try captureStart.get()
             learnTiming("capture")
 
 

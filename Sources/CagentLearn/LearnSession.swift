@@ -64,12 +64,8 @@ package enum LearnSession {
         // The eBPF programs load on their own thread while the rest is set up (auto: that load is the probe).
         let preload = options.tracer == .ebpf || options.tracer == .auto ? LearnEbpfPreload() : nil
         defer { preload?.discard() }  // unless the observation took it
-        // With --user, every place is that user's (profiles, trust store, state, the database), whatever
-        // cagent's own HOME and XDG variables say.
-        let places = options.user != nil ? invoking.placesEnvironment(environment) : environment
+        let (places, paths) = invoking.sessionPlaces(environment: environment, actingFor: options.user != nil, stateDir: options.stateDir)
         let profile = try loadProfileForLearn(agent: options.agent, workspace: options.workspace, environment: places)
-        var paths = CagentPaths.standard(user: invoking, environment: places)
-        if let stateDir = options.stateDir { paths.data = stateDir }
         let upstream: UpstreamConfig
         do { upstream = try UpstreamConfig.system(read: FileSystem.readText) } catch {
             throw CagentError(stage: "dns upstream", "\(error)", hint: "the host's /etc/resolv.conf must name a resolver")
