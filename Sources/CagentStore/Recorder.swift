@@ -23,7 +23,6 @@ public final class Recorder: EventSink, Sendable {
     /// growing memory without bound.
     private let inFlight = Monitor(0)
     private let onCommit: (@Sendable (Int) -> Void)?
-    private let redaction: ArgvRedaction
 
     /// Creates the session row (unless it exists: importing into a session appends) and a recorder for it.
     /// `onCommit` receives the total number of events committed so far, after each commit.
@@ -34,11 +33,10 @@ public final class Recorder: EventSink, Sendable {
         session.command = redaction.redact(session.command)
         self.store = store
         self.session = session
-        self.redaction = redaction
         self.rules = rules
         self.batchEvents = max(1, batchEvents)
         self.onCommit = onCommit
-        state = Mutex(RecorderState(rules: rules))
+        state = Mutex(RecorderState(rules: rules, redaction: redaction))
         try store.createSession(session)
     }
 
@@ -100,6 +98,8 @@ public final class Recorder: EventSink, Sendable {
 /// What the recorder merges events into, and how its writes went: behind the recorder's lock.
 struct RecorderState {
     let rules: FindingRules
+    /// What is cut from every exec's argv before it is merged (ArgvRedaction).
+    let redaction: ArgvRedaction
     var pending = Batch()
     /// pid -> what it runs, for parents of later execs and for exits.
     var processes: [Int32: ProcessKey] = [:]
@@ -113,7 +113,7 @@ struct RecorderState {
     var writeError: (any Error)?
     var committedEvents = 0
 
-    init(rules: FindingRules) { self.rules = rules }
+    init(rules: FindingRules, redaction: ArgvRedaction = ArgvRedaction()) { self.rules = rules; self.redaction = redaction }
 
     mutating func takePending(batchEvents: Int) -> Batch {
         let batch = pending
