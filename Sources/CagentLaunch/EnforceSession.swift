@@ -128,7 +128,9 @@ public struct EnforceOptions: Equatable, Sendable {
         if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
         if let line = AgentBootstrap.startLine(plan.agentMapped, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         if let dumpPlan {
-            let bytes = try plan.serialized()
+            var dumped = plan
+            if let key = request.sshKey { dumped.replaceFile(at: SshDeployKey.keyPath, contents: key.dumpReference) }
+            let bytes = try dumped.serialized()
             // A file the user names: written with the user's rights (docs/security.md, "confused deputy").
             if case .failure(let error) = FileSystem.writeAsUser(dumpPlan, bytes: Array(bytes), mode: 0o600,
                                                                  identity: FileIdentity.invoking(environment: environment)) {

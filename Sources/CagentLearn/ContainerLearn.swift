@@ -62,7 +62,9 @@ package final class ContainerLearnObserver: ContainerObserver, @unchecked Sendab
             .reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.joined(separator: ",")
         let recorder = try Recorder(store: store, session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn --in-container (seccomp)",
                                                                        command: command.map { RawText($0) }, gate: gateAddress),
-                                    rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress), batchEvents: 8192)
+                                    rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
+                                    redaction: ArgvRedaction(secretValues: ArgvRedaction.secretValues(environment: ProcessEnvironment.current)),
+                                    batchEvents: 8192)
         self.recorder = recorder
         let bridge = LearnEventBridge(recorder: recorder, live: live, secretPaths: secretPaths)
         self.bridge = bridge

@@ -40,6 +40,8 @@ package final class LearnObservation: @unchecked Sendable {
     package var traceePath: String?
     /// eBPF: the tracer loading since the command started (`start` takes it).
     package var ebpfPreload: LearnEbpfPreload?
+    /// What is cut from every recorded argv (docs/security.md, "what cagent keeps").
+    package var redaction = ArgvRedaction()
 
     /// The veth, chains (learn ruleset), gate and flow log (shared with enforce).
     let uplink: Uplink
@@ -102,7 +104,7 @@ package final class LearnObservation: @unchecked Sendable {
             let recorder = try Recorder(store: store.get(), session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn (\(backend.rawValue))",
                                                                            command: command.map { RawText($0) }, gate: gateAddress),
                                         rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
-                                        batchEvents: 8192)  // small batches: written while the agent runs, a short final flush
+                                        redaction: redaction, batchEvents: 8192)  // small batches: written while the agent runs, a short final flush
             self.recorder = recorder
             let bridge = LearnEventBridge(recorder: recorder, live: live, secretPaths: secretPaths)
             self.bridge = bridge

@@ -142,6 +142,10 @@ package enum LearnSession {
                                            backend: backend, workspace: plan.workspace, live: live)
         observation.rootless = rootless
         observation.traceePath = selection.traceePath
+        // The secrets cagent was handed are cut out of recorded command lines wherever the agent uses them.
+        observation.redaction = ArgvRedaction(secretValues: ArgvRedaction.secretValues(environment: credentials.environment,
+                                                                                        secretNames: credentials.fromFiles,
+                                                                                        hidden: agentEnvironment.dropped))
         if backend == .ebpf { observation.ebpfPreload = preload }
         defer { observation.stop() }
 

@@ -26,14 +26,17 @@ public final class Recorder: EventSink, Sendable {
 
     /// Creates the session row (unless it exists: importing into a session appends) and a recorder for it.
     /// `onCommit` receives the total number of events committed so far, after each commit.
-    public init(store: Store, session: SessionInfo, rules: FindingRules, batchEvents: Int = 50_000,
-                onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+    /// `redaction` cuts secrets out of every argv (the session's command too) before anything is stored.
+    public init(store: Store, session: SessionInfo, rules: FindingRules, redaction: ArgvRedaction = ArgvRedaction(),
+                batchEvents: Int = 50_000, onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+        var session = session
+        session.command = redaction.redact(session.command)
         self.store = store
         self.session = session
         self.rules = rules
         self.batchEvents = max(1, batchEvents)
         self.onCommit = onCommit
-        state = Mutex(RecorderState(rules: rules))
+        state = Mutex(RecorderState(rules: rules, redaction: redaction))
         try store.createSession(session)
     }
 
@@ -95,6 +98,8 @@ public final class Recorder: EventSink, Sendable {
 /// What the recorder merges events into, and how its writes went: behind the recorder's lock.
 struct RecorderState {
     let rules: FindingRules
+    /// What is cut from every exec's argv before it is merged (ArgvRedaction).
+    let redaction: ArgvRedaction
     var pending = Batch()
     /// pid -> what it runs, for parents of later execs and for exits.
     var processes: [Int32: ProcessKey] = [:]
@@ -108,7 +113,7 @@ struct RecorderState {
     var writeError: (any Error)?
     var committedEvents = 0
 
-    init(rules: FindingRules) { self.rules = rules }
+    init(rules: FindingRules, redaction: ArgvRedaction = ArgvRedaction()) { self.rules = rules; self.redaction = redaction }
 
     mutating func takePending(batchEvents: Int) -> Batch {
         let batch = pending
@@ -136,7 +141,7 @@ struct RecorderState {
     private mutating func mergeExec(_ exec: ProcessExec) {
         pending.see(exec.time)
         let parent = processes[exec.ppid]?.executable ?? RawText("")
-        let key = ProcessKey(executable: exec.executable, argv: exec.argv, parentExecutable: parent)
+        let key = ProcessKey(executable: exec.executable, argv: redaction.redact(exec.argv), parentExecutable: parent)
         if processes.count > 200_000 { processes.removeAll(keepingCapacity: true) }
         processes[exec.pid] = key
         pending.processes[key, default: ProcessAggregate(time: exec.time)].add(exec)

@@ -72,8 +72,13 @@ struct CrashTests {
             }
         }
         #expect(lab.lab.sinkRecords().isEmpty, "the attacker sink recorded: \(lab.lab.sinkRecords().prefix(5))")
-        // Positive control: the same probe from the simulated host reaches the sink.
-        _ = try lab.probe(in: lab.host, ["tcp \(UplinkLab.attacker4) 80"])
+        // Positive control: each probe the dead sessions' sandboxes tried reaches the sink from the simulated
+        // host (TCP opens, ICMP is answered, the datagram is in the sink's record).
+        let control = try lab.probe(in: lab.host, ["tcp \(UplinkLab.attacker4) 80", "udp \(UplinkLab.attacker4) 443",
+                                                   "tcp \(UplinkLab.attacker6) 80", "icmp \(UplinkLab.attacker4)"])
+        #expect(control["tcp \(UplinkLab.attacker4) 80"] == "open" && control["tcp \(UplinkLab.attacker6) 80"] == "open"
+                && control["icmp \(UplinkLab.attacker4)"] == "reply", "control: \(control)")
+        #expect(lab.lab.sinkRecords().joined(separator: "\n").contains("\(UplinkLab.attacker4).443:"), "control: the sink has no record of the datagram")
         #expect(!lab.lab.sinkRecords().isEmpty, "the positive control did not reach the sink")
         try tearDown(live)
         #expect(try lab.nftRuleset().trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "the table outlived the last session")
