@@ -209,7 +209,8 @@ import Testing
         #expect(last.contains("\"subject\":\"nothing.attacker.test\""), "\(last)")
         #expect(!run.output.stderr.contains("(full list: "), "\(run.output.stderr)")
         // The session's id, or the machine-wide leftover checks would be skipped.
-        try expectNothingLeft(lab, world, sessionID: try #require(run.sessionID, "no session list: \(run.output.stderr)"))
+        let sessionID: String = try #require(run.sessionID, "no session list: \(run.output.stderr)")
+        try expectNothingLeft(lab, world, sessionID: sessionID)
     }
 
     /// Fail closed: a failure after the uplink and the gate are up stops the agent from ever running, with
