@@ -4,14 +4,18 @@
 # Runs as root; the agent runs as a system user made for the demo (cgdemo, home /home/cgdemo), so no real
 # user's home is read or written. Everything it creates (the lab's namespaces and processes, the user and its
 # home, /tmp/cagent-demo, /opt/cagent-demo) is removed on exit, Ctrl-C included. CAGENT_DEMO_KEEP=1 keeps the
-# files for a look.
+# files for a look. CAGENT_DEMO_TAG=x (lower-case letters and digits) names all of them with x (/tmp/cagent-demo-x,
+# the user cgdemo-x, the namespaces cgd-x-host...), so two runs (tests) do not share them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 cagent=${CAGENT:-$repo/.build/debug/cagent}   # CAGENT: another build (the tests run their own)
-demo=/tmp/cagent-demo
-bin=/opt/cagent-demo
-agent_user=cgdemo
+tag=${CAGENT_DEMO_TAG:-}
+[[ $tag =~ ^[a-z0-9]{0,16}$ ]] || { echo "demo: CAGENT_DEMO_TAG takes up to 16 lower-case letters and digits" >&2; exit 2; }
+suffix=${tag:+-$tag}
+demo=/tmp/cagent-demo$suffix
+bin=/opt/cagent-demo$suffix
+agent_user=cgdemo$suffix
 home=/home/$agent_user
 source scripts/demo/lab.sh
 

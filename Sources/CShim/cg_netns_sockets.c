@@ -53,29 +53,38 @@ fail:
     _exit(125);
 }
 
+static const char *cg_netns_stages[] = { "netns-sockets", "join the sandbox's user namespace", "join the sandbox's network namespace",
+                                         "bring lo up in the sandbox", "create a socket in the sandbox" };
+
 int cg_netns_sockets(pid_t pid, const int *domains, const int *types, const int *protocols, int count,
                      int loopback_up, int *fds, const char **stage) {
-    static const char *stages[] = { "netns-sockets", "join the sandbox's user namespace", "join the sandbox's network namespace",
-                                    "bring lo up in the sandbox", "create a socket in the sandbox" };
-    *stage = stages[0];
-    if (count < 1 || count > CG_NETNS_MAX_SOCKETS) { errno = EINVAL; return -1; }
+    *stage = cg_netns_stages[0];
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
     int user_fd = open(path, O_RDONLY | O_CLOEXEC);
     snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
     int net_fd = open(path, O_RDONLY | O_CLOEXEC);
-    int channel[2] = { -1, -1 };
-    if (user_fd < 0 || net_fd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) < 0) {
-        int saved = errno;
-        if (user_fd >= 0) close(user_fd);
-        if (net_fd >= 0) close(net_fd);
-        errno = saved;
-        return -1;
+    int result = -1;
+    if (user_fd >= 0 && net_fd >= 0) {
+        result = cg_netns_sockets_at(user_fd, net_fd, domains, types, protocols, count, loopback_up, fds, stage);
     }
+    int saved = errno;
+    if (user_fd >= 0) close(user_fd);
+    if (net_fd >= 0) close(net_fd);
+    errno = saved;
+    return result;
+}
+
+int cg_netns_sockets_at(int user_fd, int net_fd, const int *domains, const int *types, const int *protocols, int count,
+                        int loopback_up, int *fds, const char **stage) {
+    *stage = cg_netns_stages[0];
+    if (count < 1 || count > CG_NETNS_MAX_SOCKETS) { errno = EINVAL; return -1; }
+    int channel[2] = { -1, -1 };
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, channel) < 0) return -1;
     pid_t helper = fork();
     if (helper == 0) { close(channel[0]); child(user_fd, net_fd, channel[1], domains, types, protocols, count, loopback_up); }
     int saved = errno;
-    close(user_fd); close(net_fd); close(channel[1]);
+    close(channel[1]);
     if (helper < 0) { close(channel[0]); errno = saved; return -1; }
     int report[2] = { 0, 0 };
     char control[CMSG_SPACE(sizeof(int) * CG_NETNS_MAX_SOCKETS)];
@@ -86,7 +95,7 @@ int cg_netns_sockets(pid_t pid, const int *domains, const int *types, const int 
     close(channel[0]);
     while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {}
     if (got != (ssize_t)sizeof report) { errno = EPROTO; return -1; }
-    if (report[0] != 0) { *stage = stages[report[0]]; errno = report[1]; return -1; }
+    if (report[0] != 0) { *stage = cg_netns_stages[report[0]]; errno = report[1]; return -1; }
     struct cmsghdr *header = CMSG_FIRSTHDR(&message);
     if (!header || header->cmsg_type != SCM_RIGHTS || header->cmsg_len != CMSG_LEN(sizeof(int) * count)) { errno = EPROTO; return -1; }
     memcpy(fds, CMSG_DATA(header), sizeof(int) * count);

@@ -40,7 +40,7 @@ struct DockerRunCommand: ParsableCommand {
         guard !command.isEmpty else { throw ValidationError("the agent command follows --") }
         let environment = ProcessEnvironment.current
         let user = InvokingUser.current(environment: environment)
-        let workspacePath = URL(fileURLWithPath: workspace ?? FileManager.default.currentDirectoryPath).standardizedFileURL.path
+        let workspacePath = URL(fileURLWithPath: workspace ?? FileSystem.currentDirectory()).standardizedFileURL.path
         // docker's --mount is comma-separated: a path with a comma or a quote would be split differently.
         guard !workspacePath.contains(","), !workspacePath.contains("\"") else {
             throw CagentError(stage: "docker run", "the workspace path contains a comma or a quote",

@@ -21,15 +21,15 @@ struct LearnCommand: ParsableCommand {
         usage: """
         cagent learn [--agent PROFILE] [--workspace DIR] [--user UID] [--db PATH]
           [--tracer auto|ebpf|seccomp|tracee] [--env NAME]... [--quiet]
-          [--keep-scratch] [--revert-risky] -- CMD [ARGS...]
+          [--keep-scratch] [--revert-risky] [--rootless] -- CMD [ARGS...]
         """,
         discussion: """
         DNS is open while learning: every name resolves and every connection (except metadata, the host and \
         the LAN) goes out. The session is recorded for `cagent report`.
 
         With --user, that user's places are used: its profiles, state and database. Exit status: the \
-        agent's; 125 when cagent failed before the agent ran; 126/127 as in enforce. Needs root for now \
-        (run it with sudo). See docs/cli.md.
+        agent's; 125 when cagent failed before the agent ran; 126/127 as in enforce. As a plain user it \
+        runs in rootless mode, traced with seccomp-notify (docs/security.md "Rootless learn"). See docs/cli.md.
         """)
 
     @OptionGroup var logging: LoggingOptions
@@ -47,6 +47,8 @@ struct LearnCommand: ParsableCommand {
     @Option(help: .hidden) var stateDir: String?
     /// Tests: the agent's home (default: the user's from the password database).
     @Option(help: .hidden) var home: String?
+    @Flag(help: "Rootless mode even as root (chosen by itself when cagent is not root): cagent first becomes the agent's user; the tracer is seccomp-notify.")
+    var rootless = false
     @Flag(help: "cagent is a container's entrypoint (root in it, CAP_NET_ADMIN and CAP_SYS_PTRACE): the container is the sandbox, recorded into --db on a volume. See docs/docker.md.")
     var inContainer = false
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
@@ -54,21 +56,21 @@ struct LearnCommand: ParsableCommand {
     func run() throws {
         if inContainer { return try runInContainer() }
         logging.bootstrap()
-        try RootRequirement.check(command: "learn")
         learnTiming("run")
         guard let choice = TracerChoice(rawValue: tracer) else {
             throw ValidationError("--tracer must be one of \(TracerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let environment = ProcessEnvironment.current
-        let options = LearnOptions(agent: agent, workspace: workspace ?? FileSystem.currentDirectory(), tracer: choice, database: db,
+        var options = LearnOptions(agent: agent, workspace: workspace ?? FileSystem.currentDirectory(), tracer: choice, database: db,
                                    passedEnvironment: passedEnvironment, keepScratch: keepScratch, revertRisky: revertRisky,
                                    quiet: quiet, user: user, stateDir: stateDir, home: home, command: command)
+        options.rootless = rootless
         let outcome = try LearnSession.run(options, environment: environment)
         // The commands the summary prints must find this database as typed: `--user` when its default would be
         // another user's (and `sudo` when that takes rights the caller lacks), `--db` when one was named.
         let plain = InvokingUser.current(environment: environment)
         let forUser = db == nil && outcome.user.uid != plain.uid ? outcome.user.uid : nil
-        let follow = LearnFollowUp(database: db, user: forUser, sudo: forUser != nil && environment["SUDO_UID"] != nil)
+        let follow = LearnFollowUp(database: db, user: forUser, sudo: forUser != nil && InvokingUser.underSudo(environment))
         outcome.live.summary(outcome.summary, sessionID: outcome.sessionID, status: outcome.status, scratch: outcome.scratch,
                              followUp: follow)
         throw CagentExit(status: outcome.status)

@@ -22,6 +22,12 @@ struct NetworkSessionCommand: ParsableCommand {
     @Option(help: "Test hook: SIGKILL this process right after the named setup step.") var crashAfter: String?
 
     func run() throws {
+        // The host's side of a root session (a veth in the host's namespace, the host's chains, /run/cagent):
+        // one clear line for a plain user instead of the setup lock's EACCES.
+        guard geteuid() == 0 else {
+            throw CagentError(stage: "arguments", "_network-session needs root: it makes a root session's veth and the host's nftables chains",
+                              hint: "run it with sudo; a plain user's `cagent enforce` sets up its own network (rootless mode)")
+        }
         let entries = try allow.map(AllowEntry.parse)
         let environment = ProcessEnvironment.current
         var paths = CagentPaths.standard(user: InvokingUser.current(environment: environment), environment: environment)

@@ -161,7 +161,7 @@ struct ProfileTrust: AsyncParsableCommand {
             out.write("\(shown) is a \(loaded.source.origin.rawValue) profile, trusted by where it lives; nothing to record\n")
             return
         }
-        let underSudo = ProcessEnvironment.current["SUDO_UID"] != nil
+        let underSudo = InvokingUser.underSudo(ProcessEnvironment.current)
         // Written with the user's rights: a symlinked config directory must not make root write elsewhere.
         try FileSystem.asUser(resolver.reader) {
             try resolver.trustStore.trust(path: loaded.source.path, sha256: loaded.source.sha256,

@@ -114,7 +114,7 @@ struct RecordEnforceCommand: ParsableCommand {
                                                allowable: (entry["allowable"] as? Bool) ?? false))
         }
         let session = SessionInfo(id: id, kind: "enforce", source: profile.isEmpty ? "" : "profile:" + profile,
-                                  command: command, gate: gate, startedAt: started)
+                                  command: ArgvRedaction().redact(command), gate: gate, startedAt: started)   // as learn's: no secret on a command line stored
         return EnforceRecord(session: session, endedAt: ended, entries: entries)
     }
 }

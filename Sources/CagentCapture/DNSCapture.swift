@@ -78,22 +78,10 @@ public final class DNSCapture: @unchecked Sendable {
     }
 
     private func loop(_ handle: OpaquePointer) {
-        let fd = cg_pcap_get_selectable_fd(handle)
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        let callback: pcap_handler = { user, header, bytes in
-            guard let user, let header, let bytes else { return }
-            let capture = Unmanaged<DNSCapture>.fromOpaque(UnsafeRawPointer(user)).takeUnretainedValue()
+        PcapSource.pump(handle, wakeFD: service.wakeFD, pollMilliseconds: 100) { header, bytes in
             let frame = Array(UnsafeBufferPointer(start: bytes, count: Int(header.pointee.caplen)))
             let time = Double(header.pointee.ts.tv_sec) + Double(header.pointee.ts.tv_usec) / 1e6
-            for event in capture.state.handle(frame: frame, time: time) { capture.onEvent(event) }
-        }
-        while true {
-            var fds = [pollfd(fd: service.wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
-            let rc = poll(&fds, 2, 100)
-            if rc < 0 && errno != EINTR { return }
-            // Always dispatch (also on timeout): buffered blocks may be ready without a poll wake-up.
-            while cg_pcap_dispatch(handle, 64, callback, context.assumingMemoryBound(to: UInt8.self)) > 0 {}
-            if fds[0].revents != 0 { return }
+            for event in state.handle(frame: frame, time: time) { onEvent(event) }
         }
     }
 }

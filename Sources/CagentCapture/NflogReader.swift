@@ -1,9 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-#if canImport(Glibc)
-import Glibc
-#endif
 import CPcap
 import CShim
 import CagentCore
@@ -47,21 +44,9 @@ public final class NflogReader: Sendable {
     }
 
     private func loop(_ handle: OpaquePointer) {
-        let fd = cg_pcap_get_selectable_fd(handle)
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        let callback: pcap_handler = { user, header, bytes in
-            guard let user, let header, let bytes else { return }
-            let reader = Unmanaged<NflogReader>.fromOpaque(UnsafeRawPointer(user)).takeUnretainedValue()
+        PcapSource.pump(handle, wakeFD: service.wakeFD, pollMilliseconds: 200) { header, bytes in
             let frame = Array(UnsafeBufferPointer(start: bytes, count: Int(min(header.pointee.caplen, 65535 + 256))))
-            if let packet = NflogFrame.parse(frame) { reader.onPacket(packet) }
-        }
-        while true {
-            var fds = [pollfd(fd: service.wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
-            let rc = poll(&fds, 2, 200)
-            if rc < 0 && errno != EINTR { return }
-            // Always dispatch (also on timeout): TPACKET_V3 blocks may be ready without a poll wake-up.
-            while cg_pcap_dispatch(handle, 64, callback, context.assumingMemoryBound(to: UInt8.self)) > 0 {}
-            if fds[0].revents != 0 { return }
+            if let packet = NflogFrame.parse(frame) { onPacket(packet) }
         }
     }
 }

@@ -55,4 +55,34 @@ struct PcapSource {
     static func text(_ buffer: [CChar]) -> String {
         String(nulTerminated: buffer)
     }
+
+    /// Hands every captured frame to `onFrame` until `wakeFD` (the capture thread's stop pipe) is readable, then
+    /// returns after a last dispatch. Non-blocking pcap driven by poll, because a blocking pcap_dispatch may never
+    /// return while nothing arrives; every round dispatches, also on a timeout: buffered TPACKET_V3 blocks may be
+    /// ready without a poll wake-up.
+    static func pump(_ handle: OpaquePointer, wakeFD: Int32, pollMilliseconds: Int32,
+                     onFrame: (UnsafePointer<pcap_pkthdr>, UnsafePointer<UInt8>) -> Void) {
+        withoutActuallyEscaping(onFrame) { onFrame in
+            var handler = FrameHandler(onFrame: onFrame)
+            withUnsafeMutablePointer(to: &handler) { context in
+                let callback: pcap_handler = { user, header, bytes in
+                    guard let user, let header, let bytes else { return }
+                    UnsafeMutableRawPointer(user).assumingMemoryBound(to: FrameHandler.self).pointee.onFrame(header, bytes)
+                }
+                let fd = cg_pcap_get_selectable_fd(handle)
+                let user = UnsafeMutableRawPointer(context).assumingMemoryBound(to: UInt8.self)
+                while true {
+                    var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+                    let rc = poll(&fds, 2, pollMilliseconds)
+                    if rc < 0 && errno != EINTR { return }
+                    while cg_pcap_dispatch(handle, 64, callback, user) > 0 {}
+                    if fds[0].revents != 0 { return }
+                }
+            }
+        }
+    }
+
+    private struct FrameHandler {
+        let onFrame: (UnsafePointer<pcap_pkthdr>, UnsafePointer<UInt8>) -> Void
+    }
 }

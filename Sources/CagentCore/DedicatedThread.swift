@@ -1,4 +1,5 @@
 import CShim
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,11 +43,36 @@ public final class DedicatedThread: @unchecked Sendable {
 
     /// Runs `body` on a new thread and waits for its result: for work that must not run on a shared thread
     /// (setns is per thread).
-    public static func run<T>(name: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
+    public static func run<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
+        let outcome = try ThreadWork.start(name: name, body).join()
+        guard let outcome else { throw CagentError(stage: name, "the thread ended without a result") }
+        return try outcome.get()
+    }
+}
+
+/// Work on a thread of its own whose outcome the owner collects: `join` waits for the thread and hands over
+/// what `body` returned or threw (once: later calls give nil).
+public final class ThreadWork<T: Sendable>: Sendable {
+    private let thread: DedicatedThread
+    private let outcome: ResultBox<T>
+
+    private init(thread: DedicatedThread, outcome: ResultBox<T>) { self.thread = thread; self.outcome = outcome }
+
+    /// Starts `body` on a new thread named `name`; throws when no thread can be started.
+    public static func start(name: String, _ body: @escaping @Sendable () throws -> T) throws -> ThreadWork<T> {
         let box = ResultBox<T>()
-        let thread = try start(name: name) { box.result = Result { try body() } }
+        let thread = try DedicatedThread.start(name: name) {
+            let result = Result { try body() }
+            box.result.withLock { $0 = result }
+        }
+        return ThreadWork(thread: thread, outcome: box)
+    }
+
+    /// Waits for the thread; its outcome the first time, nil after. From the owner's thread.
+    @discardableResult
+    public func join() -> Result<T, any Error>? {
         thread.join()
-        return try box.result!.get()
+        return outcome.result.withLock { $0.take() }
     }
 }
 
@@ -55,34 +81,49 @@ private final class ClosureBox {
     init(_ body: @escaping @Sendable () -> Void) { self.body = body }
 }
 
-// @unchecked: written by the thread, read after pthread_join.
-private final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, Error>?   // written by the thread, read after pthread_join (a happens-before edge)
+/// A thread's outcome, read after pthread_join.
+private final class ResultBox<T: Sendable>: Sendable {
+    let result = Mutex<Result<T, any Error>?>(nil)
 }
 
-/// A one-shot signal between threads: `wait` returns once `open` was called (before or after).
+/// A value behind a lock that a thread can wait on: `update` changes it and wakes the waiters, `wait(for:)`
+/// blocks until it satisfies a condition. The project's locks are Synchronization's `Mutex`; this is the one
+/// exception, for the waits a `Mutex` cannot do (events, bounds).
 // @unchecked: a pthread mutex and condition variable (C: Synchronization has no condition variable).
-public final class Latch: @unchecked Sendable {
+public final class Monitor<State: Sendable>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var isOpen = false
+    private var state: State
 
-    public init() {
+    public init(_ state: State) {
+        self.state = state
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
     }
 
-    public func open() {
+    /// Changes the value under the lock and wakes every waiter.
+    @discardableResult
+    public func update<R>(_ body: (inout State) throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
-        isOpen = true
-        pthread_cond_broadcast(condition)
-        pthread_mutex_unlock(mutex)
+        defer {
+            pthread_cond_broadcast(condition)
+            pthread_mutex_unlock(mutex)
+        }
+        return try body(&state)
     }
 
-    public func wait() {
+    /// Blocks until `take` gives a value (it runs under the lock, at the start and after each change, and may
+    /// change the value itself), then returns that value.
+    public func wait<R>(for take: (inout State) -> R?) -> R {
         pthread_mutex_lock(mutex)
-        while !isOpen { pthread_cond_wait(condition, mutex) }
-        pthread_mutex_unlock(mutex)
+        defer {
+            pthread_cond_broadcast(condition)
+            pthread_mutex_unlock(mutex)
+        }
+        while true {
+            if let taken = take(&state) { return taken }
+            pthread_cond_wait(condition, mutex)
+        }
     }
 
     deinit {
@@ -91,4 +132,15 @@ public final class Latch: @unchecked Sendable {
         condition.deallocate()
         mutex.deallocate()
     }
+}
+
+/// A one-shot signal between threads: `wait` returns once `open` was called (before or after).
+public final class Latch: Sendable {
+    private let isOpen = Monitor(false)
+
+    public init() {}
+
+    public func open() { isOpen.update { $0 = true } }
+
+    public func wait() { isOpen.wait { $0 ? () : nil } }
 }

@@ -16,6 +16,9 @@ public struct InvokingUser: Sendable, Equatable {
         self.uid = uid; self.gid = gid; self.name = name; self.home = home
     }
 
+    /// Whether cagent runs through sudo (`SUDO_UID` set): the invoking user is then not the process's own.
+    public static func underSudo(_ environment: [String: String]) -> Bool { environment["SUDO_UID"] != nil }
+
     /// SUDO_UID when run through sudo, else the real uid; looked up in the password database.
     public static func current(environment: [String: String]) -> InvokingUser {
         var uid = getuid()
@@ -60,6 +63,17 @@ extension InvokingUser {
         return result
     }
 
+    /// Where a session's files go (`enforce`, `learn`): with `--user` (`actingFor`) every place is this user's
+    /// (profiles, trust store, state, the database), whatever cagent's own HOME and XDG variables say; the
+    /// environment those places are read from, and the paths, `--state-dir` replacing the data directory.
+    public func sessionPlaces(environment: [String: String], actingFor: Bool,
+                              stateDir: String?) -> (environment: [String: String], paths: CagentPaths) {
+        let places = actingFor ? placesEnvironment(environment) : environment
+        var paths = CagentPaths.standard(user: self, environment: places)
+        if let stateDir { paths.data = stateDir }
+        return (places, paths)
+    }
+
     /// The environment for the places of `uid` (a command's `--user`), or `environment` itself without one.
     /// Acting for another user takes root: a plain user cannot open another's files anyway, and is told so
     /// in one line instead of a permission error on some file.
@@ -94,7 +108,7 @@ public struct CagentPaths: Sendable {
 
     public static func standard(user: InvokingUser, environment: [String: String]) -> CagentPaths {
         // Under sudo, root's XDG variables are not the user's: use the user's home.
-        let underSudo = environment["SUDO_UID"] != nil
+        let underSudo = InvokingUser.underSudo(environment)
         // The XDG spec: an empty or relative value counts as unset.
         func xdg(_ name: String) -> String? {
             guard !underSudo, let value = environment[name], value.hasPrefix("/") else { return nil }

@@ -44,6 +44,9 @@ public final class FilteringProxy: @unchecked Sendable {
         public var headSeconds: Double
         /// Seconds without traffic in either direction before a relayed connection is closed.
         public var idleSeconds: Double
+        /// Rootless mode: where the listening sockets come from (family, type -> an unbound socket made in the
+        /// sandbox's namespace by cg_netns_sockets, as for the gate); nil: created here.
+        public var listenSocket: (@Sendable (_ family: Int32, _ type: Int32) throws -> Int32)?
 
         public init(listen: [IPAddress], port: UInt16 = 0, policy: GatePolicy, upstream: SocketAddress,
                     maxConnections: Int = 64, headSeconds: Double = 10, idleSeconds: Double = 600) {
@@ -113,7 +116,9 @@ public final class FilteringProxy: @unchecked Sendable {
         do {
             guard !configuration.listen.isEmpty else { throw CagentError(stage: "filtering proxy", "no listen address") }
             for address in configuration.listen {
-                let fd = try Sockets.socket(SocketAddress(address: address, port: 0).family, Int32(SOCK_STREAM.rawValue), stage: "filtering proxy: socket")
+                let family = SocketAddress(address: address, port: 0).family
+                let make = configuration.listenSocket ?? { family, type in try Sockets.socket(family, type, stage: "filtering proxy: socket") }
+                let fd = try make(family, Int32(SOCK_STREAM.rawValue))
                 sockets.append(fd)
                 try Sockets.bind(fd, SocketAddress(address: address, port: port), stage: "filtering proxy: bind")
                 port = Sockets.boundPort(fd)

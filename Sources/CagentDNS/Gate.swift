@@ -27,8 +27,7 @@ public enum GateEvent: Sendable, Equatable {
 /// For an allowed A/AAAA question it sends a fresh query upstream (own ID, lowercased name, random source
 /// port), follows the CNAME chain, refuses special-use answers, pins every address through the pinner,
 /// and only then releases the answer, with TTLs clamped to the pins' lifetime.
-// @unchecked: `port` is written by start() before the serving thread answers; the rest is immutable or in a Mutex.
-public final class Gate: @unchecked Sendable {
+public final class Gate: Sendable {
     public struct Configuration: Sendable {
         /// The session's gateway addresses (IPv4, and IPv6 when the sandbox has it), all on one port.
         public var listen: [IPAddress]
@@ -65,7 +64,9 @@ public final class Gate: @unchecked Sendable {
     let observer: (any GateObserver)?
 
     private let service = ServiceThread(name: "cagent-dns-gate")
-    public private(set) var port: UInt16 = 0
+    /// The port both sockets are bound to, 0 before `start`.
+    public var port: UInt16 { boundPort.withLock { $0 } }
+    private let boundPort = Mutex<UInt16>(0)
 
     public init(configuration: Configuration, pinner: any AddressPinner, book: AddressBook = AddressBook(),
                 observer: (any GateObserver)? = nil, events: @escaping @Sendable (GateEvent) -> Void = { _ in }) {
@@ -79,7 +80,7 @@ public final class Gate: @unchecked Sendable {
         try service.start(setup: { [self] () throws -> Loop in
             if let path = configuration.netnsPath { try NamespaceThread.enter(netnsPath: path, stage: "dns gate") }
             let loop = try Loop(gate: self)
-            port = loop.port
+            boundPort.withLock { $0 = loop.port }
             return loop
         }, run: { loop in
             var loop = loop

@@ -59,18 +59,3 @@ public enum ErrorBoundary {
     }
 }
 
-/// `learn` needs root for now (`enforce` has rootless mode). Checked first, so that a plain user reads one line
-/// saying so instead of the cgroup's EACCES or a user-namespace hint from somewhere inside setup.
-public enum RootRequirement {
-    /// The line a plain user sees, e.g. for `enforce`.
-    public static func line(command: String) -> String {
-        "cagent: \(command) needs root (for now: rootless learn is not built, issue #18); run it with sudo"
-    }
-
-    /// Throws CagentExit(125) after that line when the process is not root.
-    public static func check(command: String) throws {
-        guard geteuid() != 0 else { return }
-        FileDescriptorStream.standardError.write(line(command: command) + "\n")
-        throw CagentExit(status: ExitStatus.failure)
-    }
-}

@@ -313,6 +313,7 @@ struct ContainerEnforce {
 
 /// The container's DNS gate and denial lines (EnforceNetwork's parts without a veth or a host side).
 /// `--offline`: the firewall without an entry and no gate (every name fails, nothing leaves).
+// @unchecked: `gate` and `reader` are set by start() and cleared by stop(), both on the owner's (launch) thread.
 final class ContainerNetwork: ContainerObserver, @unchecked Sendable {
     let offline: Bool
     let json: Bool

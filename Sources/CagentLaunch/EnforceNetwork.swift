@@ -18,6 +18,7 @@ import Glibc
 /// yet), waits for that, creates the veth into the sandbox and starts the gate, and either has all of it up
 /// or undoes what it did and throws: the agent never runs without its network policy.
 /// `stop()` is idempotent and runs on every exit path.
+// @unchecked: the proxy, the prepare thread and the counts are set and cleared on the owner's thread (start, stop).
 final class EnforceNetwork: @unchecked Sendable {
     let sessionID: String
     let paths: CagentPaths
@@ -60,15 +61,12 @@ final class EnforceNetwork: @unchecked Sendable {
 
     /// `--proxy`: what the agent's HTTP_PROXY/HTTPS_PROXY name (the filtering proxy on the gateway), or nil.
     var proxyURL: String? {
-        guard upstreamProxy != nil, let session = uplink.session, let port = session.proxyPort else { return nil }
-        if let gateway = session.addresses.gateway4 { return "http://\(gateway):\(port)" }
-        return session.addresses.gateway6.map { "http://[\($0)]:\(port)" }
+        guard upstreamProxy != nil, let port = uplink.session?.proxyPort, let gateway = uplink.gateways.first else { return nil }
+        return "http://" + SocketAddress(address: gateway, port: port).description
     }
 
     /// The lease, the chains and the reader coming up on a thread (`prepareAhead`) while the rest of the start goes on.
-    private var preparing: DedicatedThread?
-    private final class Outcome: @unchecked Sendable { var error: (any Error)? }
-    private let prepared = Outcome()
+    private var preparing: ThreadWork<Void>?
 
     /// Starts bringing up the part of the network that needs no sandbox — lease, slot, nflog group, the
     /// session's chains, then the denial reader — on a thread of its own, before the sandbox exists: it
@@ -77,9 +75,7 @@ final class EnforceNetwork: @unchecked Sendable {
     func prepareAhead() {
         guard preparing == nil else { return }
         // No thread (resources exhausted): `start` prepares on the caller's thread.
-        preparing = try? DedicatedThread.start(name: "cagent-uplink") { [self] in
-            do { try prepareHost() } catch { prepared.error = error }
-        }
+        preparing = try? ThreadWork.start(name: "cagent-uplink") { [self] in try prepareHost() }
     }
 
     private func prepareHost() throws {
@@ -93,9 +89,8 @@ final class EnforceNetwork: @unchecked Sendable {
     /// Waits for the host's part (preparing it now if `prepareAhead` was not called or had no thread).
     private func waitForHost() throws {
         if let preparing {
-            preparing.join()   // pthread_join: the thread's writes are visible after it
             self.preparing = nil
-            if let error = prepared.error { prepared.error = nil; throw error }
+            if case .failure(let error)? = preparing.join() { throw error }
         } else if uplink.session == nil {
             try prepareHost()
         }
@@ -153,13 +148,12 @@ final class EnforceNetwork: @unchecked Sendable {
         uplink.stopReader()
         proxy?.stop(); proxy = nil
         stopGate()
-        final class Failure: @unchecked Sendable { var error: CagentError? }
-        let uplink = uplink, failure = Failure()
-        guard let thread = try? DedicatedThread.start(name: "cagent-teardown", { failure.error = uplink.stop() }) else {
+        let uplink = uplink
+        guard let removal = try? ThreadWork.start(name: "cagent-teardown", { uplink.stop() }) else {
             let error = uplink.stop()
             return { error }
         }
-        return { thread.join(); return failure.error }   // pthread_join: the thread's write is visible after it
+        return { (try? removal.join()?.get()) ?? nil }
     }
 
     /// Stops the gate; never silent about queries a flood made the kernel drop (docs/benchmarks.md "Load").

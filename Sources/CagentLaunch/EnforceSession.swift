@@ -70,19 +70,11 @@ public struct EnforceOptions: Equatable, Sendable {
         // Not root (or --rootless): the same sandbox without any privilege of the host's (RootlessMode).
         let rootless = RootlessMode.isOn(requested: self.rootless)
         if rootless { try RootlessMode.enter(as: invoking) }
-        if rootless && publish != nil {
-            throw CagentError(stage: "arguments", "--publish is not available in rootless mode yet", hint: "run it as root, or without --publish")
-        }
-        if rootless && proxy != nil {
-            throw CagentError(stage: "arguments", "--proxy is not available in rootless mode yet", hint: "run it as root, or without --proxy")
-        }
         let workspacePath = workspace ?? FileSystem.currentDirectory()
-        // With --user, every place is that user's (profiles, trust store, state), whatever cagent's own
-        // HOME and XDG variables say.
-        let places = user != nil ? invoking.placesEnvironment(environment) : environment
+        let placed = invoking.sessionPlaces(environment: environment, actingFor: user != nil, stateDir: stateDir)
+        let places = placed.environment
+        var paths = placed.paths
         let loaded = try loadProfileForEnforce(nameOrPath: profile, workspace: workspacePath, environment: places)
-        var paths = CagentPaths.standard(user: invoking, environment: places)
-        if let stateDir { paths.data = stateDir }
         if rootless { paths.runtime = RootlessMode.runtimeDirectory(data: paths.data, environment: places) }
         // Keys from files the user's config names join the host environment (never printed or stored).
         let credentials = try Credentials.load(into: environment, configDirectory: paths.config, user: invoking,
@@ -136,7 +128,9 @@ public struct EnforceOptions: Equatable, Sendable {
         if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
         if let line = AgentBootstrap.startLine(plan.agentMapped, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         if let dumpPlan {
-            let bytes = try plan.serialized()
+            var dumped = plan
+            if let key = request.sshKey { dumped.replaceFile(at: SshDeployKey.keyPath, contents: key.dumpReference) }
+            let bytes = try dumped.serialized()
             // A file the user names: written with the user's rights (docs/security.md, "confused deputy").
             if case .failure(let error) = FileSystem.writeAsUser(dumpPlan, bytes: Array(bytes), mode: 0o600,
                                                                  identity: FileIdentity.invoking(environment: environment)) {
@@ -161,7 +155,8 @@ public struct EnforceOptions: Equatable, Sendable {
         // Rootless: the allowlist, the gate and a user-mode uplink inside the sandbox's own namespace (RootlessNetwork).
         let rootlessNetwork = offline || !rootless ? nil : try RootlessNetwork(
             profile: loaded.network, upstreamOverride: upstreamDns, allowHint: recording.allowCommand,
-            asker: asker?.gateAsker, output: { notices.write(line: $0) })
+            asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
+        rootlessNetwork?.failAt = failAtStage
         let network = offline || rootless ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
             allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
@@ -203,7 +198,7 @@ public struct EnforceOptions: Equatable, Sendable {
                 try rootlessNetwork?.start(pid: pid)
             } catch { throw setupError(error, stage: .network) }
             Timing.mark("enforce: network up")
-            do { try published?.start(pid: pid) } catch { throw setupError(error, stage: .publish) }
+            do { try published?.start(pid: pid, rootless: rootless) } catch { throw setupError(error, stage: .publish) }
         }
         launcher.beforeAgent = { pid in
             // cagent-init builds the view meanwhile; it forks the agent only after this returned.
@@ -227,9 +222,9 @@ public struct EnforceOptions: Equatable, Sendable {
             // Addresses are allocated in beforeRelease: resolv.conf names the session's gateways (the gate).
             var plan = plan
             if let network { plan = network.uplink.resolving(plan) }
-            if let rootlessNetwork { plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: rootlessNetwork.nameservers)) }
+            if let rootlessNetwork { plan.setNameservers(rootlessNetwork.nameservers) }
             if upstreamProxy != nil {
-                guard let url = network?.proxyURL else { throw CagentError(stage: "proxy", "the filtering proxy has no address") }
+                guard let url = network?.proxyURL ?? rootlessNetwork?.proxyURL else { throw CagentError(stage: "proxy", "the filtering proxy has no address") }
                 plan.environment = AgentEnvironment.withFilteringProxy(plan.environment, url: url)
             }
             return plan
@@ -253,7 +248,10 @@ public struct EnforceOptions: Equatable, Sendable {
         // The session record (the full list, with what the store needs): written for every session the agent ran in.
         var spooled: String?
         if failure == nil {
-            let written = recording.write(network: network, status: status, owner: invoking)
+            // Rootless sessions too: their denials are what `profile propose --update` proposes from.
+            let written = recording.write(reporter: network?.reporter ?? rootlessNetwork?.reporter,
+                                          gate: network?.gateAddress ?? rootlessNetwork.map { $0.nameservers[0] },
+                                          status: status, owner: invoking)
             spooled = written.spooled
             if let network {
                 FileDescriptorStream.standardError.write((json ? network.reporter.json() : network.reporter.summaryLine(listPath: written.list)) + "\n")
@@ -261,6 +259,7 @@ public struct EnforceOptions: Equatable, Sendable {
             }
             if let rootlessNetwork {
                 FileDescriptorStream.standardError.write((json ? rootlessNetwork.reporter.json() : rootlessNetwork.reporter.summaryLine(listPath: written.list)) + "\n")
+                if upstreamProxy != nil, let line = rootlessNetwork.proxyLines.summaryLine { FileDescriptorStream.standardError.write(line + "\n") }
             }
         }
         let teardownError = networkDown?()

@@ -11,12 +11,18 @@ import Glibc
 /// thread that joined the sandbox's namespace), and nothing else: no other port, no address but loopback,
 /// no direction but host -> sandbox. The listener is bound before the sandbox exists (a busy port stops the
 /// start); connections are relayed from the moment the namespace exists until the session ends.
+/// Rootless mode: a plain user cannot join the sandbox's network namespace, so each connection's inside
+/// socket is made by a helper that joins the sandbox's user namespace first (cg_netns_sockets_at, on the
+/// namespaces held open since the start, not on a pid that could be reused) and connected from here.
+// @unchecked: the listener, stop pipe and namespace fds (C) and the acceptor are set by the owner; relays in a Mutex.
 final class PublishedPort: @unchecked Sendable {
     static let maximumConnections = 16
     let port: UInt16
     private let listener: Int32
     private let stopPipe: [Int32]
     private var namespace: Int32 = -1
+    /// Rootless mode: the sandbox's user namespace (the inside sockets come from cg_netns_sockets_at); -1 as root.
+    private var userNamespace: Int32 = -1
     private var acceptor: DedicatedThread?
     /// The relay threads (joined at stop) and how many relay now.
     private let relays = Mutex<(threads: [DedicatedThread], active: Int)>(([], 0))
@@ -35,7 +41,9 @@ final class PublishedPort: @unchecked Sendable {
             close(fd)
             errno = error
             throw CagentError.system("publish", "cannot listen on 127.0.0.1:\(port)",
-                                     hint: "another program uses the port (ss -ltnp 'sport = :\(port)'): stop it or publish another port")
+                                     hint: error == EACCES
+                                        ? "a port below net.ipv4.ip_unprivileged_port_start needs root: publish a port from 1024 up"
+                                        : "another program uses the port (ss -ltnp 'sport = :\(port)'): stop it or publish another port")
         }
         listener = fd
         var fds: [Int32] = [-1, -1]
@@ -50,9 +58,13 @@ final class PublishedPort: @unchecked Sendable {
     }
 
     /// Called with the sandbox's init pid (its network namespace exists): accepting starts.
-    func start(pid: Int32) throws {
+    func start(pid: Int32, rootless: Bool = false) throws {
         namespace = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
         guard namespace >= 0 else { throw CagentError.system("publish", "open the sandbox's network namespace") }
+        if rootless {
+            userNamespace = open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC)
+            guard userNamespace >= 0 else { throw CagentError.system("publish", "open the sandbox's user namespace") }
+        }
         acceptor = try DedicatedThread.start(name: "cagent-publish") { [self] in acceptLoop() }
     }
 
@@ -65,6 +77,7 @@ final class PublishedPort: @unchecked Sendable {
         let threads = relays.withLock { state -> [DedicatedThread] in let all = state.threads; state.threads = []; return all }
         for thread in threads { thread.join() }
         if namespace >= 0 { close(namespace); namespace = -1 }
+        if userNamespace >= 0 { close(userNamespace); userNamespace = -1 }
     }
 
     deinit {
@@ -85,10 +98,10 @@ final class PublishedPort: @unchecked Sendable {
                 return true
             }
             guard admitted else { close(client); continue }
-            let namespace = self.namespace, port = self.port, stopFD = stopPipe[0]
+            let namespace = self.namespace, userNamespace = self.userNamespace, port = self.port, stopFD = stopPipe[0]
             do {
                 let thread = try DedicatedThread.start(name: "cagent-relay") { [self] in
-                    Self.relay(client: client, namespace: namespace, port: port, stopFD: stopFD)
+                    Self.relay(client: client, namespace: namespace, userNamespace: userNamespace, port: port, stopFD: stopFD)
                     relays.withLock { $0.active -= 1 }
                 }
                 relays.withLock { $0.threads.append(thread) }
@@ -99,11 +112,11 @@ final class PublishedPort: @unchecked Sendable {
         }
     }
 
-    /// On its own thread: joins the sandbox's namespace, connects to its 127.0.0.1:port, relays both ways.
-    private static func relay(client: Int32, namespace: Int32, port: UInt16, stopFD: Int32) {
+    /// On its own thread: a socket in the sandbox's namespace (this thread joins it as root; rootless, a helper
+    /// makes it there), connected to its 127.0.0.1:port, relayed both ways.
+    private static func relay(client: Int32, namespace: Int32, userNamespace: Int32, port: UInt16, stopFD: Int32) {
         defer { close(client) }
-        guard cg_setns(namespace, CG_CLONE_NEWNET) == 0 else { return }
-        let inside = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let inside = userNamespace >= 0 ? rootlessSocket(userNamespace: userNamespace, namespace: namespace) : joinedSocket(namespace)
         guard inside >= 0 else { return }
         defer { close(inside) }
         var address = loopback(port)
@@ -133,6 +146,19 @@ final class PublishedPort: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    private static func joinedSocket(_ namespace: Int32) -> Int32 {
+        guard cg_setns(namespace, CG_CLONE_NEWNET) == 0 else { return -1 }
+        return socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    }
+
+    private static func rootlessSocket(userNamespace: Int32, namespace: Int32) -> Int32 {
+        var fd: Int32 = -1
+        var stage: UnsafePointer<CChar>?
+        let domain = AF_INET, type = Int32(SOCK_STREAM.rawValue), proto: Int32 = 0
+        guard cg_netns_sockets_at(userNamespace, namespace, [domain], [type], [proto], 1, 0, &fd, &stage) == 0 else { return -1 }
+        return fd
     }
 
     private static func loopback(_ port: UInt16) -> sockaddr_in {

@@ -19,7 +19,7 @@ public enum RootlessMode {
 
     /// As root with `--rootless`: become the agent's user for good (groups, gid, uid; no way back), so that
     /// everything after runs exactly as it would for that user. A plain user may only be itself.
-    static func enter(as user: InvokingUser) throws {
+    package static func enter(as user: InvokingUser) throws {
         if geteuid() != 0 {
             guard user.uid == geteuid() else {
                 throw CagentError(stage: "user", "rootless mode runs the agent as you (uid \(geteuid())); --user \(user.uid) needs root",

@@ -19,6 +19,9 @@ import Glibc
 /// Sockets in the sandbox's namespace come from a forked helper that joins it (cg_netns_sockets).
 /// Live lines as today: the gate's refusals, and the ruleset's drops read from its nflog group in the
 /// sandbox's namespace (RootlessDenials).
+/// `--proxy`: the filtering proxy listens on 127.0.0.1 of the sandbox (its socket made there like the gate's),
+/// chains allowed requests to the upstream proxy from cagent's own sockets; the gate then answers no name.
+// @unchecked: the firewall, gate, uplink and denials are set by start() and cleared by stop() on the owner's thread.
 final class RootlessNetwork: @unchecked Sendable {
     let rules: ProfileNetworkRules
     let book = AddressBook()
@@ -30,10 +33,19 @@ final class RootlessNetwork: @unchecked Sendable {
     private var gate: Gate?
     private var uplink: RootlessUplink?
     private var denials: RootlessDenials?
+    private var proxy: FilteringProxy?
+    /// `--proxy`: the upstream proxy (nil: no proxy mode), the proxy's refusal lines and its port in the sandbox.
+    let upstreamProxy: SocketAddress?
+    let proxyLines: ProxyDenialLines
+    private(set) var proxyPort: UInt16?
+    /// `--fail-at-stage` (SetupStage): fail right after that part started, so the teardown is exercised.
+    var failAt: SetupStage?
 
     init(profile: NetworkPolicy, upstreamOverride: [String], allowHint: String?, asker: GateAsker?,
-         output: @escaping @Sendable (String) -> Void) throws {
+         upstreamProxy: SocketAddress? = nil, output: @escaping @Sendable (String) -> Void) throws {
         self.asker = asker
+        self.upstreamProxy = upstreamProxy
+        proxyLines = ProxyDenialLines(output: output)
         rules = try ProfileNetworkRules(profile: profile, upstreamOverride: upstreamOverride,
                                         resolverHint: "the host's resolver (/etc/resolv.conf)")
         reporter = DenialReporter(book: book, allowHint: allowHint, output: output)
@@ -41,6 +53,9 @@ final class RootlessNetwork: @unchecked Sendable {
 
     /// The sandbox's resolver: the gate on its own loopback.
     var nameservers: [String] { ["127.0.0.1"] }
+
+    /// `--proxy`: what the agent's HTTP_PROXY/HTTPS_PROXY name, once the proxy listens.
+    var proxyURL: String? { upstreamProxy == nil ? nil : proxyPort.map { "http://127.0.0.1:\($0)" } }
 
     /// Sockets of the sandbox's namespace (lo brought up there first: the gate binds 127.0.0.1).
     static func sockets(pid: Int32, _ specs: [(domain: Int32, type: Int32, proto: Int32)]) throws -> [Int32] {
@@ -62,9 +77,16 @@ final class RootlessNetwork: @unchecked Sendable {
             let firewall = try SessionFirewall(interface: Firewall.sandboxInterface, nflogGroup: Self.nflogGroup,
                                                netlinkDescriptor: netlink)
             self.firewall = firewall
-            let policy = try rules.gatePolicy(ipv6: false)
-            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!], port: 0, policy: policy, upstream: rules.upstream)
-            configuration.asker = asker
+            try SetupStage.inject(at: .network, asked: failAt)
+            // IPv6 when the host has an IPv6 default route (as in root mode), else IPv4 only.
+            let ipv6 = SandboxIPv6.hostHasDefaultRoute()
+            let policy = try rules.gatePolicy(ipv6: ipv6)
+            // Proxy mode: the profile's names are reached only through the filtering proxy; the gate answers
+            // no name (nothing is pinned, no direct connection to a web host opens), and asks about none.
+            var configuration = Gate.Configuration(listen: [IPAddress("127.0.0.1")!] + (ipv6 ? [IPAddress("::1")!] : []), port: 0,
+                                                   policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: ipv6),
+                                                   upstream: rules.upstream)
+            configuration.asker = upstreamProxy == nil ? asker : nil
             configuration.listenSocket = { family, type in
                 try Self.sockets(pid: pid, [(family, type | Int32(SOCK_NONBLOCK.rawValue), 0)])[0]
             }
@@ -72,14 +94,35 @@ final class RootlessNetwork: @unchecked Sendable {
             let gate = Gate(configuration: configuration, pinner: firewall, book: book) { reporter.record($0) }
             let port = try gate.start()
             self.gate = gate
+            try SetupStage.inject(at: .dnsGate, asked: failAt)
+            if let upstreamProxy {
+                var proxyConfiguration = FilteringProxy.Configuration(listen: [IPAddress("127.0.0.1")!], port: 0, policy: policy,
+                                                                      upstream: upstreamProxy)
+                proxyConfiguration.listenSocket = { family, type in
+                    try Self.sockets(pid: pid, [(family, type | Int32(SOCK_NONBLOCK.rawValue), 0)])[0]
+                }
+                let lines = proxyLines
+                let proxy = FilteringProxy(configuration: proxyConfiguration) { lines.record($0) }
+                self.proxy = proxy
+                proxyPort = try proxy.start()
+                try SetupStage.inject(at: .proxy, asked: failAt)
+            }
             try firewall.run(Firewall.sandboxBatch(gatePort: port, nflogGroup: Self.nflogGroup, entries: rules.entries,
-                                                   uplinkNetwork: RootlessUplink.network))
+                                                   uplinkNetwork: RootlessUplink.network, uplinkNetwork6: ipv6 ? RootlessUplink.network6 : nil,
+                                                   hostAddresses: RootlessUplink.hostAddresses()))
             // The drops, live (before the uplink: nothing is lost between the two).
             let denials = RootlessDenials { reporter.record($0) }
             let nflog = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 12 /* NETLINK_NETFILTER */)])[0]
             try denials.start(descriptor: nflog, group: Self.nflogGroup)
             self.denials = denials
-            uplink = try RootlessUplink.start(pid: pid)
+            try SetupStage.inject(at: .nflog, asked: failAt)
+            uplink = try RootlessUplink.start(pid: pid, ipv6: ipv6)
+            guard ipv6 else { return }
+            // IPv6 now, not by SLAAC a second later (SandboxIPv6).
+            let v6 = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 0 /* NETLINK_ROUTE */), (AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)])
+            defer { close(v6[1]) }
+            try SandboxIPv6.configure(routeDescriptor: v6[0], probe: v6[1], interface: "tap0", address: RootlessUplink.address6,
+                                      prefixLength: RootlessUplink.network6.prefixLength, gateway: RootlessUplink.gateway6)
         } catch {
             stop()
             throw error
@@ -89,6 +132,7 @@ final class RootlessNetwork: @unchecked Sendable {
     /// Stops the gate and the uplink; the ruleset goes with the sandbox's namespace. Idempotent.
     func stop() {
         denials?.stop(); denials = nil
+        proxy?.stop(); proxy = nil
         gate?.stop(); gate = nil
         uplink?.stop(); uplink = nil
         firewall = nil
@@ -100,18 +144,61 @@ final class RootlessNetwork: @unchecked Sendable {
 /// user's in the host's namespace. `--disable-host-loopback` (10.0.2.2 does not reach the host's 127.0.0.1)
 /// and `--disable-dns` (10.0.2.3 forwards nothing): the gate is the only resolver, the host's loopback
 /// services stay out of reach. Why slirp4netns and not pasta: docs/benchmarks.md "Rootless uplink".
+// @unchecked: slirp4netns's exit-pipe fd (C), closed once by the owner.
 final class RootlessUplink: @unchecked Sendable {
+    /// The addresses of cagent's own namespace (the host's), each as a /32 or /128: slirp4netns connects from
+    /// there, so these would be the host's own services.
+    static func hostAddresses() -> [IPNetwork] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return [] }
+        defer { freeifaddrs(list) }
+        var found: [IPNetwork] = []
+        var entry: UnsafeMutablePointer<ifaddrs>? = first
+        while let current = entry {
+            defer { entry = current.pointee.ifa_next }
+            guard let address = current.pointee.ifa_addr else { continue }
+            var bytes: [UInt8] = []
+            switch Int32(address.pointee.sa_family) {
+            case AF_INET:
+                address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    var raw = $0.pointee.sin_addr
+                    bytes = withUnsafeBytes(of: &raw) { Array($0) }
+                }
+            case AF_INET6:
+                address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    var raw = $0.pointee.sin6_addr
+                    bytes = withUnsafeBytes(of: &raw) { Array($0) }
+                }
+            default: continue
+            }
+            if let ip = IPAddress(bytes: bytes), let network = IPNetwork(address: ip, prefixLength: bytes.count * 8),
+               !found.contains(network) {
+                found.append(network)
+            }
+        }
+        return found
+    }
+
     static let network = IPNetwork("10.0.2.0/24")!
+    /// `--enable-ipv6`: tap0 gets fd00::100/64, the default route goes via fd00::2 (dropped like 10.0.2.2).
+    static let network6 = IPNetwork("fd00::/64")!
+    static let address6 = IPAddress("fd00::100")!
+    static let gateway6 = IPAddress("fd00::2")!
     /// What keeps the host out: no mapping of 10.0.2.2 to the host's loopback, no forwarding resolver at
     /// 10.0.2.3 (RootlessUplinkTests runs slirp4netns with exactly these, and without the first as control).
-    static let options = ["--configure", "--mtu=65520", "--disable-host-loopback", "--disable-dns"]
+    /// slirp4netns parses every packet the agent sends, outside the sandbox and as the user: its seccomp
+    /// filter confines it, at no measurable cost (docs/benchmarks.md). Not `--enable-sandbox`: it joins the
+    /// target's user namespace and takes uid 0 there, which the sandbox's (`U U 1`) does not map (setegid fails).
+    static let options = ["--configure", "--mtu=65520", "--disable-host-loopback", "--disable-dns",
+                          "--enable-seccomp"]
     static let candidates = ["/usr/bin/slirp4netns", "/bin/slirp4netns"]
     let pid: pid_t
     private var exitFD: Int32
 
     private init(pid: pid_t, exitFD: Int32) { self.pid = pid; self.exitFD = exitFD }
 
-    static func start(pid sandbox: Int32) throws -> RootlessUplink {
+    /// `ipv6`: with `--enable-ipv6` (network6; the caller configures the sandbox's address and route).
+    static func start(pid sandbox: Int32, ipv6: Bool = false) throws -> RootlessUplink {
         guard let binary = candidates.first(where: { access($0, X_OK) == 0 }) else {
             throw CagentError(stage: "rootless network", "slirp4netns is not installed",
                               hint: "apt-get install slirp4netns (or run with --offline)")
@@ -129,7 +216,7 @@ final class RootlessUplink: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, ready[1], 3)
         posix_spawn_file_actions_adddup2(&actions, exit[0], 4)
-        let arguments = [binary] + options + ["--ready-fd=3", "--exit-fd=4", String(sandbox), "tap0"]
+        let arguments = [binary] + options + (ipv6 ? ["--enable-ipv6"] : []) + ["--ready-fd=3", "--exit-fd=4", String(sandbox), "tap0"]
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
@@ -171,7 +258,7 @@ final class RootlessUplink: @unchecked Sendable {
 /// NETLINK_NETFILTER socket made there (libpcap's `nflog:N` opens its own socket in the caller's namespace,
 /// which a plain user cannot enter). A netlink nflog message's payload is what libpcap hands out as a
 /// DLT_NFLOG frame (nfgenmsg, then attributes in host byte order), so NflogFrame parses it.
-final class RootlessDenials: @unchecked Sendable {
+final class RootlessDenials: Sendable {
     private let service = ServiceThread(name: "cagent-nflog")
     private let onPacket: @Sendable (DeniedPacket) -> Void
 

@@ -1,4 +1,5 @@
 import CShim
+import CagentCapture
 import CagentCore
 #if canImport(Glibc)
 import Glibc
@@ -33,25 +34,26 @@ struct SessionRecording {
     }
 
     /// The record as JSON: the reporter's counts and entries (or none, offline) with the session's fields.
-    func json(network: EnforceNetwork?, status: Int32, endedAt: Int64) -> String {
+    /// `reporter` and `gate`: the root session's (EnforceNetwork) or the rootless one's (RootlessNetwork); nil offline.
+    func json(reporter: DenialReporter?, gate: String?, status: Int32, endedAt: Int64) -> String {
         var fields = ["\"session\":\(JSONText.quote(sessionID))", "\"kind\":\"enforce\"",
                       "\"profile\":\(JSONText.quote(profile))",
                       "\"command\":[" + command.map(JSONText.quote).joined(separator: ",") + "]",
                       "\"started_at\":\(startedAt)", "\"ended_at\":\(endedAt)", "\"status\":\(status)"]
-        if let gate = network?.gateAddress { fields.append("\"gate\":\(JSONText.quote(gate))") }
+        if let gate { fields.append("\"gate\":\(JSONText.quote(gate))") }
         fields.append("\"workspace\":\(JSONText.quote(workspace))")
         if let added = asker?.addToProfile.withLock({ $0 }), !added.isEmpty {
             fields.append("\"add_to_profile\":[" + added.map(JSONText.quote).joined(separator: ",") + "]")
         }
-        let list = network?.reporter.json() ?? "{\"allowed\":0,\"refused\":0,\"blocked\":0,\"failed\":0,\"entries\":[]}"
+        let list = reporter?.json() ?? "{\"allowed\":0,\"refused\":0,\"blocked\":0,\"failed\":0,\"entries\":[]}"
         return "{" + fields.joined(separator: ",") + "," + list.dropFirst()
     }
 
     /// Writes the record readable by the user only; returns its path. Root writes in the user's state
     /// directory: no symlink anywhere on the path is followed (none is expected; if one is there, nothing is
     /// written, the summary line names no list and the session is not recorded).
-    func write(network: EnforceNetwork?, status: Int32, owner: InvokingUser) -> (list: String?, spooled: String?) {
-        let text = json(network: network, status: status, endedAt: DenialReporterClock.now()) + "\n"
+    func write(reporter: DenialReporter?, gate: String?, status: Int32, owner: InvokingUser) -> (list: String?, spooled: String?) {
+        let text = json(reporter: reporter, gate: gate, status: status, endedAt: DenialReporterClock.now()) + "\n"
         return (writeList(text, owner: owner), spool(text, owner: owner))
     }
 

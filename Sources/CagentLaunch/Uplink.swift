@@ -12,12 +12,15 @@ import CagentSandbox
 /// Started in that order, each part only once the one before it is up; `stop` (idempotent, every exit path)
 /// stops the reader and the gate, then removes the session's network. Learn stops the parts one by one
 /// (`stopReader`, `stopGate`, `tearDown`) to overlap them with its own draining.
+// @unchecked: the session, gate and reader are set by the owner; learn's concurrent stops each clear a different one.
 package final class Uplink: @unchecked Sendable {
     package let sessionID: String
     let paths: CagentPaths
     package private(set) var session: NetworkSession?
     private var gate: Gate?
     private var reader: NflogReader?
+    /// `prepare` running on a thread of its own (`prepareAhead`).
+    private var preparing: ThreadWork<NetworkSession>?
 
     package init(sessionID: String, paths: CagentPaths) {
         self.sessionID = sessionID
@@ -25,13 +28,31 @@ package final class Uplink: @unchecked Sendable {
     }
 
     /// Sets up the network session for the sandbox whose init is `pid` (its namespaces exist, nothing inside
-    /// runs yet): `prepare`, then `attach`.
+    /// runs yet): `prepare` (or waits for `prepareAhead`'s), then `attach`.
     @discardableResult
     package func open(pid: Int32, entries: [AllowEntry], mode: Firewall.Mode = .enforce,
                       filteringProxy: Bool = false) throws -> NetworkSession {
-        let session = try prepare(entries: entries, mode: mode, filteringProxy: filteringProxy)
+        try waitPrepared()
+        let session = try self.session ?? prepare(entries: entries, mode: mode, filteringProxy: filteringProxy)
         try attach(pid: pid)
         return session
+    }
+
+    /// Starts `prepare` on a thread of its own before the sandbox exists, so that it overlaps with the rest of
+    /// the start (the volume, the clone); `open` waits for it, `tearDown` too. No thread (resources
+    /// exhausted): `open` prepares on the caller's thread.
+    package func prepareAhead(entries: [AllowEntry], mode: Firewall.Mode = .enforce, filteringProxy: Bool = false) {
+        guard preparing == nil, session == nil else { return }
+        preparing = try? ThreadWork.start(name: "cagent-uplink") { [self] in
+            try prepare(entries: entries, mode: mode, filteringProxy: filteringProxy)
+        }
+    }
+
+    /// Waits for `prepareAhead`'s thread, if one runs (the session is set after it); rethrows its failure.
+    private func waitPrepared() throws {
+        guard let preparing else { return }
+        self.preparing = nil
+        if case .failure(let error)? = preparing.join() { throw error }
     }
 
     /// What needs no sandbox yet (NetworkSession.prepare): leftovers, routes, the lease of slot and group, the
@@ -70,7 +91,7 @@ package final class Uplink: @unchecked Sendable {
     /// addresses are allocated after the clone).
     package func resolving(_ plan: SandboxPlan) -> SandboxPlan {
         var plan = plan
-        _ = plan.replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: nameservers))
+        plan.setNameservers(nameservers)
         return plan
     }
 
@@ -111,6 +132,7 @@ package final class Uplink: @unchecked Sendable {
 
     /// Removes the veth, the session's chains (the table with the last session) and the lease; once.
     package func tearDown() throws {
+        try? waitPrepared()  // a failed prepare left nothing behind
         guard let session else { return }
         self.session = nil
         try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.tearDown() }

@@ -19,6 +19,7 @@ import Glibc
 /// and records it, and the seccomp tracer (the agent child's listener) records files, execs and connects. All
 /// of it goes through one LearnEventBridge into a store on a volume (`--db`), where `cagent report` and
 /// `cagent profile propose` on the host read it. No DNS capture (the gate sees every query the agent makes).
+// @unchecked: the recorder, bridge, gate and reader are set by start() and cleared by stop() on the owner's thread.
 package final class ContainerLearnObserver: ContainerObserver, @unchecked Sendable {
     package let sessionID = SessionID.new()
     let database: String
@@ -61,7 +62,9 @@ package final class ContainerLearnObserver: ContainerObserver, @unchecked Sendab
             .reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }.joined(separator: ",")
         let recorder = try Recorder(store: store, session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn --in-container (seccomp)",
                                                                        command: command.map { RawText($0) }, gate: gateAddress),
-                                    rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress), batchEvents: 8192)
+                                    rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
+                                    redaction: ArgvRedaction(secretValues: ArgvRedaction.secretValues(environment: ProcessEnvironment.current)),
+                                    batchEvents: 8192)
         self.recorder = recorder
         let bridge = LearnEventBridge(recorder: recorder, live: live, secretPaths: secretPaths)
         self.bridge = bridge

@@ -1,6 +1,7 @@
 import CagentCore
 import CagentTrace
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,46 +13,38 @@ import Glibc
 /// and the init runs nothing before its plan, which comes after `take` (the real sink is set by then).
 /// Exactly one of `take` or `discard` owns the result; an admitted init is moved back out (to the root
 /// cgroup) before the cgroup is removed on a failure path, since the init is still alive then.
-package final class LearnEbpfPreload: @unchecked Sendable {
-    // Each semaphore waits for an event (the cgroup made, the programs loaded, the init moved), not a lock:
-    // its result is written before the signal and read after the wait.
-    private let created = DispatchSemaphore(value: 0)
-    private let loaded = DispatchSemaphore(value: 0)
-    private let admitted = DispatchSemaphore(value: 0)
-    private var cgroup: Result<TraceCgroup, Error> = .failure(LearnEbpfPreload.notYet)       // set before `created`
-    private var tracer: Result<EbpfTracer, Error> = .failure(LearnEbpfPreload.notYet)        // set before `loaded`
-    private var admission: Result<Int32, Error> = .failure(LearnEbpfPreload.notYet)          // set before `admitted`
-    private var loadWaited = false, admitWaited = false, admitting = false, taken = false
-
-    private static var notYet: CagentError { CagentError(stage: "trace cgroup", "the eBPF preload has not finished") }
+package final class LearnEbpfPreload: Sendable {
+    // Each outcome is nil until its event (the cgroup made, the programs loaded, the init moved); a wait for
+    // it blocks until then.
+    private let cgroup = Monitor<Result<TraceCgroup, any Error>?>(nil)
+    private let tracer = Monitor<Result<EbpfTracer, any Error>?>(nil)
+    private let admission = Monitor<Result<Int32, any Error>?>(nil)
+    /// Whether an admission was asked for, and whether `take` or `discard` owns the result.
+    private let owner = Mutex<(admitting: Bool, taken: Bool)>((false, false))
 
     package init() {
         DispatchQueue.global(qos: .userInitiated).async { [self] in
             learnTiming("preload begin")
             let made = Result { try TraceCgroup() }
-            cgroup = made
-            created.signal()
+            cgroup.update { $0 = made }
+            let loaded: Result<EbpfTracer, any Error>
             switch made {
             case .success(let cgroup):
-                tracer = Result { try EbpfTracer(cgroup: cgroup, sink: TraceSink(events: { _ in }), counts: false) }
+                loaded = Result { try EbpfTracer(cgroup: cgroup, sink: TraceSink(events: { _ in }), counts: false) }
             case .failure(let error):
-                tracer = .failure(error)
+                loaded = .failure(error)
             }
             learnTiming("preload end")
-            loaded.signal()
+            tracer.update { $0 = loaded }
         }
     }
 
-    private func waitLoaded() -> Result<EbpfTracer, Error> {
-        if !loadWaited { loaded.wait(); loadWaited = true }
-        return tracer
-    }
+    private func waitLoaded() -> Result<EbpfTracer, any Error> { tracer.wait { $0 } }
 
     /// The admission's outcome (nil: none was asked for).
-    private func waitAdmitted() -> Result<Int32, Error>? {
-        guard admitting else { return nil }
-        if !admitWaited { admitted.wait(); admitWaited = true }
-        return admission
+    private func waitAdmitted() -> Result<Int32, any Error>? {
+        guard owner.withLock({ $0.admitting }) else { return nil }
+        return admission.wait { $0 }
     }
 
     /// nil when the tracer loaded, else why not (the auto choice's probe).
@@ -63,18 +56,20 @@ package final class LearnEbpfPreload: @unchecked Sendable {
     /// Moves `pid` (the sandbox's init, waiting for its plan) into the cgroup as soon as the cgroup exists,
     /// on another thread; `take` waits for it. Once only.
     package func admit(pid: Int32) {
-        guard !admitting else { return }
-        admitting = true
+        let first = owner.withLock { state in
+            defer { state.admitting = true }
+            return !state.admitting
+        }
+        guard first else { return }
         DispatchQueue.global(qos: .userInitiated).async { [self] in
-            created.wait()
-            created.signal()  // for anyone else waiting on the cgroup
-            switch cgroup {
+            let admitted: Result<Int32, any Error>
+            switch cgroup.wait(for: { $0 }) {
             case .success(let cgroup):
-                admission = Result { try Self.write(pid, into: cgroup.path); return pid }
+                admitted = Result { try Self.write(pid, into: cgroup.path); return pid }
             case .failure(let error):
-                admission = .failure(error)
+                admitted = .failure(error)
             }
-            admitted.signal()
+            admission.update { $0 = admitted }
         }
     }
 
@@ -83,11 +78,11 @@ package final class LearnEbpfPreload: @unchecked Sendable {
     package func take() throws -> (TraceCgroup, EbpfTracer) {
         let loadedTracer = waitLoaded()
         let admission = waitAdmitted()
-        taken = true
+        owner.withLock { $0.taken = true }
         do {
             let tracer = try loadedTracer.get()
             if let admission { _ = try admission.get() }
-            guard case .success(let cgroup) = cgroup else { throw CagentError(stage: "trace cgroup", "no cgroup") }
+            let cgroup = try cgroup.wait { $0 }.get()  // made before the tracer loaded
             return (cgroup, tracer)
         } catch {
             release(tracer: try? loadedTracer.get(), admission: admission)
@@ -97,15 +92,18 @@ package final class LearnEbpfPreload: @unchecked Sendable {
 
     /// Stops and removes what nobody took (an exit before the sandbox started). Idempotent.
     package func discard() {
-        guard !taken else { return }
-        taken = true
+        let first = owner.withLock { state in
+            defer { state.taken = true }
+            return !state.taken
+        }
+        guard first else { return }
         let loadedTracer = waitLoaded()
         release(tracer: try? loadedTracer.get(), admission: waitAdmitted())
     }
 
     private func release(tracer: EbpfTracer?, admission: Result<Int32, Error>?) {
         if let tracer { _ = try? tracer.stop() }
-        guard case .success(let cgroup) = cgroup else { return }
+        guard case .success(let cgroup) = cgroup.wait(for: { $0 }) else { return }
         if case .success(let pid) = admission, let root = TraceCgroup.cgroup2Mount() {
             try? Self.write(pid, into: root)  // the init is alive (the launcher ends it): out, so the cgroup can go
         }

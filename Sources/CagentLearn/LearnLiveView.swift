@@ -92,7 +92,11 @@ package final class LearnLiveView: Sendable {
         }
         if summary.captureDropped > 0 { text += "; the DNS capture dropped \(summary.captureDropped) packets" }
         say(text)
-        if let scratch { say("scratch layer kept: \(scratch) (an ext4 image, root's: sudo mount -o loop,ro IMAGE DIR to look inside)") }
+        if let scratch {
+            // Rootless: a directory of the user's (the overlays' layers); else an ext4 image.
+            say(scratch.hasSuffix(".img") ? "scratch layer kept: \(scratch) (an ext4 image, root's: sudo mount -o loop,ro IMAGE DIR to look inside)"
+                                          : "scratch layer kept: \(scratch) (a directory of yours: the overlays' upper layers)")
+        }
         say("session \(sessionID): \(followUp.command("report \(sessionID)"))")
         // The next step of the loop: a profile from what the session did (docs/profiles.md "Proposals").
         say("propose a profile from it: \(followUp.command("profile propose --session \(sessionID)")) -o profile.yaml")

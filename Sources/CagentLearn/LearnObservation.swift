@@ -25,6 +25,7 @@ struct LearnGateObserver: GateObserver {
 /// the agent child passes before its exec). `start` is all-or-nothing; `stop` tears down whatever started
 /// and is idempotent (the command's `defer`), `finish` stops in order and records the attributed flows.
 /// Every event reaches the recorder through one `LearnEventBridge`.
+// @unchecked: the parts are set by start() and cleared by finish()/stop() on the owner's thread; the tracer is in a Mutex.
 package final class LearnObservation: @unchecked Sendable {
     package let sessionID: String
     let paths: CagentPaths
@@ -39,9 +40,15 @@ package final class LearnObservation: @unchecked Sendable {
     package var traceePath: String?
     /// eBPF: the tracer loading since the command started (`start` takes it).
     package var ebpfPreload: LearnEbpfPreload?
+    /// What is cut from every recorded argv (docs/security.md, "what cagent keeps").
+    package var redaction = ArgvRedaction()
 
     /// The veth, chains (learn ruleset), gate and flow log (shared with enforce).
     let uplink: Uplink
+    /// Rootless mode: instead of `uplink`, the ruleset, gate, flow log and user-mode uplink inside the sandbox's
+    /// own namespace (RootlessLearnNetwork); set before `attach`.
+    package var rootless = false
+    private var rootlessNetwork: RootlessLearnNetwork?
     private(set) var recorder: Recorder?
     private var bridge: LearnEventBridge?
     private var capture: DNSCapture?
@@ -59,18 +66,29 @@ package final class LearnObservation: @unchecked Sendable {
     }
 
     /// The sandbox's resolvers: the gateway addresses (every port-53 packet is redirected to the gate anyway).
-    package var nameservers: [String] { uplink.nameservers }
+    package var nameservers: [String] { rootless ? ["127.0.0.1"] : uplink.nameservers }
 
     /// The launcher's hooks for this observation: `start` before the init is released, the resolv.conf naming
-    /// the gate, the seccomp listener.
+    /// the gate, the seccomp listener. The uplink's host side (lease, chains) starts coming up now, as enforce's.
     package func attach(to launcher: Launcher) {
         launcher.beforeRelease = { [self] pid in try start(initPid: pid) }
-        launcher.finalizePlan = { [uplink] plan in uplink.resolving(plan) }
+        if rootless {
+            launcher.finalizePlan = { plan in
+                var plan = plan
+                plan.setNameservers(["127.0.0.1"])
+                return plan
+            }
+        } else {
+            // The host's part (lease, chains) meanwhile: `start` waits for it. Rootless has no host part.
+            uplink.prepareAhead(entries: [], mode: .learn)
+            launcher.finalizePlan = { [uplink] plan in uplink.resolving(plan) }
+        }
         launcher.onListener = { [self] fd in startSeccomp(listener: fd) }
     }
 
     package func start(initPid pid: Int32) throws {
         initPid = pid
+        if rootless { return try startRootless(pid: pid) }
         learnTiming("start")
         let preload = backend == .ebpf ? (ebpfPreload ?? LearnEbpfPreload()) : nil
         if let preload {
@@ -86,7 +104,7 @@ package final class LearnObservation: @unchecked Sendable {
             let recorder = try Recorder(store: store.get(), session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn (\(backend.rawValue))",
                                                                            command: command.map { RawText($0) }, gate: gateAddress),
                                         rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
-                                        batchEvents: 8192)  // small batches: written while the agent runs, a short final flush
+                                        redaction: redaction, batchEvents: 8192)  // small batches: written while the agent runs, a short final flush
             self.recorder = recorder
             let bridge = LearnEventBridge(recorder: recorder, live: live, secretPaths: secretPaths)
             self.bridge = bridge
@@ -96,13 +114,7 @@ package final class LearnObservation: @unchecked Sendable {
             // log start; every path below waits for it before going on (or tearing down).
             let capture = DNSCapture(interface: session.interface) { event in bridge.captureSaw(event) }
             self.capture = capture
-            // Waits for the capture's start to end (an event, not a lock); its error is set before the signal.
-            let captureStarted = DispatchSemaphore(value: 0)
-            let captureError = Mutex<Error?>(nil)
-            DispatchQueue.global(qos: .userInitiated).async {
-                do { try capture.start() } catch { captureError.withLock { $0 = error } }
-                captureStarted.signal()
-            }
+            let captureStart = LearnPending { try capture.start() }
             do {
             let configuration = try uplink.gateConfiguration(policy: .observing(ipv6: session.addresses.gateway6 != nil),
                                                              upstream: upstream)
@@ -114,11 +126,10 @@ package final class LearnObservation: @unchecked Sendable {
             try uplink.startReader { group in FlowLog.reader(group: group) { flow in bridge.flowLogged(flow) } }
             learnTiming("flows")
             } catch {
-                captureStarted.wait()
+                _ = try? captureStart.get()  // stop() tears the capture down: once its start has ended
                 throw error
             }
-            captureStarted.wait()
-            if let error = captureError.withLock({ $0 }) { throw error }
+            try captureStart.get()
             learnTiming("capture")
 
 
@@ -138,6 +149,30 @@ package final class LearnObservation: @unchecked Sendable {
                 self.tracer.withLock { $0 = tracer }
                 learnTiming("ebpf")
             }
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    /// Rootless mode (seccomp tracer only): the recorder, then the network inside the sandbox's namespace
+    /// with the gate's exchanges (the session's DNS), the flow log and the TLS hello capture feeding the bridge.
+    /// DNS goes only through the gate (every port-53 packet is redirected to it).
+    private func startRootless(pid: Int32) throws {
+        do {
+            let gateAddress = "127.0.0.1"
+            let recorder = try Recorder(store: store.get(), session: SessionInfo(id: sessionID, kind: "learn", source: "cagent learn (\(backend.rawValue))",
+                                                                           command: command.map { RawText($0) }, gate: gateAddress),
+                                        rules: FindingRules(secretPaths: secretPaths, gateAddress: gateAddress),
+                                        batchEvents: 8192)
+            self.recorder = recorder
+            let bridge = LearnEventBridge(recorder: recorder, live: live, secretPaths: secretPaths)
+            self.bridge = bridge
+            let network = RootlessLearnNetwork(upstream: upstream)
+            rootlessNetwork = network
+            try network.start(pid: pid, observer: LearnGateObserver { seen in bridge.gateSaw(seen) },
+                              onFlow: { flow in bridge.flowLogged(flow) }, onCapture: { event in bridge.captureSaw(event) })
+            learnTiming("rootless network")
         } catch {
             stop()
             throw error
@@ -171,6 +206,7 @@ package final class LearnObservation: @unchecked Sendable {
         if let capture { DispatchQueue.global(qos: .userInitiated).async(group: sources) { capture.stopReading() } }
         DispatchQueue.global(qos: .userInitiated).async(group: sources) { uplink.stopReader() }
         DispatchQueue.global(qos: .userInitiated).async(group: sources) { uplink.stopGate() }
+        if let rootlessNetwork { DispatchQueue.global(qos: .userInitiated).async(group: sources) { rootlessNetwork.stopObserving() } }
         if let current { summary.trace = try? current.stop() }
         learnTiming("tracer stopped")
         sources.wait()
@@ -196,6 +232,7 @@ package final class LearnObservation: @unchecked Sendable {
 
     /// Removes the session's network and the trace cgroup (once).
     private func tearDownNetwork() {
+        rootlessNetwork?.stop()
         do { try uplink.tearDown() } catch {
             FileDescriptorStream.standardError.write("cagent: network teardown: \(error)\n")
         }

@@ -25,6 +25,8 @@ package struct LearnOptions: Sendable {
     /// Tests: the agent's home (default: the user's from the password database).
     package var home: String?
     package var command: [String]
+    /// `--rootless`: rootless mode although cagent is root (chosen by itself when it is not).
+    package var rootless = false
 
     package init(agent: String?, workspace: String, tracer: TracerChoice, database: String?, passedEnvironment: [String],
                  keepScratch: Bool, revertRisky: Bool, quiet: Bool, user: UInt32?, stateDir: String?, home: String?,
@@ -61,15 +63,22 @@ package enum LearnSession {
     package static func run(_ options: LearnOptions, environment: [String: String]) throws -> LearnOutcome {
         var invoking = try InvokingUser.agent(uid: options.user, environment: environment)
         if let home = options.home { invoking = InvokingUser(uid: invoking.uid, gid: invoking.gid, name: invoking.name, home: home) }
+        // Not root (or --rootless): cagent becomes the user for good, the tracer is seccomp-notify (RootlessMode).
+        let rootless = RootlessMode.isOn(requested: options.rootless)
+        if rootless {
+            try RootlessMode.enter(as: invoking)
+            guard options.tracer == .auto || options.tracer == .seccomp else {
+                throw CagentError(stage: "tracer", "--tracer \(options.tracer.rawValue) needs root; rootless learn traces with seccomp-notify",
+                                  hint: "leave out --tracer (or run cagent learn as root)")
+            }
+        }
         // The eBPF programs load on their own thread while the rest is set up (auto: that load is the probe).
-        let preload = options.tracer == .ebpf || options.tracer == .auto ? LearnEbpfPreload() : nil
+        let preload = !rootless && (options.tracer == .ebpf || options.tracer == .auto) ? LearnEbpfPreload() : nil
         defer { preload?.discard() }  // unless the observation took it
-        // With --user, every place is that user's (profiles, trust store, state, the database), whatever
-        // cagent's own HOME and XDG variables say.
-        let places = options.user != nil ? invoking.placesEnvironment(environment) : environment
+        let (places, sessionPaths) = invoking.sessionPlaces(environment: environment, actingFor: options.user != nil, stateDir: options.stateDir)
         let profile = try loadProfileForLearn(agent: options.agent, workspace: options.workspace, environment: places)
-        var paths = CagentPaths.standard(user: invoking, environment: places)
-        if let stateDir = options.stateDir { paths.data = stateDir }
+        var paths = sessionPaths
+        if rootless { paths.runtime = RootlessMode.runtimeDirectory(data: paths.data, environment: places) }
         let upstream: UpstreamConfig
         do { upstream = try UpstreamConfig.system(read: FileSystem.readText) } catch {
             throw CagentError(stage: "dns upstream", "\(error)", hint: "the host's /etc/resolv.conf must name a resolver")
@@ -82,6 +91,11 @@ package enum LearnSession {
         var request = LearnRequest(profile: profile, workspace: options.workspace, user: invoking, paths: paths,
                                    command: options.command, environment: credentials.environment, sessionID: sessionID)
         request.requestedEnvironment = options.passedEnvironment
+        if rootless {
+            // The scratch layer is a directory of the user's (a loop-mounted image needs root).
+            request.rootless = true
+            request.scratch = paths.data + "/scratch/" + sessionID
+        }
         let agentEnvironment = AgentEnvironment(host: credentials.environment, profilePass: profile.env.pass,
                                                 requested: options.passedEnvironment, home: invoking.home)
         if let line = agentEnvironment.droppedLine { FileDescriptorStream.standardError.write(line + "\n") }
@@ -92,7 +106,13 @@ package enum LearnSession {
         if let line = WorkspaceSecrets.startLine(plan.workspaceSecrets) { FileDescriptorStream.standardError.write(line + "\n") }
         if let line = AgentBootstrap.startLine(plan.agentMapped, home: invoking.home) { FileDescriptorStream.standardError.write(line + "\n") }
         let selection: TracerSelection
-        if options.tracer == .auto, let preload { selection = .auto(ebpfFailure: preload.failure()) } else {
+        if rootless {
+            // The eBPF tracer needs privileges a plain user lacks (bpf(), the tracepoints): seccomp-notify.
+            selection = .select(.seccomp, path: environment["PATH"])
+            if selection.backend != nil {
+                FileDescriptorStream.standardError.write("cagent: rootless: tracing with seccomp-notify (the eBPF tracer needs root; results are inferred)\n")
+            }
+        } else if options.tracer == .auto, let preload { selection = .auto(ebpfFailure: preload.failure()) } else {
             selection = .select(options.tracer, path: environment["PATH"])
         }
         guard let backend = selection.backend else {
@@ -120,7 +140,12 @@ package enum LearnSession {
                                            command: options.command, rules: LearnPlanner.hiddenEntries(profile) + FindingRules.systemSecrets
                                                + WorkspaceSecrets.absolutePaths(plan.workspaceSecrets, workspace: plan.workspace),
                                            backend: backend, workspace: plan.workspace, live: live)
+        observation.rootless = rootless
         observation.traceePath = selection.traceePath
+        // The secrets cagent was handed are cut out of recorded command lines wherever the agent uses them.
+        observation.redaction = ArgvRedaction(secretValues: ArgvRedaction.secretValues(environment: credentials.environment,
+                                                                                        secretNames: credentials.fromFiles,
+                                                                                        hidden: agentEnvironment.dropped))
         if backend == .ebpf { observation.ebpfPreload = preload }
         defer { observation.stop() }
 

@@ -10,22 +10,19 @@ package var learnTimingOn: Bool { Timing.on }
 package func learnTiming(_ what: String) { Timing.mark(what) }
 
 /// A value computed on another thread from now on; `get` waits for it (and rethrows its error).
-package final class LearnPending<T>: @unchecked Sendable {
-    /// Waits for the work to end (an event, not a lock); `outcome` is written before the signal.
-    private let done = DispatchSemaphore(value: 0)
-    private var outcome: Result<T, Error> = .failure(CagentError(stage: "learn", "the pending work has not ended"))
-    private var waited = false
+package final class LearnPending<T: Sendable>: Sendable {
+    /// nil until the work has ended.
+    private let outcome = Monitor<Result<T, any Error>?>(nil)
 
     package init(_ work: @escaping @Sendable () throws -> T) {
-        DispatchQueue.global(qos: .userInitiated).async { [self] in
-            outcome = Result { try work() }
-            done.signal()
+        DispatchQueue.global(qos: .userInitiated).async { [outcome] in
+            let result = Result { try work() }
+            outcome.update { $0 = result }
         }
     }
 
-    /// From one thread at a time (the command's).
+    /// Waits for the work to end; from any thread, any number of times.
     package func get() throws -> T {
-        if !waited { done.wait(); waited = true }
-        return try outcome.get()
+        try outcome.wait { $0 }.get()
     }
 }

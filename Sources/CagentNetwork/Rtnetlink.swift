@@ -11,6 +11,9 @@ final class Rtnetlink {
 
     init(stage: String) throws { socket = try NetlinkSocket(NETLINK_ROUTE, stage: stage) }
 
+    /// On a NETLINK_ROUTE socket made elsewhere (rootless mode: in the sandbox's namespace); owned from here.
+    init(descriptor: Int32, stage: String) throws { socket = try NetlinkSocket(descriptor: descriptor, stage: stage) }
+
     private func request(_ type: Int, flags: Int32, _ fill: (UnsafeMutablePointer<nlmsghdr>) -> Void) throws {
         let sequence = socket.sequences(1)
         let message = buildNetlinkMessage { header in

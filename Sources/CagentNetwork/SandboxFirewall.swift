@@ -14,7 +14,10 @@ extension Firewall {
     /// Table, sets, the DNS redirect to the gate (on 127.0.0.1:`gatePort` in the sandbox) and the output chain;
     /// `uplinkNetwork` is the user-mode stack's own network (its gateway maps the host's loopback when that is
     /// not disabled, and its resolver forwards to the host's): dropped like the metadata addresses.
-    public static func sandboxBatch(gatePort: UInt16, nflogGroup: UInt16, entries: [AllowEntry], uplinkNetwork: IPNetwork) -> NftBatch {
+    /// `uplinkNetwork6`: the stack's IPv6 network when it carries IPv6 (the gate then listens on ::1 too, and
+    /// neighbour discovery with the stack's router is let out: without it no IPv6 packet leaves at all).
+    public static func sandboxBatch(gatePort: UInt16, nflogGroup: UInt16, entries: [AllowEntry], uplinkNetwork: IPNetwork,
+                                    uplinkNetwork6: IPNetwork? = nil, hostAddresses: [IPNetwork] = []) -> NftBatch {
         var batch = NftBatch(table: table)
         batch.operations.append(.addTable)
         let sets = setNames(sandboxInterface)
@@ -32,12 +35,25 @@ extension Firewall {
         rules.append((Match.interfacePrefix("lo", output: true) + Statement.verdict(.accept)).rule(in: "output"))
         // A query to another resolver was redirected to the gate above, but this hook still sees the interface
         // the packet was first routed to (the output hooks keep it after the nat reroute): the gate by address.
-        for proto in [L4.udp, L4.tcp] {
-            rules.append((Match.destination(IPAddress("127.0.0.1")!) + Match.l4proto(proto) + Match.destinationPort(gatePort)
-                          + Statement.verdict(.accept)).rule(in: "output"))
+        let gates = [IPAddress("127.0.0.1")!] + (uplinkNetwork6 == nil ? [] : [IPAddress("::1")!])
+        for gate in gates {
+            for proto in [L4.udp, L4.tcp] {
+                rules.append((Match.destination(gate) + Match.l4proto(proto) + Match.destinationPort(gatePort)
+                              + Statement.verdict(.accept)).rule(in: "output"))
+            }
         }
         rules.append((Match.established() + Statement.verdict(.accept)).rule(in: "output"))
-        for network in neverReachable + [uplinkNetwork] {
+        if uplinkNetwork6 != nil {
+            // Neighbour discovery with the stack's router, and the kernel's own link-local multicast (router
+            // solicitation, MLD reports): link-scope only, answered by the stack itself, never forwarded.
+            rules.append((Match.destination(in: IPNetwork("ff02::/16")!) + Statement.verdict(.accept)).rule(in: "output"))
+            for (type, name) in [(UInt8(135), "nd-neighbor-solicit"), (136, "nd-neighbor-advert")] {
+                rules.append((Match.icmpType(.v6, type, name: name) + Statement.verdict(.accept)).rule(in: "output"))
+            }
+        }
+        // The host's own addresses too: slirp4netns connects from the host's namespace, so an allowed block
+        // covering one would open the host's services (root mode's input chain keeps them closed).
+        for network in neverReachable + [uplinkNetwork] + (uplinkNetwork6.map { [$0] } ?? []) + hostAddresses {
             rules.append((Match.destination(in: network) + log + Statement.verdict(.drop)).rule(in: "output"))
         }
         rules.append((Match.icmpType(.v4, 8, name: "echo-request") + log + Statement.verdict(.drop)).rule(in: "output"))

@@ -228,40 +228,26 @@ public final class DiskVolume: @unchecked Sendable {
 /// A DiskVolume opened on its own thread while the caller does the rest of its start-up (the cgroups, the
 /// store, the tracer): creating an image costs tens of milliseconds, mounting one a few. `Launcher.run`
 /// takes it when the plan's volume is this one; one not taken is closed (nothing stays mounted).
-// @unchecked: the opening thread fills the box; the owner reads it after join.
-public final class PendingVolume: @unchecked Sendable {
-    // @unchecked: written by the opening thread, read by the owner after join.
-    private final class Box: @unchecked Sendable { var result: Result<DiskVolume, any Error>? }
+public final class PendingVolume: Sendable {
     public let spec: SandboxPlan.VolumeSpec
     private let uid: UInt32, gid: UInt32
-    private let box = Box()
-    private var thread: DedicatedThread?
-    private var taken = false
+    /// nil: no thread could be started (resources exhausted); `take` opens it then, on the caller's thread.
+    private let opening: ThreadWork<DiskVolume>?
 
     public init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) {
         self.spec = spec; self.uid = uid; self.gid = gid
-        let box = self.box
-        // No thread (resources exhausted): `take` opens it then, on the caller's thread.
-        thread = try? DedicatedThread.start(name: "cagent-volume") {
-            do { box.result = .success(try DiskVolume(spec, uid: uid, gid: gid)) } catch { box.result = .failure(error) }
-        }
+        opening = try? ThreadWork.start(name: "cagent-volume") { try DiskVolume(spec, uid: uid, gid: gid) }
     }
 
     /// The opened volume, or the error that opening it gave. Call once.
     public func take() throws -> DiskVolume {
-        thread?.join()   // pthread_join: the thread's write to `box` is visible after it
-        thread = nil
-        taken = true
-        if let result = box.result { return try result.get() }
+        if let outcome = opening?.join() { return try outcome.get() }
         return try DiskVolume(spec, uid: uid, gid: gid)
     }
 
     /// Waits for the thread and closes a volume nobody took (safe after `take`, and twice).
     public func discard() {
-        thread?.join()
-        thread = nil
-        if !taken, case .success(let volume)? = box.result { volume.close() }
-        taken = true
+        if case .success(let volume)? = opening?.join() { volume.close() }
     }
 
     deinit { discard() }

@@ -390,3 +390,11 @@ public enum ShadowHome {
         return directory
     }
 }
+
+extension SandboxPlan {
+    /// Rewrites the plan's /etc/resolv.conf to name `nameservers` (the launcher's `finalizePlan`: a session's
+    /// resolver addresses are known only after the clone).
+    public mutating func setNameservers(_ nameservers: [String]) {
+        replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: nameservers))
+    }
+}

@@ -24,6 +24,9 @@ public struct LearnRequest: Sendable {
     public var tmpBytes: UInt64 = 1 << 30
     public var shmBytes: UInt64 = 64 << 20
     public var diskBytes: UInt64
+    /// Rootless mode: `scratch` is a plain directory of the user's (a loop-mounted image needs root), the
+    /// overlays' layers directories in it; limits.disk does not bound it.
+    public var rootless = false
 
     public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
                 environment: [String: String], sessionID: String) {
@@ -131,11 +134,13 @@ public enum LearnPlanner {
         //    After /tmp: a home under /tmp (tests) lands on the new /tmp.
         //    The scratch volume is attached outside the view first; the layers are directories in it.
         var layers: [SandboxPlan.VolumeSpec.Directory] = []
+        // The layers' paths: in the volume (attached at /volume of the base tmpfs), or rootless in the scratch directory.
+        let layerRoot = request.rootless ? request.scratch : ""
         let attachScratch = steps.count
         var homeInfo = stat()
         if lstat(home, &homeInfo) == 0 && (homeInfo.st_mode & S_IFMT) == S_IFDIR {
             layers += [.init(path: "home/upper", mode: 0o700), .init(path: "home/work", mode: 0o700)]
-            add(.overlay(lower: home, upper: "/home/upper", work: "/home/work", target: home, inVolume: true),
+            add(.overlay(lower: home, upper: layerRoot + "/home/upper", work: layerRoot + "/home/work", target: home, inVolume: !request.rootless),
                 "the home: host files visible, writes to the scratch layer")
         } else {
             add(.directory(home), "the home does not exist on the host")
@@ -152,11 +157,14 @@ public enum LearnPlanner {
             guard lstat(directory, &lower) == 0 else { continue }
             // The upper directory takes the lower one's mode: the overlay's root shows its attributes.
             layers += [.init(path: "dir\(index)/upper", mode: UInt32(lower.st_mode & 0o7777)), .init(path: "dir\(index)/work", mode: 0o700)]
-            add(.overlay(lower: directory, upper: "/dir\(index)/upper", work: "/dir\(index)/work", target: directory, inVolume: true,
+            add(.overlay(lower: directory, upper: layerRoot + "/dir\(index)/upper", work: layerRoot + "/dir\(index)/work", target: directory,
+                         inVolume: !request.rootless,
                          optional: true),
                 "a directory the user may write: writes to the scratch layer")
         }
-        if !layers.isEmpty {
+        if !layers.isEmpty && request.rootless {
+            try prepareRootlessScratch(request.scratch, layers: layers, user: user)
+        } else if !layers.isEmpty {
             try prepareScratchDirectory(request.scratch, user: user)
             steps.insert(.init(.volume(target: nil), "the scratch volume (limits.disk), outside the view: the overlays' upper layers"),
                          at: attachScratch)
@@ -186,7 +194,8 @@ public enum LearnPlanner {
                                workingDirectory: workspace, command: agent.command,
                                environment: environment(request: request, home: home), steps: steps,
                                terminal: request.terminal, workspace: workspace, shadowHome: nil)
-        if !layers.isEmpty {
+        plan.rootless = request.rootless
+        if !layers.isEmpty && !request.rootless {
             plan.volume = .init(image: request.scratch, sizeBytes: request.diskBytes, journal: false, directories: layers,
                                 purpose: "scratch layer")
         }
@@ -222,6 +231,25 @@ public enum LearnPlanner {
         var info = stat()
         guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
             throw CagentError(stage: "scratch", "\(TerminalEscape.escape(directory)) is not a directory (a symlink?)")
+        }
+    }
+
+    /// Rootless mode: the session's scratch directory `<state>/scratch/<session>` (new, the user's, 0700) and its
+    /// layer directories, made here by cagent as the user (the launcher mounts no volume).
+    static func prepareRootlessScratch(_ directory: String, layers: [SandboxPlan.VolumeSpec.Directory], user: InvokingUser) throws {
+        try prepareScratchDirectory(directory, user: user)
+        guard mkdir(directory, 0o700) == 0 else {
+            throw CagentError.system("scratch", "cannot create the scratch directory \(TerminalEscape.escape(directory))")
+        }
+        for layer in layers {
+            var built = directory
+            for part in layer.path.split(separator: "/") {
+                built += "/" + part
+                if mkdir(built, 0o700) != 0 && errno != EEXIST {
+                    throw CagentError.system("scratch", "cannot create \(TerminalEscape.escape(built))")
+                }
+            }
+            chmod(built, mode_t(layer.mode))
         }
     }
 

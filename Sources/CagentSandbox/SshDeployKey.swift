@@ -113,6 +113,12 @@ public struct SshDeployKey: Sendable, Equatable {
         ]
     }
 
+    /// What `--dump-plan` writes in the key file's place: a reference (its file and sha256), never the
+    /// material: a dumped plan is for reading and diffing, and may be pasted into an issue.
+    public var dumpReference: String {
+        "# cagent --dump-plan: the deploy key \(source) (sha256:\(SHA256.hex(Array(key.utf8)))) is not written here\n"
+    }
+
     /// What the start says: the key's file, the hosts, and the ones ssh will refuse (no known key).
     public func startLines(home: String) -> [String] {
         let file = TerminalEscape.escape(AgentBootstrap.display(source, home: home))

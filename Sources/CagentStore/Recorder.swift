@@ -8,51 +8,43 @@ import Synchronization
 /// full batches in one transaction each, off the caller's path. `close()` flushes and ends the session.
 ///
 /// Thread-safe: several sources may record into the same session.
-// @unchecked: the merge state is guarded by `lock` (Mutex), mutated in place by the merge code.
-public final class Recorder: EventSink, @unchecked Sendable {
+public final class Recorder: EventSink, Sendable {
     public let store: Store
     public let session: SessionInfo
     public let rules: FindingRules
     /// Events per batch before it is handed to the writer.
     public let batchEvents: Int
 
-    /// Guards the merge state and the write outcome below (the merge code mutates them in place).
-    private let lock = Mutex(())
-    private var pending = Batch()
-    /// pid -> what it runs, for parents of later execs and for exits.
-    private var processes: [Int32: ProcessKey] = [:]
-    /// Address -> the question names whose answers gave it, in time order (the name a profile would allow). A flow
-    /// is named by the latest answer at or before it, never by a later lookup of the same address.
-    private var addressNames: [String: [(time: Nanoseconds, name: RawText)]] = [:]
-    private var addressAnswers = 0
-    /// Each flow row's first connect: its name is the answer before that one, whichever connect comes to name it
-    /// (one recorded before its answer reached the recorder is named by a later connect of the same row).
-    private var flowFirstSeen: [FlowKey: Nanoseconds] = [:]
+    /// The merge state and the write outcome (the merge code mutates them in place, under the lock).
+    private let state: Mutex<RecorderState>
 
     private let writer = DispatchQueue(label: "cagent.recorder.writer")
-    /// At most two batches in flight: the producer slows down instead of growing memory without bound.
-    private let inFlight = DispatchSemaphore(value: 2)
-    private var writeError: Error?
-    private var committedEvents = 0
-    private var closed = false
+    /// Batches handed to the writer and not yet written: at most two, the producer slows down instead of
+    /// growing memory without bound.
+    private let inFlight = Monitor(0)
     private let onCommit: (@Sendable (Int) -> Void)?
 
     /// Creates the session row (unless it exists: importing into a session appends) and a recorder for it.
     /// `onCommit` receives the total number of events committed so far, after each commit.
-    public init(store: Store, session: SessionInfo, rules: FindingRules, batchEvents: Int = 50_000,
-                onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+    /// `redaction` cuts secrets out of every argv (the session's command too) before anything is stored.
+    public init(store: Store, session: SessionInfo, rules: FindingRules, redaction: ArgvRedaction = ArgvRedaction(),
+                batchEvents: Int = 50_000, onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+        var session = session
+        session.command = redaction.redact(session.command)
         self.store = store
         self.session = session
         self.rules = rules
         self.batchEvents = max(1, batchEvents)
         self.onCommit = onCommit
+        state = Mutex(RecorderState(rules: rules, redaction: redaction))
         try store.createSession(session)
     }
 
     public func record(_ event: ObservedEvent) {
-        let batch: Batch? = lock.withLock { _ in
-            merge(event)
-            return pending.events >= batchEvents ? takePending() : nil
+        let batchEvents = batchEvents
+        let batch: Batch? = state.withLock { state in
+            state.merge(event)
+            return state.pending.events >= batchEvents ? state.takePending(batchEvents: batchEvents) : nil
         }
         if let batch { submit(batch) }
     }
@@ -63,46 +55,76 @@ public final class Recorder: EventSink, @unchecked Sendable {
 
     /// Commits everything recorded so far and waits for it. Throws the first write error, if any.
     public func flush() throws {
-        let batch = lock.withLock { _ in pending.events > 0 || !pending.isEmpty ? takePending() : nil }
+        let batchEvents = batchEvents
+        let batch = state.withLock { state in
+            state.pending.events > 0 || !state.pending.isEmpty ? state.takePending(batchEvents: batchEvents) : nil
+        }
         if let batch { submit(batch) }
         writer.sync {}
-        if let error = lock.withLock({ _ in writeError }) { throw error }
+        if let error = state.withLock({ $0.writeError }) { throw error }
     }
 
     /// Flushes and records the session's end.
     public func close(endedAt: Nanoseconds = Clock.now()) throws {
         try flush()
-        lock.withLock { _ in closed = true }
         try store.endSession(session.id, at: endedAt)
     }
 
-    public var committed: Int { lock.withLock { _ in committedEvents } }
+    public var committed: Int { state.withLock { $0.committedEvents } }
 
-    private func takePending() -> Batch {
+    private func submit(_ batch: Batch) {
+        inFlight.wait { (count: inout Int) -> Void? in
+            guard count < 2 else { return nil }
+            count += 1
+            return ()
+        }
+        writer.async { [self] in
+            defer { inFlight.update { $0 -= 1 } }
+            if state.withLock({ $0.writeError }) != nil { return }
+            do {
+                try store.write(batch, session: session.id)
+                let total = state.withLock { state in
+                    state.committedEvents += batch.events
+                    return state.committedEvents
+                }
+                onCommit?(total)
+            } catch {
+                state.withLock { $0.writeError = error }
+            }
+        }
+    }
+}
+
+/// What the recorder merges events into, and how its writes went: behind the recorder's lock.
+struct RecorderState {
+    let rules: FindingRules
+    /// What is cut from every exec's argv before it is merged (ArgvRedaction).
+    let redaction: ArgvRedaction
+    var pending = Batch()
+    /// pid -> what it runs, for parents of later execs and for exits.
+    var processes: [Int32: ProcessKey] = [:]
+    /// Address -> the question names whose answers gave it, in time order (the name a profile would allow). A flow
+    /// is named by the latest answer at or before it, never by a later lookup of the same address.
+    var addressNames: [String: [(time: Nanoseconds, name: RawText)]] = [:]
+    var addressAnswers = 0
+    /// Each flow row's first connect: its name is the answer before that one, whichever connect comes to name it
+    /// (one recorded before its answer reached the recorder is named by a later connect of the same row).
+    var flowFirstSeen: [FlowKey: Nanoseconds] = [:]
+    var writeError: (any Error)?
+    var committedEvents = 0
+
+    init(rules: FindingRules, redaction: ArgvRedaction = ArgvRedaction()) { self.rules = rules; self.redaction = redaction }
+
+    mutating func takePending(batchEvents: Int) -> Batch {
         let batch = pending
         pending = Batch()
         pending.files.reserveCapacity(min(batchEvents, 1 << 16))  // file events dominate a traced session
         return batch
     }
 
-    private func submit(_ batch: Batch) {
-        inFlight.wait()
-        writer.async { [self] in
-            defer { inFlight.signal() }
-            if lock.withLock({ _ in writeError }) != nil { return }
-            do {
-                try store.write(batch, session: session.id)
-                let total = lock.withLock { _ in committedEvents += batch.events; return committedEvents }
-                onCommit?(total)
-            } catch {
-                lock.withLock { _ in writeError = error }
-            }
-        }
-    }
+    // MARK: merging
 
-    // MARK: merging (called with the lock held)
-
-    private func merge(_ event: ObservedEvent) {
+    mutating func merge(_ event: ObservedEvent) {
         switch event {
         case .exec(let exec): mergeExec(exec)
         case .exit(let exit): mergeExit(exit)
@@ -116,17 +138,17 @@ public final class Recorder: EventSink, @unchecked Sendable {
         pending.events += 1
     }
 
-    private func mergeExec(_ exec: ProcessExec) {
+    private mutating func mergeExec(_ exec: ProcessExec) {
         pending.see(exec.time)
         let parent = processes[exec.ppid]?.executable ?? RawText("")
-        let key = ProcessKey(executable: exec.executable, argv: exec.argv, parentExecutable: parent)
+        let key = ProcessKey(executable: exec.executable, argv: redaction.redact(exec.argv), parentExecutable: parent)
         if processes.count > 200_000 { processes.removeAll(keepingCapacity: true) }
         processes[exec.pid] = key
         pending.processes[key, default: ProcessAggregate(time: exec.time)].add(exec)
         secretCheck(exec.executable, time: exec.time, operation: .exec, program: exec.program, result: 0)
     }
 
-    private func mergeExit(_ exit: ProcessExit) {
+    private mutating func mergeExit(_ exit: ProcessExit) {
         pending.see(exit.time)
         guard let key = processes.removeValue(forKey: exit.pid) else { return }
         var aggregate = pending.processes[key] ?? ProcessAggregate(time: exit.time, count: 0)
@@ -135,7 +157,7 @@ public final class Recorder: EventSink, @unchecked Sendable {
         pending.processes[key] = aggregate
     }
 
-    private func mergeDNS(_ dns: DNSObservation) {
+    private mutating func mergeDNS(_ dns: DNSObservation) {
         pending.see(dns.time)
         let key = DNSKey(name: dns.question, type: dns.type, resolver: dns.resolver, source: dns.source, program: dns.program)
         pending.dns[key, default: DNSAggregate(time: dns.time)].add(dns)
@@ -166,7 +188,7 @@ public final class Recorder: EventSink, @unchecked Sendable {
         }
     }
 
-    private func mergeFlow(_ flow: FlowObservation) {
+    private mutating func mergeFlow(_ flow: FlowObservation) {
         pending.see(flow.time)
         var name = flow.name
         var nameSource = flow.name == nil ? nil : flow.nameSource?.rawValue
@@ -187,28 +209,28 @@ public final class Recorder: EventSink, @unchecked Sendable {
         // Direct-IP findings are derived when the report is read: an answer recorded later may still name it.
     }
 
-    private func mergeBind(_ bind: BindObservation) {
+    private mutating func mergeBind(_ bind: BindObservation) {
         pending.see(bind.time)
         let key = BindKey(family: bind.family, proto: bind.proto, address: bind.address, port: bind.port,
                           program: bind.program, result: bind.result)
         pending.binds[key, default: BindAggregate(time: bind.time)].add(bind)
     }
 
-    private func mergeFile(_ file: FileAccess) {
+    private mutating func mergeFile(_ file: FileAccess) {
         pending.see(file.time)
         let key = FileKey(path: file.path, operation: file.operation, result: file.result, program: file.program)
         pending.files[key, default: FileAggregate(time: file.time)].add(file)
         secretCheck(file.path, time: file.time, operation: file.operation, program: file.program, result: file.result)
     }
 
-    private func secretCheck(_ path: RawText, time: Nanoseconds, operation: FileOperation, program: RawText, result: Int32) {
+    private mutating func secretCheck(_ path: RawText, time: Nanoseconds, operation: FileOperation, program: RawText, result: Int32) {
         guard let pattern = rules.secret(path) else { return }
         let outcome = result == 0 ? "succeeded" : "failed (\(Errno.name(result)))"
         addFinding(.secretAccess, subject: pattern, time: time,
                    detail: "\(operation.rawValue) of a hidden path \(outcome)", example: path)
     }
 
-    private func addFinding(_ kind: FindingKind, subject: String, time: Nanoseconds, detail: String, example: RawText) {
+    private mutating func addFinding(_ kind: FindingKind, subject: String, time: Nanoseconds, detail: String, example: RawText) {
         let key = FindingKey(kind: kind, subject: RawText(subject))
         pending.findings[key, default: FindingAggregate(time: time, detail: detail, example: example)].add(time)
     }

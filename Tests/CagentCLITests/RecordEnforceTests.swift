@@ -23,6 +23,15 @@ import Testing
         #expect(record.entries[0].count == 2 && record.entries[0].allowable && record.entries[2].port == 80)
     }
 
+    /// The enforced agent's command line is stored with learn's redaction: a token on it never reaches the store.
+    @Test func theCommandsSecretsAreCut() throws {
+        let text = Self.good.replacingOccurrences(of: #"["/bin/sh","-c","x"]"#,
+                                                  with: #"["curl","-H","Authorization: Bearer sk-enforce-1","--token=t-2","https://u:p-3@h/"]"#)
+        let record = try RecordEnforceCommand.parse(Data(text.utf8))
+        let stored = record.session.command.map(\.description)
+        #expect(stored == ["curl", "-H", "Authorization: Bearer [redacted]", "--token=[redacted]", "https://u:[redacted]@h/"], "\(stored)")
+    }
+
     @Test func anythingElseIsRefusedOrSkipped() {
         for text in ["", "[]", "null", "{\"session\":\"\"}", "{\"session\":1,\"started_at\":1,\"ended_at\":2}",
                      "{\"session\":\"" + String(repeating: "x", count: 200) + "\",\"started_at\":1,\"ended_at\":2}",

@@ -293,6 +293,19 @@ final class GateLab: @unchecked Sendable {
         return text.split(separator: "\n").map(String.init).filter { $0.contains("query[") && $0.lowercased().contains(suffix) }
     }
 
+    /// A last query from the host to the attacker's server, waited for in its log: dnsmasq logs queries in the
+    /// order they arrive, so whatever the sandbox sent before is in the log once this is (no fixed sleep before
+    /// "the attacker saw nothing"). Its name starts with "control", which the leak filters leave out.
+    func attackerLogSettled() -> Bool {
+        let name = "control-settled-\(UInt32.random(in: 0...UInt32.max)).attacker.test"
+        _ = inHost("dig +short +time=2 +tries=1 @203.0.113.66 \(name)")
+        for _ in 0..<50 {
+            if !queries("attacker.log", " \(name) ").isEmpty { return true }
+            usleep(100_000)
+        }
+        return false
+    }
+
     var reported: [String] { lines.all }
 
     /// Waits up to 15 s for the reporter to print a line containing `text` (nflog records arrive

@@ -77,9 +77,14 @@ struct CrashTests {
         let kept = try lab.nftRuleset()
         #expect(kept.contains("table inet cagent"), "the kept table is gone")
         #expect(NftLeftovers.find(ruleset: kept).isEmpty, "a session's part outlived the last session: \(kept)")
-        // Positive control, through the kept table: the same probe from the simulated host reaches the sink
-        // (the table's rules match only cgs* interfaces; the host's own traffic passes it untouched).
-        _ = try lab.probe(in: lab.host, ["tcp \(UplinkLab.attacker4) 80"])
+        // Positive control, through the kept table (its rules match only cgs* interfaces; the host's own traffic
+        // passes it untouched): each probe the dead sessions' sandboxes tried reaches the sink from the simulated
+        // host (TCP opens, ICMP is answered, the datagram is in the sink's record).
+        let control = try lab.probe(in: lab.host, ["tcp \(UplinkLab.attacker4) 80", "udp \(UplinkLab.attacker4) 443",
+                                                   "tcp \(UplinkLab.attacker6) 80", "icmp \(UplinkLab.attacker4)"])
+        #expect(control["tcp \(UplinkLab.attacker4) 80"] == "open" && control["tcp \(UplinkLab.attacker6) 80"] == "open"
+                && control["icmp \(UplinkLab.attacker4)"] == "reply", "control: \(control)")
+        #expect(lab.lab.sinkRecords().joined(separator: "\n").contains("\(UplinkLab.attacker4).443:"), "control: the sink has no record of the datagram")
         #expect(!lab.lab.sinkRecords().isEmpty, "the positive control did not reach the sink")
     }
 }

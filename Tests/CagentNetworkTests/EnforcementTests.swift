@@ -23,6 +23,18 @@ func tearDown(_ session: NetworkSession) throws {
 /// nothing else leaves, and each "nothing arrived" has its positive control.
 @Suite("Network enforcement", .serialized)
 struct EnforcementTests {
+    /// A UDP echo on one address and port that writes each sender to a file: ADDRESS PORT LOG.
+    static let udpEcho = """
+        import socket, sys
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((sys.argv[1], int(sys.argv[2])))
+        print("ready", flush=True)
+        while True:
+            data, peer = s.recvfrom(2048)
+            with open(sys.argv[3], "a") as log: log.write(peer[0] + "\\n")
+            s.sendto(b"ok", peer)
+        """
+
     @Test("Profile entries reachable; every other address, protocol and port is not (N5-N11, N18)",
           .enabled(if: Requirements.mayRun(root: true, tools: labTools), "needs root, ip, nft, python3, curl, setpriv"))
     func enforcement() throws {
@@ -37,6 +49,11 @@ struct EnforcementTests {
         let gateway4 = session.addresses.gateway4!.description, gateway6 = session.addresses.gateway6!.description
         // N10's other target: a service on the host's port 22 (the host service on 2222 is the lab's).
         _ = try lab.lab.spawn(in: .host, ["/usr/bin/python3", lab.script, "serve", "22", "", "host"], readyOnStdout: "ready")
+        // N9's QUIC target on the allowed web server (the web server speaks TCP only): a UDP echo at its 443 that
+        // notes each sender, so "udp … 443 not answered" is blocked, not unheard.
+        let quicLog = lab.lab.directory + "/quic-echo.log"
+        _ = try lab.lab.spawn(in: .internet, ["/usr/bin/python3", "-u", "-c", Self.udpEcho, UplinkLab.allowedInNet4, "443", quicLog],
+                              readyOnStdout: "ready")
 
         // Allowed: the CIDRs (v4 and v6) and the endpoint, by TCP.
         let allowed = try lab.probe(in: sandbox, [
@@ -44,6 +61,9 @@ struct EnforcementTests {
             "tcp \(UplinkLab.allowedInNet6) 80", "curl http://\(UplinkLab.allowedInNet4)/",
         ])
         #expect(allowed.count == 5)
+        // They are the test's positive control: each must get through, or "denied" below proves nothing.
+        // (curl's fail0: connected and answered, by the lab's web server, whose page is not the word "ok".)
+        for (target, result) in allowed { #expect(result == "open" || result == "ok" || result == "fail0", "allowed \(target): \(result)") }
         // The web servers log after they answered: read the count once it has settled (bounded), not at once.
         func settledWebRequests() -> Int {
             var count = lab.lab.webRequests().count, stableSince = Date()
@@ -118,10 +138,16 @@ struct EnforcementTests {
         for target in n10 { #expect(hostControl[target] == "open" || hostControl[target] == "reply", "control \(target): \(hostControl)") }
         // Every other denied target answers the same probe from the simulated host, without cagent; the sink
         // does not answer UDP, so a datagram's control is the sink's record of it. (udp to the allowed web
-        // server's 443 has no listener in the lab and so no control: the web server does not speak UDP.)
+        // server's 443 has its own echo, above: the web server speaks TCP only.)
         // Nothing listens at the metadata addresses: there the control is their packet counter (and the
         // refusal, error111, that came back from them).
-        let others = denied.filter { !n10.contains($0) && $0 != "udp \(UplinkLab.allowedInNet4) 443" }
+        // QUIC's port on the allowed web server: its UDP echo heard nothing from the sandbox, and answers the host.
+        let quic = "udp \(UplinkLab.allowedInNet4) 443"
+        let quicHeard = FileSystem.readText(quicLog) ?? ""
+        #expect(quicHeard.isEmpty, "the allowed web server's udp/443 heard the sandbox: \(quicHeard)")
+        let quicControl = try lab.probe(in: lab.host, [quic])
+        #expect(quicControl[quic] == "reply" && !(FileSystem.readText(quicLog) ?? "").isEmpty, "control \(quic): \(quicControl)")
+        let others = denied.filter { !n10.contains($0) && $0 != quic }
         let metadataBefore = try lab.metadataCount()
         let othersControl = try lab.probe(in: lab.host, others)
         #expect(try lab.metadataCount() >= metadataBefore + UplinkLab.metadata.count, "control: the metadata addresses saw nothing")

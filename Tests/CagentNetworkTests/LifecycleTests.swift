@@ -141,7 +141,10 @@ struct LifecycleTests {
         #expect(try sysctl("net.ipv4.conf.\(uplink).forwarding") == "1", "cagent switched forwarding off")
 
         // The host loses its IPv6 default route: the next session is IPv4-only and says so; IPv6 stays filtered.
+        // The host keeps a route to the allowed v6 network only (not a default), so the host itself reaches it:
+        // the sandbox's "not open" below is cagent's doing, not a missing path.
         try sh("ip -n \(lab.host) -6 route del default", check: true)
+        try sh("ip -n \(lab.host) -6 route add \(UplinkLab.allowedNet6) via \(NetlabAddresses.router6)", check: true)
         let sandbox = try lab.newSandbox()
         let second = try setUpSession(lab, sandbox: sandbox, paths: paths)
         defer { try? tearDown(second) }
@@ -151,6 +154,8 @@ struct LifecycleTests {
         #expect(probe["tcp \(UplinkLab.allowedInNet4) 80"] == "open")
         #expect(probe["tcp \(UplinkLab.allowedInNet6) 80"] != "open")
         #expect(try lab.nftRuleset().contains("ip6 daddr . meta l4proto . th dport"))
+        let control = try lab.probe(in: lab.host, ["tcp \(UplinkLab.allowedInNet6) 80"])
+        #expect(control["tcp \(UplinkLab.allowedInNet6) 80"] == "open", "control: the host cannot reach the allowed v6 server: \(control)")
     }
 
     @Test("IPv6 forwarding does not cost a SLAAC host its router advertisements (accept_ra)",
@@ -195,6 +200,9 @@ struct LifecycleTests {
         let paths = try testPaths()
         defer { _ = try? sh("rm -rf '\(paths.runtime)'") }
         try sh("ip -n \(lab.host) route del default", check: true)
+        // A route to the allowed v4 network only (not a default): the host reaches it, so the sandbox's "not open"
+        // below is cagent's doing, not a missing path.
+        try sh("ip -n \(lab.host) route add \(UplinkLab.allowedNet4) via \(NetlabAddresses.router4)", check: true)
         let sandbox = try lab.newSandbox()
         let session = try setUpSession(lab, sandbox: sandbox, paths: paths)
         defer { try? tearDown(session) }
@@ -208,6 +216,8 @@ struct LifecycleTests {
         #expect(probe["tcp \(UplinkLab.attacker6) 80"] != "open")
         #expect(lab.lab.sinkRecords().isEmpty)
         try expectSinkReachedWithoutCagent(lab, "tcp \(UplinkLab.attacker6) 80")
+        let control = try lab.probe(in: lab.host, ["tcp \(UplinkLab.allowedInNet4) 80"])
+        #expect(control["tcp \(UplinkLab.allowedInNet4) 80"] == "open", "control: the host cannot reach the allowed v4 server: \(control)")
     }
 
     @Test("Another firewall's forward drop is reported at start with a fix that works",

@@ -18,6 +18,9 @@ extension LearnCommandTests {
             .deletingLastPathComponent().path
         var environment = ProcessInfo.processInfo.environment
         environment["CAGENT"] = Products.cagent
+        // Its own names (files, user, namespaces): another run of this test at the same time shares none of them.
+        let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        environment["CAGENT_DEMO_TAG"] = tag
         let run = try Netlab.execute([repository + "/scripts/demo.sh"], timeout: 120, environment: environment)
         let out = run.stdout + run.stderr
         #expect(run.status == 0, "\(out)")
@@ -28,7 +31,7 @@ extension LearnCommandTests {
         }
         // 3: the proposal names what the agent used.
         for entry in ["- api.model.test", "- git.forge.test", "- packages.demo.test", "- ~/.config/demo-agent/config",
-                      "- /opt/cagent-demo/demo-agent"] {
+                      "- /opt/cagent-demo-\(tag)/demo-agent"] {
             #expect(section(3).contains(entry), "\(section(3))")
         }
         // 4: the same agent, no denial.
@@ -45,8 +48,10 @@ extension LearnCommandTests {
         #expect(section(7).contains("HTTP exfiltration: SENT") && section(7).contains("DEMO-SECRET-do-not-send")
                 && section(7).contains("key=sk-demo-"), "\(section(7))")
         // Nothing left: the lab, the user, its home, the files.
-        #expect(!FileSystem.list("/run/netns").contains { $0.hasPrefix("cgd-") })
-        #expect(getpwnam("cgdemo") == nil)
-        for path in ["/home/cgdemo", "/tmp/cagent-demo", "/opt/cagent-demo"] { #expect(!FileSystem.exists(path), "\(path)") }
+        #expect(!FileSystem.list("/run/netns").contains { $0.hasPrefix("cgd-\(tag)-") })
+        #expect(getpwnam("cgdemo-\(tag)") == nil)
+        for path in ["/home/cgdemo-\(tag)", "/tmp/cagent-demo-\(tag)", "/opt/cagent-demo-\(tag)"] { #expect(!FileSystem.exists(path), "\(path)") }
+        // The control: the names were this run's (the output says where its files were).
+        #expect(out.contains("/tmp/cagent-demo-\(tag) are removed"), "\(out.suffix(300))")
     }
 }

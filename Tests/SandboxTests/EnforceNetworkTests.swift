@@ -184,13 +184,12 @@ import Testing
         let process = try SpawnedProcess.start(
             ["nsenter", "--net=/run/netns/\(lab.hostNamespace)", Products.cagent, "enforce", "--profile", profile,
              "--user", String(SandboxFixture.agentUID), "--workspace", world.workspace, "--state-dir", world.state,
-             "--upstream-dns", NetlabAddresses.dns4, "--", "/bin/sh", "-c", "exec sleep 60"],
+             "--upstream-dns", NetlabAddresses.dns4, "--", "/bin/sh", "-c", "touch \(world.workspace)/started; exec sleep 60"],
             stdout: world.root + "/term.out", stderr: world.root + "/term.err", environment: environment)
+        // The agent's own mark that it runs (not a fixed wait): a TERM before it would abort the start instead.
         var waited = 0.0
-        while waited < 20, !((try? lab.run(in: .host, ["ip", "-o", "link"]).stdout.contains("cgs")) ?? false) {
-            usleep(50_000); waited += 0.05
-        }
-        usleep(300_000)   // the agent has been released
+        while waited < 20, !FileSystem.exists(world.workspace + "/started") { usleep(50_000); waited += 0.05 }
+        #expect(FileSystem.exists(world.workspace + "/started"), "the agent never started: \(FileSystem.readText(world.root + "/term.err") ?? "")")
         kill(process.pid, SIGTERM)
         let status = process.wait(timeout: 30)
         #expect(status == 143, "\(FileSystem.readText(world.root + "/term.err") ?? "")")
@@ -209,7 +208,9 @@ import Testing
         #expect(last.hasPrefix("{\"allowed\":0,\"refused\":"), "\(run.output.stderr)")
         #expect(last.contains("\"subject\":\"nothing.attacker.test\""), "\(last)")
         #expect(!run.output.stderr.contains("(full list: "), "\(run.output.stderr)")
-        try expectNothingLeft(lab, world, sessionID: run.sessionID)
+        // The session's id, or the machine-wide leftover checks would be skipped.
+        let sessionID: String = try #require(run.sessionID, "no session list: \(run.output.stderr)")
+        try expectNothingLeft(lab, world, sessionID: sessionID)
     }
 
     /// Fail closed: a failure after the uplink and the gate are up stops the agent from ever running, with
@@ -226,5 +227,9 @@ import Testing
         #expect(run.output.stderr.contains("sandbox setup: \(stage) failed"), "\(run.output.stderr)")
         #expect(!FileSystem.exists(marker), "the agent ran")
         try expectNothingLeft(lab, world, sessionID: nil)
+        // The control: the same run without the fault does run the agent (the marker proves it, not its absence).
+        let control = try enforce(lab, world, [], script: "touch \(marker)")
+        #expect(control.output.status == 0 && FileSystem.exists(marker), "control: the agent did not run: \(control.output.stderr)")
+        try expectNothingLeft(lab, world, sessionID: control.sessionID)
     }
 }

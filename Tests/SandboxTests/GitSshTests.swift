@@ -1,4 +1,5 @@
 import CagentCore
+import CagentProfile
 import CagentSandbox
 import Foundation
 import Netlab
@@ -164,6 +165,43 @@ import Testing
                                         user: world.user, workspace: world.workspace, configDirectory: world.home + "/.config/cagent")
         #expect(key.key == text)
         #expect(key.knownHosts == ["git.allowed.test ssh-ed25519 AAAAC3Nza1"] && key.unknownHosts.isEmpty, "\(key.knownHosts)")
+    }
+
+    /// `--dump-plan FILE` with `--ssh-key`: the plan on disk names the deploy key (its file and sha256) and
+    /// holds none of its material; the control is the same run's real plan, which carries the key to cagent-init.
+    @Test(.enabled(if: Requirements.mayRun(root: true), "needs root (reads as the user)"))
+    func dumpedPlanNamesTheDeployKeyWithoutItsMaterial() throws {
+        try Requirements.root()
+        let world = try SandboxFixture(); defer { world.remove() }
+        let user = try TestUser(home: world.home)
+        let material = "DEPLOY-KEY-MATERIAL-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let text = "-----BEGIN OPENSSH PRIVATE KEY-----\n\(material)\n-----END OPENSSH PRIVATE KEY-----\n"
+        let keyFile = world.home + "/.config/cagent/ssh/deploy_key"
+        try world.write(keyFile, text, owner: user.uid)
+        for directory in [world.home, world.home + "/.config", world.home + "/.config/cagent", world.home + "/.config/cagent/ssh",
+                          world.workspace, world.state] {
+            try world.makeDirectory(directory, owner: user.uid); chown(directory, user.uid, user.gid)
+        }
+        let profile = world.root + "/git.yaml"
+        try world.write(profile, "cagent: 1\nagent: test\nnetwork:\n  endpoints: [\"git.allowed.test:22/tcp\"]\n", owner: 0)
+        let plan = world.state + "/plan"
+        let run = try Netlab.execute(
+            [Products.cagent, "enforce", "--profile", profile, "--user", String(user.uid), "--workspace", world.workspace,
+             "--state-dir", world.state, "--ssh-key", keyFile, "--dump-plan", plan, "--", "/bin/true"],
+            timeout: 60, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": world.home, "CAGENT_RUNTIME_DIR": world.root + "/run"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let dumped = try #require(world.read(plan), "no plan written: \(run.stderr)")
+        // The probe ran: the plan has the key's step, naming its file and digest.
+        #expect(dumped.contains(SshDeployKey.keyPath), "\(dumped)")
+        #expect(dumped.contains(keyFile) && dumped.contains(SHA256.hex(Array(text.utf8))), "\(dumped)")
+        let leaked = dumped.contains(material)
+        #expect(!leaked, "the deploy key's material is in the dumped plan")
+        #expect(!run.stderr.contains(material))
+        // The control: the plan cagent-init gets does carry the key (the same loader, the same profile).
+        let key = try SshDeployKey.load(keyFile: keyFile, currentDirectory: "/", endpoints: [.init(host: "git.allowed.test", port: 22)],
+                                        user: InvokingUser(uid: user.uid, gid: user.gid, name: user.name, home: world.home),
+                                        workspace: world.workspace)
+        #expect(key.steps.contains { if case .file(SshDeployKey.keyPath, _, let contents) = $0.operation { contents.contains(material) } else { false } })
     }
 
     /// sshd: the system's, else the Debian package's binary unpacked into the test cache (installing

@@ -13,6 +13,13 @@ extension SandboxFixture {
     var userOpt: String { "/opt/cagent-learn-test-" + (root.split(separator: "-").last.map(String.init) ?? "x") }
     /// A root-owned, world-writable (sticky) host directory: writable to the agent user on the host.
     var sharedOpt: String { "/opt/cagent-learn-shared-" + (root.split(separator: "-").last.map(String.init) ?? "x") }
+    /// Host unix sockets planted for this fixture (listening-socket files in /run and /tmp), which the sandbox must not see.
+    var plantedSockets: [String] {
+        let id = root.split(separator: "-").last.map(String.init) ?? "x"
+        return ["/run/cgt-learn-\(id).sock", "/tmp/cgt-learn-\(id).sock"]
+    }
+    /// A file in root's /opt the agent may not create (never made: a name of this fixture's, not shared with another run).
+    var refusedOpt: String { "/opt/cagent-learn-x-" + (root.split(separator: "-").last.map(String.init) ?? "x") }
 }
 
 @Suite("cagent learn", .serialized)
@@ -56,7 +63,7 @@ struct LearnCommandTests {
         cat /nonexistent-cagent-learn-file 2>/dev/null
         cat "$HOME/.ssh/id_rsa" > /dev/null 2>&1 && echo "secret=read" >> "$out" || echo "secret=hidden" >> "$out"
         echo scratch > "$HOME/written-by-agent" && echo "homewrite=ok" >> "$out"
-        echo x > /opt/cagent-learn-x 2>/dev/null && echo "optwrite=ok" >> "$out" || echo "optwrite=refused" >> "$out"
+        echo x > "\(fixture.refusedOpt)" 2>/dev/null && echo "optwrite=ok" >> "$out" || echo "optwrite=refused" >> "$out"
         echo x > "\(fixture.userOpt)/x" && echo "useroptwrite=ok" >> "$out"
         echo x > "\(fixture.sharedOpt)/x" && echo "sharedwrite=ok" >> "$out"
         for name in www.allowed.test api.allowed.test assets.allowed.test; do
@@ -70,7 +77,7 @@ struct LearnCommandTests {
         curl -s -o /dev/null -m 2 http://169.254.169.254/ && echo "metadata=reached" >> "$out"
         curl -s -o /dev/null -m 2 http://\(NetlabAddresses.host4)/ && echo "host=reached" >> "$out"
         curl -s -o /dev/null -m 2 http://10.9.8.7/ && echo "lan=reached" >> "$out"
-        for s in /run/user /run/dbus/system_bus_socket /run/systemd/resolve "$SSH_AUTH_SOCK"; do
+        for s in /run/user /run/dbus/system_bus_socket /run/systemd/resolve "$SSH_AUTH_SOCK" \(fixture.plantedSockets.joined(separator: " ")); do
           [ -n "$s" ] && [ -e "$s" ] && echo "socket=$s" >> "$out"
         done
         env | grep -q LEARN_TEST_TOKEN && echo "env=token" >> "$out"
@@ -230,6 +237,13 @@ struct LearnCommandTests {
         // ... and a root-owned world-writable one (mode 1777): the same.
         #expect(mkdir(fixture.sharedOpt, 0o755) == 0 && chmod(fixture.sharedOpt, 0o1777) == 0)
         defer { try? FileManager.default.removeItem(atPath: fixture.sharedOpt) }
+        // Host sockets the probe looks for (/run/dbus, /run/systemd/resolve and an agent socket need not exist
+        // on a test machine): planted ones, so "socket=" absent means hidden, not absent.
+        for socketPath in fixture.plantedSockets {
+            let made = try Netlab.execute(["/usr/bin/python3", "-c", "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", socketPath], timeout: 10)
+            #expect(made.succeeded && FileSystem.exists(socketPath), "control: \(socketPath) not planted: \(made.stderr)")
+        }
+        defer { for socketPath in fixture.plantedSockets { unlink(socketPath) } }
         try fixture.write(fixture.workspace + "/agent.sh", Self.agentScript(fixture: fixture))
         try fixture.write(fixture.workspace + "/hello.py", Self.helloScript)
         try fixture.write(fixture.workspace + "/listen.py", Self.listenScript)
@@ -283,6 +297,12 @@ struct LearnCommandTests {
             #expect(control.stdout == "200", "control: nothing answers at \(address): \(control)")
         }
         #expect(!results.contains("socket="), "host sockets visible: \(results)")
+        // The control: the same test outside the sandbox, as the agent's user, finds the planted sockets.
+        for socketPath in fixture.plantedSockets {
+            let outside = try Netlab.execute(["setpriv", "--reuid=\(SandboxFixture.agentUID)", "--regid=\(SandboxFixture.agentUID)", "--clear-groups",
+                                              "/bin/sh", "-c", "[ -e \"$0\" ] && echo seen", socketPath], timeout: 10)
+            #expect(outside.stdout.contains("seen"), "control: \(socketPath) not visible outside: \(outside.stderr)")
+        }
         #expect(!results.contains("env=token") && results.contains("env=passed"))
         #expect(results.contains("tls=sent") && results.contains("listen=ok"), "\(results)")
 
@@ -290,7 +310,7 @@ struct LearnCommandTests {
         // /opt file; the home write went to the (removed) scratch layer.
         let changed = try Netlab.execute(["find", fixture.home, fixture.userOpt, fixture.sharedOpt, "-newer", marker], timeout: 10).stdout
         #expect(changed.isEmpty, "host home changed: \(changed)")
-        #expect(!FileSystem.exists("/opt/cagent-learn-x"))
+        #expect(!FileSystem.exists(fixture.refusedOpt))
         #expect(!FileSystem.exists(fixture.home + "/written-by-agent"))
         #expect(FileSystem.list(fixture.state + "/scratch").isEmpty, "scratch layer not removed")
 
@@ -316,7 +336,7 @@ struct LearnCommandTests {
             "/.config/tool/config",                                                            // config read
             "/nonexistent-cagent-learn-file",                                                  // missing file
             "/.ssh/id_rsa",                                                                    // hidden secret
-            "/opt/cagent-learn-x",                                                             // write outside
+            fixture.refusedOpt,                                                                // write outside
             "/written-by-agent",                                                               // scratch write
             fixture.userOpt + "/x",                                                            // scratch write outside home
             fixture.sharedOpt + "/x",                                                          // scratch write, world-writable dir

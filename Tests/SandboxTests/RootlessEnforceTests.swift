@@ -180,7 +180,7 @@ struct RootlessEnforceTests {
         #expect(attackerSeen.isEmpty, "the sink saw the sandbox: \(attackerSeen)")
         #expect(lab.dnsQueries(containing: "attacker.test").isEmpty, "the DNS server saw \(lab.dnsQueries(containing: "attacker.test"))")
         #expect(!lab.dnsQueries(containing: "www.allowed.test").isEmpty, "the gate asked upstream for the allowed name")
-        #expect(processes(mentioning: "slirp4netns").isEmpty, "slirp4netns stopped with the session")
+        #expect(processes(mentioning: "slirp4netns", uid: world.user.uid).isEmpty, "slirp4netns stopped with the session")
 
         // Positive controls: the same probes from the simulated host, as the same user, reach the sink and the DNS log.
         let asUser = ["/usr/bin/setpriv", "--reuid", String(world.user.uid), "--regid", String(world.user.gid), "--clear-groups"]
@@ -190,5 +190,41 @@ struct RootlessEnforceTests {
         #expect(lab.sinkRecords().contains { $0.contains("203.0.113.66") }, "control: the sink records a direct connection")
         #expect(lab.sinkRecords().contains { $0.contains("198.51.100.8") }, "control: the sink records the public resolver query")
         #expect(!lab.dnsQueries(containing: "x4.attacker.test").isEmpty, "control: the DNS log records the query")
+    }
+
+    @Test("a profile's block that covers the host's own address does not open the host's services (slirp4netns connects from the host)",
+          .enabled(if: Requirements.mayRun(root: true, tools: ["setpriv", "useradd", "slirp4netns", "curl", "dnsmasq", "tcpdump", "python3"]),
+                   "root: creates the test user and the netlab"))
+    func hostAddressStaysClosedUnderAnAllowedBlock() throws {
+        try Requirements.root()
+        let lab = try Netlab(); defer { lab.shutdown() }
+        let world = try World(); defer { world.remove() }
+        // A service on the simulated host's own address, the kind root mode's input chain keeps from the sandbox.
+        _ = try lab.spawn(in: .host, ["/usr/bin/python3", "-u", "-m", "http.server", "--bind", NetlabAddresses.host4, "8099"],
+                          readyOnStdout: "Serving HTTP")
+        let profile = world.root + "/blocks.yaml"
+        try "cagent: 1\nagent: blocks\nnetwork:\n  cidrs: [198.18.0.0/16, 203.0.113.0/24]\n"
+            .write(toFile: profile, atomically: false, encoding: .utf8)
+        chmod(profile, 0o644)
+        let script = """
+        echo "web=$(curl -s -o /dev/null -m 3 -w '%{http_code}' http://\(NetlabAddresses.web1)/)"
+        echo "host=$(curl -s -o /dev/null -m 3 -w '%{http_code}' http://\(NetlabAddresses.host4):8099/)"
+        """
+        let argv = ["ip", "netns", "exec", lab.hostNamespace, "/usr/bin/setpriv", "--reuid", String(world.user.uid),
+                    "--regid", String(world.user.gid), "--clear-groups", "/usr/bin/env", "-i", "PATH=/usr/bin:/bin",
+                    "HOME=\(world.home)", "USER=\(world.user.name)",
+                    Products.cagent, "enforce", "--profile", profile, "--workspace", world.workspace,
+                    "--upstream-dns", NetlabAddresses.dns4, "--", "/bin/sh", "-c", script]
+        let outcome = try Self.run(argv, world: world)
+        let found = Self.values(outcome.output)
+        #expect(outcome.status == 0, "\(outcome.error)")
+        #expect(found["web"] == "200", "the allowed block works (the probe ran): \(outcome.output) \(outcome.error)")
+        #expect(found["host"] != nil && found["host"] != "200", "the host's own service answered the sandbox: \(outcome.output)")
+        #expect(outcome.error.contains("cagent: blocked tcp \(NetlabAddresses.host4):8099"), "the drop is shown live: \(outcome.error)")
+        // Control: the same user outside cagent reaches the host's service.
+        let asUser = ["/usr/bin/setpriv", "--reuid", String(world.user.uid), "--regid", String(world.user.gid), "--clear-groups"]
+        let control = try lab.run(in: .host, asUser + ["curl", "-s", "-o", "/dev/null", "-m", "3", "-w", "%{http_code}",
+                                                       "http://\(NetlabAddresses.host4):8099/"])
+        #expect(control.stdout == "200", "control: the host's service answers outside cagent: \(control)")
     }
 }

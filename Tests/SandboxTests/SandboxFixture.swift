@@ -171,6 +171,17 @@ func processes(mentioning marker: String) -> [Int32] {
     return found
 }
 
+/// Processes of user `uid` whose command line mentions `marker`: one session's helpers (a test user's own
+/// slirp4netns), not those of another suite's session running at the same time.
+func processes(mentioning marker: String, uid: UInt32) -> [Int32] {
+    processes(mentioning: marker).filter { pid in
+        let status = FileSystem.readText("/proc/\(pid)/status") ?? ""
+        return status.split(separator: "\n").contains {
+            $0.hasPrefix("Uid:") && $0.split(separator: "\t").dropFirst().first.map(String.init) == String(uid)
+        }
+    }
+}
+
 /// Host mounts whose mount point lies under `path`.
 func hostMounts(under path: String) -> [String] {
     (FileSystem.readText("/proc/self/mountinfo") ?? "").split(separator: "\n").filter {

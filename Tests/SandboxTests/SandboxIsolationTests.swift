@@ -344,17 +344,30 @@ import Testing
         let (master, slave, _) = try openTerminal()
         defer { close(master); close(slave) }
         let plan = try world.plan(["/bin/sh", "-c", "echo ready; exec sleep 30"], terminal: .init(rows: 24, columns: 80))
+        final class Seen: @unchecked Sendable { let lock = NSLock(); var bytes: [UInt8] = [] }
+        let shown = Seen()
         let start = Date()
         let result = try world.run(plan, streams: StandardStreams(input: slave, output: slave, error: slave), started: { _ in
             Thread.detachNewThread {
-                Thread.sleep(forTimeInterval: 0.3)
+                // Ctrl-C once the agent said it runs (its "ready" on the terminal), not after a guess.
+                var seen: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 256)
+                let deadline = Date().addingTimeInterval(10)
+                while Date() < deadline, !String(decoding: seen, as: UTF8.self).contains("ready") {
+                    var poller = pollfd(fd: master, events: Int16(POLLIN), revents: 0)
+                    guard poll(&poller, 1, 100) > 0 else { continue }
+                    let count = read(master, &buffer, buffer.count)
+                    if count <= 0 { break }
+                    seen += buffer[..<count]
+                }
+                shown.lock.withLock { shown.bytes = seen }   // before the Ctrl-C, so before the run returns
                 var ctrlC: UInt8 = 3
                 _ = write(master, &ctrlC, 1)
             }
         })
         #expect(result.status == 130, "SIGINT -> 128+2")
         #expect(Date().timeIntervalSince(start) < 10)
-        #expect(drain(master).contains("ready"))
+        let before = shown.lock.withLock { shown.bytes }
+        #expect((String(decoding: before, as: UTF8.self) + drain(master)).contains("ready"))
     }
 
     /// H16: only 0-2 are open in the agent, its cwd is the workspace, its root the sandbox's. Control: a stray

@@ -134,20 +134,17 @@ struct UserPlacesTests {
         #expect(viaSudo.status == 0, "printed sudo report: \(sudoReport.argv) -> \(viaSudo.status) \(viaSudo.stderr)")
     }
 
-    /// As a plain user, the commands that start a sandbox say in one line that they need root (exit 125),
-    /// instead of a cgroup EACCES or a user-namespace hint; the commands that need no root work.
+    /// As a plain user, what needs root says so in one line (exit 125), instead of an EACCES from somewhere
+    /// inside setup; the commands that need no root work. enforce and learn are no longer among the refused: as a
+    /// plain user they run in rootless mode (RootlessEnforceTests, RootlessLearnTests); only learn's eBPF tracer is.
     @Test(.enabled(if: Requirements.mayRun(root: true, tools: ["setpriv"]), "needs root to become a test user"))
     func plainUserIsToldWhatNeedsRoot() throws {
         try Requirements.root()
         let world = try World(); defer { world.remove() }
-        // enforce is no longer among them: as a plain user it runs in rootless mode (RootlessEnforceTests).
-        for (command, arguments) in [("learn", ["learn", "--workspace", world.workspace])] {
-            let run = try Netlab.execute(world.asUser + [Products.cagent] + arguments + ["--", "/bin/true"], timeout: 30)
-            let first = run.stderr.split(separator: "\n").first.map(String.init) ?? ""
-            #expect(run.status == 125, "\(command) as a plain user: \(run.status) \(run.stderr)")
-            #expect(first == "cagent: \(command) needs root (for now: rootless learn is not built, issue #18); run it with sudo",
-                    "\(command): \(run.stderr)")
-        }
+        let ebpf = try Netlab.execute(world.asUser + [Products.cagent, "learn", "--tracer", "ebpf", "--workspace", world.workspace,
+                                                      "--", "/bin/true"], timeout: 30)
+        #expect(ebpf.status == 125 && ebpf.stderr.contains("--tracer ebpf needs root; rootless learn traces with seccomp-notify"),
+                "learn --tracer ebpf as a plain user: \(ebpf.status) \(ebpf.stderr)")
         // Control: the same user runs the commands that need no root.
         try world.writeUserProfile("userplaces")
         for arguments in [["profile", "list"], ["profile", "show", "userplaces"], ["profile", "lint", "userplaces"]] {

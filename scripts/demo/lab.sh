@@ -10,7 +10,7 @@
 # Nothing reaches the machine's interfaces or resolver: processes in cgd-host see /etc/netns/cgd-host/resolv.conf
 # (`ip netns exec`) or are given the lab's DNS server. lab_down removes everything; demo.sh calls it on exit.
 
-lab_host=cgd-host lab_inet=cgd-inet
+lab_host=cgd${suffix:-}-host lab_inet=cgd${suffix:-}-inet   # suffix: demo.sh's CAGENT_DEMO_TAG
 lab_dns=198.51.100.53 lab_model=203.0.113.20 lab_git=203.0.113.21 lab_packages=203.0.113.22 lab_attacker=203.0.113.66
 
 lab_down() {

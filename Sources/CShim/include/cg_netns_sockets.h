@@ -15,4 +15,9 @@
 int cg_netns_sockets(pid_t pid, const int *domains, const int *types, const int *protocols, int count,
                      int loopback_up, int *fds, const char **stage);
 
+/// The same for the namespaces open as `user_fd` and `net_fd` (kept open by the caller): a long-lived user
+/// (the --publish relay) holds the namespaces themselves, not a pid that could be reused after the sandbox.
+int cg_netns_sockets_at(int user_fd, int net_fd, const int *domains, const int *types, const int *protocols, int count,
+                        int loopback_up, int *fds, const char **stage);
+
 #endif

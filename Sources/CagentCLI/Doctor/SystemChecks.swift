@@ -33,7 +33,7 @@ enum SystemChecks {
 
     static func privileges() -> DoctorCheck {
         guard geteuid() == 0 else {
-            return DoctorCheck("privileges", .info, "uid \(geteuid()), not root: `enforce` runs in rootless mode (see \"rootless\"); `learn` needs root")
+            return DoctorCheck("privileges", .info, "uid \(geteuid()), not root: `enforce` and `learn` run in rootless mode (see \"rootless\")")
         }
         // Capabilities root lacks here (e.g. CAP_SYS_RESOURCE in some VMs) only mean limits can be lowered, not raised.
         let last = cg_cap_last_cap()
@@ -170,9 +170,13 @@ enum SystemChecks {
         if tun >= 0 { close(tun) } else if geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0 {
             lacks.append("/dev/net/tun for this user (\(String(cString: strerror(errno))); udev makes it 0666): without it only --offline")
         }
-        let always = "always without root: the shadow home is an unbounded directory (no loop device), no --proxy, no learn, IPv4 only"
+        // Which limits a rootless session gets: the session cgroup where this user may write one (a delegation), else rlimits.
+        let limits = geteuid() != 0
+            ? (cgroups().status == .ok ? "limits: a delegated cgroup (see \"limits\")" : "limits: rlimits, no writable cgroup (see \"limits\")")
+            : "limits: rlimits unless the user has a delegated cgroup"
+        let always = "\(limits); always without root: the shadow home is an unbounded directory (no loop device), learn traces with seccomp-notify (no eBPF)"
         if lacks.isEmpty {
-            return DoctorCheck("rootless", .ok, "user namespaces, slirp4netns, /dev/net/tun: enforce works as a plain user, online and offline; \(always)")
+            return DoctorCheck("rootless", .ok, "user namespaces, slirp4netns, /dev/net/tun: enforce and learn work as a plain user, online and offline, enforce with --publish and --proxy; \(always)")
         }
         return DoctorCheck("rootless", .warn, "lacks " + lacks.joined(separator: "; ") + "; \(always)",
                            remedy: "install the missing pieces as root once (scripts/install-deps.sh)")

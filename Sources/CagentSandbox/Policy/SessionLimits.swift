@@ -9,7 +9,7 @@ import Glibc
 /// container with a read-only or namespaced /sys/fs/cgroup, or as a plain user without a delegated cgroup.
 /// The fallback is announced in one line (`notice`) instead of refusing to start: the rlimits still stop a
 /// fork bomb (RLIMIT_NPROC is counted in the sandbox's own user namespace) and bound each process's memory.
-public final class SessionLimits: @unchecked Sendable {
+public final class SessionLimits: Sendable {
     public let cgroup: SessionCgroup?
     /// Why no cgroup is used (nil when one is).
     public let fallbackReason: String?

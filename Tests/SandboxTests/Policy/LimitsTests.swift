@@ -64,6 +64,7 @@ struct LimitsProcessTests {
         let limits = ResourceLimits(processes: 48, memoryBytes: 512 << 20, openFiles: 256, tmpBytes: 1 << 20, shmBytes: 1 << 20)
         let cgroup = try SessionCgroup(id: Self.uniqueID(), limits: limits)
         let directories = cgroup.directories
+        #expect(!directories.isEmpty, "no cgroup made: the left-behind check below would check nothing")
         defer {
             cgroup.remove()
             for dir in directories { #expect(!FileSystem.exists(dir), "cgroup \(dir) left behind") }
@@ -134,6 +135,7 @@ struct LimitsProcessTests {
         let limits = ResourceLimits(processes: 64, memoryBytes: 96 << 20, openFiles: 256, tmpBytes: 1 << 20, shmBytes: 1 << 20)
         let cgroup = try SessionCgroup(id: Self.uniqueID(), limits: limits)
         let directories = cgroup.directories
+        #expect(!directories.isEmpty, "no cgroup made: the left-behind check below would check nothing")
         defer {
             cgroup.remove()
             for dir in directories { #expect(!FileSystem.exists(dir), "cgroup \(dir) left behind") }
