@@ -119,6 +119,16 @@ static int write_file(pid_t pid, const char *name, const char *text) {
     return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
+static int write_path(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
 static int parent_fail(struct cg_spawn_result *result, const char *stage, pid_t pid) {
     result->error = errno;
     result->error_stage = stage;
@@ -138,15 +148,36 @@ int cg_spawn_init(const struct cg_spawn_request *r, struct cg_spawn_result *resu
     int go[2];
     if (pipe2(go, O_CLOEXEC) < 0) { close(init_fd); return parent_fail(result, "clone", 0); }
 
+    // The session's cgroups (cg_spawn.h): this thread joins the v1 ones, the clone inherits them (and goes
+    // into the cgroup2 one by CLONE_INTO_CGROUP), then this thread leaves. Any refusal: none of it.
+    int joined = 0;
+    while (joined < r->tasks_count && write_path(r->join_tasks[joined], "0") == 0) joined++;
+    int placing = joined == r->tasks_count && (r->tasks_count > 0 || r->into_cgroup);
+
     struct clone_args args;
     memset(&args, 0, sizeof args);
     args.flags = (uint64_t)(CLONE_NEWUSER | r->namespaces);
     args.exit_signal = SIGCHLD;
+    if (placing && r->into_cgroup) { args.flags |= CLONE_INTO_CGROUP; args.cgroup = (uint64_t)r->cgroup_fd; }
     pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0 && placing && r->into_cgroup) {
+        // Refused into the cgroup2 one (an older kernel, a domain it cannot join): plain clone, caller adds.
+        placing = 0;
+        args.flags &= ~(uint64_t)CLONE_INTO_CGROUP; args.cgroup = 0;
+        pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    }
     if (pid == 0) child(r, go[0], init_fd);
+    int saved = errno;
+    // Back where this thread was: cagent itself never stays in the session's cgroups (their removal at the
+    // end needs them empty). Without the way back the start fails (and the child dies).
+    int left = 0;
+    while (left < joined && write_path(r->leave_tasks[left], "0") == 0) left++;
+    errno = saved;
     close(init_fd);
     close(go[0]);
     if (pid < 0) { close(go[1]); return parent_fail(result, "clone", 0); }
+    if (left < joined) { close(go[1]); return parent_fail(result, "cgroup-leave", pid); }
+    result->cgroups_placed = placing;
 
     // Only the agent's ids exist in the sandbox: its files in the workspace keep their owner, and host
     // root is not mapped at all (files it owns appear as nobody, and no id inside is host root).

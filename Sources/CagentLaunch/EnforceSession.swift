@@ -182,9 +182,17 @@ public struct EnforceOptions: Equatable, Sendable {
             let error = error as? CagentError ?? CagentError(stage: .step(stage), "\(error)")
             return error.duringSetup(hint: "the agent did not start")
         }
-        launcher.beforeRelease = { pid in
+        // The session's cgroups are joined on a thread from the clone on: the first cgroup.procs write waits
+        // for an RCU grace period (cgroup_threadgroup_rwsem, 6-14 ms here), so it starts before the network's
+        // attach and the plan instead of after them; `beforeAgent` waits for it (docs/benchmarks.md).
+        let joining = CgroupJoin()
+        defer { joining.wait() }
+        // Better still: the init cloned straight into the session's cgroups (no cgroup.procs write at all).
+        launcher.cloneIntoCgroups = cgroup.cgroup?.cloneTargets
+        launcher.beforeRelease = { [unowned launcher] pid in
             // The init is frozen waiting for its plan: nothing inside runs before the network is in place.
             Timing.mark("enforce: cloned")
+            if launcher.cgroupsPlacedAtClone { joining.placed() } else { joining.start(cgroup, pid: pid) }
             do {
                 try network?.start(pid: pid)
                 try rootlessNetwork?.start(pid: pid)
@@ -196,7 +204,7 @@ public struct EnforceOptions: Equatable, Sendable {
             // cagent-init builds the view meanwhile; it forks the agent only after this returned.
             Timing.mark("enforce: plan sent")
             do {
-                try cgroup.add(pid: pid)
+                try joining.finish(cgroup, pid: pid)
                 Timing.mark("enforce: cgroups joined")
                 try SetupStage.inject(at: .cgroup, asked: failAtStage)
             } catch { throw setupError(error, stage: .cgroup) }
@@ -227,6 +235,7 @@ public struct EnforceOptions: Equatable, Sendable {
             failure = error as? CagentError ?? CagentError(stage: .sandboxSetup(nil), "\(error)")
         }
         Timing.mark("enforce: agent exited")
+        joining.wait()   // a start that failed before `beforeAgent`: the join is over before the cgroup goes
         // Teardown on every path: the relay, the reader and gate first (their last lines), then the uplink and
         // chains (on a thread, waited for below) while the cgroup goes and the session is recorded.
         published?.stop()
@@ -271,5 +280,39 @@ public struct EnforceOptions: Equatable, Sendable {
         // "add to the profile" hands over to cagent-full now (it edits the profile, then exits with the status).
         if let spooled { recording.addToProfile(file: spooled, status: status) }
         throw CagentExit(status: status)
+    }
+}
+
+/// The session's cgroups joined by the sandbox's init on a thread of its own (`start`, right after the clone),
+/// waited for before the agent is forked (`finish`). Without a thread (resources exhausted) `finish` joins on
+/// the caller's thread, as before.
+// @unchecked: `thread` and `error` are written before the thread starts / by it, read after pthread_join.
+final class CgroupJoin: @unchecked Sendable {
+    private var thread: DedicatedThread?
+    private var error: (any Error)?
+    private var joined = false
+
+    /// The init was cloned into the cgroups (Launcher.cloneIntoCgroups): nothing to join.
+    func placed() { joined = true }
+
+    func start(_ cgroup: SessionLimits, pid: Int32) {
+        guard thread == nil else { return }
+        thread = try? DedicatedThread.start(name: "cagent-cgroup") { [self] in
+            do { try cgroup.add(pid: pid) } catch { self.error = error }
+        }
+    }
+
+    /// Waits for the join started by `start` (or joins now) and throws its failure.
+    func finish(_ cgroup: SessionLimits, pid: Int32) throws {
+        if thread == nil { if !joined { joined = true; try cgroup.add(pid: pid) }; return }
+        wait()
+        if let error { self.error = nil; throw error }
+    }
+
+    /// Waits for the thread, if one runs; idempotent.
+    func wait() {
+        guard let thread, !joined else { return }
+        thread.join()   // pthread_join: the thread's write of `error` is visible after it
+        joined = true
     }
 }

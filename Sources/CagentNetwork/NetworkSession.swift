@@ -224,38 +224,49 @@ public final class NetworkSession: @unchecked Sendable {
         Timing.mark("net: sandbox side")
     }
 
-    /// Removes the link, the session's chains (or the whole table when no other session is alive), and the lease.
+    /// Removes the session's chains and sets (the table stays: `removeFirewall`), the link, and the lease.
+    /// The chains go first, on a socket held open while the link is deleted: both are kernel work that waits
+    /// for an RCU grace period (the chains' at the socket's close, NftApplier.applyHolding), and this way the
+    /// two waits overlap instead of adding up. In between, the interface has no entry in the table's maps, so
+    /// the permanent part's drops on `cgs*` close it (fail closed).
     public func tearDown() throws {
         guard let lease else { return }
         try inNamespace(host) {
             let lock = try SetupLock(paths: paths)
             defer { lock.release() }
             var failure: Error?
-            do {
-                try Rtnetlink(stage: "remove the uplink \(interface)").deleteLink(interface)
-            } catch let error as CagentError where error.errno == ENODEV {
-                // Gone with the sandbox's namespace already.
-            } catch { failure = error }
-            Timing.mark("net: link removed")
-            do { try NetworkSession.removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) } catch { failure = failure ?? error }
+            var removal: NetlinkSocket?
+            do { removal = try NetworkSession.removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) } catch { failure = error }
             Timing.mark("net: firewall removed")
+            withExtendedLifetime(removal) {
+                do {
+                    try Rtnetlink(stage: "remove the uplink \(interface)").deleteLink(interface)
+                } catch let error as CagentError where error.errno == ENODEV {
+                    // Gone with the sandbox's namespace already.
+                } catch { failure = failure ?? error }
+                Timing.mark("net: link removed")
+            }
+            removal = nil   // the close: what is left of the chains' grace period
+            Timing.mark("net: firewall socket closed")
             if let failure { throw failure }
             lease.end()
             self.lease = nil
         }
     }
 
-    /// Removes one session's part, or the whole table when no other session has chains in it. The table is
-    /// per network namespace while leases are machine-wide: a live session in another namespace (another test
-    /// lab, a container) must not keep this namespace's table alive, so the table itself is asked.
-    static func removeFirewall(interface: String, paths: CagentPaths, ownLease: String) throws {
+    /// Removes one session's part (map entries, chains, sets) in one batch. The table and its base chains stay
+    /// for the next session, as Docker keeps its chains: deleting a base chain unregisters its netfilter hook,
+    /// which waits for an RCU grace period (~12 ms at the end of every last session here, docs/benchmarks.md),
+    /// and creating it again costs the next start. With no session in it, every rule of the kept table matches
+    /// only `cgs*` interfaces, so host traffic passes it untouched (docs/network.md "The kept table").
+    /// Returns the batch's socket, still open (NftApplier.applyHolding: its close waits for the kernel to free
+    /// what the batch deleted).
+    @discardableResult
+    static func removeFirewall(interface: String, paths: CagentPaths, ownLease: String) throws -> NetlinkSocket? {
         let chains = (try? NetfilterInventory.chains()) ?? []
-        let others = Firewall.sessionInterfaces(in: chains).filter { $0 != interface }
-        if others.isEmpty {
-            try NetlinkControl.deleteTable(named: Firewall.table)
-        } else {
-            try NftApplier.apply(Firewall.removeSessionBatch(interface: interface), stage: "remove the firewall of \(interface)")
-        }
+        // Already gone (removed by a clean-up that took it for a dead session's): nothing to do.
+        guard chains.isEmpty || Firewall.sessionInterfaces(in: chains).contains(interface) else { return nil }
+        return try NftApplier.applyHolding(Firewall.removeSessionBatch(interface: interface), stage: "remove the firewall of \(interface)")
     }
 
     /// The first nflog group at or above `base` that no live session holds and no process listens on here.
@@ -272,8 +283,9 @@ public final class NetworkSession: @unchecked Sendable {
     }
 }
 
-/// Removes what dead sessions left in the current namespace: their links and chains, or the whole table when no
-/// live session has a network. Used by setup (under its lock) and by `cagent doctor --clean`.
+/// Removes what dead sessions left in the current namespace: their links, chains and sets. The table itself is
+/// kept (NetworkSession.removeFirewall says why); only `cagent doctor --clean` removes it, when no session is
+/// live. Used by setup (under its lock) and by tests.
 public enum NetworkLeftovers {
     /// Interfaces of dead sessions that still have chains in the table.
     public static func deadSessionChains(paths: CagentPaths) -> [String] {
@@ -309,16 +321,9 @@ public enum NetworkLeftovers {
             try? routing.deleteLink(name)
             removed.append("link \(name)")
         }
-        if try Firewall.tableExists() {
-            if held.isEmpty {
-                try NetlinkControl.deleteTable(named: Firewall.table)
-                removed.append("nft-table inet \(Firewall.table)")
-            } else {
-                for interface in deadSessionChains(paths: paths) {
-                    try removeSession(interface: interface)
-                    removed.append("nft-chain \(interface)")
-                }
-            }
+        for interface in deadSessionChains(paths: paths) {
+            try removeSession(interface: interface)
+            removed.append("nft-chain \(interface)")
         }
         for lease in SessionLease.all(paths: paths) where !lease.live && lease.sessionID.hasPrefix("net-") {
             unlink(lease.path)

@@ -400,10 +400,20 @@ public struct NftBatch: Sendable, Equatable {
 /// Applies batches to the nftables of the calling thread's network namespace.
 public enum NftApplier {
     public static func apply(_ batch: NftBatch, stage: String = "nftables") throws {
-        guard !batch.isEmpty else { return }
+        _ = try applyHolding(batch, stage: stage)
+    }
+
+    /// Applies `batch` and returns its socket still open (nil for an empty batch). What a batch deletes is
+    /// freed by nf_tables after an RCU grace period, on a work item, and the release of any NETLINK_NETFILTER
+    /// socket waits for that work (nft_rcv_nl_event flushes it): ~10-15 ms on this machine's close, measured
+    /// with strace (docs/benchmarks.md). A caller with other slow work to do holds the socket across it and
+    /// drops it after, when the grace period has mostly passed.
+    static func applyHolding(_ batch: NftBatch, stage: String = "nftables") throws -> NetlinkSocket? {
+        guard !batch.isEmpty else { return nil }
         let socket = try NetlinkSocket(NETLINK_NETFILTER, stage: stage)
         let first = socket.sequences(batch.operations.count + 1000)
         let (bytes, acks, meaning) = try batch.encode(firstSequence: first)
         try socket.transact(bytes, acks: acks, meaning: meaning)
+        return socket
     }
 }

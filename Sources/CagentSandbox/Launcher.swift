@@ -49,6 +49,11 @@ public final class Launcher {
     /// Runs after `beforeRelease`, before the plan is sent: for plan parts known only then (learn mode's
     /// resolver address, which the network setup allocates).
     public var finalizePlan: ((SandboxPlan) throws -> SandboxPlan)?
+    /// The session's cgroups to clone the init into (SessionCgroup.cloneTargets), instead of the caller adding
+    /// it after the clone; `cgroupsPlacedAtClone` says whether that worked.
+    public var cloneIntoCgroups: (joinTasks: [String], leaveTasks: [String], unified: String?)?
+    /// The init was cloned into `cloneIntoCgroups` (set before `beforeRelease` runs).
+    public private(set) var cgroupsPlacedAtClone = false
     /// The plan's volume, already being opened (`PendingVolume`); used when it is the plan's.
     public var pendingVolume: PendingVolume?
     /// What the bounded volume's setup wants the user to know (DiskVolume.notices), after `run` started.
@@ -167,13 +172,28 @@ public final class Launcher {
         let childFault = plan.failAtStage.flatMap { $0.runner == .child ? strdup($0.description) : nil }
         defer { free(childFault) }
         request.fail_at = UnsafePointer(childFault)
-        let spawned = initPath.withCString { path -> Int32 in
-            request.init_path = path
-            return argv.withUnsafeBufferPointer { pointer in
-                request.argv = UnsafePointer(pointer.baseAddress)
-                return cg_spawn_init(&request, &result)
-            }
+        // The session's cgroups at the clone (cg_spawn.h says why): C strings kept until the spawn returns.
+        let joinTasks: [UnsafeMutablePointer<CChar>?] = (cloneIntoCgroups?.joinTasks ?? []).map { strdup($0) }
+        let leaveTasks: [UnsafeMutablePointer<CChar>?] = (cloneIntoCgroups?.leaveTasks ?? []).map { strdup($0) }
+        let cgroupFD = cloneIntoCgroups?.unified.map { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } ?? -1
+        defer { (joinTasks + leaveTasks).forEach { free($0) }; if cgroupFD >= 0 { close(cgroupFD) } }
+        if cloneIntoCgroups != nil, cloneIntoCgroups?.unified == nil || cgroupFD >= 0 {
+            request.tasks_count = Int32(joinTasks.count)
+            request.into_cgroup = cgroupFD >= 0 ? 1 : 0
+            request.cgroup_fd = cgroupFD
         }
+        let spawned = joinTasks.withUnsafeBufferPointer { join in leaveTasks.withUnsafeBufferPointer { leave in
+            request.join_tasks = UnsafePointer(OpaquePointer(join.baseAddress))
+            request.leave_tasks = UnsafePointer(OpaquePointer(leave.baseAddress))
+            return initPath.withCString { path -> Int32 in
+                request.init_path = path
+                return argv.withUnsafeBufferPointer { pointer in
+                    request.argv = UnsafePointer(pointer.baseAddress)
+                    return cg_spawn_init(&request, &result)
+                }
+            }
+        } }
+        cgroupsPlacedAtClone = spawned == 0 && result.cgroups_placed != 0
         for fd in Set(childEnds) + [planPipe[0], control[1]] { close(fd) }
         volume?.releaseMount()
         Timing.mark("launch: clone")

@@ -90,4 +90,26 @@ import Testing
         #expect(!FileSystem.exists("/etc/netns/cgt-\(id)-host"))
         #expect(!FileSystem.exists(lab.directory))
     }
+
+    @Test("NftLeftovers: the kept empty table is no leftover; a session's chain, set or map entry, or another table, is")
+    func nftLeftoversTellTheKeptTableFromASessionsPart() {
+        let kept = """
+            table inet cagent {
+            \tmap sessions_fwd {
+            \t\ttype ifname : verdict
+            \t}
+            \tchain forward {
+            \t\ttype filter hook forward priority filter; policy accept;
+            \t\tiifname "cgs*" oifname "cgs*" drop
+            \t}
+            }
+            """
+        #expect(NftLeftovers.find(ruleset: kept).isEmpty)
+        #expect(NftLeftovers.find(ruleset: "").isEmpty)
+        // The control: the same table with one session's part in it, and a table of another name.
+        let session = kept.replacingOccurrences(of: "\t\ttype ifname : verdict\n",
+                                                with: "\t\ttype ifname : verdict\n\t\telements = { \"cgsab12\" : jump cgsab12_fwd }\n")
+        #expect(NftLeftovers.find(ruleset: session) == ["elements = { \"cgsab12\" : jump cgsab12_fwd }"])
+        #expect(NftLeftovers.find(ruleset: kept + "\ntable inet cgt {\n}") == ["table inet cgt {"])
+    }
 }

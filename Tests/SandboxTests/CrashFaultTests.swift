@@ -143,8 +143,9 @@ import Testing
         /// links), this test's cgroups, leases, mounts and loop devices of its files, processes of `marker`.
         func leftovers(marker: String) throws -> [String] {
             var found: [String] = []
-            let tables = try lab.run(in: .host, ["nft", "list", "tables"])
-            if !tables.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { found.append("nft: \(tables.stdout)") }
+            // The kept empty table is no leftover (NftLeftovers); a session's part in it is.
+            let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"])
+            found += NftLeftovers.find(ruleset: ruleset.stdout).map { "nft: \($0)" }
             let links = try lab.run(in: .host, ["ip", "-o", "link"])
             for line in links.stdout.split(separator: "\n") where line.contains(": cgs") { found.append("link: \(line.prefix(40))") }
             found += cgroup.sessionCgroups().map { "cgroup: \($0)" }
@@ -380,8 +381,8 @@ import Testing
         #expect(run.stdout.contains("integrity ok"), "\(run.stdout)")
         // Nothing of the session remains: no lease, no trace cgroup of that cagent, no table in the lab's host.
         #expect(FileSystem.list(fixture.root + "/run/sessions").filter { $0.hasSuffix(".lease") }.isEmpty)
-        let tables = try lab.run(in: .host, ["nft", "list", "tables"]).stdout
-        #expect(tables.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "table left: \(tables)")
+        let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"]).stdout
+        #expect(NftLeftovers.find(ruleset: ruleset).isEmpty, "nft left: \(ruleset)")
         #expect(processes(mentioning: fixture.workspace + "/fill.py").isEmpty)
     }
 

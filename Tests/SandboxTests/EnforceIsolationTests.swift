@@ -141,8 +141,8 @@ import Testing
         #expect(outB.components(separatedBy: "received tcp MARKER-B-SELF").count - 1 == 2, "control: \(outB)")
         #expect(outB.components(separatedBy: "received udp MARKER-B-SELF-udp").count - 1 == 2, "control: \(outB)")
 
-        let tables = try lab.run(in: .host, ["nft", "list", "tables"])
-        #expect(tables.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "table left: \(tables.stdout)")
+        let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"])
+        #expect(NftLeftovers.find(ruleset: ruleset.stdout).isEmpty, "nft left: \(ruleset.stdout)")
         #expect(!(try lab.run(in: .host, ["ip", "-o", "link"])).stdout.contains("cgs"), "link left in the lab host")
     }
 }

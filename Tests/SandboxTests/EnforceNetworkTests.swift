@@ -44,11 +44,11 @@ import Testing
         return Run(output: output, sessionID: list.map { String($0.dropLast("-network.json".count)) })
     }
 
-    /// What cagent must not leave: in the lab's host namespace no table and no cgs link; on this machine no
-    /// link, cgroup or live lease of the session.
+    /// What cagent must not leave: in the lab's host namespace no session's chains or sets (the kept empty
+    /// table aside: NftLeftovers) and no cgs link; on this machine no link, cgroup or live lease of the session.
     func expectNothingLeft(_ lab: Netlab, _ world: SandboxFixture, sessionID: String?) throws {
-        let tables = try lab.run(in: .host, ["nft", "list", "tables"])
-        #expect(tables.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "table left: \(tables.stdout)")
+        let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"])
+        #expect(NftLeftovers.find(ruleset: ruleset.stdout).isEmpty, "nft left: \(ruleset.stdout)")
         let links = try lab.run(in: .host, ["ip", "-o", "link"])
         #expect(!links.stdout.contains("cgs"), "link left in the lab host: \(links.stdout)")
         let leases = FileSystem.list(world.root + "/run/sessions").filter { $0.hasSuffix(".lease") }

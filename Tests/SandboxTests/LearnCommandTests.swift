@@ -318,7 +318,7 @@ struct LearnCommandTests {
         let links = try lab.run(in: .host, ["ip", "-o", "link"]).stdout
         #expect(!links.contains("cgs"), "session interface left behind: \(links)")
         let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"]).stdout
-        #expect(!ruleset.contains("cgs"), "session chains left behind")
+        #expect(NftLeftovers.find(ruleset: ruleset).isEmpty, "session chains left behind: \(ruleset)")
 
         // The record.
         let report = try Netlab.execute([Products.cagent, "report", "--db", database, "--json", "--limit", "0"], timeout: 30)

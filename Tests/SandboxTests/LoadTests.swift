@@ -156,8 +156,8 @@ import Testing
         // The control that the names resolve at all is each sandbox's own (above); the lab's server saw every name.
         for index in 0..<count { #expect(!lab.dnsQueries(containing: "load\(index).allowed.test").isEmpty) }
         #expect(FileSystem.list(fixture.root + "/run/sessions").filter { $0.hasSuffix(".lease") }.isEmpty, "leases left")
-        let tables = try lab.run(in: .host, ["nft", "list", "tables"]).stdout
-        #expect(tables.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "table left: \(tables)")
+        let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"]).stdout
+        #expect(NftLeftovers.find(ruleset: ruleset).isEmpty, "nft left: \(ruleset)")
     }
 
     /// The flood: as many queries for fresh names as the gate takes (non-blocking sends, replies drained),

@@ -28,6 +28,17 @@ struct cg_spawn_request {
     /// new user namespace, so the child cannot drop its supplementary groups (they stay, unmapped, shown as
     /// nogroup inside; docs/security.md "Rootless mode").
     int rootless;
+    /// The session's cgroups, joined at the clone rather than by a cgroup.procs write after it (the first such
+    /// write of a process takes cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period,
+    /// 6-14 ms here). `tasks_count` cgroup v1 `tasks` files: the calling thread moves itself into each
+    /// (`join_tasks`, writing "0": a thread moving itself takes no threadgroup lock), clones — the child
+    /// inherits them — and moves back (`leave_tasks`, same order). `into_cgroup` set: `cgroup_fd` is a cgroup2
+    /// directory for clone3's CLONE_INTO_CGROUP. Zero/NULL: none of it (the caller adds the child itself).
+    const char *const *join_tasks;
+    const char *const *leave_tasks;
+    int tasks_count;
+    int into_cgroup;
+    int cgroup_fd;
 };
 
 struct cg_spawn_result {
@@ -37,6 +48,9 @@ struct cg_spawn_result {
     /// errno of the parent-side step that failed (0 when none), and that step's name.
     int error;
     const char *error_stage;
+    /// 1: the child was cloned into every cgroup of the request (join_tasks, cgroup_fd); 0: into none (a join
+    /// or the clone into the cgroup was refused: the caller adds the child as before).
+    int cgroups_placed;
 };
 
 /// Clones and starts cagent-init. Returns 0, or -1 with result->error/error_stage set (the child, if it

@@ -31,19 +31,23 @@ struct DoctorCommand: AsyncParsableCommand {
         if geteuid() == 0 {
             // Under the setup lock, so a session that is starting cannot lose objects it is creating.
             let lock = try SetupLock(paths: paths)
-            let (leftovers, liveSessions) = Leftovers.scan(paths: paths, leasedOnly: leasedOnly)
+            var (leftovers, liveSessions, keptTable) = Leftovers.scan(paths: paths, leasedOnly: leasedOnly)
+            // The kept table is not a leftover, but --clean leaves a machine with nothing of cagent on it.
+            if clean { leftovers += Leftovers.keptTableToClean(keptTable: keptTable, liveSessions: liveSessions, leasedOnly: leasedOnly) }
+            let kept = keptTable && !leftovers.contains(Leftover(kind: .nftTable, name: "inet cagent"))
+                ? "; nft-table inet cagent: kept, empty" : ""
             if clean && !leftovers.isEmpty {
                 let (removed, failed) = Leftovers.clean(leftovers, paths: paths)
                 cleaned = removed
                 checks.append(failed.isEmpty
-                    ? DoctorCheck("leftovers", .ok, "removed \(removed.count): \(removed.joined(separator: ", ")); live sessions: \(liveSessions)")
+                    ? DoctorCheck("leftovers", .ok, "removed \(removed.count): \(removed.joined(separator: ", ")); live sessions: \(liveSessions)\(kept)")
                     : DoctorCheck("leftovers", .fail, "could not remove: \(failed.joined(separator: "; "))",
                                   remedy: "remove by hand, then run `cagent doctor` again"))
             } else if leftovers.isEmpty {
-                checks.append(DoctorCheck("leftovers", .ok, "none; live sessions: \(liveSessions)"))
+                checks.append(DoctorCheck("leftovers", .ok, "none; live sessions: \(liveSessions)\(kept)"))
             } else {
                 checks.append(DoctorCheck("leftovers", .warn,
-                                          leftovers.map(\.description).joined(separator: ", "),
+                                          leftovers.map(\.description).joined(separator: ", ") + kept,
                                           remedy: "cagent doctor --clean"))
             }
             lock.release()

@@ -24,7 +24,10 @@ enum Leftovers {
     /// What is on the machine now, minus what live sessions hold. `leasedOnly` (`doctor --leased-only`) keeps
     /// only what a dead session's lease under `paths` names (and the table when every session in it is such
     /// a one): objects found by their names alone may belong to sessions of another runtime directory.
-    static func scan(paths: CagentPaths, leasedOnly: Bool = false) -> (leftovers: [Leftover], liveSessions: Int) {
+    /// `keptTable`: the `inet cagent` table is there with no session's chains in it — kept between sessions on
+    /// purpose (NetworkSession.removeFirewall), not a leftover; `doctor --clean` removes it when no session is
+    /// live (`keptTableToClean`).
+    static func scan(paths: CagentPaths, leasedOnly: Bool = false) -> (leftovers: [Leftover], liveSessions: Int, keptTable: Bool) {
         let leases = SessionLease.all(paths: paths)
         let live = leases.filter(\.live)
         let held = Set(live.flatMap { $0.contents.split(separator: "\n").map(String.init) })
@@ -38,10 +41,13 @@ enum Leftovers {
         for name in NetworkLeftovers.linkNames() where name.hasPrefix("cgs") {
             found.append(Leftover(kind: .link, name: name))
         }
-        // The table is shared by all sessions; it is a leftover only when no session is alive. While some are,
-        // the chains of dead sessions are (CagentNetwork.Firewall removes one session's part atomically).
-        if live.isEmpty, let chains = try? NetfilterInventory.chains(),
-           chains.contains(where: { $0.table == Firewall.table && $0.familyName == "inet" }) {
+        // The table is shared by all sessions and kept between them: with no session's chains it is not a
+        // leftover. With dead sessions' chains and no session alive, the whole table is one (removed at once);
+        // while some are alive, the chains of dead sessions are (CagentNetwork.Firewall removes one session's
+        // part atomically).
+        let tableChains = ((try? NetfilterInventory.chains()) ?? []).filter { $0.table == Firewall.table && $0.familyName == "inet" }
+        let keptTable = !tableChains.isEmpty && Firewall.sessionInterfaces(in: tableChains).isEmpty
+        if live.isEmpty, !tableChains.isEmpty, !keptTable {
             found.append(Leftover(kind: .nftTable, name: "inet cagent"))
         } else if !live.isEmpty {
             for interface in NetworkLeftovers.deadSessionChains(paths: paths) {
@@ -94,7 +100,13 @@ enum Leftovers {
                 leftovers.append(Leftover(kind: .nftChain, name: interface))
             }
         }
-        return (leftovers, live.count)
+        return (leftovers, live.count, keptTable)
+    }
+
+    /// The kept empty table, as `doctor --clean` removes it: only when no session is live (the caller holds the
+    /// setup lock, so none can start meanwhile) and not with `--leased-only` (the table is no dead lease's).
+    static func keptTableToClean(keptTable: Bool, liveSessions: Int, leasedOnly: Bool) -> [Leftover] {
+        keptTable && liveSessions == 0 && !leasedOnly ? [Leftover(kind: .nftTable, name: "inet cagent")] : []
     }
 
     /// Removes leftovers; returns what was removed and what could not be. The caller holds the setup lock

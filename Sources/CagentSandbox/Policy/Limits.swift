@@ -270,6 +270,22 @@ public final class SessionCgroup: @unchecked Sendable {
     /// The cgroup.procs files the child writes "0" to (cg_policy.cgroup_procs), before anything else.
     public var procsFiles: [String] { directories.map { $0 + "/cgroup.procs" } }
 
+    /// How the sandbox's init can be cloned straight into every session cgroup (cg_spawn_request's
+    /// `join_tasks`/`leave_tasks`/`cgroup_fd`): the cgroup v1 `tasks` files the cloning thread joins and the
+    /// ones of the cgroups it leaves back to (this process's own: the session's are created right below them),
+    /// and the cgroup2 directory for CLONE_INTO_CGROUP. Nil when a directory fits neither (the caller adds the
+    /// init with `add(pid:)`).
+    public var cloneTargets: (joinTasks: [String], leaveTasks: [String], unified: String?)? {
+        var join: [String] = [], leave: [String] = []
+        for directory in directories where directory != unifiedDirectory {
+            // A v1 hierarchy (a v2 one other than the unified tree does not exist: one cgroup2 per machine).
+            guard FileSystem.exists(directory + "/tasks"), let slash = directory.lastIndex(of: "/") else { return nil }
+            join.append(directory + "/tasks")
+            leave.append(String(directory[..<slash]) + "/tasks")
+        }
+        return (join, leave, unifiedDirectory.flatMap { directories.contains($0) ? $0 : nil })
+    }
+
     /// Moves a process (the sandbox's init, right after clone and before it is released) into every
     /// session cgroup. Its descendants inherit the placement. On a pure cgroup2 host, clone3 with
     /// CLONE_INTO_CGROUP and a descriptor of `unifiedDirectory` does the same atomically.
