@@ -7,8 +7,8 @@ import Glibc
 
 /// The `cagent` command tree. Commands are grouped by what they act on; the top-level `main` is the one
 /// error boundary that turns failures into "stage failed: reason / hint" lines.
-public struct CagentCommand: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct CagentCommand: AsyncParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "cagent",
         abstract: "A Linux sandbox for AI coding agents that learns what the agent needs, then enforces exactly that.",
         discussion: """
@@ -26,10 +26,10 @@ public struct CagentCommand: AsyncParsableCommand {
         ]
     )
 
-    public init() {}
+    package init() {}
 
     /// Parses, runs, and reports errors in one place.
-    public static func entry() async {
+    package static func entry() async {
         signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()

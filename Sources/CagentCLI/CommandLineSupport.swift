@@ -5,26 +5,26 @@ import CagentLaunch
 import Glibc
 #endif
 
-public enum CagentVersion {
-    public static let string = "0.1.0"
+package enum CagentVersion {
+    package static let string = "0.1.0"
 }
 
 /// `--verbose` / `--debug`, shared by every command.
-public struct LoggingOptions: ParsableArguments {
+package struct LoggingOptions: ParsableArguments {
     @Flag(name: .long, help: "Log what cagent does (info level).")
-    public var verbose = false
+    package var verbose = false
     @Flag(name: .long, help: "Log everything, including netlink and setup details.")
-    public var debug = false
+    package var debug = false
 
-    public init() {}
+    package init() {}
 
-    public func bootstrap() { CagentLog.bootstrap(verbose: verbose, debug: debug) }
+    package func bootstrap() { CagentLog.bootstrap(verbose: verbose, debug: debug) }
 }
 
 /// The command tree's error boundary: cagent's own errors as everywhere (ErrorBoundary), anything else
 /// (usage errors, --help) in ArgumentParser's words, usage errors with status 125.
-public enum CommandBoundary {
-    public static func exit(after error: any Error, root: any ParsableCommand.Type) -> Never {
+package enum CommandBoundary {
+    package static func exit(after error: any Error, root: any ParsableCommand.Type) -> Never {
         ErrorBoundary.exitIfOurs(error)
         // Help and --version (status 0), and a status a command chose (ExitCode): ArgumentParser's own way.
         if error is ExitCode || root.exitCode(for: error) == .success { root.exit(withError: error) }

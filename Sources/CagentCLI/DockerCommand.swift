@@ -95,29 +95,29 @@ struct DockerRunCommand: ParsableCommand {
 }
 
 /// The `docker run` arguments (pure: DockerRunTests).
-public struct DockerRun: Sendable, Equatable {
-    public static let workspace = "/workspace"
-    public static let home = "/home/agent"
-    public static let profileTarget = "/etc/cagent/profile.yaml"
+package struct DockerRun: Sendable, Equatable {
+    package static let workspace = "/workspace"
+    package static let home = "/home/agent"
+    package static let profileTarget = "/etc/cagent/profile.yaml"
 
-    public struct Hidden: Sendable, Equatable {
-        public var path: String
-        public var isDirectory: Bool
-        public init(path: String, isDirectory: Bool) { self.path = path; self.isDirectory = isDirectory }
+    package struct Hidden: Sendable, Equatable {
+        package var path: String
+        package var isDirectory: Bool
+        package init(path: String, isDirectory: Bool) { self.path = path; self.isDirectory = isDirectory }
     }
 
-    public var image: String
-    public var workspace: String
-    public var homeVolume: String
-    public var profileFile: String
-    public var hidden: [Hidden]
-    public var interactive: Bool
-    public var extra: [String]
-    public var command: [String]
+    package var image: String
+    package var workspace: String
+    package var homeVolume: String
+    package var profileFile: String
+    package var hidden: [Hidden]
+    package var interactive: Bool
+    package var extra: [String]
+    package var command: [String]
     /// `--learn`: the host directory mounted at /state, where learn records (nil: enforce).
-    public var learnState: String?
+    package var learnState: String?
 
-    public init(image: String, workspace: String, homeVolume: String, profileFile: String, hidden: [Hidden],
+    package init(image: String, workspace: String, homeVolume: String, profileFile: String, hidden: [Hidden],
                 interactive: Bool, extra: [String], command: [String], learnState: String? = nil) {
         self.image = image; self.workspace = workspace; self.homeVolume = homeVolume; self.profileFile = profileFile
         self.hidden = hidden; self.interactive = interactive; self.extra = extra; self.command = command
@@ -130,7 +130,7 @@ public struct DockerRun: Sendable, Equatable {
     /// The profile's hide list (with the built-in one) at the container's home. File or directory: what the
     /// same entry is in `hostHome` when it exists there (`kind`), else guessed from the name (a dot after the
     /// first character, a history or token file, the usual rc files); Docker makes the missing mount point.
-    public static func hiddenHomePaths(_ profile: Profile, hostHome: String? = nil,
+    package static func hiddenHomePaths(_ profile: Profile, hostHome: String? = nil,
                                        kind: (String) -> Bool? = { _ in nil }) -> [Hidden] {
         LearnPlanner.hiddenEntries(profile).compactMap { entry in
             if entry == "~" { return nil }
@@ -144,13 +144,13 @@ public struct DockerRun: Sendable, Equatable {
     }
 
     /// True for a directory, false for anything else, nil when nothing is there (lstat: a link is not followed).
-    public static func hostKind(_ path: String) -> Bool? {
+    package static func hostKind(_ path: String) -> Bool? {
         var status = stat()
         guard lstat(path, &status) == 0 else { return nil }
         return (status.st_mode & S_IFMT) == S_IFDIR
     }
 
-    public var arguments: [String] {
+    package var arguments: [String] {
         var out = ["run", "--rm", interactive ? "-it" : "-i",
                    // cagent's firewall; the agent's process drops it with every other capability.
                    "--cap-add", "NET_ADMIN",
@@ -178,7 +178,7 @@ public struct DockerRun: Sendable, Equatable {
         return out
     }
 
-    public static func shellQuoted(_ word: String) -> String {
+    package static func shellQuoted(_ word: String) -> String {
         if !word.isEmpty && word.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,@+".contains($0) }) { return word }
         return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }

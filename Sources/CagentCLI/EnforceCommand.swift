@@ -5,8 +5,8 @@ import CagentLaunch
 /// `cagent enforce`: run an agent in the sandbox the profile describes. Synchronous on purpose: the
 /// launcher runs on the main thread, which lives as long as the sandbox (the parent-death signal follows
 /// the thread that cloned cagent-init).
-public struct EnforceCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct EnforceCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "enforce",
         abstract: "Run an agent under a profile: the profile's filesystem view, no privileges, its own terminal.",
         // Written out: ArgumentParser's generated line does not wrap (200 columns).
@@ -66,15 +66,15 @@ public struct EnforceCommand: ParsableCommand {
     var rootless = false
     @Argument(parsing: .postTerminator, help: "The agent command.") var command: [String] = []
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws {
+    package func validate() throws {
         guard askTimeout.isFinite, askTimeout > 0 else { throw ValidationError("--ask-timeout must be a positive number of seconds") }
         guard publish != 0 else { throw ValidationError("--publish needs a port from 1 to 65535") }
     }
 
     /// What was asked, as plain values (the fast path builds the same from argv: EnforceOptions.parseCommon).
-    public var options: EnforceOptions {
+    package var options: EnforceOptions {
         var options = EnforceOptions(verbose: logging.verbose, debug: logging.debug, profile: profile, workspace: workspace, user: user,
                        revertRisky: revertRisky, offline: offline, json: json, upstreamDns: upstreamDns,
                        passEnvironment: passEnvironment, allowProxy: allowProxy, proxy: proxy, failAtStage: failAtStage.map { SetupStage($0) }, dumpPlan: dumpPlan, stateDir: stateDir, db: db,
@@ -84,6 +84,6 @@ public struct EnforceCommand: ParsableCommand {
         return options
     }
 
-    public func run() throws { try options.run() }
+    package func run() throws { try options.run() }
 }
 

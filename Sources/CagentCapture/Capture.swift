@@ -1,10 +1,10 @@
 import CPcap
 
 /// libpcap capture: DNS on the session's veth, nflog verdicts.
-public enum Capture {
+package enum Capture {
     /// libpcap's own version string, e.g. "libpcap version 1.10.3 (with TPACKET_V3)".
-    public static var libraryVersion: String { String(cString: cg_pcap_lib_version()) }
+    package static var libraryVersion: String { String(cString: cg_pcap_lib_version()) }
 
     /// Why libpcap cannot be loaded (it is dlopen'ed on first use: CPcap), or nil when it can.
-    public static var loadError: String? { cg_pcap_load_error().map { String(cString: $0) } }
+    package static var loadError: String? { cg_pcap_load_error().map { String(cString: $0) } }
 }

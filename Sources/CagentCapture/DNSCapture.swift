@@ -16,29 +16,29 @@ import CagentNetwork
 /// large snaplen drops packets), non-blocking and driven by poll on a dedicated thread, which enters
 /// `netnsPath` first when given (tests: the netlab's simulated host; the product: nil, the host itself).
 // @unchecked: a pcap handle (C) and its stream state, owned by the capture thread; counters read after it drained.
-public final class DNSCapture: @unchecked Sendable {
+package final class DNSCapture: @unchecked Sendable {
     /// DNS both ways; to port 443, the segments that may hold a ClientHello: one starting with a TLS handshake
     /// record (0x16), or ending a write (PSH: the rest of a hello split over segments, as post-quantum key shares
     /// make it). The IPv6 offsets assume no extension header (what a sandbox sends).
-    public static let filter = "udp port 53 or tcp port 53"
+    package static let filter = "udp port 53 or tcp port 53"
         + " or (tcp dst port 443 and (tcp[tcpflags] & tcp-push != 0 or tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16))"
         + " or (ip6 and tcp dst port 443 and (ip6[53] & 8 != 0 or ip6[(40 + ((ip6[52] & 0xf0) >> 2)):1] = 0x16))"
 
-    public let interface: String
+    package let interface: String
     let netnsPath: String?
     let onEvent: @Sendable (CaptureEvent) -> Void
     private let service = ServiceThread(name: "cagent-dns-capture")
     private var state = StreamState()
     /// Packets the kernel handed to the capture and dropped for lack of buffer, read at stop.
-    public private(set) var received: UInt32 = 0
-    public private(set) var dropped: UInt32 = 0
+    package private(set) var received: UInt32 = 0
+    package private(set) var dropped: UInt32 = 0
 
-    public init(interface: String, netnsPath: String? = nil, onEvent: @escaping @Sendable (CaptureEvent) -> Void) {
+    package init(interface: String, netnsPath: String? = nil, onEvent: @escaping @Sendable (CaptureEvent) -> Void) {
         self.interface = interface; self.netnsPath = netnsPath; self.onEvent = onEvent
     }
 
     /// Opens the capture and starts the thread; throws when the interface cannot be captured.
-    public func start() throws {
+    package func start() throws {
         try service.start(setup: { [self] in try open() }, run: { [self] handle in
             loop(handle)
             var stats = pcap_stat()
@@ -50,7 +50,7 @@ public final class DNSCapture: @unchecked Sendable {
     }
 
     /// Drains what is already buffered, then stops the thread.
-    public func stop() {
+    package func stop() {
         service.stop()
         running = false
     }
@@ -58,7 +58,7 @@ public final class DNSCapture: @unchecked Sendable {
     /// Drains what is already buffered and stops reading (every event delivered, counters final), without
     /// waiting for the capture socket's close, in which the kernel waits out an RCU grace period (tens of
     /// milliseconds here): the caller can tear down other things meanwhile, then `stop()` waits for the rest.
-    public func stopReading() {
+    package func stopReading() {
         guard running, !readingStopped else { return }
         readingStopped = true
         service.wake()
@@ -91,7 +91,7 @@ public final class DNSCapture: @unchecked Sendable {
 /// stream), and the ClientHello opening each TLS connection (over several segments when it is split). Bounded:
 /// at most `maxStreams` streams of each kind (DNS: 64 KiB + 2, hellos: 16 KiB); beyond that the state is
 /// forgotten.
-public struct StreamState {
+package struct StreamState {
     struct Key: Hashable {
         var source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16
     }
@@ -102,14 +102,14 @@ public struct StreamState {
     var helloSeen: Set<Key> = []
     var hellos: [Key: Stream] = [:]
 
-    public init() {}
+    package init() {}
 
-    public mutating func handle(frame: [UInt8], time: Double) -> [CaptureEvent] {
+    package mutating func handle(frame: [UInt8], time: Double) -> [CaptureEvent] {
         guard let segment = PacketDecoder.ethernet(frame) else { return [] }
         return handle(segment, time: time)
     }
 
-    public mutating func handle(_ s: Segment, time: Double) -> [CaptureEvent] {
+    package mutating func handle(_ s: Segment, time: Double) -> [CaptureEvent] {
         let key = Key(source: s.source, destination: s.destination, sourcePort: s.sourcePort, destinationPort: s.destinationPort)
         if s.proto == 17 {
             guard s.sourcePort == 53 || s.destinationPort == 53, let event = dns(s.payload, s, transport: "udp", time: time) else { return [] }

@@ -9,39 +9,39 @@ import CagentNetwork
 /// Turns gate events and denied packets into one escaped line per new (verdict, name or address, port,
 /// proto), rate-limited so a flood cannot bury the terminal, and keeps the counts and the full list for
 /// the end of the session.
-public final class DenialReporter: Sendable {
+package final class DenialReporter: Sendable {
     /// `failed`: the upstream resolver failed (SERVFAIL, timeout) — the network's failure, not a refusal.
-    public enum Verdict: String, Sendable { case blocked, refused, allowed, failed }
+    package enum Verdict: String, Sendable { case blocked, refused, allowed, failed }
 
     /// One distinct finding and how often it happened.
-    public struct Entry: Sendable, Equatable {
-        public var verdict: Verdict
+    package struct Entry: Sendable, Equatable {
+        package var verdict: Verdict
         /// The name (escaped display form) or, for blocked packets, the address.
-        public var subject: String
-        public var name: String?
-        public var port: UInt16?
-        public var proto: String
-        public var reason: String?
-        public var count: Int
+        package var subject: String
+        package var name: String?
+        package var port: UInt16?
+        package var proto: String
+        package var reason: String?
+        package var count: Int
         /// Wall-clock nanoseconds since the epoch (the session record's evidence).
-        public var firstSeen: Int64 = 0
-        public var lastSeen: Int64 = 0
+        package var firstSeen: Int64 = 0
+        package var lastSeen: Int64 = 0
         /// Whether a profile entry could allow it (a name not in the profile, a blocked packet): the
         /// entries `cagent profile propose --update` proposes from.
-        public var allowable = false
+        package var allowable = false
     }
 
-    public struct Summary: Sendable, Equatable {
-        public var allowed: Int
-        public var refused: Int
-        public var blocked: Int
-        public var suppressedLines: Int
+    package struct Summary: Sendable, Equatable {
+        package var allowed: Int
+        package var refused: Int
+        package var blocked: Int
+        package var suppressedLines: Int
         /// Upstream DNS failures (not refusals: the profile allowed the name).
-        public var failed: Int
+        package var failed: Int
         /// Distinct findings counted but not kept in the list (it holds `maxEntries`: a flood of fresh names
         /// must not grow cagent's memory without bound).
-        public var unlisted: Int
-        public init(allowed: Int, refused: Int, blocked: Int, suppressedLines: Int, failed: Int = 0, unlisted: Int = 0) {
+        package var unlisted: Int
+        package init(allowed: Int, refused: Int, blocked: Int, suppressedLines: Int, failed: Int = 0, unlisted: Int = 0) {
             self.allowed = allowed; self.refused = refused; self.blocked = blocked
             self.suppressedLines = suppressedLines; self.failed = failed; self.unlisted = unlisted
         }
@@ -61,7 +61,7 @@ public final class DenialReporter: Sendable {
     }
 
     /// Distinct findings kept for the list; later new ones are only counted (`Summary.unlisted`).
-    public let maxEntries: Int
+    package let maxEntries: Int
 
     private let book: AddressBook?
     private let output: @Sendable (String) -> Void
@@ -76,7 +76,7 @@ public final class DenialReporter: Sendable {
     /// `output` gets whole lines without the newline. `book` maps addresses back to names.
     /// `allowHint`: the command that proposes allowing a denial (`cagent profile propose --update P --session
     /// ID`), already quoted for a shell; escaped here for the terminal.
-    public init(book: AddressBook?, linesPerSecond: Double = 5, burst: Double = 20,
+    package init(book: AddressBook?, linesPerSecond: Double = 5, burst: Double = 20,
                 clock: @escaping @Sendable () -> Double = DenialReporter.monotonic,
                 wallClock: @escaping @Sendable () -> Int64 = DenialReporter.realtime,
                 allowHint: String? = nil, maxEntries: Int = 20_000,
@@ -88,13 +88,13 @@ public final class DenialReporter: Sendable {
         self.state = Mutex(State(tokens: burst, lastRefill: clock()))
     }
 
-    public static let monotonic: @Sendable () -> Double = {
+    package static let monotonic: @Sendable () -> Double = {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 
-    public static let realtime: @Sendable () -> Int64 = {
+    package static let realtime: @Sendable () -> Int64 = {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
@@ -102,7 +102,7 @@ public final class DenialReporter: Sendable {
 
     static func show(_ name: DNSName) -> String { TerminalEscape.escape(name.display) }
 
-    public func record(_ event: GateEvent) {
+    package func record(_ event: GateEvent) {
         switch event {
         case .resolved(let name, _, _):
             note(Key(verdict: .allowed, subject: DenialReporter.show(name).lowercased(), port: 53, proto: "dns"),
@@ -134,7 +134,7 @@ public final class DenialReporter: Sendable {
         }
     }
 
-    public func record(_ packet: DeniedPacket) {
+    package func record(_ packet: DeniedPacket) {
         let address = packet.destination
         let shownAddress = address.isV4 ? "\(address)" : "[\(address)]"
         let target = packet.port.map { "\(shownAddress):\($0)" } ?? "\(address)"
@@ -187,16 +187,16 @@ public final class DenialReporter: Sendable {
         if let text { for part in text.split(separator: "\n") { output(String(part)) } }
     }
 
-    public var summary: Summary {
+    package var summary: Summary {
         state.withLock { Summary(allowed: $0.allowed, refused: $0.refused, blocked: $0.blocked, suppressedLines: $0.suppressed,
                                  failed: $0.failed, unlisted: $0.unlisted) }
     }
 
     /// Distinct findings in first-seen order.
-    public var entries: [Entry] { state.withLock { s in s.order.compactMap { s.entries[$0] } } }
+    package var entries: [Entry] { state.withLock { s in s.order.compactMap { s.entries[$0] } } }
 
     /// The exit line: counts and where the full list is.
-    public func summaryLine(listPath: String?) -> String {
+    package func summaryLine(listPath: String?) -> String {
         let s = summary
         var line = "cagent: \(s.allowed) allowed, \(s.refused) refused, \(s.blocked) blocked"
         if s.failed > 0 { line += ", \(s.failed) upstream DNS failure" + (s.failed == 1 ? "" : "s") }
@@ -206,7 +206,7 @@ public final class DenialReporter: Sendable {
     }
 
     /// The full list as JSON (`--json`): counts and every distinct entry.
-    public func json() -> String {
+    package func json() -> String {
         let s = summary
         let items = entries.map { e in
             var fields = ["\"verdict\":\(JSONText.quote(e.verdict.rawValue))", "\"subject\":\(JSONText.quote(e.subject))",

@@ -12,35 +12,35 @@ import CagentNetwork
 ///
 /// Fed in any order (an SNI arrives after its flow's SYN was logged); `findings()` answers from everything fed
 /// so far. Pure and bounded by what is fed; the caller runs it at the end of a session or periodically.
-public struct FlowAttributor: Sendable {
+package struct FlowAttributor: Sendable {
     /// What a flow was attributed through.
-    public enum Basis: String, Sendable { case dns, sni, directIP = "direct-ip" }
+    package enum Basis: String, Sendable { case dns, sni, directIP = "direct-ip" }
 
-    public struct Finding: Sendable, Equatable {
-        public var flow: FlowSeen
-        public var basis: Basis
+    package struct Finding: Sendable, Equatable {
+        package var flow: FlowSeen
+        package var basis: Basis
         /// The name asked (dns) or announced (sni); nil for a direct-IP finding.
-        public var name: String?
+        package var name: String?
         /// dns: the CNAME targets from `name` to the name owning the address, in order.
-        public var chain: [String]
+        package var chain: [String]
         /// The ClientHello's server name on this address and port, when one was seen (also when dns named it).
-        public var serverName: String?
+        package var serverName: String?
         /// How many flows the log recorded with this protocol, address, port and verdict.
-        public var flows: Int = 1
+        package var flows: Int = 1
     }
 
     struct Named: Equatable { var name: String; var chain: [String]; var time: Double }
     /// Per address, the answers in time order; a repeat of the latest name is not kept again (it names the same).
     var byAddress: [IPAddress: [Named]] = [:]
     /// Answers kept per address: a spray of distinct names on one address drops its oldest beyond this.
-    public static let answersPerAddress = 1024
+    package static let answersPerAddress = 1024
     var bySNI: [IPAddress: [UInt16: (name: String, time: Double)]] = [:]
     var flows: [FlowSeen] = []
 
-    public init() {}
+    package init() {}
 
     /// A DNS answer (from the gate or the capture): each address in it now belongs to the question's name.
-    public mutating func add(_ observation: DNSMessageSeen) {
+    package mutating func add(_ observation: DNSMessageSeen) {
         guard observation.isResponse, observation.rcode == 0 else { return }
         let chain = observation.answers.filter { $0.type == DNSType.cname }.map(\.value)
         for answer in observation.answers {
@@ -57,14 +57,14 @@ public struct FlowAttributor: Sendable {
         }
     }
 
-    public mutating func add(_ hello: ServerNameSeen) {
+    package mutating func add(_ hello: ServerNameSeen) {
         if let known = bySNI[hello.destination]?[hello.port], known.time > hello.time { return }
         bySNI[hello.destination, default: [:]][hello.port] = (hello.serverName, hello.time)
     }
 
-    public mutating func add(_ flow: FlowSeen) { flows.append(flow) }
+    package mutating func add(_ flow: FlowSeen) { flows.append(flow) }
 
-    public mutating func add(_ event: CaptureEvent) {
+    package mutating func add(_ event: CaptureEvent) {
         switch event {
         case .dns(let observation): add(observation)
         case .tls(let hello): add(hello)
@@ -73,7 +73,7 @@ public struct FlowAttributor: Sendable {
 
     /// One finding per distinct (protocol, address, port, verdict), in the order first seen, named as its first
     /// flow was, with the number of flows logged for it.
-    public func findings() -> [Finding] {
+    package func findings() -> [Finding] {
         var index: [FlowSeen: Int] = [:]
         var out: [Finding] = []
         for flow in flows {
@@ -86,7 +86,7 @@ public struct FlowAttributor: Sendable {
         return out
     }
 
-    public func attribute(_ flow: FlowSeen) -> Finding {
+    package func attribute(_ flow: FlowSeen) -> Finding {
         let sni = flow.port.flatMap { bySNI[flow.destination]?[$0]?.name }
         // An answer after the flow did not name it: the latest one at or before it did.
         if let named = byAddress[flow.destination]?.last(where: { $0.time <= flow.time }) {

@@ -3,20 +3,20 @@ import CagentNetwork
 #endif
 
 /// One packet the firewall denied, as read from its NFLOG record.
-public struct DeniedPacket: Sendable, Equatable {
+package struct DeniedPacket: Sendable, Equatable {
     /// IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6).
-    public var proto: UInt8
-    public var destination: IPAddress
+    package var proto: UInt8
+    package var destination: IPAddress
     /// Destination port for TCP and UDP, else nil.
-    public var port: UInt16?
+    package var port: UInt16?
     /// The log rule's prefix (NFULA_PREFIX), without its NUL.
-    public var prefix: [UInt8]
+    package var prefix: [UInt8]
 
-    public init(proto: UInt8, destination: IPAddress, port: UInt16?, prefix: [UInt8] = []) {
+    package init(proto: UInt8, destination: IPAddress, port: UInt16?, prefix: [UInt8] = []) {
         self.proto = proto; self.destination = destination; self.port = port; self.prefix = prefix
     }
 
-    public var protoName: String {
+    package var protoName: String {
         switch proto {
         case 6: return "tcp"
         case 17: return "udp"
@@ -29,11 +29,11 @@ public struct DeniedPacket: Sendable, Equatable {
 
 /// Decodes DLT_NFLOG frames: a 4-byte nflog header, then TLVs `{u16 length, u16 type}` in host byte order,
 /// each padded to 4 bytes; NFULA_PAYLOAD (9) holds the IP packet, NFULA_PREFIX (10) the rule's prefix.
-public enum NflogFrame {
+package enum NflogFrame {
     static let payload: UInt16 = 9
     static let prefixType: UInt16 = 10
 
-    public static func parse(_ frame: [UInt8]) -> DeniedPacket? {
+    package static func parse(_ frame: [UInt8]) -> DeniedPacket? {
         guard frame.count >= 4 else { return nil }
         var offset = 4
         var packet: [UInt8]?
@@ -57,7 +57,7 @@ public enum NflogFrame {
 
     /// Protocol, destination and port of an IPv4 or IPv6 packet (IPv6 extension headers are not walked:
     /// the port is then nil, the address still reported).
-    public static func ip(_ p: [UInt8]) -> DeniedPacket? {
+    package static func ip(_ p: [UInt8]) -> DeniedPacket? {
         guard let first = p.first else { return nil }
         switch first >> 4 {
         case 4:

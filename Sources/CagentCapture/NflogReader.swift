@@ -10,18 +10,18 @@ import CagentNetwork
 /// Reads `nflog:GROUP` through libpcap on a dedicated thread. The thread enters the session's network
 /// namespace (when given) before pcap_activate, since an nflog group belongs to a netns; non-blocking
 /// pcap with poll, because a blocking pcap_dispatch may never return while nothing arrives.
-public final class NflogReader: Sendable {
-    public let group: UInt16
+package final class NflogReader: Sendable {
+    package let group: UInt16
     let netnsPath: String?
     let onPacket: @Sendable (DeniedPacket) -> Void
     private let service = ServiceThread(name: "cagent-nflog")
 
-    public init(group: UInt16, netnsPath: String? = nil, onPacket: @escaping @Sendable (DeniedPacket) -> Void) {
+    package init(group: UInt16, netnsPath: String? = nil, onPacket: @escaping @Sendable (DeniedPacket) -> Void) {
         self.group = group; self.netnsPath = netnsPath; self.onPacket = onPacket
     }
 
     /// Opens the capture; throws when the group cannot be read (another reader holds it, no permission).
-    public func start() throws {
+    package func start() throws {
         try service.start(setup: { [self] in try open() }, run: { [self] handle in
             loop(handle)
             cg_pcap_close(handle)
@@ -29,7 +29,7 @@ public final class NflogReader: Sendable {
     }
 
     /// Drains what is already queued, then stops the thread.
-    public func stop() { service.stop() }
+    package func stop() { service.stop() }
 
     deinit { stop() }
 

@@ -3,23 +3,23 @@ import CagentNetwork
 #endif
 
 /// One TCP or UDP segment read from an Ethernet frame on the session's veth.
-public struct Segment: Sendable, Equatable {
-    public var proto: UInt8            // 6 tcp, 17 udp
-    public var source: IPAddress
-    public var destination: IPAddress
-    public var sourcePort: UInt16
-    public var destinationPort: UInt16
+package struct Segment: Sendable, Equatable {
+    package var proto: UInt8            // 6 tcp, 17 udp
+    package var source: IPAddress
+    package var destination: IPAddress
+    package var sourcePort: UInt16
+    package var destinationPort: UInt16
     /// TCP only: sequence number and flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08).
-    public var sequence: UInt32
-    public var flags: UInt8
-    public var payload: [UInt8]
+    package var sequence: UInt32
+    package var flags: UInt8
+    package var payload: [UInt8]
 }
 
 /// Decodes Ethernet (DLT_EN10MB, one optional 802.1Q tag) -> IPv4/IPv6 -> TCP/UDP. Pure and bounds-checked at
 /// every step: the bytes come from the sandbox. IPv4 fragments after the first and IPv6 extension headers are
 /// not followed (nil): DNS and ClientHellos fit one unfragmented packet in practice.
-public enum PacketDecoder {
-    public static func ethernet(_ frame: [UInt8]) -> Segment? {
+package enum PacketDecoder {
+    package static func ethernet(_ frame: [UInt8]) -> Segment? {
         guard frame.count >= 14 else { return nil }
         var offset = 12
         var etherType = UInt16(frame[12]) << 8 | UInt16(frame[13])
@@ -32,7 +32,7 @@ public enum PacketDecoder {
         return ip(Array(frame[(offset + 2)...]))
     }
 
-    public static func ip(_ p: [UInt8]) -> Segment? {
+    package static func ip(_ p: [UInt8]) -> Segment? {
         guard let first = p.first else { return nil }
         let proto: UInt8, source: IPAddress, destination: IPAddress, start: Int, end: Int
         switch first >> 4 {

@@ -1,11 +1,11 @@
 /// Reads the server name (SNI, RFC 6066) from the start of a TLS ClientHello: the first bytes a client sends
 /// on a TLS connection. Pure and bounds-checked (fuzzed: `scripts/fuzz-dns.sh run tls`); a hello cut off by
 /// the capture or split across segments yields the name when its extension is whole, else nil, never a guess.
-public enum TLSClientHello {
+package enum TLSClientHello {
     /// The host_name entry of the server_name extension, in lower case; bytes outside `[a-z0-9.-_]` are shown as
     /// `\DDD`, so a hostile name cannot pass for another or reach a terminal raw. Nil when `bytes` does not start
     /// with a ClientHello carrying one.
-    public static func serverName(_ bytes: [UInt8]) -> String? {
+    package static func serverName(_ bytes: [UInt8]) -> String? {
         var r = Reader(bytes: bytes)
         // TLS record: handshake (22), version 3.x, length.
         guard r.u8() == 22, r.u8() == 3, r.u8() != nil, let recordLength = r.u16() else { return nil }

@@ -4,18 +4,18 @@ import Glibc
 
 /// The one error type of the package: which stage or operation failed, the errno if there was one, and what
 /// the user can do about it. Every module throws this, so the top-level boundary prints one shape.
-public struct CagentError: Error, CustomStringConvertible, Sendable, Equatable {
+package struct CagentError: Error, CustomStringConvertible, Sendable, Equatable {
     /// Where it failed: typed where code decides on it (a sandbox setup failure, a launch step), otherwise the
     /// operation named in words ("mount /usr", "nft: add table", "profile").
-    public var stage: Stage
+    package var stage: Stage
     /// What went wrong, in words.
-    public var message: String
+    package var message: String
     /// errno when a system call failed.
-    public var errno: Int32?
+    package var errno: Int32?
     /// The next step for the user, when there is one.
-    public var hint: String?
+    package var hint: String?
 
-    public init(stage: Stage, _ message: String, errno: Int32? = nil, hint: String? = nil) {
+    package init(stage: Stage, _ message: String, errno: Int32? = nil, hint: String? = nil) {
         self.stage = stage
         self.message = message
         self.errno = errno
@@ -23,12 +23,12 @@ public struct CagentError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     /// An operation named in words: `CagentError(stage: "mount \(path)", ...)`.
-    public init(stage: String, _ message: String, errno: Int32? = nil, hint: String? = nil) {
+    package init(stage: String, _ message: String, errno: Int32? = nil, hint: String? = nil) {
         self.init(stage: .named(stage), message, errno: errno, hint: hint)
     }
 
     /// An error for a failed system call, reading the calling thread's errno.
-    public static func system(_ stage: String, _ message: String, hint: String? = nil) -> CagentError {
+    package static func system(_ stage: String, _ message: String, hint: String? = nil) -> CagentError {
         let code = Glibc.errno
         return CagentError(stage: stage, message, errno: code, hint: hint)
     }
@@ -40,7 +40,7 @@ public struct CagentError: Error, CustomStringConvertible, Sendable, Equatable {
         return CagentError(stage: .sandboxSetup(stage), message, errno: errno, hint: hint ?? fallback)
     }
 
-    public var description: String {
+    package var description: String {
         var text = "\(stage) failed: \(message)"
         if let errno {
             text += ": \(String(cString: strerror(errno))) (errno \(errno))"
@@ -50,7 +50,7 @@ public struct CagentError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     /// Where an error happened. Its text is what the user reads before "failed".
-    public indirect enum Stage: Sendable, Equatable, CustomStringConvertible, ExpressibleByStringLiteral {
+    package indirect enum Stage: Sendable, Equatable, CustomStringConvertible, ExpressibleByStringLiteral {
         /// An operation named in words: a label for the reader, never matched on.
         case named(String)
         /// A step of a sandbox's start (SetupStage): the one `--fail-at-stage` names.
@@ -58,7 +58,7 @@ public struct CagentError: Error, CustomStringConvertible, Sendable, Equatable {
         /// The sandbox could not be set up, at the inner stage (nil: no step known); the agent never ran.
         case sandboxSetup(Stage?)
 
-        public init(stringLiteral value: String) { self = .named(value) }
+        package init(stringLiteral value: String) { self = .named(value) }
 
         /// Whether the agent never ran because its sandbox could not be set up.
         package var isSandboxSetup: Bool {
@@ -66,7 +66,7 @@ public struct CagentError: Error, CustomStringConvertible, Sendable, Equatable {
             return false
         }
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .named(let text): return text
             case .step(let step): return step.description

@@ -8,14 +8,14 @@ import Glibc
 /// CoreFoundation initializers alone cost milliseconds at every process start: docs/benchmarks.md
 /// "Sandbox start"), so threads that must own a namespace or a poll loop are plain pthreads.
 // @unchecked: a pthread_t (C), joined once by the owner.
-public final class DedicatedThread: @unchecked Sendable {
+package final class DedicatedThread: @unchecked Sendable {
     private var handle: pthread_t
     private var joined = false
 
     private init(handle: pthread_t) { self.handle = handle }
 
     /// Starts `body` on a new thread named `name` (the kernel keeps 15 bytes of it, shown by `ps -L`).
-    public static func start(name: String, _ body: @escaping @Sendable () -> Void) throws -> DedicatedThread {
+    package static func start(name: String, _ body: @escaping @Sendable () -> Void) throws -> DedicatedThread {
         let box = Unmanaged.passRetained(ClosureBox {
             cg_thread_set_name(name)
             body()
@@ -35,7 +35,7 @@ public final class DedicatedThread: @unchecked Sendable {
     }
 
     /// Waits until the closure has returned. Call once.
-    public func join() {
+    package func join() {
         guard !joined else { return }
         joined = true
         pthread_join(handle, nil)
@@ -43,7 +43,7 @@ public final class DedicatedThread: @unchecked Sendable {
 
     /// Runs `body` on a new thread and waits for its result: for work that must not run on a shared thread
     /// (setns is per thread).
-    public static func run<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
+    package static func run<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
         let outcome = try ThreadWork.start(name: name, body).join()
         guard let outcome else { throw CagentError(stage: name, "the thread ended without a result") }
         return try outcome.get()
@@ -52,14 +52,14 @@ public final class DedicatedThread: @unchecked Sendable {
 
 /// Work on a thread of its own whose outcome the owner collects: `join` waits for the thread and hands over
 /// what `body` returned or threw (once: later calls give nil).
-public final class ThreadWork<T: Sendable>: Sendable {
+package final class ThreadWork<T: Sendable>: Sendable {
     private let thread: DedicatedThread
     private let outcome: ResultBox<T>
 
     private init(thread: DedicatedThread, outcome: ResultBox<T>) { self.thread = thread; self.outcome = outcome }
 
     /// Starts `body` on a new thread named `name`; throws when no thread can be started.
-    public static func start(name: String, _ body: @escaping @Sendable () throws -> T) throws -> ThreadWork<T> {
+    package static func start(name: String, _ body: @escaping @Sendable () throws -> T) throws -> ThreadWork<T> {
         let box = ResultBox<T>()
         let thread = try DedicatedThread.start(name: name) {
             let result = Result { try body() }
@@ -70,7 +70,7 @@ public final class ThreadWork<T: Sendable>: Sendable {
 
     /// Waits for the thread; its outcome the first time, nil after. From the owner's thread.
     @discardableResult
-    public func join() -> Result<T, any Error>? {
+    package func join() -> Result<T, any Error>? {
         thread.join()
         return outcome.result.withLock { $0.take() }
     }
@@ -90,12 +90,12 @@ private final class ResultBox<T: Sendable>: Sendable {
 /// blocks until it satisfies a condition. The project's locks are Synchronization's `Mutex`; this is the one
 /// exception, for the waits a `Mutex` cannot do (events, bounds).
 // @unchecked: a pthread mutex and condition variable (C: Synchronization has no condition variable).
-public final class Monitor<State: Sendable>: @unchecked Sendable {
+package final class Monitor<State: Sendable>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var state: State
 
-    public init(_ state: State) {
+    package init(_ state: State) {
         self.state = state
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
@@ -103,7 +103,7 @@ public final class Monitor<State: Sendable>: @unchecked Sendable {
 
     /// Changes the value under the lock and wakes every waiter.
     @discardableResult
-    public func update<R>(_ body: (inout State) throws -> R) rethrows -> R {
+    package func update<R>(_ body: (inout State) throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer {
             pthread_cond_broadcast(condition)
@@ -114,7 +114,7 @@ public final class Monitor<State: Sendable>: @unchecked Sendable {
 
     /// Blocks until `take` gives a value (it runs under the lock, at the start and after each change, and may
     /// change the value itself), then returns that value.
-    public func wait<R>(for take: (inout State) -> R?) -> R {
+    package func wait<R>(for take: (inout State) -> R?) -> R {
         pthread_mutex_lock(mutex)
         defer {
             pthread_cond_broadcast(condition)
@@ -135,12 +135,12 @@ public final class Monitor<State: Sendable>: @unchecked Sendable {
 }
 
 /// A one-shot signal between threads: `wait` returns once `open` was called (before or after).
-public final class Latch: Sendable {
+package final class Latch: Sendable {
     private let isOpen = Monitor(false)
 
-    public init() {}
+    package init() {}
 
-    public func open() { isOpen.update { $0 = true } }
+    package func open() { isOpen.update { $0 = true } }
 
-    public func wait() { isOpen.wait { $0 ? () : nil } }
+    package func wait() { isOpen.wait { $0 ? () : nil } }
 }

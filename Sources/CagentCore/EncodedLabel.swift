@@ -5,8 +5,8 @@ import Glibc
 /// A DNS label that looks like data rather than a name: 40+ characters, 24+ hex digits (with letters), or
 /// 16+ with base32/base64/hex-like entropy (the recorder's `dns-exfiltration` rule, docs/store.md). One rule for the proposer (never propose
 /// such a name) and for `cagent enforce --ask` (never ask about one without saying so).
-public enum EncodedLabel {
-    public static func looksEncoded(_ label: Substring) -> Bool {
+package enum EncodedLabel {
+    package static func looksEncoded(_ label: Substring) -> Bool {
         let count = label.utf8.count
         if count >= 40 { return true }
         guard count >= 16 else { return false }
@@ -29,7 +29,7 @@ public enum EncodedLabel {
     }
 
     /// Whether any label of a dotted name looks encoded, or the name is longer than 180 bytes.
-    public static func nameLooksEncoded(_ name: String) -> Bool {
+    package static func nameLooksEncoded(_ name: String) -> Bool {
         name.utf8.count > 180 || name.split(separator: ".").contains { looksEncoded($0) }
     }
 }

@@ -3,19 +3,19 @@ import Glibc
 #endif
 
 /// Small file helpers on plain system calls (no Foundation on the launch path).
-public enum FileSystem {
-    public static func exists(_ path: String) -> Bool {
+package enum FileSystem {
+    package static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0
     }
 
-    public static func isDirectory(_ path: String) -> Bool {
+    package static func isDirectory(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
     /// Reads a whole (small) file, or nil. Does not follow a symlink at the last component.
-    public static func read(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
+    package static func read(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -34,25 +34,25 @@ public enum FileSystem {
     }
 
     /// The process's working directory, or `fallback` when it cannot be read (removed, too long).
-    public static func currentDirectory(orElse fallback: String = ".") -> String {
+    package static func currentDirectory(orElse fallback: String = ".") -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         guard getcwd(&buffer, buffer.count) != nil else { return fallback }
         return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// `path` with every symlink resolved (realpath(3)), or nil when it does not exist or cannot be reached.
-    public static func realPath(_ path: String) -> String? {
+    package static func realPath(_ path: String) -> String? {
         guard let resolved = Glibc.realpath(path, nil) else { return nil }
         defer { free(resolved) }
         return String(cString: resolved)
     }
 
-    public static func readText(_ path: String) -> String? {
+    package static func readText(_ path: String) -> String? {
         read(path).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Entries of a directory (without "." and ".."), or [] when it cannot be read.
-    public static func list(_ path: String) -> [String] {
+    package static func list(_ path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }
         var names: [String] = []
@@ -66,7 +66,7 @@ public enum FileSystem {
     }
 
     /// Searches PATH for an executable.
-    public static func which(_ name: String, path: String?) -> String? {
+    package static func which(_ name: String, path: String?) -> String? {
         for dir in (path ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(separator: ":") {
             let candidate = dir + "/" + name
             if access(candidate, X_OK) == 0 { return candidate }

@@ -1,8 +1,8 @@
 /// JSON string quoting for hand-built JSON output (RFC 8259: quote, backslash and control characters escaped;
 /// also DEL, the C1 controls and the Unicode line separators, so the literal is a valid YAML double-quoted
 /// scalar too and safe on a terminal).
-public enum JSONText {
-    public static func quote(_ text: String) -> String {
+package enum JSONText {
+    package static func quote(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Creates a directory and its parents (mode 0755 unless given). Existing directories are fine.
-public func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+package func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
     var current = ""
     for part in path.split(separator: "/", omittingEmptySubsequences: true) {
         current += "/" + part
@@ -16,10 +16,10 @@ public func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
 /// The machine-wide setup lock: two cagents starting at once never pick the same names, addresses or nflog
 /// groups, because picking and claiming happen under this lock. flock(2) is released by the kernel when the
 /// holder dies, so a crash never leaves it held.
-public final class SetupLock {
+package final class SetupLock {
     private var fd: Int32
 
-    public init(paths: CagentPaths) throws {
+    package init(paths: CagentPaths) throws {
         try makeDirectories(paths.runtime, mode: 0o700)
         fd = open(paths.lockFile, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd < 0 { throw CagentError.system("setup lock", "cannot open \(paths.lockFile)") }
@@ -35,7 +35,7 @@ public final class SetupLock {
     /// Releases the lock (also released when the process dies). Once only: closing the number again in deinit
     /// would close whatever another thread opened under it meanwhile (a lease, another SetupLock), dropping
     /// that lock — ten concurrent setups then shared slots or failed to lock a fresh lease.
-    public func release() {
+    package func release() {
         guard fd >= 0 else { return }
         close(fd)
         fd = -1
@@ -46,14 +46,14 @@ public final class SetupLock {
 /// A session's lease: a file under the runtime directory, flock-ed for the session's whole life. A lease whose
 /// lock can be taken belongs to a dead session, and `cagent doctor --clean` may remove what it names.
 // @unchecked: an flock-ed fd, closed once by end() on the owner's thread.
-public final class SessionLease: @unchecked Sendable {
-    public let sessionID: String
-    public let path: String
+package final class SessionLease: @unchecked Sendable {
+    package let sessionID: String
+    package let path: String
     private var fd: Int32
 
     /// Takes a lease for a new session; `contents` records the kernel objects the session will create, so a
     /// later clean-up knows what to remove even if this process dies.
-    public init(paths: CagentPaths, sessionID: String, contents: String) throws {
+    package init(paths: CagentPaths, sessionID: String, contents: String) throws {
         try makeDirectories(paths.leases, mode: 0o700)
         self.sessionID = sessionID
         self.path = paths.leases + "/" + sessionID + ".lease"
@@ -68,7 +68,7 @@ public final class SessionLease: @unchecked Sendable {
     }
 
     /// Rewrites the record of what this session holds.
-    public func update(contents: String) throws {
+    package func update(contents: String) throws {
         let bytes = Array(contents.utf8)
         if ftruncate(fd, 0) != 0 || pwrite(fd, bytes, bytes.count, 0) != bytes.count {
             throw CagentError.system("session lease", "cannot write \(path)")
@@ -76,7 +76,7 @@ public final class SessionLease: @unchecked Sendable {
     }
 
     /// Ends the lease after the session's objects are gone.
-    public func end() {
+    package func end() {
         guard fd >= 0 else { return }
         unlink(path)
         close(fd)
@@ -85,7 +85,7 @@ public final class SessionLease: @unchecked Sendable {
 
     /// Lets go of the lease without removing it: the session's objects could not all be removed, so the file
     /// stays to name them, unheld (a dead session's), for the next start or `cagent doctor --clean`.
-    public func abandon() {
+    package func abandon() {
         guard fd >= 0 else { return }
         close(fd)
         fd = -1
@@ -94,16 +94,16 @@ public final class SessionLease: @unchecked Sendable {
     deinit { end() }
 
     /// A lease found on disk.
-    public struct Record: Sendable {
-        public var sessionID: String
-        public var path: String
-        public var contents: String
+    package struct Record: Sendable {
+        package var sessionID: String
+        package var path: String
+        package var contents: String
         /// True when a live process holds the lease.
-        public var live: Bool
+        package var live: Bool
     }
 
     /// Every lease on disk, each with whether its session is still alive.
-    public static func all(paths: CagentPaths) -> [Record] {
+    package static func all(paths: CagentPaths) -> [Record] {
         guard let dir = opendir(paths.leases) else { return [] }
         defer { closedir(dir) }
         var records: [Record] = []

@@ -6,21 +6,21 @@ import Glibc
 ///
 /// cagent runs as root (it needs namespaces and netfilter) but works on behalf of the invoking user: under
 /// sudo that is `SUDO_UID`, otherwise the real uid. The agent never runs as root.
-public struct InvokingUser: Sendable, Equatable {
-    public var uid: UInt32
-    public var gid: UInt32
-    public var name: String
-    public var home: String
+package struct InvokingUser: Sendable, Equatable {
+    package var uid: UInt32
+    package var gid: UInt32
+    package var name: String
+    package var home: String
 
-    public init(uid: UInt32, gid: UInt32, name: String, home: String) {
+    package init(uid: UInt32, gid: UInt32, name: String, home: String) {
         self.uid = uid; self.gid = gid; self.name = name; self.home = home
     }
 
     /// Whether cagent runs through sudo (`SUDO_UID` set): the invoking user is then not the process's own.
-    public static func underSudo(_ environment: [String: String]) -> Bool { environment["SUDO_UID"] != nil }
+    package static func underSudo(_ environment: [String: String]) -> Bool { environment["SUDO_UID"] != nil }
 
     /// SUDO_UID when run through sudo, else the real uid; looked up in the password database.
-    public static func current(environment: [String: String]) -> InvokingUser {
+    package static func current(environment: [String: String]) -> InvokingUser {
         var uid = getuid()
         if let sudo = environment["SUDO_UID"], let parsed = UInt32(sudo) { uid = parsed }
         if let entry = getpwuid(uid) {
@@ -33,7 +33,7 @@ public struct InvokingUser: Sendable, Equatable {
 
     /// The user an agent runs as: `uid` when one was asked for (`--user`; it must exist), else the invoking
     /// user. Never root.
-    public static func agent(uid: UInt32?, environment: [String: String]) throws -> InvokingUser {
+    package static func agent(uid: UInt32?, environment: [String: String]) throws -> InvokingUser {
         var user = current(environment: environment)
         if let uid {
             guard let entry = getpwuid(uid) else {
@@ -55,7 +55,7 @@ extension InvokingUser {
     /// SUDO_USER name the user, so every default place answers for it — CagentPaths.standard (from the user's
     /// own home in the password database, never the caller's XDG variables), ProfileResolver.standard and its
     /// trust store, and FileIdentity.invoking (the user's files are opened with the user's rights).
-    public func placesEnvironment(_ environment: [String: String]) -> [String: String] {
+    package func placesEnvironment(_ environment: [String: String]) -> [String: String] {
         var result = environment
         result["SUDO_UID"] = String(uid)
         result["SUDO_GID"] = String(gid)
@@ -66,7 +66,7 @@ extension InvokingUser {
     /// Where a session's files go (`enforce`, `learn`): with `--user` (`actingFor`) every place is this user's
     /// (profiles, trust store, state, the database), whatever cagent's own HOME and XDG variables say; the
     /// environment those places are read from, and the paths, `--state-dir` replacing the data directory.
-    public func sessionPlaces(environment: [String: String], actingFor: Bool,
+    package func sessionPlaces(environment: [String: String], actingFor: Bool,
                               stateDir: String?) -> (environment: [String: String], paths: CagentPaths) {
         let places = actingFor ? placesEnvironment(environment) : environment
         var paths = CagentPaths.standard(user: self, environment: places)
@@ -77,7 +77,7 @@ extension InvokingUser {
     /// The environment for the places of `uid` (a command's `--user`), or `environment` itself without one.
     /// Acting for another user takes root: a plain user cannot open another's files anyway, and is told so
     /// in one line instead of a permission error on some file.
-    public static func placesEnvironment(uid: UInt32?, environment: [String: String]) throws -> [String: String] {
+    package static func placesEnvironment(uid: UInt32?, environment: [String: String]) throws -> [String: String] {
         guard let uid else { return environment }
         guard let entry = getpwuid(uid) else {
             throw CagentError(stage: "user", "no user with uid \(uid)", hint: "pass the uid of an existing user")
@@ -94,19 +94,19 @@ extension InvokingUser {
 
 /// cagent's directories. State (shadow homes, the database) belongs to the invoking user; runtime state
 /// (the global lock, session leases) is machine-wide under /run.
-public struct CagentPaths: Sendable {
+package struct CagentPaths: Sendable {
     /// Machine-wide runtime directory: the setup lock and one lease file per live session.
-    public var runtime: String
+    package var runtime: String
     /// Persistent per-user state: `$XDG_DATA_HOME/cagent` or `~/.local/share/cagent`.
-    public var data: String
+    package var data: String
     /// Per-user configuration: `$XDG_CONFIG_HOME/cagent` or `~/.config/cagent`.
-    public var config: String
+    package var config: String
 
-    public init(runtime: String, data: String, config: String) {
+    package init(runtime: String, data: String, config: String) {
         self.runtime = runtime; self.data = data; self.config = config
     }
 
-    public static func standard(user: InvokingUser, environment: [String: String]) -> CagentPaths {
+    package static func standard(user: InvokingUser, environment: [String: String]) -> CagentPaths {
         // Under sudo, root's XDG variables are not the user's: use the user's home.
         let underSudo = InvokingUser.underSudo(environment)
         // The XDG spec: an empty or relative value counts as unset.
@@ -120,14 +120,14 @@ public struct CagentPaths: Sendable {
         return CagentPaths(runtime: runtime, data: dataHome + "/cagent", config: configHome + "/cagent")
     }
 
-    public var leases: String { runtime + "/sessions" }
-    public var lockFile: String { runtime + "/setup.lock" }
+    package var leases: String { runtime + "/sessions" }
+    package var lockFile: String { runtime + "/setup.lock" }
 }
 
 /// Where cagent's own helper executables are: next to the running binary (cagent-init, cagent-full).
-public enum OwnExecutable {
+package enum OwnExecutable {
     /// `<directory of /proc/self/exe>/<name>`, or nil when the running binary's path cannot be read.
-    public static func sibling(_ name: String) -> String? {
+    package static func sibling(_ name: String) -> String? {
         var buffer = [CChar](repeating: 0, count: 4097)
         let count = readlink("/proc/self/exe", &buffer, 4096)
         guard count > 0 else { return nil }

@@ -6,20 +6,20 @@ import Glibc
 /// setup step whose failure is reported to the caller, stopped through a wake pipe the loop polls. The thread
 /// owns its namespace and its descriptors; nothing of it runs on Swift's shared pool.
 // @unchecked: its thread, wake pipe and start error are written by start()/stop() on the owner's thread.
-public final class ServiceThread: @unchecked Sendable {
+package final class ServiceThread: @unchecked Sendable {
     private let name: String
     private var thread: DedicatedThread?
     private var wakePipe: [Int32] = [-1, -1]
     private var startError: (any Error)?
 
-    public init(name: String) { self.name = name }
+    package init(name: String) { self.name = name }
 
     /// The descriptor the loop polls for readability: readable means "stop now".
-    public var wakeFD: Int32 { wakePipe[0] }
+    package var wakeFD: Int32 { wakePipe[0] }
 
     /// Runs `setup` on the new thread, then `run` with its result until `run` returns (after the wake
     /// descriptor became readable). Throws what `setup` threw, with the thread gone and nothing left open.
-    public func start<Context>(setup: @escaping @Sendable () throws -> Context, run: @escaping @Sendable (Context) -> Void) throws {
+    package func start<Context>(setup: @escaping @Sendable () throws -> Context, run: @escaping @Sendable (Context) -> Void) throws {
         guard thread == nil else { return }
         guard pipe(&wakePipe) == 0 else { throw CagentError.system(name, "pipe") }
         for fd in wakePipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
@@ -52,14 +52,14 @@ public final class ServiceThread: @unchecked Sendable {
     }
 
     /// Wakes the loop without waiting (`stop` waits). Nothing happens when the thread is not running.
-    public func wake() {
+    package func wake() {
         guard thread != nil else { return }
         var byte: UInt8 = 1
         _ = write(wakePipe[1], &byte, 1)
     }
 
     /// Wakes the loop and waits until it has returned. Safe to call more than once.
-    public func stop() {
+    package func stop() {
         guard thread != nil else { return }
         var byte: UInt8 = 1
         _ = write(wakePipe[1], &byte, 1)

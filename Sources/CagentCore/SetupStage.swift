@@ -3,7 +3,7 @@
 /// this type; the plan carries it to whoever runs the step: the supervisor (`inject(at:asked:)`), the
 /// launcher's C child (`cg_spawn_request.fail_at`) or cagent-init (the plan's `fail` record), the two C
 /// sides with the same rule (`cg_fail_requested`, cg_fault.h).
-public enum SetupStage: Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
+package enum SetupStage: Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// The supervisor's, while the init waits for its plan (Launcher.beforeRelease): uplink, DNS gate,
     /// filtering proxy, flow log, `--publish`'s relay.
     case network, dnsGate, proxy, nflog, publish
@@ -24,7 +24,7 @@ public enum SetupStage: Sendable, Hashable, CustomStringConvertible, Expressible
     package enum Runner: Sendable { case supervisor, child, initProcess }
 
     /// The stage a name means (the inverse of `description`).
-    public init(_ name: String) {
+    package init(_ name: String) {
         switch name {
         case "network": self = .network
         case "dns-gate": self = .dnsGate
@@ -40,9 +40,9 @@ public enum SetupStage: Sendable, Hashable, CustomStringConvertible, Expressible
         }
     }
 
-    public init(stringLiteral value: String) { self.init(value) }
+    package init(stringLiteral value: String) { self.init(value) }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .network: return "network"
         case .dnsGate: return "dns-gate"

@@ -1,9 +1,9 @@
 /// Makes text that came from a sandbox (a domain name, a path, argv) safe to print on a terminal: C0 and C1
 /// control characters, DEL, bidi overrides and isolates, and invalid UTF-8 are shown as visible escapes, so
 /// a hostile name cannot move the cursor, rewrite the screen, or reorder what the user reads.
-public enum TerminalEscape {
+package enum TerminalEscape {
     /// Escapes raw bytes (invalid UTF-8 is shown byte by byte as `\xNN`).
-    public static func escape(bytes: some Sequence<UInt8>) -> String {
+    package static func escape(bytes: some Sequence<UInt8>) -> String {
         let all = Array(bytes)
         var out = ""
         var index = 0
@@ -26,7 +26,7 @@ public enum TerminalEscape {
     }
 
     /// Escapes a Swift string (already valid Unicode).
-    public static func escape(_ text: String) -> String {
+    package static func escape(_ text: String) -> String {
         var out = ""
         for scalar in text.unicodeScalars { out += escape(scalar: scalar) }
         return out

@@ -4,10 +4,10 @@ import Glibc
 
 /// `CAGENT_TIMING=1`: a session prints a monotonic timestamp at each stage of its start and end to standard
 /// error, so where the fixed cost goes can be read from one run (docs/benchmarks.md). Off, a mark is one branch.
-public enum Timing {
-    public static let on = getenv("CAGENT_TIMING") != nil
+package enum Timing {
+    package static let on = getenv("CAGENT_TIMING") != nil
 
-    public static func mark(_ what: @autoclosure () -> String) {
+    package static func mark(_ what: @autoclosure () -> String) {
         guard on else { return }
         var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t)
         let micros = String(Int(t.tv_nsec) / 1000)

@@ -3,8 +3,8 @@ import Glibc
 #endif
 
 /// Times for people: "2026-11-29 02:35:12" (UTC, to the second), in reports and proposals alike.
-public enum UTCText {
-    public static func seconds(_ nanoseconds: Int64) -> String {
+package enum UTCText {
+    package static func seconds(_ nanoseconds: Int64) -> String {
         var seconds = time_t(nanoseconds / 1_000_000_000)
         var parts = tm()
         gmtime_r(&seconds, &parts)

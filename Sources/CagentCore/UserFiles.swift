@@ -7,26 +7,26 @@ import Glibc
 /// The rights a file a user named is opened with. cagent runs as root; under sudo, a profile, an `extends`
 /// target, a workspace file, `--db` or an import file must not be read with root's rights (a confused
 /// deputy would print `/etc/shadow` in an error). Not under sudo (the user is root), nothing changes.
-public struct FileIdentity: Sendable, Equatable {
-    public var uid: UInt32
-    public var gid: UInt32
+package struct FileIdentity: Sendable, Equatable {
+    package var uid: UInt32
+    package var gid: UInt32
     /// Supplementary groups, as `initgroups` would set them.
-    public var groups: [UInt32]
-    public var name: String
+    package var groups: [UInt32]
+    package var name: String
 
-    public init(uid: UInt32, gid: UInt32, groups: [UInt32], name: String) {
+    package init(uid: UInt32, gid: UInt32, groups: [UInt32], name: String) {
         self.uid = uid; self.gid = gid; self.groups = groups; self.name = name
     }
 
     /// The invoking user's identity when cagent runs with more rights than that user (root under sudo);
     /// nil when files are opened with the process's own rights already.
-    public static func invoking(environment: [String: String]) -> FileIdentity? {
+    package static func invoking(environment: [String: String]) -> FileIdentity? {
         let user = InvokingUser.current(environment: environment)
         return FileIdentity(invokingUnderRoot: user)
     }
 
     /// `user`'s identity when cagent runs as root and `user` is not root; nil otherwise.
-    public init?(invokingUnderRoot user: InvokingUser) {
+    package init?(invokingUnderRoot user: InvokingUser) {
         guard geteuid() == 0, user.uid != 0 else { return nil }
         self.init(user: user)
     }
@@ -35,7 +35,7 @@ public struct FileIdentity: Sendable, Equatable {
     /// record), and each lookup goes through NSS (files, then systemd's userdb here).
     private static let known = Mutex<[String: [UInt32]]>([:])
 
-    public init(user: InvokingUser) {
+    package init(user: InvokingUser) {
         let key = "\(user.name):\(user.gid)"
         if let list = Self.known.withLock({ $0[key] }) {
             self.init(uid: user.uid, gid: user.gid, groups: list, name: user.name)
@@ -56,7 +56,7 @@ public struct FileIdentity: Sendable, Equatable {
     /// Makes the whole process this user, for good (every thread: glibc's wrappers broadcast the change).
     /// For commands that need no root at all (`report`, `sessions`, `import`): nothing they open, SQLite's
     /// own files included, can then reach beyond the user's rights. Nothing to do when not root.
-    public func dropProcessRights() throws {
+    package func dropProcessRights() throws {
         guard geteuid() == 0 else { return }
         var list = groups.map { gid_t($0) }
         guard setgroups(list.count, &list) == 0, setgid(gid) == 0, setuid(uid) == 0 else {
@@ -68,29 +68,29 @@ public struct FileIdentity: Sendable, Equatable {
     }
 
     /// "as user alice" for messages.
-    public var phrase: String { "as user \(TerminalEscape.escape(name))" }
+    package var phrase: String { "as user \(TerminalEscape.escape(name))" }
 }
 
 /// Why a file a user named could not be read.
-public struct UserFileError: Error, Sendable, Equatable {
-    public enum Reason: Sendable, Equatable {
+package struct UserFileError: Error, Sendable, Equatable {
+    package enum Reason: Sendable, Equatable {
         case open(errno: Int32)
         case notRegular(String)
         case tooLarge(limit: Int)
         case read(errno: Int32)
         case identity(errno: Int32)
     }
-    public var reason: Reason
-    public var identity: FileIdentity?
+    package var reason: Reason
+    package var identity: FileIdentity?
     /// "read", "write" or "open" (read and write), for the message.
-    public var access: String
+    package var access: String
 
-    public init(reason: Reason, identity: FileIdentity?, access: String = "read") {
+    package init(reason: Reason, identity: FileIdentity?, access: String = "read") {
         self.reason = reason; self.identity = identity; self.access = access
     }
 
     /// "cannot read '/x' as user alice: Permission denied". Never any of the file's content.
-    public func message(path: String) -> String {
+    package func message(path: String) -> String {
         let who = identity.map { " " + $0.phrase } ?? ""
         let shown = "'" + TerminalEscape.escape(path) + "'"
         switch reason {
@@ -111,7 +111,7 @@ extension FileSystem {
     /// restores root's. Other threads keep theirs. `body` must be synchronous (no `await`: a suspension could
     /// resume on another thread) and must not start threads or dispatch work (a thread created now would
     /// inherit the user's identity for good: clone copies the credentials). nil: `body` runs unchanged.
-    public static func asUser<T>(_ identity: FileIdentity?, _ body: () throws -> T) throws -> T {
+    package static func asUser<T>(_ identity: FileIdentity?, _ body: () throws -> T) throws -> T {
         // Not root: the process's own rights are at most the user's already, and cannot be switched.
         guard let identity, geteuid() == 0 else { return try body() }
         var savedUID: uid_t = 0, savedGID: gid_t = 0
@@ -135,7 +135,7 @@ extension FileSystem {
 
     /// Opens a file a user named, with that user's rights: a descriptor, or the reason. `flags` get
     /// O_CLOEXEC | O_NOCTTY.
-    public static func openAsUser(_ path: String, flags: Int32, mode: mode_t = 0o600,
+    package static func openAsUser(_ path: String, flags: Int32, mode: mode_t = 0o600,
                                   identity: FileIdentity?) -> Result<Int32, UserFileError> {
         let access = flags & O_ACCMODE == O_WRONLY ? "write" : flags & O_ACCMODE == O_RDWR ? "open" : "read"
         do {
@@ -153,7 +153,7 @@ extension FileSystem {
     /// Reads a whole file a user named, with that user's rights: only a regular file (a FIFO or a device
     /// would block or never end: opened O_NONBLOCK, then checked with fstat), at most `limit` bytes.
     /// `followSymlinks: false` refuses a symlink at the last component.
-    public static func readAsUser(_ path: String, limit: Int, identity: FileIdentity?,
+    package static func readAsUser(_ path: String, limit: Int, identity: FileIdentity?,
                                   followSymlinks: Bool = true) -> Result<[UInt8], UserFileError> {
         let flags = O_RDONLY | O_NONBLOCK | (followSymlinks ? 0 : O_NOFOLLOW)
         let fd: Int32
@@ -185,7 +185,7 @@ extension FileSystem {
 
     /// Writes (creates or replaces the content of) an output file the user named, with that user's rights:
     /// `--dump-plan /etc/passwd` under sudo must not truncate root's file. A FIFO or device is refused.
-    public static func writeAsUser(_ path: String, bytes: [UInt8], mode: mode_t = 0o644,
+    package static func writeAsUser(_ path: String, bytes: [UInt8], mode: mode_t = 0o644,
                                    identity: FileIdentity?) -> Result<Void, UserFileError> {
         let fd: Int32
         // O_NOFOLLOW: an output file is never written through a link someone planted at its name.
@@ -213,7 +213,7 @@ extension FileSystem {
     }
 
     /// "a FIFO", "a directory"... for messages.
-    public static func kind(_ mode: mode_t) -> String {
+    package static func kind(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
         case S_IFDIR: return "a directory"
         case S_IFIFO: return "a FIFO"

@@ -5,17 +5,17 @@ import CagentNetwork
 /// The classification the gate needs to refuse rebinding answers (loopback, private, link-local, cloud
 /// metadata), on the project's one address type (CagentNetwork's `IPAddress`).
 extension IPAddress {
-    public var isV4: Bool { bytes.count == 4 }
+    package var isV4: Bool { bytes.count == 4 }
 
     /// The IPv4 address inside an IPv4-mapped IPv6 address (::ffff:a.b.c.d), else nil.
-    public var mappedV4: IPAddress? {
+    package var mappedV4: IPAddress? {
         guard bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF else { return nil }
         return IPAddress(bytes: Array(bytes[12..<16]))
     }
 
     /// Why an answer with this address must not be pinned unless the profile allows it, or nil when it
     /// is an ordinary public address.
-    public var specialUse: String? {
+    package var specialUse: String? {
         if let inner = mappedV4 { return inner.specialUse.map { $0 + " (v4-mapped)" } ?? "v4-mapped" }
         let b = bytes
         if isV4 {

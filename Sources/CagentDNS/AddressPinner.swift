@@ -4,7 +4,7 @@ import CagentNetwork
 /// Where the gate puts the addresses it is about to hand out: the session's allow set in the host's
 /// nftables table (the Firewall implements this at merge). Both calls return only once the kernel holds
 /// the element, because the gate releases the answer right after: a client must never race its pin.
-public protocol AddressPinner: Sendable {
+package protocol AddressPinner: Sendable {
     /// Adds `address . proto . port` for each of `ports` to the session's allow set with timeout `ttl`
     /// seconds, or, when an element is already there, sets its timeout to max(remaining, ttl).
     func pin(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws
@@ -15,50 +15,50 @@ public protocol AddressPinner: Sendable {
 
 /// Address -> the name the gate resolved it for, so a denial can say which name an address belonged to.
 /// Shared by the gate (writer) and the denial reporter (reader).
-public final class AddressBook: Sendable {
+package final class AddressBook: Sendable {
     private let names = Mutex<[IPAddress: DNSName]>([:])
 
-    public init() {}
+    package init() {}
 
-    public func record(_ address: IPAddress, for name: DNSName) {
+    package func record(_ address: IPAddress, for name: DNSName) {
         names.withLock { $0[address] = name }
     }
 
-    public func name(for address: IPAddress) -> DNSName? {
+    package func name(for address: IPAddress) -> DNSName? {
         names.withLock { $0[address] }
     }
 
-    public var count: Int { names.withLock { $0.count } }
+    package var count: Int { names.withLock { $0.count } }
 }
 
 /// A pinner that only records what it was asked: for tests about gate logic, and for learn mode where
 /// nothing is enforced.
-public final class RecordingPinner: AddressPinner {
-    public struct Call: Equatable, Sendable {
-        public var address: IPAddress
-        public var ports: [PinPort]
-        public var ttl: UInt32
-        public var refresh: Bool
+package final class RecordingPinner: AddressPinner {
+    package struct Call: Equatable, Sendable {
+        package var address: IPAddress
+        package var ports: [PinPort]
+        package var ttl: UInt32
+        package var refresh: Bool
     }
     private let log = Mutex<[Call]>([])
     private let failing = Mutex<Bool>(false)
 
-    public init() {}
+    package init() {}
 
-    public func pin(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
+    package func pin(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
         if failing.withLock({ $0 }) { throw PinFailure() }
         log.withLock { $0.append(Call(address: address, ports: ports, ttl: ttl, refresh: false)) }
     }
 
-    public func refresh(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
+    package func refresh(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
         if failing.withLock({ $0 }) { throw PinFailure() }
         log.withLock { $0.append(Call(address: address, ports: ports, ttl: ttl, refresh: true)) }
     }
 
     /// Makes every later call throw (to test that the gate fails closed).
-    public func fail(_ value: Bool) { failing.withLock { $0 = value } }
+    package func fail(_ value: Bool) { failing.withLock { $0 = value } }
 
-    public var calls: [Call] { log.withLock { $0 } }
+    package var calls: [Call] { log.withLock { $0 } }
 
-    public struct PinFailure: Error {}
+    package struct PinFailure: Error {}
 }

@@ -5,48 +5,48 @@ import CagentNetwork
 /// One DNS exchange seen in learn mode, in plain values (the store's `DNSObservation` event maps onto it field by field).
 /// `source` says who saw it: the gate (it forwarded the question itself) or the packet capture on the
 /// session's veth (any DNS the sandbox sent, to any resolver, before the redirect to the gate).
-public struct DNSMessageSeen: Sendable, Equatable {
-    public enum Source: String, Sendable { case gate, pcap }
+package struct DNSMessageSeen: Sendable, Equatable {
+    package enum Source: String, Sendable { case gate, pcap }
 
     /// One answer record: an address (A/AAAA), a CNAME target, or the record's type for anything else.
-    public struct Answer: Sendable, Equatable {
+    package struct Answer: Sendable, Equatable {
         /// Owner name, lower case, in `DNSName.display` form (safe to print after TerminalEscape).
-        public var name: String
-        public var type: UInt16
-        public var ttl: UInt32
+        package var name: String
+        package var type: UInt16
+        package var ttl: UInt32
         /// "203.0.113.10", "edge.cdn.test", or "<N bytes>" for other data.
-        public var value: String
-        public init(name: String, type: UInt16, ttl: UInt32, value: String) {
+        package var value: String
+        package init(name: String, type: UInt16, ttl: UInt32, value: String) {
             self.name = name; self.type = type; self.ttl = ttl; self.value = value
         }
-        public var address: IPAddress? { type == DNSType.a || type == DNSType.aaaa ? IPAddress(value) : nil }
+        package var address: IPAddress? { type == DNSType.a || type == DNSType.aaaa ? IPAddress(value) : nil }
     }
 
-    public var source: Source
+    package var source: Source
     /// Seconds since the epoch.
-    public var time: Double
+    package var time: Double
     /// False for a query the capture saw (no answer in it); the gate reports whole exchanges.
-    public var isResponse: Bool
+    package var isResponse: Bool
     /// "udp" or "tcp".
-    public var transport: String
+    package var transport: String
     /// The sandbox's address (capture), or nil.
-    public var client: IPAddress?
+    package var client: IPAddress?
     /// Where the question went: the resolver the sandbox addressed (capture: its original destination, before
     /// the redirect; an address other than the gateway is DNS that tried to bypass the gate), or the upstream
     /// the gate asked.
-    public var resolver: IPAddress?
-    public var resolverPort: UInt16?
+    package var resolver: IPAddress?
+    package var resolverPort: UInt16?
     /// The question's name, lower case, display form.
-    public var name: String
-    public var type: UInt16
+    package var name: String
+    package var type: UInt16
     /// The response code (nil for a query).
-    public var rcode: UInt8?
+    package var rcode: UInt8?
     /// The answer section: CNAME chain in order, then the records of the asked type.
-    public var answers: [Answer]
+    package var answers: [Answer]
     /// Why the gate did not pass the answer on (a rebinding answer, a failure), else nil.
-    public var note: String?
+    package var note: String?
 
-    public init(source: Source, time: Double, isResponse: Bool, transport: String, client: IPAddress? = nil,
+    package init(source: Source, time: Double, isResponse: Bool, transport: String, client: IPAddress? = nil,
                 resolver: IPAddress?, resolverPort: UInt16? = nil, name: String, type: UInt16, rcode: UInt8?,
                 answers: [Answer] = [], note: String? = nil) {
         self.source = source; self.time = time; self.isResponse = isResponse; self.transport = transport
@@ -54,7 +54,7 @@ public struct DNSMessageSeen: Sendable, Equatable {
         self.type = type; self.rcode = rcode; self.answers = answers; self.note = note
     }
 
-    public static func answer(_ record: DNSRecord) -> Answer {
+    package static func answer(_ record: DNSRecord) -> Answer {
         let value: String
         switch record.data {
         case .a(let bytes), .aaaa(let bytes): value = IPAddress(bytes: bytes)?.description ?? "<\(bytes.count) bytes>"
@@ -66,13 +66,13 @@ public struct DNSMessageSeen: Sendable, Equatable {
 }
 
 /// Receives the gate's observations (learn mode). Called on the gate thread: return quickly.
-public protocol GateObserver: Sendable {
+package protocol GateObserver: Sendable {
     func observe(_ observation: DNSMessageSeen)
 }
 
 extension DNSRcode {
     /// The mnemonic the store and reports use: "NOERROR", "NXDOMAIN", ..., "RCODE12".
-    public static func name(_ rcode: UInt8) -> String {
+    package static func name(_ rcode: UInt8) -> String {
         switch rcode {
         case noError: return "NOERROR"
         case formErr: return "FORMERR"
@@ -88,7 +88,7 @@ extension DNSRcode {
 extension DNSMessageSeen {
     /// True for a message the capture saw going to, or coming from, a resolver other than the session's gate
     /// addresses: DNS that tried to bypass the gate (it was redirected to the gate all the same).
-    public func bypassedGate(gateways: [IPAddress]) -> Bool {
+    package func bypassedGate(gateways: [IPAddress]) -> Bool {
         guard source == .pcap, let resolver else { return false }
         return !gateways.contains(resolver)
     }

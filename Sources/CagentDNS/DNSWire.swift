@@ -4,14 +4,14 @@
 
 /// A domain name as its labels (no length bytes, no root label). Compared by the policy with
 /// `lowercased()`; printed only through `display` (escaped).
-public struct DNSName: Hashable, Sendable {
-    public var labels: [[UInt8]]
+package struct DNSName: Hashable, Sendable {
+    package var labels: [[UInt8]]
 
-    public init(labels: [[UInt8]]) { self.labels = labels }
+    package init(labels: [[UInt8]]) { self.labels = labels }
 
     /// Parses presentation text ("a.b.test", trailing dot allowed). Nil for an empty label, a label over
     /// 63 bytes or a name over 255 bytes on the wire. No escapes: this is for configuration and tests.
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         var bytes = Array(text.utf8)
         if bytes.last == UInt8(ascii: ".") { bytes.removeLast() }
         if bytes.isEmpty { self.labels = []; return }
@@ -22,15 +22,15 @@ public struct DNSName: Hashable, Sendable {
     }
 
     /// Bytes on the wire, uncompressed: one length byte per label, the label, the root byte.
-    public var wireLength: Int { labels.reduce(1) { $0 + 1 + $1.count } }
+    package var wireLength: Int { labels.reduce(1) { $0 + 1 + $1.count } }
 
     /// ASCII letters folded to lower case (RFC 4343); other bytes untouched.
-    public func lowercased() -> DNSName {
+    package func lowercased() -> DNSName {
         DNSName(labels: labels.map { $0.map { ($0 >= 65 && $0 <= 90) ? $0 | 0x20 : $0 } })
     }
 
     /// Case-insensitive equality on wire labels.
-    public func equalsIgnoringCase(_ other: DNSName) -> Bool {
+    package func equalsIgnoringCase(_ other: DNSName) -> Bool {
         guard labels.count == other.labels.count else { return false }
         for (a, b) in zip(labels, other.labels) where !DNSName.labelEquals(a, b) { return false }
         return true
@@ -48,7 +48,7 @@ public struct DNSName: Hashable, Sendable {
 
     /// Dotted text for people; a dot or backslash inside a label is escaped so it cannot pass for a
     /// boundary. Still pass it through TerminalEscape before a terminal sees it.
-    public var display: String {
+    package var display: String {
         if labels.isEmpty { return "." }
         return labels.map { label in
             var out = ""
@@ -67,22 +67,22 @@ public struct DNSName: Hashable, Sendable {
     }
 }
 
-public enum DNSType {
-    public static let a: UInt16 = 1
-    public static let ns: UInt16 = 2
-    public static let cname: UInt16 = 5
-    public static let soa: UInt16 = 6
-    public static let null: UInt16 = 10
-    public static let mx: UInt16 = 15
-    public static let txt: UInt16 = 16
-    public static let aaaa: UInt16 = 28
-    public static let svcb: UInt16 = 64
-    public static let https: UInt16 = 65
-    public static let opt: UInt16 = 41
-    public static let any: UInt16 = 255
-    public static let classIN: UInt16 = 1
+package enum DNSType {
+    package static let a: UInt16 = 1
+    package static let ns: UInt16 = 2
+    package static let cname: UInt16 = 5
+    package static let soa: UInt16 = 6
+    package static let null: UInt16 = 10
+    package static let mx: UInt16 = 15
+    package static let txt: UInt16 = 16
+    package static let aaaa: UInt16 = 28
+    package static let svcb: UInt16 = 64
+    package static let https: UInt16 = 65
+    package static let opt: UInt16 = 41
+    package static let any: UInt16 = 255
+    package static let classIN: UInt16 = 1
 
-    public static func name(_ type: UInt16) -> String {
+    package static func name(_ type: UInt16) -> String {
         switch type {
         case a: return "A"
         case ns: return "NS"
@@ -101,79 +101,79 @@ public enum DNSType {
     }
 }
 
-public enum DNSRcode {
-    public static let noError: UInt8 = 0
-    public static let formErr: UInt8 = 1
-    public static let servFail: UInt8 = 2
-    public static let nxDomain: UInt8 = 3
-    public static let notImp: UInt8 = 4
-    public static let refused: UInt8 = 5
+package enum DNSRcode {
+    package static let noError: UInt8 = 0
+    package static let formErr: UInt8 = 1
+    package static let servFail: UInt8 = 2
+    package static let nxDomain: UInt8 = 3
+    package static let notImp: UInt8 = 4
+    package static let refused: UInt8 = 5
 }
 
-public struct DNSQuestion: Hashable, Sendable {
-    public var name: DNSName
-    public var type: UInt16
-    public var klass: UInt16
+package struct DNSQuestion: Hashable, Sendable {
+    package var name: DNSName
+    package var type: UInt16
+    package var klass: UInt16
 
-    public init(name: DNSName, type: UInt16, klass: UInt16 = DNSType.classIN) {
+    package init(name: DNSName, type: UInt16, klass: UInt16 = DNSType.classIN) {
         self.name = name; self.type = type; self.klass = klass
     }
 }
 
 /// Record data: addresses and CNAME targets decoded (the gate reads them); everything else opaque bytes.
-public enum DNSRData: Hashable, Sendable {
+package enum DNSRData: Hashable, Sendable {
     case a([UInt8])
     case aaaa([UInt8])
     case cname(DNSName)
     case other([UInt8])
 }
 
-public struct DNSRecord: Hashable, Sendable {
-    public var name: DNSName
-    public var type: UInt16
-    public var klass: UInt16
-    public var ttl: UInt32
-    public var data: DNSRData
+package struct DNSRecord: Hashable, Sendable {
+    package var name: DNSName
+    package var type: UInt16
+    package var klass: UInt16
+    package var ttl: UInt32
+    package var data: DNSRData
 
-    public init(name: DNSName, type: UInt16, klass: UInt16 = DNSType.classIN, ttl: UInt32, data: DNSRData) {
+    package init(name: DNSName, type: UInt16, klass: UInt16 = DNSType.classIN, ttl: UInt32, data: DNSRData) {
         self.name = name; self.type = type; self.klass = klass; self.ttl = ttl; self.data = data
     }
 }
 
-public struct DNSMessage: Hashable, Sendable {
-    public var id: UInt16
+package struct DNSMessage: Hashable, Sendable {
+    package var id: UInt16
     /// The 16 flag bits as on the wire (QR, opcode, AA, TC, RD, RA, Z, AD, CD, rcode).
-    public var flags: UInt16
-    public var questions: [DNSQuestion]
-    public var answers: [DNSRecord]
-    public var authority: [DNSRecord]
-    public var additional: [DNSRecord]
+    package var flags: UInt16
+    package var questions: [DNSQuestion]
+    package var answers: [DNSRecord]
+    package var authority: [DNSRecord]
+    package var additional: [DNSRecord]
 
-    public init(id: UInt16, flags: UInt16, questions: [DNSQuestion] = [], answers: [DNSRecord] = [],
+    package init(id: UInt16, flags: UInt16, questions: [DNSQuestion] = [], answers: [DNSRecord] = [],
                 authority: [DNSRecord] = [], additional: [DNSRecord] = []) {
         self.id = id; self.flags = flags; self.questions = questions
         self.answers = answers; self.authority = authority; self.additional = additional
     }
 
-    public var isResponse: Bool { flags & 0x8000 != 0 }
-    public var opcode: UInt8 { UInt8((flags >> 11) & 0xF) }
-    public var truncated: Bool { flags & 0x0200 != 0 }
-    public var recursionDesired: Bool { flags & 0x0100 != 0 }
-    public var rcode: UInt8 { UInt8(flags & 0xF) }
+    package var isResponse: Bool { flags & 0x8000 != 0 }
+    package var opcode: UInt8 { UInt8((flags >> 11) & 0xF) }
+    package var truncated: Bool { flags & 0x0200 != 0 }
+    package var recursionDesired: Bool { flags & 0x0100 != 0 }
+    package var rcode: UInt8 { UInt8(flags & 0xF) }
 }
 
-public struct DNSWireError: Error, Equatable, Sendable, CustomStringConvertible {
-    public var reason: String
-    public var offset: Int
-    public var description: String { "malformed DNS message at byte \(offset): \(reason)" }
+package struct DNSWireError: Error, Equatable, Sendable, CustomStringConvertible {
+    package var reason: String
+    package var offset: Int
+    package var description: String { "malformed DNS message at byte \(offset): \(reason)" }
 }
 
-public enum DNSWire {
+package enum DNSWire {
     /// Parses a whole message. Throws on anything malformed: truncation, counts larger than the
     /// message, labels over 63, names over 255, reserved label types, compression pointers that do not
     /// point strictly backwards (which also rules out loops), trailing garbage is tolerated (RFC says
     /// nothing; resolvers ignore it).
-    public static func parse(_ bytes: [UInt8]) throws(DNSWireError) -> DNSMessage {
+    package static func parse(_ bytes: [UInt8]) throws(DNSWireError) -> DNSMessage {
         var reader = Reader(bytes: bytes)
         let id = try reader.u16()
         let flags = try reader.u16()
@@ -198,7 +198,7 @@ public enum DNSWire {
 
     /// Builds a message without name compression. Throws only for names or record data that cannot be
     /// encoded (empty or >63-byte label, name over 255 bytes, rdata over 65535 bytes, over 65535 records).
-    public static func build(_ message: DNSMessage) throws(DNSWireError) -> [UInt8] {
+    package static func build(_ message: DNSMessage) throws(DNSWireError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(512)
         func u16(_ v: UInt16) { out.append(UInt8(v >> 8)); out.append(UInt8(v & 0xFF)) }

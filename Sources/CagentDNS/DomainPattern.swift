@@ -1,15 +1,15 @@
 /// A profile domain pattern, compared on wire labels, case-insensitively, on label boundaries:
 /// `example.test` (exactly that name), `*.example.test` (one more label), `**.example.test` (one or
 /// more labels). `evilexample.test` never matches `*.example.test`: the suffix is whole labels.
-public struct DomainPattern: Hashable, Sendable, CustomStringConvertible {
-    public enum Depth: Hashable, Sendable { case exact, oneLabel, anyDepth }
-    public let depth: Depth
+package struct DomainPattern: Hashable, Sendable, CustomStringConvertible {
+    package enum Depth: Hashable, Sendable { case exact, oneLabel, anyDepth }
+    package let depth: Depth
     /// Lowercased labels of the suffix.
-    public let suffix: [[UInt8]]
+    package let suffix: [[UInt8]]
 
     /// Nil for text that is not a pattern: empty, a wildcard anywhere but the first label, a label
     /// with a NUL byte, an empty or >63-byte label.
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         var rest = text
         if rest.hasPrefix("**.") { depth = .anyDepth; rest.removeFirst(3) }
         else if rest.hasPrefix("*.") { depth = .oneLabel; rest.removeFirst(2) }
@@ -19,7 +19,7 @@ public struct DomainPattern: Hashable, Sendable, CustomStringConvertible {
         suffix = name.lowercased().labels
     }
 
-    public func matches(_ name: DNSName) -> Bool {
+    package func matches(_ name: DNSName) -> Bool {
         let labels = name.labels
         let extra = labels.count - suffix.count
         switch depth {
@@ -33,7 +33,7 @@ public struct DomainPattern: Hashable, Sendable, CustomStringConvertible {
         return true
     }
 
-    public var description: String {
+    package var description: String {
         let base = DNSName(labels: suffix).display
         switch depth {
         case .exact: return base

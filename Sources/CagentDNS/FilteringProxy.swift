@@ -6,14 +6,14 @@ import CagentNetwork
 import Synchronization
 
 /// What the filtering proxy did with one request; EnforceNetwork turns refusals into live denial lines.
-public enum ProxyEvent: Sendable, Equatable {
+package enum ProxyEvent: Sendable, Equatable {
     case forwarded(method: String, target: String)
     case refused(method: String?, target: String?, reason: String)
     /// The upstream proxy could not be reached (502 to the agent).
     case failed(target: String, reason: String)
 
     /// The live line for a refusal or failure (nil for a forwarded request), escaped for the terminal.
-    public var denialLine: String? {
+    package var denialLine: String? {
         switch self {
         case .forwarded: return nil
         case .refused(let method, let target, let reason):
@@ -32,23 +32,23 @@ public enum ProxyEvent: Sendable, Equatable {
 /// upstream proxy, which resolves the name: cagent never resolves the target, so there is no answer to
 /// mismatch the check. One pthread for the accept loop, one per connection (bounded), all joined at `stop`.
 // @unchecked: `port` and the stop pipe's fds are written by start()/stop() on the owner's thread.
-public final class FilteringProxy: @unchecked Sendable {
-    public struct Configuration: Sendable {
-        public var listen: [IPAddress]
-        public var port: UInt16
-        public var policy: GatePolicy
+package final class FilteringProxy: @unchecked Sendable {
+    package struct Configuration: Sendable {
+        package var listen: [IPAddress]
+        package var port: UInt16
+        package var policy: GatePolicy
         /// The upstream proxy (already an address: resolved once at start, on the host).
-        public var upstream: SocketAddress
-        public var maxConnections: Int
+        package var upstream: SocketAddress
+        package var maxConnections: Int
         /// Seconds a client has to send its request head.
-        public var headSeconds: Double
+        package var headSeconds: Double
         /// Seconds without traffic in either direction before a relayed connection is closed.
-        public var idleSeconds: Double
+        package var idleSeconds: Double
         /// Rootless mode: where the listening sockets come from (family, type -> an unbound socket made in the
         /// sandbox's namespace by cg_netns_sockets, as for the gate); nil: created here.
-        public var listenSocket: (@Sendable (_ family: Int32, _ type: Int32) throws -> Int32)?
+        package var listenSocket: (@Sendable (_ family: Int32, _ type: Int32) throws -> Int32)?
 
-        public init(listen: [IPAddress], port: UInt16 = 0, policy: GatePolicy, upstream: SocketAddress,
+        package init(listen: [IPAddress], port: UInt16 = 0, policy: GatePolicy, upstream: SocketAddress,
                     maxConnections: Int = 64, headSeconds: Double = 10, idleSeconds: Double = 600) {
             self.listen = listen; self.port = port; self.policy = policy; self.upstream = upstream
             self.maxConnections = maxConnections; self.headSeconds = headSeconds; self.idleSeconds = idleSeconds
@@ -58,18 +58,18 @@ public final class FilteringProxy: @unchecked Sendable {
     let configuration: Configuration
     let emit: @Sendable (ProxyEvent) -> Void
     private let service = ServiceThread(name: "cagent-proxy")
-    public private(set) var port: UInt16 = 0
+    package private(set) var port: UInt16 = 0
     /// Connection threads: running ones by serial, and the serials that finished (joined by the accept loop).
     private let connections = Mutex<(running: [Int: DedicatedThread], finished: [Int])>(([:], []))
     /// Readable when the connection threads must end (written once by `stop`).
     private var stopPipe: [Int32] = [-1, -1]
 
-    public init(configuration: Configuration, events: @escaping @Sendable (ProxyEvent) -> Void = { _ in }) {
+    package init(configuration: Configuration, events: @escaping @Sendable (ProxyEvent) -> Void = { _ in }) {
         self.configuration = configuration; self.emit = events
     }
 
     @discardableResult
-    public func start() throws -> UInt16 {
+    package func start() throws -> UInt16 {
         guard pipe(&stopPipe) == 0 else { throw CagentError.system("filtering proxy", "pipe") }
         for fd in stopPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
         do {
@@ -89,7 +89,7 @@ public final class FilteringProxy: @unchecked Sendable {
     }
 
     /// Stops accepting, ends every connection (their threads see the stop pipe) and joins them.
-    public func stop() {
+    package func stop() {
         service.stop()
         guard stopPipe[1] >= 0 else { return }
         var byte: UInt8 = 1
@@ -329,8 +329,8 @@ public final class FilteringProxy: @unchecked Sendable {
 
 /// `--proxy URL`: the upstream proxy's address. `http://host:port`, `host:port` or `http://[v6]:port`; a name
 /// is resolved once, here, on the host (the agent's targets never are).
-public enum UpstreamProxy {
-    public static func parse(_ text: String) throws -> SocketAddress {
+package enum UpstreamProxy {
+    package static func parse(_ text: String) throws -> SocketAddress {
         func invalid(_ why: String) -> CagentError {
             CagentError(stage: "proxy", "--proxy \(TerminalEscape.escape(text)): \(why)",
                         hint: "give the upstream proxy as http://HOST:PORT (the host's HTTPS_PROXY, usually)")

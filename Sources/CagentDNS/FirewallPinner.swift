@@ -5,11 +5,11 @@ import CagentNetwork
 /// is exactly the AddressPinner contract. Its netlink socket is bound in the host namespace at setup, so
 /// the gate thread may call it whatever namespace it sits in.
 extension SessionFirewall: AddressPinner {
-    public func pin(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
+    package func pin(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
         try pin(address, ports: ports.map(\.firewallPort), ttl: ttl)
     }
 
-    public func refresh(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
+    package func refresh(_ address: IPAddress, ports: [PinPort], ttl: UInt32) throws {
         try pin(address, ports: ports.map(\.firewallPort), ttl: ttl)
     }
 }

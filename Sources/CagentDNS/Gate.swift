@@ -10,7 +10,7 @@ import CShim
 import CagentNetwork
 
 /// What the gate did with one query; the denial reporter turns these into lines and counts.
-public enum GateEvent: Sendable, Equatable {
+package enum GateEvent: Sendable, Equatable {
     /// Resolved upstream; `addresses` were pinned before the answer went out (empty for NXDOMAIN/NODATA).
     case resolved(name: DNSName, type: UInt16, addresses: [IPAddress])
     /// Allowed name, type not forwarded (or AAAA without IPv6): answered NODATA locally.
@@ -27,27 +27,27 @@ public enum GateEvent: Sendable, Equatable {
 /// For an allowed A/AAAA question it sends a fresh query upstream (own ID, lowercased name, random source
 /// port), follows the CNAME chain, refuses special-use answers, pins every address through the pinner,
 /// and only then releases the answer, with TTLs clamped to the pins' lifetime.
-public final class Gate: Sendable {
-    public struct Configuration: Sendable {
+package final class Gate: Sendable {
+    package struct Configuration: Sendable {
         /// The session's gateway addresses (IPv4, and IPv6 when the sandbox has it), all on one port.
-        public var listen: [IPAddress]
+        package var listen: [IPAddress]
         /// 0 lets the kernel choose a free high port (the Firewall redirects port 53 to it).
-        public var port: UInt16
+        package var port: UInt16
         /// Network namespace (a /run/netns path) the gate thread enters before it opens any socket.
-        public var netnsPath: String?
-        public var policy: GatePolicy
-        public var upstream: UpstreamConfig
-        public var clamp: GateAnswer.Clamp
-        public var maxTCPClients: Int
-        public var tcpIdleSeconds: Double
+        package var netnsPath: String?
+        package var policy: GatePolicy
+        package var upstream: UpstreamConfig
+        package var clamp: GateAnswer.Clamp
+        package var maxTCPClients: Int
+        package var tcpIdleSeconds: Double
         /// Ask mode (`cagent enforce --ask`): an A/AAAA question for a name not in the profile is held (nothing
         /// is forwarded, nothing pinned) and this decides; nil: NXDOMAIN at once.
-        public var asker: GateAsker?
+        package var asker: GateAsker?
         /// Rootless mode: where the listening sockets come from (family, type -> an unbound socket created in the
         /// sandbox's namespace, which a plain user cannot enter: cg_netns_sockets); nil: created here.
-        public var listenSocket: (@Sendable (_ family: Int32, _ type: Int32) throws -> Int32)?
+        package var listenSocket: (@Sendable (_ family: Int32, _ type: Int32) throws -> Int32)?
 
-        public init(listen: [IPAddress], port: UInt16 = 0, netnsPath: String? = nil, policy: GatePolicy,
+        package init(listen: [IPAddress], port: UInt16 = 0, netnsPath: String? = nil, policy: GatePolicy,
                     upstream: UpstreamConfig, clamp: GateAnswer.Clamp = .init(), maxTCPClients: Int = 64,
                     tcpIdleSeconds: Double = 10) {
             self.listen = listen; self.port = port; self.netnsPath = netnsPath; self.policy = policy
@@ -58,17 +58,17 @@ public final class Gate: Sendable {
 
     let configuration: Configuration
     let pinner: any AddressPinner
-    public let book: AddressBook
+    package let book: AddressBook
     let emit: @Sendable (GateEvent) -> Void
     /// Learn mode: every exchange with the upstream, as an observation.
     let observer: (any GateObserver)?
 
     private let service = ServiceThread(name: "cagent-dns-gate")
     /// The port both sockets are bound to, 0 before `start`.
-    public var port: UInt16 { boundPort.withLock { $0 } }
+    package var port: UInt16 { boundPort.withLock { $0 } }
     private let boundPort = Mutex<UInt16>(0)
 
-    public init(configuration: Configuration, pinner: any AddressPinner, book: AddressBook = AddressBook(),
+    package init(configuration: Configuration, pinner: any AddressPinner, book: AddressBook = AddressBook(),
                 observer: (any GateObserver)? = nil, events: @escaping @Sendable (GateEvent) -> Void = { _ in }) {
         self.configuration = configuration; self.pinner = pinner; self.book = book; self.observer = observer
         self.emit = events
@@ -76,7 +76,7 @@ public final class Gate: Sendable {
 
     /// Starts the gate thread; returns the bound port once both sockets listen, or throws what failed.
     @discardableResult
-    public func start() throws -> UInt16 {
+    package func start() throws -> UInt16 {
         try service.start(setup: { [self] () throws -> Loop in
             if let path = configuration.netnsPath { try NamespaceThread.enter(netnsPath: path, stage: "dns gate") }
             let loop = try Loop(gate: self)
@@ -91,11 +91,11 @@ public final class Gate: Sendable {
     }
 
     /// Stops the thread and closes every socket; pending queries are dropped (clients retry or fail).
-    public func stop() { service.stop() }
+    package func stop() { service.stop() }
 
     /// Queries the kernel dropped before the gate read them (its UDP sockets' queues were full: a flood
     /// faster than the gate answers), counted when the gate stopped; 0 before.
-    public var droppedQueries: Int { dropped.withLock { $0 } }
+    package var droppedQueries: Int { dropped.withLock { $0 } }
     let dropped = Mutex<Int>(0)
 
     deinit {
@@ -122,7 +122,7 @@ public final class Gate: Sendable {
 }
 
 /// What the user answered for a held name.
-public enum AskDecision: Sendable, Equatable {
+package enum AskDecision: Sendable, Equatable {
     /// Resolve and pin this answer (its connections), nothing more: the next lookup asks again.
     case allowOnce
     /// Resolve it and every later lookup of the name in this session.
@@ -132,7 +132,7 @@ public enum AskDecision: Sendable, Equatable {
 }
 
 /// Asks about a held name; must not block (the gate thread calls it): `answer` is called once, from any thread.
-public typealias GateAsker = @Sendable (_ name: DNSName, _ answer: @escaping @Sendable (AskDecision) -> Void) -> Void
+package typealias GateAsker = @Sendable (_ name: DNSName, _ answer: @escaping @Sendable (AskDecision) -> Void) -> Void
 
 /// The event loop's state; lives on the gate thread only.
 private struct Loop {

@@ -5,37 +5,37 @@ import CagentNetwork
 /// Pure steps of answering: reading an upstream response for the question we asked (the CNAME chain
 /// and the addresses on it, nothing from authority or additional), the TTL clamp, and the messages the
 /// client gets. Fuzzed together with the wire code.
-public enum GateAnswer {
+package enum GateAnswer {
     /// The part of an upstream response the gate may use.
-    public struct Walk: Equatable, Sendable {
-        public var rcode: UInt8
+    package struct Walk: Equatable, Sendable {
+        package var rcode: UInt8
         /// CNAME records from the question's name onwards, in chain order.
-        public var chain: [DNSRecord]
+        package var chain: [DNSRecord]
         /// The name at the end of the chain.
-        public var finalName: DNSName
+        package var finalName: DNSName
         /// A/AAAA records (of the asked type) owned by the final name, with their TTLs.
-        public var addresses: [(address: IPAddress, ttl: UInt32)]
+        package var addresses: [(address: IPAddress, ttl: UInt32)]
         /// Records of the asked type owned by the final name when that type is not A/AAAA (learn mode forwards
         /// every type; enforce mode only asks A/AAAA, so this stays empty there).
-        public var others: [DNSRecord] = []
+        package var others: [DNSRecord] = []
 
-        public static func == (l: Walk, r: Walk) -> Bool {
+        package static func == (l: Walk, r: Walk) -> Bool {
             l.rcode == r.rcode && l.chain == r.chain && l.finalName == r.finalName
                 && l.addresses.map(\.address) == r.addresses.map(\.address) && l.addresses.map(\.ttl) == r.addresses.map(\.ttl)
                 && l.others == r.others
         }
     }
 
-    public static let maxChain = 16
+    package static let maxChain = 16
 
     /// Record types whose data may carry compressed names (RFC 1035 and the types RFC 3597 §4 says receivers
     /// must decompress). Their data is kept as raw bytes, so it cannot be copied into another message.
-    public static func mayHoldCompressedNames(_ type: UInt16) -> Bool {
+    package static func mayHoldCompressedNames(_ type: UInt16) -> Bool {
         [2, 3, 4, 6, 7, 8, 9, 12, 14, 15, 17, 18, 21, 24, 26, 30, 33, 35, 36, 39].contains(type)
     }
 
     /// Nil when `response` does not answer `question` with `id` (spoofed, stale, or confused upstream).
-    public static func walk(_ response: DNSMessage, id: UInt16, question: DNSQuestion) -> Walk? {
+    package static func walk(_ response: DNSMessage, id: UInt16, question: DNSQuestion) -> Walk? {
         guard response.isResponse, response.id == id, response.opcode == 0, response.questions.count == 1 else { return nil }
         let asked = response.questions[0]
         guard asked.type == question.type, asked.klass == question.klass,
@@ -72,25 +72,25 @@ public enum GateAnswer {
     }
 
     /// How long a pin lives and what TTL the client may cache.
-    public struct Clamp: Sendable, Equatable {
-        public var floor: UInt32
-        public var cap: UInt32
-        public init(floor: UInt32 = 60, cap: UInt32 = 3600) {
+    package struct Clamp: Sendable, Equatable {
+        package var floor: UInt32
+        package var cap: UInt32
+        package init(floor: UInt32 = 60, cap: UInt32 = 3600) {
             self.floor = floor; self.cap = max(floor, cap)
         }
         /// Pin lifetime for a record TTL: clamp(TTL, floor, cap).
-        public func pin(_ ttl: UInt32) -> UInt32 { min(max(ttl, floor), cap) }
+        package func pin(_ ttl: UInt32) -> UInt32 { min(max(ttl, floor), cap) }
         /// TTL the client sees: never longer than the pin it relies on.
-        public func client(_ ttl: UInt32) -> UInt32 { min(ttl, pin(ttl)) }
+        package func client(_ ttl: UInt32) -> UInt32 { min(ttl, pin(ttl)) }
     }
 
     /// A fresh upstream query: our ID, the lowercased name, RD set, no EDNS (nothing of the client's bytes).
-    public static func upstreamQuery(_ question: DNSQuestion, id: UInt16) -> DNSMessage {
+    package static func upstreamQuery(_ question: DNSQuestion, id: UInt16) -> DNSMessage {
         DNSMessage(id: id, flags: 0x0100, questions: [DNSQuestion(name: question.name.lowercased(), type: question.type)])
     }
 
     /// A response to the client: its ID and question echoed (as it sent them), RD copied, RA set.
-    public static func reply(to query: DNSMessage, rcode: UInt8, answers: [DNSRecord] = []) -> DNSMessage {
+    package static func reply(to query: DNSMessage, rcode: UInt8, answers: [DNSRecord] = []) -> DNSMessage {
         let flags: UInt16 = 0x8000 | (query.flags & 0x0100) | 0x0080 | UInt16(rcode & 0xF)
         var answers = answers
         // The first record's owner is the client's spelling of the name (0x20-randomising stubs compare it).
@@ -103,7 +103,7 @@ public enum GateAnswer {
 
     /// Encodes a reply for UDP: over `limit` bytes the answers are dropped and TC set, so the client
     /// retries over TCP.
-    public static func encode(_ reply: DNSMessage, limit: Int) -> [UInt8] {
+    package static func encode(_ reply: DNSMessage, limit: Int) -> [UInt8] {
         if let bytes = try? DNSWire.build(reply), bytes.count <= limit { return bytes }
         var cut = reply
         cut.answers = []; cut.authority = []; cut.additional = []

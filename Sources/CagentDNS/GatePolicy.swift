@@ -4,42 +4,42 @@ import CagentNetwork
 
 /// What the gate does with one client query: a pure function of the message and the session's policy,
 /// so every rule is unit-tested without a socket.
-public struct GatePolicy: Sendable {
+package struct GatePolicy: Sendable {
     /// One allowed name pattern and what its answers open (a `domains:` entry opens the web defaults; an
     /// endpoint naming a host opens its own port).
-    public struct Rule: Sendable, Equatable {
-        public var pattern: DomainPattern
-        public var ports: [PinPort]
-        public init(pattern: DomainPattern, ports: [PinPort] = PinPort.webDefaults) {
+    package struct Rule: Sendable, Equatable {
+        package var pattern: DomainPattern
+        package var ports: [PinPort]
+        package init(pattern: DomainPattern, ports: [PinPort] = PinPort.webDefaults) {
             self.pattern = pattern; self.ports = ports
         }
     }
 
-    public var rules: [Rule]
-    public var patterns: [DomainPattern] { rules.map(\.pattern) }
+    package var rules: [Rule]
+    package var patterns: [DomainPattern] { rules.map(\.pattern) }
     /// False when the sandbox has no IPv6: AAAA on an allowed name gets NODATA.
-    public var ipv6: Bool
+    package var ipv6: Bool
     /// Special-use blocks (private, loopback, ...) the profile explicitly allows as answers.
-    public var allowedSpecial: [IPNetwork]
+    package var allowedSpecial: [IPNetwork]
     /// Learn mode: every well-formed question of class IN is forwarded (fresh, one question, any type but zone
     /// transfers), nothing is pinned, the exchange is observed. Malformed queries are still refused.
-    public var observe: Bool
+    package var observe: Bool
 
-    public init(rules: [Rule], ipv6: Bool, allowedSpecial: [IPNetwork] = [], observe: Bool = false) {
+    package init(rules: [Rule], ipv6: Bool, allowedSpecial: [IPNetwork] = [], observe: Bool = false) {
         self.rules = rules; self.ipv6 = ipv6; self.allowedSpecial = allowedSpecial; self.observe = observe
     }
 
     /// The learn-mode policy: no rules, every name forwarded and observed.
-    public static func observing(ipv6: Bool) -> GatePolicy { GatePolicy(rules: [], ipv6: ipv6, observe: true) }
+    package static func observing(ipv6: Bool) -> GatePolicy { GatePolicy(rules: [], ipv6: ipv6, observe: true) }
 
-    public init(patterns: [DomainPattern], ipv6: Bool, allowedSpecial: [IPNetwork] = []) {
+    package init(patterns: [DomainPattern], ipv6: Bool, allowedSpecial: [IPNetwork] = []) {
         self.init(rules: patterns.map { Rule(pattern: $0) }, ipv6: ipv6, allowedSpecial: allowedSpecial)
     }
 
     /// Builds the policy from profile strings: `domains` open the web defaults, `endpoints` (the profile's
     /// `host:port/proto` entries whose host is a name) open their own port. Throws on a pattern or block
     /// that does not parse, naming it.
-    public init(domains: [String], endpoints: [(host: String, port: PinPort)] = [], ipv6: Bool,
+    package init(domains: [String], endpoints: [(host: String, port: PinPort)] = [], ipv6: Bool,
                 allowedSpecial: [String] = []) throws(GatePolicyError) {
         var rules: [Rule] = []
         for text in domains {
@@ -58,7 +58,7 @@ public struct GatePolicy: Sendable {
         self.init(rules: rules, ipv6: ipv6, allowedSpecial: blocks)
     }
 
-    public enum Decision: Equatable, Sendable {
+    package enum Decision: Equatable, Sendable {
         /// Not a query we answer at all (a response, garbage): drop silently.
         case drop
         /// Answer locally with this rcode and no data; `reason` goes to the denial report when set.
@@ -72,10 +72,10 @@ public struct GatePolicy: Sendable {
         case resolve(DNSQuestion, ports: [PinPort])
     }
 
-    public func allows(_ name: DNSName) -> Bool { rules.contains { $0.pattern.matches(name) } }
+    package func allows(_ name: DNSName) -> Bool { rules.contains { $0.pattern.matches(name) } }
 
     /// What an answer for `name` opens: every matching rule's ports, in order, without repeats.
-    public func ports(for name: DNSName) -> [PinPort] {
+    package func ports(for name: DNSName) -> [PinPort] {
         var out: [PinPort] = []
         for rule in rules where rule.pattern.matches(name) {
             for port in rule.ports where !out.contains(port) { out.append(port) }
@@ -83,7 +83,7 @@ public struct GatePolicy: Sendable {
         return out
     }
 
-    public func decide(_ query: DNSMessage) -> Decision {
+    package func decide(_ query: DNSMessage) -> Decision {
         if query.isResponse { return .drop }
         guard query.opcode == 0 else { return .refuse(rcode: DNSRcode.notImp, reason: "opcode \(query.opcode)") }
         guard query.questions.count == 1 else {
@@ -114,25 +114,25 @@ public struct GatePolicy: Sendable {
     }
 
     /// Nil when an answer address may be pinned; otherwise why not ("loopback", ...).
-    public func refusal(for address: IPAddress) -> String? {
+    package func refusal(for address: IPAddress) -> String? {
         guard let use = address.specialUse else { return nil }
         return allowedSpecial.contains { $0.contains(address) } ? nil : use
     }
 }
 
-public struct GatePolicyError: Error, Equatable, Sendable, CustomStringConvertible {
-    public var text: String
-    public var what: String
-    public var description: String { "not a valid \(what): \(text)" }
+package struct GatePolicyError: Error, Equatable, Sendable, CustomStringConvertible {
+    package var text: String
+    package var what: String
+    package var description: String { "not a valid \(what): \(text)" }
 }
 
 /// A transport port an answer's addresses are opened for.
-public struct PinPort: Hashable, Sendable, CustomStringConvertible {
-    public enum Proto: String, Sendable, Hashable { case tcp, udp }
-    public var proto: Proto
-    public var port: UInt16
-    public init(_ proto: Proto, _ port: UInt16) { self.proto = proto; self.port = port }
-    public var description: String { "\(proto.rawValue)/\(port)" }
+package struct PinPort: Hashable, Sendable, CustomStringConvertible {
+    package enum Proto: String, Sendable, Hashable { case tcp, udp }
+    package var proto: Proto
+    package var port: UInt16
+    package init(_ proto: Proto, _ port: UInt16) { self.proto = proto; self.port = port }
+    package var description: String { "\(proto.rawValue)/\(port)" }
     /// What a `domains:` entry opens (the Firewall's `SessionFirewall.Ports.webDefaults`).
-    public static let webDefaults = [PinPort(.tcp, 443), PinPort(.tcp, 80)]
+    package static let webDefaults = [PinPort(.tcp, 443), PinPort(.tcp, 80)]
 }

@@ -10,35 +10,35 @@ import CagentNetwork
 /// proxy or server behind us that trusted `Host` over the target would otherwise reach another host), and
 /// the head is read strictly (CRLF only, no control bytes, no folded lines, one Host, no Transfer-Encoding):
 /// an ambiguous head is refused, never guessed at.
-public struct ProxyRequest: Sendable, Equatable {
-    public enum Form: Sendable, Equatable { case connect, absolute }
-    public var form: Form
-    public var method: String
+package struct ProxyRequest: Sendable, Equatable {
+    package enum Form: Sendable, Equatable { case connect, absolute }
+    package var form: Form
+    package var method: String
     /// Lowercased host name (never an address: names are resolved by the upstream proxy, after our check).
-    public var host: String
-    public var port: UInt16
+    package var host: String
+    package var port: UInt16
     /// What goes to the upstream proxy: a fresh CONNECT head, or the request rebuilt with `Connection: close`
     /// (one request per connection: a second, pipelined request would not have been checked).
-    public var upstreamHead: [UInt8]
+    package var upstreamHead: [UInt8]
     /// Absolute form: request body bytes that follow the head (Content-Length); nothing more is forwarded.
-    public var bodyLength: Int
+    package var bodyLength: Int
 
     /// `host:port` as the denial line shows it.
-    public var target: String { "\(host):\(port)" }
+    package var target: String { "\(host):\(port)" }
 }
 
-public enum ProxyVerdict: Sendable, Equatable {
+package enum ProxyVerdict: Sendable, Equatable {
     case forward(ProxyRequest)
     /// Answer `status` and close; `target` (when the request line named one) and `reason` go to the denial line.
     case refuse(status: Int, method: String?, target: String?, reason: String)
 }
 
-public enum ProxyRequestParser {
+package enum ProxyRequestParser {
     /// The longest request head read; a longer one is refused with 431.
-    public static let maxHead = 16 * 1024
+    package static let maxHead = 16 * 1024
 
     /// The index just past the head's blank line (`\r\n\r\n`), or nil while it is incomplete.
-    public static func headEnd(_ bytes: [UInt8]) -> Int? {
+    package static func headEnd(_ bytes: [UInt8]) -> Int? {
         guard bytes.count >= 4 else { return nil }
         for index in 3..<bytes.count where bytes[index] == 10 && bytes[index - 1] == 13
             && bytes[index - 2] == 10 && bytes[index - 3] == 13 {
@@ -48,7 +48,7 @@ public enum ProxyRequestParser {
     }
 
     /// Decides on a complete head (up to and including the blank line).
-    public static func decide(head: [UInt8], policy: GatePolicy) -> ProxyVerdict {
+    package static func decide(head: [UInt8], policy: GatePolicy) -> ProxyVerdict {
         func bad(_ reason: String, _ method: String? = nil, _ target: String? = nil) -> ProxyVerdict {
             .refuse(status: 400, method: method, target: target, reason: reason)
         }
@@ -209,7 +209,7 @@ public enum ProxyRequestParser {
     }
 
     /// The refusal's response: short, plain text, the connection closed.
-    public static func refusal(status: Int, reason: String) -> [UInt8] {
+    package static func refusal(status: Int, reason: String) -> [UInt8] {
         let phrase = [400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 431: "Request Header Fields Too Large",
                       501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable"][status] ?? "Error"
         let body = "cagent: \(reason)\n"

@@ -5,15 +5,15 @@ import CagentCore
 import CagentNetwork
 
 /// An address and port, converted to and from the kernel's sockaddr structures.
-public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
-    public var address: IPAddress
-    public var port: UInt16
+package struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
+    package var address: IPAddress
+    package var port: UInt16
 
-    public init(address: IPAddress, port: UInt16) { self.address = address; self.port = port }
+    package init(address: IPAddress, port: UInt16) { self.address = address; self.port = port }
 
-    public var family: Int32 { address.isV4 ? AF_INET : AF_INET6 }
+    package var family: Int32 { address.isV4 ? AF_INET : AF_INET6 }
 
-    public var description: String { address.isV4 ? "\(address):\(port)" : "[\(address)]:\(port)" }
+    package var description: String { address.isV4 ? "\(address):\(port)" : "[\(address)]:\(port)" }
 
     func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         if address.isV4 {

@@ -4,25 +4,25 @@ import CagentNetwork
 /// may name systemd-resolved's stub 127.0.0.53: the gate runs on the host, so the stub is reachable), or
 /// cagent's own configuration. Never a profile key: a shared profile must not choose whose answers
 /// get pinned.
-public struct UpstreamConfig: Sendable, Equatable {
-    public struct Server: Sendable, Equatable, CustomStringConvertible {
-        public var address: IPAddress
-        public var port: UInt16
-        public init(address: IPAddress, port: UInt16 = 53) { self.address = address; self.port = port }
-        public var description: String { address.isV4 ? "\(address):\(port)" : "[\(address)]:\(port)" }
+package struct UpstreamConfig: Sendable, Equatable {
+    package struct Server: Sendable, Equatable, CustomStringConvertible {
+        package var address: IPAddress
+        package var port: UInt16
+        package init(address: IPAddress, port: UInt16 = 53) { self.address = address; self.port = port }
+        package var description: String { address.isV4 ? "\(address):\(port)" : "[\(address)]:\(port)" }
     }
 
-    public var servers: [Server]
+    package var servers: [Server]
     /// Per attempt; each server is tried twice in turn.
-    public var timeoutMilliseconds: Int
+    package var timeoutMilliseconds: Int
 
-    public init(servers: [Server], timeoutMilliseconds: Int = 2000) {
+    package init(servers: [Server], timeoutMilliseconds: Int = 2000) {
         self.servers = servers; self.timeoutMilliseconds = timeoutMilliseconds
     }
 
     /// `nameserver` lines of a resolv.conf, in order (a link-local scope suffix like `%eth0` is dropped
     /// together with the address: the gate cannot bind it to an interface it does not know).
-    public static func nameservers(resolvConf text: String) -> [IPAddress] {
+    package static func nameservers(resolvConf text: String) -> [IPAddress] {
         var found: [IPAddress] = []
         for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
@@ -33,7 +33,7 @@ public struct UpstreamConfig: Sendable, Equatable {
     }
 
     /// From a resolv.conf file; throws when it names no usable server.
-    public static func system(resolvConf path: String = "/etc/resolv.conf", read: (String) -> String?) throws(UpstreamConfigError) -> UpstreamConfig {
+    package static func system(resolvConf path: String = "/etc/resolv.conf", read: (String) -> String?) throws(UpstreamConfigError) -> UpstreamConfig {
         guard let text = read(path) else { throw UpstreamConfigError(message: "cannot read \(path)") }
         let servers = nameservers(resolvConf: text)
         guard !servers.isEmpty else { throw UpstreamConfigError(message: "\(path) names no nameserver") }
@@ -41,7 +41,7 @@ public struct UpstreamConfig: Sendable, Equatable {
     }
 
     /// cagent's own configuration: "192.0.2.53", "192.0.2.53:5353", "2001:db8::53", "[2001:db8::53]:5353".
-    public init(override entries: [String], timeoutMilliseconds: Int = 2000) throws(UpstreamConfigError) {
+    package init(override entries: [String], timeoutMilliseconds: Int = 2000) throws(UpstreamConfigError) {
         var servers: [Server] = []
         for entry in entries {
             guard let server = UpstreamConfig.server(entry) else {
@@ -69,7 +69,7 @@ public struct UpstreamConfig: Sendable, Equatable {
     }
 }
 
-public struct UpstreamConfigError: Error, Equatable, Sendable, CustomStringConvertible {
-    public var message: String
-    public var description: String { message }
+package struct UpstreamConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    package var message: String
+    package var description: String { message }
 }

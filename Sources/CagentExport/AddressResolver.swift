@@ -4,22 +4,22 @@ import Glibc
 #endif
 
 /// Looks a name up: the one impure step of the Kubernetes export. Tests inject a table.
-public protocol AddressResolving: Sendable {
+package protocol AddressResolving: Sendable {
     /// The name's addresses, or a short reason it has none ("NXDOMAIN", "no address").
     func resolve(_ name: String) -> Result<[IPAddress], ResolutionFailure>
 }
 
-public struct ResolutionFailure: Error, Sendable, Equatable {
-    public var reason: String
-    public init(_ reason: String) { self.reason = reason }
+package struct ResolutionFailure: Error, Sendable, Equatable {
+    package var reason: String
+    package init(_ reason: String) { self.reason = reason }
 }
 
 /// The system resolver, through getaddrinfo: what a pod's own lookup would see is the cluster's resolver,
 /// which may answer differently; the export says so in its annotations.
-public struct SystemResolver: AddressResolving {
-    public init() {}
+package struct SystemResolver: AddressResolving {
+    package init() {}
 
-    public func resolve(_ name: String) -> Result<[IPAddress], ResolutionFailure> {
+    package func resolve(_ name: String) -> Result<[IPAddress], ResolutionFailure> {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -54,11 +54,11 @@ public struct SystemResolver: AddressResolving {
 }
 
 /// A fixed table, for tests and for exporting from addresses recorded elsewhere.
-public struct TableResolver: AddressResolving {
-    public var table: [String: [IPAddress]]
-    public init(_ table: [String: [IPAddress]]) { self.table = table }
+package struct TableResolver: AddressResolving {
+    package var table: [String: [IPAddress]]
+    package init(_ table: [String: [IPAddress]]) { self.table = table }
 
-    public func resolve(_ name: String) -> Result<[IPAddress], ResolutionFailure> {
+    package func resolve(_ name: String) -> Result<[IPAddress], ResolutionFailure> {
         guard let addresses = table[name], !addresses.isEmpty else { return .failure(ResolutionFailure("NXDOMAIN")) }
         return .success(addresses)
     }

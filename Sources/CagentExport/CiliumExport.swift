@@ -3,9 +3,9 @@ import CagentProfile
 /// A profile as a `CiliumNetworkPolicy` (cilium.io/v2): the same model as cagent's gate. Names are
 /// allowed by `toFQDNs`, whose addresses Cilium learns from the DNS answers its DNS proxy sees; the DNS
 /// rule sends every lookup to kube-dns through that proxy.
-public enum CiliumExport {
+package enum CiliumExport {
     /// Which lookups the DNS rule lets through to kube-dns.
-    public enum DNSLookups: String, Sendable, CaseIterable {
+    package enum DNSLookups: String, Sendable, CaseIterable {
         /// Every name (`matchPattern: "*"`, Cilium's usual DNS visibility rule): only the profile's names get
         /// reachable addresses, but lookups of any name reach the cluster's resolver (a DNS tunnel stays open).
         case all
@@ -22,7 +22,7 @@ public enum CiliumExport {
         ("k8s:k8s-app", .string("kube-dns")),
     ]))])
 
-    public static func policy(_ profile: Profile, target: ExportTarget, dnsLookups: DNSLookups = .all) -> ExportedPolicy {
+    package static func policy(_ profile: Profile, target: ExportTarget, dnsLookups: DNSLookups = .all) -> ExportedPolicy {
         let plan = NetworkPlan(profile.network)
         var egress: [PolicyNode] = []
 

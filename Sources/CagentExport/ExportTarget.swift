@@ -4,15 +4,15 @@ import CagentProfile
 /// What the exported policy is called and which pods it selects. The policy's name and selector are the
 /// cluster's vocabulary, not the profile's: the CLI takes them as options and checks them here, so a bad
 /// label fails at export time instead of at `kubectl apply`.
-public struct ExportTarget: Sendable, Equatable {
-    public var name: String
-    public var namespace: String?
+package struct ExportTarget: Sendable, Equatable {
+    package var name: String
+    package var namespace: String?
     /// The pod labels the policy applies to, sorted by key.
-    public var selector: [(key: String, value: String)]
+    package var selector: [(key: String, value: String)]
     /// Where the profile came from, written into the annotations (`claude-code`, `./agent.yaml`).
-    public var profileReference: String
+    package var profileReference: String
 
-    public static func == (lhs: ExportTarget, rhs: ExportTarget) -> Bool {
+    package static func == (lhs: ExportTarget, rhs: ExportTarget) -> Bool {
         lhs.name == rhs.name && lhs.namespace == rhs.namespace && lhs.profileReference == rhs.profileReference
             && lhs.selector.map { "\($0.key)=\($0.value)" } == rhs.selector.map { "\($0.key)=\($0.value)" }
     }
@@ -20,7 +20,7 @@ public struct ExportTarget: Sendable, Equatable {
     /// - Parameters:
     ///   - selectors: `key=value` strings; none selects `app=<agent>`.
     ///   - name: the policy's name; nil derives `cagent-<agent>`.
-    public init(profile: Profile, reference: String, name: String? = nil, namespace: String? = nil,
+    package init(profile: Profile, reference: String, name: String? = nil, namespace: String? = nil,
                 selectors: [String] = []) throws(CagentError) {
         let agent = ExportTarget.dnsLabel(from: profile.agent ?? ExportTarget.baseName(reference))
         if let name {

@@ -6,8 +6,8 @@ import CagentProfile
 /// names are resolved once, at export time, and their addresses written as `ipBlock`s. That is a snapshot:
 /// it goes stale when the names move (CDNs, cloud APIs), and it cannot filter DNS, so the DNS rule lets
 /// every lookup through to kube-dns. The annotations say both. Wildcards cannot be resolved at all.
-public enum KubernetesExport {
-    public static func policy(_ profile: Profile, target: ExportTarget, resolver: any AddressResolving,
+package enum KubernetesExport {
+    package static func policy(_ profile: Profile, target: ExportTarget, resolver: any AddressResolving,
                               exportedAt: String) -> ExportedPolicy {
         let plan = NetworkPlan(profile.network)
         var notExported = plan.notExported

@@ -2,55 +2,55 @@ import CagentNetwork
 import CagentProfile
 
 /// A port the gate opens: what `SessionFirewall`/`GatePolicy` pin, in the vocabulary of both policy kinds.
-public struct PolicyPort: Hashable, Sendable, Comparable {
-    public enum Proto: String, Sendable { case tcp = "TCP", udp = "UDP" }
-    public var proto: Proto
+package struct PolicyPort: Hashable, Sendable, Comparable {
+    package enum Proto: String, Sendable { case tcp = "TCP", udp = "UDP" }
+    package var proto: Proto
     /// nil: every port of the protocol (what a `cidrs:` entry opens).
-    public var port: UInt16?
+    package var port: UInt16?
 
-    public init(_ proto: Proto, _ port: UInt16?) { self.proto = proto; self.port = port }
+    package init(_ proto: Proto, _ port: UInt16?) { self.proto = proto; self.port = port }
 
-    public static func < (lhs: PolicyPort, rhs: PolicyPort) -> Bool {
+    package static func < (lhs: PolicyPort, rhs: PolicyPort) -> Bool {
         (lhs.proto.rawValue, lhs.port ?? 0) < (rhs.proto.rawValue, rhs.port ?? 0)
     }
 
     /// What a `domains:` entry opens (the gate's `PinPort.webDefaults`): TCP 80 and 443.
-    public static let web: [PolicyPort] = [PolicyPort(.tcp, 80), PolicyPort(.tcp, 443)]
+    package static let web: [PolicyPort] = [PolicyPort(.tcp, 80), PolicyPort(.tcp, 443)]
     /// What a `cidrs:` entry opens: TCP to every port (docs/network.md "What static entries open").
-    public static let allTCP: [PolicyPort] = [PolicyPort(.tcp, nil)]
+    package static let allTCP: [PolicyPort] = [PolicyPort(.tcp, nil)]
 }
 
 /// A profile's network section, sorted and grouped the way both exporters need it. Pure: no resolution.
-public struct NetworkPlan: Sendable, Equatable {
+package struct NetworkPlan: Sendable, Equatable {
     /// Exact names from `domains:` (TCP 80/443).
-    public var exactDomains: [String]
+    package var exactDomains: [String]
     /// `*.x` and `**.x` patterns from `domains:` (TCP 80/443).
-    public var wildcardDomains: [String]
+    package var wildcardDomains: [String]
     /// Names from `endpoints:`, grouped by the ports they open; each group's names sorted.
-    public var namedEndpoints: [PortGroup]
+    package var namedEndpoints: [PortGroup]
     /// Literal addresses from `endpoints:`, as /32 or /128 blocks, grouped by ports.
-    public var addressEndpoints: [PortGroup]
+    package var addressEndpoints: [PortGroup]
     /// `cidrs:` entries (all TCP ports), with the never-reachable blocks they contain as exceptions.
-    public var cidrs: [Block]
+    package var cidrs: [Block]
     /// Profile entries the policy leaves out, and why.
-    public var notExported: [String]
+    package var notExported: [String]
 
-    public struct PortGroup: Sendable, Equatable {
-        public var ports: [PolicyPort]
-        public var hosts: [String]
+    package struct PortGroup: Sendable, Equatable {
+        package var ports: [PolicyPort]
+        package var hosts: [String]
     }
 
-    public struct Block: Sendable, Equatable {
-        public var cidr: String
-        public var except: [String]
+    package struct Block: Sendable, Equatable {
+        package var cidr: String
+        package var except: [String]
     }
 
     /// Every name the agent may look up: what the DNS rule lets through.
-    public var lookupNames: [String] {
+    package var lookupNames: [String] {
         Array(Set(exactDomains + wildcardDomains + namedEndpoints.flatMap(\.hosts))).sorted()
     }
 
-    public init(_ network: NetworkPolicy) {
+    package init(_ network: NetworkPolicy) {
         let domains = Set(network.domains)
         exactDomains = domains.filter { !$0.hasPrefix("*") }.sorted()
         wildcardDomains = domains.filter { $0.hasPrefix("*") }.sorted()

@@ -2,14 +2,14 @@ import CagentCore
 /// A document to export: a tree of maps (keys kept in the order they were built, so the output reads like
 /// the examples in the Cilium and Kubernetes docs), lists and scalars, rendered as YAML or JSON. The
 /// exporters build every list in a sorted order, so the same profile always gives the same bytes.
-public indirect enum PolicyNode: Equatable, Sendable {
+package indirect enum PolicyNode: Equatable, Sendable {
     case string(String)
     case int(Int)
     case bool(Bool)
     case list([PolicyNode])
     case map([(String, PolicyNode)])
 
-    public static func == (lhs: PolicyNode, rhs: PolicyNode) -> Bool {
+    package static func == (lhs: PolicyNode, rhs: PolicyNode) -> Bool {
         switch (lhs, rhs) {
         case let (.string(a), .string(b)): return a == b
         case let (.int(a), .int(b)): return a == b
@@ -21,17 +21,17 @@ public indirect enum PolicyNode: Equatable, Sendable {
     }
 
     /// The value under `key` of a map (nil for anything else): for tests and callers that inspect a document.
-    public subscript(key: String) -> PolicyNode? {
+    package subscript(key: String) -> PolicyNode? {
         guard case .map(let pairs) = self else { return nil }
         return pairs.first { $0.0 == key }?.1
     }
 
-    public var items: [PolicyNode] {
+    package var items: [PolicyNode] {
         if case .list(let items) = self { return items }
         return []
     }
 
-    public var text: String? {
+    package var text: String? {
         if case .string(let text) = self { return text }
         return nil
     }
@@ -39,27 +39,27 @@ public indirect enum PolicyNode: Equatable, Sendable {
 
 /// One exported policy: the document, the comment lines that head its YAML form, and what could not be
 /// expressed (also written into the document's annotations, so that JSON output carries it too).
-public struct ExportedPolicy: Sendable {
-    public var document: PolicyNode
-    public var headerComments: [String]
+package struct ExportedPolicy: Sendable {
+    package var document: PolicyNode
+    package var headerComments: [String]
     /// One line each: a profile entry that is not in the policy, and why.
-    public var notExported: [String]
+    package var notExported: [String]
 
-    public init(document: PolicyNode, headerComments: [String], notExported: [String]) {
+    package init(document: PolicyNode, headerComments: [String], notExported: [String]) {
         self.document = document; self.headerComments = headerComments; self.notExported = notExported
     }
 
-    public var yaml: String {
+    package var yaml: String {
         let comments = headerComments.map { "# " + PolicyRendering.commentSafe($0) + "\n" }.joined()
         return comments + PolicyRendering.yaml(document)
     }
 
-    public var json: String { PolicyRendering.json(document) + "\n" }
+    package var json: String { PolicyRendering.json(document) + "\n" }
 }
 
-public enum PolicyRendering {
+package enum PolicyRendering {
     /// Block-style YAML, two spaces per level, lists indented under their key.
-    public static func yaml(_ node: PolicyNode) -> String {
+    package static func yaml(_ node: PolicyNode) -> String {
         yamlLines(node, indent: 0).map { $0 + "\n" }.joined()
     }
 
@@ -128,9 +128,9 @@ public enum PolicyRendering {
     }
 
     /// A JSON string literal (also a valid YAML double-quoted scalar): JSONText's quoting.
-    public static func quoted(_ text: String) -> String { JSONText.quote(text) }
+    package static func quoted(_ text: String) -> String { JSONText.quote(text) }
 
-    public static func json(_ node: PolicyNode, indent: Int = 0) -> String {
+    package static func json(_ node: PolicyNode, indent: Int = 0) -> String {
         let pad = String(repeating: " ", count: indent + 2)
         let close = String(repeating: " ", count: indent)
         switch node {

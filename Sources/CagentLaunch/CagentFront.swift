@@ -8,8 +8,8 @@ import Glibc
 /// docs/benchmarks.md "Sandbox start"); everything else — every other command, and `enforce` with help or
 /// arguments the fast path leaves to ArgumentParser — is the full command set, `cagent-full` next to this
 /// binary, exec'd with the same arguments.
-public enum CagentFront {
-    public static func main() -> Never {
+package enum CagentFront {
+    package static func main() -> Never {
         let arguments = CommandLine.arguments
         if arguments.count > 1 && arguments[1] == "enforce",
            let options = EnforceOptions.parseCommon(Array(arguments.dropFirst(2))) {

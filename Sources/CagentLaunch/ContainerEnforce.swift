@@ -28,7 +28,7 @@ import Glibc
 /// removes the ruleset and exits with the agent's status.
 /// What runs around the agent in container mode besides the firewall: enforce's gate and denial lines
 /// (ContainerNetwork), or learn's observation (CagentLearn's ContainerLearnObserver).
-public protocol ContainerObserver: AnyObject {
+package protocol ContainerObserver: AnyObject {
     /// The ruleset: enforce's allowlist or learn's log-and-accept.
     var firewallMode: Firewall.Mode { get }
     /// The profile's literal entries (enforce).
@@ -49,9 +49,9 @@ public protocol ContainerObserver: AnyObject {
 }
 
 /// Container mode's entry for other commands (`learn --in-container`).
-public enum ContainerMode {
+package enum ContainerMode {
     /// Runs `options.command` in this container with `observer` (nil: enforce's gate). Throws CagentExit.
-    public static func run(_ options: EnforceOptions, observer: ((Profile) throws -> any ContainerObserver)?) throws {
+    package static func run(_ options: EnforceOptions, observer: ((Profile) throws -> any ContainerObserver)?) throws {
         try ContainerEnforce(options: options, makeObserver: observer).run()
     }
 }

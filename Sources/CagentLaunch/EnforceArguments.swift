@@ -14,7 +14,7 @@ extension EnforceOptions {
     static let knownFlags: Set<String> = ["verbose", "debug", "revert-risky", "offline", "json", "allow-proxy", "ask", "in-container", "rootless"]
 
     /// `arguments` are those after `enforce`. Nil: let ArgumentParser decide.
-    public static func parseCommon(_ arguments: [String]) -> EnforceOptions? {
+    package static func parseCommon(_ arguments: [String]) -> EnforceOptions? {
         var values: [String: String] = [:]
         var upstream: [String] = []
         var passed: [String] = []

@@ -5,7 +5,7 @@ import CagentProfile
 // trust of workspace profiles). `default` is built in when no profile of that name exists: no extra
 // paths, the built-in hide list, nothing passed from the environment beyond the fixed names.
 // `environment` decides whose profile directories and trust store (InvokingUser.placesEnvironment).
-public func loadProfileForEnforce(nameOrPath: String, workspace: String,
+package func loadProfileForEnforce(nameOrPath: String, workspace: String,
                                   environment: [String: String] = ProcessEnvironment.current) throws -> Profile {
     let resolver = ProfileResolver.standard(workspace: workspace, environment: environment)
     do {

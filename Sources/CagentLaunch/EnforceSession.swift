@@ -10,42 +10,42 @@ import Glibc
 /// What `cagent enforce` was asked to do. ArgumentParser's parse (EnforceCommand.options) and the launch
 /// path's own parse of the common forms (EnforceOptions.parseCommon) both produce it; the session itself
 /// runs from it.
-public struct EnforceOptions: Equatable, Sendable {
-    public var verbose = false
-    public var debug = false
-    public var profile: String
-    public var workspace: String?
-    public var user: UInt32?
-    public var revertRisky = false
-    public var offline = false
-    public var json = false
-    public var upstreamDns: [String] = []
+package struct EnforceOptions: Equatable, Sendable {
+    package var verbose = false
+    package var debug = false
+    package var profile: String
+    package var workspace: String?
+    package var user: UInt32?
+    package var revertRisky = false
+    package var offline = false
+    package var json = false
+    package var upstreamDns: [String] = []
     /// `--env NAME`: variables passed besides the profile's env.pass (AgentEnvironment).
-    public var passEnvironment: [String] = []
+    package var passEnvironment: [String] = []
     /// `--allow-proxy`: let a proxy variable pass although it voids the allowlist (ProxyRisk).
-    public var allowProxy = false
+    package var allowProxy = false
     /// `--proxy URL`: the agent's web traffic goes through cagent's filtering proxy, chained to this upstream proxy.
-    public var proxy: String?
+    package var proxy: String?
     /// `--fail-at-stage` (hidden): the test hook that fails one setup stage on purpose (SetupStage).
-    public var failAtStage: SetupStage?
-    public var dumpPlan: String?
-    public var stateDir: String?
+    package var failAtStage: SetupStage?
+    package var dumpPlan: String?
+    package var stateDir: String?
     /// `--db`: the store the session is recorded in (default: the invoking user's; with --state-dir, cagent.db there).
-    public var db: String?
+    package var db: String?
     /// `--ask`: ask on the terminal about a name not in the profile (DenialAsker); unanswered after `askTimeout` s: deny.
-    public var ask = false
-    public var askTimeout = 30.0
+    package var ask = false
+    package var askTimeout = 30.0
     /// `--ssh-key FILE`: a deploy key for git over ssh (SshDeployKey), with known_hosts for the profile's ssh hosts only.
-    public var sshKey: String?
+    package var sshKey: String?
     /// `--publish PORT`: the host's 127.0.0.1:PORT relayed to the sandbox's localhost:PORT (PublishedPort: OAuth callbacks).
-    public var publish: UInt16?
+    package var publish: UInt16?
     /// `--in-container`: cagent is a container's entrypoint and the container is the sandbox (ContainerEnforce).
-    public var inContainer = false
-    public var command: [String] = []
+    package var inContainer = false
+    package var command: [String] = []
     /// `--rootless`: rootless mode although cagent is root (it is chosen by itself when cagent is not).
-    public var rootless = false
+    package var rootless = false
 
-    public init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
+    package init(verbose: Bool = false, debug: Bool = false, profile: String, workspace: String? = nil, user: UInt32? = nil,
                 revertRisky: Bool = false, offline: Bool = false, json: Bool = false, upstreamDns: [String] = [],
                 passEnvironment: [String] = [], allowProxy: Bool = false, proxy: String? = nil,
                 failAtStage: SetupStage? = nil, dumpPlan: String? = nil, stateDir: String? = nil, db: String? = nil,
@@ -61,7 +61,7 @@ public struct EnforceOptions: Equatable, Sendable {
     }
 
     /// The session: plan, launch, teardown, report. Throws CagentExit with the agent's status.
-    public func run() throws {
+    package func run() throws {
         if inContainer { return try ContainerEnforce(options: self).run() }
         CagentLog.bootstrap(verbose: verbose, debug: debug)
         Timing.mark("enforce: main")

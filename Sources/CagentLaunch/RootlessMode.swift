@@ -13,9 +13,9 @@ import Glibc
 /// - the limits: the rlimit fallback unless a cgroup is delegated (`SessionLimits`);
 /// - runtime state: under `$XDG_RUNTIME_DIR/cagent` or the user's state directory, never /run;
 /// - the network: a user-mode uplink (RootlessNetwork) instead of a veth into the host's namespace.
-public enum RootlessMode {
+package enum RootlessMode {
     /// Chosen by itself when cagent is not root; `--rootless` forces it as root (tests, benchmarks).
-    public static func isOn(requested: Bool) -> Bool { requested || geteuid() != 0 }
+    package static func isOn(requested: Bool) -> Bool { requested || geteuid() != 0 }
 
     /// As root with `--rootless`: become the agent's user for good (groups, gid, uid; no way back), so that
     /// everything after runs exactly as it would for that user. A plain user may only be itself.
@@ -44,7 +44,7 @@ public enum RootlessMode {
 
     /// Runtime state (the setup lock, session leases) of a rootless session: the user's runtime directory
     /// (`$XDG_RUNTIME_DIR/cagent`, when it is an absolute path) or `<data>/run`.
-    public static func runtimeDirectory(data: String, environment: [String: String]) -> String {
+    package static func runtimeDirectory(data: String, environment: [String: String]) -> String {
         if let explicit = environment["CAGENT_RUNTIME_DIR"], explicit.hasPrefix("/") { return explicit }
         if let runtime = environment["XDG_RUNTIME_DIR"], runtime.hasPrefix("/") { return runtime + "/cagent" }
         return data + "/run"

@@ -115,8 +115,8 @@ enum DenialReporterClock {
 }
 
 /// A word as a POSIX shell reads it back: plain words as they are, anything else in single quotes.
-public enum ShellQuote {
-    public static func quote(_ word: String) -> String {
+package enum ShellQuote {
+    package static func quote(_ word: String) -> String {
         let plain = !word.isEmpty && word.unicodeScalars.allSatisfy {
             ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_./=:,+@%".unicodeScalars.contains($0)
         }

@@ -15,16 +15,16 @@ import Glibc
 /// itself is closed; other loopback traffic passes (the agent's own local services); then the never-reachable
 /// addresses, the gate's pins and the profile's literal entries, and everything else is logged and rejected,
 /// as in the host-side session chain (Firewall.sessionBatch).
-public enum ContainerFirewall {
+package enum ContainerFirewall {
     /// The set-name stem (the sets are Firewall's, named as for an interface called this).
-    public static let stem = "ctr"
+    package static let stem = "ctr"
     /// Where the gate listens inside the container (every port-53 packet of the agent is redirected here).
-    public static let gateAddress = IPAddress("127.0.0.1")!
-    public static let gatePort: UInt16 = 1053
+    package static let gateAddress = IPAddress("127.0.0.1")!
+    package static let gatePort: UInt16 = 1053
     /// The nflog group of the denial lines (the namespace is the container's own: no other session shares it).
-    public static let nflogGroup: UInt16 = 1053
+    package static let nflogGroup: UInt16 = 1053
     /// Docker's embedded resolver on user-defined networks; reachable only through the gate.
-    public static let dockerResolver = IPNetwork("127.0.0.11/32")!
+    package static let dockerResolver = IPNetwork("127.0.0.11/32")!
 
     static let loopback: [IPNetwork] = [IPNetwork("127.0.0.0/8")!, IPNetwork("::1/128")!]
     static let natChain = "agent_dns"
@@ -33,7 +33,7 @@ public enum ContainerFirewall {
     /// Enforce: the allowlist above. Learn: the same DNS redirect (the gate observes, forwarding every name)
     /// and loopback; the never-reachable addresses and the LAN stay dropped (Firewall.learnUnreachable); every
     /// other new flow of the agent is logged with Firewall.flowPrefix and accepted.
-    public static func batch(entries: [AllowEntry], mode: Firewall.Mode = .enforce) -> NftBatch {
+    package static func batch(entries: [AllowEntry], mode: Firewall.Mode = .enforce) -> NftBatch {
         var batch = NftBatch(table: Firewall.table)
         batch.operations.append(.addTable)
         let sets = Firewall.setNames(stem)
@@ -96,7 +96,7 @@ public enum ContainerFirewall {
 
     /// Installs the ruleset in the calling thread's namespace (the container's) and returns the handle the gate
     /// pins through. Refuses when a `cagent` table exists already (another cagent in this container).
-    public static func install(entries: [AllowEntry], mode: Firewall.Mode = .enforce) throws -> SessionFirewall {
+    package static func install(entries: [AllowEntry], mode: Firewall.Mode = .enforce) throws -> SessionFirewall {
         do {
             if try Firewall.tableExists() {
                 throw CagentError(stage: "firewall", "this network namespace has an nftables table inet \(Firewall.table) already",
@@ -111,7 +111,7 @@ public enum ContainerFirewall {
     }
 
     /// Removes the table (the namespace dies with the container anyway; this keeps a restarted cagent working).
-    public static func remove() throws {
+    package static func remove() throws {
         var batch = NftBatch(table: Firewall.table)
         batch.operations.append(.deleteTable)
         try NftApplier.apply(batch, stage: "firewall teardown")

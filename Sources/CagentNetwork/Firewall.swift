@@ -5,17 +5,17 @@ import Glibc
 #endif
 
 /// Transport protocols an allow entry may name.
-public enum AllowProto: String, Sendable, Hashable, CaseIterable {
+package enum AllowProto: String, Sendable, Hashable, CaseIterable {
     case tcp, udp
     var number: UInt8 { self == .tcp ? L4.tcp : L4.udp }
 }
 
 /// What the profile's static entries open: one address, protocol and port, or a whole block (TCP, any port).
-public enum AllowEntry: Sendable, Hashable, CustomStringConvertible {
+package enum AllowEntry: Sendable, Hashable, CustomStringConvertible {
     case endpoint(IPAddress, AllowProto, UInt16)
     case network(IPNetwork)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .endpoint(let address, let proto, let port):
             return (address.family == .v6 ? "[\(address)]" : "\(address)") + ":\(port)/\(proto.rawValue)"
@@ -25,7 +25,7 @@ public enum AllowEntry: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses one literal entry: a CIDR or address (`203.0.113.0/24`, `2001:db8::1`) or an endpoint
     /// (`203.0.113.5:443/tcp`, `[2001:db8::5]:22/tcp`; the protocol defaults to tcp).
-    public static func parse(_ text: String) throws -> AllowEntry {
+    package static func parse(_ text: String) throws -> AllowEntry {
         if let network = IPNetwork(text) { return .network(network) }
         var rest = Substring(text)
         var proto = AllowProto.tcp
@@ -43,7 +43,7 @@ public enum AllowEntry: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses the profile's literal entries: `cidrs` (`10.0.0.0/8`, `2001:db8::1`) and endpoints whose host is a
     /// literal address. Endpoints naming a host by name are returned in `named` for the DNS gate (part 2).
-    public static func parse(cidrs: [String], endpoints: [(host: String, port: UInt16, proto: String)]) throws
+    package static func parse(cidrs: [String], endpoints: [(host: String, port: UInt16, proto: String)]) throws
         -> (entries: [AllowEntry], named: [(host: String, port: UInt16, proto: AllowProto)]) {
         var entries: [AllowEntry] = []
         var named: [(String, UInt16, AllowProto)] = []
@@ -70,31 +70,31 @@ public enum AllowEntry: Sendable, Hashable, CustomStringConvertible {
 
 /// cagent's host-side ruleset: one `inet cagent` table, a permanent part shared by every session, and one set of
 /// chains and sets per session keyed by its host interface `cgs<id>`. See docs/network.md for every rule's reason.
-public enum Firewall {
-    public static let table = "cagent"
-    public static let interfacePrefix = "cgs"
-    public static let denyPrefix = "cagent-deny "
-    public static let hostDenyPrefix = "cagent-deny-host "
+package enum Firewall {
+    package static let table = "cagent"
+    package static let interfacePrefix = "cgs"
+    package static let denyPrefix = "cagent-deny "
+    package static let hostDenyPrefix = "cagent-deny-host "
     /// Learn mode: the prefix of the log line every new outgoing flow gets before it is accepted.
-    public static let flowPrefix = "cagent-flow "
+    package static let flowPrefix = "cagent-flow "
 
     /// Enforce: only the profile's entries and the gate's pins leave. Learn: every new flow leaves and is logged,
     /// except the never-reachable addresses and `learnUnreachable` (LAN), which stay dropped.
-    public enum Mode: String, Sendable, Equatable { case enforce, learn }
+    package enum Mode: String, Sendable, Equatable { case enforce, learn }
 
     static let preMap = "sessions_pre"
     static let inputMap = "sessions_in"
     static let forwardMap = "sessions_fwd"
 
     /// Addresses no session reaches, whatever the profile says: link-local and cloud metadata services.
-    public static let neverReachable: [IPNetwork] = ["169.254.0.0/16", "168.63.129.16/32", "100.100.100.200/32",
+    package static let neverReachable: [IPNetwork] = ["169.254.0.0/16", "168.63.129.16/32", "100.100.100.200/32",
                                                      "fe80::/10", "fd00:ec2::254/128"].map { IPNetwork($0)! }
 
     /// What learn mode keeps dropped besides `neverReachable`: the LAN (RFC 1918, ULA), CGNAT 100.64.0.0/10 (carrier
     /// and Tailscale-style overlays, and cagent's own session pool, so one learning sandbox never reaches another),
     /// loopback-looking and unspecified blocks, and multicast. The host's own addresses never reach the forward chain
     /// (they are local deliveries, in the input chain, closed in both modes).
-    public static let learnUnreachable: [IPNetwork] = [
+    package static let learnUnreachable: [IPNetwork] = [
         "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4",
         "240.0.0.0/4", "::/128", "::1/128", "::ffff:0:0/96", "fc00::/7", "ff00::/8",
     ].map { IPNetwork($0)! }
@@ -114,7 +114,7 @@ public enum Firewall {
     /// matching the pattern without a session entry in the maps is closed (its traffic never reaches a session
     /// chain and falls on the drop). Also the inbound drop: nothing but replies enters a `cgs*` interface, from
     /// another sandbox, the LAN or the host itself, ahead of every session's chain (docs/network.md).
-    public static func permanentBatch() -> NftBatch {
+    package static func permanentBatch() -> NftBatch {
         var batch = NftBatch(table: table)
         batch.operations.append(.addTable)
         for map in [preMap, inputMap, forwardMap] { batch.operations.append(.addSet(interfaceMap(map))) }
@@ -167,7 +167,7 @@ public enum Firewall {
     /// A table made by an older cagent (sessions of it still running) has no `output` chain and drops inbound
     /// traffic only after the session map: this batch replaces its forward rules and adds the output chain, in
     /// one transaction.
-    public static func permanentUpgradeBatch() -> NftBatch {
+    package static func permanentUpgradeBatch() -> NftBatch {
         var batch = NftBatch(table: table)
         batch.operations.append(.flushChain("forward"))
         batch.operations += forwardRules().map { .addRule($0) }
@@ -177,7 +177,7 @@ public enum Firewall {
     }
 
     /// True when `inet cagent` exists without the output chain (see `permanentUpgradeBatch`).
-    public static func tableNeedsUpgrade() throws -> Bool {
+    package static func tableNeedsUpgrade() throws -> Bool {
         let chains = try NetfilterInventory.chains().filter { $0.table == table && $0.familyName == "inet" }
         return !chains.isEmpty && !chains.contains { $0.name == "output" }
     }
@@ -185,26 +185,26 @@ public enum Firewall {
     // MARK: per session
 
     /// One session's part of the ruleset.
-    public struct SessionSpec: Sendable, Equatable {
-        public var interface: String
-        public var gateway4: IPAddress?
-        public var gateway6: IPAddress?
+    package struct SessionSpec: Sendable, Equatable {
+        package var interface: String
+        package var gateway4: IPAddress?
+        package var gateway6: IPAddress?
         /// The DNS gate's port on the gateway addresses; all port-53 traffic is redirected there.
-        public var gatePort: UInt16
+        package var gatePort: UInt16
         /// `cagent enforce --proxy`: the filtering proxy's TCP port on the gateway addresses (nil: none).
-        public var proxyPort: UInt16?
-        public var nflogGroup: UInt16
-        public var entries: [AllowEntry]
-        public var mode: Mode
+        package var proxyPort: UInt16?
+        package var nflogGroup: UInt16
+        package var entries: [AllowEntry]
+        package var mode: Mode
         /// Learn mode: more blocks to keep dropped.
-        public var unreachable: [IPNetwork]
+        package var unreachable: [IPNetwork]
         /// The session address pool (v4 and v6): dropped in both modes whatever the profile says; sandboxes,
         /// other sessions' gateways and unused slots are never a destination (the permanent part already
         /// drops every new connection into a `cgs*` interface; this also covers unused slots, which would
         /// otherwise leave through the default route, and logs the attempt for the session).
-        public var pool: [IPNetwork]
+        package var pool: [IPNetwork]
 
-        public init(interface: String, gateway4: IPAddress?, gateway6: IPAddress?, gatePort: UInt16,
+        package init(interface: String, gateway4: IPAddress?, gateway6: IPAddress?, gatePort: UInt16,
                     nflogGroup: UInt16, entries: [AllowEntry], mode: Mode = .enforce, unreachable: [IPNetwork] = [],
                     pool: [IPNetwork] = [AddressPool.standard.pool4, AddressPool.standard.pool6], proxyPort: UInt16? = nil) {
             self.interface = interface; self.gateway4 = gateway4; self.gateway6 = gateway6; self.proxyPort = proxyPort
@@ -213,15 +213,15 @@ public enum Firewall {
         }
     }
 
-    public static func chainNames(_ interface: String) -> (pre: String, input: String, forward: String) {
+    package static func chainNames(_ interface: String) -> (pre: String, input: String, forward: String) {
         (interface + "_pre", interface + "_in", interface + "_fwd")
     }
 
     /// How long a pin lives after the last new connection to it: the DNS gate's pin cap (GateAnswer.Clamp.cap),
     /// so a refresh never outlives what one DNS answer could have pinned.
-    public static let pinRefreshSeconds: UInt32 = 3600
+    package static let pinRefreshSeconds: UInt32 = 3600
 
-    public static func setNames(_ interface: String) -> (allow4: String, allow6: String, nets4: String, nets6: String) {
+    package static func setNames(_ interface: String) -> (allow4: String, allow6: String, nets4: String, nets6: String) {
         (interface + "_allow4", interface + "_allow6", interface + "_nets4", interface + "_nets6")
     }
 
@@ -303,7 +303,7 @@ public enum Firewall {
 
     /// The session's sets, chains, map entries and static elements, in one batch. Applied before the session's
     /// veth exists, so the interface is never up without its chain.
-    public static func sessionBatch(_ spec: SessionSpec) -> NftBatch {
+    package static func sessionBatch(_ spec: SessionSpec) -> NftBatch {
         var batch = NftBatch(table: table)
         let chains = chainNames(spec.interface)
         let sets = setNames(spec.interface)
@@ -387,7 +387,7 @@ public enum Firewall {
     }
 
     /// Removes one session's part: map entries first (they reference the chains), then chains, then sets.
-    public static func removeSessionBatch(interface: String) -> NftBatch {
+    package static func removeSessionBatch(interface: String) -> NftBatch {
         var batch = NftBatch(table: table)
         for (map, element) in mapElements(interface) { batch.operations.append(.deleteElements(set: map, [element])) }
         let chains = chainNames(interface)
@@ -398,13 +398,13 @@ public enum Firewall {
     }
 
     /// Session interfaces that have chains in the table, read from a chain dump.
-    public static func sessionInterfaces(in chains: [NetfilterInventory.Chain]) -> [String] {
+    package static func sessionInterfaces(in chains: [NetfilterInventory.Chain]) -> [String] {
         chains.filter { $0.table == table && $0.familyName == "inet" && $0.name.hasPrefix(interfacePrefix) && $0.name.hasSuffix("_fwd") }
             .map { String($0.name.dropLast(4)) }.sorted()
     }
 
     /// True when `inet cagent` exists in the calling thread's namespace.
-    public static func tableExists() throws -> Bool {
+    package static func tableExists() throws -> Bool {
         try NetfilterInventory.chains().contains { $0.table == table && $0.familyName == "inet" }
     }
 }

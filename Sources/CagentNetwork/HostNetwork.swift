@@ -70,9 +70,9 @@ enum HostForwarding {
 }
 
 /// Another firewall whose forward policy drops what cagent allows (Docker's or ufw's FORWARD policy).
-public enum ForeignFirewall {
+package enum ForeignFirewall {
     /// Warnings with the fix, for the current namespace; empty when nothing is in the way.
-    public static func warnings() -> [String] {
+    package static func warnings() -> [String] {
         guard let chains = try? NetfilterInventory.chains() else { return [] }
         return NetfilterInventory.foreignForwardDrops(in: chains).map { chain in
             let table = "\(chain.familyName) \(chain.table)"

@@ -4,20 +4,20 @@ import Glibc
 
 /// An IPv4 or IPv6 address as its network-order bytes. Parsing is strict (inet_pton): the decimal and octal
 /// spellings a shell or a URL parser might accept (`3232235777`, `0300.0250.1.1`) are not addresses here.
-public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
-    public enum Family: Sendable, Hashable { case v4, v6 }
+package struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
+    package enum Family: Sendable, Hashable { case v4, v6 }
 
     /// 4 bytes (IPv4) or 16 bytes (IPv6), network order.
-    public let bytes: [UInt8]
+    package let bytes: [UInt8]
 
-    public var family: Family { bytes.count == 4 ? .v4 : .v6 }
+    package var family: Family { bytes.count == 4 ? .v4 : .v6 }
 
-    public init?(bytes: [UInt8]) {
+    package init?(bytes: [UInt8]) {
         guard bytes.count == 4 || bytes.count == 16 else { return nil }
         self.bytes = bytes
     }
 
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         var v4 = in_addr()
         if !text.contains(":"), inet_pton(AF_INET, text, &v4) == 1 {
             bytes = withUnsafeBytes(of: &v4) { Array($0) }
@@ -32,7 +32,7 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         return nil
     }
 
-    public var description: String {
+    package var description: String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         bytes.withUnsafeBytes { raw in
             _ = inet_ntop(family == .v4 ? AF_INET : AF_INET6, raw.baseAddress, &buffer, socklen_t(buffer.count))
@@ -40,13 +40,13 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         return String(nulTerminated: buffer)
     }
 
-    public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {
+    package static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {
         if lhs.bytes.count != rhs.bytes.count { return lhs.bytes.count < rhs.bytes.count }
         return lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
     }
 
     /// The address `offset` above this one (wrapping within the address width).
-    public func adding(_ offset: UInt64) -> IPAddress {
+    package func adding(_ offset: UInt64) -> IPAddress {
         var result = bytes
         var carry = offset
         var index = result.count - 1
@@ -61,18 +61,18 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
 }
 
 /// An address block (CIDR). The stored address is the network address (host bits cleared).
-public struct IPNetwork: Hashable, Sendable, CustomStringConvertible {
-    public let address: IPAddress
-    public let prefixLength: Int
+package struct IPNetwork: Hashable, Sendable, CustomStringConvertible {
+    package let address: IPAddress
+    package let prefixLength: Int
 
-    public init?(address: IPAddress, prefixLength: Int) {
+    package init?(address: IPAddress, prefixLength: Int) {
         guard prefixLength >= 0, prefixLength <= address.bytes.count * 8 else { return nil }
         self.address = IPAddress(bytes: IPNetwork.mask(address.bytes, prefixLength))!
         self.prefixLength = prefixLength
     }
 
     /// `10.0.0.0/8`, `2001:db8::/32`, or a single address (a /32 or /128).
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let address = IPAddress(String(parts[0])) else { return nil }
         var length = address.bytes.count * 8
@@ -83,27 +83,27 @@ public struct IPNetwork: Hashable, Sendable, CustomStringConvertible {
         self.init(address: address, prefixLength: length)
     }
 
-    public var family: IPAddress.Family { address.family }
+    package var family: IPAddress.Family { address.family }
 
-    public var description: String { "\(address)/\(prefixLength)" }
+    package var description: String { "\(address)/\(prefixLength)" }
 
     /// The last address of the block.
-    public var last: IPAddress {
+    package var last: IPAddress {
         var bytes = address.bytes
         for bit in prefixLength..<(bytes.count * 8) { bytes[bit / 8] |= UInt8(0x80 >> (bit % 8)) }
         return IPAddress(bytes: bytes)!
     }
 
-    public func contains(_ other: IPAddress) -> Bool {
+    package func contains(_ other: IPAddress) -> Bool {
         other.family == family && IPNetwork.mask(other.bytes, prefixLength) == address.bytes
     }
 
     /// True when this block contains the whole other block.
-    public func contains(_ other: IPNetwork) -> Bool {
+    package func contains(_ other: IPNetwork) -> Bool {
         other.family == family && other.prefixLength >= prefixLength && contains(other.address)
     }
 
-    public func overlaps(_ other: IPNetwork) -> Bool {
+    package func overlaps(_ other: IPNetwork) -> Bool {
         contains(other) || other.contains(self)
     }
 

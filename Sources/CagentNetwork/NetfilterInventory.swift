@@ -7,18 +7,18 @@ import Glibc
 /// Reads the kernel's nftables tables and base chains over netlink (a GETCHAIN dump). Used by `cagent doctor`
 /// to prove nftables works, to find another firewall whose forward policy would drop what cagent allows,
 /// and to find cagent's own leftover chains.
-public enum NetfilterInventory {
-    public struct Chain: Sendable, Equatable {
-        public var family: UInt8
-        public var table: String
-        public var name: String
+package enum NetfilterInventory {
+    package struct Chain: Sendable, Equatable {
+        package var family: UInt8
+        package var table: String
+        package var name: String
         /// Netfilter hook number when this is a base chain (NF_INET_FORWARD is 2).
-        public var hook: UInt32?
+        package var hook: UInt32?
         /// Base-chain policy: NF_DROP (0) or NF_ACCEPT (1).
-        public var policy: UInt32?
-        public var priority: Int32?
+        package var policy: UInt32?
+        package var priority: Int32?
 
-        public var familyName: String {
+        package var familyName: String {
             switch Int(family) {
             case NFPROTO_INET: return "inet"
             case NFPROTO_IPV4: return "ip"
@@ -32,7 +32,7 @@ public enum NetfilterInventory {
     }
 
     /// Every chain in every table of the current network namespace.
-    public static func chains() throws -> [Chain] {
+    package static func chains() throws -> [Chain] {
         guard let socket = mnl_socket_open(NETLINK_NETFILTER) else {
             throw CagentError.system("nftables netlink", "cannot open a netfilter netlink socket",
                                      hint: "cagent needs root (CAP_NET_ADMIN) and a kernel with nf_tables")
@@ -96,7 +96,7 @@ public enum NetfilterInventory {
 
     /// Base chains on the forward hook, in tables that are not cagent's, whose policy is drop: traffic cagent
     /// allows would still be dropped there (Docker and ufw set such policies).
-    public static func foreignForwardDrops(in chains: [Chain], ownTable: String = "cagent") -> [Chain] {
+    package static func foreignForwardDrops(in chains: [Chain], ownTable: String = "cagent") -> [Chain] {
         chains.filter { $0.table != ownTable && $0.hook == UInt32(NF_INET_FORWARD.rawValue) && $0.policy == UInt32(NF_DROP) }
     }
 }

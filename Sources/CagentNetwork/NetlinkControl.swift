@@ -5,9 +5,9 @@ import Glibc
 #endif
 
 /// Small netlink operations shared by setup and clean-up: delete an interface, delete cagent's nft table.
-public enum NetlinkControl {
+package enum NetlinkControl {
     /// Deletes a network interface by name (RTM_DELLINK). Deleting one end of a veth removes both.
-    public static func deleteLink(named name: String) throws {
+    package static func deleteLink(named name: String) throws {
         try withSocket(NETLINK_ROUTE, stage: "delete interface \(name)") { socket, sequence in
             var buffer = [UInt8](repeating: 0, count: 4096)
             let length: Int = buffer.withUnsafeMutableBytes { raw in
@@ -26,7 +26,7 @@ public enum NetlinkControl {
     }
 
     /// Deletes a whole nftables table (family inet by default) in one batch.
-    public static func deleteTable(named name: String, family: Int32 = Int32(NFPROTO_INET)) throws {
+    package static func deleteTable(named name: String, family: Int32 = Int32(NFPROTO_INET)) throws {
         try withSocket(NETLINK_NETFILTER, stage: "delete nft table \(name)") { _, sequence in
             guard let table = nftnl_table_alloc() else { throw CagentError(stage: "nft", "out of memory") }
             defer { nftnl_table_free(table) }

@@ -7,31 +7,31 @@ import Glibc
 /// An open network namespace (a file descriptor on its nsfs inode). setns(2) applies to the calling thread
 /// only, so `run` enters it on the current thread and always returns the thread to where it was: call it
 /// on a thread you own, never across an `await`.
-public final class NetworkNamespace: Sendable {
-    public let fd: Int32
-    public let label: String
+package final class NetworkNamespace: Sendable {
+    package let fd: Int32
+    package let label: String
 
     /// The namespace of a process (e.g. the sandbox's init).
-    public convenience init(pid: pid_t) throws {
+    package convenience init(pid: pid_t) throws {
         try self.init(path: "/proc/\(pid)/ns/net")
     }
 
     /// A namespace file: `/run/netns/NAME` or `/proc/PID/ns/net`.
-    public init(path: String) throws {
+    package init(path: String) throws {
         fd = open(path, O_RDONLY | O_CLOEXEC)
         label = path
         if fd < 0 { throw CagentError.system("network namespace", "cannot open \(path)") }
     }
 
     /// The calling thread's current namespace.
-    public static func current() throws -> NetworkNamespace {
+    package static func current() throws -> NetworkNamespace {
         try NetworkNamespace(path: "/proc/thread-self/ns/net")
     }
 
     deinit { close(fd) }
 
     /// Runs `body` with the calling thread inside this namespace.
-    public func run<T>(_ body: () throws -> T) throws -> T {
+    package func run<T>(_ body: () throws -> T) throws -> T {
         let home = try NetworkNamespace.current()
         if cg_setns(fd, CG_CLONE_NEWNET) != 0 {
             throw CagentError.system("network namespace", "cannot enter \(label)")

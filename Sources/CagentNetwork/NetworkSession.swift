@@ -5,18 +5,18 @@ import Glibc
 #endif
 
 /// Network configuration that is host policy, never profile content.
-public struct NetworkConfig: Sendable {
-    public var pool: AddressPool = .standard
+package struct NetworkConfig: Sendable {
+    package var pool: AddressPool = .standard
     /// nflog groups are allocated from here upwards (one per session).
-    public var nflogBase: UInt16 = 40000
+    package var nflogBase: UInt16 = 40000
     /// The DNS gate listens on the gateway addresses at `gatePortBase + slot`.
-    public var gatePortBase: UInt16 = 15353
+    package var gatePortBase: UInt16 = 15353
     /// The filtering proxy (`cagent enforce --proxy`) listens on the gateway addresses at `proxyPortBase + slot`.
-    public var proxyPortBase: UInt16 = 13128
+    package var proxyPortBase: UInt16 = 13128
     /// The sandbox-side interface name.
-    public var sandboxInterface = "eth0"
+    package var sandboxInterface = "eth0"
 
-    public init() {}
+    package init() {}
 }
 
 /// One session's uplink and host-side firewall, from setup to teardown.
@@ -31,26 +31,26 @@ public struct NetworkConfig: Sendable {
 /// Threads: setns is per thread. Call `setUp`/`tearDown` on a thread you own, never across an `await`.
 /// `firewall` can be used from any thread.
 // @unchecked: the lease, ended once by tearDown() on the owner's thread.
-public final class NetworkSession: @unchecked Sendable {
+package final class NetworkSession: @unchecked Sendable {
     /// Steps of setup, for crash tests (`crashAfter` raises SIGKILL right after the step).
-    public enum Step: String, Sendable, CaseIterable {
+    package enum Step: String, Sendable, CaseIterable {
         case leased, firewall, link, hostAddressed, sandboxConfigured
     }
 
-    public let sessionID: String
-    public let interface: String
-    public let addresses: SessionAddresses
-    public let nflogGroup: UInt16
-    public let gatePort: UInt16
+    package let sessionID: String
+    package let interface: String
+    package let addresses: SessionAddresses
+    package let nflogGroup: UInt16
+    package let gatePort: UInt16
     /// The filtering proxy's port when the session has one (its input chain accepts it).
-    public let proxyPort: UInt16?
+    package let proxyPort: UInt16?
     /// Enforce (the profile decides) or learn (every new flow leaves and is logged with `Firewall.flowPrefix`).
-    public let mode: Firewall.Mode
-    public let firewall: SessionFirewall
+    package let mode: Firewall.Mode
+    package let firewall: SessionFirewall
     /// Things the user should know (another firewall in the way, no IPv6 uplink, ...).
-    public let warnings: [String]
+    package let warnings: [String]
     /// Pre-existing host settings cagent changed (also in `<runtime>/host-changes.log`); set by `attach`.
-    public private(set) var hostChanges: [String] = []
+    package private(set) var hostChanges: [String] = []
 
     private let paths: CagentPaths
     private let host: NetworkNamespace?
@@ -77,7 +77,7 @@ public final class NetworkSession: @unchecked Sendable {
     /// calling thread's namespace (the real host), a netlab host namespace in tests. `mode: .learn` (cagent learn)
     /// accepts and logs every new flow except metadata and the LAN; `entries` are then irrelevant.
     /// The same as `prepare` then `attach`.
-    public static func setUp(sessionID: String, sandbox: NetworkNamespace, entries: [AllowEntry], paths: CagentPaths,
+    package static func setUp(sessionID: String, sandbox: NetworkNamespace, entries: [AllowEntry], paths: CagentPaths,
                              config: NetworkConfig = NetworkConfig(), host: NetworkNamespace? = nil,
                              mode: Firewall.Mode = .enforce, filteringProxy: Bool = false,
                              crashAfter: Step? = nil) throws -> NetworkSession {
@@ -98,7 +98,7 @@ public final class NetworkSession: @unchecked Sendable {
     /// installed (the table's permanent part first if absent) — the chains before the interface: the
     /// permanent drop covers it anyway. Any failure undoes what was done and throws; a crash leaves the lease
     /// to the next setup's clean-up.
-    public static func prepare(sessionID: String, entries: [AllowEntry], paths: CagentPaths,
+    package static func prepare(sessionID: String, entries: [AllowEntry], paths: CagentPaths,
                                config: NetworkConfig = NetworkConfig(), host: NetworkNamespace? = nil,
                                mode: Firewall.Mode = .enforce, filteringProxy: Bool = false,
                                crashAfter: Step? = nil) throws -> NetworkSession {
@@ -179,7 +179,7 @@ public final class NetworkSession: @unchecked Sendable {
                                       paths: paths, host: host, config: config, lease: lease,
                                       uplinks: (useV4 ? uplinks4 : [], useV6 ? uplinks6 : []))
             } catch {
-                if firewallInstalled { try? removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) }
+                if firewallInstalled { _ = try? removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) }
                 lease.end()
                 throw error
             }
@@ -191,7 +191,7 @@ public final class NetworkSession: @unchecked Sendable {
     /// side: loopback, addresses, default routes. Once. Not under the setup lock: the lease has claimed the
     /// name, slot and group, and the session's chains keep the table. On failure the caller tears the session
     /// down (`setUp` does), which removes the link as well.
-    public func attach(sandbox: NetworkNamespace, crashAfter: Step? = nil) throws {
+    package func attach(sandbox: NetworkNamespace, crashAfter: Step? = nil) throws {
         guard !attached else { return }
         attached = true
         func checkpoint(_ step: Step) { if crashAfter == step { kill(getpid(), SIGKILL) } }
@@ -229,7 +229,7 @@ public final class NetworkSession: @unchecked Sendable {
     /// for an RCU grace period (the chains' at the socket's close, NftApplier.applyHolding), and this way the
     /// two waits overlap instead of adding up. In between, the interface has no entry in the table's maps, so
     /// the permanent part's drops on `cgs*` close it (fail closed).
-    public func tearDown() throws {
+    package func tearDown() throws {
         guard let lease else { return }
         try inNamespace(host) {
             let lock = try SetupLock(paths: paths)
@@ -286,9 +286,9 @@ public final class NetworkSession: @unchecked Sendable {
 /// Removes what dead sessions left in the current namespace: their links, chains and sets. The table itself is
 /// kept (NetworkSession.removeFirewall says why); only `cagent doctor --clean` removes it, when no session is
 /// live. Used by setup (under its lock) and by tests.
-public enum NetworkLeftovers {
+package enum NetworkLeftovers {
     /// Interfaces of dead sessions that still have chains in the table.
-    public static func deadSessionChains(paths: CagentPaths) -> [String] {
+    package static func deadSessionChains(paths: CagentPaths) -> [String] {
         guard let chains = try? NetfilterInventory.chains() else { return [] }
         let held = heldInterfaces(paths: paths)
         return Firewall.sessionInterfaces(in: chains).filter { !held.contains($0) }
@@ -300,12 +300,12 @@ public enum NetworkLeftovers {
     }
 
     /// Removes one dead session's chains and sets.
-    public static func removeSession(interface: String) throws {
+    package static func removeSession(interface: String) throws {
         try NftApplier.apply(Firewall.removeSessionBatch(interface: interface), stage: "remove the chains of \(interface)")
     }
 
     /// Takes the setup lock and cleans; returns what was removed.
-    public static func clean(paths: CagentPaths, namespace: NetworkNamespace? = nil) throws -> [String] {
+    package static func clean(paths: CagentPaths, namespace: NetworkNamespace? = nil) throws -> [String] {
         try inNamespace(namespace) {
             let lock = try SetupLock(paths: paths)
             defer { lock.release() }
@@ -332,7 +332,7 @@ public enum NetworkLeftovers {
     }
 
     /// Interface names in the calling thread's namespace (if_nameindex uses a socket made there).
-    public static func linkNames() -> [String] {
+    package static func linkNames() -> [String] {
         guard let list = if_nameindex() else { return [] }
         defer { if_freenameindex(list) }
         var names: [String] = []

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// One nftables expression, as the kernel sees it (what `nft --debug=netlink` prints).
-public enum NftExpr: Sendable, Equatable {
+package enum NftExpr: Sendable, Equatable {
     case meta(key: UInt32, dreg: UInt32)
     case cmp(sreg: UInt32, op: UInt32, data: [UInt8])
     case payload(base: UInt32, offset: UInt32, length: UInt32, dreg: UInt32)
@@ -23,7 +23,7 @@ public enum NftExpr: Sendable, Equatable {
     case counter
 }
 
-public enum NftVerdict: Sendable, Equatable {
+package enum NftVerdict: Sendable, Equatable {
     case accept, drop, jump(String)
 
     var code: Int32 {
@@ -38,47 +38,47 @@ public enum NftVerdict: Sendable, Equatable {
 }
 
 /// A rule: its expressions and the nft-syntax line it means (for golden files and error messages).
-public struct NftRule: Sendable, Equatable {
-    public var chain: String
-    public var text: String
-    public var expressions: [NftExpr]
+package struct NftRule: Sendable, Equatable {
+    package var chain: String
+    package var text: String
+    package var expressions: [NftExpr]
 }
 
-public struct NftChain: Sendable, Equatable {
-    public struct Hook: Sendable, Equatable {
-        public var type: String        // filter | nat
-        public var hook: UInt32        // NF_INET_*
-        public var priority: Int32
-        public var hookName: String
+package struct NftChain: Sendable, Equatable {
+    package struct Hook: Sendable, Equatable {
+        package var type: String        // filter | nat
+        package var hook: UInt32        // NF_INET_*
+        package var priority: Int32
+        package var hookName: String
     }
-    public var name: String
-    public var hook: Hook?
+    package var name: String
+    package var hook: Hook?
 }
 
-public struct NftSet: Sendable, Equatable {
-    public var name: String
+package struct NftSet: Sendable, Equatable {
+    package var name: String
     /// nft datatype id (composite for concatenations: `type << 6 | next`).
-    public var keyType: UInt32
-    public var keyLength: UInt32
+    package var keyType: UInt32
+    package var keyLength: UInt32
     /// Field lengths of a concatenation, unpadded.
-    public var fields: [UInt32]
-    public var flags: UInt32
+    package var fields: [UInt32]
+    package var flags: UInt32
     /// True for a verdict map.
-    public var verdictMap: Bool
-    public var typeText: String
+    package var verdictMap: Bool
+    package var typeText: String
 }
 
-public struct NftElement: Sendable, Equatable {
-    public var key: [UInt8]
-    public var keyEnd: [UInt8]?
-    public var timeoutMilliseconds: UInt64?
-    public var verdict: NftVerdict?
-    public var text: String
+package struct NftElement: Sendable, Equatable {
+    package var key: [UInt8]
+    package var keyEnd: [UInt8]?
+    package var timeoutMilliseconds: UInt64?
+    package var verdict: NftVerdict?
+    package var text: String
 }
 
 /// One atomic change to cagent's table: what `nft -f` would apply as one transaction.
-public struct NftBatch: Sendable, Equatable {
-    public enum Operation: Sendable, Equatable {
+package struct NftBatch: Sendable, Equatable {
+    package enum Operation: Sendable, Equatable {
         case addTable
         case deleteTable
         case addChain(NftChain)
@@ -92,16 +92,16 @@ public struct NftBatch: Sendable, Equatable {
         case deleteElements(set: String, [NftElement])
     }
 
-    public var table: String
-    public var family: UInt16 = UInt16(NFPROTO_INET)
-    public var operations: [Operation] = []
+    package var table: String
+    package var family: UInt16 = UInt16(NFPROTO_INET)
+    package var operations: [Operation] = []
 
-    public init(table: String) { self.table = table }
+    package init(table: String) { self.table = table }
 
-    public var isEmpty: Bool { operations.isEmpty }
+    package var isEmpty: Bool { operations.isEmpty }
 
     /// The batch in nft syntax, one command per line (golden files compare this).
-    public var text: String {
+    package var text: String {
         var lines: [String] = []
         let prefix = "inet \(table)"
         for operation in operations {
@@ -398,8 +398,8 @@ public struct NftBatch: Sendable, Equatable {
 }
 
 /// Applies batches to the nftables of the calling thread's network namespace.
-public enum NftApplier {
-    public static func apply(_ batch: NftBatch, stage: String = "nftables") throws {
+package enum NftApplier {
+    package static func apply(_ batch: NftBatch, stage: String = "nftables") throws {
         _ = try applyHolding(batch, stage: stage)
     }
 

@@ -9,14 +9,14 @@ import Glibc
 /// (RootlessUplink), so every packet the agent sends leaves through this chain first.
 extension Firewall {
     /// The name the sandbox-side sets carry (SessionFirewall pins into `sandbox_allow4`, ...).
-    public static let sandboxInterface = "sandbox"
+    package static let sandboxInterface = "sandbox"
 
     /// Table, sets, the DNS redirect to the gate (on 127.0.0.1:`gatePort` in the sandbox) and the output chain;
     /// `uplinkNetwork` is the user-mode stack's own network (its gateway maps the host's loopback when that is
     /// not disabled, and its resolver forwards to the host's): dropped like the metadata addresses.
     /// `uplinkNetwork6`: the stack's IPv6 network when it carries IPv6 (the gate then listens on ::1 too, and
     /// neighbour discovery with the stack's router is let out: without it no IPv6 packet leaves at all).
-    public static func sandboxBatch(gatePort: UInt16, nflogGroup: UInt16, entries: [AllowEntry], uplinkNetwork: IPNetwork,
+    package static func sandboxBatch(gatePort: UInt16, nflogGroup: UInt16, entries: [AllowEntry], uplinkNetwork: IPNetwork,
                                     uplinkNetwork6: IPNetwork? = nil, hostAddresses: [IPNetwork] = []) -> NftBatch {
         var batch = NftBatch(table: table)
         batch.operations.append(.addTable)

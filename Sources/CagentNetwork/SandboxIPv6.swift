@@ -7,17 +7,17 @@ import Glibc
 /// SLAAC, which gives the sandbox an address only after duplicate address detection and the stack's router
 /// advertisement (a second or more: the agent would start without IPv6). The address skips detection (the
 /// link has two ends, the stack and the sandbox); the default route goes via the stack's router.
-public enum SandboxIPv6 {
+package enum SandboxIPv6 {
     /// Whether this (the host's) namespace has an IPv6 default route: without one the sandbox gets IPv4 only,
     /// as in root mode (answering AAAA would only make the agent's programs wait for a route that is not there).
-    public static func hostHasDefaultRoute() -> Bool {
+    package static func hostHasDefaultRoute() -> Bool {
         guard let routing = try? Rtnetlink(stage: "read host routes"), let routes = try? routing.routes(family: .v6) else { return false }
         return routes.contains(where: \.isDefault)
     }
 
     /// `routeDescriptor`: a NETLINK_ROUTE socket of the sandbox's namespace (owned from here); `probe`: any
     /// socket of that namespace, for the interface's index (closed by the caller).
-    public static func configure(routeDescriptor: Int32, probe: Int32, interface name: String, address: IPAddress,
+    package static func configure(routeDescriptor: Int32, probe: Int32, interface name: String, address: IPAddress,
                                  prefixLength: Int, gateway: IPAddress) throws {
         let link = try Rtnetlink(descriptor: routeDescriptor, stage: "configure IPv6 in the sandbox")
         var request = ifreq()

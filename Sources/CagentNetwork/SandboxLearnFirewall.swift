@@ -10,7 +10,7 @@ import Glibc
 /// host's namespace, so a flow to one of them would reach the host's services, which a root session's input
 /// chain closes).
 extension Firewall {
-    public static func sandboxLearnBatch(gatePort: UInt16, nflogGroup: UInt16, uplinkNetwork: IPNetwork,
+    package static func sandboxLearnBatch(gatePort: UInt16, nflogGroup: UInt16, uplinkNetwork: IPNetwork,
                                          hostAddresses: [IPNetwork]) -> NftBatch {
         var batch = NftBatch(table: table)
         batch.operations.append(.addTable)

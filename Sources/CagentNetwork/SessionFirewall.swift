@@ -11,14 +11,14 @@ import Glibc
 ///
 /// Domain entries without a port: the gate pins each answer for tcp/443 and tcp/80 (`Ports.webDefaults`);
 /// endpoints name their own port. Nothing here opens "any port" for a name: the profile decides.
-public final class SessionFirewall: Sendable {
-    public enum Ports {
+package final class SessionFirewall: Sendable {
+    package enum Ports {
         /// What a `domains:` entry opens for each address its name resolves to.
-        public static let webDefaults: [(AllowProto, UInt16)] = [(.tcp, 443), (.tcp, 80)]
+        package static let webDefaults: [(AllowProto, UInt16)] = [(.tcp, 443), (.tcp, 80)]
     }
 
-    public let interface: String
-    public let nflogGroup: UInt16
+    package let interface: String
+    package let nflogGroup: UInt16
     /// One batch at a time on the netlink socket.
     private let socket: Mutex<NetlinkSocket>
     /// When each element this session added runs out (monotonic seconds; infinity: never).
@@ -33,29 +33,29 @@ public final class SessionFirewall: Sendable {
 
     /// Rootless mode: the sets live in the sandbox's own namespace, reached through a NETLINK_NETFILTER socket
     /// created there (cg_netns_sockets); this object owns the descriptor.
-    public init(interface: String, nflogGroup: UInt16, netlinkDescriptor: Int32) throws {
+    package init(interface: String, nflogGroup: UInt16, netlinkDescriptor: Int32) throws {
         self.interface = interface
         self.nflogGroup = nflogGroup
         socket = Mutex(try NetlinkSocket(descriptor: netlinkDescriptor, stage: "session firewall \(interface)"))
     }
 
     /// One batch on this firewall's socket (rootless mode: the sandbox namespace's whole ruleset).
-    public func run(_ batch: NftBatch) throws { try apply(batch) }
+    package func run(_ batch: NftBatch) throws { try apply(batch) }
 
     /// Allows `address` on `proto`/`port` for `timeout` seconds (nil: for the session's life). When the entry
     /// exists already, its timeout becomes max(remaining, timeout): a short TTL never cuts a longer pin.
-    public func allow(_ address: IPAddress, proto: AllowProto, port: UInt16, timeout: UInt32?) throws {
+    package func allow(_ address: IPAddress, proto: AllowProto, port: UInt16, timeout: UInt32?) throws {
         try allow([(address, proto, port)], timeout: timeout)
     }
 
     /// The gate's call: pins `address` on each of `ports` (a domain entry: `Ports.webDefaults`) for `ttl`
     /// seconds, returning once the kernel holds the elements.
-    public func pin(_ address: IPAddress, ports: [(AllowProto, UInt16)] = Ports.webDefaults, ttl: UInt32) throws {
+    package func pin(_ address: IPAddress, ports: [(AllowProto, UInt16)] = Ports.webDefaults, ttl: UInt32) throws {
         try allow(ports.map { (address, $0.0, $0.1) }, timeout: ttl)
     }
 
     /// Many entries in one batch (a DNS answer with several addresses).
-    public func allow(_ entries: [(IPAddress, AllowProto, UInt16)], timeout: UInt32?) throws {
+    package func allow(_ entries: [(IPAddress, AllowProto, UInt16)], timeout: UInt32?) throws {
         let sets = Firewall.setNames(interface)
         var batch = NftBatch(table: Firewall.table)
         let now = SessionFirewall.monotonicSeconds()
@@ -91,7 +91,7 @@ public final class SessionFirewall: Sendable {
     }
 
     /// Allows one of the profile's entries (a block or an endpoint) for the session's life.
-    public func allow(_ entry: AllowEntry) throws {
+    package func allow(_ entry: AllowEntry) throws {
         let spec = Firewall.SessionSpec(interface: interface, gateway4: nil, gateway6: nil, gatePort: 0,
                                         nflogGroup: nflogGroup, entries: [entry])
         var batch = NftBatch(table: Firewall.table)
@@ -100,7 +100,7 @@ public final class SessionFirewall: Sendable {
     }
 
     /// Withdraws an address entry (e.g. when the gate learns a pin is wrong).
-    public func revoke(_ address: IPAddress, proto: AllowProto, port: UInt16) throws {
+    package func revoke(_ address: IPAddress, proto: AllowProto, port: UInt16) throws {
         let sets = Firewall.setNames(interface)
         var batch = NftBatch(table: Firewall.table)
         batch.operations.append(.deleteElements(set: address.family == .v4 ? sets.allow4 : sets.allow6,

@@ -1,26 +1,26 @@
 import CagentCore
 
 /// The profiles that can be named: every `.yaml` file in the search directories, in look-up order.
-public struct ProfileCatalog: Sendable {
-    public struct Entry: Sendable {
-        public var name: String
-        public var path: String
-        public var origin: ProfileSource.Origin
+package struct ProfileCatalog: Sendable {
+    package struct Entry: Sendable {
+        package var name: String
+        package var path: String
+        package var origin: ProfileSource.Origin
         /// For workspace profiles: whether this exact content was trusted.
-        public var trusted: Bool
+        package var trusted: Bool
         /// Another profile of the same name comes first in look-up order.
-        public var shadowed: Bool
-        public var agent: String?
-        public var description: String?
+        package var shadowed: Bool
+        package var agent: String?
+        package var description: String?
         /// The first error, when the file does not parse.
-        public var problem: String?
+        package var problem: String?
     }
 
-    public var resolver: ProfileResolver
+    package var resolver: ProfileResolver
 
-    public init(resolver: ProfileResolver) { self.resolver = resolver }
+    package init(resolver: ProfileResolver) { self.resolver = resolver }
 
-    public func entries() -> [Entry] {
+    package func entries() -> [Entry] {
         var result: [Entry] = []
         var seen: Set<String> = []
         for (directory, origin) in resolver.searchDirectories() {

@@ -1,41 +1,41 @@
 import CagentCore
 
 /// A place in a profile file: what every error names, and what `show --resolved` cites as provenance.
-public struct SourceLocation: Sendable, Equatable, Hashable, CustomStringConvertible {
+package struct SourceLocation: Sendable, Equatable, Hashable, CustomStringConvertible {
     /// The file as shown to the user (relative to the current directory when inside it).
-    public var file: String
+    package var file: String
     /// 1-based line and column (columns count Unicode scalars, as libyaml does).
-    public var line: Int
-    public var column: Int
+    package var line: Int
+    package var column: Int
 
-    public init(file: String, line: Int, column: Int) {
+    package init(file: String, line: Int, column: Int) {
         self.file = file; self.line = line; self.column = column
     }
 
     /// A reference typed on the command line (no file to point into).
-    public static let commandLine = SourceLocation(file: "command line", line: 0, column: 0)
+    package static let commandLine = SourceLocation(file: "command line", line: 0, column: 0)
 
-    public var description: String { line == 0 ? file : "\(file):\(line):\(column)" }
+    package var description: String { line == 0 ? file : "\(file):\(line):\(column)" }
 }
 
 /// One problem found in a profile: where, what was expected, and what to do.
-public struct ProfileDiagnostic: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Severity: String, Sendable { case error, warning }
-    public var location: SourceLocation
-    public var severity: Severity
+package struct ProfileDiagnostic: Error, Sendable, Equatable, CustomStringConvertible {
+    package enum Severity: String, Sendable { case error, warning }
+    package var location: SourceLocation
+    package var severity: Severity
     /// Already escaped for a terminal: values from the file pass through `ProfileText.quote`.
-    public var message: String
-    public var hint: String?
+    package var message: String
+    package var hint: String?
 
     /// Message and hint are made safe for a terminal here, whatever they quote from the file.
-    public init(_ location: SourceLocation, _ message: String, hint: String? = nil, severity: Severity = .error) {
+    package init(_ location: SourceLocation, _ message: String, hint: String? = nil, severity: Severity = .error) {
         self.location = location; self.severity = severity
         self.message = ProfileText.sanitize(message)
         self.hint = hint.map(ProfileText.sanitize)
     }
 
     /// `file:line:column: error: message` (and the hint on the next line).
-    public var description: String {
+    package var description: String {
         var text = "\(TerminalEscape.escape(location.description)): \(severity.rawValue): \(message)"
         if let hint { text += "\n  hint: \(hint)" }
         return text
@@ -44,7 +44,7 @@ public struct ProfileDiagnostic: Error, Sendable, Equatable, CustomStringConvert
 
 extension CagentError {
     /// The error `resolve` throws: stage "profile", every error with its file:line:column.
-    public static func profile(_ diagnostics: [ProfileDiagnostic]) -> CagentError {
+    package static func profile(_ diagnostics: [ProfileDiagnostic]) -> CagentError {
         let errors = diagnostics.filter { $0.severity == .error }
         let shown = errors.isEmpty ? diagnostics : errors
         let lines = shown.map { "\(TerminalEscape.escape($0.location.description)): \($0.message)" }

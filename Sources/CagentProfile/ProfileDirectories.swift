@@ -5,11 +5,11 @@ import Glibc
 
 /// How a profile is named: a bare name is looked up in the profile directories, anything that looks like a
 /// file (a `/`, or a `.yaml`/`.yml` ending) is a path.
-public enum ProfileReference: Sendable, Equatable {
+package enum ProfileReference: Sendable, Equatable {
     case name(String)
     case path(String)
 
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         if text.isEmpty || text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return nil }
         if text.contains("/") || text.hasSuffix(".yaml") || text.hasSuffix(".yml") {
             self = .path(text)
@@ -24,17 +24,17 @@ public enum ProfileReference: Sendable, Equatable {
 }
 
 /// Where profiles are looked up by name.
-public enum ProfileDirectories {
+package enum ProfileDirectories {
     /// The workspace's own profiles: used only when trusted (`cagent profile trust`) or named by path.
-    public static let workspaceSubdirectory = ".cagent"
+    package static let workspaceSubdirectory = ".cagent"
 
     /// The user's profiles: trusted, searched first.
-    public static func user(_ paths: CagentPaths) -> String { paths.config + "/profiles" }
+    package static func user(_ paths: CagentPaths) -> String { paths.config + "/profiles" }
 
     /// The profiles shipped with cagent: `$CAGENT_PROFILES_DIR` when set (tests, packaging); otherwise
     /// `<prefix>/share/cagent/profiles` next to the executable, or the repository's `profiles/` when cagent
     /// runs from its build directory (`<repo>/.build/...`).
-    public static func bundled(environment: [String: String]) -> [String] {
+    package static func bundled(environment: [String: String]) -> [String] {
         if let override = environment["CAGENT_PROFILES_DIR"], !override.isEmpty {
             return override.split(separator: ":").map(String.init)
         }

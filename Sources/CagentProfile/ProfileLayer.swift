@@ -1,5 +1,5 @@
 /// A list a profile can add to (and remove from). The raw value is the key's path in the YAML.
-public enum ListKey: String, Sendable, CaseIterable, Hashable {
+package enum ListKey: String, Sendable, CaseIterable, Hashable {
     case domains = "network.domains"
     case endpoints = "network.endpoints"
     case cidrs = "network.cidrs"
@@ -13,7 +13,7 @@ public enum ListKey: String, Sendable, CaseIterable, Hashable {
 }
 
 /// A resource limit; the raw value is its path in the YAML.
-public enum LimitKey: String, Sendable, CaseIterable, Hashable {
+package enum LimitKey: String, Sendable, CaseIterable, Hashable {
     case memory = "limits.memory"
     case processes = "limits.processes"
     case openFiles = "limits.open_files"
@@ -26,49 +26,49 @@ public enum LimitKey: String, Sendable, CaseIterable, Hashable {
 }
 
 /// A value with the place it was written and the comment written with it (kept for provenance).
-public struct Located<Value: Sendable & Equatable>: Sendable, Equatable {
-    public var value: Value
-    public var location: SourceLocation
+package struct Located<Value: Sendable & Equatable>: Sendable, Equatable {
+    package var value: Value
+    package var location: SourceLocation
     /// The comment lines directly above the entry (joined with newlines), if any.
-    public var comment: String?
+    package var comment: String?
     /// The comment after the entry on its line, if any.
-    public var remark: String?
+    package var remark: String?
 
-    public init(_ value: Value, at location: SourceLocation, comment: String? = nil, remark: String? = nil) {
+    package init(_ value: Value, at location: SourceLocation, comment: String? = nil, remark: String? = nil) {
         self.value = value; self.location = location; self.comment = comment; self.remark = remark
     }
 }
 
 /// One entry of a list: a canonical value to add, or (written `"!value"`) an inherited value to remove.
-public struct ListEntry: Sendable, Equatable {
-    public var value: String
-    public var removes: Bool
-    public var location: SourceLocation
+package struct ListEntry: Sendable, Equatable {
+    package var value: String
+    package var removes: Bool
+    package var location: SourceLocation
     /// The comment lines directly above the entry, and the comment after it on its line.
-    public var comment: String?
-    public var remark: String?
+    package var comment: String?
+    package var remark: String?
 
-    public init(value: String, removes: Bool = false, location: SourceLocation, comment: String? = nil, remark: String? = nil) {
+    package init(value: String, removes: Bool = false, location: SourceLocation, comment: String? = nil, remark: String? = nil) {
         self.value = value; self.removes = removes; self.location = location; self.comment = comment; self.remark = remark
     }
 }
 
 /// What one file says, before `extends` is resolved: the parser's output, the merger's input.
-public struct ProfileLayer: Sendable, Equatable {
-    public var version: Int = 1
-    public var agent: Located<String>?
-    public var description: Located<String>?
-    public var extends: [Located<String>] = []
-    public var lists: [ListKey: [ListEntry]] = [:]
+package struct ProfileLayer: Sendable, Equatable {
+    package var version: Int = 1
+    package var agent: Located<String>?
+    package var description: Located<String>?
+    package var extends: [Located<String>] = []
+    package var lists: [ListKey: [ListEntry]] = [:]
     /// Sizes in bytes, counts as numbers.
-    public var limits: [LimitKey: Located<UInt64>] = [:]
+    package var limits: [LimitKey: Located<UInt64>] = [:]
 
-    public init() {}
+    package init() {}
 }
 
 /// Where a profile file came from, which decides whether it may be used without the user's say-so.
-public struct ProfileSource: Sendable, Equatable {
-    public enum Origin: String, Sendable {
+package struct ProfileSource: Sendable, Equatable {
+    package enum Origin: String, Sendable {
         /// Shipped with cagent (`<prefix>/share/cagent/profiles`, the repository's `profiles/`).
         case bundled
         /// The user's configuration directory (`~/.config/cagent/profiles`).
@@ -80,15 +80,15 @@ public struct ProfileSource: Sendable, Equatable {
     }
 
     /// The file's real path (symlinks resolved).
-    public var path: String
+    package var path: String
     /// How messages show it.
-    public var display: String
-    public var origin: Origin
-    public var sha256: String
+    package var display: String
+    package var origin: Origin
+    package var sha256: String
     /// The text exactly as read (what was hashed and parsed).
-    public var text: String
+    package var text: String
 
-    public init(path: String, display: String, origin: Origin, sha256: String, text: String) {
+    package init(path: String, display: String, origin: Origin, sha256: String, text: String) {
         self.path = path; self.display = display; self.origin = origin; self.sha256 = sha256; self.text = text
     }
 }

@@ -2,11 +2,11 @@ import CagentCore
 
 /// Reads one profile file into a `ProfileLayer`, checking every key and value and naming
 /// `file:line:column` for each problem. It collects all problems of a file rather than stopping at the first.
-public enum ProfileParser {
+package enum ProfileParser {
     /// Files larger than this are refused before parsing: a profile is a page of text.
-    public static let maximumBytes = 1 << 20
+    package static let maximumBytes = 1 << 20
 
-    public static func parse(text: String, file: String) -> (layer: ProfileLayer?, diagnostics: [ProfileDiagnostic]) {
+    package static func parse(text: String, file: String) -> (layer: ProfileLayer?, diagnostics: [ProfileDiagnostic]) {
         var walker = Walker(file: file, text: text)
         let layer = walker.run()
         let failed = walker.diagnostics.contains { $0.severity == .error }

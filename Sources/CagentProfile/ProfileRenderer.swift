@@ -3,8 +3,8 @@ import CagentCore
 /// Writes profiles back as YAML: every key, in schema order, canonical values, and (for a resolved profile)
 /// a comment per entry naming the file and line it came from, followed by the comment written with it.
 /// The output is a valid profile: `cagent profile lint` reads it back to the same `Profile`.
-public enum ProfileRenderer {
-    public static func render(_ resolved: ResolvedProfile, name: String? = nil) -> String {
+package enum ProfileRenderer {
+    package static func render(_ resolved: ResolvedProfile, name: String? = nil) -> String {
         var out: [String] = []
         out.append("# cagent profile, resolved" + (name.map { ": " + comment($0) } ?? ""))
         out.append("# Layers in merge order (later ones add to, remove from and override earlier ones):")
@@ -65,7 +65,7 @@ public enum ProfileRenderer {
     }
 
     /// A YAML scalar: plain when that reads back as the same text, otherwise double-quoted with escapes.
-    public static func scalar(_ text: String) -> String {
+    package static func scalar(_ text: String) -> String {
         if isPlainSafe(text) { return text }
         var out = "\""
         for scalar in text.unicodeScalars {
@@ -111,8 +111,8 @@ public enum ProfileRenderer {
 
 /// The differences between two resolved profiles, one line per entry: `+` only in the second, `-` only in
 /// the first, `~` a single value that changed. Each line names where the entry came from.
-public enum ProfileDiff {
-    public static func lines(from old: ResolvedProfile, to new: ResolvedProfile) -> [String] {
+package enum ProfileDiff {
+    package static func lines(from old: ResolvedProfile, to new: ResolvedProfile) -> [String] {
         var out: [String] = []
         func single(_ name: String, _ a: Located<String>?, _ b: Located<String>?) {
             if a?.value != b?.value {

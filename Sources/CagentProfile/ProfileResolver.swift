@@ -12,35 +12,35 @@ import Glibc
 /// `.cagent/` — a workspace profile only when its exact content was trusted (`cagent profile trust`).
 /// A path names one file explicitly; `extends` names resolve in the user's and bundled directories only,
 /// `extends` paths are relative to the file that writes them and, when they lead into the workspace, need trust.
-public struct ProfileResolver: Sendable {
+package struct ProfileResolver: Sendable {
     /// What to do with a workspace profile that was neither named by path nor trusted.
-    public enum TrustPolicy: Sendable {
+    package enum TrustPolicy: Sendable {
         /// Refuse it (enforce, learn, show).
         case refuse
         /// Read it anyway and warn (lint: checking a file applies no policy).
         case warn
     }
 
-    public var paths: CagentPaths
+    package var paths: CagentPaths
     /// The agent's workspace (real path), where profiles are untrusted; nil when there is none.
-    public var workspace: String?
-    public var bundledDirectories: [String]
-    public var userDirectory: String
-    public var trustStore: TrustStore
-    public var trustPolicy: TrustPolicy = .refuse
+    package var workspace: String?
+    package var bundledDirectories: [String]
+    package var userDirectory: String
+    package var trustStore: TrustStore
+    package var trustPolicy: TrustPolicy = .refuse
     /// Relative paths on the command line start here; messages show files relative to it.
-    public var currentDirectory: String
+    package var currentDirectory: String
     /// The user's home, for `~/` in paths given on the command line.
-    public var home: String?
+    package var home: String?
     /// Whose rights profile files are found and read with: the invoking user under sudo (a profile, an
     /// `extends` target or a workspace symlink must not read root's files); nil: the process's own.
-    public var reader: FileIdentity?
+    package var reader: FileIdentity?
 
     /// Files are limited to this many levels of `extends`.
-    public static let maximumDepth = 16
+    package static let maximumDepth = 16
 
     /// The resolver for the invoking user (under sudo: `SUDO_UID`'s config and home), as every command uses it.
-    public static func standard(workspace: String?, environment: [String: String] = ProcessEnvironment.current) -> ProfileResolver {
+    package static func standard(workspace: String?, environment: [String: String] = ProcessEnvironment.current) -> ProfileResolver {
         let user = InvokingUser.current(environment: environment)
         let paths = CagentPaths.standard(user: user, environment: environment)
         var resolver = ProfileResolver(paths: paths, workspace: workspace, environment: environment, home: user.home)
@@ -50,23 +50,23 @@ public struct ProfileResolver: Sendable {
 
     /// `path` with every symlink resolved, looked up with the reader's rights (a root-only directory is
     /// neither entered nor reported as holding a file).
-    public func realPath(_ path: String) -> String? {
+    package func realPath(_ path: String) -> String? {
         (try? FileSystem.asUser(reader) { FileSystem.realPath(path) }) ?? nil
     }
 
     /// Whether the trust file (in the user's config) pins this content; the trust file is read with the
     /// reader's rights too (unreadable: nothing is trusted).
-    public func trustStatus(path: String, sha256: String) -> TrustStore.Status {
+    package func trustStatus(path: String, sha256: String) -> TrustStore.Status {
         (try? FileSystem.asUser(reader) { trustStore.status(path: path, sha256: sha256) }) ?? .unknown
     }
 
     /// Reads a profile file with the reader's rights: a regular file of at most `limit` bytes, else the
     /// reason in words (never any of its content).
-    public func readFile(_ path: String, limit: Int) -> Result<[UInt8], UserFileError> {
+    package func readFile(_ path: String, limit: Int) -> Result<[UInt8], UserFileError> {
         FileSystem.readAsUser(path, limit: limit, identity: reader, followSymlinks: false)
     }
 
-    public init(paths: CagentPaths, workspace: String?, bundledDirectories: [String]? = nil,
+    package init(paths: CagentPaths, workspace: String?, bundledDirectories: [String]? = nil,
                 environment: [String: String] = ProcessEnvironment.current, currentDirectory: String? = nil,
                 home: String? = nil) {
         self.paths = paths
@@ -84,14 +84,14 @@ public struct ProfileResolver: Sendable {
     // MARK: Resolving
 
     /// The merged profile, or a CagentError (stage "profile") naming file:line:column for each problem.
-    public func resolve(_ reference: String) throws -> ResolvedProfile {
+    package func resolve(_ reference: String) throws -> ResolvedProfile {
         let outcome = resolveCollecting(reference)
         if let resolved = outcome.resolved { return resolved }
         throw CagentError.profile(outcome.diagnostics)
     }
 
     /// Everything found, for `lint`: the profile when it is usable, and every error and warning.
-    public func resolveCollecting(_ reference: String) -> (resolved: ResolvedProfile?, diagnostics: [ProfileDiagnostic]) {
+    package func resolveCollecting(_ reference: String) -> (resolved: ResolvedProfile?, diagnostics: [ProfileDiagnostic]) {
         var run = Run(resolver: self)
         let commandLine = SourceLocation.commandLine
         guard let root = run.locate(reference, at: commandLine, relativeTo: currentDirectory, byUser: true) else {
@@ -107,7 +107,7 @@ public struct ProfileResolver: Sendable {
 
     /// Reads and checks a single file, without its `extends` (for `show` of one file, and `trust`). Reading
     /// applies no policy, so an untrusted workspace file is read too; `source.origin` says where it lives.
-    public func loadFile(_ reference: String) throws -> (source: ProfileSource, layer: ProfileLayer, warnings: [ProfileDiagnostic]) {
+    package func loadFile(_ reference: String) throws -> (source: ProfileSource, layer: ProfileLayer, warnings: [ProfileDiagnostic]) {
         var reader = self
         reader.trustPolicy = .warn
         var run = Run(resolver: reader)
@@ -122,7 +122,7 @@ public struct ProfileResolver: Sendable {
     // MARK: Where files come from
 
     /// Trusted by where they live, untrusted because the repository or the agent can write there, or other.
-    public func origin(ofRealPath path: String) -> ProfileSource.Origin {
+    package func origin(ofRealPath path: String) -> ProfileSource.Origin {
         if ProfileDirectories.isInside(path, userDirectory) { return .user }
         if bundledDirectories.contains(where: { ProfileDirectories.isInside(path, $0) }) { return .bundled }
         if let workspace, ProfileDirectories.isInside(path, workspace) { return .workspace }
@@ -132,7 +132,7 @@ public struct ProfileResolver: Sendable {
     }
 
     /// How messages show a file: relative to the current directory when inside it.
-    public func display(_ path: String) -> String {
+    package func display(_ path: String) -> String {
         if currentDirectory != "/" && path.hasPrefix(currentDirectory + "/") {
             return String(path.dropFirst(currentDirectory.count + 1))
         }
@@ -140,7 +140,7 @@ public struct ProfileResolver: Sendable {
     }
 
     /// The directories searched by name, in order, with the origin each gives.
-    public func searchDirectories() -> [(directory: String, origin: ProfileSource.Origin)] {
+    package func searchDirectories() -> [(directory: String, origin: ProfileSource.Origin)] {
         var result: [(String, ProfileSource.Origin)] = [(userDirectory, .user)]
         result += bundledDirectories.map { ($0, .bundled) }
         if let workspace { result.append((workspace + "/" + ProfileDirectories.workspaceSubdirectory, .workspace)) }

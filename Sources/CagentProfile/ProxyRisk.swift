@@ -3,26 +3,26 @@
 /// proxy variables unannounced: `cagent enforce` refuses a proxy variable without `--allow-proxy` (or
 /// `--proxy URL`, its filtering proxy, which checks every target against the profile), and `cagent profile lint` warns about the profile entries that
 /// open the way (a passed proxy variable, an endpoint on a port proxies usually listen on).
-public enum ProxyRisk {
+package enum ProxyRisk {
     /// Ports HTTP and SOCKS proxies usually listen on (squid 3128/3129, 8080, privoxy 8118, SOCKS 1080,
     /// 8888). A heuristic: a proxy may listen anywhere, and a service on 8080 need not be a proxy.
-    public static let proxyLookingPorts: Set<UInt16> = [3128, 3129, 8080, 8118, 1080, 8888]
+    package static let proxyLookingPorts: Set<UInt16> = [3128, 3129, 8080, 8118, 1080, 8888]
 
     /// A variable some program reads as a proxy setting (`http_proxy`, `HTTPS_PROXY`, `all_proxy`,
     /// `no_proxy`, `npm_config_proxy`, `PIP_PROXY`, `GIT_PROXY_COMMAND` ...), in any case.
-    public static func isProxyVariable(_ name: String) -> Bool {
+    package static func isProxyVariable(_ name: String) -> Bool {
         let lower = lowercased(name)
         return lower.hasSuffix("_proxy") || lower == "proxy" || lower == "git_proxy_command"
     }
 
     /// A proxy variable that sends traffic somewhere (every one but the `no_proxy` exclusion lists).
-    public static func routesTraffic(_ name: String) -> Bool {
+    package static func routesTraffic(_ name: String) -> Bool {
         isProxyVariable(name) && lowercased(name) != "no_proxy"
     }
 
     /// The warnings `profile lint` (and `profile show --resolved`) print for a merged profile: each passed
     /// proxy variable and each endpoint on a proxy-looking port, at the line that wrote it.
-    public static func warnings(_ lists: [ListKey: [ListEntry]]) -> [ProfileDiagnostic] {
+    package static func warnings(_ lists: [ListKey: [ListEntry]]) -> [ProfileDiagnostic] {
         var out: [ProfileDiagnostic] = []
         for entry in lists[.pass] ?? [] where routesTraffic(entry.value) {
             out.append(ProfileDiagnostic(

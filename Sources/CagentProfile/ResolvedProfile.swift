@@ -1,27 +1,27 @@
 /// A profile with its `extends` resolved: the `Profile` every mode reads, and for each entry the file and
 /// line it came from (what `show --resolved` prints and `diff` cites).
-public struct ResolvedProfile: Sendable, Equatable {
+package struct ResolvedProfile: Sendable, Equatable {
     /// The merged profile. `extends` keeps what the named profile itself lists.
-    public var profile: Profile
+    package var profile: Profile
     /// Every file that contributed, in merge order; the named profile is last.
-    public var layers: [ProfileSource]
+    package var layers: [ProfileSource]
     /// The merged lists with each entry's origin, in order.
-    public var lists: [ListKey: [ListEntry]]
-    public var agent: Located<String>?
-    public var description: Located<String>?
-    public var limits: [LimitKey: Located<UInt64>]
+    package var lists: [ListKey: [ListEntry]]
+    package var agent: Located<String>?
+    package var description: Located<String>?
+    package var limits: [LimitKey: Located<UInt64>]
     /// Problems that do not stop the profile from being used (a removal that removes nothing, a duplicate).
-    public var warnings: [ProfileDiagnostic]
+    package var warnings: [ProfileDiagnostic]
 
     /// The named profile (the last layer).
-    public var source: ProfileSource { layers[layers.count - 1] }
+    package var source: ProfileSource { layers[layers.count - 1] }
 
     /// Where `value` (canonical form) of `key` was written.
-    public func origin(of key: ListKey, _ value: String) -> SourceLocation? {
+    package func origin(of key: ListKey, _ value: String) -> SourceLocation? {
         lists[key]?.first(where: { $0.value == value })?.location
     }
 
-    public func origin(of key: LimitKey) -> SourceLocation? { limits[key]?.location }
+    package func origin(of key: LimitKey) -> SourceLocation? { limits[key]?.location }
 }
 
 /// Folds layers (base first) into one profile: lists merge in order without duplicates, an entry written

@@ -6,21 +6,21 @@ import Glibc
 /// Profiles from the workspace the user has reviewed: the exact content (SHA-256) and the real path, one per
 /// line, in `<config>/trusted-profiles`. A profile inside the workspace is written by whoever wrote the
 /// repository, maybe the agent itself; only a pinned hash lets cagent use it when it is not named by path.
-public struct TrustStore: Sendable {
-    public enum Status: Sendable, Equatable {
+package struct TrustStore: Sendable {
+    package enum Status: Sendable, Equatable {
         case trusted
         /// Trusted once, with other content (the hash that was trusted).
         case changed(trustedHash: String)
         case unknown
     }
 
-    public var file: String
+    package var file: String
 
-    public init(file: String) { self.file = file }
-    public init(paths: CagentPaths) { self.file = paths.config + "/trusted-profiles" }
+    package init(file: String) { self.file = file }
+    package init(paths: CagentPaths) { self.file = paths.config + "/trusted-profiles" }
 
     /// Pairs of (sha256 hex, real path), in file order.
-    public func entries() -> [(sha256: String, path: String)] {
+    package func entries() -> [(sha256: String, path: String)] {
         // Only a regular file (a FIFO would block); callers run this with the invoking user's rights.
         guard case .success(let bytes) = FileSystem.readAsUser(file, limit: 4 << 20, identity: nil, followSymlinks: false)
         else { return [] }
@@ -35,7 +35,7 @@ public struct TrustStore: Sendable {
         return result
     }
 
-    public func status(path: String, sha256: String) -> Status {
+    package func status(path: String, sha256: String) -> Status {
         let matching = entries().filter { $0.path == path }
         if matching.contains(where: { $0.sha256 == sha256 }) { return .trusted }
         if let last = matching.last { return .changed(trustedHash: last.sha256) }
@@ -44,7 +44,7 @@ public struct TrustStore: Sendable {
 
     /// Pins `sha256` for `path`, replacing what was pinned for that path. The file is replaced atomically and,
     /// when cagent runs under sudo, given to the invoking user (`owner`).
-    public func trust(path: String, sha256: String, owner: (uid: UInt32, gid: UInt32)? = nil) throws {
+    package func trust(path: String, sha256: String, owner: (uid: UInt32, gid: UInt32)? = nil) throws {
         guard !path.contains("\n"), sha256.count == 64 else {
             throw CagentError(stage: "profile trust", "cannot record the path \(ProfileText.quote(path))")
         }

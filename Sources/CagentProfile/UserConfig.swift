@@ -10,21 +10,21 @@
 /// ```
 ///
 /// Parsing only: reading the files (with the user's rights) is `Credentials` (CagentSandbox).
-public struct UserConfig: Sendable, Equatable {
-    public struct Credential: Sendable, Equatable {
-        public var name: String
+package struct UserConfig: Sendable, Equatable {
+    package struct Credential: Sendable, Equatable {
+        package var name: String
         /// As written: absolute, or `~/...` (the user's home).
-        public var file: String
+        package var file: String
 
-        public init(name: String, file: String) { self.name = name; self.file = file }
+        package init(name: String, file: String) { self.name = name; self.file = file }
     }
 
-    public var credentials: [Credential] = []
+    package var credentials: [Credential] = []
 
-    public init(credentials: [Credential] = []) { self.credentials = credentials }
+    package init(credentials: [Credential] = []) { self.credentials = credentials }
 
     /// Errors name the file's line and column, never a value.
-    public static func parse(_ text: String, file: String) throws -> UserConfig {
+    package static func parse(_ text: String, file: String) throws -> UserConfig {
         let root: YAMLNode?
         do { root = try YAMLDocument.compose(text) } catch {
             throw ConfigError(file: file, message: "not valid YAML: \(error)")
@@ -58,9 +58,9 @@ public struct UserConfig: Sendable, Equatable {
         return config
     }
 
-    public struct ConfigError: Error, Sendable, CustomStringConvertible {
-        public var file: String
-        public var message: String
-        public var description: String { "\(file): \(message)" }
+    package struct ConfigError: Error, Sendable, CustomStringConvertible {
+        package var file: String
+        package var message: String
+        package var description: String { "\(file): \(message)" }
     }
 }

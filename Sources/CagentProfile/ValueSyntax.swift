@@ -3,21 +3,21 @@ import Glibc
 #endif
 
 /// What is wrong with one value, in words, and what to write instead.
-public struct ValueProblem: Error, Sendable, Equatable {
-    public var message: String
-    public var hint: String?
-    public init(_ message: String, hint: String? = nil) { self.message = message; self.hint = hint }
+package struct ValueProblem: Error, Sendable, Equatable {
+    package var message: String
+    package var hint: String?
+    package init(_ message: String, hint: String? = nil) { self.message = message; self.hint = hint }
 }
 
 /// Checks and normalizes the values a profile lists. Pure functions: the parser calls them with each scalar,
 /// the DNS gate and the launcher may call them again on their own input. Canonical forms are what
 /// `show --resolved` prints and what merging compares.
-public enum ValueSyntax {
+package enum ValueSyntax {
     // MARK: Domains
 
     /// A domain pattern: `example.com`, `*.example.com` (exactly one more label), `**.example.com` (one or
     /// more labels). Lowercased, trailing dot removed, ASCII only (punycode `xn--` labels are fine).
-    public static func domainPattern(_ raw: String) throws(ValueProblem) -> String {
+    package static func domainPattern(_ raw: String) throws(ValueProblem) -> String {
         var text = try asciiName(raw)
         if text == "*" || text == "**" || text == "*." || text == "**." {
             throw ValueProblem("a bare wildcard would allow every domain",
@@ -39,7 +39,7 @@ public enum ValueSyntax {
     }
 
     /// Whether `name` (a query name, any case, trailing dot allowed) matches a canonical domain pattern.
-    public static func matches(pattern: String, name: String) -> Bool {
+    package static func matches(pattern: String, name: String) -> Bool {
         var name = name.lowercased()
         if name.hasSuffix(".") { name.removeLast() }
         if pattern.hasPrefix("**.") {
@@ -101,7 +101,7 @@ public enum ValueSyntax {
 
     /// `host:port/proto`: host a name or an address (IPv6 in brackets), port 1-65535, proto tcp or udp
     /// (tcp when omitted).
-    public static func endpoint(_ raw: String) throws(ValueProblem) -> Endpoint {
+    package static func endpoint(_ raw: String) throws(ValueProblem) -> Endpoint {
         let example = "expected host:port/proto, e.g. 'github.com:22/tcp' or '[2001:db8::1]:443/tcp'"
         var text = raw
         var proto = Endpoint.Proto.tcp
@@ -156,7 +156,7 @@ public enum ValueSyntax {
 
     /// An address or a CIDR block, IPv4 or IPv6, in canonical form. Host bits must be zero; /0 and the
     /// unspecified address are refused (they would allow everything).
-    public static func cidr(_ raw: String) throws(ValueProblem) -> String {
+    package static func cidr(_ raw: String) throws(ValueProblem) -> String {
         let parts = raw.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let addressText = parts.first, !addressText.isEmpty else {
             throw ValueProblem("expected an address or a block, e.g. '192.0.2.0/24' or '2001:db8::/32'")
@@ -217,7 +217,7 @@ public enum ValueSyntax {
 
     /// An absolute path or one under the agent's home (`~` or `~/...`), without `.` or `..` components.
     /// Repeated and trailing slashes are dropped.
-    public static func path(_ raw: String) throws(ValueProblem) -> String {
+    package static func path(_ raw: String) throws(ValueProblem) -> String {
         if raw.isEmpty { throw ValueProblem("empty path") }
         if raw.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
             throw ValueProblem("control character in a path")
@@ -245,7 +245,7 @@ public enum ValueSyntax {
     }
 
     /// A `filesystem.hide` entry: a path (absolute or `~/...`) or a workspace pattern (WorkspacePattern).
-    public static func hideEntry(_ raw: String) throws(ValueProblem) -> String {
+    package static func hideEntry(_ raw: String) throws(ValueProblem) -> String {
         if raw.hasPrefix("/") || raw.hasPrefix("~") { return try path(raw) }
         return try WorkspacePattern(raw).text
     }
@@ -253,7 +253,7 @@ public enum ValueSyntax {
     // MARK: Environment
 
     /// A variable name: a letter or '_', then letters, digits, '_'.
-    public static func environmentName(_ raw: String) throws(ValueProblem) -> String {
+    package static func environmentName(_ raw: String) throws(ValueProblem) -> String {
         guard let first = raw.utf8.first else { throw ValueProblem("empty variable name") }
         let isLetter = { (b: UInt8) in (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x5F }
         let ok = isLetter(first) && raw.utf8.allSatisfy { isLetter($0) || ($0 >= 0x30 && $0 <= 0x39) } && raw.utf8.count <= 255
@@ -277,7 +277,7 @@ public enum ValueSyntax {
                                                            ("KB", 1000), ("kB", 1000), ("B", 1)]
 
     /// A size: bytes, or a whole number with a unit (`KiB MiB GiB TiB`, `KB MB GB TB`, `B`).
-    public static func size(_ raw: String) throws(ValueProblem) -> UInt64 {
+    package static func size(_ raw: String) throws(ValueProblem) -> UInt64 {
         let text = raw.replacing(" ", with: "")
         let digits = text.prefix(while: { $0.isASCII && $0.isNumber })
         let unit = String(text.dropFirst(digits.count))
@@ -305,13 +305,13 @@ public enum ValueSyntax {
     }
 
     /// The shortest exact spelling of a size (`2GiB`, `1500MB` stays bytes-exact as `1500000000`).
-    public static func formatSize(_ bytes: UInt64) -> String {
+    package static func formatSize(_ bytes: UInt64) -> String {
         for (unit, value) in binaryUnits where bytes % value == 0 { return "\(bytes / value)\(unit)" }
         return "\(bytes)"
     }
 
     /// A whole count within `range`.
-    public static func count(_ raw: String, range: ClosedRange<Int>) throws(ValueProblem) -> Int {
+    package static func count(_ raw: String, range: ClosedRange<Int>) throws(ValueProblem) -> Int {
         guard !raw.isEmpty, raw.utf8.count <= 12, raw.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = Int(raw) else {
             throw ValueProblem("'\(raw)' is not a whole number", hint: "write a number from \(range.lowerBound) to \(range.upperBound)")
         }

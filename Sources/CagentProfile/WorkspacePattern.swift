@@ -15,20 +15,20 @@ import Glibc
 /// Refused, so that no entry means something other than it seems: `..` (would leave the workspace), `.`
 /// past a leading `./`, `**`, backslashes, a pattern that matches every top-level entry (`*`), and `.git`
 /// (cagent pins it; covering it would break git). Pure: the planner does the matching host-side.
-public struct WorkspacePattern: Sendable, Equatable {
+package struct WorkspacePattern: Sendable, Equatable {
     /// The canonical text (what merging compares and `show --resolved` prints).
-    public let text: String
+    package let text: String
     /// Anchored at the workspace root (else the last component matches at any depth).
-    public let anchored: Bool
-    public let directoryOnly: Bool
-    public let components: [String]
+    package let anchored: Bool
+    package let directoryOnly: Bool
+    package let components: [String]
 
     /// Whether a profile `hide` entry names workspace files (not `/...` or `~...`).
-    public static func isWorkspaceEntry(_ entry: String) -> Bool {
+    package static func isWorkspaceEntry(_ entry: String) -> Bool {
         !entry.hasPrefix("/") && !entry.hasPrefix("~")
     }
 
-    public init(_ raw: String) throws(ValueProblem) {
+    package init(_ raw: String) throws(ValueProblem) {
         if raw.isEmpty { throw ValueProblem("empty pattern") }
         if raw.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
             throw ValueProblem("control character in a pattern")
@@ -71,14 +71,14 @@ public struct WorkspacePattern: Sendable, Equatable {
     }
 
     /// Whether the workspace entry at `path` (components relative to the workspace) matches.
-    public func matches(_ path: [String], isDirectory: Bool) -> Bool {
+    package func matches(_ path: [String], isDirectory: Bool) -> Bool {
         guard let last = path.last else { return false }
         return matches(directory: path.dropLast(), name: last, isDirectory: isDirectory)
     }
 
     /// The same, for an entry `name` in the directory `directory` (no array built per entry: the walk calls
     /// this for every entry of the workspace).
-    public func matches(directory: ArraySlice<String>, name: String, isDirectory: Bool) -> Bool {
+    package func matches(directory: ArraySlice<String>, name: String, isDirectory: Bool) -> Bool {
         if directoryOnly && !isDirectory { return false }
         if !anchored { return Self.glob(components[0], name) }
         guard directory.count + 1 == components.count, Self.glob(components[components.count - 1], name) else { return false }
@@ -86,7 +86,7 @@ public struct WorkspacePattern: Sendable, Equatable {
     }
 
     /// The deepest level an anchored pattern can match at (nil: any depth).
-    public var depth: Int? { anchored ? components.count : nil }
+    package var depth: Int? { anchored ? components.count : nil }
 
     static func glob(_ pattern: String, _ name: String) -> Bool {
         // The common shapes without fnmatch: a literal, `*suffix`, `prefix*` (most names match nothing).

@@ -6,20 +6,20 @@ import CagentProfile
 /// unified-diff-like text (`+` lines: each entry with its evidence comments). Block-style lists are extended
 /// in place; a missing list or `network:` section is added; a flow-style list (`domains: [a, b]`) is not
 /// rewritten (an error says so: the file would lose its shape).
-public struct ProfileUpdate: Sendable, Equatable {
-    public var text: String
-    public var diff: String
+package struct ProfileUpdate: Sendable, Equatable {
+    package var text: String
+    package var diff: String
     /// How many entries were added.
-    public var added: Int
+    package var added: Int
 
-    public struct Problem: Error, CustomStringConvertible, Sendable {
-        public var description: String
+    package struct Problem: Error, CustomStringConvertible, Sendable {
+        package var description: String
     }
 
     /// One edit of the original lines: at `start`, remove `removed` lines, insert `lines`.
     struct Edit { var start: Int; var removed: Int; var lines: [String] }
 
-    public static func apply(_ proposal: Proposal, to original: String, file: String) throws(Problem) -> ProfileUpdate {
+    package static func apply(_ proposal: Proposal, to original: String, file: String) throws(Problem) -> ProfileUpdate {
         let keyed: [(String, [Proposal.Entry])] = [("domains", proposal.domains), ("endpoints", proposal.endpoints),
                                                    ("cidrs", proposal.cidrs)].filter { !$0.1.isEmpty }
         var lines = original.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

@@ -2,34 +2,34 @@ import CagentCore
 
 /// A proposed profile: entries with the comments that justify them, and notes that are not entries (names
 /// only looked up, flows not proposed, risks without an entry). `ProposalRenderer` writes it as YAML.
-public struct Proposal: Sendable, Equatable {
-    public struct Entry: Sendable, Equatable {
+package struct Proposal: Sendable, Equatable {
+    package struct Entry: Sendable, Equatable {
         /// The value as the profile writes it (`api.example.com`, `*.example.com`, `~/.gitconfig`).
-        public var value: String
+        package var value: String
         /// Comment lines written above it: evidence, then any `RISK: ...`.
-        public var comments: [String]
-        public var risks: [String]
-        public init(value: String, comments: [String], risks: [String] = []) {
+        package var comments: [String]
+        package var risks: [String]
+        package init(value: String, comments: [String], risks: [String] = []) {
             self.value = value; self.comments = comments; self.risks = risks
         }
     }
 
-    public var sessions: [String]
-    public var extends: [String]
-    public var domains: [Entry] = []
-    public var endpoints: [Entry] = []
-    public var cidrs: [Entry] = []
-    public var read: [Entry] = []
-    public var write: [Entry] = []
+    package var sessions: [String]
+    package var extends: [String]
+    package var domains: [Entry] = []
+    package var endpoints: [Entry] = []
+    package var cidrs: [Entry] = []
+    package var read: [Entry] = []
+    package var write: [Entry] = []
     /// Comment lines after the network entries (lookups only, flows left out, network risks).
-    public var networkNotes: [String] = []
+    package var networkNotes: [String] = []
     /// Comment lines after the filesystem entries (probes left out, hidden-path attempts, run-later writes).
-    public var filesystemNotes: [String] = []
+    package var filesystemNotes: [String] = []
 
-    public init(sessions: [String], extends: [String]) { self.sessions = sessions; self.extends = extends }
+    package init(sessions: [String], extends: [String]) { self.sessions = sessions; self.extends = extends }
 
     /// Every `RISK: ...` line, entries' and notes' (for a summary on standard error).
-    public var riskCount: Int {
+    package var riskCount: Int {
         (domains + endpoints + cidrs + read + write).reduce(0) { $0 + $1.risks.count }
             + (networkNotes + filesystemNotes).filter { $0.hasPrefix("RISK:") }.count
     }
@@ -38,8 +38,8 @@ public struct Proposal: Sendable, Equatable {
 /// The YAML text of a proposal: stable (the same proposal gives the same bytes), every value quoted when it
 /// needs to be, every comment escaped (text from a sandbox never reaches a reader's terminal raw, nor
 /// breaks out of its comment line).
-public enum ProposalRenderer {
-    public static func render(_ proposal: Proposal) -> String {
+package enum ProposalRenderer {
+    package static func render(_ proposal: Proposal) -> String {
         var out = ""
         func comment(_ text: String, indent: String) {
             out += indent + "# " + TerminalEscape.escape(text) + "\n"

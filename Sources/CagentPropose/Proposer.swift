@@ -5,32 +5,32 @@ import Glibc
 #endif
 
 /// What the proposed profile builds on and how far it may generalize.
-public struct ProposalOptions: Sendable {
+package struct ProposalOptions: Sendable {
     /// The profiles the proposal extends (`base` by default).
-    public var extends: [String] = ["base"]
+    package var extends: [String] = ["base"]
     /// `*.parent` only when at least this many distinct names directly under `parent` were connected to.
-    public var siblingThreshold = 3
+    package var siblingThreshold = 3
     /// A directory instead of its entries when at least this many distinct entries directly under it were used.
-    public var collapseThreshold = 3
+    package var collapseThreshold = 3
     /// A parent under which at least this many distinct names were looked up, most of them never connected
     /// to, is flagged as possible DNS exfiltration (as is any name with an encoded-looking label).
-    public var exfiltrationThreshold = 20
+    package var exfiltrationThreshold = 20
     /// Allow `*.parent` directly under a multi-tenant suffix of the list's PRIVATE section (`*.github.io`).
-    public var allowPrivateSuffix = false
+    package var allowPrivateSuffix = false
     /// The invoking user's home: paths under it are written `~/...`.
-    public var home: String
+    package var home: String
     /// The agent's workspace (always writable in enforce): nothing under it is proposed.
-    public var workspace: String?
+    package var workspace: String?
     /// What the sandbox and the extended profiles already give. Absolute paths (`~` expanded).
-    public var givenRead: [String] = []
-    public var givenWrite: [String] = []
+    package var givenRead: [String] = []
+    package var givenWrite: [String] = []
     /// The extended profiles' network entries (canonical patterns, endpoints as `host:port/proto`).
-    public var givenDomains: [String] = []
-    public var givenEndpoints: [String] = []
+    package var givenDomains: [String] = []
+    package var givenEndpoints: [String] = []
     /// The hide list (`~/x` or absolute): never proposed, never collapsed over.
-    public var hidden: [String] = DefaultHidden.home
+    package var hidden: [String] = DefaultHidden.home
 
-    public init(home: String) { self.home = home }
+    package init(home: String) { self.home = home }
 }
 
 
@@ -38,8 +38,8 @@ public struct ProposalOptions: Sendable {
 /// Proposed (the replay then behaves as the session did) but marked optional with the reason, so that the
 /// proposal holds nothing a reviewer cannot drop knowingly. Each rule comes from an ablation that found the
 /// entry unused (Tests/SandboxTests/ProposeWorkloadsTests.swift).
-public enum KnownOptional {
-    public static func reason(for path: String) -> String? {
+package enum KnownOptional {
+    package static func reason(for path: String) -> String? {
         let name = path.split(separator: "/").last.map(String.init) ?? ""
         // core.excludesFile (/etc/gitconfig on some hosts names /etc/gitignore), the XDG defaults, attributes.
         if ["gitignore", ".gitignore_global", "gitattributes"].contains(name)
@@ -52,15 +52,15 @@ public enum KnownOptional {
 
 /// Observations in, the smallest profile that lets the same work run again out. Pure: no I/O, no clock;
 /// the same observations and options give the same proposal.
-public struct Proposer: Sendable {
-    public var options: ProposalOptions
-    public var suffixes: PublicSuffixList
+package struct Proposer: Sendable {
+    package var options: ProposalOptions
+    package var suffixes: PublicSuffixList
 
-    public init(options: ProposalOptions, suffixes: PublicSuffixList) {
+    package init(options: ProposalOptions, suffixes: PublicSuffixList) {
         self.options = options; self.suffixes = suffixes
     }
 
-    public func propose(_ observations: Observations) -> Proposal {
+    package func propose(_ observations: Observations) -> Proposal {
         var proposal = Proposal(sessions: observations.sessions, extends: options.extends)
         proposeNetwork(observations, into: &proposal)
         proposeFilesystem(observations, into: &proposal)
@@ -726,7 +726,7 @@ public struct Proposer: Sendable {
         return names[code] ?? "errno \(code)"
     }
 
-    public static func utc(_ nanoseconds: ObservedTime) -> String { UTCText.seconds(nanoseconds) }
+    package static func utc(_ nanoseconds: ObservedTime) -> String { UTCText.seconds(nanoseconds) }
 }
 
 extension Proposer {

@@ -9,9 +9,9 @@ import CagentCore
 /// sections between `===BEGIN ICANN DOMAINS===` and `===BEGIN PRIVATE DOMAINS===` markers. Rules written in
 /// Unicode are kept both as written and in punycode (profile names are punycode). Matching follows the
 /// list's algorithm: an exception wins; else the rule with the most labels; else the default rule `*`.
-public struct PublicSuffixList: Sendable {
+package struct PublicSuffixList: Sendable {
     /// Where Debian's `publicsuffix` package installs it.
-    public static let systemPath = "/usr/share/publicsuffix/public_suffix_list.dat"
+    package static let systemPath = "/usr/share/publicsuffix/public_suffix_list.dat"
 
     private struct Rule: Sendable { var isPrivate: Bool }
     private var exact: [String: Rule] = [:]
@@ -19,9 +19,9 @@ public struct PublicSuffixList: Sendable {
     private var wildcard: [String: Rule] = [:]
     /// `!x` rules, keyed by `x`.
     private var exception: [String: Rule] = [:]
-    public private(set) var ruleCount = 0
+    package private(set) var ruleCount = 0
 
-    public init(text: String) {
+    package init(text: String) {
         var isPrivate = false
         for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
             let line = rawLine.drop { $0 == " " || $0 == "\t" }
@@ -37,7 +37,7 @@ public struct PublicSuffixList: Sendable {
     }
 
     /// Reads the list from a file; nil when it is missing or unreadable.
-    public static func load(path: String = systemPath) -> PublicSuffixList? {
+    package static func load(path: String = systemPath) -> PublicSuffixList? {
         guard let text = FileSystem.readText(path) else { return nil }
         let list = PublicSuffixList(text: text)
         return list.ruleCount > 0 ? list : nil
@@ -54,7 +54,7 @@ public struct PublicSuffixList: Sendable {
 
     /// The public suffix of `name` and whether its rule is in the PRIVATE section; nil for an empty name or
     /// one with an empty label. `includePrivate: false` reads only the ICANN section.
-    public func publicSuffix(_ name: String, includePrivate: Bool = true) -> (suffix: String, isPrivate: Bool)? {
+    package func publicSuffix(_ name: String, includePrivate: Bool = true) -> (suffix: String, isPrivate: Bool)? {
         let labels = name.lowercased().split(separator: ".", omittingEmptySubsequences: false)
         guard !labels.isEmpty, !labels.contains(where: \.isEmpty) else { return nil }
         func usable(_ rule: Rule?) -> Rule? {
@@ -80,7 +80,7 @@ public struct PublicSuffixList: Sendable {
 
     /// The registrable domain: the public suffix plus one label (`www.example.co.uk` -> `example.co.uk`);
     /// nil when the name is itself a public suffix.
-    public func registrableDomain(_ name: String, includePrivate: Bool = true) -> String? {
+    package func registrableDomain(_ name: String, includePrivate: Bool = true) -> String? {
         guard let (suffix, _) = publicSuffix(name, includePrivate: includePrivate) else { return nil }
         let labels = name.lowercased().split(separator: ".")
         let suffixCount = suffix.split(separator: ".").count
@@ -89,7 +89,7 @@ public struct PublicSuffixList: Sendable {
     }
 
     /// True when `name` itself is a public suffix (`com`, `co.uk`; with `includePrivate`, `github.io`).
-    public func isPublicSuffix(_ name: String, includePrivate: Bool = true) -> Bool {
+    package func isPublicSuffix(_ name: String, includePrivate: Bool = true) -> Bool {
         publicSuffix(name, includePrivate: includePrivate)?.suffix == name.lowercased()
     }
 }

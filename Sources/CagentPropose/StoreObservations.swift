@@ -9,7 +9,7 @@ import GRDB
 
 extension Observations {
     /// The most recent session of kind `learn`, or nil when there is none.
-    public static func latestLearnSession(in store: Store) throws -> String? {
+    package static func latestLearnSession(in store: Store) throws -> String? {
         try store.read { db in
             let row = try Row.fetchOne(db, sql: "SELECT id FROM sessions WHERE kind = 'learn' ORDER BY started_at DESC, rowid DESC LIMIT 1")
             return row.flatMap { text($0, "id") }
@@ -17,7 +17,7 @@ extension Observations {
     }
 
     /// The most recent session of `kind` (`learn`, `enforce`), or nil when there is none.
-    public static func latestSession(kind: String, in store: Store) throws -> String? {
+    package static func latestSession(kind: String, in store: Store) throws -> String? {
         try store.read { db in
             let row = try Row.fetchOne(db, sql: "SELECT id FROM sessions WHERE kind = ? ORDER BY started_at DESC, rowid DESC LIMIT 1",
                                        arguments: [kind])
@@ -26,7 +26,7 @@ extension Observations {
     }
 
     /// The sessions' observations, merged. Throws when a session does not exist.
-    public static func load(from store: Store, sessions ids: [String]) throws -> Observations {
+    package static func load(from store: Store, sessions ids: [String]) throws -> Observations {
         try store.read { db in
             var observations = Observations(sessions: ids)
             var learnSessions: Set<String> = []

@@ -19,13 +19,13 @@ import Glibc
 /// The script's `#!` interpreter (through `/usr/bin/env NAME` on the agent's PATH) is resolved the same way.
 /// A path on the hide list is never mapped: the command gets an error that says where it lives. Links are
 /// followed here only as the user would (realpath with the user's rights); nothing is written.
-public enum AgentBootstrap {
-    public struct Resolution: Sendable, Equatable {
+package enum AgentBootstrap {
+    package struct Resolution: Sendable, Equatable {
         /// The command to run (argv[0] replaced by the real path when the name's link is not in the view).
-        public var command: [String]
+        package var command: [String]
         /// Host trees bound read-only at their own paths.
-        public var mapped: [String] = []
-        public init(command: [String]) { self.command = command }
+        package var mapped: [String] = []
+        package init(command: [String]) { self.command = command }
     }
 
     /// Directories searched after the PATH: sudo replaces the user's PATH with its secure_path, so a tool the
@@ -34,7 +34,7 @@ public enum AgentBootstrap {
 
     /// What the plan's steps so far show at each target: the host's tree (binds, overlays, recreated links)
     /// or not (a tmpfs, the shadow home bound at `shadowHomeTarget`). The deepest covering target decides.
-    public static func view(of steps: [SandboxPlan.Step], shadowHomeTarget: String?) -> [(String, Bool)] {
+    package static func view(of steps: [SandboxPlan.Step], shadowHomeTarget: String?) -> [(String, Bool)] {
         steps.compactMap { step -> (String, Bool)? in
             switch step.operation {
             case let .bind(_, target, _, _): return (target, target != shadowHomeTarget)
@@ -50,7 +50,7 @@ public enum AgentBootstrap {
 
     /// `view`: what the plan shows at each target (`view(of:)`); `hidden`: the hide list as view paths.
     /// Throws when the command lives under a hidden path.
-    public static func resolve(command: [String], path: String?, home: String, view: [(String, Bool)], hidden: [String],
+    package static func resolve(command: [String], path: String?, home: String, view: [(String, Bool)], hidden: [String],
                                identity: FileIdentity?) throws -> Resolution {
         var resolution = Resolution(command: command)
         guard let name = command.first, !name.isEmpty else { return resolution }
@@ -69,7 +69,7 @@ public enum AgentBootstrap {
     }
 
     /// The start line: `cagent: the agent lives in ~/.venvs/aider: mapped read-only`.
-    public static func startLine(_ mapped: [String], home: String) -> String? {
+    package static func startLine(_ mapped: [String], home: String) -> String? {
         guard !mapped.isEmpty else { return nil }
         return "cagent: the agent lives in " + mapped.map { TerminalEscape.escape(display($0, home: home)) }.joined(separator: ", ")
             + ": mapped read-only"

@@ -6,24 +6,24 @@ import CagentProfile
 /// passes: TERM, LANG, LC_*, TZ, PATH, the profile's `env.pass`, and the names given with `--env NAME`;
 /// HOME is set to the user's home path. Everything else of the host's environment stays out, and its names
 /// (never its values) are announced in one line, so a user who needs one knows how to pass it.
-public struct AgentEnvironment: Sendable, Equatable {
+package struct AgentEnvironment: Sendable, Equatable {
     /// Variables that always pass (besides LC_*). Never a proxy variable: a proxy voids the allowlist
     /// (`enforce --proxy` sets its own, naming cagent's filtering proxy: `withFilteringProxy`).
-    public static let alwaysPassed = ["TERM", "LANG", "TZ", "PATH"]
+    package static let alwaysPassed = ["TERM", "LANG", "TZ", "PATH"]
     /// Names the announcement leaves out: the shell's own bookkeeping and HOME, which cagent sets itself.
     static let unannounced: Set<String> = ["HOME", "PWD", "OLDPWD", "SHLVL", "_"]
     /// At most this many names in the announcement; the rest are counted.
     static let announcedNames = 12
 
     /// `NAME=value` entries for the agent, sorted by name, HOME last.
-    public var entries: [String]
+    package var entries: [String]
     /// Host variables that were not passed, sorted (the announcement's names).
-    public var dropped: [String]
+    package var dropped: [String]
     /// Passed variables that are proxy settings routing traffic (ProxyRisk.routesTraffic), sorted.
-    public var passedProxies: [String]
+    package var passedProxies: [String]
 
     /// `host` is cagent's own environment; `profilePass` the profile's env.pass; `requested` the `--env` names.
-    public init(host: [String: String], profilePass: [String], requested: [String], home: String) {
+    package init(host: [String: String], profilePass: [String], requested: [String], home: String) {
         let names = Set(profilePass + requested + Self.alwaysPassed).subtracting(["HOME"])
         var entries: [String] = [], dropped: [String] = [], proxies: [String] = []
         for (name, value) in host.sorted(by: { $0.key < $1.key }) where !value.isEmpty {
@@ -40,7 +40,7 @@ public struct AgentEnvironment: Sendable, Equatable {
     }
 
     /// The one line announcing the dropped names (escaped, sorted, truncated with a count), or nil.
-    public var droppedLine: String? {
+    package var droppedLine: String? {
         guard !dropped.isEmpty else { return nil }
         // Proxy variables are always named (the user must learn that the host's proxy is not used); the
         // other names fill the line up to its limit, in order.
@@ -56,7 +56,7 @@ public struct AgentEnvironment: Sendable, Equatable {
 
     /// The refusal when a proxy variable would pass without `--allow-proxy` (enforce mode only: learn
     /// mode's network is open anyway).
-    public func proxyRefusal() -> CagentError? {
+    package func proxyRefusal() -> CagentError? {
         guard !passedProxies.isEmpty else { return nil }
         let names = passedProxies.map { TerminalEscape.escape($0) }.joined(separator: ", ")
         return CagentError(stage: "environment",
@@ -65,7 +65,7 @@ public struct AgentEnvironment: Sendable, Equatable {
     }
 
     /// The warning printed at start when `--allow-proxy` let a proxy variable pass.
-    public var proxyWarning: String? {
+    package var proxyWarning: String? {
         guard !passedProxies.isEmpty else { return nil }
         let names = passedProxies.map { TerminalEscape.escape($0) }.joined(separator: ", ")
         return "cagent: warning: --allow-proxy: \(names) passed; hosts reached through the proxy bypass the network allowlist"
@@ -73,7 +73,7 @@ public struct AgentEnvironment: Sendable, Equatable {
 
     /// `cagent enforce --proxy`: every proxy variable (and the `no_proxy` exclusions, which would send traffic
     /// around the proxy, straight into the firewall) replaced by HTTP(S)_PROXY naming cagent's filtering proxy.
-    public static func withFilteringProxy(_ entries: [String], url: String) -> [String] {
+    package static func withFilteringProxy(_ entries: [String], url: String) -> [String] {
         var kept = entries.filter { entry in
             let name = entry.split(separator: "=", maxSplits: 1).first.map(String.init) ?? entry
             return !ProxyRisk.isProxyVariable(name)

@@ -12,16 +12,16 @@ import Glibc
 /// Every file is opened with the user's rights; a file in the workspace is refused (the agent could have
 /// put a link there); values are never printed, logged or stored — they reach only the agent's environment
 /// in the plan (docs/cli.md "Credentials").
-public enum Credentials {
-    public static let configName = "config.yaml"
+package enum Credentials {
+    package static let configName = "config.yaml"
 
-    public struct Loaded: Sendable {
+    package struct Loaded: Sendable {
         /// The host environment with the credentials added.
-        public var environment: [String: String]
+        package var environment: [String: String]
         /// The names whose value came from a file, sorted.
-        public var fromFiles: [String]
+        package var fromFiles: [String]
         /// The config file, for messages.
-        public var configFile: String
+        package var configFile: String
     }
 
     /// Names a credential may not set: cagent's own and the proxy variables (a proxy voids the allowlist).
@@ -29,7 +29,7 @@ public enum Credentials {
         AgentEnvironment.alwaysPassed.contains(name) || name == "HOME" || name.hasPrefix("LC_") || ProxyRisk.isProxyVariable(name)
     }
 
-    public static func load(into host: [String: String], configDirectory: String, user: InvokingUser,
+    package static func load(into host: [String: String], configDirectory: String, user: InvokingUser,
                             workspace: String) throws -> Loaded {
         let configFile = configDirectory + "/" + configName
         let identity = FileIdentity(invokingUnderRoot: user)
@@ -83,7 +83,7 @@ public enum Credentials {
     }
 
     /// The start line naming the variables that came from files and pass (never their values), or nil.
-    public static func startLine(_ loaded: Loaded, passed: [String], home: String) -> String? {
+    package static func startLine(_ loaded: Loaded, passed: [String], home: String) -> String? {
         let shown = loaded.fromFiles.filter { passed.contains($0) }
         guard !shown.isEmpty else { return nil }
         return "cagent: from \(TerminalEscape.escape(AgentBootstrap.display(loaded.configFile, home: home))): "

@@ -21,28 +21,28 @@ import Glibc
 /// kept in the host's namespace and nothing is left for a crash to strand: the filesystem and its loop
 /// device go when the last session's sandbox and fds are gone.
 // @unchecked: its fds (mount, image, loop device) are closed once by the owner.
-public final class DiskVolume: @unchecked Sendable {
-    public let image: String
+package final class DiskVolume: @unchecked Sendable {
+    package let image: String
     /// The volume's root as a detached mount (a directory fd): handed to cagent-init, or used host-side
     /// with *at() calls. -1 once closed.
-    public private(set) var mountFD: Int32
+    package private(set) var mountFD: Int32
     /// The image, open. When this session attached it, the fd holds the image's exclusive flock and is the
     /// loop device's backing file: the loop device keeps that open file, so the lock lasts exactly as long
     /// as the image is attached — until the last session sharing it has ended, whichever that is — and
     /// marks it as mounted for every later session (they share instead of attaching it again).
     private var imageFD: Int32
     /// True when another session had the image mounted and this one shares that filesystem.
-    public private(set) var shared = false
+    package private(set) var shared = false
     /// What the user should know (an image larger than the profile's bound keeps its size).
-    public private(set) var notices: [String] = []
+    package private(set) var notices: [String] = []
 
-    public static let mkfsCandidates = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
-    public static let resize2fsCandidates = ["/usr/sbin/resize2fs", "/sbin/resize2fs"]
-    public static func mkfsPath() -> String? { mkfsCandidates.first { access($0, X_OK) == 0 } }
+    package static let mkfsCandidates = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+    package static let resize2fsCandidates = ["/usr/sbin/resize2fs", "/sbin/resize2fs"]
+    package static func mkfsPath() -> String? { mkfsCandidates.first { access($0, X_OK) == 0 } }
 
     /// Opens the image (creating and formatting it when missing, growing it offline with resize2fs when the
     /// bound grew) and mounts it, or shares the filesystem of a session that has it mounted.
-    public init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) throws {
+    package init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) throws {
         image = spec.image
         mountFD = -1
         imageFD = -1
@@ -213,11 +213,11 @@ public final class DiskVolume: @unchecked Sendable {
     }
 
     /// Our copy of the mount (after cagent-init got its own).
-    public func releaseMount() {
+    package func releaseMount() {
         if mountFD >= 0 { Glibc.close(mountFD); mountFD = -1 }
     }
 
-    public func close() {
+    package func close() {
         releaseMount()
         if imageFD >= 0 { Glibc.close(imageFD); imageFD = -1 }
     }
@@ -228,25 +228,25 @@ public final class DiskVolume: @unchecked Sendable {
 /// A DiskVolume opened on its own thread while the caller does the rest of its start-up (the cgroups, the
 /// store, the tracer): creating an image costs tens of milliseconds, mounting one a few. `Launcher.run`
 /// takes it when the plan's volume is this one; one not taken is closed (nothing stays mounted).
-public final class PendingVolume: Sendable {
-    public let spec: SandboxPlan.VolumeSpec
+package final class PendingVolume: Sendable {
+    package let spec: SandboxPlan.VolumeSpec
     private let uid: UInt32, gid: UInt32
     /// nil: no thread could be started (resources exhausted); `take` opens it then, on the caller's thread.
     private let opening: ThreadWork<DiskVolume>?
 
-    public init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) {
+    package init(_ spec: SandboxPlan.VolumeSpec, uid: UInt32, gid: UInt32) {
         self.spec = spec; self.uid = uid; self.gid = gid
         opening = try? ThreadWork.start(name: "cagent-volume") { try DiskVolume(spec, uid: uid, gid: gid) }
     }
 
     /// The opened volume, or the error that opening it gave. Call once.
-    public func take() throws -> DiskVolume {
+    package func take() throws -> DiskVolume {
         if let outcome = opening?.join() { return try outcome.get() }
         return try DiskVolume(spec, uid: uid, gid: gid)
     }
 
     /// Waits for the thread and closes a volume nobody took (safe after `take`, and twice).
-    public func discard() {
+    package func discard() {
         if case .success(let volume)? = opening?.join() { volume.close() }
     }
 

@@ -5,37 +5,37 @@ import Glibc
 #endif
 
 /// What `cagent enforce` was asked to run, before any decision is made.
-public struct EnforceRequest: Sendable {
-    public var profile: Profile
+package struct EnforceRequest: Sendable {
+    package var profile: Profile
     /// The workspace as given (resolved to its real path by the planner).
-    public var workspace: String
-    public var user: InvokingUser
-    public var paths: CagentPaths
-    public var command: [String]
+    package var workspace: String
+    package var user: InvokingUser
+    package var paths: CagentPaths
+    package var command: [String]
     /// cagent's own environment: only the allowlisted names reach the agent (AgentEnvironment).
-    public var environment: [String: String]
+    package var environment: [String: String]
     /// Names passed from it besides the profile's env.pass (`--env NAME`).
-    public var requestedEnvironment: [String] = []
-    public var terminal: SandboxPlan.TerminalSize?
-    public var sessionID: String
-    public var hostname: String
+    package var requestedEnvironment: [String] = []
+    package var terminal: SandboxPlan.TerminalSize?
+    package var sessionID: String
+    package var hostname: String
     /// The sandbox's resolvers (the network layer's DNS gate); empty: a resolv.conf saying there is none.
-    public var nameservers: [String]
-    public var tmpBytes: UInt64
-    public var shmBytes: UInt64
+    package var nameservers: [String]
+    package var tmpBytes: UInt64
+    package var shmBytes: UInt64
     /// The shadow home's bound (limits.disk).
-    public var diskBytes: UInt64
+    package var diskBytes: UInt64
     /// Apply the process policy (seccomp, Landlock, rlimits) to the agent; off only to test the layers apart.
-    public var processPolicy = true
+    package var processPolicy = true
     /// No usable cgroup (SessionLimits): rlimits hold the process and memory limits.
-    public var limitsWithoutCgroup = false
+    package var limitsWithoutCgroup = false
     /// Rootless mode: cagent is not root. The shadow home is a plain directory of the user's (a loop device
     /// for the bounded image needs root), bound read-write like the workspace; everything else is the same.
-    public var rootless = false
+    package var rootless = false
     /// `--ssh-key`: the deploy key and the profile's known hosts, written into the sandbox's /etc/ssh.
-    public var sshKey: SshDeployKey?
+    package var sshKey: SshDeployKey?
 
-    public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
+    package init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
                 environment: [String: String], terminal: SandboxPlan.TerminalSize? = nil,
                 sessionID: String = SessionID.new(), hostname: String = "cagent",
                 nameservers: [String] = []) {
@@ -50,7 +50,7 @@ public struct EnforceRequest: Sendable {
 
 /// Profile + request -> SandboxPlan for enforce mode. The filesystem view is one sequence below; each
 /// step carries the reason for its place in the order (docs/architecture.md repeats them).
-public enum EnforcePlanner {
+package enum EnforcePlanner {
     /// /proc of the sandbox's own pid namespace, a minimal /dev (harmless nodes, the sandbox's own devpts,
     /// the standard links) and a private /dev/shm: the same in enforce and learn mode.
     static func kernelInterfaces(shmBytes: UInt64) -> [SandboxPlan.Step] {
@@ -71,10 +71,10 @@ public enum EnforcePlanner {
     }
 
     /// System directories bound read-only (or recreated as the same symlink on merged-/usr systems).
-    public static let systemDirectories = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+    package static let systemDirectories = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
 
     /// Host files under /etc that programs need; nothing with credentials (no shadow, no pip.conf/npmrc).
-    public static let etcEntries = [
+    package static let etcEntries = [
         "alternatives", "ca-certificates", "ca-certificates.conf", "ssl", "pki", "ld.so.cache", "ld.so.conf",
         "ld.so.conf.d", "nsswitch.conf", "localtime", "timezone", "protocols", "services", "networks",
         "gai.conf", "host.conf", "mime.types", "inputrc", "bash.bashrc", "profile", "profile.d", "shells",
@@ -83,9 +83,9 @@ public enum EnforcePlanner {
     ]
 
     /// Variables that always pass (besides the profile's env.pass, `--env` names, LC_* and HOME).
-    public static var alwaysPassed: [String] { AgentEnvironment.alwaysPassed }
+    package static var alwaysPassed: [String] { AgentEnvironment.alwaysPassed }
 
-    public static func plan(_ request: EnforceRequest) throws -> SandboxPlan {
+    package static func plan(_ request: EnforceRequest) throws -> SandboxPlan {
         let user = request.user
         guard user.uid != 0 else {
             throw CagentError(stage: "user", "the agent never runs as root",
@@ -259,7 +259,7 @@ public enum EnforcePlanner {
     }
 
     /// The sandbox's /etc/resolv.conf: the network's gateway addresses (the DNS gate), or none.
-    public static func resolvConf(nameservers: [String]) -> String {
+    package static func resolvConf(nameservers: [String]) -> String {
         nameservers.isEmpty
             ? "# cagent: no resolver in this sandbox\n"
             : nameservers.map { "nameserver \($0)\n" }.joined() + "options edns0\n"
@@ -309,7 +309,7 @@ public enum EnforcePlanner {
         return "/" + parts.joined(separator: "/")
     }
 
-    public static func realPath(_ path: String, what: String) throws -> String {
+    package static func realPath(_ path: String, what: String) throws -> String {
         guard let resolved = realpath(path, nil) else {
             let hint = what == "workspace"
                 ? "the workspace is the agent's project directory and must exist: create it, or pass --workspace DIR (default: the current directory)"
@@ -332,19 +332,19 @@ public enum EnforcePlanner {
 /// of limits.disk (DiskVolume), root's, whose root directory is the user's. Its config and cache survive
 /// between runs; the user's real home never appears in the sandbox. Host-side code reaches its files
 /// through the volume's mount fd (`DiskVolume.mountFD`), never through a host path.
-public enum ShadowHome {
-    public static func path(paths: CagentPaths, agent: String?) -> String {
+package enum ShadowHome {
+    package static func path(paths: CagentPaths, agent: String?) -> String {
         legacyDirectory(paths: paths, agent: agent) + ".img"
     }
 
     /// Where the shadow home lived before it was bounded (a plain directory, no longer used).
-    public static func legacyDirectory(paths: CagentPaths, agent: String?) -> String {
+    package static func legacyDirectory(paths: CagentPaths, agent: String?) -> String {
         paths.data + "/homes/" + EnforcePlanner.sanitizedName(agent ?? "default")
     }
 
     /// Creates the directories above the image (owned by the user) and returns the image's path; the
     /// Launcher creates the image itself when it is missing.
-    public static func prepare(paths: CagentPaths, user: InvokingUser, agent: String?) throws -> String {
+    package static func prepare(paths: CagentPaths, user: InvokingUser, agent: String?) throws -> String {
         let target = paths.data + "/homes"
         // cagent makes its own directories, never the user's home (as root it would make any path the password
         // database names, e.g. /nonexistent, owned by the user): state under a missing home is an error.
@@ -376,7 +376,7 @@ public enum ShadowHome {
     /// A loop device needs root and nothing else bounds a directory: limits.disk does not hold here (the
     /// start says so). cagent-init binds it without following a symlink (a link the agent left at a mount
     /// target inside it stops the start, H11).
-    public static func prepareDirectory(paths: CagentPaths, user: InvokingUser, agent: String?) throws -> String {
+    package static func prepareDirectory(paths: CagentPaths, user: InvokingUser, agent: String?) throws -> String {
         _ = try prepare(paths: paths, user: user, agent: agent)
         let directory = legacyDirectory(paths: paths, agent: agent)
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
@@ -394,7 +394,7 @@ public enum ShadowHome {
 extension SandboxPlan {
     /// Rewrites the plan's /etc/resolv.conf to name `nameservers` (the launcher's `finalizePlan`: a session's
     /// resolver addresses are known only after the clone).
-    public mutating func setNameservers(_ nameservers: [String]) {
+    package mutating func setNameservers(_ nameservers: [String]) {
         replaceFile(at: "/etc/resolv.conf", contents: EnforcePlanner.resolvConf(nameservers: nameservers))
     }
 }

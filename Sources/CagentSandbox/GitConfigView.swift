@@ -10,17 +10,17 @@ import Glibc
 /// configuration, an explicit GIT_DIR (discovery cannot wander) and a clean environment. `git config
 /// --list` executes nothing (core.fsmonitor, pagers, hooks and helpers belong to other commands); a
 /// timeout and an output bound cover a FIFO or a huge file planted as an include.
-public enum GitConfigView {
-    public struct Entry: Sendable, Hashable {
-        public var scope: String
+package enum GitConfigView {
+    package struct Entry: Sendable, Hashable {
+        package var scope: String
         /// Where git read it ("file:/path/.git/config").
-        public var origin: String
+        package var origin: String
         /// section[.subsection].name as git prints it (section and name lowercased).
-        public var key: String
-        public var value: String
+        package var key: String
+        package var value: String
     }
 
-    public enum Outcome: Sendable, Equatable {
+    package enum Outcome: Sendable, Equatable {
         case entries([Entry])
         /// git could not compute the configuration (it is a finding when the session may have caused it).
         case failed(String)
@@ -28,11 +28,11 @@ public enum GitConfigView {
 
     static let candidates = ["/usr/bin/git", "/usr/local/bin/git", "/bin/git"]
     static let outputLimit = 32 << 20
-    public static let timeoutMilliseconds: Int32 = 10_000
+    package static let timeoutMilliseconds: Int32 = 10_000
 
     /// Keys that never make git run anything or read more configuration (values are checked where a key
     /// alone is not enough: a remote URL with `::` names a transport helper program).
-    public static func isInert(key: String, value: String) -> Bool {
+    package static func isInert(key: String, value: String) -> Bool {
         let lower = key.lowercased()
         if ["user.name", "user.email", "core.repositoryformatversion", "core.filemode", "core.bare",
             "core.logallrefupdates", "core.ignorecase", "core.precomposeunicode", "core.symlinks"].contains(lower) { return true }
@@ -49,7 +49,7 @@ public enum GitConfigView {
     }
 
     /// git's view of `<workspace>/.git` (a real directory: the caller checked without following links).
-    public static func read(workspace: String, user: InvokingUser, timeoutMilliseconds: Int32 = timeoutMilliseconds) -> Outcome {
+    package static func read(workspace: String, user: InvokingUser, timeoutMilliseconds: Int32 = timeoutMilliseconds) -> Outcome {
         guard let git = candidates.first(where: { access($0, X_OK) == 0 }) else { return .failed("git is not installed") }
         let parent = workspace.lastIndex(of: "/").map { String(workspace[..<$0]) } ?? "/"
         let environment = [

@@ -11,8 +11,8 @@ import Glibc
 /// it is (cagent-init would refuse to mount on it and the session would not start) and noticed: the end
 /// check sees the link, not what is behind it. With `linkedHidden` (enforce: the hidden paths), a
 /// `gitdir:` file's git directory outside the workspace is mapped too (LinkedGitDirectory).
-public enum GitProtection {
-    public static func steps(workspace: String, user: InvokingUser, linkedHidden: [String]? = nil) -> (steps: [SandboxPlan.Step], notices: [String]) {
+package enum GitProtection {
+    package static func steps(workspace: String, user: InvokingUser, linkedHidden: [String]? = nil) -> (steps: [SandboxPlan.Step], notices: [String]) {
         let root = open(workspace, CG_O_PATH | CG_O_DIRECTORY | CG_O_CLOEXEC)
         guard root >= 0 else { return ([], []) }
         defer { close(root) }

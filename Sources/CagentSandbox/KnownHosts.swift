@@ -4,14 +4,14 @@
 /// default of Debian's `HashKnownHosts yes`) by HMAC-SHA1 of the name under the salt, as ssh does.
 /// Wildcard and negated patterns are never copied (they would vouch for more than the named hosts);
 /// `@revoked` and `@cert-authority` lines are left out too. Output lines name the host in the clear.
-public enum KnownHosts {
+package enum KnownHosts {
     /// `host` for port 22, `[host]:port` otherwise: the form ssh looks up.
-    public static func lookupName(host: String, port: UInt16) -> String {
+    package static func lookupName(host: String, port: UInt16) -> String {
         port == 22 ? host.lowercased() : "[\(host.lowercased())]:\(port)"
     }
 
     /// For each wanted name (lookupName form), the `name keytype key` lines found in `text`.
-    public static func filter(_ text: String, names: [String]) -> [String: [String]] {
+    package static func filter(_ text: String, names: [String]) -> [String: [String]] {
         var found: [String: [String]] = [:]
         for raw in text.split(separator: "\n", omittingEmptySubsequences: true) {
             let line = raw.trimmingLeadingSpaces

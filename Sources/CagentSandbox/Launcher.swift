@@ -5,12 +5,12 @@ import Glibc
 #endif
 
 /// The streams the agent's input and output are relayed from and to (the user's 0, 1, 2 by default).
-public struct StandardStreams: Sendable {
-    public var input: Int32
-    public var output: Int32
-    public var error: Int32
-    public init(input: Int32, output: Int32, error: Int32) { self.input = input; self.output = output; self.error = error }
-    public static let inherited = StandardStreams(input: 0, output: 1, error: 2)
+package struct StandardStreams: Sendable {
+    package var input: Int32
+    package var output: Int32
+    package var error: Int32
+    package init(input: Int32, output: Int32, error: Int32) { self.input = input; self.output = output; self.error = error }
+    package static let inherited = StandardStreams(input: 0, output: 1, error: 2)
 }
 
 /// Starts a sandbox from a plan and stays with it until it ends: clone in C (cg_spawn_init) -> exec
@@ -22,44 +22,44 @@ public struct StandardStreams: Sendable {
 ///   sending the plan afterwards is the "network ready" release.
 /// - `SandboxPlan.seccompProgram`: installed by cagent-init as the last step before exec.
 /// - learn mode: the same launcher with a different plan (SandboxPlan.steps).
-public final class Launcher {
-    public var initPath: String
-    public var streams: StandardStreams
+package final class Launcher {
+    package var initPath: String
+    package var streams: StandardStreams
     /// Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGTSTP/SIGCONT/SIGUSR1/2 and follow window size changes
     /// (the CLI); in-process tests leave it off (signal handlers are process-wide).
-    public var forwardSignals: Bool
+    package var forwardSignals: Bool
     /// With the sandbox's namespaces in place and cagent-init waiting for its plan (nothing inside has run):
     /// what the plan depends on, e.g. the network (its addresses go into resolv.conf). Throwing aborts.
-    public var beforeRelease: ((Int32) throws -> Void)?
+    package var beforeRelease: ((Int32) throws -> Void)?
     /// After the plan was sent, while cagent-init builds the view; the agent is forked only once it has
     /// returned. For what the agent must not start without but the view does not need (the session's
     /// cgroups: attaching a process is ~1 ms of cgroup v1 locking, overlapped with the mounts). Throwing
     /// ends the sandbox before the agent exists.
-    public var beforeAgent: ((Int32) throws -> Void)?
+    package var beforeAgent: ((Int32) throws -> Void)?
     /// Called when the agent has been exec'd (tests and the network layer's bookkeeping).
-    public var onStarted: ((Int32) -> Void)?
+    package var onStarted: ((Int32) -> Void)?
     /// cagent's own lines during the session (live denials): printed by the relay loop between the agent's
     /// lines (see NoticeChannel).
-    public var notices: NoticeChannel?
+    package var notices: NoticeChannel?
     /// `cagent enforce --ask`: questions to the user, shown by the relay loop (QuestionChannel).
-    public var questions: QuestionChannel?
+    package var questions: QuestionChannel?
     /// Learn mode: the seccomp tracer's listener fd (`SandboxPlan.traceNotify`), passed by the agent child
     /// before its exec; the callee owns it and must start servicing it at once (the exec is traced).
-    public var onListener: ((Int32) -> Void)?
+    package var onListener: ((Int32) -> Void)?
     /// Runs after `beforeRelease`, before the plan is sent: for plan parts known only then (learn mode's
     /// resolver address, which the network setup allocates).
-    public var finalizePlan: ((SandboxPlan) throws -> SandboxPlan)?
+    package var finalizePlan: ((SandboxPlan) throws -> SandboxPlan)?
     /// The session's cgroups to clone the init into (SessionCgroup.cloneTargets), instead of the caller adding
     /// it after the clone; `cgroupsPlacedAtClone` says whether that worked.
-    public var cloneIntoCgroups: (joinTasks: [String], leaveTasks: [String], unified: String?)?
+    package var cloneIntoCgroups: (joinTasks: [String], leaveTasks: [String], unified: String?)?
     /// The init was cloned into `cloneIntoCgroups` (set before `beforeRelease` runs).
-    public private(set) var cgroupsPlacedAtClone = false
+    package private(set) var cgroupsPlacedAtClone = false
     /// The plan's volume, already being opened (`PendingVolume`); used when it is the plan's.
-    public var pendingVolume: PendingVolume?
+    package var pendingVolume: PendingVolume?
     /// What the bounded volume's setup wants the user to know (DiskVolume.notices), after `run` started.
-    public private(set) var volumeNotices: [String] = []
+    package private(set) var volumeNotices: [String] = []
 
-    public init(initPath: String = Launcher.defaultInitPath(), streams: StandardStreams = .inherited,
+    package init(initPath: String = Launcher.defaultInitPath(), streams: StandardStreams = .inherited,
                 forwardSignals: Bool = true) {
         self.initPath = initPath
         self.streams = streams
@@ -67,7 +67,7 @@ public final class Launcher {
     }
 
     /// cagent-init next to the running executable (`CAGENT_INIT` overrides, for tests of other builds).
-    public static func defaultInitPath() -> String {
+    package static func defaultInitPath() -> String {
         if let explicit = ProcessEnvironment.current["CAGENT_INIT"], !explicit.isEmpty { return explicit }
         return OwnExecutable.sibling("cagent-init") ?? "/usr/local/libexec/cagent-init"
     }
@@ -78,16 +78,16 @@ public final class Launcher {
     /// network, the cgroup) calls `holdTerminatingSignals()` first: outside the relay loop they are then
     /// caught and noted (a handler, not a blocked mask: any thread may take a process signal), so Ctrl-C
     /// during setup or teardown cannot skip the teardown; during the relay loop they go to the agent.
-    public static let terminatingSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+    package static let terminatingSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
     nonisolated(unsafe) static var heldPipe: [Int32] = [-1, -1]
 
-    public static func holdTerminatingSignals() {
+    package static func holdTerminatingSignals() {
         if heldPipe[0] < 0 { guard cg_pipe(&heldPipe, 1) == 0 else { return } }
         _ = terminatingSignals.withUnsafeBufferPointer { cg_signal_pipe_install(heldPipe[1], $0.baseAddress, Int32($0.count)) }
     }
 
     /// The first terminating signal caught while held (since the last call), if any.
-    public static func takeHeldSignal() -> Int32? {
+    package static func takeHeldSignal() -> Int32? {
         guard heldPipe[0] >= 0 else { return nil }
         var bytes = [UInt8](repeating: 0, count: 64)
         let count = read(heldPipe[0], &bytes, bytes.count)
@@ -96,7 +96,7 @@ public final class Launcher {
 
     /// Runs the plan; returns the agent's exit status (128+N when killed by signal N). Throws when setup
     /// failed (the agent never ran), naming the stage.
-    public func run(_ plan: SandboxPlan) throws -> Int32 {
+    package func run(_ plan: SandboxPlan) throws -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         var bytes = try plan.serialized()   // early: a plan that cannot be serialized starts nothing
         let tty = plan.terminal != nil
@@ -262,7 +262,7 @@ public final class Launcher {
 
     /// The status for a start that failed at the agent's exec, like env(1) and the shells: 127 when the
     /// command was not found, 126 when it exists but cannot be executed; nil for any other setup failure (125).
-    public static func agentExecStatus(_ error: CagentError) -> Int32? {
+    package static func agentExecStatus(_ error: CagentError) -> Int32? {
         guard case .sandboxSetup(.step(.execAgent(let commandNotFound))?) = error.stage else { return nil }
         return commandNotFound ? 127 : 126
     }

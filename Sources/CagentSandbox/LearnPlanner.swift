@@ -5,30 +5,30 @@ import Glibc
 #endif
 
 /// What `cagent learn` was asked to run.
-public struct LearnRequest: Sendable {
-    public var profile: Profile
-    public var workspace: String
-    public var user: InvokingUser
-    public var paths: CagentPaths
-    public var command: [String]
-    public var environment: [String: String]
+package struct LearnRequest: Sendable {
+    package var profile: Profile
+    package var workspace: String
+    package var user: InvokingUser
+    package var paths: CagentPaths
+    package var command: [String]
+    package var environment: [String: String]
     /// Names passed besides the profile's env.pass (`--env NAME`).
-    public var requestedEnvironment: [String] = []
-    public var terminal: SandboxPlan.TerminalSize?
-    public var sessionID: String
-    public var hostname = "cagent-learn"
-    public var nameservers: [String] = []
+    package var requestedEnvironment: [String] = []
+    package var terminal: SandboxPlan.TerminalSize?
+    package var sessionID: String
+    package var hostname = "cagent-learn"
+    package var nameservers: [String] = []
     /// Where writes outside the workspace land: an ext4 image `<state>/scratch/<session>.img` of
     /// `diskBytes` (DiskVolume); the host's own files never see them.
-    public var scratch: String
-    public var tmpBytes: UInt64 = 1 << 30
-    public var shmBytes: UInt64 = 64 << 20
-    public var diskBytes: UInt64
+    package var scratch: String
+    package var tmpBytes: UInt64 = 1 << 30
+    package var shmBytes: UInt64 = 64 << 20
+    package var diskBytes: UInt64
     /// Rootless mode: `scratch` is a plain directory of the user's (a loop-mounted image needs root), the
     /// overlays' layers directories in it; limits.disk does not bound it.
-    public var rootless = false
+    package var rootless = false
 
-    public init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
+    package init(profile: Profile, workspace: String, user: InvokingUser, paths: CagentPaths, command: [String],
                 environment: [String: String], sessionID: String) {
         self.profile = profile; self.workspace = workspace; self.user = user; self.paths = paths
         self.command = command; self.environment = environment; self.sessionID = sessionID
@@ -49,20 +49,20 @@ public struct LearnRequest: Sendable {
 /// world-writable, at the top level or one below) are overlays with their upper layer in scratch too. Every
 /// other host directory is read-only (EROFS where the host would answer EACCES): the agent runs as the user
 /// without any capability, so those were not writable to it on the host either.
-public enum LearnPlanner {
+package enum LearnPlanner {
     /// Top-level host entries never bound: kernel interfaces and private trees get their own mounts,
     /// `/root` is the host administrator's home, the others hold nothing an agent needs.
-    public static let skippedTopLevel: Set<String> = ["proc", "sys", "dev", "run", "tmp", "root", "lost+found", "etc",
+    package static let skippedTopLevel: Set<String> = ["proc", "sys", "dev", "run", "tmp", "root", "lost+found", "etc",
                                                       "mnt", "media", "boot", "snap"]
 
     /// /etc entries never bound (credentials, and the files learn mode generates).
-    public static let etcSkipped: Set<String> = ["shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d",
+    package static let etcSkipped: Set<String> = ["shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d",
                                                  "ssh", "passwd", "passwd-", "group", "group-", "hosts", "hostname",
                                                  "resolv.conf", "subuid", "subgid", "security", "pip.conf", "npmrc",
                                                  "netns", "machine-id", "credstore", "credstore.encrypted", "wireguard",
                                                  "NetworkManager", "ppp", "cagent"]
 
-    public static func plan(_ request: LearnRequest) throws -> SandboxPlan {
+    package static func plan(_ request: LearnRequest) throws -> SandboxPlan {
         let user = request.user
         guard user.uid != 0 else {
             throw CagentError(stage: "user", "the agent never runs as root",
@@ -206,7 +206,7 @@ public enum LearnPlanner {
 
     /// DefaultHidden + the profile's hide list of paths (`~/x`, absolute; the findings' secret paths too).
     /// Workspace patterns are matched by the plan (`SandboxPlan.workspaceSecrets`).
-    public static func hiddenEntries(_ profile: Profile) -> [String] {
+    package static func hiddenEntries(_ profile: Profile) -> [String] {
         var out: [String] = []
         for entry in DefaultHidden.home + profile.filesystem.hide
             where !out.contains(entry) && !WorkspacePattern.isWorkspaceEntry(entry) { out.append(entry) }

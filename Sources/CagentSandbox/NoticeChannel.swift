@@ -9,7 +9,7 @@ import Glibc
 /// (`ccagent: blocked ...` / `url: (7) ...` was seen), and in raw terminal mode a bare "\n" does not return
 /// the cursor. So during a session the launcher's relay loop prints them, between the agent's lines, with
 /// "\r\n" when the terminal is raw; before and after a session they go straight to `fd`.
-public final class NoticeChannel: Sendable {
+package final class NoticeChannel: Sendable {
     struct State {
         var relaying = false
         var pipe: [Int32] = [-1, -1]
@@ -17,10 +17,10 @@ public final class NoticeChannel: Sendable {
     private let state = Mutex(State())
     let fd: Int32
 
-    public init(fd: Int32 = 2) { self.fd = fd }
+    package init(fd: Int32 = 2) { self.fd = fd }
 
     /// One line (no newline), from any thread.
-    public func write(line: String) {
+    package func write(line: String) {
         // A pipe write up to PIPE_BUF is atomic: lines from several threads never interleave.
         var bytes = Array(line.utf8.prefix(4000)) + [0x0a]
         state.withLock { state in

@@ -10,7 +10,7 @@ import Glibc
 /// while it is open, and reads the answer from the user's keys instead of passing them to the agent.
 /// `ask` is called from any thread and blocks until a listed key, or the timeout (nil: no answer).
 /// Without a terminal (or outside a session) there is nobody to ask: nil at once.
-public final class QuestionChannel: Sendable {
+package final class QuestionChannel: Sendable {
     struct State {
         var relaying = false
         var prompt: [UInt8] = []
@@ -26,7 +26,7 @@ public final class QuestionChannel: Sendable {
     let answered: [Int32]
     private let turn: [Int32]
 
-    public init() {
+    package init() {
         func makePipe() -> [Int32] {
             var fds: [Int32] = [-1, -1]
             guard cg_pipe(&fds, 1) == 0 else { return [-1, -1] }
@@ -41,7 +41,7 @@ public final class QuestionChannel: Sendable {
 
     /// Shows `prompt` (one or more lines, no trailing newline) and waits for one of `keys` (compared in lower
     /// case) for at most `timeout` seconds.
-    public func ask(_ prompt: String, keys: [Character], timeout: Double) -> Character? {
+    package func ask(_ prompt: String, keys: [Character], timeout: Double) -> Character? {
         let deadline = Self.now() + timeout
         guard state.withLock({ $0.relaying }), wait(turn[0], until: deadline) else { return nil }
         var token: UInt8 = 0

@@ -18,13 +18,13 @@ import Glibc
 /// Findings are reported; `--revert-risky` puts the start state back (kept bytes, the user's ownership).
 /// Every host-side access resolves paths beneath the workspace with openat2
 /// RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH (the agent may have planted links anywhere).
-public enum RiskyChanges {
+package enum RiskyChanges {
     /// Files that tools load or run without being asked.
-    public static let watchedFiles = [".envrc", ".npmrc", ".yarnrc", ".yarnrc.yml", ".pre-commit-config.yaml",
+    package static let watchedFiles = [".envrc", ".npmrc", ".yarnrc", ".yarnrc.yml", ".pre-commit-config.yaml",
                                       "mise.toml", ".mise.toml", ".devcontainer.json"]
     /// Directories whose every file is watched (IDE tasks and settings, run configurations, dev containers,
     /// cargo config, hook directories that hook managers point core.hooksPath at).
-    public static let watchedDirectories = [".vscode", ".idea", ".devcontainer", ".cargo", ".husky", ".githooks"]
+    package static let watchedDirectories = [".vscode", ".idea", ".devcontainer", ".cargo", ".husky", ".githooks"]
     /// Inside a git directory: data, not control (git never runs or configures from them).
     static let gitDataDirectories: Set<String> = ["objects", "refs", "logs", "lfs", "rr-cache"]
     /// Inside a git directory: state that git rewrites on ordinary commands and never runs.
@@ -38,7 +38,7 @@ public enum RiskyChanges {
     static let keepBudget = 64 << 20
     static let nodeBudget = 20_000
 
-    public enum Node: Sendable, Equatable {
+    package enum Node: Sendable, Equatable {
         case directory(mode: UInt32)
         /// Content: the bytes themselves up to 1 MiB, else their SHA-256.
         case file(mode: UInt32, size: Int, fingerprint: [UInt8])
@@ -51,12 +51,12 @@ public enum RiskyChanges {
         case state
     }
 
-    public struct Snapshot: Sendable {
-        public var nodes: [String: Node] = [:]
+    package struct Snapshot: Sendable {
+        package var nodes: [String: Node] = [:]
         /// Start-state bytes of files up to 1 MiB (for the revert).
         var contents: [String: [UInt8]] = [:]
         /// git's view; nil when `.git` is not a directory.
-        public var git: GitConfigView.Outcome?
+        package var git: GitConfigView.Outcome?
         /// Paths walked (watched roots plus the ones git's view named): the end snapshot walks them too.
         var roots: [String] = []
         /// Workspace-relative files git's view read (its origins), `.git/config` among them.
@@ -64,13 +64,13 @@ public enum RiskyChanges {
         var truncated = false
     }
 
-    public enum Change: Sendable, Equatable {
+    package enum Change: Sendable, Equatable {
         case gitKey(key: String, value: String, origin: String)
         case gitUnreadable(String)
         case path(String, before: Node?, after: Node?)
         case truncated
 
-        public var summary: String {
+        package var summary: String {
             switch self {
             case let .gitKey(key, value, origin):
                 let shown = value.count > 200 ? String(value.prefix(200)) + "..." : value
@@ -101,7 +101,7 @@ public enum RiskyChanges {
 
     // MARK: snapshot
 
-    public static func snapshot(workspace: String, user: InvokingUser, alsoWalk: [String] = []) -> Snapshot {
+    package static func snapshot(workspace: String, user: InvokingUser, alsoWalk: [String] = []) -> Snapshot {
         var walker = Walker()
         let root = open(workspace, CG_O_PATH | CG_O_DIRECTORY | CG_O_CLOEXEC)
         guard root >= 0 else { return walker.result }
@@ -231,7 +231,7 @@ public enum RiskyChanges {
         before.gitFiles.union(after.gitFiles).union([".git/config", ".git/config.worktree"])
     }
 
-    public static func compare(before: Snapshot, after: Snapshot) -> [Change] {
+    package static func compare(before: Snapshot, after: Snapshot) -> [Change] {
         var changes: [Change] = []
         let config = configPaths(before, after)
         var configChanged = false
@@ -266,7 +266,7 @@ public enum RiskyChanges {
         return changes
     }
 
-    public static func report(_ changes: [Change], reverted: Bool, revertErrors: [String] = []) -> String {
+    package static func report(_ changes: [Change], reverted: Bool, revertErrors: [String] = []) -> String {
         var text = "cagent: the agent made changes that would run code on the host later (H13):\n"
         for change in changes { text += "  - " + TerminalEscape.escape(change.summary) + "\n" }
         for error in revertErrors { text += "  ! " + TerminalEscape.escape(error) + "\n" }
@@ -291,7 +291,7 @@ extension StringProtocol {
 
 extension RiskyChanges {
     /// The end of a session: compare with the start, revert when asked; the report for stderr (nil: nothing).
-    public static func check(workspace: String, before: Snapshot, user: InvokingUser, revert: Bool) -> String? {
+    package static func check(workspace: String, before: Snapshot, user: InvokingUser, revert: Bool) -> String? {
         let after = snapshot(workspace: workspace, user: user, alsoWalk: before.roots)
         let changes = compare(before: before, after: after)
         guard !changes.isEmpty else { return nil }

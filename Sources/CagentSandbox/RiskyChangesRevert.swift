@@ -37,7 +37,7 @@ extension RiskyChanges {
 
     /// Puts the start state back for every finding: new items removed, changed ones rewritten from the kept
     /// bytes (owned by `owner`), never through a link. Returns what could not be put back.
-    public static func revert(_ changes: [Change], workspace: String, before: Snapshot, after: Snapshot,
+    package static func revert(_ changes: [Change], workspace: String, before: Snapshot, after: Snapshot,
                               owner: InvokingUser) -> [String] {
         let root = open(workspace, CG_O_PATH | CG_O_DIRECTORY | CG_O_CLOEXEC)
         guard root >= 0 else { return ["cannot open the workspace"] }

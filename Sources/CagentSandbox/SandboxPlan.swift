@@ -6,10 +6,10 @@ import CagentCore
 ///
 /// Wire format (read by Sources/cagent-init/plan.c without Foundation): each record is an operation name
 /// followed by its arguments, every token NUL-terminated, and an empty token ending the record.
-public struct SandboxPlan: Sendable, Equatable {
-    public enum BindMode: String, Sendable { case readOnly = "ro", readWrite = "rw", device = "dev" }
+package struct SandboxPlan: Sendable, Equatable {
+    package enum BindMode: String, Sendable { case readOnly = "ro", readWrite = "rw", device = "dev" }
 
-    public enum Operation: Sendable, Equatable {
+    package enum Operation: Sendable, Equatable {
         /// A recursive bind of a host path; `optional` skips it when the source is absent.
         case bind(source: String, target: String, mode: BindMode, optional: Bool = false)
         /// Cover an existing path with an empty read-only directory or file (absent: nothing to do).
@@ -49,7 +49,7 @@ public struct SandboxPlan: Sendable, Equatable {
         }
 
         /// The stage name cagent-init reports for this operation ("bind /usr").
-        public var stageName: String {
+        package var stageName: String {
             let t = tokens
             switch self {
             case .bind, .symlink: return "\(t[0]) \(t[2])"
@@ -60,83 +60,83 @@ public struct SandboxPlan: Sendable, Equatable {
     }
 
     /// One step of the filesystem view and why it sits where it does in the order.
-    public struct Step: Sendable, Equatable {
-        public var operation: Operation
-        public var reason: String
-        public init(_ operation: Operation, _ reason: String) { self.operation = operation; self.reason = reason }
+    package struct Step: Sendable, Equatable {
+        package var operation: Operation
+        package var reason: String
+        package init(_ operation: Operation, _ reason: String) { self.operation = operation; self.reason = reason }
     }
 
-    public struct TerminalSize: Sendable, Equatable {
-        public var rows: UInt16
-        public var columns: UInt16
-        public init(rows: UInt16, columns: UInt16) { self.rows = rows; self.columns = columns }
+    package struct TerminalSize: Sendable, Equatable {
+        package var rows: UInt16
+        package var columns: UInt16
+        package init(rows: UInt16, columns: UInt16) { self.rows = rows; self.columns = columns }
     }
 
-    public var sessionID: String
-    public var hostname: String
-    public var uid: UInt32
-    public var gid: UInt32
+    package var sessionID: String
+    package var hostname: String
+    package var uid: UInt32
+    package var gid: UInt32
     /// The agent's working directory inside the view (the workspace).
-    public var workingDirectory: String
-    public var command: [String]
+    package var workingDirectory: String
+    package var command: [String]
     /// `NAME=value` entries: the agent's whole environment.
-    public var environment: [String]
-    public var steps: [Step]
+    package var environment: [String]
+    package var steps: [Step]
     /// Non-nil: the agent gets a pty from the sandbox's devpts (cagent relays it); nil: plain pipes.
-    public var terminal: TerminalSize?
+    package var terminal: TerminalSize?
     /// A seccomp program (bytes of struct sock_filter[]) installed as the last step before exec (a bare
     /// filter; `policy` is the complete form).
-    public var seccompProgram: [UInt8]?
+    package var seccompProgram: [UInt8]?
     /// The agent's process policy (rlimits, Landlock, seccomp) as the CGP1 message of cg_policy.h
     /// (`ProcessPolicy.serialized()`): cagent-init applies it with cg_policy_apply right before exec.
-    public var policy: [UInt8]?
+    package var policy: [UInt8]?
     /// What the running kernel's Landlock ABI loses, to show the user.
-    public var policyNotices: [String] = []
+    package var policyNotices: [String] = []
     /// Learn mode's seccomp tracer: the agent child installs the listener filter before exec and passes its
     /// fd to cagent over the control socket (`Launcher.onListener`).
-    public var traceNotify = false
+    package var traceNotify = false
     /// Test hook (`--fail-at-stage`): the setup stage to fail on purpose ("bind /usr", "pivot-root", "cgroup", ...).
-    public var failAtStage: SetupStage?
+    package var failAtStage: SetupStage?
     /// Rootless mode (host side only, never sent to cagent-init): the launcher denies setgroups before the
     /// gid map, as the kernel requires of an unprivileged writer (cg_spawn_request.rootless).
-    public var rootless = false
+    package var rootless = false
     /// Host paths of the workspace and shadow home: the trees the agent controls (for reports).
-    public var workspace: String
-    public var shadowHome: String?
+    package var workspace: String
+    package var shadowHome: String?
     /// The workspace's files the profile's workspace patterns matched at plan time (each a hide step).
-    public var workspaceSecrets = WorkspaceSecrets.Scan()
+    package var workspaceSecrets = WorkspaceSecrets.Scan()
     /// Host trees bound read-only because the agent lives there (AgentBootstrap), for the start line.
-    public var agentMapped: [String] = []
+    package var agentMapped: [String] = []
 
     /// The size-bounded filesystem the Launcher mounts for this sandbox (DiskVolume), if any.
-    public var volume: VolumeSpec?
+    package var volume: VolumeSpec?
 
     /// An ext4 image of a fixed size (the profile's `limits.disk`), created when missing.
-    public struct VolumeSpec: Sendable, Equatable {
-        public struct Directory: Sendable, Equatable {
+    package struct VolumeSpec: Sendable, Equatable {
+        package struct Directory: Sendable, Equatable {
             /// Relative to the volume's root; created (owned by the plan's user) when missing.
-            public var path: String
-            public var mode: UInt32
-            public init(path: String, mode: UInt32) { self.path = path; self.mode = mode }
+            package var path: String
+            package var mode: UInt32
+            package init(path: String, mode: UInt32) { self.path = path; self.mode = mode }
         }
-        public var image: String
-        public var sizeBytes: UInt64
+        package var image: String
+        package var sizeBytes: UInt64
         /// A journal for a persistent volume (the shadow home); none for a throwaway scratch.
-        public var journal: Bool
-        public var directories: [Directory]
+        package var journal: Bool
+        package var directories: [Directory]
         /// What the volume holds, for messages ("shadow home", "scratch layer").
-        public var purpose: String
+        package var purpose: String
         /// A host directory copied in when the image is created (the shadow-home directory of older cagent).
-        public var seed: String?
+        package var seed: String?
 
-        public init(image: String, sizeBytes: UInt64, journal: Bool, directories: [Directory] = [], purpose: String,
+        package init(image: String, sizeBytes: UInt64, journal: Bool, directories: [Directory] = [], purpose: String,
                     seed: String? = nil) {
             self.image = image; self.sizeBytes = sizeBytes; self.journal = journal
             self.directories = directories; self.purpose = purpose; self.seed = seed
         }
     }
 
-    public init(sessionID: String, hostname: String, uid: UInt32, gid: UInt32, workingDirectory: String,
+    package init(sessionID: String, hostname: String, uid: UInt32, gid: UInt32, workingDirectory: String,
                 command: [String], environment: [String], steps: [Step], terminal: TerminalSize? = nil,
                 seccompProgram: [UInt8]? = nil, failAtStage: SetupStage? = nil, workspace: String, shadowHome: String? = nil) {
         self.sessionID = sessionID; self.hostname = hostname; self.uid = uid; self.gid = gid
@@ -146,7 +146,7 @@ public struct SandboxPlan: Sendable, Equatable {
     }
 
     /// The plan in cagent-init's wire format. Throws when a value cannot be represented (a NUL byte).
-    public func serialized() throws -> [UInt8] {
+    package func serialized() throws -> [UInt8] {
         var records: [[String]] = [
             ["session", sessionID],
             ["hostname", hostname],
@@ -196,7 +196,7 @@ public struct SandboxPlan: Sendable, Equatable {
 
     /// Replaces the contents of a generated file (`.file` step at `path`); false when the plan has none.
     @discardableResult
-    public mutating func replaceFile(at path: String, contents: String) -> Bool {
+    package mutating func replaceFile(at path: String, contents: String) -> Bool {
         guard let index = steps.firstIndex(where: { if case .file(path, _, _) = $0.operation { true } else { false } }),
               case let .file(_, mode, _) = steps[index].operation else { return false }
         steps[index].operation = .file(path: path, mode: mode, contents: contents)

@@ -12,7 +12,7 @@ extension ShadowHome {
     ///
     /// `root` is the shadow home's root directory (the bounded volume's mount, DiskVolume.mountFD; never a
     /// path: nothing here is resolved through a link); `shadowHome` only names it in messages.
-    public static func repair(root: Int32, shadowHome: String, home: String, steps: [SandboxPlan.Step]) throws -> [String] {
+    package static func repair(root: Int32, shadowHome: String, home: String, steps: [SandboxPlan.Step]) throws -> [String] {
         var targets: [String] = []
         for step in steps {
             switch step.operation {

@@ -10,27 +10,27 @@ import Glibc
 /// with a `known_hosts` holding only the profile's ssh hosts — its endpoints on 22/tcp, taken from the
 /// user's `~/.ssh/known_hosts` and cagent's `~/.config/cagent/ssh/known_hosts` — and an `ssh_config` that makes ssh (and git through it) use
 /// exactly these. The user's `~/.ssh` stays hidden; the firewall's endpoint rule decides where ssh goes.
-public struct SshDeployKey: Sendable, Equatable {
-    public static let directory = "/etc/ssh"
-    public static let keyPath = directory + "/cagent_deploy_key"
-    public static let knownHostsPath = directory + "/ssh_known_hosts"
-    public static let configPath = directory + "/ssh_config"
+package struct SshDeployKey: Sendable, Equatable {
+    package static let directory = "/etc/ssh"
+    package static let keyPath = directory + "/cagent_deploy_key"
+    package static let knownHostsPath = directory + "/ssh_known_hosts"
+    package static let configPath = directory + "/ssh_config"
     /// OpenSSH private keys are a few KiB at most (an RSA 16384 key is ~12 KiB).
     static let sizeLimit = 16 << 10
 
     /// The private key's text (never printed, logged or stored: it travels only in the plan to cagent-init).
-    public var key: String
+    package var key: String
     /// The file it came from, for the start line.
-    public var source: String
+    package var source: String
     /// The profile's ssh hosts in ssh's lookup form (`host`, `[host]:port`).
-    public var hosts: [String]
+    package var hosts: [String]
     /// `host keytype key` lines for them.
-    public var knownHosts: [String]
+    package var knownHosts: [String]
     /// Hosts without an entry: ssh will refuse them (StrictHostKeyChecking).
-    public var unknownHosts: [String]
+    package var unknownHosts: [String]
 
     /// The profile's ssh hosts: its endpoints on port 22/tcp (a name or an address).
-    public static func sshHosts(_ endpoints: [Endpoint]) -> [String] {
+    package static func sshHosts(_ endpoints: [Endpoint]) -> [String] {
         var seen: [String] = []
         for endpoint in endpoints where endpoint.proto == .tcp && endpoint.port == 22 {
             let name = KnownHosts.lookupName(host: endpoint.host, port: endpoint.port)
@@ -43,7 +43,7 @@ public struct SshDeployKey: Sendable, Equatable {
     /// absolute against `currentDirectory`); `workspace` is the real workspace path (a key there is refused).
     /// `configDirectory` (cagent's, `~/.config/cagent`): its `ssh/known_hosts` is read besides `~/.ssh/known_hosts`,
     /// so the deploy-key setup can live entirely in cagent's config.
-    public static func load(keyFile: String, currentDirectory: String, endpoints: [Endpoint], user: InvokingUser,
+    package static func load(keyFile: String, currentDirectory: String, endpoints: [Endpoint], user: InvokingUser,
                             workspace: String, configDirectory: String? = nil) throws -> SshDeployKey {
         let path = keyFile.hasPrefix("/") ? keyFile : currentDirectory + "/" + keyFile
         let shown = TerminalEscape.escape(keyFile)
@@ -90,7 +90,7 @@ public struct SshDeployKey: Sendable, Equatable {
     /// The files in the sandbox's /etc/ssh (created by cagent-init as the agent's user; /etc is sealed
     /// read-only after them). The config is ssh's system-wide one: with `~/.ssh` hidden and empty it is
     /// the only one ssh reads, so plain `ssh` and git's ssh behave alike.
-    public var steps: [SandboxPlan.Step] {
+    package var steps: [SandboxPlan.Step] {
         let config = """
         # cagent enforce --ssh-key: this deploy key, the profile's ssh hosts only (docs/cli.md).
         Host *
@@ -115,12 +115,12 @@ public struct SshDeployKey: Sendable, Equatable {
 
     /// What `--dump-plan` writes in the key file's place: a reference (its file and sha256), never the
     /// material: a dumped plan is for reading and diffing, and may be pasted into an issue.
-    public var dumpReference: String {
+    package var dumpReference: String {
         "# cagent --dump-plan: the deploy key \(source) (sha256:\(SHA256.hex(Array(key.utf8)))) is not written here\n"
     }
 
     /// What the start says: the key's file, the hosts, and the ones ssh will refuse (no known key).
-    public func startLines(home: String) -> [String] {
+    package func startLines(home: String) -> [String] {
         let file = TerminalEscape.escape(AgentBootstrap.display(source, home: home))
         var lines: [String] = []
         if hosts.isEmpty {

@@ -6,30 +6,30 @@ import Glibc
 /// The user's terminal while an agent runs on a pty: raw mode so that every key (Ctrl-C, Ctrl-Z included)
 /// goes to the sandbox's pty, whose line discipline turns them into signals for the agent. The saved
 /// state is restored on every exit path (`restore` is idempotent and called from `defer`).
-public final class Terminal {
-    public let fd: Int32
+package final class Terminal {
+    package let fd: Int32
     private var saved = termios()
     private var raw = false
 
-    public init?(fd: Int32) {
+    package init?(fd: Int32) {
         guard isatty(fd) == 1 else { return nil }
         self.fd = fd
         guard tcgetattr(fd, &saved) == 0 else { return nil }
     }
 
-    public var size: SandboxPlan.TerminalSize? {
+    package var size: SandboxPlan.TerminalSize? {
         var rows: UInt16 = 0, columns: UInt16 = 0
         guard cg_get_winsize(fd, &rows, &columns) == 0, rows > 0, columns > 0 else { return nil }
         return .init(rows: rows, columns: columns)
     }
 
-    public func makeRaw() {
+    package func makeRaw() {
         var settings = saved
         cfmakeraw(&settings)
         if tcsetattr(fd, TCSAFLUSH, &settings) == 0 { raw = true }
     }
 
-    public func restore() {
+    package func restore() {
         guard raw else { return }
         var settings = saved
         _ = tcsetattr(fd, TCSAFLUSH, &settings)
@@ -37,7 +37,7 @@ public final class Terminal {
     }
 
     /// Copies the user's window size to the pty (at start and on SIGWINCH).
-    public func copySize(to master: Int32) {
+    package func copySize(to master: Int32) {
         if let size { _ = cg_set_winsize(master, size.rows, size.columns) }
     }
 

@@ -11,33 +11,33 @@ import Glibc
 /// invoking user's rights (a directory the user cannot search is one cagent-init could not cover either), is
 /// breadth first (shallow files are matched before a deep tree exhausts the budget) and bounded, so a huge
 /// tree cannot stall the start. Files created during the session are not covered (docs/security.md).
-public enum WorkspaceSecrets {
+package enum WorkspaceSecrets {
     /// Entries examined at most, and the deepest level walked (the workspace's own entries are level 1).
     /// 100,000 entries: 0.3 s in a release build, 1.4 s of CPU in a debug one, on the test VM (docs/security.md).
-    public static let entryBudget = 100_000
-    public static let depthLimit = 24
+    package static let entryBudget = 100_000
+    package static let depthLimit = 24
     /// Matches covered at most (each is a mount): more stops the start rather than leave some uncovered.
-    public static let hideLimit = 1_000
+    package static let hideLimit = 1_000
     /// Directories never descended: git's own files (pinned separately) and installed dependencies (their
     /// test keys and sample `.env` files are the package's, not the user's; they would cost a mount each):
     /// npm's `node_modules`, Python's `site-packages` (a venv in the workspace: covering certifi's
     /// `cacert.pem` gave pip an empty CA bundle, and made `rm -rf .venv` fail with EBUSY).
-    public static let skippedDirectories: Set<String> = [".git", "node_modules", "site-packages"]
+    package static let skippedDirectories: Set<String> = [".git", "node_modules", "site-packages"]
 
-    public struct Scan: Sendable, Equatable {
+    package struct Scan: Sendable, Equatable {
         /// Matches, relative to the workspace, in walk order (shallow first).
-        public var hidden: [String] = []
+        package var hidden: [String] = []
         /// Matches that are symlinks: not covered (cagent-init never mounts on a link); what they point at is
         /// whatever the view shows there.
-        public var symlinks: [String] = []
+        package var symlinks: [String] = []
         /// The budget ran out: deeper or later entries were not matched.
-        public var truncated = false
-        public var entries = 0
+        package var truncated = false
+        package var entries = 0
     }
 
     /// Matches `patterns` in `workspace`, as `identity` when given. Throws when the user's rights cannot be
     /// taken (never a silent empty scan: that would leave every secret visible).
-    public static func scan(workspace: String, patterns: [WorkspacePattern], identity: FileIdentity?,
+    package static func scan(workspace: String, patterns: [WorkspacePattern], identity: FileIdentity?,
                             entryBudget: Int = WorkspaceSecrets.entryBudget,
                             depthLimit: Int = WorkspaceSecrets.depthLimit) throws -> Scan {
         guard !patterns.isEmpty else { return Scan() }
@@ -103,7 +103,7 @@ public enum WorkspaceSecrets {
     }
 
     /// The start line: `cagent: hidden in the workspace: .env, certs/server.pem` (nil: nothing to say).
-    public static func startLine(_ scan: Scan) -> String? {
+    package static func startLine(_ scan: Scan) -> String? {
         var parts: [String] = []
         if !scan.hidden.isEmpty {
             let shown = scan.hidden.prefix(12).map { TerminalEscape.escape($0) }.joined(separator: ", ")
@@ -123,7 +123,7 @@ public enum WorkspaceSecrets {
 
 extension WorkspaceSecrets {
     /// The profile's workspace patterns matched in the (real) workspace, with the user's rights.
-    public static func scan(workspace: String, profile: Profile, user: InvokingUser) throws -> Scan {
+    package static func scan(workspace: String, profile: Profile, user: InvokingUser) throws -> Scan {
         var patterns: [WorkspacePattern] = []
         for entry in profile.filesystem.hide where WorkspacePattern.isWorkspaceEntry(entry) {
             do throws(ValueProblem) { patterns.append(try WorkspacePattern(entry)) } catch {
@@ -145,7 +145,7 @@ extension WorkspaceSecrets {
     }
 
     /// The matches as absolute host paths (the findings' secret paths in learn mode).
-    public static func absolutePaths(_ scan: Scan, workspace: String) -> [String] {
+    package static func absolutePaths(_ scan: Scan, workspace: String) -> [String] {
         (scan.hidden + scan.symlinks).map { workspace + "/" + $0 }
     }
 }

@@ -7,22 +7,22 @@ import CagentEvents
 /// of a URL's userinfo and of curl's `-u user:pass`, mysql's and sshpass's `-p`, and anywhere, any value
 /// equal to a secret the session was started with (`secretValues`).
 /// Works on bytes: argv need not be UTF-8, and a secret in invalid UTF-8 must not slip through.
-public struct ArgvRedaction: Sendable, Equatable {
-    public static let marker: [UInt8] = Array("[redacted]".utf8)
+package struct ArgvRedaction: Sendable, Equatable {
+    package static let marker: [UInt8] = Array("[redacted]".utf8)
     /// Values shorter than this are not searched for (a secret of three letters would cut words everywhere).
     static let shortestValue = 6
 
     /// Exact values cut wherever they appear, longest first (one inside another is cut whole).
-    public private(set) var secretValues: [[UInt8]]
+    package private(set) var secretValues: [[UInt8]]
 
-    public init(secretValues: [String] = []) {
+    package init(secretValues: [String] = []) {
         self.secretValues = Set(secretValues.map { Array($0.utf8) }.filter { $0.count >= Self.shortestValue })
             .sorted { $0.count != $1.count ? $0.count > $1.count : $0.lexicographicallyPrecedes($1) }
     }
 
     /// The values of a session's environment that are secrets: variables whose names look secret, the names
     /// given (keys from credential files), and long opaque values of variables the agent does not get.
-    public static func secretValues(environment: [String: String], secretNames: [String] = [], hidden: [String] = []) -> [String] {
+    package static func secretValues(environment: [String: String], secretNames: [String] = [], hidden: [String] = []) -> [String] {
         environment.compactMap { name, value in
             if looksSecret(Array(name.utf8)) || secretNames.contains(name) { return value }
             if hidden.contains(name), value.utf8.count >= 16, !value.contains("/"), !value.contains(" ") { return value }
@@ -40,7 +40,7 @@ public struct ArgvRedaction: Sendable, Equatable {
             && upper != Array("PWD".utf8) && upper != Array("OLDPWD".utf8)
     }
 
-    public func redact(_ argv: [RawText]) -> [RawText] {
+    package func redact(_ argv: [RawText]) -> [RawText] {
         let tool = argv.first.map { Self.baseName($0.bytes) } ?? []
         var out: [RawText] = []
         var next: ValueRule = .keep

@@ -6,23 +6,23 @@ import GRDB
 /// An enforce session as the front recorded it (its JSON record, docs/store.md "Enforce sessions"): what the
 /// DNS gate and the firewall decided, one entry per distinct (verdict, name or address, port, proto) with its
 /// count. Enforce sees no programs (nothing traces the agent): rows carry none.
-public struct EnforceRecord: Sendable {
-    public struct Entry: Sendable, Equatable {
+package struct EnforceRecord: Sendable {
+    package struct Entry: Sendable, Equatable {
         /// "allowed", "refused", "blocked" or "failed" (an upstream DNS failure: not a refusal).
-        public var verdict: String
+        package var verdict: String
         /// The name (DNS) or the address (blocked packets), as the reporter wrote it.
-        public var subject: String
-        public var name: String?
-        public var port: UInt16?
-        public var proto: String
-        public var reason: String?
-        public var count: Int64
-        public var firstSeen: Nanoseconds
-        public var lastSeen: Nanoseconds
+        package var subject: String
+        package var name: String?
+        package var port: UInt16?
+        package var proto: String
+        package var reason: String?
+        package var count: Int64
+        package var firstSeen: Nanoseconds
+        package var lastSeen: Nanoseconds
         /// A profile entry could allow it (a name not in the profile, a blocked packet).
-        public var allowable: Bool
+        package var allowable: Bool
 
-        public init(verdict: String, subject: String, name: String? = nil, port: UInt16? = nil, proto: String,
+        package init(verdict: String, subject: String, name: String? = nil, port: UInt16? = nil, proto: String,
                     reason: String? = nil, count: Int64, firstSeen: Nanoseconds, lastSeen: Nanoseconds, allowable: Bool) {
             self.verdict = verdict; self.subject = subject; self.name = name; self.port = port; self.proto = proto
             self.reason = reason; self.count = count; self.firstSeen = firstSeen; self.lastSeen = lastSeen
@@ -30,11 +30,11 @@ public struct EnforceRecord: Sendable {
         }
     }
 
-    public var session: SessionInfo
-    public var endedAt: Nanoseconds
-    public var entries: [Entry]
+    package var session: SessionInfo
+    package var endedAt: Nanoseconds
+    package var entries: [Entry]
 
-    public init(session: SessionInfo, endedAt: Nanoseconds, entries: [Entry]) {
+    package init(session: SessionInfo, endedAt: Nanoseconds, entries: [Entry]) {
         self.session = session; self.endedAt = endedAt; self.entries = entries
     }
 
@@ -55,7 +55,7 @@ extension Store {
     /// Records an enforce session in one transaction. False when the session is already there (recording is
     /// idempotent: a record ingested twice is counted once).
     @discardableResult
-    public func record(_ record: EnforceRecord) throws -> Bool {
+    package func record(_ record: EnforceRecord) throws -> Bool {
         let session = record.session
         return try pool.write { db in
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM sessions WHERE id = ?", arguments: [session.id]) ?? false { return false }

@@ -5,7 +5,7 @@ import CagentEvents
 import Glibc
 #endif
 
-public enum FindingKind: String, Sendable, Hashable, CaseIterable {
+package enum FindingKind: String, Sendable, Hashable, CaseIterable {
     /// A file the hide list covers was opened, listed, written or looked up (failures included).
     case secretAccess = "secret-access"
     /// A DNS message to or from a resolver other than the session's gate.
@@ -18,7 +18,7 @@ public enum FindingKind: String, Sendable, Hashable, CaseIterable {
     case dnsExfiltration = "dns-exfiltration"
 
     /// Report order: the most serious first.
-    public var rank: Int {
+    package var rank: Int {
         switch self {
         case .secretAccess: 0
         case .dnsExfiltration: 1
@@ -29,29 +29,29 @@ public enum FindingKind: String, Sendable, Hashable, CaseIterable {
     }
 }
 
-public struct FindingRules: Sendable {
+package struct FindingRules: Sendable {
     /// Secret paths: `~/x` entries match a `x` component sequence under any directory (the agent's home
     /// may be a shadow home), absolute entries match that path and everything below it.
-    public var secretPaths: [String]
+    package var secretPaths: [String]
     /// The gate's address for this session, if there was a gate; DNS with any other resolver is a bypass. A gate on
     /// both families is `v4,v6` (the sessions table's `gate`): the sandbox's resolv.conf lists both, and glibc asks
     /// the second after a SERVFAIL from the first.
-    public var gateAddress: String?
+    package var gateAddress: String?
 
     /// Whether `address` is one of the gate's.
-    public func isGate(_ address: String) -> Bool {
+    package func isGate(_ address: String) -> Bool {
         Self.gateAddresses(gateAddress).contains(FlowObservation.canonicalAddress(address))
     }
 
     /// The addresses of a `gate` value (`v4`, `v4,v6`).
-    public static func gateAddresses(_ gate: String?) -> [String] {
+    package static func gateAddresses(_ gate: String?) -> [String] {
         gate.map { $0.split(separator: ",").map { FlowObservation.canonicalAddress(String($0)) } } ?? []
     }
 
     /// Default set used when a caller does not pass the profile's hide list: /etc/shadow and friends.
-    public static let systemSecrets = ["/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/root/.ssh"]
+    package static let systemSecrets = ["/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/root/.ssh"]
 
-    public init(secretPaths: [String], gateAddress: String? = nil) {
+    package init(secretPaths: [String], gateAddress: String? = nil) {
         self.secretPaths = secretPaths
         self.gateAddress = gateAddress
         compiled = secretPaths.map(SecretPattern.init)
@@ -91,7 +91,7 @@ public struct FindingRules: Sendable {
 
     /// The pattern a path matches, or nil. Called for every file event, so the common case (no component of
     /// the path can be a pattern's first component) is one pass over the path without allocation.
-    public func secret(_ path: RawText) -> String? {
+    package func secret(_ path: RawText) -> String? {
         let bytes = path.bytes
         guard mayMatch(bytes) else { return nil }
         let components = bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
@@ -102,20 +102,20 @@ public struct FindingRules: Sendable {
     }
 
     /// Known DNS-over-HTTPS / DNS-over-TLS endpoints (names and anycast addresses): CagentCore's KnownDoH.
-    public static var dohNames: Set<String> { KnownDoH.names }
-    public static var dohAddresses: Set<String> { KnownDoH.addresses }
+    package static var dohNames: Set<String> { KnownDoH.names }
+    package static var dohAddresses: Set<String> { KnownDoH.addresses }
 
-    public func isDoHName(_ name: RawText) -> Bool {
+    package func isDoHName(_ name: RawText) -> Bool {
         Self.dohNames.contains(Self.normalizedName(name))
     }
 
     /// DoH runs on 443, DoT on 853.
-    public func isDoHFlow(address: String, port: UInt16) -> Bool {
+    package func isDoHFlow(address: String, port: UInt16) -> Bool {
         (port == 443 || port == 853) && Self.dohAddresses.contains(address.lowercased())
     }
 
     /// Lower-cased, without a trailing dot.
-    public static func normalizedName(_ name: RawText) -> String {
+    package static func normalizedName(_ name: RawText) -> String {
         var text = name.lossyString.lowercased()
         if text.hasSuffix(".") { text.removeLast() }
         return text
@@ -123,7 +123,7 @@ public struct FindingRules: Sendable {
 
     /// For a name that looks like DNS exfiltration, the parent domain under which the suspicious labels
     /// sit (the finding's subject, so a flood of unique names stays one finding); else nil.
-    public static func exfiltrationParent(_ name: RawText) -> String? {
+    package static func exfiltrationParent(_ name: RawText) -> String? {
         let text = normalizedName(name)
         if text.hasSuffix(".arpa") { return nil }
         let labels = text.split(separator: ".", omittingEmptySubsequences: false)
@@ -139,7 +139,7 @@ public struct FindingRules: Sendable {
     /// A label of 40+ characters, or of 16+ with a base32/base64/hex-like high entropy (EncodedLabel).
     static func looksEncoded(_ label: Substring) -> Bool { EncodedLabel.looksEncoded(label) }
 
-    public static func isLoopbackOrUnspecified(_ address: String) -> Bool {
+    package static func isLoopbackOrUnspecified(_ address: String) -> Bool {
         address.hasPrefix("127.") || address == "::1" || address == "0.0.0.0" || address == "::"
             || address.hasPrefix("::ffff:127.")
     }

@@ -8,12 +8,12 @@ import Synchronization
 /// full batches in one transaction each, off the caller's path. `close()` flushes and ends the session.
 ///
 /// Thread-safe: several sources may record into the same session.
-public final class Recorder: EventSink, Sendable {
-    public let store: Store
-    public let session: SessionInfo
-    public let rules: FindingRules
+package final class Recorder: EventSink, Sendable {
+    package let store: Store
+    package let session: SessionInfo
+    package let rules: FindingRules
     /// Events per batch before it is handed to the writer.
-    public let batchEvents: Int
+    package let batchEvents: Int
 
     /// The merge state and the write outcome (the merge code mutates them in place, under the lock).
     private let state: Mutex<RecorderState>
@@ -27,7 +27,7 @@ public final class Recorder: EventSink, Sendable {
     /// Creates the session row (unless it exists: importing into a session appends) and a recorder for it.
     /// `onCommit` receives the total number of events committed so far, after each commit.
     /// `redaction` cuts secrets out of every argv (the session's command too) before anything is stored.
-    public init(store: Store, session: SessionInfo, rules: FindingRules, redaction: ArgvRedaction = ArgvRedaction(),
+    package init(store: Store, session: SessionInfo, rules: FindingRules, redaction: ArgvRedaction = ArgvRedaction(),
                 batchEvents: Int = 50_000, onCommit: (@Sendable (Int) -> Void)? = nil) throws {
         var session = session
         session.command = redaction.redact(session.command)
@@ -40,7 +40,7 @@ public final class Recorder: EventSink, Sendable {
         try store.createSession(session)
     }
 
-    public func record(_ event: ObservedEvent) {
+    package func record(_ event: ObservedEvent) {
         let batchEvents = batchEvents
         let batch: Batch? = state.withLock { state in
             state.merge(event)
@@ -49,12 +49,12 @@ public final class Recorder: EventSink, Sendable {
         if let batch { submit(batch) }
     }
 
-    public func record<S: Sequence>(contentsOf events: S) where S.Element == ObservedEvent {
+    package func record<S: Sequence>(contentsOf events: S) where S.Element == ObservedEvent {
         for event in events { record(event) }
     }
 
     /// Commits everything recorded so far and waits for it. Throws the first write error, if any.
-    public func flush() throws {
+    package func flush() throws {
         let batchEvents = batchEvents
         let batch = state.withLock { state in
             state.pending.events > 0 || !state.pending.isEmpty ? state.takePending(batchEvents: batchEvents) : nil
@@ -65,12 +65,12 @@ public final class Recorder: EventSink, Sendable {
     }
 
     /// Flushes and records the session's end.
-    public func close(endedAt: Nanoseconds = Clock.now()) throws {
+    package func close(endedAt: Nanoseconds = Clock.now()) throws {
         try flush()
         try store.endSession(session.id, at: endedAt)
     }
 
-    public var committed: Int { state.withLock { $0.committedEvents } }
+    package var committed: Int { state.withLock { $0.committedEvents } }
 
     private func submit(_ batch: Batch) {
         inFlight.wait { (count: inout Int) -> Void? in
@@ -435,7 +435,7 @@ struct FindingAggregate {
 }
 
 /// errno values and names for the results shown in reports.
-public enum Errno {
+package enum Errno {
     static let names: [Int32: String] = [
         1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 6: "ENXIO", 7: "E2BIG", 8: "ENOEXEC", 9: "EBADF",
         11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 18: "EXDEV",
@@ -445,7 +445,7 @@ public enum Errno {
         101: "ENETUNREACH", 110: "ETIMEDOUT", 111: "ECONNREFUSED", 113: "EHOSTUNREACH", 115: "EINPROGRESS",
     ]
 
-    public static func name(_ value: Int32) -> String {
+    package static func name(_ value: Int32) -> String {
         if value == 0 { return "ok" }
         return names[value] ?? "errno \(value)"
     }

@@ -2,88 +2,88 @@ import CagentEvents
 import GRDB
 
 /// What `cagent sessions` lists.
-public struct SessionSummary: Sendable {
-    public var id: String
-    public var kind: String
-    public var source: String
-    public var command: [RawText]
-    public var gate: String?
-    public var startedAt: Nanoseconds
-    public var endedAt: Nanoseconds?
-    public var events: Int64
-    public var domains: Int64
-    public var flows: Int64
-    public var files: Int64
-    public var processes: Int64
-    public var findings: Int64
+package struct SessionSummary: Sendable {
+    package var id: String
+    package var kind: String
+    package var source: String
+    package var command: [RawText]
+    package var gate: String?
+    package var startedAt: Nanoseconds
+    package var endedAt: Nanoseconds?
+    package var events: Int64
+    package var domains: Int64
+    package var flows: Int64
+    package var files: Int64
+    package var processes: Int64
+    package var findings: Int64
     /// Distinct sockets bound (bind(2)).
-    public var binds: Int64
+    package var binds: Int64
 }
 
 /// What `cagent report` shows, read from the store in one snapshot.
-public struct SessionReport: Sendable {
-    public struct Finding: Sendable {
-        public var kind: FindingKind
-        public var subject: RawText
-        public var detail: String
-        public var example: RawText
-        public var count: Int64
-        public var firstSeen: Nanoseconds
-        public var lastSeen: Nanoseconds
+package struct SessionReport: Sendable {
+    package struct Finding: Sendable {
+        package var kind: FindingKind
+        package var subject: RawText
+        package var detail: String
+        package var example: RawText
+        package var count: Int64
+        package var firstSeen: Nanoseconds
+        package var lastSeen: Nanoseconds
     }
 
-    public struct Answer: Sendable, Hashable {
-        public var name: RawText
-        public var type: String
-        public var data: RawText
-        public var ttl: Int64
+    package struct Answer: Sendable, Hashable {
+        package var name: RawText
+        package var type: String
+        package var data: RawText
+        package var ttl: Int64
     }
 
     /// One question name, all its types, resolvers and programs together.
-    public struct Domain: Sendable {
-        public var name: RawText
-        public var types: [String]
-        public var queries: Int64
-        public var responses: Int64
-        public var rcodes: [String]
-        public var programs: [RawText]
-        public var resolvers: [String]
-        public var sources: [String]
-        public var answers: [Answer]
-        public var firstSeen: Nanoseconds
-        public var lastSeen: Nanoseconds
+    package struct Domain: Sendable {
+        package var name: RawText
+        package var types: [String]
+        package var queries: Int64
+        package var responses: Int64
+        package var rcodes: [String]
+        package var programs: [RawText]
+        package var resolvers: [String]
+        package var sources: [String]
+        package var answers: [Answer]
+        package var firstSeen: Nanoseconds
+        package var lastSeen: Nanoseconds
         /// Flows went to one of its addresses.
-        public var connections: Int64
+        package var connections: Int64
     }
 
-    public struct DNSRow: Sendable {
-        public var name: RawText
-        public var type: String
-        public var resolver: String
-        public var source: String
-        public var program: RawText
-        public var count: Int64
-        public var firstSeen: Nanoseconds
-        public var lastSeen: Nanoseconds
+    package struct DNSRow: Sendable {
+        package var name: RawText
+        package var type: String
+        package var resolver: String
+        package var source: String
+        package var program: RawText
+        package var count: Int64
+        package var firstSeen: Nanoseconds
+        package var lastSeen: Nanoseconds
     }
 
     /// One row of the flows table: one (proto, address, port, verdict, program, result) as one source saw it.
-    public struct FlowRow: Sendable {
-        public var proto: String
-        public var address: String
-        public var port: Int64
-        public var verdict: String
-        public var program: RawText
-        public var result: Int64
-        public var name: RawText?
-        public var nameSource: String?
-        public var connections: Int64
-        public var bytesOut: Int64
-        public var bytesIn: Int64
-        public var firstSeen: Nanoseconds
-        public var lastSeen: Nanoseconds
+    package struct FlowRow: Sendable {
+        package var proto: String
+        package var address: String
+        package var port: Int64
+        package var verdict: String
+        package var program: RawText
+        package var result: Int64
+        package var name: RawText?
+        package var nameSource: String?
+        package var connections: Int64
+        package var bytesOut: Int64
+        package var bytesIn: Int64
+        package var firstSeen: Nanoseconds
+        package var lastSeen: Nanoseconds
 
-        public init(proto: String, address: String, port: Int64, verdict: String, program: RawText, result: Int64,
+        package init(proto: String, address: String, port: Int64, verdict: String, program: RawText, result: Int64,
                     name: RawText?, nameSource: String?, connections: Int64, bytesOut: Int64 = 0, bytesIn: Int64 = 0,
                     firstSeen: Nanoseconds, lastSeen: Nanoseconds) {
             self.proto = proto; self.address = address; self.port = port; self.verdict = verdict; self.program = program
@@ -94,89 +94,89 @@ public struct SessionReport: Sendable {
 
     /// One flow: a (proto, address, port), whoever saw it. The tracer's connects (which program, with what
     /// result) and the network's view (the firewall's verdict, the name from DNS or SNI) are one fact.
-    public struct Flow: Sendable {
-        public var proto: String
-        public var address: String
-        public var port: Int64
+    package struct Flow: Sendable {
+        package var proto: String
+        package var address: String
+        package var port: Int64
         /// The most severe verdict any source gave it: blocked, else allowed, else observed.
-        public var verdict: String
+        package var verdict: String
         /// The programs the tracer saw connect, in the order first seen; empty when only the network saw it.
-        public var programs: [RawText]
+        package var programs: [RawText]
         /// The distinct connect results (0 or an errno), in the order first seen.
-        public var results: [Int64]
+        package var results: [Int64]
         /// The destination's name, and how it was learned (`dns`, `sni`); nil for a direct-IP flow.
-        public var name: RawText?
-        public var nameSource: String?
+        package var name: RawText?
+        package var nameSource: String?
         /// Connections, as the better-informed of the two views counted them (the tracer's connects, the
         /// network's new flows): the same connection seen twice counts once.
-        public var connections: Int64
-        public var bytesOut: Int64
-        public var bytesIn: Int64
-        public var firstSeen: Nanoseconds
-        public var lastSeen: Nanoseconds
+        package var connections: Int64
+        package var bytesOut: Int64
+        package var bytesIn: Int64
+        package var firstSeen: Nanoseconds
+        package var lastSeen: Nanoseconds
 
         /// The first program, or empty.
-        public var program: RawText { programs.first ?? RawText("") }
+        package var program: RawText { programs.first ?? RawText("") }
     }
 
     /// A socket bound by the sandbox.
-    public struct Bind: Sendable {
+    package struct Bind: Sendable {
         /// "ipv4" or "ipv6".
-        public var family: String
-        public var proto: String
-        public var address: String
-        public var port: Int64
-        public var program: RawText
-        public var result: Int64
-        public var count: Int64
-        public var firstSeen: Nanoseconds
-        public var lastSeen: Nanoseconds
+        package var family: String
+        package var proto: String
+        package var address: String
+        package var port: Int64
+        package var program: RawText
+        package var result: Int64
+        package var count: Int64
+        package var firstSeen: Nanoseconds
+        package var lastSeen: Nanoseconds
     }
 
-    public struct File: Sendable {
-        public var path: RawText
-        public var operation: String
-        public var result: Int64
-        public var program: RawText
-        public var flags: Int64?
-        public var count: Int64
-        public var firstSeen: Nanoseconds
-        public var lastSeen: Nanoseconds
+    package struct File: Sendable {
+        package var path: RawText
+        package var operation: String
+        package var result: Int64
+        package var program: RawText
+        package var flags: Int64?
+        package var count: Int64
+        package var firstSeen: Nanoseconds
+        package var lastSeen: Nanoseconds
     }
 
-    public struct FileGroup: Sendable {
-        public var directory: RawText
-        public var operation: String
-        public var files: [File]
-        public var count: Int64 { files.reduce(0) { $0.saturatingAdd($1.count) } }
+    package struct FileGroup: Sendable {
+        package var directory: RawText
+        package var operation: String
+        package var files: [File]
+        package var count: Int64 { files.reduce(0) { $0.saturatingAdd($1.count) } }
     }
 
-    public struct Process: Sendable {
-        public var executable: RawText
-        public var argv: [RawText]
-        public var parentExecutable: RawText
-        public var program: RawText
-        public var count: Int64
-        public var firstSeen: Nanoseconds
-        public var lastSeen: Nanoseconds
-        public var lastExit: Int64?
-        public var children: [Process]
+    package struct Process: Sendable {
+        package var executable: RawText
+        package var argv: [RawText]
+        package var parentExecutable: RawText
+        package var program: RawText
+        package var count: Int64
+        package var firstSeen: Nanoseconds
+        package var lastSeen: Nanoseconds
+        package var lastExit: Int64?
+        package var children: [Process]
     }
 
-    public var session: SessionSummary
-    public var findings: [Finding]
-    public var domains: [Domain]
-    public var directIPFlows: [Flow]
-    public var flows: [Flow]
-    public var binds: [Bind]
-    public var gateBypass: [DNSRow]
-    public var fileGroups: [FileGroup]
-    public var secrets: [File]
-    public var processTree: [Process]
+    package var session: SessionSummary
+    package var findings: [Finding]
+    package var domains: [Domain]
+    package var directIPFlows: [Flow]
+    package var flows: [Flow]
+    package var binds: [Bind]
+    package var gateBypass: [DNSRow]
+    package var fileGroups: [FileGroup]
+    package var secrets: [File]
+    package var processTree: [Process]
 }
 
 extension Store {
-    public func sessions() throws -> [SessionSummary] {
+    package func sessions() throws -> [SessionSummary] {
         try guardedRead { db in
             try Row.fetchAll(db, sql: Self.summarySQL + " ORDER BY s.started_at, s.id").map { try Self.summary($0) }
         }
@@ -217,14 +217,14 @@ extension Store {
     }
 
     /// The id of the most recent session, or nil when the store is empty.
-    public func latestSessionID() throws -> String? {
+    package func latestSessionID() throws -> String? {
         try guardedRead { db in
             try Row.fetchOne(db, sql: "SELECT id FROM sessions ORDER BY started_at DESC, rowid DESC LIMIT 1")
                 .map { try StoredRow($0, "sessions").text("id") }
         }
     }
 
-    public func report(session id: String, rules: FindingRules) throws -> SessionReport? {
+    package func report(session id: String, rules: FindingRules) throws -> SessionReport? {
         try guardedRead { db -> SessionReport? in
             guard let summaryRow = try Row.fetchOne(db, sql: Self.summarySQL + " WHERE s.id = ?", arguments: [id])
             else { return nil }
@@ -387,7 +387,7 @@ extension Store {
     /// rows of one flow: its verdict is the most severe, its name the best-founded (dns before sni before a
     /// name of unknown source), its programs and results the union, and its connections the larger of the
     /// two views' counts (rows with a program: connects; rows without: the network's flows).
-    public static func mergeFlows(_ rows: [SessionReport.FlowRow]) -> [SessionReport.Flow] {
+    package static func mergeFlows(_ rows: [SessionReport.FlowRow]) -> [SessionReport.Flow] {
         struct Key: Hashable { var proto: String; var address: String; var port: Int64 }
         struct Merging {
             var flow: SessionReport.Flow
@@ -485,19 +485,19 @@ extension Store {
 /// The session's DNS answers by address, to name a flow stored without a name: the answer most recently seen at
 /// or before the flow's first connect, never one first seen after it (a later lookup of the same address, say a
 /// wildcard's, did not lead to the flow).
-public struct AddressNames: Sendable {
+package struct AddressNames: Sendable {
     struct Answer: Sendable { var name: RawText; var firstSeen: Nanoseconds; var lastSeen: Nanoseconds }
     private var byAddress: [String: [Answer]] = [:]
 
-    public init() {}
+    package init() {}
 
-    public mutating func add(address: String, name: RawText, firstSeen: Nanoseconds, lastSeen: Nanoseconds) {
+    package mutating func add(address: String, name: RawText, firstSeen: Nanoseconds, lastSeen: Nanoseconds) {
         byAddress[FlowObservation.canonicalAddress(address.lowercased()), default: []]
             .append(Answer(name: name, firstSeen: firstSeen, lastSeen: lastSeen))
     }
 
     /// Of the answers first seen by `time`, the one seen latest by then (the earliest added on a tie).
-    public func name(for address: String, at time: Nanoseconds) -> RawText? {
+    package func name(for address: String, at time: Nanoseconds) -> RawText? {
         var best: (name: RawText, seen: Nanoseconds)?
         for answer in byAddress[FlowObservation.canonicalAddress(address.lowercased())] ?? [] where answer.firstSeen <= time {
             let seen = min(answer.lastSeen, time)

@@ -9,18 +9,18 @@ import Glibc
 
 /// The record: one SQLite file (WAL) holding every session cagent observed, aggregated so that it grows
 /// with the number of distinct things seen, not with the number of events. Schema: docs/store.md.
-public final class Store: Sendable {
-    public let path: String
+package final class Store: Sendable {
+    package let path: String
     /// A DatabasePool for recording; a read-only DatabaseQueue for `report` and `sessions`.
     let pool: any DatabaseWriter
 
     /// The default database: `<data dir>/cagent.db` (XDG data home of the invoking user).
-    public static func defaultPath(paths: CagentPaths) -> String { paths.data + "/cagent.db" }
+    package static func defaultPath(paths: CagentPaths) -> String { paths.data + "/cagent.db" }
 
     /// Opens (creating when `create`) the database at `path` for recording. A new file and any directory
     /// created for it belong to `owner` (the real user under sudo), mode 0600 / 0700. Under sudo (`identity`),
     /// the file must be readable and writable by that user: `--db` never reaches root's files.
-    public init(path: String, create: Bool = true, owner: InvokingUser? = nil, identity: FileIdentity? = nil) throws {
+    package init(path: String, create: Bool = true, owner: InvokingUser? = nil, identity: FileIdentity? = nil) throws {
         self.path = path
         if !FileSystem.exists(path) {
             guard create else { throw Self.missing(path) }
@@ -48,7 +48,7 @@ public final class Store: Sendable {
     /// Opens an existing database read-only, for `report` and `sessions`: never creates, migrates or writes
     /// it (a 0-byte file stays 0 bytes). A missing file, a file that is not a cagent database, one of another
     /// schema version or one `identity` (the invoking user under sudo) cannot read is a clear error.
-    public init(readingAt path: String, identity: FileIdentity? = nil) throws {
+    package init(readingAt path: String, identity: FileIdentity? = nil) throws {
         self.path = path
         try Self.checkFile(path, identity: identity, writing: false)
         var config = Configuration()
@@ -139,7 +139,7 @@ public final class Store: Sendable {
     // MARK: sessions
 
     /// Creates the session row; an existing id is kept as it is (two sources may open the same session).
-    public func createSession(_ session: SessionInfo) throws {
+    package func createSession(_ session: SessionInfo) throws {
         try pool.write { db in
             try db.execute(sql: """
                 INSERT OR IGNORE INTO sessions (id, kind, source, command, gate, started_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -148,7 +148,7 @@ public final class Store: Sendable {
         }
     }
 
-    public func endSession(_ id: String, at time: Nanoseconds) throws {
+    package func endSession(_ id: String, at time: Nanoseconds) throws {
         try pool.write { db in
             try db.execute(sql: "UPDATE sessions SET ended_at = ? WHERE id = ?", arguments: [time, id])
         }
@@ -156,7 +156,7 @@ public final class Store: Sendable {
 
     /// Learn mode's end: the tracer's rows (`observed`, with their program) of flows the firewall dropped become
     /// `blocked`, so a blocked flow is one row. A row already `blocked` under the same key is left as it is.
-    public func markFlowsBlocked(session: String, _ flows: [(proto: String, address: String, port: UInt16, program: RawText, result: Int32)]) throws {
+    package func markFlowsBlocked(session: String, _ flows: [(proto: String, address: String, port: UInt16, program: RawText, result: Int32)]) throws {
         guard !flows.isEmpty else { return }
         try pool.write { db in
             let statement = try db.cachedStatement(sql: """
@@ -170,7 +170,7 @@ public final class Store: Sendable {
         }
     }
 
-    public func sessionExists(_ id: String) throws -> Bool {
+    package func sessionExists(_ id: String) throws -> Bool {
         try pool.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM sessions WHERE id = ?", arguments: [id]) ?? false }
     }
 
@@ -368,7 +368,7 @@ public final class Store: Sendable {
     }
 
     /// Runs a read-only block (for reports and tests).
-    public func read<T>(_ block: (Database) throws -> T) throws -> T {
+    package func read<T>(_ block: (Database) throws -> T) throws -> T {
         try pool.read(block)
     }
 
@@ -387,33 +387,33 @@ public final class Store: Sendable {
     }
 
     /// Checkpoints the WAL into the main file (smaller files at rest; used before measuring size).
-    public func checkpoint() throws {
+    package func checkpoint() throws {
         try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
     }
 }
 
 /// A session's identity and where it came from.
-public struct SessionInfo: Sendable {
-    public var id: String
+package struct SessionInfo: Sendable {
+    package var id: String
     /// "learn", "enforce", "import", "synthetic".
-    public var kind: String
+    package var kind: String
     /// What fed it, e.g. "tracee:/path/trace.json".
-    public var source: String
+    package var source: String
     /// The agent's command line.
-    public var command: [RawText]
+    package var command: [RawText]
     /// The DNS gate's address, when the session had one.
-    public var gate: String?
-    public var startedAt: Nanoseconds
+    package var gate: String?
+    package var startedAt: Nanoseconds
 
-    public init(id: String, kind: String, source: String = "", command: [RawText] = [], gate: String? = nil,
+    package init(id: String, kind: String, source: String = "", command: [RawText] = [], gate: String? = nil,
                 startedAt: Nanoseconds = Clock.now()) {
         self.id = id; self.kind = kind; self.source = source; self.command = command; self.gate = gate
         self.startedAt = startedAt
     }
 }
 
-public enum Clock {
-    public static func now() -> Nanoseconds {
+package enum Clock {
+    package static func now() -> Nanoseconds {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
         return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
@@ -423,12 +423,12 @@ public enum Clock {
 /// Sandbox text goes to SQLite as TEXT when it is valid UTF-8 (readable with any SQLite tool) and as a
 /// BLOB otherwise, so that every byte is kept. Always bound as a parameter, never spliced into SQL.
 extension RawText: DatabaseValueConvertible {
-    public var databaseValue: DatabaseValue {
+    package var databaseValue: DatabaseValue {
         if let text = validString { return text.databaseValue }
         return Data(bytes).databaseValue
     }
 
-    public static func fromDatabaseValue(_ value: DatabaseValue) -> RawText? {
+    package static func fromDatabaseValue(_ value: DatabaseValue) -> RawText? {
         switch value.storage {
         case .string(let text): return RawText(text)
         case .blob(let data): return RawText(bytes: [UInt8](data))

@@ -2,23 +2,23 @@ import CagentEvents
 
 /// Synthetic sessions for benchmarks and tests: `events` events drawn from `distinctKeys` distinct
 /// things, in a realistic mix (mostly file accesses, then DNS, flows and execs), deterministic for a seed.
-public struct SyntheticSession: Sequence, Sendable {
-    public var events: Int
-    public var distinctKeys: Int
-    public var seed: UInt64
-    public var startTime: Nanoseconds
+package struct SyntheticSession: Sequence, Sendable {
+    package var events: Int
+    package var distinctKeys: Int
+    package var seed: UInt64
+    package var startTime: Nanoseconds
 
-    public init(events: Int, distinctKeys: Int, seed: UInt64 = 42, startTime: Nanoseconds = 1_764_374_400_000_000_000) {
+    package init(events: Int, distinctKeys: Int, seed: UInt64 = 42, startTime: Nanoseconds = 1_764_374_400_000_000_000) {
         self.events = Swift.max(0, events); self.distinctKeys = Swift.max(1, distinctKeys); self.seed = seed
         self.startTime = startTime
     }
 
     /// The mix, in percent: files 70, DNS 15, flows 10, exec 5 (an agent mostly reads files).
-    public static let mix = (files: 70, dns: 15, flows: 10, exec: 5)
+    package static let mix = (files: 70, dns: 15, flows: 10, exec: 5)
 
-    public func makeIterator() -> Iterator { Iterator(session: self) }
+    package func makeIterator() -> Iterator { Iterator(session: self) }
 
-    public struct Iterator: IteratorProtocol {
+    package struct Iterator: IteratorProtocol {
         let session: SyntheticSession
         var index = 0
         var state: UInt64
@@ -42,7 +42,7 @@ public struct SyntheticSession: Sequence, Sendable {
             (programs[key % programs.count], Int32(1000 + key % 50))
         }
 
-        public mutating func next() -> ObservedEvent? {
+        package mutating func next() -> ObservedEvent? {
             guard index < session.events else { return nil }
             defer { index += 1 }
             let time = session.startTime + Nanoseconds(index) * 1_000

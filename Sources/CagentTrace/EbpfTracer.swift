@@ -9,8 +9,8 @@ import Synchronization
 /// with its result. The kernel sends only the first sight of an (operation, path, result) and counts the
 /// rest; this class resolves relative paths and turns records into store events on its own thread.
 // @unchecked: a libbpf handle (C); the rest is guarded by `lock`, mutated in place on the record path.
-public final class EbpfTracer: LearnTracer, @unchecked Sendable {
-    public let backend = TracerBackend.ebpf
+package final class EbpfTracer: LearnTracer, @unchecked Sendable {
+    package let backend = TracerBackend.ebpf
     private let handle: OpaquePointer
     /// Guarded by `lock` (records are delivered with it held).
     private var sink: TraceSink
@@ -29,7 +29,7 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
     /// process that is already gone when its first record is read.
     /// `counts: false` skips `TraceSummary.counts` (the kernel's count of every deduplicated key, read from
     /// the map at stop): learn mode stores one row per key and does not use them.
-    public init(cgroup: TraceCgroup, sink: TraceSink, rootPid: Int32? = nil, rootWorkingDirectory: String? = nil,
+    package init(cgroup: TraceCgroup, sink: TraceSink, rootPid: Int32? = nil, rootWorkingDirectory: String? = nil,
                 counts: Bool = true) throws {
         self.sink = sink
         self.collectCounts = counts
@@ -61,12 +61,12 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
 
     /// Replaces the sink: a tracer loaded before its consumer exists (learn mode loads the programs while
     /// the sandbox is set up; the cgroup stays empty, so nothing is delivered, until the sink is in place).
-    public func setSink(_ sink: TraceSink) {
+    package func setSink(_ sink: TraceSink) {
         lock.withLock { _ in self.sink = sink }
     }
 
     /// Seeds a process's working directory (the launcher knows the root's).
-    public func setWorkingDirectory(pid: Int32, _ path: String) {
+    package func setWorkingDirectory(pid: Int32, _ path: String) {
         lock.withLock { _ in resolver.setWorkingDirectory(pid: pid, path) }
     }
 
@@ -78,7 +78,7 @@ public final class EbpfTracer: LearnTracer, @unchecked Sendable {
         done.open()
     }
 
-    public func stop() throws -> TraceSummary {
+    package func stop() throws -> TraceSummary {
         let finished: TraceSummary? = lock.withLock { _ in
             if let summary { return summary }
             stopping = true

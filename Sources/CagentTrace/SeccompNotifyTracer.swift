@@ -13,8 +13,8 @@ import Synchronization
 /// and so on. Permission failures are not inferred (the supervisor is root). Connect results are unknown
 /// (recorded as 0). Exits are not seen.
 // @unchecked: a seccomp listener fd; the rest is guarded by `lock`, mutated in place per notification.
-public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
-    public let backend = TracerBackend.seccomp
+package final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
+    package let backend = TracerBackend.seccomp
     private let listener: Int32
     private let sink: TraceSink
     private let resolver = PathResolver()
@@ -27,7 +27,7 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
     private var keys: [(SeenKey, FileOperation, RawText, Int32)] = []
     private let done = Latch()
     /// Whether the kernel took SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP.
-    public let syncWakeUp: Bool
+    package let syncWakeUp: Bool
 
     private struct SeenKey: Hashable {
         var operation: FileOperation
@@ -37,7 +37,7 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
 
     /// Services `listener` (ownership passes to the tracer) on its own thread until every task using the
     /// filter is gone, or `stop()`.
-    public init(listener: Int32, sink: TraceSink) {
+    package init(listener: Int32, sink: TraceSink) {
         self.listener = listener
         self.sink = sink
         syncWakeUp = cg_notify_sync_wakeup(listener) == 0
@@ -47,7 +47,7 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
     }
 
     /// True once no task uses the filter any more.
-    public var finished: Bool { lock.withLock { _ in ended } }
+    package var finished: Bool { lock.withLock { _ in ended } }
 
     private func run() {
         var note = cg_notification()
@@ -62,7 +62,7 @@ public final class SeccompNotifyTracer: LearnTracer, @unchecked Sendable {
         done.open()
     }
 
-    public func stop() throws -> TraceSummary {
+    package func stop() throws -> TraceSummary {
         let finished: TraceSummary? = lock.withLock { _ in
             if let final { return final }
             stopping = true

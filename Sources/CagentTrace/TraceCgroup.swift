@@ -7,15 +7,15 @@ import Glibc
 /// helper starts the tree there with CLONE_INTO_CGROUP (`fd` is what clone3 needs). The sandbox launcher
 /// may use its own session cgroup instead: `TraceCgroup(existing:)`.
 // @unchecked: a cgroup directory fd, removed once by the owner.
-public final class TraceCgroup: @unchecked Sendable {
-    public let path: String
+package final class TraceCgroup: @unchecked Sendable {
+    package let path: String
     /// An O_DIRECTORY fd on the cgroup directory (for clone3's cgroup field and the BPF scope map).
-    public let fd: Int32
+    package let fd: Int32
     private let owned: Bool
     private var removed = false
 
     /// Creates `<cgroup2 mount>/cagent-trace-<unique>`.
-    public convenience init() throws {
+    package convenience init() throws {
         guard let root = Self.cgroup2Mount() else {
             throw CagentError(stage: "trace cgroup", "no cgroup2 hierarchy is mounted",
                               hint: "mount cgroup2 (this host: /sys/fs/cgroup/unified) for the eBPF tracer's scope")
@@ -31,7 +31,7 @@ public final class TraceCgroup: @unchecked Sendable {
     }
 
     /// Uses an existing cgroup2 directory (not removed by `remove()`).
-    public convenience init(existing path: String) throws { try self.init(path: path, owned: false) }
+    package convenience init(existing path: String) throws { try self.init(path: path, owned: false) }
 
     private init(path: String, owned: Bool) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -44,7 +44,7 @@ public final class TraceCgroup: @unchecked Sendable {
     }
 
     /// Closes the fd and, for a cgroup this object created, removes it (after the tree has exited).
-    public func remove() throws {
+    package func remove() throws {
         guard !removed else { return }
         removed = true
         close(fd)
@@ -64,7 +64,7 @@ public final class TraceCgroup: @unchecked Sendable {
     /// the pid of the cagent that made it, and a live cagent removes its own. (A cagent in another pid
     /// namespace names a pid this one cannot see: callers remove only cgroups that are empty or emptying, whose
     /// traced tree has gone with its cagent.)
-    public static func isOrphan(name: String) -> Bool {
+    package static func isOrphan(name: String) -> Bool {
         guard name.hasPrefix("cagent-trace-") else { return false }
         let fields = name.dropFirst("cagent-trace-".count).split(separator: "-")
         guard fields.count == 2, let pid = pid_t(fields[0]), pid > 0 else { return false }
@@ -73,7 +73,7 @@ public final class TraceCgroup: @unchecked Sendable {
 
     /// Removes the trace cgroups of dead cagents under `root` (the cgroup2 mount); returns their paths.
     @discardableResult
-    public static func removeOrphans(under root: String) -> [String] {
+    package static func removeOrphans(under root: String) -> [String] {
         var removed: [String] = []
         for name in FileSystem.list(root) where isOrphan(name: name) {
             let path = root + "/" + name
@@ -89,7 +89,7 @@ public final class TraceCgroup: @unchecked Sendable {
         return removed
     }
 
-    public static func cgroup2Mount() -> String? {
+    package static func cgroup2Mount() -> String? {
         guard let mounts = FileSystem.readText("/proc/self/mounts") else { return nil }
         for line in mounts.split(separator: "\n") {
             let fields = line.split(separator: " ")

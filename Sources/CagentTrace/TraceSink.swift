@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// Learn mode's tracing backends (docs/tracing.md).
-public enum TracerBackend: String, Sendable, CaseIterable {
+package enum TracerBackend: String, Sendable, CaseIterable {
     /// Raw syscall tracepoints scoped to the session's cgroup, deduplicated in the kernel.
     case ebpf
     /// seccomp user notification: records and always continues; results inferred from the sandbox's view.
@@ -15,47 +15,47 @@ public enum TracerBackend: String, Sendable, CaseIterable {
 
 /// Where a tracer delivers what it sees. `events` usually is a `Recorder`'s `record`; called from the tracer's
 /// own thread, one event at a time.
-public struct TraceSink: Sendable {
-    public var events: @Sendable (ObservedEvent) -> Void
+package struct TraceSink: Sendable {
+    package var events: @Sendable (ObservedEvent) -> Void
 
-    public init(events: @escaping @Sendable (ObservedEvent) -> Void) {
+    package init(events: @escaping @Sendable (ObservedEvent) -> Void) {
         self.events = events
     }
 
-    public static func recording(into recorder: some EventSink) -> TraceSink {
+    package static func recording(into recorder: some EventSink) -> TraceSink {
         TraceSink(events: { recorder.record($0) })
     }
 }
 
 /// What a tracer counted over a session.
-public struct TraceSummary: Sendable, Hashable {
-    public var backend: TracerBackend
+package struct TraceSummary: Sendable, Hashable {
+    package var backend: TracerBackend
     /// Traced syscalls of the tree.
-    public var syscalls: UInt64 = 0
+    package var syscalls: UInt64 = 0
     /// Records that crossed to user space (eBPF) or notifications handled (seccomp).
-    public var delivered: UInt64 = 0
+    package var delivered: UInt64 = 0
     /// Repeats of an (operation, path, result) already seen: only counted.
-    public var duplicates: UInt64 = 0
+    package var duplicates: UInt64 = 0
     /// Records lost (eBPF ring buffer full).
-    public var lost: UInt64 = 0
+    package var lost: UInt64 = 0
     /// Paths or addresses that could not be read from the process.
-    public var unreadable: UInt64 = 0
+    package var unreadable: UInt64 = 0
     /// How often each deduplicated (operation, path, result) was seen, first sight included.
-    public var counts: [PathCount] = []
+    package var counts: [PathCount] = []
 
-    public init(backend: TracerBackend) { self.backend = backend }
+    package init(backend: TracerBackend) { self.backend = backend }
 }
 
-public struct PathCount: Sendable, Hashable {
-    public var operation: FileOperation
-    public var path: RawText
-    public var result: Int32
-    public var count: UInt64
+package struct PathCount: Sendable, Hashable {
+    package var operation: FileOperation
+    package var path: RawText
+    package var result: Int32
+    package var count: UInt64
 }
 
 /// A running tracer. `stop()` delivers what is still pending, releases every kernel object and returns the
 /// counters; it is idempotent.
-public protocol LearnTracer: AnyObject, Sendable {
+package protocol LearnTracer: AnyObject, Sendable {
     var backend: TracerBackend { get }
     func stop() throws -> TraceSummary
 }

@@ -8,17 +8,17 @@ import Glibc
 /// tracer's cgroup via CLONE_INTO_CGROUP and/or under the seccomp tracing filter. The sandbox launcher
 /// does the same in its own clone3 child (docs/tracing.md, "Plugging into the launcher").
 // @unchecked: its pidfd, listener and exec-error fds are taken and closed once by the owner.
-public final class TracedProcess: @unchecked Sendable {
-    public let pid: Int32
-    public let pidfd: Int32
+package final class TracedProcess: @unchecked Sendable {
+    package let pid: Int32
+    package let pidfd: Int32
     /// The seccomp listener (when started with `notify`); the SeccompNotifyTracer takes ownership.
-    public private(set) var listener: Int32
+    package private(set) var listener: Int32
     private var execErrorFd: Int32
     private var reaped: Int32?
 
     /// Starts `argv[0]` (an absolute path) with `argv`, in `cgroup` when given, under the seccomp tracing
     /// filter when `notify`.
-    public init(argv: [String], environment: [String] = ["PATH=/usr/bin:/bin"], workingDirectory: String? = nil,
+    package init(argv: [String], environment: [String] = ["PATH=/usr/bin:/bin"], workingDirectory: String? = nil,
                 cgroup: TraceCgroup? = nil, notify: Bool = false) throws {
         precondition(!argv.isEmpty)
         var cArgs = argv.map { strdup($0) } + [nil]
@@ -35,7 +35,7 @@ public final class TracedProcess: @unchecked Sendable {
     }
 
     /// Hands the listener fd over (the caller closes it).
-    public func takeListener() -> Int32 {
+    package func takeListener() -> Int32 {
         let fd = listener
         listener = -1
         return fd
@@ -43,7 +43,7 @@ public final class TracedProcess: @unchecked Sendable {
 
     /// Waits for execve's outcome: nil on success, else its errno. With `notify`, only call it once the
     /// listener is being serviced (execve is traced).
-    public func execResult() -> Int32? {
+    package func execResult() -> Int32? {
         guard execErrorFd >= 0 else { return nil }
         var code: Int32 = 0
         var n: Int
@@ -55,7 +55,7 @@ public final class TracedProcess: @unchecked Sendable {
 
     /// Waits for the process and returns its exit code (128 + signal when killed).
     @discardableResult
-    public func wait() -> Int32 {
+    package func wait() -> Int32 {
         if let reaped { return reaped }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

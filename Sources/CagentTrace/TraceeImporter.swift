@@ -8,47 +8,47 @@ import Glibc
 
 /// Reads a saved Tracee trace (JSON lines, plain or gzip) into a Recorder. Unknown events are counted, a
 /// malformed line is reported with its number and skipped; neither stops the import.
-public struct TraceeImporter {
-    public struct Summary: Sendable {
-        public var lines = 0
-        public var events = 0
+package struct TraceeImporter {
+    package struct Summary: Sendable {
+        package var lines = 0
+        package var events = 0
         /// Lines that parsed and mapped (some map to no event, e.g. a unix-socket connect).
-        public var mapped = 0
+        package var mapped = 0
         /// Unknown event names and how often each appeared.
-        public var unknown: [String: Int] = [:]
+        package var unknown: [String: Int] = [:]
         /// (line number, reason) of lines that could not be read; at most `maxReported` kept.
-        public var malformed: [(line: Int, reason: String)] = []
-        public var malformedCount = 0
+        package var malformed: [(line: Int, reason: String)] = []
+        package var malformedCount = 0
     }
 
     /// A line longer than this is refused (a trace line is a few KiB; this bounds memory on hostile input).
-    public static let maxLineBytes = 8 << 20
-    public static let maxReported = 100
+    package static let maxLineBytes = 8 << 20
+    package static let maxReported = 100
 
     /// Caps on what one import reads: a gzip bomb (a few MiB that inflate to endless newlines or one endless
     /// line) must stop, not run for hours filling memory and the store.
-    public struct Limits: Sendable {
+    package struct Limits: Sendable {
         /// Decompressed bytes. 4 GiB: several million events of a real trace (a Tracee line is 0.2 to 2 KiB).
-        public var maxBytes: Int64
+        package var maxBytes: Int64
         /// Lines, blank ones included. 20 million: about what 4 GiB of the most compact events holds.
-        public var maxLines: Int
+        package var maxLines: Int
 
-        public init(maxBytes: Int64 = 4 << 30, maxLines: Int = 20_000_000) {
+        package init(maxBytes: Int64 = 4 << 30, maxLines: Int = 20_000_000) {
             self.maxBytes = maxBytes; self.maxLines = maxLines
         }
     }
 
-    public var limits: Limits
+    package var limits: Limits
     /// Whose rights the trace file is opened with (the invoking user under sudo); nil: the process's own.
-    public var identity: FileIdentity?
+    package var identity: FileIdentity?
 
-    public init(limits: Limits = Limits(), identity: FileIdentity? = nil) {
+    package init(limits: Limits = Limits(), identity: FileIdentity? = nil) {
         self.limits = limits
         self.identity = identity
     }
 
     /// Imports `path` ("-" for standard input).
-    public func importFile(_ path: String, into recorder: some EventSink) throws -> Summary {
+    package func importFile(_ path: String, into recorder: some EventSink) throws -> Summary {
         let handle: cg_gz_handle?
         if path == "-" {
             handle = cg_gz_dopen(dup(0))

@@ -10,18 +10,18 @@ import CagentEvents
 #endif
 
 /// One Tracee event, whatever its shape.
-public struct TraceeEvent {
-    public var name: String
-    public var time: Nanoseconds
-    public var pid: Int32
-    public var ppid: Int32
-    public var program: RawText
-    public var executable: RawText
-    public var returnValue: Int64?
-    public var arguments: [String: Any]
+package struct TraceeEvent {
+    package var name: String
+    package var time: Nanoseconds
+    package var pid: Int32
+    package var ppid: Int32
+    package var program: RawText
+    package var executable: RawText
+    package var returnValue: Int64?
+    package var arguments: [String: Any]
 }
 
-public enum TraceeLine {
+package enum TraceeLine {
     /// Mapped events (possibly none, e.g. a connect on a unix socket).
     case events(name: String, [ObservedEvent])
     /// A well-formed event cagent does not map; counted by name.
@@ -32,9 +32,9 @@ public enum TraceeLine {
     case blank
 }
 
-public enum TraceeParser {
+package enum TraceeParser {
     /// Parses one line (without its newline).
-    public static func parse(line: some Collection<UInt8>) -> TraceeLine {
+    package static func parse(line: some Collection<UInt8>) -> TraceeLine {
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return .blank }
         let object: Any
         do {

@@ -11,11 +11,11 @@ import Glibc
 /// TraceeParser, as the importer does for a saved trace. Tracee needs kprobes/fentry, which some kernels
 /// (this project's CI machine) lack; the plumbing is tested with a stand-in that replays real samples.
 // @unchecked: a child process and its output fd; the rest is guarded by `lock`, mutated in place per line.
-public final class TraceeRunner: LearnTracer, @unchecked Sendable {
-    public let backend = TracerBackend.tracee
+package final class TraceeRunner: LearnTracer, @unchecked Sendable {
+    package let backend = TracerBackend.tracee
 
     /// Which tasks Tracee follows.
-    public enum Scope: Sendable, Hashable {
+    package enum Scope: Sendable, Hashable {
         /// The descendants of a process (start the root held, then release it once Tracee runs).
         case tree(Int32)
         /// Every task in a pid namespace (the sandbox's), by its inode number.
@@ -30,13 +30,13 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
     }
 
     /// The events learn mode asks for; each is one TraceeParser maps.
-    public static let events = [
+    package static let events = [
         "sched_process_exec", "sched_process_exit", "security_file_open", "security_inode_unlink",
         "security_inode_mkdir", "security_inode_rename", "security_socket_connect", "security_socket_bind",
         "net_packet_dns",
     ]
 
-    public static func arguments(scope: Scope) -> [String] {
+    package static func arguments(scope: Scope) -> [String] {
         ["--output", "json", "--output", "option:parse-arguments"] + scope.arguments
             + ["--events", events.joined(separator: ",")]
     }
@@ -51,11 +51,11 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
     private let done = Latch()
     private var malformedLines: [(line: Int, reason: String)] = []
     /// Lines that were not a Tracee event (malformed), with their number; at most 100 kept.
-    public var malformed: [(line: Int, reason: String)] { lock.withLock { _ in malformedLines } }
+    package var malformed: [(line: Int, reason: String)] { lock.withLock { _ in malformedLines } }
 
     /// Starts `executable` (the `tracee` found on PATH) with the scope's arguments. Plain posix_spawn and a
     /// close-on-exec pipe: no descriptor of it leaks into a process started meanwhile by another thread.
-    public init(executable: String, scope: Scope, sink: TraceSink) throws {
+    package init(executable: String, scope: Scope, sink: TraceSink) throws {
         self.sink = sink
         var fds: [Int32] = [-1, -1]
         guard cg_pipe_cloexec(&fds) == 0 else { throw CagentError.system("tracee", "cannot create a pipe") }
@@ -135,7 +135,7 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
     }
 
     /// Asks Tracee to finish (SIGINT), waits for it and for its last line.
-    public func stop() throws -> TraceSummary {
+    package func stop() throws -> TraceSummary {
         let (finished, running) = lock.withLock { _ in (final, exitStatus == nil) }
         if let finished { return finished }
         if running { kill(pid, SIGINT) }
@@ -148,7 +148,7 @@ public final class TraceeRunner: LearnTracer, @unchecked Sendable {
     }
 
     /// Waits for Tracee to end by itself (a stand-in that replays a file).
-    public func waitForEnd() { reap() }
+    package func waitForEnd() { reap() }
 
     deinit { _ = try? stop() }
 }

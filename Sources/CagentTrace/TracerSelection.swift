@@ -6,18 +6,18 @@ import CagentCore
 /// auto: eBPF when its programs load here (the cheapest and the only one that sees results); else seccomp
 /// user notification (works without BPF; results inferred). Tracee is used only when asked for
 /// (`--tracer tracee`): it needs kprobes or fentry and a separate install.
-public enum TracerChoice: String, Sendable, CaseIterable {
+package enum TracerChoice: String, Sendable, CaseIterable {
     case auto, ebpf, seccomp, tracee
 }
 
-public struct TracerSelection: Sendable {
+package struct TracerSelection: Sendable {
     /// nil: nothing usable (learn mode cannot trace; the reason says why).
-    public var backend: TracerBackend?
-    public var reason: String
+    package var backend: TracerBackend?
+    package var reason: String
     /// Set for the Tracee backend: the executable found on PATH.
-    public var traceePath: String?
+    package var traceePath: String?
 
-    public static func select(_ choice: TracerChoice, path: String?) -> TracerSelection {
+    package static func select(_ choice: TracerChoice, path: String?) -> TracerSelection {
         switch choice {
         case .ebpf:
             // Asked for: not probed (loading is what the tracer does next, and it reports its own error).
@@ -37,7 +37,7 @@ public struct TracerSelection: Sendable {
 
     /// The auto choice, given whether the eBPF programs loaded (nil) or why not: a caller that loads the
     /// real tracer anyway (learn) passes its outcome instead of loading the programs twice.
-    public static func auto(ebpfFailure ebpf: String?) -> TracerSelection {
+    package static func auto(ebpfFailure ebpf: String?) -> TracerSelection {
         guard let ebpf else {
             return TracerSelection(backend: .ebpf, reason: "raw syscall tracepoints, ring buffer and cgroup scope load here (in-kernel dedup, real results)")
         }
@@ -48,14 +48,14 @@ public struct TracerSelection: Sendable {
     }
 
     /// nil when the eBPF tracer's programs load, else why not.
-    public static func probeEbpf() -> String? {
+    package static func probeEbpf() -> String? {
         var message = [CChar](repeating: 0, count: 600)
         if cg_ebpf_probe(&message, message.count) == 0 { return nil }
         return "cannot load: " + String(decoding: message.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// nil when seccomp user notification is available, else why not.
-    public static func probeSeccomp() -> String? {
+    package static func probeSeccomp() -> String? {
         cg_seccomp_user_notif_available() == 1 ? nil : "no seccomp user notification (Linux >= 5.0 with CONFIG_SECCOMP_FILTER)"
     }
 }

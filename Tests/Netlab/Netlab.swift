@@ -13,16 +13,16 @@ import Foundation
 /// Nothing is created in the machine's own network namespace: both veth ends are created inside the lab's
 /// namespaces, the internet has no route anywhere else. `shutdown()` removes everything; a lab whose test
 /// process died is removed by the next lab's start (or scripts/netlab-clean.sh) through the registry.
-public final class Netlab: @unchecked Sendable {
-    public enum Side: Sendable { case host, internet }
+package final class Netlab: @unchecked Sendable {
+    package enum Side: Sendable { case host, internet }
 
-    public let id: String
-    public let hostNamespace: String
-    public let internetNamespace: String
-    public let hostInterface: String
-    public let internetInterface: String
+    package let id: String
+    package let hostNamespace: String
+    package let internetNamespace: String
+    package let hostInterface: String
+    package let internetInterface: String
     /// Scratch directory for this lab's logs and config.
-    public let directory: String
+    package let directory: String
 
     private var children: [SpawnedProcess] = []
     private let lock = NSLock()
@@ -32,7 +32,7 @@ public final class Netlab: @unchecked Sendable {
     static let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
 
     /// Starts a lab with every service running. Throws (and leaves nothing behind) when a step fails.
-    public init(services: Set<Service> = Set(Service.allCases)) throws {
+    package init(services: Set<Service> = Set(Service.allCases)) throws {
         try Requirements.root()
         for tool in ["ip", "dnsmasq", "tcpdump", "python3"] { try Requirements.tool(tool) }
         Netlab.removeOrphans()
@@ -55,7 +55,7 @@ public final class Netlab: @unchecked Sendable {
         }
     }
 
-    public enum Service: CaseIterable, Sendable { case dns, web, sink }
+    package enum Service: CaseIterable, Sendable { case dns, web, sink }
 
     deinit { shutdown() }
 
@@ -97,10 +97,10 @@ public final class Netlab: @unchecked Sendable {
 
     // MARK: - Services
 
-    public var dnsLog: String { directory + "/dnsmasq.log" }
-    public var webLog: String { directory + "/web.log" }
-    public var sinkLog: String { directory + "/sink.log" }
-    public var sinkCapture: String { directory + "/sink.pcap.txt" }
+    package var dnsLog: String { directory + "/dnsmasq.log" }
+    package var webLog: String { directory + "/web.log" }
+    package var sinkLog: String { directory + "/sink.log" }
+    package var sinkCapture: String { directory + "/sink.pcap.txt" }
     var hostsFile: String { directory + "/hosts" }
     private var dnsmasq: SpawnedProcess?
 
@@ -137,12 +137,12 @@ public final class Netlab: @unchecked Sendable {
     }
 
     /// Points `name` (a hosts-file record, e.g. moving.allowed.test) at a new address.
-    public func setRecord(_ name: String, to address: String) throws {
+    package func setRecord(_ name: String, to address: String) throws {
         try setRecords([name: address])
     }
 
     /// Replaces the hosts-file records (the mutable ones, moving.allowed.test included) by `records`, name -> address.
-    public func setRecords(_ records: [String: String]) throws {
+    package func setRecords(_ records: [String: String]) throws {
         let lines = records.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)\n" }.joined()
         try lines.write(toFile: hostsFile, atomically: true, encoding: .utf8)
         if let dnsmasq { kill(dnsmasq.pid, SIGHUP) }
@@ -150,14 +150,14 @@ public final class Netlab: @unchecked Sendable {
     }
 
     /// Lines the internet's DNS server logged for queries whose name contains `fragment` (case-insensitive).
-    public func dnsQueries(containing fragment: String) -> [String] {
+    package func dnsQueries(containing fragment: String) -> [String] {
         let text = (try? String(contentsOfFile: dnsLog, encoding: .utf8)) ?? ""
         return text.split(separator: "\n").map(String.init)
             .filter { $0.contains(" query[") && $0.lowercased().contains(fragment.lowercased()) }
     }
 
     /// Everything the attacker saw: captured packets and logged connections/datagrams.
-    public func sinkRecords() -> [String] {
+    package func sinkRecords() -> [String] {
         // The capture is line-buffered; give in-flight packets a moment to be written.
         usleep(300_000)
         let capture = (try? String(contentsOfFile: sinkCapture, encoding: .utf8)) ?? ""
@@ -166,38 +166,38 @@ public final class Netlab: @unchecked Sendable {
     }
 
     /// Lines the web servers logged.
-    public func webRequests() -> [String] {
+    package func webRequests() -> [String] {
         ((try? String(contentsOfFile: webLog, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 
     // MARK: - Running things in the lab
 
-    public struct Output: Sendable {
-        public var status: Int32
-        public var stdout: String
-        public var stderr: String
-        public var succeeded: Bool { status == 0 }
+    package struct Output: Sendable {
+        package var status: Int32
+        package var stdout: String
+        package var stderr: String
+        package var succeeded: Bool { status == 0 }
     }
 
-    public func namespace(_ side: Side) -> String { side == .host ? hostNamespace : internetNamespace }
+    package func namespace(_ side: Side) -> String { side == .host ? hostNamespace : internetNamespace }
 
     /// Runs a command in one of the lab's namespaces (through `ip netns exec`, so a separate process: no
     /// thread of the test process changes namespace) and waits for it, killing it after `timeout` seconds.
     @discardableResult
-    public func run(in side: Side, _ arguments: [String], timeout: Double = 20) throws -> Output {
+    package func run(in side: Side, _ arguments: [String], timeout: Double = 20) throws -> Output {
         try Netlab.execute(["ip", "netns", "exec", namespace(side)] + arguments, timeout: timeout)
     }
 
     /// Runs `body` on a dedicated thread whose network namespace is the lab's `side` (setns applies to one
     /// thread only, so this never touches the caller's thread or Swift's cooperative pool).
-    public func onThread<T: Sendable>(in side: Side, _ body: @escaping @Sendable () throws -> T) throws -> T {
+    package func onThread<T: Sendable>(in side: Side, _ body: @escaping @Sendable () throws -> T) throws -> T {
         try NamespaceThread.run(netnsPath: "/run/netns/" + namespace(side), body)
     }
 
     /// Starts a long-running process in a namespace; it is stopped at shutdown. When a ready marker is given,
     /// waits (up to 10 s) until the process printed it.
     @discardableResult
-    public func spawn(in side: Side, _ arguments: [String], stdout: String? = nil,
+    package func spawn(in side: Side, _ arguments: [String], stdout: String? = nil,
                       readyOnStdout: String? = nil, readyOnStderr: String? = nil) throws -> SpawnedProcess {
         let name = (arguments.first as NSString?)?.lastPathComponent ?? "process"
         let outFile = stdout ?? directory + "/\(name)-\(children.count).out"
@@ -234,7 +234,7 @@ public final class Netlab: @unchecked Sendable {
     // MARK: - Teardown
 
     /// Stops every process and removes both namespaces, the resolver file and the scratch directory.
-    public func shutdown() {
+    package func shutdown() {
         let processes: [SpawnedProcess]? = lock.withLock {
             if isShutDown { return nil }
             isShutDown = true
@@ -293,7 +293,7 @@ public final class Netlab: @unchecked Sendable {
     }
 
     /// Removes labs whose owning test process is gone (a crashed or interrupted run).
-    public static func removeOrphans() {
+    package static func removeOrphans() {
         for id in (try? FileManager.default.contentsOfDirectory(atPath: registry)) ?? [] {
             guard let text = try? String(contentsOfFile: registry + "/" + id, encoding: .utf8) else { continue }
             var ownerAlive = false
@@ -325,7 +325,7 @@ public final class Netlab: @unchecked Sendable {
     }
 
     /// Runs a program and collects its output, killing it after `timeout` seconds.
-    public static func execute(_ arguments: [String], timeout: Double, environment: [String: String]? = nil,
+    package static func execute(_ arguments: [String], timeout: Double, environment: [String: String]? = nil,
                                directory: String? = nil) throws -> Output {
         let base = "/tmp/cgt-exec-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         defer { unlink(base + ".out"); unlink(base + ".err") }

@@ -1,5 +1,5 @@
 /// The test zones served by the internet's dnsmasq. Names and TTLs the network tests rely on.
-public enum NetlabZones {
+package enum NetlabZones {
     /// dnsmasq arguments that define the zones.
     static func dnsmasqRecords(hostsFile: String) -> [String] {
         let a = NetlabAddresses.self

@@ -4,8 +4,8 @@ import Foundation
 /// kept between sessions with its base chains and no session's part (docs/network.md "The kept table"), so a
 /// leftover is any other table, or a line of that table naming a session (`cgs<id>`: its chains, sets, map
 /// entries). The permanent part's own `"cgs*"` patterns are not a session's.
-public enum NftLeftovers {
-    public static func find(ruleset: String) -> [String] {
+package enum NftLeftovers {
+    package static func find(ruleset: String) -> [String] {
         var found: [String] = []
         var inKeptTable = false
         for raw in ruleset.split(separator: "\n") {

@@ -6,17 +6,17 @@ import Glibc
 
 /// What a test needs from the machine. Outside CI a test that cannot run may skip (and says why); under
 /// CI=true it fails instead, so a machine that cannot run it is never mistaken for a pass.
-public enum Requirements {
-    public struct Unmet: Error, CustomStringConvertible {
-        public var description: String
+package enum Requirements {
+    package struct Unmet: Error, CustomStringConvertible {
+        package var description: String
     }
 
     /// True when running under CI (CI=true).
-    public static var isCI: Bool { ProcessEnvironment.current["CI"] == "true" }
+    package static var isCI: Bool { ProcessEnvironment.current["CI"] == "true" }
 
     /// For `@Test(.enabled(if: Requirements.mayRun(root: true), "needs root"))`: under CI always true, so the
     /// test runs and fails loudly on a machine that lacks what it needs; elsewhere true only when it is there.
-    public static func mayRun(root: Bool = false, tools: [String] = []) -> Bool {
+    package static func mayRun(root: Bool = false, tools: [String] = []) -> Bool {
         if isCI { return true }
         if root && geteuid() != 0 { return false }
         return tools.allSatisfy { FileSystem.which($0, path: ProcessEnvironment.current["PATH"]) != nil }
@@ -24,12 +24,12 @@ public enum Requirements {
 
     /// Throws when the process is not root. A test calls it first, so that under CI a machine that
     /// cannot run it fails the test with the reason.
-    public static func root() throws {
+    package static func root() throws {
         if geteuid() != 0 { throw Unmet(description: "needs root (uid 0), running as uid \(geteuid())") }
     }
 
     /// Throws when an executable is not on PATH.
-    public static func tool(_ name: String) throws {
+    package static func tool(_ name: String) throws {
         if FileSystem.which(name, path: ProcessEnvironment.current["PATH"]) == nil {
             throw Unmet(description: "needs \(name) on PATH (make deps installs it)")
         }

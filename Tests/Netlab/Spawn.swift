@@ -4,12 +4,12 @@ import Foundation
 /// Child processes for the test network, on posix_spawn and waitpid. (Foundation's Process reaps its children
 /// on a background queue; with many tests starting processes at once it left children unreaped and tests
 /// waiting forever, so the lab owns its children outright.)
-public struct SpawnedProcess: Sendable {
-    public let pid: pid_t
+package struct SpawnedProcess: Sendable {
+    package let pid: pid_t
 
     /// Starts `arguments` (arguments[0] looked up on PATH) in its own process group, with stdout/stderr sent
     /// to the given files (or /dev/null) and stdin from /dev/null.
-    public static func start(_ arguments: [String], stdout: String? = nil, stderr: String? = nil,
+    package static func start(_ arguments: [String], stdout: String? = nil, stderr: String? = nil,
                              environment: [String: String]? = nil) throws -> SpawnedProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -50,7 +50,7 @@ public struct SpawnedProcess: Sendable {
     /// Waits up to `timeout` seconds; kills the process group when it is still running then. Returns the
     /// exit status (128+N for a signal).
     @discardableResult
-    public func wait(timeout: Double) -> Int32 {
+    package func wait(timeout: Double) -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
         var status: Int32 = 0
         while true {
@@ -68,13 +68,13 @@ public struct SpawnedProcess: Sendable {
     }
 
     /// Stops the process group: SIGTERM, a short grace period, then SIGKILL; always reaps.
-    public func stop() {
+    package func stop() {
         kill(-pid, SIGTERM)
         kill(pid, SIGTERM)
         wait(timeout: 1)
     }
 
-    public var isRunning: Bool {
+    package var isRunning: Bool {
         var status: Int32 = 0
         return waitpid(pid, &status, WNOHANG) == 0
     }
@@ -88,27 +88,27 @@ public struct SpawnedProcess: Sendable {
 /// A stand-in for Foundation's Process in tests, on `SpawnedProcess`. Foundation's Process (with Pipe and
 /// FileHandle.nullDevice) closes descriptors from background queues; with tests running in parallel in one
 /// process that closed other tests' sockets (EBADF from netlink). Output goes to files, never pipes.
-public final class TestProcess: @unchecked Sendable {
-    public var executableURL: URL?
-    public var arguments: [String] = []
-    public var environment: [String: String]?
+package final class TestProcess: @unchecked Sendable {
+    package var executableURL: URL?
+    package var arguments: [String] = []
+    package var environment: [String: String]?
     /// Where standard output / error go (default /dev/null).
-    public var outputPath: String?
-    public var errorPath: String?
-    public private(set) var processIdentifier: Int32 = 0
-    public private(set) var terminationStatus: Int32 = -1
+    package var outputPath: String?
+    package var errorPath: String?
+    package private(set) var processIdentifier: Int32 = 0
+    package private(set) var terminationStatus: Int32 = -1
     private var spawned: SpawnedProcess?
 
-    public init() {}
+    package init() {}
 
-    public func run() throws {
+    package func run() throws {
         guard let executableURL else { throw CagentError(stage: "test process", "no executable") }
         spawned = try SpawnedProcess.start([executableURL.path] + arguments, stdout: outputPath, stderr: errorPath,
                                            environment: environment)
         processIdentifier = spawned!.pid
     }
 
-    public func waitUntilExit(timeout: Double = 300) {
+    package func waitUntilExit(timeout: Double = 300) {
         guard let spawned, terminationStatus < 0 else { return }
         terminationStatus = spawned.wait(timeout: timeout)
     }

@@ -2,13 +2,13 @@ import CagentCore
 import Foundation
 
 /// A system user created for one test (no home, no login), removed at the end.
-public final class TestUser: @unchecked Sendable {
-    public let name: String
-    public let uid: UInt32
-    public let gid: UInt32
+package final class TestUser: @unchecked Sendable {
+    package let name: String
+    package let uid: UInt32
+    package let gid: UInt32
 
     /// `home` is recorded in the password database but not created.
-    public init(home: String = "/nonexistent") throws {
+    package init(home: String = "/nonexistent") throws {
         name = "cgtd" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         var lastError = ""
         for _ in 0..<10 {

@@ -1,26 +1,26 @@
 import CagentCore
 
 /// One line of `cagent doctor`: what was checked, what was found, and what to do when it is not fine.
-public struct DoctorCheck: Sendable, Equatable {
-    public enum Status: String, Sendable, Codable {
+package struct DoctorCheck: Sendable, Equatable {
+    package enum Status: String, Sendable, Codable {
         case ok, warn, fail, info
     }
 
-    public var name: String
-    public var status: Status
-    public var detail: String
-    public var remedy: String?
+    package var name: String
+    package var status: Status
+    package var detail: String
+    package var remedy: String?
     /// A failed required check makes `cagent doctor` exit non-zero: cagent cannot work without it.
-    public var required: Bool
+    package var required: Bool
 
-    public init(_ name: String, _ status: Status, _ detail: String, remedy: String? = nil, required: Bool = false) {
+    package init(_ name: String, _ status: Status, _ detail: String, remedy: String? = nil, required: Bool = false) {
         self.name = name; self.status = status; self.detail = detail; self.remedy = remedy; self.required = required
     }
 }
 
 /// Renders checks as an aligned table for people, or as JSON for machines.
-public enum DoctorRenderer {
-    public static func table(_ checks: [DoctorCheck]) -> String {
+package enum DoctorRenderer {
+    package static func table(_ checks: [DoctorCheck]) -> String {
         let nameWidth = max(5, checks.map { $0.name.count }.max() ?? 0)
         var out = pad("CHECK", nameWidth) + "  STATUS  DETAIL\n"
         for check in checks {
@@ -33,7 +33,7 @@ public enum DoctorRenderer {
         return out
     }
 
-    public static func json(_ checks: [DoctorCheck], cleaned: [String]) -> String {
+    package static func json(_ checks: [DoctorCheck], cleaned: [String]) -> String {
         var out = "{\"checks\":["
         out += checks.map { check in
             var fields = [

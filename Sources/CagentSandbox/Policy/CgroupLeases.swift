@@ -10,10 +10,10 @@ import Glibc
 /// cgroups stay; without a record, a cleaner can only guess from names and ages (an empty `cagent-*` cgroup
 /// may be a session starting right now in another runtime directory). A lease nobody holds names exactly what
 /// is left: the next session start and `cagent doctor --clean` remove it at once.
-public enum SessionCgroupLeases {
+package enum SessionCgroupLeases {
     static let prefix = "cg-"
 
-    public static func leaseID(_ sessionID: String) -> String { prefix + sessionID }
+    package static func leaseID(_ sessionID: String) -> String { prefix + sessionID }
 
     /// The lease's text for these directories.
     static func contents(_ directories: [String]) -> String {
@@ -22,7 +22,7 @@ public enum SessionCgroupLeases {
 
     /// The cgroup directories a lease names. Only session cgroups (`/sys/fs/cgroup/.../cagent-*`, no `..`)
     /// are taken: the lease sits in root's runtime directory, but a cleaner must never rmdir anything else.
-    public static func directories(in contents: String) -> [String] {
+    package static func directories(in contents: String) -> [String] {
         contents.split(separator: "\n").compactMap { line -> String? in
             guard line.hasPrefix("cgroup ") else { return nil }
             let path = String(line.dropFirst(7))
@@ -36,7 +36,7 @@ public enum SessionCgroupLeases {
     /// Removes the cgroups of every dead session's lease under `paths`, then the lease. The caller holds the
     /// setup lock (a lease is created under it, so none is caught between its creation and its flock).
     @discardableResult
-    public static func removeDead(paths: CagentPaths) -> (removed: [String], failed: [String]) {
+    package static func removeDead(paths: CagentPaths) -> (removed: [String], failed: [String]) {
         var removed: [String] = [], failed: [String] = []
         for lease in SessionLease.all(paths: paths) where !lease.live && lease.sessionID.hasPrefix(prefix) {
             var complete = true
@@ -55,7 +55,7 @@ public enum SessionCgroupLeases {
     /// Kills whatever is in a session cgroup and removes it (retrying while the kernel finishes the exits).
     /// Returns whether it is gone.
     @discardableResult
-    public static func removeDirectory(_ directory: String) -> Bool {
+    package static func removeDirectory(_ directory: String) -> Bool {
         // Stop further forks first (pids hierarchies), so the kill loop converges even on a fork bomb.
         if FileSystem.exists(directory + "/pids.max") { try? SessionCgroup.writeFile(directory + "/pids.max", "0") }
         for _ in 0..<200 {

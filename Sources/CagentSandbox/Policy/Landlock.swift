@@ -5,37 +5,37 @@ import Glibc
 #endif
 
 /// Landlock filesystem access rights (uapi values; the ABI that introduced each is noted).
-public struct LandlockAccess: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
+package struct LandlockAccess: OptionSet, Sendable, Hashable {
+    package let rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
 
-    public static let execute = Self(rawValue: 1 << 0)
-    public static let writeFile = Self(rawValue: 1 << 1)
-    public static let readFile = Self(rawValue: 1 << 2)
-    public static let readDir = Self(rawValue: 1 << 3)
-    public static let removeDir = Self(rawValue: 1 << 4)
-    public static let removeFile = Self(rawValue: 1 << 5)
-    public static let makeChar = Self(rawValue: 1 << 6)
-    public static let makeDir = Self(rawValue: 1 << 7)
-    public static let makeReg = Self(rawValue: 1 << 8)
-    public static let makeSock = Self(rawValue: 1 << 9)
-    public static let makeFifo = Self(rawValue: 1 << 10)
-    public static let makeBlock = Self(rawValue: 1 << 11)
-    public static let makeSym = Self(rawValue: 1 << 12)
-    public static let refer = Self(rawValue: 1 << 13)      // ABI 2
-    public static let truncate = Self(rawValue: 1 << 14)   // ABI 3
-    public static let ioctlDev = Self(rawValue: 1 << 15)   // ABI 5
+    package static let execute = Self(rawValue: 1 << 0)
+    package static let writeFile = Self(rawValue: 1 << 1)
+    package static let readFile = Self(rawValue: 1 << 2)
+    package static let readDir = Self(rawValue: 1 << 3)
+    package static let removeDir = Self(rawValue: 1 << 4)
+    package static let removeFile = Self(rawValue: 1 << 5)
+    package static let makeChar = Self(rawValue: 1 << 6)
+    package static let makeDir = Self(rawValue: 1 << 7)
+    package static let makeReg = Self(rawValue: 1 << 8)
+    package static let makeSock = Self(rawValue: 1 << 9)
+    package static let makeFifo = Self(rawValue: 1 << 10)
+    package static let makeBlock = Self(rawValue: 1 << 11)
+    package static let makeSym = Self(rawValue: 1 << 12)
+    package static let refer = Self(rawValue: 1 << 13)      // ABI 2
+    package static let truncate = Self(rawValue: 1 << 14)   // ABI 3
+    package static let ioctlDev = Self(rawValue: 1 << 15)   // ABI 5
 
     /// Read and run: system directories of the view.
-    public static let readOnly: Self = [.execute, .readFile, .readDir]
+    package static let readOnly: Self = [.execute, .readFile, .readDir]
     /// Everything but creating device nodes: the workspace, shadow home, /tmp, /dev/shm.
-    public static let readWrite: Self = Self.all(forABI: 5).subtracting([.makeChar, .makeBlock])
+    package static let readWrite: Self = Self.all(forABI: 5).subtracting([.makeChar, .makeBlock])
     /// A terminal or other character device: read, write, and device ioctls (tcsetattr for ssh's
     /// password prompt, window size for editors).
-    public static let device: Self = [.readFile, .writeFile, .ioctlDev]
+    package static let device: Self = [.readFile, .writeFile, .ioctlDev]
 
     /// Every filesystem right an ABI knows.
-    public static func all(forABI abi: Int) -> Self {
+    package static func all(forABI abi: Int) -> Self {
         guard abi >= 1 else { return [] }
         var rights = Self(rawValue: (1 << 13) - 1)
         if abi >= 2 { rights.insert(.refer) }
@@ -46,31 +46,31 @@ public struct LandlockAccess: OptionSet, Sendable, Hashable {
 }
 
 /// Landlock scopes (ABI 6): what the sandbox may not reach outside its own domain.
-public struct LandlockScope: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
+package struct LandlockScope: OptionSet, Sendable, Hashable {
+    package let rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
     /// Connecting to abstract unix sockets created outside the sandbox (H8).
-    public static let abstractUnixSocket = Self(rawValue: 1 << 0)
+    package static let abstractUnixSocket = Self(rawValue: 1 << 0)
     /// Signals to processes outside the sandbox (H17).
-    public static let signal = Self(rawValue: 1 << 1)
+    package static let signal = Self(rawValue: 1 << 1)
 }
 
-public struct LandlockRule: Sendable, Equatable {
-    public var path: String
-    public var access: LandlockAccess
-    public init(_ path: String, _ access: LandlockAccess) { self.path = path; self.access = access }
+package struct LandlockRule: Sendable, Equatable {
+    package var path: String
+    package var access: LandlockAccess
+    package init(_ path: String, _ access: LandlockAccess) { self.path = path; self.access = access }
 }
 
 /// A Landlock ruleset describing the sandbox's view: every right handled (denied) unless a rule grants it
 /// beneath a path. An extra layer under the mount view: if a mount were ever wrong, Landlock still holds.
-public struct LandlockRuleset: Sendable, Equatable {
-    public var abi: Int
-    public var handled: LandlockAccess
-    public var scoped: LandlockScope
-    public var rules: [LandlockRule]
+package struct LandlockRuleset: Sendable, Equatable {
+    package var abi: Int
+    package var handled: LandlockAccess
+    package var scoped: LandlockScope
+    package var rules: [LandlockRule]
 
     /// Devices every sandbox has, with the rights they need.
-    public static let standardDevices: [LandlockRule] = [
+    package static let standardDevices: [LandlockRule] = [
         LandlockRule("/dev/null", [.readFile, .writeFile]), LandlockRule("/dev/zero", [.readFile, .writeFile]),
         LandlockRule("/dev/full", [.readFile, .writeFile]), LandlockRule("/dev/random", [.readFile]),
         LandlockRule("/dev/urandom", [.readFile]), LandlockRule("/dev/tty", .device),
@@ -78,7 +78,7 @@ public struct LandlockRuleset: Sendable, Equatable {
     ]
 
     /// The ruleset for a view, for the newest ABI (7); `adapted(toABI:)` narrows it to the kernel's.
-    public static func forView(readOnly: [String], readWrite: [String],
+    package static func forView(readOnly: [String], readWrite: [String],
                                devices: [LandlockRule] = standardDevices) -> LandlockRuleset {
         LandlockRuleset(abi: 7, handled: .all(forABI: 7), scoped: [.abstractUnixSocket, .signal],
                         rules: readOnly.map { LandlockRule($0, .readOnly) }
@@ -87,7 +87,7 @@ public struct LandlockRuleset: Sendable, Equatable {
 
     /// The same ruleset for an older kernel: rights and scopes it does not know are dropped, with a notice
     /// for each (never silently). nil when the kernel has no Landlock at all.
-    public func adapted(toABI kernelABI: Int) -> (ruleset: LandlockRuleset?, notices: [String]) {
+    package func adapted(toABI kernelABI: Int) -> (ruleset: LandlockRuleset?, notices: [String]) {
         guard kernelABI >= 1 else {
             return (nil, ["Landlock unavailable: the filesystem view is enforced by mounts alone"])
         }
@@ -108,7 +108,7 @@ public struct LandlockRuleset: Sendable, Equatable {
     }
 
     /// The kernel's Landlock ABI, or nil when Landlock is disabled or not built.
-    public static func kernelABI() -> Int? {
+    package static func kernelABI() -> Int? {
         let abi = cg_landlock_abi_version()
         return abi >= 1 ? Int(abi) : nil
     }

@@ -6,30 +6,30 @@ import Glibc
 #endif
 
 /// The sandbox's resource limits: the profile's `limits` over built-in defaults.
-public struct ResourceLimits: Sendable, Equatable {
+package struct ResourceLimits: Sendable, Equatable {
     /// Processes and threads in the session's cgroup (pids controller). A fork bomb stops here.
-    public var processes: Int
+    package var processes: Int
     /// Memory of the whole session (memory controller; swap included where the kernel accounts it).
-    public var memoryBytes: UInt64
+    package var memoryBytes: UInt64
     /// RLIMIT_NOFILE, lowered only.
-    public var openFiles: Int
+    package var openFiles: Int
     /// Size of the sandbox's /tmp and /dev/shm tmpfs mounts (tmpfs pages count against memory too).
-    public var tmpBytes: UInt64
-    public var shmBytes: UInt64
+    package var tmpBytes: UInt64
+    package var shmBytes: UInt64
     /// Size of the ext4 image holding the shadow home (enforce) or the scratch layer (learn): DiskVolume.
     /// Sparse: the host gives it only what the agent wrote, never more than this.
-    public var diskBytes: UInt64
+    package var diskBytes: UInt64
 
-    public static let defaults = ResourceLimits(processes: 1024, memoryBytes: 4 << 30, openFiles: 4096,
+    package static let defaults = ResourceLimits(processes: 1024, memoryBytes: 4 << 30, openFiles: 4096,
                                                 tmpBytes: 1 << 30, shmBytes: 64 << 20, diskBytes: 8 << 30)
 
-    public init(processes: Int, memoryBytes: UInt64, openFiles: Int, tmpBytes: UInt64, shmBytes: UInt64,
+    package init(processes: Int, memoryBytes: UInt64, openFiles: Int, tmpBytes: UInt64, shmBytes: UInt64,
                 diskBytes: UInt64 = ResourceLimits.defaults.diskBytes) {
         self.processes = processes; self.memoryBytes = memoryBytes; self.openFiles = openFiles
         self.tmpBytes = tmpBytes; self.shmBytes = shmBytes; self.diskBytes = diskBytes
     }
 
-    public init(profile: Limits) {
+    package init(profile: Limits) {
         let d = Self.defaults
         self.init(processes: profile.processes ?? d.processes, memoryBytes: profile.memoryBytes ?? d.memoryBytes,
                   openFiles: profile.openFiles ?? d.openFiles, tmpBytes: profile.tmpBytes ?? d.tmpBytes,
@@ -37,12 +37,12 @@ public struct ResourceLimits: Sendable, Equatable {
     }
 
     /// Mount options for the sandbox's /tmp and /dev/shm.
-    public var tmpMountOptions: String { "mode=1777,size=\(tmpBytes),nosuid,nodev" }
-    public var shmMountOptions: String { "mode=1777,size=\(shmBytes),nosuid,nodev" }
+    package var tmpMountOptions: String { "mode=1777,size=\(tmpBytes),nosuid,nodev" }
+    package var shmMountOptions: String { "mode=1777,size=\(shmBytes),nosuid,nodev" }
 
     /// No usable cgroup (SessionLimits.start fell back): the process and memory limits are held by rlimits
     /// instead (`rlimits` below), and the start says so.
-    public var withoutCgroup = false
+    package var withoutCgroup = false
 
     /// rlimits applied in the child, lower-only (raising needs CAP_SYS_RESOURCE, which root may lack).
     /// Core dumps are off (they would write the agent's memory, secrets included, into the workspace).
@@ -55,7 +55,7 @@ public struct ResourceLimits: Sendable, Equatable {
     /// - RLIMIT_DATA = limits.memory, per process (heap and private writable mappings; address space merely
     ///   reserved, as V8 and Go do, is not counted, so this does not break them the way RLIMIT_AS would).
     ///   Weaker than the memory controller: N processes may use N times the bound.
-    public var rlimits: [cg_rlimit_setting] {
+    package var rlimits: [cg_rlimit_setting] {
         var settings = [
             cg_rlimit_setting(resource: Int32(RLIMIT_NOFILE.rawValue), soft: UInt64(openFiles), hard: UInt64(openFiles)),
             cg_rlimit_setting(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0),
@@ -69,28 +69,28 @@ public struct ResourceLimits: Sendable, Equatable {
 }
 
 /// Where the cgroup controllers live: cgroup v1 hierarchies, the cgroup2 (unified) tree, or both (hybrid).
-public struct CgroupLayout: Sendable, Equatable {
-    public struct Hierarchy: Sendable, Equatable {
+package struct CgroupLayout: Sendable, Equatable {
+    package struct Hierarchy: Sendable, Equatable {
         /// Mount point, e.g. /sys/fs/cgroup/pids or /sys/fs/cgroup/unified.
-        public var mountPoint: String
+        package var mountPoint: String
         /// This process's cgroup in it (from /proc/self/cgroup).
-        public var ownPath: String
-        public var isV2: Bool
+        package var ownPath: String
+        package var isV2: Bool
 
-        public init(mountPoint: String, ownPath: String, isV2: Bool) {
+        package init(mountPoint: String, ownPath: String, isV2: Bool) {
             self.mountPoint = mountPoint; self.ownPath = ownPath; self.isV2 = isV2
         }
     }
 
     /// The hierarchy that carries the pids controller, the memory controller, and the cgroup2 tree (nil
     /// when absent). On a pure v2 host all three are the same.
-    public var pids: Hierarchy?
-    public var memory: Hierarchy?
-    public var unified: Hierarchy?
+    package var pids: Hierarchy?
+    package var memory: Hierarchy?
+    package var unified: Hierarchy?
 
     /// Reads /proc/self/mountinfo and /proc/self/cgroup: the hierarchies wherever they are mounted (not
     /// assumed at /sys/fs/cgroup), and a mount of a subtree (a container's view) mapped correctly.
-    public static func detect() -> CgroupLayout {
+    package static func detect() -> CgroupLayout {
         parse(mountinfo: FileSystem.readText("/proc/self/mountinfo") ?? "",
               cgroups: FileSystem.readText("/proc/self/cgroup") ?? "",
               v2Controllers: { FileSystem.readText($0 + "/cgroup.controllers") ?? "" })
@@ -100,7 +100,7 @@ public struct CgroupLayout: Sendable, Equatable {
     /// "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS".
     /// A hierarchy mounted from a subtree (ROOT not "/") serves only the cgroups inside that subtree; a
     /// cgroup of ours outside it is unreachable through this mount, and the controller counts as absent.
-    public static func parse(mountinfo: String, cgroups: String, v2Controllers: (String) -> String) -> CgroupLayout {
+    package static func parse(mountinfo: String, cgroups: String, v2Controllers: (String) -> String) -> CgroupLayout {
         var mounts = ""
         var roots: [String: String] = [:]   // mount point -> root within its hierarchy
         for line in mountinfo.split(separator: "\n") {
@@ -145,7 +145,7 @@ public struct CgroupLayout: Sendable, Equatable {
 
     /// Pure parser (testable with any text): v1 controllers win where both exist, because a controller
     /// bound to a v1 hierarchy is absent from cgroup2.
-    public static func parse(mounts: String, cgroups: String, v2Controllers: (String) -> String) -> CgroupLayout {
+    package static func parse(mounts: String, cgroups: String, v2Controllers: (String) -> String) -> CgroupLayout {
         var v1: [String: String] = [:]   // controller -> mount point
         var v2Mount: String?
         for line in mounts.split(separator: "\n") {
@@ -183,7 +183,7 @@ public struct CgroupLayout: Sendable, Equatable {
         return layout
     }
 
-    public var summary: String {
+    package var summary: String {
         func describe(_ h: Hierarchy?) -> String {
             guard let h else { return "absent" }
             return (h.isV2 ? "cgroup2 " : "cgroup v1 ") + h.mountPoint
@@ -196,14 +196,14 @@ public struct CgroupLayout: Sendable, Equatable {
 /// cgroup (nested, so whatever limits cagent itself runs under still apply). Removed by `remove()`, which
 /// kills anything left inside first.
 // @unchecked: `directories` changes only in init and remove(), on the owner's thread.
-public final class SessionCgroup: @unchecked Sendable {
-    public let name: String
+package final class SessionCgroup: @unchecked Sendable {
+    package let name: String
     /// Directories created, in creation order.
-    public private(set) var directories: [String] = []
-    public let pidsDirectory: String?
-    public let memoryDirectory: String?
-    public let unifiedDirectory: String?
-    public let limits: ResourceLimits
+    package private(set) var directories: [String] = []
+    package let pidsDirectory: String?
+    package let memoryDirectory: String?
+    package let unifiedDirectory: String?
+    package let limits: ResourceLimits
     /// The lease naming the directories (`cg-<id>`, SessionCgroupLeases) while the session lives; nil without
     /// `paths`. A cagent killed before `remove()` leaves it unheld: the next start removes what it names.
     private var lease: SessionLease?
@@ -211,7 +211,7 @@ public final class SessionCgroup: @unchecked Sendable {
     /// Creates the cgroups and writes the limits. Fails closed: when the pids or memory controller is
     /// missing or a limit cannot be written, nothing is left behind and the error says which.
     /// With `paths`, dead sessions' cgroups are removed first and this session's are leased before they exist.
-    public init(id: String, limits: ResourceLimits, layout: CgroupLayout = .detect(), paths: CagentPaths? = nil) throws {
+    package init(id: String, limits: ResourceLimits, layout: CgroupLayout = .detect(), paths: CagentPaths? = nil) throws {
         let name = "cagent-\(id)"
         self.name = name
         self.limits = limits
@@ -268,14 +268,14 @@ public final class SessionCgroup: @unchecked Sendable {
     }
 
     /// The cgroup.procs files the child writes "0" to (cg_policy.cgroup_procs), before anything else.
-    public var procsFiles: [String] { directories.map { $0 + "/cgroup.procs" } }
+    package var procsFiles: [String] { directories.map { $0 + "/cgroup.procs" } }
 
     /// How the sandbox's init can be cloned straight into every session cgroup (cg_spawn_request's
     /// `join_tasks`/`leave_tasks`/`cgroup_fd`): the cgroup v1 `tasks` files the cloning thread joins and the
     /// ones of the cgroups it leaves back to (this process's own: the session's are created right below them),
     /// and the cgroup2 directory for CLONE_INTO_CGROUP. Nil when a directory fits neither (the caller adds the
     /// init with `add(pid:)`).
-    public var cloneTargets: (joinTasks: [String], leaveTasks: [String], unified: String?)? {
+    package var cloneTargets: (joinTasks: [String], leaveTasks: [String], unified: String?)? {
         var join: [String] = [], leave: [String] = []
         for directory in directories where directory != unifiedDirectory {
             // A v1 hierarchy (a v2 one other than the unified tree does not exist: one cgroup2 per machine).
@@ -289,24 +289,24 @@ public final class SessionCgroup: @unchecked Sendable {
     /// Moves a process (the sandbox's init, right after clone and before it is released) into every
     /// session cgroup. Its descendants inherit the placement. On a pure cgroup2 host, clone3 with
     /// CLONE_INTO_CGROUP and a descriptor of `unifiedDirectory` does the same atomically.
-    public func add(pid: pid_t) throws {
+    package func add(pid: pid_t) throws {
         for file in procsFiles { try Self.writeFile(file, "\(pid)") }
     }
 
     /// Tasks (processes and threads) the pids controller counts now.
-    public func taskCount() -> Int {
+    package func taskCount() -> Int {
         guard let dir = pidsDirectory, let text = FileSystem.readText(dir + "/pids.current") else { return 0 }
         return Int(text.split(separator: "\n").first ?? "") ?? 0
     }
 
     /// Processes now in the session (pids cgroup).
-    public func members() -> [pid_t] {
+    package func members() -> [pid_t] {
         guard let dir = pidsDirectory, let text = FileSystem.readText(dir + "/cgroup.procs") else { return [] }
         return text.split(separator: "\n").compactMap { pid_t(String($0)) }
     }
 
     /// What the limits stopped, in words the user sees at the end of a session.
-    public func exhaustionReport() -> [String] {
+    package func exhaustionReport() -> [String] {
         var report: [String] = []
         if let dir = pidsDirectory, let events = FileSystem.readText(dir + "/pids.events"),
            let hits = Self.counter("max", in: events), hits > 0 {
@@ -322,7 +322,7 @@ public final class SessionCgroup: @unchecked Sendable {
     }
 
     /// Kills whatever is left and removes every directory; safe to call twice.
-    public func remove() {
+    package func remove() {
         // The pids hierarchy first (its pids.max goes to 0: no more forks), so the kill loops converge.
         let ordered = directories.filter { $0 == pidsDirectory } + directories.reversed().filter { $0 != pidsDirectory }
         let gone = ordered.map { SessionCgroupLeases.removeDirectory($0) }.allSatisfy { $0 }

@@ -7,33 +7,33 @@ import Glibc
 /// Everything applied to the agent's process right before execve, in this order: join the session's
 /// cgroups, lower rlimits, Landlock, seccomp. cagent-init does the same through `cg_policy_apply`; this
 /// type runs a command under it directly (tests, and probes that need no full sandbox).
-public struct ProcessPolicy: Sendable {
-    public var cgroupProcs: [String] = []
-    public var rlimits: [cg_rlimit_setting] = []
-    public var landlock: LandlockRuleset?
-    public var seccomp: SeccompProgram?
+package struct ProcessPolicy: Sendable {
+    package var cgroupProcs: [String] = []
+    package var rlimits: [cg_rlimit_setting] = []
+    package var landlock: LandlockRuleset?
+    package var seccomp: SeccompProgram?
 
-    public init(cgroupProcs: [String] = [], rlimits: [cg_rlimit_setting] = [], landlock: LandlockRuleset? = nil,
+    package init(cgroupProcs: [String] = [], rlimits: [cg_rlimit_setting] = [], landlock: LandlockRuleset? = nil,
                 seccomp: SeccompProgram? = nil) {
         self.cgroupProcs = cgroupProcs; self.rlimits = rlimits; self.landlock = landlock; self.seccomp = seccomp
     }
 
     /// Flags for `spawn`.
-    public struct SpawnFlags: OptionSet, Sendable {
-        public let rawValue: Int32
-        public init(rawValue: Int32) { self.rawValue = rawValue }
+    package struct SpawnFlags: OptionSet, Sendable {
+        package let rawValue: Int32
+        package init(rawValue: Int32) { self.rawValue = rawValue }
         /// The child is pid 1 of a new pid namespace.
-        public static let newPidNamespace = SpawnFlags(rawValue: CG_SPAWN_NEWPID)
+        package static let newPidNamespace = SpawnFlags(rawValue: CG_SPAWN_NEWPID)
         /// New session with stdin as its controlling terminal.
-        public static let newSession = SpawnFlags(rawValue: CG_SPAWN_SETSID)
+        package static let newSession = SpawnFlags(rawValue: CG_SPAWN_SETSID)
         /// A new mount namespace, all mounts private.
-        public static let newMountNamespace = SpawnFlags(rawValue: CG_SPAWN_NEWNS)
+        package static let newMountNamespace = SpawnFlags(rawValue: CG_SPAWN_NEWNS)
     }
 
     /// The agent's policy for a sandbox: the compiled filter, the Landlock ruleset for the view narrowed to
     /// the running kernel, and the limits' rlimits. Cgroup placement is left to the supervisor
     /// (`SessionCgroup.add(pid:)` on the init). `notices` say what an older kernel loses; show them.
-    public static func forSandbox(limits: ResourceLimits, readOnly: [String], readWrite: [String],
+    package static func forSandbox(limits: ResourceLimits, readOnly: [String], readWrite: [String],
                                   devices: [LandlockRule] = LandlockRuleset.standardDevices,
                                   kernelABI: Int? = LandlockRuleset.kernelABI()) throws -> (policy: ProcessPolicy, notices: [String]) {
         let view = LandlockRuleset.forView(readOnly: readOnly, readWrite: readWrite, devices: devices)
@@ -43,7 +43,7 @@ public struct ProcessPolicy: Sendable {
 
     /// The policy as the flat message `cg_policy_decode` reads (format in cg_policy.h): what the supervisor
     /// sends to cagent-init, which applies it with `cg_policy_decode` + `cg_policy_apply` before execve.
-    public func serialized() throws -> [UInt8] {
+    package func serialized() throws -> [UInt8] {
         guard cgroupProcs.count <= Int(CG_POLICY_MAX_CGROUPS), rlimits.count <= Int(CG_POLICY_MAX_RLIMITS),
               (landlock?.rules.count ?? 0) <= Int(CG_POLICY_MAX_RULES) else {
             throw CagentError(stage: "policy: encode", "too many cgroups, rlimits or Landlock rules for cagent-init")
@@ -75,7 +75,7 @@ public struct ProcessPolicy: Sendable {
     /// Forks, applies the policy in the child (C only after fork) and execs `argv[0]` (an absolute path).
     /// The policy goes through `serialized()` and `cg_policy_decode`, the path cagent-init uses.
     /// Returns the pid once the exec succeeded; throws with the failing stage otherwise.
-    public func spawn(_ argv: [String], environment: [String], stdin: Int32 = -1, stdout: Int32 = -1,
+    package func spawn(_ argv: [String], environment: [String], stdin: Int32 = -1, stdout: Int32 = -1,
                       stderr: Int32 = -1, flags: SpawnFlags = []) throws -> pid_t {
         precondition(!argv.isEmpty && argv[0].hasPrefix("/"), "argv[0] must be an absolute path")
         let message = try serialized()
@@ -102,7 +102,7 @@ public struct ProcessPolicy: Sendable {
     }
 
     /// How a child ended.
-    public enum Termination: Sendable, Equatable {
+    package enum Termination: Sendable, Equatable {
         case exited(Int32)
         case signaled(Int32)
         /// Still running at the deadline: killed (SIGKILL) and reaped.
@@ -110,7 +110,7 @@ public struct ProcessPolicy: Sendable {
     }
 
     /// Waits for `pid`, killing it at the deadline. Polls, so no thread blocks in waitpid past the deadline.
-    public static func wait(_ pid: pid_t, timeout seconds: Double) -> Termination {
+    package static func wait(_ pid: pid_t, timeout seconds: Double) -> Termination {
         let deadline = monotonicSeconds() + seconds
         var status: Int32 = 0
         while true {

@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// What the filter answers for one system call.
-public enum SeccompAction: Sendable, Equatable, CustomStringConvertible {
+package enum SeccompAction: Sendable, Equatable, CustomStringConvertible {
     case allow
     /// Fail the call with this errno; the process goes on.
     case errno(Int32)
@@ -11,7 +11,7 @@ public enum SeccompAction: Sendable, Equatable, CustomStringConvertible {
     case killProcess
 
     /// The SECCOMP_RET_* value the BPF program returns.
-    public var returnValue: UInt32 {
+    package var returnValue: UInt32 {
         switch self {
         case .allow: return 0x7FFF_0000                                  // SECCOMP_RET_ALLOW
         case .errno(let code): return 0x0005_0000 | (UInt32(code) & 0xFFFF) // SECCOMP_RET_ERRNO | data
@@ -19,7 +19,7 @@ public enum SeccompAction: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public init?(returnValue: UInt32) {
+    package init?(returnValue: UInt32) {
         switch returnValue & 0xFFFF_0000 {
         case 0x7FFF_0000: self = .allow
         case 0x0005_0000: self = .errno(Int32(returnValue & 0xFFFF))
@@ -28,7 +28,7 @@ public enum SeccompAction: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .allow: return "allow"
         case .errno(EPERM): return "EPERM"
@@ -41,7 +41,7 @@ public enum SeccompAction: Sendable, Equatable, CustomStringConvertible {
 
 /// A check on a syscall's register arguments. Seccomp sees registers only, never memory, so only integer
 /// arguments can be checked; calls whose decisive input sits in memory (clone3) are refused instead.
-public enum ArgumentCheck: String, Sendable, Equatable, CaseIterable {
+package enum ArgumentCheck: String, Sendable, Equatable, CaseIterable {
     /// clone(flags, ...): EPERM when flags (low 32 bits; the kernel ignores the rest) ask for a new namespace.
     case cloneNamespaceFlags
     /// socket(family, type, ...): EPERM for AF_PACKET, AF_VSOCK, and raw or packet sockets of AF_INET/AF_INET6.
@@ -54,7 +54,7 @@ public enum ArgumentCheck: String, Sendable, Equatable, CaseIterable {
 }
 
 /// The intended answer for one syscall.
-public enum SyscallRule: Sendable, Equatable {
+package enum SyscallRule: Sendable, Equatable {
     case allow
     /// Allow unless the argument check matches; then EPERM.
     case allowUnless(ArgumentCheck)
@@ -62,7 +62,7 @@ public enum SyscallRule: Sendable, Equatable {
 }
 
 /// Why a syscall gets its answer, for the policy table in docs/security.md.
-public enum SyscallCategory: String, Sendable, CaseIterable {
+package enum SyscallCategory: String, Sendable, CaseIterable {
     case files = "files and directories"
     case io = "reading, writing, polling"
     case memory = "memory"
@@ -83,26 +83,26 @@ public enum SyscallCategory: String, Sendable, CaseIterable {
 
 /// The sandbox's seccomp policy: an allowlist over the whole x86_64 syscall table. Syscalls not named here
 /// (including every number a newer kernel adds) answer ENOSYS, so libraries fall back to older calls.
-public enum SeccompPolicy {
+package enum SeccompPolicy {
     /// Any syscall the table does not name, or the policy does not allow.
-    public static let unknownAction: SeccompAction = .errno(ENOSYS)
+    package static let unknownAction: SeccompAction = .errno(ENOSYS)
     /// x32 ABI numbers (nr | 0x40000000) on the x86_64 arch: a second syscall table that a filter written for
     /// x86_64 numbers alone would let through.
-    public static let x32Action: SeccompAction = .errno(EPERM)
+    package static let x32Action: SeccompAction = .errno(EPERM)
     /// Any audit arch other than x86_64 (`int 0x80` enters as i386, with different numbers).
-    public static let foreignArchAction: SeccompAction = .killProcess
+    package static let foreignArchAction: SeccompAction = .killProcess
     /// First x32 syscall number.
-    public static let x32Bit: UInt32 = 0x4000_0000
+    package static let x32Bit: UInt32 = 0x4000_0000
 
     /// Namespace flags of clone(2): CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET. CLONE_NEWTIME
     /// (0x80) is not among them: for clone(2) that bit is part of the exit signal, and NEWTIME needs clone3.
-    public static let cloneNamespaceMask: UInt32 = 0x7E02_0000
-    public static let afInet: UInt32 = 2, afInet6: UInt32 = 10, afPacket: UInt32 = 17, afVsock: UInt32 = 40
-    public static let sockRaw: UInt32 = 3, sockPacket: UInt32 = 10, sockTypeMask: UInt32 = 0xF
-    public static let tiocsti: UInt32 = 0x5412, tioclinux: UInt32 = 0x541C
+    package static let cloneNamespaceMask: UInt32 = 0x7E02_0000
+    package static let afInet: UInt32 = 2, afInet6: UInt32 = 10, afPacket: UInt32 = 17, afVsock: UInt32 = 40
+    package static let sockRaw: UInt32 = 3, sockPacket: UInt32 = 10, sockTypeMask: UInt32 = 0xF
+    package static let tiocsti: UInt32 = 0x5412, tioclinux: UInt32 = 0x541C
 
     /// Every decision, by category. The order of the categories is the order of docs/security.md.
-    public static let byCategory: [(SyscallCategory, SyscallRule, [String])] = [
+    package static let byCategory: [(SyscallCategory, SyscallRule, [String])] = [
         (.files, .allow, [
             "open", "openat", "openat2", "creat", "close", "close_range", "stat", "fstat", "lstat", "newfstatat",
             "statx", "access", "faccessat", "faccessat2", "getdents", "getdents64", "getcwd", "chdir", "fchdir",
@@ -195,14 +195,14 @@ public enum SeccompPolicy {
     ]
 
     /// Name to rule. A name listed twice is a bug the policy test catches.
-    public static let rules: [String: SyscallRule] = {
+    package static let rules: [String: SyscallRule] = {
         var table: [String: SyscallRule] = [:]
         for (_, rule, names) in byCategory { for name in names { table[name] = rule } }
         return table
     }()
 
     /// The rule for a syscall number of the x86_64 table; nil when the policy does not name it (ENOSYS).
-    public static func rule(for number: Int32) -> SyscallRule? {
+    package static func rule(for number: Int32) -> SyscallRule? {
         guard let name = namesByNumber[number] else { return nil }
         return rules[name]
     }
@@ -217,7 +217,7 @@ public enum SeccompPolicy {
 
     /// The intended answer for one call, written as plainly as possible: the reference the compiled BPF
     /// program is checked against.
-    public static func intendedAction(arch: UInt32, number: UInt32, args: [UInt64]) -> SeccompAction {
+    package static func intendedAction(arch: UInt32, number: UInt32, args: [UInt64]) -> SeccompAction {
         guard arch == SyscallTable.auditArch else { return foreignArchAction }
         if number >= x32Bit { return x32Action }
         guard let rule = rule(for: Int32(bitPattern: number)) else { return unknownAction }

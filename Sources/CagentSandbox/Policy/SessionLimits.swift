@@ -9,15 +9,15 @@ import Glibc
 /// container with a read-only or namespaced /sys/fs/cgroup, or as a plain user without a delegated cgroup.
 /// The fallback is announced in one line (`notice`) instead of refusing to start: the rlimits still stop a
 /// fork bomb (RLIMIT_NPROC is counted in the sandbox's own user namespace) and bound each process's memory.
-public final class SessionLimits: Sendable {
-    public let cgroup: SessionCgroup?
+package final class SessionLimits: Sendable {
+    package let cgroup: SessionCgroup?
     /// Why no cgroup is used (nil when one is).
-    public let fallbackReason: String?
-    public let limits: ResourceLimits
+    package let fallbackReason: String?
+    package let limits: ResourceLimits
 
     /// Creates the session's cgroups, or decides on the rlimit fallback. Never throws: every cgroup failure
     /// (no controller, no write access, no cgroup2 delegation) is a reason for the fallback.
-    public init(id: String, limits: ResourceLimits, layout: CgroupLayout = .detect(), paths: CagentPaths? = nil) {
+    package init(id: String, limits: ResourceLimits, layout: CgroupLayout = .detect(), paths: CagentPaths? = nil) {
         var limits = limits
         do {
             cgroup = try SessionCgroup(id: id, limits: limits, layout: layout, paths: paths)
@@ -34,15 +34,15 @@ public final class SessionLimits: Sendable {
     }
 
     /// The process policy's limits: with `withoutCgroup` set when the rlimits must hold them.
-    public var withoutCgroup: Bool { cgroup == nil }
+    package var withoutCgroup: Bool { cgroup == nil }
 
     /// The one line shown at the start when the rlimits hold the limits.
-    public var notice: String? {
+    package var notice: String? {
         guard let reason = fallbackReason else { return nil }
         return "limits: no usable cgroup (\(TerminalEscape.escape(reason))): RLIMIT_NPROC holds the process limit (\(limits.processes), counted in the sandbox's user namespace), RLIMIT_DATA the memory limit per process (\(limits.memoryBytes >> 20) MiB, not the session's total); `cagent doctor` shows which limits hold"
     }
 
-    public func add(pid: pid_t) throws { try cgroup?.add(pid: pid) }
-    public func exhaustionReport() -> [String] { cgroup?.exhaustionReport() ?? [] }
-    public func remove() { cgroup?.remove() }
+    package func add(pid: pid_t) throws { try cgroup?.add(pid: pid) }
+    package func exhaustionReport() -> [String] { cgroup?.exhaustionReport() ?? [] }
+    package func remove() { cgroup?.remove() }
 }
