@@ -16,7 +16,10 @@ export PATH=/opt/swift/usr/bin:$PATH
 export SWIFT_BACKTRACE=enable=no
 out=.build/fuzz
 targets=(wire answer gate nflog tls packet tracee profile)
-flags=(-sanitize=fuzzer,address -parse-as-library -g -O -D CAGENT_FUZZ -package-name cagent)
+# The package name SwiftPM gave the debug build (the checkout's directory name): the tracee and profile
+# targets see CagentCore's `package` declarations only under the same name.
+package_name=$(grep -s '"-module-name","CagentCore"' .build/debug.yaml | grep -o '"-package-name","[^"]*"' | head -1 | cut -d'"' -f4)
+flags=(-sanitize=fuzzer,address -parse-as-library -g -O -D CAGENT_FUZZ -package-name "${package_name:-cagent}")
 # CagentCore's String(nulTerminated:) (IPAddress uses it), compiled into the targets that do not link CagentCore.
 cstring=Sources/CagentCore/CString.swift
 dns=("$cstring" Sources/CagentNetwork/IPAddress.swift Sources/CagentDNS/DNSWire.swift Sources/CagentDNS/AddressClass.swift
