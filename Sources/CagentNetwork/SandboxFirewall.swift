@@ -18,31 +18,10 @@ extension Firewall {
     /// neighbour discovery with the stack's router is let out: without it no IPv6 packet leaves at all).
     package static func sandboxBatch(gatePort: UInt16, nflogGroup: UInt16, entries: [AllowEntry], uplinkNetwork: IPNetwork,
                                     uplinkNetwork6: IPNetwork? = nil, hostAddresses: [IPNetwork] = []) -> NftBatch {
-        var batch = NftBatch(table: table)
-        batch.operations.append(.addTable)
-        let sets = setNames(sandboxInterface)
-        batch.operations += [.addSet(allowSet(sets.allow4, .v4)), .addSet(allowSet(sets.allow6, .v6)),
-                             .addSet(networkSet(sets.nets4, .v4)), .addSet(networkSet(sets.nets6, .v6))]
-        var rules: [NftRule] = []
-        // nat output: every port-53 packet, to any address, goes to the gate (the agent's resolv.conf names it anyway).
-        batch.operations.append(.addChain(NftChain(name: "dns", hook: hook("nat", NF_INET_LOCAL_OUT, -100, "output"))))
-        for proto in [L4.udp, L4.tcp] {
-            rules.append((Match.l4proto(proto) + Match.destinationPort(53) + Statement.redirect(to: gatePort)).rule(in: "dns"))
-        }
-        // filter output: loopback (the gate), replies, never-reachable, the allow sets, then log + reject.
-        batch.operations.append(.addChain(NftChain(name: "output", hook: hook("filter", NF_INET_LOCAL_OUT, 0, "output"))))
-        let log = Statement.log(group: nflogGroup, prefix: denyPrefix)
-        rules.append((Match.interfacePrefix("lo", output: true) + Statement.verdict(.accept)).rule(in: "output"))
-        // A query to another resolver was redirected to the gate above, but this hook still sees the interface
-        // the packet was first routed to (the output hooks keep it after the nat reroute): the gate by address.
         let gates = [IPAddress("127.0.0.1")!] + (uplinkNetwork6 == nil ? [] : [IPAddress("::1")!])
-        for gate in gates {
-            for proto in [L4.udp, L4.tcp] {
-                rules.append((Match.destination(gate) + Match.l4proto(proto) + Match.destinationPort(gatePort)
-                              + Statement.verdict(.accept)).rule(in: "output"))
-            }
-        }
-        rules.append((Match.established() + Statement.verdict(.accept)).rule(in: "output"))
+        var (batch, rules) = sandboxPrelude(gatePort: gatePort, gates: gates)
+        let sets = setNames(sandboxInterface)
+        let log = Statement.log(group: nflogGroup, prefix: denyPrefix)
         if uplinkNetwork6 != nil {
             // Neighbour discovery with the stack's router, and the kernel's own link-local multicast (router
             // solicitation, MLD reports): link-scope only, answered by the stack itself, never forwarded.
@@ -71,5 +50,32 @@ extension Firewall {
                                nflogGroup: nflogGroup, entries: entries)
         for (set, elements) in staticElements(spec) { batch.operations.append(.addElements(set: set, elements)) }
         return batch
+    }
+
+    /// What both sandbox-side rulesets (enforce's `sandboxBatch`, learn's `sandboxLearnBatch`) begin with: the
+    /// table and the sets the gate pins into; nat output sending every port-53 packet, to any address, to the
+    /// gate; the filter output chain letting out loopback, the gate by address (a query to another resolver was
+    /// redirected, but this hook still sees the interface it was first routed to) and replies.
+    static func sandboxPrelude(gatePort: UInt16, gates: [IPAddress]) -> (batch: NftBatch, rules: [NftRule]) {
+        var batch = NftBatch(table: table)
+        batch.operations.append(.addTable)
+        let sets = setNames(sandboxInterface)
+        batch.operations += [.addSet(allowSet(sets.allow4, .v4)), .addSet(allowSet(sets.allow6, .v6)),
+                             .addSet(networkSet(sets.nets4, .v4)), .addSet(networkSet(sets.nets6, .v6))]
+        var rules: [NftRule] = []
+        batch.operations.append(.addChain(NftChain(name: "dns", hook: hook("nat", NF_INET_LOCAL_OUT, -100, "output"))))
+        for proto in [L4.udp, L4.tcp] {
+            rules.append((Match.l4proto(proto) + Match.destinationPort(53) + Statement.redirect(to: gatePort)).rule(in: "dns"))
+        }
+        batch.operations.append(.addChain(NftChain(name: "output", hook: hook("filter", NF_INET_LOCAL_OUT, 0, "output"))))
+        rules.append((Match.interfacePrefix("lo", output: true) + Statement.verdict(.accept)).rule(in: "output"))
+        for gate in gates {
+            for proto in [L4.udp, L4.tcp] {
+                rules.append((Match.destination(gate) + Match.l4proto(proto) + Match.destinationPort(gatePort)
+                              + Statement.verdict(.accept)).rule(in: "output"))
+            }
+        }
+        rules.append((Match.established() + Statement.verdict(.accept)).rule(in: "output"))
+        return (batch, rules)
     }
 }

@@ -12,25 +12,9 @@ import Glibc
 extension Firewall {
     package static func sandboxLearnBatch(gatePort: UInt16, nflogGroup: UInt16, uplinkNetwork: IPNetwork,
                                          hostAddresses: [IPNetwork]) -> NftBatch {
-        var batch = NftBatch(table: table)
-        batch.operations.append(.addTable)
-        // The sets the gate's pinner writes into (learn's gate observes; it pins nothing that matters here).
-        let sets = setNames(sandboxInterface)
-        batch.operations += [.addSet(allowSet(sets.allow4, .v4)), .addSet(allowSet(sets.allow6, .v6)),
-                             .addSet(networkSet(sets.nets4, .v4)), .addSet(networkSet(sets.nets6, .v6))]
-        var rules: [NftRule] = []
-        batch.operations.append(.addChain(NftChain(name: "dns", hook: hook("nat", NF_INET_LOCAL_OUT, -100, "output"))))
-        for proto in [L4.udp, L4.tcp] {
-            rules.append((Match.l4proto(proto) + Match.destinationPort(53) + Statement.redirect(to: gatePort)).rule(in: "dns"))
-        }
-        batch.operations.append(.addChain(NftChain(name: "output", hook: hook("filter", NF_INET_LOCAL_OUT, 0, "output"))))
+        // The sets stay: the gate's pinner writes into them (learn's gate observes; it pins nothing that matters here).
+        var (batch, rules) = sandboxPrelude(gatePort: gatePort, gates: [IPAddress("127.0.0.1")!])
         let log = Statement.log(group: nflogGroup, prefix: denyPrefix)
-        rules.append((Match.interfacePrefix("lo", output: true) + Statement.verdict(.accept)).rule(in: "output"))
-        for proto in [L4.udp, L4.tcp] {
-            rules.append((Match.destination(IPAddress("127.0.0.1")!) + Match.l4proto(proto) + Match.destinationPort(gatePort)
-                          + Statement.verdict(.accept)).rule(in: "output"))
-        }
-        rules.append((Match.established() + Statement.verdict(.accept)).rule(in: "output"))
         // The sandbox's own link chatter on the uplink's device (MLD reports, router and neighbour solicitations
         // to link-local multicast): no flow of the agent's, dropped without a line.
         rules.append((Match.destination(in: IPNetwork("ff02::/16")!) + Statement.verdict(.drop)).rule(in: "output"))

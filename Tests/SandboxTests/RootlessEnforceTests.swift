@@ -210,11 +210,8 @@ struct RootlessEnforceTests {
         echo "web=$(curl -s -o /dev/null -m 3 -w '%{http_code}' http://\(NetlabAddresses.web1)/)"
         echo "host=$(curl -s -o /dev/null -m 3 -w '%{http_code}' http://\(NetlabAddresses.host4):8099/)"
         """
-        let argv = ["ip", "netns", "exec", lab.hostNamespace, "/usr/bin/setpriv", "--reuid", String(world.user.uid),
-                    "--regid", String(world.user.gid), "--clear-groups", "/usr/bin/env", "-i", "PATH=/usr/bin:/bin",
-                    "HOME=\(world.home)", "USER=\(world.user.name)",
-                    Products.cagent, "enforce", "--profile", profile, "--workspace", world.workspace,
-                    "--upstream-dns", NetlabAddresses.dns4, "--", "/bin/sh", "-c", script]
+        let argv = RootlessServicesTests.asUserInLab(lab, world, [Products.cagent, "enforce", "--profile", profile,
+            "--workspace", world.workspace, "--upstream-dns", NetlabAddresses.dns4, "--", "/bin/sh", "-c", script])
         let outcome = try Self.run(argv, world: world)
         let found = Self.values(outcome.output)
         #expect(outcome.status == 0, "\(outcome.error)")
