@@ -67,6 +67,9 @@ package final class SessionLease: @unchecked Sendable {
         try update(contents: contents)
     }
 
+    /// The flock-ed descriptor (-1 once ended), for a child that takes the lease over (NetworkSession.tearDownDetached).
+    package var descriptor: Int32 { fd }
+
     /// Rewrites the record of what this session holds.
     package func update(contents: String) throws {
         let bytes = Array(contents.utf8)

@@ -140,14 +140,20 @@ final class EnforceNetwork: @unchecked Sendable {
     }
 
     /// The end of a session: the reader (draining what is queued), the proxy and the gate now — their counts
-    /// are final after this — and the uplink's removal on a thread of its own, so that it overlaps with the
-    /// rest of the end (cgroups, record, risky-change check). The returned closure waits for the removal and
-    /// gives its failure; call it before exiting.
+    /// are final after this — then the uplink's removal in a detached child process (Uplink.tearDownDetached),
+    /// so that cagent reports the agent's exit without waiting ~20-30 ms for the kernel's grace periods. Where
+    /// it cannot detach (another thread still runs), the removal runs on a thread of its own, overlapping
+    /// with the rest of the end (cgroups, record, risky-change check). The returned closure waits for that
+    /// removal and gives its failure; call it before exiting.
     func stopOverlapped() -> () -> CagentError? {
         preparing?.join(); preparing = nil
         uplink.stopReader()
         proxy?.stop(); proxy = nil
         stopGate()
+        if uplink.tearDownDetached() {
+            Timing.mark("network: removal detached")
+            return { nil }
+        }
         let uplink = uplink
         guard let removal = try? ThreadWork.start(name: "cagent-teardown", { uplink.stop() }) else {
             let error = uplink.stop()

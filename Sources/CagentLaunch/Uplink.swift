@@ -138,6 +138,18 @@ package final class Uplink: @unchecked Sendable {
         try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.tearDown() }
     }
 
+    /// The network's removal in a detached child process once the session's end no longer needs it
+    /// (NetworkSession.tearDownDetached: the agent's exit is reported without waiting for the kernel). Stop the
+    /// reader and the gate first: the child is forked only while this process has a single thread. Returns
+    /// false when nothing was detached (call `tearDown`/`stop` then).
+    package func tearDownDetached() -> Bool {
+        try? waitPrepared()
+        guard let session else { return true }
+        guard session.tearDownDetached() else { return false }
+        self.session = nil
+        return true
+    }
+
     /// Everything, in reverse order; returns a teardown failure (the caller reports it; the other parts are
     /// still stopped). Idempotent.
     @discardableResult

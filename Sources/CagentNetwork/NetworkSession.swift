@@ -1,4 +1,5 @@
 import CNftnl
+import CShim
 import CagentCore
 #if canImport(Glibc)
 import Glibc
@@ -228,15 +229,20 @@ package final class NetworkSession: @unchecked Sendable {
     /// The chains go first, on a socket held open while the link is deleted: both are kernel work that waits
     /// for an RCU grace period (the chains' at the socket's close, NftApplier.applyHolding), and this way the
     /// two waits overlap instead of adding up. In between, the interface has no entry in the table's maps, so
-    /// the permanent part's drops on `cgs*` close it (fail closed).
+    /// the permanent part's drops on `cgs*` close it (fail closed). The setup lock is held for the batch only
+    /// (a concurrent start may upgrade the table's permanent part): the grace periods, ~20 ms, happen outside
+    /// it, so that a start beside this end does not wait for them. The lease, held to the last step, keeps
+    /// every clean-up away from what is being removed.
     package func tearDown() throws {
         guard let lease else { return }
         try inNamespace(host) {
-            let lock = try SetupLock(paths: paths)
-            defer { lock.release() }
             var failure: Error?
             var removal: NetlinkSocket?
-            do { removal = try NetworkSession.removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) } catch { failure = error }
+            do {
+                let lock = try SetupLock(paths: paths)
+                defer { lock.release() }
+                removal = try NetworkSession.removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID)
+            } catch { failure = error }
             Timing.mark("net: firewall removed")
             withExtendedLifetime(removal) {
                 do {
@@ -252,6 +258,43 @@ package final class NetworkSession: @unchecked Sendable {
             lease.end()
             self.lease = nil
         }
+    }
+
+    /// `tearDown` in a child process that outlives this one (cg_detach), so that the agent's exit is reported
+    /// without waiting for the kernel's grace periods of the link's and the chains' removal (~20-30 ms here,
+    /// docs/benchmarks.md "Networked start"). The child takes the lease with it: the session stays live for
+    /// every other cagent (its slot, group and names stay taken, no clean-up touches them) until the child has
+    /// removed everything and ends the lease. A failure is appended to `<runtime>/teardown.log` and leaves the
+    /// lease unheld, naming what is left for the next start's clean-up or `cagent doctor --clean`, as a
+    /// crashed session's. Returns false when nothing was forked (another thread of this process runs, or fork
+    /// failed): the caller tears down itself.
+    package func tearDownDetached() -> Bool {
+        guard let lease else { return true }
+        let pid = cg_detach(lease.descriptor)
+        if pid < 0 { return false }
+        if pid > 0 {
+            // The child's copy of the descriptor keeps the lock: this one only closes.
+            lease.abandon()
+            self.lease = nil
+            return true
+        }
+        var status: Int32 = 0
+        do {
+            try tearDown()
+        } catch {
+            Self.logTeardownFailure("\(error)", session: sessionID, paths: paths)
+            lease.abandon()
+            status = 1
+        }
+        _exit(status)
+    }
+
+    static func logTeardownFailure(_ message: String, session: String, paths: CagentPaths) {
+        let fd = open(paths.runtime + "/teardown.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let line = "\(time(nil)) \(session) \(message)\n"
+        _ = line.withCString { write(fd, $0, strlen($0)) }
     }
 
     /// Removes one session's part (map entries, chains, sets) in one batch. The table and its base chains stay

@@ -15,6 +15,7 @@
 #include "cg_trace_spawn.h"
 #include "cg_thread.h"
 #include "cg_run_as.h"
+#include "cg_detach.h"
 #include "cg_fsuser.h"
 #include "cg_volume.h"
 #include "cg_container.h"
