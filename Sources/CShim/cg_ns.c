@@ -31,3 +31,5 @@ int cg_probe_unshare(int flags) {
 }
 
 int cg_setns(int fd, int nstype) { return setns(fd, nstype); }
+
+int cg_unshare_net(void) { return unshare(CLONE_NEWNET); }

@@ -13,10 +13,12 @@ import Glibc
 /// session's allow sets), and the live denial lines (NflogReader -> DenialReporter <- Gate).
 ///
 /// Everything the profile says is parsed in `init`, before any sandbox exists; `prepareAhead()` brings up
-/// what needs no sandbox (Uplink.prepare: lease and chains; the reader) on a thread while the start goes on;
-/// `start(pid:)` runs in the launcher's `beforeRelease` (the sandbox's namespaces exist, nothing inside runs
-/// yet), waits for that, creates the veth into the sandbox and starts the gate, and either has all of it up
-/// or undoes what it did and throws: the agent never runs without its network policy.
+/// all of the network on a thread while the start goes on (Uplink.prepare: lease and chains; then a new
+/// network namespace with the veth into it, both sides configured; the gate; the reader); the launcher
+/// clones the sandbox's init into that namespace (`sandboxNamespace()`, which waits for it). `start(pid:)`
+/// runs in the launcher's `beforeRelease` (nothing inside runs yet) for what is left: the warnings, the
+/// `--proxy` proxy. Each either has all of it up or undoes what it did and throws: the agent never runs
+/// without its network policy.
 /// `stop()` is idempotent and runs on every exit path.
 // @unchecked: the proxy, the prepare thread and the counts are set and cleared on the owner's thread (start, stop).
 final class EnforceNetwork: @unchecked Sendable {
@@ -68,22 +70,84 @@ final class EnforceNetwork: @unchecked Sendable {
     /// The lease, the chains and the reader coming up on a thread (`prepareAhead`) while the rest of the start goes on.
     private var preparing: ThreadWork<Void>?
 
-    /// Starts bringing up the part of the network that needs no sandbox — lease, slot, nflog group, the
-    /// session's chains, then the denial reader — on a thread of its own, before the sandbox exists: it
-    /// overlaps with the rest of the start (the cgroups, the workspace snapshot, the shadow home's volume, the
-    /// clone). `start(pid:)` waits for it; `stop()` too.
+    /// Starts bringing up the network — lease, slot, nflog group, the session's chains, the sandbox's
+    /// namespace and veth, the gate, the denial reader — on a thread of its own, before the sandbox exists: it
+    /// overlaps with the rest of the start (the cgroups, the workspace snapshot, the shadow home's volume).
+    /// `sandboxNamespace()` and `start(pid:)` wait for it; `stop()` too.
     func prepareAhead() {
         guard preparing == nil else { return }
         // No thread (resources exhausted): `start` prepares on the caller's thread.
         preparing = try? ThreadWork.start(name: "cagent-uplink") { [self] in try prepareHost() }
     }
 
+    /// The host's part and the sandbox's namespace, in parallel where nothing orders them: the namespace is
+    /// made from the start (it needs nothing); once the lease has named the interface, addresses and group,
+    /// the chains (Uplink.installFirewall), the reader (libpcap's start is ~1 ms) and the veth with the gate
+    /// (Uplink.attachAhead) come up on three threads. The chains need not precede the interface: the table's
+    /// permanent part drops every `cgs*` interface without a session's map entry.
     private func prepareHost() throws {
-        try uplink.prepare(entries: rules.entries, filteringProxy: upstreamProxy != nil)
-        Timing.mark("network: host side prepared")
-        let reporter = reporter
-        try uplink.startReader { group in NflogReader(group: group) { reporter.record($0) } }
-        Timing.mark("network: nflog reader")
+        let making = try? NetworkNamespace.startFresh()
+        do {
+            try uplink.reserve(entries: rules.entries, filteringProxy: upstreamProxy != nil)
+        } catch {
+            making?.join()
+            throw error
+        }
+        Timing.mark("network: reserved")
+        let reporter = reporter, uplink = uplink
+        let startReader: @Sendable () throws -> Void = {
+            try uplink.startReader { group in NflogReader(group: group) { reporter.record($0) } }
+            Timing.mark("network: nflog reader")
+        }
+        let reading = try? ThreadWork.start(name: "cagent-reader", startReader)
+        let installing = try? ThreadWork.start(name: "cagent-nft") { try uplink.installFirewall() }
+        var failure: (any Error)?
+        do {
+            let namespace = try making.flatMap { try $0.join()?.get() }
+            try uplink.attachAhead(namespace: namespace)
+            Timing.mark("network: namespace and veth ahead")
+            try startGate()
+            Timing.mark("network: gate")
+        } catch { failure = error }
+        // Each part joined (or, without its thread, done here) before anything is reported.
+        func finish(_ work: ThreadWork<Void>?, else body: () throws -> Void) {
+            do {
+                if let work { if case .failure(let error)? = work.join() { throw error } } else if failure == nil { try body() }
+            } catch { failure = failure ?? error }
+        }
+        finish(installing) { try uplink.installFirewall() }
+        finish(reading) { try startReader() }
+        if let failure { throw failure }
+    }
+
+    /// The DNS gate on the session's gateways (the veth's host end carries them).
+    private func startGate() throws {
+        guard let session = uplink.session else { throw CagentError(stage: "dns gate", "the network session is not up") }
+        let reporter = reporter, book = book
+        let policy = try rules.gatePolicy(ipv6: session.addresses.gateway6 != nil)
+        // Proxy mode: the profile's names are reached only through the filtering proxy; the gate answers
+        // no name (nothing is pinned, no direct connection to a web host opens).
+        var configuration = try uplink.gateConfiguration(
+            policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: policy.ipv6), upstream: rules.upstream)
+        configuration.asker = upstreamProxy == nil ? asker : nil   // proxy mode: no name is resolved, none asked about
+        try uplink.startGate(configuration) { configuration, firewall in
+            Gate(configuration: configuration, pinner: firewall, book: book) { reporter.record($0) }
+        }
+    }
+
+    /// The sandbox's network namespace, wired ahead (waits for the host's part): the launcher clones the
+    /// sandbox's init into it (Launcher.networkNamespace). Its descriptor stays open until the teardown.
+    func sandboxNamespace() throws -> Int32 {
+        do {
+            try waitForHost()
+            guard let namespace = uplink.sandboxNamespace else {
+                throw CagentError(stage: "network setup", "the sandbox's network namespace was not made")
+            }
+            return namespace.fd
+        } catch {
+            stop()
+            throw error
+        }
     }
 
     /// Waits for the host's part (preparing it now if `prepareAhead` was not called or had no thread).
@@ -96,8 +160,8 @@ final class EnforceNetwork: @unchecked Sendable {
         }
     }
 
-    /// Brings up uplink, firewall, gate and denial reader for the sandbox whose init is `pid`: waits for the
-    /// part prepared ahead, then the veth into the sandbox (Uplink.attach), the gate on its addresses, the proxy.
+    /// The rest of the network for the sandbox whose init is `pid`: waits for the part prepared ahead (the
+    /// veth into a namespace of the sandbox's own when it was not made ahead: Uplink.attach), then the proxy.
     func start(pid: Int32) throws {
         do {
             try waitForHost()
@@ -109,18 +173,9 @@ final class EnforceNetwork: @unchecked Sendable {
             for warning in session.warnings {
                 FileDescriptorStream.standardError.write("cagent: warning: \(TerminalEscape.escape(warning))\n")
             }
-            let reporter = reporter, book = book
-            let policy = try rules.gatePolicy(ipv6: session.addresses.gateway6 != nil)
-            // Proxy mode: the profile's names are reached only through the filtering proxy; the gate answers
-            // no name (nothing is pinned, no direct connection to a web host opens).
-            var configuration = try uplink.gateConfiguration(
-                policy: upstreamProxy == nil ? policy : GatePolicy(rules: [], ipv6: policy.ipv6), upstream: rules.upstream)
-            configuration.asker = upstreamProxy == nil ? asker : nil   // proxy mode: no name is resolved, none asked about
-            try uplink.startGate(configuration) { configuration, firewall in
-                Gate(configuration: configuration, pinner: firewall, book: book) { reporter.record($0) }
-            }
-            Timing.mark("network: gate")
+            // The gate started with the host's part (it needs only the gateways).
             try SetupStage.inject(at: .dnsGate, asked: failAt)
+            let policy = try rules.gatePolicy(ipv6: session.addresses.gateway6 != nil)
             if let upstreamProxy, let proxyPort = session.proxyPort {
                 let lines = proxyLines
                 let proxy = FilteringProxy(configuration: .init(listen: uplink.gateways, port: proxyPort, policy: policy,

@@ -114,6 +114,30 @@ package struct EnforceOptions: Equatable, Sendable {
         }
         request.terminal = Terminal(fd: 0).map { $0.size ?? .init(rows: 24, columns: 80) }
         Timing.mark("enforce: profile, user, environment")
+        // From here to the end, Ctrl-C and kill -TERM cannot cut setup or teardown short: caught and noted
+        // outside the relay loop (during setup they abort the start, below), forwarded to the agent inside it.
+        Launcher.holdTerminatingSignals()
+        // Live lines go through the launcher's relay loop while the agent runs (never mid-line), directly otherwise.
+        let notices = NoticeChannel()
+        // Session resources, all created before the sandbox and torn down on every path out of here.
+        let asker = ask && !offline ? DenialAsker(questions: QuestionChannel(), timeout: askTimeout, profile: profile) : nil
+        let recording = SessionRecording(sessionID: request.sessionID, profile: profile, command: command,
+                                         db: db ?? stateDir.map { $0 + "/cagent.db" }, paths: paths,
+                                         workspace: workspacePath, asker: asker)
+        // Rootless: the allowlist, the gate and a user-mode uplink inside the sandbox's own namespace (RootlessNetwork).
+        let rootlessNetwork = offline || !rootless || dumpPlan != nil ? nil : try RootlessNetwork(
+            profile: loaded.network, upstreamOverride: upstreamDns, allowHint: recording.allowCommand,
+            asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
+        rootlessNetwork?.failAt = failAtStage
+        let network = offline || rootless || dumpPlan != nil ? nil : try EnforceNetwork(
+            profile: loaded.network, sessionID: request.sessionID, paths: paths, upstreamOverride: upstreamDns,
+            allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
+        network?.failAt = failAtStage
+        // The network comes up on a thread meanwhile (the plan, the snapshot, the volume); the clone waits for it.
+        network?.prepareAhead()
+        // Until the launch owns them, a step that fails stops what the network has made meanwhile.
+        var networkHandedOver = false
+        defer { if !networkHandedOver { network?.stop(); rootlessNetwork?.stop() } }
         // The session's cgroups, or (none usable here) the rlimit fallback the plan's process policy carries.
         let sessionLimits = dumpPlan == nil ? SessionLimits(id: request.sessionID, limits: ResourceLimits(profile: loaded.limits), paths: paths) : nil
         request.limitsWithoutCgroup = sessionLimits?.withoutCgroup ?? false
@@ -142,33 +166,11 @@ package struct EnforceOptions: Equatable, Sendable {
         // The shadow home's image is opened and mounted meanwhile (cgroups, workspace snapshot): the Launcher takes it.
         let pendingVolume = plan.volume.map { PendingVolume($0, uid: plan.uid, gid: plan.gid) }
         defer { pendingVolume?.discard() }
-        // From here to the end, Ctrl-C and kill -TERM cannot cut setup or teardown short: caught and noted
-        // outside the relay loop (during setup they abort the start, below), forwarded to the agent inside it.
-        Launcher.holdTerminatingSignals()
-        // Live lines go through the launcher's relay loop while the agent runs (never mid-line), directly otherwise.
-        let notices = NoticeChannel()
-        // Session resources, all created before the sandbox and torn down on every path out of here.
-        let asker = ask && !offline ? DenialAsker(questions: QuestionChannel(), timeout: askTimeout, profile: profile) : nil
-        let recording = SessionRecording(sessionID: plan.sessionID, profile: profile, command: command,
-                                         db: db ?? stateDir.map { $0 + "/cagent.db" }, paths: paths,
-                                         workspace: workspacePath, asker: asker)
-        // Rootless: the allowlist, the gate and a user-mode uplink inside the sandbox's own namespace (RootlessNetwork).
-        let rootlessNetwork = offline || !rootless ? nil : try RootlessNetwork(
-            profile: loaded.network, upstreamOverride: upstreamDns, allowHint: recording.allowCommand,
-            asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
-        rootlessNetwork?.failAt = failAtStage
-        let network = offline || rootless ? nil : try EnforceNetwork(
-            profile: loaded.network, sessionID: plan.sessionID, paths: paths, upstreamOverride: upstreamDns,
-            allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
-        network?.failAt = failAtStage
         // Bound now, before the sandbox exists: a busy port stops the start before anything was made.
         let published = try publish.map { try PublishedPort(port: $0) }
         defer { published?.stop() }
         if let published { FileDescriptorStream.standardError.write(published.line + "\n") }
         guard let cgroup = sessionLimits else { throw CagentError(stage: "limits", "no session limits were set up") }
-        // The host's part of the network comes up meanwhile (snapshot, volume, clone); `start` waits for it.
-        network?.prepareAhead()
-
         Timing.mark("enforce: session resources, cgroups")
         let before = RiskyChanges.snapshot(workspace: plan.workspace, user: invoking)
         Timing.mark("enforce: risky-change snapshot")
@@ -189,6 +191,12 @@ package struct EnforceOptions: Equatable, Sendable {
         defer { joining.wait() }
         // Better still: the init cloned straight into the session's cgroups (no cgroup.procs write at all).
         launcher.cloneIntoCgroups = cgroup.cgroup?.cloneTargets
+        // The init is cloned into the network namespace the uplink wired ahead (veth, addresses, gate).
+        if let network {
+            launcher.networkNamespace = {
+                do { return try network.sandboxNamespace() } catch { throw setupError(error, stage: .network) }
+            }
+        }
         launcher.beforeRelease = { [unowned launcher] pid in
             // The init is frozen waiting for its plan: nothing inside runs before the network is in place.
             Timing.mark("enforce: cloned")
@@ -229,6 +237,7 @@ package struct EnforceOptions: Equatable, Sendable {
             }
             return plan
         }
+        networkHandedOver = true
         do {
             status = try launcher.run(plan)
         } catch {

@@ -68,13 +68,51 @@ package final class Uplink: @unchecked Sendable {
         return session
     }
 
+    /// `prepare` in two parts, for a start that installs the chains beside the veth (EnforceNetwork): the
+    /// reservation (NetworkSession.reserve: lease, slot, group; nothing in the kernel yet) now, then
+    /// `installFirewall` and `attachAhead`, which may run on two threads at once.
+    package func reserve(entries: [AllowEntry], mode: Firewall.Mode = .enforce, filteringProxy: Bool = false) throws {
+        let id = sessionID, paths = paths
+        session = try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
+            try NetworkSession.reserve(sessionID: id, entries: entries, paths: paths, mode: mode, filteringProxy: filteringProxy)
+        }
+    }
+
+    /// The session's chains (NetworkSession.installFirewall), after `reserve`.
+    package func installFirewall() throws {
+        guard let session else { throw CagentError(stage: "network setup", "the network session is not up") }
+        try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.installFirewall() }
+    }
+
     /// The veth into the namespace of `pid`, both ends addressed, the sandbox's side configured
     /// (NetworkSession.attach). Call after `prepare`, before `startGate` (the gate binds the gateways).
     package func attach(pid: Int32) throws {
         guard let session else { throw CagentError(stage: "network setup", "the network session is not up") }
+        guard sandboxNamespace == nil else { return }   // attached ahead: the sandbox was cloned into it
         try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
             try session.attach(sandbox: NetworkNamespace(pid: pid))
         }
+    }
+
+    /// The sandbox's network namespace when it was made ahead (`attachAhead`); nil otherwise or after teardown.
+    package private(set) var sandboxNamespace: NetworkNamespace?
+
+    /// The veth into a new network namespace made now, before the sandbox exists (NetworkNamespace.fresh), its
+    /// two sides configured as `attach` does: the sandbox's init is then cloned into it (Launcher's
+    /// `networkNamespace`), so that its network is complete before anything inside runs and none of this is on
+    /// the start's path after the clone. The namespace belongs to cagent's user namespace, not the sandbox's:
+    /// nothing inside can reconfigure it. Call after `prepare`; `attach(pid:)` then has nothing left to do.
+    /// `namespace`: one made meanwhile (NetworkNamespace.startFresh); nil: made now.
+    @discardableResult
+    package func attachAhead(namespace made: NetworkNamespace? = nil) throws -> NetworkNamespace {
+        guard let session else { throw CagentError(stage: "network setup", "the network session is not up") }
+        if let sandboxNamespace { return sandboxNamespace }
+        let namespace = try made ?? NetworkNamespace.fresh()
+        try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
+            try session.attach(sandbox: namespace)
+        }
+        sandboxNamespace = namespace
+        return namespace
     }
 
     /// The gateway addresses, IPv4 first: where the gate (and `--proxy`'s filtering proxy) listens, and the
@@ -133,6 +171,7 @@ package final class Uplink: @unchecked Sendable {
     /// Removes the veth, the session's chains (the table with the last session) and the lease; once.
     package func tearDown() throws {
         try? waitPrepared()  // a failed prepare left nothing behind
+        sandboxNamespace = nil
         guard let session else { return }
         self.session = nil
         try NamespaceThread.run(netnsPath: "/proc/self/ns/net") { try session.tearDown() }
@@ -147,6 +186,7 @@ package final class Uplink: @unchecked Sendable {
         guard let session else { return true }
         guard session.tearDownDetached() else { return false }
         self.session = nil
+        sandboxNamespace = nil
         return true
     }
 

@@ -178,8 +178,13 @@ package enum Firewall {
 
     /// True when `inet cagent` exists without the output chain (see `permanentUpgradeBatch`).
     package static func tableNeedsUpgrade() throws -> Bool {
-        let chains = try NetfilterInventory.chains().filter { $0.table == table && $0.familyName == "inet" }
-        return !chains.isEmpty && !chains.contains { $0.name == "output" }
+        tableNeedsUpgrade(chains: try NetfilterInventory.chains())
+    }
+
+    /// `tableNeedsUpgrade` from a chain inventory already read (one dump serves a whole start).
+    package static func tableNeedsUpgrade(chains: [NetfilterInventory.Chain]) -> Bool {
+        let ours = chains.filter { $0.table == table && $0.familyName == "inet" }
+        return !ours.isEmpty && !ours.contains { $0.name == "output" }
     }
 
     // MARK: per session
@@ -405,6 +410,11 @@ package enum Firewall {
 
     /// True when `inet cagent` exists in the calling thread's namespace.
     package static func tableExists() throws -> Bool {
-        try NetfilterInventory.chains().contains { $0.table == table && $0.familyName == "inet" }
+        tableExists(chains: try NetfilterInventory.chains())
+    }
+
+    /// `tableExists` from a chain inventory already read.
+    package static func tableExists(chains: [NetfilterInventory.Chain]) -> Bool {
+        chains.contains { $0.table == table && $0.familyName == "inet" }
     }
 }

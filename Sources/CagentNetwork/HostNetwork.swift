@@ -74,7 +74,13 @@ package enum ForeignFirewall {
     /// Warnings with the fix, for the current namespace; empty when nothing is in the way.
     package static func warnings() -> [String] {
         guard let chains = try? NetfilterInventory.chains() else { return [] }
-        return NetfilterInventory.foreignForwardDrops(in: chains).map { chain in
+        return warnings(chains: chains)
+    }
+
+    /// The same from a chain inventory already read. A foreign chain is never created by cagent's own batch,
+    /// so an inventory read just before it serves.
+    package static func warnings(chains: [NetfilterInventory.Chain]) -> [String] {
+        NetfilterInventory.foreignForwardDrops(in: chains).map { chain in
             let table = "\(chain.familyName) \(chain.table)"
             return "the \(table) table's chain \(chain.name) drops forwarded traffic by default: the sandbox would have no network. "
                 + "Fix: `nft 'insert rule \(table) \(chain.name) iifname \"cgs*\" accept'` and "

@@ -28,6 +28,24 @@ package final class NetworkNamespace: Sendable {
         try NetworkNamespace(path: "/proc/thread-self/ns/net")
     }
 
+    /// A new network namespace (a loopback only, down), owned by cagent's user namespace: made on a thread of
+    /// its own that ends right after, so that no other code runs in it; this descriptor keeps it alive.
+    package static func fresh() throws -> NetworkNamespace {
+        try DedicatedThread.run(name: "cagent-netns") { try makeOnThisThread() }
+    }
+
+    /// `fresh()` started now on a thread of its own (creating a namespace is ~1 ms of kernel work): join it for
+    /// the namespace.
+    package static func startFresh() throws -> ThreadWork<NetworkNamespace> {
+        try ThreadWork.start(name: "cagent-netns") { try makeOnThisThread() }
+    }
+
+    /// Moves the calling thread — one that ends right after, nothing else runs on it — into a new namespace.
+    private static func makeOnThisThread() throws -> NetworkNamespace {
+        guard cg_unshare_net() == 0 else { throw CagentError.system("network namespace", "cannot create one") }
+        return try NetworkNamespace.current()
+    }
+
     deinit { close(fd) }
 
     /// Runs `body` with the calling thread inside this namespace.

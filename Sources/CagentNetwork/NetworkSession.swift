@@ -31,7 +31,8 @@ package struct NetworkConfig: Sendable {
 ///
 /// Threads: setns is per thread. Call `setUp`/`tearDown` on a thread you own, never across an `await`.
 /// `firewall` can be used from any thread.
-// @unchecked: the lease, ended once by tearDown() on the owner's thread.
+// @unchecked: the lease, ended once by tearDown() on the owner's thread; `installFirewall` and `attach` may run on
+// two threads at once (EnforceNetwork) and write different fields, read by the owner after joining both.
 package final class NetworkSession: @unchecked Sendable {
     /// Steps of setup, for crash tests (`crashAfter` raises SIGKILL right after the step).
     package enum Step: String, Sendable, CaseIterable {
@@ -49,7 +50,7 @@ package final class NetworkSession: @unchecked Sendable {
     package let mode: Firewall.Mode
     package let firewall: SessionFirewall
     /// Things the user should know (another firewall in the way, no IPv6 uplink, ...).
-    package let warnings: [String]
+    package private(set) var warnings: [String]
     /// Pre-existing host settings cagent changed (also in `<runtime>/host-changes.log`); set by `attach`.
     package private(set) var hostChanges: [String] = []
 
@@ -60,14 +61,18 @@ package final class NetworkSession: @unchecked Sendable {
     /// The host's default-route interfaces forwarding is enabled on (per family used), for `attach`.
     private let uplinks: (v4: [String], v6: [String])
     private var attached = false
+    /// The session's part of the ruleset (`installFirewall`).
+    private let spec: Firewall.SessionSpec
+    private var firewallInstalled = false
 
     private init(sessionID: String, interface: String, addresses: SessionAddresses, nflogGroup: UInt16, gatePort: UInt16,
                  proxyPort: UInt16?, mode: Firewall.Mode, firewall: SessionFirewall, warnings: [String], paths: CagentPaths,
-                 host: NetworkNamespace?, config: NetworkConfig, lease: SessionLease, uplinks: (v4: [String], v6: [String])) {
+                 host: NetworkNamespace?, config: NetworkConfig, lease: SessionLease, spec: Firewall.SessionSpec,
+                 uplinks: (v4: [String], v6: [String])) {
         self.sessionID = sessionID; self.interface = interface; self.addresses = addresses
         self.nflogGroup = nflogGroup; self.gatePort = gatePort; self.proxyPort = proxyPort; self.mode = mode; self.firewall = firewall
         self.warnings = warnings; self.paths = paths; self.host = host; self.lease = lease
-        self.config = config; self.uplinks = uplinks
+        self.config = config; self.uplinks = uplinks; self.spec = spec
     }
 
     /// Lease file name for a session's network part.
@@ -94,21 +99,39 @@ package final class NetworkSession: @unchecked Sendable {
     }
 
     /// The host's part of a session that needs no sandbox yet (so that it can overlap with the rest of the
-    /// start), under the setup lock: dead sessions' leftovers removed, the host's routes read, the slot
-    /// (addresses, gate and proxy ports) and nflog group chosen and claimed by the lease, the session's chains
-    /// installed (the table's permanent part first if absent) — the chains before the interface: the
-    /// permanent drop covers it anyway. Any failure undoes what was done and throws; a crash leaves the lease
-    /// to the next setup's clean-up.
+    /// start): `reserve` then `installFirewall`. Any failure undoes what was done and throws; a crash leaves the
+    /// lease to the next setup's clean-up.
     package static func prepare(sessionID: String, entries: [AllowEntry], paths: CagentPaths,
                                config: NetworkConfig = NetworkConfig(), host: NetworkNamespace? = nil,
                                mode: Firewall.Mode = .enforce, filteringProxy: Bool = false,
                                crashAfter: Step? = nil) throws -> NetworkSession {
+        let session = try reserve(sessionID: sessionID, entries: entries, paths: paths, config: config, host: host,
+                                  mode: mode, filteringProxy: filteringProxy)
+        if crashAfter == .leased { kill(getpid(), SIGKILL) }
+        do {
+            try session.installFirewall()
+        } catch {
+            session.lease?.end()
+            session.lease = nil
+            throw error
+        }
+        if crashAfter == .firewall { kill(getpid(), SIGKILL) }
+        return session
+    }
+
+    /// Under the setup lock: dead sessions' leftovers removed, the host's routes read, the slot (addresses,
+    /// gate and proxy ports) and nflog group chosen and claimed by the lease. Names, addresses and group are
+    /// known from here on; nothing is in the kernel yet. Then `installFirewall` — and `attach` may run beside
+    /// it (EnforceNetwork): the chains need not come before the interface, as the permanent part drops every
+    /// `cgs*` interface without a session's map entry.
+    package static func reserve(sessionID: String, entries: [AllowEntry], paths: CagentPaths,
+                               config: NetworkConfig = NetworkConfig(), host: NetworkNamespace? = nil,
+                               mode: Firewall.Mode = .enforce, filteringProxy: Bool = false) throws -> NetworkSession {
         guard !sessionID.isEmpty, sessionID.utf8.count <= 12,
               sessionID.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7a) }) else {
             throw CagentError(stage: "network setup", "session id \(sessionID) must be 1-12 characters of [a-z0-9]")
         }
         let interface = Firewall.interfacePrefix + sessionID
-        func checkpoint(_ step: Step) { if crashAfter == step { kill(getpid(), SIGKILL) } }
 
         return try inNamespace(host) {
             let lock = try SetupLock(paths: paths)
@@ -124,7 +147,7 @@ package final class NetworkSession: @unchecked Sendable {
             }
 
             // Dead sessions' leftovers first, so their names and addresses are free again.
-            _ = try? NetworkLeftovers.cleanLocked(paths: paths)
+            _ = try? NetworkLeftovers.cleanLocked(paths: paths, thorough: false)
             Timing.mark("net: leftovers")
 
             let routing = try Rtnetlink(stage: "read host routes")
@@ -148,43 +171,54 @@ package final class NetworkSession: @unchecked Sendable {
 
             let lease = try SessionLease(paths: paths, sessionID: leaseID(sessionID), contents:
                 "link \(interface)\nnft-chain \(interface)\nslot \(slot)\nnflog \(group)\n")
-            checkpoint(.leased)
             Timing.mark("net: routes, slot, lease")
-
-            var firewallInstalled = false
             do {
-                // The session's chains before its interface: the permanent drop covers the interface anyway.
                 let spec = Firewall.SessionSpec(interface: interface, gateway4: addresses.gateway4, gateway6: addresses.gateway6,
                                                 gatePort: gatePort, nflogGroup: group, entries: entries, mode: mode,
                                                 pool: [config.pool.pool4, config.pool.pool6], proxyPort: proxyPort)
-                var batch = Firewall.sessionBatch(spec)
-                if try !Firewall.tableExists() {
-                    var permanent = Firewall.permanentBatch()
-                    permanent.operations += batch.operations
-                    batch = permanent
-                } else if try Firewall.tableNeedsUpgrade() {
-                    var upgrade = Firewall.permanentUpgradeBatch()
-                    upgrade.operations += batch.operations
-                    batch = upgrade
-                }
-                try NftApplier.apply(batch, stage: "install the firewall of \(interface)")
-                firewallInstalled = true
-                checkpoint(.firewall)
-                Timing.mark("net: nft batch")
-                warnings += ForeignFirewall.warnings()
-                Timing.mark("net: foreign firewall check")
-
                 let firewall = try SessionFirewall(interface: interface, nflogGroup: group, namespace: nil)
                 return NetworkSession(sessionID: sessionID, interface: interface, addresses: addresses, nflogGroup: group,
                                       gatePort: gatePort, proxyPort: proxyPort, mode: mode, firewall: firewall, warnings: warnings,
-                                      paths: paths, host: host, config: config, lease: lease,
+                                      paths: paths, host: host, config: config, lease: lease, spec: spec,
                                       uplinks: (useV4 ? uplinks4 : [], useV6 ? uplinks6 : []))
             } catch {
-                if firewallInstalled { _ = try? removeFirewall(interface: interface, paths: paths, ownLease: lease.sessionID) }
                 lease.end()
                 throw error
             }
         }
+    }
+
+    /// The session's chains, sets and map entries in one batch (the table's permanent part first if absent or
+    /// out of date), under the setup lock again: two starts never both create the table. Once; a failure
+    /// removes what the batch left and throws (the caller ends the session: `tearDown`).
+    package func installFirewall() throws {
+        guard !firewallInstalled else { return }
+        let interface = interface, paths = paths, spec = spec
+        try inNamespace(host) {
+            let lock = try SetupLock(paths: paths)
+            defer { lock.release() }
+            var batch = Firewall.sessionBatch(spec)
+            // One dump of the chains serves the table's checks and the foreign-firewall check below.
+            let chains = try NetfilterInventory.chains()
+            if !Firewall.tableExists(chains: chains) {
+                var permanent = Firewall.permanentBatch()
+                permanent.operations += batch.operations
+                batch = permanent
+            } else if Firewall.tableNeedsUpgrade(chains: chains) {
+                var upgrade = Firewall.permanentUpgradeBatch()
+                upgrade.operations += batch.operations
+                batch = upgrade
+            }
+            do {
+                try NftApplier.apply(batch, stage: "install the firewall of \(interface)")
+            } catch {
+                _ = try? NetworkSession.removeFirewall(interface: interface, paths: paths, ownLease: NetworkSession.leaseID(sessionID))
+                throw error
+            }
+            Timing.mark("net: nft batch")
+            warnings += ForeignFirewall.warnings(chains: chains)
+        }
+        firewallInstalled = true
     }
 
     /// The veth — its peer created directly in `sandbox` as `eth0` (moving a link between namespaces later
@@ -254,9 +288,12 @@ package final class NetworkSession: @unchecked Sendable {
             }
             removal = nil   // the close: what is left of the chains' grace period
             Timing.mark("net: firewall socket closed")
-            if let failure { throw failure }
-            lease.end()
             self.lease = nil
+            if let failure {
+                lease.abandon()   // the file, unheld, names what is left for the next start's clean-up
+                throw failure
+            }
+            lease.end()
         }
     }
 
@@ -283,7 +320,6 @@ package final class NetworkSession: @unchecked Sendable {
             try tearDown()
         } catch {
             Self.logTeardownFailure("\(error)", session: sessionID, paths: paths)
-            lease.abandon()
             status = 1
         }
         _exit(status)
@@ -356,21 +392,30 @@ package enum NetworkLeftovers {
         }
     }
 
-    static func cleanLocked(paths: CagentPaths) throws -> [String] {
+    /// `thorough: false` (every start): the table is searched for dead sessions' chains only when a dead
+    /// session's lease is on disk — a session takes its lease before its chains and ends it only after they are
+    /// gone (an unfinished teardown leaves the file), so without one there is nothing to find, and a start saves
+    /// the table's dump. `cagent doctor --clean` searches always.
+    static func cleanLocked(paths: CagentPaths, thorough: Bool = true) throws -> [String] {
         var removed: [String] = []
-        let held = heldInterfaces(paths: paths)
-        let routing = try Rtnetlink(stage: "remove leftover links")
-        for name in linkNames() where name.hasPrefix(Firewall.interfacePrefix) && !held.contains(name) {
-            try? routing.deleteLink(name)
-            removed.append("link \(name)")
+        let leases = SessionLease.all(paths: paths)
+        let held = Set(leases.filter(\.live).flatMap { $0.contents.split(separator: "\n") }
+            .compactMap { $0.hasPrefix("link ") ? String($0.dropFirst(5)) : nil })
+        let deadLeases = leases.filter { !$0.live && $0.sessionID.hasPrefix("net-") }
+        let strays = linkNames().filter { $0.hasPrefix(Firewall.interfacePrefix) && !held.contains($0) }
+        if !strays.isEmpty {
+            let routing = try Rtnetlink(stage: "remove leftover links")
+            for name in strays {
+                try? routing.deleteLink(name)
+                removed.append("link \(name)")
+            }
         }
+        guard thorough || !deadLeases.isEmpty else { return removed }
         for interface in deadSessionChains(paths: paths) {
             try removeSession(interface: interface)
             removed.append("nft-chain \(interface)")
         }
-        for lease in SessionLease.all(paths: paths) where !lease.live && lease.sessionID.hasPrefix("net-") {
-            unlink(lease.path)
-        }
+        for lease in deadLeases { unlink(lease.path) }
         return removed
     }
 

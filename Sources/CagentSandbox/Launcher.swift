@@ -54,6 +54,12 @@ package final class Launcher {
     package var cloneIntoCgroups: (joinTasks: [String], leaveTasks: [String], unified: String?)?
     /// The init was cloned into `cloneIntoCgroups` (set before `beforeRelease` runs).
     package private(set) var cgroupsPlacedAtClone = false
+    /// The sandbox's network namespace, made and wired before the clone (Uplink.attachAhead): returns its
+    /// descriptor (kept open by the caller until the sandbox has started), or nil for a new, empty one made by
+    /// the clone. Called right before the clone, so that the network's setup overlaps everything before it;
+    /// throwing aborts the start. The init is cloned on this thread after it entered that namespace, and the
+    /// thread returns to its own.
+    package var networkNamespace: (() throws -> Int32?)?
     /// The plan's volume, already being opened (`PendingVolume`); used when it is the plan's.
     package var pendingVolume: PendingVolume?
     /// What the bounded volume's setup wants the user to know (DiskVolume.notices), after `run` started.
@@ -92,6 +98,21 @@ package final class Launcher {
         var bytes = [UInt8](repeating: 0, count: 64)
         let count = read(heldPipe[0], &bytes, bytes.count)
         return count > 0 ? Int32(bytes[0]) : nil
+    }
+
+    /// Runs `body` (the clone) with the calling thread in the network namespace `fd`, then back in its own. A
+    /// namespace it cannot enter fails the clone (-1, errno set); not coming back would leave this thread acting
+    /// in the sandbox's namespace: that must not continue.
+    private static func inNetworkNamespace(_ fd: Int32, _ body: () -> Int32) -> Int32 {
+        let home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        guard home >= 0 else { return -1 }
+        defer { close(home) }
+        guard cg_setns(fd, CG_CLONE_NEWNET) == 0 else { return -1 }
+        let result = body()
+        let saved = errno
+        if cg_setns(home, CG_CLONE_NEWNET) != 0 { fatalError("cannot return to the original network namespace") }
+        errno = saved
+        return result
     }
 
     /// Runs the plan; returns the agent's exit status (128+N when killed by signal N). Throws when setup
@@ -156,6 +177,12 @@ package final class Launcher {
             (notices ?? NoticeChannel()).write(line: "cagent: notice: \(notice)")
         }
         Timing.mark("launch: volume mounted")
+        let joinNetwork: Int32?
+        do { joinNetwork = try networkNamespace?() } catch {
+            for fd in Set(childEnds) + ourEnds + [planPipe[0], planPipe[1], control[0], control[1]] { close(fd) }
+            throw error
+        }
+        Timing.mark("launch: network namespace ready")
         var request = cg_spawn_request()
         request.volume_fd = volume?.mountFD ?? -1
         request.stdio = (childEnds[0], childEnds[1], childEnds[2])
@@ -163,7 +190,7 @@ package final class Launcher {
         request.control_fd = control[1]
         request.uid = plan.uid
         request.gid = plan.gid
-        request.namespaces = CG_SPAWN_NAMESPACES
+        request.namespaces = joinNetwork == nil ? CG_SPAWN_NAMESPACES : CG_SPAWN_NAMESPACES & ~CG_CLONE_NEWNET
         request.rootless = plan.rootless ? 1 : 0
         var result = cg_spawn_result()
         let arguments = ["cagent-init", plan.sessionID]
@@ -189,7 +216,13 @@ package final class Launcher {
                 request.init_path = path
                 return argv.withUnsafeBufferPointer { pointer in
                     request.argv = UnsafePointer(pointer.baseAddress)
-                    return cg_spawn_init(&request, &result)
+                    guard let joinNetwork else { return cg_spawn_init(&request, &result) }
+                    let spawned = Self.inNetworkNamespace(joinNetwork) { cg_spawn_init(&request, &result) }
+                    if spawned != 0 && result.error_stage == nil {   // the namespace could not be entered
+                        result.error = errno
+                        result.error_stage = UnsafePointer(OpaquePointer(("join-network-namespace" as StaticString).utf8Start))
+                    }
+                    return spawned
                 }
             }
         } }

@@ -396,15 +396,19 @@ int main(int argc, char **argv) {
     stage("hostname");
     if (s.hostname && sethostname(s.hostname, strlen(s.hostname)) < 0) fail("sethostname");
 
-    // Loopback up while we still hold CAP_NET_ADMIN in the sandbox's network namespace.
+    // Loopback up while we still hold CAP_NET_ADMIN in the sandbox's network namespace. With the network,
+    // cagent made that namespace before the clone and brought lo up itself (the namespace is cagent's, not
+    // this user namespace's: nothing in here may reconfigure it); then it is up already.
     stage("loopback");
     int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct ifreq request;
     memset(&request, 0, sizeof request);
     strcpy(request.ifr_name, "lo");
     if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &request) < 0) fail("cannot read lo's flags");
-    request.ifr_flags |= IFF_UP;
-    if (ioctl(sock, SIOCSIFFLAGS, &request) < 0) fail("cannot bring lo up");
+    if (!(request.ifr_flags & IFF_UP)) {
+        request.ifr_flags |= IFF_UP;
+        if (ioctl(sock, SIOCSIFFLAGS, &request) < 0) fail("cannot bring lo up");
+    }
     close(sock);
 
     // The filesystem view: base tmpfs + pivot, then the plan's operations in the plan's order (the

@@ -15,6 +15,9 @@ extern const int CG_CLONE_NEWCGROUP;
 /// Forks a child that calls unshare(flags) and exits; returns 0 when it worked, else the child's errno.
 int cg_probe_unshare(int flags);
 
+/// unshare(CLONE_NEWNET) on the calling thread only: it enters a new, empty network namespace.
+int cg_unshare_net(void);
+
 /// setns(2) on the calling thread only.
 int cg_setns(int fd, int nstype);
 
