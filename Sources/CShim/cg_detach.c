@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -27,13 +28,14 @@ static int thread_count(void) {
     return threads;
 }
 
-pid_t cg_detach(int keep_fd) {
+pid_t cg_detach(int keep_fd, const char *name) {
     if (thread_count() != 1) {
         errno = EBUSY;
         return -1;
     }
     pid_t pid = fork();
     if (pid != 0) return pid;
+    if (name != NULL) prctl(PR_SET_NAME, name, 0, 0, 0);
     setsid();
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) _exit(127);

@@ -307,7 +307,7 @@ package final class NetworkSession: @unchecked Sendable {
     /// failed): the caller tears down itself.
     package func tearDownDetached() -> Bool {
         guard let lease else { return true }
-        let pid = cg_detach(lease.descriptor)
+        let pid = cg_detach(lease.descriptor, NetworkSession.teardownProcessName)
         if pid < 0 { return false }
         if pid > 0 {
             // The child's copy of the descriptor keeps the lock: this one only closes.
@@ -324,6 +324,9 @@ package final class NetworkSession: @unchecked Sendable {
         }
         _exit(status)
     }
+
+    /// The detached child's name (`ps -o comm`), by which tests wait for it (Netlab's DetachedTeardowns).
+    package static let teardownProcessName = "cagent-teardown"
 
     static func logTeardownFailure(_ message: String, session: String, paths: CagentPaths) {
         let fd = open(paths.runtime + "/teardown.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)

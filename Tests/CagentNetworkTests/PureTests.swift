@@ -1,4 +1,8 @@
 import Testing
+import CShim
+#if canImport(Glibc)
+import Glibc
+#endif
 import CagentCore
 @testable import CagentNetwork
 
@@ -165,5 +169,22 @@ struct BatchTests {
         let block = Firewall.networkElement(IPNetwork("10.0.0.0/8")!)
         #expect(block.key == [10, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0])
         #expect(block.keyEnd == [10, 255, 255, 255, 6, 0, 0, 0, 255, 255, 0, 0])
+    }
+}
+
+@Suite("Detached teardown")
+struct DetachTests {
+    /// A fork of a multithreaded process may copy a lock another thread holds (the allocator's, the Swift
+    /// runtime's): cg_detach forks only a single-threaded process and otherwise leaves the teardown to the
+    /// caller (NetworkSession.tearDownDetached returns false). With a second thread surely running, it refuses.
+    @Test("cg_detach forks nothing while another thread runs")
+    func refusesWithThreads() throws {
+        let release = Latch()
+        let other = try DedicatedThread.start(name: "cagent-test-other") { release.wait() }
+        defer { release.open(); other.join() }
+        errno = 0
+        let pid = cg_detach(-1, nil)
+        let error = errno
+        #expect(pid == -1 && error == EBUSY, "cg_detach forked (pid \(pid), errno \(error)) with two threads running")
     }
 }

@@ -142,6 +142,7 @@ import Testing
         /// What remains of cagent's sessions, as one line per object: in the lab's host namespace (tables,
         /// links), this test's cgroups, leases, mounts and loop devices of its files, processes of `marker`.
         func leftovers(marker: String) throws -> [String] {
+            DetachedTeardowns.wait(runtime: runtime)
             var found: [String] = []
             // The kept empty table is no leftover (NftLeftovers); a session's part in it is.
             let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"])

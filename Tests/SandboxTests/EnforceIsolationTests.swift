@@ -141,6 +141,7 @@ import Testing
         #expect(outB.components(separatedBy: "received tcp MARKER-B-SELF").count - 1 == 2, "control: \(outB)")
         #expect(outB.components(separatedBy: "received udp MARKER-B-SELF-udp").count - 1 == 2, "control: \(outB)")
 
+        DetachedTeardowns.wait(runtime: worldB.root + "/run")
         let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"])
         #expect(NftLeftovers.find(ruleset: ruleset.stdout).isEmpty, "nft left: \(ruleset.stdout)")
         #expect(!(try lab.run(in: .host, ["ip", "-o", "link"])).stdout.contains("cgs"), "link left in the lab host")

@@ -47,6 +47,7 @@ import Testing
     /// What cagent must not leave: in the lab's host namespace no session's chains or sets (the kept empty
     /// table aside: NftLeftovers) and no cgs link; on this machine no link, cgroup or live lease of the session.
     func expectNothingLeft(_ lab: Netlab, _ world: SandboxFixture, sessionID: String?) throws {
+        DetachedTeardowns.wait(runtime: world.root + "/run")
         let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"])
         #expect(NftLeftovers.find(ruleset: ruleset.stdout).isEmpty, "nft left: \(ruleset.stdout)")
         let links = try lab.run(in: .host, ["ip", "-o", "link"])

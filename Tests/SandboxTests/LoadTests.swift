@@ -155,6 +155,7 @@ import Testing
         }
         // The control that the names resolve at all is each sandbox's own (above); the lab's server saw every name.
         for index in 0..<count { #expect(!lab.dnsQueries(containing: "load\(index).allowed.test").isEmpty) }
+        DetachedTeardowns.wait(runtime: fixture.root + "/run")
         #expect(FileSystem.list(fixture.root + "/run/sessions").filter { $0.hasSuffix(".lease") }.isEmpty, "leases left")
         let ruleset = try lab.run(in: .host, ["nft", "list", "ruleset"]).stdout
         #expect(NftLeftovers.find(ruleset: ruleset).isEmpty, "nft left: \(ruleset)")
