@@ -13,8 +13,8 @@ import Glibc
 /// session's allow sets), and the live denial lines (NflogReader -> DenialReporter <- Gate).
 ///
 /// Everything the profile says is parsed in `init`, before any sandbox exists; `prepareAhead()` brings up
-/// all of the network on a thread while the start goes on (Uplink.prepare: lease and chains; then a new
-/// network namespace with the veth into it, both sides configured; the gate; the reader); the launcher
+/// all of the network on threads while the start goes on (Uplink.reserve: the lease; then the chains, the
+/// reader, and a new network namespace with the veth into it, both sides configured, and the gate); the launcher
 /// clones the sandbox's init into that namespace (`sandboxNamespace()`, which waits for it). `start(pid:)`
 /// runs in the launcher's `beforeRelease` (nothing inside runs yet) for what is left: the warnings, the
 /// `--proxy` proxy. Each either has all of it up or undoes what it did and throws: the agent never runs
@@ -156,7 +156,8 @@ final class EnforceNetwork: @unchecked Sendable {
             self.preparing = nil
             if case .failure(let error)? = preparing.join() { throw error }
         } else if uplink.session == nil {
-            try prepareHost()
+            // On a thread of its own all the same: the caller's (the launcher's main thread) never changes namespace.
+            try DedicatedThread.run(name: "cagent-uplink") { [self] in try prepareHost() }
         }
     }
 

@@ -135,6 +135,9 @@ package struct EnforceOptions: Equatable, Sendable {
         network?.failAt = failAtStage
         // The network comes up on a thread meanwhile (the plan, the snapshot, the volume); the clone waits for it.
         network?.prepareAhead()
+        // Offline: the sandbox's namespace (loopback only) is made meanwhile too, and the init cloned into it.
+        let offlineNamespace = offline && !rootless && dumpPlan == nil ? try? NetworkNamespace.startFresh(loopbackUp: true) : nil
+        defer { offlineNamespace?.join() }
         // Until the launch owns them, a step that fails stops what the network has made meanwhile.
         var networkHandedOver = false
         defer { if !networkHandedOver { network?.stop(); rootlessNetwork?.stop() } }
@@ -191,10 +194,18 @@ package struct EnforceOptions: Equatable, Sendable {
         defer { joining.wait() }
         // Better still: the init cloned straight into the session's cgroups (no cgroup.procs write at all).
         launcher.cloneIntoCgroups = cgroup.cgroup?.cloneTargets
-        // The init is cloned into the network namespace the uplink wired ahead (veth, addresses, gate).
+        // The init is cloned into the network namespace the uplink wired ahead (veth, addresses, gate), or
+        // offline into the one made meanwhile; the launcher holds it until the clone.
         if let network {
             launcher.networkNamespace = {
                 do { return try network.sandboxNamespace() } catch { throw setupError(error, stage: .network) }
+            }
+        } else if let offlineNamespace {
+            // Not made (it failed): the clone makes a namespace of its own, as before, and cagent-init brings lo up.
+            var made: NetworkNamespace?
+            launcher.networkNamespace = {
+                made = (try? offlineNamespace.join()?.get()) ?? made
+                return made?.fd
             }
         }
         launcher.beforeRelease = { [unowned launcher] pid in

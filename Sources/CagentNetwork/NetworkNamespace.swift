@@ -34,10 +34,14 @@ package final class NetworkNamespace: Sendable {
         try DedicatedThread.run(name: "cagent-netns") { try makeOnThisThread() }
     }
 
-    /// `fresh()` started now on a thread of its own (creating a namespace is ~1 ms of kernel work): join it for
-    /// the namespace.
-    package static func startFresh() throws -> ThreadWork<NetworkNamespace> {
-        try ThreadWork.start(name: "cagent-netns") { try makeOnThisThread() }
+    /// `fresh()` started now on a thread of its own (creating a namespace is kernel work the start need not
+    /// wait for): join it for the namespace. `loopbackUp`: with `lo` up (an offline sandbox's whole network).
+    package static func startFresh(loopbackUp: Bool = false) throws -> ThreadWork<NetworkNamespace> {
+        try ThreadWork.start(name: "cagent-netns") {
+            let namespace = try makeOnThisThread()
+            if loopbackUp { try Rtnetlink(stage: "bring the sandbox's loopback up").setUp("lo") }
+            return namespace
+        }
     }
 
     /// Moves the calling thread — one that ends right after, nothing else runs on it — into a new namespace.
