@@ -1,11 +1,13 @@
 import Testing
+import CShim
 import CagentNetwork
 import Synchronization
 @testable import CagentCapture
 @testable import CagentDNS
 
 @Suite struct NflogFrameTests {
-    /// An nflog frame as libpcap delivers it: header, a prefix TLV, a payload TLV (host byte order).
+    /// An nflog record as nfnetlink_log sends it (and libpcap's DLT_NFLOG frames carry it): the nfgenmsg header, a
+    /// prefix TLV, a payload TLV (host byte order).
     static func frame(prefix: String, packet: [UInt8]) -> [UInt8] {
         func tlv(_ type: UInt16, _ value: [UInt8]) -> [UInt8] {
             let length = UInt16(4 + value.count)
@@ -31,6 +33,39 @@ import Synchronization
         var ip: [UInt8] = [0x60, 0, 0, 0, 0, 8, 17, 64] + IPAddress("2001:db8::2")!.bytes + IPAddress("2001:db8::9")!.bytes
         ip += [0x30, 0x39, 0x01, 0xBB, 0, 8, 0, 0]
         #expect(NflogFrame.parse(Self.frame(prefix: "x", packet: ip))?.port == 443)
+    }
+
+    /// A netlink message around `payload` (nlmsghdr in host byte order), padded to 4 bytes.
+    static func message(type: UInt16, _ payload: [UInt8]) -> [UInt8] {
+        let length = UInt32(16 + payload.count)
+        var out = withUnsafeBytes(of: length.littleEndian, Array.init) + withUnsafeBytes(of: type.littleEndian, Array.init)
+            + [0, 0] + [UInt8](repeating: 0, count: 8) + payload
+        while out.count % 4 != 0 { out.append(0) }
+        return out
+    }
+
+    @Test("A datagram's packet records are found among other messages; a cut or lying length ends the walk")
+    func netlinkDatagrams() {
+        let first = Self.frame(prefix: "a", packet: Self.tcpSYN(to: [203, 0, 113, 9], port: 443))
+        let second = Self.frame(prefix: "b", packet: Self.tcpSYN(to: [203, 0, 113, 10], port: 80))
+        let datagram = Self.message(type: CG_NFLOG_PACKET_MESSAGE, first) + Self.message(type: 2, [0, 0, 0, 0])
+            + Self.message(type: CG_NFLOG_PACKET_MESSAGE, second)
+        let records = NflogMessages.records(in: datagram[...])
+        #expect(records.count == 2)
+        #expect(records.compactMap { NflogFrame.parse($0)?.port } == [443, 80])
+        // A cut datagram: the whole messages before the cut only.
+        #expect(NflogMessages.records(in: datagram[0..<(datagram.count - 3)]).count == 1)
+        // A length running past the datagram, and one shorter than a header: nothing read past either.
+        var lying = datagram
+        lying[0] = 0xFF; lying[1] = 0xFF
+        #expect(NflogMessages.records(in: lying[...]).isEmpty)
+        var short = datagram
+        short[0] = 4; short[1] = 0; short[2] = 0; short[3] = 0
+        #expect(NflogMessages.records(in: short[...]).isEmpty)
+        #expect(NflogMessages.records(in: [UInt8](repeating: 0, count: 15)[...]).isEmpty)
+        // Offsets of a slice that does not start at 0.
+        let padded = [UInt8](repeating: 7, count: 8) + datagram
+        #expect(NflogMessages.records(in: padded[8...]).count == 2)
     }
 
     @Test func fuzzCorpusReplays() {

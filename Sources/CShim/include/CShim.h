@@ -16,6 +16,7 @@
 #include "cg_thread.h"
 #include "cg_run_as.h"
 #include "cg_detach.h"
+#include "cg_nflog.h"
 #include "cg_fsuser.h"
 #include "cg_volume.h"
 #include "cg_container.h"
