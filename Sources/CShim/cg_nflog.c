@@ -35,11 +35,9 @@ static size_t config_message(char *buffer, size_t at, uint32_t sequence, uint16_
     return at + NLMSG_ALIGN(length);
 }
 
-int cg_nflog_open(uint16_t group, uint32_t copy_range, int receive_buffer) {
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
-    if (fd < 0) return -errno;
+int cg_nflog_bind(int fd, uint16_t group, uint32_t copy_range, int receive_buffer) {
     struct sockaddr_nl local = { .nl_family = AF_NETLINK };
-    if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) { int error = errno; close(fd); return -error; }
+    if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) return -errno;
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &receive_buffer, sizeof receive_buffer) < 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
 
@@ -51,7 +49,7 @@ int cg_nflog_open(uint16_t group, uint32_t copy_range, int receive_buffer) {
     size_t length = config_message(request, 0, first, group, NFULA_CFG_CMD, &bind_command, sizeof bind_command);
     length = config_message(request, length, first + 1, group, NFULA_CFG_MODE, &mode, sizeof mode);
     struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
-    if (sendto(fd, request, length, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) { int error = errno; close(fd); return -error; }
+    if (sendto(fd, request, length, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) return -errno;
 
     int acknowledged = 0;
     char answer[8192];
@@ -59,19 +57,27 @@ int cg_nflog_open(uint16_t group, uint32_t copy_range, int receive_buffer) {
         ssize_t received = recv(fd, answer, sizeof answer, 0);
         if (received < 0) {
             if (errno == EINTR) continue;
-            int error = errno; close(fd); return -error;
+            return -errno;
         }
         int remaining = (int)received;
         for (struct nlmsghdr *header = (struct nlmsghdr *)answer; NLMSG_OK(header, remaining);
              header = NLMSG_NEXT(header, remaining)) {
             if (header->nlmsg_type != NLMSG_ERROR || header->nlmsg_seq < first || header->nlmsg_seq > first + 1) continue;
             const struct nlmsgerr *result = NLMSG_DATA(header);
-            if (result->error != 0) { close(fd); return result->error; }
+            if (result->error != 0) return result->error;
             acknowledged++;
         }
     }
     // The caller's poll loop reads without blocking from here on.
     int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) { int error = errno; close(fd); return -error; }
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
+    return 0;
+}
+
+int cg_nflog_open(uint16_t group, uint32_t copy_range, int receive_buffer) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+    if (fd < 0) return -errno;
+    int result = cg_nflog_bind(fd, group, copy_range, receive_buffer);
+    if (result < 0) { close(fd); return result; }
     return fd;
 }

@@ -6,11 +6,13 @@ import Glibc
 
 /// Reads one nflog group — the firewall's log rules: denied packets in enforce mode, new flows in learn mode —
 /// on a thread of its own, straight from its nfnetlink_log socket (cg_nflog.h says why not libpcap), and hands
-/// each record to `onPacket`. `netnsPath`: the namespace whose group it is (rootless learn, tests); nil: the
-/// calling thread's.
+/// each record to `onPacket`. `netnsPath`: the namespace whose group it is (tests); nil: the calling thread's.
+/// `descriptor`: a NETLINK_NETFILTER socket made in the group's namespace already (rootless mode: a plain user
+/// cannot enter the sandbox's namespace, cg_netns_sockets makes it there), owned by the reader from `init`.
 package final class NflogReader: Sendable {
     package let group: UInt16
     let netnsPath: String?
+    private let descriptor: Int32?
     let onPacket: @Sendable (DeniedPacket) -> Void
     private let service = ServiceThread(name: "cagent-nflog")
 
@@ -19,8 +21,9 @@ package final class NflogReader: Sendable {
     /// The socket's receive buffer: a burst of records (learn logs every new flow) waits here for the loop.
     static let receiveBuffer: Int32 = 2 << 20
 
-    package init(group: UInt16, netnsPath: String? = nil, onPacket: @escaping @Sendable (DeniedPacket) -> Void) {
-        self.group = group; self.netnsPath = netnsPath; self.onPacket = onPacket
+    package init(group: UInt16, netnsPath: String? = nil, descriptor: Int32? = nil,
+                 onPacket: @escaping @Sendable (DeniedPacket) -> Void) {
+        self.group = group; self.netnsPath = netnsPath; self.descriptor = descriptor; self.onPacket = onPacket
     }
 
     /// Opens the group's socket; throws when the group cannot be read (another reader holds it, no permission).
@@ -37,12 +40,18 @@ package final class NflogReader: Sendable {
     deinit { stop() }
 
     private func open() throws -> Int32 {
+        let hint = "only one reader per nflog group and netns; is another cagent or tcpdump reading it?"
+        if let descriptor {
+            let result = cg_nflog_bind(descriptor, group, Self.copyRange, Self.receiveBuffer)
+            guard result == 0 else {
+                close(descriptor)
+                throw CagentError(stage: "nflog", "cannot read nflog group \(group) in the sandbox's namespace", errno: -result, hint: hint)
+            }
+            return descriptor
+        }
         if let netnsPath { try NamespaceThread.enter(netnsPath: netnsPath, stage: "nflog") }
         let fd = cg_nflog_open(group, Self.copyRange, Self.receiveBuffer)
-        guard fd >= 0 else {
-            throw CagentError(stage: "nflog", "cannot read nflog group \(group)", errno: -fd,
-                              hint: "only one reader per nflog group and netns; is another cagent or tcpdump reading it?")
-        }
+        guard fd >= 0 else { throw CagentError(stage: "nflog", "cannot read nflog group \(group)", errno: -fd, hint: hint) }
         return fd
     }
 

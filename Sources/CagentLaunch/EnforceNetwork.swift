@@ -43,9 +43,13 @@ final class EnforceNetwork: @unchecked Sendable {
     /// Queries the gate's sockets dropped (counted at stop).
     private(set) var droppedQueries = 0
 
+    /// The sandbox's namespace being made (NetworkNamespace.startFresh), from the start of the session.
+    private let namespaceAhead: ThreadWork<NetworkNamespace>?
+
     init(profile: NetworkPolicy, sessionID: String, paths: CagentPaths, upstreamOverride: [String],
          allowHint: String? = nil, asker: GateAsker? = nil, upstreamProxy: SocketAddress? = nil,
-         output: @escaping @Sendable (String) -> Void) throws {
+         sandboxNamespace: ThreadWork<NetworkNamespace>? = nil, output: @escaping @Sendable (String) -> Void) throws {
+        namespaceAhead = sandboxNamespace
         self.asker = asker
         self.upstreamProxy = upstreamProxy
         self.output = output
@@ -81,12 +85,13 @@ final class EnforceNetwork: @unchecked Sendable {
     }
 
     /// The host's part and the sandbox's namespace, in parallel where nothing orders them: the namespace is
-    /// made from the start (it needs nothing); once the lease has named the interface, addresses and group,
-    /// the chains (Uplink.installFirewall), the reader (libpcap's start is ~1 ms) and the veth with the gate
+    /// made from the session's start (it needs nothing: EnforceOptions.run starts it); once the lease has
+    /// named the interface, addresses and group,
+    /// the chains (Uplink.installFirewall), the reader and the veth with the gate
     /// (Uplink.attachAhead) come up on three threads. The chains need not precede the interface: the table's
     /// permanent part drops every `cgs*` interface without a session's map entry.
     private func prepareHost() throws {
-        let making = try? NetworkNamespace.startFresh()
+        let making = namespaceAhead ?? (try? NetworkNamespace.startFresh(loopbackUp: true))
         do {
             try uplink.reserve(entries: rules.entries, filteringProxy: upstreamProxy != nil)
         } catch {

@@ -69,6 +69,10 @@ package struct EnforceOptions: Equatable, Sendable {
         let invoking = try InvokingUser.agent(uid: user, environment: environment)
         // Not root (or --rootless): the same sandbox without any privilege of the host's (RootlessMode).
         let rootless = RootlessMode.isOn(requested: self.rootless)
+        // Root mode: the sandbox's network namespace (loopback up) is made from here, on a thread beside the
+        // profile, the plan and the network's host side; the init is cloned into it (Launcher.networkNamespace).
+        let namespaceAhead = !rootless && dumpPlan == nil ? try? NetworkNamespace.startFresh(loopbackUp: true) : nil
+        defer { namespaceAhead?.join() }
         if rootless { try RootlessMode.enter(as: invoking) }
         let workspacePath = workspace ?? FileSystem.currentDirectory()
         let placed = invoking.sessionPlaces(environment: environment, actingFor: user != nil, stateDir: stateDir)
@@ -131,13 +135,13 @@ package struct EnforceOptions: Equatable, Sendable {
         rootlessNetwork?.failAt = failAtStage
         let network = offline || rootless || dumpPlan != nil ? nil : try EnforceNetwork(
             profile: loaded.network, sessionID: request.sessionID, paths: paths, upstreamOverride: upstreamDns,
-            allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy, output: { notices.write(line: $0) })
+            allowHint: recording.allowCommand, asker: asker?.gateAsker, upstreamProxy: upstreamProxy,
+            sandboxNamespace: namespaceAhead, output: { notices.write(line: $0) })
         network?.failAt = failAtStage
         // The network comes up on a thread meanwhile (the plan, the snapshot, the volume); the clone waits for it.
         network?.prepareAhead()
-        // Offline: the sandbox's namespace (loopback only) is made meanwhile too, and the init cloned into it.
-        let offlineNamespace = offline && !rootless && dumpPlan == nil ? try? NetworkNamespace.startFresh(loopbackUp: true) : nil
-        defer { offlineNamespace?.join() }
+        // Offline: the namespace made ahead is the sandbox's whole network (loopback only).
+        let offlineNamespace = offline ? namespaceAhead : nil
         // Until the launch owns them, a step that fails stops what the network has made meanwhile.
         var networkHandedOver = false
         defer { if !networkHandedOver { network?.stop(); rootlessNetwork?.stop() } }

@@ -13,14 +13,14 @@ import Glibc
 /// - the DNS gate on the sandbox's 127.0.0.1, observing (every name forwarded, every exchange told to
 ///   `observer`): the session's DNS comes from the gate's own log;
 /// - the flow log: the ruleset's nflog group read on a NETLINK_NETFILTER socket made in that namespace
-///   (RootlessDenials' reader; `FlowLog.observation` sorts the records);
+///   (an NflogReader on a socket made there; `FlowLog.observation` sorts the records);
 /// - the TLS server names: an AF_PACKET capture in that namespace (RootlessHelloCapture);
 /// - slirp4netns as the uplink (RootlessUplink, host loopback and DNS forwarder off).
 package final class RootlessLearnNetwork: @unchecked Sendable {
     let upstream: UpstreamConfig
     private var firewall: SessionFirewall?
     private var gate: Gate?
-    private var flows: RootlessDenials?
+    private var flows: NflogReader?
     private var hellos: RootlessHelloCapture?
     private var uplink: RootlessUplink?
 
@@ -48,9 +48,9 @@ package final class RootlessLearnNetwork: @unchecked Sendable {
             try firewall.run(Firewall.sandboxLearnBatch(gatePort: port, nflogGroup: group, uplinkNetwork: RootlessUplink.network,
                                                         hostAddresses: RootlessUplink.hostAddresses()))
             // The flow log before the uplink: no flow leaves unlogged.
-            let flows = RootlessDenials { packet in if let flow = FlowLog.observation(packet) { onFlow(flow) } }
             let nflog = try RootlessNetwork.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 12 /* NETLINK_NETFILTER */)])[0]
-            try flows.start(descriptor: nflog, group: group)
+            let flows = NflogReader(group: group, descriptor: nflog) { packet in if let flow = FlowLog.observation(packet) { onFlow(flow) } }
+            try flows.start()
             self.flows = flows
             // TLS server names (the capture's part of root learn): an AF_PACKET socket of the sandbox's namespace.
             let hellos = RootlessHelloCapture(onEvent: onCapture)

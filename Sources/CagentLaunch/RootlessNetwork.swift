@@ -18,7 +18,7 @@ import Glibc
 ///   its DNS forwarder off, and its network dropped by the ruleset besides.
 /// Sockets in the sandbox's namespace come from a forked helper that joins it (cg_netns_sockets).
 /// Live lines as today: the gate's refusals, and the ruleset's drops read from its nflog group in the
-/// sandbox's namespace (RootlessDenials).
+/// sandbox's namespace (NflogReader on a socket made there).
 /// `--proxy`: the filtering proxy listens on 127.0.0.1 of the sandbox (its socket made there like the gate's),
 /// chains allowed requests to the upstream proxy from cagent's own sockets; the gate then answers no name.
 // @unchecked: the firewall, gate, uplink and denials are set by start() and cleared by stop() on the owner's thread.
@@ -32,7 +32,7 @@ final class RootlessNetwork: @unchecked Sendable {
     private var firewall: SessionFirewall?
     private var gate: Gate?
     private var uplink: RootlessUplink?
-    private var denials: RootlessDenials?
+    private var denials: NflogReader?
     private var proxy: FilteringProxy?
     /// `--proxy`: the upstream proxy (nil: no proxy mode), the proxy's refusal lines and its port in the sandbox.
     let upstreamProxy: SocketAddress?
@@ -111,9 +111,9 @@ final class RootlessNetwork: @unchecked Sendable {
                                                    uplinkNetwork: RootlessUplink.network, uplinkNetwork6: ipv6 ? RootlessUplink.network6 : nil,
                                                    hostAddresses: RootlessUplink.hostAddresses()))
             // The drops, live (before the uplink: nothing is lost between the two).
-            let denials = RootlessDenials { reporter.record($0) }
             let nflog = try Self.sockets(pid: pid, [(AF_NETLINK, Int32(SOCK_RAW.rawValue), 12 /* NETLINK_NETFILTER */)])[0]
-            try denials.start(descriptor: nflog, group: Self.nflogGroup)
+            let denials = NflogReader(group: Self.nflogGroup, descriptor: nflog) { reporter.record($0) }
+            try denials.start()
             self.denials = denials
             try SetupStage.inject(at: .nflog, asked: failAt)
             uplink = try RootlessUplink.start(pid: pid, ipv6: ipv6)
@@ -254,82 +254,3 @@ final class RootlessUplink: @unchecked Sendable {
     }
 }
 
-/// The ruleset's drops, live, in rootless mode: nflog group `group` of the sandbox's namespace, read on a
-/// NETLINK_NETFILTER socket made there (libpcap's `nflog:N` opens its own socket in the caller's namespace,
-/// which a plain user cannot enter). A netlink nflog message's payload is what libpcap hands out as a
-/// DLT_NFLOG frame (nfgenmsg, then attributes in host byte order), so NflogFrame parses it.
-final class RootlessDenials: Sendable {
-    private let service = ServiceThread(name: "cagent-nflog")
-    private let onPacket: @Sendable (DeniedPacket) -> Void
-
-    init(onPacket: @escaping @Sendable (DeniedPacket) -> Void) { self.onPacket = onPacket }
-
-    /// Binds `group` on `descriptor` (a NETLINK_NETFILTER socket of the sandbox's namespace; owned from here).
-    func start(descriptor fd: Int32, group: UInt16) throws {
-        do {
-            // struct sockaddr_nl { u16 family; u16 pad; u32 pid (0: the kernel picks); u32 groups; }
-            var address = [UInt8](repeating: 0, count: 12)
-            address[0] = UInt8(AF_NETLINK & 0xff); address[1] = UInt8(AF_NETLINK >> 8)
-            let bound = address.withUnsafeBytes {
-                bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(12))
-            }
-            guard bound == 0 else { throw CagentError.system("nflog", "bind the sandbox's netlink socket") }
-            // NFULNL_MSG_CONFIG: bind the group (NFULA_CFG_CMD = NFULNL_CFG_CMD_BIND), then copy 256 bytes of
-            // each packet (NFULA_CFG_MODE = NFULNL_COPY_PACKET): headers are all the line needs.
-            try Self.configure(fd, group: group, attribute: 1, value: [1])
-            try Self.configure(fd, group: group, attribute: 2, value: [0, 0, 1, 0, 2, 0])
-        } catch {
-            close(fd)
-            throw error
-        }
-        let onPacket = onPacket
-        try service.start(setup: { fd }, run: { [service] fd in
-            var buffer = [UInt8](repeating: 0, count: 1 << 16)
-            while true {
-                var fds = [pollfd(fd: service.wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
-                if poll(&fds, 2, 200) < 0 && errno != EINTR { break }
-                while true {
-                    let count = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-                    if count <= 0 { break }
-                    var offset = 0
-                    while offset + 16 <= count {
-                        let length = Int(UInt32(buffer[offset]) | UInt32(buffer[offset + 1]) << 8 | UInt32(buffer[offset + 2]) << 16 | UInt32(buffer[offset + 3]) << 24)
-                        let type = UInt16(buffer[offset + 4]) | UInt16(buffer[offset + 5]) << 8
-                        guard length >= 16, offset + length <= count else { break }
-                        // NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_PACKET
-                        if type == 0x0400, let packet = NflogFrame.parse(Array(buffer[(offset + 16)..<(offset + length)])) { onPacket(packet) }
-                        offset += (length + 3) & ~3
-                    }
-                }
-                if fds[0].revents != 0 { break }
-            }
-            close(fd)
-        })
-    }
-
-    func stop() { service.stop() }
-
-    /// One NFULNL_MSG_CONFIG request with one attribute, acknowledged (an error from the kernel throws).
-    static func configure(_ fd: Int32, group: UInt16, attribute: UInt16, value: [UInt8]) throws {
-        let attributeLength = 4 + value.count
-        let padded = (attributeLength + 3) & ~3
-        let total = 16 + 4 + padded
-        var message = [UInt8](repeating: 0, count: total)
-        func put16(_ v: UInt16, _ at: Int) { message[at] = UInt8(v & 0xff); message[at + 1] = UInt8(v >> 8) }
-        func put32(_ v: UInt32, _ at: Int) { for i in 0..<4 { message[at + i] = UInt8((v >> (8 * UInt32(i))) & 0xff) } }
-        put32(UInt32(total), 0)
-        put16(0x0401, 4)                                   // NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_CONFIG
-        put16(0x1 | 0x4, 6)                                // NLM_F_REQUEST | NLM_F_ACK
-        put32(1, 8)                                        // sequence
-        message[16] = UInt8(AF_UNSPEC); message[17] = 0    // nfgenmsg: family, version
-        message[18] = UInt8(group >> 8); message[19] = UInt8(group & 0xff)   // res_id, big-endian
-        put16(UInt16(attributeLength), 20); put16(attribute, 22)
-        for (index, byte) in value.enumerated() { message[24 + index] = byte }
-        guard send(fd, message, message.count, 0) == message.count else { throw CagentError.system("nflog", "configure the sandbox's nflog group") }
-        var reply = [UInt8](repeating: 0, count: 4096)
-        let count = recv(fd, &reply, reply.count, 0)
-        guard count >= 20 else { throw CagentError.system("nflog", "no answer to the nflog configuration") }
-        let error = Int32(bitPattern: UInt32(reply[16]) | UInt32(reply[17]) << 8 | UInt32(reply[18]) << 16 | UInt32(reply[19]) << 24)
-        if error != 0 { throw CagentError(stage: "nflog", "the kernel refused the nflog configuration", errno: -error) }
-    }
-}

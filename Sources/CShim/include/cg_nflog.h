@@ -11,5 +11,9 @@
 // descriptor, or -errno (EBUSY: another socket of this namespace reads the group).
 int cg_nflog_open(uint16_t group, uint32_t copy_range, int receive_buffer);
 
+// The same on a NETLINK_NETFILTER socket made elsewhere (rootless mode: in the sandbox's namespace, by
+// cg_netns_sockets): binds it, configures it, makes it non-blocking. Returns 0 or -errno; `fd` stays the caller's.
+int cg_nflog_bind(int fd, uint16_t group, uint32_t copy_range, int receive_buffer);
+
 // The netlink message type of a logged packet (NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_PACKET).
 extern const uint16_t CG_NFLOG_PACKET_MESSAGE;
