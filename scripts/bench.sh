@@ -86,10 +86,10 @@ if run enforce; then
 fi
 
 if run start; then
-  # Issue #13's start targets, side by side with hyperfine (30 runs after 3 warm-ups each): bwrap (offline,
+  # Issue #13's start targets, side by side (100 rounds after 3 warm-ups, round-robin): bwrap (offline,
   # the view of the `enforce` block), `cagent enforce --offline`, and `cagent enforce` with the network, all
   # three in a throwaway network namespace (only a veth with a default route: nothing touches this machine's
-  # interfaces). hyperfine itself runs in it, so no command pays a wrapper's start (`nsenter ... env` per run
+  # interfaces). The harness itself runs in it, so no command pays a wrapper's start (`nsenter ... env` per run
   # cost ~2.5 ms here, on cagent's commands only, until the third round). The tables of docs/benchmarks.md
   # ("Networked start ...") come from this.
   uid=${BENCH_UID:-${SUDO_UID:-1000}}
@@ -104,22 +104,23 @@ if run start; then
 --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin --tmpfs /etc --ro-bind /etc/ld.so.cache /etc/ld.so.cache \
 --ro-bind /etc/nsswitch.conf /etc/nsswitch.conf --proc /proc --dev /dev --tmpfs /tmp --bind $scratch/home $scratch/home \
 --bind $scratch/ws $scratch/ws --chdir $scratch/ws --new-session --die-with-parent /bin/true"
-  # OLD_CAGENT=<another build's cagent>: its two starts too, in the same hyperfine run (a before/after pair).
+  harness=$PWD/scripts/bench-interleaved.py
+  # OLD_CAGENT=<another build's cagent>: its two starts too, in the same run (a before/after pair).
   old=()
   if [ -n "${OLD_CAGENT:-}" ]; then
-    old=(-n offline-old "$OLD_CAGENT enforce --offline --profile default --user $uid --state-dir $scratch/state-old -- /bin/true"
-         -n network-old "$OLD_CAGENT enforce --profile default --user $uid --state-dir $scratch/state-old --upstream-dns 198.18.99.2 -- /bin/true")
+    old=("offline-old=$OLD_CAGENT enforce --offline --profile default --user $uid --state-dir $scratch/state-old -- /bin/true"
+         "network-old=$OLD_CAGENT enforce --profile default --user $uid --state-dir $scratch/state-old --upstream-dns 198.18.99.2 -- /bin/true")
   fi
   uptime
+  # Round-robin (scripts/bench-interleaved.py says why not hyperfine's back-to-back batches here): every round
+  # runs each command once. /bin/true shows the harness's own cost.
   (cd "$scratch/ws" && CAGENT_RUNTIME_DIR=$scratch/run nsenter --net=/run/netns/$benchns \
-    hyperfine -N --runs ${START_RUNS:-30} --warmup 3 --export-json "$scratch/start.json" \
-    -n bwrap "$bwrap_cmd" "${old[@]}" \
-    -n offline "$cagent enforce --offline --profile default --user $uid --state-dir $scratch/state -- /bin/true" \
-    -n network "$cagent enforce --profile default --user $uid --state-dir $scratch/state --upstream-dns 198.18.99.2 -- /bin/true")
+    python3 "$harness" --rounds "${START_RUNS:-100}" --warmup 3 --json "$scratch/start.json" \
+    "bwrap=$bwrap_cmd" "${old[@]}" \
+    "offline=$cagent enforce --offline --profile default --user $uid --state-dir $scratch/state -- /bin/true" \
+    "network=$cagent enforce --profile default --user $uid --state-dir $scratch/state --upstream-dns 198.18.99.2 -- /bin/true" \
+    "true=/bin/true")
   uptime
-  # Medians and their ratio to bwrap's (the table's figures; hyperfine prints means).
-  python3 -c 'import json,sys,statistics as s; r=json.load(open(sys.argv[1]))["results"]; b=s.median(r[0]["times"])
-for x in r: t=sorted(x["times"]); print("%-8s median %6.1f ms  p10 %6.1f  p90 %6.1f  %.2fx bwrap" % (x["command"], 1e3*s.median(t), 1e3*t[len(t)//10], 1e3*t[len(t)*9//10], s.median(t)/b))' "$scratch/start.json"
 fi
 
 if run store; then

@@ -145,6 +145,11 @@ package struct EnforceOptions: Equatable, Sendable {
         // Until the launch owns them, a step that fails stops what the network has made meanwhile.
         var networkHandedOver = false
         defer { if !networkHandedOver { network?.stop(); rootlessNetwork?.stop() } }
+        // The shadow home's image is opened and mounted meanwhile (the plan, cgroups, workspace snapshot): the
+        // Launcher takes it when it is the plan's volume.
+        let pendingVolume = dumpPlan == nil
+            ? try EnforcePlanner.volume(request).map { PendingVolume($0, uid: invoking.uid, gid: invoking.gid) } : nil
+        defer { pendingVolume?.discard() }
         // The session's cgroups, or (none usable here) the rlimit fallback the plan's process policy carries.
         let sessionLimits = dumpPlan == nil ? SessionLimits(id: request.sessionID, limits: ResourceLimits(profile: loaded.limits), paths: paths) : nil
         request.limitsWithoutCgroup = sessionLimits?.withoutCgroup ?? false
@@ -170,9 +175,6 @@ package struct EnforceOptions: Equatable, Sendable {
             return
         }
 
-        // The shadow home's image is opened and mounted meanwhile (cgroups, workspace snapshot): the Launcher takes it.
-        let pendingVolume = plan.volume.map { PendingVolume($0, uid: plan.uid, gid: plan.gid) }
-        defer { pendingVolume?.discard() }
         // Bound now, before the sandbox exists: a busy port stops the start before anything was made.
         let published = try publish.map { try PublishedPort(port: $0) }
         defer { published?.stop() }

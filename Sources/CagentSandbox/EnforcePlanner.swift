@@ -85,6 +85,20 @@ package enum EnforcePlanner {
     /// Variables that always pass (besides the profile's env.pass, `--env` names, LC_* and HOME).
     package static var alwaysPassed: [String] { AgentEnvironment.alwaysPassed }
 
+    /// The plan's bounded volume (the shadow home's image), known before the plan is made: the start opens and
+    /// mounts it on a thread (PendingVolume) meanwhile. nil in rootless mode (a directory) and for root as the
+    /// agent (the plan refuses it). The plan's own `volume` is the same value (`shadowHomeVolume`).
+    package static func volume(_ request: EnforceRequest) throws -> SandboxPlan.VolumeSpec? {
+        guard !request.rootless, request.user.uid != 0 else { return nil }
+        let image = try ShadowHome.prepare(paths: request.paths, user: request.user, agent: request.profile.agent)
+        return shadowHomeVolume(image: image, request)
+    }
+
+    static func shadowHomeVolume(image: String, _ request: EnforceRequest) -> SandboxPlan.VolumeSpec {
+        .init(image: image, sizeBytes: request.diskBytes, journal: true, purpose: "shadow home",
+              seed: ShadowHome.legacyDirectory(paths: request.paths, agent: request.profile.agent))
+    }
+
     package static func plan(_ request: EnforceRequest) throws -> SandboxPlan {
         let user = request.user
         guard user.uid != 0 else {
@@ -195,8 +209,7 @@ package enum EnforcePlanner {
         // An older cagent's shadow-home directory is copied into the image when the image is made.
         plan.rootless = request.rootless
         if !request.rootless {
-            plan.volume = .init(image: shadowHome, sizeBytes: request.diskBytes, journal: true, purpose: "shadow home",
-                                seed: ShadowHome.legacyDirectory(paths: request.paths, agent: request.profile.agent))
+            plan.volume = shadowHomeVolume(image: shadowHome, request)
         }
 
         // The process policy (Policy/): seccomp filter, Landlock over the view (read everywhere the mounts
