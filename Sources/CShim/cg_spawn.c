@@ -107,9 +107,7 @@ static __attribute__((noreturn)) void child(const struct cg_spawn_request *r, in
 
 // --- parent side -----------------------------------------------------------------------------------------
 
-static int write_file(pid_t pid, const char *name, const char *text) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+static int write_path(const char *path, const char *text) {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     ssize_t n = write(fd, text, strlen(text));
@@ -119,14 +117,10 @@ static int write_file(pid_t pid, const char *name, const char *text) {
     return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
-static int write_path(const char *path, const char *text) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n = write(fd, text, strlen(text));
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return n == (ssize_t)strlen(text) ? 0 : -1;
+static int write_file(pid_t pid, const char *name, const char *text) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    return write_path(path, text);
 }
 
 static int parent_fail(struct cg_spawn_result *result, const char *stage, pid_t pid) {
