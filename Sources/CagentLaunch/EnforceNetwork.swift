@@ -15,7 +15,7 @@ import Glibc
 /// Everything the profile says is parsed in `init`, before any sandbox exists; `prepareAhead()` brings up
 /// all of the network on threads while the start goes on (Uplink.reserve: the lease; then the chains, the
 /// reader, and a new network namespace with the veth into it, both sides configured, and the gate); the launcher
-/// clones the sandbox's init into that namespace (`sandboxNamespace()`, which waits for it). `start(pid:)`
+/// clones the sandbox's init into that namespace (`sandboxNamespace()`, which waits for it). `start()`
 /// runs in the launcher's `beforeRelease` (nothing inside runs yet) for what is left: the warnings, the
 /// `--proxy` proxy. Each either has all of it up or undoes what it did and throws: the agent never runs
 /// without its network policy.
@@ -77,7 +77,7 @@ final class EnforceNetwork: @unchecked Sendable {
     /// Starts bringing up the network — lease, slot, nflog group, the session's chains, the sandbox's
     /// namespace and veth, the gate, the denial reader — on a thread of its own, before the sandbox exists: it
     /// overlaps with the rest of the start (the cgroups, the workspace snapshot, the shadow home's volume).
-    /// `sandboxNamespace()` and `start(pid:)` wait for it; `stop()` too.
+    /// `sandboxNamespace()` and `start()` wait for it; `stop()` too.
     func prepareAhead() {
         guard preparing == nil else { return }
         // No thread (resources exhausted): `start` prepares on the caller's thread.
@@ -166,13 +166,14 @@ final class EnforceNetwork: @unchecked Sendable {
         }
     }
 
-    /// The rest of the network for the sandbox whose init is `pid`: waits for the part prepared ahead (the
-    /// veth into a namespace of the sandbox's own when it was not made ahead: Uplink.attach), then the proxy.
-    func start(pid: Int32) throws {
+    /// The rest of the network once the sandbox's init was cloned into the namespace made ahead: waits for the
+    /// part prepared ahead (the clone did already), prints its warnings, starts `--proxy`'s filtering proxy.
+    func start() throws {
         do {
             try waitForHost()
-            guard let session = uplink.session else { throw CagentError(stage: "network setup", "the network session is not up") }
-            try uplink.attach(pid: pid)
+            guard let session = uplink.session, uplink.sandboxNamespace != nil else {
+                throw CagentError(stage: "network setup", "the network session is not up")
+            }
             Timing.mark("network: session")
             try SetupStage.inject(at: .network, asked: failAt)
             gateAddress = uplink.gateways.first?.description
@@ -181,8 +182,9 @@ final class EnforceNetwork: @unchecked Sendable {
             }
             // The gate started with the host's part (it needs only the gateways).
             try SetupStage.inject(at: .dnsGate, asked: failAt)
-            let policy = try rules.gatePolicy(ipv6: session.addresses.gateway6 != nil)
             if let upstreamProxy, let proxyPort = session.proxyPort {
+                // The policy the gate would have used (the gate itself answers no name in proxy mode).
+                let policy = try rules.gatePolicy(ipv6: session.addresses.gateway6 != nil)
                 let lines = proxyLines
                 let proxy = FilteringProxy(configuration: .init(listen: uplink.gateways, port: proxyPort, policy: policy,
                                                                 upstream: upstreamProxy)) {

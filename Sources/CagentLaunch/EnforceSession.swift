@@ -219,7 +219,7 @@ package struct EnforceOptions: Equatable, Sendable {
             Timing.mark("enforce: cloned")
             if launcher.cgroupsPlacedAtClone { joining.placed() } else { joining.start(cgroup, pid: pid) }
             do {
-                try network?.start(pid: pid)
+                try network?.start()
                 try rootlessNetwork?.start(pid: pid)
             } catch { throw setupError(error, stage: .network) }
             Timing.mark("enforce: network up")

@@ -88,7 +88,6 @@ package final class Uplink: @unchecked Sendable {
     /// (NetworkSession.attach). Call after `prepare`, before `startGate` (the gate binds the gateways).
     package func attach(pid: Int32) throws {
         guard let session else { throw CagentError(stage: "network setup", "the network session is not up") }
-        guard sandboxNamespace == nil else { return }   // attached ahead: the sandbox was cloned into it
         try NamespaceThread.run(netnsPath: "/proc/self/ns/net") {
             try session.attach(sandbox: NetworkNamespace(pid: pid))
         }
@@ -102,7 +101,7 @@ package final class Uplink: @unchecked Sendable {
     /// `networkNamespace`), so that its network is complete before anything inside runs and none of this is on
     /// the start's path after the clone. The namespace belongs to cagent's user namespace, not the sandbox's:
     /// nothing inside can reconfigure it. Call after `prepare` (or `reserve`), on a thread made for it (as
-    /// `reserve`); `attach(pid:)` then has nothing left to do.
+    /// `reserve`), instead of `attach(pid:)` (learn's way, after the clone).
     /// `namespace`: one made meanwhile (NetworkNamespace.startFresh); nil: made now.
     @discardableResult
     package func attachAhead(namespace made: NetworkNamespace? = nil) throws -> NetworkNamespace {

@@ -370,9 +370,9 @@ package final class NetworkSession: @unchecked Sendable {
 /// live. Used by setup (under its lock) and by tests.
 package enum NetworkLeftovers {
     /// Interfaces of dead sessions that still have chains in the table.
-    package static func deadSessionChains(paths: CagentPaths) -> [String] {
+    package static func deadSessionChains(paths: CagentPaths, held: Set<String>? = nil) -> [String] {
         guard let chains = try? NetfilterInventory.chains() else { return [] }
-        let held = heldInterfaces(paths: paths)
+        let held = held ?? heldInterfaces(paths: paths)
         return Firewall.sessionInterfaces(in: chains).filter { !held.contains($0) }
     }
 
@@ -414,7 +414,7 @@ package enum NetworkLeftovers {
             }
         }
         guard thorough || !deadLeases.isEmpty else { return removed }
-        for interface in deadSessionChains(paths: paths) {
+        for interface in deadSessionChains(paths: paths, held: held) {
             try removeSession(interface: interface)
             removed.append("nft-chain \(interface)")
         }
